@@ -1,0 +1,35 @@
+//! The rhtex wire protocol.
+//!
+//! This is the only crate in the workspace that derives `Serialize`/`Deserialize`,
+//! and [`codec`] is the only caller of `rmp-serde`. Everything that crosses a
+//! socket is defined here:
+//!
+//! - [`messages`]: the four message enums, named by direction
+//!   ([`FromClient`], [`ToClient`], [`FromManager`], [`ToManager`]).
+//! - [`ids`]: newtype ids ([`TaskId`], [`ManagerId`]), UUIDs on the wire as strings.
+//! - [`spec`]: resource specifications as sent ([`ResourceRequest`]) and as
+//!   validated ([`TaskResources`]), with the validation rules shared by the
+//!   client library and the interchange.
+//! - [`codec`]: msgpack encoding with named fields, and decoding that never panics.
+//!
+//! `proto/PROTOCOL.md` at the repository root is the normative description of
+//! the wire format; `proto/golden/` holds encoded examples that the tests
+//! decode and re-encode.
+
+pub mod codec;
+pub mod ids;
+pub mod messages;
+pub mod spec;
+
+pub use codec::{decode, encode, peek_handshake, DecodeError, Handshake};
+pub use ids::{ManagerId, TaskId};
+pub use messages::*;
+pub use spec::{validate, ResourceRequest, SpecError, SpecValue, TaskResources};
+
+/// Version of the wire protocol. Peers with a different version are refused
+/// at the handshake (`hello` for clients, `register` for managers), with a
+/// message that names both versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Version of the rhtex software, carried in handshakes for diagnostics.
+pub const RHTEX_VERSION: &str = env!("CARGO_PKG_VERSION");

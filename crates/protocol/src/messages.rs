@@ -340,11 +340,17 @@ pub enum ToClient {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
     Status(StatusReport),
-    TaskStatus { tasks: Vec<TaskStatusInfo> },
+    TaskStatus {
+        tasks: Vec<TaskStatusInfo>,
+    },
     /// The command was carried out.
-    Done { message: String },
+    Done {
+        message: String,
+    },
     /// The command could not be carried out (unknown manager or task...).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// What `status` returns.
@@ -463,12 +469,18 @@ pub enum ToManager {
     },
     /// Start these tasks now. The interchange only sends what fits in the
     /// manager's free nodes.
-    RunTasks { tasks: Vec<TaskDispatch> },
+    RunTasks {
+        tasks: Vec<TaskDispatch>,
+    },
     /// Kill this task's process group and report it as cancelled.
-    CancelTask { task_id: TaskId },
+    CancelTask {
+        task_id: TaskId,
+    },
     Heartbeat,
     /// Kill every running task, report them, say goodbye and exit.
-    Shutdown { reason: String },
+    Shutdown {
+        reason: String,
+    },
 }
 
 /// A task as the interchange hands it to a pool-manager: validated.

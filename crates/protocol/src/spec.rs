@@ -327,7 +327,11 @@ mod tests {
         let actual = validate(&request);
         match (actual, expected) {
             (Ok(resources), Ok((nodes, per_node, ranks))) => assert_eq!(
-                (resources.num_nodes, resources.ranks_per_node, resources.num_ranks),
+                (
+                    resources.num_nodes,
+                    resources.ranks_per_node,
+                    resources.num_ranks
+                ),
                 (nodes, per_node, ranks),
                 "request {request:?}"
             ),
@@ -366,8 +370,14 @@ mod tests {
 
     #[test]
     fn ranks_per_node_derived_by_ceiling() {
-        check(req().with("num_nodes", 3).with("num_ranks", 7), Ok((3, 3, 7)));
-        check(req().with("num_nodes", 2).with("num_ranks", 8), Ok((2, 4, 8)));
+        check(
+            req().with("num_nodes", 3).with("num_ranks", 7),
+            Ok((3, 3, 7)),
+        );
+        check(
+            req().with("num_nodes", 2).with("num_ranks", 8),
+            Ok((2, 4, 8)),
+        );
         check(req().with("num_ranks", 5), Ok((1, 5, 5)));
     }
 
@@ -409,7 +419,10 @@ mod tests {
             req().with("num_nodes", 29).with("num_ranks", 30),
             Err("leaves some nodes without a rank; use a num_ranks from 57 to 58"),
         );
-        check(req().with("num_nodes", 4).with("num_ranks", 14), Ok((4, 4, 14)));
+        check(
+            req().with("num_nodes", 4).with("num_ranks", 14),
+            Ok((4, 4, 14)),
+        );
     }
 
     #[test]
@@ -450,9 +463,7 @@ mod tests {
     #[test]
     fn too_many_ranks_is_rejected() {
         check(
-            req()
-                .with("num_nodes", MAX_COUNT)
-                .with("ranks_per_node", 2),
+            req().with("num_nodes", MAX_COUNT).with("ranks_per_node", 2),
             Err("is larger than"),
         );
     }

@@ -1,0 +1,167 @@
+//! Sockets configured the rhtex way.
+//!
+//! Every socket: LINGER 0 (a dropped socket never blocks the context), IPv6
+//! on, high-water marks large enough for batches. The interchange is the
+//! CURVE server on all its sockets; pool-managers and clients are CURVE
+//! clients that hold the server's public key.
+
+use crate::keys::{ClientKeys, ServerKeys};
+
+/// High-water mark (messages) on every socket. Large, because a full queue
+/// would drop (DEALER) or refuse (ROUTER_MANDATORY) messages; memory is
+/// bounded by what peers actually send.
+const HIGH_WATER_MARK: i32 = 1_000_000;
+
+/// The ZAP domain the interchange's sockets use.
+pub const ZAP_DOMAIN: &str = "rhtex";
+
+/// Encryption on a listening (server) socket.
+#[derive(Clone, Debug)]
+pub enum ServerSecurity {
+    /// No encryption, no authentication (`--insecure`).
+    Insecure,
+    Curve(ServerKeys),
+}
+
+/// Encryption on a connecting (client) socket.
+#[derive(Clone, Debug)]
+pub enum ClientSecurity {
+    /// No encryption (`--insecure`).
+    Insecure,
+    Curve(ClientKeys),
+}
+
+/// Failures to set up ZeroMQ sockets.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(
+        "this libzmq has no CURVE support, so encryption cannot be turned on; \
+         link rhtex against a libzmq built with libsodium (Debian: apt-get install libzmq3-dev) \
+         or run with --insecure on a trusted network"
+    )]
+    NoCurve,
+    #[error("cannot bind {endpoint}: {source}")]
+    Bind {
+        endpoint: String,
+        source: zmq::Error,
+    },
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        source: zmq::Error,
+    },
+    #[error("cannot {what}: {source}")]
+    Zmq {
+        what: &'static str,
+        source: zmq::Error,
+    },
+}
+
+pub(crate) fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {
+    move |source| TransportError::Zmq { what, source }
+}
+
+/// Fails with a clear message when libzmq was built without CURVE.
+pub fn check_curve() -> Result<(), TransportError> {
+    if zmq::has("curve") == Some(true) {
+        Ok(())
+    } else {
+        Err(TransportError::NoCurve)
+    }
+}
+
+/// The libzmq version, as "4.3.4".
+pub fn libzmq_version() -> String {
+    let (major, minor, patch) = zmq::version();
+    format!("{major}.{minor}.{patch}")
+}
+
+fn common_options(socket: &zmq::Socket) -> Result<(), TransportError> {
+    socket.set_linger(0).map_err(zmq_error("set LINGER"))?;
+    socket.set_ipv6(true).map_err(zmq_error("set IPV6"))?;
+    socket
+        .set_sndhwm(HIGH_WATER_MARK)
+        .map_err(zmq_error("set SNDHWM"))?;
+    socket
+        .set_rcvhwm(HIGH_WATER_MARK)
+        .map_err(zmq_error("set RCVHWM"))?;
+    Ok(())
+}
+
+/// A ROUTER bound to `endpoint`, as CURVE server unless insecure. Returns
+/// the socket and the endpoint actually bound (with the real port when the
+/// requested port was 0).
+///
+/// With CURVE, peers are admitted only if a [`crate::ZapHandler`] in the
+/// same context says so: bind the handler before this socket.
+pub fn bind_router(
+    context: &zmq::Context,
+    endpoint: &str,
+    security: &ServerSecurity,
+) -> Result<(zmq::Socket, String), TransportError> {
+    let socket = context
+        .socket(zmq::ROUTER)
+        .map_err(zmq_error("create a ROUTER socket"))?;
+    common_options(&socket)?;
+    socket
+        .set_router_mandatory(true)
+        .map_err(zmq_error("set ROUTER_MANDATORY"))?;
+    if let ServerSecurity::Curve(keys) = security {
+        socket
+            .set_curve_server(true)
+            .map_err(zmq_error("enable CURVE server"))?;
+        socket
+            .set_curve_secretkey(&keys.server.secret)
+            .map_err(zmq_error("set the CURVE secret key"))?;
+        socket
+            .set_zap_domain(ZAP_DOMAIN)
+            .map_err(zmq_error("set the ZAP domain"))?;
+    }
+    socket
+        .bind(endpoint)
+        .map_err(|source| TransportError::Bind {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    let bound = socket
+        .get_last_endpoint()
+        .map_err(zmq_error("read the bound endpoint"))?
+        .unwrap_or_else(|raw| String::from_utf8_lossy(&raw).into_owned());
+    Ok((socket, bound))
+}
+
+/// A DEALER connected to `endpoint`, as CURVE client unless insecure.
+pub fn connect_dealer(
+    context: &zmq::Context,
+    endpoint: &str,
+    security: &ClientSecurity,
+    identity: Option<&[u8]>,
+) -> Result<zmq::Socket, TransportError> {
+    let socket = context
+        .socket(zmq::DEALER)
+        .map_err(zmq_error("create a DEALER socket"))?;
+    common_options(&socket)?;
+    if let Some(identity) = identity {
+        socket
+            .set_identity(identity)
+            .map_err(zmq_error("set the routing id"))?;
+    }
+    if let ClientSecurity::Curve(keys) = security {
+        socket
+            .set_curve_serverkey(&keys.server_public)
+            .map_err(zmq_error("set the CURVE server key"))?;
+        socket
+            .set_curve_publickey(&keys.client.public)
+            .map_err(zmq_error("set the CURVE public key"))?;
+        socket
+            .set_curve_secretkey(&keys.client.secret)
+            .map_err(zmq_error("set the CURVE secret key"))?;
+    }
+    socket
+        .connect(endpoint)
+        .map_err(|source| TransportError::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    Ok(socket)
+}

@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""Writes the golden messages of the rhtex wire protocol.
+
+Each message below is written with the `msgpack` package from PyPI
+(`pip install msgpack`) into one `.msgpack` file in this directory. The
+Rust test `crates/protocol/tests/golden.rs` decodes every file, compares it
+with the value it expects and re-encodes it: for the canonical files
+(every name except `lenient.*`) the re-encoding must be byte-identical,
+which shows that a Python peer can produce exactly what rhtex reads and
+writes.
+
+Canonical encoding, as rhtex writes it:
+- every message is a map; dict keys in the order of the Rust struct fields,
+  with the tag (`type`, `name` or `kind`) first;
+- maps that are Rust `BTreeMap`s (`env`, `versions`, `resources` as sent)
+  have their keys sorted;
+- integers in their smallest msgpack encoding (what msgpack-python does);
+- floats as float64 (msgpack-python's default);
+- optional values that are not set are written as nil;
+- bytes (`stdout_tail`, `stderr_tail`) as msgpack bin (`use_bin_type=True`).
+
+The `lenient.*` files show what rhtex also accepts, as a minimal Python
+client would send it: optional fields left out and unknown fields added.
+They are checked by decoding only.
+
+Usage:
+    python3 proto/golden/make_golden.py          # (re)write the files
+    python3 proto/golden/make_golden.py --check  # fail if a file differs
+"""
+
+import sys
+import uuid
+from pathlib import Path
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+RHTEX_VERSION = "0.1.0"
+
+# Fixed ids, so that the files never change. The Rust test builds the same
+# ids with `TaskId::from_u128(...)` / `ManagerId::from_u128(...)`.
+TASK_1 = str(uuid.UUID(int=0x6F1C2F5E_0C2A_4B8E_9D3A_1A2B3C4D5E01))
+TASK_2 = str(uuid.UUID(int=0x6F1C2F5E_0C2A_4B8E_9D3A_1A2B3C4D5E02))
+MANAGER = str(uuid.UUID(int=0x0B1D5C3A_7E4F_4A21_8C6D_9E0F1A2B3C4D))
+
+REGISTERED_AT = 1_700_000_000.25
+LAST_HEARTBEAT = 1_700_000_090.5
+START_TIME = 1_700_000_100.125
+END_TIME = 1_700_000_163.75
+
+
+def ordered_map(pairs):
+    """A dict with keys sorted, as Rust's BTreeMap writes them."""
+    return dict(sorted(pairs.items()))
+
+
+# ---------------------------------------------------------------------------
+# Shared structs
+# ---------------------------------------------------------------------------
+
+def task_submission_mpi():
+    return {
+        "task_id": TASK_1,
+        "command": "$PARSL_MPI_PREFIX ./simulate --steps 100",
+        "resources": ordered_map(
+            {
+                "num_nodes": 2,
+                "num_ranks": 7,
+                "launcher_options": "--bind-to core",
+                "priority": -3,
+            }
+        ),
+        "env": ordered_map({"OMP_NUM_THREADS": "4", "CASE": "a"}),
+        "cwd": "/scratch/run-1",
+        "stdout": "/scratch/run-1/sim.out",
+        "stderr": None,
+    }
+
+
+def task_submission_serial():
+    return {
+        "task_id": TASK_2,
+        "command": "hostname",
+        "resources": {},
+        "env": {},
+        "cwd": None,
+        "stdout": None,
+        "stderr": None,
+    }
+
+
+def task_result_full():
+    """A result with every field set, including non-UTF-8 bytes in a tail."""
+    return {
+        "task_id": TASK_1,
+        "state": "failed",
+        "exit_code": 3,
+        "signal": None,
+        "error": {"kind": "exit_code", "message": "command exited with code 3"},
+        "manager_id": MANAGER,
+        "block_id": "48213",
+        "nodes": ["nid001", "nid002"],
+        "stdout_path": "/scratch/run-1/sim.out",
+        "stderr_path": "/scratch/run-1/rhtex-run/tasks/" + TASK_1 + ".stderr",
+        "stdout_tail": b"step 99\nstep 100\n",
+        "stderr_tail": b"\x00\x9f\x92\x96 rank 3: abort\n",
+        "start_time": START_TIME,
+        "end_time": END_TIME,
+    }
+
+
+def task_result_completed():
+    return {
+        "task_id": TASK_2,
+        "state": "completed",
+        "exit_code": 0,
+        "signal": None,
+        "error": None,
+        "manager_id": MANAGER,
+        "block_id": "48213",
+        "nodes": ["nid001"],
+        "stdout_path": "rhtex-run/tasks/" + TASK_2 + ".stdout",
+        "stderr_path": "rhtex-run/tasks/" + TASK_2 + ".stderr",
+        "stdout_tail": b"nid001\n",
+        "stderr_tail": b"",
+        "start_time": START_TIME,
+        "end_time": START_TIME + 0.5,
+    }
+
+
+def task_resources_mpi():
+    """`task_submission_mpi()["resources"]` as the interchange validates it."""
+    return {
+        "num_nodes": 2,
+        "ranks_per_node": 4,
+        "num_ranks": 7,
+        "launcher_options": "--bind-to core",
+        "priority": -3,
+    }
+
+
+# ---------------------------------------------------------------------------
+# The messages, by file name: <enum>.<variant>[.<detail>]
+# ---------------------------------------------------------------------------
+
+def messages():
+    submission = task_submission_mpi()
+    return {
+        # FromClient
+        "from_client.hello": {
+            "type": "hello",
+            "protocol_version": PROTOCOL_VERSION,
+            "client_version": RHTEX_VERSION,
+        },
+        "from_client.submit": {
+            "type": "submit",
+            "request_id": 1,
+            "tasks": [submission, task_submission_serial()],
+        },
+        "from_client.watch": {
+            "type": "watch",
+            "request_id": 2,
+            "task_ids": [TASK_1, TASK_2],
+        },
+        "from_client.command.status": {
+            "type": "command",
+            "request_id": 3,
+            "command": {"name": "status"},
+        },
+        "from_client.command.task_status": {
+            "type": "command",
+            "request_id": 4,
+            "command": {"name": "task_status", "task_ids": [TASK_1, TASK_2]},
+        },
+        "from_client.command.hold": {
+            "type": "command",
+            "request_id": 5,
+            "command": {"name": "hold", "manager_id": MANAGER},
+        },
+        "from_client.command.release": {
+            "type": "command",
+            "request_id": 6,
+            "command": {"name": "release", "manager_id": MANAGER},
+        },
+        "from_client.command.drain": {
+            "type": "command",
+            "request_id": 7,
+            "command": {"name": "drain", "manager_id": MANAGER},
+        },
+        "from_client.command.cancel": {
+            "type": "command",
+            "request_id": 8,
+            "command": {"name": "cancel", "task_id": TASK_1},
+        },
+        "from_client.command.shutdown": {
+            "type": "command",
+            "request_id": 9,
+            "command": {"name": "shutdown"},
+        },
+        # ToClient
+        "to_client.welcome": {
+            "type": "welcome",
+            "protocol_version": PROTOCOL_VERSION,
+            "interchange_version": RHTEX_VERSION,
+        },
+        "to_client.refused": {
+            "type": "refused",
+            "reason": "protocol version mismatch: the client speaks version 2, "
+            "this interchange speaks version 1",
+            "protocol_version": PROTOCOL_VERSION,
+        },
+        "to_client.submitted": {"type": "submitted", "request_id": 1, "n_tasks": 2},
+        "to_client.watching": {"type": "watching", "request_id": 2, "n_tasks": 2},
+        "to_client.results": {
+            "type": "results",
+            "results": [task_result_full(), task_result_completed()],
+        },
+        "to_client.reply.status": {
+            "type": "reply",
+            "request_id": 3,
+            "reply": {
+                "kind": "status",
+                "interchange_version": RHTEX_VERSION,
+                "protocol_version": PROTOCOL_VERSION,
+                "n_queued": 5,
+                "n_running": 1,
+                "n_completed": 120,
+                "n_failed": 2,
+                "n_cancelled": 0,
+                "n_bad_messages": 0,
+                "managers": [
+                    {
+                        "manager_id": MANAGER,
+                        "block_id": "48213",
+                        "hostname": "nid001",
+                        "launcher": "srun",
+                        "n_nodes": 4,
+                        "n_free_nodes": 2,
+                        "n_running_tasks": 1,
+                        "held": False,
+                        "draining": False,
+                        "registered_at": REGISTERED_AT,
+                        "last_heartbeat": LAST_HEARTBEAT,
+                        "rhtex_version": RHTEX_VERSION,
+                    }
+                ],
+                "waiting": [
+                    {
+                        "num_nodes": 3,
+                        "n_tasks": 5,
+                        "reason": "needs 3 nodes; the largest free count is 2",
+                    }
+                ],
+            },
+        },
+        "to_client.reply.task_status": {
+            "type": "reply",
+            "request_id": 4,
+            "reply": {
+                "kind": "task_status",
+                "tasks": [
+                    {
+                        "task_id": TASK_1,
+                        "state": "failed",
+                        "manager_id": MANAGER,
+                        "nodes": ["nid001", "nid002"],
+                        "waiting_reason": None,
+                        "result": task_result_full(),
+                    },
+                    {
+                        "task_id": TASK_2,
+                        "state": "queued",
+                        "manager_id": None,
+                        "nodes": [],
+                        "waiting_reason": "no pool-manager is connected",
+                        "result": None,
+                    },
+                ],
+            },
+        },
+        "to_client.reply.done": {
+            "type": "reply",
+            "request_id": 5,
+            "reply": {"kind": "done", "message": "manager " + MANAGER + " is held"},
+        },
+        "to_client.reply.failed": {
+            "type": "reply",
+            "request_id": 8,
+            "reply": {"kind": "failed", "message": "no task " + TASK_1},
+        },
+        "to_client.error": {
+            "type": "error",
+            "request_id": None,
+            "message": "send hello first",
+        },
+        # FromManager
+        "from_manager.register": {
+            "type": "register",
+            "protocol_version": PROTOCOL_VERSION,
+            "manager_id": MANAGER,
+            "block_id": "48213",
+            "hostname": "nid001",
+            "nodes": ["nid001", "nid002", "nid003", "nid004"],
+            "launcher": "srun",
+            "rhtex_version": RHTEX_VERSION,
+            "cpu_count": 128,
+            "versions": ordered_map(
+                {"os": "Debian GNU/Linux 12", "libzmq": "4.3.4", "mpi": "MPICH 4.0.2"}
+            ),
+        },
+        "from_manager.heartbeat": {"type": "heartbeat"},
+        "from_manager.results": {
+            "type": "results",
+            "results": [task_result_full()],
+        },
+        "from_manager.drain_request": {"type": "drain_request"},
+        "from_manager.goodbye": {
+            "type": "goodbye",
+            "reason": "drained: idle after the drain period",
+        },
+        # ToManager
+        "to_manager.registered": {
+            "type": "registered",
+            "interchange_version": RHTEX_VERSION,
+            "heartbeat_period": 30.0,
+        },
+        "to_manager.refused": {
+            "type": "refused",
+            "reason": "protocol version mismatch: the pool-manager speaks version 2, "
+            "this interchange speaks version 1",
+            "protocol_version": PROTOCOL_VERSION,
+        },
+        "to_manager.run_tasks": {
+            "type": "run_tasks",
+            "tasks": [
+                {
+                    "task_id": submission["task_id"],
+                    "command": submission["command"],
+                    "resources": task_resources_mpi(),
+                    "env": submission["env"],
+                    "cwd": submission["cwd"],
+                    "stdout": submission["stdout"],
+                    "stderr": submission["stderr"],
+                }
+            ],
+        },
+        "to_manager.cancel_task": {"type": "cancel_task", "task_id": TASK_1},
+        "to_manager.heartbeat": {"type": "heartbeat"},
+        "to_manager.shutdown": {
+            "type": "shutdown",
+            "reason": "the interchange is shutting down",
+        },
+        # What rhtex also accepts: optional fields left out, unknown fields,
+        # keys in any order. Decoded only.
+        "lenient.from_client.hello": {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "hello",
+        },
+        "lenient.from_client.submit": {
+            "type": "submit",
+            "request_id": 10,
+            "tasks": [
+                {
+                    "command": "echo hi",
+                    "task_id": TASK_2,
+                    "user_tag": "ignored by rhtex",
+                }
+            ],
+            "sent_by": "a python client",
+        },
+        "lenient.from_manager.results": {
+            "type": "results",
+            "results": [{"task_id": TASK_2, "state": "completed", "exit_code": 0}],
+        },
+    }
+
+
+def encode(message):
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def main(argv):
+    check = "--check" in argv[1:]
+    here = Path(__file__).resolve().parent
+    expected = {name + ".msgpack": encode(message) for name, message in messages().items()}
+    problems = []
+    for file_name, data in sorted(expected.items()):
+        path = here / file_name
+        if check:
+            if not path.exists():
+                problems.append(f"{file_name}: missing")
+            elif path.read_bytes() != data:
+                problems.append(f"{file_name}: differs from what this script writes")
+        else:
+            path.write_bytes(data)
+    stale = sorted(
+        path.name for path in here.glob("*.msgpack") if path.name not in expected
+    )
+    for name in stale:
+        problems.append(f"{name}: not written by this script (remove it or add it here)")
+    if problems:
+        for problem in problems:
+            print(f"golden: {problem}", file=sys.stderr)
+        return 1
+    action = "checked" if check else "wrote"
+    print(f"golden: {action} {len(expected)} files in {here}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,305 @@
+//! Launcher prefixes and the task environment: pure functions.
+//!
+//! The shapes follow Parsl's MPI mode (integers only, no trailing space,
+//! never `None`):
+//! - `mpiexec -n {num_ranks} -ppn {ranks_per_node} -hosts {h1,h2} {launcher_options}`
+//! - `srun --ntasks {num_ranks} --ntasks-per-node {ranks_per_node} --nodelist {h1,h2} --nodes {n} {launcher_options}`
+//! - `aprun -n {num_ranks} -N {ranks_per_node} -node-list {h1,h2} {launcher_options}`
+//!
+//! `launcher_options` is appended verbatim, as one argument, when given and
+//! not blank. Every task gets a fresh environment built by
+//! [`task_environment`], so nothing leaks from one task to the next.
+
+use protocol::{Launcher, ManagerId, TaskId, TaskResources};
+use std::collections::BTreeMap;
+
+/// The prefix for `launcher` as an argument vector.
+pub fn prefix_argv(launcher: Launcher, resources: &TaskResources, hosts: &[String]) -> Vec<String> {
+    let host_list = hosts.join(",");
+    let ranks = resources.num_ranks.to_string();
+    let per_node = resources.ranks_per_node.to_string();
+    let mut argv: Vec<String> = match launcher {
+        Launcher::Mpiexec => vec![
+            "mpiexec".into(),
+            "-n".into(),
+            ranks,
+            "-ppn".into(),
+            per_node,
+            "-hosts".into(),
+            host_list,
+        ],
+        Launcher::Srun => vec![
+            "srun".into(),
+            "--ntasks".into(),
+            ranks,
+            "--ntasks-per-node".into(),
+            per_node,
+            "--nodelist".into(),
+            host_list,
+            "--nodes".into(),
+            hosts.len().to_string(),
+        ],
+        Launcher::Aprun => vec![
+            "aprun".into(),
+            "-n".into(),
+            ranks,
+            "-N".into(),
+            per_node,
+            "-node-list".into(),
+            host_list,
+        ],
+    };
+    if let Some(options) = launcher_options(resources) {
+        argv.push(options.to_owned());
+    }
+    argv
+}
+
+/// The prefix for `launcher` as one string: the argv joined by single spaces.
+pub fn prefix_string(launcher: Launcher, resources: &TaskResources, hosts: &[String]) -> String {
+    prefix_argv(launcher, resources, hosts).join(" ")
+}
+
+fn launcher_options(resources: &TaskResources) -> Option<&str> {
+    resources
+        .launcher_options
+        .as_deref()
+        .map(str::trim)
+        .filter(|options| !options.is_empty())
+}
+
+/// Everything [`task_environment`] needs besides the base environment.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskContext<'a> {
+    pub task_id: TaskId,
+    pub manager_id: ManagerId,
+    pub block_id: &'a str,
+    pub launcher: Launcher,
+    pub resources: &'a TaskResources,
+    pub hosts: &'a [String],
+}
+
+/// A fresh environment for one task: `base` (the manager's own environment
+/// captured at start), then the `PARSL_*` variables and `RHTEX_TASK_ID`,
+/// then the task's own `task_env` on top.
+pub fn task_environment(
+    base: &BTreeMap<String, String>,
+    context: &TaskContext<'_>,
+    task_env: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env = base.clone();
+    let resources = context.resources;
+    let mut set = |key: &str, value: String| {
+        env.insert(key.to_owned(), value);
+    };
+    set("PARSL_NUM_NODES", resources.num_nodes.to_string());
+    set("PARSL_RANKS_PER_NODE", resources.ranks_per_node.to_string());
+    set("PARSL_NUM_RANKS", resources.num_ranks.to_string());
+    if let Some(options) = &resources.launcher_options {
+        set("PARSL_LAUNCHER_OPTIONS", options.clone());
+    }
+    set("PARSL_MPI_NODELIST", context.hosts.join(","));
+    set("PARSL_WORKER_POOL_ID", context.manager_id.to_string());
+    set("PARSL_WORKER_BLOCK_ID", context.block_id.to_owned());
+    for (key, launcher) in [
+        ("PARSL_MPIEXEC_PREFIX", Launcher::Mpiexec),
+        ("PARSL_SRUN_PREFIX", Launcher::Srun),
+        ("PARSL_APRUN_PREFIX", Launcher::Aprun),
+    ] {
+        set(key, prefix_string(launcher, resources, context.hosts));
+    }
+    set(
+        "PARSL_MPI_PREFIX",
+        prefix_string(context.launcher, resources, context.hosts),
+    );
+    set("RHTEX_TASK_ID", context.task_id.to_string());
+    for (key, value) in task_env {
+        env.insert(key.clone(), value.clone());
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources(nodes: u32, per_node: u32, ranks: u32, options: Option<&str>) -> TaskResources {
+        TaskResources {
+            num_nodes: nodes,
+            ranks_per_node: per_node,
+            num_ranks: ranks,
+            launcher_options: options.map(str::to_owned),
+            priority: None,
+        }
+    }
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        hosts(words)
+    }
+
+    #[test]
+    fn argv_for_every_launcher() {
+        let two = hosts(&["n1", "n2"]);
+        let plain = resources(2, 4, 7, None);
+        let with_options = resources(2, 4, 8, Some("--cpu-bind=cores -l"));
+        let cases: &[(Launcher, &TaskResources, &[&str])] = &[
+            (
+                Launcher::Mpiexec,
+                &plain,
+                &["mpiexec", "-n", "7", "-ppn", "4", "-hosts", "n1,n2"],
+            ),
+            (
+                Launcher::Mpiexec,
+                &with_options,
+                &["mpiexec", "-n", "8", "-ppn", "4", "-hosts", "n1,n2", "--cpu-bind=cores -l"],
+            ),
+            (
+                Launcher::Srun,
+                &plain,
+                &[
+                    "srun", "--ntasks", "7", "--ntasks-per-node", "4", "--nodelist", "n1,n2",
+                    "--nodes", "2",
+                ],
+            ),
+            (
+                Launcher::Srun,
+                &with_options,
+                &[
+                    "srun", "--ntasks", "8", "--ntasks-per-node", "4", "--nodelist", "n1,n2",
+                    "--nodes", "2", "--cpu-bind=cores -l",
+                ],
+            ),
+            (
+                Launcher::Aprun,
+                &plain,
+                &["aprun", "-n", "7", "-N", "4", "-node-list", "n1,n2"],
+            ),
+            (
+                Launcher::Aprun,
+                &with_options,
+                &["aprun", "-n", "8", "-N", "4", "-node-list", "n1,n2", "--cpu-bind=cores -l"],
+            ),
+        ];
+        for (launcher, resources, expected) in cases {
+            assert_eq!(
+                prefix_argv(*launcher, resources, &two),
+                argv(expected),
+                "{launcher} {resources:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn strings_are_joined_by_single_spaces() {
+        let one = hosts(&["lead"]);
+        assert_eq!(
+            prefix_string(Launcher::Mpiexec, &resources(1, 1, 1, None), &one),
+            "mpiexec -n 1 -ppn 1 -hosts lead"
+        );
+        assert_eq!(
+            prefix_string(Launcher::Srun, &resources(1, 2, 2, Some("-x")), &one),
+            "srun --ntasks 2 --ntasks-per-node 2 --nodelist lead --nodes 1 -x"
+        );
+        assert_eq!(
+            prefix_string(Launcher::Aprun, &resources(1, 3, 3, Some("  ")), &one),
+            "aprun -n 3 -N 3 -node-list lead"
+        );
+        for launcher in Launcher::ALL {
+            let text = prefix_string(launcher, &resources(1, 1, 1, Some("")), &one);
+            assert!(!text.ends_with(' ') && !text.contains("  ") && !text.contains("None"));
+        }
+    }
+
+    fn context<'a>(
+        task_id: u128,
+        resources: &'a TaskResources,
+        hosts: &'a [String],
+    ) -> TaskContext<'a> {
+        TaskContext {
+            task_id: TaskId::from_u128(task_id),
+            manager_id: ManagerId::from_u128(0xabc),
+            block_id: "block-7",
+            launcher: Launcher::Srun,
+            resources,
+            hosts,
+        }
+    }
+
+    #[test]
+    fn environment_has_every_parsl_variable() {
+        let base: BTreeMap<String, String> = [("PATH", "/bin"), ("PARSL_NUM_NODES", "stale")]
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let nodes = hosts(&["n2", "n3"]);
+        let spec = resources(2, 2, 4, Some("--exclusive"));
+        let task_env: BTreeMap<String, String> = [("MY_VAR".to_string(), "1".to_string())]
+            .into_iter()
+            .collect();
+        let env = task_environment(&base, &context(5, &spec, &nodes), &task_env);
+        let expected: BTreeMap<String, String> = [
+            ("PATH", "/bin".to_string()),
+            ("MY_VAR", "1".to_string()),
+            ("PARSL_NUM_NODES", "2".to_string()),
+            ("PARSL_RANKS_PER_NODE", "2".to_string()),
+            ("PARSL_NUM_RANKS", "4".to_string()),
+            ("PARSL_LAUNCHER_OPTIONS", "--exclusive".to_string()),
+            ("PARSL_MPI_NODELIST", "n2,n3".to_string()),
+            ("PARSL_WORKER_POOL_ID", ManagerId::from_u128(0xabc).to_string()),
+            ("PARSL_WORKER_BLOCK_ID", "block-7".to_string()),
+            (
+                "PARSL_MPIEXEC_PREFIX",
+                "mpiexec -n 4 -ppn 2 -hosts n2,n3 --exclusive".to_string(),
+            ),
+            (
+                "PARSL_SRUN_PREFIX",
+                "srun --ntasks 4 --ntasks-per-node 2 --nodelist n2,n3 --nodes 2 --exclusive"
+                    .to_string(),
+            ),
+            (
+                "PARSL_APRUN_PREFIX",
+                "aprun -n 4 -N 2 -node-list n2,n3 --exclusive".to_string(),
+            ),
+            (
+                "PARSL_MPI_PREFIX",
+                "srun --ntasks 4 --ntasks-per-node 2 --nodelist n2,n3 --nodes 2 --exclusive"
+                    .to_string(),
+            ),
+            ("RHTEX_TASK_ID", TaskId::from_u128(5).to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
+        assert_eq!(env, expected);
+    }
+
+    #[test]
+    fn task_env_wins_and_nothing_leaks_between_tasks() {
+        let base: BTreeMap<String, String> =
+            [("HOME".to_string(), "/root".to_string())].into_iter().collect();
+        let nodes = hosts(&["n1"]);
+        let first_spec = resources(1, 1, 1, Some("-v"));
+        let first_env: BTreeMap<String, String> = [
+            ("ONLY_FIRST".to_string(), "yes".to_string()),
+            ("PARSL_NUM_RANKS".to_string(), "override".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let first = task_environment(&base, &context(1, &first_spec, &nodes), &first_env);
+        assert_eq!(first["PARSL_NUM_RANKS"], "override");
+        assert_eq!(first["ONLY_FIRST"], "yes");
+        assert_eq!(first["PARSL_LAUNCHER_OPTIONS"], "-v");
+
+        let second_spec = resources(1, 1, 1, None);
+        let second = task_environment(&base, &context(2, &second_spec, &nodes), &BTreeMap::new());
+        assert!(!second.contains_key("ONLY_FIRST"));
+        assert!(!second.contains_key("PARSL_LAUNCHER_OPTIONS"));
+        assert_eq!(second["PARSL_NUM_RANKS"], "1");
+        assert_eq!(second["RHTEX_TASK_ID"], TaskId::from_u128(2).to_string());
+        assert_eq!(base.len(), 1, "the base environment is never changed");
+    }
+}

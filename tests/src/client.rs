@@ -1,0 +1,297 @@
+//! A raw client of the interchange: a DEALER speaking the wire protocol
+//! directly, so the tests see exactly what the interchange sends.
+//!
+//! Results can arrive between any two replies; they are kept until a test
+//! asks for them.
+
+use crate::scenario::{Interchange, Security};
+use crate::{wait_for, POLL_INTERVAL};
+use protocol::{
+    Command, FromClient, ManagerId, Reply, ResourceRequest, StatusReport, TaskId, TaskResult,
+    TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use transport::zmq;
+
+/// A task with a fresh id, running `command`, as a serial task.
+pub fn task(command: &str) -> TaskSubmission {
+    TaskSubmission {
+        task_id: TaskId::new_random(),
+        command: command.to_owned(),
+        resources: ResourceRequest::new(),
+        env: BTreeMap::new(),
+        cwd: None,
+        stdout: None,
+        stderr: None,
+    }
+}
+
+/// A DEALER connected to the interchange's client socket, after `hello`.
+pub struct RawClient {
+    socket: zmq::Socket,
+    next_request_id: u64,
+    results: HashMap<TaskId, TaskResult>,
+}
+
+impl std::fmt::Debug for RawClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawClient")
+            .field("n_results", &self.results.len())
+            .finish()
+    }
+}
+
+/// A DEALER connected to `url` with `security`, nothing sent yet.
+pub fn raw_dealer(url: &str, security: &Security) -> zmq::Socket {
+    let context = zmq::Context::new();
+    transport::sockets::connect_dealer(&context, url, &security.client_security(), None)
+        .unwrap_or_else(|error| panic!("cannot connect a DEALER to {url}: {error}"))
+}
+
+/// Receives one frame within `timeout`, or `None`.
+pub fn receive_frame(socket: &zmq::Socket, timeout: Duration) -> Option<Vec<u8>> {
+    let millis = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    let ready = socket
+        .poll(zmq::POLLIN, millis)
+        .unwrap_or_else(|error| panic!("zmq poll failed: {error}"));
+    if ready == 0 {
+        return None;
+    }
+    Some(
+        socket
+            .recv_bytes(0)
+            .unwrap_or_else(|error| panic!("zmq recv failed: {error}")),
+    )
+}
+
+impl RawClient {
+    /// Connects to the interchange's client socket and says hello.
+    pub fn connect(interchange: &Interchange) -> RawClient {
+        Self::connect_to(&interchange.client_url, &interchange.security)
+    }
+
+    pub fn connect_to(url: &str, security: &Security) -> RawClient {
+        let mut client = RawClient {
+            socket: raw_dealer(url, security),
+            next_request_id: 1,
+            results: HashMap::new(),
+        };
+        client.send(&FromClient::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: format!("e2e-{RHTEX_VERSION}"),
+        });
+        match client.receive_other(crate::WAIT, "welcome") {
+            ToClient::Welcome {
+                protocol_version, ..
+            } => assert_eq!(protocol_version, PROTOCOL_VERSION),
+            other => panic!("expected welcome after hello, got {other:?}"),
+        }
+        client
+    }
+
+    fn send(&self, message: &FromClient) {
+        self.socket
+            .send(protocol::encode(message), 0)
+            .unwrap_or_else(|error| panic!("cannot send to the interchange: {error}"));
+    }
+
+    fn request_id(&mut self) -> u64 {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        id
+    }
+
+    /// Receives messages until one that is not `results` arrives; results
+    /// are stored on the way.
+    fn receive_other(&mut self, timeout: Duration, what: &str) -> ToClient {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(frame) = receive_frame(&self.socket, left) else {
+                panic!("no {what} from the interchange within {timeout:?}");
+            };
+            let message: ToClient = protocol::decode(&frame).unwrap_or_else(|error| {
+                panic!("undecodable message from the interchange: {error}")
+            });
+            match message {
+                ToClient::Results { results } => self.store(results),
+                other => return other,
+            }
+        }
+    }
+
+    fn store(&mut self, results: Vec<TaskResult>) {
+        for result in results {
+            let task_id = result.task_id;
+            let previous = self.results.insert(task_id, result);
+            assert!(
+                previous.is_none(),
+                "task {task_id} got a second result (every task gets exactly one)"
+            );
+        }
+    }
+
+    /// Takes in whatever arrived within `timeout` (results only).
+    fn pump(&mut self, timeout: Duration) {
+        if let Some(frame) = receive_frame(&self.socket, timeout) {
+            match protocol::decode::<ToClient>(&frame) {
+                Ok(ToClient::Results { results }) => self.store(results),
+                Ok(other) => panic!("unexpected message from the interchange: {other:?}"),
+                Err(error) => panic!("undecodable message from the interchange: {error}"),
+            }
+        }
+    }
+
+    /// Submits tasks; returns how many the interchange accepted.
+    pub fn submit(&mut self, tasks: Vec<TaskSubmission>) -> u32 {
+        let request_id = self.request_id();
+        self.send(&FromClient::Submit { request_id, tasks });
+        match self.receive_other(crate::WAIT, "submitted") {
+            ToClient::Submitted {
+                request_id: answered,
+                n_tasks,
+            } => {
+                assert_eq!(answered, request_id);
+                n_tasks
+            }
+            other => panic!("expected submitted, got {other:?}"),
+        }
+    }
+
+    /// Submits one task, which must be accepted; returns its id.
+    pub fn submit_one(&mut self, task: TaskSubmission) -> TaskId {
+        let task_id = task.task_id;
+        assert_eq!(
+            self.submit(vec![task]),
+            1,
+            "task {task_id} was not accepted"
+        );
+        task_id
+    }
+
+    /// Asks for the results of tasks submitted by another connection.
+    pub fn watch(&mut self, task_ids: Vec<TaskId>) {
+        let request_id = self.request_id();
+        self.send(&FromClient::Watch {
+            request_id,
+            task_ids,
+        });
+        match self.receive_other(crate::WAIT, "watching") {
+            ToClient::Watching { .. } => {}
+            other => panic!("expected watching, got {other:?}"),
+        }
+    }
+
+    /// The result of `task_id`, waiting at most `timeout` for it.
+    pub fn wait_result(&mut self, task_id: TaskId, timeout: Duration) -> TaskResult {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(result) = self.results.remove(&task_id) {
+                return result;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no result for task {task_id} within {timeout:?}"
+            );
+            self.pump(left.min(Duration::from_millis(200)));
+        }
+    }
+
+    /// Whether a result for `task_id` has arrived (without waiting).
+    pub fn has_result(&mut self, task_id: TaskId) -> bool {
+        self.pump(Duration::ZERO);
+        self.results.contains_key(&task_id)
+    }
+
+    /// Gives a command and returns the reply.
+    pub fn command(&mut self, command: Command) -> Reply {
+        let request_id = self.request_id();
+        self.send(&FromClient::Command {
+            request_id,
+            command,
+        });
+        match self.receive_other(crate::WAIT, "reply") {
+            ToClient::Reply {
+                request_id: answered,
+                reply,
+            } => {
+                assert_eq!(answered, request_id);
+                reply
+            }
+            other => panic!("expected reply, got {other:?}"),
+        }
+    }
+
+    pub fn status(&mut self) -> StatusReport {
+        match self.command(Command::Status) {
+            Reply::Status(report) => report,
+            other => panic!("expected a status report, got {other:?}"),
+        }
+    }
+
+    pub fn task_status(&mut self, task_id: TaskId) -> TaskStatusInfo {
+        match self.command(Command::TaskStatus {
+            task_ids: vec![task_id],
+        }) {
+            Reply::TaskStatus { mut tasks } => {
+                assert_eq!(tasks.len(), 1, "task_status of one task: {tasks:?}");
+                tasks.remove(0)
+            }
+            other => panic!("expected task status, got {other:?}"),
+        }
+    }
+
+    /// Polls `status` until `accept` gives `Some`, at most `timeout`.
+    pub fn wait_status<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut accept: impl FnMut(&StatusReport) -> Option<T>,
+    ) -> T {
+        let mut last = None;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let report = self.status();
+            if let Some(value) = accept(&report) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; last status: {last:#?}"
+            );
+            last = Some(report);
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Waits until every one of `managers` is registered.
+    pub fn wait_managers(&mut self, managers: &[ManagerId]) -> StatusReport {
+        self.wait_status(
+            &format!("managers {managers:?} to register"),
+            crate::WAIT,
+            |report| {
+                let all = managers.iter().all(|wanted| {
+                    report
+                        .managers
+                        .iter()
+                        .any(|info| info.manager_id == *wanted)
+                });
+                all.then(|| report.clone())
+            },
+        )
+    }
+
+    /// Waits until the interchange says `task_id` is running.
+    pub fn wait_running(&mut self, task_id: TaskId) -> TaskStatusInfo {
+        wait_for(&format!("task {task_id} to run"), crate::WAIT, || {
+            let info = self.task_status(task_id);
+            assert!(
+                !info.state.is_final(),
+                "task {task_id} ended before the test saw it run: {info:?}"
+            );
+            (info.state == protocol::TaskState::Running).then_some(info)
+        })
+    }
+}

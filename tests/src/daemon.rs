@@ -1,0 +1,193 @@
+//! A process started by a test, in a process group of its own.
+//!
+//! Dropping a [`Daemon`] sends SIGKILL to its whole process group and reaps
+//! the child (PID 1 on the test machines does not reap orphans), so a failed
+//! test leaves nothing running. Processes are never killed by name.
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where a daemon's stdout goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdout {
+    /// A pipe the test reads (the interchange's ready line).
+    Piped,
+    /// The file `<name>.stdout` in the scenario directory.
+    File,
+}
+
+/// How to start a process.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdout: Stdout,
+    pub cwd: Option<PathBuf>,
+}
+
+/// A running (or exited) process and its process group.
+#[derive(Debug)]
+pub struct Daemon {
+    name: String,
+    child: Child,
+    exit: Option<ExitStatus>,
+    log_path: PathBuf,
+    stdout_path: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// Starts `launch` in a new process group, stderr to `<dir>/<name>.log`.
+    pub fn spawn(dir: &Path, launch: Launch) -> Daemon {
+        let log_path = dir.join(format!("{}.log", launch.name));
+        let log = File::create(&log_path)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", log_path.display()));
+        let mut command = Command::new(&launch.program);
+        command
+            .args(&launch.args)
+            .envs(launch.env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stderr(log)
+            .process_group(0);
+        if let Some(cwd) = &launch.cwd {
+            command.current_dir(cwd);
+        }
+        let stdout_path = match launch.stdout {
+            Stdout::Piped => {
+                command.stdout(Stdio::piped());
+                None
+            }
+            Stdout::File => {
+                let path = dir.join(format!("{}.stdout", launch.name));
+                let file = File::create(&path)
+                    .unwrap_or_else(|error| panic!("cannot create {}: {error}", path.display()));
+                command.stdout(file);
+                Some(path)
+            }
+        };
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!(
+                "cannot start {} ({}): {error}",
+                launch.name,
+                launch.program.display()
+            )
+        });
+        Daemon {
+            name: launch.name,
+            child,
+            exit: None,
+            log_path,
+            stdout_path,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn nix_pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"))
+    }
+
+    /// The log file (the process's stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// What the process wrote on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// What the process wrote on stdout so far (with [`Stdout::File`]).
+    pub fn stdout_text(&self) -> String {
+        self.stdout_path
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
+    }
+
+    /// The read end of the stdout pipe (with [`Stdout::Piped`]), once.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            match self.child.try_wait() {
+                Ok(Some(status)) => self.exit = Some(status),
+                Ok(None) => {}
+                Err(error) => panic!("cannot wait for {}: {error}", self.name),
+            }
+        }
+        self.exit
+    }
+
+    /// Waits at most `timeout` for the process to exit; panics if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(crate::POLL_INTERVAL);
+        }
+    }
+
+    /// Sends `signal` to the process itself.
+    pub fn signal(&self, signal: Signal) {
+        if self.exit.is_none() {
+            kill(self.nix_pid(), signal)
+                .unwrap_or_else(|error| panic!("cannot signal {}: {error}", self.name));
+        }
+    }
+
+    /// SIGKILL to the whole process group, then reaps the process.
+    pub fn kill_group(&mut self) -> ExitStatus {
+        // The group may already be gone (ESRCH): that is fine.
+        let _ = killpg(self.nix_pid(), Signal::SIGKILL);
+        if let Some(status) = self.exit {
+            return status;
+        }
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|error| panic!("cannot reap {}: {error}", self.name));
+        self.exit = Some(status);
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = killpg(self.nix_pid(), Signal::SIGKILL);
+        if self.exit.is_none() {
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A readable description of an exit status ("exit code 3", "signal 9").
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => format!("{status:?}"),
+    }
+}

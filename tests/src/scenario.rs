@@ -1,0 +1,414 @@
+//! One test's world: a temporary directory holding every process's log,
+//! key directories and run directories, and the daemons started in it.
+//!
+//! When a test fails (the thread is panicking as the scenario is dropped),
+//! the tail of every log is printed and the directory is kept, so that CI
+//! output explains the failure.
+
+use crate::daemon::{Daemon, Launch, Stdout};
+use crate::{binary, fakes_dir, HEARTBEAT_PERIOD, HEARTBEAT_THRESHOLD, WAIT};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use protocol::{Launcher, ManagerId};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use tempfile::TempDir;
+use transport::ClientSecurity;
+
+/// How many bytes of each log to print when a test fails.
+const LOG_TAIL_BYTES: usize = 6000;
+
+/// Encryption of a daemon or client: CURVE with a key directory, or none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Security {
+    Curve(PathBuf),
+    Insecure,
+}
+
+impl Security {
+    /// The command-line flags that select this security.
+    pub fn flags(&self) -> Vec<String> {
+        match self {
+            Security::Curve(dir) => vec!["--keys-dir".into(), dir.display().to_string()],
+            Security::Insecure => vec!["--insecure".into()],
+        }
+    }
+
+    /// The same for a raw client socket of the test.
+    pub fn client_security(&self) -> ClientSecurity {
+        match self {
+            Security::Curve(dir) => ClientSecurity::Curve(
+                transport::keys::load_client_keys(dir)
+                    .unwrap_or_else(|error| panic!("cannot load client keys: {error}")),
+            ),
+            Security::Insecure => ClientSecurity::Insecure,
+        }
+    }
+}
+
+/// A temporary directory per test, plus cleanup of stray process groups.
+#[derive(Debug)]
+pub struct Scenario {
+    name: String,
+    dir: Option<TempDir>,
+    path: PathBuf,
+    stray_groups: Mutex<Vec<i32>>,
+}
+
+impl Scenario {
+    pub fn new(name: &str) -> Scenario {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rhtex-e2e-{name}-"))
+            .tempdir()
+            .unwrap_or_else(|error| panic!("cannot create a temporary directory: {error}"));
+        let path = dir.path().to_path_buf();
+        Scenario {
+            name: name.to_owned(),
+            dir: Some(dir),
+            path,
+            stray_groups: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path inside the scenario directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// A fresh key directory (mode 0700) made by `transport::keygen`.
+    pub fn keygen(&self, name: &str) -> PathBuf {
+        let dir = self.file(name);
+        transport::keygen(&dir).unwrap_or_else(|error| panic!("keygen {name}: {error}"));
+        dir
+    }
+
+    /// A key directory with the right `server.key` (copied from
+    /// `known_keys`) but a client key pair the interchange does not know.
+    pub fn unknown_client_keys(&self, known_keys: &Path, name: &str) -> PathBuf {
+        let dir = self.keygen(name);
+        let server_public = transport::keys::SERVER_PUBLIC;
+        std::fs::copy(known_keys.join(server_public), dir.join(server_public))
+            .unwrap_or_else(|error| panic!("cannot copy server.key: {error}"));
+        // keygen wrote a fresh pair; make sure it differs from the known one.
+        let known = transport::keys::load_client_keys(known_keys).expect("known keys load");
+        let fresh = transport::keys::load_client_keys(&dir).expect("fresh keys load");
+        assert_ne!(known.client, fresh.client);
+        assert_eq!(known.server_public, fresh.server_public);
+        dir
+    }
+
+    /// A process group to SIGKILL when the scenario ends (a task that
+    /// outlives the manager that started it).
+    pub fn adopt_process_group(&self, pgid: i32) {
+        if let Ok(mut groups) = self.stray_groups.lock() {
+            groups.push(pgid);
+        }
+    }
+
+    /// Starts any process of the test with its own log.
+    pub fn spawn(&self, launch: Launch) -> Daemon {
+        Daemon::spawn(&self.path, launch)
+    }
+
+    /// Starts an interchange on 127.0.0.1 with short heartbeats and waits
+    /// for its ready line.
+    pub fn start_interchange(
+        &self,
+        name: &str,
+        security: &Security,
+        extra: &[&str],
+    ) -> Interchange {
+        let mut args = vec![
+            "--run-dir".to_owned(),
+            self.file(&format!("{name}-run")).display().to_string(),
+            "--client-listen".to_owned(),
+            "tcp://127.0.0.1:0".to_owned(),
+            "--manager-listen".to_owned(),
+            "tcp://127.0.0.1:0".to_owned(),
+            "--heartbeat-period".to_owned(),
+            HEARTBEAT_PERIOD.to_owned(),
+            "--heartbeat-threshold".to_owned(),
+            HEARTBEAT_THRESHOLD.to_owned(),
+            "--log-level".to_owned(),
+            "debug".to_owned(),
+        ];
+        args.extend(security.flags());
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let mut daemon = self.spawn(Launch {
+            name: name.to_owned(),
+            program: binary("interchange"),
+            args,
+            env: Vec::new(),
+            stdout: Stdout::Piped,
+            cwd: Some(self.path.clone()),
+        });
+        let line = read_ready_line(&mut daemon, WAIT);
+        let ready: serde_json::Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|error| panic!("ready line {line:?} is not JSON: {error}"));
+        let text_field = |key: &str| {
+            ready
+                .get(key)
+                .and_then(|value| value.as_str())
+                .unwrap_or_else(|| panic!("ready line {line:?} has no string {key:?}"))
+                .to_owned()
+        };
+        let client_url = text_field("client_url");
+        let manager_url = text_field("manager_url");
+        let pid = ready
+            .get("pid")
+            .and_then(|value| value.as_u64())
+            .unwrap_or_else(|| panic!("ready line {line:?} has no numeric \"pid\""));
+        assert_eq!(
+            pid,
+            u64::from(daemon.pid()),
+            "the ready line's pid is the interchange's"
+        );
+        Interchange {
+            manager_connect_url: manager_url.replace("0.0.0.0", "127.0.0.1"),
+            client_url,
+            manager_url,
+            pid,
+            security: security.clone(),
+            daemon,
+        }
+    }
+
+    /// Starts a pool-manager connected to `interchange` with short heartbeats.
+    /// The fake launchers' directory comes first on its `PATH`.
+    pub fn start_manager(&self, interchange: &Interchange, options: ManagerOptions) -> Manager {
+        let security = options
+            .security
+            .clone()
+            .unwrap_or_else(|| interchange.security.clone());
+        let manager_id = options.manager_id.unwrap_or_else(ManagerId::new_random);
+        let mut args = vec![
+            "--interchange".to_owned(),
+            interchange.manager_connect_url.clone(),
+            "--manager-id".to_owned(),
+            manager_id.to_string(),
+            "--block-id".to_owned(),
+            options.block_id.clone(),
+            "--launcher".to_owned(),
+            options.launcher.as_str().to_owned(),
+            "--run-dir".to_owned(),
+            self.file(&format!("{}-run", options.name))
+                .display()
+                .to_string(),
+            "--heartbeat-period".to_owned(),
+            HEARTBEAT_PERIOD.to_owned(),
+            "--heartbeat-threshold".to_owned(),
+            HEARTBEAT_THRESHOLD.to_owned(),
+            "--log-level".to_owned(),
+            "debug".to_owned(),
+        ];
+        if !options.nodes.is_empty() {
+            args.push("--nodes".to_owned());
+            args.push(options.nodes.join(","));
+        }
+        args.extend(security.flags());
+        args.extend(options.extra_args.iter().cloned());
+        let mut env = options.env.clone();
+        if options.fakes_on_path {
+            let path = std::env::var("PATH").unwrap_or_default();
+            env.push((
+                "PATH".to_owned(),
+                format!("{}:{path}", fakes_dir().display()),
+            ));
+            env.push((
+                "RHTEX_FAKE_LAUNCHER_LOG".to_owned(),
+                self.file(&format!("{}-launcher.log", options.name))
+                    .display()
+                    .to_string(),
+            ));
+        }
+        let daemon = self.spawn(Launch {
+            name: options.name.clone(),
+            program: binary("pool-manager"),
+            args,
+            env,
+            stdout: Stdout::File,
+            cwd: Some(self.path.clone()),
+        });
+        Manager {
+            manager_id,
+            block_id: options.block_id,
+            nodes: options.nodes,
+            launcher_log: self.file(&format!("{}-launcher.log", options.name)),
+            daemon,
+        }
+    }
+
+    fn print_logs(&self) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.path)
+            .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+            .unwrap_or_default();
+        entries.sort();
+        eprintln!(
+            "==== scenario {} failed; its directory is kept: {}",
+            self.name,
+            self.path.display()
+        );
+        for path in entries {
+            let is_output = matches!(
+                path.extension().and_then(|ext| ext.to_str()),
+                Some("log") | Some("stdout")
+            );
+            if !is_output {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
+            eprintln!(
+                "---- {} (last {} of {} bytes) ----\n{}",
+                path.display(),
+                bytes.len() - start,
+                bytes.len(),
+                String::from_utf8_lossy(&bytes[start..])
+            );
+        }
+        eprintln!("==== end of logs of {}", self.name);
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if let Ok(groups) = self.stray_groups.lock() {
+            for pgid in groups.iter() {
+                let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+            }
+        }
+        if std::thread::panicking() {
+            self.print_logs();
+            if let Some(dir) = self.dir.take() {
+                let _kept = dir.keep();
+            }
+        }
+    }
+}
+
+/// Reads the first stdout line of `daemon` within `timeout`.
+fn read_ready_line(daemon: &mut Daemon, timeout: Duration) -> String {
+    let stdout = daemon
+        .take_stdout()
+        .unwrap_or_else(|| panic!("{} has no stdout pipe", daemon.name()));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let outcome = reader.read_line(&mut line).map(|_| line);
+        let _ = sender.send(outcome);
+        // Keep reading (and dropping) so the daemon never blocks on stdout.
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut reader, &mut sink);
+    });
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(line)) if !line.is_empty() => line,
+        Ok(Ok(_)) => {
+            let state = daemon
+                .try_exit()
+                .map(crate::daemon::describe)
+                .unwrap_or_else(|| "still running".into());
+            panic!(
+                "{} closed stdout without a ready line ({state}); log:\n{}",
+                daemon.name(),
+                daemon.log()
+            )
+        }
+        Ok(Err(error)) => panic!("cannot read the ready line of {}: {error}", daemon.name()),
+        Err(_) => panic!(
+            "{} printed no ready line within {timeout:?}; log:\n{}",
+            daemon.name(),
+            daemon.log()
+        ),
+    }
+}
+
+/// A running interchange.
+#[derive(Debug)]
+pub struct Interchange {
+    pub client_url: String,
+    /// As printed on the ready line.
+    pub manager_url: String,
+    /// `manager_url` with `0.0.0.0` replaced by `127.0.0.1`.
+    pub manager_connect_url: String,
+    pub pid: u64,
+    pub security: Security,
+    pub daemon: Daemon,
+}
+
+/// How to start a pool-manager.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// Log name (`<name>.log`), run directory `<name>-run`.
+    pub name: String,
+    pub block_id: String,
+    pub manager_id: Option<ManagerId>,
+    pub nodes: Vec<String>,
+    pub launcher: Launcher,
+    /// Put `tests/fakes` first on `PATH` and set `RHTEX_FAKE_LAUNCHER_LOG`.
+    pub fakes_on_path: bool,
+    /// Defaults to the interchange's.
+    pub security: Option<Security>,
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl ManagerOptions {
+    /// A manager named `name` with these nodes, launcher srun and the fakes on `PATH`.
+    pub fn new(name: &str, nodes: &[&str]) -> ManagerOptions {
+        ManagerOptions {
+            name: name.to_owned(),
+            block_id: format!("block-{name}"),
+            manager_id: None,
+            nodes: nodes.iter().map(|node| (*node).to_owned()).collect(),
+            launcher: Launcher::Srun,
+            fakes_on_path: true,
+            security: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn launcher(mut self, launcher: Launcher) -> Self {
+        self.launcher = launcher;
+        self
+    }
+
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = Some(security);
+        self
+    }
+
+    pub fn without_fakes(mut self) -> Self {
+        self.fakes_on_path = false;
+        self
+    }
+}
+
+/// A running pool-manager.
+#[derive(Debug)]
+pub struct Manager {
+    pub manager_id: ManagerId,
+    pub block_id: String,
+    pub nodes: Vec<String>,
+    /// Where the fake launchers record their argv.
+    pub launcher_log: PathBuf,
+    pub daemon: Daemon,
+}
+
+impl Manager {
+    /// The lines the fake launchers recorded, each split on tabs.
+    pub fn launcher_calls(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(&self.launcher_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+}

@@ -20,7 +20,8 @@ Canonical encoding, as rhtex writes it:
 - bytes (`stdout_tail`, `stderr_tail`) as msgpack bin (`use_bin_type=True`).
 
 The `lenient.*` files show what rhtex also accepts, as a minimal Python
-client would send it: optional fields left out and unknown fields added.
+client might send it: optional fields left out, unknown fields added, keys
+in another order, ids as 16 raw bytes, an integer where a float is expected.
 They are checked by decoding only.
 
 Usage:
@@ -367,6 +368,18 @@ def messages():
                 }
             ],
             "sent_by": "a python client",
+        },
+        "lenient.from_client.watch": {
+            "type": "watch",
+            "request_id": 11,
+            # ids as 16 raw bytes (Python's `uuid.UUID(...).bytes`)
+            "task_ids": [uuid.UUID(TASK_1).bytes, uuid.UUID(TASK_2).bytes],
+        },
+        "lenient.to_manager.registered": {
+            "type": "registered",
+            "interchange_version": RHTEX_VERSION,
+            # an integer where a float is expected
+            "heartbeat_period": 30,
         },
         "lenient.from_manager.results": {
             "type": "results",

@@ -4,8 +4,8 @@
 //! Each canonical file must decode to the value built here and re-encode to
 //! the very same bytes, which shows that a Python peer can write exactly what
 //! rhtex reads and writes. The `lenient.*` files (optional fields left out,
-//! unknown fields, keys in another order) must decode to the value built
-//! here. Every `.msgpack` file in the folder must be covered by one case.
+//! unknown fields, keys in another order, ids as 16 raw bytes, an integer
+//! where a float is expected) must decode to the value built here. Every `.msgpack` file in the folder must be covered by one case.
 
 use protocol::{
     decode, encode, Command, ErrorKind, FromClient, FromManager, Launcher, ManagerId, ManagerInfo,
@@ -520,6 +520,26 @@ fn lenient_cases() -> Vec<&'static str> {
         "{submit}"
     );
 
+    let watch = "lenient.from_client.watch";
+    assert_eq!(
+        decode::<FromClient>(&read_golden(watch)),
+        Ok(FromClient::Watch {
+            request_id: 11,
+            task_ids: vec![TASK_1, TASK_2],
+        }),
+        "{watch}"
+    );
+
+    let registered = "lenient.to_manager.registered";
+    assert_eq!(
+        decode::<ToManager>(&read_golden(registered)),
+        Ok(ToManager::Registered {
+            interchange_version: RHTEX_VERSION.into(),
+            heartbeat_period: 30.0,
+        }),
+        "{registered}"
+    );
+
     let results = "lenient.from_manager.results";
     assert_eq!(
         decode::<FromManager>(&read_golden(results)),
@@ -543,7 +563,7 @@ fn lenient_cases() -> Vec<&'static str> {
         }),
         "{results}"
     );
-    vec![hello, submit, results]
+    vec![hello, submit, watch, registered, results]
 }
 
 #[test]

@@ -1,1 +1,11 @@
-//! placeholder
+//! The rhtex interchange: the long-running daemon on the submit host that
+//! queues clients' tasks and hands each to a pool-manager that can start it
+//! at once.
+//!
+//! - [`config`]: flags and the TOML file, validated into a [`config::Config`].
+//! - [`core`]: the pure state machine (no I/O, no clock, no ZeroMQ).
+//! - [`transport`]: the two ROUTER sockets and the ZAP handler.
+//! - [`daemon`]: the shell, a single-threaded poll loop; [`daemon::run`] is
+//!   the one entry point for `main` and tests.
+
+pub mod core;

@@ -1,0 +1,1146 @@
+//! The interchange's pure state machine: task queue, manager table,
+//! matching, heartbeats and client commands.
+//!
+//! The seam: the shell feeds inputs (`handle_client_frame`,
+//! `handle_manager_frame`, `handle_client_unreachable`, `handle_timeout`,
+//! `handle_terminate`) with the current [`Time`], and drains outputs with
+//! [`Core::poll_output`] (messages to send, in order, and finally
+//! [`Output::Exit`]) and the next deadline with [`Core::poll_timeout`].
+//! Peers are opaque routing ids ([`PeerId`]) on the client socket and on the
+//! manager socket. Nothing here reads a clock, touches a socket or panics on
+//! what a peer sends: bad input is logged, counted (`n_bad_messages`) and
+//! dropped or refused.
+//!
+//! Matching sends a task only to a manager that can start it at once: a
+//! registered manager, not held, not draining, with at least `num_nodes`
+//! free nodes, choosing the best fit (the fewest free nodes that suffice).
+//! Tasks go in queue order (smaller priority first, no priority last, FIFO
+//! within a priority) among those that fit somewhere, so a task too large
+//! for every manager right now does not hold back smaller ones.
+
+mod managers;
+mod queue;
+#[cfg(test)]
+mod tests;
+
+use managers::{Manager, ManagerTable};
+use protocol::{
+    Command, ErrorKind, FromClient, FromManager, ManagerId, ManagerInfo, Registration, Reply,
+    StatusReport, TaskDispatch, TaskId, TaskResult, TaskState, TaskStatusInfo, TaskSubmission,
+    ToClient, ToManager, UnixTime, WaitingGroup, PROTOCOL_VERSION, RHTEX_VERSION,
+};
+use queue::{QueueKey, TaskQueue};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+/// A point on the shell's monotonic clock, in milliseconds since the core
+/// was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Time(u64);
+
+impl Time {
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(millis)
+    }
+
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// This time plus `duration` (saturating).
+    pub fn plus(self, duration: Duration) -> Self {
+        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        Self(self.0.saturating_add(millis))
+    }
+
+    /// How long from `self` until `later` (zero if `later` is earlier).
+    pub fn until(self, later: Time) -> Duration {
+        Duration::from_millis(later.0.saturating_sub(self.0))
+    }
+}
+
+/// The routing id of a peer, as the ROUTER socket gives it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(pub Vec<u8>);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in &self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({self})")
+    }
+}
+
+/// Something the shell must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send a message on the client socket.
+    ToClient(PeerId, ToClient),
+    /// Send a message on the manager socket.
+    ToManager(PeerId, ToManager),
+    /// Shutdown is complete: send what came before, then exit. Comes once,
+    /// last.
+    Exit,
+}
+
+/// The settings the core needs.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// How often `heartbeat` goes to every manager.
+    pub heartbeat_period: Duration,
+    /// A manager silent this long is dropped and its tasks fail.
+    pub heartbeat_threshold: Duration,
+    /// Tasks needing more nodes than this fail at once as unschedulable.
+    pub max_block_nodes: Option<u32>,
+    /// After `shutdown`, how long to wait for every manager's `goodbye`.
+    pub shutdown_grace: Duration,
+    /// The wall-clock time (seconds since the epoch) at `Time(0)`.
+    pub wall_clock_at_zero: UnixTime,
+}
+
+/// Default bound on the wait for managers' `goodbye` after `shutdown`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+enum Phase {
+    Queued {
+        dispatch: Box<TaskDispatch>,
+        key: QueueKey,
+    },
+    Running {
+        manager_id: ManagerId,
+        cancel_requested: bool,
+    },
+    Finished(Box<TaskResult>),
+}
+
+#[derive(Debug)]
+struct Task {
+    phase: Phase,
+    /// Clients that get the result (while the task is unfinished).
+    watchers: BTreeSet<PeerId>,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    /// Unfinished tasks this client watches.
+    watching: HashSet<TaskId>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    n_completed: u64,
+    n_failed: u64,
+    n_cancelled: u64,
+    n_bad_messages: u64,
+}
+
+/// The interchange state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    /// Clients that said a valid `hello`.
+    clients: HashMap<PeerId, Client>,
+    tasks: HashMap<TaskId, Task>,
+    queue: TaskQueue,
+    managers: ManagerTable,
+    counts: Counts,
+    outputs: VecDeque<Output>,
+    /// Results gathered during one input, sent as one message per client.
+    pending_results: BTreeMap<PeerId, Vec<TaskResult>>,
+    next_heartbeat: Time,
+    /// No manager can have expired before this time.
+    next_expiry_check: Option<Time>,
+    /// Set once shutdown began: the deadline for managers' goodbyes.
+    shutdown_deadline: Option<Time>,
+    exited: bool,
+}
+
+fn format_seconds(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds.fract() == 0.0 {
+        format!("{seconds:.0}")
+    } else {
+        format!("{seconds}")
+    }
+}
+
+impl Core {
+    pub fn new(config: CoreConfig, now: Time) -> Self {
+        let next_heartbeat = now.plus(config.heartbeat_period);
+        Self {
+            config,
+            clients: HashMap::new(),
+            tasks: HashMap::new(),
+            queue: TaskQueue::default(),
+            managers: ManagerTable::default(),
+            counts: Counts::default(),
+            outputs: VecDeque::new(),
+            pending_results: BTreeMap::new(),
+            next_heartbeat,
+            next_expiry_check: None,
+            shutdown_deadline: None,
+            exited: false,
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Outputs
+    // -----------------------------------------------------------------
+
+    /// The next thing to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Core::handle_timeout`] next; `None` once exited.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.exited {
+            return None;
+        }
+        [
+            Some(self.next_heartbeat),
+            self.next_expiry_check,
+            self.shutdown_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// True once [`Output::Exit`] was queued.
+    pub fn has_exited(&self) -> bool {
+        self.exited
+    }
+
+    fn unix(&self, now: Time) -> UnixTime {
+        self.config.wall_clock_at_zero + now.as_millis() as f64 / 1000.0
+    }
+
+    fn send_client(&mut self, peer: &PeerId, message: ToClient) {
+        self.outputs
+            .push_back(Output::ToClient(peer.clone(), message));
+    }
+
+    fn send_manager(&mut self, peer: &PeerId, message: ToManager) {
+        self.outputs
+            .push_back(Output::ToManager(peer.clone(), message));
+    }
+
+    fn bad_message(&mut self) {
+        self.counts.n_bad_messages += 1;
+    }
+
+    /// Work every input ends with: match tasks, send gathered results,
+    /// finish shutdown when it is complete.
+    fn after_input(&mut self) {
+        if self.exited {
+            self.pending_results.clear();
+            return;
+        }
+        if self.shutdown_deadline.is_none() {
+            self.schedule();
+        }
+        for (peer, results) in std::mem::take(&mut self.pending_results) {
+            self.send_client(&peer, ToClient::Results { results });
+        }
+        if self.shutdown_deadline.is_some() && self.managers.is_empty() {
+            tracing::info!("every manager has gone; shutdown complete");
+            self.outputs.push_back(Output::Exit);
+            self.exited = true;
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Task results
+    // -----------------------------------------------------------------
+
+    fn count_result(&mut self, state: TaskState) {
+        match state {
+            TaskState::Completed => self.counts.n_completed += 1,
+            TaskState::Cancelled => self.counts.n_cancelled += 1,
+            _ => self.counts.n_failed += 1,
+        }
+    }
+
+    /// Records the one result of a task and queues it for its watchers.
+    fn finish(&mut self, task_id: TaskId, result: TaskResult) {
+        self.count_result(result.state);
+        let watchers = match self.tasks.get_mut(&task_id) {
+            Some(task) => {
+                task.phase = Phase::Finished(Box::new(result.clone()));
+                std::mem::take(&mut task.watchers)
+            }
+            None => BTreeSet::new(),
+        };
+        for peer in watchers {
+            if let Some(client) = self.clients.get_mut(&peer) {
+                client.watching.remove(&task_id);
+            }
+            self.pending_results
+                .entry(peer)
+                .or_default()
+                .push(result.clone());
+        }
+    }
+
+    /// Fails every task a departed manager held.
+    fn fail_tasks_of(&mut self, manager: &Manager, kind: ErrorKind, message: &str) {
+        for task_id in manager.tasks.keys() {
+            let mut result = TaskResult::failed_before_start(*task_id, kind, message.to_owned());
+            result.manager_id = Some(manager.manager_id);
+            result.block_id = Some(manager.block_id.clone());
+            self.finish(*task_id, result);
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Clients
+    // -----------------------------------------------------------------
+
+    /// A frame arrived on the client socket.
+    pub fn handle_client_frame(&mut self, now: Time, peer: PeerId, frame: &[u8]) {
+        if self.exited {
+            return;
+        }
+        match protocol::decode::<FromClient>(frame) {
+            Err(error) => match protocol::peek_handshake(frame) {
+                Some(handshake)
+                    if handshake.message_type == "hello"
+                        && handshake.protocol_version != Some(PROTOCOL_VERSION) =>
+                {
+                    self.refuse_client(&peer, handshake.protocol_version);
+                }
+                _ => {
+                    self.bad_message();
+                    tracing::warn!(peer = %peer, %error, "undecodable message from a client");
+                    self.send_client(
+                        &peer,
+                        ToClient::Error {
+                            request_id: None,
+                            message: format!("cannot decode the request: {error}"),
+                        },
+                    );
+                }
+            },
+            Ok(FromClient::Hello {
+                protocol_version,
+                client_version,
+            }) => {
+                if protocol_version == PROTOCOL_VERSION {
+                    tracing::debug!(peer = %peer, %client_version, "client connected");
+                    self.clients.entry(peer.clone()).or_default();
+                    self.send_client(
+                        &peer,
+                        ToClient::Welcome {
+                            protocol_version: PROTOCOL_VERSION,
+                            interchange_version: RHTEX_VERSION.to_owned(),
+                        },
+                    );
+                } else {
+                    self.refuse_client(&peer, Some(protocol_version));
+                }
+            }
+            Ok(message) if !self.clients.contains_key(&peer) => {
+                self.bad_message();
+                let request_id = match &message {
+                    FromClient::Submit { request_id, .. }
+                    | FromClient::Watch { request_id, .. }
+                    | FromClient::Command { request_id, .. } => Some(*request_id),
+                    FromClient::Hello { .. } => None,
+                };
+                tracing::warn!(peer = %peer, "request from a client that sent no hello");
+                self.send_client(
+                    &peer,
+                    ToClient::Error {
+                        request_id,
+                        message: "send hello first: no request is handled before the handshake"
+                            .to_owned(),
+                    },
+                );
+            }
+            Ok(FromClient::Submit { request_id, tasks }) => {
+                self.submit(&peer, request_id, tasks);
+            }
+            Ok(FromClient::Watch {
+                request_id,
+                task_ids,
+            }) => self.watch(&peer, request_id, &task_ids),
+            Ok(FromClient::Command {
+                request_id,
+                command,
+            }) => self.command(now, &peer, request_id, command),
+        }
+        self.after_input();
+    }
+
+    fn refuse_client(&mut self, peer: &PeerId, their_version: Option<u32>) {
+        let theirs = their_version.map_or_else(|| "none".to_owned(), |version| version.to_string());
+        tracing::warn!(peer = %peer, their_version = %theirs, "refused a client of another protocol version");
+        self.forget_client(peer);
+        self.send_client(
+            peer,
+            ToClient::Refused {
+                reason: format!(
+                    "protocol version mismatch: the client speaks version {theirs}, \
+                     this interchange speaks version {PROTOCOL_VERSION}"
+                ),
+                protocol_version: PROTOCOL_VERSION,
+            },
+        );
+    }
+
+    /// A send to this client failed: it is gone. Stop sending it results.
+    pub fn handle_client_unreachable(&mut self, peer: &PeerId) {
+        tracing::debug!(peer = %peer, "client gone");
+        self.forget_client(peer);
+        self.pending_results.remove(peer);
+    }
+
+    fn forget_client(&mut self, peer: &PeerId) {
+        if let Some(client) = self.clients.remove(peer) {
+            for task_id in client.watching {
+                if let Some(task) = self.tasks.get_mut(&task_id) {
+                    task.watchers.remove(peer);
+                }
+            }
+        }
+    }
+
+    fn submit(&mut self, peer: &PeerId, request_id: u64, submissions: Vec<TaskSubmission>) {
+        let mut n_accepted: u32 = 0;
+        let mut immediate = Vec::new();
+        for submission in submissions {
+            let task_id = submission.task_id;
+            if self.tasks.contains_key(&task_id) {
+                tracing::warn!(task_id = %task_id, "duplicate task id refused");
+                self.count_result(TaskState::Failed);
+                immediate.push(TaskResult::failed_before_start(
+                    task_id,
+                    ErrorKind::DuplicateTaskId,
+                    format!("task id {task_id} was already submitted; each task needs a fresh id"),
+                ));
+                continue;
+            }
+            let refusal = if self.shutdown_deadline.is_some() {
+                Some((
+                    ErrorKind::Cancelled,
+                    "the interchange is shutting down and takes no new tasks".to_owned(),
+                ))
+            } else {
+                match protocol::validate(&submission.resources) {
+                    Err(error) => Some((ErrorKind::InvalidSpec, error.to_string())),
+                    Ok(resources) => match self.config.max_block_nodes {
+                        Some(limit) if resources.num_nodes > limit => Some((
+                            ErrorKind::Unschedulable,
+                            format!(
+                                "the task needs num_nodes = {} but blocks have at most {limit} nodes \
+                                 (--max-block-nodes {limit}), so it can never run",
+                                resources.num_nodes
+                            ),
+                        )),
+                        _ => {
+                            let num_nodes = resources.num_nodes;
+                            let priority = resources.priority;
+                            let dispatch = TaskDispatch {
+                                task_id,
+                                command: submission.command,
+                                resources,
+                                env: submission.env,
+                                cwd: submission.cwd,
+                                stdout: submission.stdout,
+                                stderr: submission.stderr,
+                            };
+                            let key = self.queue.push(task_id, num_nodes, priority);
+                            self.tasks.insert(
+                                task_id,
+                                Task {
+                                    phase: Phase::Queued {
+                                        dispatch: Box::new(dispatch),
+                                        key,
+                                    },
+                                    watchers: BTreeSet::from([peer.clone()]),
+                                },
+                            );
+                            if let Some(client) = self.clients.get_mut(peer) {
+                                client.watching.insert(task_id);
+                            }
+                            tracing::debug!(task_id = %task_id, num_nodes, "task queued");
+                            n_accepted += 1;
+                            None
+                        }
+                    },
+                }
+            };
+            if let Some((kind, message)) = refusal {
+                tracing::debug!(task_id = %task_id, %kind, %message, "task not accepted");
+                let result = TaskResult::failed_before_start(task_id, kind, message);
+                self.count_result(result.state);
+                // Kept as finished, so that `watch` and `task_status` know it.
+                self.tasks.insert(
+                    task_id,
+                    Task {
+                        phase: Phase::Finished(Box::new(result.clone())),
+                        watchers: BTreeSet::new(),
+                    },
+                );
+                immediate.push(result);
+            }
+        }
+        self.send_client(
+            peer,
+            ToClient::Submitted {
+                request_id,
+                n_tasks: n_accepted,
+            },
+        );
+        if !immediate.is_empty() {
+            self.pending_results
+                .entry(peer.clone())
+                .or_default()
+                .extend(immediate);
+        }
+    }
+
+    fn watch(&mut self, peer: &PeerId, request_id: u64, task_ids: &[TaskId]) {
+        let mut n_known: u32 = 0;
+        for task_id in task_ids {
+            let Some(task) = self.tasks.get_mut(task_id) else {
+                tracing::debug!(task_id = %task_id, "watch of an unknown task");
+                continue;
+            };
+            n_known += 1;
+            match &task.phase {
+                Phase::Finished(result) => {
+                    let result = (**result).clone();
+                    self.pending_results
+                        .entry(peer.clone())
+                        .or_default()
+                        .push(result);
+                }
+                Phase::Queued { .. } | Phase::Running { .. } => {
+                    task.watchers.insert(peer.clone());
+                    if let Some(client) = self.clients.get_mut(peer) {
+                        client.watching.insert(*task_id);
+                    }
+                }
+            }
+        }
+        // The answer goes before the results of finished tasks.
+        self.send_client(
+            peer,
+            ToClient::Watching {
+                request_id,
+                n_tasks: n_known,
+            },
+        );
+    }
+
+    fn command(&mut self, now: Time, peer: &PeerId, request_id: u64, command: Command) {
+        let reply = match command {
+            Command::Status => Reply::Status(self.status()),
+            Command::TaskStatus { task_ids } => Reply::TaskStatus {
+                tasks: task_ids.iter().map(|id| self.task_status(*id)).collect(),
+            },
+            Command::Hold { manager_id } => self.set_held(manager_id, true),
+            Command::Release { manager_id } => self.set_held(manager_id, false),
+            Command::Drain { manager_id } => match self.managers.get(manager_id) {
+                None => unknown_manager(manager_id),
+                Some(_) => {
+                    tracing::info!(manager_id = %manager_id, "manager drained by a client");
+                    self.start_drain(manager_id, "drained by a client");
+                    Reply::Done {
+                        message: format!(
+                            "manager {manager_id} gets no new tasks and will be told to exit once idle"
+                        ),
+                    }
+                }
+            },
+            Command::Cancel { task_id } => self.cancel(task_id),
+            Command::Shutdown => {
+                self.send_client(
+                    peer,
+                    ToClient::Reply {
+                        request_id,
+                        reply: Reply::Done {
+                            message: "shutting down: managers told to stop, queued tasks cancelled"
+                                .to_owned(),
+                        },
+                    },
+                );
+                self.begin_shutdown(now, "the interchange is shutting down");
+                return;
+            }
+        };
+        self.send_client(peer, ToClient::Reply { request_id, reply });
+    }
+
+    fn set_held(&mut self, manager_id: ManagerId, held: bool) -> Reply {
+        match self
+            .managers
+            .update(manager_id, |manager| manager.held = held)
+        {
+            None => unknown_manager(manager_id),
+            Some(()) => {
+                let verb = if held { "held" } else { "released" };
+                tracing::info!(manager_id = %manager_id, "manager {verb}");
+                Reply::Done {
+                    message: format!("manager {manager_id} {verb}"),
+                }
+            }
+        }
+    }
+
+    fn cancel(&mut self, task_id: TaskId) -> Reply {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return Reply::Failed {
+                message: format!("unknown task {task_id}"),
+            };
+        };
+        match &mut task.phase {
+            Phase::Finished(result) => Reply::Failed {
+                message: format!("task {task_id} already finished ({})", result.state),
+            },
+            Phase::Queued { dispatch, key } => {
+                let (num_nodes, key) = (dispatch.resources.num_nodes, *key);
+                self.queue.remove(num_nodes, key);
+                tracing::debug!(task_id = %task_id, "queued task cancelled");
+                self.finish(
+                    task_id,
+                    TaskResult::failed_before_start(
+                        task_id,
+                        ErrorKind::Cancelled,
+                        "cancelled by a client while queued".to_owned(),
+                    ),
+                );
+                Reply::Done {
+                    message: format!("task {task_id} cancelled"),
+                }
+            }
+            Phase::Running {
+                manager_id,
+                cancel_requested,
+            } => {
+                *cancel_requested = true;
+                let manager_id = *manager_id;
+                let Some(peer) = self
+                    .managers
+                    .get(manager_id)
+                    .map(|manager| manager.peer.clone())
+                else {
+                    // Cannot happen: a departed manager's tasks are finished.
+                    return Reply::Failed {
+                        message: format!(
+                            "task {task_id} runs on manager {manager_id}, which is gone"
+                        ),
+                    };
+                };
+                tracing::debug!(task_id = %task_id, manager_id = %manager_id, "cancel sent to the manager");
+                self.send_manager(&peer, ToManager::CancelTask { task_id });
+                Reply::Done {
+                    message: format!(
+                        "task {task_id} is running on manager {manager_id}: told it to cancel"
+                    ),
+                }
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Time, reason: &str) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        tracing::info!(n_managers = self.managers.ids().len(), "shutdown begins");
+        self.shutdown_deadline = Some(now.plus(self.config.shutdown_grace));
+        for manager_id in self.managers.ids() {
+            self.tell_manager_to_stop(manager_id, reason);
+        }
+        for task_id in self.queue.drain_all() {
+            self.finish(
+                task_id,
+                TaskResult::failed_before_start(
+                    task_id,
+                    ErrorKind::Cancelled,
+                    "cancelled: the interchange shut down before the task started".to_owned(),
+                ),
+            );
+        }
+    }
+
+    fn tell_manager_to_stop(&mut self, manager_id: ManagerId, reason: &str) {
+        let peer = self.managers.update(manager_id, |manager| {
+            let first_time = !manager.shutdown_sent;
+            manager.shutdown_sent = true;
+            manager.draining = true;
+            first_time.then(|| manager.peer.clone())
+        });
+        if let Some(Some(peer)) = peer {
+            self.send_manager(
+                &peer,
+                ToManager::Shutdown {
+                    reason: reason.to_owned(),
+                },
+            );
+        }
+    }
+
+    fn start_drain(&mut self, manager_id: ManagerId, reason: &str) {
+        let idle = self.managers.update(manager_id, |manager| {
+            manager.draining = true;
+            manager.tasks.is_empty()
+        });
+        if idle == Some(true) {
+            self.tell_manager_to_stop(manager_id, reason);
+        }
+    }
+
+    /// The signal path: tell every manager to stop (best effort), give every
+    /// unfinished task its result, and exit at once.
+    pub fn handle_terminate(&mut self, now: Time) {
+        if self.exited {
+            return;
+        }
+        self.begin_shutdown(now, "the interchange was stopped by a signal");
+        for manager_id in self.managers.ids() {
+            if let Some(manager) = self.managers.remove(manager_id) {
+                self.fail_tasks_of(
+                    &manager,
+                    ErrorKind::Killed,
+                    "the interchange was stopped by a signal while the task ran",
+                );
+            }
+        }
+        self.after_input();
+    }
+
+    // -----------------------------------------------------------------
+    // Status
+    // -----------------------------------------------------------------
+
+    fn waiting_reason(&self, num_nodes: u32) -> String {
+        let mut largest: u32 = 0;
+        let mut any_large_enough_accepting = false;
+        let mut any_manager = false;
+        for manager in self.managers.iter() {
+            any_manager = true;
+            largest = largest.max(manager.n_nodes);
+            if manager.n_nodes >= num_nodes && manager.accepts_tasks() {
+                any_large_enough_accepting = true;
+            }
+        }
+        if !any_manager {
+            "no manager connected".to_owned()
+        } else if largest < num_nodes {
+            format!("needs {num_nodes} nodes; the largest connected manager has {largest}")
+        } else if !any_large_enough_accepting {
+            format!("needs {num_nodes} nodes; every manager that large is held or draining")
+        } else {
+            format!("waiting for {num_nodes} free nodes")
+        }
+    }
+
+    fn status(&self) -> StatusReport {
+        let managers: Vec<ManagerInfo> = self
+            .managers
+            .iter()
+            .map(|manager| ManagerInfo {
+                manager_id: manager.manager_id,
+                block_id: manager.block_id.clone(),
+                hostname: manager.hostname.clone(),
+                launcher: manager.launcher,
+                n_nodes: manager.n_nodes,
+                n_free_nodes: manager.n_free_nodes,
+                n_running_tasks: u32::try_from(manager.tasks.len()).unwrap_or(u32::MAX),
+                held: manager.held,
+                draining: manager.draining,
+                registered_at: manager.registered_at,
+                last_heartbeat: self.unix(manager.last_heard),
+                rhtex_version: manager.rhtex_version.clone(),
+            })
+            .collect();
+        let n_running = managers
+            .iter()
+            .map(|manager| u64::from(manager.n_running_tasks))
+            .sum();
+        let waiting = self
+            .queue
+            .buckets()
+            .map(|(num_nodes, n_tasks)| WaitingGroup {
+                num_nodes,
+                n_tasks: n_tasks as u64,
+                reason: self.waiting_reason(num_nodes),
+            })
+            .collect();
+        StatusReport {
+            interchange_version: RHTEX_VERSION.to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            n_queued: self.queue.len() as u64,
+            n_running,
+            n_completed: self.counts.n_completed,
+            n_failed: self.counts.n_failed,
+            n_cancelled: self.counts.n_cancelled,
+            n_bad_messages: self.counts.n_bad_messages,
+            managers,
+            waiting,
+        }
+    }
+
+    fn task_status(&self, task_id: TaskId) -> TaskStatusInfo {
+        let mut info = TaskStatusInfo {
+            task_id,
+            state: TaskState::Unknown,
+            manager_id: None,
+            nodes: Vec::new(),
+            waiting_reason: None,
+            result: None,
+        };
+        match self.tasks.get(&task_id).map(|task| &task.phase) {
+            None => {}
+            Some(Phase::Queued { dispatch, .. }) => {
+                info.state = TaskState::Queued;
+                info.waiting_reason = Some(self.waiting_reason(dispatch.resources.num_nodes));
+            }
+            Some(Phase::Running { manager_id, .. }) => {
+                info.state = TaskState::Running;
+                info.manager_id = Some(*manager_id);
+            }
+            Some(Phase::Finished(result)) => {
+                info.state = result.state;
+                info.manager_id = result.manager_id;
+                info.nodes = result.nodes.clone();
+                info.result = Some((**result).clone());
+            }
+        }
+        info
+    }
+
+    // -----------------------------------------------------------------
+    // Managers
+    // -----------------------------------------------------------------
+
+    /// A frame arrived on the manager socket.
+    pub fn handle_manager_frame(&mut self, now: Time, peer: PeerId, frame: &[u8]) {
+        if self.exited {
+            return;
+        }
+        let known = self.managers.id_of_peer(&peer);
+        match (known, protocol::decode::<FromManager>(frame)) {
+            (None, Ok(FromManager::Register(registration))) => {
+                self.register(now, &peer, registration);
+            }
+            (Some(manager_id), Ok(FromManager::Register(registration))) => {
+                self.bad_message();
+                tracing::warn!(
+                    manager_id = %manager_id,
+                    registered_again_as = %registration.manager_id,
+                    "register from a manager already registered; ignored"
+                );
+                self.refresh(manager_id, now);
+            }
+            (None, Err(error)) => match protocol::peek_handshake(frame) {
+                Some(handshake) if handshake.message_type == "register" => {
+                    self.bad_message();
+                    let reason = match handshake.protocol_version {
+                        Some(version) if version == PROTOCOL_VERSION => {
+                            format!("malformed register message: {error}")
+                        }
+                        theirs => version_mismatch_reason(theirs),
+                    };
+                    tracing::warn!(peer = %peer, %reason, "refused a manager");
+                    self.send_manager(
+                        &peer,
+                        ToManager::Refused {
+                            reason,
+                            protocol_version: PROTOCOL_VERSION,
+                        },
+                    );
+                }
+                _ => {
+                    self.bad_message();
+                    tracing::warn!(peer = %peer, %error, "undecodable message from unknown manager; dropped");
+                }
+            },
+            (None, Ok(_)) => {
+                self.bad_message();
+                tracing::warn!(peer = %peer, "message from unknown manager; dropped");
+            }
+            (Some(manager_id), Err(error)) => {
+                self.bad_message();
+                self.refresh(manager_id, now);
+                tracing::warn!(manager_id = %manager_id, %error, "undecodable message from a manager; dropped");
+            }
+            (Some(manager_id), Ok(message)) => {
+                self.refresh(manager_id, now);
+                self.manager_message(manager_id, message);
+            }
+        }
+        self.after_input();
+    }
+
+    fn refresh(&mut self, manager_id: ManagerId, now: Time) {
+        self.managers
+            .update(manager_id, |manager| manager.last_heard = now);
+    }
+
+    fn register(&mut self, now: Time, peer: &PeerId, registration: Registration) {
+        let refusal = if registration.protocol_version != PROTOCOL_VERSION {
+            Some(version_mismatch_reason(Some(registration.protocol_version)))
+        } else if registration.nodes.is_empty() {
+            Some("the registration lists no nodes; a manager needs at least one node".to_owned())
+        } else if self.managers.get(registration.manager_id).is_some() {
+            Some(format!(
+                "manager id {} is already registered from another connection",
+                registration.manager_id
+            ))
+        } else if self.shutdown_deadline.is_some() {
+            Some("the interchange is shutting down".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            tracing::warn!(manager_id = %registration.manager_id, hostname = %registration.hostname, %reason, "refused a manager");
+            self.send_manager(
+                peer,
+                ToManager::Refused {
+                    reason,
+                    protocol_version: PROTOCOL_VERSION,
+                },
+            );
+            return;
+        }
+        let n_nodes = u32::try_from(registration.nodes.len()).unwrap_or(u32::MAX);
+        tracing::info!(
+            manager_id = %registration.manager_id,
+            block_id = %registration.block_id,
+            hostname = %registration.hostname,
+            n_nodes,
+            "manager registered"
+        );
+        self.managers.insert(Manager {
+            manager_id: registration.manager_id,
+            peer: peer.clone(),
+            block_id: registration.block_id,
+            hostname: registration.hostname,
+            launcher: registration.launcher,
+            rhtex_version: registration.rhtex_version,
+            n_nodes,
+            n_free_nodes: n_nodes,
+            tasks: BTreeMap::new(),
+            held: false,
+            draining: false,
+            shutdown_sent: false,
+            registered_at: self.unix(now),
+            last_heard: now,
+        });
+        let expiry = now.plus(self.config.heartbeat_threshold);
+        self.next_expiry_check = Some(self.next_expiry_check.map_or(expiry, |at| at.min(expiry)));
+        self.send_manager(
+            peer,
+            ToManager::Registered {
+                interchange_version: RHTEX_VERSION.to_owned(),
+                heartbeat_period: self.config.heartbeat_period.as_secs_f64(),
+            },
+        );
+    }
+
+    fn manager_message(&mut self, manager_id: ManagerId, message: FromManager) {
+        match message {
+            FromManager::Register(_) | FromManager::Heartbeat => {}
+            FromManager::Results { results } => {
+                for result in results {
+                    self.manager_result(manager_id, result);
+                }
+                let stop = self.managers.get(manager_id).is_some_and(|manager| {
+                    manager.draining && manager.tasks.is_empty() && !manager.shutdown_sent
+                });
+                if stop {
+                    self.tell_manager_to_stop(manager_id, "drained");
+                }
+            }
+            FromManager::DrainRequest => {
+                tracing::info!(manager_id = %manager_id, "manager asked to drain");
+                self.start_drain(manager_id, "drained");
+            }
+            FromManager::Goodbye { reason } => {
+                if let Some(manager) = self.managers.remove(manager_id) {
+                    tracing::info!(manager_id = %manager_id, %reason, n_tasks = manager.tasks.len(), "manager said goodbye");
+                    let message = format!(
+                        "task lost: {} said goodbye ({reason}) without reporting it",
+                        manager.describe()
+                    );
+                    self.fail_tasks_of(&manager, ErrorKind::ManagerLost, &message);
+                }
+            }
+        }
+    }
+
+    fn manager_result(&mut self, manager_id: ManagerId, mut result: TaskResult) {
+        let task_id = result.task_id;
+        if !result.state.is_final() {
+            self.bad_message();
+            tracing::warn!(manager_id = %manager_id, task_id = %task_id, state = %result.state, "result with a state that is not final; dropped");
+            return;
+        }
+        let freed = self.managers.update(manager_id, |manager| {
+            let freed = manager.tasks.remove(&task_id);
+            if let Some(n_nodes) = freed {
+                manager.n_free_nodes = (manager.n_free_nodes + n_nodes).min(manager.n_nodes);
+            }
+            freed.map(|_| manager.block_id.clone())
+        });
+        let Some(Some(block_id)) = freed else {
+            self.bad_message();
+            tracing::warn!(manager_id = %manager_id, task_id = %task_id, "result for a task this manager does not hold; dropped");
+            return;
+        };
+        result.manager_id.get_or_insert(manager_id);
+        result.block_id.get_or_insert(block_id);
+        tracing::debug!(task_id = %task_id, manager_id = %manager_id, state = %result.state, "task finished");
+        self.finish(task_id, result);
+    }
+
+    // -----------------------------------------------------------------
+    // Time
+    // -----------------------------------------------------------------
+
+    /// The time is `now`: send heartbeats, drop silent managers, end a
+    /// shutdown whose grace period has passed.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.exited {
+            return;
+        }
+        if now >= self.next_heartbeat {
+            for manager in self.managers.iter() {
+                self.outputs.push_back(Output::ToManager(
+                    manager.peer.clone(),
+                    ToManager::Heartbeat,
+                ));
+            }
+            self.next_heartbeat = self.next_heartbeat.plus(self.config.heartbeat_period);
+            if self.next_heartbeat <= now {
+                self.next_heartbeat = now.plus(self.config.heartbeat_period);
+            }
+        }
+        if self.next_expiry_check.is_some_and(|at| now >= at) {
+            self.expire_silent_managers(now);
+        }
+        if self
+            .shutdown_deadline
+            .is_some_and(|deadline| now >= deadline)
+        {
+            let grace = format_seconds(self.config.shutdown_grace);
+            for manager_id in self.managers.ids() {
+                if let Some(manager) = self.managers.remove(manager_id) {
+                    tracing::warn!(manager_id = %manager_id, "manager did not say goodbye before the shutdown deadline");
+                    let message = format!(
+                        "task lost: {} did not say goodbye within {grace} s of shutdown",
+                        manager.describe()
+                    );
+                    self.fail_tasks_of(&manager, ErrorKind::ManagerLost, &message);
+                }
+            }
+        }
+        self.after_input();
+    }
+
+    fn expire_silent_managers(&mut self, now: Time) {
+        let threshold = self.config.heartbeat_threshold;
+        let mut next_check: Option<Time> = None;
+        let mut expired = Vec::new();
+        for manager in self.managers.iter() {
+            let expiry = manager.last_heard.plus(threshold);
+            if now >= expiry {
+                expired.push(manager.manager_id);
+            } else {
+                next_check = Some(next_check.map_or(expiry, |at| at.min(expiry)));
+            }
+        }
+        self.next_expiry_check = next_check;
+        for manager_id in expired {
+            if let Some(manager) = self.managers.remove(manager_id) {
+                let silence = format_seconds(manager.last_heard.until(now));
+                tracing::warn!(
+                    manager_id = %manager_id,
+                    hostname = %manager.hostname,
+                    block_id = %manager.block_id,
+                    n_tasks = manager.tasks.len(),
+                    "manager silent for {silence} s; dropped"
+                );
+                let message = format!(
+                    "task lost: {} sent nothing for {silence} s",
+                    manager.describe()
+                );
+                self.fail_tasks_of(&manager, ErrorKind::ManagerLost, &message);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Matching
+    // -----------------------------------------------------------------
+
+    /// Sends every queued task that fits somewhere now, in queue order, each
+    /// to the best-fitting manager; one `run_tasks` per manager.
+    fn schedule(&mut self) {
+        let mut batches: BTreeMap<ManagerId, Vec<TaskDispatch>> = BTreeMap::new();
+        loop {
+            let max_free = self.managers.max_free();
+            if max_free == 0 {
+                break;
+            }
+            let Some((num_nodes, key, task_id)) = self.queue.first_fitting(max_free) else {
+                break;
+            };
+            let Some(manager_id) = self.managers.best_fit(num_nodes) else {
+                break;
+            };
+            self.queue.remove(num_nodes, key);
+            self.managers.update(manager_id, |manager| {
+                manager.n_free_nodes -= num_nodes;
+                manager.tasks.insert(task_id, num_nodes);
+            });
+            let Some(task) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let phase = std::mem::replace(
+                &mut task.phase,
+                Phase::Running {
+                    manager_id,
+                    cancel_requested: false,
+                },
+            );
+            if let Phase::Queued { dispatch, .. } = phase {
+                tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes, "task sent");
+                batches.entry(manager_id).or_default().push(*dispatch);
+            }
+        }
+        for (manager_id, tasks) in batches {
+            if let Some(manager) = self.managers.get(manager_id) {
+                let peer = manager.peer.clone();
+                self.send_manager(&peer, ToManager::RunTasks { tasks });
+            }
+        }
+    }
+}
+
+fn unknown_manager(manager_id: ManagerId) -> Reply {
+    Reply::Failed {
+        message: format!("unknown manager {manager_id}: no registered manager has this id"),
+    }
+}
+
+fn version_mismatch_reason(theirs: Option<u32>) -> String {
+    let theirs = theirs.map_or_else(|| "none".to_owned(), |version| version.to_string());
+    format!(
+        "protocol version mismatch: the manager speaks version {theirs}, \
+         this interchange speaks version {PROTOCOL_VERSION}"
+    )
+}

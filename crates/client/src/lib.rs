@@ -1,1 +1,26 @@
-//! placeholder
+//! The rhtex client library: connect to an interchange (or start one with a
+//! pool-manager on this host), submit tasks, wait for their results, give
+//! commands. The `rhtex` binary is a thin command line over it.
+//!
+//! - [`Client`] ([`client`]): async, one request at a time; results that
+//!   arrive while a request waits are buffered.
+//! - [`transport`]: the only module that touches ZeroMQ.
+//! - [`local`]: the daemons as child processes (embedded mode).
+//! - [`taskfile`]: `rhtex run` task files (JSON lines or TOML).
+//! - [`render`]: results and status as text or JSON.
+//! - [`error`]: typed errors ([`ClientError`] and the ones it wraps).
+
+pub mod client;
+pub mod error;
+pub mod local;
+pub mod render;
+pub mod taskfile;
+pub mod transport;
+
+pub use client::{check_submissions, Client};
+pub use error::{ClientError, LocalError, TaskFileError};
+pub use transport::Security;
+
+pub use protocol::{
+    Command, Reply, ResourceRequest, StatusReport, TaskId, TaskResult, TaskState, TaskSubmission,
+};

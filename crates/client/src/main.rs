@@ -1,0 +1,593 @@
+//! `rhtex`: the command line over the client library. Parses flags, sets
+//! up logging, and turns library calls into printed output and exit codes.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use client::local::{EmbeddedOptions, EmbeddedPool};
+use client::render::{self, SummaryRow};
+use client::{Client, Command, Reply, ResourceRequest, Security, TaskId, TaskSubmission};
+use protocol::{ManagerId, TaskResult};
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Run and manage MPI task ensembles on rhtex pilot blocks.
+///
+/// rhtex talks to an interchange (`--interchange URL`, or RHTEX_INTERCHANGE),
+/// which hands tasks to pool-managers running inside batch allocations.
+/// `rhtex run FILE` without an interchange starts a private interchange and
+/// one pool-manager on this host, runs the file and stops them.
+#[derive(Debug, Parser)]
+#[command(name = "rhtex", version, propagate_version = true)]
+struct Cli {
+    /// The interchange's client URL, e.g. tcp://127.0.0.1:41234 (as printed
+    /// in its ready line).
+    #[arg(long, global = true, env = "RHTEX_INTERCHANGE", value_name = "URL")]
+    interchange: Option<String>,
+
+    /// Directory with the CURVE keys (server.key, client.key_secret...);
+    /// default ~/.rhtex/keys.
+    #[arg(long, global = true, env = "RHTEX_KEYS_DIR", value_name = "DIR")]
+    keys_dir: Option<PathBuf>,
+
+    /// Connect without encryption (the interchange must run with --insecure).
+    #[arg(long, global = true)]
+    insecure: bool,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Seconds to wait for the interchange to answer (connecting and each
+    /// request).
+    #[arg(long, global = true, default_value_t = 30.0, value_name = "SECS")]
+    timeout: f64,
+
+    /// Log level for rhtex's own messages on stderr (error, warn, info,
+    /// debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Submit one task and print its id (or, with --wait, its result).
+    ///
+    /// The words after `--` are joined with single spaces and run with
+    /// `/bin/bash -c` on the lead node of the nodes the task gets, so both
+    /// `-- echo hi` and `-- 'echo $PARSL_NUM_RANKS'` work. MPI programs are
+    /// started through the launcher prefix, e.g.
+    /// `-- '$PARSL_MPI_PREFIX ./a.out'`.
+    Submit(SubmitArgs),
+    /// Wait for tasks and print each result as it arrives.
+    ///
+    /// Exits 0 if every task completed, 1 otherwise.
+    Wait {
+        /// Task ids, as printed by `submit`.
+        #[arg(required = true, value_name = "ID")]
+        task_ids: Vec<TaskId>,
+        /// Give up after this many seconds (default: wait as long as it takes).
+        #[arg(long, value_name = "SECS")]
+        wait_timeout: Option<f64>,
+    },
+    /// Show the connected pool-managers, the queue and why tasks wait.
+    Status,
+    /// Cancel a task: removed if queued, killed if running.
+    Cancel {
+        #[arg(value_name = "ID")]
+        task_id: TaskId,
+    },
+    /// Send no new tasks to a pool-manager until `release`.
+    Hold {
+        #[arg(value_name = "MANAGER")]
+        manager_id: ManagerId,
+    },
+    /// Let a held pool-manager receive tasks again.
+    Release {
+        #[arg(value_name = "MANAGER")]
+        manager_id: ManagerId,
+    },
+    /// Send no new tasks to a pool-manager and tell it to exit once idle.
+    Drain {
+        #[arg(value_name = "MANAGER")]
+        manager_id: ManagerId,
+    },
+    /// Create a CURVE key directory (mode 0700) with a server and a client
+    /// key pair, for the interchange, pool-managers and clients to share.
+    Keygen {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Ask the interchange to stop (its pool-managers are told to stop too).
+    Shutdown,
+    /// Run every task of a task file and wait for all of them.
+    ///
+    /// The file is JSON lines (one object per line) or TOML ([[task]]
+    /// tables), with keys command, resources (num_nodes, ranks_per_node,
+    /// num_ranks, launcher_options, priority), env, cwd, stdout, stderr.
+    /// Without --interchange, rhtex starts its own interchange and one
+    /// pool-manager on this host (run directory rhtex-run/run-<timestamp>,
+    /// with fresh CURVE keys) and stops them at the end. Exits non-zero if
+    /// any task did not complete.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct SubmitArgs {
+    /// Nodes the task needs (default 1).
+    #[arg(long, value_name = "N")]
+    num_nodes: Option<i64>,
+    /// MPI ranks per node.
+    #[arg(long, value_name = "P")]
+    ranks_per_node: Option<i64>,
+    /// Total MPI ranks.
+    #[arg(long, value_name = "R")]
+    num_ranks: Option<i64>,
+    /// Extra arguments for the MPI launcher.
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    launcher_options: Option<String>,
+    /// Priority: smaller runs first; tasks without one come last.
+    #[arg(long, value_name = "K", allow_hyphen_values = true)]
+    priority: Option<i64>,
+    /// An environment variable for the task (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env_pair)]
+    env: Vec<(String, String)>,
+    /// Working directory of the task (relative to this directory).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// File for the task's stdout (relative to this directory).
+    #[arg(long, value_name = "F")]
+    stdout: Option<PathBuf>,
+    /// File for the task's stderr (relative to this directory).
+    #[arg(long, value_name = "F")]
+    stderr: Option<PathBuf>,
+    /// Wait for the result, print it and exit with the task's exit code
+    /// (128+N if killed by signal N).
+    #[arg(long)]
+    wait: bool,
+    /// The command, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The task file (.jsonl/.json or .toml).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Embedded mode only: the pool-manager's nodes, comma separated
+    /// (default: discovered from Slurm/PBS, else this host).
+    #[arg(long, value_name = "a,b,c", value_delimiter = ',')]
+    nodes: Option<Vec<String>>,
+    /// Embedded mode only: the MPI launcher (mpiexec, srun, aprun).
+    #[arg(long, value_name = "L")]
+    launcher: Option<String>,
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected K=V, got {text:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rhtex: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("rhtex: error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs one command; returns the process exit code.
+async fn run(cli: Cli) -> Result<i32> {
+    let timeout = seconds(cli.timeout, "--timeout")?;
+    match &cli.command {
+        Commands::Keygen { dir } => {
+            transport::keygen(dir)
+                .with_context(|| format!("cannot create keys in {}", dir.display()))?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "keys_dir": dir.display().to_string() })
+                );
+            } else {
+                println!(
+                    "wrote a server and a client CURVE key pair to {} (mode 0700): \
+                     server.key, server.key_secret, client.key, client.key_secret",
+                    dir.display()
+                );
+            }
+            Ok(0)
+        }
+        Commands::Run(args) => match &cli.interchange {
+            Some(url) => {
+                if args.nodes.is_some() || args.launcher.is_some() {
+                    bail!("--nodes and --launcher apply only to the embedded interchange (rhtex run without --interchange)");
+                }
+                let tasks = client::taskfile::read(&args.file)?;
+                let mut client = connect(&cli, url, timeout).await?;
+                let code = tokio::select! {
+                    code = run_tasks(&cli, &mut client, &args.file, tasks) => code,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                };
+                client.close();
+                code
+            }
+            None => run_embedded(&cli, args, timeout).await,
+        },
+        _ => {
+            let Some(url) = cli.interchange.clone() else {
+                bail!("no interchange given: use --interchange URL or set RHTEX_INTERCHANGE");
+            };
+            let mut client = connect(&cli, &url, timeout).await?;
+            let code = run_remote(&cli, &mut client).await;
+            client.close();
+            code
+        }
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{flag} must be a non-negative number of seconds, got {value}"))
+}
+
+fn security(cli: &Cli) -> Result<Security> {
+    if cli.insecure {
+        return Ok(Security::Insecure);
+    }
+    let dir = match &cli.keys_dir {
+        Some(dir) => dir.clone(),
+        None => default_keys_dir()?,
+    };
+    Security::from_keys_dir(&dir)
+        .with_context(|| format!("cannot use the key directory {} (or pass --insecure)", dir.display()))
+}
+
+fn default_keys_dir() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .context("HOME is not set, so there is no default key directory; pass --keys-dir")?;
+    Ok(PathBuf::from(home).join(".rhtex").join("keys"))
+}
+
+async fn connect(cli: &Cli, url: &str, timeout: Duration) -> Result<Client> {
+    let security = security(cli)?;
+    Client::connect(url, &security, timeout)
+        .await
+        .with_context(|| format!("cannot connect to the interchange at {url}"))
+}
+
+/// The commands that talk to a running interchange.
+async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
+    match &cli.command {
+        Commands::Submit(args) => submit(cli, client, args).await,
+        Commands::Wait {
+            task_ids,
+            wait_timeout,
+        } => wait(cli, client, task_ids, *wait_timeout).await,
+        Commands::Status => {
+            let report = client.status().await.context("status failed")?;
+            let now = unix_now();
+            if cli.json {
+                println!("{}", render::status_json(&report, now));
+            } else {
+                print!("{}", render::status_human(&report, now));
+            }
+            Ok(0)
+        }
+        Commands::Cancel { task_id } => {
+            command(cli, client, Command::Cancel { task_id: *task_id }).await
+        }
+        Commands::Hold { manager_id } => {
+            command(cli, client, Command::Hold { manager_id: *manager_id }).await
+        }
+        Commands::Release { manager_id } => {
+            command(cli, client, Command::Release { manager_id: *manager_id }).await
+        }
+        Commands::Drain { manager_id } => {
+            command(cli, client, Command::Drain { manager_id: *manager_id }).await
+        }
+        Commands::Shutdown => command(cli, client, Command::Shutdown).await,
+        Commands::Keygen { .. } | Commands::Run(_) => bail!("internal: handled elsewhere"),
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+async fn command(cli: &Cli, client: &mut Client, command: Command) -> Result<i32> {
+    let name = format!("{command:?}");
+    let reply = client
+        .command(command)
+        .await
+        .with_context(|| format!("command {name} failed"))?;
+    let (ok, kind, message) = match &reply {
+        Reply::Done { message } => (true, "done", message.clone()),
+        Reply::Failed { message } => (false, "failed", message.clone()),
+        other => (true, "other", format!("{other:?}")),
+    };
+    if cli.json {
+        println!("{}", serde_json::json!({ "reply": kind, "message": message }));
+    } else if ok {
+        println!("{message}");
+    } else {
+        eprintln!("rhtex: refused: {message}");
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// An absolute form of a path the user gave, so that it means the same
+/// thing to the pool-manager, whose working directory differs.
+fn absolute(path: &Path) -> Result<String> {
+    let absolute = std::path::absolute(path)
+        .with_context(|| format!("cannot make {} absolute", path.display()))?;
+    Ok(absolute.to_string_lossy().into_owned())
+}
+
+async fn submit(cli: &Cli, client: &mut Client, args: &SubmitArgs) -> Result<i32> {
+    let mut resources = ResourceRequest::new();
+    for (key, value) in [
+        ("num_nodes", args.num_nodes),
+        ("ranks_per_node", args.ranks_per_node),
+        ("num_ranks", args.num_ranks),
+        ("priority", args.priority),
+    ] {
+        if let Some(value) = value {
+            resources.insert(key, value);
+        }
+    }
+    if let Some(options) = &args.launcher_options {
+        resources.insert("launcher_options", options.as_str());
+    }
+    let task = TaskSubmission {
+        task_id: TaskId::new_random(),
+        command: args.command.join(" "),
+        resources,
+        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+        cwd: args.cwd.as_deref().map(absolute).transpose()?,
+        stdout: args.stdout.as_deref().map(absolute).transpose()?,
+        stderr: args.stderr.as_deref().map(absolute).transpose()?,
+    };
+    let ids = client.submit(vec![task]).await.context("submit failed")?;
+    let Some(task_id) = ids.first().copied() else {
+        bail!("the interchange accepted no task");
+    };
+    if !args.wait {
+        if cli.json {
+            println!("{}", serde_json::json!({ "task_id": task_id.to_string() }));
+        } else {
+            println!("{task_id}");
+        }
+        return Ok(0);
+    }
+    let result = client
+        .next_result()
+        .await
+        .context("waiting for the result failed")?;
+    print_result(cli, &result);
+    Ok(render::exit_code_for(&result))
+}
+
+fn print_result(cli: &Cli, result: &TaskResult) {
+    if cli.json {
+        println!("{}", render::result_json(result));
+    } else {
+        print!("{}", render::result_human(result));
+    }
+}
+
+async fn wait(
+    cli: &Cli,
+    client: &mut Client,
+    task_ids: &[TaskId],
+    wait_timeout: Option<f64>,
+) -> Result<i32> {
+    client.watch(task_ids).await.context("watch failed")?;
+    let deadline = match wait_timeout {
+        Some(secs) => Some(tokio::time::Instant::now() + seconds(secs, "--wait-timeout")?),
+        None => None,
+    };
+    let mut pending: std::collections::HashSet<TaskId> = task_ids.iter().copied().collect();
+    let mut all_completed = true;
+    while !pending.is_empty() {
+        let result = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, client.next_result())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("{} task(s) still without a result at the --wait-timeout", pending.len())
+                })?,
+            None => client.next_result().await,
+        }
+        .context("waiting for results failed")?;
+        if !pending.remove(&result.task_id) {
+            continue;
+        }
+        all_completed &= result.state == protocol::TaskState::Completed;
+        print_result(cli, &result);
+    }
+    Ok(if all_completed { 0 } else { 1 })
+}
+
+async fn run_embedded(cli: &Cli, args: &RunArgs, timeout: Duration) -> Result<i32> {
+    // Read the file first: a bad file should fail before any daemon starts.
+    let tasks = client::taskfile::read(&args.file)?;
+    let mut pool = EmbeddedPool::start(&EmbeddedOptions {
+        run_root: PathBuf::from("rhtex-run"),
+        nodes: args.nodes.clone(),
+        launcher: args.launcher.clone(),
+        log_level: None,
+        ready_timeout: timeout,
+    })
+    .await
+    .context("cannot start the embedded interchange and pool-manager")?;
+    eprintln!(
+        "rhtex: embedded interchange at {} (run directory {})",
+        pool.interchange.client_url(),
+        pool.run_dir.display()
+    );
+    let grace = Duration::from_secs(10);
+    let security = match pool.security() {
+        Ok(security) => security,
+        Err(error) => {
+            let _ = pool.stop(None, grace).await;
+            return Err(error).context("cannot load the embedded key directory");
+        }
+    };
+    let mut client = match Client::connect(&pool.interchange.client_url(), &security, timeout).await {
+        Ok(client) => client,
+        Err(error) => {
+            let _ = pool.stop(None, grace).await;
+            return Err(error).context("cannot connect to the embedded interchange");
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = run_tasks(cli, &mut client, &args.file, tasks) => outcome,
+        status = pool.manager.daemon.exited() => Err(anyhow::anyhow!(
+            "the embedded pool-manager exited ({}) while tasks were running; see {}",
+            status.map(|status| status.to_string()).unwrap_or_else(|error| error.to_string()),
+            pool.manager.daemon.log().display()
+        )),
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let stopped = pool.stop(Some(&mut client), grace).await;
+    client.close();
+    if let Err(error) = stopped {
+        eprintln!("rhtex: warning: stopping the embedded daemons: {error}");
+    }
+    outcome
+}
+
+async fn run_tasks(
+    cli: &Cli,
+    client: &mut Client,
+    file: &Path,
+    tasks: Vec<client::taskfile::FileTask>,
+) -> Result<i32> {
+    let n_tasks = tasks.len();
+    let mut rows: Vec<SummaryRow> = tasks
+        .iter()
+        .map(|task| SummaryRow {
+            index: task.index,
+            command: task.submission.command.clone(),
+            result: None,
+        })
+        .collect();
+    let position: HashMap<TaskId, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(position, task)| (task.submission.task_id, position))
+        .collect();
+    client
+        .submit(tasks.into_iter().map(|task| task.submission).collect())
+        .await
+        .with_context(|| format!("cannot submit the tasks of {}", file.display()))?;
+
+    let progress = Progress::new(n_tasks);
+    let mut n_done = 0;
+    while n_done < n_tasks {
+        let result = client
+            .next_result()
+            .await
+            .context("waiting for results failed")?;
+        let Some(&slot) = position.get(&result.task_id) else {
+            continue;
+        };
+        let Some(row) = rows.get_mut(slot) else {
+            continue;
+        };
+        if row.result.is_some() {
+            continue;
+        }
+        n_done += 1;
+        progress.report(n_done, row.index, &result);
+        row.result = Some(result);
+    }
+    progress.finish();
+
+    if cli.json {
+        println!("{}", render::summary_json(&rows));
+    } else {
+        print!("{}", render::summary_human(&rows));
+    }
+    let all_completed = rows.iter().all(|row| {
+        row.result
+            .as_ref()
+            .is_some_and(|result| result.state == protocol::TaskState::Completed)
+    });
+    Ok(if all_completed { 0 } else { 1 })
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines(usize),
+}
+
+impl Progress {
+    fn new(n_tasks: usize) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(n_tasks as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} tasks ({elapsed}) {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines(n_tasks)
+        }
+    }
+
+    fn report(&self, n_done: usize, index: usize, result: &TaskResult) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.set_position(n_done as u64);
+                bar.set_message(format!("task {index} {}", result.state));
+            }
+            Progress::Lines(n_tasks) => {
+                eprintln!("[{n_done}/{n_tasks}] task {index} {}", result.state);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}

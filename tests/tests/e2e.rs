@@ -1,1 +1,839 @@
-//! End-to-end tests of rhtex: the real binaries on 127.0.0.1.
+//! End-to-end tests of rhtex: the real `interchange`, `pool-manager` and
+//! `rhtex` binaries on 127.0.0.1, CURVE on unless a test is about something
+//! else. Build the binaries first: `cargo build --workspace --bins`.
+//!
+//! Every test has its own scenario directory (logs, keys, run directories),
+//! bounds every wait by [`WAIT`] and kills what it started by process group.
+
+use e2e::cli::{self, connect_flags, json_objects, json_strings};
+use e2e::client::{raw_dealer, receive_frame};
+use e2e::daemon::{describe, Launch, Stdout};
+use e2e::{
+    binary, mpi_sources_dir, task, wait_for, Interchange, ManagerOptions, RawClient, Scenario,
+    Security, WAIT,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use protocol::{
+    ErrorKind, Launcher, ManagerId, ResourceRequest, TaskId, TaskResult, TaskState, ToManager,
+    PROTOCOL_VERSION,
+};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// An interchange with CURVE on and a fresh key directory.
+fn secure_interchange(scenario: &Scenario) -> Interchange {
+    let keys = scenario.keygen("keys");
+    scenario.start_interchange("interchange", &Security::Curve(keys), &[])
+}
+
+fn stdout_of(result: &TaskResult) -> String {
+    String::from_utf8_lossy(&result.stdout_tail).into_owned()
+}
+
+fn assert_completed(result: &TaskResult) {
+    assert_eq!(
+        result.state,
+        TaskState::Completed,
+        "task {} did not complete: {result:#?}\nstderr tail: {}",
+        result.task_id,
+        String::from_utf8_lossy(&result.stderr_tail)
+    );
+    assert_eq!(result.exit_code, Some(0), "{result:#?}");
+}
+
+fn with_nodes(mut submission: protocol::TaskSubmission, n_nodes: u32) -> protocol::TaskSubmission {
+    submission.resources = ResourceRequest::new().with("num_nodes", n_nodes);
+    submission
+}
+
+/// A command that waits (polling, bounded) until `path` exists.
+fn hold_until(path: &Path) -> String {
+    format!(
+        "for attempt in $(seq 1500); do [ -e '{}' ] && exit 0; sleep 0.02; done; \
+         echo 'never released' >&2; exit 1",
+        path.display()
+    )
+}
+
+/// A command that writes its shell's pid (its process group) to `path`,
+/// then becomes `sleep 60`.
+fn pid_then_sleep(path: &Path) -> String {
+    format!(
+        "echo $$ > '{}.part' && mv '{0}.part' '{0}' && exec sleep 60",
+        path.display()
+    )
+}
+
+/// Waits for the pid file written by [`pid_then_sleep`].
+fn wait_pid_file(path: &Path) -> i32 {
+    wait_for(&format!("pid file {}", path.display()), WAIT, || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+    })
+}
+
+/// Whether a process with this pid still exists (zombies count: the
+/// manager must reap what it kills).
+fn process_exists(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+fn sorted(mut items: Vec<String>) -> Vec<String> {
+    items.sort();
+    items
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+/// The numbers written in a text, as strings ("versions 999 and 1" -> ["999", "1"]).
+fn numbers_in(text: &str) -> Vec<String> {
+    text.split(|character: char| !character.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling
+// ---------------------------------------------------------------------------
+
+#[test]
+fn tasks_only_go_to_managers_with_enough_nodes() {
+    let scenario = Scenario::new("placement");
+    let interchange = secure_interchange(&scenario);
+    let big = scenario.start_manager(
+        &interchange,
+        ManagerOptions::new("big", &["a1", "a2", "a3", "a4"]),
+    );
+    let small = scenario.start_manager(&interchange, ManagerOptions::new("small", &["b1", "b2"]));
+    let mut client = RawClient::connect(&interchange);
+    let report = client.wait_managers(&[big.manager_id, small.manager_id]);
+    for (manager, n_nodes) in [(&big, 4), (&small, 2)] {
+        let info = report
+            .managers
+            .iter()
+            .find(|info| info.manager_id == manager.manager_id)
+            .expect("registered manager in status");
+        assert_eq!(info.n_nodes, n_nodes, "{info:#?}");
+        assert_eq!(info.block_id, manager.block_id, "{info:#?}");
+    }
+
+    // A 4-node task can only run on the 4-node manager.
+    let four = client.submit_one(with_nodes(task("echo $PARSL_MPI_NODELIST"), 4));
+    let result = client.wait_result(four, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.manager_id, Some(big.manager_id), "{result:#?}");
+    assert_eq!(
+        sorted(result.nodes.clone()),
+        strings(&["a1", "a2", "a3", "a4"])
+    );
+    assert_eq!(
+        sorted(
+            stdout_of(&result)
+                .trim()
+                .split(',')
+                .map(str::to_owned)
+                .collect()
+        ),
+        strings(&["a1", "a2", "a3", "a4"])
+    );
+
+    // Keep the big manager busy; a 3-node task must then wait, even though
+    // the small manager is idle, and run on the big one once it is free.
+    let release = scenario.file("release-busy");
+    let busy = client.submit_one(with_nodes(task(&hold_until(&release)), 4));
+    let busy_info = client.wait_running(busy);
+    assert_eq!(busy_info.manager_id, Some(big.manager_id), "{busy_info:#?}");
+    let three = client.submit_one(with_nodes(task("echo three"), 3));
+    let three_info = client.task_status(three);
+    assert_eq!(three_info.state, TaskState::Queued, "{three_info:#?}");
+
+    // A 2-node task submitted after it runs on the small manager at once...
+    let two = client.submit_one(with_nodes(task("echo two"), 2));
+    let two_result = client.wait_result(two, WAIT);
+    assert_completed(&two_result);
+    assert_eq!(
+        two_result.manager_id,
+        Some(small.manager_id),
+        "{two_result:#?}"
+    );
+    assert_eq!(sorted(two_result.nodes.clone()), strings(&["b1", "b2"]));
+    // ...while the 3-node task still waits, with a reason.
+    let three_info = client.task_status(three);
+    assert_eq!(three_info.state, TaskState::Queued, "{three_info:#?}");
+    assert!(
+        three_info.waiting_reason.is_some(),
+        "a queued task says why it waits: {three_info:#?}"
+    );
+    let report = client.status();
+    assert!(
+        report
+            .waiting
+            .iter()
+            .any(|group| group.num_nodes == 3 && group.n_tasks == 1),
+        "status groups the waiting 3-node task: {:#?}",
+        report.waiting
+    );
+    assert!(
+        !client.has_result(three),
+        "the 3-node task must not have run"
+    );
+
+    std::fs::write(&release, b"go").expect("write the release file");
+    let busy_result = client.wait_result(busy, WAIT);
+    assert_completed(&busy_result);
+    let three_result = client.wait_result(three, WAIT);
+    assert_completed(&three_result);
+    assert_eq!(
+        three_result.manager_id,
+        Some(big.manager_id),
+        "{three_result:#?}"
+    );
+    assert_eq!(three_result.nodes.len(), 3, "{three_result:#?}");
+    for node in &three_result.nodes {
+        assert!(
+            big.nodes.contains(node),
+            "{node} is not a node of the big manager"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The task environment and launchers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn tasks_see_exact_parsl_environment_and_nothing_from_earlier_tasks() {
+    let scenario = Scenario::new("environment");
+    let interchange = secure_interchange(&scenario);
+    let mut options = ManagerOptions::new("env", &["n1", "n2", "n3"]).launcher(Launcher::Srun);
+    options.block_id = "block-7".to_owned();
+    let manager = scenario.start_manager(&interchange, options);
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+
+    let mut first = task("env | grep ^PARSL_ | sort; echo \"OWN=${RHTEX_E2E_OWN-unset}\"");
+    first.resources = ResourceRequest::new()
+        .with("num_nodes", 2)
+        .with("ranks_per_node", 3)
+        .with("launcher_options", "-x Y");
+    first.env = BTreeMap::from([("RHTEX_E2E_OWN".to_owned(), "first".to_owned())]);
+    let first_id = client.submit_one(first);
+    let result = client.wait_result(first_id, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.nodes.len(), 2, "{result:#?}");
+    for node in &result.nodes {
+        assert!(
+            manager.nodes.contains(node),
+            "{node} is not a node of the block"
+        );
+    }
+    let hosts = result.nodes.join(",");
+    let pool_id = manager.manager_id.to_string();
+    let expected: BTreeMap<&str, String> = BTreeMap::from([
+        ("PARSL_NUM_NODES", "2".to_owned()),
+        ("PARSL_RANKS_PER_NODE", "3".to_owned()),
+        ("PARSL_NUM_RANKS", "6".to_owned()),
+        ("PARSL_LAUNCHER_OPTIONS", "-x Y".to_owned()),
+        ("PARSL_MPI_NODELIST", hosts.clone()),
+        ("PARSL_WORKER_POOL_ID", pool_id),
+        ("PARSL_WORKER_BLOCK_ID", "block-7".to_owned()),
+        (
+            "PARSL_MPIEXEC_PREFIX",
+            format!("mpiexec -n 6 -ppn 3 -hosts {hosts} -x Y"),
+        ),
+        (
+            "PARSL_SRUN_PREFIX",
+            format!("srun --ntasks 6 --ntasks-per-node 3 --nodelist {hosts} --nodes 2 -x Y"),
+        ),
+        (
+            "PARSL_APRUN_PREFIX",
+            format!("aprun -n 6 -N 3 -node-list {hosts} -x Y"),
+        ),
+        (
+            "PARSL_MPI_PREFIX",
+            format!("srun --ntasks 6 --ntasks-per-node 3 --nodelist {hosts} --nodes 2 -x Y"),
+        ),
+    ]);
+    // Parsl also documents these two; anything else is unexpected.
+    let also_allowed = ["PARSL_WORKER_RANK", "PARSL_WORKER_COUNT"];
+    let output = stdout_of(&result);
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for line in output.lines().filter(|line| line.starts_with("PARSL_")) {
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("env line without '=': {line:?}"));
+        seen.insert(key.to_owned(), value.to_owned());
+    }
+    for (key, value) in &expected {
+        assert_eq!(
+            seen.get(*key),
+            Some(value),
+            "{key} (exact, no trailing space); the task printed:\n{output}"
+        );
+    }
+    for key in seen.keys() {
+        assert!(
+            expected.contains_key(key.as_str()) || also_allowed.contains(&key.as_str()),
+            "unexpected variable {key}; the task printed:\n{output}"
+        );
+    }
+    assert!(
+        output.contains("OWN=first\n"),
+        "the task's own env: {output}"
+    );
+
+    // A later task gets a fresh environment: nothing of the first task's.
+    let second = task("env | grep -E '^(PARSL_|RHTEX_E2E_OWN)' | sort; echo end");
+    let second_id = client.submit_one(second);
+    let second_result = client.wait_result(second_id, WAIT);
+    assert_completed(&second_result);
+    let second_output = stdout_of(&second_result);
+    assert!(
+        !second_output.contains("RHTEX_E2E_OWN"),
+        "the first task's env leaked into the second:\n{second_output}"
+    );
+    assert!(
+        !second_output.contains("-x Y"),
+        "the first task's launcher options leaked into the second:\n{second_output}"
+    );
+    assert!(
+        second_output
+            .lines()
+            .any(|line| line == "PARSL_NUM_NODES=1"),
+        "the second task's own spec:\n{second_output}"
+    );
+    for line in second_output.lines() {
+        assert_eq!(line, line.trim_end(), "no trailing space in {line:?}");
+    }
+}
+
+#[test]
+fn real_mpiexec_runs_two_ranks_on_localhost() {
+    let scenario = Scenario::new("mpiexec");
+    let program = scenario.file("mpi-hello");
+    let mut compile = scenario.spawn(Launch {
+        name: "mpicc".to_owned(),
+        program: "mpicc".into(),
+        args: vec![
+            mpi_sources_dir().join("hello.c").display().to_string(),
+            "-o".to_owned(),
+            program.display().to_string(),
+        ],
+        env: Vec::new(),
+        stdout: Stdout::File,
+        cwd: Some(scenario.path().to_path_buf()),
+    });
+    let compiled = compile.wait_exit(WAIT);
+    assert!(
+        compiled.success(),
+        "mpicc: {}\n{}",
+        describe(compiled),
+        compile.log()
+    );
+
+    let interchange = secure_interchange(&scenario);
+    let manager = scenario.start_manager(
+        &interchange,
+        ManagerOptions::new("mpi", &["localhost"])
+            .launcher(Launcher::Mpiexec)
+            .without_fakes(),
+    );
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let mut hello = task(&format!("$PARSL_MPI_PREFIX '{}'", program.display()));
+    hello.resources = ResourceRequest::new()
+        .with("num_nodes", 1)
+        .with("ranks_per_node", 2);
+    let hello_id = client.submit_one(hello);
+    let result = client.wait_result(hello_id, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.nodes, strings(&["localhost"]));
+    let output = stdout_of(&result);
+    let mut lines: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with("rhtex-mpi-hello"))
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        ["rhtex-mpi-hello rank 0 of 2", "rhtex-mpi-hello rank 1 of 2"],
+        "output:\n{output}"
+    );
+}
+
+#[test]
+fn fake_srun_and_aprun_receive_the_exact_prefix() {
+    let scenario = Scenario::new("launchers");
+    let keys = scenario.keygen("keys");
+    for launcher in [Launcher::Srun, Launcher::Aprun] {
+        let interchange = scenario.start_interchange(
+            &format!("interchange-{launcher}"),
+            &Security::Curve(keys.clone()),
+            &[],
+        );
+        let manager = scenario.start_manager(
+            &interchange,
+            ManagerOptions::new(&format!("manager-{launcher}"), &["x1", "x2", "x3"])
+                .launcher(launcher),
+        );
+        let mut client = RawClient::connect(&interchange);
+        client.wait_managers(&[manager.manager_id]);
+        let marker = format!("launched-by-{launcher}");
+        let mut submission = task(&format!("$PARSL_MPI_PREFIX /bin/echo {marker}"));
+        submission.resources = ResourceRequest::new()
+            .with("num_nodes", 3)
+            .with("ranks_per_node", 2);
+        let task_id = client.submit_one(submission);
+        let result = client.wait_result(task_id, WAIT);
+        assert_completed(&result);
+        assert_eq!(sorted(result.nodes.clone()), strings(&["x1", "x2", "x3"]));
+        assert!(stdout_of(&result).contains(&marker), "{result:#?}");
+        let hosts = result.nodes.join(",");
+        let mut expected: Vec<String> = match launcher {
+            Launcher::Srun => strings(&[
+                "srun",
+                "--ntasks",
+                "6",
+                "--ntasks-per-node",
+                "2",
+                "--nodelist",
+                &hosts,
+                "--nodes",
+                "3",
+            ]),
+            Launcher::Aprun => strings(&["aprun", "-n", "6", "-N", "2", "-node-list", &hosts]),
+            Launcher::Mpiexec => unreachable!("not in this loop"),
+        };
+        expected.extend(strings(&["/bin/echo", &marker]));
+        assert_eq!(manager.launcher_calls(), vec![expected], "{launcher}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Failures of peers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
+    let scenario = Scenario::new("manager-lost");
+    let interchange = secure_interchange(&scenario);
+    let mut manager = scenario.start_manager(&interchange, ManagerOptions::new("doomed", &["k1"]));
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let pid_file = scenario.file("sleep.pid");
+    let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
+    client.wait_running(task_id);
+    let sleep_group = wait_pid_file(&pid_file);
+    scenario.adopt_process_group(sleep_group);
+
+    let killed = manager.daemon.kill_group();
+    assert_eq!(describe(killed), "signal 9");
+    let result = client.wait_result(task_id, WAIT);
+    assert_eq!(result.state, TaskState::Failed, "{result:#?}");
+    let error = result.error.clone().expect("a failed result has an error");
+    assert_eq!(error.kind, ErrorKind::ManagerLost, "{result:#?}");
+    assert!(
+        error.message.contains(&manager.manager_id.to_string()),
+        "the message names the lost manager: {error:?}"
+    );
+    client.wait_status("the lost manager to leave status", WAIT, |report| {
+        (!report
+            .managers
+            .iter()
+            .any(|info| info.manager_id == manager.manager_id))
+        .then_some(())
+    });
+}
+
+#[test]
+fn garbage_bytes_do_not_stop_the_interchange() {
+    let scenario = Scenario::new("garbage");
+    let mut interchange = scenario.start_interchange("interchange", &Security::Insecure, &[]);
+    let garbage: Vec<Vec<u8>> = vec![
+        b"\xff\xfe\xfd not msgpack at all".to_vec(),
+        Vec::new(),
+        protocol::encode(&serde_json::json!({"type": "launch_missiles", "protocol_version": 1})),
+        protocol::encode(&serde_json::json!([1, 2, 3])),
+        vec![0x81, 0xa4, b't', b'y', b'p', b'e'],
+    ];
+    let client_garbage = raw_dealer(&interchange.client_url, &Security::Insecure);
+    let manager_garbage = raw_dealer(&interchange.manager_connect_url, &Security::Insecure);
+    for socket in [&client_garbage, &manager_garbage] {
+        for frame in &garbage {
+            socket.send(frame.as_slice(), 0).expect("send garbage");
+        }
+        socket
+            .send_multipart([b"two".to_vec(), b"frames".to_vec()], 0)
+            .expect("send a two-frame message");
+    }
+    // A results message from a manager that never registered.
+    manager_garbage
+        .send(
+            protocol::encode(&protocol::FromManager::Results {
+                results: vec![TaskResult::failed_before_start(
+                    TaskId::new_random(),
+                    ErrorKind::ExitCode,
+                    "never submitted".into(),
+                )],
+            }),
+            0,
+        )
+        .expect("send unexpected results");
+
+    let manager = scenario.start_manager(
+        &interchange,
+        ManagerOptions::new("survivor", &["g1"]).security(Security::Insecure),
+    );
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let task_id = client.submit_one(task("echo still-alive"));
+    let result = client.wait_result(task_id, WAIT);
+    assert_completed(&result);
+    assert_eq!(stdout_of(&result), "still-alive\n");
+    let n_bad = client.wait_status("bad messages to be counted", WAIT, |report| {
+        (report.n_bad_messages > 0).then_some(report.n_bad_messages)
+    });
+    assert!(n_bad > 0);
+    assert!(
+        interchange.daemon.try_exit().is_none(),
+        "the interchange is still running"
+    );
+}
+
+#[test]
+fn manager_of_another_protocol_version_is_refused_and_others_keep_working() {
+    let scenario = Scenario::new("version");
+    let interchange = secure_interchange(&scenario);
+    let manager = scenario.start_manager(&interchange, ManagerOptions::new("current", &["v1"]));
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+
+    let future_id = ManagerId::new_random();
+    let future = raw_dealer(&interchange.manager_connect_url, &interchange.security);
+    let register = serde_json::json!({
+        "type": "register",
+        "protocol_version": 999,
+        "manager_id": future_id.to_string(),
+        "block_id": "block-future",
+        "hostname": "future-host",
+        "nodes": ["f1", "f2"],
+        "launcher": "srun",
+        "rhtex_version": "99.0.0",
+        "something_new": {"shape": "unknown to version 1"},
+    });
+    future
+        .send(protocol::encode(&register), 0)
+        .expect("send register");
+    let frame = receive_frame(&future, WAIT).expect("an answer to register within the timeout");
+    let answer: ToManager = protocol::decode(&frame).expect("the answer decodes");
+    match answer {
+        ToManager::Refused {
+            reason,
+            protocol_version,
+        } => {
+            assert_eq!(protocol_version, PROTOCOL_VERSION);
+            let numbers = numbers_in(&reason);
+            assert!(
+                numbers.contains(&"999".to_owned())
+                    && numbers.contains(&PROTOCOL_VERSION.to_string()),
+                "the reason names both versions: {reason:?}"
+            );
+        }
+        other => panic!("expected refused, got {other:?}"),
+    }
+    let report = client.status();
+    assert!(
+        !report
+            .managers
+            .iter()
+            .any(|info| info.manager_id == future_id),
+        "the refused manager is not registered: {report:#?}"
+    );
+    let task_id = client.submit_one(task("echo after-refusal"));
+    let result = client.wait_result(task_id, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.manager_id, Some(manager.manager_id));
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+// ---------------------------------------------------------------------------
+
+#[test]
+fn manager_with_an_unknown_key_cannot_register() {
+    let scenario = Scenario::new("unknown-key");
+    let interchange = secure_interchange(&scenario);
+    let Security::Curve(known) = interchange.security.clone() else {
+        panic!("secure interchange expected");
+    };
+    let unknown = scenario.unknown_client_keys(&known, "unknown-keys");
+    let mode = std::fs::metadata(&unknown)
+        .expect("stat the key dir")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let mut stranger = scenario.start_manager(
+        &interchange,
+        ManagerOptions::new("stranger", &["u1"]).security(Security::Curve(unknown)),
+    );
+    let status = stranger.daemon.wait_exit(WAIT);
+    let log = stranger.daemon.log();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "a refused manager exits 3, got {}; log:\n{log}",
+        describe(status)
+    );
+    let lowered = log.to_lowercase();
+    assert!(
+        lowered.contains("key")
+            && ["refus", "reject", "denied", "unknown", "not admitted"]
+                .iter()
+                .any(|word| lowered.contains(word)),
+        "the manager says its key was refused; log:\n{log}"
+    );
+    let mut client = RawClient::connect(&interchange);
+    let report = client.status();
+    assert!(
+        !report
+            .managers
+            .iter()
+            .any(|info| info.manager_id == stranger.manager_id),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn interchange_refuses_a_key_directory_others_can_read() {
+    let scenario = Scenario::new("open-keys");
+    let keys = scenario.keygen("keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    let mut interchange = scenario.spawn(Launch {
+        name: "interchange".to_owned(),
+        program: binary("interchange"),
+        args: vec![
+            "--keys-dir".to_owned(),
+            keys.display().to_string(),
+            "--run-dir".to_owned(),
+            scenario.file("interchange-run").display().to_string(),
+            "--client-listen".to_owned(),
+            "tcp://127.0.0.1:0".to_owned(),
+            "--manager-listen".to_owned(),
+            "tcp://127.0.0.1:0".to_owned(),
+        ],
+        env: Vec::new(),
+        stdout: Stdout::File,
+        cwd: Some(scenario.path().to_path_buf()),
+    });
+    let status = interchange.wait_exit(WAIT);
+    let log = interchange.log();
+    assert!(
+        !status.success() && status.code().is_some(),
+        "the interchange must exit with an error, got {}; log:\n{log}",
+        describe(status)
+    );
+    assert!(
+        log.contains("chmod 700"),
+        "the message says what to do:\n{log}"
+    );
+    assert_eq!(
+        interchange.stdout_text(),
+        "",
+        "no ready line when it refuses to start"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The rhtex command line
+// ---------------------------------------------------------------------------
+
+/// A task file: three tasks, one of which exits 3.
+fn write_task_file(scenario: &Scenario) -> std::path::PathBuf {
+    let path = scenario.file("tasks.jsonl");
+    let lines = [
+        serde_json::json!({"command": "echo task-one", "resources": {"num_nodes": 1}}),
+        serde_json::json!({"command": "echo task-two"}),
+        serde_json::json!({"command": "echo task-three; exit 3", "resources": {"num_nodes": 1}}),
+    ];
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(&path, text).expect("write the task file");
+    path
+}
+
+/// Checks a `rhtex --json run` summary: three tasks, one failed with exit code 3.
+fn check_run_summary(output: &cli::CliOutput) {
+    assert_ne!(
+        output.code(),
+        0,
+        "one task failed, so rhtex run fails: {output:#?}"
+    );
+    let summary = output.json();
+    let task_ids: std::collections::BTreeSet<TaskId> = json_objects(&summary)
+        .into_iter()
+        .filter_map(|object| object.get("task_id")?.as_str()?.parse().ok())
+        .collect();
+    assert_eq!(
+        task_ids.len(),
+        3,
+        "the summary lists every task: {output:#?}"
+    );
+    let failed_with_3 = json_objects(&summary)
+        .into_iter()
+        .filter(|object| object.get("exit_code").and_then(|code| code.as_i64()) == Some(3))
+        .count();
+    assert_eq!(failed_with_3, 1, "one task exited 3: {output:#?}");
+}
+
+#[test]
+fn rhtex_run_against_a_running_interchange() {
+    let scenario = Scenario::new("run-connected");
+    let interchange = secure_interchange(&scenario);
+    let manager = scenario.start_manager(&interchange, ManagerOptions::new("runner", &["r1"]));
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let file = write_task_file(&scenario);
+    let mut args = connect_flags(&interchange);
+    args.extend([
+        "--json".to_owned(),
+        "run".to_owned(),
+        file.display().to_string(),
+    ]);
+    let output = cli::run(&scenario, "rhtex-run", &args);
+    check_run_summary(&output);
+    let report = client.status();
+    assert_eq!(
+        (report.n_completed, report.n_failed),
+        (2, 1),
+        "the tasks ran through this interchange: {report:#?}"
+    );
+}
+
+#[test]
+fn rhtex_run_embedded() {
+    let scenario = Scenario::new("run-embedded");
+    let file = write_task_file(&scenario);
+    let args = vec![
+        "--json".to_owned(),
+        "run".to_owned(),
+        file.display().to_string(),
+    ];
+    let output = cli::run(&scenario, "rhtex-run-embedded", &args);
+    check_run_summary(&output);
+}
+
+#[test]
+fn rhtex_submit_wait_exits_with_the_task_exit_code() {
+    let scenario = Scenario::new("submit-wait");
+    let interchange = secure_interchange(&scenario);
+    let manager = scenario.start_manager(&interchange, ManagerOptions::new("waiter", &["w1"]));
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+
+    let mut args = connect_flags(&interchange);
+    args.extend(strings(&[
+        "--json",
+        "submit",
+        "--wait",
+        "--",
+        "echo from-cli; exit 7",
+    ]));
+    let output = cli::run(&scenario, "rhtex-submit-7", &args);
+    assert_eq!(output.code(), 7, "{output:#?}");
+    let json = output.json();
+    assert!(
+        json_objects(&json)
+            .iter()
+            .any(|object| object.get("exit_code").and_then(|code| code.as_i64()) == Some(7)),
+        "the JSON result carries the exit code: {output:#?}"
+    );
+
+    let mut args = connect_flags(&interchange);
+    args.extend(strings(&["submit", "--wait", "--", "true"]));
+    let output = cli::run(&scenario, "rhtex-submit-0", &args);
+    assert_eq!(output.code(), 0, "{output:#?}");
+}
+
+#[test]
+fn rhtex_cancel_kills_a_running_task() {
+    let scenario = Scenario::new("cancel");
+    let interchange = secure_interchange(&scenario);
+    let manager = scenario.start_manager(&interchange, ManagerOptions::new("canceller", &["c1"]));
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+
+    let pid_file = scenario.file("sleep.pid");
+    let mut args = connect_flags(&interchange);
+    args.extend(strings(&[
+        "--json",
+        "submit",
+        "--",
+        &pid_then_sleep(&pid_file),
+    ]));
+    let output = cli::run(&scenario, "rhtex-submit", &args);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    let task_ids: Vec<TaskId> = json_strings(&output.json())
+        .iter()
+        .filter_map(|text| text.parse().ok())
+        .collect();
+    let task_id = *task_ids
+        .first()
+        .unwrap_or_else(|| panic!("rhtex --json submit prints the task id: {output:#?}"));
+    client.watch(vec![task_id]);
+    client.wait_running(task_id);
+    let sleep_group = wait_pid_file(&pid_file);
+    scenario.adopt_process_group(sleep_group);
+
+    let mut args = connect_flags(&interchange);
+    args.extend(["cancel".to_owned(), task_id.to_string()]);
+    let output = cli::run(&scenario, "rhtex-cancel", &args);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    let result = client.wait_result(task_id, WAIT);
+    assert_eq!(result.state, TaskState::Cancelled, "{result:#?}");
+    assert_eq!(
+        result.error.as_ref().map(|error| error.kind),
+        Some(ErrorKind::Cancelled),
+        "{result:#?}"
+    );
+    wait_for("the cancelled task's process to be gone", WAIT, || {
+        (!process_exists(sleep_group)).then_some(())
+    });
+}
+
+#[test]
+fn sigterm_to_a_manager_kills_its_task_and_exits_zero() {
+    let scenario = Scenario::new("sigterm");
+    let interchange = secure_interchange(&scenario);
+    let mut manager =
+        scenario.start_manager(&interchange, ManagerOptions::new("stopping", &["s1"]));
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let pid_file = scenario.file("sleep.pid");
+    let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
+    client.wait_running(task_id);
+    let sleep_group = wait_pid_file(&pid_file);
+    scenario.adopt_process_group(sleep_group);
+
+    manager.daemon.signal(Signal::SIGTERM);
+    let result = client.wait_result(task_id, WAIT);
+    assert_eq!(result.state, TaskState::Failed, "{result:#?}");
+    assert_eq!(
+        result.error.as_ref().map(|error| error.kind),
+        Some(ErrorKind::Killed),
+        "{result:#?}"
+    );
+    let status = manager.daemon.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", describe(status));
+    wait_for("the killed task's process to be gone", WAIT, || {
+        (!process_exists(sleep_group)).then_some(())
+    });
+}

@@ -736,14 +736,18 @@ impl Core {
                 any_large_enough_accepting = true;
             }
         }
+        let needed = count_nodes(num_nodes);
         if !any_manager {
             "no manager connected".to_owned()
         } else if largest < num_nodes {
-            format!("needs {num_nodes} nodes; the largest connected manager has {largest}")
+            format!("needs {needed}; the largest connected manager has {largest}")
         } else if !any_large_enough_accepting {
-            format!("needs {num_nodes} nodes; every manager that large is held or draining")
+            format!("needs {needed}; every manager that large is held or draining")
         } else {
-            format!("waiting for {num_nodes} free nodes")
+            format!(
+                "waiting for {num_nodes} free {}",
+                if num_nodes == 1 { "node" } else { "nodes" }
+            )
         }
     }
 
@@ -1128,6 +1132,15 @@ impl Core {
                 self.send_manager(&peer, ToManager::RunTasks { tasks });
             }
         }
+    }
+}
+
+/// "1 node", "4 nodes".
+fn count_nodes(n_nodes: u32) -> String {
+    if n_nodes == 1 {
+        "1 node".to_owned()
+    } else {
+        format!("{n_nodes} nodes")
     }
 }
 

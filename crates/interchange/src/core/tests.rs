@@ -1,1 +1,1326 @@
+//! Core scenarios with simulated time and no sockets. After every step,
+//! [`Sim::check`] drains the outputs and asserts they are exactly the ones
+//! expected, so nothing unexpected can slip through.
 
+use super::*;
+use protocol::{Launcher, ResourceRequest, TaskError};
+
+const PERIOD: Duration = Duration::from_secs(30);
+const THRESHOLD: Duration = Duration::from_secs(120);
+const WALL_CLOCK: UnixTime = 1_700_000_000.0;
+
+struct Sim {
+    core: Core,
+    now: Time,
+}
+
+fn peer(name: &str) -> PeerId {
+    PeerId(name.as_bytes().to_vec())
+}
+
+fn task_id(n: u128) -> TaskId {
+    TaskId::from_u128(n)
+}
+
+fn manager_id(n: u128) -> ManagerId {
+    ManagerId::from_u128(0xAA00 + n)
+}
+
+fn submission(id: u128, request: ResourceRequest) -> TaskSubmission {
+    TaskSubmission {
+        task_id: task_id(id),
+        command: format!("echo {id}"),
+        resources: request,
+        env: BTreeMap::new(),
+        cwd: None,
+        stdout: None,
+        stderr: None,
+    }
+}
+
+fn nodes(n: u32) -> ResourceRequest {
+    ResourceRequest::new().with("num_nodes", n)
+}
+
+fn nodes_priority(n: u32, priority: i64) -> ResourceRequest {
+    nodes(n).with("priority", priority)
+}
+
+fn dispatch(id: u128, request: ResourceRequest) -> TaskDispatch {
+    let resources = protocol::validate(&request).expect("test requests are valid");
+    TaskDispatch {
+        task_id: task_id(id),
+        command: format!("echo {id}"),
+        resources,
+        env: BTreeMap::new(),
+        cwd: None,
+        stdout: None,
+        stderr: None,
+    }
+}
+
+fn registration(id: u128, n_nodes: usize) -> Registration {
+    Registration {
+        protocol_version: PROTOCOL_VERSION,
+        manager_id: manager_id(id),
+        block_id: format!("block-{id}"),
+        hostname: format!("host-{id}"),
+        nodes: (0..n_nodes).map(|i| format!("m{id}n{i}")).collect(),
+        launcher: Launcher::Mpiexec,
+        rhtex_version: RHTEX_VERSION.to_owned(),
+        cpu_count: 4,
+        versions: BTreeMap::new(),
+    }
+}
+
+fn completed(id: u128) -> TaskResult {
+    TaskResult {
+        state: TaskState::Completed,
+        exit_code: Some(0),
+        error: None,
+        ..TaskResult::failed_before_start(task_id(id), ErrorKind::ExitCode, String::new())
+    }
+}
+
+/// What the interchange forwards for a manager's result: filled with the
+/// manager's id and block.
+fn forwarded(mut result: TaskResult, manager: u128) -> TaskResult {
+    result.manager_id = Some(manager_id(manager));
+    result.block_id = Some(format!("block-{manager}"));
+    result
+}
+
+fn failed(id: u128, kind: ErrorKind, message: &str) -> TaskResult {
+    TaskResult::failed_before_start(task_id(id), kind, message.to_owned())
+}
+
+fn to_client(name: &str, message: ToClient) -> Output {
+    Output::ToClient(peer(name), message)
+}
+
+fn to_manager(name: &str, message: ToManager) -> Output {
+    Output::ToManager(peer(name), message)
+}
+
+fn results(name: &str, results: Vec<TaskResult>) -> Output {
+    to_client(name, ToClient::Results { results })
+}
+
+fn run_tasks(name: &str, tasks: Vec<TaskDispatch>) -> Output {
+    to_manager(name, ToManager::RunTasks { tasks })
+}
+
+fn submitted(name: &str, request_id: u64, n_tasks: u32) -> Output {
+    to_client(
+        name,
+        ToClient::Submitted {
+            request_id,
+            n_tasks,
+        },
+    )
+}
+
+fn reply(name: &str, request_id: u64, reply: Reply) -> Output {
+    to_client(name, ToClient::Reply { request_id, reply })
+}
+
+fn done(message: &str) -> Reply {
+    Reply::Done {
+        message: message.to_owned(),
+    }
+}
+
+fn registered() -> ToManager {
+    ToManager::Registered {
+        interchange_version: RHTEX_VERSION.to_owned(),
+        heartbeat_period: 30.0,
+    }
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with_limit(None)
+    }
+
+    fn with_limit(max_block_nodes: Option<u32>) -> Self {
+        let config = CoreConfig {
+            heartbeat_period: PERIOD,
+            heartbeat_threshold: THRESHOLD,
+            max_block_nodes,
+            shutdown_grace: SHUTDOWN_GRACE,
+            wall_clock_at_zero: WALL_CLOCK,
+        };
+        Self {
+            core: Core::new(config, Time::from_millis(0)),
+            now: Time::from_millis(0),
+        }
+    }
+
+    /// A client that said hello; its welcome is checked.
+    fn with_client(mut self, name: &str) -> Self {
+        self.client(
+            name,
+            FromClient::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                client_version: "test".to_owned(),
+            },
+        );
+        self.check(vec![to_client(
+            name,
+            ToClient::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                interchange_version: RHTEX_VERSION.to_owned(),
+            },
+        )]);
+        self
+    }
+
+    /// A registered manager `m<id>` with `n_nodes` nodes.
+    fn with_manager(mut self, id: u128, n_nodes: usize) -> Self {
+        let name = format!("m{id}");
+        self.manager(&name, FromManager::Register(registration(id, n_nodes)));
+        self.check(vec![to_manager(&name, registered())]);
+        self
+    }
+
+    fn client(&mut self, name: &str, message: FromClient) {
+        self.core
+            .handle_client_frame(self.now, peer(name), &protocol::encode(&message));
+    }
+
+    fn client_bytes(&mut self, name: &str, bytes: &[u8]) {
+        self.core.handle_client_frame(self.now, peer(name), bytes);
+    }
+
+    fn manager(&mut self, name: &str, message: FromManager) {
+        self.core
+            .handle_manager_frame(self.now, peer(name), &protocol::encode(&message));
+    }
+
+    fn manager_bytes(&mut self, name: &str, bytes: &[u8]) {
+        self.core.handle_manager_frame(self.now, peer(name), bytes);
+    }
+
+    fn submit(&mut self, name: &str, request_id: u64, tasks: Vec<TaskSubmission>) {
+        self.client(name, FromClient::Submit { request_id, tasks });
+    }
+
+    fn command(&mut self, name: &str, request_id: u64, command: Command) {
+        self.client(
+            name,
+            FromClient::Command {
+                request_id,
+                command,
+            },
+        );
+    }
+
+    fn manager_results(&mut self, name: &str, results: Vec<TaskResult>) {
+        self.manager(name, FromManager::Results { results });
+    }
+
+    /// Moves the clock forward by `seconds`, through every deadline on the way.
+    fn advance(&mut self, seconds: u64) {
+        let target = self.now.plus(Duration::from_secs(seconds));
+        while let Some(deadline) = self.core.poll_timeout() {
+            if deadline > target {
+                break;
+            }
+            self.now = deadline.max(self.now);
+            self.core.handle_timeout(self.now);
+        }
+        self.now = target;
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.core.poll_output()).collect()
+    }
+
+    /// Drains every output and asserts it is exactly `expected`.
+    fn check(&mut self, expected: Vec<Output>) {
+        let actual = self.drain();
+        assert_eq!(actual, expected, "outputs differ at t = {:?}", self.now);
+    }
+
+    /// Asks for `status` and returns the report (the only output expected).
+    fn status(&mut self, name: &str) -> StatusReport {
+        self.command(name, 999, Command::Status);
+        let outputs = self.drain();
+        match outputs.as_slice() {
+            [Output::ToClient(
+                to,
+                ToClient::Reply {
+                    request_id: 999,
+                    reply: Reply::Status(report),
+                },
+            )] if *to == peer(name) => report.clone(),
+            other => panic!("expected one status reply, got {other:?}"),
+        }
+    }
+
+    fn task_status(&mut self, name: &str, id: u128) -> TaskStatusInfo {
+        self.command(
+            name,
+            998,
+            Command::TaskStatus {
+                task_ids: vec![task_id(id)],
+            },
+        );
+        let outputs = self.drain();
+        match outputs.as_slice() {
+            [Output::ToClient(
+                _,
+                ToClient::Reply {
+                    reply: Reply::TaskStatus { tasks },
+                    ..
+                },
+            )] if tasks.len() == 1 => tasks[0].clone(),
+            other => panic!("expected one task_status reply, got {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// Matching
+// ---------------------------------------------------------------------
+
+#[test]
+fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
+    let mut sim = Sim::new()
+        .with_client("c")
+        .with_manager(1, 4)
+        .with_manager(2, 2);
+    sim.submit("c", 1, vec![submission(10, nodes(4))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(10, nodes(4))]),
+    ]);
+    // A 3-node task cannot go to m2 (2 nodes) and m1 is full: it waits.
+    sim.submit("c", 2, vec![submission(11, nodes(3))]);
+    sim.check(vec![submitted("c", 2, 1)]);
+    let report = sim.status("c");
+    assert_eq!(report.n_queued, 1);
+    assert_eq!(report.n_running, 1);
+    assert_eq!(
+        report.waiting,
+        vec![WaitingGroup {
+            num_nodes: 3,
+            n_tasks: 1,
+            reason: "waiting for 3 free nodes".to_owned()
+        }]
+    );
+    // When m1 frees its nodes, the 3-node task goes there, never to m2.
+    sim.manager_results("m1", vec![completed(10)]);
+    sim.check(vec![
+        run_tasks("m1", vec![dispatch(11, nodes(3))]),
+        results("c", vec![forwarded(completed(10), 1)]),
+    ]);
+}
+
+#[test]
+fn best_fit_picks_the_smallest_free_count_that_suffices() {
+    let mut sim = Sim::new()
+        .with_client("c")
+        .with_manager(1, 8)
+        .with_manager(2, 2)
+        .with_manager(3, 3);
+    sim.submit("c", 1, vec![submission(10, nodes(2))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m2", vec![dispatch(10, nodes(2))]),
+    ]);
+    sim.submit("c", 2, vec![submission(11, nodes(2))]);
+    sim.check(vec![
+        submitted("c", 2, 1),
+        run_tasks("m3", vec![dispatch(11, nodes(2))]),
+    ]);
+    // m3 has 1 free, m1 has 8: a 1-node task fills m3.
+    sim.submit("c", 3, vec![submission(12, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 3, 1),
+        run_tasks("m3", vec![dispatch(12, nodes(1))]),
+    ]);
+}
+
+#[test]
+fn one_batch_per_manager_per_event() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 4);
+    sim.submit("c", 1, (1..=5).map(|i| submission(i, nodes(1))).collect());
+    sim.check(vec![
+        submitted("c", 1, 5),
+        run_tasks("m1", (1..=4).map(|i| dispatch(i, nodes(1))).collect()),
+    ]);
+}
+
+#[test]
+fn a_large_task_that_fits_nowhere_does_not_block_smaller_ones() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 4);
+    sim.submit(
+        "c",
+        1,
+        vec![
+            submission(1, nodes_priority(8, 0)),
+            submission(2, nodes(1)),
+            submission(3, nodes(2)),
+        ],
+    );
+    sim.check(vec![
+        submitted("c", 1, 3),
+        run_tasks("m1", vec![dispatch(2, nodes(1)), dispatch(3, nodes(2))]),
+    ]);
+    let report = sim.status("c");
+    assert_eq!(
+        report.waiting,
+        vec![WaitingGroup {
+            num_nodes: 8,
+            n_tasks: 1,
+            reason: "needs 8 nodes; the largest connected manager has 4".to_owned()
+        }]
+    );
+    let info = sim.task_status("c", 1);
+    assert_eq!(info.state, TaskState::Queued);
+    assert_eq!(
+        info.waiting_reason.as_deref(),
+        Some("needs 8 nodes; the largest connected manager has 4")
+    );
+    // A large enough manager arrives: the big task goes there.
+    sim.manager("m2", FromManager::Register(registration(2, 8)));
+    sim.check(vec![
+        to_manager("m2", registered()),
+        run_tasks("m2", vec![dispatch(1, nodes_priority(8, 0))]),
+    ]);
+}
+
+#[test]
+fn priority_order_then_fifo_then_tasks_without_priority() {
+    let mut sim = Sim::new().with_client("c");
+    sim.submit(
+        "c",
+        1,
+        vec![
+            submission(1, nodes(1)),
+            submission(2, nodes_priority(1, 5)),
+            submission(3, nodes_priority(1, 1)),
+            submission(4, nodes_priority(1, 5)),
+            submission(5, nodes(1)),
+            submission(6, nodes_priority(1, -3)),
+        ],
+    );
+    sim.check(vec![submitted("c", 1, 6)]);
+    assert_eq!(sim.status("c").waiting[0].reason, "no manager connected");
+    sim.manager("m1", FromManager::Register(registration(1, 6)));
+    sim.check(vec![
+        to_manager("m1", registered()),
+        run_tasks(
+            "m1",
+            vec![
+                dispatch(6, nodes_priority(1, -3)),
+                dispatch(3, nodes_priority(1, 1)),
+                dispatch(2, nodes_priority(1, 5)),
+                dispatch(4, nodes_priority(1, 5)),
+                dispatch(1, nodes(1)),
+                dispatch(5, nodes(1)),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn priority_decides_which_task_takes_freed_nodes() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.submit(
+        "c",
+        2,
+        vec![submission(2, nodes(1)), submission(3, nodes_priority(1, 0))],
+    );
+    sim.check(vec![submitted("c", 2, 2)]);
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![
+        run_tasks("m1", vec![dispatch(3, nodes_priority(1, 0))]),
+        results("c", vec![forwarded(completed(1), 1)]),
+    ]);
+}
+
+// ---------------------------------------------------------------------
+// Submission checks
+// ---------------------------------------------------------------------
+
+#[test]
+fn tasks_above_max_block_nodes_are_unschedulable_at_once() {
+    let mut sim = Sim::with_limit(Some(4)).with_client("c");
+    sim.submit(
+        "c",
+        1,
+        vec![submission(1, nodes(5)), submission(2, nodes(4))],
+    );
+    sim.check(vec![
+        submitted("c", 1, 1),
+        results(
+            "c",
+            vec![failed(
+                1,
+                ErrorKind::Unschedulable,
+                "the task needs num_nodes = 5 but blocks have at most 4 nodes \
+                 (--max-block-nodes 4), so it can never run",
+            )],
+        ),
+    ]);
+    let report = sim.status("c");
+    assert_eq!((report.n_queued, report.n_failed), (1, 1));
+    assert_eq!(sim.task_status("c", 1).state, TaskState::Failed);
+}
+
+#[test]
+fn invalid_specs_fail_at_once_with_the_validation_message() {
+    let mut sim = Sim::new().with_client("c");
+    let bad = ResourceRequest::new().with("num_nodes", 0);
+    let message = protocol::validate(&bad)
+        .expect_err("num_nodes = 0 is invalid")
+        .to_string();
+    sim.submit("c", 1, vec![submission(1, bad)]);
+    sim.check(vec![
+        submitted("c", 1, 0),
+        results("c", vec![failed(1, ErrorKind::InvalidSpec, &message)]),
+    ]);
+    assert!(message.contains("num_nodes"), "{message}");
+}
+
+#[test]
+fn duplicate_task_ids_fail_and_leave_the_first_task_alone() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    sim.submit(
+        "c",
+        1,
+        vec![submission(1, nodes(1)), submission(1, nodes(1))],
+    );
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+        results(
+            "c",
+            vec![failed(
+                1,
+                ErrorKind::DuplicateTaskId,
+                &format!(
+                    "task id {} was already submitted; each task needs a fresh id",
+                    task_id(1)
+                ),
+            )],
+        ),
+    ]);
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![results("c", vec![forwarded(completed(1), 1)])]);
+}
+
+// ---------------------------------------------------------------------
+// Heartbeats
+// ---------------------------------------------------------------------
+
+#[test]
+fn heartbeats_go_to_every_manager_every_period() {
+    let mut sim = Sim::new().with_manager(1, 1).with_manager(2, 1);
+    sim.advance(29);
+    sim.check(vec![]);
+    sim.advance(1);
+    sim.check(vec![
+        to_manager("m1", ToManager::Heartbeat),
+        to_manager("m2", ToManager::Heartbeat),
+    ]);
+}
+
+#[test]
+fn a_silent_manager_is_dropped_and_its_tasks_fail_as_manager_lost() {
+    let mut sim = Sim::new()
+        .with_client("c")
+        .with_manager(1, 2)
+        .with_manager(2, 2);
+    sim.submit(
+        "c",
+        1,
+        vec![submission(1, nodes(2)), submission(2, nodes(2))],
+    );
+    sim.check(vec![
+        submitted("c", 1, 2),
+        run_tasks("m1", vec![dispatch(1, nodes(2))]),
+        run_tasks("m2", vec![dispatch(2, nodes(2))]),
+    ]);
+    let heartbeats = || {
+        vec![
+            to_manager("m1", ToManager::Heartbeat),
+            to_manager("m2", ToManager::Heartbeat),
+        ]
+    };
+    // m2 keeps talking, m1 falls silent.
+    for _ in 0..3 {
+        sim.advance(30);
+        sim.check(heartbeats());
+        sim.manager("m2", FromManager::Heartbeat);
+        sim.check(vec![]);
+    }
+    sim.advance(30);
+    let lost = failed(
+        1,
+        ErrorKind::ManagerLost,
+        &format!(
+            "task lost: manager {} on host host-1 (block block-1) sent nothing for 120 s",
+            manager_id(1)
+        ),
+    );
+    sim.check(
+        [
+            heartbeats(),
+            vec![results("c", vec![forwarded(lost.clone(), 1)])],
+        ]
+        .concat(),
+    );
+    let report = sim.status("c");
+    assert_eq!(report.managers.len(), 1);
+    assert_eq!(report.managers[0].manager_id, manager_id(2));
+    assert_eq!(report.n_failed, 1);
+    // Anything more from m1 is from an unknown manager: counted, dropped.
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![]);
+    assert_eq!(sim.status("c").n_bad_messages, 1);
+    assert_eq!(sim.task_status("c", 1).result, Some(forwarded(lost, 1)));
+}
+
+// ---------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------
+
+#[test]
+fn hold_release_and_drain() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 2);
+    sim.command(
+        "c",
+        1,
+        Command::Hold {
+            manager_id: manager_id(1),
+        },
+    );
+    sim.check(vec![reply(
+        "c",
+        1,
+        done(&format!("manager {} held", manager_id(1))),
+    )]);
+    sim.submit("c", 2, vec![submission(1, nodes(1))]);
+    sim.check(vec![submitted("c", 2, 1)]);
+    assert_eq!(
+        sim.status("c").waiting[0].reason,
+        "needs 1 node; every manager that large is held or draining"
+    );
+    assert!(sim.status("c").managers[0].held);
+    sim.command(
+        "c",
+        3,
+        Command::Release {
+            manager_id: manager_id(1),
+        },
+    );
+    sim.check(vec![
+        reply("c", 3, done(&format!("manager {} released", manager_id(1)))),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    // Drain while busy: no new tasks, shutdown once idle.
+    sim.command(
+        "c",
+        4,
+        Command::Drain {
+            manager_id: manager_id(1),
+        },
+    );
+    sim.check(vec![reply(
+        "c",
+        4,
+        done(&format!(
+            "manager {} gets no new tasks and will be told to exit once idle",
+            manager_id(1)
+        )),
+    )]);
+    sim.submit("c", 5, vec![submission(2, nodes(1))]);
+    sim.check(vec![submitted("c", 5, 1)]);
+    assert!(sim.status("c").managers[0].draining);
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![
+        to_manager(
+            "m1",
+            ToManager::Shutdown {
+                reason: "drained".to_owned(),
+            },
+        ),
+        results("c", vec![forwarded(completed(1), 1)]),
+    ]);
+    sim.manager(
+        "m1",
+        FromManager::Goodbye {
+            reason: "drained".to_owned(),
+        },
+    );
+    sim.check(vec![]);
+    assert_eq!(sim.status("c").waiting[0].reason, "no manager connected");
+}
+
+#[test]
+fn commands_on_unknown_managers_fail_naming_them() {
+    let mut sim = Sim::new().with_client("c");
+    let unknown = manager_id(9);
+    let expected = Reply::Failed {
+        message: format!("unknown manager {unknown}: no registered manager has this id"),
+    };
+    for (request_id, command) in [
+        (
+            1,
+            Command::Hold {
+                manager_id: unknown,
+            },
+        ),
+        (
+            2,
+            Command::Release {
+                manager_id: unknown,
+            },
+        ),
+        (
+            3,
+            Command::Drain {
+                manager_id: unknown,
+            },
+        ),
+    ] {
+        sim.command("c", request_id, command);
+        sim.check(vec![reply("c", request_id, expected.clone())]);
+    }
+}
+
+#[test]
+fn a_manager_drain_request_stops_it_once_idle() {
+    let mut sim = Sim::new().with_manager(1, 1);
+    sim.manager("m1", FromManager::DrainRequest);
+    sim.check(vec![to_manager(
+        "m1",
+        ToManager::Shutdown {
+            reason: "drained".to_owned(),
+        },
+    )]);
+}
+
+#[test]
+fn cancel_queued_running_finished_and_unknown() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    sim.submit(
+        "c",
+        1,
+        vec![submission(1, nodes(1)), submission(2, nodes(1))],
+    );
+    sim.check(vec![
+        submitted("c", 1, 2),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    // Queued: removed, cancelled result at once.
+    sim.command(
+        "c",
+        2,
+        Command::Cancel {
+            task_id: task_id(2),
+        },
+    );
+    sim.check(vec![
+        reply("c", 2, done(&format!("task {} cancelled", task_id(2)))),
+        results(
+            "c",
+            vec![failed(
+                2,
+                ErrorKind::Cancelled,
+                "cancelled by a client while queued",
+            )],
+        ),
+    ]);
+    // Running: the manager is told, and reports the cancelled result.
+    sim.command(
+        "c",
+        3,
+        Command::Cancel {
+            task_id: task_id(1),
+        },
+    );
+    sim.check(vec![
+        to_manager(
+            "m1",
+            ToManager::CancelTask {
+                task_id: task_id(1),
+            },
+        ),
+        reply(
+            "c",
+            3,
+            done(&format!(
+                "task {} is running on manager {}: told it to cancel",
+                task_id(1),
+                manager_id(1)
+            )),
+        ),
+    ]);
+    let cancelled = TaskResult {
+        state: TaskState::Cancelled,
+        error: Some(TaskError {
+            kind: ErrorKind::Cancelled,
+            message: "cancelled".to_owned(),
+        }),
+        ..completed(1)
+    };
+    sim.manager_results("m1", vec![cancelled.clone()]);
+    sim.check(vec![results("c", vec![forwarded(cancelled, 1)])]);
+    // Finished and unknown: Failed replies.
+    sim.command(
+        "c",
+        4,
+        Command::Cancel {
+            task_id: task_id(1),
+        },
+    );
+    sim.check(vec![reply(
+        "c",
+        4,
+        Reply::Failed {
+            message: format!("task {} already finished (cancelled)", task_id(1)),
+        },
+    )]);
+    sim.command(
+        "c",
+        5,
+        Command::Cancel {
+            task_id: task_id(7),
+        },
+    );
+    sim.check(vec![reply(
+        "c",
+        5,
+        Reply::Failed {
+            message: format!("unknown task {}", task_id(7)),
+        },
+    )]);
+    let report = sim.status("c");
+    assert_eq!(
+        (report.n_cancelled, report.n_queued, report.n_running),
+        (2, 0, 0)
+    );
+}
+
+// ---------------------------------------------------------------------
+// Handshakes and bad input
+// ---------------------------------------------------------------------
+
+#[test]
+fn a_client_of_another_version_is_refused_and_others_keep_working() {
+    let mut sim = Sim::new().with_client("good");
+    sim.client(
+        "old",
+        FromClient::Hello {
+            protocol_version: PROTOCOL_VERSION + 1,
+            client_version: "future".to_owned(),
+        },
+    );
+    let refused = to_client(
+        "old",
+        ToClient::Refused {
+            reason: format!(
+                "protocol version mismatch: the client speaks version {}, \
+                 this interchange speaks version {PROTOCOL_VERSION}",
+                PROTOCOL_VERSION + 1
+            ),
+            protocol_version: PROTOCOL_VERSION,
+        },
+    );
+    sim.check(vec![refused]);
+    // The refused client's requests are not handled.
+    sim.command("old", 1, Command::Status);
+    sim.check(vec![to_client(
+        "old",
+        ToClient::Error {
+            request_id: Some(1),
+            message: "send hello first: no request is handled before the handshake".to_owned(),
+        },
+    )]);
+    assert_eq!(sim.status("good").n_bad_messages, 1);
+}
+
+#[test]
+fn a_hello_that_does_not_decode_is_refused_by_its_version() {
+    // A future hello with a field of another type: only type and version
+    // can be read.
+    #[derive(serde::Serialize)]
+    struct FutureHello {
+        r#type: &'static str,
+        protocol_version: u32,
+        client_version: Vec<u32>,
+    }
+    let mut sim = Sim::new();
+    sim.client_bytes(
+        "future",
+        &protocol::encode(&FutureHello {
+            r#type: "hello",
+            protocol_version: 7,
+            client_version: vec![1, 2],
+        }),
+    );
+    let outputs = sim.drain();
+    match outputs.as_slice() {
+        [Output::ToClient(_, ToClient::Refused { reason, .. })] => {
+            assert!(reason.contains("version 7"), "{reason}");
+            assert!(
+                reason.contains(&format!("version {PROTOCOL_VERSION}")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_manager_of_another_version_is_refused_and_others_keep_working() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    let mut other = registration(2, 4);
+    other.protocol_version = PROTOCOL_VERSION + 1;
+    sim.manager("m2", FromManager::Register(other));
+    sim.check(vec![to_manager(
+        "m2",
+        ToManager::Refused {
+            reason: format!(
+                "protocol version mismatch: the manager speaks version {}, \
+                 this interchange speaks version {PROTOCOL_VERSION}",
+                PROTOCOL_VERSION + 1
+            ),
+            protocol_version: PROTOCOL_VERSION,
+        },
+    )]);
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    assert_eq!(sim.status("c").managers.len(), 1);
+}
+
+#[test]
+fn an_undecodable_register_of_another_version_is_refused_naming_both() {
+    #[derive(serde::Serialize)]
+    struct FutureRegister {
+        r#type: &'static str,
+        protocol_version: u32,
+        nodes: u32,
+    }
+    let mut sim = Sim::new();
+    sim.manager_bytes(
+        "m9",
+        &protocol::encode(&FutureRegister {
+            r#type: "register",
+            protocol_version: 3,
+            nodes: 5,
+        }),
+    );
+    sim.check(vec![to_manager(
+        "m9",
+        ToManager::Refused {
+            reason: format!(
+                "protocol version mismatch: the manager speaks version 3, \
+                 this interchange speaks version {PROTOCOL_VERSION}"
+            ),
+            protocol_version: PROTOCOL_VERSION,
+        },
+    )]);
+}
+
+#[test]
+fn empty_node_lists_and_taken_manager_ids_are_refused() {
+    let mut sim = Sim::new().with_manager(1, 2);
+    sim.manager("empty", FromManager::Register(registration(5, 0)));
+    sim.check(vec![to_manager(
+        "empty",
+        ToManager::Refused {
+            reason: "the registration lists no nodes; a manager needs at least one node".to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+        },
+    )]);
+    sim.manager("imposter", FromManager::Register(registration(1, 2)));
+    sim.check(vec![to_manager(
+        "imposter",
+        ToManager::Refused {
+            reason: format!(
+                "manager id {} is already registered from another connection",
+                manager_id(1)
+            ),
+            protocol_version: PROTOCOL_VERSION,
+        },
+    )]);
+}
+
+#[test]
+fn garbage_and_unexpected_messages_are_counted_and_survived() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    // Garbage from a client: an error reply, no crash.
+    sim.client_bytes("c", b"\xc1\xff garbage");
+    let outputs = sim.drain();
+    assert!(
+        matches!(
+            outputs.as_slice(),
+            [Output::ToClient(
+                _,
+                ToClient::Error {
+                    request_id: None,
+                    ..
+                }
+            )]
+        ),
+        "{outputs:?}"
+    );
+    sim.client_bytes("c", &[]);
+    assert_eq!(sim.drain().len(), 1);
+    // Garbage and messages from unknown managers: dropped.
+    sim.manager_bytes("stranger", b"not msgpack at all");
+    sim.manager("stranger", FromManager::Heartbeat);
+    sim.manager_results("stranger", vec![completed(1)]);
+    sim.check(vec![]);
+    // Garbage from a registered manager, and a result for a task it does
+    // not hold: dropped.
+    sim.manager_bytes("m1", &[0x92, 0x01]);
+    sim.manager_results("m1", vec![completed(42)]);
+    sim.check(vec![]);
+    // Every kind of short or odd input survives.
+    for length in 0..64u8 {
+        let bytes: Vec<u8> = (0..length)
+            .map(|i| i.wrapping_mul(37).wrapping_add(length))
+            .collect();
+        sim.manager_bytes("m1", &bytes);
+        sim.manager_bytes("stranger", &bytes);
+        sim.drain();
+    }
+    let report = sim.status("c");
+    assert!(report.n_bad_messages >= 7, "{}", report.n_bad_messages);
+    assert_eq!(report.managers.len(), 1);
+    // And the interchange still works.
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+}
+
+// ---------------------------------------------------------------------
+// Watchers
+// ---------------------------------------------------------------------
+
+#[test]
+fn results_go_to_every_watcher_including_late_ones() {
+    let mut sim = Sim::new()
+        .with_client("a")
+        .with_client("b")
+        .with_client("late")
+        .with_manager(1, 1);
+    sim.submit("a", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("a", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.client(
+        "b",
+        FromClient::Watch {
+            request_id: 2,
+            task_ids: vec![task_id(1), task_id(99)],
+        },
+    );
+    sim.check(vec![to_client(
+        "b",
+        ToClient::Watching {
+            request_id: 2,
+            n_tasks: 1,
+        },
+    )]);
+    sim.manager_results("m1", vec![completed(1)]);
+    let result = forwarded(completed(1), 1);
+    sim.check(vec![
+        results("a", vec![result.clone()]),
+        results("b", vec![result.clone()]),
+    ]);
+    // A late watcher gets the kept result at once.
+    sim.client(
+        "late",
+        FromClient::Watch {
+            request_id: 3,
+            task_ids: vec![task_id(1)],
+        },
+    );
+    sim.check(vec![
+        to_client(
+            "late",
+            ToClient::Watching {
+                request_id: 3,
+                n_tasks: 1,
+            },
+        ),
+        results("late", vec![result.clone()]),
+    ]);
+    let info = sim.task_status("late", 1);
+    assert_eq!(info.state, TaskState::Completed);
+    assert_eq!(info.result, Some(result));
+}
+
+#[test]
+fn an_unreachable_client_gets_no_more_results() {
+    let mut sim = Sim::new()
+        .with_client("a")
+        .with_client("b")
+        .with_manager(1, 1);
+    sim.submit("a", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("a", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.client(
+        "b",
+        FromClient::Watch {
+            request_id: 2,
+            task_ids: vec![task_id(1)],
+        },
+    );
+    sim.check(vec![to_client(
+        "b",
+        ToClient::Watching {
+            request_id: 2,
+            n_tasks: 1,
+        },
+    )]);
+    sim.core.handle_client_unreachable(&peer("a"));
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![results("b", vec![forwarded(completed(1), 1)])]);
+}
+
+// ---------------------------------------------------------------------
+// Shutdown
+// ---------------------------------------------------------------------
+
+fn shutdown_reason() -> ToManager {
+    ToManager::Shutdown {
+        reason: "the interchange is shutting down".to_owned(),
+    }
+}
+
+#[test]
+fn shutdown_stops_managers_cancels_queued_and_exits_after_goodbyes() {
+    let mut sim = Sim::new()
+        .with_client("c")
+        .with_manager(1, 1)
+        .with_manager(2, 1);
+    sim.submit(
+        "c",
+        1,
+        vec![
+            submission(1, nodes(1)),
+            submission(2, nodes(1)),
+            submission(3, nodes(1)),
+        ],
+    );
+    sim.check(vec![
+        submitted("c", 1, 3),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+        run_tasks("m2", vec![dispatch(2, nodes(1))]),
+    ]);
+    sim.command("c", 2, Command::Shutdown);
+    sim.check(vec![
+        reply(
+            "c",
+            2,
+            done("shutting down: managers told to stop, queued tasks cancelled"),
+        ),
+        to_manager("m1", shutdown_reason()),
+        to_manager("m2", shutdown_reason()),
+        results(
+            "c",
+            vec![failed(
+                3,
+                ErrorKind::Cancelled,
+                "cancelled: the interchange shut down before the task started",
+            )],
+        ),
+    ]);
+    // New work is refused while shutting down.
+    sim.submit("c", 3, vec![submission(4, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 3, 0),
+        results(
+            "c",
+            vec![failed(
+                4,
+                ErrorKind::Cancelled,
+                "the interchange is shutting down and takes no new tasks",
+            )],
+        ),
+    ]);
+    let killed = TaskResult {
+        state: TaskState::Failed,
+        error: Some(TaskError {
+            kind: ErrorKind::Killed,
+            message: "killed at shutdown".to_owned(),
+        }),
+        ..completed(1)
+    };
+    sim.manager_results("m1", vec![killed.clone()]);
+    sim.check(vec![results("c", vec![forwarded(killed, 1)])]);
+    sim.manager(
+        "m1",
+        FromManager::Goodbye {
+            reason: "shutdown".to_owned(),
+        },
+    );
+    sim.check(vec![]);
+    sim.manager_results("m2", vec![completed(2)]);
+    sim.check(vec![results("c", vec![forwarded(completed(2), 2)])]);
+    sim.manager(
+        "m2",
+        FromManager::Goodbye {
+            reason: "shutdown".to_owned(),
+        },
+    );
+    sim.check(vec![Output::Exit]);
+    assert!(sim.core.has_exited());
+    assert_eq!(sim.core.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_without_goodbye_ends_at_the_grace_deadline() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.command("c", 2, Command::Shutdown);
+    sim.check(vec![
+        reply(
+            "c",
+            2,
+            done("shutting down: managers told to stop, queued tasks cancelled"),
+        ),
+        to_manager("m1", shutdown_reason()),
+    ]);
+    sim.advance(9);
+    sim.check(vec![]);
+    sim.advance(1);
+    let lost = forwarded(
+        failed(
+            1,
+            ErrorKind::ManagerLost,
+            &format!(
+                "task lost: manager {} on host host-1 (block block-1) did not say goodbye within 10 s of shutdown",
+                manager_id(1)
+            ),
+        ),
+        1,
+    );
+    sim.check(vec![results("c", vec![lost]), Output::Exit]);
+}
+
+#[test]
+fn shutdown_with_no_manager_exits_at_once_and_refuses_registration_before() {
+    let mut sim = Sim::new().with_client("c");
+    sim.command("c", 1, Command::Shutdown);
+    sim.check(vec![
+        reply(
+            "c",
+            1,
+            done("shutting down: managers told to stop, queued tasks cancelled"),
+        ),
+        Output::Exit,
+    ]);
+    // After exit, inputs are ignored.
+    sim.manager("m1", FromManager::Register(registration(1, 1)));
+    sim.check(vec![]);
+}
+
+#[test]
+fn terminate_stops_managers_and_fails_running_tasks() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.core.handle_terminate(sim.now);
+    sim.check(vec![
+        to_manager(
+            "m1",
+            ToManager::Shutdown {
+                reason: "the interchange was stopped by a signal".to_owned(),
+            },
+        ),
+        results(
+            "c",
+            vec![forwarded(
+                failed(
+                    1,
+                    ErrorKind::Killed,
+                    "the interchange was stopped by a signal while the task ran",
+                ),
+                1,
+            )],
+        ),
+        Output::Exit,
+    ]);
+}
+
+#[test]
+fn a_manager_goodbye_fails_the_tasks_it_still_held() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.manager(
+        "m1",
+        FromManager::Goodbye {
+            reason: "SIGTERM".to_owned(),
+        },
+    );
+    sim.check(vec![results(
+        "c",
+        vec![forwarded(
+            failed(
+                1,
+                ErrorKind::ManagerLost,
+                &format!(
+                    "task lost: manager {} on host host-1 (block block-1) said goodbye (SIGTERM) without reporting it",
+                    manager_id(1)
+                ),
+            ),
+            1,
+        )],
+    )]);
+}
+
+#[test]
+fn status_shows_managers_with_free_nodes_and_heartbeat_times() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 4);
+    sim.submit("c", 1, vec![submission(1, nodes(3))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(3))]),
+    ]);
+    sim.advance(5);
+    sim.manager("m1", FromManager::Heartbeat);
+    sim.check(vec![]);
+    let report = sim.status("c");
+    let info = &report.managers[0];
+    assert_eq!(
+        (info.n_nodes, info.n_free_nodes, info.n_running_tasks),
+        (4, 1, 1)
+    );
+    assert_eq!(info.registered_at, WALL_CLOCK);
+    assert_eq!(info.last_heartbeat, WALL_CLOCK + 5.0);
+    assert_eq!(info.hostname, "host-1");
+    assert_eq!((report.n_running, report.n_queued), (1, 0));
+}

@@ -64,13 +64,13 @@ pub fn run(scenario: &Scenario, name: &str, args: &[String]) -> CliOutput {
         args: args.to_vec(),
         // The defaults must not reach a user's interchange or keys.
         env: vec![
-            ("RHTEX_INTERCHANGE".to_owned(), String::new()),
             (
                 "RHTEX_KEYS_DIR".to_owned(),
                 scenario.file("no-default-keys").display().to_string(),
             ),
             ("HOME".to_owned(), scenario.path().display().to_string()),
         ],
+        env_remove: vec!["RHTEX_INTERCHANGE".to_owned()],
         stdout: Stdout::File,
         cwd: Some(scenario.path().to_path_buf()),
     });

@@ -28,6 +28,8 @@ pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    pub env_remove: Vec<String>,
     pub stdout: Stdout,
     pub cwd: Option<PathBuf>,
 }
@@ -49,6 +51,9 @@ impl Daemon {
         let log = File::create(&log_path)
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", log_path.display()));
         let mut command = Command::new(&launch.program);
+        for key in &launch.env_remove {
+            command.env_remove(key);
+        }
         command
             .args(&launch.args)
             .envs(launch.env.iter().map(|(key, value)| (key, value)))

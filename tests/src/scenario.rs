@@ -145,6 +145,7 @@ impl Scenario {
             program: binary("interchange"),
             args,
             env: Vec::new(),
+            env_remove: Vec::new(),
             stdout: Stdout::Piped,
             cwd: Some(self.path.clone()),
         });
@@ -232,6 +233,7 @@ impl Scenario {
             program: binary("pool-manager"),
             args,
             env,
+            env_remove: Vec::new(),
             stdout: Stdout::File,
             cwd: Some(self.path.clone()),
         });

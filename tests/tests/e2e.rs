@@ -330,6 +330,7 @@ fn real_mpiexec_runs_two_ranks_on_localhost() {
             program.display().to_string(),
         ],
         env: Vec::new(),
+        env_remove: Vec::new(),
         stdout: Stdout::File,
         cwd: Some(scenario.path().to_path_buf()),
     });
@@ -632,6 +633,7 @@ fn interchange_refuses_a_key_directory_others_can_read() {
             "tcp://127.0.0.1:0".to_owned(),
         ],
         env: Vec::new(),
+        env_remove: Vec::new(),
         stdout: Stdout::File,
         cwd: Some(scenario.path().to_path_buf()),
     });
@@ -687,6 +689,13 @@ fn check_run_summary(output: &cli::CliOutput) {
         3,
         "the summary lists every task: {output:#?}"
     );
+    let texts = json_strings(&summary);
+    for command in ["echo task-one", "echo task-two", "echo task-three; exit 3"] {
+        assert!(
+            texts.iter().any(|text| text == command),
+            "the summary names the task {command:?}: {output:#?}"
+        );
+    }
     let failed_with_3 = json_objects(&summary)
         .into_iter()
         .filter(|object| object.get("exit_code").and_then(|code| code.as_i64()) == Some(3))

@@ -283,6 +283,15 @@ impl RawClient {
         )
     }
 
+    /// Waits until at least `n_managers` managers are registered.
+    pub fn wait_n_managers(&mut self, n_managers: usize) -> StatusReport {
+        self.wait_status(
+            &format!("{n_managers} managers to register"),
+            crate::WAIT,
+            |report| (report.managers.len() >= n_managers).then(|| report.clone()),
+        )
+    }
+
     /// Waits until the interchange says `task_id` is running.
     pub fn wait_running(&mut self, task_id: TaskId) -> TaskStatusInfo {
         wait_for(&format!("task {task_id} to run"), crate::WAIT, || {

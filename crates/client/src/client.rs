@@ -88,7 +88,10 @@ impl Client {
                         reason,
                     })
                 }
-                Incoming::Message(ToClient::Error { message, request_id }) => {
+                Incoming::Message(ToClient::Error {
+                    message,
+                    request_id,
+                }) => {
                     return Err(ClientError::Interchange {
                         request_id,
                         message,
@@ -255,11 +258,7 @@ impl Client {
                 Ok(incoming) => incoming,
                 Err(_) => {
                     return Err(ClientError::Timeout {
-                        what: format!(
-                            "{} of {} results",
-                            wanted.len() - found.len(),
-                            wanted.len()
-                        ),
+                        what: format!("{} of {} results", wanted.len() - found.len(), wanted.len()),
                         after: timeout,
                     })
                 }
@@ -313,20 +312,34 @@ impl Client {
                 }
             };
             let answer = match (&expect, incoming) {
-                (Expect::Submitted, Incoming::Message(ToClient::Submitted { request_id: id, n_tasks }))
-                | (Expect::Watching, Incoming::Message(ToClient::Watching { request_id: id, n_tasks }))
-                    if id == request_id =>
-                {
-                    Answer::Count(n_tasks)
-                }
-                (Expect::Reply, Incoming::Message(ToClient::Reply { request_id: id, reply }))
-                    if id == request_id =>
-                {
-                    Answer::Reply(reply)
-                }
-                (_, Incoming::Message(ToClient::Error { request_id: id, message }))
-                    if id.is_none() || id == Some(request_id) =>
-                {
+                (
+                    Expect::Submitted,
+                    Incoming::Message(ToClient::Submitted {
+                        request_id: id,
+                        n_tasks,
+                    }),
+                )
+                | (
+                    Expect::Watching,
+                    Incoming::Message(ToClient::Watching {
+                        request_id: id,
+                        n_tasks,
+                    }),
+                ) if id == request_id => Answer::Count(n_tasks),
+                (
+                    Expect::Reply,
+                    Incoming::Message(ToClient::Reply {
+                        request_id: id,
+                        reply,
+                    }),
+                ) if id == request_id => Answer::Reply(reply),
+                (
+                    _,
+                    Incoming::Message(ToClient::Error {
+                        request_id: id,
+                        message,
+                    }),
+                ) if id.is_none() || id == Some(request_id) => {
                     return Err(ClientError::Interchange {
                         request_id: id,
                         message,
@@ -349,7 +362,10 @@ impl Client {
                 tracing::debug!(n_results = results.len(), "results");
                 self.buffered.extend(results);
             }
-            Incoming::Message(ToClient::Error { request_id, message }) => {
+            Incoming::Message(ToClient::Error {
+                request_id,
+                message,
+            }) => {
                 tracing::warn!(?request_id, message, "error from the interchange");
             }
             Incoming::Message(other) => {

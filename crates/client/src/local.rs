@@ -183,10 +183,7 @@ impl Daemon {
 
     /// Waits until the daemon exits, for at most `timeout`; `None` if it
     /// is still running then.
-    pub async fn wait_exit(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Option<ExitStatus>, LocalError> {
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, LocalError> {
         if let Some(status) = self.status {
             return Ok(Some(status));
         }
@@ -636,4 +633,67 @@ pub fn timestamp(seconds: u64) -> String {
         (of_day / 60) % 60,
         of_day % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_urls_become_loopback() {
+        assert_eq!(
+            connectable_url("tcp://0.0.0.0:4100"),
+            "tcp://127.0.0.1:4100"
+        );
+        assert_eq!(connectable_url("tcp://[::]:4100"), "tcp://[::1]:4100");
+        assert_eq!(connectable_url("tcp://*:4100"), "tcp://127.0.0.1:4100");
+        assert_eq!(
+            connectable_url("tcp://10.0.0.5:4100"),
+            "tcp://10.0.0.5:4100"
+        );
+    }
+
+    #[test]
+    fn ready_line_parses_and_rejects() {
+        let ready = parse_ready_line(
+            r#"{"client_url": "tcp://127.0.0.1:41234", "manager_url": "tcp://0.0.0.0:41235", "pid": 1234}"#,
+        );
+        assert_eq!(
+            ready,
+            Ok(ReadyLine {
+                client_url: "tcp://127.0.0.1:41234".into(),
+                manager_url: "tcp://0.0.0.0:41235".into(),
+                pid: 1234,
+            })
+        );
+        let missing = parse_ready_line(r#"{"client_url": "tcp://a:1", "pid": 1}"#);
+        assert_eq!(missing, Err("no string \"manager_url\"".to_owned()));
+        assert!(parse_ready_line("listening on 4100")
+            .is_err_and(|problem| problem.starts_with("not JSON")));
+    }
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(timestamp(0), "19700101-000000");
+        assert_eq!(timestamp(951_782_400), "20000229-000000");
+        assert_eq!(timestamp(1_700_000_000), "20231114-221320");
+    }
+
+    #[test]
+    fn run_directories_do_not_collide() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let first = new_run_directory(root.path()).expect("first");
+        let second = new_run_directory(root.path()).expect("second");
+        assert_ne!(first, second);
+        assert!(first.is_dir() && second.is_dir());
+    }
+
+    #[test]
+    fn missing_program_names_both_places() {
+        let error = find_program("rhtex-no-such-daemon").expect_err("missing");
+        let text = error.to_string();
+        assert!(text.contains("rhtex-no-such-daemon"), "{text}");
+        assert!(text.contains("next to this program"), "{text}");
+        assert!(text.contains("PATH"), "{text}");
+    }
 }

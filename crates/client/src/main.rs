@@ -271,8 +271,12 @@ fn security(cli: &Cli) -> Result<Security> {
         Some(dir) => dir.clone(),
         None => default_keys_dir()?,
     };
-    Security::from_keys_dir(&dir)
-        .with_context(|| format!("cannot use the key directory {} (or pass --insecure)", dir.display()))
+    Security::from_keys_dir(&dir).with_context(|| {
+        format!(
+            "cannot use the key directory {} (or pass --insecure)",
+            dir.display()
+        )
+    })
 }
 
 fn default_keys_dir() -> Result<PathBuf> {
@@ -310,13 +314,34 @@ async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
             command(cli, client, Command::Cancel { task_id: *task_id }).await
         }
         Commands::Hold { manager_id } => {
-            command(cli, client, Command::Hold { manager_id: *manager_id }).await
+            command(
+                cli,
+                client,
+                Command::Hold {
+                    manager_id: *manager_id,
+                },
+            )
+            .await
         }
         Commands::Release { manager_id } => {
-            command(cli, client, Command::Release { manager_id: *manager_id }).await
+            command(
+                cli,
+                client,
+                Command::Release {
+                    manager_id: *manager_id,
+                },
+            )
+            .await
         }
         Commands::Drain { manager_id } => {
-            command(cli, client, Command::Drain { manager_id: *manager_id }).await
+            command(
+                cli,
+                client,
+                Command::Drain {
+                    manager_id: *manager_id,
+                },
+            )
+            .await
         }
         Commands::Shutdown => command(cli, client, Command::Shutdown).await,
         Commands::Keygen { .. } | Commands::Run(_) => bail!("internal: handled elsewhere"),
@@ -342,7 +367,10 @@ async fn command(cli: &Cli, client: &mut Client, command: Command) -> Result<i32
         other => (true, "other", format!("{other:?}")),
     };
     if cli.json {
-        println!("{}", serde_json::json!({ "reply": kind, "message": message }));
+        println!(
+            "{}",
+            serde_json::json!({ "reply": kind, "message": message })
+        );
     } else if ok {
         println!("{message}");
     } else {
@@ -429,7 +457,10 @@ async fn wait(
             Some(deadline) => tokio::time::timeout_at(deadline, client.next_result())
                 .await
                 .map_err(|_| {
-                    anyhow::anyhow!("{} task(s) still without a result at the --wait-timeout", pending.len())
+                    anyhow::anyhow!(
+                        "{} task(s) still without a result at the --wait-timeout",
+                        pending.len()
+                    )
                 })?,
             None => client.next_result().await,
         }
@@ -468,7 +499,8 @@ async fn run_embedded(cli: &Cli, args: &RunArgs, timeout: Duration) -> Result<i3
             return Err(error).context("cannot load the embedded key directory");
         }
     };
-    let mut client = match Client::connect(&pool.interchange.client_url(), &security, timeout).await {
+    let mut client = match Client::connect(&pool.interchange.client_url(), &security, timeout).await
+    {
         Ok(client) => client,
         Err(error) => {
             let _ = pool.stop(None, grace).await;

@@ -137,7 +137,13 @@ pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
         text.push_str("managers: none connected\n");
     } else {
         let header = [
-            "MANAGER", "BLOCK", "HOST", "NODES", "RUNNING", "STATE", "HEARTBEAT",
+            "MANAGER",
+            "BLOCK",
+            "HOST",
+            "NODES",
+            "RUNNING",
+            "STATE",
+            "HEARTBEAT",
         ];
         let rows: Vec<Vec<String>> = report
             .managers
@@ -230,7 +236,11 @@ pub fn summary_human(rows: &[SummaryRow]) -> String {
 pub fn summary_counts(rows: &[SummaryRow]) -> String {
     let count = |state: TaskState| {
         rows.iter()
-            .filter(|row| row.result.as_ref().is_some_and(|result| result.state == state))
+            .filter(|row| {
+                row.result
+                    .as_ref()
+                    .is_some_and(|result| result.state == state)
+            })
             .count()
     };
     let missing = rows.iter().filter(|row| row.result.is_none()).count();
@@ -261,7 +271,11 @@ pub fn summary_json(rows: &[SummaryRow]) -> Value {
         .collect();
     let count = |state: TaskState| {
         rows.iter()
-            .filter(|row| row.result.as_ref().is_some_and(|result| result.state == state))
+            .filter(|row| {
+                row.result
+                    .as_ref()
+                    .is_some_and(|result| result.state == state)
+            })
             .count()
     };
     json!({

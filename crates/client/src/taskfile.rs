@@ -205,7 +205,11 @@ fn parse_toml(text: &str, path: &Path) -> Result<Vec<(usize, TaskEntry)>, TaskFi
 /// 1-based line number of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn valid_env_name(name: &str) -> bool {

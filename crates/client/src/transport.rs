@@ -65,12 +65,10 @@ impl Connection {
                 source,
             })?;
         }
-        let (sender, events) =
-            transport::Link::start(url, &security.to_transport(), None).map_err(|source| {
-                ClientError::Transport {
-                    url: url.to_owned(),
-                    source,
-                }
+        let (sender, events) = transport::Link::start(url, &security.to_transport(), None)
+            .map_err(|source| ClientError::Transport {
+                url: url.to_owned(),
+                source,
             })?;
         Ok(Self {
             url: url.to_owned(),

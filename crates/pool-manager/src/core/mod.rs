@@ -1,0 +1,672 @@
+//! The pure pool-manager state machine.
+//!
+//! Inputs are `handle_*(now, ...)`: a decoded [`ToManager`] message, a link
+//! event ([`LinkStatus`]), "task X exited" ([`TaskExit`]), "task X failed to
+//! launch", a termination signal, a timeout. Outputs are drained with
+//! [`Manager::poll_output`] in the order they were produced ([`Output`]:
+//! send a message, launch a task, kill a task's process group, exit), and
+//! [`Manager::poll_timeout`] gives the next deadline. Time is an argument
+//! (a monotonic [`Instant`] from the shell); nothing here reads a clock,
+//! touches a socket or a file, or spawns.
+//!
+//! Lifecycle: `register` is queued at creation; `registered` starts the
+//! heartbeats; `refused` or a failed security handshake exits with code 3;
+//! silence from the interchange for `heartbeat_threshold` kills the running
+//! tasks and exits with code 4; `shutdown` or SIGTERM kills the running
+//! tasks, reports them, says `goodbye` and exits with code 0. The manager
+//! keeps no backlog: a task that does not fit, or has a duplicate id, is a
+//! protocol violation and fails at once.
+
+pub mod allocator;
+
+use crate::exit_code;
+use crate::prefix::{task_environment, TaskContext};
+use allocator::Allocator;
+use protocol::{
+    ErrorKind, FromManager, Registration, TaskDispatch, TaskError, TaskId, TaskResult, TaskState,
+    ToManager, UnixTime,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What the core needs to know, fixed for its whole life.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Sent as is in `register`; also gives the manager id, block id,
+    /// launcher and node list.
+    pub registration: Registration,
+    /// For messages only.
+    pub interchange_url: String,
+    /// Absolute; task cwd and output paths are resolved against it.
+    pub run_dir: PathBuf,
+    pub heartbeat_period: Duration,
+    pub heartbeat_threshold: Duration,
+    pub drain_period: Option<Duration>,
+    /// The manager's own environment, captured at start.
+    pub base_env: BTreeMap<String, String>,
+}
+
+/// Why the manager killed a task's process group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillReason {
+    /// `cancel_task` from the interchange.
+    Cancelled,
+    /// `shutdown` from the interchange, or SIGTERM/SIGINT.
+    Shutdown,
+    /// The interchange went silent or the link failed.
+    InterchangeLost,
+    /// The interchange refused this manager.
+    Refused,
+}
+
+impl KillReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillReason::Cancelled => "cancelled",
+            KillReason::Shutdown => "shutdown",
+            KillReason::InterchangeLost => "interchange lost",
+            KillReason::Refused => "refused",
+        }
+    }
+}
+
+/// A task to start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    pub task_id: TaskId,
+    pub command: String,
+    /// The complete environment (the child's is cleared first).
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    /// The task's nodes, for logs.
+    pub nodes: Vec<String>,
+}
+
+/// What the shell must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Send(FromManager),
+    Launch(Launch),
+    /// Kill the task's process group (SIGTERM, then SIGKILL after the grace
+    /// period). Its exit is then reported with `handle_task_exited`.
+    Kill {
+        task_id: TaskId,
+        reason: KillReason,
+    },
+    /// Exit the process. Every task has ended before this comes out.
+    Exit {
+        code: i32,
+        reason: String,
+    },
+}
+
+/// The link to the interchange changed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkStatus {
+    Connected,
+    Disconnected,
+    /// The interchange refused our security handshake; retrying won't help.
+    HandshakeFailed(String),
+    /// The link thread stopped.
+    Failed(String),
+}
+
+/// How a task's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+/// A task's process ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskExit {
+    pub status: ExitStatus,
+    pub stdout_tail: Vec<u8>,
+    pub stderr_tail: Vec<u8>,
+    pub start_time: UnixTime,
+    pub end_time: UnixTime,
+}
+
+#[derive(Debug)]
+struct Running {
+    nodes: Vec<String>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    kill: Option<KillReason>,
+}
+
+#[derive(Debug)]
+struct Stop {
+    code: i32,
+    reason: String,
+    send_messages: bool,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Registering,
+    Registered,
+    Stopping(Stop),
+    Exited,
+}
+
+/// The manager's state.
+#[derive(Debug)]
+pub struct Manager {
+    settings: Settings,
+    allocator: Allocator,
+    running: BTreeMap<TaskId, Running>,
+    phase: Phase,
+    outputs: VecDeque<Output>,
+    last_heard: Instant,
+    next_heartbeat: Option<Instant>,
+    drain_at: Option<Instant>,
+    drain_sent: bool,
+    connected_once: bool,
+    n_bad_messages: u64,
+}
+
+impl Manager {
+    /// A manager that starts now; `register` is the first output.
+    pub fn new(settings: Settings, now: Instant) -> Self {
+        let allocator = Allocator::new(settings.registration.nodes.len());
+        let drain_at = settings.drain_period.map(|period| now + period);
+        let mut manager = Self {
+            allocator,
+            running: BTreeMap::new(),
+            phase: Phase::Registering,
+            outputs: VecDeque::new(),
+            last_heard: now,
+            next_heartbeat: None,
+            drain_at,
+            drain_sent: false,
+            connected_once: false,
+            n_bad_messages: 0,
+            settings,
+        };
+        manager.send(FromManager::Register(manager.settings.registration.clone()));
+        manager
+    }
+
+    /// The next output, in the order produced.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Manager::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Stopping(_) | Phase::Exited => None,
+            Phase::Registering => Some(self.silence_deadline()),
+            Phase::Registered => {
+                let mut deadline = self.silence_deadline();
+                if let Some(heartbeat) = self.next_heartbeat {
+                    deadline = deadline.min(heartbeat);
+                }
+                if let (Some(drain), false) = (self.drain_at, self.drain_sent) {
+                    deadline = deadline.min(drain);
+                }
+                Some(deadline)
+            }
+        }
+    }
+
+    pub fn n_running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn n_free_nodes(&self) -> usize {
+        self.allocator.n_free()
+    }
+
+    pub fn n_bad_messages(&self) -> u64 {
+        self.n_bad_messages
+    }
+
+    pub fn is_registered(&self) -> bool {
+        matches!(self.phase, Phase::Registered)
+    }
+
+    /// Checks the allocator and that it agrees with the task table.
+    pub fn validate(&self) -> Result<(), String> {
+        self.allocator.validate()?;
+        let n_held: usize = self
+            .running
+            .keys()
+            .map(|task_id| self.allocator.nodes_of(*task_id).map_or(0, <[usize]>::len))
+            .sum();
+        if n_held + self.allocator.n_free() != self.allocator.n_total() {
+            return Err(format!(
+                "running tasks hold {n_held} nodes, {} free of {}",
+                self.allocator.n_free(),
+                self.allocator.n_total()
+            ));
+        }
+        Ok(())
+    }
+
+    fn silence_deadline(&self) -> Instant {
+        self.last_heard + self.settings.heartbeat_threshold
+    }
+
+    fn send(&mut self, message: FromManager) {
+        self.outputs.push_back(Output::Send(message));
+    }
+
+    fn exited(&self) -> bool {
+        matches!(self.phase, Phase::Exited)
+    }
+
+    /// A decoded message from the interchange.
+    pub fn handle_message(&mut self, now: Instant, message: ToManager) {
+        if self.exited() {
+            return;
+        }
+        self.last_heard = now;
+        match message {
+            ToManager::Registered {
+                interchange_version,
+                heartbeat_period,
+            } => {
+                if matches!(self.phase, Phase::Registering) {
+                    tracing::info!(
+                        interchange = %self.settings.interchange_url,
+                        %interchange_version,
+                        interchange_heartbeat_period = heartbeat_period,
+                        n_nodes = self.allocator.n_total(),
+                        "registered with the interchange"
+                    );
+                    self.phase = Phase::Registered;
+                    self.next_heartbeat = Some(now + self.settings.heartbeat_period);
+                } else {
+                    tracing::warn!("unexpected `registered` from the interchange; ignored");
+                }
+            }
+            ToManager::Refused {
+                reason,
+                protocol_version,
+            } => {
+                let reason = format!(
+                    "the interchange at {} refused this manager (its protocol version {protocol_version}, ours {}): {reason}",
+                    self.settings.interchange_url,
+                    protocol::PROTOCOL_VERSION
+                );
+                tracing::error!("{reason}");
+                self.stop(exit_code::REFUSED, reason, KillReason::Refused, false);
+            }
+            ToManager::RunTasks { tasks } => {
+                for task in tasks {
+                    self.start_task(task);
+                }
+            }
+            ToManager::CancelTask { task_id } => match self.running.get_mut(&task_id) {
+                Some(running) if running.kill.is_none() => {
+                    tracing::info!(%task_id, "cancelling task");
+                    running.kill = Some(KillReason::Cancelled);
+                    self.outputs.push_back(Output::Kill {
+                        task_id,
+                        reason: KillReason::Cancelled,
+                    });
+                }
+                Some(_) => tracing::debug!(%task_id, "task is already being killed"),
+                None => tracing::warn!(%task_id, "cancel for a task this manager is not running; ignored"),
+            },
+            ToManager::Heartbeat => tracing::trace!("heartbeat from the interchange"),
+            ToManager::Shutdown { reason } => {
+                tracing::info!(%reason, "shutdown requested by the interchange");
+                self.stop(
+                    exit_code::CLEAN,
+                    format!("shutdown requested by the interchange: {reason}"),
+                    KillReason::Shutdown,
+                    true,
+                );
+            }
+        }
+    }
+
+    /// A frame from the interchange that did not decode. It still shows the
+    /// interchange is alive.
+    pub fn handle_undecodable(&mut self, now: Instant) {
+        if !self.exited() {
+            self.last_heard = now;
+            self.n_bad_messages += 1;
+        }
+    }
+
+    /// The link changed state.
+    pub fn handle_link(&mut self, _now: Instant, status: LinkStatus) {
+        if self.exited() {
+            return;
+        }
+        match status {
+            LinkStatus::Connected => {
+                if self.connected_once {
+                    tracing::info!(interchange = %self.settings.interchange_url, "reconnected to the interchange");
+                } else {
+                    tracing::info!(interchange = %self.settings.interchange_url, "connected to the interchange");
+                }
+                self.connected_once = true;
+            }
+            LinkStatus::Disconnected => tracing::warn!(
+                interchange = %self.settings.interchange_url,
+                "lost the connection to the interchange; reconnecting"
+            ),
+            LinkStatus::HandshakeFailed(message) => {
+                let reason = format!("cannot register with the interchange: {message}");
+                tracing::error!("{reason}");
+                self.stop(exit_code::REFUSED, reason, KillReason::Refused, false);
+            }
+            LinkStatus::Failed(message) => {
+                let reason = format!(
+                    "the link to the interchange at {} failed: {message}",
+                    self.settings.interchange_url
+                );
+                tracing::error!("{reason}");
+                self.stop(
+                    exit_code::INTERCHANGE_LOST,
+                    reason,
+                    KillReason::InterchangeLost,
+                    false,
+                );
+            }
+        }
+    }
+
+    /// SIGTERM or SIGINT arrived.
+    pub fn handle_terminate(&mut self, _now: Instant, signal_name: &str) {
+        if self.exited() {
+            return;
+        }
+        tracing::info!(signal = signal_name, "termination signal received; stopping");
+        self.stop(
+            exit_code::CLEAN,
+            format!("received {signal_name}"),
+            KillReason::Shutdown,
+            true,
+        );
+    }
+
+    /// Time passed: heartbeats, drain, silence.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !matches!(self.phase, Phase::Registering | Phase::Registered) {
+            return;
+        }
+        if now >= self.silence_deadline() {
+            let threshold = self.settings.heartbeat_threshold.as_secs_f64();
+            let what = if self.is_registered() {
+                "sent nothing"
+            } else {
+                "did not answer the registration"
+            };
+            let reason = format!(
+                "the interchange at {} {what} for {threshold} s (--heartbeat-threshold); giving up",
+                self.settings.interchange_url
+            );
+            tracing::error!("{reason}");
+            self.stop(
+                exit_code::INTERCHANGE_LOST,
+                reason,
+                KillReason::InterchangeLost,
+                false,
+            );
+            return;
+        }
+        if !self.is_registered() {
+            return;
+        }
+        if self.next_heartbeat.is_some_and(|at| now >= at) {
+            self.send(FromManager::Heartbeat);
+            self.next_heartbeat = Some(now + self.settings.heartbeat_period);
+        }
+        if !self.drain_sent && self.drain_at.is_some_and(|at| now >= at) {
+            tracing::info!("drain period over; asking the interchange to drain this manager");
+            self.drain_sent = true;
+            self.send(FromManager::DrainRequest);
+        }
+    }
+
+    /// A task's process ended.
+    pub fn handle_task_exited(&mut self, _now: Instant, task_id: TaskId, exit: TaskExit) {
+        let Some(running) = self.take_running(task_id) else {
+            tracing::warn!(%task_id, "exit of a task this manager does not know; ignored");
+            return;
+        };
+        let mut result = self.base_result(task_id, &running);
+        result.nodes = running.nodes;
+        result.stdout_tail = tail(exit.stdout_tail);
+        result.stderr_tail = tail(exit.stderr_tail);
+        result.start_time = Some(exit.start_time);
+        result.end_time = Some(exit.end_time);
+        let (state, error) = match (running.kill, exit.status) {
+            (Some(KillReason::Cancelled), _) => (
+                TaskState::Cancelled,
+                Some((ErrorKind::Cancelled, "cancelled by a client".to_owned())),
+            ),
+            (Some(reason), _) => (
+                TaskState::Failed,
+                Some((
+                    ErrorKind::Killed,
+                    format!("killed by the pool-manager ({}): {}", reason.as_str(), self.stop_reason()),
+                )),
+            ),
+            (None, ExitStatus::Code(0)) => (TaskState::Completed, None),
+            (None, ExitStatus::Code(code)) => (
+                TaskState::Failed,
+                Some((ErrorKind::ExitCode, format!("exited with code {code}"))),
+            ),
+            (None, ExitStatus::Signal(signal)) => (
+                TaskState::Failed,
+                Some((
+                    ErrorKind::Signaled,
+                    format!("killed by signal {signal} ({})", signal_name(signal)),
+                )),
+            ),
+        };
+        match exit.status {
+            ExitStatus::Code(code) => result.exit_code = Some(code),
+            ExitStatus::Signal(signal) => result.signal = Some(signal),
+        }
+        result.state = state;
+        result.error = error.map(|(kind, message)| TaskError { kind, message });
+        tracing::debug!(%task_id, state = %result.state, "task ended");
+        self.report(result);
+        self.finish_if_idle();
+    }
+
+    /// A task could not be started (bad cwd, unwritable output file...).
+    pub fn handle_launch_failed(&mut self, _now: Instant, task_id: TaskId, message: String) {
+        let Some(running) = self.take_running(task_id) else {
+            tracing::warn!(%task_id, "launch failure of a task this manager does not know; ignored");
+            return;
+        };
+        tracing::warn!(%task_id, %message, "task failed to launch");
+        let mut result = self.base_result(task_id, &running);
+        result.error = Some(TaskError {
+            kind: ErrorKind::LaunchFailed,
+            message,
+        });
+        self.report(result);
+        self.finish_if_idle();
+    }
+
+    fn take_running(&mut self, task_id: TaskId) -> Option<Running> {
+        let running = self.running.remove(&task_id)?;
+        self.allocator.release(task_id);
+        Some(running)
+    }
+
+    fn stop_reason(&self) -> &str {
+        match &self.phase {
+            Phase::Stopping(stop) => &stop.reason,
+            _ => "",
+        }
+    }
+
+    fn base_result(&self, task_id: TaskId, running: &Running) -> TaskResult {
+        let registration = &self.settings.registration;
+        let mut result =
+            TaskResult::failed_before_start(task_id, ErrorKind::LaunchFailed, String::new());
+        result.manager_id = Some(registration.manager_id);
+        result.block_id = Some(registration.block_id.clone());
+        result.stdout_path = Some(running.stdout.display().to_string());
+        result.stderr_path = Some(running.stderr.display().to_string());
+        result
+    }
+
+    /// Sends a result, unless the interchange is gone or refused us.
+    fn report(&mut self, result: TaskResult) {
+        let send = match &self.phase {
+            Phase::Stopping(stop) => stop.send_messages,
+            _ => true,
+        };
+        if send {
+            self.send(FromManager::Results {
+                results: vec![result],
+            });
+        } else {
+            tracing::info!(task_id = %result.task_id, state = %result.state, "task ended; the interchange is gone, so it is not reported");
+        }
+    }
+
+    fn reject(&mut self, task_id: TaskId, message: String) {
+        tracing::warn!(%task_id, %message, "task rejected");
+        let registration = &self.settings.registration;
+        let mut result = TaskResult::failed_before_start(task_id, ErrorKind::LaunchFailed, message);
+        result.manager_id = Some(registration.manager_id);
+        result.block_id = Some(registration.block_id.clone());
+        self.report(result);
+    }
+
+    fn start_task(&mut self, task: TaskDispatch) {
+        let task_id = task.task_id;
+        if let Phase::Stopping(stop) = &self.phase {
+            let message = format!("the pool-manager is stopping ({}); task not started", stop.reason);
+            self.reject(task_id, message);
+            return;
+        }
+        if self.running.contains_key(&task_id) {
+            self.reject(
+                task_id,
+                format!("duplicate task id {task_id}: a task with this id is already running on this manager (protocol violation by the interchange)"),
+            );
+            return;
+        }
+        let n_nodes = task.resources.num_nodes as usize;
+        let Some(indices) = self.allocator.allocate(task_id, n_nodes) else {
+            let message = format!(
+                "task needs {n_nodes} nodes but only {} of this manager's {} are free; the interchange must only send tasks that fit (protocol violation)",
+                self.allocator.n_free(),
+                self.allocator.n_total()
+            );
+            self.reject(task_id, message);
+            return;
+        };
+        let registration = &self.settings.registration;
+        let hosts: Vec<String> = indices
+            .iter()
+            .map(|&index| registration.nodes[index].clone())
+            .collect();
+        let env = task_environment(
+            &self.settings.base_env,
+            &TaskContext {
+                task_id,
+                manager_id: registration.manager_id,
+                block_id: &registration.block_id,
+                launcher: registration.launcher,
+                resources: &task.resources,
+                hosts: &hosts,
+            },
+            &task.env,
+        );
+        let run_dir = &self.settings.run_dir;
+        let resolve = |given: &Option<String>, default: PathBuf| match given {
+            Some(path) if !path.is_empty() => run_dir.join(Path::new(path)),
+            _ => default,
+        };
+        let cwd = resolve(&task.cwd, run_dir.clone());
+        let tasks_dir = run_dir.join("tasks");
+        let stdout = resolve(&task.stdout, tasks_dir.join(format!("{task_id}.stdout")));
+        let stderr = resolve(&task.stderr, tasks_dir.join(format!("{task_id}.stderr")));
+        self.running.insert(
+            task_id,
+            Running {
+                nodes: hosts.clone(),
+                stdout: stdout.clone(),
+                stderr: stderr.clone(),
+                kill: None,
+            },
+        );
+        self.outputs.push_back(Output::Launch(Launch {
+            task_id,
+            command: task.command,
+            env,
+            cwd,
+            stdout,
+            stderr,
+            nodes: hosts,
+        }));
+    }
+
+    /// Starts stopping: kills every running task; exits once none is left.
+    /// The first reason to stop wins.
+    fn stop(&mut self, code: i32, reason: String, kill: KillReason, send_messages: bool) {
+        if matches!(self.phase, Phase::Stopping(_) | Phase::Exited) {
+            return;
+        }
+        self.phase = Phase::Stopping(Stop {
+            code,
+            reason,
+            send_messages,
+        });
+        for (task_id, running) in &mut self.running {
+            if running.kill.is_none() {
+                running.kill = Some(kill);
+                self.outputs.push_back(Output::Kill {
+                    task_id: *task_id,
+                    reason: kill,
+                });
+            }
+        }
+        self.finish_if_idle();
+    }
+
+    fn finish_if_idle(&mut self) {
+        if !self.running.is_empty() || !matches!(self.phase, Phase::Stopping(_)) {
+            return;
+        }
+        let Phase::Stopping(stop) = std::mem::replace(&mut self.phase, Phase::Exited) else {
+            return;
+        };
+        if stop.send_messages {
+            self.send(FromManager::Goodbye {
+                reason: stop.reason.clone(),
+            });
+        }
+        self.outputs.push_back(Output::Exit {
+            code: stop.code,
+            reason: stop.reason,
+        });
+    }
+}
+
+/// The last [`protocol::MAX_TAIL_BYTES`] bytes.
+fn tail(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() > protocol::MAX_TAIL_BYTES {
+        bytes.drain(..bytes.len() - protocol::MAX_TAIL_BYTES);
+    }
+    bytes
+}
+
+/// `SIGSEGV` for 11, and so on.
+pub fn signal_name(signal: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|signal| signal.as_str())
+        .unwrap_or("unknown signal")
+}
+
+#[cfg(test)]
+mod tests;

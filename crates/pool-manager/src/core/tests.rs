@@ -1,0 +1,503 @@
+//! Scenario tests of the manager core with simulated time and no sockets.
+//! Every scenario ends with [`Harness::check_idle`]: no output may be left
+//! that the scenario did not expect.
+
+use super::*;
+use protocol::{Launcher, ManagerId, TaskResources};
+
+const PERIOD: Duration = Duration::from_secs(30);
+const THRESHOLD: Duration = Duration::from_secs(120);
+
+struct Harness {
+    manager: Manager,
+    start: Instant,
+    now: Instant,
+}
+
+fn registration(n_nodes: usize) -> Registration {
+    Registration {
+        protocol_version: protocol::PROTOCOL_VERSION,
+        manager_id: ManagerId::from_u128(0x11),
+        block_id: "block-1".into(),
+        hostname: "lead".into(),
+        nodes: (1..=n_nodes).map(|n| format!("n{n}")).collect(),
+        launcher: Launcher::Mpiexec,
+        rhtex_version: protocol::RHTEX_VERSION.into(),
+        cpu_count: 2,
+        versions: BTreeMap::new(),
+    }
+}
+
+fn settings(n_nodes: usize, drain: Option<Duration>) -> Settings {
+    Settings {
+        registration: registration(n_nodes),
+        interchange_url: "tcp://ix:5555".into(),
+        run_dir: PathBuf::from("/run/m"),
+        heartbeat_period: PERIOD,
+        heartbeat_threshold: THRESHOLD,
+        drain_period: drain,
+        base_env: [("PATH".to_string(), "/bin".to_string())].into_iter().collect(),
+    }
+}
+
+fn task(number: u128) -> TaskId {
+    TaskId::from_u128(number)
+}
+
+fn dispatch(number: u128, n_nodes: u32) -> TaskDispatch {
+    TaskDispatch {
+        task_id: task(number),
+        command: format!("echo {number}"),
+        resources: TaskResources {
+            num_nodes: n_nodes,
+            ranks_per_node: 1,
+            num_ranks: n_nodes,
+            launcher_options: None,
+            priority: None,
+        },
+        env: BTreeMap::new(),
+        cwd: None,
+        stdout: None,
+        stderr: None,
+    }
+}
+
+fn exit(status: ExitStatus) -> TaskExit {
+    TaskExit {
+        status,
+        stdout_tail: b"out".to_vec(),
+        stderr_tail: Vec::new(),
+        start_time: 100.0,
+        end_time: 101.5,
+    }
+}
+
+impl Harness {
+    /// A manager with `n_nodes` nodes; the `register` output is checked.
+    fn new(n_nodes: usize, drain: Option<Duration>) -> Self {
+        let start = Instant::now();
+        let mut harness = Self {
+            manager: Manager::new(settings(n_nodes, drain), start),
+            start,
+            now: start,
+        };
+        match harness.next() {
+            Output::Send(FromManager::Register(registration)) => {
+                assert_eq!(registration.nodes.len(), n_nodes)
+            }
+            other => panic!("expected register, got {other:?}"),
+        }
+        harness.check_idle();
+        harness
+    }
+
+    /// A manager that is registered at time 0.
+    fn registered(n_nodes: usize) -> Self {
+        let mut harness = Self::new(n_nodes, None);
+        harness.receive(ToManager::Registered {
+            interchange_version: "0.1.0".into(),
+            heartbeat_period: 30.0,
+        });
+        harness.check_idle();
+        harness
+    }
+
+    fn at(&mut self, seconds: f64) {
+        self.now = self.start + Duration::from_secs_f64(seconds);
+    }
+
+    fn receive(&mut self, message: ToManager) {
+        self.manager.handle_message(self.now, message);
+    }
+
+    /// Fires the timeout if it is due at the current time.
+    fn tick(&mut self) {
+        if self.manager.poll_timeout().is_some_and(|at| at <= self.now) {
+            self.manager.handle_timeout(self.now);
+        }
+    }
+
+    fn next(&mut self) -> Output {
+        self.manager.poll_output().expect("an output")
+    }
+
+    fn expect_send(&mut self) -> FromManager {
+        match self.next() {
+            Output::Send(message) => message,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn expect_result(&mut self) -> TaskResult {
+        match self.expect_send() {
+            FromManager::Results { mut results } if results.len() == 1 => results.remove(0),
+            other => panic!("expected one result, got {other:?}"),
+        }
+    }
+
+    fn expect_launch(&mut self) -> Launch {
+        match self.next() {
+            Output::Launch(launch) => launch,
+            other => panic!("expected a launch, got {other:?}"),
+        }
+    }
+
+    fn expect_kill(&mut self, expected_task: TaskId, expected_reason: KillReason) {
+        match self.next() {
+            Output::Kill { task_id, reason } => {
+                assert_eq!((task_id, reason), (expected_task, expected_reason))
+            }
+            other => panic!("expected a kill, got {other:?}"),
+        }
+    }
+
+    fn expect_exit(&mut self, expected_code: i32) -> String {
+        match self.next() {
+            Output::Exit { code, reason } => {
+                assert_eq!(code, expected_code, "{reason}");
+                reason
+            }
+            other => panic!("expected exit, got {other:?}"),
+        }
+    }
+
+    fn exited(&mut self, number: u128, status: ExitStatus) {
+        self.manager.handle_task_exited(self.now, task(number), exit(status));
+    }
+
+    /// No output is left, and the bookkeeping is consistent.
+    fn check_idle(&mut self) {
+        if let Some(output) = self.manager.poll_output() {
+            panic!("unexpected output {output:?}");
+        }
+        self.manager.validate().expect("consistent state");
+    }
+}
+
+#[test]
+fn heartbeats_follow_the_period_after_registration() {
+    let mut harness = Harness::new(2, None);
+    harness.at(100.0);
+    harness.tick();
+    harness.check_idle();
+    harness.receive(ToManager::Registered {
+        interchange_version: "0.1.0".into(),
+        heartbeat_period: 30.0,
+    });
+    assert!(harness.manager.is_registered());
+    assert_eq!(
+        harness.manager.poll_timeout(),
+        Some(harness.start + Duration::from_secs(130))
+    );
+    for (second, expect_heartbeat) in [(129.0, false), (130.0, true), (150.0, false), (160.0, true)] {
+        harness.at(second);
+        harness.receive(ToManager::Heartbeat);
+        harness.tick();
+        if expect_heartbeat {
+            assert_eq!(harness.expect_send(), FromManager::Heartbeat, "at {second}");
+        }
+        harness.check_idle();
+    }
+}
+
+#[test]
+fn silence_kills_running_tasks_and_exits_4() {
+    let mut harness = Harness::registered(3);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 2)],
+    });
+    harness.expect_launch();
+    harness.at(30.0);
+    harness.tick();
+    assert_eq!(harness.expect_send(), FromManager::Heartbeat);
+    harness.at(119.9);
+    harness.tick();
+    assert_eq!(harness.expect_send(), FromManager::Heartbeat);
+    harness.check_idle();
+    harness.at(120.0);
+    harness.tick();
+    harness.expect_kill(task(1), KillReason::InterchangeLost);
+    harness.check_idle();
+    assert_eq!(harness.manager.poll_timeout(), None);
+    harness.exited(1, ExitStatus::Signal(15));
+    let reason = harness.expect_exit(exit_code::INTERCHANGE_LOST);
+    assert!(reason.contains("tcp://ix:5555") && reason.contains("120 s"), "{reason}");
+    harness.check_idle();
+    assert_eq!(harness.manager.n_free_nodes(), 3);
+}
+
+#[test]
+fn no_answer_to_registration_exits_4() {
+    let mut harness = Harness::new(1, None);
+    harness.at(120.0);
+    harness.tick();
+    let reason = harness.expect_exit(exit_code::INTERCHANGE_LOST);
+    assert!(reason.contains("did not answer the registration"), "{reason}");
+    harness.check_idle();
+}
+
+#[test]
+fn refused_exits_3_with_both_versions() {
+    let mut harness = Harness::new(1, None);
+    harness.receive(ToManager::Refused {
+        reason: "protocol version 7 is not 1".into(),
+        protocol_version: 7,
+    });
+    let reason = harness.expect_exit(exit_code::REFUSED);
+    assert!(reason.contains("protocol version 7") && reason.contains("ours 1"), "{reason}");
+    harness.check_idle();
+    harness.receive(ToManager::Heartbeat);
+    harness.check_idle();
+}
+
+#[test]
+fn handshake_failure_exits_3() {
+    let mut harness = Harness::new(1, None);
+    harness.manager.handle_link(
+        harness.now,
+        LinkStatus::HandshakeFailed("tcp://ix:5555 refused our CURVE key".into()),
+    );
+    let reason = harness.expect_exit(exit_code::REFUSED);
+    assert!(reason.contains("refused our CURVE key"), "{reason}");
+    harness.check_idle();
+}
+
+#[test]
+fn run_and_complete() {
+    let mut harness = Harness::registered(3);
+    let mut task = dispatch(1, 2);
+    task.resources.ranks_per_node = 2;
+    task.resources.num_ranks = 4;
+    task.env.insert("MINE".into(), "x".into());
+    harness.receive(ToManager::RunTasks { tasks: vec![task] });
+    let launch = harness.expect_launch();
+    assert_eq!(launch.nodes, vec!["n1", "n2"]);
+    assert_eq!(launch.cwd, PathBuf::from("/run/m"));
+    assert_eq!(launch.stdout, PathBuf::from(format!("/run/m/tasks/{}.stdout", task_id(1))));
+    assert_eq!(launch.stderr, PathBuf::from(format!("/run/m/tasks/{}.stderr", task_id(1))));
+    assert_eq!(launch.env["PARSL_MPI_PREFIX"], "mpiexec -n 4 -ppn 2 -hosts n1,n2");
+    assert_eq!(launch.env["MINE"], "x");
+    assert_eq!(launch.env["PATH"], "/bin");
+    assert_eq!(harness.manager.n_free_nodes(), 1);
+    harness.check_idle();
+
+    harness.exited(1, ExitStatus::Code(0));
+    let result = harness.expect_result();
+    assert_eq!(result.state, TaskState::Completed);
+    assert_eq!(result.exit_code, Some(0));
+    assert_eq!(result.error, None);
+    assert_eq!(result.nodes, vec!["n1", "n2"]);
+    assert_eq!(result.manager_id, Some(ManagerId::from_u128(0x11)));
+    assert_eq!(result.block_id.as_deref(), Some("block-1"));
+    assert_eq!(result.stdout_tail, b"out");
+    assert_eq!((result.start_time, result.end_time), (Some(100.0), Some(101.5)));
+    assert_eq!(harness.manager.n_free_nodes(), 3);
+    harness.check_idle();
+}
+
+fn task_id(number: u128) -> TaskId {
+    task(number)
+}
+
+#[test]
+fn exit_codes_and_foreign_signals_fail() {
+    let mut harness = Harness::registered(2);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 1), dispatch(2, 1)],
+    });
+    harness.expect_launch();
+    harness.expect_launch();
+    harness.exited(1, ExitStatus::Code(3));
+    let result = harness.expect_result();
+    assert_eq!(result.state, TaskState::Failed);
+    let error = result.error.expect("error");
+    assert_eq!((error.kind, error.message.as_str()), (ErrorKind::ExitCode, "exited with code 3"));
+    harness.exited(2, ExitStatus::Signal(11));
+    let result = harness.expect_result();
+    assert_eq!(result.signal, Some(11));
+    let error = result.error.expect("error");
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (ErrorKind::Signaled, "killed by signal 11 (SIGSEGV)")
+    );
+    harness.check_idle();
+}
+
+#[test]
+fn explicit_paths_are_resolved_against_the_run_dir() {
+    let mut harness = Harness::registered(1);
+    let mut task = dispatch(1, 1);
+    task.cwd = Some("work".into());
+    task.stdout = Some("/abs/out".into());
+    task.stderr = Some("err.txt".into());
+    harness.receive(ToManager::RunTasks { tasks: vec![task] });
+    let launch = harness.expect_launch();
+    assert_eq!(launch.cwd, PathBuf::from("/run/m/work"));
+    assert_eq!(launch.stdout, PathBuf::from("/abs/out"));
+    assert_eq!(launch.stderr, PathBuf::from("/run/m/err.txt"));
+    harness
+        .manager
+        .handle_launch_failed(harness.now, task_id(1), "no such directory /run/m/work".into());
+    let result = harness.expect_result();
+    let error = result.error.expect("error");
+    assert_eq!(error.kind, ErrorKind::LaunchFailed);
+    assert!(error.message.contains("/run/m/work"));
+    assert!(result.nodes.is_empty());
+    assert_eq!(harness.manager.n_free_nodes(), 1);
+    harness.check_idle();
+}
+
+#[test]
+fn cancel_kills_and_reports_cancelled() {
+    let mut harness = Harness::registered(2);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 2)],
+    });
+    harness.expect_launch();
+    harness.receive(ToManager::CancelTask { task_id: task(1) });
+    harness.expect_kill(task(1), KillReason::Cancelled);
+    harness.receive(ToManager::CancelTask { task_id: task(1) });
+    harness.receive(ToManager::CancelTask { task_id: task(9) });
+    harness.check_idle();
+    harness.exited(1, ExitStatus::Signal(15));
+    let result = harness.expect_result();
+    assert_eq!(result.state, TaskState::Cancelled);
+    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Cancelled));
+    assert_eq!(harness.manager.n_free_nodes(), 2);
+    harness.check_idle();
+}
+
+#[test]
+fn shutdown_kills_reports_says_goodbye_and_exits_0() {
+    let mut harness = Harness::registered(3);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 1), dispatch(2, 2)],
+    });
+    harness.expect_launch();
+    harness.expect_launch();
+    harness.receive(ToManager::Shutdown {
+        reason: "interchange stopping".into(),
+    });
+    harness.expect_kill(task(1), KillReason::Shutdown);
+    harness.expect_kill(task(2), KillReason::Shutdown);
+    harness.check_idle();
+    // A task that arrives while stopping is refused at once.
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(3, 1)],
+    });
+    let refused = harness.expect_result();
+    assert_eq!(refused.task_id, task(3));
+    assert_eq!(refused.error.map(|error| error.kind), Some(ErrorKind::LaunchFailed));
+    harness.exited(2, ExitStatus::Signal(15));
+    let result = harness.expect_result();
+    assert_eq!(result.state, TaskState::Failed);
+    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Killed));
+    harness.check_idle();
+    harness.exited(1, ExitStatus::Code(0));
+    let result = harness.expect_result();
+    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Killed));
+    match harness.expect_send() {
+        FromManager::Goodbye { reason } => assert!(reason.contains("interchange stopping")),
+        other => panic!("expected goodbye, got {other:?}"),
+    }
+    harness.expect_exit(exit_code::CLEAN);
+    harness.check_idle();
+}
+
+#[test]
+fn sigterm_with_no_tasks_exits_at_once() {
+    let mut harness = Harness::registered(1);
+    harness.manager.handle_terminate(harness.now, "SIGTERM");
+    assert!(matches!(harness.expect_send(), FromManager::Goodbye { .. }));
+    harness.expect_exit(exit_code::CLEAN);
+    harness.check_idle();
+    harness.manager.handle_terminate(harness.now, "SIGTERM");
+    harness.check_idle();
+}
+
+#[test]
+fn drain_request_after_the_drain_period() {
+    let mut harness = Harness::new(1, Some(Duration::from_secs(10)));
+    harness.at(20.0);
+    harness.tick();
+    harness.check_idle();
+    harness.receive(ToManager::Registered {
+        interchange_version: "0.1.0".into(),
+        heartbeat_period: 30.0,
+    });
+    harness.tick();
+    assert_eq!(harness.expect_send(), FromManager::DrainRequest);
+    harness.check_idle();
+    harness.at(50.0);
+    harness.tick();
+    assert_eq!(harness.expect_send(), FromManager::Heartbeat);
+    harness.check_idle();
+    harness.receive(ToManager::Shutdown {
+        reason: "drained".into(),
+    });
+    assert!(matches!(harness.expect_send(), FromManager::Goodbye { .. }));
+    harness.expect_exit(exit_code::CLEAN);
+    harness.check_idle();
+}
+
+#[test]
+fn a_task_that_does_not_fit_fails_at_once() {
+    let mut harness = Harness::registered(3);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 2), dispatch(2, 2), dispatch(1, 1)],
+    });
+    harness.expect_launch();
+    let too_big = harness.expect_result();
+    assert_eq!(too_big.task_id, task(2));
+    let error = too_big.error.expect("error");
+    assert_eq!(error.kind, ErrorKind::LaunchFailed);
+    assert!(error.message.contains("needs 2 nodes but only 1"), "{}", error.message);
+    let duplicate = harness.expect_result();
+    assert_eq!(duplicate.task_id, task(1));
+    assert!(duplicate.error.expect("error").message.contains("duplicate task id"));
+    assert_eq!(harness.manager.n_running(), 1);
+    harness.check_idle();
+}
+
+#[test]
+fn nodes_are_returned_after_each_end() {
+    let mut harness = Harness::registered(4);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 2), dispatch(2, 1), dispatch(3, 1)],
+    });
+    let nodes: Vec<Vec<String>> = (0..3).map(|_| harness.expect_launch().nodes).collect();
+    assert_eq!(nodes, vec![vec!["n1", "n2"], vec!["n3"], vec!["n4"]]);
+    assert_eq!(harness.manager.n_free_nodes(), 0);
+    harness.exited(2, ExitStatus::Code(0));
+    harness.expect_result();
+    assert_eq!(harness.manager.n_free_nodes(), 1);
+    harness.receive(ToManager::CancelTask { task_id: task(1) });
+    harness.expect_kill(task(1), KillReason::Cancelled);
+    harness.exited(1, ExitStatus::Signal(9));
+    harness.expect_result();
+    assert_eq!(harness.manager.n_free_nodes(), 3);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(4, 3)],
+    });
+    assert_eq!(harness.expect_launch().nodes, vec!["n1", "n2", "n3"]);
+    harness.manager.handle_launch_failed(harness.now, task(4), "cannot open".into());
+    harness.expect_result();
+    harness.exited(3, ExitStatus::Code(1));
+    harness.expect_result();
+    assert_eq!(harness.manager.n_free_nodes(), 4);
+    // Unknown exits are ignored.
+    harness.exited(99, ExitStatus::Code(0));
+    harness.check_idle();
+}
+
+#[test]
+fn undecodable_frames_count_and_keep_the_link_alive() {
+    let mut harness = Harness::registered(1);
+    harness.at(100.0);
+    harness.manager.handle_undecodable(harness.now);
+    assert_eq!(harness.manager.n_bad_messages(), 1);
+    harness.at(200.0);
+    harness.tick();
+    assert_eq!(harness.expect_send(), FromManager::Heartbeat);
+    harness.check_idle();
+}

@@ -1,0 +1,224 @@
+//! The tokio shell around the manager core.
+//!
+//! [`run`] is the single entry point for `main` and for tests. It discovers
+//! the nodes, loads the keys, prepares the run directory, connects the link,
+//! then runs one loop that `select!`s over link events, child exits,
+//! SIGTERM/SIGINT, the caller's shutdown future and a sleep until the
+//! core's next deadline; it feeds each event to the core and performs the
+//! core's outputs (send, launch, kill, exit).
+
+use crate::config::{Config, Security};
+use crate::core::{LinkStatus, Manager, Output, Settings};
+use crate::exit_code;
+use crate::launch::{self, Ended, TaskHandle};
+use crate::nodes::{self, Nodes};
+use crate::transport::{self, Incoming, InterchangeLink};
+use protocol::{Registration, TaskId};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Instant;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// How long queued messages (results, goodbye) may take to leave at exit.
+const FLUSH_MS: u32 = 2000;
+
+/// Runs the manager until it exits; returns the process exit code. The
+/// `shutdown` future acts like SIGTERM when it completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> i32 {
+    let span = tracing::info_span!("manager", manager_id = %config.manager_id, block_id = %config.block_id);
+    async move {
+        match prepare(&config) {
+            Ok((link, settings)) => serve(config, link, settings, shutdown).await,
+            Err(message) => {
+                tracing::error!("{message}");
+                exit_code::USAGE
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
+    if config.security == Security::Insecure {
+        tracing::warn!(
+            "encryption is off (--insecure): anyone who can reach the interchange can read and send tasks"
+        );
+    }
+    let security = transport::client_security(&config.security).map_err(|error| error.to_string())?;
+    let Nodes { nodes, source } =
+        nodes::discover_from_system(&config.node_choice).map_err(|error| error.to_string())?;
+    tracing::info!(n_nodes = nodes.len(), nodes = %nodes.join(","), source = %source, "block nodes");
+
+    let tasks_dir = config.run_dir.join("tasks");
+    std::fs::create_dir_all(&tasks_dir).map_err(|error| {
+        format!(
+            "cannot create the run directory {}: {error}",
+            tasks_dir.display()
+        )
+    })?;
+    let run_dir = std::fs::canonicalize(&config.run_dir).map_err(|error| {
+        format!(
+            "cannot resolve the run directory {}: {error}",
+            config.run_dir.display()
+        )
+    })?;
+
+    let base_env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    let hostname = nodes::this_hostname().unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot read this host's name");
+        "unknown".to_owned()
+    });
+    let cpu_count = std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1);
+    let versions: BTreeMap<String, String> = [
+        ("libzmq".to_owned(), transport::libzmq_version()),
+        ("rhtex".to_owned(), protocol::RHTEX_VERSION.to_owned()),
+        (
+            "os".to_owned(),
+            format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let registration = Registration {
+        protocol_version: protocol::PROTOCOL_VERSION,
+        manager_id: config.manager_id,
+        block_id: config.block_id.clone(),
+        hostname,
+        nodes,
+        launcher: config.launcher,
+        rhtex_version: protocol::RHTEX_VERSION.to_owned(),
+        cpu_count,
+        versions,
+    };
+    let link = InterchangeLink::connect(&config.interchange, &security, config.manager_id)
+        .map_err(|error| error.to_string())?;
+    tracing::info!(interchange = %config.interchange, run_dir = %run_dir.display(), launcher = %config.launcher, "pool-manager started");
+    Ok((
+        link,
+        Settings {
+            registration,
+            interchange_url: config.interchange.clone(),
+            run_dir,
+            heartbeat_period: config.heartbeat_period,
+            heartbeat_threshold: config.heartbeat_threshold,
+            drain_period: config.drain_period,
+            base_env,
+        },
+    ))
+}
+
+struct Running {
+    handle: TaskHandle,
+    span: tracing::Span,
+}
+
+async fn serve(
+    config: Config,
+    mut link: InterchangeLink,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> i32 {
+    launch::become_subreaper();
+    let (mut sigterm, mut sigint) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot install signal handlers");
+            link.close(0).await;
+            return exit_code::USAGE;
+        }
+    };
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
+    let mut tasks: HashMap<TaskId, Running> = HashMap::new();
+    let mut core = Manager::new(settings, Instant::now());
+    tokio::pin!(shutdown);
+    let mut shutdown_seen = false;
+    let mut link_open = true;
+
+    let (code, reason) = loop {
+        // Perform every output the core has queued.
+        let mut exit = None;
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::Send(message) => {
+                    if let Err(error) = link.send(&message) {
+                        tracing::warn!(%error, "cannot queue a message for the interchange");
+                    }
+                }
+                Output::Launch(request) => {
+                    let span = tracing::info_span!("task", task_id = %request.task_id, nodes = %request.nodes.join(","));
+                    match launch::spawn(&request, config.kill_grace, ended_tx.clone(), span.clone()) {
+                        Ok(handle) => {
+                            span.in_scope(|| tracing::info!(pid = handle.pid, command = %request.command, "task launched"));
+                            tasks.insert(request.task_id, Running { handle, span });
+                        }
+                        Err(error) => core.handle_launch_failed(Instant::now(), request.task_id, error.to_string()),
+                    }
+                }
+                Output::Kill { task_id, reason } => match tasks.get_mut(&task_id) {
+                    Some(running) => {
+                        running.span.in_scope(|| tracing::info!(reason = reason.as_str(), "killing task"));
+                        running.handle.kill(reason);
+                    }
+                    None => tracing::warn!(%task_id, "kill for a task with no process; ignored"),
+                },
+                Output::Exit { code, reason } => exit = Some((code, reason)),
+            }
+        }
+        if let Some(exit) = exit {
+            break exit;
+        }
+
+        let deadline = core.poll_timeout();
+        let sleep_until = tokio::time::Instant::from_std(deadline.unwrap_or_else(Instant::now));
+        tokio::select! {
+            incoming = link.recv(), if link_open => {
+                let now = Instant::now();
+                match incoming {
+                    Some(Incoming::Message(message)) => core.handle_message(now, message),
+                    Some(Incoming::Undecodable) => core.handle_undecodable(now),
+                    Some(Incoming::Connected) => core.handle_link(now, LinkStatus::Connected),
+                    Some(Incoming::Disconnected) => core.handle_link(now, LinkStatus::Disconnected),
+                    Some(Incoming::HandshakeFailed(message)) => core.handle_link(now, LinkStatus::HandshakeFailed(message)),
+                    Some(Incoming::Failed(message)) => core.handle_link(now, LinkStatus::Failed(message)),
+                    None => {
+                        link_open = false;
+                        core.handle_link(now, LinkStatus::Failed("the link thread ended".to_owned()));
+                    }
+                }
+            }
+            Some(ended) = ended_rx.recv() => {
+                if let Some(running) = tasks.remove(&ended.task_id) {
+                    running.span.in_scope(|| tracing::info!(status = ?ended.exit.status, "task ended"));
+                }
+                core.handle_task_exited(Instant::now(), ended.task_id, ended.exit);
+            }
+            _ = sigterm.recv() => core.handle_terminate(Instant::now(), "SIGTERM"),
+            _ = sigint.recv() => core.handle_terminate(Instant::now(), "SIGINT"),
+            () = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                core.handle_terminate(Instant::now(), "a shutdown request");
+            }
+            () = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
+                core.handle_timeout(Instant::now());
+            }
+        }
+    };
+
+    if code == exit_code::CLEAN {
+        tracing::info!(code, %reason, "pool-manager exiting");
+    } else {
+        tracing::error!(code, %reason, "pool-manager exiting");
+    }
+    link.close(FLUSH_MS).await;
+    code
+}

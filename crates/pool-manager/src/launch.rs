@@ -1,0 +1,353 @@
+//! The only module that starts or signals task processes.
+//!
+//! A task runs as `/bin/bash -c COMMAND` with a cleared environment plus the
+//! map the core composed, in its working directory, stdin from /dev/null,
+//! stdout and stderr to files, in a process group of its own. A watcher (one
+//! tokio task per child) owns the child until it is reaped, so its pid and
+//! process group id cannot be reused while we may still signal them; it
+//! kills on request (SIGTERM to the group, then SIGKILL to the group after
+//! the grace period if the leader is still alive), records the start and
+//! end times, reads the output tails and reports the end on a channel.
+//!
+//! When the leader has been reaped, whatever is left of its process group
+//! (background processes of the command) is killed with SIGKILL and reaped
+//! too: the manager is a child subreaper ([`become_subreaper`]), so orphaned
+//! grandchildren become its children instead of PID 1's, which may not reap.
+
+use crate::core::{ExitStatus, KillReason, Launch, TaskExit};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use protocol::{TaskId, UnixTime, MAX_TAIL_BYTES};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+/// A task could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("working directory {} does not exist or is not a directory", path.display())]
+    NoCwd { path: PathBuf },
+    #[error("cannot create the directory {} for task output: {error}", path.display())]
+    OutputDir { path: PathBuf, error: std::io::Error },
+    #[error("cannot open task output file {}: {error}", path.display())]
+    OutputFile { path: PathBuf, error: std::io::Error },
+    #[error("cannot start /bin/bash: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// A child ended (reaped).
+#[derive(Debug)]
+pub struct Ended {
+    pub task_id: TaskId,
+    pub exit: TaskExit,
+}
+
+/// The handle the shell keeps for a running task.
+#[derive(Debug)]
+pub struct TaskHandle {
+    pub pid: u32,
+    kill: Option<oneshot::Sender<KillReason>>,
+}
+
+impl TaskHandle {
+    /// Asks the watcher to kill the task's process group. A second call does
+    /// nothing.
+    pub fn kill(&mut self, reason: KillReason) {
+        if let Some(sender) = self.kill.take() {
+            let _ = sender.send(reason);
+        }
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants (Linux
+/// `PR_SET_CHILD_SUBREAPER`), so that the rest of a task's process group
+/// can be reaped here.
+pub fn become_subreaper() {
+    if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(%error, "cannot become a child subreaper; orphaned task processes are left to PID 1");
+    }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> UnixTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}
+
+fn open_output(path: &Path) -> Result<File, LaunchError> {
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
+            path: parent.to_path_buf(),
+            error,
+        })?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|error| LaunchError::OutputFile {
+            path: path.to_path_buf(),
+            error,
+        })
+}
+
+/// Starts a task. Its end is sent on `ended` once it is reaped.
+pub fn spawn(
+    launch: &Launch,
+    kill_grace: Duration,
+    ended: mpsc::UnboundedSender<Ended>,
+    span: tracing::Span,
+) -> Result<TaskHandle, LaunchError> {
+    if !launch.cwd.is_dir() {
+        return Err(LaunchError::NoCwd {
+            path: launch.cwd.clone(),
+        });
+    }
+    let stdout = open_output(&launch.stdout)?;
+    let stderr = if launch.stderr == launch.stdout {
+        stdout.try_clone().map_err(|error| LaunchError::OutputFile {
+            path: launch.stderr.clone(),
+            error,
+        })?
+    } else {
+        open_output(&launch.stderr)?
+    };
+    let mut command = tokio::process::Command::new("/bin/bash");
+    command
+        .arg("-c")
+        .arg(&launch.command)
+        .env_clear()
+        .envs(&launch.env)
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(false);
+    let start_time = unix_now();
+    let mut child = command.spawn().map_err(LaunchError::Spawn)?;
+    let pid = child.id().unwrap_or(0);
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let task_id = launch.task_id;
+    let stdout_path = launch.stdout.clone();
+    let stderr_path = launch.stderr.clone();
+    tracing::debug!(parent: &span, pid, "task started");
+    let watcher = async move {
+        let status = watch(&mut child, pid, kill_rx, kill_grace).await;
+        let end_time = unix_now();
+        let group = i32::try_from(pid).unwrap_or(0);
+        if group > 1 {
+            let reaped = tokio::task::spawn_blocking(move || clear_group(group)).await;
+            if let Ok(n_left @ 1..) = reaped {
+                tracing::info!(n_left, "killed and reaped processes the task left in its group");
+            }
+        }
+        let status = match status {
+            Ok(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => ExitStatus::Code(code),
+                (None, Some(signal)) => ExitStatus::Signal(signal),
+                (None, None) => ExitStatus::Code(-1),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot wait for the task's process");
+                ExitStatus::Code(-1)
+            }
+        };
+        let exit = TaskExit {
+            status,
+            stdout_tail: read_tail(&stdout_path),
+            stderr_tail: read_tail(&stderr_path),
+            start_time,
+            end_time,
+        };
+        tracing::debug!(?status, "task process ended");
+        let _ = ended.send(Ended { task_id, exit });
+    };
+    tokio::spawn(watcher.instrument(span));
+    Ok(TaskHandle {
+        pid,
+        kill: Some(kill_tx),
+    })
+}
+
+async fn watch(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    kill_rx: oneshot::Receiver<KillReason>,
+    kill_grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    let group = Pid::from_raw(i32::try_from(pid).unwrap_or(0));
+    tokio::select! {
+        biased;
+        status = child.wait() => return status,
+        reason = kill_rx => {
+            if let Ok(reason) = reason {
+                tracing::info!(reason = reason.as_str(), pid, "killing the task's process group");
+                signal_group(group, Signal::SIGTERM);
+            } else {
+                // The shell dropped the handle: just wait.
+                return child.wait().await;
+            }
+        }
+    }
+    tokio::select! {
+        biased;
+        status = child.wait() => status,
+        () = tokio::time::sleep(kill_grace) => {
+            // Not reaped yet, so the group id is still ours.
+            tracing::warn!(pid, grace_s = kill_grace.as_secs_f64(), "task still alive after SIGTERM; sending SIGKILL to its process group");
+            signal_group(group, Signal::SIGKILL);
+            child.wait().await
+        }
+    }
+}
+
+fn signal_group(group: Pid, signal: Signal) {
+    if group.as_raw() <= 1 {
+        return;
+    }
+    if let Err(error) = killpg(group, signal) {
+        if error != nix::errno::Errno::ESRCH {
+            tracing::warn!(%error, group = group.as_raw(), ?signal, "cannot signal the task's process group");
+        }
+    }
+}
+
+/// After the leader of `group` was reaped: SIGKILL whatever is left of the
+/// group and reap those of them that are our children. Returns how many
+/// were reaped.
+fn clear_group(group: i32) -> usize {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    signal_group(Pid::from_raw(group), Signal::SIGKILL);
+    let mut n_reaped = 0;
+    loop {
+        match waitpid(Pid::from_raw(-group), None) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => n_reaped += 1,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return n_reaped,
+        }
+    }
+}
+
+/// The last [`MAX_TAIL_BYTES`] of a file; empty if it cannot be read.
+pub fn read_tail(path: &Path) -> Vec<u8> {
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut file = File::open(path)?;
+        let length = file.metadata()?.len();
+        let limit = MAX_TAIL_BYTES as u64;
+        if length > limit {
+            file.seek(SeekFrom::Start(length - limit))?;
+        }
+        let mut bytes = Vec::new();
+        file.take(limit).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    read().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn launch(dir: &Path, command: &str) -> Launch {
+        Launch {
+            task_id: TaskId::from_u128(1),
+            command: command.into(),
+            env: [("ONLY".to_string(), "this".to_string())].into_iter().collect(),
+            cwd: dir.to_path_buf(),
+            stdout: dir.join("out/t.stdout"),
+            stderr: dir.join("out/t.stderr"),
+            nodes: vec!["n1".into()],
+        }
+    }
+
+    async fn next(ended: &mut mpsc::UnboundedReceiver<Ended>) -> Ended {
+        tokio::time::timeout(Duration::from_secs(20), ended.recv())
+            .await
+            .expect("the task ends within 20 s")
+            .expect("channel open")
+    }
+
+    #[tokio::test]
+    async fn runs_with_exactly_the_given_environment() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (sender, mut ended) = mpsc::unbounded_channel();
+        let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
+        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        let end = next(&mut ended).await;
+        assert_eq!(end.exit.status, ExitStatus::Code(3));
+        let stdout = String::from_utf8_lossy(&end.exit.stdout_tail).into_owned();
+        assert!(stdout.contains("ONLY=this\n"), "{stdout}");
+        assert!(!stdout.contains("HOME="), "environment is cleared: {stdout}");
+        assert!(stdout.contains(&temp.path().display().to_string()), "{stdout}");
+        assert_eq!(end.exit.stderr_tail, b"oops\n");
+        assert!(end.exit.end_time >= end.exit.start_time);
+    }
+
+    #[tokio::test]
+    async fn tails_are_bounded() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (sender, mut ended) = mpsc::unbounded_channel();
+        let task = launch(temp.path(), "head -c 100000 /dev/zero; printf END");
+        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        let end = next(&mut ended).await;
+        assert_eq!(end.exit.stdout_tail.len(), MAX_TAIL_BYTES);
+        assert!(end.exit.stdout_tail.ends_with(b"END"));
+    }
+
+    #[test]
+    fn launch_failures_name_the_path() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let (sender, _ended) = mpsc::unbounded_channel();
+        let mut task = launch(temp.path(), "true");
+        task.cwd = temp.path().join("missing");
+        let error = spawn(&task, Duration::ZERO, sender.clone(), tracing::Span::none())
+            .expect_err("no cwd");
+        assert!(error.to_string().contains("missing"), "{error}");
+        std::fs::write(temp.path().join("file"), b"").expect("write");
+        let mut task = launch(temp.path(), "true");
+        task.stdout = temp.path().join("file/under/a/file");
+        let error = spawn(&task, Duration::ZERO, sender, tracing::Span::none()).expect_err("no dir");
+        assert!(error.to_string().contains("file/under/a"), "{error}");
+        let _ = BTreeMap::<String, String>::new();
+    }
+
+    #[tokio::test]
+    async fn kill_terminates_the_whole_group_then_escalates() {
+        become_subreaper();
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (sender, mut ended) = mpsc::unbounded_channel();
+        // The group ignores SIGTERM, so only the SIGKILL after the grace ends it.
+        let task = launch(
+            temp.path(),
+            "trap '' TERM; sleep 1000 & echo started; wait",
+        );
+        let mut handle =
+            spawn(&task, Duration::from_millis(200), sender, tracing::Span::none()).expect("spawn");
+        let group = Pid::from_raw(i32::try_from(handle.pid).expect("pid"));
+        // Wait (bounded) until bash has started its background sleep.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while read_tail(&task.stdout).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "task did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        handle.kill(KillReason::Cancelled);
+        let end = next(&mut ended).await;
+        assert_eq!(end.exit.status, ExitStatus::Signal(9));
+        assert_eq!(killpg(group, None), Err(nix::errno::Errno::ESRCH), "the group is gone");
+    }
+}

@@ -8,4 +8,7 @@
 //! - [`daemon`]: the shell, a single-threaded poll loop; [`daemon::run`] is
 //!   the one entry point for `main` and tests.
 
+pub mod config;
 pub mod core;
+pub mod daemon;
+pub mod transport;

@@ -1,0 +1,262 @@
+//! The shell: one thread, one `poll` over the client ROUTER, the manager
+//! ROUTER, the ZAP socket and a signal pipe, feeding the core and performing
+//! its outputs.
+//!
+//! [`run`] is the one entry point, for `main` and for tests.
+
+use crate::config::{Config, Security};
+use crate::core::{Core, CoreConfig, Output, PeerId, Time, SHUTDOWN_GRACE};
+use crate::transport::{SendOutcome, Transport};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use transport::sockets::ServerSecurity;
+use transport::{KeyError, TransportError};
+
+/// Messages read from one socket before the loop looks at the others.
+const RECV_BUDGET: usize = 4096;
+
+/// How long the last messages get to leave when the interchange exits.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Why the interchange could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot create the run directory {path}: {source}")]
+    RunDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot write the ready line: {0}")]
+    Ready(std::io::Error),
+}
+
+impl DaemonError {
+    /// True for problems with how the interchange was set up (keys, CURVE),
+    /// which `main` reports with exit code 2.
+    pub fn is_setup_error(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::Keys(_) | DaemonError::Transport(TransportError::NoCurve)
+        )
+    }
+}
+
+/// The shell's clock: monotonic milliseconds since start.
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Time {
+        Time::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Unregisters the signal handlers when dropped.
+struct SignalPipe {
+    read_end: UnixStream,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl SignalPipe {
+    fn new() -> Result<Self, std::io::Error> {
+        let (read_end, write_end) = UnixStream::pair()?;
+        read_end.set_nonblocking(true)?;
+        write_end.set_nonblocking(true)?;
+        let mut ids = Vec::new();
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            ids.push(signal_hook::low_level::pipe::register(
+                signal,
+                write_end.try_clone()?,
+            )?);
+        }
+        Ok(Self { read_end, ids })
+    }
+
+    /// Empties the pipe; true if a signal arrived.
+    fn take(&mut self) -> bool {
+        let mut buffer = [0u8; 64];
+        let mut signaled = false;
+        loop {
+            match self.read_end.read(&mut buffer) {
+                Ok(0) => return signaled,
+                Ok(_) => signaled = true,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return signaled,
+            }
+        }
+    }
+}
+
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// Runs the interchange until a `shutdown` command completes or SIGTERM or
+/// SIGINT arrives. Writes the ready line to `ready` once both sockets are
+/// bound.
+pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
+    let security = match &config.security {
+        Security::Insecure => {
+            tracing::warn!(
+                "running with --insecure: no encryption and no authentication; \
+                 anyone who can reach the ports can submit tasks"
+            );
+            ServerSecurity::Insecure
+        }
+        Security::Curve { keys_dir } => {
+            transport::sockets::check_curve()?;
+            let keys = transport::keys::load_server_keys(keys_dir)?;
+            tracing::info!(
+                keys_dir = %keys_dir.display(),
+                n_client_keys = keys.allowed_clients.len(),
+                "CURVE on"
+            );
+            ServerSecurity::Curve(keys)
+        }
+    };
+    std::fs::create_dir_all(&config.run_dir).map_err(|source| DaemonError::RunDir {
+        path: config.run_dir.clone(),
+        source,
+    })?;
+    let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
+    let mut transport = Transport::bind(&config.client_listen, &config.manager_listen, &security)?;
+
+    let line = serde_json::json!({
+        "client_url": transport.client_url,
+        "manager_url": transport.manager_url,
+        "pid": std::process::id(),
+    })
+    .to_string();
+    let ready_file = config.run_dir.join("interchange.json");
+    if let Err(error) = std::fs::write(&ready_file, format!("{line}\n")) {
+        tracing::warn!(path = %ready_file.display(), %error, "cannot write the ready file");
+    }
+    writeln!(ready, "{line}").map_err(DaemonError::Ready)?;
+    ready.flush().map_err(DaemonError::Ready)?;
+    tracing::info!(
+        client_url = %transport.client_url,
+        manager_url = %transport.manager_url,
+        "interchange ready"
+    );
+
+    let clock = Clock {
+        start: Instant::now(),
+    };
+    let wall_clock_at_zero = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64());
+    let mut core = Core::new(
+        CoreConfig {
+            heartbeat_period: config.heartbeat_period,
+            heartbeat_threshold: config.heartbeat_threshold,
+            max_block_nodes: config.max_block_nodes,
+            shutdown_grace: SHUTDOWN_GRACE,
+            wall_clock_at_zero,
+        },
+        clock.now(),
+    );
+
+    let outcome = event_loop(&mut core, &mut transport, &mut signals, &clock);
+    transport.close(CLOSE_LINGER);
+    outcome
+}
+
+fn event_loop(
+    core: &mut Core,
+    transport: &mut Transport,
+    signals: &mut SignalPipe,
+    clock: &Clock,
+) -> Result<(), DaemonError> {
+    loop {
+        if perform(core, transport)? {
+            tracing::info!("interchange exits");
+            return Ok(());
+        }
+        let now = clock.now();
+        let timeout_ms = match core.poll_timeout() {
+            None => -1,
+            Some(deadline) => i64::try_from(now.until(deadline).as_millis()).unwrap_or(i64::MAX),
+        };
+        let readiness = transport.wait(timeout_ms, signals.read_end.as_raw_fd())?;
+        if readiness.extra_fd && signals.take() {
+            tracing::info!("signal received: telling managers to stop and exiting");
+            core.handle_terminate(clock.now());
+            perform(core, transport)?;
+            return Ok(());
+        }
+        if readiness.zap {
+            if let Err(error) = transport.handle_zap() {
+                tracing::warn!(%error, "ZAP handler failed");
+            }
+        }
+        if readiness.client {
+            for _ in 0..RECV_BUDGET {
+                let Some((peer, frame)) = transport.recv_client()? else {
+                    break;
+                };
+                tracing::trace!(peer = %peer, n_bytes = frame.len(), "client message");
+                core.handle_client_frame(clock.now(), peer, &frame);
+            }
+        }
+        if readiness.manager {
+            for _ in 0..RECV_BUDGET {
+                let Some((peer, frame)) = transport.recv_manager()? else {
+                    break;
+                };
+                tracing::trace!(peer = %peer, n_bytes = frame.len(), "manager message");
+                core.handle_manager_frame(clock.now(), peer, &frame);
+            }
+        }
+        let now = clock.now();
+        if core.poll_timeout().is_some_and(|deadline| now >= deadline) {
+            core.handle_timeout(now);
+        }
+    }
+}
+
+/// Sends every output of the core; true once the core said exit.
+fn perform(core: &mut Core, transport: &Transport) -> Result<bool, DaemonError> {
+    while let Some(output) = core.poll_output() {
+        match output {
+            Output::Exit => return Ok(true),
+            Output::ToClient(peer, message) => {
+                let outcome = transport.send_client(&peer, &protocol::encode(&message))?;
+                if outcome == SendOutcome::Unreachable {
+                    core.handle_client_unreachable(&peer);
+                } else {
+                    log_dropped(&peer, &outcome, "client");
+                }
+            }
+            Output::ToManager(peer, message) => {
+                let outcome = transport.send_manager(&peer, &protocol::encode(&message))?;
+                if outcome == SendOutcome::Unreachable {
+                    // The heartbeat threshold decides when it is lost.
+                    tracing::debug!(peer = %peer, "manager unreachable; message dropped");
+                } else {
+                    log_dropped(&peer, &outcome, "manager");
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn log_dropped(peer: &PeerId, outcome: &SendOutcome, side: &str) {
+    if *outcome == SendOutcome::QueueFull {
+        tracing::warn!(peer = %peer, "{side} queue full; message dropped");
+    }
+}

@@ -1,0 +1,183 @@
+//! The interchange's sockets: the client ROUTER, the manager ROUTER and,
+//! with CURVE, the ZAP handler. The only ZeroMQ code in this crate.
+//!
+//! Frames go in and out as bytes with the peer's routing id; decoding is the
+//! core's business. Sends use ROUTER_MANDATORY, so a send to a peer that is
+//! gone comes back as [`SendOutcome::Unreachable`] instead of vanishing.
+
+use crate::core::PeerId;
+use std::os::fd::RawFd;
+use transport::sockets::{bind_router, ServerSecurity};
+use transport::zmq;
+use transport::{TransportError, ZapHandler};
+
+/// Which sockets became readable in [`Transport::wait`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Readiness {
+    pub client: bool,
+    pub manager: bool,
+    pub zap: bool,
+    /// The extra file descriptor (the signal pipe).
+    pub extra_fd: bool,
+}
+
+/// What happened to one send.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent,
+    /// The peer is not connected (EHOSTUNREACH).
+    Unreachable,
+    /// The peer's queue is full (EAGAIN); the message was dropped.
+    QueueFull,
+}
+
+/// The bound sockets.
+pub struct Transport {
+    client: zmq::Socket,
+    manager: zmq::Socket,
+    zap: Option<ZapHandler>,
+    pub client_url: String,
+    pub manager_url: String,
+    // Declared last: sockets must close before the context.
+    _context: zmq::Context,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("client_url", &self.client_url)
+            .field("manager_url", &self.manager_url)
+            .field("zap", &self.zap)
+            .finish()
+    }
+}
+
+fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {
+    move |source| TransportError::Zmq { what, source }
+}
+
+impl Transport {
+    /// Binds the ZAP handler (with CURVE), then both ROUTERs.
+    pub fn bind(
+        client_listen: &str,
+        manager_listen: &str,
+        security: &ServerSecurity,
+    ) -> Result<Self, TransportError> {
+        let context = zmq::Context::new();
+        let zap = match security {
+            ServerSecurity::Curve(keys) => {
+                Some(ZapHandler::bind(&context, keys.allowed_clients.clone())?)
+            }
+            ServerSecurity::Insecure => None,
+        };
+        let (client, client_url) = bind_router(&context, client_listen, security)?;
+        let (manager, manager_url) = bind_router(&context, manager_listen, security)?;
+        Ok(Self {
+            client,
+            manager,
+            zap,
+            client_url,
+            manager_url,
+            _context: context,
+        })
+    }
+
+    /// Waits until a socket or `extra_fd` is readable or `timeout_ms`
+    /// passes (-1: no timeout).
+    pub fn wait(&self, timeout_ms: i64, extra_fd: RawFd) -> Result<Readiness, TransportError> {
+        let mut items = vec![
+            self.client.as_poll_item(zmq::POLLIN),
+            self.manager.as_poll_item(zmq::POLLIN),
+            zmq::PollItem::from_fd(extra_fd, zmq::POLLIN),
+        ];
+        if let Some(zap) = &self.zap {
+            items.push(zap.socket().as_poll_item(zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, timeout_ms) {
+            Ok(_) => {}
+            // A signal interrupted the wait: the caller looks at the pipe.
+            Err(zmq::Error::EINTR) => {
+                return Ok(Readiness {
+                    extra_fd: true,
+                    ..Readiness::default()
+                })
+            }
+            Err(source) => return Err(zmq_error("poll the sockets")(source)),
+        }
+        Ok(Readiness {
+            client: items[0].is_readable(),
+            manager: items[1].is_readable(),
+            extra_fd: items[2].is_readable(),
+            zap: items.get(3).is_some_and(|item| item.is_readable()),
+        })
+    }
+
+    /// Answers pending ZAP requests.
+    pub fn handle_zap(&mut self) -> Result<(), TransportError> {
+        match &mut self.zap {
+            Some(zap) => zap.handle_pending(),
+            None => Ok(()),
+        }
+    }
+
+    /// One message from a client, if one is waiting.
+    pub fn recv_client(&self) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
+        recv(&self.client)
+    }
+
+    /// One message from a manager, if one is waiting.
+    pub fn recv_manager(&self) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
+        recv(&self.manager)
+    }
+
+    /// Gives queued messages up to `linger` to leave when the sockets
+    /// close (they are created with LINGER 0), so that the last replies of a
+    /// shutdown reach their peers.
+    pub fn close(self, linger: std::time::Duration) {
+        let millis = i32::try_from(linger.as_millis()).unwrap_or(i32::MAX);
+        for socket in [&self.client, &self.manager] {
+            if let Err(error) = socket.set_linger(millis) {
+                tracing::debug!(%error, "cannot set LINGER before closing");
+            }
+        }
+    }
+
+    pub fn send_client(&self, peer: &PeerId, frame: &[u8]) -> Result<SendOutcome, TransportError> {
+        send(&self.client, peer, frame)
+    }
+
+    pub fn send_manager(&self, peer: &PeerId, frame: &[u8]) -> Result<SendOutcome, TransportError> {
+        send(&self.manager, peer, frame)
+    }
+}
+
+fn recv(socket: &zmq::Socket) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
+    match socket.recv_multipart(zmq::DONTWAIT) {
+        Ok(mut frames) => {
+            if frames.is_empty() {
+                return Ok(None);
+            }
+            let peer = PeerId(frames.remove(0));
+            // One frame per message; anything else is handed on as an
+            // empty frame, which the core counts as undecodable.
+            let payload = if frames.len() == 1 {
+                frames.pop().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Ok(Some((peer, payload)))
+        }
+        Err(zmq::Error::EAGAIN) => Ok(None),
+        Err(source) => Err(zmq_error("receive a message")(source)),
+    }
+}
+
+fn send(socket: &zmq::Socket, peer: &PeerId, frame: &[u8]) -> Result<SendOutcome, TransportError> {
+    let parts: [&[u8]; 2] = [&peer.0, frame];
+    match socket.send_multipart(parts, zmq::DONTWAIT) {
+        Ok(()) => Ok(SendOutcome::Sent),
+        Err(zmq::Error::EHOSTUNREACH) => Ok(SendOutcome::Unreachable),
+        Err(zmq::Error::EAGAIN) => Ok(SendOutcome::QueueFull),
+        Err(source) => Err(zmq_error("send a message")(source)),
+    }
+}

@@ -27,7 +27,6 @@ fn main() -> ExitCode {
     match interchange::daemon::run(&config, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "interchange cannot run");
             eprintln!("interchange: {error}");
             ExitCode::from(if error.is_setup_error() { 2 } else { 1 })
         }

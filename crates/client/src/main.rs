@@ -487,8 +487,10 @@ async fn run_embedded(cli: &Cli, args: &RunArgs, timeout: Duration) -> Result<i3
     .await
     .context("cannot start the embedded interchange and pool-manager")?;
     eprintln!(
-        "rhtex: embedded interchange at {} (run directory {})",
+        "rhtex: embedded interchange at {} (pid {}), pool-manager pid {}, run directory {}",
         pool.interchange.client_url(),
+        pool.interchange.daemon.pid(),
+        pool.manager.daemon.pid(),
         pool.run_dir.display()
     );
     let grace = Duration::from_secs(10);

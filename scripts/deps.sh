@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Checks the system packages rhtex needs to build and run, and installs the
+# missing ones when run as root on Debian or Ubuntu:
+#   - pkg-config, and libzmq with CURVE (Debian: libzmq3-dev, built with
+#     libsodium); rhtex links the system libzmq (see .cargo/config.toml);
+#   - MPICH's mpiexec (Debian: mpich), the default MPI launcher of the
+#     example and of the end-to-end tests;
+#   - cargo (Rust), which this script does not install.
+# Not root: prints the command to run and exits 1.
+set -euo pipefail
+
+say() { printf 'deps: %s\n' "$*" >&2; }
+
+# Sets the array `missing` to the Debian packages that are not installed.
+find_missing() {
+    missing=()
+    if ! command -v pkg-config >/dev/null 2>&1; then
+        missing+=(pkg-config)
+    fi
+    if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists libzmq; then
+        missing+=(libzmq3-dev)
+    fi
+    if ! command -v mpiexec >/dev/null 2>&1; then
+        missing+=(mpich)
+    fi
+}
+
+# Does the system libzmq have CURVE? Asks libzmq itself when a C compiler is
+# at hand; otherwise trusts pkg-config's record of a libsodium build.
+libzmq_has_curve() {
+    local compiler
+    compiler="$(command -v cc || command -v gcc || true)"
+    if [[ -n "$compiler" ]]; then
+        local work
+        work="$(mktemp -d)"
+        printf '#include <zmq.h>\nint main(void) { return zmq_has("curve") ? 0 : 1; }\n' >"$work/has_curve.c"
+        local cflags libs
+        cflags="$(pkg-config --cflags libzmq)"
+        libs="$(pkg-config --libs libzmq)"
+        # shellcheck disable=SC2086 # pkg-config output is a list of words
+        if "$compiler" $cflags -o "$work/has_curve" "$work/has_curve.c" $libs 2>/dev/null; then
+            local status=0
+            "$work/has_curve" || status=$?
+            rm -rf "$work"
+            return "$status"
+        fi
+        rm -rf "$work"
+    fi
+    pkg-config --print-requires-private libzmq 2>/dev/null | grep -q '^libsodium'
+}
+
+find_missing
+if [[ ${#missing[@]} -gt 0 ]]; then
+    if [[ "$(id -u)" -eq 0 ]]; then
+        if ! command -v apt-get >/dev/null 2>&1; then
+            say "missing: ${missing[*]}; this is not a Debian/Ubuntu system (no apt-get):"
+            say "install libzmq (with CURVE), pkg-config and MPICH with your package manager"
+            exit 1
+        fi
+        say "installing missing packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends "${missing[@]}"
+        find_missing
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            say "still missing after installing: ${missing[*]}"
+            exit 1
+        fi
+    else
+        say "missing packages: ${missing[*]}"
+        say "install them as root, then run this script again:"
+        printf '\n    sudo sh -c "apt-get update && apt-get install -y %s"\n\n' "${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+if ! libzmq_has_curve; then
+    say "the system libzmq ($(pkg-config --modversion libzmq)) has no CURVE support,"
+    say "so rhtex cannot encrypt; install a libzmq built with libsodium"
+    say "(Debian/Ubuntu: apt-get install libzmq3-dev) or run rhtex with --insecure"
+    exit 1
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    say "cargo not found: install Rust (https://rustup.rs), then run this script again"
+    exit 1
+fi
+
+say "ok: libzmq $(pkg-config --modversion libzmq) with CURVE, $(command -v mpiexec), $(cargo --version)"

@@ -35,7 +35,7 @@ pub struct Flags {
 
     /// Directory holding the CURVE keys (server.key and client.key_secret); must be
     /// readable by its owner only. Default: $RHTEX_KEYS_DIR, else ~/.rhtex/keys.
-    #[arg(long, value_name = "DIR", env = "RHTEX_KEYS_DIR", conflicts_with = "insecure")]
+    #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
     pub keys_dir: Option<PathBuf>,
 
     /// Turn encryption off (trusted networks only; a warning is logged).
@@ -161,7 +161,12 @@ impl Config {
         let security = if flags.insecure {
             Security::Insecure
         } else {
-            let keys_dir = match flags.keys_dir {
+            // RHTEX_KEYS_DIR is read here rather than by clap, so that it
+            // does not conflict with an explicit --insecure.
+            let keys_dir = match flags
+                .keys_dir
+                .or_else(|| env("RHTEX_KEYS_DIR").filter(|dir| !dir.is_empty()).map(PathBuf::from))
+            {
                 Some(dir) => dir,
                 None => PathBuf::from(env("HOME").ok_or(ConfigError::NoKeysDir)?)
                     .join(".rhtex")
@@ -267,6 +272,18 @@ mod tests {
                 keys_dir: "/home/u/.rhtex/keys".into()
             }
         );
+        let from_env = parse(
+            &["--interchange", "tcp://ix:1"],
+            &[("HOME", "/home/u"), ("RHTEX_KEYS_DIR", "/shared/keys")],
+        )
+        .expect("valid");
+        assert_eq!(from_env.security, Security::Curve { keys_dir: "/shared/keys".into() });
+        let insecure = parse(
+            &["--interchange", "tcp://ix:1", "--insecure"],
+            &[("RHTEX_KEYS_DIR", "/shared/keys")],
+        )
+        .expect("RHTEX_KEYS_DIR does not conflict with --insecure");
+        assert_eq!(insecure.security, Security::Insecure);
     }
 
     #[test]

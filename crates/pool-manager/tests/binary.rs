@@ -1,0 +1,349 @@
+//! The real `pool-manager` binary against a scripted interchange: a ROUTER
+//! socket this test binds on 127.0.0.1 (`--insecure`). Every manager runs
+//! in its own process group, killed on drop; every wait is bounded.
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use protocol::{
+    ErrorKind, FromManager, ManagerId, ResourceRequest, TaskDispatch, TaskId, TaskResult, TaskState,
+    ToManager,
+};
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use transport::zmq;
+use transport::ServerSecurity;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The scripted interchange: one ROUTER.
+struct Interchange {
+    _context: zmq::Context,
+    router: zmq::Socket,
+    endpoint: String,
+    peer: Option<Vec<u8>>,
+}
+
+impl Interchange {
+    fn bind() -> Self {
+        let context = zmq::Context::new();
+        let (router, endpoint) = transport::sockets::bind_router(
+            &context,
+            "tcp://127.0.0.1:0",
+            &ServerSecurity::Insecure,
+        )
+        .expect("bind the ROUTER");
+        Self {
+            _context: context,
+            router,
+            endpoint,
+            peer: None,
+        }
+    }
+
+    /// The next message from the manager, within [`WAIT`].
+    fn recv(&mut self) -> FromManager {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no message from the manager within {WAIT:?}");
+            let mut items = [self.router.as_poll_item(zmq::POLLIN)];
+            zmq::poll(&mut items, i64::try_from(left.as_millis()).unwrap_or(1000)).expect("poll");
+            if items[0].is_readable() {
+                let frames = self.router.recv_multipart(0).expect("recv");
+                assert_eq!(frames.len(), 2, "identity and one message frame");
+                self.peer = Some(frames[0].clone());
+                return protocol::decode(&frames[1]).expect("a FromManager message");
+            }
+        }
+    }
+
+    /// The next message that is not a heartbeat.
+    fn recv_skipping_heartbeats(&mut self) -> FromManager {
+        loop {
+            match self.recv() {
+                FromManager::Heartbeat => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn send(&self, message: &ToManager) {
+        let peer = self.peer.as_ref().expect("the manager has spoken first");
+        self.router
+            .send_multipart([peer.as_slice(), &protocol::encode(message)], 0)
+            .expect("send");
+    }
+
+    fn expect_register(&mut self) -> protocol::Registration {
+        match self.recv() {
+            FromManager::Register(registration) => registration,
+            other => panic!("expected register, got {other:?}"),
+        }
+    }
+
+    fn accept(&mut self) -> protocol::Registration {
+        let registration = self.expect_register();
+        self.send(&ToManager::Registered {
+            interchange_version: protocol::RHTEX_VERSION.into(),
+            heartbeat_period: 30.0,
+        });
+        registration
+    }
+
+    fn expect_result(&mut self) -> TaskResult {
+        match self.recv_skipping_heartbeats() {
+            FromManager::Results { mut results } if results.len() == 1 => results.remove(0),
+            other => panic!("expected one result, got {other:?}"),
+        }
+    }
+}
+
+/// A `pool-manager` process in its own process group, killed on drop.
+struct Manager {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Manager {
+    fn start(dir: &Path, interchange: &str, extra: &[&str]) -> Self {
+        let log = dir.join("pool-manager.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_pool-manager"))
+            .args(["--interchange", interchange, "--insecure"])
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .expect("start pool-manager");
+        Self { child, log }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code().unwrap_or_else(|| panic!("killed by a signal: {status:?}"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pool-manager did not exit within {WAIT:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = killpg(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn dispatch(task_id: TaskId, command: &str, request: ResourceRequest) -> TaskDispatch {
+    TaskDispatch {
+        task_id,
+        command: command.into(),
+        resources: protocol::validate(&request).expect("valid spec"),
+        env: BTreeMap::new(),
+        cwd: None,
+        stdout: None,
+        stderr: None,
+    }
+}
+
+#[test]
+fn runs_a_two_node_task_with_the_parsl_environment() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mut interchange = Interchange::bind();
+    let manager_id = ManagerId::from_u128(0x1234);
+    let mut manager = Manager::start(
+        temp.path(),
+        &interchange.endpoint,
+        &[
+            "--nodes",
+            "n1,n2,n3",
+            "--block-id",
+            "blk-9",
+            "--manager-id",
+            &manager_id.to_string(),
+            "--launcher",
+            "srun",
+            "--heartbeat-period",
+            "0.2",
+        ],
+    );
+    let registration = interchange.accept();
+    assert_eq!(registration.nodes, vec!["n1", "n2", "n3"]);
+    assert_eq!(registration.manager_id, manager_id);
+    assert_eq!(registration.block_id, "blk-9");
+    assert_eq!(registration.launcher, protocol::Launcher::Srun);
+    assert_eq!(registration.protocol_version, protocol::PROTOCOL_VERSION);
+    assert!(registration.versions.contains_key("libzmq"));
+
+    let task_id = TaskId::from_u128(0xabcd);
+    let mut task = dispatch(
+        task_id,
+        "env | grep -E '^(PARSL_|RHTEX_TASK_ID=|EXTRA=)' | sort; exit 0",
+        ResourceRequest::new()
+            .with("num_nodes", 2)
+            .with("ranks_per_node", 3)
+            .with("launcher_options", "--exclusive"),
+    );
+    task.env.insert("EXTRA".into(), "yes".into());
+    interchange.send(&ToManager::RunTasks { tasks: vec![task] });
+    let result = interchange.expect_result();
+    assert_eq!(result.task_id, task_id);
+    assert_eq!(result.state, TaskState::Completed, "{result:?}");
+    assert_eq!(result.exit_code, Some(0));
+    assert_eq!(result.nodes, vec!["n1", "n2"]);
+    assert_eq!(result.manager_id, Some(manager_id));
+    assert_eq!(result.block_id.as_deref(), Some("blk-9"));
+    let expected = [
+        "EXTRA=yes".to_string(),
+        "PARSL_APRUN_PREFIX=aprun -n 6 -N 3 -node-list n1,n2 --exclusive".into(),
+        "PARSL_LAUNCHER_OPTIONS=--exclusive".into(),
+        "PARSL_MPIEXEC_PREFIX=mpiexec -n 6 -ppn 3 -hosts n1,n2 --exclusive".into(),
+        "PARSL_MPI_NODELIST=n1,n2".into(),
+        "PARSL_MPI_PREFIX=srun --ntasks 6 --ntasks-per-node 3 --nodelist n1,n2 --nodes 2 --exclusive"
+            .into(),
+        "PARSL_NUM_NODES=2".into(),
+        "PARSL_NUM_RANKS=6".into(),
+        "PARSL_RANKS_PER_NODE=3".into(),
+        "PARSL_SRUN_PREFIX=srun --ntasks 6 --ntasks-per-node 3 --nodelist n1,n2 --nodes 2 --exclusive"
+            .into(),
+        "PARSL_WORKER_BLOCK_ID=blk-9".into(),
+        format!("PARSL_WORKER_POOL_ID={manager_id}"),
+        format!("RHTEX_TASK_ID={task_id}"),
+    ];
+    let stdout = String::from_utf8_lossy(&result.stdout_tail).into_owned();
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "stdout tail");
+    let stdout_path = result.stdout_path.expect("stdout path");
+    assert!(stdout_path.ends_with(&format!("run/tasks/{task_id}.stdout")), "{stdout_path}");
+    assert_eq!(std::fs::read_to_string(&stdout_path).expect("stdout file"), stdout);
+
+    // A failing task, then a clean shutdown.
+    let failing = TaskId::from_u128(0xabce);
+    interchange.send(&ToManager::RunTasks {
+        tasks: vec![dispatch(failing, "echo bad >&2; exit 7", ResourceRequest::new().with("num_nodes", 3))],
+    });
+    let result = interchange.expect_result();
+    assert_eq!((result.task_id, result.state, result.exit_code), (failing, TaskState::Failed, Some(7)));
+    assert_eq!(result.nodes, vec!["n1", "n2", "n3"], "nodes were returned after the first task");
+    assert_eq!(result.stderr_tail, b"bad\n");
+    let error = result.error.expect("error");
+    assert_eq!((error.kind, error.message.as_str()), (ErrorKind::ExitCode, "exited with code 7"));
+
+    interchange.send(&ToManager::Shutdown { reason: "test over".into() });
+    match interchange.recv_skipping_heartbeats() {
+        FromManager::Goodbye { reason } => assert!(reason.contains("test over"), "{reason}"),
+        other => panic!("expected goodbye, got {other:?}"),
+    }
+    assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
+    let log = manager.log_text();
+    assert!(log.contains("block nodes") && log.contains("n1,n2,n3"), "{log}");
+}
+
+#[test]
+fn sigterm_kills_the_running_task_group_and_reports_it() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mut interchange = Interchange::bind();
+    let mut manager = Manager::start(
+        temp.path(),
+        &interchange.endpoint,
+        &["--nodes", "n1", "--kill-grace", "2"],
+    );
+    interchange.accept();
+    let pid_file = temp.path().join("task.pid");
+    let task_id = TaskId::from_u128(7);
+    let command = format!("echo $$ > {}.tmp && mv {0}.tmp {0}; sleep 1000", pid_file.display());
+    interchange.send(&ToManager::RunTasks {
+        tasks: vec![dispatch(task_id, &command, ResourceRequest::new())],
+    });
+    // Wait (bounded) until the task has written its pid (= its process group).
+    let deadline = Instant::now() + WAIT;
+    let group = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break Pid::from_raw(text.trim().parse().expect("a pid"));
+        }
+        assert!(Instant::now() < deadline, "task did not start; log:\n{}", manager.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(killpg(group, None), Ok(()), "the task's group is alive");
+
+    kill(manager.pid(), Signal::SIGTERM).expect("SIGTERM");
+    let result = interchange.expect_result();
+    assert_eq!(result.task_id, task_id);
+    assert_eq!(result.state, TaskState::Failed);
+    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Killed));
+    assert!(matches!(interchange.recv_skipping_heartbeats(), FromManager::Goodbye { .. }));
+    assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
+    assert_eq!(
+        killpg(group, None),
+        Err(nix::errno::Errno::ESRCH),
+        "the task's process group is gone"
+    );
+}
+
+#[test]
+fn refused_registration_exits_3() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mut interchange = Interchange::bind();
+    let mut manager = Manager::start(temp.path(), &interchange.endpoint, &["--nodes", "n1"]);
+    interchange.expect_register();
+    interchange.send(&ToManager::Refused {
+        reason: "protocol version 1 is not 2".into(),
+        protocol_version: 2,
+    });
+    assert_eq!(manager.wait(), 3);
+    assert!(manager.log_text().contains("refused this manager"), "{}", manager.log_text());
+}
+
+#[test]
+fn silent_interchange_exits_4() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mut interchange = Interchange::bind();
+    let mut manager = Manager::start(
+        temp.path(),
+        &interchange.endpoint,
+        &["--nodes", "n1", "--heartbeat-period", "0.1", "--heartbeat-threshold", "1"],
+    );
+    interchange.expect_register();
+    assert_eq!(manager.wait(), 4);
+    let log = manager.log_text();
+    assert!(log.contains(&interchange.endpoint) && log.contains("--heartbeat-threshold"), "{log}");
+}
+
+#[test]
+fn node_discovery_failure_exits_2() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let missing = temp.path().join("no-such-nodefile");
+    let mut manager = Manager::start(
+        temp.path(),
+        "tcp://127.0.0.1:9",
+        &["--nodefile", missing.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(manager.wait(), 2);
+    let log = manager.log_text();
+    assert!(log.contains("cannot read node file") && log.contains("no-such-nodefile"), "{log}");
+}

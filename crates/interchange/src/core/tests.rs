@@ -1324,3 +1324,123 @@ fn status_shows_managers_with_free_nodes_and_heartbeat_times() {
     assert_eq!(info.hostname, "host-1");
     assert_eq!((report.n_running, report.n_queued), (1, 0));
 }
+
+// ---------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever bytes arrive, on either socket, the core neither panics
+        /// nor loses track: the status still answers.
+        #[test]
+        fn arbitrary_bytes_never_break_the_core(frames in proptest::collection::vec(
+            (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64)), 0..40)
+        ) {
+            let mut sim = Sim::new().with_client("c").with_manager(1, 2);
+            for (to_manager_socket, bytes) in &frames {
+                if *to_manager_socket {
+                    sim.manager_bytes("m1", bytes);
+                    sim.manager_bytes("stranger", bytes);
+                } else {
+                    sim.client_bytes("x", bytes);
+                }
+                sim.drain();
+            }
+            prop_assert_eq!(sim.status("c").managers.len(), 1);
+        }
+
+        /// Managers never get a task they cannot start at once, and every
+        /// task gets exactly one result once the managers finish their work.
+        #[test]
+        fn managers_never_get_more_than_their_free_nodes(
+            manager_sizes in proptest::collection::vec(1usize..6, 1..4),
+            task_sizes in proptest::collection::vec((1u32..7, proptest::option::of(0i64..3)), 1..40),
+            finish_order in proptest::collection::vec(any::<prop::sample::Index>(), 0..80),
+        ) {
+            let mut sim = Sim::new().with_client("c");
+            let mut free: BTreeMap<PeerId, (u32, BTreeMap<TaskId, u32>)> = BTreeMap::new();
+            for (index, size) in manager_sizes.iter().enumerate() {
+                sim = sim.with_manager(index as u128 + 1, *size);
+                free.insert(peer(&format!("m{}", index + 1)), (*size as u32, BTreeMap::new()));
+            }
+            let largest = *manager_sizes.iter().max().unwrap_or(&0) as u32;
+            let submissions: Vec<TaskSubmission> = task_sizes
+                .iter()
+                .enumerate()
+                .map(|(index, (n, priority))| {
+                    let request = match priority {
+                        Some(p) => nodes_priority(*n, *p),
+                        None => nodes(*n),
+                    };
+                    submission(index as u128 + 1, request)
+                })
+                .collect();
+            sim.submit("c", 1, submissions);
+            let mut results_seen: BTreeMap<TaskId, usize> = BTreeMap::new();
+            let mut absorb = |outputs: Vec<Output>,
+                              free: &mut BTreeMap<PeerId, (u32, BTreeMap<TaskId, u32>)>|
+             -> Result<(), TestCaseError> {
+                for output in outputs {
+                    match output {
+                        Output::ToManager(to, ToManager::RunTasks { tasks }) => {
+                            let entry = free.get_mut(&to).ok_or_else(|| {
+                                TestCaseError::fail("run_tasks to an unknown manager")
+                            })?;
+                            for task in tasks {
+                                let n = task.resources.num_nodes;
+                                prop_assert!(n <= entry.0, "task of {} nodes sent to a manager with {} free", n, entry.0);
+                                entry.0 -= n;
+                                entry.1.insert(task.task_id, n);
+                            }
+                        }
+                        Output::ToClient(_, ToClient::Results { results }) => {
+                            for result in results {
+                                *results_seen.entry(result.task_id).or_default() += 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            };
+            let outputs = sim.drain();
+            absorb(outputs, &mut free)?;
+            // Finish running tasks in a random order, then everything left.
+            let mut steps = finish_order.into_iter();
+            loop {
+                let running: Vec<(PeerId, TaskId)> = free
+                    .iter()
+                    .flat_map(|(to, (_, tasks))| tasks.keys().map(move |id| (to.clone(), *id)))
+                    .collect();
+                if running.is_empty() {
+                    break;
+                }
+                let pick = match steps.next() {
+                    Some(index) => index.index(running.len()),
+                    None => 0,
+                };
+                let (to, task) = running[pick].clone();
+                let name = String::from_utf8_lossy(&to.0).into_owned();
+                if let Some(entry) = free.get_mut(&to) {
+                    if let Some(n) = entry.1.remove(&task) {
+                        entry.0 += n;
+                    }
+                }
+                let mut result = completed(0);
+                result.task_id = task;
+                sim.manager_results(&name, vec![result]);
+                let outputs = sim.drain();
+                absorb(outputs, &mut free)?;
+            }
+            // Tasks larger than every manager still wait; all others finished.
+            let n_too_large = task_sizes.iter().filter(|(n, _)| *n > largest).count();
+            prop_assert_eq!(sim.status("c").n_queued as usize, n_too_large);
+            prop_assert_eq!(results_seen.len() + n_too_large, task_sizes.len());
+            prop_assert!(results_seen.values().all(|count| *count == 1));
+        }
+    }
+}

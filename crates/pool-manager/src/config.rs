@@ -69,12 +69,22 @@ pub struct Flags {
     pub run_dir: Option<PathBuf>,
 
     /// Seconds between heartbeats to the interchange (fractions allowed).
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value_t = 30.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value_t = 30.0
+    )]
     pub heartbeat_period: f64,
 
     /// Seconds of silence from the interchange after which the manager kills its
     /// tasks and exits with code 4. Must exceed --heartbeat-period.
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value_t = 120.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value_t = 120.0
+    )]
     pub heartbeat_threshold: f64,
 
     /// Seconds after start at which the manager asks the interchange to drain it
@@ -83,7 +93,12 @@ pub struct Flags {
     pub drain_period: Option<f64>,
 
     /// Seconds between SIGTERM and SIGKILL when killing a task's process group.
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value_t = 5.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value_t = 5.0
+    )]
     pub kill_grace: f64,
 
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
@@ -126,7 +141,9 @@ pub enum ConfigError {
     BadLauncher(String),
     #[error("{flag} must be a positive number of seconds, got {value}")]
     BadSeconds { flag: &'static str, value: String },
-    #[error("--heartbeat-threshold ({threshold} s) must be larger than --heartbeat-period ({period} s)")]
+    #[error(
+        "--heartbeat-threshold ({threshold} s) must be larger than --heartbeat-period ({period} s)"
+    )]
     ThresholdNotAbovePeriod { threshold: f64, period: f64 },
     #[error("--block-id must not be empty")]
     EmptyBlockId,
@@ -150,7 +167,10 @@ fn seconds(flag: &'static str, value: f64, allow_zero: bool) -> Result<Duration,
 impl Config {
     /// Validates the flags; `env` looks up environment variables (for the
     /// block id and the home directory).
-    pub fn from_flags(flags: Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_flags(
+        flags: Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let interchange = flags.interchange.trim().to_owned();
         let has_endpoint = ["tcp://", "ipc://", "inproc://"]
             .iter()
@@ -163,10 +183,11 @@ impl Config {
         } else {
             // RHTEX_KEYS_DIR is read here rather than by clap, so that it
             // does not conflict with an explicit --insecure.
-            let keys_dir = match flags
-                .keys_dir
-                .or_else(|| env("RHTEX_KEYS_DIR").filter(|dir| !dir.is_empty()).map(PathBuf::from))
-            {
+            let keys_dir = match flags.keys_dir.or_else(|| {
+                env("RHTEX_KEYS_DIR")
+                    .filter(|dir| !dir.is_empty())
+                    .map(PathBuf::from)
+            }) {
                 Some(dir) => dir,
                 None => PathBuf::from(env("HOME").ok_or(ConfigError::NoKeysDir)?)
                     .join(".rhtex")
@@ -185,10 +206,14 @@ impl Config {
             return Err(ConfigError::EmptyBlockId);
         }
         let manager_id = match flags.manager_id {
-            Some(given) => given.parse().map_err(|error: uuid::Error| ConfigError::BadManagerId {
-                given: given.clone(),
-                reason: error.to_string(),
-            })?,
+            Some(given) => {
+                given
+                    .parse()
+                    .map_err(|error: uuid::Error| ConfigError::BadManagerId {
+                        given: given.clone(),
+                        reason: error.to_string(),
+                    })?
+            }
             None => ManagerId::new_random(),
         };
         let launcher: Launcher = flags.launcher.parse().map_err(ConfigError::BadLauncher)?;
@@ -201,7 +226,8 @@ impl Config {
             .run_dir
             .unwrap_or_else(|| PathBuf::from("rhtex-run").join(format!("manager-{manager_id}")));
         let heartbeat_period = seconds("--heartbeat-period", flags.heartbeat_period, false)?;
-        let heartbeat_threshold = seconds("--heartbeat-threshold", flags.heartbeat_threshold, false)?;
+        let heartbeat_threshold =
+            seconds("--heartbeat-threshold", flags.heartbeat_threshold, false)?;
         if heartbeat_threshold <= heartbeat_period {
             return Err(ConfigError::ThresholdNotAbovePeriod {
                 threshold: flags.heartbeat_threshold,
@@ -265,7 +291,8 @@ mod tests {
             config.run_dir,
             PathBuf::from(format!("rhtex-run/manager-{}", config.manager_id))
         );
-        let config = parse(&["--interchange", "tcp://ix:1"], &[("HOME", "/home/u")]).expect("valid");
+        let config =
+            parse(&["--interchange", "tcp://ix:1"], &[("HOME", "/home/u")]).expect("valid");
         assert_eq!(
             config.security,
             Security::Curve {
@@ -277,7 +304,12 @@ mod tests {
             &[("HOME", "/home/u"), ("RHTEX_KEYS_DIR", "/shared/keys")],
         )
         .expect("valid");
-        assert_eq!(from_env.security, Security::Curve { keys_dir: "/shared/keys".into() });
+        assert_eq!(
+            from_env.security,
+            Security::Curve {
+                keys_dir: "/shared/keys".into()
+            }
+        );
         let insecure = parse(
             &["--interchange", "tcp://ix:1", "--insecure"],
             &[("RHTEX_KEYS_DIR", "/shared/keys")],
@@ -294,8 +326,11 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(slurm.block_id, "42");
-        let pbs = parse(&["--interchange", "tcp://ix:1", "--insecure"], &[("PBS_JOBID", "7.pbs")])
-            .expect("valid");
+        let pbs = parse(
+            &["--interchange", "tcp://ix:1", "--insecure"],
+            &[("PBS_JOBID", "7.pbs")],
+        )
+        .expect("valid");
         assert_eq!(pbs.block_id, "7.pbs");
     }
 
@@ -303,17 +338,44 @@ mod tests {
     fn every_flag() {
         let config = parse(
             &[
-                "--interchange", "tcp://ix:1", "--keys-dir", "/k", "--block-id", "b",
-                "--manager-id", "67e55044-10b1-426f-9247-bb680e5fe0c8", "--launcher", "srun",
-                "--nodefile", "/nodes", "--run-dir", "/r", "--heartbeat-period", "0.5",
-                "--heartbeat-threshold", "2", "--drain-period", "60", "--kill-grace", "0",
-                "--log-level", "DEBUG",
+                "--interchange",
+                "tcp://ix:1",
+                "--keys-dir",
+                "/k",
+                "--block-id",
+                "b",
+                "--manager-id",
+                "67e55044-10b1-426f-9247-bb680e5fe0c8",
+                "--launcher",
+                "srun",
+                "--nodefile",
+                "/nodes",
+                "--run-dir",
+                "/r",
+                "--heartbeat-period",
+                "0.5",
+                "--heartbeat-threshold",
+                "2",
+                "--drain-period",
+                "60",
+                "--kill-grace",
+                "0",
+                "--log-level",
+                "DEBUG",
             ],
             &[],
         )
         .expect("valid");
-        assert_eq!(config.security, Security::Curve { keys_dir: "/k".into() });
-        assert_eq!(config.manager_id.to_string(), "67e55044-10b1-426f-9247-bb680e5fe0c8");
+        assert_eq!(
+            config.security,
+            Security::Curve {
+                keys_dir: "/k".into()
+            }
+        );
+        assert_eq!(
+            config.manager_id.to_string(),
+            "67e55044-10b1-426f-9247-bb680e5fe0c8"
+        );
         assert_eq!(config.launcher, Launcher::Srun);
         assert_eq!(config.node_choice, NodeChoice::File("/nodes".into()));
         assert_eq!(config.heartbeat_period, Duration::from_millis(500));
@@ -331,14 +393,27 @@ mod tests {
             parse(&args, &[]).expect_err("must fail")
         };
         assert!(with(&["--nodes", "a", "--nodefile", "f"]).contains("cannot be used with"));
-        assert!(parse(&["--interchange", "tcp://ix:1", "--insecure", "--keys-dir", "/k"], &[])
-            .expect_err("conflict")
-            .contains("cannot be used with"));
+        assert!(parse(
+            &[
+                "--interchange",
+                "tcp://ix:1",
+                "--insecure",
+                "--keys-dir",
+                "/k"
+            ],
+            &[]
+        )
+        .expect_err("conflict")
+        .contains("cannot be used with"));
         assert!(with(&["--launcher", "mpirun"]).contains("unknown launcher \"mpirun\""));
         assert!(with(&["--manager-id", "xyz"]).contains("--manager-id \"xyz\" is not a UUID"));
-        assert!(with(&["--heartbeat-period", "0"]).contains("--heartbeat-period must be a positive"));
+        assert!(
+            with(&["--heartbeat-period", "0"]).contains("--heartbeat-period must be a positive")
+        );
         assert!(with(&["--heartbeat-period", "NaN"]).contains("--heartbeat-period"));
-        assert!(with(&["--heartbeat-period", "200"]).contains("must be larger than --heartbeat-period"));
+        assert!(
+            with(&["--heartbeat-period", "200"]).contains("must be larger than --heartbeat-period")
+        );
         assert!(with(&["--kill-grace", "-1"]).contains("--kill-grace"));
         assert!(with(&["--drain-period", "0"]).contains("--drain-period"));
         assert!(with(&["--log-level", "loud"]).contains("--log-level \"loud\""));
@@ -346,7 +421,11 @@ mod tests {
         assert!(parse(&["--interchange", "ix:1", "--insecure"], &[])
             .expect_err("url")
             .contains("not a ZeroMQ endpoint"));
-        assert!(parse(&["--insecure"], &[]).expect_err("required").contains("--interchange"));
-        assert!(parse(&["--interchange", "tcp://ix:1"], &[]).expect_err("no home").contains("--keys-dir"));
+        assert!(parse(&["--insecure"], &[])
+            .expect_err("required")
+            .contains("--interchange"));
+        assert!(parse(&["--interchange", "tcp://ix:1"], &[])
+            .expect_err("no home")
+            .contains("--keys-dir"));
     }
 }

@@ -47,7 +47,8 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
             "encryption is off (--insecure): anyone who can reach the interchange can read and send tasks"
         );
     }
-    let security = transport::client_security(&config.security).map_err(|error| error.to_string())?;
+    let security =
+        transport::client_security(&config.security).map_err(|error| error.to_string())?;
     let Nodes { nodes, source } =
         nodes::discover_from_system(&config.node_choice).map_err(|error| error.to_string())?;
     tracing::info!(n_nodes = nodes.len(), nodes = %nodes.join(","), source = %source, "block nodes");
@@ -156,17 +157,24 @@ async fn serve(
                 }
                 Output::Launch(request) => {
                     let span = tracing::info_span!("task", task_id = %request.task_id, nodes = %request.nodes.join(","));
-                    match launch::spawn(&request, config.kill_grace, ended_tx.clone(), span.clone()) {
+                    match launch::spawn(&request, config.kill_grace, ended_tx.clone(), span.clone())
+                    {
                         Ok(handle) => {
                             span.in_scope(|| tracing::info!(pid = handle.pid, command = %request.command, "task launched"));
                             tasks.insert(request.task_id, Running { handle, span });
                         }
-                        Err(error) => core.handle_launch_failed(Instant::now(), request.task_id, error.to_string()),
+                        Err(error) => core.handle_launch_failed(
+                            Instant::now(),
+                            request.task_id,
+                            error.to_string(),
+                        ),
                     }
                 }
                 Output::Kill { task_id, reason } => match tasks.get_mut(&task_id) {
                     Some(running) => {
-                        running.span.in_scope(|| tracing::info!(reason = reason.as_str(), "killing task"));
+                        running
+                            .span
+                            .in_scope(|| tracing::info!(reason = reason.as_str(), "killing task"));
                         running.handle.kill(reason);
                     }
                     None => tracing::warn!(%task_id, "kill for a task with no process; ignored"),

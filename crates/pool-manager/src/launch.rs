@@ -33,9 +33,15 @@ pub enum LaunchError {
     #[error("working directory {} does not exist or is not a directory", path.display())]
     NoCwd { path: PathBuf },
     #[error("cannot create the directory {} for task output: {error}", path.display())]
-    OutputDir { path: PathBuf, error: std::io::Error },
+    OutputDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("cannot open task output file {}: {error}", path.display())]
-    OutputFile { path: PathBuf, error: std::io::Error },
+    OutputFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("cannot start /bin/bash: {0}")]
     Spawn(std::io::Error),
 }
@@ -81,7 +87,10 @@ pub fn unix_now() -> UnixTime {
 }
 
 fn open_output(path: &Path) -> Result<File, LaunchError> {
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
             path: parent.to_path_buf(),
             error,
@@ -112,10 +121,12 @@ pub fn spawn(
     }
     let stdout = open_output(&launch.stdout)?;
     let stderr = if launch.stderr == launch.stdout {
-        stdout.try_clone().map_err(|error| LaunchError::OutputFile {
-            path: launch.stderr.clone(),
-            error,
-        })?
+        stdout
+            .try_clone()
+            .map_err(|error| LaunchError::OutputFile {
+                path: launch.stderr.clone(),
+                error,
+            })?
     } else {
         open_output(&launch.stderr)?
     };
@@ -146,7 +157,10 @@ pub fn spawn(
         if group > 1 {
             let reaped = tokio::task::spawn_blocking(move || clear_group(group)).await;
             if let Ok(n_left @ 1..) = reaped {
-                tracing::info!(n_left, "killed and reaped processes the task left in its group");
+                tracing::info!(
+                    n_left,
+                    "killed and reaped processes the task left in its group"
+                );
             }
         }
         let status = match status {
@@ -262,7 +276,9 @@ mod tests {
         Launch {
             task_id: TaskId::from_u128(1),
             command: command.into(),
-            env: [("ONLY".to_string(), "this".to_string())].into_iter().collect(),
+            env: [("ONLY".to_string(), "this".to_string())]
+                .into_iter()
+                .collect(),
             cwd: dir.to_path_buf(),
             stdout: dir.join("out/t.stdout"),
             stderr: dir.join("out/t.stderr"),
@@ -287,8 +303,14 @@ mod tests {
         assert_eq!(end.exit.status, ExitStatus::Code(3));
         let stdout = String::from_utf8_lossy(&end.exit.stdout_tail).into_owned();
         assert!(stdout.contains("ONLY=this\n"), "{stdout}");
-        assert!(!stdout.contains("HOME="), "environment is cleared: {stdout}");
-        assert!(stdout.contains(&temp.path().display().to_string()), "{stdout}");
+        assert!(
+            !stdout.contains("HOME="),
+            "environment is cleared: {stdout}"
+        );
+        assert!(
+            stdout.contains(&temp.path().display().to_string()),
+            "{stdout}"
+        );
         assert_eq!(end.exit.stderr_tail, b"oops\n");
         assert!(end.exit.end_time >= end.exit.start_time);
     }
@@ -321,7 +343,8 @@ mod tests {
         std::fs::write(temp.path().join("file"), b"").expect("write");
         let mut task = launch(temp.path(), "true");
         task.stdout = temp.path().join("file/under/a/file");
-        let error = spawn(&task, Duration::ZERO, sender, tracing::Span::none()).expect_err("no dir");
+        let error =
+            spawn(&task, Duration::ZERO, sender, tracing::Span::none()).expect_err("no dir");
         assert!(error.to_string().contains("file/under/a"), "{error}");
         let _ = BTreeMap::<String, String>::new();
     }
@@ -332,12 +355,14 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let (sender, mut ended) = mpsc::unbounded_channel();
         // The group ignores SIGTERM, so only the SIGKILL after the grace ends it.
-        let task = launch(
-            temp.path(),
-            "trap '' TERM; sleep 1000 & echo started; wait",
-        );
-        let mut handle =
-            spawn(&task, Duration::from_millis(200), sender, tracing::Span::none()).expect("spawn");
+        let task = launch(temp.path(), "trap '' TERM; sleep 1000 & echo started; wait");
+        let mut handle = spawn(
+            &task,
+            Duration::from_millis(200),
+            sender,
+            tracing::Span::none(),
+        )
+        .expect("spawn");
         let group = Pid::from_raw(i32::try_from(handle.pid).expect("pid"));
         // Wait (bounded) until bash has started its background sleep.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -348,6 +373,10 @@ mod tests {
         handle.kill(KillReason::Cancelled);
         let end = next(&mut ended).await;
         assert_eq!(end.exit.status, ExitStatus::Signal(9));
-        assert_eq!(killpg(group, None), Err(nix::errno::Errno::ESRCH), "the group is gone");
+        assert_eq!(
+            killpg(group, None),
+            Err(nix::errno::Errno::ESRCH),
+            "the group is gone"
+        );
     }
 }

@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         Ok(flags) => flags,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { exit_code::USAGE as u8 } else { 0 });
+            return ExitCode::from(if error.use_stderr() {
+                exit_code::USAGE as u8
+            } else {
+                0
+            });
         }
     };
     let config = match Config::from_flags(flags, &|name| std::env::var(name).ok()) {
@@ -24,7 +28,8 @@ fn main() -> ExitCode {
             return ExitCode::from(exit_code::USAGE as u8);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -39,7 +39,9 @@ pub enum HostlistError {
         item: String,
         range: String,
     },
-    #[error("host list {list:?}: {range:?} in {item:?} is not a number or a range of numbers like 1-4")]
+    #[error(
+        "host list {list:?}: {range:?} in {item:?} is not a number or a range of numbers like 1-4"
+    )]
     NotNumeric {
         list: String,
         item: String,
@@ -185,7 +187,10 @@ fn expand_item(list: &str, item: &str, hosts: &mut Vec<String>) -> Result<(), Ho
     let mut pieces = Vec::new();
     let mut rest = item;
     while let Some(open) = rest.find('[') {
-        let close = rest[open..].find(']').map(|at| open + at).ok_or_else(unbalanced)?;
+        let close = rest[open..]
+            .find(']')
+            .map(|at| open + at)
+            .ok_or_else(unbalanced)?;
         let inside = &rest[open + 1..close];
         if inside.contains('[') {
             return Err(unbalanced());
@@ -418,7 +423,13 @@ mod tests {
             match expected {
                 Some(hosts) => assert_eq!(
                     actual.as_deref().ok(),
-                    Some(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().as_slice()),
+                    Some(
+                        hosts
+                            .iter()
+                            .map(|h| h.to_string())
+                            .collect::<Vec<_>>()
+                            .as_slice()
+                    ),
                     "host list {list:?}: {actual:?}"
                 ),
                 None => assert!(actual.is_err(), "host list {list:?} must fail: {actual:?}"),
@@ -438,16 +449,34 @@ mod tests {
         };
         assert_eq!(check("", "empty"), HostlistError::Empty);
         assert_eq!(check(" , ", "empty"), HostlistError::Empty);
-        assert!(matches!(check("a[1-2", "unbalanced"), HostlistError::Unbalanced { .. }));
-        assert!(matches!(check("a1-2]", "unbalanced"), HostlistError::Unbalanced { .. }));
-        assert!(matches!(check("a[[1-2]]", "unbalanced"), HostlistError::Unbalanced { .. }));
+        assert!(matches!(
+            check("a[1-2", "unbalanced"),
+            HostlistError::Unbalanced { .. }
+        ));
+        assert!(matches!(
+            check("a1-2]", "unbalanced"),
+            HostlistError::Unbalanced { .. }
+        ));
+        assert!(matches!(
+            check("a[[1-2]]", "unbalanced"),
+            HostlistError::Unbalanced { .. }
+        ));
         assert!(matches!(
             check("a[3-1]", "\"3-1\" in \"a[3-1]\" is reversed"),
             HostlistError::ReversedRange { .. }
         ));
-        assert!(matches!(check("a[1-x]", "\"1-x\""), HostlistError::NotNumeric { .. }));
-        assert!(matches!(check("a[1-]", "not a number"), HostlistError::NotNumeric { .. }));
-        assert!(matches!(check("a[]", "not a number"), HostlistError::NotNumeric { .. }));
+        assert!(matches!(
+            check("a[1-x]", "\"1-x\""),
+            HostlistError::NotNumeric { .. }
+        ));
+        assert!(matches!(
+            check("a[1-]", "not a number"),
+            HostlistError::NotNumeric { .. }
+        ));
+        assert!(matches!(
+            check("a[]", "not a number"),
+            HostlistError::NotNumeric { .. }
+        ));
         assert!(matches!(
             check("c[1-2]-ib", "\"-ib\""),
             HostlistError::TextAfterBrackets { .. }
@@ -543,7 +572,10 @@ mod tests {
         let pbs = World::new(&[("PBS_NODEFILE", "/pbs")], &[("/pbs", "p1\np1\np2\n")]);
         assert_eq!(
             nodes(pbs.discover(&NodeChoice::Discover)),
-            (vec!["p1".into(), "p2".into()], NodeSource::Pbs("/pbs".into()))
+            (
+                vec!["p1".into(), "p2".into()],
+                NodeSource::Pbs("/pbs".into())
+            )
         );
         let nothing = World::new(&[], &[]);
         assert_eq!(
@@ -554,23 +586,33 @@ mod tests {
 
     #[test]
     fn discovery_errors_name_the_path_or_variable() {
-        let world = World::new(
-            &[("PBS_NODEFILE", "/empty")],
-            &[("/empty", "\n \n")],
-        );
+        let world = World::new(&[("PBS_NODEFILE", "/empty")], &[("/empty", "\n \n")]);
         let error = world.discover(&NodeChoice::Discover).expect_err("empty");
         assert_eq!(error.to_string(), "node file /empty lists no hosts");
         let error = world
             .discover(&NodeChoice::File("/missing".into()))
             .expect_err("missing");
-        assert!(error.to_string().starts_with("cannot read node file /missing:"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read node file /missing:"),
+            "{error}"
+        );
         let bad_slurm = World::new(&[("SLURM_JOB_NODELIST", "n[4-2]")], &[]);
         let error = bad_slurm.discover(&NodeChoice::Discover).expect_err("bad");
-        assert!(error.to_string().starts_with("SLURM_JOB_NODELIST: host list"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("SLURM_JOB_NODELIST: host list"),
+            "{error}"
+        );
         let error = world
             .discover(&NodeChoice::List("a[1".into()))
             .expect_err("bad flag");
-        assert!(error.to_string().starts_with("--nodes: host list"), "{error}");
+        assert!(
+            error.to_string().starts_with("--nodes: host list"),
+            "{error}"
+        );
     }
 
     /// Runs the real `scontrol show hostnames` (package `slurm-client`) on
@@ -594,7 +636,8 @@ mod tests {
             let printed: Vec<&str> = stdout.lines().collect();
             let expected: Vec<&str> = expected.map(|hosts| hosts.to_vec()).unwrap_or_default();
             assert_eq!(
-                printed, expected,
+                printed,
+                expected,
                 "scontrol show hostnames {list:?} (stderr: {})",
                 String::from_utf8_lossy(&output.stderr)
             );

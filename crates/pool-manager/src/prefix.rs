@@ -155,22 +155,46 @@ mod tests {
             (
                 Launcher::Mpiexec,
                 &with_options,
-                &["mpiexec", "-n", "8", "-ppn", "4", "-hosts", "n1,n2", "--cpu-bind=cores -l"],
+                &[
+                    "mpiexec",
+                    "-n",
+                    "8",
+                    "-ppn",
+                    "4",
+                    "-hosts",
+                    "n1,n2",
+                    "--cpu-bind=cores -l",
+                ],
             ),
             (
                 Launcher::Srun,
                 &plain,
                 &[
-                    "srun", "--ntasks", "7", "--ntasks-per-node", "4", "--nodelist", "n1,n2",
-                    "--nodes", "2",
+                    "srun",
+                    "--ntasks",
+                    "7",
+                    "--ntasks-per-node",
+                    "4",
+                    "--nodelist",
+                    "n1,n2",
+                    "--nodes",
+                    "2",
                 ],
             ),
             (
                 Launcher::Srun,
                 &with_options,
                 &[
-                    "srun", "--ntasks", "8", "--ntasks-per-node", "4", "--nodelist", "n1,n2",
-                    "--nodes", "2", "--cpu-bind=cores -l",
+                    "srun",
+                    "--ntasks",
+                    "8",
+                    "--ntasks-per-node",
+                    "4",
+                    "--nodelist",
+                    "n1,n2",
+                    "--nodes",
+                    "2",
+                    "--cpu-bind=cores -l",
                 ],
             ),
             (
@@ -181,7 +205,16 @@ mod tests {
             (
                 Launcher::Aprun,
                 &with_options,
-                &["aprun", "-n", "8", "-N", "4", "-node-list", "n1,n2", "--cpu-bind=cores -l"],
+                &[
+                    "aprun",
+                    "-n",
+                    "8",
+                    "-N",
+                    "4",
+                    "-node-list",
+                    "n1,n2",
+                    "--cpu-bind=cores -l",
+                ],
             ),
         ];
         for (launcher, resources, expected) in cases {
@@ -249,7 +282,10 @@ mod tests {
             ("PARSL_NUM_RANKS", "4".to_string()),
             ("PARSL_LAUNCHER_OPTIONS", "--exclusive".to_string()),
             ("PARSL_MPI_NODELIST", "n2,n3".to_string()),
-            ("PARSL_WORKER_POOL_ID", ManagerId::from_u128(0xabc).to_string()),
+            (
+                "PARSL_WORKER_POOL_ID",
+                ManagerId::from_u128(0xabc).to_string(),
+            ),
             ("PARSL_WORKER_BLOCK_ID", "block-7".to_string()),
             (
                 "PARSL_MPIEXEC_PREFIX",
@@ -279,8 +315,9 @@ mod tests {
 
     #[test]
     fn task_env_wins_and_nothing_leaks_between_tasks() {
-        let base: BTreeMap<String, String> =
-            [("HOME".to_string(), "/root".to_string())].into_iter().collect();
+        let base: BTreeMap<String, String> = [("HOME".to_string(), "/root".to_string())]
+            .into_iter()
+            .collect();
         let nodes = hosts(&["n1"]);
         let first_spec = resources(1, 1, 1, Some("-v"));
         let first_env: BTreeMap<String, String> = [

@@ -5,8 +5,8 @@
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use protocol::{
-    ErrorKind, FromManager, ManagerId, ResourceRequest, TaskDispatch, TaskId, TaskResult, TaskState,
-    ToManager,
+    ErrorKind, FromManager, ManagerId, ResourceRequest, TaskDispatch, TaskId, TaskResult,
+    TaskState, ToManager,
 };
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -48,7 +48,10 @@ impl Interchange {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no message from the manager within {WAIT:?}");
+            assert!(
+                !left.is_zero(),
+                "no message from the manager within {WAIT:?}"
+            );
             let mut items = [self.router.as_poll_item(zmq::POLLIN)];
             zmq::poll(&mut items, i64::try_from(left.as_millis()).unwrap_or(1000)).expect("poll");
             if items[0].is_readable() {
@@ -135,7 +138,9 @@ impl Manager {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code().unwrap_or_else(|| panic!("killed by a signal: {status:?}"));
+                return status
+                    .code()
+                    .unwrap_or_else(|| panic!("killed by a signal: {status:?}"));
             }
             assert!(
                 Instant::now() < deadline,
@@ -239,29 +244,54 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
     let stdout = String::from_utf8_lossy(&result.stdout_tail).into_owned();
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "stdout tail");
     let stdout_path = result.stdout_path.expect("stdout path");
-    assert!(stdout_path.ends_with(&format!("run/tasks/{task_id}.stdout")), "{stdout_path}");
-    assert_eq!(std::fs::read_to_string(&stdout_path).expect("stdout file"), stdout);
+    assert!(
+        stdout_path.ends_with(&format!("run/tasks/{task_id}.stdout")),
+        "{stdout_path}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&stdout_path).expect("stdout file"),
+        stdout
+    );
 
     // A failing task, then a clean shutdown.
     let failing = TaskId::from_u128(0xabce);
     interchange.send(&ToManager::RunTasks {
-        tasks: vec![dispatch(failing, "echo bad >&2; exit 7", ResourceRequest::new().with("num_nodes", 3))],
+        tasks: vec![dispatch(
+            failing,
+            "echo bad >&2; exit 7",
+            ResourceRequest::new().with("num_nodes", 3),
+        )],
     });
     let result = interchange.expect_result();
-    assert_eq!((result.task_id, result.state, result.exit_code), (failing, TaskState::Failed, Some(7)));
-    assert_eq!(result.nodes, vec!["n1", "n2", "n3"], "nodes were returned after the first task");
+    assert_eq!(
+        (result.task_id, result.state, result.exit_code),
+        (failing, TaskState::Failed, Some(7))
+    );
+    assert_eq!(
+        result.nodes,
+        vec!["n1", "n2", "n3"],
+        "nodes were returned after the first task"
+    );
     assert_eq!(result.stderr_tail, b"bad\n");
     let error = result.error.expect("error");
-    assert_eq!((error.kind, error.message.as_str()), (ErrorKind::ExitCode, "exited with code 7"));
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (ErrorKind::ExitCode, "exited with code 7")
+    );
 
-    interchange.send(&ToManager::Shutdown { reason: "test over".into() });
+    interchange.send(&ToManager::Shutdown {
+        reason: "test over".into(),
+    });
     match interchange.recv_skipping_heartbeats() {
         FromManager::Goodbye { reason } => assert!(reason.contains("test over"), "{reason}"),
         other => panic!("expected goodbye, got {other:?}"),
     }
     assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
     let log = manager.log_text();
-    assert!(log.contains("block nodes") && log.contains("n1,n2,n3"), "{log}");
+    assert!(
+        log.contains("block nodes") && log.contains("n1,n2,n3"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -276,7 +306,10 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
     interchange.accept();
     let pid_file = temp.path().join("task.pid");
     let task_id = TaskId::from_u128(7);
-    let command = format!("echo $$ > {}.tmp && mv {0}.tmp {0}; sleep 1000", pid_file.display());
+    let command = format!(
+        "echo $$ > {}.tmp && mv {0}.tmp {0}; sleep 1000",
+        pid_file.display()
+    );
     interchange.send(&ToManager::RunTasks {
         tasks: vec![dispatch(task_id, &command, ResourceRequest::new())],
     });
@@ -286,7 +319,11 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
         if let Ok(text) = std::fs::read_to_string(&pid_file) {
             break Pid::from_raw(text.trim().parse().expect("a pid"));
         }
-        assert!(Instant::now() < deadline, "task did not start; log:\n{}", manager.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "task did not start; log:\n{}",
+            manager.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(killpg(group, None), Ok(()), "the task's group is alive");
@@ -295,8 +332,14 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
     let result = interchange.expect_result();
     assert_eq!(result.task_id, task_id);
     assert_eq!(result.state, TaskState::Failed);
-    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Killed));
-    assert!(matches!(interchange.recv_skipping_heartbeats(), FromManager::Goodbye { .. }));
+    assert_eq!(
+        result.error.map(|error| error.kind),
+        Some(ErrorKind::Killed)
+    );
+    assert!(matches!(
+        interchange.recv_skipping_heartbeats(),
+        FromManager::Goodbye { .. }
+    ));
     assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
     assert_eq!(
         killpg(group, None),
@@ -316,7 +359,11 @@ fn refused_registration_exits_3() {
         protocol_version: 2,
     });
     assert_eq!(manager.wait(), 3);
-    assert!(manager.log_text().contains("refused this manager"), "{}", manager.log_text());
+    assert!(
+        manager.log_text().contains("refused this manager"),
+        "{}",
+        manager.log_text()
+    );
 }
 
 #[test]
@@ -326,12 +373,22 @@ fn silent_interchange_exits_4() {
     let mut manager = Manager::start(
         temp.path(),
         &interchange.endpoint,
-        &["--nodes", "n1", "--heartbeat-period", "0.1", "--heartbeat-threshold", "1"],
+        &[
+            "--nodes",
+            "n1",
+            "--heartbeat-period",
+            "0.1",
+            "--heartbeat-threshold",
+            "1",
+        ],
     );
     interchange.expect_register();
     assert_eq!(manager.wait(), 4);
     let log = manager.log_text();
-    assert!(log.contains(&interchange.endpoint) && log.contains("--heartbeat-threshold"), "{log}");
+    assert!(
+        log.contains(&interchange.endpoint) && log.contains("--heartbeat-threshold"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -345,5 +402,8 @@ fn node_discovery_failure_exits_2() {
     );
     assert_eq!(manager.wait(), 2);
     let log = manager.log_text();
-    assert!(log.contains("cannot read node file") && log.contains("no-such-nodefile"), "{log}");
+    assert!(
+        log.contains("cannot read node file") && log.contains("no-such-nodefile"),
+        "{log}"
+    );
 }

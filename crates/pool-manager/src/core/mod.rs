@@ -313,7 +313,9 @@ impl Manager {
                     });
                 }
                 Some(_) => tracing::debug!(%task_id, "task is already being killed"),
-                None => tracing::warn!(%task_id, "cancel for a task this manager is not running; ignored"),
+                None => {
+                    tracing::warn!(%task_id, "cancel for a task this manager is not running; ignored")
+                }
             },
             ToManager::Heartbeat => tracing::trace!("heartbeat from the interchange"),
             ToManager::Shutdown { reason } => {
@@ -381,7 +383,10 @@ impl Manager {
         if self.exited() {
             return;
         }
-        tracing::info!(signal = signal_name, "termination signal received; stopping");
+        tracing::info!(
+            signal = signal_name,
+            "termination signal received; stopping"
+        );
         self.stop(
             exit_code::CLEAN,
             format!("received {signal_name}"),
@@ -450,7 +455,11 @@ impl Manager {
                 TaskState::Failed,
                 Some((
                     ErrorKind::Killed,
-                    format!("killed by the pool-manager ({}): {}", reason.as_str(), self.stop_reason()),
+                    format!(
+                        "killed by the pool-manager ({}): {}",
+                        reason.as_str(),
+                        self.stop_reason()
+                    ),
                 )),
             ),
             (None, ExitStatus::Code(0)) => (TaskState::Completed, None),
@@ -544,7 +553,10 @@ impl Manager {
     fn start_task(&mut self, task: TaskDispatch) {
         let task_id = task.task_id;
         if let Phase::Stopping(stop) = &self.phase {
-            let message = format!("the pool-manager is stopping ({}); task not started", stop.reason);
+            let message = format!(
+                "the pool-manager is stopping ({}); task not started",
+                stop.reason
+            );
             self.reject(task_id, message);
             return;
         }

@@ -36,7 +36,9 @@ fn settings(n_nodes: usize, drain: Option<Duration>) -> Settings {
         heartbeat_period: PERIOD,
         heartbeat_threshold: THRESHOLD,
         drain_period: drain,
-        base_env: [("PATH".to_string(), "/bin".to_string())].into_iter().collect(),
+        base_env: [("PATH".to_string(), "/bin".to_string())]
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -162,7 +164,8 @@ impl Harness {
     }
 
     fn exited(&mut self, number: u128, status: ExitStatus) {
-        self.manager.handle_task_exited(self.now, task(number), exit(status));
+        self.manager
+            .handle_task_exited(self.now, task(number), exit(status));
     }
 
     /// No output is left, and the bookkeeping is consistent.
@@ -189,7 +192,8 @@ fn heartbeats_follow_the_period_after_registration() {
         harness.manager.poll_timeout(),
         Some(harness.start + Duration::from_secs(130))
     );
-    for (second, expect_heartbeat) in [(129.0, false), (130.0, true), (150.0, false), (160.0, true)] {
+    for (second, expect_heartbeat) in [(129.0, false), (130.0, true), (150.0, false), (160.0, true)]
+    {
         harness.at(second);
         harness.receive(ToManager::Heartbeat);
         harness.tick();
@@ -221,7 +225,10 @@ fn silence_kills_running_tasks_and_exits_4() {
     assert_eq!(harness.manager.poll_timeout(), None);
     harness.exited(1, ExitStatus::Signal(15));
     let reason = harness.expect_exit(exit_code::INTERCHANGE_LOST);
-    assert!(reason.contains("tcp://ix:5555") && reason.contains("120 s"), "{reason}");
+    assert!(
+        reason.contains("tcp://ix:5555") && reason.contains("120 s"),
+        "{reason}"
+    );
     harness.check_idle();
     assert_eq!(harness.manager.n_free_nodes(), 3);
 }
@@ -232,7 +239,10 @@ fn no_answer_to_registration_exits_4() {
     harness.at(120.0);
     harness.tick();
     let reason = harness.expect_exit(exit_code::INTERCHANGE_LOST);
-    assert!(reason.contains("did not answer the registration"), "{reason}");
+    assert!(
+        reason.contains("did not answer the registration"),
+        "{reason}"
+    );
     harness.check_idle();
 }
 
@@ -244,7 +254,10 @@ fn refused_exits_3_with_both_versions() {
         protocol_version: 7,
     });
     let reason = harness.expect_exit(exit_code::REFUSED);
-    assert!(reason.contains("protocol version 7") && reason.contains("ours 1"), "{reason}");
+    assert!(
+        reason.contains("protocol version 7") && reason.contains("ours 1"),
+        "{reason}"
+    );
     harness.check_idle();
     harness.receive(ToManager::Heartbeat);
     harness.check_idle();
@@ -273,9 +286,18 @@ fn run_and_complete() {
     let launch = harness.expect_launch();
     assert_eq!(launch.nodes, vec!["n1", "n2"]);
     assert_eq!(launch.cwd, PathBuf::from("/run/m"));
-    assert_eq!(launch.stdout, PathBuf::from(format!("/run/m/tasks/{}.stdout", task_id(1))));
-    assert_eq!(launch.stderr, PathBuf::from(format!("/run/m/tasks/{}.stderr", task_id(1))));
-    assert_eq!(launch.env["PARSL_MPI_PREFIX"], "mpiexec -n 4 -ppn 2 -hosts n1,n2");
+    assert_eq!(
+        launch.stdout,
+        PathBuf::from(format!("/run/m/tasks/{}.stdout", task_id(1)))
+    );
+    assert_eq!(
+        launch.stderr,
+        PathBuf::from(format!("/run/m/tasks/{}.stderr", task_id(1)))
+    );
+    assert_eq!(
+        launch.env["PARSL_MPI_PREFIX"],
+        "mpiexec -n 4 -ppn 2 -hosts n1,n2"
+    );
     assert_eq!(launch.env["MINE"], "x");
     assert_eq!(launch.env["PATH"], "/bin");
     assert_eq!(harness.manager.n_free_nodes(), 1);
@@ -290,7 +312,10 @@ fn run_and_complete() {
     assert_eq!(result.manager_id, Some(ManagerId::from_u128(0x11)));
     assert_eq!(result.block_id.as_deref(), Some("block-1"));
     assert_eq!(result.stdout_tail, b"out");
-    assert_eq!((result.start_time, result.end_time), (Some(100.0), Some(101.5)));
+    assert_eq!(
+        (result.start_time, result.end_time),
+        (Some(100.0), Some(101.5))
+    );
     assert_eq!(harness.manager.n_free_nodes(), 3);
     harness.check_idle();
 }
@@ -311,7 +336,10 @@ fn exit_codes_and_foreign_signals_fail() {
     let result = harness.expect_result();
     assert_eq!(result.state, TaskState::Failed);
     let error = result.error.expect("error");
-    assert_eq!((error.kind, error.message.as_str()), (ErrorKind::ExitCode, "exited with code 3"));
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (ErrorKind::ExitCode, "exited with code 3")
+    );
     harness.exited(2, ExitStatus::Signal(11));
     let result = harness.expect_result();
     assert_eq!(result.signal, Some(11));
@@ -335,9 +363,11 @@ fn explicit_paths_are_resolved_against_the_run_dir() {
     assert_eq!(launch.cwd, PathBuf::from("/run/m/work"));
     assert_eq!(launch.stdout, PathBuf::from("/abs/out"));
     assert_eq!(launch.stderr, PathBuf::from("/run/m/err.txt"));
-    harness
-        .manager
-        .handle_launch_failed(harness.now, task_id(1), "no such directory /run/m/work".into());
+    harness.manager.handle_launch_failed(
+        harness.now,
+        task_id(1),
+        "no such directory /run/m/work".into(),
+    );
     let result = harness.expect_result();
     let error = result.error.expect("error");
     assert_eq!(error.kind, ErrorKind::LaunchFailed);
@@ -362,7 +392,10 @@ fn cancel_kills_and_reports_cancelled() {
     harness.exited(1, ExitStatus::Signal(15));
     let result = harness.expect_result();
     assert_eq!(result.state, TaskState::Cancelled);
-    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Cancelled));
+    assert_eq!(
+        result.error.map(|error| error.kind),
+        Some(ErrorKind::Cancelled)
+    );
     assert_eq!(harness.manager.n_free_nodes(), 2);
     harness.check_idle();
 }
@@ -387,15 +420,24 @@ fn shutdown_kills_reports_says_goodbye_and_exits_0() {
     });
     let refused = harness.expect_result();
     assert_eq!(refused.task_id, task(3));
-    assert_eq!(refused.error.map(|error| error.kind), Some(ErrorKind::LaunchFailed));
+    assert_eq!(
+        refused.error.map(|error| error.kind),
+        Some(ErrorKind::LaunchFailed)
+    );
     harness.exited(2, ExitStatus::Signal(15));
     let result = harness.expect_result();
     assert_eq!(result.state, TaskState::Failed);
-    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Killed));
+    assert_eq!(
+        result.error.map(|error| error.kind),
+        Some(ErrorKind::Killed)
+    );
     harness.check_idle();
     harness.exited(1, ExitStatus::Code(0));
     let result = harness.expect_result();
-    assert_eq!(result.error.map(|error| error.kind), Some(ErrorKind::Killed));
+    assert_eq!(
+        result.error.map(|error| error.kind),
+        Some(ErrorKind::Killed)
+    );
     match harness.expect_send() {
         FromManager::Goodbye { reason } => assert!(reason.contains("interchange stopping")),
         other => panic!("expected goodbye, got {other:?}"),
@@ -451,10 +493,18 @@ fn a_task_that_does_not_fit_fails_at_once() {
     assert_eq!(too_big.task_id, task(2));
     let error = too_big.error.expect("error");
     assert_eq!(error.kind, ErrorKind::LaunchFailed);
-    assert!(error.message.contains("needs 2 nodes but only 1"), "{}", error.message);
+    assert!(
+        error.message.contains("needs 2 nodes but only 1"),
+        "{}",
+        error.message
+    );
     let duplicate = harness.expect_result();
     assert_eq!(duplicate.task_id, task(1));
-    assert!(duplicate.error.expect("error").message.contains("duplicate task id"));
+    assert!(duplicate
+        .error
+        .expect("error")
+        .message
+        .contains("duplicate task id"));
     assert_eq!(harness.manager.n_running(), 1);
     harness.check_idle();
 }
@@ -480,7 +530,9 @@ fn nodes_are_returned_after_each_end() {
         tasks: vec![dispatch(4, 3)],
     });
     assert_eq!(harness.expect_launch().nodes, vec!["n1", "n2", "n3"]);
-    harness.manager.handle_launch_failed(harness.now, task(4), "cannot open".into());
+    harness
+        .manager
+        .handle_launch_failed(harness.now, task(4), "cannot open".into());
     harness.expect_result();
     harness.exited(3, ExitStatus::Code(1));
     harness.expect_result();

@@ -22,10 +22,11 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(run_dir: &std::path::Path) -> Self {
+    fn start(run_dir: &std::path::Path, security_args: &[&std::ffi::OsStr]) -> Self {
         let log = std::fs::File::create(run_dir.join("interchange.log")).expect("create the log");
         let mut child = Process::new(env!("CARGO_BIN_EXE_interchange"))
-            .args(["--insecure", "--log-level", "debug", "--run-dir"])
+            .args(security_args)
+            .args(["--log-level", "debug", "--run-dir"])
             .arg(run_dir.join("run"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -79,7 +80,7 @@ fn send(socket: &zmq::Socket, message: &FromClient) {
 #[test]
 fn survives_garbage_answers_status_and_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let daemon = Daemon::start(dir.path());
+    let daemon = Daemon::start(dir.path(), &["--insecure".as_ref()]);
     let line = daemon
         .ready_line
         .recv_timeout(WAIT)
@@ -158,4 +159,33 @@ fn survives_garbage_answers_status_and_shuts_down_cleanly() {
         .expect("the interchange exits within the timeout")
         .expect("wait for the interchange");
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn with_curve_a_client_holding_the_keys_gets_a_welcome() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys_dir = dir.path().join("keys");
+    transport::keygen(&keys_dir).expect("generate keys");
+    let daemon = Daemon::start(dir.path(), &["--keys-dir".as_ref(), keys_dir.as_os_str()]);
+    let line = daemon
+        .ready_line
+        .recv_timeout(WAIT)
+        .expect("a ready line within the timeout")
+        .expect("read stdout");
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+    let client_url = ready["client_url"]
+        .as_str()
+        .expect("client_url is a string");
+    let keys = transport::keys::load_client_keys(&keys_dir).expect("load the client keys");
+    let context = zmq::Context::new();
+    let socket = connect_dealer(&context, client_url, &ClientSecurity::Curve(keys), None)
+        .expect("connect a DEALER");
+    send(
+        &socket,
+        &FromClient::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: "test".to_owned(),
+        },
+    );
+    assert!(matches!(receive(&socket), ToClient::Welcome { .. }));
 }

@@ -3,8 +3,9 @@
 # missing ones when run as root on Debian or Ubuntu:
 #   - pkg-config, and libzmq with CURVE (Debian: libzmq3-dev, built with
 #     libsodium); rhtex links the system libzmq (see .cargo/config.toml);
-#   - MPICH's mpiexec (Debian: mpich), the default MPI launcher of the
-#     example and of the end-to-end tests;
+#   - MPICH's mpiexec and mpicc (Debian: mpich, libmpich-dev): the default
+#     MPI launcher of the example, and the compiler of the MPI program the
+#     end-to-end tests run;
 #   - cargo (Rust), which this script does not install.
 # Not root: prints the command to run and exits 1.
 set -euo pipefail
@@ -20,8 +21,12 @@ find_missing() {
     if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists libzmq; then
         missing+=(libzmq3-dev)
     fi
-    if ! command -v mpiexec >/dev/null 2>&1; then
+    if ! command -v mpiexec >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; then
         missing+=(mpich)
+    fi
+    # MPI headers and mpicc's libraries, for the MPI test programs.
+    if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists mpich; then
+        missing+=(libmpich-dev)
     fi
 }
 
@@ -54,7 +59,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ "$(id -u)" -eq 0 ]]; then
         if ! command -v apt-get >/dev/null 2>&1; then
             say "missing: ${missing[*]}; this is not a Debian/Ubuntu system (no apt-get):"
-            say "install libzmq (with CURVE), pkg-config and MPICH with your package manager"
+            say "install libzmq (with CURVE), pkg-config and MPICH (with headers) with your package manager"
             exit 1
         fi
         say "installing missing packages: ${missing[*]}"

@@ -749,6 +749,15 @@ fn rhtex_submit_wait_exits_with_the_task_exit_code() {
     client.wait_managers(&[manager.manager_id]);
 
     let mut args = connect_flags(&interchange);
+    args.extend(strings(&["--json", "status"]));
+    let output = cli::run(&scenario, "rhtex-status", &args);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    assert!(
+        json_strings(&output.json()).contains(&manager.manager_id.to_string()),
+        "rhtex --json status lists the manager: {output:#?}"
+    );
+
+    let mut args = connect_flags(&interchange);
     args.extend(strings(&[
         "--json",
         "submit",

@@ -6,11 +6,21 @@
 #   - MPICH's mpiexec and mpicc (Debian: mpich, libmpich-dev): the default
 #     MPI launcher of the example, and the compiler of the MPI program the
 #     end-to-end tests run;
+#   - with --tests: Slurm's scontrol (Debian: slurm-client), against which a
+#     unit test checks our Slurm host-list parser;
 #   - cargo (Rust), which this script does not install.
 # Not root: prints the command to run and exits 1.
 set -euo pipefail
 
 say() { printf 'deps: %s\n' "$*" >&2; }
+
+for_tests=0
+for argument in "$@"; do
+    case "$argument" in
+        --tests) for_tests=1 ;;
+        *) say "unknown argument $argument (usage: deps.sh [--tests])"; exit 2 ;;
+    esac
+done
 
 # Sets the array `missing` to the Debian packages that are not installed.
 find_missing() {
@@ -27,6 +37,9 @@ find_missing() {
     # MPI headers and mpicc's libraries, for the MPI test programs.
     if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists mpich; then
         missing+=(libmpich-dev)
+    fi
+    if [[ $for_tests -eq 1 ]] && ! command -v scontrol >/dev/null 2>&1; then
+        missing+=(slurm-client)
     fi
 }
 

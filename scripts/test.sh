@@ -7,8 +7,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "==> checking system packages (scripts/deps.sh)"
-scripts/deps.sh
+echo "==> checking system packages (scripts/deps.sh --tests)"
+scripts/deps.sh --tests
 
 echo "==> building the binaries (cargo build --workspace --bins)"
 cargo build --workspace --bins

@@ -244,15 +244,7 @@ impl Client {
         }
         let wanted: HashSet<TaskId> = task_ids.iter().copied().collect();
         let mut found: HashMap<TaskId, TaskResult> = HashMap::new();
-        let mut kept = VecDeque::new();
-        for result in self.buffered.drain(..) {
-            if wanted.contains(&result.task_id) && !found.contains_key(&result.task_id) {
-                found.insert(result.task_id, result);
-            } else {
-                kept.push_back(result);
-            }
-        }
-        self.buffered = kept;
+        self.take_buffered(&wanted, &mut found);
         while found.len() < wanted.len() {
             let incoming = match tokio::time::timeout_at(deadline, self.connection.recv()).await {
                 Ok(incoming) => incoming,
@@ -264,15 +256,7 @@ impl Client {
                 }
             };
             self.handle_unsolicited(incoming)?;
-            let mut kept = VecDeque::new();
-            for result in self.buffered.drain(..) {
-                if wanted.contains(&result.task_id) && !found.contains_key(&result.task_id) {
-                    found.insert(result.task_id, result);
-                } else {
-                    kept.push_back(result);
-                }
-            }
-            self.buffered = kept;
+            self.take_buffered(&wanted, &mut found);
         }
         Ok(task_ids
             .iter()
@@ -283,6 +267,20 @@ impl Client {
     /// Closes the connection, giving queued messages a moment to leave.
     pub fn close(self) {
         self.connection.close(200);
+    }
+
+    /// Moves the buffered results of `wanted` tasks into `found` (the first
+    /// result per task); the others stay buffered, in order.
+    fn take_buffered(&mut self, wanted: &HashSet<TaskId>, found: &mut HashMap<TaskId, TaskResult>) {
+        let mut kept = VecDeque::new();
+        for result in self.buffered.drain(..) {
+            if wanted.contains(&result.task_id) && !found.contains_key(&result.task_id) {
+                found.insert(result.task_id, result);
+            } else {
+                kept.push_back(result);
+            }
+        }
+        self.buffered = kept;
     }
 
     fn next_request_id(&mut self) -> u64 {

@@ -193,10 +193,28 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
         Err(error) => {
-            eprintln!("rhtex: error: {error:#}");
+            eprintln!("rhtex: error: {}", describe_error(&error));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes joined with `: `, skipping a cause whose text
+/// an earlier message already includes (library errors often quote their
+/// source).
+fn describe_error(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 fn init_logging(level: &str) {
@@ -247,6 +265,9 @@ async fn run(cli: Cli) -> Result<i32> {
             None => run_embedded(&cli, args, timeout).await,
         },
         _ => {
+            if let Commands::Submit(args) = &cli.command {
+                submission(args)?;
+            }
             let Some(url) = cli.interchange.clone() else {
                 bail!("no interchange given: use --interchange URL or set RHTEX_INTERCHANGE");
             };
@@ -295,7 +316,7 @@ async fn connect(cli: &Cli, url: &str, timeout: Duration) -> Result<Client> {
 /// The commands that talk to a running interchange.
 async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
     match &cli.command {
-        Commands::Submit(args) => submit(cli, client, args).await,
+        Commands::Submit(args) => submit(cli, client, submission(args)?, args.wait).await,
         Commands::Wait {
             task_ids,
             wait_timeout,
@@ -387,7 +408,9 @@ fn absolute(path: &Path) -> Result<String> {
     Ok(absolute.to_string_lossy().into_owned())
 }
 
-async fn submit(cli: &Cli, client: &mut Client, args: &SubmitArgs) -> Result<i32> {
+/// The task `rhtex submit` sends, checked (so a bad spec fails before
+/// connecting).
+fn submission(args: &SubmitArgs) -> Result<TaskSubmission> {
     let mut resources = ResourceRequest::new();
     for (key, value) in [
         ("num_nodes", args.num_nodes),
@@ -411,11 +434,16 @@ async fn submit(cli: &Cli, client: &mut Client, args: &SubmitArgs) -> Result<i32
         stdout: args.stdout.as_deref().map(absolute).transpose()?,
         stderr: args.stderr.as_deref().map(absolute).transpose()?,
     };
+    client::check_submissions(std::slice::from_ref(&task)).context("not submitted")?;
+    Ok(task)
+}
+
+async fn submit(cli: &Cli, client: &mut Client, task: TaskSubmission, wait: bool) -> Result<i32> {
     let ids = client.submit(vec![task]).await.context("submit failed")?;
     let Some(task_id) = ids.first().copied() else {
         bail!("the interchange accepted no task");
     };
-    if !args.wait {
+    if !wait {
         if cli.json {
             println!("{}", serde_json::json!({ "task_id": task_id.to_string() }));
         } else {

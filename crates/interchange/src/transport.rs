@@ -76,8 +76,8 @@ impl Transport {
             client,
             manager,
             zap,
-            client_url: plain_ipv4(client_url),
-            manager_url: plain_ipv4(manager_url),
+            client_url,
+            manager_url,
             _context: context,
         })
     }
@@ -151,20 +151,6 @@ impl Transport {
     }
 }
 
-/// With IPv6 on, libzmq reports an IPv4 bind as `tcp://[::ffff:1.2.3.4]:5`;
-/// peers without IPv6 need the plain `tcp://1.2.3.4:5`.
-fn plain_ipv4(endpoint: String) -> String {
-    let Some(rest) = endpoint.strip_prefix("tcp://[::ffff:") else {
-        return endpoint;
-    };
-    match rest.split_once(']') {
-        Some((address, port)) if address.parse::<std::net::Ipv4Addr>().is_ok() => {
-            format!("tcp://{address}{port}")
-        }
-        _ => endpoint,
-    }
-}
-
 fn recv(socket: &zmq::Socket) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
     match socket.recv_multipart(zmq::DONTWAIT) {
         Ok(mut frames) => {
@@ -193,22 +179,5 @@ fn send(socket: &zmq::Socket, peer: &PeerId, frame: &[u8]) -> Result<SendOutcome
         Err(zmq::Error::EHOSTUNREACH) => Ok(SendOutcome::Unreachable),
         Err(zmq::Error::EAGAIN) => Ok(SendOutcome::QueueFull),
         Err(source) => Err(zmq_error("send a message")(source)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::plain_ipv4;
-
-    #[test]
-    fn ipv4_mapped_endpoints_are_shown_plain() {
-        let plain = |text: &str| plain_ipv4(text.to_owned());
-        assert_eq!(
-            plain("tcp://[::ffff:127.0.0.1]:4000"),
-            "tcp://127.0.0.1:4000"
-        );
-        assert_eq!(plain("tcp://[::ffff:0.0.0.0]:1"), "tcp://0.0.0.0:1");
-        assert_eq!(plain("tcp://[::1]:4000"), "tcp://[::1]:4000");
-        assert_eq!(plain("ipc:///tmp/x"), "ipc:///tmp/x");
     }
 }

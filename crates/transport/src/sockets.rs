@@ -90,7 +90,7 @@ fn common_options(socket: &zmq::Socket) -> Result<(), TransportError> {
 
 /// A ROUTER bound to `endpoint`, as CURVE server unless insecure. Returns
 /// the socket and the endpoint actually bound (with the real port when the
-/// requested port was 0).
+/// requested port was 0, and IPv4 addresses in their plain form).
 ///
 /// With CURVE, peers are admitted only if a [`crate::ZapHandler`] in the
 /// same context says so: bind the handler before this socket.
@@ -106,6 +106,11 @@ pub fn bind_router(
     socket
         .set_router_mandatory(true)
         .map_err(zmq_error("set ROUTER_MANDATORY"))?;
+    // A pool-manager uses its manager id as routing id; after a network blip
+    // its new connection takes over that id instead of being refused.
+    socket
+        .set_router_handover(true)
+        .map_err(zmq_error("set ROUTER_HANDOVER"))?;
     if let ServerSecurity::Curve(keys) = security {
         socket
             .set_curve_server(true)
@@ -127,7 +132,37 @@ pub fn bind_router(
         .get_last_endpoint()
         .map_err(zmq_error("read the bound endpoint"))?
         .unwrap_or_else(|raw| String::from_utf8_lossy(&raw).into_owned());
-    Ok((socket, bound))
+    Ok((socket, plain_ipv4(bound)))
+}
+/// With IPv6 on, libzmq reports an IPv4 bind as `tcp://[::ffff:1.2.3.4]:5`;
+/// peers without IPv6 need the plain `tcp://1.2.3.4:5`.
+fn plain_ipv4(endpoint: String) -> String {
+    let Some(rest) = endpoint.strip_prefix("tcp://[::ffff:") else {
+        return endpoint;
+    };
+    match rest.split_once(']') {
+        Some((address, port)) if address.parse::<std::net::Ipv4Addr>().is_ok() => {
+            format!("tcp://{address}{port}")
+        }
+        _ => endpoint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_ipv4;
+
+    #[test]
+    fn ipv4_mapped_endpoints_are_shown_plain() {
+        let plain = |text: &str| plain_ipv4(text.to_owned());
+        assert_eq!(
+            plain("tcp://[::ffff:127.0.0.1]:4000"),
+            "tcp://127.0.0.1:4000"
+        );
+        assert_eq!(plain("tcp://[::ffff:0.0.0.0]:1"), "tcp://0.0.0.0:1");
+        assert_eq!(plain("tcp://[::1]:4000"), "tcp://[::1]:4000");
+        assert_eq!(plain("ipc:///tmp/x"), "ipc:///tmp/x");
+    }
 }
 
 /// A DEALER connected to `endpoint`, as CURVE client unless insecure.

@@ -134,6 +134,7 @@ pub fn bind_router(
         .unwrap_or_else(|raw| String::from_utf8_lossy(&raw).into_owned());
     Ok((socket, plain_ipv4(bound)))
 }
+
 /// With IPv6 on, libzmq reports an IPv4 bind as `tcp://[::ffff:1.2.3.4]:5`;
 /// peers without IPv6 need the plain `tcp://1.2.3.4:5`.
 fn plain_ipv4(endpoint: String) -> String {
@@ -145,23 +146,6 @@ fn plain_ipv4(endpoint: String) -> String {
             format!("tcp://{address}{port}")
         }
         _ => endpoint,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::plain_ipv4;
-
-    #[test]
-    fn ipv4_mapped_endpoints_are_shown_plain() {
-        let plain = |text: &str| plain_ipv4(text.to_owned());
-        assert_eq!(
-            plain("tcp://[::ffff:127.0.0.1]:4000"),
-            "tcp://127.0.0.1:4000"
-        );
-        assert_eq!(plain("tcp://[::ffff:0.0.0.0]:1"), "tcp://0.0.0.0:1");
-        assert_eq!(plain("tcp://[::1]:4000"), "tcp://[::1]:4000");
-        assert_eq!(plain("ipc:///tmp/x"), "ipc:///tmp/x");
     }
 }
 
@@ -199,4 +183,21 @@ pub fn connect_dealer(
             source,
         })?;
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_ipv4;
+
+    #[test]
+    fn ipv4_mapped_endpoints_are_shown_plain() {
+        let plain = |text: &str| plain_ipv4(text.to_owned());
+        assert_eq!(
+            plain("tcp://[::ffff:127.0.0.1]:4000"),
+            "tcp://127.0.0.1:4000"
+        );
+        assert_eq!(plain("tcp://[::ffff:0.0.0.0]:1"), "tcp://0.0.0.0:1");
+        assert_eq!(plain("tcp://[::1]:4000"), "tcp://[::1]:4000");
+        assert_eq!(plain("ipc:///tmp/x"), "ipc:///tmp/x");
+    }
 }

@@ -232,17 +232,20 @@ pub fn summary_human(rows: &[SummaryRow]) -> String {
     text
 }
 
+/// How many rows have a result in `state`.
+fn count_in_state(rows: &[SummaryRow], state: TaskState) -> usize {
+    rows.iter()
+        .filter(|row| {
+            row.result
+                .as_ref()
+                .is_some_and(|result| result.state == state)
+        })
+        .count()
+}
+
 /// "N tasks: a completed, b failed, c cancelled[, d without result]".
 pub fn summary_counts(rows: &[SummaryRow]) -> String {
-    let count = |state: TaskState| {
-        rows.iter()
-            .filter(|row| {
-                row.result
-                    .as_ref()
-                    .is_some_and(|result| result.state == state)
-            })
-            .count()
-    };
+    let count = |state: TaskState| count_in_state(rows, state);
     let missing = rows.iter().filter(|row| row.result.is_none()).count();
     let mut text = format!(
         "{} tasks: {} completed, {} failed, {} cancelled",
@@ -269,15 +272,7 @@ pub fn summary_json(rows: &[SummaryRow]) -> Value {
             })
         })
         .collect();
-    let count = |state: TaskState| {
-        rows.iter()
-            .filter(|row| {
-                row.result
-                    .as_ref()
-                    .is_some_and(|result| result.state == state)
-            })
-            .count()
-    };
+    let count = |state: TaskState| count_in_state(rows, state);
     json!({
         "tasks": tasks,
         "counts": {

@@ -153,7 +153,7 @@ impl Client {
         if let Answer::Count(n_tasks) = answer {
             if n_tasks as usize != n_sent {
                 // The others get a failed result at once (duplicate id...).
-                tracing::warn!(n_sent, n_accepted = n_tasks, "not every task was accepted");
+                tracing::debug!(n_sent, n_accepted = n_tasks, "not every task was accepted");
             }
         }
         Ok(ids)

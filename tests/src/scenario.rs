@@ -201,13 +201,19 @@ impl Scenario {
             self.file(&format!("{}-run", options.name))
                 .display()
                 .to_string(),
-            "--heartbeat-period".to_owned(),
-            HEARTBEAT_PERIOD.to_owned(),
-            "--heartbeat-threshold".to_owned(),
-            HEARTBEAT_THRESHOLD.to_owned(),
             "--log-level".to_owned(),
             "debug".to_owned(),
         ];
+        // Short heartbeats, unless the test sets its own.
+        for (flag, value) in [
+            ("--heartbeat-period", HEARTBEAT_PERIOD),
+            ("--heartbeat-threshold", HEARTBEAT_THRESHOLD),
+        ] {
+            if !options.extra_args.iter().any(|arg| arg == flag) {
+                args.push(flag.to_owned());
+                args.push(value.to_owned());
+            }
+        }
         if !options.nodes.is_empty() {
             args.push("--nodes".to_owned());
             args.push(options.nodes.join(","));

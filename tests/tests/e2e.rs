@@ -457,6 +457,50 @@ fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
 }
 
 #[test]
+fn a_manager_dropped_for_silence_is_told_to_stop_when_it_speaks_again() {
+    let scenario = Scenario::new("dropped-manager");
+    let interchange = secure_interchange(&scenario);
+    // The manager itself would wait 10 minutes before giving up on the
+    // interchange: what stops it below is the interchange's answer.
+    let mut options = ManagerOptions::new("frozen", &["f1"]);
+    options.extra_args = strings(&["--heartbeat-threshold", "600"]);
+    let mut manager = scenario.start_manager(&interchange, options);
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let pid_file = scenario.file("sleep.pid");
+    let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
+    client.wait_running(task_id);
+    let sleep_group = wait_pid_file(&pid_file);
+    scenario.adopt_process_group(sleep_group);
+
+    // Freeze the manager process (not its task) until the interchange
+    // drops it and fails its task.
+    manager.daemon.signal(Signal::SIGSTOP);
+    let result = client.wait_result(task_id, WAIT);
+    assert_eq!(
+        result.error.as_ref().map(|error| error.kind),
+        Some(ErrorKind::ManagerLost),
+        "{result:#?}"
+    );
+    // Thawed, it heartbeats again; the interchange tells it that it is not
+    // registered, and it kills its task and exits instead of idling on its
+    // allocation.
+    manager.daemon.signal(Signal::SIGCONT);
+    let status = manager.daemon.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(3), "{}", describe(status));
+    let log = manager.daemon.log();
+    assert!(
+        log.contains("not registered with the interchange"),
+        "the manager says why it stops:\n{log}"
+    );
+    wait_for("the dropped manager's task to be killed", WAIT, || {
+        (!process_exists(sleep_group)).then_some(())
+    });
+    // Nothing is reported twice: the task keeps its manager_lost result.
+    assert_eq!(client.task_status(task_id).result, Some(result));
+}
+
+#[test]
 fn garbage_bytes_do_not_stop_the_interchange() {
     let scenario = Scenario::new("garbage");
     let mut interchange = scenario.start_interchange("interchange", &Security::Insecure, &[]);

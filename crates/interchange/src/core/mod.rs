@@ -872,9 +872,24 @@ impl Core {
                     tracing::warn!(peer = %peer, %error, "undecodable message from unknown manager; dropped");
                 }
             },
-            (None, Ok(_)) => {
+            (None, Ok(FromManager::Goodbye { .. })) => {
                 self.bad_message();
-                tracing::warn!(peer = %peer, "message from unknown manager; dropped");
+                tracing::warn!(peer = %peer, "goodbye from unknown manager; dropped");
+            }
+            (None, Ok(_)) => {
+                // A manager we dropped (silent past the threshold) that is
+                // still alive, or one from before a restart. Its tasks were
+                // failed as manager_lost; tell it so that it stops instead
+                // of idling on its allocation. Its message is dropped.
+                self.bad_message();
+                tracing::warn!(peer = %peer, "message from unknown manager; dropped, and the manager told to stop");
+                self.send_manager(
+                    &peer,
+                    ToManager::Refused {
+                        reason: UNKNOWN_MANAGER_REASON.to_owned(),
+                        protocol_version: PROTOCOL_VERSION,
+                    },
+                );
             }
             (Some(manager_id), Err(error)) => {
                 self.bad_message();
@@ -1149,6 +1164,11 @@ fn unknown_manager(manager_id: ManagerId) -> Reply {
         message: format!("unknown manager {manager_id}: no registered manager has this id"),
     }
 }
+
+/// Why a message from an unregistered manager is answered with `refused`.
+pub const UNKNOWN_MANAGER_REASON: &str = "this manager is not registered with the interchange: \
+     it was dropped after a silence past the heartbeat threshold (its tasks were failed as manager_lost), \
+     or it never registered; stop and start a new manager";
 
 fn version_mismatch_reason(theirs: Option<u32>) -> String {
     let theirs = theirs.map_or_else(|| "none".to_owned(), |version| version.to_string());

@@ -120,6 +120,16 @@ fn submitted(name: &str, request_id: u64, n_tasks: u32) -> Output {
     )
 }
 
+fn unknown_manager_refused(name: &str) -> Output {
+    to_manager(
+        name,
+        ToManager::Refused {
+            reason: super::UNKNOWN_MANAGER_REASON.to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+        },
+    )
+}
+
 fn reply(name: &str, request_id: u64, reply: Reply) -> Output {
     to_client(name, ToClient::Reply { request_id, reply })
 }
@@ -582,9 +592,10 @@ fn a_silent_manager_is_dropped_and_its_tasks_fail_as_manager_lost() {
     assert_eq!(report.managers.len(), 1);
     assert_eq!(report.managers[0].manager_id, manager_id(2));
     assert_eq!(report.n_failed, 1);
-    // Anything more from m1 is from an unknown manager: counted, dropped.
+    // Anything more from m1 is from an unknown manager: counted, dropped,
+    // and m1 is told to stop (it may still be alive after a network cut).
     sim.manager_results("m1", vec![completed(1)]);
-    sim.check(vec![]);
+    sim.check(vec![unknown_manager_refused("m1")]);
     assert_eq!(sim.status("c").n_bad_messages, 1);
     assert_eq!(sim.task_status("c", 1).result, Some(forwarded(lost, 1)));
 }
@@ -984,7 +995,16 @@ fn garbage_and_unexpected_messages_are_counted_and_survived() {
     sim.manager_bytes("stranger", b"not msgpack at all");
     sim.manager("stranger", FromManager::Heartbeat);
     sim.manager_results("stranger", vec![completed(1)]);
-    sim.check(vec![]);
+    sim.manager(
+        "stranger",
+        FromManager::Goodbye {
+            reason: "bye".into(),
+        },
+    );
+    sim.check(vec![
+        unknown_manager_refused("stranger"),
+        unknown_manager_refused("stranger"),
+    ]);
     // Garbage from a registered manager, and a result for a task it does
     // not hold: dropped.
     sim.manager_bytes("m1", &[0x92, 0x01]);

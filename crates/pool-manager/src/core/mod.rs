@@ -164,6 +164,10 @@ pub struct Manager {
     outputs: VecDeque<Output>,
     last_heard: Instant,
     next_heartbeat: Option<Instant>,
+    /// How often heartbeats go out: `--heartbeat-period`, or the
+    /// interchange's period when that is shorter (so that an interchange
+    /// with a short threshold does not drop us).
+    heartbeat_period: Duration,
     drain_at: Option<Instant>,
     drain_sent: bool,
     connected_once: bool,
@@ -182,6 +186,7 @@ impl Manager {
             outputs: VecDeque::new(),
             last_heard: now,
             next_heartbeat: None,
+            heartbeat_period: settings.heartbeat_period,
             drain_at,
             drain_sent: false,
             connected_once: false,
@@ -281,7 +286,8 @@ impl Manager {
                         "registered with the interchange"
                     );
                     self.phase = Phase::Registered;
-                    self.next_heartbeat = Some(now + self.settings.heartbeat_period);
+                    self.adopt_heartbeat_period(heartbeat_period);
+                    self.next_heartbeat = Some(now + self.heartbeat_period);
                 } else {
                     tracing::warn!("unexpected `registered` from the interchange; ignored");
                 }
@@ -425,12 +431,41 @@ impl Manager {
         }
         if self.next_heartbeat.is_some_and(|at| now >= at) {
             self.send(FromManager::Heartbeat);
-            self.next_heartbeat = Some(now + self.settings.heartbeat_period);
+            self.next_heartbeat = Some(now + self.heartbeat_period);
         }
         if !self.drain_sent && self.drain_at.is_some_and(|at| now >= at) {
             tracing::info!("drain period over; asking the interchange to drain this manager");
             self.drain_sent = true;
             self.send(FromManager::DrainRequest);
+        }
+    }
+
+    /// Heartbeats go out at least as often as the interchange sends its
+    /// own, and a warning says when the interchange's period is too long
+    /// for this manager's threshold.
+    fn adopt_heartbeat_period(&mut self, interchange_period_secs: f64) {
+        let Ok(interchange_period) = Duration::try_from_secs_f64(interchange_period_secs) else {
+            tracing::warn!(
+                interchange_period_secs,
+                "the interchange announced an invalid heartbeat period; keeping --heartbeat-period"
+            );
+            return;
+        };
+        if !interchange_period.is_zero() && interchange_period < self.heartbeat_period {
+            tracing::info!(
+                interchange_period_secs,
+                own_period_secs = self.heartbeat_period.as_secs_f64(),
+                "sending heartbeats as often as the interchange does (it may expect them sooner than --heartbeat-period)"
+            );
+            self.heartbeat_period = interchange_period;
+        }
+        if interchange_period >= self.settings.heartbeat_threshold {
+            tracing::warn!(
+                interchange_period_secs,
+                threshold_secs = self.settings.heartbeat_threshold.as_secs_f64(),
+                "the interchange sends heartbeats less often than --heartbeat-threshold allows; \
+                 this manager will give up on it between two heartbeats: raise --heartbeat-threshold"
+            );
         }
     }
 

@@ -205,6 +205,34 @@ fn heartbeats_follow_the_period_after_registration() {
 }
 
 #[test]
+fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
+    // --heartbeat-period is 30 s, but the interchange heartbeats every 2 s
+    // (so its threshold may be short): the manager follows the interchange.
+    let mut harness = Harness::new(2, None);
+    harness.receive(ToManager::Registered {
+        interchange_version: "0.1.0".into(),
+        heartbeat_period: 2.0,
+    });
+    for second in [2.0, 4.0, 6.0] {
+        harness.at(second);
+        harness.receive(ToManager::Heartbeat);
+        harness.tick();
+        assert_eq!(harness.expect_send(), FromManager::Heartbeat, "at {second}");
+        harness.check_idle();
+    }
+    // An interchange that heartbeats less often does not slow us down.
+    let mut harness = Harness::new(2, None);
+    harness.receive(ToManager::Registered {
+        interchange_version: "0.1.0".into(),
+        heartbeat_period: 60.0,
+    });
+    assert_eq!(
+        harness.manager.poll_timeout(),
+        Some(harness.start + Duration::from_secs(30))
+    );
+}
+
+#[test]
 fn silence_kills_running_tasks_and_exits_4() {
     let mut harness = Harness::registered(3);
     harness.receive(ToManager::RunTasks {

@@ -22,7 +22,8 @@ use std::time::Duration;
 pub struct Flags {
     /// TOML file with the same settings (keys with underscores: run_dir,
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
-    /// heartbeat_threshold, max_block_nodes, log_level); flags override it.
+    /// heartbeat_threshold, max_block_nodes, max_finished_results,
+    /// max_finished_mib, log_level); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory for the interchange's files (created if missing)
@@ -56,6 +57,15 @@ pub struct Flags {
     /// unschedulable instead of waiting [default: no limit].
     #[arg(long, value_name = "N")]
     pub max_block_nodes: Option<u32>,
+    /// How many finished tasks' results are kept for late `rhtex wait` and
+    /// `task_status` (oldest forgotten first; a forgotten task reads as
+    /// unknown) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_finished_results: Option<usize>,
+    /// Memory, in MiB, that kept results (mostly their output tails) may
+    /// take; the oldest are forgotten first [default: 512].
+    #[arg(long, value_name = "MIB")]
+    pub max_finished_mib: Option<usize>,
     /// Log level (error, warn, info, debug, trace) for stderr; RUST_LOG
     /// applies when this is not given [default: info].
     #[arg(long, value_name = "LEVEL")]
@@ -74,6 +84,8 @@ pub struct FileConfig {
     pub heartbeat_period: Option<f64>,
     pub heartbeat_threshold: Option<f64>,
     pub max_block_nodes: Option<u32>,
+    pub max_finished_results: Option<usize>,
+    pub max_finished_mib: Option<usize>,
     pub log_level: Option<String>,
 }
 
@@ -97,6 +109,10 @@ pub struct Config {
     pub heartbeat_period: Duration,
     pub heartbeat_threshold: Duration,
     pub max_block_nodes: Option<u32>,
+    /// Finished results kept for late `watch`/`task_status`: at most this
+    /// many, taking at most `max_finished_bytes`.
+    pub max_finished_results: usize,
+    pub max_finished_bytes: usize,
     /// A level name; `None` means "RUST_LOG, else info".
     pub log_level: Option<String>,
 }
@@ -128,6 +144,8 @@ pub enum ConfigError {
          or every manager would be dropped between two heartbeats"
     )]
     ThresholdNotAbovePeriod { period: f64, threshold: f64 },
+    #[error("max_finished_mib = {0} is too large for this machine's address space")]
+    TooManyMib(usize),
     #[error("max_block_nodes must be at least 1, got 0")]
     ZeroMaxBlockNodes,
     #[error("unknown log level {0:?}; valid levels are error, warn, info, debug, trace, off")]
@@ -267,6 +285,17 @@ impl Config {
         if max_block_nodes == Some(0) {
             return Err(ConfigError::ZeroMaxBlockNodes);
         }
+        let max_finished_results = flags
+            .max_finished_results
+            .or(file.max_finished_results)
+            .unwrap_or(100_000);
+        let max_finished_mib = flags
+            .max_finished_mib
+            .or(file.max_finished_mib)
+            .unwrap_or(512);
+        let max_finished_bytes = max_finished_mib
+            .checked_mul(1024 * 1024)
+            .ok_or(ConfigError::TooManyMib(max_finished_mib))?;
         let log_level = flags.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
@@ -296,6 +325,8 @@ impl Config {
             heartbeat_period,
             heartbeat_threshold,
             max_block_nodes,
+            max_finished_results,
+            max_finished_bytes,
             log_level,
         })
     }
@@ -341,6 +372,8 @@ mod tests {
                 heartbeat_period: Duration::from_secs(30),
                 heartbeat_threshold: Duration::from_secs(120),
                 max_block_nodes: None,
+                max_finished_results: 100_000,
+                max_finished_bytes: 512 * 1024 * 1024,
                 log_level: None,
             }
         );

@@ -164,6 +164,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             heartbeat_period: config.heartbeat_period,
             heartbeat_threshold: config.heartbeat_threshold,
             max_block_nodes: config.max_block_nodes,
+            max_finished_results: config.max_finished_results,
+            max_finished_bytes: config.max_finished_bytes,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero,
         },

@@ -100,6 +100,11 @@ pub struct CoreConfig {
     pub heartbeat_threshold: Duration,
     /// Tasks needing more nodes than this fail at once as unschedulable.
     pub max_block_nodes: Option<u32>,
+    /// Finished results kept for late `watch` and `task_status`: at most
+    /// this many...
+    pub max_finished_results: usize,
+    /// ...taking at most about this many bytes. The oldest go first.
+    pub max_finished_bytes: usize,
     /// After `shutdown`, how long to wait for every manager's `goodbye`.
     pub shutdown_grace: Duration,
     /// The wall-clock time (seconds since the epoch) at `Time(0)`.
@@ -154,6 +159,10 @@ pub struct Core {
     managers: ManagerTable,
     counts: Counts,
     outputs: VecDeque<Output>,
+    /// Finished tasks whose results are kept, oldest first, with the bytes
+    /// each result takes; and the sum of those bytes.
+    finished: VecDeque<(TaskId, usize)>,
+    finished_bytes: usize,
     /// Results gathered during one input, sent as one message per client.
     pending_results: BTreeMap<PeerId, Vec<TaskResult>>,
     next_heartbeat: Time,
@@ -184,6 +193,8 @@ impl Core {
             managers: ManagerTable::default(),
             counts: Counts::default(),
             outputs: VecDeque::new(),
+            finished: VecDeque::new(),
+            finished_bytes: 0,
             pending_results: BTreeMap::new(),
             next_heartbeat,
             next_expiry_check: None,
@@ -271,6 +282,28 @@ impl Core {
         }
     }
 
+    /// Keeps a finished task's result for late `watch` and `task_status`,
+    /// forgetting the oldest kept results beyond the configured bounds.
+    fn keep_finished(&mut self, task_id: TaskId, result: &TaskResult) {
+        let bytes = result_size(result);
+        self.finished.push_back((task_id, bytes));
+        self.finished_bytes += bytes;
+        while self.finished.len() > self.config.max_finished_results
+            || self.finished_bytes > self.config.max_finished_bytes
+        {
+            let Some((oldest, oldest_bytes)) = self.finished.pop_front() else {
+                break;
+            };
+            self.finished_bytes -= oldest_bytes;
+            if matches!(
+                self.tasks.get(&oldest).map(|task| &task.phase),
+                Some(Phase::Finished(_))
+            ) {
+                self.tasks.remove(&oldest);
+            }
+        }
+    }
+
     /// Records the one result of a task and queues it for its watchers.
     fn finish(&mut self, task_id: TaskId, result: TaskResult) {
         self.count_result(result.state);
@@ -281,6 +314,7 @@ impl Core {
             }
             None => BTreeSet::new(),
         };
+        self.keep_finished(task_id, &result);
         for peer in watchers {
             if let Some(client) = self.clients.get_mut(&peer) {
                 client.watching.remove(&task_id);
@@ -492,6 +526,7 @@ impl Core {
                         watchers: BTreeSet::new(),
                     },
                 );
+                self.keep_finished(task_id, &result);
                 immediate.push(result);
             }
         }
@@ -1148,6 +1183,21 @@ impl Core {
             }
         }
     }
+}
+
+/// About how many bytes a kept result takes: its variable-size parts plus
+/// a fixed overhead for the rest and the table entries.
+fn result_size(result: &TaskResult) -> usize {
+    const OVERHEAD: usize = 512;
+    let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+    OVERHEAD
+        + result.stdout_tail.len()
+        + result.stderr_tail.len()
+        + result.nodes.iter().map(String::len).sum::<usize>()
+        + text(&result.stdout_path)
+        + text(&result.stderr_path)
+        + text(&result.block_id)
+        + result.error.as_ref().map_or(0, |error| error.message.len())
 }
 
 /// "1 node", "4 nodes".

@@ -153,13 +153,18 @@ impl Sim {
     }
 
     fn with_limit(max_block_nodes: Option<u32>) -> Self {
-        let config = CoreConfig {
+        Self::with_config(CoreConfig {
             heartbeat_period: PERIOD,
             heartbeat_threshold: THRESHOLD,
             max_block_nodes,
+            max_finished_results: 100_000,
+            max_finished_bytes: 512 * 1024 * 1024,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero: WALL_CLOCK,
-        };
+        })
+    }
+
+    fn with_config(config: CoreConfig) -> Self {
         Self {
             core: Core::new(config, Time::from_millis(0)),
             now: Time::from_millis(0),
@@ -498,6 +503,51 @@ fn invalid_specs_fail_at_once_with_the_validation_message() {
         results("c", vec![failed(1, ErrorKind::InvalidSpec, &message)]),
     ]);
     assert!(message.contains("num_nodes"), "{message}");
+}
+
+fn retention(max_finished_results: usize, max_finished_bytes: usize) -> CoreConfig {
+    CoreConfig {
+        heartbeat_period: PERIOD,
+        heartbeat_threshold: THRESHOLD,
+        max_block_nodes: None,
+        max_finished_results,
+        max_finished_bytes,
+        shutdown_grace: SHUTDOWN_GRACE,
+        wall_clock_at_zero: WALL_CLOCK,
+    }
+}
+
+/// Submits tasks with an invalid spec: each finishes at once.
+fn submit_failing(sim: &mut Sim, ids: std::ops::RangeInclusive<u128>) {
+    for id in ids {
+        sim.submit(
+            "c",
+            1,
+            vec![submission(id, ResourceRequest::new().with("num_nodes", 0))],
+        );
+        assert_eq!(sim.drain().len(), 2, "submitted + the failed result");
+    }
+}
+
+#[test]
+fn finished_results_are_kept_up_to_a_count_oldest_forgotten_first() {
+    let mut sim = Sim::with_config(retention(2, usize::MAX)).with_client("c");
+    submit_failing(&mut sim, 1..=3);
+    assert_eq!(sim.task_status("c", 1).state, TaskState::Unknown);
+    assert_eq!(sim.task_status("c", 2).state, TaskState::Failed);
+    assert_eq!(sim.task_status("c", 3).state, TaskState::Failed);
+    // Counts are not forgotten.
+    assert_eq!(sim.status("c").n_failed, 3);
+}
+
+#[test]
+fn finished_results_are_kept_up_to_a_memory_bound() {
+    // Room for one such result (512 bytes of overhead plus its message),
+    // not two.
+    let mut sim = Sim::with_config(retention(100, 700)).with_client("c");
+    submit_failing(&mut sim, 1..=2);
+    assert_eq!(sim.task_status("c", 1).state, TaskState::Unknown);
+    assert_eq!(sim.task_status("c", 2).state, TaskState::Failed);
 }
 
 #[test]

@@ -174,10 +174,16 @@ pub fn spawn(
                 ExitStatus::Code(-1)
             }
         };
+        // Output files may sit on a slow shared filesystem: read them off
+        // the event loop.
+        let (stdout_tail, stderr_tail) =
+            tokio::task::spawn_blocking(move || (read_tail(&stdout_path), read_tail(&stderr_path)))
+                .await
+                .unwrap_or_default();
         let exit = TaskExit {
             status,
-            stdout_tail: read_tail(&stdout_path),
-            stderr_tail: read_tail(&stderr_path),
+            stdout_tail,
+            stderr_tail,
             start_time,
             end_time,
         };

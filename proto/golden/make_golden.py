@@ -198,6 +198,7 @@ def messages():
             "request_id": 9,
             "command": {"name": "shutdown"},
         },
+        "from_client.goodbye": {"type": "goodbye"},
         # ToClient
         "to_client.welcome": {
             "type": "welcome",

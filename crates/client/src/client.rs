@@ -264,8 +264,12 @@ impl Client {
             .collect())
     }
 
-    /// Closes the connection, giving queued messages a moment to leave.
+    /// Says goodbye (so the interchange forgets this connection; tasks
+    /// carry on) and closes, giving queued messages a moment to leave.
     pub fn close(self) {
+        if let Err(error) = self.connection.send(&FromClient::Goodbye) {
+            tracing::debug!(%error, "cannot say goodbye to the interchange");
+        }
         self.connection.close(200);
     }
 

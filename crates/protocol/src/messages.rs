@@ -282,6 +282,10 @@ pub enum FromClient {
     },
     /// A command; answered by `reply` with the same `request_id`.
     Command { request_id: u64, command: Command },
+    /// The client is closing this connection: the interchange forgets it.
+    /// Its tasks carry on; their results stay available to `watch` and
+    /// `task_status` from another connection. No answer.
+    Goodbye,
 }
 
 /// Commands a client can give.

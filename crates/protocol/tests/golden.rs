@@ -198,6 +198,7 @@ fn from_client_cases() -> Vec<(&'static str, FromClient)> {
             "from_client.command.shutdown",
             command(9, Command::Shutdown),
         ),
+        ("from_client.goodbye", FromClient::Goodbye),
     ]
 }
 
@@ -630,7 +631,7 @@ fn every_variant_has_a_golden_file() {
     };
     assert_eq!(
         tags(&from_client_cases()),
-        expect(&["hello", "submit", "watch", "command"])
+        expect(&["hello", "submit", "watch", "command", "goodbye"])
     );
     assert_eq!(
         tags(&to_client_cases()),

@@ -383,13 +383,19 @@ impl Core {
                     self.refuse_client(&peer, Some(protocol_version));
                 }
             }
+            Ok(FromClient::Goodbye) => {
+                // Closing: forget the connection (a goodbye without hello
+                // is harmless). Its tasks carry on.
+                tracing::debug!(peer = %peer, "client said goodbye");
+                self.forget_client(&peer);
+            }
             Ok(message) if !self.clients.contains_key(&peer) => {
                 self.bad_message();
                 let request_id = match &message {
                     FromClient::Submit { request_id, .. }
                     | FromClient::Watch { request_id, .. }
                     | FromClient::Command { request_id, .. } => Some(*request_id),
-                    FromClient::Hello { .. } => None,
+                    FromClient::Hello { .. } | FromClient::Goodbye => None,
                 };
                 tracing::warn!(peer = %peer, "request from a client that sent no hello");
                 self.send_client(

@@ -1085,6 +1085,39 @@ fn garbage_and_unexpected_messages_are_counted_and_survived() {
 // ---------------------------------------------------------------------
 
 #[test]
+fn a_client_that_says_goodbye_is_forgotten_and_its_tasks_carry_on() {
+    let mut sim = Sim::new()
+        .with_client("leaving")
+        .with_client("other")
+        .with_manager(1, 1);
+    sim.submit("leaving", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("leaving", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.client("leaving", FromClient::Goodbye);
+    sim.check(vec![]);
+    // Forgotten: its next request needs a new hello.
+    sim.command("leaving", 2, Command::Status);
+    let outputs = sim.drain();
+    assert!(
+        matches!(
+            outputs.as_slice(),
+            [Output::ToClient(_, ToClient::Error { request_id: Some(2), message })]
+                if message.starts_with("send hello first")
+        ),
+        "{outputs:?}"
+    );
+    // The task carries on; its result goes to nobody but is kept.
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![]);
+    assert_eq!(
+        sim.task_status("other", 1).result,
+        Some(forwarded(completed(1), 1))
+    );
+}
+
+#[test]
 fn results_go_to_every_watcher_including_late_ones() {
     let mut sim = Sim::new()
         .with_client("a")

@@ -79,6 +79,38 @@ fn wait_pid_file(path: &Path) -> i32 {
     })
 }
 
+/// A task that sleeps for a minute, running on a fresh manager.
+struct SleepingTask {
+    manager: e2e::Manager,
+    client: RawClient,
+    task_id: TaskId,
+    /// The task's process group (adopted by the scenario for clean-up).
+    sleep_group: i32,
+}
+
+/// Starts a manager with `options`, runs a `sleep 60` task on it and waits
+/// until the task's process is up.
+fn start_sleeping_task(
+    scenario: &Scenario,
+    interchange: &Interchange,
+    options: ManagerOptions,
+) -> SleepingTask {
+    let manager = scenario.start_manager(interchange, options);
+    let mut client = RawClient::connect(interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let pid_file = scenario.file("sleep.pid");
+    let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
+    client.wait_running(task_id);
+    let sleep_group = wait_pid_file(&pid_file);
+    scenario.adopt_process_group(sleep_group);
+    SleepingTask {
+        manager,
+        client,
+        task_id,
+        sleep_group,
+    }
+}
+
 /// Whether a process with this pid still exists (zombies count: the
 /// manager must reap what it kills).
 fn process_exists(pid: i32) -> bool {
@@ -428,14 +460,16 @@ fn fake_srun_and_aprun_receive_the_exact_prefix() {
 fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
     let scenario = Scenario::new("manager-lost");
     let interchange = secure_interchange(&scenario);
-    let mut manager = scenario.start_manager(&interchange, ManagerOptions::new("doomed", &["k1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    let pid_file = scenario.file("sleep.pid");
-    let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
-    client.wait_running(task_id);
-    let sleep_group = wait_pid_file(&pid_file);
-    scenario.adopt_process_group(sleep_group);
+    let SleepingTask {
+        mut manager,
+        mut client,
+        task_id,
+        sleep_group: _,
+    } = start_sleeping_task(
+        &scenario,
+        &interchange,
+        ManagerOptions::new("doomed", &["k1"]),
+    );
 
     let killed = manager.daemon.kill_group();
     assert_eq!(describe(killed), "signal 9");
@@ -464,14 +498,12 @@ fn a_manager_dropped_for_silence_is_told_to_stop_when_it_speaks_again() {
     // interchange: what stops it below is the interchange's answer.
     let mut options = ManagerOptions::new("frozen", &["f1"]);
     options.extra_args = strings(&["--heartbeat-threshold", "600"]);
-    let mut manager = scenario.start_manager(&interchange, options);
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    let pid_file = scenario.file("sleep.pid");
-    let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
-    client.wait_running(task_id);
-    let sleep_group = wait_pid_file(&pid_file);
-    scenario.adopt_process_group(sleep_group);
+    let SleepingTask {
+        mut manager,
+        mut client,
+        task_id,
+        sleep_group,
+    } = start_sleeping_task(&scenario, &interchange, options);
 
     // Freeze the manager process (not its task) until the interchange
     // drops it and fails its task.
@@ -875,15 +907,16 @@ fn rhtex_cancel_kills_a_running_task() {
 fn sigterm_to_a_manager_kills_its_task_and_exits_zero() {
     let scenario = Scenario::new("sigterm");
     let interchange = secure_interchange(&scenario);
-    let mut manager =
-        scenario.start_manager(&interchange, ManagerOptions::new("stopping", &["s1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    let pid_file = scenario.file("sleep.pid");
-    let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
-    client.wait_running(task_id);
-    let sleep_group = wait_pid_file(&pid_file);
-    scenario.adopt_process_group(sleep_group);
+    let SleepingTask {
+        mut manager,
+        mut client,
+        task_id,
+        sleep_group,
+    } = start_sleeping_task(
+        &scenario,
+        &interchange,
+        ManagerOptions::new("stopping", &["s1"]),
+    );
 
     manager.daemon.signal(Signal::SIGTERM);
     let result = client.wait_result(task_id, WAIT);

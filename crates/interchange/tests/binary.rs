@@ -77,16 +77,24 @@ fn send(socket: &zmq::Socket, message: &FromClient) {
         .expect("send to the interchange");
 }
 
+impl Daemon {
+    /// The ready line, as text and as JSON, read within the timeout.
+    fn ready(&self) -> (String, serde_json::Value) {
+        let line = self
+            .ready_line
+            .recv_timeout(WAIT)
+            .expect("a ready line within the timeout")
+            .expect("read stdout");
+        let ready = serde_json::from_str(&line).expect("the ready line is JSON");
+        (line, ready)
+    }
+}
+
 #[test]
 fn survives_garbage_answers_status_and_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let daemon = Daemon::start(dir.path(), &["--insecure".as_ref()]);
-    let line = daemon
-        .ready_line
-        .recv_timeout(WAIT)
-        .expect("a ready line within the timeout")
-        .expect("read stdout");
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+    let (line, ready) = daemon.ready();
     let client_url = ready["client_url"]
         .as_str()
         .expect("client_url is a string");
@@ -167,12 +175,7 @@ fn with_curve_a_client_holding_the_keys_gets_a_welcome() {
     let keys_dir = dir.path().join("keys");
     transport::keygen(&keys_dir).expect("generate keys");
     let daemon = Daemon::start(dir.path(), &["--keys-dir".as_ref(), keys_dir.as_os_str()]);
-    let line = daemon
-        .ready_line
-        .recv_timeout(WAIT)
-        .expect("a ready line within the timeout")
-        .expect("read stdout");
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+    let (_, ready) = daemon.ready();
     let client_url = ready["client_url"]
         .as_str()
         .expect("client_url is a string");

@@ -301,8 +301,7 @@ impl Manager {
                     self.settings.interchange_url,
                     protocol::PROTOCOL_VERSION
                 );
-                tracing::error!("{reason}");
-                self.stop(exit_code::REFUSED, reason, KillReason::Refused, false);
+                self.give_up(exit_code::REFUSED, reason, KillReason::Refused);
             }
             ToManager::RunTasks { tasks } => {
                 for task in tasks {
@@ -365,20 +364,17 @@ impl Manager {
             ),
             LinkStatus::HandshakeFailed(message) => {
                 let reason = format!("cannot register with the interchange: {message}");
-                tracing::error!("{reason}");
-                self.stop(exit_code::REFUSED, reason, KillReason::Refused, false);
+                self.give_up(exit_code::REFUSED, reason, KillReason::Refused);
             }
             LinkStatus::Failed(message) => {
                 let reason = format!(
                     "the link to the interchange at {} failed: {message}",
                     self.settings.interchange_url
                 );
-                tracing::error!("{reason}");
-                self.stop(
+                self.give_up(
                     exit_code::INTERCHANGE_LOST,
                     reason,
                     KillReason::InterchangeLost,
-                    false,
                 );
             }
         }
@@ -417,12 +413,10 @@ impl Manager {
                 "the interchange at {} {what} for {threshold} s (--heartbeat-threshold); giving up",
                 self.settings.interchange_url
             );
-            tracing::error!("{reason}");
-            self.stop(
+            self.give_up(
                 exit_code::INTERCHANGE_LOST,
                 reason,
                 KillReason::InterchangeLost,
-                false,
             );
             return;
         }
@@ -660,6 +654,13 @@ impl Manager {
 
     /// Starts stopping: kills every running task; exits once none is left.
     /// The first reason to stop wins.
+    /// Stops because the interchange is gone or refused us: logs why, kills
+    /// the tasks and exits without talking to the interchange again.
+    fn give_up(&mut self, code: i32, reason: String, kill: KillReason) {
+        tracing::error!("{reason}");
+        self.stop(code, reason, kill, false);
+    }
+
     fn stop(&mut self, code: i32, reason: String, kill: KillReason, send_messages: bool) {
         if matches!(self.phase, Phase::Stopping(_) | Phase::Exited) {
             return;

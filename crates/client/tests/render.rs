@@ -151,12 +151,15 @@ fn report() -> StatusReport {
             registered_at: 900.0,
             last_heartbeat: 990.0,
             rhtex_version: "0.1.0".into(),
+            slots_per_node: 8,
+            reserved_for: None,
         }],
         waiting: vec![WaitingGroup {
             num_nodes: 8,
             n_tasks: 4,
             reason: "needs 8 nodes; the largest block has 4".into(),
         }],
+        blocks: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! Precedence: a flag on the command line, then the config file, then the
 //! environment (`RHTEX_KEYS_DIR`), then the default.
 
+use crate::core::Placement;
 use clap::Parser;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ pub struct Flags {
     /// TOML file with the same settings (keys with underscores: run_dir,
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
-    /// max_finished_mib, log_level); flags override it.
+    /// max_finished_mib, placement, default_retries, log_level); flags
+    /// override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory for the interchange's files (created if missing)
@@ -66,6 +68,16 @@ pub struct Flags {
     /// take; the oldest are forgotten first [default: 512].
     #[arg(long, value_name = "MIB")]
     pub max_finished_mib: Option<usize>,
+    /// Which manager a task goes to when several can start it: best-fit
+    /// (the tightest free capacity, keeping large holes for large tasks) or
+    /// newest-block (the last to register, so old blocks go idle and can be
+    /// released) [default: best-fit].
+    #[arg(long, value_name = "POLICY")]
+    pub placement: Option<String>,
+    /// How many times a task is queued again after its manager was lost,
+    /// when its specification has no `retries` [default: 0].
+    #[arg(long, value_name = "N")]
+    pub default_retries: Option<u32>,
     /// Log level (error, warn, info, debug, trace) for stderr; RUST_LOG
     /// applies when this is not given [default: info].
     #[arg(long, value_name = "LEVEL")]
@@ -86,6 +98,8 @@ pub struct FileConfig {
     pub max_block_nodes: Option<u32>,
     pub max_finished_results: Option<usize>,
     pub max_finished_mib: Option<usize>,
+    pub placement: Option<String>,
+    pub default_retries: Option<u32>,
     pub log_level: Option<String>,
 }
 
@@ -113,6 +127,8 @@ pub struct Config {
     /// many, taking at most `max_finished_bytes`.
     pub max_finished_results: usize,
     pub max_finished_bytes: usize,
+    pub placement: Placement,
+    pub default_retries: u32,
     /// A level name; `None` means "RUST_LOG, else info".
     pub log_level: Option<String>,
 }
@@ -146,6 +162,10 @@ pub enum ConfigError {
     ThresholdNotAbovePeriod { period: f64, threshold: f64 },
     #[error("max_finished_mib = {0} is too large for this machine's address space")]
     TooManyMib(usize),
+    #[error("placement: {0}")]
+    BadPlacement(String),
+    #[error("default_retries must be at most {max}, got {0}", max = protocol::spec::MAX_RETRIES)]
+    TooManyRetries(u32),
     #[error("max_block_nodes must be at least 1, got 0")]
     ZeroMaxBlockNodes,
     #[error("unknown log level {0:?}; valid levels are error, warn, info, debug, trace, off")]
@@ -296,6 +316,14 @@ impl Config {
         let max_finished_bytes = max_finished_mib
             .checked_mul(1024 * 1024)
             .ok_or(ConfigError::TooManyMib(max_finished_mib))?;
+        let placement = match flags.placement.or(file.placement) {
+            None => Placement::BestFit,
+            Some(text) => text.parse().map_err(ConfigError::BadPlacement)?,
+        };
+        let default_retries = flags.default_retries.or(file.default_retries).unwrap_or(0);
+        if i64::from(default_retries) > protocol::spec::MAX_RETRIES {
+            return Err(ConfigError::TooManyRetries(default_retries));
+        }
         let log_level = flags.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
@@ -327,6 +355,8 @@ impl Config {
             max_block_nodes,
             max_finished_results,
             max_finished_bytes,
+            placement,
+            default_retries,
             log_level,
         })
     }
@@ -374,6 +404,8 @@ mod tests {
                 max_block_nodes: None,
                 max_finished_results: 100_000,
                 max_finished_bytes: 512 * 1024 * 1024,
+                placement: Placement::BestFit,
+                default_retries: 0,
                 log_level: None,
             }
         );

@@ -168,6 +168,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             max_finished_bytes: config.max_finished_bytes,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero,
+            placement: config.placement,
+            default_retries: config.default_retries,
         },
         clock.now(),
     );

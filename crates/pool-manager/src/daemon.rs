@@ -96,6 +96,7 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
         launcher: config.launcher,
         rhtex_version: protocol::RHTEX_VERSION.to_owned(),
         cpu_count,
+        slots_per_node: Some(cpu_count.max(1)),
         versions,
     };
     let link = InterchangeLink::connect(&config.interchange, &security, config.manager_id)

@@ -125,6 +125,9 @@ mod tests {
 
     fn resources(nodes: u32, per_node: u32, ranks: u32, options: Option<&str>) -> TaskResources {
         TaskResources {
+            walltime: None,
+            retries: None,
+            exclusive: true,
             num_nodes: nodes,
             ranks_per_node: per_node,
             num_ranks: ranks,

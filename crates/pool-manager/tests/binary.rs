@@ -170,6 +170,7 @@ fn dispatch(task_id: TaskId, command: &str, request: ResourceRequest) -> TaskDis
         task_id,
         command: command.into(),
         resources: protocol::validate(&request).expect("valid spec"),
+        placement: Vec::new(),
         env: BTreeMap::new(),
         cwd: None,
         stdout: None,

@@ -121,6 +121,7 @@ mod tests {
                 task_id: TaskId::from_u128(3),
                 command: "true".into(),
                 resources: TaskResources::serial(),
+                placement: vec![crate::NodeShare { node: 0, slots: 1 }],
                 env: BTreeMap::new(),
                 cwd: Some("/".into()),
                 stdout: None,

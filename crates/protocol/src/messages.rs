@@ -155,6 +155,8 @@ pub enum ErrorKind {
     Killed,
     /// Another task with the same id was already submitted.
     DuplicateTaskId,
+    /// The task ran longer than its `walltime` and was killed.
+    WalltimeExceeded,
 }
 
 impl ErrorKind {
@@ -169,6 +171,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Killed => "killed",
             ErrorKind::DuplicateTaskId => "duplicate_task_id",
+            ErrorKind::WalltimeExceeded => "walltime_exceeded",
         }
     }
 }
@@ -372,6 +375,69 @@ pub struct StatusReport {
     pub managers: Vec<ManagerInfo>,
     /// Queued tasks grouped by why they wait.
     pub waiting: Vec<WaitingGroup>,
+    /// Blocks the interchange's provider submitted (empty without a provider).
+    #[serde(default)]
+    pub blocks: Vec<BlockInfo>,
+}
+
+/// Where a block (a batch job holding nodes) is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockState {
+    /// Submitted; waiting in the batch system's queue.
+    Pending,
+    /// The batch system runs it; its manager has not registered yet.
+    Running,
+    /// Its manager registered.
+    Connected,
+    /// Idle too long or no longer needed: its manager drains, then the job is cancelled.
+    Draining,
+    /// The job ended.
+    Ended,
+    /// Submission failed, or the job ended without its manager registering.
+    Failed,
+}
+
+impl BlockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockState::Pending => "pending",
+            BlockState::Running => "running",
+            BlockState::Connected => "connected",
+            BlockState::Draining => "draining",
+            BlockState::Ended => "ended",
+            BlockState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for BlockState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One block the provider submitted, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// The id its manager registers with (`block_id` in [`Registration`]).
+    pub block_id: String,
+    /// The batch system's job id (empty if submission failed).
+    pub job_id: String,
+    /// `slurm`, `pbs` or `local`.
+    pub provider: String,
+    pub state: BlockState,
+    pub n_nodes: u32,
+    /// Its manager, once registered.
+    #[serde(default)]
+    pub manager_id: Option<ManagerId>,
+    pub submitted_at: UnixTime,
+    /// The file the job's output goes to.
+    #[serde(default)]
+    pub output_path: Option<String>,
+    /// What went wrong, for a failed block.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// One connected pool-manager, as `status` shows it.
@@ -389,6 +455,13 @@ pub struct ManagerInfo {
     pub registered_at: UnixTime,
     pub last_heartbeat: UnixTime,
     pub rhtex_version: String,
+    /// Slots (ranks) each node offers to non-exclusive tasks.
+    #[serde(default)]
+    pub slots_per_node: u32,
+    /// The queued task this manager is reserved for (it cannot start
+    /// anywhere yet; smaller tasks may not delay it here).
+    #[serde(default)]
+    pub reserved_for: Option<TaskId>,
 }
 
 /// Queued tasks that wait for the same reason.
@@ -451,6 +524,10 @@ pub struct Registration {
     /// CPUs on the lead node.
     #[serde(default)]
     pub cpu_count: u32,
+    /// Slots (ranks) each node offers to non-exclusive tasks; absent means
+    /// `cpu_count` (at least 1).
+    #[serde(default)]
+    pub slots_per_node: Option<u32>,
     /// Free-form versions of things that matter for debugging (OS, MPI...).
     #[serde(default)]
     pub versions: BTreeMap<String, String>,
@@ -471,8 +548,9 @@ pub enum ToManager {
         reason: String,
         protocol_version: u32,
     },
-    /// Start these tasks now. The interchange only sends what fits in the
-    /// manager's free nodes.
+    /// Start these tasks now, each on the nodes and slots its `placement`
+    /// names. The interchange only sends what fits in the manager's free
+    /// nodes and slots.
     RunTasks {
         tasks: Vec<TaskDispatch>,
     },
@@ -487,12 +565,25 @@ pub enum ToManager {
     },
 }
 
-/// A task as the interchange hands it to a pool-manager: validated.
+/// A share of one node given to a task: `slots` slots on the node at index
+/// `node` of the manager's registered `nodes` list. An exclusive task gets
+/// every slot of its nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeShare {
+    pub node: u32,
+    pub slots: u32,
+}
+
+/// A task as the interchange hands it to a pool-manager: validated, and
+/// placed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskDispatch {
     pub task_id: TaskId,
     pub command: String,
     pub resources: TaskResources,
+    /// The nodes the task runs on, one entry per node (`num_nodes` entries,
+    /// distinct nodes), chosen by the interchange.
+    pub placement: Vec<NodeShare>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]

@@ -20,7 +20,16 @@
 //!   `(num_nodes - 1) * ranks_per_node < num_ranks <= num_nodes * ranks_per_node`,
 //!   so that every node runs at least one rank;
 //! - `launcher_options` is a string; `priority` is an integer (smaller runs
-//!   first, tasks without one come last).
+//!   first, tasks without one come last);
+//! - `walltime` is a number of seconds, more than 0 and at most
+//!   [`MAX_WALLTIME`]: the manager kills the task when it runs longer, and
+//!   the scheduler may backfill short tasks ahead of a waiting large one;
+//! - `retries` is an integer from 0 to [`MAX_RETRIES`]: how many times a task
+//!   that failed through no fault of its own (its manager was lost) goes back
+//!   to the queue; absent, the interchange's default applies;
+//! - `exclusive` is a boolean, true by default: the task gets whole nodes.
+//!   With `false` it takes `ranks_per_node` slots on each of `num_nodes` nodes
+//!   and may share those nodes with other non-exclusive tasks.
 //!
 //! An empty request is a serial task: one node, one rank.
 
@@ -35,7 +44,16 @@ pub const KNOWN_KEYS: &[&str] = &[
     "num_ranks",
     "launcher_options",
     "priority",
+    "walltime",
+    "retries",
+    "exclusive",
 ];
+
+/// Longest `walltime` accepted, in seconds (about 31 years).
+pub const MAX_WALLTIME: f64 = 1e9;
+
+/// Most `retries` accepted.
+pub const MAX_RETRIES: i64 = 1000;
 
 /// Upper bound on node and rank counts, to keep arithmetic far from overflow.
 pub const MAX_COUNT: i64 = 1 << 24;
@@ -128,7 +146,7 @@ impl ResourceRequest {
 }
 
 /// A validated resource specification: every count present and consistent.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskResources {
     pub num_nodes: u32,
     pub ranks_per_node: u32,
@@ -137,6 +155,21 @@ pub struct TaskResources {
     pub launcher_options: Option<String>,
     #[serde(default)]
     pub priority: Option<i64>,
+    /// Seconds the task may run before it is killed; none means no limit.
+    #[serde(default)]
+    pub walltime: Option<f64>,
+    /// How many times the task is queued again after a failure that was not
+    /// its own; none means the interchange's default.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// True (the default): whole nodes. False: `ranks_per_node` slots on each
+    /// node, which other non-exclusive tasks may share.
+    #[serde(default = "exclusive_default")]
+    pub exclusive: bool,
+}
+
+fn exclusive_default() -> bool {
+    true
 }
 
 impl TaskResources {
@@ -148,6 +181,9 @@ impl TaskResources {
             num_ranks: 1,
             launcher_options: None,
             priority: None,
+            walltime: None,
+            retries: None,
+            exclusive: true,
         }
     }
 
@@ -162,6 +198,15 @@ impl TaskResources {
         }
         if let Some(priority) = self.priority {
             request.insert("priority", priority);
+        }
+        if let Some(walltime) = self.walltime {
+            request.insert("walltime", SpecValue::Float(walltime));
+        }
+        if let Some(retries) = self.retries {
+            request.insert("retries", retries);
+        }
+        if !self.exclusive {
+            request.insert("exclusive", false);
         }
         request
     }
@@ -211,6 +256,14 @@ pub enum SpecError {
         ranks_per_node: u32,
         num_ranks: u32,
     },
+    #[error(
+        "walltime must be a number of seconds, more than 0 and at most {MAX_WALLTIME}, got {got}"
+    )]
+    NotAWalltime { got: String },
+    #[error("retries must be an integer from 0 to {MAX_RETRIES}, got {got}")]
+    NotRetries { got: String },
+    #[error("exclusive must be true (whole nodes) or false (share nodes by slots), got {got}")]
+    NotABool { got: String },
     #[error("num_nodes * ranks_per_node = {num_nodes} * {ranks_per_node} is larger than {MAX_COUNT} ranks")]
     TooManyRanks { num_nodes: u32, ranks_per_node: u32 },
 }
@@ -259,6 +312,40 @@ pub fn validate(request: &ResourceRequest) -> Result<TaskResources, SpecError> {
         Some(SpecValue::Int(value)) => Some(*value),
         Some(other) => {
             return Err(SpecError::NotAPriority {
+                got: other.to_string(),
+            })
+        }
+    };
+
+    let walltime = match request.0.get("walltime") {
+        None => None,
+        Some(SpecValue::Int(value)) if (1..=MAX_WALLTIME as i64).contains(value) => {
+            Some(*value as f64)
+        }
+        Some(SpecValue::Float(value)) if *value > 0.0 && *value <= MAX_WALLTIME => Some(*value),
+        Some(other) => {
+            return Err(SpecError::NotAWalltime {
+                got: other.to_string(),
+            })
+        }
+    };
+    let retries = match request.0.get("retries") {
+        None => None,
+        // In range 0..=1000, so the conversion is exact.
+        Some(SpecValue::Int(value)) if (0..=MAX_RETRIES).contains(value) => {
+            Some(u32::try_from(*value).unwrap_or(0))
+        }
+        Some(other) => {
+            return Err(SpecError::NotRetries {
+                got: other.to_string(),
+            })
+        }
+    };
+    let exclusive = match request.0.get("exclusive") {
+        None => true,
+        Some(SpecValue::Bool(value)) => *value,
+        Some(other) => {
+            return Err(SpecError::NotABool {
                 got: other.to_string(),
             })
         }
@@ -316,6 +403,9 @@ pub fn validate(request: &ResourceRequest) -> Result<TaskResources, SpecError> {
         num_ranks,
         launcher_options,
         priority,
+        walltime,
+        retries,
+        exclusive,
     })
 }
 
@@ -499,8 +589,63 @@ mod tests {
             num_ranks: 10,
             launcher_options: Some("-x".into()),
             priority: Some(2),
+            walltime: Some(1.5),
+            retries: Some(3),
+            exclusive: false,
         };
         assert_eq!(validate(&resources.to_request()), Ok(resources));
+    }
+
+    #[test]
+    fn walltime_retries_exclusive() {
+        let resources = validate(
+            &req()
+                .with("walltime", 30)
+                .with("retries", 2)
+                .with("exclusive", false),
+        )
+        .expect("valid");
+        assert_eq!(resources.walltime, Some(30.0));
+        assert_eq!(resources.retries, Some(2));
+        assert!(!resources.exclusive);
+        let mut fractional = req();
+        fractional.insert("walltime", SpecValue::Float(0.25));
+        assert_eq!(validate(&fractional).map(|r| r.walltime), Ok(Some(0.25)));
+        let defaults = validate(&req()).expect("valid");
+        assert_eq!(
+            (defaults.walltime, defaults.retries, defaults.exclusive),
+            (None, None, true)
+        );
+        for bad in [
+            SpecValue::Int(0),
+            SpecValue::Float(-1.0),
+            SpecValue::Float(f64::NAN),
+            SpecValue::Text("1h".into()),
+            SpecValue::Int(2_000_000_000),
+        ] {
+            let mut request = req();
+            request.insert("walltime", bad);
+            check(request, Err("walltime must be a number of seconds"));
+        }
+        for bad in [
+            SpecValue::Int(-1),
+            SpecValue::Int(1001),
+            SpecValue::Float(1.0),
+            SpecValue::Bool(true),
+        ] {
+            let mut request = req();
+            request.insert("retries", bad);
+            check(request, Err("retries must be an integer from 0 to 1000"));
+        }
+        for bad in [
+            SpecValue::Int(0),
+            SpecValue::Text("no".into()),
+            SpecValue::Null,
+        ] {
+            let mut request = req();
+            request.insert("exclusive", bad);
+            check(request, Err("exclusive must be true"));
+        }
     }
 
     proptest::proptest! {

@@ -9,7 +9,7 @@
 
 use protocol::{
     decode, encode, Command, ErrorKind, FromClient, FromManager, Launcher, ManagerId, ManagerInfo,
-    Registration, Reply, ResourceRequest, StatusReport, TaskDispatch, TaskError, TaskId,
+    NodeShare, Registration, Reply, ResourceRequest, StatusReport, TaskDispatch, TaskError, TaskId,
     TaskResources, TaskResult, TaskState, TaskStatusInfo, TaskSubmission, ToClient, ToManager,
     WaitingGroup, PROTOCOL_VERSION,
 };
@@ -225,12 +225,15 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
             registered_at: REGISTERED_AT,
             last_heartbeat: LAST_HEARTBEAT,
             rhtex_version: RHTEX_VERSION.into(),
+            slots_per_node: 128,
+            reserved_for: None,
         }],
         waiting: vec![WaitingGroup {
             num_nodes: 3,
             n_tasks: 5,
             reason: "needs 3 nodes; the largest free count is 2".into(),
         }],
+        blocks: Vec::new(),
     };
     vec![
         (
@@ -345,6 +348,7 @@ fn from_manager_cases() -> Vec<(&'static str, FromManager)> {
                 launcher: Launcher::Srun,
                 rhtex_version: RHTEX_VERSION.into(),
                 cpu_count: 128,
+                slots_per_node: Some(128),
                 versions: strings(&[
                     ("os", "Debian GNU/Linux 12"),
                     ("libzmq", "4.3.4"),
@@ -385,6 +389,9 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
             num_ranks: 7,
             launcher_options: Some("--bind-to core".into()),
             priority: Some(-3),
+            walltime: None,
+            retries: None,
+            exclusive: true,
         }
     );
     vec![
@@ -411,6 +418,10 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
                     task_id: submission.task_id,
                     command: submission.command,
                     resources,
+                    placement: vec![
+                        NodeShare { node: 0, slots: 4 },
+                        NodeShare { node: 1, slots: 4 },
+                    ],
                     env: submission.env,
                     cwd: submission.cwd,
                     stdout: submission.stdout,

@@ -21,8 +21,11 @@ pub(crate) struct Manager {
     pub(crate) rhtex_version: String,
     pub(crate) n_nodes: u32,
     pub(crate) n_free_nodes: u32,
-    /// Tasks it holds, with the node count of each.
-    pub(crate) tasks: BTreeMap<TaskId, u32>,
+    /// Indexes (into the registered node list) of the nodes no task holds.
+    pub(crate) free_node_ids: BTreeSet<u32>,
+    pub(crate) slots_per_node: u32,
+    /// Tasks it holds, with the node indexes of each.
+    pub(crate) tasks: BTreeMap<TaskId, Vec<u32>>,
     pub(crate) held: bool,
     pub(crate) draining: bool,
     /// `shutdown` was sent; it must not be sent twice.

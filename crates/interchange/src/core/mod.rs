@@ -25,9 +25,9 @@ mod tests;
 
 use managers::{Manager, ManagerTable};
 use protocol::{
-    Command, ErrorKind, FromClient, FromManager, ManagerId, ManagerInfo, Registration, Reply,
-    StatusReport, TaskDispatch, TaskId, TaskResult, TaskState, TaskStatusInfo, TaskSubmission,
-    ToClient, ToManager, UnixTime, WaitingGroup, PROTOCOL_VERSION, RHTEX_VERSION,
+    BlockInfo, Command, ErrorKind, FromClient, FromManager, ManagerId, ManagerInfo, NodeShare,
+    Registration, Reply, StatusReport, TaskDispatch, TaskId, TaskResult, TaskState, TaskStatusInfo,
+    TaskSubmission, ToClient, ToManager, UnixTime, WaitingGroup, PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use queue::{QueueKey, TaskQueue};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -109,6 +109,85 @@ pub struct CoreConfig {
     pub shutdown_grace: Duration,
     /// The wall-clock time (seconds since the epoch) at `Time(0)`.
     pub wall_clock_at_zero: UnixTime,
+    /// How to choose among the managers that can start a task now.
+    pub placement: Placement,
+    /// How many times a task without `retries` in its specification is
+    /// queued again after its manager was lost.
+    pub default_retries: u32,
+}
+
+impl Default for CoreConfig {
+    /// The daemon's defaults, with `Time(0)` at the epoch.
+    fn default() -> Self {
+        Self {
+            heartbeat_period: Duration::from_secs(30),
+            heartbeat_threshold: Duration::from_secs(120),
+            max_block_nodes: None,
+            max_finished_results: 100_000,
+            max_finished_bytes: 512 * 1024 * 1024,
+            shutdown_grace: SHUTDOWN_GRACE,
+            wall_clock_at_zero: 0.0,
+            placement: Placement::BestFit,
+            default_retries: 0,
+        }
+    }
+}
+
+/// How a task chooses among the managers that can start it now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// The manager whose free capacity fits the task most tightly, keeping
+    /// large holes for large tasks.
+    #[default]
+    BestFit,
+    /// The manager that registered last, so that older blocks go idle and
+    /// can be released.
+    NewestBlock,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::BestFit => "best-fit",
+            Placement::NewestBlock => "newest-block",
+        }
+    }
+}
+
+impl std::str::FromStr for Placement {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "best-fit" => Ok(Placement::BestFit),
+            "newest-block" => Ok(Placement::NewestBlock),
+            other => Err(format!(
+                "unknown placement {other:?}; valid placements are best-fit, newest-block"
+            )),
+        }
+    }
+}
+
+/// What the queue asks of blocks, for a provider deciding how many to run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Demand {
+    /// Tasks waiting in the queue.
+    pub n_queued_tasks: u64,
+    /// The sum of `num_nodes` over the queued tasks (an upper bound on the
+    /// nodes that would start them all at once).
+    pub n_queued_nodes: u64,
+    /// The largest `num_nodes` of a queued task (0 with an empty queue).
+    pub max_task_nodes: u32,
+}
+
+/// One registered manager as a provider sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagerView {
+    pub manager_id: ManagerId,
+    pub block_id: String,
+    pub n_nodes: u32,
+    pub n_running_tasks: u32,
+    pub draining: bool,
+    pub held: bool,
 }
 
 /// Default bound on the wait for managers' `goodbye` after `shutdown`.
@@ -171,6 +250,8 @@ pub struct Core {
     /// Set once shutdown began: the deadline for managers' goodbyes.
     shutdown_deadline: Option<Time>,
     exited: bool,
+    /// The provider's blocks, shown by `status`.
+    blocks: Vec<BlockInfo>,
 }
 
 fn format_seconds(duration: Duration) -> String {
@@ -200,7 +281,54 @@ impl Core {
             next_expiry_check: None,
             shutdown_deadline: None,
             exited: false,
+            blocks: Vec::new(),
         }
+    }
+
+    // -----------------------------------------------------------------
+    // For a block provider (read-only views, and drain)
+    // -----------------------------------------------------------------
+
+    /// The provider's blocks, as `status` should show them from now on.
+    pub fn set_blocks(&mut self, blocks: Vec<BlockInfo>) {
+        self.blocks = blocks;
+    }
+
+    /// What the queued tasks need.
+    pub fn demand(&self) -> Demand {
+        let mut demand = Demand::default();
+        for (num_nodes, n_tasks) in self.queue.buckets() {
+            demand.n_queued_tasks += n_tasks as u64;
+            demand.n_queued_nodes += u64::from(num_nodes) * n_tasks as u64;
+            demand.max_task_nodes = demand.max_task_nodes.max(num_nodes);
+        }
+        demand
+    }
+
+    /// Every registered manager.
+    pub fn managers_view(&self) -> Vec<ManagerView> {
+        self.managers
+            .iter()
+            .map(|manager| ManagerView {
+                manager_id: manager.manager_id,
+                block_id: manager.block_id.clone(),
+                n_nodes: manager.n_nodes,
+                n_running_tasks: u32::try_from(manager.tasks.len()).unwrap_or(u32::MAX),
+                draining: manager.draining,
+                held: manager.held,
+            })
+            .collect()
+    }
+
+    /// Sends no new tasks to this manager and tells it to exit once idle
+    /// (as the `drain` command does). False for an unknown manager.
+    pub fn drain_manager(&mut self, manager_id: ManagerId, reason: &str) -> bool {
+        if self.managers.get(manager_id).is_none() {
+            return false;
+        }
+        self.start_drain(manager_id, reason);
+        self.after_input();
+        true
     }
 
     // -----------------------------------------------------------------
@@ -494,6 +622,7 @@ impl Core {
                                 task_id,
                                 command: submission.command,
                                 resources,
+                                placement: Vec::new(),
                                 env: submission.env,
                                 cwd: submission.cwd,
                                 stdout: submission.stdout,
@@ -809,6 +938,8 @@ impl Core {
                 registered_at: manager.registered_at,
                 last_heartbeat: self.unix(manager.last_heard),
                 rhtex_version: manager.rhtex_version.clone(),
+                slots_per_node: manager.slots_per_node,
+                reserved_for: None,
             })
             .collect();
         let n_running = managers
@@ -833,6 +964,7 @@ impl Core {
             n_failed: self.counts.n_failed,
             n_cancelled: self.counts.n_cancelled,
             n_bad_messages: self.counts.n_bad_messages,
+            blocks: self.blocks.clone(),
             managers,
             waiting,
         }
@@ -993,6 +1125,11 @@ impl Core {
             rhtex_version: registration.rhtex_version,
             n_nodes,
             n_free_nodes: n_nodes,
+            free_node_ids: (0..n_nodes).collect(),
+            slots_per_node: registration
+                .slots_per_node
+                .unwrap_or(registration.cpu_count)
+                .max(1),
             tasks: BTreeMap::new(),
             held: false,
             draining: false,
@@ -1051,8 +1188,10 @@ impl Core {
         }
         let freed = self.managers.update(manager_id, |manager| {
             let freed = manager.tasks.remove(&task_id);
-            if let Some(n_nodes) = freed {
-                manager.n_free_nodes = (manager.n_free_nodes + n_nodes).min(manager.n_nodes);
+            if let Some(node_ids) = &freed {
+                manager.n_free_nodes =
+                    (manager.n_free_nodes + node_ids.len() as u32).min(manager.n_nodes);
+                manager.free_node_ids.extend(node_ids);
             }
             freed.map(|_| manager.block_id.clone())
         });
@@ -1163,10 +1302,30 @@ impl Core {
                 break;
             };
             self.queue.remove(num_nodes, key);
-            self.managers.update(manager_id, |manager| {
-                manager.n_free_nodes -= num_nodes;
-                manager.tasks.insert(task_id, num_nodes);
-            });
+            let placement = self
+                .managers
+                .update(manager_id, |manager| {
+                    manager.n_free_nodes -= num_nodes;
+                    let node_ids: Vec<u32> = manager
+                        .free_node_ids
+                        .iter()
+                        .take(num_nodes as usize)
+                        .copied()
+                        .collect();
+                    for node in &node_ids {
+                        manager.free_node_ids.remove(node);
+                    }
+                    let placement = node_ids
+                        .iter()
+                        .map(|&node| NodeShare {
+                            node,
+                            slots: manager.slots_per_node,
+                        })
+                        .collect::<Vec<_>>();
+                    manager.tasks.insert(task_id, node_ids);
+                    placement
+                })
+                .unwrap_or_default();
             let Some(task) = self.tasks.get_mut(&task_id) else {
                 continue;
             };
@@ -1177,7 +1336,8 @@ impl Core {
                     cancel_requested: false,
                 },
             );
-            if let Phase::Queued { dispatch, .. } = phase {
+            if let Phase::Queued { mut dispatch, .. } = phase {
+                dispatch.placement = placement;
                 tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes, "task sent");
                 batches.entry(manager_id).or_default().push(*dispatch);
             }

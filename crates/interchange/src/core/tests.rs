@@ -52,6 +52,7 @@ fn dispatch(id: u128, request: ResourceRequest) -> TaskDispatch {
         task_id: task_id(id),
         command: format!("echo {id}"),
         resources,
+        placement: Vec::new(),
         env: BTreeMap::new(),
         cwd: None,
         stdout: None,
@@ -69,6 +70,7 @@ fn registration(id: u128, n_nodes: usize) -> Registration {
         launcher: Launcher::Mpiexec,
         rhtex_version: RHTEX_VERSION.to_owned(),
         cpu_count: 4,
+        slots_per_node: None,
         versions: BTreeMap::new(),
     }
 }
@@ -161,6 +163,7 @@ impl Sim {
             max_finished_bytes: 512 * 1024 * 1024,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero: WALL_CLOCK,
+            ..CoreConfig::default()
         })
     }
 
@@ -514,6 +517,7 @@ fn retention(max_finished_results: usize, max_finished_bytes: usize) -> CoreConf
         max_finished_bytes,
         shutdown_grace: SHUTDOWN_GRACE,
         wall_clock_at_zero: WALL_CLOCK,
+        ..CoreConfig::default()
     }
 }
 

@@ -24,6 +24,7 @@ fn registration(n_nodes: usize) -> Registration {
         launcher: Launcher::Mpiexec,
         rhtex_version: protocol::RHTEX_VERSION.into(),
         cpu_count: 2,
+        slots_per_node: Some(2),
         versions: BTreeMap::new(),
     }
 }
@@ -56,7 +57,13 @@ fn dispatch(number: u128, n_nodes: u32) -> TaskDispatch {
             num_ranks: n_nodes,
             launcher_options: None,
             priority: None,
+            walltime: None,
+            retries: None,
+            exclusive: true,
         },
+        placement: (0..n_nodes)
+            .map(|node| protocol::NodeShare { node, slots: 1 })
+            .collect(),
         env: BTreeMap::new(),
         cwd: None,
         stdout: None,

@@ -1,0 +1,1 @@
+//! rhtex benchmarks (being written).

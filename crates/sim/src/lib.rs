@@ -1,0 +1,2 @@
+//! Deterministic scheduling simulator (being written): drives the real
+//! interchange core with simulated pool-managers in virtual time.

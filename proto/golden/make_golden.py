@@ -35,19 +35,22 @@ from pathlib import Path
 
 import msgpack
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 RHTEX_VERSION = "0.1.0"
 
 # Fixed ids, so that the files never change. The Rust test builds the same
 # ids with `TaskId::from_u128(...)` / `ManagerId::from_u128(...)`.
 TASK_1 = str(uuid.UUID(int=0x6F1C2F5E_0C2A_4B8E_9D3A_1A2B3C4D5E01))
 TASK_2 = str(uuid.UUID(int=0x6F1C2F5E_0C2A_4B8E_9D3A_1A2B3C4D5E02))
+TASK_3 = str(uuid.UUID(int=0x6F1C2F5E_0C2A_4B8E_9D3A_1A2B3C4D5E03))
+TASK_4 = str(uuid.UUID(int=0x6F1C2F5E_0C2A_4B8E_9D3A_1A2B3C4D5E04))
 MANAGER = str(uuid.UUID(int=0x0B1D5C3A_7E4F_4A21_8C6D_9E0F1A2B3C4D))
 
 REGISTERED_AT = 1_700_000_000.25
 LAST_HEARTBEAT = 1_700_000_090.5
 START_TIME = 1_700_000_100.125
 END_TIME = 1_700_000_163.75
+SUBMITTED_AT = 1_699_999_940.5
 
 
 def ordered_map(pairs):
@@ -69,6 +72,11 @@ def task_submission_mpi():
                 "num_ranks": 7,
                 "launcher_options": "--bind-to core",
                 "priority": -3,
+                # an integer number of seconds; validation makes it a float
+                "walltime": 3600,
+                "retries": 2,
+                # 4 slots on each of 2 nodes, sharing them with other tasks
+                "exclusive": False,
             }
         ),
         "env": ordered_map({"OMP_NUM_THREADS": "4", "CASE": "a"}),
@@ -129,6 +137,29 @@ def task_result_completed():
     }
 
 
+def task_result_walltime():
+    """A task the manager killed because it ran past its walltime."""
+    return {
+        "task_id": TASK_4,
+        "state": "failed",
+        "exit_code": None,
+        "signal": 15,
+        "error": {
+            "kind": "walltime_exceeded",
+            "message": "ran longer than its walltime of 60 seconds; killed",
+        },
+        "manager_id": MANAGER,
+        "block_id": "48213",
+        "nodes": ["nid003"],
+        "stdout_path": "rhtex-run/tasks/" + TASK_4 + ".stdout",
+        "stderr_path": "rhtex-run/tasks/" + TASK_4 + ".stderr",
+        "stdout_tail": b"iteration 5812\n",
+        "stderr_tail": b"",
+        "start_time": START_TIME,
+        "end_time": START_TIME + 60.25,
+    }
+
+
 def task_resources_mpi():
     """`task_submission_mpi()["resources"]` as the interchange validates it."""
     return {
@@ -137,6 +168,9 @@ def task_resources_mpi():
         "num_ranks": 7,
         "launcher_options": "--bind-to core",
         "priority": -3,
+        "walltime": 3600.0,
+        "retries": 2,
+        "exclusive": False,
     }
 
 
@@ -207,8 +241,8 @@ def messages():
         },
         "to_client.refused": {
             "type": "refused",
-            "reason": "protocol version mismatch: the client speaks version 2, "
-            "this interchange speaks version 1",
+            "reason": "protocol version mismatch: the client speaks version 1, "
+            "this interchange speaks version 2",
             "protocol_version": PROTOCOL_VERSION,
         },
         "to_client.submitted": {"type": "submitted", "request_id": 1, "n_tasks": 2},
@@ -244,6 +278,10 @@ def messages():
                         "registered_at": REGISTERED_AT,
                         "last_heartbeat": LAST_HEARTBEAT,
                         "rhtex_version": RHTEX_VERSION,
+                        "slots_per_node": 64,
+                        # the 3-node task at the head of the queue waits for
+                        # this manager's next free node
+                        "reserved_for": TASK_3,
                     }
                 ],
                 "waiting": [
@@ -251,6 +289,19 @@ def messages():
                         "num_nodes": 3,
                         "n_tasks": 5,
                         "reason": "needs 3 nodes; the largest free count is 2",
+                    }
+                ],
+                "blocks": [
+                    {
+                        "block_id": "48213",
+                        "job_id": "48213",
+                        "provider": "slurm",
+                        "state": "connected",
+                        "n_nodes": 4,
+                        "manager_id": MANAGER,
+                        "submitted_at": SUBMITTED_AT,
+                        "output_path": "/scratch/rhtex-run/blocks/48213.out",
+                        "message": None,
                     }
                 ],
             },
@@ -306,6 +357,8 @@ def messages():
             "launcher": "srun",
             "rhtex_version": RHTEX_VERSION,
             "cpu_count": 128,
+            # one slot per core of a node with two hardware threads per core
+            "slots_per_node": 64,
             "versions": ordered_map(
                 {"os": "Debian GNU/Linux 12", "libzmq": "4.3.4", "mpi": "MPICH 4.0.2"}
             ),
@@ -313,7 +366,7 @@ def messages():
         "from_manager.heartbeat": {"type": "heartbeat"},
         "from_manager.results": {
             "type": "results",
-            "results": [task_result_full()],
+            "results": [task_result_full(), task_result_walltime()],
         },
         "from_manager.drain_request": {"type": "drain_request"},
         "from_manager.goodbye": {
@@ -328,8 +381,8 @@ def messages():
         },
         "to_manager.refused": {
             "type": "refused",
-            "reason": "protocol version mismatch: the pool-manager speaks version 2, "
-            "this interchange speaks version 1",
+            "reason": "protocol version mismatch: the pool-manager speaks version 1, "
+            "this interchange speaks version 2",
             "protocol_version": PROTOCOL_VERSION,
         },
         "to_manager.run_tasks": {
@@ -339,6 +392,8 @@ def messages():
                     "task_id": submission["task_id"],
                     "command": submission["command"],
                     "resources": task_resources_mpi(),
+                    # node = an index into the manager's registered `nodes`
+                    "placement": [{"node": 0, "slots": 4}, {"node": 1, "slots": 4}],
                     "env": submission["env"],
                     "cwd": submission["cwd"],
                     "stdout": submission["stdout"],
@@ -381,6 +436,29 @@ def messages():
             "interchange_version": RHTEX_VERSION,
             # an integer where a float is expected
             "heartbeat_period": 30,
+        },
+        "lenient.from_manager.register": {
+            # a minimal Python manager: no cpu_count, slots_per_node or versions
+            "type": "register",
+            "protocol_version": PROTOCOL_VERSION,
+            "manager_id": MANAGER,
+            "block_id": "local",
+            "hostname": "laptop",
+            "nodes": ["laptop"],
+            "launcher": "mpiexec",
+            "rhtex_version": "python-0.1",
+        },
+        "lenient.to_manager.run_tasks": {
+            "type": "run_tasks",
+            "tasks": [
+                {
+                    "task_id": TASK_2,
+                    "command": "hostname",
+                    # no walltime, retries or exclusive: none, none, true
+                    "resources": {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
+                    "placement": [{"node": 0, "slots": 64}],
+                }
+            ],
         },
         "lenient.from_manager.results": {
             "type": "results",

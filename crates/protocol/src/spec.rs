@@ -9,7 +9,8 @@
 //!
 //! Rules (the same as Parsl's MPI mode, with integers only):
 //! - keys: `num_nodes`, `ranks_per_node`, `num_ranks`, `launcher_options`,
-//!   `priority`; any other key is rejected with its name;
+//!   `priority`, `walltime`, `retries`, `exclusive` ([`KNOWN_KEYS`]); any
+//!   other key is rejected with its name;
 //! - `num_nodes`, `ranks_per_node`, `num_ranks` are integers, each at least 1;
 //!   `num_nodes` defaults to 1;
 //! - given one rank count, the other is derived

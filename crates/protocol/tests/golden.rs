@@ -8,10 +8,10 @@
 //! where a float is expected) must decode to the value built here. Every `.msgpack` file in the folder must be covered by one case.
 
 use protocol::{
-    decode, encode, Command, ErrorKind, FromClient, FromManager, Launcher, ManagerId, ManagerInfo,
-    NodeShare, Registration, Reply, ResourceRequest, StatusReport, TaskDispatch, TaskError, TaskId,
-    TaskResources, TaskResult, TaskState, TaskStatusInfo, TaskSubmission, ToClient, ToManager,
-    WaitingGroup, PROTOCOL_VERSION,
+    decode, encode, BlockInfo, BlockState, Command, ErrorKind, FromClient, FromManager, Launcher,
+    ManagerId, ManagerInfo, NodeShare, Registration, Reply, ResourceRequest, SpecValue,
+    StatusReport, TaskDispatch, TaskError, TaskId, TaskResources, TaskResult, TaskState,
+    TaskStatusInfo, TaskSubmission, ToClient, ToManager, WaitingGroup, PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,11 +22,14 @@ use std::path::{Path, PathBuf};
 const RHTEX_VERSION: &str = "0.1.0";
 const TASK_1: TaskId = TaskId::from_u128(0x6f1c2f5e_0c2a_4b8e_9d3a_1a2b3c4d5e01);
 const TASK_2: TaskId = TaskId::from_u128(0x6f1c2f5e_0c2a_4b8e_9d3a_1a2b3c4d5e02);
+const TASK_3: TaskId = TaskId::from_u128(0x6f1c2f5e_0c2a_4b8e_9d3a_1a2b3c4d5e03);
+const TASK_4: TaskId = TaskId::from_u128(0x6f1c2f5e_0c2a_4b8e_9d3a_1a2b3c4d5e04);
 const MANAGER: ManagerId = ManagerId::from_u128(0x0b1d5c3a_7e4f_4a21_8c6d_9e0f1a2b3c4d);
 const REGISTERED_AT: f64 = 1_700_000_000.25;
 const LAST_HEARTBEAT: f64 = 1_700_000_090.5;
 const START_TIME: f64 = 1_700_000_100.125;
 const END_TIME: f64 = 1_700_000_163.75;
+const SUBMITTED_AT: f64 = 1_699_999_940.5;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/golden")
@@ -62,7 +65,10 @@ fn submission_mpi() -> TaskSubmission {
             .with("num_nodes", 2)
             .with("num_ranks", 7)
             .with("launcher_options", "--bind-to core")
-            .with("priority", -3),
+            .with("priority", -3)
+            .with("walltime", 3600)
+            .with("retries", 2)
+            .with("exclusive", false),
         env: strings(&[("OMP_NUM_THREADS", "4"), ("CASE", "a")]),
         cwd: Some("/scratch/run-1".into()),
         stdout: Some("/scratch/run-1/sim.out".into()),
@@ -120,6 +126,28 @@ fn result_completed() -> TaskResult {
         stderr_tail: Vec::new(),
         start_time: Some(START_TIME),
         end_time: Some(START_TIME + 0.5),
+    }
+}
+
+fn result_walltime() -> TaskResult {
+    TaskResult {
+        task_id: TASK_4,
+        state: TaskState::Failed,
+        exit_code: None,
+        signal: Some(15),
+        error: Some(TaskError {
+            kind: ErrorKind::WalltimeExceeded,
+            message: "ran longer than its walltime of 60 seconds; killed".into(),
+        }),
+        manager_id: Some(MANAGER),
+        block_id: Some("48213".into()),
+        nodes: vec!["nid003".into()],
+        stdout_path: Some(format!("rhtex-run/tasks/{TASK_4}.stdout")),
+        stderr_path: Some(format!("rhtex-run/tasks/{TASK_4}.stderr")),
+        stdout_tail: b"iteration 5812\n".to_vec(),
+        stderr_tail: Vec::new(),
+        start_time: Some(START_TIME),
+        end_time: Some(START_TIME + 60.25),
     }
 }
 
@@ -225,15 +253,25 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
             registered_at: REGISTERED_AT,
             last_heartbeat: LAST_HEARTBEAT,
             rhtex_version: RHTEX_VERSION.into(),
-            slots_per_node: 128,
-            reserved_for: None,
+            slots_per_node: 64,
+            reserved_for: Some(TASK_3),
         }],
         waiting: vec![WaitingGroup {
             num_nodes: 3,
             n_tasks: 5,
             reason: "needs 3 nodes; the largest free count is 2".into(),
         }],
-        blocks: Vec::new(),
+        blocks: vec![BlockInfo {
+            block_id: "48213".into(),
+            job_id: "48213".into(),
+            provider: "slurm".into(),
+            state: BlockState::Connected,
+            n_nodes: 4,
+            manager_id: Some(MANAGER),
+            submitted_at: SUBMITTED_AT,
+            output_path: Some("/scratch/rhtex-run/blocks/48213.out".into()),
+            message: None,
+        }],
     };
     vec![
         (
@@ -246,8 +284,8 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
         (
             "to_client.refused",
             ToClient::Refused {
-                reason: "protocol version mismatch: the client speaks version 2, \
-                         this interchange speaks version 1"
+                reason: "protocol version mismatch: the client speaks version 1, \
+                         this interchange speaks version 2"
                     .into(),
                 protocol_version: PROTOCOL_VERSION,
             },
@@ -348,7 +386,7 @@ fn from_manager_cases() -> Vec<(&'static str, FromManager)> {
                 launcher: Launcher::Srun,
                 rhtex_version: RHTEX_VERSION.into(),
                 cpu_count: 128,
-                slots_per_node: Some(128),
+                slots_per_node: Some(64),
                 versions: strings(&[
                     ("os", "Debian GNU/Linux 12"),
                     ("libzmq", "4.3.4"),
@@ -360,7 +398,7 @@ fn from_manager_cases() -> Vec<(&'static str, FromManager)> {
         (
             "from_manager.results",
             FromManager::Results {
-                results: vec![result_full()],
+                results: vec![result_full(), result_walltime()],
             },
         ),
         ("from_manager.drain_request", FromManager::DrainRequest),
@@ -389,11 +427,26 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
             num_ranks: 7,
             launcher_options: Some("--bind-to core".into()),
             priority: Some(-3),
-            walltime: None,
-            retries: None,
-            exclusive: true,
+            walltime: Some(3600.0),
+            retries: Some(2),
+            exclusive: false,
         }
     );
+    // The walltime is sent as an integer; validation makes it a float.
+    assert_eq!(
+        submission.resources.0.get("walltime"),
+        Some(&SpecValue::Int(3600))
+    );
+    // A non-exclusive task takes `ranks_per_node` slots on each of
+    // `num_nodes` distinct nodes.
+    let placement = vec![
+        NodeShare { node: 0, slots: 4 },
+        NodeShare { node: 1, slots: 4 },
+    ];
+    assert_eq!(placement.len(), resources.num_nodes as usize);
+    assert!(placement
+        .iter()
+        .all(|share| share.slots == resources.ranks_per_node));
     vec![
         (
             "to_manager.registered",
@@ -405,8 +458,8 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
         (
             "to_manager.refused",
             ToManager::Refused {
-                reason: "protocol version mismatch: the pool-manager speaks version 2, \
-                         this interchange speaks version 1"
+                reason: "protocol version mismatch: the pool-manager speaks version 1, \
+                         this interchange speaks version 2"
                     .into(),
                 protocol_version: PROTOCOL_VERSION,
             },
@@ -418,10 +471,7 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
                     task_id: submission.task_id,
                     command: submission.command,
                     resources,
-                    placement: vec![
-                        NodeShare { node: 0, slots: 4 },
-                        NodeShare { node: 1, slots: 4 },
-                    ],
+                    placement,
                     env: submission.env,
                     cwd: submission.cwd,
                     stdout: submission.stdout,
@@ -552,6 +602,42 @@ fn lenient_cases() -> Vec<&'static str> {
         "{registered}"
     );
 
+    let register = "lenient.from_manager.register";
+    assert_eq!(
+        decode::<FromManager>(&read_golden(register)),
+        Ok(FromManager::Register(Registration {
+            protocol_version: PROTOCOL_VERSION,
+            manager_id: MANAGER,
+            block_id: "local".into(),
+            hostname: "laptop".into(),
+            nodes: vec!["laptop".into()],
+            launcher: Launcher::Mpiexec,
+            rhtex_version: "python-0.1".into(),
+            cpu_count: 0,
+            slots_per_node: None,
+            versions: BTreeMap::new(),
+        })),
+        "{register}"
+    );
+
+    let run_tasks = "lenient.to_manager.run_tasks";
+    assert_eq!(
+        decode::<ToManager>(&read_golden(run_tasks)),
+        Ok(ToManager::RunTasks {
+            tasks: vec![TaskDispatch {
+                task_id: TASK_2,
+                command: "hostname".into(),
+                resources: TaskResources::serial(),
+                placement: vec![NodeShare { node: 0, slots: 64 }],
+                env: BTreeMap::new(),
+                cwd: None,
+                stdout: None,
+                stderr: None,
+            }],
+        }),
+        "{run_tasks}"
+    );
+
     let results = "lenient.from_manager.results";
     assert_eq!(
         decode::<FromManager>(&read_golden(results)),
@@ -575,7 +661,9 @@ fn lenient_cases() -> Vec<&'static str> {
         }),
         "{results}"
     );
-    vec![hello, submit, watch, registered, results]
+    vec![
+        hello, submit, watch, registered, register, run_tasks, results,
+    ]
 }
 
 #[test]

@@ -1,0 +1,1 @@
+//! Benchmark 3 (being written).

@@ -1,0 +1,59 @@
+//! The benchmark scenarios, each a function from settings to a JSON report
+//! (also printed as a table).
+
+pub mod interchange;
+pub mod memory;
+pub mod scale;
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Settings every scenario shares.
+#[derive(Clone, Debug)]
+pub struct Common {
+    /// Where the `interchange` and `pool-manager` binaries are.
+    pub bin_dir: PathBuf,
+    /// CURVE on (the default) or off.
+    pub curve: bool,
+    /// Where the JSON results go.
+    pub out_dir: PathBuf,
+    /// Keep the temporary directory (logs) after the run.
+    pub keep: bool,
+}
+
+/// A temporary directory for one scenario, with a key directory when CURVE
+/// is on.
+#[derive(Debug)]
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    pub keys: Option<PathBuf>,
+}
+
+impl Workspace {
+    pub fn new(name: &str, common: &Common) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rhtex-bench-{name}-"))
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let keys = if common.curve {
+            let keys = dir.path().join("keys");
+            transport::keygen(&keys).context("cannot generate CURVE keys")?;
+            Some(keys)
+        } else {
+            None
+        };
+        Ok(Self { dir, keys })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Keeps the directory on disk (for its logs) and says where it is.
+    pub fn finish(self, keep: bool) {
+        if keep {
+            let path = self.dir.keep();
+            eprintln!("rhtex-bench: logs kept in {}", path.display());
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Benchmark 4 (being written).

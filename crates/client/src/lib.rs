@@ -6,6 +6,8 @@
 //!   arrive while a request waits are buffered.
 //! - [`transport`]: the only module that touches ZeroMQ.
 //! - [`local`]: the daemons as child processes (embedded mode).
+//! - [`task`]: [`TaskBuilder`], a task built field by field (resources
+//!   such as `walltime`, `retries`, `exclusive`) and validated once.
 //! - [`taskfile`]: `rhtex run` task files (JSON lines or TOML).
 //! - [`render`]: results and status as text or JSON.
 //! - [`error`]: typed errors ([`ClientError`] and the ones it wraps).
@@ -14,11 +16,13 @@ pub mod client;
 pub mod error;
 pub mod local;
 pub mod render;
+pub mod task;
 pub mod taskfile;
 pub mod transport;
 
 pub use client::{check_submissions, Client};
 pub use error::{ClientError, LocalError, TaskFileError};
+pub use task::TaskBuilder;
 pub use transport::Security;
 
 pub use protocol::{

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use client::local::{EmbeddedOptions, EmbeddedPool};
 use client::render::{self, SummaryRow};
 use client::{Client, Command, Reply, ResourceRequest, Security, TaskId, TaskSubmission};
-use protocol::{ManagerId, TaskResult};
+use protocol::{ManagerId, SpecValue, TaskResult};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,8 @@ enum Commands {
     ///
     /// The file is JSON lines (one object per line) or TOML ([[task]]
     /// tables), with keys command, resources (num_nodes, ranks_per_node,
-    /// num_ranks, launcher_options, priority), env, cwd, stdout, stderr.
+    /// num_ranks, launcher_options, priority, walltime, retries,
+    /// exclusive), env, cwd, stdout, stderr.
     /// Without --interchange, rhtex starts its own interchange and one
     /// pool-manager on this host (run directory rhtex-run/run-<timestamp>,
     /// with fresh CURVE keys) and stops them at the end. Exits non-zero if
@@ -134,6 +135,19 @@ struct SubmitArgs {
     /// Priority: smaller runs first; tasks without one come last.
     #[arg(long, value_name = "K", allow_hyphen_values = true)]
     priority: Option<i64>,
+    /// Seconds the task may run (more than 0, fractions allowed); the
+    /// pool-manager kills it past that and it fails with walltime_exceeded.
+    /// Short walltimes also let the task start ahead of a waiting large one.
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    walltime: Option<f64>,
+    /// How many times the task is queued again if its pool-manager is lost
+    /// (0 to 1000; default: the interchange's --default-retries).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    retries: Option<i64>,
+    /// Share nodes with other non-exclusive tasks: take --ranks-per-node
+    /// slots on each node instead of whole nodes.
+    #[arg(long)]
+    no_exclusive: bool,
     /// An environment variable for the task (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env_pair)]
     env: Vec<(String, String)>,
@@ -425,6 +439,15 @@ fn submission(args: &SubmitArgs) -> Result<TaskSubmission> {
     }
     if let Some(options) = &args.launcher_options {
         resources.insert("launcher_options", options.as_str());
+    }
+    if let Some(walltime) = args.walltime {
+        resources.insert("walltime", SpecValue::Float(walltime));
+    }
+    if let Some(retries) = args.retries {
+        resources.insert("retries", retries);
+    }
+    if args.no_exclusive {
+        resources.insert("exclusive", false);
     }
     let task = TaskSubmission {
         task_id: TaskId::new_random(),

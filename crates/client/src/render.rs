@@ -3,7 +3,7 @@
 //! JSON is built with `serde_json::json!` (nothing outside `protocol`
 //! derives `Serialize`); output tails are UTF-8, lossy.
 
-use protocol::{ManagerInfo, StatusReport, TaskResult, TaskState, UnixTime};
+use protocol::{BlockInfo, ManagerInfo, StatusReport, TaskResult, TaskState, UnixTime};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -73,15 +73,16 @@ pub fn result_human(result: &TaskResult) -> String {
 }
 
 /// The process exit code that stands for a task's result: 0 when it
-/// completed, its own exit code when it has one, 128+N when killed by
-/// signal N, else 1.
+/// completed, its own exit code when it has one (1 to 255), 128+N when
+/// killed by signal N (a walltime kill included), else 1. A task that did
+/// not complete never gives 0, whatever numbers its result carries.
 pub fn exit_code_for(result: &TaskResult) -> i32 {
     if result.state == TaskState::Completed {
         return 0;
     }
     match (result.exit_code, result.signal) {
-        (Some(code), _) if code != 0 => code,
-        (_, Some(signal)) if signal > 0 => 128 + signal,
+        (Some(code), _) if (1..=255).contains(&code) => code,
+        (_, Some(signal)) if (1..=127).contains(&signal) => 128 + signal,
         _ => 1,
     }
 }
@@ -105,6 +106,22 @@ pub fn status_json(report: &StatusReport, now: UnixTime) -> Value {
             "n_tasks": group.n_tasks,
             "reason": group.reason,
         })).collect::<Vec<_>>(),
+        "blocks": report.blocks.iter().map(|block| block_json(block, now)).collect::<Vec<_>>(),
+    })
+}
+
+fn block_json(block: &BlockInfo, now: UnixTime) -> Value {
+    json!({
+        "block_id": block.block_id,
+        "job_id": block.job_id,
+        "provider": block.provider,
+        "state": block.state.as_str(),
+        "n_nodes": block.n_nodes,
+        "manager_id": block.manager_id.map(|id| id.to_string()),
+        "submitted_at": block.submitted_at,
+        "seconds_since_submitted": (now - block.submitted_at).max(0.0),
+        "output_path": block.output_path,
+        "message": block.message,
     })
 }
 
@@ -123,11 +140,15 @@ fn manager_json(manager: &ManagerInfo, now: UnixTime) -> Value {
         "last_heartbeat": manager.last_heartbeat,
         "seconds_since_heartbeat": (now - manager.last_heartbeat).max(0.0),
         "rhtex_version": manager.rhtex_version,
+        "slots_per_node": manager.slots_per_node,
+        "reserved_for": manager.reserved_for.map(|id| id.to_string()),
     })
 }
 
-/// The status report for people: a managers table, queue counts and why
-/// queued tasks wait. `now` gives the heartbeat ages.
+/// The status report for people: a managers table (with each manager's
+/// slots per node and, below it, the task each reserved manager waits
+/// for), queue counts, why queued tasks wait, and the provider's blocks
+/// when there are any. `now` gives the heartbeat ages.
 pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
     let mut text = format!(
         "interchange {} (protocol {})\n",
@@ -141,6 +162,7 @@ pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
             "BLOCK",
             "HOST",
             "NODES",
+            "SLOTS/NODE",
             "RUNNING",
             "STATE",
             "HEARTBEAT",
@@ -159,6 +181,11 @@ pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
                     manager.block_id.clone(),
                     manager.hostname.clone(),
                     format!("{}/{} free", manager.n_free_nodes, manager.n_nodes),
+                    if manager.slots_per_node == 0 {
+                        "-".to_owned()
+                    } else {
+                        manager.slots_per_node.to_string()
+                    },
                     manager.n_running_tasks.to_string(),
                     state.to_owned(),
                     format!("{:.0} s ago", (now - manager.last_heartbeat).max(0.0)),
@@ -166,6 +193,16 @@ pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
             })
             .collect();
         text.push_str(&table(&header, &rows));
+        for manager in &report.managers {
+            if let Some(task_id) = manager.reserved_for {
+                let _ = writeln!(
+                    text,
+                    "  manager {} is reserved for task {task_id} \
+                     (other tasks start there only if they cannot delay it)",
+                    manager.manager_id
+                );
+            }
+        }
     }
     let _ = writeln!(
         text,
@@ -179,8 +216,57 @@ pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
             group.n_tasks, group.num_nodes, group.reason
         );
     }
+    if !report.blocks.is_empty() {
+        text.push_str(&blocks_table(&report.blocks, now));
+    }
     let _ = writeln!(text, "bad messages: {}", report.n_bad_messages);
     text
+}
+
+/// The provider's blocks: job, provider, state, nodes, manager, age, and
+/// the output file (or, for a block that went wrong, what happened).
+fn blocks_table(blocks: &[BlockInfo], now: UnixTime) -> String {
+    let header = [
+        "BLOCK",
+        "JOB",
+        "PROVIDER",
+        "STATE",
+        "NODES",
+        "MANAGER",
+        "SUBMITTED",
+        "OUTPUT / MESSAGE",
+    ];
+    let dash = |text: &str| {
+        if text.is_empty() {
+            "-".to_owned()
+        } else {
+            text.to_owned()
+        }
+    };
+    let rows: Vec<Vec<String>> = blocks
+        .iter()
+        .map(|block| {
+            let output_or_message = match (&block.message, &block.output_path) {
+                (Some(message), Some(path)) => format!("{} (output: {path})", shorten(message, 80)),
+                (Some(message), None) => shorten(message, 80),
+                (None, Some(path)) => path.clone(),
+                (None, None) => "-".to_owned(),
+            };
+            vec![
+                dash(&block.block_id),
+                dash(&block.job_id),
+                dash(&block.provider),
+                block.state.to_string(),
+                block.n_nodes.to_string(),
+                block
+                    .manager_id
+                    .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                format!("{:.0} s ago", (now - block.submitted_at).max(0.0)),
+                output_or_message,
+            ]
+        })
+        .collect();
+    format!("blocks:\n{}", table(&header, &rows))
 }
 
 /// One row of the `rhtex run` summary.

@@ -3,9 +3,13 @@
 //! JSON lines: one object per line, blank lines and lines starting with `#`
 //! skipped. TOML: `[[task]]` tables. Both take the same keys: `command`
 //! (required), `resources` (`num_nodes`, `ranks_per_node`, `num_ranks`,
-//! `launcher_options`, `priority`), `env`, `cwd`, `stdout`, `stderr`. Unknown
-//! keys are rejected by name. The format follows the extension (`.jsonl`,
-//! `.json`, `.toml`), else the first meaningful line (`{` means JSON lines).
+//! `launcher_options`, `priority`, `walltime`, `retries`, `exclusive`: the
+//! resource specification as the wire carries it), `env`, `cwd`, `stdout`,
+//! `stderr`. Unknown keys are rejected by name; a resource key written
+//! beside `command` instead of inside `resources` gets a hint saying so. A
+//! resource value that is not a boolean, a number or a string is rejected
+//! naming its key. The format follows the extension (`.jsonl`, `.json`,
+//! `.toml`), else the first meaningful line (`{` means JSON lines).
 //!
 //! Relative `cwd`, `stdout` and `stderr` are resolved against the task
 //! file's directory, so that output lands next to the file whatever the
@@ -13,9 +17,11 @@
 //! here, so a bad file fails before anything is submitted.
 
 use crate::error::TaskFileError;
-use protocol::{ResourceRequest, TaskId, TaskSubmission};
+use protocol::{ResourceRequest, SpecValue, TaskId, TaskSubmission};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// One task read from a file.
@@ -42,7 +48,7 @@ pub enum Format {
 struct TaskEntry {
     command: String,
     #[serde(default)]
-    resources: ResourceRequest,
+    resources: FileResources,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -51,6 +57,109 @@ struct TaskEntry {
     stdout: Option<String>,
     #[serde(default)]
     stderr: Option<String>,
+}
+
+/// A task's `resources` as written in a file: a map whose values are
+/// booleans, numbers or strings (or JSON null). A value of another type
+/// (a list, a table, a TOML date) is an error that names its key.
+#[derive(Debug, Default)]
+struct FileResources(ResourceRequest);
+
+impl<'de> Deserialize<'de> for FileResources {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ResourcesVisitor)
+    }
+}
+
+struct ResourcesVisitor;
+
+impl<'de> Visitor<'de> for ResourcesVisitor {
+    type Value = FileResources;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a map of resource keys (num_nodes, walltime, exclusive...)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut request = ResourceRequest::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let FileSpecValue(value) = map
+                .next_value()
+                .map_err(|error| de::Error::custom(format_args!("resources key {key}: {error}")))?;
+            request.insert(&key, value);
+        }
+        Ok(FileResources(request))
+    }
+}
+
+/// One resource value as written in a file.
+struct FileSpecValue(SpecValue);
+
+impl<'de> Deserialize<'de> for FileSpecValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SpecValueVisitor)
+    }
+}
+
+struct SpecValueVisitor;
+
+impl<'de> Visitor<'de> for SpecValueVisitor {
+    type Value = FileSpecValue;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a boolean, a number or a string")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(FileSpecValue(SpecValue::Bool(value)))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(FileSpecValue(SpecValue::Int(value)))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        // Too large for an i64: kept as a number, which validation rejects
+        // with the key's own rule.
+        Ok(FileSpecValue(match i64::try_from(value) {
+            Ok(value) => SpecValue::Int(value),
+            Err(_) => SpecValue::Float(value as f64),
+        }))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(FileSpecValue(SpecValue::Float(value)))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(FileSpecValue(SpecValue::Text(value.to_owned())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(FileSpecValue(SpecValue::Null))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(FileSpecValue(SpecValue::Null))
+    }
+}
+
+/// A decoding problem, with a hint when it is a resource key written at
+/// the task's top level instead of inside `resources`.
+fn with_resource_hint(problem: String, format: Format) -> String {
+    let misplaced = protocol::spec::KNOWN_KEYS
+        .iter()
+        .find(|key| problem.contains(&format!("unknown field `{key}`")));
+    match misplaced {
+        None => problem,
+        Some(key) => {
+            let example = match format {
+                Format::JsonLines => format!("\"resources\": {{\"{key}\": ...}}"),
+                Format::Toml => format!("resources = {{ {key} = ... }}"),
+            };
+            format!("{problem} ({key} is a resource key: write it inside resources, as {example})")
+        }
+    }
 }
 
 /// A TOML task file.
@@ -123,7 +232,8 @@ pub fn parse(
             if entry.command.trim().is_empty() {
                 return Err(at_line(format!("task {index}: command is empty")));
             }
-            protocol::validate(&entry.resources)
+            let FileResources(resources) = entry.resources;
+            protocol::validate(&resources)
                 .map_err(|error| at_line(format!("task {index}: {error}")))?;
             if let Some(key) = entry.env.keys().find(|key| !valid_env_name(key)) {
                 return Err(at_line(format!(
@@ -137,7 +247,7 @@ pub fn parse(
                 submission: TaskSubmission {
                     task_id: TaskId::new_random(),
                     command: entry.command,
-                    resources: entry.resources,
+                    resources,
                     env: entry.env,
                     cwd: entry.cwd.map(|dir| resolve(base, &dir)),
                     stdout: entry.stdout.map(|file| resolve(base, &file)),
@@ -156,11 +266,15 @@ fn parse_json_lines(text: &str, path: &Path) -> Result<Vec<(usize, TaskEntry)>, 
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
+        let index = entries.len();
         let entry: TaskEntry =
             serde_json::from_str(trimmed).map_err(|error| TaskFileError::AtLine {
                 path: path.to_path_buf(),
                 line: line_number,
-                problem: json_problem(&error),
+                problem: format!(
+                    "task {index}: {}",
+                    with_resource_hint(json_problem(&error), Format::JsonLines)
+                ),
             })?;
         entries.push((line_number, entry));
     }
@@ -182,7 +296,15 @@ fn json_problem(error: &serde_json::Error) -> String {
 
 fn parse_toml(text: &str, path: &Path) -> Result<Vec<(usize, TaskEntry)>, TaskFileError> {
     let file: TomlFile = toml::from_str(text).map_err(|error| {
-        let problem = error.message().trim().to_owned();
+        // toml's messages may run over several lines ("...\nin `key`").
+        let one_line = error
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let problem = with_resource_hint(one_line, Format::Toml);
         match error.span() {
             Some(span) => TaskFileError::AtLine {
                 path: path.to_path_buf(),

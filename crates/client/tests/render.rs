@@ -4,8 +4,8 @@
 use client::render::{self, SummaryRow};
 use client::{check_submissions, ClientError, ResourceRequest, TaskSubmission};
 use protocol::{
-    ErrorKind, Launcher, ManagerId, ManagerInfo, StatusReport, TaskError, TaskId, TaskResult,
-    TaskState, WaitingGroup,
+    BlockInfo, BlockState, ErrorKind, Launcher, ManagerId, ManagerInfo, StatusReport, TaskError,
+    TaskId, TaskResult, TaskState, WaitingGroup,
 };
 use std::collections::BTreeMap;
 
@@ -128,6 +128,59 @@ fn exit_codes_follow_the_result() {
     assert_eq!(render::exit_code_for(&cancelled), 1);
 }
 
+#[test]
+fn walltime_exceeded_fails_like_any_other_failure() {
+    // Killed by SIGTERM at the walltime: 128 + 15, as any task ended by a signal.
+    let killed = failed(1, None, Some(15), ErrorKind::WalltimeExceeded);
+    assert_eq!(render::exit_code_for(&killed), 143);
+    // It trapped SIGTERM and exited 0: still a failure.
+    let trapped = failed(1, Some(0), None, ErrorKind::WalltimeExceeded);
+    assert_eq!(render::exit_code_for(&trapped), 1);
+    let text = render::result_human(&killed);
+    assert!(text.contains("failed (signal 15)"), "{text}");
+    assert!(
+        text.contains("error: walltime_exceeded: walltime_exceeded happened"),
+        "{text}"
+    );
+    let value = render::result_json(&killed);
+    assert_eq!(value["state"], "failed");
+    assert_eq!(value["error"]["kind"], "walltime_exceeded");
+    assert_eq!(value["signal"], 15);
+    let rows = vec![SummaryRow {
+        index: 0,
+        command: "sleep 100".into(),
+        result: Some(killed),
+    }];
+    let summary = render::summary_human(&rows);
+    assert!(summary.contains("walltime_exceeded"), "{summary}");
+    assert!(summary.contains("sig 15"), "{summary}");
+    assert!(
+        summary.contains("1 tasks: 0 completed, 1 failed"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_failed_task_never_exits_zero() {
+    // Whatever numbers a (perhaps foreign) manager puts in the result, a
+    // task that did not complete gives a code from 1 to 255.
+    for (exit_code, signal) in [
+        (Some(-1), None),
+        (Some(256), None),
+        (Some(0), Some(0)),
+        (None, Some(-9)),
+        (None, Some(200)),
+        (Some(i32::MIN), Some(i32::MAX)),
+    ] {
+        let result = failed(1, exit_code, signal, ErrorKind::ExitCode);
+        let code = render::exit_code_for(&result);
+        assert!(
+            (1..=255).contains(&code),
+            "exit_code {exit_code:?}, signal {signal:?} gave {code}"
+        );
+    }
+}
+
 fn report() -> StatusReport {
     StatusReport {
         interchange_version: "0.1.0".into(),
@@ -201,7 +254,165 @@ fn status_json_has_managers_queue_and_waiting() {
     assert_eq!(value["managers"][0]["block_id"], "block-7");
     assert_eq!(value["managers"][0]["held"], true);
     assert_eq!(value["managers"][0]["seconds_since_heartbeat"], 10.0);
+    assert_eq!(value["managers"][0]["slots_per_node"], 8);
+    assert_eq!(
+        value["managers"][0]["reserved_for"],
+        serde_json::Value::Null
+    );
     assert_eq!(value["waiting"][0]["num_nodes"], 8);
+    assert_eq!(value["blocks"], serde_json::json!([]));
+}
+
+const RESERVED_TASK: TaskId = TaskId::from_u128(0x77);
+
+/// A report with a reserved manager and two blocks from a provider.
+fn report_with_blocks() -> StatusReport {
+    let mut report = report();
+    report.managers[0].reserved_for = Some(RESERVED_TASK);
+    report.managers[0].held = false;
+    report.blocks = vec![
+        BlockInfo {
+            block_id: "block-7".into(),
+            job_id: "48213".into(),
+            provider: "slurm".into(),
+            state: BlockState::Connected,
+            n_nodes: 4,
+            manager_id: Some(ManagerId::from_u128(5)),
+            submitted_at: 880.0,
+            output_path: Some("/scratch/rhtex-run/blocks/block-7.out".into()),
+            message: None,
+        },
+        BlockInfo {
+            block_id: "block-8".into(),
+            job_id: String::new(),
+            provider: "slurm".into(),
+            state: BlockState::Failed,
+            n_nodes: 8,
+            manager_id: None,
+            submitted_at: 990.0,
+            output_path: None,
+            message: Some("sbatch: error: invalid partition specified: big".into()),
+        },
+    ];
+    report
+}
+
+#[test]
+fn status_human_shows_slots_and_reservations() {
+    let text = render::status_human(&report(), 1000.0);
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .find(|line| line.starts_with("MANAGER"))
+        .unwrap_or_else(|| panic!("no managers header in {text}"));
+    assert!(header.contains("SLOTS/NODE"), "{text}");
+    let row = lines
+        .iter()
+        .find(|line| line.starts_with(&ManagerId::from_u128(5).to_string()))
+        .unwrap_or_else(|| panic!("no manager row in {text}"));
+    // The slots column sits under its header.
+    let column = header.find("SLOTS/NODE").unwrap_or(0);
+    assert_eq!(row.get(column..column + 2), Some("8 "), "{text}");
+    assert!(!text.contains("reserved for"), "{text}");
+    assert!(!text.contains("blocks:"), "{text}");
+
+    let text = render::status_human(&report_with_blocks(), 1000.0);
+    assert!(
+        text.contains(&format!(
+            "manager {} is reserved for task {RESERVED_TASK}",
+            ManagerId::from_u128(5)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("active"), "{text}");
+
+    // A manager that registered without slots (a version 1 style report).
+    let mut unknown_slots = report();
+    unknown_slots.managers[0].slots_per_node = 0;
+    let text = render::status_human(&unknown_slots, 1000.0);
+    let row = text
+        .lines()
+        .find(|line| line.starts_with(&ManagerId::from_u128(5).to_string()))
+        .unwrap_or_else(|| panic!("no manager row in {text}"));
+    assert_eq!(row.get(column..column + 2), Some("- "), "{text}");
+}
+
+#[test]
+fn status_human_lists_blocks_when_there_are_some() {
+    let text = render::status_human(&report_with_blocks(), 1000.0);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| *line == "blocks:")
+        .unwrap_or_else(|| panic!("no blocks section in {text}"));
+    let header = lines[start + 1];
+    for column in [
+        "BLOCK",
+        "JOB",
+        "PROVIDER",
+        "STATE",
+        "NODES",
+        "MANAGER",
+        "SUBMITTED",
+        "OUTPUT / MESSAGE",
+    ] {
+        assert!(header.contains(column), "{column} missing: {text}");
+    }
+    let connected = lines[start + 2];
+    assert!(connected.starts_with("block-7"), "{text}");
+    for cell in [
+        "48213",
+        "slurm",
+        "connected",
+        "4",
+        &ManagerId::from_u128(5).to_string(),
+        "120 s ago",
+        "/scratch/rhtex-run/blocks/block-7.out",
+    ] {
+        assert!(connected.contains(cell), "{cell} missing: {connected}");
+    }
+    let failed = lines[start + 3];
+    assert!(failed.starts_with("block-8"), "{text}");
+    assert!(failed.contains("failed"), "{failed}");
+    assert!(
+        failed.ends_with("sbatch: error: invalid partition specified: big"),
+        "{failed}"
+    );
+    // No job id and no manager: dashes, not empty cells.
+    let cells: Vec<&str> = failed.split_whitespace().collect();
+    assert_eq!(cells.get(1), Some(&"-"), "{failed}");
+    assert!(text.ends_with("bad messages: 3\n"), "{text}");
+}
+
+#[test]
+fn status_json_passes_reservations_and_blocks_through() {
+    let value = render::status_json(&report_with_blocks(), 1000.0);
+    assert_eq!(
+        value["managers"][0]["reserved_for"],
+        RESERVED_TASK.to_string()
+    );
+    assert_eq!(value["managers"][0]["slots_per_node"], 8);
+    let blocks = value["blocks"].as_array().expect("a blocks array");
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0]["block_id"], "block-7");
+    assert_eq!(blocks[0]["job_id"], "48213");
+    assert_eq!(blocks[0]["provider"], "slurm");
+    assert_eq!(blocks[0]["state"], "connected");
+    assert_eq!(blocks[0]["n_nodes"], 4);
+    assert_eq!(blocks[0]["manager_id"], ManagerId::from_u128(5).to_string());
+    assert_eq!(blocks[0]["submitted_at"], 880.0);
+    assert_eq!(blocks[0]["seconds_since_submitted"], 120.0);
+    assert_eq!(
+        blocks[0]["output_path"],
+        "/scratch/rhtex-run/blocks/block-7.out"
+    );
+    assert_eq!(blocks[0]["message"], serde_json::Value::Null);
+    assert_eq!(blocks[1]["state"], "failed");
+    assert_eq!(blocks[1]["manager_id"], serde_json::Value::Null);
+    assert_eq!(
+        blocks[1]["message"],
+        "sbatch: error: invalid partition specified: big"
+    );
 }
 
 #[test]

@@ -255,3 +255,185 @@ fn relative_file_resolves_against_its_directory() {
         Some(expected.to_string_lossy().as_ref())
     );
 }
+
+#[test]
+fn walltime_retries_exclusive_in_json_lines() {
+    let text = concat!(
+        "{\"command\": \"a\", \"resources\": {\"walltime\": 60, \"retries\": 2, \"exclusive\": false, \"num_nodes\": 2, \"ranks_per_node\": 4}}\n",
+        "{\"command\": \"b\", \"resources\": {\"walltime\": 0.5, \"exclusive\": true}}\n",
+        "{\"command\": \"c\"}\n",
+    );
+    let tasks = parse(text, Format::JsonLines).expect("valid");
+    let packed = &tasks[0].submission.resources;
+    assert_eq!(packed.0.get("walltime"), Some(&SpecValue::Int(60)));
+    assert_eq!(packed.0.get("retries"), Some(&SpecValue::Int(2)));
+    assert_eq!(packed.0.get("exclusive"), Some(&SpecValue::Bool(false)));
+    let validated = protocol::validate(packed).expect("valid");
+    assert_eq!(
+        (validated.walltime, validated.retries, validated.exclusive),
+        (Some(60.0), Some(2), false)
+    );
+    let short = protocol::validate(&tasks[1].submission.resources).expect("valid");
+    assert_eq!((short.walltime, short.exclusive), (Some(0.5), true));
+    let plain = protocol::validate(&tasks[2].submission.resources).expect("valid");
+    assert_eq!(
+        (plain.walltime, plain.retries, plain.exclusive),
+        (None, None, true)
+    );
+}
+
+#[test]
+fn walltime_retries_exclusive_in_toml() {
+    let text = r#"
+[[task]]
+command = "a"
+resources = { num_nodes = 2, ranks_per_node = 4, walltime = 90.5, retries = 0, exclusive = false }
+
+[[task]]
+command = "b"
+
+[task.resources]
+walltime = 3600
+exclusive = true
+"#;
+    let tasks = parse(text, Format::Toml).expect("valid");
+    assert_eq!(tasks.len(), 2);
+    let first = protocol::validate(&tasks[0].submission.resources).expect("valid");
+    assert_eq!(
+        (first.walltime, first.retries, first.exclusive),
+        (Some(90.5), Some(0), false)
+    );
+    let second = protocol::validate(&tasks[1].submission.resources).expect("valid");
+    assert_eq!(
+        (second.walltime, second.retries, second.exclusive),
+        (Some(3600.0), None, true)
+    );
+}
+
+#[test]
+fn bad_walltime_retries_exclusive_name_line_task_and_key() {
+    check_error(
+        "{\"command\": \"a\"}\n{\"command\": \"b\", \"resources\": {\"walltime\": 0}}\n",
+        Format::JsonLines,
+        &[
+            "tasks.in:2:",
+            "task 1",
+            "walltime must be a number of seconds, more than 0 and at most 1000000000, got 0",
+        ],
+    );
+    check_error(
+        "{\"command\": \"a\", \"resources\": {\"walltime\": \"1h\"}}\n",
+        Format::JsonLines,
+        &["tasks.in:1:", "task 0", "walltime must be", "got \"1h\""],
+    );
+    check_error(
+        "{\"command\": \"a\", \"resources\": {\"retries\": 1.5}}\n",
+        Format::JsonLines,
+        &[
+            "tasks.in:1:",
+            "task 0",
+            "retries must be an integer from 0 to 1000, got 1.5",
+        ],
+    );
+    check_error(
+        "{\"command\": \"a\", \"resources\": {\"retries\": -1}}\n",
+        Format::JsonLines,
+        &[
+            "task 0",
+            "retries must be an integer from 0 to 1000, got -1",
+        ],
+    );
+    check_error(
+        "{\"command\": \"a\", \"resources\": {\"exclusive\": \"no\"}}\n",
+        Format::JsonLines,
+        &[
+            "tasks.in:1:",
+            "task 0",
+            "exclusive must be true (whole nodes) or false (share nodes by slots), got \"no\"",
+        ],
+    );
+    check_error(
+        "{\"command\": \"a\", \"resources\": {\"exclusive\": null}}\n",
+        Format::JsonLines,
+        &["task 0", "exclusive must be true", "got null"],
+    );
+    check_error(
+        "[[task]]\ncommand = \"a\"\n\n[[task]]\ncommand = \"b\"\nresources = { exclusive = 0 }\n",
+        Format::Toml,
+        &["tasks.in:4:", "task 1", "exclusive must be true", "got 0"],
+    );
+    check_error(
+        "[[task]]\ncommand = \"a\"\nresources = { retries = 5000 }\n",
+        Format::Toml,
+        &[
+            "tasks.in:1:",
+            "task 0",
+            "retries must be an integer from 0 to 1000, got 5000",
+        ],
+    );
+}
+
+#[test]
+fn resource_values_of_the_wrong_shape_name_their_key() {
+    check_error(
+        "{\"command\": \"a\"}\n{\"command\": \"b\", \"resources\": {\"walltime\": [60]}}\n",
+        Format::JsonLines,
+        &[
+            "tasks.in:2:",
+            "task 1",
+            "resources key walltime",
+            "expected a boolean, a number or a string",
+        ],
+    );
+    check_error(
+        "[[task]]\ncommand = \"a\"\nresources = { exclusive = { yes = true } }\n",
+        Format::Toml,
+        &[
+            "tasks.in:",
+            "resources key exclusive",
+            "expected a boolean, a number or a string",
+        ],
+    );
+    // toml's multi-line messages are joined into one line.
+    let error = parse(
+        "[[task]]\ncommand = \"a\"\nresources = { walltime = 1979-05-27 }\n",
+        Format::Toml,
+    )
+    .expect_err("a date is not a walltime")
+    .to_string();
+    assert!(error.contains("resources key walltime"), "{error}");
+    assert!(!error.contains('\n'), "{error:?}");
+    check_error(
+        "{\"command\": \"a\", \"resources\": [1]}\n",
+        Format::JsonLines,
+        &["tasks.in:1:", "task 0", "a map of resource keys"],
+    );
+}
+
+#[test]
+fn resource_keys_beside_command_get_a_hint() {
+    check_error(
+        "{\"command\": \"a\", \"walltime\": 60}\n",
+        Format::JsonLines,
+        &[
+            "tasks.in:1:",
+            "task 0",
+            "unknown field `walltime`",
+            "walltime is a resource key: write it inside resources, as \"resources\": {\"walltime\": ...}",
+        ],
+    );
+    check_error(
+        "[[task]]\ncommand = \"a\"\nexclusive = false\n",
+        Format::Toml,
+        &[
+            "tasks.in:",
+            "unknown field `exclusive`",
+            "exclusive is a resource key: write it inside resources, as resources = { exclusive = ... }",
+        ],
+    );
+    // Other unknown keys get no hint.
+    let error = parse("{\"command\": \"a\", \"colour\": 1}\n", Format::JsonLines)
+        .expect_err("unknown key")
+        .to_string();
+    assert!(!error.contains("resource key"), "{error}");
+}

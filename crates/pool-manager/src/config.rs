@@ -16,6 +16,13 @@ Node discovery, first that applies:
   4. this host alone.
 The node list and where it came from are logged at start.
 
+Tasks run where the interchange places them: whole nodes by default, or (exclusive: false)
+ranks_per_node of a node's --slots-per-node slots, sharing the node with other such tasks.
+Inside a Slurm job, a task's environment does not carry the block job's own step settings
+(SLURM_NTASKS, SLURM_CPUS_PER_TASK, SRUN_CPUS_PER_TASK, SLURM_MEM_PER_NODE, SLURM_EXPORT_ENV,
+the manager's own SLURM_STEP_*... the full list is logged at start), so task steps take their
+own shape; the srun prefix of a task that shares nodes adds --exact --mem=0.
+
 Exit codes: 0 after a clean shutdown or drain; 2 on bad flags or node discovery failure;
 3 when refused by the interchange (protocol version, CURVE key); 4 when the interchange is
 silent past the heartbeat threshold.";
@@ -92,6 +99,12 @@ pub struct Flags {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub drain_period: Option<f64>,
 
+    /// Slots (ranks) each node offers to tasks that share nodes (exclusive: false);
+    /// exclusive tasks take all of a node's slots. Default: the number of CPUs
+    /// this process may use on the lead node (at least 1).
+    #[arg(long, value_name = "N")]
+    pub slots_per_node: Option<u32>,
+
     /// Seconds between SIGTERM and SIGKILL when killing a task's process group.
     #[arg(
         long,
@@ -127,6 +140,8 @@ pub struct Config {
     pub heartbeat_threshold: Duration,
     pub drain_period: Option<Duration>,
     pub kill_grace: Duration,
+    /// `None`: the lead node's CPU count, found at start.
+    pub slots_per_node: Option<u32>,
     pub log_level: String,
 }
 
@@ -149,6 +164,8 @@ pub enum ConfigError {
     EmptyBlockId,
     #[error("no --keys-dir, RHTEX_KEYS_DIR or HOME to find the key directory; give --keys-dir or --insecure")]
     NoKeysDir,
+    #[error("--slots-per-node must be at least 1, got {0}")]
+    BadSlotsPerNode(u32),
     #[error("--log-level {0:?} is not one of error, warn, info, debug, trace")]
     BadLogLevel(String),
 }
@@ -239,6 +256,9 @@ impl Config {
             .map(|value| seconds("--drain-period", value, false))
             .transpose()?;
         let kill_grace = seconds("--kill-grace", flags.kill_grace, true)?;
+        if let Some(0) = flags.slots_per_node {
+            return Err(ConfigError::BadSlotsPerNode(0));
+        }
         let log_level = flags.log_level.to_ascii_lowercase();
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             return Err(ConfigError::BadLogLevel(flags.log_level));
@@ -255,6 +275,7 @@ impl Config {
             heartbeat_threshold,
             drain_period,
             kill_grace,
+            slots_per_node: flags.slots_per_node,
             log_level,
         })
     }
@@ -287,6 +308,7 @@ mod tests {
         assert_eq!(config.heartbeat_threshold, Duration::from_secs(120));
         assert_eq!(config.drain_period, None);
         assert_eq!(config.kill_grace, Duration::from_secs(5));
+        assert_eq!(config.slots_per_node, None);
         assert_eq!(
             config.run_dir,
             PathBuf::from(format!("rhtex-run/manager-{}", config.manager_id))
@@ -360,6 +382,8 @@ mod tests {
                 "60",
                 "--kill-grace",
                 "0",
+                "--slots-per-node",
+                "16",
                 "--log-level",
                 "DEBUG",
             ],
@@ -381,6 +405,7 @@ mod tests {
         assert_eq!(config.heartbeat_period, Duration::from_millis(500));
         assert_eq!(config.drain_period, Some(Duration::from_secs(60)));
         assert_eq!(config.kill_grace, Duration::ZERO);
+        assert_eq!(config.slots_per_node, Some(16));
         assert_eq!(config.log_level, "debug");
     }
 
@@ -417,6 +442,8 @@ mod tests {
         assert!(with(&["--kill-grace", "-1"]).contains("--kill-grace"));
         assert!(with(&["--drain-period", "0"]).contains("--drain-period"));
         assert!(with(&["--log-level", "loud"]).contains("--log-level \"loud\""));
+        assert!(with(&["--slots-per-node", "0"]).contains("--slots-per-node must be at least 1"));
+        assert!(with(&["--slots-per-node", "many"]).contains("--slots-per-node"));
         assert!(with(&["--block-id", " "]).contains("--block-id"));
         assert!(parse(&["--interchange", "ix:1", "--insecure"], &[])
             .expect_err("url")

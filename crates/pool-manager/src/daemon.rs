@@ -96,12 +96,18 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
         launcher: config.launcher,
         rhtex_version: protocol::RHTEX_VERSION.to_owned(),
         cpu_count,
-        slots_per_node: Some(cpu_count.max(1)),
+        slots_per_node: Some(config.slots_per_node.unwrap_or(cpu_count).max(1)),
         versions,
     };
     let link = InterchangeLink::connect(&config.interchange, &security, config.manager_id)
         .map_err(|error| error.to_string())?;
-    tracing::info!(interchange = %config.interchange, run_dir = %run_dir.display(), launcher = %config.launcher, "pool-manager started");
+    tracing::info!(
+        interchange = %config.interchange,
+        run_dir = %run_dir.display(),
+        launcher = %config.launcher,
+        slots_per_node = registration.slots_per_node.unwrap_or(1),
+        "pool-manager started"
+    );
     Ok((
         link,
         Settings {

@@ -2,10 +2,12 @@
 //! node.
 //!
 //! It finds the block's nodes ([`nodes`]), registers with the interchange,
-//! heartbeats, receives tasks, gives each task whole nodes
-//! ([`core::allocator`]), composes the MPI launcher prefixes and the
-//! `PARSL_*` environment ([`prefix`]), runs each task with `/bin/bash -c` in
-//! its own process group ([`launch`]) and reports its result.
+//! heartbeats, receives tasks, checks and records the nodes and slots the
+//! interchange placed each task on ([`core::allocator`]), composes the MPI
+//! launcher prefixes and the `PARSL_*` environment ([`prefix`]) without the
+//! block job's own Slurm step settings ([`slurm`]), runs each task with
+//! `/bin/bash -c` in its own process group ([`launch`]), kills it when it
+//! runs past its walltime, and reports its result.
 //!
 //! The seam: [`core`] is a pure state machine (inputs `handle_*(now, ...)`,
 //! outputs drained with `poll_output`, deadlines from `poll_timeout`);
@@ -19,6 +21,7 @@ pub mod daemon;
 pub mod launch;
 pub mod nodes;
 pub mod prefix;
+pub mod slurm;
 pub mod transport;
 
 /// Exit codes of the `pool-manager` binary (the contract in

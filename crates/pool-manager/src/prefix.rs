@@ -6,10 +6,18 @@
 //! - `srun --ntasks {num_ranks} --ntasks-per-node {ranks_per_node} --nodelist {h1,h2} --nodes {n} {launcher_options}`
 //! - `aprun -n {num_ranks} -N {ranks_per_node} -node-list {h1,h2} {launcher_options}`
 //!
-//! `launcher_options` is appended verbatim, as one argument, when given and
-//! not blank. Every task gets a fresh environment built by
-//! [`task_environment`], so nothing leaks from one task to the next.
+//! The hosts are the task's placement, in placement order. A packed
+//! (non-exclusive) task shares its nodes, so its srun step must claim only
+//! its share: `srun ... --nodes {n} --exact --mem=0 {launcher_options}`
+//! (see [`crate::slurm`] for why). `launcher_options` is appended verbatim,
+//! as one argument, when given and not blank, so it can override what
+//! comes before it.
+//!
+//! Every task gets a fresh environment built by [`task_environment`], so
+//! nothing leaks from one task to the next, and nothing of the block job's
+//! own Slurm step settings ([`crate::slurm::STEP_SETTINGS`]) reaches it.
 
+use crate::slurm;
 use protocol::{Launcher, ManagerId, TaskId, TaskResources};
 use std::collections::BTreeMap;
 
@@ -38,7 +46,15 @@ pub fn prefix_argv(launcher: Launcher, resources: &TaskResources, hosts: &[Strin
             host_list,
             "--nodes".into(),
             hosts.len().to_string(),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            slurm::PACKED_STEP_OPTIONS
+                .iter()
+                .filter(|_| !resources.exclusive)
+                .map(|option| (*option).to_owned()),
+        )
+        .collect(),
         Launcher::Aprun => vec![
             "aprun".into(),
             "-n".into(),
@@ -68,6 +84,10 @@ fn launcher_options(resources: &TaskResources) -> Option<&str> {
         .filter(|options| !options.is_empty())
 }
 
+/// The options MPICH's `mpiexec` (Hydra) adds to the `srun` that starts
+/// its proxies inside a Slurm job.
+const HYDRA_ARGS: &str = "HYDRA_LAUNCHER_EXTRA_ARGS";
+
 /// Everything [`task_environment`] needs besides the base environment.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskContext<'a> {
@@ -76,18 +96,32 @@ pub struct TaskContext<'a> {
     pub block_id: &'a str,
     pub launcher: Launcher,
     pub resources: &'a TaskResources,
+    /// The task's hosts, in placement order.
     pub hosts: &'a [String],
+    /// The fewest slots the task holds on any of its nodes.
+    pub slots: u32,
 }
 
 /// A fresh environment for one task: `base` (the manager's own environment
-/// captured at start), then the `PARSL_*` variables and `RHTEX_TASK_ID`,
-/// then the task's own `task_env` on top.
+/// captured at start) without the block's Slurm step settings
+/// ([`slurm::strip_step_settings`]), then the `PARSL_*` variables and
+/// `RHTEX_TASK_ID`, then, for a packed task inside a Slurm job,
+/// `HYDRA_LAUNCHER_EXTRA_ARGS` ([`slurm::hydra_launcher_args`]), and the
+/// task's own `task_env` on top.
 pub fn task_environment(
     base: &BTreeMap<String, String>,
     context: &TaskContext<'_>,
     task_env: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut env = base.clone();
+    let mut env = slurm::strip_step_settings(base);
+    // A value the manager inherited comes after ours, so it can override.
+    let hydra_args = (!context.resources.exclusive && slurm::in_slurm_job(&env)).then(|| {
+        let ours = slurm::hydra_launcher_args(context.slots);
+        match env.get(HYDRA_ARGS).filter(|given| !given.trim().is_empty()) {
+            Some(given) => format!("{ours} {}", given.trim()),
+            None => ours,
+        }
+    });
     let resources = context.resources;
     let mut set = |key: &str, value: String| {
         env.insert(key.to_owned(), value);
@@ -113,6 +147,9 @@ pub fn task_environment(
         prefix_string(context.launcher, resources, context.hosts),
     );
     set("RHTEX_TASK_ID", context.task_id.to_string());
+    if let Some(hydra_args) = hydra_args {
+        set(HYDRA_ARGS, hydra_args);
+    }
     for (key, value) in task_env {
         env.insert(key.clone(), value.clone());
     }
@@ -262,6 +299,7 @@ mod tests {
             launcher: Launcher::Srun,
             resources,
             hosts,
+            slots: resources.ranks_per_node,
         }
     }
 
@@ -341,5 +379,152 @@ mod tests {
         assert_eq!(second["PARSL_NUM_RANKS"], "1");
         assert_eq!(second["RHTEX_TASK_ID"], TaskId::from_u128(2).to_string());
         assert_eq!(base.len(), 1, "the base environment is never changed");
+    }
+
+    fn packed(nodes: u32, per_node: u32, ranks: u32, options: Option<&str>) -> TaskResources {
+        TaskResources {
+            exclusive: false,
+            ..resources(nodes, per_node, ranks, options)
+        }
+    }
+
+    /// A packed task's srun step claims only its share; the other launchers
+    /// keep their shape, with the hosts of the placement in its order.
+    #[test]
+    fn packed_tasks_do_not_claim_whole_nodes() {
+        let hosts = hosts(&["n3", "n1"]);
+        let cases: &[(Launcher, TaskResources, &[&str])] = &[
+            (
+                Launcher::Srun,
+                packed(2, 2, 4, None),
+                &[
+                    "srun",
+                    "--ntasks",
+                    "4",
+                    "--ntasks-per-node",
+                    "2",
+                    "--nodelist",
+                    "n3,n1",
+                    "--nodes",
+                    "2",
+                    "--exact",
+                    "--mem=0",
+                ],
+            ),
+            (
+                Launcher::Srun,
+                packed(2, 2, 3, Some("--mem=2G -l")),
+                &[
+                    "srun",
+                    "--ntasks",
+                    "3",
+                    "--ntasks-per-node",
+                    "2",
+                    "--nodelist",
+                    "n3,n1",
+                    "--nodes",
+                    "2",
+                    "--exact",
+                    "--mem=0",
+                    "--mem=2G -l",
+                ],
+            ),
+            (
+                Launcher::Mpiexec,
+                packed(2, 2, 4, None),
+                &["mpiexec", "-n", "4", "-ppn", "2", "-hosts", "n3,n1"],
+            ),
+            (
+                Launcher::Aprun,
+                packed(2, 2, 4, None),
+                &["aprun", "-n", "4", "-N", "2", "-node-list", "n3,n1"],
+            ),
+        ];
+        for (launcher, resources, expected) in cases {
+            assert_eq!(
+                prefix_argv(*launcher, resources, &hosts),
+                argv(expected),
+                "{launcher} {resources:?}"
+            );
+        }
+        // The exclusive form of the same request is Parsl's, unchanged.
+        assert_eq!(
+            prefix_string(Launcher::Srun, &resources(2, 2, 4, None), &hosts),
+            "srun --ntasks 4 --ntasks-per-node 2 --nodelist n3,n1 --nodes 2"
+        );
+    }
+
+    fn slurm_base() -> BTreeMap<String, String> {
+        [
+            ("PATH", "/bin"),
+            ("SLURM_JOB_ID", "4242"),
+            ("SLURM_JOB_NODELIST", "n[1-3]"),
+            ("SLURM_CPUS_PER_TASK", "8"),
+            ("SLURM_NTASKS", "12"),
+            ("SLURM_MEM_PER_NODE", "8000"),
+        ]
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn the_block_job_step_settings_never_reach_a_task() {
+        let nodes = hosts(&["n1"]);
+        for spec in [resources(1, 2, 2, None), packed(1, 2, 2, None)] {
+            let env = task_environment(&slurm_base(), &context(1, &spec, &nodes), &BTreeMap::new());
+            for key in ["SLURM_CPUS_PER_TASK", "SLURM_NTASKS", "SLURM_MEM_PER_NODE"] {
+                assert!(!env.contains_key(key), "{key} leaked: {env:?}");
+            }
+            assert_eq!(env["SLURM_JOB_ID"], "4242");
+            assert_eq!(env["SLURM_JOB_NODELIST"], "n[1-3]");
+        }
+        // A task may still set any of them itself.
+        let spec = resources(1, 1, 1, None);
+        let own: BTreeMap<String, String> = [("SLURM_CPUS_PER_TASK".to_string(), "3".to_string())]
+            .into_iter()
+            .collect();
+        let env = task_environment(&slurm_base(), &context(2, &spec, &nodes), &own);
+        assert_eq!(env["SLURM_CPUS_PER_TASK"], "3");
+    }
+
+    #[test]
+    fn packed_mpiexec_proxies_claim_the_share_inside_slurm_only() {
+        let nodes = hosts(&["n2", "n3"]);
+        let spec = packed(2, 3, 6, None);
+        let mut env = task_environment(&slurm_base(), &context(1, &spec, &nodes), &BTreeMap::new());
+        assert_eq!(
+            env.remove("HYDRA_LAUNCHER_EXTRA_ARGS").as_deref(),
+            Some("--exact --cpus-per-task=3 --mem=0")
+        );
+        assert_eq!(
+            env["PARSL_MPIEXEC_PREFIX"],
+            "mpiexec -n 6 -ppn 3 -hosts n2,n3"
+        );
+        assert_eq!(
+            env["PARSL_SRUN_PREFIX"],
+            "srun --ntasks 6 --ntasks-per-node 3 --nodelist n2,n3 --nodes 2 --exact --mem=0"
+        );
+        // Options the manager inherited come after ours.
+        let mut base = slurm_base();
+        base.insert("HYDRA_LAUNCHER_EXTRA_ARGS".into(), " --verbose ".into());
+        let env = task_environment(&base, &context(1, &spec, &nodes), &BTreeMap::new());
+        assert_eq!(
+            env["HYDRA_LAUNCHER_EXTRA_ARGS"],
+            "--exact --cpus-per-task=3 --mem=0 --verbose"
+        );
+        // Exclusive tasks, and packed tasks outside Slurm, get none.
+        let exclusive = resources(2, 3, 6, None);
+        let env = task_environment(
+            &slurm_base(),
+            &context(1, &exclusive, &nodes),
+            &BTreeMap::new(),
+        );
+        assert!(!env.contains_key("HYDRA_LAUNCHER_EXTRA_ARGS"));
+        let plain: BTreeMap<String, String> = [("PATH".to_string(), "/bin".to_string())]
+            .into_iter()
+            .collect();
+        let env = task_environment(&plain, &context(1, &spec, &nodes), &BTreeMap::new());
+        assert!(!env.contains_key("HYDRA_LAUNCHER_EXTRA_ARGS"));
     }
 }

@@ -165,12 +165,21 @@ impl Drop for Manager {
     }
 }
 
-fn dispatch(task_id: TaskId, command: &str, request: ResourceRequest) -> TaskDispatch {
+/// A task placed on `placement` (node index, slots), in that order.
+fn dispatch(
+    task_id: TaskId,
+    command: &str,
+    request: ResourceRequest,
+    placement: &[(u32, u32)],
+) -> TaskDispatch {
     TaskDispatch {
         task_id,
         command: command.into(),
         resources: protocol::validate(&request).expect("valid spec"),
-        placement: Vec::new(),
+        placement: placement
+            .iter()
+            .map(|&(node, slots)| protocol::NodeShare { node, slots })
+            .collect(),
         env: BTreeMap::new(),
         cwd: None,
         stdout: None,
@@ -197,10 +206,13 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
             "srun",
             "--heartbeat-period",
             "0.2",
+            "--slots-per-node",
+            "3",
         ],
     );
     let registration = interchange.accept();
     assert_eq!(registration.nodes, vec!["n1", "n2", "n3"]);
+    assert_eq!(registration.slots_per_node, Some(3));
     assert_eq!(registration.manager_id, manager_id);
     assert_eq!(registration.block_id, "blk-9");
     assert_eq!(registration.launcher, protocol::Launcher::Srun);
@@ -215,6 +227,7 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
             .with("num_nodes", 2)
             .with("ranks_per_node", 3)
             .with("launcher_options", "--exclusive"),
+        &[(0, 3), (1, 3)],
     );
     task.env.insert("EXTRA".into(), "yes".into());
     interchange.send(&ToManager::RunTasks { tasks: vec![task] });
@@ -261,6 +274,7 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
             failing,
             "echo bad >&2; exit 7",
             ResourceRequest::new().with("num_nodes", 3),
+            &[(0, 3), (1, 3), (2, 3)],
         )],
     });
     let result = interchange.expect_result();
@@ -304,7 +318,7 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
         &interchange.endpoint,
         &["--nodes", "n1", "--kill-grace", "2"],
     );
-    interchange.accept();
+    let slots = interchange.accept().slots_per_node.expect("slots per node");
     let pid_file = temp.path().join("task.pid");
     let task_id = TaskId::from_u128(7);
     let command = format!(
@@ -312,7 +326,12 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
         pid_file.display()
     );
     interchange.send(&ToManager::RunTasks {
-        tasks: vec![dispatch(task_id, &command, ResourceRequest::new())],
+        tasks: vec![dispatch(
+            task_id,
+            &command,
+            ResourceRequest::new(),
+            &[(0, slots)],
+        )],
     });
     // Wait (bounded) until the task has written its pid (= its process group).
     let deadline = Instant::now() + WAIT;
@@ -347,6 +366,85 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
         Err(nix::errno::Errno::ESRCH),
         "the task's process group is gone"
     );
+}
+
+#[test]
+fn bad_placements_fail_their_task_and_walltime_kills_the_group() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mut interchange = Interchange::bind();
+    let mut manager = Manager::start(
+        temp.path(),
+        &interchange.endpoint,
+        &[
+            "--nodes",
+            "n1,n2",
+            "--slots-per-node",
+            "4",
+            "--kill-grace",
+            "5",
+        ],
+    );
+    assert_eq!(interchange.accept().slots_per_node, Some(4));
+    // A placement on a node the manager does not have fails that task only.
+    let bad = TaskId::from_u128(1);
+    interchange.send(&ToManager::RunTasks {
+        tasks: vec![dispatch(bad, "true", ResourceRequest::new(), &[(5, 4)])],
+    });
+    let result = interchange.expect_result();
+    assert_eq!((result.task_id, result.state), (bad, TaskState::Failed));
+    let error = result.error.expect("error");
+    assert_eq!(error.kind, ErrorKind::LaunchFailed);
+    assert!(
+        error
+            .message
+            .contains("names node 5, but this manager has only 2 node(s)"),
+        "{}",
+        error.message
+    );
+    // A task that outlives its walltime is terminated (SIGTERM, well
+    // before the kill grace would escalate) and reported as such; its node
+    // is then free for the next task.
+    let slow = TaskId::from_u128(2);
+    interchange.send(&ToManager::RunTasks {
+        tasks: vec![dispatch(
+            slow,
+            "sleep 30",
+            ResourceRequest::new().with("walltime", protocol::SpecValue::Float(0.5)),
+            &[(1, 4)],
+        )],
+    });
+    let result = interchange.expect_result();
+    assert_eq!((result.task_id, result.state), (slow, TaskState::Failed));
+    assert_eq!((result.exit_code, result.signal), (None, Some(15)));
+    assert_eq!(result.nodes, vec!["n2"]);
+    let error = result.error.expect("error");
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (
+            ErrorKind::WalltimeExceeded,
+            "killed after running longer than its walltime of 0.5 s"
+        )
+    );
+    let next = TaskId::from_u128(3);
+    interchange.send(&ToManager::RunTasks {
+        tasks: vec![dispatch(
+            next,
+            "echo again",
+            ResourceRequest::new(),
+            &[(1, 4)],
+        )],
+    });
+    let result = interchange.expect_result();
+    assert_eq!((result.task_id, result.state), (next, TaskState::Completed));
+    assert_eq!(result.stdout_tail, b"again\n");
+    interchange.send(&ToManager::Shutdown {
+        reason: "test over".into(),
+    });
+    assert!(matches!(
+        interchange.recv_skipping_heartbeats(),
+        FromManager::Goodbye { .. }
+    ));
+    assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
 }
 
 #[test]

@@ -14,19 +14,26 @@
 //! silence from the interchange for `heartbeat_threshold` kills the running
 //! tasks and exits with code 4; `shutdown` or SIGTERM kills the running
 //! tasks, reports them, says `goodbye` and exits with code 0. The manager
-//! keeps no backlog: a task that does not fit, or has a duplicate id, is a
-//! protocol violation and fails at once.
+//! keeps no backlog and follows the interchange's placement of each task
+//! (which nodes, how many slots on each): a placement that does not fit the
+//! free slots ([`allocator::PlacementError`]), or a duplicate task id, is a
+//! protocol violation and fails that task at once with `launch_failed`.
+//!
+//! Walltime: a task with a `walltime` gets a deadline when it is launched;
+//! [`Manager::poll_timeout`] includes the earliest one, and at that time
+//! [`Manager::handle_timeout`] asks the shell to kill the task's process
+//! group; its result is `failed` with kind `walltime_exceeded`.
 
 pub mod allocator;
 
 use crate::exit_code;
 use crate::prefix::{task_environment, TaskContext};
-use allocator::Allocator;
+use allocator::{Allocator, Demand};
 use protocol::{
     ErrorKind, FromManager, Registration, TaskDispatch, TaskError, TaskId, TaskResult, TaskState,
     ToManager, UnixTime,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,7 +41,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Sent as is in `register`; also gives the manager id, block id,
-    /// launcher and node list.
+    /// launcher, node list and slots per node (absent: `cpu_count`, at
+    /// least 1).
     pub registration: Registration,
     /// For messages only.
     pub interchange_url: String,
@@ -58,6 +66,8 @@ pub enum KillReason {
     InterchangeLost,
     /// The interchange refused this manager.
     Refused,
+    /// The task ran longer than its `walltime`.
+    WalltimeExceeded,
 }
 
 impl KillReason {
@@ -67,6 +77,7 @@ impl KillReason {
             KillReason::Shutdown => "shutdown",
             KillReason::InterchangeLost => "interchange lost",
             KillReason::Refused => "refused",
+            KillReason::WalltimeExceeded => "walltime exceeded",
         }
     }
 }
@@ -137,6 +148,8 @@ struct Running {
     stdout: PathBuf,
     stderr: PathBuf,
     kill: Option<KillReason>,
+    /// The task's `walltime` in seconds and when it runs out.
+    walltime: Option<(f64, Instant)>,
 }
 
 #[derive(Debug)]
@@ -160,6 +173,8 @@ pub struct Manager {
     settings: Settings,
     allocator: Allocator,
     running: BTreeMap<TaskId, Running>,
+    /// Walltime deadlines of running tasks not yet being killed.
+    deadlines: BTreeSet<(Instant, TaskId)>,
     phase: Phase,
     outputs: VecDeque<Output>,
     last_heard: Instant,
@@ -177,11 +192,24 @@ pub struct Manager {
 impl Manager {
     /// A manager that starts now; `register` is the first output.
     pub fn new(settings: Settings, now: Instant) -> Self {
-        let allocator = Allocator::new(settings.registration.nodes.len());
+        let registration = &settings.registration;
+        let slots_per_node = registration
+            .slots_per_node
+            .unwrap_or(registration.cpu_count)
+            .max(1);
+        let allocator = Allocator::new(registration.nodes.len(), slots_per_node);
+        let stripped = crate::slurm::step_settings_in(&settings.base_env);
+        if !stripped.is_empty() {
+            tracing::info!(
+                variables = %stripped.join(","),
+                "the block job's Slurm step settings are removed from every task's environment"
+            );
+        }
         let drain_at = settings.drain_period.map(|period| now + period);
         let mut manager = Self {
             allocator,
             running: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             phase: Phase::Registering,
             outputs: VecDeque::new(),
             last_heard: now,
@@ -215,6 +243,9 @@ impl Manager {
                 if let (Some(drain), false) = (self.drain_at, self.drain_sent) {
                     deadline = deadline.min(drain);
                 }
+                if let Some(&(walltime, _)) = self.deadlines.first() {
+                    deadline = deadline.min(walltime);
+                }
                 Some(deadline)
             }
         }
@@ -224,8 +255,14 @@ impl Manager {
         self.running.len()
     }
 
+    /// Nodes with every slot free.
     pub fn n_free_nodes(&self) -> usize {
-        self.allocator.n_free()
+        self.allocator.n_free_nodes()
+    }
+
+    /// Free slots over all nodes.
+    pub fn n_free_slots(&self) -> u64 {
+        self.allocator.n_free_slots()
     }
 
     pub fn n_bad_messages(&self) -> u64 {
@@ -239,17 +276,31 @@ impl Manager {
     /// Checks the allocator and that it agrees with the task table.
     pub fn validate(&self) -> Result<(), String> {
         self.allocator.validate()?;
-        let n_held: usize = self
+        let n_held: u64 = self
             .running
             .keys()
-            .map(|task_id| self.allocator.nodes_of(*task_id).map_or(0, <[usize]>::len))
+            .map(|task_id| {
+                self.allocator.shares_of(*task_id).map_or(0, |shares| {
+                    shares.iter().map(|share| u64::from(share.slots)).sum()
+                })
+            })
             .sum();
-        if n_held + self.allocator.n_free() != self.allocator.n_total() {
+        if n_held + self.allocator.n_free_slots() != self.allocator.n_total_slots() {
             return Err(format!(
-                "running tasks hold {n_held} nodes, {} free of {}",
-                self.allocator.n_free(),
-                self.allocator.n_total()
+                "running tasks hold {n_held} slots, {} free of {}",
+                self.allocator.n_free_slots(),
+                self.allocator.n_total_slots()
             ));
+        }
+        for (deadline, task_id) in &self.deadlines {
+            let listed = self
+                .running
+                .get(task_id)
+                .and_then(|running| running.walltime)
+                .is_some_and(|(_, at)| at == *deadline);
+            if !listed {
+                return Err(format!("deadline of task {task_id} that is not running"));
+            }
         }
         Ok(())
     }
@@ -282,7 +333,8 @@ impl Manager {
                         interchange = %self.settings.interchange_url,
                         %interchange_version,
                         interchange_heartbeat_period = heartbeat_period,
-                        n_nodes = self.allocator.n_total(),
+                        n_nodes = self.allocator.n_nodes(),
+                        slots_per_node = self.allocator.slots_per_node(),
                         "registered with the interchange"
                     );
                     self.phase = Phase::Registered;
@@ -305,17 +357,13 @@ impl Manager {
             }
             ToManager::RunTasks { tasks } => {
                 for task in tasks {
-                    self.start_task(task);
+                    self.start_task(now, task);
                 }
             }
             ToManager::CancelTask { task_id } => match self.running.get_mut(&task_id) {
                 Some(running) if running.kill.is_none() => {
                     tracing::info!(%task_id, "cancelling task");
-                    running.kill = Some(KillReason::Cancelled);
-                    self.outputs.push_back(Output::Kill {
-                        task_id,
-                        reason: KillReason::Cancelled,
-                    });
+                    self.kill(task_id, KillReason::Cancelled);
                 }
                 Some(_) => tracing::debug!(%task_id, "task is already being killed"),
                 None => {
@@ -423,6 +471,18 @@ impl Manager {
         if !self.is_registered() {
             return;
         }
+        while let Some(&(deadline, task_id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            let walltime = self
+                .running
+                .get(&task_id)
+                .and_then(|running| running.walltime)
+                .map_or(0.0, |(seconds, _)| seconds);
+            tracing::warn!(%task_id, walltime_s = walltime, "task ran past its walltime; killing it");
+            self.kill(task_id, KillReason::WalltimeExceeded);
+        }
         if self.next_heartbeat.is_some_and(|at| now >= at) {
             self.send(FromManager::Heartbeat);
             self.next_heartbeat = Some(now + self.heartbeat_period);
@@ -480,6 +540,16 @@ impl Manager {
                 TaskState::Cancelled,
                 Some((ErrorKind::Cancelled, "cancelled by a client".to_owned())),
             ),
+            (Some(KillReason::WalltimeExceeded), _) => (
+                TaskState::Failed,
+                Some((
+                    ErrorKind::WalltimeExceeded,
+                    format!(
+                        "killed after running longer than its walltime of {} s",
+                        running.walltime.map_or(0.0, |(seconds, _)| seconds)
+                    ),
+                )),
+            ),
             (Some(reason), _) => (
                 TaskState::Failed,
                 Some((
@@ -534,6 +604,9 @@ impl Manager {
     fn take_running(&mut self, task_id: TaskId) -> Option<Running> {
         let running = self.running.remove(&task_id)?;
         self.allocator.release(task_id);
+        if let Some((_, deadline)) = running.walltime {
+            self.deadlines.remove(&(deadline, task_id));
+        }
         Some(running)
     }
 
@@ -579,7 +652,7 @@ impl Manager {
         self.report(result);
     }
 
-    fn start_task(&mut self, task: TaskDispatch) {
+    fn start_task(&mut self, now: Instant, task: TaskDispatch) {
         let task_id = task.task_id;
         if let Phase::Stopping(stop) = &self.phase {
             let message = format!(
@@ -596,21 +669,30 @@ impl Manager {
             );
             return;
         }
-        let n_nodes = task.resources.num_nodes as usize;
-        let Some(indices) = self.allocator.allocate(task_id, n_nodes) else {
+        let demand = Demand {
+            num_nodes: task.resources.num_nodes,
+            exclusive: task.resources.exclusive,
+        };
+        if let Err(error) = self.allocator.claim(task_id, demand, &task.placement) {
             let message = format!(
-                "task needs {n_nodes} nodes but only {} of this manager's {} are free; the interchange must only send tasks that fit (protocol violation)",
-                self.allocator.n_free(),
-                self.allocator.n_total()
+                "invalid placement {} from the interchange (protocol violation): {error}",
+                describe_placement(&task.placement)
             );
             self.reject(task_id, message);
             return;
-        };
+        }
         let registration = &self.settings.registration;
-        let hosts: Vec<String> = indices
+        let hosts: Vec<String> = task
+            .placement
             .iter()
-            .map(|&index| registration.nodes[index].clone())
+            .map(|share| registration.nodes[share.node as usize].clone())
             .collect();
+        let slots = task
+            .placement
+            .iter()
+            .map(|share| share.slots)
+            .min()
+            .unwrap_or(1);
         let env = task_environment(
             &self.settings.base_env,
             &TaskContext {
@@ -620,6 +702,7 @@ impl Manager {
                 launcher: registration.launcher,
                 resources: &task.resources,
                 hosts: &hosts,
+                slots,
             },
             &task.env,
         );
@@ -632,6 +715,18 @@ impl Manager {
         let tasks_dir = run_dir.join("tasks");
         let stdout = resolve(&task.stdout, tasks_dir.join(format!("{task_id}.stdout")));
         let stderr = resolve(&task.stderr, tasks_dir.join(format!("{task_id}.stderr")));
+        let walltime = task.resources.walltime.and_then(|seconds| {
+            let deadline = Duration::try_from_secs_f64(seconds)
+                .ok()
+                .and_then(|walltime| now.checked_add(walltime));
+            if deadline.is_none() {
+                tracing::warn!(%task_id, walltime_s = seconds, "walltime out of range; the task runs without one");
+            }
+            deadline.map(|deadline| (seconds, deadline))
+        });
+        if let Some((_, deadline)) = walltime {
+            self.deadlines.insert((deadline, task_id));
+        }
         self.running.insert(
             task_id,
             Running {
@@ -639,6 +734,7 @@ impl Manager {
                 stdout: stdout.clone(),
                 stderr: stderr.clone(),
                 kill: None,
+                walltime,
             },
         );
         self.outputs.push_back(Output::Launch(Launch {
@@ -670,16 +766,29 @@ impl Manager {
             reason,
             send_messages,
         });
-        for (task_id, running) in &mut self.running {
-            if running.kill.is_none() {
-                running.kill = Some(kill);
-                self.outputs.push_back(Output::Kill {
-                    task_id: *task_id,
-                    reason: kill,
-                });
-            }
+        let to_kill: Vec<TaskId> = self
+            .running
+            .iter()
+            .filter(|(_, running)| running.kill.is_none())
+            .map(|(task_id, _)| *task_id)
+            .collect();
+        for task_id in to_kill {
+            self.kill(task_id, kill);
         }
         self.finish_if_idle();
+    }
+
+    /// Marks a running task as being killed for `reason` (its walltime no
+    /// longer matters) and asks the shell to kill its process group.
+    fn kill(&mut self, task_id: TaskId, reason: KillReason) {
+        let Some(running) = self.running.get_mut(&task_id) else {
+            return;
+        };
+        running.kill = Some(reason);
+        if let Some((_, deadline)) = running.walltime {
+            self.deadlines.remove(&(deadline, task_id));
+        }
+        self.outputs.push_back(Output::Kill { task_id, reason });
     }
 
     fn finish_if_idle(&mut self) {
@@ -699,6 +808,15 @@ impl Manager {
             reason: stop.reason,
         });
     }
+}
+
+/// `[node 0: 4 slots, node 2: 4 slots]`, for messages.
+fn describe_placement(placement: &[protocol::NodeShare]) -> String {
+    let shares: Vec<String> = placement
+        .iter()
+        .map(|share| format!("node {}: {} slots", share.node, share.slots))
+        .collect();
+    format!("[{}]", shares.join(", "))
 }
 
 /// The last [`protocol::MAX_TAIL_BYTES`] bytes.

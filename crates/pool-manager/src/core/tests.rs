@@ -6,6 +6,8 @@ use super::*;
 use protocol::{Launcher, ManagerId, TaskResources};
 
 const PERIOD: Duration = Duration::from_secs(30);
+/// Slots per node of the test manager.
+const SLOTS: u32 = 2;
 const THRESHOLD: Duration = Duration::from_secs(120);
 
 struct Harness {
@@ -23,8 +25,8 @@ fn registration(n_nodes: usize) -> Registration {
         nodes: (1..=n_nodes).map(|n| format!("n{n}")).collect(),
         launcher: Launcher::Mpiexec,
         rhtex_version: protocol::RHTEX_VERSION.into(),
-        cpu_count: 2,
-        slots_per_node: Some(2),
+        cpu_count: 8,
+        slots_per_node: Some(SLOTS),
         versions: BTreeMap::new(),
     }
 }
@@ -47,7 +49,14 @@ fn task(number: u128) -> TaskId {
     TaskId::from_u128(number)
 }
 
+/// An exclusive task on the first `n_nodes` nodes.
 fn dispatch(number: u128, n_nodes: u32) -> TaskDispatch {
+    dispatch_on(number, &(0..n_nodes).collect::<Vec<_>>())
+}
+
+/// An exclusive task on these nodes (whole nodes), in this order.
+fn dispatch_on(number: u128, nodes: &[u32]) -> TaskDispatch {
+    let n_nodes = nodes.len() as u32;
     TaskDispatch {
         task_id: task(number),
         command: format!("echo {number}"),
@@ -61,8 +70,9 @@ fn dispatch(number: u128, n_nodes: u32) -> TaskDispatch {
             retries: None,
             exclusive: true,
         },
-        placement: (0..n_nodes)
-            .map(|node| protocol::NodeShare { node, slots: 1 })
+        placement: nodes
+            .iter()
+            .map(|&node| protocol::NodeShare { node, slots: SLOTS })
             .collect(),
         env: BTreeMap::new(),
         cwd: None,
@@ -84,15 +94,20 @@ fn exit(status: ExitStatus) -> TaskExit {
 impl Harness {
     /// A manager with `n_nodes` nodes; the `register` output is checked.
     fn new(n_nodes: usize, drain: Option<Duration>) -> Self {
+        Self::unregistered(settings(n_nodes, drain))
+    }
+
+    fn unregistered(settings: Settings) -> Self {
         let start = Instant::now();
+        let expected = settings.registration.clone();
         let mut harness = Self {
-            manager: Manager::new(settings(n_nodes, drain), start),
+            manager: Manager::new(settings, start),
             start,
             now: start,
         };
         match harness.next() {
             Output::Send(FromManager::Register(registration)) => {
-                assert_eq!(registration.nodes.len(), n_nodes)
+                assert_eq!(registration, expected)
             }
             other => panic!("expected register, got {other:?}"),
         }
@@ -100,15 +115,20 @@ impl Harness {
         harness
     }
 
-    /// A manager that is registered at time 0.
-    fn registered(n_nodes: usize) -> Self {
-        let mut harness = Self::new(n_nodes, None);
+    /// A manager with these settings that is registered at time 0.
+    fn with_settings(settings: Settings) -> Self {
+        let mut harness = Self::unregistered(settings);
         harness.receive(ToManager::Registered {
             interchange_version: "0.1.0".into(),
             heartbeat_period: 30.0,
         });
         harness.check_idle();
         harness
+    }
+
+    /// A manager that is registered at time 0.
+    fn registered(n_nodes: usize) -> Self {
+        Self::with_settings(settings(n_nodes, None))
     }
 
     fn at(&mut self, seconds: f64) {
@@ -290,7 +310,8 @@ fn refused_exits_3_with_both_versions() {
     });
     let reason = harness.expect_exit(exit_code::REFUSED);
     assert!(
-        reason.contains("protocol version 7") && reason.contains("ours 1"),
+        reason.contains("protocol version 7")
+            && reason.contains(&format!("ours {}", protocol::PROTOCOL_VERSION)),
         "{reason}"
     );
     harness.check_idle();
@@ -363,7 +384,7 @@ fn task_id(number: u128) -> TaskId {
 fn exit_codes_and_foreign_signals_fail() {
     let mut harness = Harness::registered(2);
     harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 1), dispatch(2, 1)],
+        tasks: vec![dispatch_on(1, &[0]), dispatch_on(2, &[1])],
     });
     harness.expect_launch();
     harness.expect_launch();
@@ -439,7 +460,7 @@ fn cancel_kills_and_reports_cancelled() {
 fn shutdown_kills_reports_says_goodbye_and_exits_0() {
     let mut harness = Harness::registered(3);
     harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 1), dispatch(2, 2)],
+        tasks: vec![dispatch_on(1, &[0]), dispatch_on(2, &[1, 2])],
     });
     harness.expect_launch();
     harness.expect_launch();
@@ -521,7 +542,11 @@ fn drain_request_after_the_drain_period() {
 fn a_task_that_does_not_fit_fails_at_once() {
     let mut harness = Harness::registered(3);
     harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 2), dispatch(2, 2), dispatch(1, 1)],
+        tasks: vec![
+            dispatch(1, 2),
+            dispatch_on(2, &[1, 2]),
+            dispatch_on(1, &[2]),
+        ],
     });
     harness.expect_launch();
     let too_big = harness.expect_result();
@@ -529,7 +554,10 @@ fn a_task_that_does_not_fit_fails_at_once() {
     let error = too_big.error.expect("error");
     assert_eq!(error.kind, ErrorKind::LaunchFailed);
     assert!(
-        error.message.contains("needs 2 nodes but only 1"),
+        error.message.contains(
+            "invalid placement [node 1: 2 slots, node 2: 2 slots] from the interchange (protocol violation): \
+             the task is exclusive but node 1 is not wholly free (0 of 2 slots free)"
+        ),
         "{}",
         error.message
     );
@@ -544,14 +572,102 @@ fn a_task_that_does_not_fit_fails_at_once() {
     harness.check_idle();
 }
 
+/// Every way a placement can be wrong fails just that task, naming the
+/// problem; the manager keeps running and its books stay consistent.
+#[test]
+fn invalid_placements_fail_the_task_and_nothing_else() {
+    let mut harness = Harness::registered(3);
+    // Half of node 0 is taken by a packed task.
+    let mut half = dispatch_on(1, &[0]);
+    half.resources.exclusive = false;
+    half.placement[0].slots = 1;
+    harness.receive(ToManager::RunTasks { tasks: vec![half] });
+    harness.expect_launch();
+    let share = |node, slots| protocol::NodeShare { node, slots };
+    let cases: Vec<(u32, bool, Vec<protocol::NodeShare>, &str)> = vec![
+        (
+            2,
+            true,
+            vec![share(1, 2)],
+            "lists 1 node(s) but the task asks for num_nodes = 2",
+        ),
+        (1, true, Vec::new(), "the placement lists no nodes"),
+        (
+            1,
+            true,
+            vec![share(7, 2)],
+            "names node 7, but this manager has only 3 node(s)",
+        ),
+        (
+            2,
+            true,
+            vec![share(1, 2), share(1, 2)],
+            "names node 1 more than once",
+        ),
+        (1, false, vec![share(1, 0)], "0 slots on node 1"),
+        (
+            1,
+            false,
+            vec![share(0, 2)],
+            "takes 2 slot(s) on node 0, but only 1 of its 2 are free",
+        ),
+        (
+            1,
+            true,
+            vec![share(0, 2)],
+            "exclusive but node 0 is not wholly free",
+        ),
+        (
+            1,
+            true,
+            vec![share(1, 1)],
+            "must take all 2 slots of node 1, but the placement gives it 1",
+        ),
+    ];
+    for (index, (num_nodes, exclusive, placement, expected)) in cases.into_iter().enumerate() {
+        let number = 100 + index as u128;
+        let mut bad = dispatch(number, 1);
+        bad.resources.num_nodes = num_nodes;
+        bad.resources.num_ranks = num_nodes;
+        bad.resources.exclusive = exclusive;
+        bad.placement = placement;
+        harness.receive(ToManager::RunTasks { tasks: vec![bad] });
+        let result = harness.expect_result();
+        assert_eq!(result.task_id, task(number));
+        assert_eq!(result.state, TaskState::Failed);
+        let error = result.error.expect("error");
+        assert_eq!(error.kind, ErrorKind::LaunchFailed, "case {index}");
+        assert!(
+            error.message.contains(expected),
+            "case {index}: {}",
+            error.message
+        );
+        assert!(result.nodes.is_empty(), "case {index}");
+        harness.check_idle();
+    }
+    assert_eq!(harness.manager.n_running(), 1);
+    assert_eq!(harness.manager.n_free_slots(), 5);
+    assert!(harness.manager.is_registered());
+    // A good task still runs on what is free.
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch_on(2, &[2, 1])],
+    });
+    assert_eq!(harness.expect_launch().nodes, vec!["n3", "n2"]);
+    harness.check_idle();
+}
+
 #[test]
 fn nodes_are_returned_after_each_end() {
     let mut harness = Harness::registered(4);
     harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 2), dispatch(2, 1), dispatch(3, 1)],
+        tasks: vec![
+            dispatch_on(1, &[0, 1]),
+            dispatch_on(2, &[3]),
+            dispatch_on(3, &[2]),
+        ],
     });
     let nodes: Vec<Vec<String>> = (0..3).map(|_| harness.expect_launch().nodes).collect();
-    assert_eq!(nodes, vec![vec!["n1", "n2"], vec!["n3"], vec!["n4"]]);
+    assert_eq!(nodes, vec![vec!["n1", "n2"], vec!["n4"], vec!["n3"]]);
     assert_eq!(harness.manager.n_free_nodes(), 0);
     harness.exited(2, ExitStatus::Code(0));
     harness.expect_result();
@@ -562,9 +678,13 @@ fn nodes_are_returned_after_each_end() {
     harness.expect_result();
     assert_eq!(harness.manager.n_free_nodes(), 3);
     harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(4, 3)],
+        tasks: vec![dispatch_on(4, &[3, 0, 1])],
     });
-    assert_eq!(harness.expect_launch().nodes, vec!["n1", "n2", "n3"]);
+    assert_eq!(
+        harness.expect_launch().nodes,
+        vec!["n4", "n1", "n2"],
+        "placement order"
+    );
     harness
         .manager
         .handle_launch_failed(harness.now, task(4), "cannot open".into());
@@ -574,6 +694,182 @@ fn nodes_are_returned_after_each_end() {
     assert_eq!(harness.manager.n_free_nodes(), 4);
     // Unknown exits are ignored.
     harness.exited(99, ExitStatus::Code(0));
+    harness.check_idle();
+}
+
+/// A packed task (exclusive: false) on its slots of one node.
+fn packed_on(number: u128, node: u32, ranks: u32) -> TaskDispatch {
+    let mut task = dispatch_on(number, &[node]);
+    task.resources.exclusive = false;
+    task.resources.ranks_per_node = ranks;
+    task.resources.num_ranks = ranks;
+    task.placement[0].slots = ranks;
+    task
+}
+
+#[test]
+fn packed_tasks_share_a_node_and_their_prefixes_say_so() {
+    let mut settings = settings(2, None);
+    settings.registration.slots_per_node = Some(4);
+    settings.registration.launcher = Launcher::Srun;
+    let mut harness = Harness::with_settings(settings);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![packed_on(1, 1, 2), packed_on(2, 1, 2)],
+    });
+    for number in [1, 2] {
+        let launch = harness.expect_launch();
+        assert_eq!(launch.task_id, task(number));
+        assert_eq!(launch.nodes, vec!["n2"]);
+        assert_eq!(
+            launch.env["PARSL_MPI_PREFIX"],
+            "srun --ntasks 2 --ntasks-per-node 2 --nodelist n2 --nodes 1 --exact --mem=0"
+        );
+        assert_eq!(
+            launch.env["PARSL_MPIEXEC_PREFIX"],
+            "mpiexec -n 2 -ppn 2 -hosts n2"
+        );
+    }
+    assert_eq!(
+        (
+            harness.manager.n_free_nodes(),
+            harness.manager.n_free_slots()
+        ),
+        (1, 4)
+    );
+    // The node is full: a third packed task there is refused...
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![packed_on(3, 1, 1)],
+    });
+    let refused = harness.expect_result();
+    assert!(refused
+        .error
+        .expect("error")
+        .message
+        .contains("only 0 of its 4 are free"));
+    // ...and an exclusive one may not share it even once slots are free.
+    harness.exited(1, ExitStatus::Code(0));
+    assert_eq!(harness.expect_result().state, TaskState::Completed);
+    let mut whole = dispatch_on(4, &[1]);
+    whole.placement[0].slots = 4;
+    harness.receive(ToManager::RunTasks { tasks: vec![whole] });
+    assert!(harness
+        .expect_result()
+        .error
+        .expect("error")
+        .message
+        .contains("not wholly free (2 of 4 slots free)"));
+    harness.exited(2, ExitStatus::Code(0));
+    harness.expect_result();
+    assert_eq!(
+        (
+            harness.manager.n_free_nodes(),
+            harness.manager.n_free_slots()
+        ),
+        (2, 8)
+    );
+    harness.check_idle();
+}
+
+#[test]
+fn slots_per_node_defaults_to_the_cpu_count() {
+    let mut settings = settings(1, None);
+    settings.registration.slots_per_node = None;
+    settings.registration.cpu_count = 3;
+    let mut harness = Harness::with_settings(settings);
+    assert_eq!(harness.manager.n_free_slots(), 3);
+    let mut whole = dispatch_on(1, &[0]);
+    whole.placement[0].slots = 3;
+    harness.receive(ToManager::RunTasks { tasks: vec![whole] });
+    harness.expect_launch();
+    harness.check_idle();
+}
+
+fn with_walltime(mut task: TaskDispatch, seconds: f64) -> TaskDispatch {
+    task.resources.walltime = Some(seconds);
+    task
+}
+
+#[test]
+fn a_task_past_its_walltime_is_killed_and_reported() {
+    let mut harness = Harness::registered(2);
+    harness.at(10.0);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![
+            with_walltime(dispatch_on(1, &[0]), 2.5),
+            with_walltime(dispatch_on(2, &[1]), 100.0),
+        ],
+    });
+    harness.expect_launch();
+    harness.expect_launch();
+    // The earliest deadline comes before the next heartbeat.
+    assert_eq!(
+        harness.manager.poll_timeout(),
+        Some(harness.start + Duration::from_secs_f64(12.5))
+    );
+    harness.at(12.0);
+    harness.tick();
+    harness.check_idle();
+    harness.at(12.5);
+    harness.tick();
+    harness.expect_kill(task(1), KillReason::WalltimeExceeded);
+    harness.check_idle();
+    // The deadline is not fired twice while the kill is under way.
+    assert_eq!(
+        harness.manager.poll_timeout(),
+        Some(harness.start + Duration::from_secs(30))
+    );
+    harness.exited(1, ExitStatus::Signal(15));
+    let result = harness.expect_result();
+    assert_eq!(result.state, TaskState::Failed);
+    assert_eq!((result.signal, result.exit_code), (Some(15), None));
+    assert_eq!(result.nodes, vec!["n1"]);
+    let error = result.error.expect("error");
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (
+            ErrorKind::WalltimeExceeded,
+            "killed after running longer than its walltime of 2.5 s"
+        )
+    );
+    assert_eq!(harness.manager.n_free_nodes(), 1, "the node is free again");
+    // A task that ignores SIGTERM and is killed by the escalation keeps its
+    // real signal; one that ends before its walltime completes.
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![with_walltime(dispatch_on(3, &[0]), 1.0)],
+    });
+    harness.expect_launch();
+    harness.at(13.5);
+    harness.tick();
+    harness.expect_kill(task(3), KillReason::WalltimeExceeded);
+    harness.exited(3, ExitStatus::Signal(9));
+    let result = harness.expect_result();
+    assert_eq!(result.signal, Some(9));
+    assert_eq!(
+        result.error.map(|error| error.kind),
+        Some(ErrorKind::WalltimeExceeded)
+    );
+    harness.exited(2, ExitStatus::Code(0));
+    assert_eq!(harness.expect_result().state, TaskState::Completed);
+    harness.at(200.0);
+    harness.tick();
+    // Only the silence timeout is left: no stale walltime deadline.
+    assert!(matches!(harness.next(), Output::Exit { .. }));
+}
+
+#[test]
+fn a_cancelled_task_has_no_walltime_left() {
+    let mut harness = Harness::registered(1);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![with_walltime(dispatch(1, 1), 5.0)],
+    });
+    harness.expect_launch();
+    harness.receive(ToManager::CancelTask { task_id: task(1) });
+    harness.expect_kill(task(1), KillReason::Cancelled);
+    harness.at(6.0);
+    harness.tick();
+    harness.check_idle();
+    harness.exited(1, ExitStatus::Signal(15));
+    assert_eq!(harness.expect_result().state, TaskState::Cancelled);
     harness.check_idle();
 }
 

@@ -6,6 +6,7 @@
 
 use crate::core::Placement;
 use clap::Parser;
+use protocol::Launcher;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,7 +26,8 @@ pub struct Flags {
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
     /// max_finished_mib, placement, default_retries, log_level); flags
-    /// override it.
+    /// override it. Its `[provider]` section (no flags) makes the
+    /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory for the interchange's files (created if missing)
@@ -101,6 +103,78 @@ pub struct FileConfig {
     pub placement: Option<String>,
     pub default_retries: Option<u32>,
     pub log_level: Option<String>,
+    pub provider: Option<ProviderFile>,
+}
+
+/// The `[provider]` section of the config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    pub kind: Option<String>,
+    #[serde(alias = "queue")]
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub walltime: Option<String>,
+    pub nodes_per_block: Option<u32>,
+    pub min_blocks: Option<u32>,
+    pub max_blocks: Option<u32>,
+    pub max_idle: Option<f64>,
+    pub scheduler_options: Option<String>,
+    pub worker_init: Option<String>,
+    pub launcher: Option<String>,
+    pub manager_address: Option<String>,
+    pub poll_period: Option<f64>,
+    pub pool_manager: Option<PathBuf>,
+}
+
+/// Which batch system blocks are jobs of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// `sbatch`, `squeue`, `scancel`.
+    Slurm,
+    /// `qsub`, `qstat`, `qdel` (PBS Pro, OpenPBS, Torque).
+    Pbs,
+    /// Pool-managers started as child processes on this host.
+    Local,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Slurm => "slurm",
+            ProviderKind::Pbs => "pbs",
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
+/// A validated `[provider]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Slurm partition or PBS queue; `None`: the batch system's default.
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// `HH:MM:SS` as written (hours may have more digits).
+    pub walltime: Option<String>,
+    pub nodes_per_block: u32,
+    pub min_blocks: u32,
+    pub max_blocks: u32,
+    /// A block whose manager has run nothing this long is drained and
+    /// cancelled (down to `min_blocks`).
+    pub max_idle: Duration,
+    /// Extra batch-script header lines, each starting with `#`.
+    pub scheduler_options: Vec<String>,
+    /// Shell lines run in the batch script before the pool-manager starts.
+    pub worker_init: String,
+    pub launcher: Launcher,
+    /// The host blocks connect to when `manager_listen` binds every
+    /// interface; `None`: the bound address.
+    pub manager_address: Option<String>,
+    /// How often the batch system is asked about the blocks' jobs.
+    pub poll_period: Duration,
+    /// The pool-manager program blocks run.
+    pub pool_manager: PathBuf,
 }
 
 /// Encryption of both sockets.
@@ -131,6 +205,9 @@ pub struct Config {
     pub default_retries: u32,
     /// A level name; `None` means "RUST_LOG, else info".
     pub log_level: Option<String>,
+    /// Blocks the interchange starts and stops itself; `None`: managers are
+    /// started by someone else.
+    pub provider: Option<ProviderConfig>,
 }
 
 /// What can be wrong with the settings.
@@ -174,6 +251,15 @@ pub enum ConfigError {
         "no key directory: give --keys-dir, set RHTEX_KEYS_DIR or HOME, or run with --insecure"
     )]
     NoKeysDir,
+    #[error("provider.{key}: {problem}")]
+    BadProvider { key: &'static str, problem: String },
+}
+
+fn bad_provider(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::BadProvider {
+        key,
+        problem: problem.into(),
+    }
 }
 
 /// The most seconds accepted for a period or threshold (one week).
@@ -232,6 +318,9 @@ pub struct Environment {
     pub keys_dir: Option<PathBuf>,
     /// `HOME`.
     pub home: Option<PathBuf>,
+    /// The directory holding the running `interchange` program (where the
+    /// provider looks for `pool-manager` by default).
+    pub program_dir: Option<PathBuf>,
 }
 
 impl Environment {
@@ -245,6 +334,9 @@ impl Environment {
         Self {
             keys_dir: non_empty("RHTEX_KEYS_DIR"),
             home: non_empty("HOME"),
+            program_dir: std::env::current_exe()
+                .ok()
+                .and_then(|program| program.parent().map(Path::to_path_buf)),
         }
     }
 }
@@ -324,6 +416,17 @@ impl Config {
         if i64::from(default_retries) > protocol::spec::MAX_RETRIES {
             return Err(ConfigError::TooManyRetries(default_retries));
         }
+        let manager_listen = listen_url(
+            "manager_listen",
+            flags
+                .manager_listen
+                .or(file.manager_listen)
+                .unwrap_or_else(|| "tcp://0.0.0.0:0".to_owned()),
+        )?;
+        let provider = match file.provider {
+            None => None,
+            Some(section) => Some(resolve_provider(section, &manager_listen, environment)?),
+        };
         let log_level = flags.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
@@ -342,13 +445,7 @@ impl Config {
                     .or(file.client_listen)
                     .unwrap_or_else(|| "tcp://127.0.0.1:0".to_owned()),
             )?,
-            manager_listen: listen_url(
-                "manager_listen",
-                flags
-                    .manager_listen
-                    .or(file.manager_listen)
-                    .unwrap_or_else(|| "tcp://0.0.0.0:0".to_owned()),
-            )?,
+            manager_listen,
             security,
             heartbeat_period,
             heartbeat_threshold,
@@ -358,8 +455,206 @@ impl Config {
             placement,
             default_retries,
             log_level,
+            provider,
         })
     }
+}
+
+/// True if a `tcp://` URL binds every interface (`0.0.0.0`, `*`, `[::]`).
+pub fn binds_every_interface(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("tcp://") else {
+        return false;
+    };
+    let host = match rest.rfind(':') {
+        Some(colon) => &rest[..colon],
+        None => rest,
+    };
+    matches!(host, "0.0.0.0" | "*" | "[::]" | "::")
+}
+
+/// `H:MM:SS` above zero, with any number of hour digits and two-digit
+/// minutes and seconds below 60.
+fn valid_walltime(text: &str) -> bool {
+    fn number(part: &str, max: u64) -> Option<u64> {
+        if part.is_empty() || part.len() > 9 || !part.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok().filter(|value| *value <= max)
+    }
+    let parts: Vec<&str> = text.split(':').collect();
+    let [hours, minutes, seconds] = parts.as_slice() else {
+        return false;
+    };
+    if minutes.len() != 2 || seconds.len() != 2 {
+        return false;
+    }
+    match (
+        number(hours, u64::MAX),
+        number(minutes, 59),
+        number(seconds, 59),
+    ) {
+        (Some(hours), Some(minutes), Some(seconds)) => hours * 3600 + minutes * 60 + seconds > 0,
+        _ => false,
+    }
+}
+
+/// A value that goes into a batch-script header line as is: one word.
+fn header_word(key: &'static str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Err(bad_provider(
+            key,
+            "must not be empty (leave it out instead)",
+        )),
+        Some(text) if text.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(bad_provider(
+                key,
+                format!("{text:?} must be one word (no spaces or line breaks)"),
+            ))
+        }
+        Some(text) => Ok(Some(text)),
+    }
+}
+
+fn resolve_provider(
+    section: ProviderFile,
+    manager_listen: &str,
+    environment: &Environment,
+) -> Result<ProviderConfig, ConfigError> {
+    let kind = match section.kind.as_deref() {
+        Some("slurm") => ProviderKind::Slurm,
+        Some("pbs") => ProviderKind::Pbs,
+        Some("local") => ProviderKind::Local,
+        Some(other) => {
+            return Err(bad_provider(
+                "kind",
+                format!("unknown kind {other:?}; valid kinds are slurm, pbs, local"),
+            ))
+        }
+        None => return Err(bad_provider("kind", "missing; give slurm, pbs or local")),
+    };
+    let partition = header_word("partition", section.partition)?;
+    let account = header_word("account", section.account)?;
+    let walltime = match section.walltime {
+        None => None,
+        Some(text) if valid_walltime(&text) => Some(text),
+        Some(text) => {
+            return Err(bad_provider(
+                "walltime",
+                format!(
+                    "{text:?} is not a duration HH:MM:SS above zero (for example \"01:30:00\")"
+                ),
+            ))
+        }
+    };
+    let nodes_per_block = section.nodes_per_block.unwrap_or(1);
+    if nodes_per_block == 0 {
+        return Err(bad_provider("nodes_per_block", "must be at least 1, got 0"));
+    }
+    let min_blocks = section.min_blocks.unwrap_or(0);
+    let max_blocks = section.max_blocks.unwrap_or(1);
+    if max_blocks == 0 {
+        return Err(bad_provider("max_blocks", "must be at least 1, got 0"));
+    }
+    if min_blocks > max_blocks {
+        return Err(bad_provider(
+            "min_blocks",
+            format!("({min_blocks}) must not be larger than max_blocks ({max_blocks})"),
+        ));
+    }
+    let max_idle = provider_seconds("max_idle", section.max_idle.unwrap_or(120.0))?;
+    let default_poll = if kind == ProviderKind::Local {
+        1.0
+    } else {
+        10.0
+    };
+    let poll_period = provider_seconds("poll_period", section.poll_period.unwrap_or(default_poll))?;
+    let mut scheduler_options = Vec::new();
+    for line in section.scheduler_options.as_deref().unwrap_or("").lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if !line.starts_with('#') {
+            return Err(bad_provider(
+                "scheduler_options",
+                format!(
+                    "line {line:?} must be a batch-script directive starting with # \
+                     (for example \"#SBATCH --mem=0\" or \"#PBS -l mem=10gb\")"
+                ),
+            ));
+        }
+        scheduler_options.push(line.to_owned());
+    }
+    let worker_init = section.worker_init.unwrap_or_default();
+    let launcher = match section.launcher {
+        Some(text) => text
+            .parse()
+            .map_err(|problem: String| bad_provider("launcher", problem))?,
+        None if kind == ProviderKind::Slurm => Launcher::Srun,
+        None => Launcher::Mpiexec,
+    };
+    let manager_address = match section.manager_address {
+        None => None,
+        Some(address)
+            if address.is_empty()
+                || address.contains("://")
+                || address.chars().any(|c| c.is_whitespace() || c == '/') =>
+        {
+            return Err(bad_provider(
+                "manager_address",
+                format!("{address:?} must be a host name or IP address (no scheme, no port)"),
+            ))
+        }
+        Some(address) => Some(address),
+    };
+    if manager_address.is_none()
+        && kind != ProviderKind::Local
+        && binds_every_interface(manager_listen)
+    {
+        return Err(bad_provider(
+            "manager_address",
+            format!(
+                "missing: manager_listen ({manager_listen}) binds every interface, so give the \
+                 host name or address the compute nodes reach this host at"
+            ),
+        ));
+    }
+    let pool_manager = match section.pool_manager {
+        Some(path) if path.as_os_str().is_empty() => {
+            return Err(bad_provider("pool_manager", "must not be empty"))
+        }
+        Some(path) => path,
+        None => match &environment.program_dir {
+            Some(directory) => directory.join("pool-manager"),
+            None => PathBuf::from("pool-manager"),
+        },
+    };
+    Ok(ProviderConfig {
+        kind,
+        partition,
+        account,
+        walltime,
+        nodes_per_block,
+        min_blocks,
+        max_blocks,
+        max_idle,
+        scheduler_options,
+        worker_init,
+        launcher,
+        manager_address,
+        poll_period,
+        pool_manager,
+    })
+}
+
+fn provider_seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    seconds(key, value).map_err(|_| {
+        bad_provider(
+            key,
+            format!("must be a number of seconds above 0 and at most {MAX_SECONDS}, got {value}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -379,6 +674,7 @@ mod tests {
         Environment {
             keys_dir: None,
             home: Some(PathBuf::from("/home/user")),
+            program_dir: Some(PathBuf::from("/opt/rhtex/bin")),
         }
     }
 
@@ -407,6 +703,7 @@ mod tests {
                 placement: Placement::BestFit,
                 default_retries: 0,
                 log_level: None,
+                provider: None,
             }
         );
     }
@@ -495,5 +792,145 @@ mod tests {
     #[test]
     fn keys_dir_and_insecure_conflict_on_the_command_line() {
         assert!(Flags::try_parse_from(["interchange", "--insecure", "--keys-dir", "/k"]).is_err());
+    }
+
+    fn with_provider(manager_listen: Option<&str>, section: &str) -> Result<Config, ConfigError> {
+        let listen = manager_listen
+            .map(|url| format!("manager_listen = \"{url}\"\n"))
+            .unwrap_or_default();
+        let file = file(&format!("{listen}[provider]\n{section}"))?;
+        Config::resolve(flags(&[]), file, &home())
+    }
+
+    #[test]
+    fn a_provider_section_with_defaults() {
+        let config = with_provider(None, "kind = \"local\"\n").expect("valid");
+        assert_eq!(
+            config.provider,
+            Some(ProviderConfig {
+                kind: ProviderKind::Local,
+                partition: None,
+                account: None,
+                walltime: None,
+                nodes_per_block: 1,
+                min_blocks: 0,
+                max_blocks: 1,
+                max_idle: Duration::from_secs(120),
+                scheduler_options: Vec::new(),
+                worker_init: String::new(),
+                launcher: Launcher::Mpiexec,
+                manager_address: None,
+                poll_period: Duration::from_secs(1),
+                pool_manager: PathBuf::from("/opt/rhtex/bin/pool-manager"),
+            })
+        );
+    }
+
+    #[test]
+    fn a_full_slurm_and_a_pbs_provider_section() {
+        let config = with_provider(
+            None,
+            "kind = \"slurm\"\npartition = \"debug\"\naccount = \"proj\"\nwalltime = \"100:30:00\"\n\
+             nodes_per_block = 4\nmin_blocks = 1\nmax_blocks = 3\nmax_idle = 30\n\
+             scheduler_options = \"\"\"\n#SBATCH --mem=0\n\n  #SBATCH --constraint=cpu\n\"\"\"\n\
+             worker_init = \"module load mpich\"\nmanager_address = \"gateway.example.org\"\n\
+             poll_period = 5\npool_manager = \"/opt/rhtex/pool-manager\"\n",
+        )
+        .expect("valid");
+        let provider = config.provider.expect("a provider");
+        assert_eq!(provider.kind, ProviderKind::Slurm);
+        assert_eq!(provider.partition.as_deref(), Some("debug"));
+        assert_eq!(provider.walltime.as_deref(), Some("100:30:00"));
+        assert_eq!(provider.launcher, Launcher::Srun);
+        assert_eq!(
+            provider.scheduler_options,
+            vec![
+                "#SBATCH --mem=0".to_owned(),
+                "#SBATCH --constraint=cpu".to_owned()
+            ]
+        );
+        assert_eq!(
+            provider.manager_address.as_deref(),
+            Some("gateway.example.org")
+        );
+        assert_eq!(provider.poll_period, Duration::from_secs(5));
+        assert_eq!(
+            provider.pool_manager,
+            PathBuf::from("/opt/rhtex/pool-manager")
+        );
+
+        let config = with_provider(
+            Some("tcp://10.0.0.1:5000"),
+            "kind = \"pbs\"\nqueue = \"workq\"\nlauncher = \"aprun\"\n",
+        )
+        .expect("valid");
+        let provider = config.provider.expect("a provider");
+        assert_eq!(provider.partition.as_deref(), Some("workq"));
+        assert_eq!(provider.launcher, Launcher::Aprun);
+        assert_eq!(provider.manager_address, None);
+    }
+
+    #[test]
+    fn bad_provider_settings_name_the_key() {
+        let slurm = "kind = \"slurm\"\nmanager_address = \"gw\"\n";
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "provider.kind: missing"),
+            (
+                "kind = \"sge\"\n".to_owned(),
+                "provider.kind: unknown kind \"sge\"",
+            ),
+            (
+                format!("{slurm}walltime = \"1:60:00\"\n"),
+                "provider.walltime",
+            ),
+            (format!("{slurm}walltime = \"90\"\n"), "provider.walltime"),
+            (
+                format!("{slurm}walltime = \"0:00:00\"\n"),
+                "provider.walltime",
+            ),
+            (
+                format!("{slurm}nodes_per_block = 0\n"),
+                "provider.nodes_per_block",
+            ),
+            (format!("{slurm}max_blocks = 0\n"), "provider.max_blocks"),
+            (
+                format!("{slurm}min_blocks = 3\nmax_blocks = 2\n"),
+                "provider.min_blocks",
+            ),
+            (format!("{slurm}max_idle = -1\n"), "provider.max_idle"),
+            (format!("{slurm}poll_period = 0\n"), "provider.poll_period"),
+            (
+                format!("{slurm}partition = \"a b\"\n"),
+                "provider.partition",
+            ),
+            (format!("{slurm}account = \"\"\n"), "provider.account"),
+            (
+                format!("{slurm}scheduler_options = \"--mem=0\"\n"),
+                "provider.scheduler_options",
+            ),
+            (
+                format!("{slurm}launcher = \"mpirun\"\n"),
+                "provider.launcher",
+            ),
+            (
+                "kind = \"slurm\"\nmanager_address = \"tcp://gw:5\"\n".to_owned(),
+                "provider.manager_address",
+            ),
+            (
+                "kind = \"slurm\"\n".to_owned(),
+                "provider.manager_address: missing",
+            ),
+            (format!("{slurm}partiton = \"x\"\n"), "partiton"),
+            (
+                format!("{slurm}partition = \"x\"\nqueue = \"y\"\n"),
+                "partition",
+            ),
+        ];
+        for (section, fragment) in cases {
+            match with_provider(None, &section) {
+                Ok(config) => panic!("{section:?} accepted: {:?}", config.provider),
+                Err(error) => assert!(error.to_string().contains(fragment), "{section:?}: {error}"),
+            }
+        }
     }
 }

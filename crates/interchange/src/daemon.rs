@@ -6,6 +6,7 @@
 
 use crate::config::{Config, Security};
 use crate::core::{Core, CoreConfig, Output, PeerId, Time, SHUTDOWN_GRACE};
+use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::transport::{SendOutcome, Transport};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot write the ready line: {0}")]
     Ready(std::io::Error),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
 }
 
 impl DaemonError {
@@ -45,7 +48,9 @@ impl DaemonError {
     pub fn is_setup_error(&self) -> bool {
         matches!(
             self,
-            DaemonError::Keys(_) | DaemonError::Transport(TransportError::NoCurve)
+            DaemonError::Keys(_)
+                | DaemonError::Transport(TransportError::NoCurve)
+                | DaemonError::Provider(_)
         )
     }
 }
@@ -163,7 +168,10 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         CoreConfig {
             heartbeat_period: config.heartbeat_period,
             heartbeat_threshold: config.heartbeat_threshold,
-            max_block_nodes: config.max_block_nodes,
+            max_block_nodes: crate::provider::max_block_nodes(
+                config.max_block_nodes,
+                config.provider.as_ref(),
+            ),
             max_finished_results: config.max_finished_results,
             max_finished_bytes: config.max_finished_bytes,
             shutdown_grace: SHUTDOWN_GRACE,
@@ -174,29 +182,82 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         clock.now(),
     );
 
-    let outcome = event_loop(&mut core, &mut transport, &mut signals, &clock);
+    let mut provider = match &config.provider {
+        None => None,
+        Some(provider_config) => {
+            let context = ProviderContext {
+                manager_url: transport.manager_url.clone(),
+                run_dir: absolute(&config.run_dir),
+                keys_dir: match &config.security {
+                    Security::Insecure => None,
+                    Security::Curve { keys_dir } => Some(absolute(keys_dir)),
+                },
+                heartbeat_period: config.heartbeat_period,
+                heartbeat_threshold: config.heartbeat_threshold,
+                wall_clock_at_zero,
+            };
+            Some(Provider::start(provider_config, &context, clock.now())?)
+        }
+    };
+
+    let outcome = event_loop(
+        &mut core,
+        &mut transport,
+        &mut signals,
+        provider.as_mut(),
+        &clock,
+    );
+    if let Some(provider) = provider {
+        // Every block is cancelled, however the loop ended.
+        provider.shutdown(clock.now(), &mut core);
+        perform(&mut core, &transport)?;
+    }
     transport.close(CLOSE_LINGER);
     outcome
+}
+
+/// `path` made absolute (blocks run elsewhere); as given if that fails.
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn event_loop(
     core: &mut Core,
     transport: &mut Transport,
     signals: &mut SignalPipe,
+    mut provider: Option<&mut Provider>,
     clock: &Clock,
 ) -> Result<(), DaemonError> {
+    let mut extra_fds = vec![signals.read_end.as_raw_fd()];
+    if let Some(provider) = &provider {
+        extra_fds.push(provider.wake_fd());
+    }
     loop {
+        if let Some(provider) = provider.as_deref_mut() {
+            provider.step(clock.now(), core);
+        }
         if perform(core, transport)? {
             tracing::info!("interchange exits");
             return Ok(());
         }
         let now = clock.now();
-        let timeout_ms = match core.poll_timeout() {
+        let deadline = [
+            core.poll_timeout(),
+            provider
+                .as_ref()
+                .and_then(|provider| provider.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timeout_ms = match deadline {
             None => -1,
             Some(deadline) => i64::try_from(now.until(deadline).as_millis()).unwrap_or(i64::MAX),
         };
-        let readiness = transport.wait(timeout_ms, signals.read_end.as_raw_fd())?;
-        if readiness.extra_fd && signals.take() {
+        let readiness = transport.wait(timeout_ms, &extra_fds)?;
+        if readiness.extra_fds.first() == Some(&true) && signals.take() {
             tracing::info!("signal received: telling managers to stop and exiting");
             core.handle_terminate(clock.now());
             perform(core, transport)?;

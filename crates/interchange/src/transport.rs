@@ -12,13 +12,14 @@ use transport::zmq;
 use transport::{TransportError, ZapHandler};
 
 /// Which sockets became readable in [`Transport::wait`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Readiness {
     pub client: bool,
     pub manager: bool,
     pub zap: bool,
-    /// The extra file descriptor (the signal pipe).
-    pub extra_fd: bool,
+    /// Which of the extra file descriptors (the signal pipe, the
+    /// provider's wake-up socket) are readable, in the order given.
+    pub extra_fds: Vec<bool>,
 }
 
 /// What happened to one send.
@@ -82,23 +83,28 @@ impl Transport {
         })
     }
 
-    /// Waits until a socket or `extra_fd` is readable or `timeout_ms`
-    /// passes (-1: no timeout).
-    pub fn wait(&self, timeout_ms: i64, extra_fd: RawFd) -> Result<Readiness, TransportError> {
+    /// Waits until a socket or one of `extra_fds` is readable or
+    /// `timeout_ms` passes (-1: no timeout).
+    pub fn wait(&self, timeout_ms: i64, extra_fds: &[RawFd]) -> Result<Readiness, TransportError> {
         let mut items = vec![
             self.client.as_poll_item(zmq::POLLIN),
             self.manager.as_poll_item(zmq::POLLIN),
-            zmq::PollItem::from_fd(extra_fd, zmq::POLLIN),
         ];
         if let Some(zap) = &self.zap {
             items.push(zap.socket().as_poll_item(zmq::POLLIN));
         }
+        let first_extra = items.len();
+        items.extend(
+            extra_fds
+                .iter()
+                .map(|fd| zmq::PollItem::from_fd(*fd, zmq::POLLIN)),
+        );
         match zmq::poll(&mut items, timeout_ms) {
             Ok(_) => {}
-            // A signal interrupted the wait: the caller looks at the pipe.
+            // A signal interrupted the wait: the caller looks at the pipes.
             Err(zmq::Error::EINTR) => {
                 return Ok(Readiness {
-                    extra_fd: true,
+                    extra_fds: vec![true; extra_fds.len()],
                     ..Readiness::default()
                 })
             }
@@ -107,8 +113,11 @@ impl Transport {
         Ok(Readiness {
             client: items[0].is_readable(),
             manager: items[1].is_readable(),
-            extra_fd: items[2].is_readable(),
-            zap: items.get(3).is_some_and(|item| item.is_readable()),
+            zap: self.zap.is_some() && items[2].is_readable(),
+            extra_fds: items[first_extra..]
+                .iter()
+                .map(|item| item.is_readable())
+                .collect(),
         })
     }
 

@@ -1,0 +1,887 @@
+//! The provider's shell: the only module in the interchange that starts or
+//! signals processes.
+//!
+//! A worker thread performs the provider core's [`Action`]s one at a time
+//! (`sbatch`/`squeue`/`scancel`, `qsub`/`qstat`/`qdel`, or pool-managers
+//! started on this host) and sends back an [`Answer`] for each, writing a
+//! byte to a wake-up socket that the daemon's poll loop watches. So a slow
+//! batch system never stalls the interchange. Every command runs in its own
+//! process group with a timeout (the group is killed when it passes), and
+//! its stderr is quoted in errors.
+//!
+//! The worker remembers every job it submitted and has not seen end; when it
+//! stops it cancels those that are left (the jobs of blocks whose
+//! submission was still under way at shutdown, for one), and a local
+//! provider's pool-managers are always terminated and reaped before it
+//! returns.
+
+use super::core::{Action, JobState, Submitted};
+use super::script::{render, ScriptValues};
+use crate::config::ProviderKind;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often a wait for a child process looks at it.
+const CHILD_POLL: Duration = Duration::from_millis(10);
+
+/// What the worker needs to know.
+#[derive(Clone, Debug)]
+pub struct ShellSettings {
+    pub kind: ProviderKind,
+    /// The batch-script template (Slurm and PBS).
+    pub template: String,
+    /// Absolute: `<run dir>/blocks`. Scripts, job output and each block's
+    /// run directory go here.
+    pub blocks_dir: PathBuf,
+    /// The values every block's script shares; the block id, node count,
+    /// output and run directory are filled in per block.
+    pub values: ScriptValues,
+    /// Every batch command is killed after this long.
+    pub command_timeout: Duration,
+    /// Local pool-managers get this long after SIGTERM before SIGKILL.
+    pub kill_grace: Duration,
+}
+
+impl ShellSettings {
+    /// The job output file of a block.
+    pub fn output_path(&self, block_id: &str) -> PathBuf {
+        self.blocks_dir.join(format!("{block_id}.out"))
+    }
+
+    /// The script values of one block.
+    pub fn block_values(&self, block_id: &str, n_nodes: u32) -> ScriptValues {
+        ScriptValues {
+            block_id: block_id.to_owned(),
+            nodes: n_nodes,
+            output: self.output_path(block_id).display().to_string(),
+            run_dir: self.blocks_dir.join(block_id).display().to_string(),
+            ..self.values.clone()
+        }
+    }
+}
+
+/// The outcome of one [`Action`], for the provider core.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    Submitted {
+        block_id: String,
+        outcome: Result<Submitted, String>,
+    },
+    Jobs(Result<Vec<(String, JobState)>, String>),
+    Cancelled {
+        jobs: Vec<(String, String)>,
+        outcome: Result<(), String>,
+    },
+}
+
+enum Request {
+    Perform(Action),
+    Stop,
+}
+
+/// A command that did not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` did not finish within {timeout_s} s and was killed; stderr: {stderr:?}")]
+    TimedOut {
+        command: String,
+        timeout_s: f64,
+        stderr: String,
+    },
+    #[error("`{command}` failed ({status}); stderr: {stderr:?}")]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("`{command}` printed {stdout:?}, which is not a job id")]
+    NoJobId { command: String, stdout: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot render the batch script: {0}")]
+    Script(#[from] super::script::ScriptError),
+}
+
+/// The daemon's handle on the worker thread.
+pub struct BatchShell {
+    requests: mpsc::Sender<Request>,
+    answers: mpsc::Receiver<Answer>,
+    wake: UnixStream,
+    finished: mpsc::Receiver<()>,
+    worker: Option<JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for BatchShell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchShell")
+            .field("stopped", &self.stopped)
+            .finish()
+    }
+}
+
+impl BatchShell {
+    /// Starts the worker thread.
+    pub fn start(settings: ShellSettings) -> std::io::Result<Self> {
+        let (wake, wake_write) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_write.set_nonblocking(true)?;
+        let (request_sender, requests) = mpsc::channel();
+        let (answer_sender, answers) = mpsc::channel();
+        let (finished_sender, finished) = mpsc::channel();
+        let worker = Worker {
+            settings,
+            live: BTreeMap::new(),
+            children: HashMap::new(),
+            answers: answer_sender,
+            wake: wake_write,
+        };
+        let handle = std::thread::Builder::new()
+            .name("rhtex-provider".to_owned())
+            .spawn(move || {
+                worker.run(requests);
+                let _ = finished_sender.send(());
+            })?;
+        Ok(Self {
+            requests: request_sender,
+            answers,
+            wake,
+            finished,
+            worker: Some(handle),
+            stopped: false,
+        })
+    }
+
+    /// Readable when answers are waiting.
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// Hands an action to the worker (a drain is not the shell's).
+    pub fn perform(&self, action: Action) {
+        if self.requests.send(Request::Perform(action)).is_err() {
+            tracing::error!("the provider's worker thread is gone; action dropped");
+        }
+    }
+
+    /// The next answer, if one is waiting (empties the wake-up socket).
+    pub fn poll_answer(&mut self) -> Option<Answer> {
+        let mut buffer = [0u8; 64];
+        while matches!(self.wake.read(&mut buffer), Ok(n) if n > 0) {}
+        self.answers.try_recv().ok()
+    }
+
+    /// Lets the worker finish what it was given, cancel what is left and
+    /// stop; waits at most `bound`. False if it did not finish in time.
+    pub fn stop(&mut self, bound: Duration) -> bool {
+        if self.stopped {
+            return true;
+        }
+        self.stopped = true;
+        let _ = self.requests.send(Request::Stop);
+        match self.finished.recv_timeout(bound) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if let Some(handle) = self.worker.take() {
+                    let _ = handle.join();
+                }
+                true
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                tracing::error!(
+                    bound_s = bound.as_secs_f64(),
+                    "the provider did not finish cancelling its blocks in time"
+                );
+                false
+            }
+        }
+    }
+}
+
+impl Drop for BatchShell {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(60));
+    }
+}
+
+/// A pool-manager started on this host.
+struct LocalJob {
+    child: Child,
+    pgid: Pid,
+}
+
+struct Worker {
+    settings: ShellSettings,
+    /// Submitted jobs not seen to end: job id to block id.
+    live: BTreeMap<String, String>,
+    /// The local provider's pool-managers, by job id (their pid).
+    children: HashMap<String, LocalJob>,
+    answers: mpsc::Sender<Answer>,
+    wake: UnixStream,
+}
+
+impl Worker {
+    fn run(mut self, requests: mpsc::Receiver<Request>) {
+        while let Ok(Request::Perform(action)) = requests.recv() {
+            let answer = match action {
+                Action::Submit { block_id, n_nodes } => {
+                    let outcome = self
+                        .submit(&block_id, n_nodes)
+                        .map_err(|error| error.to_string());
+                    Answer::Submitted { block_id, outcome }
+                }
+                Action::QueryJobs { job_ids } => {
+                    Answer::Jobs(self.query(&job_ids).map_err(|error| error.to_string()))
+                }
+                Action::Cancel { jobs } => {
+                    let job_ids: Vec<String> =
+                        jobs.iter().map(|(_, job_id)| job_id.clone()).collect();
+                    let outcome = self.cancel(&job_ids).map_err(|error| error.to_string());
+                    Answer::Cancelled { jobs, outcome }
+                }
+                Action::Drain { block_id, .. } => {
+                    tracing::warn!(%block_id, "a drain reached the provider's worker; ignored");
+                    continue;
+                }
+            };
+            if self.answers.send(answer).is_err() {
+                break;
+            }
+            // A full socket already wakes the daemon.
+            let _ = self.wake.write(&[1]);
+        }
+        self.sweep();
+    }
+
+    /// Cancels every job still alive (at stop).
+    fn sweep(&mut self) {
+        let job_ids: Vec<String> = self.live.keys().cloned().collect();
+        if job_ids.is_empty() {
+            return;
+        }
+        tracing::info!(n_jobs = job_ids.len(), jobs = ?job_ids, "cancelling the blocks left at stop");
+        if let Err(error) = self.cancel(&job_ids) {
+            tracing::error!(%error, "cannot cancel the blocks left at stop");
+        }
+    }
+
+    fn submit(&mut self, block_id: &str, n_nodes: u32) -> Result<Submitted, CommandError> {
+        let settings = &self.settings;
+        let values = settings.block_values(block_id, n_nodes);
+        let run_dir = PathBuf::from(&values.run_dir);
+        std::fs::create_dir_all(&run_dir).map_err(|source| CommandError::Write {
+            path: run_dir.clone(),
+            source,
+        })?;
+        let output_path = settings.output_path(block_id);
+        let job_id = match settings.kind {
+            ProviderKind::Local => self.start_local(&values, &output_path)?,
+            ProviderKind::Slurm | ProviderKind::Pbs => {
+                let script = render(&settings.template, &values)?;
+                let script_path = settings.blocks_dir.join(format!("{block_id}.sh"));
+                write_script(&script_path, &script)?;
+                let script_arg = script_path.display().to_string();
+                let (program, args) = match settings.kind {
+                    ProviderKind::Slurm => ("sbatch", vec!["--parsable".to_owned(), script_arg]),
+                    _ => ("qsub", vec![script_arg]),
+                };
+                let output = run_command(program, &args, settings.command_timeout)?;
+                parse_job_id(&output.stdout).ok_or_else(|| CommandError::NoJobId {
+                    command: command_line(program, &args),
+                    stdout: output.stdout.clone(),
+                })?
+            }
+        };
+        self.live.insert(job_id.clone(), block_id.to_owned());
+        Ok(Submitted {
+            job_id,
+            output_path: Some(output_path.display().to_string()),
+        })
+    }
+
+    fn start_local(
+        &mut self,
+        values: &ScriptValues,
+        output_path: &Path,
+    ) -> Result<String, CommandError> {
+        let arguments = local_arguments(values);
+        let program = values.pool_manager.clone();
+        let mut command = if values.worker_init.trim().is_empty() {
+            let mut command = Command::new(&program);
+            command.args(&arguments);
+            command
+        } else {
+            // worker_init runs in a shell that then becomes the pool-manager.
+            let mut command = Command::new("/bin/bash");
+            command
+                .arg("-c")
+                .arg(format!("{}\nexec \"$0\" \"$@\"", values.worker_init))
+                .arg(&program)
+                .args(&arguments);
+            command
+        };
+        let write_error = |source| CommandError::Write {
+            path: output_path.to_path_buf(),
+            source,
+        };
+        let log = std::fs::File::create(output_path).map_err(write_error)?;
+        let log_copy = log.try_clone().map_err(write_error)?;
+        let child = command
+            .current_dir(&values.run_dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_copy)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| CommandError::Spawn {
+                command: command_line(&program, &arguments),
+                source,
+            })?;
+        let pid = child.id();
+        let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+        tracing::info!(block_id = %values.block_id, pid, "pool-manager started on this host");
+        let job_id = pid.to_string();
+        self.children
+            .insert(job_id.clone(), LocalJob { child, pgid });
+        Ok(job_id)
+    }
+
+    fn query(&mut self, job_ids: &[String]) -> Result<Vec<(String, JobState)>, CommandError> {
+        let timeout = self.settings.command_timeout;
+        let states = match self.settings.kind {
+            ProviderKind::Local => self.query_local(job_ids),
+            ProviderKind::Slurm => {
+                let args = vec![
+                    "--noheader".to_owned(),
+                    "--states=all".to_owned(),
+                    "--format=%i %T".to_owned(),
+                    format!("--jobs={}", job_ids.join(",")),
+                ];
+                match run_command("squeue", &args, timeout) {
+                    Ok(output) => parse_squeue(&output.stdout, job_ids),
+                    // squeue -j with only jobs that left the controller.
+                    Err(CommandError::Failed { stderr, .. })
+                        if stderr.contains("Invalid job id specified") =>
+                    {
+                        Vec::new()
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            ProviderKind::Pbs => {
+                let output = run_command_any_status("qstat", job_ids, timeout)?;
+                if !output.status.success() && !pbs_says_gone(&output.stderr) {
+                    return Err(CommandError::Failed {
+                        command: command_line("qstat", job_ids),
+                        status: describe(output.status),
+                        stderr: output.stderr,
+                    });
+                }
+                parse_qstat(&output.stdout, job_ids)
+            }
+        };
+        for (job_id, state) in &states {
+            if matches!(state, JobState::Ended { .. }) {
+                self.live.remove(job_id);
+            }
+        }
+        for job_id in job_ids {
+            if !states.iter().any(|(known, _)| known == job_id) {
+                self.live.remove(job_id);
+            }
+        }
+        Ok(states)
+    }
+
+    fn query_local(&mut self, job_ids: &[String]) -> Vec<(String, JobState)> {
+        let mut states = Vec::new();
+        for job_id in job_ids {
+            let Some(job) = self.children.get_mut(job_id) else {
+                continue;
+            };
+            match job.child.try_wait() {
+                Ok(None) => states.push((job_id.clone(), JobState::Running)),
+                Ok(Some(status)) => {
+                    tracing::info!(job_id, status = %describe(status), "local pool-manager exited");
+                    self.children.remove(job_id);
+                    states.push((
+                        job_id.clone(),
+                        JobState::Ended {
+                            detail: Some(describe(status)),
+                        },
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(job_id, %error, "cannot look at a local pool-manager");
+                    states.push((job_id.clone(), JobState::Running));
+                }
+            }
+        }
+        states
+    }
+
+    fn cancel(&mut self, job_ids: &[String]) -> Result<(), CommandError> {
+        let timeout = self.settings.command_timeout;
+        match self.settings.kind {
+            ProviderKind::Local => self.stop_local(job_ids),
+            ProviderKind::Slurm => match run_command("scancel", job_ids, timeout) {
+                Ok(_) => {}
+                Err(CommandError::Failed { stderr, .. })
+                    if stderr.contains("Invalid job id")
+                        || stderr.contains("already completing or completed") => {}
+                Err(error) => return Err(error),
+            },
+            ProviderKind::Pbs => {
+                let output = run_command_any_status("qdel", job_ids, timeout)?;
+                if !output.status.success() && !pbs_says_gone(&output.stderr) {
+                    return Err(CommandError::Failed {
+                        command: command_line("qdel", job_ids),
+                        status: describe(output.status),
+                        stderr: output.stderr,
+                    });
+                }
+            }
+        }
+        for job_id in job_ids {
+            self.live.remove(job_id);
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to each pool-manager's process group (it kills and reports
+    /// its tasks, then exits), SIGKILL to the groups left after the grace;
+    /// every one reaped.
+    fn stop_local(&mut self, job_ids: &[String]) {
+        let mut stopping: Vec<(String, LocalJob)> = job_ids
+            .iter()
+            .filter_map(|job_id| {
+                self.children
+                    .remove(job_id)
+                    .map(|job| (job_id.clone(), job))
+            })
+            .collect();
+        for (job_id, job) in &stopping {
+            if let Err(error) = killpg(job.pgid, Signal::SIGTERM) {
+                tracing::debug!(job_id, %error, "SIGTERM to a local pool-manager");
+            }
+        }
+        let deadline = Instant::now() + self.settings.kill_grace;
+        loop {
+            stopping.retain_mut(|(job_id, job)| match job.child.try_wait() {
+                Ok(Some(status)) => {
+                    tracing::info!(job_id = %job_id, status = %describe(status), "local pool-manager stopped");
+                    false
+                }
+                Ok(None) => true,
+                Err(error) => {
+                    tracing::warn!(job_id = %job_id, %error, "cannot wait for a local pool-manager");
+                    true
+                }
+            });
+            if stopping.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(CHILD_POLL);
+        }
+        for (job_id, mut job) in stopping {
+            tracing::warn!(job_id = %job_id, "local pool-manager ignored SIGTERM; killing its process group");
+            let _ = killpg(job.pgid, Signal::SIGKILL);
+            if let Err(error) = job.child.wait() {
+                tracing::warn!(job_id = %job_id, %error, "cannot reap a local pool-manager");
+            }
+        }
+    }
+}
+
+/// The pool-manager's arguments for a local block (the batch templates
+/// compose the same from their variables).
+pub fn local_arguments(values: &ScriptValues) -> Vec<String> {
+    let mut arguments = vec![
+        "--interchange".to_owned(),
+        values.interchange.clone(),
+        "--block-id".to_owned(),
+        values.block_id.clone(),
+        "--launcher".to_owned(),
+        values.launcher.clone(),
+        "--run-dir".to_owned(),
+        values.run_dir.clone(),
+        "--heartbeat-period".to_owned(),
+        values.heartbeat_period.clone(),
+        "--heartbeat-threshold".to_owned(),
+        values.heartbeat_threshold.clone(),
+    ];
+    match &values.keys_dir {
+        Some(keys_dir) => arguments.extend(["--keys-dir".to_owned(), keys_dir.clone()]),
+        None => arguments.push("--insecure".to_owned()),
+    }
+    if values.nodes > 1 {
+        // This host, once per node of the block.
+        let hosts = vec!["localhost"; values.nodes as usize].join(",");
+        arguments.extend(["--nodes".to_owned(), hosts]);
+    }
+    arguments
+}
+
+fn write_script(path: &Path, script: &str) -> Result<(), CommandError> {
+    let write_error = |source| CommandError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(path, script).map_err(write_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(write_error)
+}
+
+/// The first word of the first line, before any `;cluster` (sbatch
+/// `--parsable`) ; `None` if there is none.
+pub fn parse_job_id(stdout: &str) -> Option<String> {
+    let line = stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())?;
+    let id = line.split(';').next()?.trim();
+    if id.is_empty() || id.chars().any(char::is_whitespace) {
+        None
+    } else {
+        Some(id.to_owned())
+    }
+}
+
+/// `squeue --noheader --format='%i %T'` lines, for the jobs asked about.
+pub fn parse_squeue(stdout: &str, job_ids: &[String]) -> Vec<(String, JobState)> {
+    let mut states = Vec::new();
+    for line in stdout.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(id), Some(state)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !job_ids.iter().any(|asked| asked == id) {
+            continue;
+        }
+        let state = match state {
+            "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
+            | "RESV_DEL_HOLD" => JobState::Pending,
+            "COMPLETED" | "CANCELLED" | "FAILED" | "TIMEOUT" | "NODE_FAIL" | "PREEMPTED"
+            | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" | "SPECIAL_EXIT" | "REVOKED" => {
+                JobState::Ended {
+                    detail: Some(state.to_owned()),
+                }
+            }
+            // RUNNING, COMPLETING, SUSPENDED, and words this code does not
+            // know: still there; it ends when squeue says so or forgets it.
+            _ => JobState::Running,
+        };
+        states.push((id.to_owned(), state));
+    }
+    states
+}
+
+/// The part of a PBS job id before the server name (`qstat` may shorten
+/// the rest).
+fn pbs_sequence(job_id: &str) -> &str {
+    job_id.split('.').next().unwrap_or(job_id)
+}
+
+/// `qstat` table lines (`Job id  Name  User  Time Use  S  Queue`), for the
+/// jobs asked about.
+pub fn parse_qstat(stdout: &str, job_ids: &[String]) -> Vec<(String, JobState)> {
+    let mut states = Vec::new();
+    for line in stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 6 || words[0] == "Job" || words[0].starts_with('-') {
+            continue;
+        }
+        let shown = words[0];
+        let Some(asked) = job_ids
+            .iter()
+            .find(|asked| asked.as_str() == shown || pbs_sequence(asked) == pbs_sequence(shown))
+        else {
+            continue;
+        };
+        let state = match words[4] {
+            "Q" | "H" | "W" | "T" | "M" => JobState::Pending,
+            "C" | "F" | "X" => JobState::Ended {
+                detail: Some(format!("state {}", words[4])),
+            },
+            // R, E (exiting), B, S, U and anything else: still there.
+            _ => JobState::Running,
+        };
+        states.push((asked.clone(), state));
+    }
+    states
+}
+
+/// PBS's ways of saying a job is gone.
+fn pbs_says_gone(stderr: &str) -> bool {
+    let lower = stderr.to_ascii_lowercase();
+    lower.contains("unknown job id") || lower.contains("has finished")
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct CommandOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn command_line(program: &str, args: &[String]) -> String {
+    let mut line = program.to_owned();
+    for arg in args {
+        line.push(' ');
+        line.push_str(arg);
+    }
+    line
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => "unknown status".to_owned(),
+    }
+}
+
+/// Runs `program args` and fails unless it exits 0.
+pub fn run_command(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<CommandOutput, CommandError> {
+    let output = run_command_any_status(program, args, timeout)?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(CommandError::Failed {
+            command: command_line(program, args),
+            status: describe(output.status),
+            stderr: output.stderr.trim().to_owned(),
+        })
+    }
+}
+
+/// Runs `program args` in its own process group, with stdin empty and the
+/// output captured; kills the group after `timeout`.
+pub fn run_command_any_status(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<CommandOutput, CommandError> {
+    let command = command_line(program, args);
+    tracing::debug!(%command, "running");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| CommandError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => break None,
+            Ok(None) => std::thread::sleep(CHILD_POLL),
+            Err(source) => {
+                let _ = killpg(pgid, Signal::SIGKILL);
+                let _ = child.wait();
+                return Err(CommandError::Spawn { command, source });
+            }
+        }
+    };
+    let Some(status) = status else {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = child.wait();
+        return Err(CommandError::TimedOut {
+            command,
+            timeout_s: timeout.as_secs_f64(),
+            stderr: collect(stderr).trim().to_owned(),
+        });
+    };
+    Ok(CommandOutput {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr).trim().to_owned(),
+    })
+}
+
+fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    if let Some(mut pipe) = pipe {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = sender.send(bytes);
+        });
+    }
+    receiver
+}
+
+/// What a reader thread read; empty if the pipe stays open (a process the
+/// command left behind holds it) for more than a second.
+fn collect(receiver: mpsc::Receiver<Vec<u8>>) -> String {
+    let bytes = receiver
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn job_ids_from_sbatch_and_qsub() {
+        assert_eq!(parse_job_id("1234\n"), Some("1234".to_owned()));
+        assert_eq!(parse_job_id("1234;cluster\n"), Some("1234".to_owned()));
+        assert_eq!(
+            parse_job_id("\n 77.pbs-server \n"),
+            Some("77.pbs-server".to_owned())
+        );
+        assert_eq!(parse_job_id(""), None);
+        assert_eq!(parse_job_id("Submitted batch job 5\n"), None);
+    }
+
+    #[test]
+    fn squeue_states() {
+        let stdout =
+            "11 PENDING\n12 RUNNING\n13 COMPLETED\n14 CANCELLED\n99 RUNNING\n15 SOMETHING_NEW\n";
+        assert_eq!(
+            parse_squeue(stdout, &ids(&["11", "12", "13", "14", "15", "16"])),
+            vec![
+                ("11".to_owned(), JobState::Pending),
+                ("12".to_owned(), JobState::Running),
+                (
+                    "13".to_owned(),
+                    JobState::Ended {
+                        detail: Some("COMPLETED".to_owned())
+                    }
+                ),
+                (
+                    "14".to_owned(),
+                    JobState::Ended {
+                        detail: Some("CANCELLED".to_owned())
+                    }
+                ),
+                ("15".to_owned(), JobState::Running),
+            ]
+        );
+    }
+
+    #[test]
+    fn qstat_states_match_shortened_ids() {
+        let stdout = "Job id            Name             User              Time Use S Queue\n\
+                      ----------------  ---------------- ----------------  -------- - -----\n\
+                      101.pbs-server-l* rhtex-a-1        alice             00:00:01 R workq\n\
+                      102.pbs-server    rhtex-a-2        alice                    0 Q workq\n\
+                      103.pbs-server    rhtex-a-3        alice             00:01:00 F workq\n";
+        assert_eq!(
+            parse_qstat(
+                stdout,
+                &ids(&[
+                    "101.pbs-server-long-name",
+                    "102.pbs-server",
+                    "103.pbs-server"
+                ])
+            ),
+            vec![
+                ("101.pbs-server-long-name".to_owned(), JobState::Running),
+                ("102.pbs-server".to_owned(), JobState::Pending),
+                (
+                    "103.pbs-server".to_owned(),
+                    JobState::Ended {
+                        detail: Some("state F".to_owned())
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn commands_are_bounded_and_their_stderr_is_quoted() {
+        let error = run_command(
+            "/bin/sh",
+            &ids(&["-c", "echo 'no such partition' >&2; exit 3"]),
+            Duration::from_secs(20),
+        )
+        .expect_err("exit 3 is a failure");
+        let message = error.to_string();
+        assert!(message.contains("exit status 3"), "{message}");
+        assert!(message.contains("no such partition"), "{message}");
+
+        let error = run_command(
+            "/bin/sh",
+            &ids(&["-c", "sleep 30"]),
+            Duration::from_millis(200),
+        )
+        .expect_err("must time out");
+        assert!(matches!(error, CommandError::TimedOut { .. }), "{error}");
+
+        let error = run_command("/nonexistent/sbatch", &[], Duration::from_secs(5))
+            .expect_err("no program");
+        assert!(error.to_string().contains("/nonexistent/sbatch"), "{error}");
+    }
+
+    #[test]
+    fn local_arguments_name_the_block_and_security() {
+        let values = ScriptValues {
+            block_id: "rhtex-a-1".to_owned(),
+            nodes: 2,
+            interchange: "tcp://127.0.0.1:5".to_owned(),
+            keys_dir: None,
+            run_dir: "/r".to_owned(),
+            launcher: "mpiexec".to_owned(),
+            heartbeat_period: "1".to_owned(),
+            heartbeat_threshold: "5".to_owned(),
+            ..ScriptValues::default()
+        };
+        assert_eq!(
+            local_arguments(&values),
+            ids(&[
+                "--interchange",
+                "tcp://127.0.0.1:5",
+                "--block-id",
+                "rhtex-a-1",
+                "--launcher",
+                "mpiexec",
+                "--run-dir",
+                "/r",
+                "--heartbeat-period",
+                "1",
+                "--heartbeat-threshold",
+                "5",
+                "--insecure",
+                "--nodes",
+                "localhost,localhost",
+            ])
+        );
+    }
+}

@@ -437,3 +437,27 @@ fn resource_keys_beside_command_get_a_hint() {
         .to_string();
     assert!(!error.contains("resource key"), "{error}");
 }
+
+#[test]
+fn packed_example_shares_nodes_within_walltimes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/packed.toml");
+    let tasks = taskfile::read(&path).expect("packed.toml");
+    let validated: Vec<_> = tasks
+        .iter()
+        .map(|task| protocol::validate(&task.submission.resources).expect("valid"))
+        .collect();
+    assert_eq!(validated.len(), 5);
+    assert_eq!(
+        validated
+            .iter()
+            .filter(|resources| !resources.exclusive)
+            .count(),
+        4
+    );
+    assert!(validated
+        .iter()
+        .all(|resources| resources.walltime.is_some()));
+    assert!(validated
+        .iter()
+        .any(|resources| resources.retries == Some(2)));
+}

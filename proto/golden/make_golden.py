@@ -146,7 +146,7 @@ def task_result_walltime():
         "signal": 15,
         "error": {
             "kind": "walltime_exceeded",
-            "message": "ran longer than its walltime of 60 seconds; killed",
+            "message": "killed after running longer than its walltime of 60 s",
         },
         "manager_id": MANAGER,
         "block_id": "48213",

@@ -137,7 +137,7 @@ fn result_walltime() -> TaskResult {
         signal: Some(15),
         error: Some(TaskError {
             kind: ErrorKind::WalltimeExceeded,
-            message: "ran longer than its walltime of 60 seconds; killed".into(),
+            message: "killed after running longer than its walltime of 60 s".into(),
         }),
         manager_id: Some(MANAGER),
         block_id: Some("48213".into()),

@@ -10,6 +10,7 @@ use crate::{binary, fakes_dir, HEARTBEAT_PERIOD, HEARTBEAT_THRESHOLD, WAIT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::{Launcher, ManagerId};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -233,6 +234,12 @@ impl Scenario {
                     .display()
                     .to_string(),
             ));
+            env.push((
+                "RHTEX_FAKE_LAUNCHER_ENV_LOG".to_owned(),
+                self.file(&format!("{}-launcher-env.log", options.name))
+                    .display()
+                    .to_string(),
+            ));
         }
         let daemon = self.spawn(Launch {
             name: options.name.clone(),
@@ -248,6 +255,7 @@ impl Scenario {
             block_id: options.block_id,
             nodes: options.nodes,
             launcher_log: self.file(&format!("{}-launcher.log", options.name)),
+            launcher_env_log: self.file(&format!("{}-launcher-env.log", options.name)),
             daemon,
         }
     }
@@ -397,6 +405,20 @@ impl ManagerOptions {
         self.fakes_on_path = false;
         self
     }
+
+    /// `--slots-per-node N`.
+    pub fn slots_per_node(mut self, slots: u32) -> Self {
+        self.extra_args.push("--slots-per-node".to_owned());
+        self.extra_args.push(slots.to_string());
+        self
+    }
+
+    /// An environment variable of the manager's own (as a batch job would
+    /// give it).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 /// A running pool-manager.
@@ -407,6 +429,8 @@ pub struct Manager {
     pub nodes: Vec<String>,
     /// Where the fake launchers record their argv.
     pub launcher_log: PathBuf,
+    /// Where the fake `srun` records the Slurm variables it was given.
+    pub launcher_env_log: PathBuf,
     pub daemon: Daemon,
 }
 
@@ -417,6 +441,22 @@ impl Manager {
             .unwrap_or_default()
             .lines()
             .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+
+    /// For each call of the fake `srun`, the `SLURM_*`, `SRUN_*` and
+    /// `HYDRA_*` variables it was given.
+    pub fn launcher_environments(&self) -> Vec<BTreeMap<String, String>> {
+        std::fs::read_to_string(&self.launcher_env_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                line.split('\t')
+                    .skip(1)
+                    .filter_map(|entry| entry.split_once('='))
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .collect()
+            })
             .collect()
     }
 }

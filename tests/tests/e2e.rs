@@ -932,3 +932,232 @@ fn sigterm_to_a_manager_kills_its_task_and_exits_zero() {
         (!process_exists(sleep_group)).then_some(())
     });
 }
+
+// ---------------------------------------------------------------------------
+// Walltime, packing, and srun steps inside a Slurm block
+// ---------------------------------------------------------------------------
+
+/// A resource request of `num_nodes` nodes and `ranks_per_node` ranks,
+/// sharing nodes when `exclusive` is false.
+fn request(num_nodes: u32, ranks_per_node: u32, exclusive: bool) -> ResourceRequest {
+    let mut request = ResourceRequest::new()
+        .with("num_nodes", num_nodes)
+        .with("ranks_per_node", ranks_per_node);
+    if !exclusive {
+        request.insert("exclusive", false);
+    }
+    request
+}
+
+/// A command that creates `mine`, then waits (polling, bounded) until
+/// `other` exists: it can only succeed if the other task runs at the same
+/// time.
+fn meet(mine: &Path, other: &Path) -> String {
+    format!(
+        "touch '{}'; for attempt in $(seq 1500); do [ -e '{}' ] && exit 0; sleep 0.02; done; \
+         echo 'the other task never ran at the same time' >&2; exit 1",
+        mine.display(),
+        other.display()
+    )
+}
+
+#[test]
+fn a_task_past_its_walltime_is_killed_and_its_node_reused() {
+    let scenario = Scenario::new("walltime");
+    let interchange = secure_interchange(&scenario);
+    let manager = scenario.start_manager(&interchange, ManagerOptions::new("timed", &["w1"]));
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+
+    let mut slow = task("sleep 30");
+    slow.resources = ResourceRequest::new().with("walltime", protocol::SpecValue::Float(1.0));
+    let slow_id = client.submit_one(slow);
+    let result = client.wait_result(slow_id, WAIT);
+    assert_eq!(result.state, TaskState::Failed, "{result:#?}");
+    let error = result.error.clone().expect("an error");
+    assert_eq!(error.kind, ErrorKind::WalltimeExceeded, "{result:#?}");
+    assert_eq!(
+        error.message, "killed after running longer than its walltime of 1 s",
+        "{result:#?}"
+    );
+    // The result says how the process really ended: SIGTERM from the kill.
+    assert_eq!(
+        (result.exit_code, result.signal),
+        (None, Some(15)),
+        "{result:#?}"
+    );
+    assert_eq!(result.nodes, strings(&["w1"]));
+
+    // The node is free again.
+    let next = client.submit_one(task("echo reused"));
+    let result = client.wait_result(next, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.nodes, strings(&["w1"]));
+    assert_eq!(stdout_of(&result), "reused\n");
+}
+
+#[test]
+fn packed_tasks_share_a_node_and_exclusive_ones_never_do() {
+    let scenario = Scenario::new("packing");
+    let interchange = secure_interchange(&scenario);
+    let manager = scenario.start_manager(
+        &interchange,
+        ManagerOptions::new("packer", &["p1"]).slots_per_node(4),
+    );
+    let mut client = RawClient::connect(&interchange);
+    let report = client.wait_managers(&[manager.manager_id]);
+    let info = report
+        .managers
+        .iter()
+        .find(|info| info.manager_id == manager.manager_id)
+        .expect("the manager in status");
+    assert_eq!(info.slots_per_node, 4, "{info:#?}");
+
+    // Two 1-node tasks of 2 ranks each that share nodes: both fit on the
+    // single 4-slot node at once, and each only completes if the other runs
+    // alongside it.
+    let (first_file, second_file) = (scenario.file("first-ran"), scenario.file("second-ran"));
+    let mut first = task(&meet(&first_file, &second_file));
+    first.resources = request(1, 2, false);
+    let mut second = task(&meet(&second_file, &first_file));
+    second.resources = request(1, 2, false);
+    let (first_id, second_id) = (first.task_id, second.task_id);
+    assert_eq!(client.submit(vec![first, second]), 2);
+    for task_id in [first_id, second_id] {
+        let result = client.wait_result(task_id, WAIT);
+        assert_completed(&result);
+        assert_eq!(result.nodes, strings(&["p1"]), "{result:#?}");
+    }
+
+    // The exclusive default never shares: while an exclusive task holds the
+    // node, neither another exclusive task nor a packed one starts there.
+    let release = scenario.file("release-exclusive");
+    let holder = client.submit_one(task(&hold_until(&release)));
+    client.wait_running(holder);
+    let whole = client.submit_one(task("echo whole"));
+    let mut small = task("echo small");
+    small.resources = request(1, 1, false);
+    let small = client.submit_one(small);
+    for waiting in [whole, small] {
+        let info = client.task_status(waiting);
+        assert_eq!(info.state, TaskState::Queued, "{info:#?}");
+        assert!(!client.has_result(waiting), "{info:#?}");
+    }
+    std::fs::write(&release, b"go").expect("write the release file");
+    for task_id in [holder, whole, small] {
+        assert_completed(&client.wait_result(task_id, WAIT));
+    }
+}
+
+#[test]
+fn srun_steps_take_their_own_shape_inside_a_slurm_block() {
+    let scenario = Scenario::new("slurm-steps");
+    let interchange = secure_interchange(&scenario);
+    // The manager's own environment is a Slurm batch job's, submitted with
+    // options that must not reach the task steps.
+    let manager = scenario.start_manager(
+        &interchange,
+        ManagerOptions::new("block", &["s1", "s2"])
+            .launcher(Launcher::Srun)
+            .slots_per_node(4)
+            .env("SLURM_JOB_ID", "4242")
+            .env("SLURM_JOB_NODELIST", "s[1-2]")
+            .env("SLURM_JOB_NUM_NODES", "2")
+            .env("SLURM_CPUS_PER_TASK", "4")
+            .env("SRUN_CPUS_PER_TASK", "4")
+            .env("SLURM_NTASKS", "2")
+            .env("SLURM_NTASKS_PER_NODE", "1")
+            .env("SLURM_MEM_PER_NODE", "1000")
+            .env("SLURM_EXPORT_ENV", "NONE"),
+    );
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+
+    // A whole-node task keeps Parsl's prefix; a packed one claims only its
+    // share of its node.
+    let mut whole = task("$PARSL_MPI_PREFIX /bin/echo whole");
+    whole.resources = request(2, 2, true);
+    let whole_id = client.submit_one(whole);
+    let whole_result = client.wait_result(whole_id, WAIT);
+    assert_completed(&whole_result);
+    let mut packed = task("$PARSL_MPI_PREFIX /bin/echo packed");
+    packed.resources = request(1, 2, false);
+    let packed_id = client.submit_one(packed);
+    let packed_result = client.wait_result(packed_id, WAIT);
+    assert_completed(&packed_result);
+    assert_eq!(packed_result.nodes.len(), 1, "{packed_result:#?}");
+
+    let whole_hosts = whole_result.nodes.join(",");
+    let packed_host = packed_result.nodes.join(",");
+    let mut expected_whole = strings(&[
+        "srun",
+        "--ntasks",
+        "4",
+        "--ntasks-per-node",
+        "2",
+        "--nodelist",
+        &whole_hosts,
+        "--nodes",
+        "2",
+    ]);
+    expected_whole.extend(strings(&["/bin/echo", "whole"]));
+    let mut expected_packed = strings(&[
+        "srun",
+        "--ntasks",
+        "2",
+        "--ntasks-per-node",
+        "2",
+        "--nodelist",
+        &packed_host,
+        "--nodes",
+        "1",
+        "--exact",
+        "--mem=0",
+    ]);
+    expected_packed.extend(strings(&["/bin/echo", "packed"]));
+    assert_eq!(
+        manager.launcher_calls(),
+        vec![expected_whole, expected_packed]
+    );
+
+    // What srun was given: the allocation, none of the job's step shape.
+    let environments = manager.launcher_environments();
+    assert_eq!(environments.len(), 2, "{environments:#?}");
+    for (index, environment) in environments.iter().enumerate() {
+        for (key, value) in [
+            ("SLURM_JOB_ID", "4242"),
+            ("SLURM_JOB_NODELIST", "s[1-2]"),
+            ("SLURM_JOB_NUM_NODES", "2"),
+        ] {
+            assert_eq!(
+                environment.get(key).map(String::as_str),
+                Some(value),
+                "call {index}: {environment:#?}"
+            );
+        }
+        for key in [
+            "SLURM_CPUS_PER_TASK",
+            "SRUN_CPUS_PER_TASK",
+            "SLURM_NTASKS",
+            "SLURM_NTASKS_PER_NODE",
+            "SLURM_MEM_PER_NODE",
+            "SLURM_EXPORT_ENV",
+        ] {
+            assert!(
+                !environment.contains_key(key),
+                "call {index}: {key} leaked into the task step: {environment:#?}"
+            );
+        }
+    }
+    // mpiexec (Hydra) starts its proxies with srun: for a packed task they
+    // ask for the task's slots, not whole nodes; a whole-node task adds nothing.
+    assert_eq!(environments[0].get("HYDRA_LAUNCHER_EXTRA_ARGS"), None);
+    assert_eq!(
+        environments[1]
+            .get("HYDRA_LAUNCHER_EXTRA_ARGS")
+            .map(String::as_str),
+        Some("--exact --cpus-per-task=2 --mem=0"),
+        "{:#?}",
+        environments[1]
+    );
+}

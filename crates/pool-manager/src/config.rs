@@ -18,9 +18,11 @@ The node list and where it came from are logged at start.
 
 Tasks run where the interchange places them: whole nodes by default, or (exclusive: false)
 ranks_per_node of a node's --slots-per-node slots, sharing the node with other such tasks.
+A task with a walltime is killed when it runs longer (SIGTERM to its process group, SIGKILL
+after --kill-grace) and reported as walltime_exceeded.
 Inside a Slurm job, a task's environment does not carry the block job's own step settings
 (SLURM_NTASKS, SLURM_CPUS_PER_TASK, SRUN_CPUS_PER_TASK, SLURM_MEM_PER_NODE, SLURM_EXPORT_ENV,
-the manager's own SLURM_STEP_*... the full list is logged at start), so task steps take their
+the manager's own SLURM_STEP_ID... those found are logged at start), so task steps take their
 own shape; the srun prefix of a task that shares nodes adds --exact --mem=0.
 
 Exit codes: 0 after a clean shutdown or drain; 2 on bad flags or node discovery failure;

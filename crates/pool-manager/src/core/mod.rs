@@ -681,6 +681,7 @@ impl Manager {
             self.reject(task_id, message);
             return;
         }
+        // The allocator has checked every index against the node list.
         let registration = &self.settings.registration;
         let hosts: Vec<String> = task
             .placement

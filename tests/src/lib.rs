@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod daemon;
 pub mod scenario;
 

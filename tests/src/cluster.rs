@@ -1,0 +1,720 @@
+//! The real multi-node Slurm cluster of the cluster tests
+//! (`tests/cluster/cluster.sh`): one slurmd per network namespace, slurmctld
+//! and the interchange in the root namespace, on the bridge address.
+//!
+//! - [`acquire`] brings the cluster up once per test binary (idempotent
+//!   `cluster.sh up 4`, which also recovers a half-up cluster), then gives
+//!   the calling test the whole cluster: tests serialise on one lock, and
+//!   each starts with every node healed and idle and no job left.
+//! - [`Cluster`] runs Slurm's commands (sbatch, squeue, scancel) and cuts or
+//!   heals a node's network, every command under a timeout.
+//! - [`render_block_script`] fills the block template of `deploy/slurm/` by
+//!   the rules the interchange's Slurm provider follows; [`Block`] is a
+//!   submitted job, cancelled when dropped.
+//! - [`start_bridge_interchange`] starts an interchange whose manager socket
+//!   is on the bridge address, where the nodes reach it.
+
+use crate::daemon::{Daemon, Launch, Stdout};
+use crate::scenario::{Interchange, Scenario, Security};
+use crate::{binary, workspace_dir, POLL_INTERVAL, WAIT};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Nodes of the test cluster.
+pub const N_NODES: usize = 4;
+
+/// The bound on `cluster.sh install` plus `cluster.sh up` (apt-get may run).
+pub const CLUSTER_UP_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The bound on one Slurm command (sbatch, squeue, scancel, sinfo).
+pub const SLURM_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bound on a block going from `sbatch` to a registered manager.
+pub const BLOCK_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The cluster script.
+pub fn cluster_script() -> PathBuf {
+    workspace_dir().join("tests/cluster/cluster.sh")
+}
+
+/// The block template the Slurm provider uses.
+pub fn slurm_template() -> PathBuf {
+    workspace_dir().join("deploy/slurm/pool-manager.sbatch")
+}
+
+/// What a finished command said.
+#[derive(Clone, Debug)]
+pub struct CommandOutput {
+    pub success: bool,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    fn describe(&self, what: &str) -> String {
+        format!(
+            "{what}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `program args` in its own process group, with no stdin; kills the
+/// whole group if it runs longer than `timeout`. Errors name the command.
+pub fn run_command(
+    program: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<CommandOutput, String> {
+    let shown = format!("{} {}", program.display(), args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|error| format!("cannot start {shown}: {error}"))?;
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .map(|pipe| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    })
+    .collect();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                break Err(format!("{shown} did not finish within {timeout:?}; killed"));
+            }
+            Ok(None) => std::thread::sleep(POLL_INTERVAL),
+            Err(error) => break Err(format!("cannot wait for {shown}: {error}")),
+        }
+    };
+    let mut texts = readers
+        .into_iter()
+        .map(|reader| reader.join().unwrap_or_default());
+    let stdout = texts.next().unwrap_or_default();
+    let stderr = texts.next().unwrap_or_default();
+    match status {
+        Ok(status) => Ok(CommandOutput {
+            success: status.success(),
+            status: crate::daemon::describe(status),
+            stdout,
+            stderr,
+        }),
+        Err(message) => Err(format!(
+            "{message}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        )),
+    }
+}
+
+/// Runs a command that must succeed; panics with its output if it does not.
+fn must_run(program: &str, args: &[&str], timeout: Duration) -> CommandOutput {
+    let output = run_command(Path::new(program), args, timeout)
+        .unwrap_or_else(|message| panic!("{message}"));
+    assert!(
+        output.success,
+        "{}",
+        output.describe(&format!("{program} {}", args.join(" ")))
+    );
+    output
+}
+
+/// The cluster as `cluster.sh env` describes it.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Node names, `rhnode1`... (also each node's host name).
+    pub nodes: Vec<String>,
+    /// The bridge address of the root namespace, where the nodes reach the
+    /// interchange.
+    pub head_address: String,
+    pub cpus_per_node: u32,
+    /// The daemons' logs (slurmctld.log, slurmd-NODE.log).
+    pub log_dir: PathBuf,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static WHOLE_CLUSTER: Mutex<()> = Mutex::new(());
+
+/// The whole cluster for one test: holds the lock until dropped.
+#[derive(Debug)]
+pub struct ClusterGuard {
+    _lock: MutexGuard<'static, ()>,
+    pub cluster: &'static Cluster,
+}
+
+impl std::ops::Deref for ClusterGuard {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        self.cluster
+    }
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        // Leave no job and no cut behind, even when the test failed.
+        for node in &self.cluster.nodes {
+            let _ = self.cluster.heal(node);
+        }
+        self.cluster.cancel_all_jobs();
+    }
+}
+
+/// Brings the cluster up (once per test binary) and takes the whole
+/// cluster for the calling test: every node healed and idle, no job.
+/// Panics with the script's output when the cluster cannot come up (the
+/// cluster tests need root and network namespaces; see
+/// tests/cluster/README.md).
+pub fn acquire() -> ClusterGuard {
+    let lock = WHOLE_CLUSTER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cluster = match CLUSTER.get_or_init(bring_up) {
+        Ok(cluster) => cluster,
+        Err(message) => panic!("the test cluster is not available:\n{message}"),
+    };
+    for node in &cluster.nodes {
+        let _ = cluster.heal(node);
+    }
+    cluster.cancel_all_jobs();
+    // Idempotent: a no-op on a healthy cluster, a fresh one after a crash.
+    if let Err(message) = cluster_command(&["up", &N_NODES.to_string()]) {
+        panic!("cluster.sh up {N_NODES} failed:\n{message}");
+    }
+    cluster.wait_all_idle();
+    ClusterGuard {
+        _lock: lock,
+        cluster,
+    }
+}
+
+fn cluster_command(args: &[&str]) -> Result<CommandOutput, String> {
+    let output = run_command(&cluster_script(), args, CLUSTER_UP_TIMEOUT)?;
+    if output.success {
+        Ok(output)
+    } else {
+        Err(output.describe(&format!("cluster.sh {}", args.join(" "))))
+    }
+}
+
+fn bring_up() -> Result<Cluster, String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(
+            "the cluster tests must run as root (they create network namespaces, a bridge \
+             and a Slurm cluster): see tests/cluster/README.md"
+                .to_owned(),
+        );
+    }
+    cluster_command(&["install"])?;
+    cluster_command(&["up", &N_NODES.to_string()])?;
+    let facts: BTreeMap<String, String> = cluster_command(&["env"])?
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+    let fact = |key: &str| {
+        facts
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("cluster.sh env printed no {key}: {facts:?}"))
+    };
+    let nodes: Vec<String> = fact("RHTEX_CLUSTER_NODES")?
+        .split(',')
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if nodes.len() != N_NODES {
+        return Err(format!(
+            "expected {N_NODES} nodes, cluster.sh env says {nodes:?}"
+        ));
+    }
+    let cpus_per_node = fact("RHTEX_CLUSTER_CPUS")?
+        .parse()
+        .map_err(|error| format!("RHTEX_CLUSTER_CPUS: {error}"))?;
+    Ok(Cluster {
+        nodes,
+        head_address: fact("RHTEX_CLUSTER_HEAD_ADDRESS")?,
+        cpus_per_node,
+        log_dir: PathBuf::from(fact("RHTEX_CLUSTER_LOG_DIR")?),
+    })
+}
+
+impl Cluster {
+    /// Cuts the network of `node`: its packets are dropped silently.
+    pub fn cut(&self, node: &str) {
+        cluster_command(&["cut", node]).unwrap_or_else(|message| panic!("{message}"));
+    }
+
+    /// Undoes [`Cluster::cut`].
+    pub fn heal(&self, node: &str) -> Result<(), String> {
+        cluster_command(&["heal", node]).map(|_| ())
+    }
+
+    /// Submits `script` with `sbatch --parsable` from `cwd`; returns the job id.
+    pub fn sbatch(&self, script: &Path, cwd: &Path) -> String {
+        let output = run_command(
+            Path::new("sbatch"),
+            &[
+                "--parsable",
+                "--chdir",
+                &cwd.display().to_string(),
+                &script.display().to_string(),
+            ],
+            SLURM_COMMAND_TIMEOUT,
+        )
+        .unwrap_or_else(|message| panic!("{message}"));
+        assert!(output.success, "{}", output.describe("sbatch"));
+        let job_id = output
+            .stdout
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            !job_id.is_empty() && job_id.chars().all(|c| c.is_ascii_digit()),
+            "sbatch --parsable printed {:?}, not a job id",
+            output.stdout
+        );
+        job_id
+    }
+
+    /// The ids of every job Slurm knows (pending, running, completing).
+    pub fn job_ids(&self) -> Vec<String> {
+        must_run("squeue", &["-h", "-o", "%i"], SLURM_COMMAND_TIMEOUT)
+            .stdout
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The state of job `job_id` (`PENDING`, `RUNNING`...), or `None` once
+    /// it has left the queue.
+    pub fn job_state(&self, job_id: &str) -> Option<String> {
+        let output = run_command(
+            Path::new("squeue"),
+            &["-h", "-j", job_id, "-o", "%T"],
+            SLURM_COMMAND_TIMEOUT,
+        )
+        .unwrap_or_else(|message| panic!("{message}"));
+        // squeue -j fails ("Invalid job id") once the job is forgotten.
+        let state = output.stdout.trim();
+        (output.success && !state.is_empty()).then(|| state.to_owned())
+    }
+
+    /// Waits (bounded) until job `job_id` has left the queue.
+    pub fn wait_job_gone(&self, job_id: &str, timeout: Duration) {
+        crate::wait_for(&format!("job {job_id} to end"), timeout, || {
+            self.job_state(job_id).is_none().then_some(())
+        });
+    }
+
+    /// `scancel JOB`; errors are ignored (the job may be gone).
+    pub fn scancel(&self, job_id: &str) {
+        let _ = run_command(Path::new("scancel"), &[job_id], SLURM_COMMAND_TIMEOUT);
+    }
+
+    /// Cancels every job and waits (bounded) until the queue is empty.
+    pub fn cancel_all_jobs(&self) {
+        let Ok(output) = run_command(
+            Path::new("squeue"),
+            &["-h", "-o", "%i"],
+            SLURM_COMMAND_TIMEOUT,
+        ) else {
+            return;
+        };
+        let job_ids: Vec<&str> = output.stdout.split_whitespace().collect();
+        if job_ids.is_empty() {
+            return;
+        }
+        let _ = run_command(Path::new("scancel"), &job_ids, SLURM_COMMAND_TIMEOUT);
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match run_command(
+                Path::new("squeue"),
+                &["-h", "-o", "%i"],
+                SLURM_COMMAND_TIMEOUT,
+            ) {
+                Ok(output) if output.stdout.trim().is_empty() => return,
+                _ => std::thread::sleep(POLL_INTERVAL * 5),
+            }
+        }
+    }
+
+    /// Waits (bounded) until every node is idle (no job, not completing).
+    pub fn wait_all_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let output = must_run("sinfo", &["-h", "-N", "-o", "%N %t"], SLURM_COMMAND_TIMEOUT);
+            let idle = output
+                .stdout
+                .lines()
+                .filter(|line| line.split_whitespace().nth(1) == Some("idle"))
+                .count();
+            if idle >= self.nodes.len() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster's nodes did not all become idle; sinfo says:\n{}\n{}",
+                output.stdout,
+                self.log_tails()
+            );
+            std::thread::sleep(POLL_INTERVAL * 5);
+        }
+    }
+
+    /// The last lines of slurmctld's and every slurmd's log, for failures.
+    pub fn log_tails(&self) -> String {
+        let mut text = String::new();
+        let mut names = vec!["slurmctld.log".to_owned()];
+        names.extend(self.nodes.iter().map(|node| format!("slurmd-{node}.log")));
+        for name in names {
+            let path = self.log_dir.join(&name);
+            let content = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = content.lines().collect();
+            let start = lines.len().saturating_sub(15);
+            text.push_str(&format!(
+                "---- {} ----\n{}\n",
+                path.display(),
+                lines[start..].join("\n")
+            ));
+        }
+        text
+    }
+}
+
+/// Starts an interchange for the cluster: clients on 127.0.0.1, managers on
+/// the bridge address (where the nodes reach it), short heartbeats unless
+/// `extra` sets them, and waits for its ready line.
+pub fn start_bridge_interchange(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    name: &str,
+    security: &Security,
+    extra: &[&str],
+) -> Interchange {
+    let mut args = vec![
+        "--run-dir".to_owned(),
+        scenario.file(&format!("{name}-run")).display().to_string(),
+        "--client-listen".to_owned(),
+        "tcp://127.0.0.1:0".to_owned(),
+        "--manager-listen".to_owned(),
+        format!("tcp://{}:0", cluster.head_address),
+        "--log-level".to_owned(),
+        "debug".to_owned(),
+    ];
+    for (flag, value) in [
+        ("--heartbeat-period", crate::HEARTBEAT_PERIOD),
+        ("--heartbeat-threshold", crate::HEARTBEAT_THRESHOLD),
+    ] {
+        if !extra.contains(&flag) {
+            args.push(flag.to_owned());
+            args.push(value.to_owned());
+        }
+    }
+    args.extend(security.flags());
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let mut daemon = scenario.spawn(Launch {
+        name: name.to_owned(),
+        program: binary("interchange"),
+        args,
+        env: Vec::new(),
+        env_remove: Vec::new(),
+        stdout: Stdout::Piped,
+        cwd: Some(scenario.path().to_path_buf()),
+    });
+    let line = first_stdout_line(&mut daemon, WAIT);
+    let ready: serde_json::Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|error| panic!("ready line {line:?} is not JSON: {error}"));
+    let field = |key: &str| {
+        ready
+            .get(key)
+            .and_then(|value| value.as_str())
+            .unwrap_or_else(|| panic!("ready line {line:?} has no string {key:?}"))
+            .to_owned()
+    };
+    let manager_url = field("manager_url");
+    assert!(
+        manager_url.contains(&cluster.head_address),
+        "the interchange's manager socket {manager_url} is not on the bridge address {}",
+        cluster.head_address
+    );
+    Interchange {
+        client_url: field("client_url"),
+        manager_connect_url: manager_url.clone(),
+        manager_url,
+        pid: u64::from(daemon.pid()),
+        security: security.clone(),
+        daemon,
+    }
+}
+
+/// The first line `daemon` prints on stdout, within `timeout`; the rest of
+/// its stdout is read and dropped so that it never blocks.
+pub fn first_stdout_line(daemon: &mut Daemon, timeout: Duration) -> String {
+    let stdout = daemon
+        .take_stdout()
+        .unwrap_or_else(|| panic!("{} has no stdout pipe", daemon.name()));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = sender.send(reader.read_line(&mut line).map(|_| line));
+        let mut sink = Vec::new();
+        let _ = reader.read_to_end(&mut sink);
+    });
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(line)) if !line.is_empty() => line,
+        other => panic!(
+            "{} printed no first line within {timeout:?} ({other:?}); log:\n{}",
+            daemon.name(),
+            daemon.log()
+        ),
+    }
+}
+
+/// The values of one block script, as the Slurm provider fills them.
+#[derive(Clone, Debug)]
+pub struct BlockValues {
+    pub block_id: String,
+    pub nodes: u32,
+    /// `HH:MM:SS`.
+    pub walltime: Option<String>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub output: PathBuf,
+    /// Extra directive lines (`#SBATCH --mem=1000`).
+    pub scheduler_options: Vec<String>,
+    /// Shell lines run before the pool-manager.
+    pub worker_init: String,
+    pub interchange: String,
+    /// `None`: `--insecure`.
+    pub keys_dir: Option<PathBuf>,
+    pub run_dir: PathBuf,
+    pub pool_manager: PathBuf,
+    /// `srun` or `mpiexec`.
+    pub launcher: String,
+    pub heartbeat_period: String,
+    pub heartbeat_threshold: String,
+}
+
+impl BlockValues {
+    /// A block of `nodes` nodes for `interchange`, with its output and run
+    /// directory in the scenario directory and the interchange's heartbeats.
+    pub fn new(
+        scenario: &Scenario,
+        interchange: &Interchange,
+        block_id: &str,
+        nodes: u32,
+        launcher: &str,
+    ) -> BlockValues {
+        BlockValues {
+            block_id: block_id.to_owned(),
+            nodes,
+            walltime: Some("00:30:00".to_owned()),
+            partition: None,
+            account: None,
+            output: scenario.file(&format!("{block_id}.out")),
+            scheduler_options: Vec::new(),
+            worker_init: String::new(),
+            interchange: interchange.manager_url.clone(),
+            keys_dir: match &interchange.security {
+                Security::Curve(dir) => Some(dir.clone()),
+                Security::Insecure => None,
+            },
+            run_dir: scenario.file(&format!("{block_id}-run")),
+            pool_manager: binary("pool-manager"),
+            launcher: launcher.to_owned(),
+            heartbeat_period: crate::HEARTBEAT_PERIOD.to_owned(),
+            heartbeat_threshold: crate::HEARTBEAT_THRESHOLD.to_owned(),
+        }
+    }
+
+    fn word(&self, name: &str) -> Result<Option<String>, String> {
+        let path = |path: &Path| Some(path.display().to_string());
+        Ok(match name {
+            "BLOCK_ID" => Some(self.block_id.clone()),
+            "NODES" => Some(self.nodes.to_string()),
+            "WALLTIME" => self.walltime.clone(),
+            "PARTITION" | "QUEUE" => self.partition.clone(),
+            "ACCOUNT" => self.account.clone(),
+            "OUTPUT" => path(&self.output),
+            "INTERCHANGE" => Some(self.interchange.clone()),
+            "KEYS_DIR" => Some(
+                self.keys_dir
+                    .as_ref()
+                    .map(|dir| dir.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            "RUN_DIR" => path(&self.run_dir),
+            "POOL_MANAGER" => path(&self.pool_manager),
+            "LAUNCHER" => Some(self.launcher.clone()),
+            "HEARTBEAT_PERIOD" => Some(self.heartbeat_period.clone()),
+            "HEARTBEAT_THRESHOLD" => Some(self.heartbeat_threshold.clone()),
+            other => return Err(format!("unknown placeholder {{{{{other}}}}}")),
+        })
+    }
+}
+
+/// Fills `template` (deploy/slurm/pool-manager.sbatch) with `values`, by
+/// the provider's rules: `{{NAME}}` placeholders; in `#` lines a value goes
+/// in as it is, in shell lines single-quoted; a line with a placeholder that
+/// has no value is left out; `SCHEDULER_OPTIONS` and `WORKER_INIT` stand
+/// alone on their line and become zero or more lines.
+pub fn render_block_script(template: &str, values: &BlockValues) -> Result<String, String> {
+    let mut script = String::new();
+    for (index, line) in template.lines().enumerate() {
+        let number = index + 1;
+        match line.trim() {
+            "{{SCHEDULER_OPTIONS}}" => {
+                for option in &values.scheduler_options {
+                    script.push_str(option);
+                    script.push('\n');
+                }
+                continue;
+            }
+            "{{WORKER_INIT}}" => {
+                for init in values.worker_init.lines() {
+                    script.push_str(init);
+                    script.push('\n');
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let directive = line.trim_start().starts_with('#');
+        let mut rendered = String::new();
+        let mut rest = line;
+        let mut complete = true;
+        while let Some(start) = rest.find("{{") {
+            let Some(length) = rest[start + 2..].find("}}") else {
+                return Err(format!(
+                    "line {number}: a placeholder is not closed: {line}"
+                ));
+            };
+            let name = &rest[start + 2..start + 2 + length];
+            rendered.push_str(&rest[..start]);
+            rest = &rest[start + 2 + length + 2..];
+            match values
+                .word(name)
+                .map_err(|error| format!("line {number}: {error}"))?
+            {
+                Some(value) if directive => rendered.push_str(&value),
+                Some(value) => {
+                    rendered.push_str(&format!("'{}'", value.replace('\'', r"'\''")));
+                }
+                None => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if complete {
+            rendered.push_str(rest);
+            script.push_str(&rendered);
+            script.push('\n');
+        }
+    }
+    Ok(script)
+}
+
+/// A block: a submitted batch job of the block template. Dropping it
+/// cancels the job.
+#[derive(Debug)]
+pub struct Block {
+    pub job_id: String,
+    pub block_id: String,
+    pub script: PathBuf,
+    pub output: PathBuf,
+    cluster: Cluster,
+}
+
+impl Block {
+    /// Renders the template with `values`, writes it to the scenario
+    /// directory and submits it with sbatch.
+    pub fn submit(scenario: &Scenario, cluster: &Cluster, values: &BlockValues) -> Block {
+        let template = std::fs::read_to_string(slurm_template())
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", slurm_template().display()));
+        let text = render_block_script(&template, values).unwrap_or_else(|error| {
+            panic!("cannot render {}: {error}", slurm_template().display())
+        });
+        let script = scenario.file(&format!("{}.sbatch", values.block_id));
+        std::fs::write(&script, text)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", script.display()));
+        let job_id = cluster.sbatch(&script, scenario.path());
+        Block {
+            job_id,
+            block_id: values.block_id.clone(),
+            script,
+            output: values.output.clone(),
+            cluster: cluster.clone(),
+        }
+    }
+
+    /// What the job wrote to its output file so far.
+    pub fn output_text(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- block {} (job {}) output {} ----\n{}",
+                self.block_id,
+                self.job_id,
+                self.output.display(),
+                self.output_text()
+            );
+            eprintln!("{}", self.cluster.log_tails());
+        }
+        self.cluster.scancel(&self.job_id);
+    }
+}
+
+/// Compiles `tests/cluster/mpi_ranks.c` with mpicc into the scenario
+/// directory; returns the program's path.
+pub fn compile_mpi_ranks(scenario: &Scenario) -> PathBuf {
+    let program = scenario.file("mpi_ranks");
+    let source = workspace_dir().join("tests/cluster/mpi_ranks.c");
+    must_run(
+        "mpicc",
+        &[
+            "-O1",
+            "-o",
+            &program.display().to_string(),
+            &source.display().to_string(),
+        ],
+        Duration::from_secs(120),
+    );
+    program
+}

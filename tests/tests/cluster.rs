@@ -1,0 +1,511 @@
+//! Cluster tests: rhtex on a real multi-node Slurm cluster
+//! (`tests/cluster/cluster.sh`, 4 nodes, each a network namespace with its
+//! own slurmd and host name). Blocks are real `sbatch` jobs of the block
+//! template in `deploy/slurm/`, whose pool-manager registers with an
+//! interchange on the bridge address; tasks run with real `srun` and
+//! MPICH `mpiexec` on the nodes the interchange placed them on.
+//!
+//! The first test brings the cluster up (idempotent, needs root); every test
+//! takes the whole cluster ([`e2e::cluster::acquire`]), so they run one at a
+//! time. Build the binaries first: `cargo build --workspace --bins`.
+
+use e2e::cluster::{self, Block, BlockValues, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
+use e2e::{task, Interchange, RawClient, Scenario, Security, WAIT};
+use protocol::{
+    ErrorKind, ManagerInfo, ResourceRequest, TaskId, TaskResult, TaskState, TaskSubmission,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// One test's world on the cluster: the cluster (held), a scenario
+/// directory, a CURVE interchange on the bridge address and a client.
+struct World {
+    scenario: Scenario,
+    interchange: Interchange,
+    client: RawClient,
+    // Dropped last: cancels every job and heals every node.
+    cluster: ClusterGuard,
+}
+
+fn world(name: &str, interchange_flags: &[&str]) -> World {
+    let cluster = cluster::acquire();
+    let scenario = Scenario::new(&format!("cluster-{name}"));
+    let keys = scenario.keygen("keys");
+    let interchange = cluster::start_bridge_interchange(
+        &scenario,
+        &cluster,
+        "interchange",
+        &Security::Curve(keys),
+        interchange_flags,
+    );
+    let client = RawClient::connect(&interchange);
+    World {
+        scenario,
+        interchange,
+        client,
+        cluster,
+    }
+}
+
+impl World {
+    fn block_values(&self, block_id: &str, nodes: u32, launcher: &str) -> BlockValues {
+        BlockValues::new(&self.scenario, &self.interchange, block_id, nodes, launcher)
+    }
+
+    fn submit_block(&self, values: &BlockValues) -> Block {
+        Block::submit(&self.scenario, &self.cluster, values)
+    }
+
+    /// Submits a block and waits until its pool-manager has registered.
+    fn start_block(&mut self, values: &BlockValues) -> (Block, ManagerInfo) {
+        let block = self.submit_block(values);
+        let manager = self.wait_block_manager(&block);
+        assert_eq!(manager.n_nodes, values.nodes, "{manager:#?}");
+        (block, manager)
+    }
+
+    /// Waits until a manager with the block's id is registered.
+    fn wait_block_manager(&mut self, block: &Block) -> ManagerInfo {
+        let block_id = block.block_id.clone();
+        self.client.wait_status(
+            &format!(
+                "the pool-manager of block {block_id} (job {}) to register",
+                block.job_id
+            ),
+            BLOCK_START_TIMEOUT,
+            |report| {
+                report
+                    .managers
+                    .iter()
+                    .find(|manager| manager.block_id == block_id)
+                    .cloned()
+            },
+        )
+    }
+
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+fn stdout_of(result: &TaskResult) -> String {
+    String::from_utf8_lossy(&result.stdout_tail).into_owned()
+}
+
+fn assert_completed(result: &TaskResult) {
+    assert_eq!(
+        result.state,
+        TaskState::Completed,
+        "task {} did not complete: {result:#?}\nstdout: {}\nstderr: {}",
+        result.task_id,
+        stdout_of(result),
+        String::from_utf8_lossy(&result.stderr_tail)
+    );
+    assert_eq!(result.exit_code, Some(0), "{result:#?}");
+}
+
+/// An MPI task: `num_nodes` nodes, `ranks_per_node` ranks on each.
+fn mpi_task(command: &str, num_nodes: u32, ranks_per_node: u32) -> TaskSubmission {
+    let mut submission = task(command);
+    submission.resources = ResourceRequest::new()
+        .with("num_nodes", num_nodes)
+        .with("ranks_per_node", ranks_per_node);
+    submission
+}
+
+/// The same task, sharing its nodes with other such tasks.
+fn packed(mut submission: TaskSubmission) -> TaskSubmission {
+    submission.resources.insert("exclusive", false);
+    submission
+}
+
+/// How many lines of `stdout` name each host, for lines that are just a
+/// host name (what `hostname` prints).
+fn hostname_lines(stdout: &str) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for line in stdout
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+    {
+        *counts.entry(line.to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts that the ranks landed exactly on the task's nodes, with
+/// `ranks_per_node` on each.
+fn assert_ranks_on_task_nodes(
+    result: &TaskResult,
+    ranks_per_host: &BTreeMap<String, u32>,
+    n_nodes: usize,
+    ranks_per_node: u32,
+) {
+    let task_nodes: BTreeSet<&str> = result.nodes.iter().map(String::as_str).collect();
+    assert_eq!(task_nodes.len(), n_nodes, "the task's nodes: {result:#?}");
+    let rank_hosts: BTreeSet<&str> = ranks_per_host.keys().map(String::as_str).collect();
+    assert_eq!(
+        rank_hosts,
+        task_nodes,
+        "ranks ran on {ranks_per_host:?}, the task was given {:?}; stdout:\n{}",
+        result.nodes,
+        stdout_of(result)
+    );
+    for (host, count) in ranks_per_host {
+        assert_eq!(
+            *count, ranks_per_node,
+            "host {host} ran {count} ranks, not {ranks_per_node}: {ranks_per_host:?}"
+        );
+    }
+}
+
+/// Parses the lines `rhtex-rank R of N on HOST` of tests/cluster/mpi_ranks.c:
+/// ranks per host, and checks that the ranks are 0..N-1 of one world of N
+/// and that the reduction was right.
+fn mpi_ranks_per_host(result: &TaskResult, n_ranks: u32) -> BTreeMap<String, u32> {
+    let stdout = stdout_of(result);
+    let mut per_host = BTreeMap::new();
+    let mut ranks = BTreeSet::new();
+    for line in stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["rhtex-rank", rank, "of", size, "on", host] = words[..] {
+            assert_eq!(size, n_ranks.to_string(), "world size in {line:?}");
+            assert!(
+                ranks.insert(rank.to_owned()),
+                "rank {rank} twice:\n{stdout}"
+            );
+            *per_host.entry(host.to_owned()).or_insert(0) += 1;
+        }
+    }
+    let expected: BTreeSet<String> = (0..n_ranks).map(|rank| rank.to_string()).collect();
+    assert_eq!(ranks, expected, "ranks of the MPI hello:\n{stdout}");
+    let sum: u32 = (0..n_ranks).sum();
+    assert!(
+        stdout.contains(&format!("rhtex-allreduce ok size {n_ranks} sum {sum}")),
+        "the MPI reduction did not check out:\n{stdout}"
+    );
+    per_host
+}
+
+/// A script that two tasks run to prove they overlap: each rank leaves a
+/// mark `<dir>/<self>.<host>.<n>`, prints its host name, then waits
+/// (bounded) until a mark of `<other>` exists. Run as
+/// `meet.sh SELF OTHER DIR`.
+fn write_meet_script(scenario: &Scenario) -> PathBuf {
+    let path = scenario.file("meet.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/bash\n\
+         self=$1 other=$2 dir=$3\n\
+         mkdir -p \"$dir\"\n\
+         touch \"$dir/$self.$(hostname).$$\"\n\
+         hostname\n\
+         for attempt in $(seq 600); do\n\
+         \x20   if compgen -G \"$dir/$other.*\" >/dev/null; then exit 0; fi\n\
+         \x20   sleep 0.05\n\
+         done\n\
+         echo \"$self: $other never started (its ranks would have left marks in $dir)\" >&2\n\
+         exit 1\n",
+    )
+    .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+    make_executable(&path);
+    path
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|error| panic!("cannot chmod {}: {error}", path.display()));
+}
+
+/// Two tasks that can only both complete if they run at the same time.
+fn meeting_pair(
+    scenario: &Scenario,
+    prefix: &str,
+    make: impl Fn(String) -> TaskSubmission,
+) -> (TaskSubmission, TaskSubmission) {
+    let script = write_meet_script(scenario);
+    let dir = scenario.file(&format!("marks-{}", TaskId::new_random()));
+    let command = |me: &str, other: &str| {
+        format!(
+            "{prefix} '{}' {me} {other} '{}'",
+            script.display(),
+            dir.display()
+        )
+    };
+    (
+        make(command("first", "second")),
+        make(command("second", "first")),
+    )
+}
+
+fn disjoint(first: &[String], second: &[String]) -> bool {
+    first.iter().all(|node| !second.contains(node))
+}
+
+// ---------------------------------------------------------------------------
+// Blocks and rank placement
+// ---------------------------------------------------------------------------
+
+/// Runs `$PARSL_MPI_PREFIX hostname` and the MPI reduction program on a
+/// 4-node block started with `launcher`, and checks where the ranks ran.
+fn ranks_land_on_task_nodes(name: &str, launcher: &str) {
+    let mut world = world(name, &[]);
+    let program = cluster::compile_mpi_ranks(&world.scenario);
+    let values = world.block_values(&format!("{name}-block"), 4, launcher);
+    let (block, manager) = world.start_block(&values);
+    assert_eq!(manager.launcher.as_str(), launcher, "{manager:#?}");
+    assert!(
+        world.cluster().nodes.contains(&manager.hostname),
+        "the manager runs on {}, not on a cluster node {:?}",
+        manager.hostname,
+        world.cluster().nodes
+    );
+
+    // Every rank reports its host: 2 nodes with 3 ranks each.
+    let hostnames = world
+        .client
+        .submit_one(mpi_task("$PARSL_MPI_PREFIX hostname", 2, 3));
+    let result = world.client.wait_result(hostnames, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
+    assert_ranks_on_task_nodes(&result, &hostname_lines(&stdout_of(&result)), 2, 3);
+
+    // An MPI program with a reduction: 3 nodes with 2 ranks each, one world.
+    let hello = world.client.submit_one(mpi_task(
+        &format!("$PARSL_MPI_PREFIX '{}'", program.display()),
+        3,
+        2,
+    ));
+    let result = world.client.wait_result(hello, WAIT);
+    assert_completed(&result);
+    assert_ranks_on_task_nodes(&result, &mpi_ranks_per_host(&result, 6), 3, 2);
+
+    // All four nodes, one rank each.
+    let whole = world.client.submit_one(mpi_task(
+        &format!("$PARSL_MPI_PREFIX '{}'", program.display()),
+        4,
+        1,
+    ));
+    let result = world.client.wait_result(whole, WAIT);
+    assert_completed(&result);
+    assert_ranks_on_task_nodes(&result, &mpi_ranks_per_host(&result, 4), 4, 1);
+    let all: BTreeSet<&String> = world.cluster().nodes.iter().collect();
+    assert_eq!(result.nodes.iter().collect::<BTreeSet<_>>(), all);
+}
+
+#[test]
+fn srun_block_registers_and_ranks_land_on_the_task_nodes() {
+    ranks_land_on_task_nodes("srun", "srun");
+}
+
+#[test]
+fn mpiexec_block_registers_and_ranks_land_on_the_task_nodes() {
+    ranks_land_on_task_nodes("mpiexec", "mpiexec");
+}
+
+// ---------------------------------------------------------------------------
+// Concurrent tasks
+// ---------------------------------------------------------------------------
+
+#[test]
+fn two_two_node_tasks_at_once_in_one_block_never_share_a_node() {
+    let mut world = world("share", &[]);
+    let values = world.block_values("share-block", 4, "srun");
+    let (block, _) = world.start_block(&values);
+    let (first, second) = meeting_pair(&world.scenario, "$PARSL_MPI_PREFIX", |command| {
+        mpi_task(&command, 2, 2)
+    });
+    let first = world.client.submit_one(first);
+    let second = world.client.submit_one(second);
+    let first = world.client.wait_result(first, WAIT);
+    let second = world.client.wait_result(second, WAIT);
+    for result in [&first, &second] {
+        assert_completed(result);
+        assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
+        assert_ranks_on_task_nodes(result, &hostname_lines(&stdout_of(result)), 2, 2);
+    }
+    assert!(
+        disjoint(&first.nodes, &second.nodes),
+        "two exclusive tasks shared a node: {:?} and {:?}",
+        first.nodes,
+        second.nodes
+    );
+}
+
+#[test]
+fn tasks_spread_over_two_blocks() {
+    let mut world = world("two-blocks", &[]);
+    let (block_a, _) = world.start_block(&world.block_values("two-a", 2, "srun"));
+    let (block_b, _) = world.start_block(&world.block_values("two-b", 2, "srun"));
+    let (first, second) = meeting_pair(&world.scenario, "$PARSL_MPI_PREFIX", |command| {
+        mpi_task(&command, 2, 1)
+    });
+    let first = world.client.submit_one(first);
+    let second = world.client.submit_one(second);
+    let first = world.client.wait_result(first, WAIT);
+    let second = world.client.wait_result(second, WAIT);
+    for result in [&first, &second] {
+        assert_completed(result);
+        assert_ranks_on_task_nodes(result, &hostname_lines(&stdout_of(result)), 2, 1);
+    }
+    let blocks: BTreeSet<Option<&str>> = [&first, &second]
+        .iter()
+        .map(|result| result.block_id.as_deref())
+        .collect();
+    let expected: BTreeSet<Option<&str>> = [
+        Some(block_a.block_id.as_str()),
+        Some(block_b.block_id.as_str()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(blocks, expected, "one task in each block");
+    assert!(disjoint(&first.nodes, &second.nodes));
+}
+
+/// Two packed (non-exclusive) one-node tasks on a one-node block share its
+/// node; each waits for the other, so both steps must run at once. The
+/// block asks for memory (`--mem`), so the job's `SLURM_MEM_PER_NODE`
+/// would make each step claim all of it if it leaked into the tasks.
+fn packed_tasks_start_together(name: &str, prefix: &str) {
+    let mut world = world(name, &[]);
+    let mut values = world.block_values(&format!("{name}-block"), 1, "srun");
+    values.scheduler_options = vec!["#SBATCH --mem=1000".to_owned()];
+    let (block, manager) = world.start_block(&values);
+    assert!(
+        manager.slots_per_node >= 2,
+        "two one-rank tasks must fit on one node: {manager:#?}"
+    );
+    let (first, second) = meeting_pair(&world.scenario, prefix, |command| {
+        packed(mpi_task(&command, 1, 1))
+    });
+    let first = world.client.submit_one(first);
+    let second = world.client.submit_one(second);
+    let first = world.client.wait_result(first, WAIT);
+    let second = world.client.wait_result(second, WAIT);
+    for result in [&first, &second] {
+        assert_completed(result);
+        assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
+        assert_ranks_on_task_nodes(result, &hostname_lines(&stdout_of(result)), 1, 1);
+    }
+    assert_eq!(
+        first.nodes, second.nodes,
+        "both tasks on the block's one node"
+    );
+}
+
+#[test]
+fn two_packed_srun_tasks_in_one_allocation_start_together() {
+    packed_tasks_start_together("packed-srun", "$PARSL_SRUN_PREFIX");
+}
+
+#[test]
+fn two_packed_mpiexec_tasks_in_one_allocation_start_together() {
+    packed_tasks_start_together("packed-mpiexec", "$PARSL_MPIEXEC_PREFIX");
+}
+
+// ---------------------------------------------------------------------------
+// Network partition of a block's lead node
+// ---------------------------------------------------------------------------
+
+/// The interchange's heartbeat threshold in this test, in seconds.
+const CUT_THRESHOLD: u64 = 3;
+
+#[test]
+fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
+    let threshold = CUT_THRESHOLD.to_string();
+    let mut world = world(
+        "cut",
+        &[
+            "--heartbeat-period",
+            "0.2",
+            "--heartbeat-threshold",
+            &threshold,
+        ],
+    );
+    // Block A's manager tolerates a long silence, so that it is still there
+    // after the cut heals and hears that the interchange dropped it.
+    let mut values_a = world.block_values("cut-a", 2, "srun");
+    values_a.heartbeat_threshold = "120".to_owned();
+    let (block_a, manager_a) = world.start_block(&values_a);
+
+    // Two tasks run on A: one without retries, one with a retry that
+    // succeeds only on block B.
+    let mut lost = task("exec sleep 300");
+    lost.resources = ResourceRequest::new()
+        .with("num_nodes", 1)
+        .with("retries", 0);
+    let mut retried = task(
+        "if [ \"$PARSL_WORKER_BLOCK_ID\" = cut-b ]; then $PARSL_MPI_PREFIX hostname; \
+         else exec sleep 300; fi",
+    );
+    retried.resources = ResourceRequest::new()
+        .with("num_nodes", 1)
+        .with("retries", 1);
+    let lost = world.client.submit_one(lost);
+    let retried = world.client.submit_one(retried);
+    for task_id in [lost, retried] {
+        let info = world.client.wait_running(task_id);
+        assert_eq!(info.manager_id, Some(manager_a.manager_id), "{info:#?}");
+    }
+
+    let (block_b, manager_b) = world.start_block(&world.block_values("cut-b", 2, "srun"));
+    let lead_a = manager_a.hostname.clone();
+    world.cluster().cut(&lead_a);
+
+    // Lost within the threshold (plus slack for polling), not hanging.
+    let bound = Duration::from_secs(CUT_THRESHOLD + 20);
+    let lost_result = world.client.wait_result(lost, bound);
+    assert_eq!(lost_result.state, TaskState::Failed, "{lost_result:#?}");
+    assert_eq!(
+        lost_result.error.as_ref().map(|error| error.kind),
+        Some(ErrorKind::ManagerLost),
+        "{lost_result:#?}"
+    );
+    let retried_result = world.client.wait_result(retried, WAIT);
+    assert_completed(&retried_result);
+    assert_eq!(retried_result.block_id.as_deref(), Some("cut-b"));
+    assert_eq!(retried_result.manager_id, Some(manager_b.manager_id));
+    assert_ranks_on_task_nodes(
+        &retried_result,
+        &hostname_lines(&stdout_of(&retried_result)),
+        1,
+        1,
+    );
+    assert!(!retried_result.nodes.contains(&lead_a));
+
+    // Heal: A's manager speaks again, is told it was dropped and exits, so
+    // its job ends; no task is reported a second time (RawClient panics on
+    // a second result for a task).
+    world
+        .cluster()
+        .heal(&lead_a)
+        .unwrap_or_else(|message| panic!("{message}"));
+    world
+        .cluster()
+        .wait_job_gone(&block_a.job_id, Duration::from_secs(90));
+    let report = world.client.status();
+    assert!(
+        report
+            .managers
+            .iter()
+            .all(|manager| manager.manager_id != manager_a.manager_id),
+        "the dropped manager is registered again: {report:#?}"
+    );
+    for (task_id, state) in [(lost, TaskState::Failed), (retried, TaskState::Completed)] {
+        let info = world.client.task_status(task_id);
+        assert_eq!(info.state, state, "{info:#?}");
+        assert!(
+            !world.client.has_result(task_id),
+            "a second result for {task_id}"
+        );
+    }
+    assert_eq!(report.n_completed, 1, "{report:#?}");
+    assert_eq!(report.n_failed, 1, "{report:#?}");
+    drop(block_b);
+}

@@ -41,6 +41,10 @@
 //!   from `HYDRA_LAUNCHER_EXTRA_ARGS`; a packed task gets
 //!   [`hydra_launcher_args`] there (one proxy per node, with the task's
 //!   slots as its CPUs), so its proxies do not claim whole nodes either.
+//!   MPICH 4.0.2 (Debian 12) runs `srun --nodelist H -N n -n n --input none
+//!   {HYDRA_LAUNCHER_EXTRA_ARGS} hydra_pmi_proxy ...`. Only inside a Slurm
+//!   job: a task that forces another Hydra launcher there (`-launcher ssh`
+//!   in its `launcher_options`) must clear the variable in its own `env`.
 //! - The pool-manager must not itself run in a step that holds the lead
 //!   node (HyperQueue #443): the batch template runs it in the batch script
 //!   (started with `srun`, it would need `srun --overlap`).

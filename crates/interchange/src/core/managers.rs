@@ -1,14 +1,53 @@
-//! The table of registered pool-managers, with an index by free nodes.
+//! The table of registered pool-managers: exact per-node slot accounting and
+//! the indexes that answer "which manager can start this task now?" in
+//! O(log) time.
 //!
-//! Only managers that accept tasks (not held, not draining) and have at
-//! least one free node are in the index, so the best fit for a task of `n`
-//! nodes is the first entry at or above `n`, and the largest free count is
-//! the last entry. Every change to a manager goes through
-//! [`ManagerTable::update`], which keeps the index in step.
+//! Every node of a manager has `slots_per_node` slots (S). The table keeps,
+//! per node, its free slots; an exclusive task takes whole free nodes (all S
+//! slots), a non-exclusive task takes `r` slots on each of its nodes. So a
+//! node is never shared between an exclusive task and any other task, and a
+//! slot is never given twice ([`ManagerTable::check`] verifies it in tests).
+//!
+//! A manager is *listed* when it accepts tasks (not held, not draining) and
+//! is not reserved for the queue's head (the core handles the reserved
+//! manager apart). Only listed managers are in the indexes:
+//! - `whole_index`: (whole free nodes, manager) — best fit for an exclusive
+//!   task of `n` nodes is the first entry at or above `n`: O(log M);
+//! - `node_index`: (free slots, manager, node) over every node with a free
+//!   slot — best fit for a 1-node non-exclusive task of `r` slots is the
+//!   first entry at or above `r`: O(log total nodes). A task of `n > 1` such
+//!   nodes walks the entries from `r` up until one manager has `n` of them:
+//!   O(nodes examined);
+//! - `whole_tree` and `slot_tree`: max segment trees over registration
+//!   order holding each manager's whole free nodes and its largest free
+//!   slot count, so "the newest manager with at least `n` whole free nodes"
+//!   (or "with a node of at least `r` free slots") is one O(log M) descent.
+//!   For an `n > 1` node non-exclusive task the descent is repeated past
+//!   managers that have the slots on too few nodes: O(log M) per manager
+//!   examined;
+//! - `capacity`: counts of accepting managers by (slots per node, nodes), to
+//!   answer "could any manager ever hold this shape?" in O(distinct slot
+//!   counts).
+//!
+//! Within a manager, nodes are kept as (free slots, node) so that placing a
+//! task takes the tightest nodes that suffice (for exclusive tasks: the
+//! whole free nodes, lowest index first): O(n log nodes).
+//!
+//! Allocating and releasing touch only the nodes of the task; holding,
+//! draining or reserving a manager re-lists it in O(its nodes · log).
 
+use super::queue::Shape;
 use super::{PeerId, Time};
-use protocol::{Launcher, ManagerId, TaskId, UnixTime};
+use protocol::{Launcher, ManagerId, NodeShare, Registration, TaskId, UnixTime};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A task a manager runs: the exact slots it was given, and when it is
+/// expected to end (dispatch time plus walltime; unknown without one).
+#[derive(Debug, Clone)]
+pub(crate) struct Running {
+    pub(crate) placement: Vec<NodeShare>,
+    pub(crate) expected_end: Option<Time>,
+}
 
 /// One registered pool-manager.
 #[derive(Debug)]
@@ -20,12 +59,7 @@ pub(crate) struct Manager {
     pub(crate) launcher: Launcher,
     pub(crate) rhtex_version: String,
     pub(crate) n_nodes: u32,
-    pub(crate) n_free_nodes: u32,
-    /// Indexes (into the registered node list) of the nodes no task holds.
-    pub(crate) free_node_ids: BTreeSet<u32>,
     pub(crate) slots_per_node: u32,
-    /// Tasks it holds, with the node indexes of each.
-    pub(crate) tasks: BTreeMap<TaskId, Vec<u32>>,
     pub(crate) held: bool,
     pub(crate) draining: bool,
     /// `shutdown` was sent; it must not be sent twice.
@@ -33,16 +67,206 @@ pub(crate) struct Manager {
     pub(crate) registered_at: UnixTime,
     /// When anything last came from it.
     pub(crate) last_heard: Time,
+    // The allocation state below changes only through the table, which
+    // keeps the indexes in step.
+    /// Free slots of each node, by node index.
+    free_slots: Vec<u32>,
+    /// (free slots, node) for every node with a free slot.
+    by_free: BTreeSet<(u32, u32)>,
+    /// Nodes with every slot free.
+    n_whole_free: u32,
+    /// Tasks it holds, with what each was given.
+    tasks: BTreeMap<TaskId, Running>,
+    /// Reserved for the queue's head: not in the table's indexes.
+    reserved: bool,
+    /// Its position in registration order (a leaf of the segment trees).
+    order: usize,
+}
+
+/// When the task at the head of the queue could start on a manager.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Shadow {
+    /// Nodes still missing now.
+    pub(crate) n_missing: u32,
+    /// When enough nodes are expected to be free (known only if the tasks
+    /// that must end first all have a walltime).
+    pub(crate) at: Option<Time>,
+    /// The nodes the head is expected to use at that time (empty if the
+    /// time is unknown).
+    pub(crate) nodes: BTreeSet<u32>,
 }
 
 impl Manager {
+    /// A manager as it registers: every node free.
+    pub(crate) fn new(
+        registration: Registration,
+        peer: PeerId,
+        registered_at: UnixTime,
+        now: Time,
+    ) -> Self {
+        let n_nodes = u32::try_from(registration.nodes.len()).unwrap_or(u32::MAX);
+        let slots_per_node = registration
+            .slots_per_node
+            .unwrap_or(registration.cpu_count)
+            .max(1);
+        Self {
+            manager_id: registration.manager_id,
+            peer,
+            block_id: registration.block_id,
+            hostname: registration.hostname,
+            launcher: registration.launcher,
+            rhtex_version: registration.rhtex_version,
+            n_nodes,
+            slots_per_node,
+            held: false,
+            draining: false,
+            shutdown_sent: false,
+            registered_at,
+            last_heard: now,
+            free_slots: vec![slots_per_node; n_nodes as usize],
+            by_free: (0..n_nodes).map(|node| (slots_per_node, node)).collect(),
+            n_whole_free: n_nodes,
+            tasks: BTreeMap::new(),
+            reserved: false,
+            order: 0,
+        }
+    }
+
     pub(crate) fn accepts_tasks(&self) -> bool {
         !self.held && !self.draining
     }
 
-    fn index_key(&self) -> Option<(u32, ManagerId)> {
-        (self.accepts_tasks() && self.n_free_nodes > 0)
-            .then_some((self.n_free_nodes, self.manager_id))
+    fn listed(&self) -> bool {
+        self.accepts_tasks() && !self.reserved
+    }
+
+    /// Nodes with every slot free.
+    pub(crate) fn n_whole_free(&self) -> u32 {
+        self.n_whole_free
+    }
+
+    pub(crate) fn tasks(&self) -> &BTreeMap<TaskId, Running> {
+        &self.tasks
+    }
+
+    /// Its position in registration order (larger is newer).
+    pub(crate) fn order(&self) -> usize {
+        self.order
+    }
+
+    pub(crate) fn has_free_slot(&self) -> bool {
+        !self.by_free.is_empty()
+    }
+
+    fn max_free_slots(&self) -> u32 {
+        self.by_free.last().map_or(0, |(free, _)| *free)
+    }
+
+    /// Whether the task could run here once enough tasks end.
+    pub(crate) fn could_ever_fit(&self, shape: Shape) -> bool {
+        self.n_nodes >= shape.num_nodes
+            && shape.slots_on(self.slots_per_node) <= self.slots_per_node
+    }
+
+    /// Where the task would go now, leaving out the nodes in `excluded`:
+    /// the `num_nodes` nodes with the fewest free slots that suffice, lowest
+    /// index first. Also gives how tightly it fits (smaller is tighter):
+    /// whole free nodes for an exclusive task, else the free slots of the
+    /// roomiest node chosen.
+    pub(crate) fn place(
+        &self,
+        shape: Shape,
+        excluded: &BTreeSet<u32>,
+    ) -> Option<(Vec<NodeShare>, u32)> {
+        let slots = shape.slots_on(self.slots_per_node);
+        if slots > self.slots_per_node || shape.num_nodes > self.n_nodes {
+            return None;
+        }
+        if shape.ranks_per_node.is_none() && self.n_whole_free < shape.num_nodes {
+            return None;
+        }
+        let mut placement = Vec::with_capacity(shape.num_nodes as usize);
+        let mut roomiest = 0;
+        for (free, node) in self.by_free.range((slots, 0)..) {
+            if placement.len() == shape.num_nodes as usize {
+                break;
+            }
+            if excluded.contains(node) {
+                continue;
+            }
+            roomiest = *free;
+            placement.push(NodeShare { node: *node, slots });
+        }
+        if placement.len() < shape.num_nodes as usize {
+            return None;
+        }
+        let tightness = match shape.ranks_per_node {
+            None => self.n_whole_free,
+            Some(_) => roomiest,
+        };
+        Some((placement, tightness))
+    }
+
+    /// When the task could start here, from the expected ends of the tasks
+    /// running here (tasks without a walltime never end, as far as this
+    /// estimate knows). Costs O(nodes + tasks · log tasks).
+    pub(crate) fn shadow(&self, shape: Shape, now: Time) -> Shadow {
+        let slots = shape.slots_on(self.slots_per_node);
+        let needed = shape.num_nodes as usize;
+        let qualifying_now: Vec<u32> = self
+            .by_free
+            .range((slots, 0)..)
+            .map(|(_, node)| *node)
+            .collect();
+        let n_missing =
+            u32::try_from(needed.saturating_sub(qualifying_now.len())).unwrap_or(u32::MAX);
+        if !self.could_ever_fit(shape) {
+            return Shadow {
+                n_missing,
+                at: None,
+                nodes: BTreeSet::new(),
+            };
+        }
+        let mut free = self.free_slots.clone();
+        let mut ends: Vec<(Time, &Running)> = self
+            .tasks
+            .values()
+            .filter_map(|running| running.expected_end.map(|end| (end.max(now), running)))
+            .collect();
+        ends.sort_by_key(|(end, _)| *end);
+        let mut becoming: Vec<u32> = Vec::new();
+        let mut at = (n_missing == 0).then_some(now);
+        for (end, running) in ends {
+            if at.is_some() {
+                break;
+            }
+            for share in &running.placement {
+                let Some(node_free) = free.get_mut(share.node as usize) else {
+                    continue;
+                };
+                let before = *node_free >= slots;
+                *node_free = (*node_free + share.slots).min(self.slots_per_node);
+                if !before && *node_free >= slots {
+                    becoming.push(share.node);
+                }
+            }
+            if qualifying_now.len() + becoming.len() >= needed {
+                at = Some(end);
+            }
+        }
+        let nodes = match at {
+            None => BTreeSet::new(),
+            Some(_) => becoming
+                .into_iter()
+                .chain(qualifying_now)
+                .take(needed)
+                .collect(),
+        };
+        Shadow {
+            n_missing,
+            at,
+            nodes,
+        }
     }
 
     /// "manager <id> on host <hostname> (block <block_id>)", for messages.
@@ -54,18 +278,160 @@ impl Manager {
     }
 }
 
-/// Registered managers by id and by peer, and the free-node index.
+/// A max segment tree over registration order: "the rightmost leaf before
+/// `below` whose value is at least `threshold`" in O(log n).
+#[derive(Debug, Default)]
+struct MaxTree {
+    n_leaves: usize,
+    values: Vec<u32>,
+}
+
+impl MaxTree {
+    fn with_leaves(n_leaves: usize) -> Self {
+        let n_leaves = n_leaves.max(1).next_power_of_two();
+        Self {
+            n_leaves,
+            values: vec![0; 2 * n_leaves],
+        }
+    }
+
+    fn set(&mut self, leaf: usize, value: u32) {
+        if leaf >= self.n_leaves {
+            let mut grown = Self::with_leaves(leaf + 1);
+            for index in 0..self.n_leaves {
+                grown.set(index, self.values[self.n_leaves + index]);
+            }
+            *self = grown;
+        }
+        let mut index = self.n_leaves + leaf;
+        self.values[index] = value;
+        while index > 1 {
+            index /= 2;
+            self.values[index] = self.values[2 * index].max(self.values[2 * index + 1]);
+        }
+    }
+
+    fn rightmost_at_least(&self, threshold: u32, below: usize) -> Option<usize> {
+        if self.values.is_empty() {
+            return None;
+        }
+        self.descend(1, 0, self.n_leaves, threshold, below)
+    }
+
+    fn descend(
+        &self,
+        index: usize,
+        low: usize,
+        high: usize,
+        threshold: u32,
+        below: usize,
+    ) -> Option<usize> {
+        if low >= below || self.values[index] < threshold {
+            return None;
+        }
+        if high - low == 1 {
+            return Some(low);
+        }
+        let middle = (low + high) / 2;
+        self.descend(2 * index + 1, middle, high, threshold, below)
+            .or_else(|| self.descend(2 * index, low, middle, threshold, below))
+    }
+}
+
+/// The indexes over listed managers (see the module documentation).
+#[derive(Debug, Default)]
+struct Indexes {
+    whole_index: BTreeSet<(u32, ManagerId)>,
+    node_index: BTreeSet<(u32, ManagerId, u32)>,
+    whole_tree: MaxTree,
+    slot_tree: MaxTree,
+    /// Accepting managers (listed or reserved) by slots per node, then
+    /// node count.
+    capacity: BTreeMap<u32, BTreeMap<u32, usize>>,
+}
+
+impl Indexes {
+    fn list(&mut self, manager: &Manager) {
+        let id = manager.manager_id;
+        if manager.n_whole_free > 0 {
+            self.whole_index.insert((manager.n_whole_free, id));
+        }
+        for (free, node) in &manager.by_free {
+            self.node_index.insert((*free, id, *node));
+        }
+        self.whole_tree.set(manager.order, manager.n_whole_free);
+        self.slot_tree.set(manager.order, manager.max_free_slots());
+    }
+
+    fn unlist(&mut self, manager: &Manager) {
+        let id = manager.manager_id;
+        self.whole_index.remove(&(manager.n_whole_free, id));
+        for (free, node) in &manager.by_free {
+            self.node_index.remove(&(*free, id, *node));
+        }
+        self.whole_tree.set(manager.order, 0);
+        self.slot_tree.set(manager.order, 0);
+    }
+
+    fn add_capacity(&mut self, manager: &Manager) {
+        *self
+            .capacity
+            .entry(manager.slots_per_node)
+            .or_default()
+            .entry(manager.n_nodes)
+            .or_default() += 1;
+    }
+
+    fn remove_capacity(&mut self, manager: &Manager) {
+        if let Some(by_nodes) = self.capacity.get_mut(&manager.slots_per_node) {
+            if let Some(count) = by_nodes.get_mut(&manager.n_nodes) {
+                *count -= 1;
+                if *count == 0 {
+                    by_nodes.remove(&manager.n_nodes);
+                }
+            }
+            if by_nodes.is_empty() {
+                self.capacity.remove(&manager.slots_per_node);
+            }
+        }
+    }
+}
+
+/// Why an allocation was refused (a bug in the caller, never a peer's
+/// doing; the core logs it and leaves the task queued).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AllocationError {
+    #[error("unknown manager {0}")]
+    UnknownManager(ManagerId),
+    #[error("task {0} already runs on this manager")]
+    AlreadyRunning(TaskId),
+    #[error("node {node} has {free} free slots, fewer than the {wanted} asked, or is not a node of this manager")]
+    NotFree { node: u32, free: u32, wanted: u32 },
+    #[error("node {0} appears twice in the placement")]
+    RepeatedNode(u32),
+}
+
+/// Registered managers by id and by peer, and the indexes.
 #[derive(Debug, Default)]
 pub(crate) struct ManagerTable {
     managers: BTreeMap<ManagerId, Manager>,
     by_peer: HashMap<PeerId, ManagerId>,
-    free_index: BTreeSet<(u32, ManagerId)>,
+    /// The manager at each position of registration order (`None` once it
+    /// left; compacted when most are gone).
+    by_order: Vec<Option<ManagerId>>,
+    indexes: Indexes,
 }
 
 impl ManagerTable {
-    pub(crate) fn insert(&mut self, manager: Manager) {
-        if let Some(key) = manager.index_key() {
-            self.free_index.insert(key);
+    pub(crate) fn insert(&mut self, mut manager: Manager) {
+        manager.order = self.by_order.len();
+        manager.reserved = false;
+        self.by_order.push(Some(manager.manager_id));
+        if manager.accepts_tasks() {
+            self.indexes.add_capacity(&manager);
+        }
+        if manager.listed() {
+            self.indexes.list(&manager);
         }
         self.by_peer
             .insert(manager.peer.clone(), manager.manager_id);
@@ -74,28 +440,180 @@ impl ManagerTable {
 
     pub(crate) fn remove(&mut self, manager_id: ManagerId) -> Option<Manager> {
         let manager = self.managers.remove(&manager_id)?;
-        if let Some(key) = manager.index_key() {
-            self.free_index.remove(&key);
+        if manager.listed() {
+            self.indexes.unlist(&manager);
+        }
+        if manager.accepts_tasks() {
+            self.indexes.remove_capacity(&manager);
         }
         self.by_peer.remove(&manager.peer);
+        if let Some(slot) = self.by_order.get_mut(manager.order) {
+            *slot = None;
+        }
+        if self.by_order.len() > 64 && self.managers.len() * 4 < self.by_order.len() {
+            self.compact_order();
+        }
         Some(manager)
     }
 
-    /// Changes a manager and re-indexes it. `None` for an unknown id.
+    /// Renumbers registration order without the gaps departed managers
+    /// left (O(M log M), amortized over the departures that made the gaps).
+    fn compact_order(&mut self) {
+        let live: Vec<ManagerId> = self.by_order.iter().flatten().copied().collect();
+        self.by_order = live.iter().map(|id| Some(*id)).collect();
+        self.indexes.whole_tree = MaxTree::with_leaves(live.len());
+        self.indexes.slot_tree = MaxTree::with_leaves(live.len());
+        for (order, id) in live.iter().enumerate() {
+            if let Some(manager) = self.managers.get_mut(id) {
+                manager.order = order;
+                if manager.listed() {
+                    self.indexes.whole_tree.set(order, manager.n_whole_free);
+                    self.indexes.slot_tree.set(order, manager.max_free_slots());
+                }
+            }
+        }
+    }
+
+    /// Changes a manager's flags and re-indexes it if it stopped or started
+    /// accepting tasks. `None` for an unknown id.
     pub(crate) fn update<R>(
         &mut self,
         manager_id: ManagerId,
         change: impl FnOnce(&mut Manager) -> R,
     ) -> Option<R> {
         let manager = self.managers.get_mut(&manager_id)?;
-        if let Some(key) = manager.index_key() {
-            self.free_index.remove(&key);
-        }
+        let (was_listed, was_accepting) = (manager.listed(), manager.accepts_tasks());
         let outcome = change(manager);
-        if let Some(key) = manager.index_key() {
-            self.free_index.insert(key);
+        let (listed, accepting) = (manager.listed(), manager.accepts_tasks());
+        if was_listed != listed {
+            if listed {
+                self.indexes.list(manager);
+            } else {
+                self.indexes.unlist(manager);
+            }
+        }
+        if was_accepting != accepting {
+            if accepting {
+                self.indexes.add_capacity(manager);
+            } else {
+                self.indexes.remove_capacity(manager);
+            }
         }
         Some(outcome)
+    }
+
+    /// Takes a manager out of the indexes while it is reserved for the
+    /// queue's head, or puts it back.
+    pub(crate) fn set_reserved(&mut self, manager_id: ManagerId, reserved: bool) {
+        self.update(manager_id, |manager| manager.reserved = reserved);
+    }
+
+    /// Gives a task exactly the slots of `placement`.
+    pub(crate) fn allocate(
+        &mut self,
+        manager_id: ManagerId,
+        task_id: TaskId,
+        placement: Vec<NodeShare>,
+        expected_end: Option<Time>,
+    ) -> Result<(), AllocationError> {
+        let manager = self
+            .managers
+            .get_mut(&manager_id)
+            .ok_or(AllocationError::UnknownManager(manager_id))?;
+        if manager.tasks.contains_key(&task_id) {
+            return Err(AllocationError::AlreadyRunning(task_id));
+        }
+        let mut seen = BTreeSet::new();
+        for share in &placement {
+            if !seen.insert(share.node) {
+                return Err(AllocationError::RepeatedNode(share.node));
+            }
+            let free = manager
+                .free_slots
+                .get(share.node as usize)
+                .copied()
+                .unwrap_or(0);
+            if share.slots == 0 || free < share.slots {
+                return Err(AllocationError::NotFree {
+                    node: share.node,
+                    free,
+                    wanted: share.slots,
+                });
+            }
+        }
+        let changes: Vec<(u32, i64)> = placement
+            .iter()
+            .map(|share| (share.node, -i64::from(share.slots)))
+            .collect();
+        Self::change_nodes(&mut self.indexes, manager, &changes);
+        manager.tasks.insert(
+            task_id,
+            Running {
+                placement,
+                expected_end,
+            },
+        );
+        Ok(())
+    }
+
+    /// Frees exactly what a task was given. `None` if the manager does not
+    /// hold the task.
+    pub(crate) fn release(&mut self, manager_id: ManagerId, task_id: TaskId) -> Option<Running> {
+        let manager = self.managers.get_mut(&manager_id)?;
+        let running = manager.tasks.remove(&task_id)?;
+        let changes: Vec<(u32, i64)> = running
+            .placement
+            .iter()
+            .map(|share| (share.node, i64::from(share.slots)))
+            .collect();
+        Self::change_nodes(&mut self.indexes, manager, &changes);
+        Some(running)
+    }
+
+    /// Adds `delta` free slots to each node, keeping the manager's own
+    /// index and (if it is listed) the table's indexes in step.
+    fn change_nodes(indexes: &mut Indexes, manager: &mut Manager, changes: &[(u32, i64)]) {
+        let listed = manager.listed();
+        let id = manager.manager_id;
+        if listed {
+            indexes.whole_index.remove(&(manager.n_whole_free, id));
+        }
+        let whole = manager.slots_per_node;
+        for (node, delta) in changes {
+            let Some(free) = manager.free_slots.get_mut(*node as usize) else {
+                continue;
+            };
+            let before = *free;
+            let after =
+                u32::try_from((i64::from(before) + delta).clamp(0, i64::from(whole))).unwrap_or(0);
+            *free = after;
+            if before > 0 {
+                manager.by_free.remove(&(before, *node));
+                if listed {
+                    indexes.node_index.remove(&(before, id, *node));
+                }
+            }
+            if after > 0 {
+                manager.by_free.insert((after, *node));
+                if listed {
+                    indexes.node_index.insert((after, id, *node));
+                }
+            }
+            if before == whole && after != whole {
+                manager.n_whole_free -= 1;
+            } else if before != whole && after == whole {
+                manager.n_whole_free += 1;
+            }
+        }
+        if listed {
+            if manager.n_whole_free > 0 {
+                indexes.whole_index.insert((manager.n_whole_free, id));
+            }
+            indexes.whole_tree.set(manager.order, manager.n_whole_free);
+            indexes
+                .slot_tree
+                .set(manager.order, manager.max_free_slots());
+        }
     }
 
     pub(crate) fn get(&self, manager_id: ManagerId) -> Option<&Manager> {
@@ -106,17 +624,80 @@ impl ManagerTable {
         self.by_peer.get(peer).copied()
     }
 
-    /// The manager with the fewest free nodes that still has `n_nodes`.
-    pub(crate) fn best_fit(&self, n_nodes: u32) -> Option<ManagerId> {
-        self.free_index
-            .range((n_nodes, ManagerId::from_u128(0))..)
-            .next()
-            .map(|(_, manager_id)| *manager_id)
+    /// Among listed managers, the one where the task fits most tightly now
+    /// (see [`Manager::place`] for the measure), with that measure.
+    pub(crate) fn best_fit(&self, shape: Shape) -> Option<(ManagerId, u32)> {
+        let lowest = ManagerId::from_u128(0);
+        match shape.ranks_per_node {
+            None => self
+                .indexes
+                .whole_index
+                .range((shape.num_nodes, lowest)..)
+                .next()
+                .map(|(n_free, manager_id)| (*manager_id, *n_free)),
+            Some(slots) if shape.num_nodes <= 1 => self
+                .indexes
+                .node_index
+                .range((slots, lowest, 0)..)
+                .next()
+                .map(|(free, manager_id, _)| (*manager_id, *free)),
+            Some(slots) => {
+                let mut counts: HashMap<ManagerId, u32> = HashMap::new();
+                for (free, manager_id, _) in self.indexes.node_index.range((slots, lowest, 0)..) {
+                    let count = counts.entry(*manager_id).or_default();
+                    *count += 1;
+                    if *count >= shape.num_nodes {
+                        return Some((*manager_id, *free));
+                    }
+                }
+                None
+            }
+        }
     }
 
-    /// The most free nodes any manager accepting tasks has (0 if none).
-    pub(crate) fn max_free(&self) -> u32 {
-        self.free_index.last().map_or(0, |(n_free, _)| *n_free)
+    /// Among listed managers, the most recently registered one where the
+    /// task fits now.
+    pub(crate) fn newest_fit(&self, shape: Shape) -> Option<ManagerId> {
+        let (tree, threshold) = match shape.ranks_per_node {
+            None => (&self.indexes.whole_tree, shape.num_nodes),
+            Some(slots) => (&self.indexes.slot_tree, slots),
+        };
+        let mut below = self.by_order.len();
+        loop {
+            let order = tree.rightmost_at_least(threshold, below)?;
+            let manager_id = self.by_order.get(order).copied().flatten()?;
+            // A leaf at or above the threshold is a fit, except for a
+            // multi-node non-exclusive task, which needs that many nodes.
+            let fits = shape.ranks_per_node.is_none()
+                || shape.num_nodes <= 1
+                || self
+                    .managers
+                    .get(&manager_id)
+                    .is_some_and(|manager| manager.place(shape, &BTreeSet::new()).is_some());
+            if fits {
+                return Some(manager_id);
+            }
+            below = order;
+        }
+    }
+
+    /// Whether some listed manager has a free slot.
+    pub(crate) fn any_listed_free_slot(&self) -> bool {
+        !self.indexes.node_index.is_empty()
+    }
+
+    /// Whether some manager that accepts tasks could hold the task once
+    /// enough of its tasks end.
+    pub(crate) fn could_ever_fit(&self, shape: Shape) -> bool {
+        let minimum_slots = shape.ranks_per_node.unwrap_or(1);
+        self.indexes
+            .capacity
+            .range(minimum_slots..)
+            .any(|(_, by_nodes)| {
+                by_nodes
+                    .last_key_value()
+                    .is_some_and(|(n_nodes, _)| *n_nodes >= shape.num_nodes)
+            })
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Manager> {
@@ -127,7 +708,127 @@ impl ManagerTable {
         self.managers.keys().copied().collect()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.managers.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.managers.is_empty()
+    }
+
+    /// Rebuilds every count and index from the tasks' placements and
+    /// compares: no slot given twice, nothing lost, indexes in step.
+    #[cfg(test)]
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let mut expected = Indexes::default();
+        for manager in self.managers.values() {
+            let mut free = vec![manager.slots_per_node; manager.n_nodes as usize];
+            for (task_id, running) in &manager.tasks {
+                let mut nodes = BTreeSet::new();
+                for share in &running.placement {
+                    if !nodes.insert(share.node) {
+                        return Err(format!("task {task_id} has node {} twice", share.node));
+                    }
+                    let slot = free
+                        .get_mut(share.node as usize)
+                        .ok_or_else(|| format!("task {task_id} on a node out of range"))?;
+                    *slot = slot.checked_sub(share.slots).ok_or_else(|| {
+                        format!(
+                            "node {} of {} over-allocated",
+                            share.node, manager.manager_id
+                        )
+                    })?;
+                }
+            }
+            if free != manager.free_slots {
+                return Err(format!("free slots of {} out of step", manager.manager_id));
+            }
+            let by_free: BTreeSet<(u32, u32)> = free
+                .iter()
+                .enumerate()
+                .filter(|(_, free)| **free > 0)
+                .map(|(node, free)| (*free, node as u32))
+                .collect();
+            if by_free != manager.by_free {
+                return Err(format!("node index of {} out of step", manager.manager_id));
+            }
+            let whole = free
+                .iter()
+                .filter(|free| **free == manager.slots_per_node)
+                .count();
+            if whole != manager.n_whole_free as usize {
+                return Err(format!("whole count of {} out of step", manager.manager_id));
+            }
+            if self.by_order.get(manager.order) != Some(&Some(manager.manager_id)) {
+                return Err(format!("order of {} out of step", manager.manager_id));
+            }
+            if manager.accepts_tasks() {
+                expected.add_capacity(manager);
+            }
+            if manager.listed() {
+                expected.list(manager);
+            }
+        }
+        if expected.whole_index != self.indexes.whole_index
+            || expected.node_index != self.indexes.node_index
+            || expected.capacity != self.indexes.capacity
+        {
+            return Err("table indexes out of step".to_owned());
+        }
+        for order in 0..self.by_order.len() {
+            let leaf =
+                |tree: &MaxTree| tree.values.get(tree.n_leaves + order).copied().unwrap_or(0);
+            if leaf(&expected.whole_tree) != leaf(&self.indexes.whole_tree)
+                || leaf(&expected.slot_tree) != leaf(&self.indexes.slot_tree)
+            {
+                return Err(format!("segment trees out of step at {order}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_tree_finds_the_rightmost_leaf_at_or_above_a_threshold() {
+        let mut tree = MaxTree::default();
+        for (leaf, value) in [3, 0, 5, 1, 2].into_iter().enumerate() {
+            tree.set(leaf, value);
+        }
+        assert_eq!(tree.rightmost_at_least(2, 5), Some(4));
+        assert_eq!(tree.rightmost_at_least(2, 4), Some(2));
+        assert_eq!(tree.rightmost_at_least(4, 5), Some(2));
+        assert_eq!(tree.rightmost_at_least(4, 2), None);
+        assert_eq!(tree.rightmost_at_least(3, 2), Some(0));
+        assert_eq!(tree.rightmost_at_least(6, 5), None);
+        tree.set(2, 0);
+        assert_eq!(tree.rightmost_at_least(4, 5), None);
+    }
+
+    proptest! {
+        /// The tree answers as a scan of the leaves would.
+        #[test]
+        fn the_tree_agrees_with_a_scan(
+            values in proptest::collection::vec(0u32..6, 1..40),
+            threshold in 1u32..6,
+            below in 0usize..45,
+        ) {
+            let mut tree = MaxTree::default();
+            for (leaf, value) in values.iter().enumerate() {
+                tree.set(leaf, *value);
+            }
+            let scan = values
+                .iter()
+                .enumerate()
+                .take(below)
+                .filter(|(_, value)| **value >= threshold)
+                .map(|(leaf, _)| leaf)
+                .next_back();
+            prop_assert_eq!(tree.rightmost_at_least(threshold, below), scan);
+        }
     }
 }

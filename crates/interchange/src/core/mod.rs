@@ -19,17 +19,19 @@
 //! for every manager right now does not hold back smaller ones.
 
 mod managers;
+mod matching;
 mod queue;
 #[cfg(test)]
 mod tests;
 
 use managers::{Manager, ManagerTable};
+use matching::Reservation;
 use protocol::{
-    BlockInfo, Command, ErrorKind, FromClient, FromManager, ManagerId, ManagerInfo, NodeShare,
-    Registration, Reply, StatusReport, TaskDispatch, TaskId, TaskResult, TaskState, TaskStatusInfo,
+    BlockInfo, Command, ErrorKind, FromClient, FromManager, ManagerId, ManagerInfo, Registration,
+    Reply, StatusReport, TaskDispatch, TaskId, TaskResult, TaskState, TaskStatusInfo,
     TaskSubmission, ToClient, ToManager, UnixTime, WaitingGroup, PROTOCOL_VERSION, RHTEX_VERSION,
 };
-use queue::{QueueKey, TaskQueue};
+use queue::{QueueKey, Shape, TaskQueue};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -198,12 +200,26 @@ enum Phase {
     Queued {
         dispatch: Box<TaskDispatch>,
         key: QueueKey,
+        /// Times it was sent to a manager before (0 on its first wait).
+        attempts: u32,
     },
     Running {
         manager_id: ManagerId,
         cancel_requested: bool,
+        /// Times it was sent to a manager, this time included.
+        attempts: u32,
+        /// Kept while the task has retries left: what to queue again if
+        /// its manager is lost.
+        retry: Option<Box<Retry>>,
     },
     Finished(Box<TaskResult>),
+}
+
+/// A running task as it was queued, to queue it again in its old place.
+#[derive(Debug)]
+struct Retry {
+    dispatch: TaskDispatch,
+    key: QueueKey,
 }
 
 #[derive(Debug)]
@@ -252,6 +268,10 @@ pub struct Core {
     exited: bool,
     /// The provider's blocks, shown by `status`.
     blocks: Vec<BlockInfo>,
+    /// The latest time an input brought (the core reads no clock).
+    now: Time,
+    /// The manager held for the first queued task that cannot start yet.
+    reservation: Option<Reservation>,
 }
 
 fn format_seconds(duration: Duration) -> String {
@@ -282,7 +302,14 @@ impl Core {
             shutdown_deadline: None,
             exited: false,
             blocks: Vec::new(),
+            now,
+            reservation: None,
         }
+    }
+
+    /// Remembers the time an input brings (never going back).
+    fn observe(&mut self, now: Time) {
+        self.now = self.now.max(now);
     }
 
     // -----------------------------------------------------------------
@@ -297,10 +324,10 @@ impl Core {
     /// What the queued tasks need.
     pub fn demand(&self) -> Demand {
         let mut demand = Demand::default();
-        for (num_nodes, n_tasks) in self.queue.buckets() {
+        for (shape, n_tasks) in self.queue.shapes() {
             demand.n_queued_tasks += n_tasks as u64;
-            demand.n_queued_nodes += u64::from(num_nodes) * n_tasks as u64;
-            demand.max_task_nodes = demand.max_task_nodes.max(num_nodes);
+            demand.n_queued_nodes += u64::from(shape.num_nodes) * n_tasks as u64;
+            demand.max_task_nodes = demand.max_task_nodes.max(shape.num_nodes);
         }
         demand
     }
@@ -313,7 +340,7 @@ impl Core {
                 manager_id: manager.manager_id,
                 block_id: manager.block_id.clone(),
                 n_nodes: manager.n_nodes,
-                n_running_tasks: u32::try_from(manager.tasks.len()).unwrap_or(u32::MAX),
+                n_running_tasks: u32::try_from(manager.tasks().len()).unwrap_or(u32::MAX),
                 draining: manager.draining,
                 held: manager.held,
             })
@@ -454,14 +481,69 @@ impl Core {
         }
     }
 
-    /// Fails every task a departed manager held.
+    /// Ends every task a departed manager held: a task lost through no
+    /// fault of its own (`ManagerLost` outside shutdown) with retries left
+    /// goes back to the queue in its old place; the others fail with
+    /// `kind`, a lost task's message saying how many attempts were made.
     fn fail_tasks_of(&mut self, manager: &Manager, kind: ErrorKind, message: &str) {
-        for task_id in manager.tasks.keys() {
-            let mut result = TaskResult::failed_before_start(*task_id, kind, message.to_owned());
+        let may_retry = kind == ErrorKind::ManagerLost && self.shutdown_deadline.is_none();
+        for task_id in manager.tasks().keys() {
+            if may_retry && self.queue_again(*task_id, manager) {
+                continue;
+            }
+            let attempts = match self.tasks.get(task_id).map(|task| &task.phase) {
+                Some(Phase::Running { attempts, .. }) => *attempts,
+                _ => 1,
+            };
+            let message = if kind == ErrorKind::ManagerLost {
+                let plural = if attempts == 1 { "" } else { "s" };
+                format!("{message} ({attempts} attempt{plural} made)")
+            } else {
+                message.to_owned()
+            };
+            let mut result = TaskResult::failed_before_start(*task_id, kind, message);
             result.manager_id = Some(manager.manager_id);
             result.block_id = Some(manager.block_id.clone());
             self.finish(*task_id, result);
         }
+    }
+
+    /// Puts a task its manager lost back in the queue with its original
+    /// key, if it has retries left and no cancel was asked. False if not.
+    fn queue_again(&mut self, task_id: TaskId, manager: &Manager) -> bool {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return false;
+        };
+        let Phase::Running {
+            cancel_requested: false,
+            attempts,
+            retry,
+            ..
+        } = &mut task.phase
+        else {
+            return false;
+        };
+        let attempts = *attempts;
+        let Some(retry) = retry.take() else {
+            return false;
+        };
+        let Retry { mut dispatch, key } = *retry;
+        dispatch.placement.clear();
+        if !self.queue.push_with_key(task_id, &dispatch.resources, key) {
+            return false;
+        }
+        task.phase = Phase::Queued {
+            dispatch: Box::new(dispatch),
+            key,
+            attempts,
+        };
+        tracing::info!(
+            task_id = %task_id,
+            attempt = attempts + 1,
+            manager_id = %manager.manager_id,
+            "task queued again in its old place: its manager was lost"
+        );
+        true
     }
 
     // -----------------------------------------------------------------
@@ -473,6 +555,7 @@ impl Core {
         if self.exited {
             return;
         }
+        self.observe(now);
         match protocol::decode::<FromClient>(frame) {
             Err(error) => match protocol::peek_handshake(frame) {
                 Some(handshake)
@@ -617,7 +700,6 @@ impl Core {
                         )),
                         _ => {
                             let num_nodes = resources.num_nodes;
-                            let priority = resources.priority;
                             let dispatch = TaskDispatch {
                                 task_id,
                                 command: submission.command,
@@ -628,13 +710,14 @@ impl Core {
                                 stdout: submission.stdout,
                                 stderr: submission.stderr,
                             };
-                            let key = self.queue.push(task_id, num_nodes, priority);
+                            let key = self.queue.push(task_id, &dispatch.resources);
                             self.tasks.insert(
                                 task_id,
                                 Task {
                                     phase: Phase::Queued {
                                         dispatch: Box::new(dispatch),
                                         key,
+                                        attempts: 0,
                                     },
                                     watchers: BTreeSet::from([peer.clone()]),
                                 },
@@ -760,6 +843,10 @@ impl Core {
         {
             None => unknown_manager(manager_id),
             Some(()) => {
+                if !held {
+                    // It may now suit the reservation better: choose again.
+                    self.clear_reservation();
+                }
                 let verb = if held { "held" } else { "released" };
                 tracing::info!(manager_id = %manager_id, "manager {verb}");
                 Reply::Done {
@@ -779,9 +866,8 @@ impl Core {
             Phase::Finished(result) => Reply::Failed {
                 message: format!("task {task_id} already finished ({})", result.state),
             },
-            Phase::Queued { dispatch, key } => {
-                let (num_nodes, key) = (dispatch.resources.num_nodes, *key);
-                self.queue.remove(num_nodes, key);
+            Phase::Queued { dispatch, key, .. } => {
+                self.queue.remove(&dispatch.resources, *key);
                 tracing::debug!(task_id = %task_id, "queued task cancelled");
                 self.finish(
                     task_id,
@@ -798,6 +884,7 @@ impl Core {
             Phase::Running {
                 manager_id,
                 cancel_requested,
+                ..
             } => {
                 *cancel_requested = true;
                 let manager_id = *manager_id;
@@ -828,8 +915,9 @@ impl Core {
         if self.shutdown_deadline.is_some() {
             return;
         }
-        tracing::info!(n_managers = self.managers.ids().len(), "shutdown begins");
+        tracing::info!(n_managers = self.managers.len(), "shutdown begins");
         self.shutdown_deadline = Some(now.plus(self.config.shutdown_grace));
+        self.clear_reservation();
         for manager_id in self.managers.ids() {
             self.tell_manager_to_stop(manager_id, reason);
         }
@@ -865,7 +953,7 @@ impl Core {
     fn start_drain(&mut self, manager_id: ManagerId, reason: &str) {
         let idle = self.managers.update(manager_id, |manager| {
             manager.draining = true;
-            manager.tasks.is_empty()
+            manager.tasks().is_empty()
         });
         if idle == Some(true) {
             self.tell_manager_to_stop(manager_id, reason);
@@ -878,6 +966,7 @@ impl Core {
         if self.exited {
             return;
         }
+        self.observe(now);
         self.begin_shutdown(now, "the interchange was stopped by a signal");
         for manager_id in self.managers.ids() {
             if let Some(manager) = self.managers.remove(manager_id) {
@@ -895,29 +984,85 @@ impl Core {
     // Status
     // -----------------------------------------------------------------
 
-    fn waiting_reason(&self, num_nodes: u32) -> String {
-        let mut largest: u32 = 0;
-        let mut any_large_enough_accepting = false;
+    /// Why a queued task of this shape waits; `task_id` names the task
+    /// when one task is meant, so that the reservation's holder is told
+    /// which manager it holds and when it expects to start.
+    fn waiting_reason(&self, shape: Shape, task_id: Option<TaskId>) -> String {
+        let slots_needed = shape.ranks_per_node;
         let mut any_manager = false;
+        let mut most_slots: u32 = 0;
+        let mut largest_suitable: u32 = 0;
+        let mut any_suitable_accepting = false;
         for manager in self.managers.iter() {
             any_manager = true;
-            largest = largest.max(manager.n_nodes);
-            if manager.n_nodes >= num_nodes && manager.accepts_tasks() {
-                any_large_enough_accepting = true;
+            most_slots = most_slots.max(manager.slots_per_node);
+            if slots_needed.map_or(true, |slots| manager.slots_per_node >= slots) {
+                largest_suitable = largest_suitable.max(manager.n_nodes);
+                if manager.n_nodes >= shape.num_nodes && manager.accepts_tasks() {
+                    any_suitable_accepting = true;
+                }
             }
         }
-        let needed = count_nodes(num_nodes);
-        if !any_manager {
-            "no manager connected".to_owned()
-        } else if largest < num_nodes {
-            format!("needs {needed}; the largest connected manager has {largest}")
-        } else if !any_large_enough_accepting {
-            format!("needs {needed}; every manager that large is held or draining")
-        } else {
+        let base = match slots_needed {
+            _ if !any_manager => return "no manager connected".to_owned(),
+            Some(slots) if most_slots < slots => {
+                return format!(
+                    "needs {slots} slots per node; the most slots per node of a connected manager is {most_slots}"
+                )
+            }
+            None if largest_suitable < shape.num_nodes => {
+                return format!(
+                    "needs {}; the largest connected manager has {largest_suitable}",
+                    count_nodes(shape.num_nodes)
+                )
+            }
+            Some(slots) if largest_suitable < shape.num_nodes => {
+                return format!(
+                    "needs {shape}; the largest connected manager with {slots} slots per node has {}",
+                    count_nodes(largest_suitable)
+                )
+            }
+            _ if !any_suitable_accepting => {
+                return format!("needs {shape}; every manager that large is held or draining")
+            }
+            None => format!(
+                "waiting for {} free {}",
+                shape.num_nodes,
+                if shape.num_nodes == 1 { "node" } else { "nodes" }
+            ),
+            Some(_) => format!("waiting for {shape}"),
+        };
+        let Some(reservation) = &self.reservation else {
+            return base;
+        };
+        if task_id == Some(reservation.task_id) {
+            let expected = match reservation.shadow {
+                None => {
+                    "its start time is unknown: a task running there has no walltime".to_owned()
+                }
+                Some(at) if at > self.now => format!(
+                    "expected to start in about {} s",
+                    format_seconds(Duration::from_secs(self.now.until(at).as_secs()))
+                ),
+                Some(_) => "expected to start as soon as the tasks running there end".to_owned(),
+            };
             format!(
-                "waiting for {num_nodes} free {}",
-                if num_nodes == 1 { "node" } else { "nodes" }
+                "{base}; manager {} is reserved for it, {expected}",
+                reservation.manager_id
             )
+        } else {
+            let fits_there = self
+                .managers
+                .get(reservation.manager_id)
+                .is_some_and(|manager| manager.place(shape, &Default::default()).is_some());
+            if fits_there {
+                format!(
+                    "{base}; manager {} could start it but is reserved for task {}, which is ahead in the queue",
+                    reservation.manager_id, reservation.task_id
+                )
+            } else {
+                base
+            }
         }
     }
 
@@ -931,30 +1076,49 @@ impl Core {
                 hostname: manager.hostname.clone(),
                 launcher: manager.launcher,
                 n_nodes: manager.n_nodes,
-                n_free_nodes: manager.n_free_nodes,
-                n_running_tasks: u32::try_from(manager.tasks.len()).unwrap_or(u32::MAX),
+                n_free_nodes: manager.n_whole_free(),
+                n_running_tasks: u32::try_from(manager.tasks().len()).unwrap_or(u32::MAX),
                 held: manager.held,
                 draining: manager.draining,
                 registered_at: manager.registered_at,
                 last_heartbeat: self.unix(manager.last_heard),
                 rhtex_version: manager.rhtex_version.clone(),
                 slots_per_node: manager.slots_per_node,
-                reserved_for: None,
+                reserved_for: self
+                    .reservation
+                    .as_ref()
+                    .filter(|reservation| reservation.manager_id == manager.manager_id)
+                    .map(|reservation| reservation.task_id),
             })
             .collect();
         let n_running = managers
             .iter()
             .map(|manager| u64::from(manager.n_running_tasks))
             .sum();
-        let waiting = self
-            .queue
-            .buckets()
-            .map(|(num_nodes, n_tasks)| WaitingGroup {
-                num_nodes,
-                n_tasks: n_tasks as u64,
-                reason: self.waiting_reason(num_nodes),
-            })
-            .collect();
+        let mut waiting = Vec::new();
+        for (shape, n_tasks) in self.queue.shapes() {
+            let mut n_tasks = n_tasks as u64;
+            // The reservation's holder waits for its own reason.
+            if let Some(reservation) = self
+                .reservation
+                .as_ref()
+                .filter(|reservation| reservation.shape == shape)
+            {
+                waiting.push(WaitingGroup {
+                    num_nodes: shape.num_nodes,
+                    n_tasks: 1,
+                    reason: self.waiting_reason(shape, Some(reservation.task_id)),
+                });
+                n_tasks -= 1;
+            }
+            if n_tasks > 0 {
+                waiting.push(WaitingGroup {
+                    num_nodes: shape.num_nodes,
+                    n_tasks,
+                    reason: self.waiting_reason(shape, None),
+                });
+            }
+        }
         StatusReport {
             interchange_version: RHTEX_VERSION.to_owned(),
             protocol_version: PROTOCOL_VERSION,
@@ -983,7 +1147,8 @@ impl Core {
             None => {}
             Some(Phase::Queued { dispatch, .. }) => {
                 info.state = TaskState::Queued;
-                info.waiting_reason = Some(self.waiting_reason(dispatch.resources.num_nodes));
+                info.waiting_reason =
+                    Some(self.waiting_reason(Shape::of(&dispatch.resources), Some(task_id)));
             }
             Some(Phase::Running { manager_id, .. }) => {
                 info.state = TaskState::Running;
@@ -1008,6 +1173,7 @@ impl Core {
         if self.exited {
             return;
         }
+        self.observe(now);
         let known = self.managers.id_of_peer(&peer);
         match (known, protocol::decode::<FromManager>(frame)) {
             (None, Ok(FromManager::Register(registration))) => {
@@ -1114,29 +1280,12 @@ impl Core {
             block_id = %registration.block_id,
             hostname = %registration.hostname,
             n_nodes,
+            slots_per_node = registration.slots_per_node.unwrap_or(registration.cpu_count).max(1),
             "manager registered"
         );
-        self.managers.insert(Manager {
-            manager_id: registration.manager_id,
-            peer: peer.clone(),
-            block_id: registration.block_id,
-            hostname: registration.hostname,
-            launcher: registration.launcher,
-            rhtex_version: registration.rhtex_version,
-            n_nodes,
-            n_free_nodes: n_nodes,
-            free_node_ids: (0..n_nodes).collect(),
-            slots_per_node: registration
-                .slots_per_node
-                .unwrap_or(registration.cpu_count)
-                .max(1),
-            tasks: BTreeMap::new(),
-            held: false,
-            draining: false,
-            shutdown_sent: false,
-            registered_at: self.unix(now),
-            last_heard: now,
-        });
+        let registered_at = self.unix(now);
+        self.managers
+            .insert(Manager::new(registration, peer.clone(), registered_at, now));
         let expiry = now.plus(self.config.heartbeat_threshold);
         self.next_expiry_check = Some(self.next_expiry_check.map_or(expiry, |at| at.min(expiry)));
         self.send_manager(
@@ -1156,7 +1305,7 @@ impl Core {
                     self.manager_result(manager_id, result);
                 }
                 let stop = self.managers.get(manager_id).is_some_and(|manager| {
-                    manager.draining && manager.tasks.is_empty() && !manager.shutdown_sent
+                    manager.draining && manager.tasks().is_empty() && !manager.shutdown_sent
                 });
                 if stop {
                     self.tell_manager_to_stop(manager_id, "drained");
@@ -1168,7 +1317,7 @@ impl Core {
             }
             FromManager::Goodbye { reason } => {
                 if let Some(manager) = self.managers.remove(manager_id) {
-                    tracing::info!(manager_id = %manager_id, %reason, n_tasks = manager.tasks.len(), "manager said goodbye");
+                    tracing::info!(manager_id = %manager_id, %reason, n_tasks = manager.tasks().len(), "manager said goodbye");
                     let message = format!(
                         "task lost: {} said goodbye ({reason}) without reporting it",
                         manager.describe()
@@ -1186,20 +1335,23 @@ impl Core {
             tracing::warn!(manager_id = %manager_id, task_id = %task_id, state = %result.state, "result with a state that is not final; dropped");
             return;
         }
-        let freed = self.managers.update(manager_id, |manager| {
-            let freed = manager.tasks.remove(&task_id);
-            if let Some(node_ids) = &freed {
-                manager.n_free_nodes =
-                    (manager.n_free_nodes + node_ids.len() as u32).min(manager.n_nodes);
-                manager.free_node_ids.extend(node_ids);
-            }
-            freed.map(|_| manager.block_id.clone())
-        });
-        let Some(Some(block_id)) = freed else {
+        let freed = self
+            .managers
+            .release(manager_id, task_id)
+            .and_then(|_| self.managers.get(manager_id))
+            .map(|manager| manager.block_id.clone());
+        let Some(block_id) = freed else {
             self.bad_message();
             tracing::warn!(manager_id = %manager_id, task_id = %task_id, "result for a task this manager does not hold; dropped");
             return;
         };
+        if self
+            .reservation
+            .as_ref()
+            .is_some_and(|reservation| reservation.manager_id == manager_id)
+        {
+            self.reservation_changed();
+        }
         result.manager_id.get_or_insert(manager_id);
         result.block_id.get_or_insert(block_id);
         tracing::debug!(task_id = %task_id, manager_id = %manager_id, state = %result.state, "task finished");
@@ -1216,6 +1368,7 @@ impl Core {
         if self.exited {
             return;
         }
+        self.observe(now);
         if now >= self.next_heartbeat {
             for manager in self.managers.iter() {
                 self.outputs.push_back(Output::ToManager(
@@ -1270,7 +1423,7 @@ impl Core {
                     manager_id = %manager_id,
                     hostname = %manager.hostname,
                     block_id = %manager.block_id,
-                    n_tasks = manager.tasks.len(),
+                    n_tasks = manager.tasks().len(),
                     "manager silent for {silence} s; dropped"
                 );
                 let message = format!(
@@ -1278,74 +1431,6 @@ impl Core {
                     manager.describe()
                 );
                 self.fail_tasks_of(&manager, ErrorKind::ManagerLost, &message);
-            }
-        }
-    }
-
-    // -----------------------------------------------------------------
-    // Matching
-    // -----------------------------------------------------------------
-
-    /// Sends every queued task that fits somewhere now, in queue order, each
-    /// to the best-fitting manager; one `run_tasks` per manager.
-    fn schedule(&mut self) {
-        let mut batches: BTreeMap<ManagerId, Vec<TaskDispatch>> = BTreeMap::new();
-        loop {
-            let max_free = self.managers.max_free();
-            if max_free == 0 {
-                break;
-            }
-            let Some((num_nodes, key, task_id)) = self.queue.first_fitting(max_free) else {
-                break;
-            };
-            let Some(manager_id) = self.managers.best_fit(num_nodes) else {
-                break;
-            };
-            self.queue.remove(num_nodes, key);
-            let placement = self
-                .managers
-                .update(manager_id, |manager| {
-                    manager.n_free_nodes -= num_nodes;
-                    let node_ids: Vec<u32> = manager
-                        .free_node_ids
-                        .iter()
-                        .take(num_nodes as usize)
-                        .copied()
-                        .collect();
-                    for node in &node_ids {
-                        manager.free_node_ids.remove(node);
-                    }
-                    let placement = node_ids
-                        .iter()
-                        .map(|&node| NodeShare {
-                            node,
-                            slots: manager.slots_per_node,
-                        })
-                        .collect::<Vec<_>>();
-                    manager.tasks.insert(task_id, node_ids);
-                    placement
-                })
-                .unwrap_or_default();
-            let Some(task) = self.tasks.get_mut(&task_id) else {
-                continue;
-            };
-            let phase = std::mem::replace(
-                &mut task.phase,
-                Phase::Running {
-                    manager_id,
-                    cancel_requested: false,
-                },
-            );
-            if let Phase::Queued { mut dispatch, .. } = phase {
-                dispatch.placement = placement;
-                tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes, "task sent");
-                batches.entry(manager_id).or_default().push(*dispatch);
-            }
-        }
-        for (manager_id, tasks) in batches {
-            if let Some(manager) = self.managers.get(manager_id) {
-                let peer = manager.peer.clone();
-                self.send_manager(&peer, ToManager::RunTasks { tasks });
             }
         }
     }

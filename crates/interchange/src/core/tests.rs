@@ -3,7 +3,7 @@
 //! expected, so nothing unexpected can slip through.
 
 use super::*;
-use protocol::{Launcher, ResourceRequest, TaskError};
+use protocol::{Launcher, NodeShare, ResourceRequest, TaskError};
 
 const PERIOD: Duration = Duration::from_secs(30);
 const THRESHOLD: Duration = Duration::from_secs(120);
@@ -46,13 +46,44 @@ fn nodes_priority(n: u32, priority: i64) -> ResourceRequest {
     nodes(n).with("priority", priority)
 }
 
+/// A non-exclusive task: `ranks_per_node` slots on each of `n` nodes.
+fn packed(n: u32, ranks_per_node: u32) -> ResourceRequest {
+    nodes(n)
+        .with("ranks_per_node", ranks_per_node)
+        .with("exclusive", false)
+}
+
+fn with_walltime(request: ResourceRequest, seconds: i64) -> ResourceRequest {
+    request.with("walltime", seconds)
+}
+
+/// Slots per node of the test managers (their `cpu_count`).
+const SLOTS: u32 = 4;
+
+/// The task as a manager gets it, placed on nodes `0..num_nodes`.
 fn dispatch(id: u128, request: ResourceRequest) -> TaskDispatch {
     let resources = protocol::validate(&request).expect("test requests are valid");
+    let nodes: Vec<u32> = (0..resources.num_nodes).collect();
+    dispatch_on(id, request, &nodes)
+}
+
+/// The task as a manager gets it, placed on `nodes` (whole nodes of
+/// [`SLOTS`] slots if exclusive, else `ranks_per_node` slots on each).
+fn dispatch_on(id: u128, request: ResourceRequest, nodes: &[u32]) -> TaskDispatch {
+    let resources = protocol::validate(&request).expect("test requests are valid");
+    let slots = if resources.exclusive {
+        SLOTS
+    } else {
+        resources.ranks_per_node
+    };
     TaskDispatch {
         task_id: task_id(id),
         command: format!("echo {id}"),
         resources,
-        placement: Vec::new(),
+        placement: nodes
+            .iter()
+            .map(|node| NodeShare { node: *node, slots })
+            .collect(),
         env: BTreeMap::new(),
         cwd: None,
         stdout: None,
@@ -149,6 +180,19 @@ fn registered() -> ToManager {
     }
 }
 
+fn test_config() -> CoreConfig {
+    CoreConfig {
+        heartbeat_period: PERIOD,
+        heartbeat_threshold: THRESHOLD,
+        max_block_nodes: None,
+        max_finished_results: 100_000,
+        max_finished_bytes: 512 * 1024 * 1024,
+        shutdown_grace: SHUTDOWN_GRACE,
+        wall_clock_at_zero: WALL_CLOCK,
+        ..CoreConfig::default()
+    }
+}
+
 impl Sim {
     fn new() -> Self {
         Self::with_limit(None)
@@ -156,14 +200,15 @@ impl Sim {
 
     fn with_limit(max_block_nodes: Option<u32>) -> Self {
         Self::with_config(CoreConfig {
-            heartbeat_period: PERIOD,
-            heartbeat_threshold: THRESHOLD,
             max_block_nodes,
-            max_finished_results: 100_000,
-            max_finished_bytes: 512 * 1024 * 1024,
-            shutdown_grace: SHUTDOWN_GRACE,
-            wall_clock_at_zero: WALL_CLOCK,
-            ..CoreConfig::default()
+            ..test_config()
+        })
+    }
+
+    fn with_placement(placement: Placement) -> Self {
+        Self::with_config(CoreConfig {
+            placement,
+            ..test_config()
         })
     }
 
@@ -197,6 +242,18 @@ impl Sim {
     fn with_manager(mut self, id: u128, n_nodes: usize) -> Self {
         let name = format!("m{id}");
         self.manager(&name, FromManager::Register(registration(id, n_nodes)));
+        self.check(vec![to_manager(&name, registered())]);
+        self
+    }
+
+    /// A registered manager `m<id>` with `n_nodes` nodes of `slots` slots.
+    fn with_manager_slots(mut self, id: u128, n_nodes: usize, slots: u32) -> Self {
+        let name = format!("m{id}");
+        let registration = Registration {
+            slots_per_node: Some(slots),
+            ..registration(id, n_nodes)
+        };
+        self.manager(&name, FromManager::Register(registration));
         self.check(vec![to_manager(&name, registered())]);
         self
     }
@@ -324,7 +381,11 @@ fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
         vec![WaitingGroup {
             num_nodes: 3,
             n_tasks: 1,
-            reason: "waiting for 3 free nodes".to_owned()
+            reason: format!(
+                "waiting for 3 free nodes; manager {} is reserved for it, \
+                 its start time is unknown: a task running there has no walltime",
+                manager_id(1)
+            )
         }]
     );
     // When m1 frees its nodes, the 3-node task goes there, never to m2.
@@ -356,7 +417,7 @@ fn best_fit_picks_the_smallest_free_count_that_suffices() {
     sim.submit("c", 3, vec![submission(12, nodes(1))]);
     sim.check(vec![
         submitted("c", 3, 1),
-        run_tasks("m3", vec![dispatch(12, nodes(1))]),
+        run_tasks("m3", vec![dispatch_on(12, nodes(1), &[2])]),
     ]);
 }
 
@@ -366,7 +427,12 @@ fn one_batch_per_manager_per_event() {
     sim.submit("c", 1, (1..=5).map(|i| submission(i, nodes(1))).collect());
     sim.check(vec![
         submitted("c", 1, 5),
-        run_tasks("m1", (1..=4).map(|i| dispatch(i, nodes(1))).collect()),
+        run_tasks(
+            "m1",
+            (1..=4)
+                .map(|i| dispatch_on(i, nodes(1), &[i as u32 - 1]))
+                .collect(),
+        ),
     ]);
 }
 
@@ -384,7 +450,10 @@ fn a_large_task_that_fits_nowhere_does_not_block_smaller_ones() {
     );
     sim.check(vec![
         submitted("c", 1, 3),
-        run_tasks("m1", vec![dispatch(2, nodes(1)), dispatch(3, nodes(2))]),
+        run_tasks(
+            "m1",
+            vec![dispatch(2, nodes(1)), dispatch_on(3, nodes(2), &[1, 2])],
+        ),
     ]);
     let report = sim.status("c");
     assert_eq!(
@@ -432,12 +501,12 @@ fn priority_order_then_fifo_then_tasks_without_priority() {
         run_tasks(
             "m1",
             vec![
-                dispatch(6, nodes_priority(1, -3)),
-                dispatch(3, nodes_priority(1, 1)),
-                dispatch(2, nodes_priority(1, 5)),
-                dispatch(4, nodes_priority(1, 5)),
-                dispatch(1, nodes(1)),
-                dispatch(5, nodes(1)),
+                dispatch_on(6, nodes_priority(1, -3), &[0]),
+                dispatch_on(3, nodes_priority(1, 1), &[1]),
+                dispatch_on(2, nodes_priority(1, 5), &[2]),
+                dispatch_on(4, nodes_priority(1, 5), &[3]),
+                dispatch_on(1, nodes(1), &[4]),
+                dispatch_on(5, nodes(1), &[5]),
             ],
         ),
     ]);
@@ -631,7 +700,7 @@ fn a_silent_manager_is_dropped_and_its_tasks_fail_as_manager_lost() {
         1,
         ErrorKind::ManagerLost,
         &format!(
-            "task lost: manager {} on host host-1 (block block-1) sent nothing for 120 s",
+            "task lost: manager {} on host host-1 (block block-1) sent nothing for 120 s (1 attempt made)",
             manager_id(1)
         ),
     );
@@ -1322,7 +1391,8 @@ fn shutdown_without_goodbye_ends_at_the_grace_deadline() {
             1,
             ErrorKind::ManagerLost,
             &format!(
-                "task lost: manager {} on host host-1 (block block-1) did not say goodbye within 10 s of shutdown",
+                "task lost: manager {} on host host-1 (block block-1) did not say goodbye within 10 s of shutdown \
+                 (1 attempt made)",
                 manager_id(1)
             ),
         ),
@@ -1400,7 +1470,8 @@ fn a_manager_goodbye_fails_the_tasks_it_still_held() {
                 1,
                 ErrorKind::ManagerLost,
                 &format!(
-                    "task lost: manager {} on host host-1 (block block-1) said goodbye (SIGTERM) without reporting it",
+                    "task lost: manager {} on host host-1 (block block-1) said goodbye (SIGTERM) without reporting it \
+                     (1 attempt made)",
                     manager_id(1)
                 ),
             ),
@@ -1433,12 +1504,657 @@ fn status_shows_managers_with_free_nodes_and_heartbeat_times() {
 }
 
 // ---------------------------------------------------------------------
+// Placement: best fit, newest block, packing
+// ---------------------------------------------------------------------
+
+#[test]
+fn newest_block_picks_the_newest_manager_that_fits() {
+    let mut sim = Sim::with_placement(Placement::NewestBlock)
+        .with_client("c")
+        .with_manager(1, 4)
+        .with_manager(2, 2)
+        .with_manager(3, 4);
+    // Best fit would choose m2 (2 free nodes); the newest is m3.
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m3", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.submit("c", 2, vec![submission(2, nodes(3))]);
+    sim.check(vec![
+        submitted("c", 2, 1),
+        run_tasks("m3", vec![dispatch_on(2, nodes(3), &[1, 2, 3])]),
+    ]);
+    // m3 is full: the next newest that fits is m2, then m1.
+    sim.submit(
+        "c",
+        3,
+        vec![submission(3, nodes(2)), submission(4, nodes(3))],
+    );
+    sim.check(vec![
+        submitted("c", 3, 2),
+        run_tasks("m1", vec![dispatch(4, nodes(3))]),
+        run_tasks("m2", vec![dispatch(3, nodes(2))]),
+    ]);
+    // Non-exclusive tasks also go to the newest manager with room.
+    sim.manager_results("m3", vec![completed(1)]);
+    sim.check(vec![results("c", vec![forwarded(completed(1), 3)])]);
+    sim.submit("c", 4, vec![submission(5, packed(1, 2))]);
+    sim.check(vec![
+        submitted("c", 4, 1),
+        run_tasks("m3", vec![dispatch(5, packed(1, 2))]),
+    ]);
+}
+
+#[test]
+fn best_fit_packs_slots_into_the_tightest_node_of_any_manager() {
+    let mut sim = Sim::new()
+        .with_client("c")
+        .with_manager(1, 2)
+        .with_manager(2, 2);
+    sim.submit(
+        "c",
+        1,
+        vec![
+            submission(1, packed(1, 3)),
+            submission(2, packed(1, 2)),
+            submission(3, packed(1, 1)),
+            submission(4, packed(1, 2)),
+            submission(5, nodes(2)),
+        ],
+    );
+    // m1 node 0 takes 3 then 1 slot, m1 node 1 takes 2 and 2: the tightest
+    // nodes that suffice, so m2 stays whole for the exclusive task.
+    sim.check(vec![
+        submitted("c", 1, 5),
+        run_tasks(
+            "m1",
+            vec![
+                dispatch_on(1, packed(1, 3), &[0]),
+                dispatch_on(2, packed(1, 2), &[1]),
+                dispatch_on(3, packed(1, 1), &[0]),
+                dispatch_on(4, packed(1, 2), &[1]),
+            ],
+        ),
+        run_tasks("m2", vec![dispatch(5, nodes(2))]),
+    ]);
+    let report = sim.status("c");
+    assert_eq!(report.managers[0].slots_per_node, SLOTS);
+    assert_eq!(
+        (
+            report.managers[0].n_free_nodes,
+            report.managers[0].n_running_tasks
+        ),
+        (0, 4)
+    );
+}
+
+#[test]
+fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 2);
+    sim.submit(
+        "c",
+        1,
+        vec![
+            submission(1, nodes(1)),
+            submission(2, packed(1, 2)),
+            submission(3, packed(1, 2)),
+            submission(4, packed(1, 1)),
+        ],
+    );
+    // The exclusive task has node 0 to itself; the two packed tasks share
+    // node 1; no slot is left for the third.
+    sim.check(vec![
+        submitted("c", 1, 4),
+        run_tasks(
+            "m1",
+            vec![
+                dispatch_on(1, nodes(1), &[0]),
+                dispatch_on(2, packed(1, 2), &[1]),
+                dispatch_on(3, packed(1, 2), &[1]),
+            ],
+        ),
+    ]);
+    // It waits, first in line: the manager is reserved for it.
+    assert_eq!(
+        sim.status("c").waiting,
+        vec![WaitingGroup {
+            num_nodes: 1,
+            n_tasks: 1,
+            reason: format!(
+                "waiting for 1 node with 1 free slot; manager {} is reserved for it, \
+                 its start time is unknown: a task running there has no walltime",
+                manager_id(1)
+            )
+        }]
+    );
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![
+        run_tasks("m1", vec![dispatch_on(4, packed(1, 1), &[0])]),
+        results("c", vec![forwarded(completed(1), 1)]),
+    ]);
+    // An exclusive task never joins a node that packed tasks use.
+    sim.submit("c", 2, vec![submission(5, nodes(1))]);
+    sim.check(vec![submitted("c", 2, 1)]);
+    sim.manager_results("m1", vec![completed(2)]);
+    sim.check(vec![results("c", vec![forwarded(completed(2), 1)])]);
+    sim.manager_results("m1", vec![completed(3)]);
+    sim.check(vec![
+        run_tasks("m1", vec![dispatch_on(5, nodes(1), &[1])]),
+        results("c", vec![forwarded(completed(3), 1)]),
+    ]);
+}
+
+#[test]
+fn a_task_needing_more_slots_than_a_manager_has_never_goes_there() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 2);
+    sim.submit(
+        "c",
+        1,
+        vec![submission(1, packed(1, 8)), submission(2, nodes(1))],
+    );
+    // The 8-slot task can never fit m1 (4 slots per node), so it reserves
+    // nothing there and the task behind it runs.
+    sim.check(vec![
+        submitted("c", 1, 2),
+        run_tasks("m1", vec![dispatch(2, nodes(1))]),
+    ]);
+    let report = sim.status("c");
+    assert_eq!(report.managers[0].reserved_for, None);
+    assert_eq!(
+        report.waiting[0].reason,
+        "needs 8 slots per node; the most slots per node of a connected manager is 4"
+    );
+    sim.manager(
+        "m2",
+        FromManager::Register(Registration {
+            slots_per_node: Some(8),
+            ..registration(2, 1)
+        }),
+    );
+    sim.check(vec![
+        to_manager("m2", registered()),
+        run_tasks("m2", vec![dispatch_on(1, packed(1, 8), &[0])]),
+    ]);
+    sim.submit("c", 2, vec![submission(3, packed(2, 8))]);
+    sim.check(vec![submitted("c", 2, 1)]);
+    assert_eq!(
+        sim.status("c").waiting[0].reason,
+        "needs 2 nodes with 8 free slots each; the largest connected manager with 8 slots per node has 1 node"
+    );
+}
+
+// ---------------------------------------------------------------------
+// No starvation: the reservation and EASY backfill
+// ---------------------------------------------------------------------
+
+#[test]
+fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
+    let mut sim = Sim::new()
+        .with_client("c")
+        .with_manager(1, 4)
+        .with_manager(2, 2);
+    sim.submit("c", 1, (1..=6).map(|i| submission(i, nodes(1))).collect());
+    sim.check(vec![
+        submitted("c", 1, 6),
+        run_tasks(
+            "m1",
+            (3..=6)
+                .map(|i| dispatch_on(i, nodes(1), &[i as u32 - 3]))
+                .collect(),
+        ),
+        run_tasks(
+            "m2",
+            vec![
+                dispatch_on(1, nodes(1), &[0]),
+                dispatch_on(2, nodes(1), &[1]),
+            ],
+        ),
+    ]);
+    // The 4-node task can only ever run on m1: it reserves it.
+    let mut stream = vec![submission(7, nodes(4))];
+    stream.extend((8..=11).map(|i| submission(i, nodes(1))));
+    sim.submit("c", 2, stream);
+    sim.check(vec![submitted("c", 2, 5)]);
+    let report = sim.status("c");
+    assert_eq!(report.managers[0].reserved_for, Some(task_id(7)));
+    assert_eq!(report.managers[1].reserved_for, None);
+    let reason = format!(
+        "waiting for 4 free nodes; manager {} is reserved for it, its start time is unknown: \
+         a task running there has no walltime",
+        manager_id(1)
+    );
+    assert_eq!(sim.task_status("c", 7).waiting_reason, Some(reason.clone()));
+    assert_eq!(
+        report.waiting,
+        vec![
+            WaitingGroup {
+                num_nodes: 1,
+                n_tasks: 4,
+                reason: "waiting for 1 free node".to_owned()
+            },
+            WaitingGroup {
+                num_nodes: 4,
+                n_tasks: 1,
+                reason
+            },
+        ]
+    );
+    // m2 keeps serving small tasks...
+    sim.manager_results("m2", vec![completed(1)]);
+    sim.check(vec![
+        run_tasks("m2", vec![dispatch_on(8, nodes(1), &[0])]),
+        results("c", vec![forwarded(completed(1), 2)]),
+    ]);
+    // ...while nothing new starts on m1 as its tasks end.
+    for id in 3..=5 {
+        sim.manager_results("m1", vec![completed(id)]);
+        sim.check(vec![results("c", vec![forwarded(completed(id), 1)])]);
+    }
+    assert!(sim
+        .task_status("c", 9)
+        .waiting_reason
+        .is_some_and(|reason| reason.contains("is reserved for task")));
+    sim.manager_results("m2", vec![completed(2)]);
+    sim.check(vec![
+        run_tasks("m2", vec![dispatch_on(9, nodes(1), &[1])]),
+        results("c", vec![forwarded(completed(2), 2)]),
+    ]);
+    // The last one ends: the large task starts at once, and the
+    // reservation ends.
+    sim.manager_results("m1", vec![completed(6)]);
+    sim.check(vec![
+        run_tasks("m1", vec![dispatch(7, nodes(4))]),
+        results("c", vec![forwarded(completed(6), 1)]),
+    ]);
+    // The next head (a 1-node task) now holds the reservation, on the
+    // smaller of two equally busy managers.
+    let report = sim.status("c");
+    assert_eq!(report.managers[0].reserved_for, None);
+    assert_eq!(report.managers[1].reserved_for, Some(task_id(10)));
+    assert_eq!(report.n_queued, 2);
+}
+
+#[test]
+fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 4);
+    sim.submit("c", 1, vec![submission(1, with_walltime(nodes(2), 100))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, with_walltime(nodes(2), 100))]),
+    ]);
+    // The 4-node task expects to start when task 1 ends, at t = 100 s.
+    sim.submit(
+        "c",
+        2,
+        vec![
+            submission(2, nodes(4)),
+            submission(3, with_walltime(nodes(1), 200)),
+            submission(4, nodes(1)),
+            submission(5, with_walltime(nodes(1), 50)),
+        ],
+    );
+    // Only the task sure to end by then runs on the reserved manager.
+    sim.check(vec![
+        submitted("c", 2, 4),
+        run_tasks(
+            "m1",
+            vec![dispatch_on(5, with_walltime(nodes(1), 50), &[2])],
+        ),
+    ]);
+    let report = sim.status("c");
+    assert_eq!(report.managers[0].reserved_for, Some(task_id(2)));
+    assert_eq!(
+        sim.task_status("c", 2).waiting_reason,
+        Some(format!(
+            "waiting for 4 free nodes; manager {} is reserved for it, expected to start in about 100 s",
+            manager_id(1)
+        ))
+    );
+    // At t = 40 s a 60 s task still ends in time; a 70 s one would not.
+    sim.advance(40);
+    sim.check(vec![to_manager("m1", ToManager::Heartbeat)]);
+    sim.submit(
+        "c",
+        3,
+        vec![
+            submission(6, with_walltime(nodes(1), 70)),
+            submission(7, with_walltime(nodes(1), 60)),
+        ],
+    );
+    sim.check(vec![
+        submitted("c", 3, 2),
+        run_tasks(
+            "m1",
+            vec![dispatch_on(7, with_walltime(nodes(1), 60), &[3])],
+        ),
+    ]);
+    // Everything ahead of it ends: the large task starts.
+    sim.manager_results("m1", vec![completed(5), completed(7)]);
+    sim.check(vec![results(
+        "c",
+        vec![forwarded(completed(5), 1), forwarded(completed(7), 1)],
+    )]);
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![
+        run_tasks("m1", vec![dispatch(2, nodes(4))]),
+        results("c", vec![forwarded(completed(1), 1)]),
+    ]);
+}
+
+#[test]
+fn easy_backfill_lets_any_task_use_nodes_the_waiting_task_will_not_need() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 4);
+    sim.submit("c", 1, vec![submission(1, with_walltime(nodes(2), 100))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, with_walltime(nodes(2), 100))]),
+    ]);
+    // The 3-node task will use nodes 0 and 1 (freed at t = 100 s) and node
+    // 2: node 3 is spare, so a task without walltime may take it, and only
+    // that one.
+    sim.submit(
+        "c",
+        2,
+        vec![
+            submission(2, nodes(3)),
+            submission(3, nodes(1)),
+            submission(4, nodes(1)),
+        ],
+    );
+    sim.check(vec![
+        submitted("c", 2, 3),
+        run_tasks("m1", vec![dispatch_on(3, nodes(1), &[3])]),
+    ]);
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![
+        run_tasks("m1", vec![dispatch_on(2, nodes(3), &[0, 1, 2])]),
+        results("c", vec![forwarded(completed(1), 1)]),
+    ]);
+}
+
+#[test]
+fn a_higher_priority_task_that_fits_still_runs_on_the_reserved_manager() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 2);
+    sim.submit("c", 1, vec![submission(1, nodes(1))]);
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+    ]);
+    sim.submit("c", 2, vec![submission(2, nodes(2))]);
+    sim.check(vec![submitted("c", 2, 1)]);
+    assert_eq!(sim.status("c").managers[0].reserved_for, Some(task_id(2)));
+    // Ahead of the holder in the queue: it is not held back.
+    sim.submit("c", 3, vec![submission(4, nodes_priority(1, 0))]);
+    sim.check(vec![
+        submitted("c", 3, 1),
+        run_tasks("m1", vec![dispatch_on(4, nodes_priority(1, 0), &[1])]),
+    ]);
+    // A new manager that fits the holder starts it; the reservation ends.
+    sim.manager("m2", FromManager::Register(registration(2, 2)));
+    sim.check(vec![
+        to_manager("m2", registered()),
+        run_tasks("m2", vec![dispatch(2, nodes(2))]),
+    ]);
+    assert!(sim
+        .status("c")
+        .managers
+        .iter()
+        .all(|info| info.reserved_for.is_none()));
+}
+
+// ---------------------------------------------------------------------
+// Retries
+// ---------------------------------------------------------------------
+
+/// Moves time on by 30 s periods, `m2` answering each heartbeat and `m1`
+/// silent, until `m1` is dropped (at t = 120 s); returns the outputs of the
+/// last step, heartbeats removed.
+fn silence_m1(sim: &mut Sim) -> Vec<Output> {
+    let heartbeats = vec![
+        to_manager("m1", ToManager::Heartbeat),
+        to_manager("m2", ToManager::Heartbeat),
+    ];
+    for _ in 0..3 {
+        sim.advance(30);
+        sim.check(heartbeats.clone());
+        sim.manager("m2", FromManager::Heartbeat);
+        sim.check(vec![]);
+    }
+    sim.advance(30);
+    let outputs = sim.drain();
+    assert_eq!(outputs[..2], heartbeats[..]);
+    outputs[2..].to_vec()
+}
+
+#[test]
+fn a_task_whose_manager_is_lost_runs_again_in_its_old_place_and_reports_once() {
+    let mut sim = Sim::new()
+        .with_client("c")
+        .with_manager(1, 1)
+        .with_manager(2, 1);
+    let retried = nodes(1).with("retries", 1);
+    sim.submit(
+        "c",
+        1,
+        vec![
+            submission(1, retried.clone()),
+            submission(2, nodes(1)),
+            submission(3, nodes(1)),
+        ],
+    );
+    sim.check(vec![
+        submitted("c", 1, 3),
+        run_tasks("m1", vec![dispatch(1, retried.clone())]),
+        run_tasks("m2", vec![dispatch(2, nodes(1))]),
+    ]);
+    // m1 is lost: task 1 goes back to the queue, no result yet.
+    assert_eq!(silence_m1(&mut sim), vec![]);
+    assert_eq!(sim.task_status("c", 1).state, TaskState::Queued);
+    // It kept its place ahead of task 3.
+    sim.manager_results("m2", vec![completed(2)]);
+    sim.check(vec![
+        run_tasks("m2", vec![dispatch(1, retried)]),
+        results("c", vec![forwarded(completed(2), 2)]),
+    ]);
+    // A late result from the lost manager reaches nobody.
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.check(vec![unknown_manager_refused("m1")]);
+    sim.manager_results("m2", vec![completed(1)]);
+    sim.check(vec![
+        run_tasks("m2", vec![dispatch(3, nodes(1))]),
+        results("c", vec![forwarded(completed(1), 2)]),
+    ]);
+    let report = sim.status("c");
+    assert_eq!((report.n_completed, report.n_failed), (2, 0));
+}
+
+#[test]
+fn retries_run_out_and_the_message_counts_the_attempts() {
+    let mut sim = Sim::with_config(CoreConfig {
+        default_retries: 1,
+        ..test_config()
+    })
+    .with_client("c")
+    .with_manager(1, 1)
+    .with_manager(2, 1);
+    // Task 1 has the default of one retry; task 2 says none.
+    let no_retry = nodes(1).with("retries", 0);
+    sim.submit(
+        "c",
+        1,
+        vec![submission(1, nodes(1)), submission(2, no_retry.clone())],
+    );
+    sim.check(vec![
+        submitted("c", 1, 2),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+        run_tasks("m2", vec![dispatch(2, no_retry)]),
+    ]);
+    let lost = |id: u128, manager: u128, attempts: &str| {
+        forwarded(
+            failed(
+                id,
+                ErrorKind::ManagerLost,
+                &format!(
+                    "task lost: manager {} on host host-{manager} (block block-{manager}) \
+                     sent nothing for 120 s ({attempts} made)",
+                    manager_id(manager)
+                ),
+            ),
+            manager,
+        )
+    };
+    assert_eq!(silence_m1(&mut sim), vec![]);
+    // Task 1 is queued again; a new manager takes it.
+    sim.manager("m3", FromManager::Register(registration(3, 1)));
+    sim.check(vec![
+        to_manager("m3", registered()),
+        run_tasks("m3", vec![dispatch(1, nodes(1))]),
+    ]);
+    // Both remaining managers fall silent: no retries are left.
+    sim.advance(120);
+    let outputs = sim.drain();
+    let results_sent: Vec<&Output> = outputs
+        .iter()
+        .filter(|output| matches!(output, Output::ToClient(..)))
+        .collect();
+    assert_eq!(
+        results_sent,
+        vec![
+            &results("c", vec![lost(2, 2, "1 attempt")]),
+            &results("c", vec![lost(1, 3, "2 attempts")])
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------
 
 mod properties {
     use super::*;
     use proptest::prelude::*;
+
+    /// A test manager's view of what it was given.
+    struct Tracked {
+        slots: u32,
+        used: Vec<u32>,
+        tasks: BTreeMap<TaskId, Vec<NodeShare>>,
+        alive: bool,
+    }
+
+    impl Tracked {
+        fn new(n_nodes: usize, slots: u32) -> Self {
+            Self {
+                slots,
+                used: vec![0; n_nodes],
+                tasks: BTreeMap::new(),
+                alive: true,
+            }
+        }
+    }
+
+    /// The managers as the test runs them, and the results clients got.
+    #[derive(Default)]
+    struct World {
+        managers: BTreeMap<String, Tracked>,
+        results: BTreeMap<TaskId, usize>,
+    }
+
+    impl World {
+        fn live(&self) -> Vec<String> {
+            self.managers
+                .iter()
+                .filter(|(_, tracked)| tracked.alive)
+                .map(|(name, _)| name.clone())
+                .collect()
+        }
+
+        fn running(&self) -> Vec<(String, TaskId)> {
+            self.managers
+                .iter()
+                .filter(|(_, tracked)| tracked.alive)
+                .flat_map(|(name, tracked)| {
+                    tracked.tasks.keys().map(move |task| (name.clone(), *task))
+                })
+                .collect()
+        }
+
+        /// Checks and records every output, and the core's indexes.
+        fn absorb(&mut self, sim: &mut Sim) -> Result<(), TestCaseError> {
+            for output in sim.drain() {
+                match output {
+                    Output::ToManager(to, ToManager::RunTasks { tasks }) => {
+                        let name = String::from_utf8_lossy(&to.0).into_owned();
+                        let tracked = self.managers.get_mut(&name).ok_or_else(|| {
+                            TestCaseError::fail("run_tasks to an unknown manager")
+                        })?;
+                        prop_assert!(tracked.alive, "run_tasks to a dropped manager");
+                        for task in tasks {
+                            let resources = &task.resources;
+                            prop_assert_eq!(task.placement.len(), resources.num_nodes as usize);
+                            let mut seen = BTreeSet::new();
+                            for share in &task.placement {
+                                prop_assert!(
+                                    seen.insert(share.node),
+                                    "a node twice in one placement"
+                                );
+                                let expected = if resources.exclusive {
+                                    tracked.slots
+                                } else {
+                                    resources.ranks_per_node
+                                };
+                                prop_assert_eq!(share.slots, expected);
+                                let used = tracked
+                                    .used
+                                    .get_mut(share.node as usize)
+                                    .ok_or_else(|| TestCaseError::fail("a node out of range"))?;
+                                prop_assert!(
+                                    *used + share.slots <= tracked.slots,
+                                    "over-allocated slot"
+                                );
+                                *used += share.slots;
+                            }
+                            tracked.tasks.insert(task.task_id, task.placement);
+                        }
+                    }
+                    Output::ToClient(_, ToClient::Results { results }) => {
+                        for result in results {
+                            *self.results.entry(result.task_id).or_default() += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            sim.core.managers.check().map_err(TestCaseError::fail)?;
+            Ok(())
+        }
+
+        fn finish(&mut self, sim: &mut Sim, name: &str, task: TaskId) -> Result<(), TestCaseError> {
+            if let Some(tracked) = self.managers.get_mut(name) {
+                if let Some(placement) = tracked.tasks.remove(&task) {
+                    for share in placement {
+                        tracked.used[share.node as usize] -= share.slots;
+                    }
+                }
+            }
+            let mut result = completed(0);
+            result.task_id = task;
+            sim.manager_results(name, vec![result]);
+            self.absorb(sim)
+        }
+
+        /// Moves time on; every live manager then heartbeats.
+        fn tick(&mut self, sim: &mut Sim, seconds: u64) -> Result<(), TestCaseError> {
+            sim.advance(seconds);
+            self.absorb(sim)?;
+            for name in self.live() {
+                sim.manager(&name, FromManager::Heartbeat);
+                self.absorb(sim)?;
+            }
+            Ok(())
+        }
+    }
 
     proptest! {
         /// Whatever bytes arrive, on either socket, the core neither panics
@@ -1548,6 +2264,129 @@ mod properties {
             prop_assert_eq!(sim.status("c").n_queued as usize, n_too_large);
             prop_assert_eq!(results_seen.len() + n_too_large, task_sizes.len());
             prop_assert!(results_seen.values().all(|count| *count == 1));
+        }
+
+        /// Random workloads (exclusive and packed tasks, walltimes, retries,
+        /// priorities; managers of random sizes that join, finish tasks and
+        /// are lost), under both placement rules: no slot is ever given
+        /// twice, every placement matches its task, the core's own indexes
+        /// stay in step, and every task gets exactly one result.
+        #[test]
+        fn random_workloads_never_over_allocate_and_report_every_task_once(
+            newest_block in any::<bool>(),
+            initial in proptest::collection::vec((1usize..5, 1u32..5), 1..4),
+            tasks in proptest::collection::vec(
+                (1u32..4, any::<bool>(), 1u32..5, proptest::option::of(0i64..3),
+                 proptest::option::of(1i64..200), proptest::option::of(0i64..2)),
+                1..40),
+            actions in proptest::collection::vec((0u8..8, any::<prop::sample::Index>(), 1usize..5, 1u32..5), 0..120),
+        ) {
+            let placement = if newest_block { Placement::NewestBlock } else { Placement::BestFit };
+            let mut sim = Sim::with_placement(placement).with_client("c");
+            let mut world = World::default();
+            for (size, slots) in &initial {
+                let id = world.managers.len() as u128 + 1;
+                sim = sim.with_manager_slots(id, *size, *slots);
+                world.managers.insert(format!("m{id}"), Tracked::new(*size, *slots));
+            }
+            let submissions: Vec<TaskSubmission> = tasks
+                .iter()
+                .enumerate()
+                .map(|(index, (n, exclusive, ranks, priority, walltime, retries))| {
+                    let mut request = nodes(*n).with("ranks_per_node", *ranks);
+                    if !exclusive {
+                        request = request.with("exclusive", false);
+                    }
+                    if let Some(priority) = priority {
+                        request = request.with("priority", *priority);
+                    }
+                    if let Some(walltime) = walltime {
+                        request = request.with("walltime", *walltime);
+                    }
+                    if let Some(retries) = retries {
+                        request = request.with("retries", *retries);
+                    }
+                    submission(index as u128 + 1, request)
+                })
+                .collect();
+            sim.submit("c", 1, submissions);
+            world.absorb(&mut sim)?;
+            for (action, pick, size, slots) in actions {
+                match action {
+                    // Mostly: a running task ends.
+                    0..=3 => {
+                        let running = world.running();
+                        if running.is_empty() {
+                            continue;
+                        }
+                        let (name, task) = running[pick.index(running.len())].clone();
+                        world.finish(&mut sim, &name, task)?;
+                    }
+                    // Time passes; live managers answer.
+                    4 => world.tick(&mut sim, 40)?,
+                    // A manager falls silent and is dropped; a late result
+                    // of one of its tasks must reach nobody.
+                    5 => {
+                        let live: Vec<String> = world.live();
+                        if live.len() <= 1 {
+                            continue;
+                        }
+                        let name = live[pick.index(live.len())].clone();
+                        let late = world.managers.get_mut(&name).and_then(|tracked| {
+                            tracked.alive = false;
+                            tracked.tasks.keys().next().copied()
+                        });
+                        for _ in 0..4 {
+                            world.tick(&mut sim, 40)?;
+                        }
+                        if let Some(task) = late {
+                            let mut result = completed(0);
+                            result.task_id = task;
+                            sim.manager_results(&name, vec![result]);
+                            world.absorb(&mut sim)?;
+                        }
+                    }
+                    // A new manager joins.
+                    6 => {
+                        let id = world.managers.len() as u128 + 1;
+                        let name = format!("m{id}");
+                        sim.manager(&name, FromManager::Register(Registration {
+                            slots_per_node: Some(slots),
+                            ..registration(id, size)
+                        }));
+                        world.managers.insert(name, Tracked::new(size, slots));
+                        world.absorb(&mut sim)?;
+                    }
+                    // A manager is held or released.
+                    _ => {
+                        let live = world.live();
+                        let name = live[pick.index(live.len())].clone();
+                        let number: u128 = name[1..].parse().unwrap_or(0);
+                        let held = sim.status("c").managers.iter().any(|info| info.manager_id == manager_id(number) && info.held);
+                        let command = if held {
+                            Command::Release { manager_id: manager_id(number) }
+                        } else {
+                            Command::Hold { manager_id: manager_id(number) }
+                        };
+                        sim.command("c", 7, command);
+                        world.absorb(&mut sim)?;
+                    }
+                }
+            }
+            // Release every manager and let every running task end.
+            for name in world.live() {
+                let number: u128 = name[1..].parse().unwrap_or(0);
+                sim.command("c", 8, Command::Release { manager_id: manager_id(number) });
+                world.absorb(&mut sim)?;
+            }
+            while let Some((name, task)) = world.running().first().cloned() {
+                world.finish(&mut sim, &name, task)?;
+            }
+            // What still waits can fit no live manager; shutdown cancels it.
+            sim.command("c", 9, Command::Shutdown);
+            world.absorb(&mut sim)?;
+            prop_assert_eq!(world.results.len(), tasks.len(), "every task has a result");
+            prop_assert!(world.results.values().all(|count| *count == 1), "no task has two results");
         }
     }
 }

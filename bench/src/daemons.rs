@@ -84,6 +84,11 @@ impl Process {
         }
     }
 
+    /// A line of its stdout if one is ready now.
+    pub fn try_line(&mut self) -> Option<String> {
+        self.lines.as_ref()?.try_recv().ok()
+    }
+
     /// Waits at most `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -83,6 +83,42 @@ enum Commands {
         #[arg(long, default_value_t = 2000)]
         light_tasks: usize,
     },
+    /// Benchmark 4: hold a million queued tasks, then drain them with
+    /// 2,000 simulated managers.
+    Scale {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Tasks queued before any manager registers.
+        #[arg(long, default_value_t = 1_000_000)]
+        queued: usize,
+        /// Tasks per submit.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Submits sent and not yet acknowledged, at most.
+        #[arg(long, default_value_t = 4)]
+        unacked: u64,
+        /// Simulated managers that drain the queue.
+        #[arg(long, default_value_t = 2000)]
+        managers: usize,
+        /// Nodes of each simulated manager.
+        #[arg(long, default_value_t = 8)]
+        nodes_per_manager: u32,
+        /// Load generator threads (at least one per 1,000 managers).
+        #[arg(long, default_value_t = 2)]
+        loadgen_threads: usize,
+    },
+    /// Benchmark 3: a pool-manager's memory while it runs `sleep` tasks,
+    /// one per node.
+    Memory {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Nodes, and tasks running at once.
+        #[arg(long, default_value_t = 64)]
+        tasks: u32,
+        /// Seconds each task sleeps (they are stopped once measured).
+        #[arg(long, default_value_t = 300)]
+        sleep: u32,
+    },
     /// (internal) The load generator: K simulated managers. Prints
     /// `{"ready": K}` once all registered, and its counts at exit.
     Managers {
@@ -134,6 +170,38 @@ fn run(cli: Cli) -> Result<()> {
                 light_tasks,
             };
             scenarios::interchange::run(&common.common()?, &settings)?;
+            Ok(())
+        }
+        Commands::Scale {
+            common,
+            queued,
+            batch,
+            unacked,
+            managers,
+            nodes_per_manager,
+            loadgen_threads,
+        } => {
+            let settings = scenarios::scale::Settings {
+                queued: queued.max(1),
+                batch: batch.max(1),
+                unacked: unacked.max(1),
+                managers: managers.max(1),
+                nodes_per_manager: nodes_per_manager.max(1),
+                loadgen_threads: loadgen_threads.max(1),
+            };
+            scenarios::scale::run(&common.common()?, &settings)?;
+            Ok(())
+        }
+        Commands::Memory {
+            common,
+            tasks,
+            sleep,
+        } => {
+            let settings = scenarios::memory::Settings {
+                tasks: tasks.max(1),
+                sleep,
+            };
+            scenarios::memory::run(&common.common()?, &settings)?;
             Ok(())
         }
         Commands::Managers {

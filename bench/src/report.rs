@@ -138,7 +138,12 @@ pub fn machine() -> serde_json::Value {
     })
 }
 
+/// The commit the daemons were built from: `RHTEX_BENCH_COMMIT` (set by
+/// `bench/run.sh`), else the repository's HEAD.
 fn git_commit() -> String {
+    if let Ok(commit) = std::env::var("RHTEX_BENCH_COMMIT") {
+        return commit;
+    }
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()

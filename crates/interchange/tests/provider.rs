@@ -1,0 +1,865 @@
+//! The block providers with the real `interchange` binary: PBS against
+//! recording fake `qsub`/`qstat`/`qdel` (tests/fakes/pbs) put first on
+//! PATH, the batch templates run by bash with a recording fake
+//! pool-manager, and the local provider end to end with real pool-managers
+//! on this host (built with cargo if needed).
+//!
+//! Every wait is bounded; every process is started in its own process group
+//! and killed by it.
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use protocol::{
+    BlockInfo, BlockState, Command, ErrorKind, FromClient, Reply, ResourceRequest, StatusReport,
+    TaskId, TaskResult, TaskState, TaskSubmission, ToClient, PROTOCOL_VERSION,
+};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use transport::sockets::{connect_dealer, ClientSecurity};
+use transport::zmq;
+
+const WAIT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` until it gives `Some`, at most `timeout`.
+fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The interchange process, in its own process group, killed on drop; its
+/// log is printed if the test fails.
+struct Interchange {
+    pgid: Pid,
+    exited: mpsc::Receiver<std::io::Result<ExitStatus>>,
+    client_url: String,
+    log: PathBuf,
+}
+
+impl Interchange {
+    /// Writes `config` to `<dir>/interchange.toml` and starts the
+    /// interchange with it, with `path_first` first on PATH and `env` set.
+    fn start(dir: &Path, config: &str, path_first: Option<&Path>, env: &[(&str, &Path)]) -> Self {
+        let config_path = dir.join("interchange.toml");
+        std::fs::write(&config_path, config).expect("write the config");
+        let log = dir.join("interchange.log");
+        let log_file = std::fs::File::create(&log).expect("create the log");
+        let mut command = Process::new(env!("CARGO_BIN_EXE_interchange"));
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--log-level", "debug"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .envs(env.iter().copied())
+            .process_group(0);
+        if let Some(first) = path_first {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![first.to_path_buf()];
+            paths.extend(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(paths).expect("join PATH"));
+        }
+        let mut child = command.spawn().expect("start the interchange");
+        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (line_sender, ready_line) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let outcome = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = line_sender.send(outcome);
+        });
+        let (exit_sender, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exit_sender.send(child.wait());
+        });
+        let mut interchange = Self {
+            pgid,
+            exited,
+            client_url: String::new(),
+            log,
+        };
+        let line = match ready_line.recv_timeout(WAIT) {
+            Ok(Ok(line)) if !line.is_empty() => line,
+            other => panic!("no ready line from the interchange: {other:?}"),
+        };
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+        interchange.client_url = ready["client_url"]
+            .as_str()
+            .expect("client_url is a string")
+            .to_owned();
+        interchange
+    }
+
+    fn wait_exit(&self) -> ExitStatus {
+        self.exited
+            .recv_timeout(WAIT)
+            .expect("the interchange exits within the timeout")
+            .expect("wait for the interchange")
+    }
+}
+
+impl Drop for Interchange {
+    fn drop(&mut self) {
+        // Gone already if it exited; the error is then expected.
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+        let _ = self.exited.recv_timeout(WAIT);
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("---- interchange log ----\n{log}---- end of interchange log ----");
+        }
+    }
+}
+
+/// A raw protocol client on a DEALER socket.
+struct Client {
+    socket: zmq::Socket,
+    _context: zmq::Context,
+    next_request: u64,
+    results: HashMap<TaskId, TaskResult>,
+}
+
+impl Client {
+    fn connect(url: &str, keys_dir: &Path) -> Self {
+        let keys = transport::keys::load_client_keys(keys_dir).expect("load the client keys");
+        let context = zmq::Context::new();
+        let socket = connect_dealer(&context, url, &ClientSecurity::Curve(keys), None)
+            .expect("connect a DEALER");
+        let mut client = Self {
+            socket,
+            _context: context,
+            next_request: 1,
+            results: HashMap::new(),
+        };
+        client.send(&FromClient::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: "provider-test".to_owned(),
+        });
+        match client.receive() {
+            ToClient::Welcome { .. } => {}
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        client
+    }
+
+    fn send(&self, message: &FromClient) {
+        self.socket
+            .send(protocol::encode(message), 0)
+            .expect("send to the interchange");
+    }
+
+    fn receive(&mut self) -> ToClient {
+        let n_ready = self
+            .socket
+            .poll(zmq::POLLIN, WAIT.as_millis() as i64)
+            .expect("poll the DEALER");
+        assert_eq!(
+            n_ready, 1,
+            "no message from the interchange within {WAIT:?}"
+        );
+        let frame = self.socket.recv_bytes(0).expect("receive");
+        let message: ToClient = protocol::decode(&frame).expect("a valid message");
+        if let ToClient::Results { results } = &message {
+            for result in results {
+                self.results.insert(result.task_id, result.clone());
+            }
+        }
+        message
+    }
+
+    /// Submits `command` on `num_nodes` nodes; its result is kept when it
+    /// comes.
+    fn submit(&mut self, command: &str, num_nodes: u32) -> TaskId {
+        let task_id = TaskId::new_random();
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.send(&FromClient::Submit {
+            request_id,
+            tasks: vec![TaskSubmission {
+                task_id,
+                command: command.to_owned(),
+                resources: ResourceRequest::new().with("num_nodes", i64::from(num_nodes)),
+                env: Default::default(),
+                cwd: None,
+                stdout: None,
+                stderr: None,
+            }],
+        });
+        loop {
+            if let ToClient::Submitted {
+                request_id: answered,
+                ..
+            } = self.receive()
+            {
+                if answered == request_id {
+                    return task_id;
+                }
+            }
+        }
+    }
+
+    fn result(&mut self, task_id: TaskId) -> TaskResult {
+        let deadline = Instant::now() + WAIT;
+        while !self.results.contains_key(&task_id) {
+            assert!(
+                Instant::now() < deadline,
+                "no result for {task_id} within {WAIT:?}"
+            );
+            self.receive();
+        }
+        self.results[&task_id].clone()
+    }
+
+    fn command(&mut self, command: Command) -> Reply {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.send(&FromClient::Command {
+            request_id,
+            command,
+        });
+        loop {
+            if let ToClient::Reply {
+                request_id: answered,
+                reply,
+            } = self.receive()
+            {
+                if answered == request_id {
+                    return reply;
+                }
+            }
+        }
+    }
+
+    fn status(&mut self) -> StatusReport {
+        match self.command(Command::Status) {
+            Reply::Status(report) => report,
+            other => panic!("expected a status report, got {other:?}"),
+        }
+    }
+
+    /// Polls `status` until `probe` accepts it.
+    fn wait_status<T>(
+        &mut self,
+        what: &str,
+        mut probe: impl FnMut(&StatusReport) -> Option<T>,
+    ) -> T {
+        wait_for(what, WAIT, || probe(&self.status()))
+    }
+}
+
+fn fakes_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fakes")
+        .join(name)
+}
+
+/// The recorded calls of the fake batch system: one argv per call.
+fn calls(state: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(state.join("calls"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| line.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+fn calls_of(state: &Path, program: &str) -> Vec<Vec<String>> {
+    calls(state)
+        .into_iter()
+        .filter(|call| call[0] == program)
+        .collect()
+}
+
+/// A recording fake pool-manager: writes its arguments, one a line, and
+/// some of its environment to `<dir>/pool-manager-args`.
+fn fake_pool_manager(dir: &Path) -> PathBuf {
+    let path = dir.join("fake-pool-manager");
+    std::fs::write(
+        &path,
+        "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/pool-manager-args\"\n\
+         echo \"cwd=$PWD\" > \"$(dirname \"$0\")/pool-manager-env\"\n\
+         echo \"FROM_WORKER_INIT=${FROM_WORKER_INIT:-}\" >> \"$(dirname \"$0\")/pool-manager-env\"\n",
+    )
+    .expect("write the fake pool-manager");
+    let mut permissions = std::fs::metadata(&path).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&path, permissions).expect("chmod");
+    path
+}
+
+/// Runs a rendered batch script with bash and `env`, bounded.
+fn run_script(script: &Path, env: &[(&str, &str)]) {
+    let mut child = Process::new("/bin/bash")
+        .arg(script)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("run the script");
+    let status = wait_for("the batch script to end", WAIT, || {
+        child.try_wait().expect("wait for the script")
+    });
+    assert!(status.success(), "{} failed: {status:?}", script.display());
+}
+
+fn block(report: &StatusReport, block_id: &str) -> Option<BlockInfo> {
+    report
+        .blocks
+        .iter()
+        .find(|block| block.block_id == block_id)
+        .cloned()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let keys = dir.join("keys");
+    transport::keygen(&keys).expect("generate keys");
+    let state = dir.join("pbs");
+    std::fs::create_dir(&state).expect("create the fake PBS directory");
+    let pool_manager = fake_pool_manager(dir);
+    let config = format!(
+        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
+         [provider]\nkind = \"pbs\"\nqueue = \"workq\"\naccount = \"proj42\"\n\
+         walltime = \"00:10:00\"\nnodes_per_block = 2\nmax_blocks = 2\n\
+         manager_address = \"gateway.test\"\npoll_period = 0.2\n\
+         scheduler_options = \"#PBS -l mem=1gb\"\n\
+         worker_init = \"export FROM_WORKER_INIT='module load mpich'\"\n\
+         pool_manager = \"{pool_manager}\"\n",
+        keys = keys.display(),
+        pool_manager = pool_manager.display(),
+    );
+    let interchange = Interchange::start(
+        dir,
+        &config,
+        Some(&fakes_dir("pbs")),
+        &[("RHTEX_FAKE_PBS", &state)],
+    );
+    let mut client = Client::connect(&interchange.client_url, &keys);
+
+    // Larger than a block: refused at once.
+    let too_big = client.submit("true", 3);
+    let result = client.result(too_big);
+    assert_eq!(result.state, TaskState::Failed);
+    assert_eq!(
+        result.error.map(|error| error.kind),
+        Some(ErrorKind::Unschedulable)
+    );
+
+    // Two 2-node tasks: two blocks.
+    client.submit("true", 2);
+    client.submit("true", 2);
+    let blocks = client.wait_status("two blocks queued in PBS", |report| {
+        let queued: Vec<BlockInfo> = report
+            .blocks
+            .iter()
+            .filter(|block| block.state == BlockState::Pending && !block.job_id.is_empty())
+            .cloned()
+            .collect();
+        (queued.len() == 2).then_some(queued)
+    });
+    assert_eq!(calls_of(&state, "qsub").len(), 2, "{:?}", calls(&state));
+    let first = &blocks[0];
+    assert_eq!(first.job_id, "1.fakepbs");
+    assert_eq!(first.provider, "pbs");
+    assert_eq!(first.n_nodes, 2);
+    assert_eq!(first.manager_id, None);
+    let run_dir = std::fs::canonicalize(dir.join("run")).expect("the run directory");
+    let script_path = run_dir.join(format!("blocks/{}.sh", first.block_id));
+    let output_path = run_dir.join(format!("blocks/{}.out", first.block_id));
+    assert_eq!(
+        first.output_path.as_deref(),
+        Some(output_path.to_str().expect("UTF-8 path"))
+    );
+    assert!(blocks[1].block_id != first.block_id);
+
+    // qsub got the script, which is the template filled in.
+    assert_eq!(
+        calls_of(&state, "qsub")[0],
+        vec!["qsub".to_owned(), script_path.display().to_string()]
+    );
+    let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the submitted script");
+    let manager_port = {
+        let text = std::fs::read_to_string(run_dir.join("interchange.json")).expect("ready file");
+        let ready: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let url = ready["manager_url"]
+            .as_str()
+            .expect("manager_url")
+            .to_owned();
+        url.rsplit(':').next().expect("a port").to_owned()
+    };
+    for line in [
+        format!("#PBS -N {}", first.block_id),
+        "#PBS -l select=2".to_owned(),
+        "#PBS -l walltime=00:10:00".to_owned(),
+        "#PBS -q workq".to_owned(),
+        "#PBS -A proj42".to_owned(),
+        format!("#PBS -o {}", output_path.display()),
+        "#PBS -l mem=1gb".to_owned(),
+        "export FROM_WORKER_INIT='module load mpich'".to_owned(),
+        format!("RHTEX_BLOCK_ID='{}'", first.block_id),
+        format!("RHTEX_INTERCHANGE='tcp://gateway.test:{manager_port}'"),
+        format!(
+            "RHTEX_KEYS_DIR='{}'",
+            std::fs::canonicalize(&keys).expect("keys").display()
+        ),
+        format!("RHTEX_POOL_MANAGER='{}'", pool_manager.display()),
+        "RHTEX_LAUNCHER='mpiexec'".to_owned(),
+    ] {
+        assert!(
+            script.lines().any(|script_line| script_line == line),
+            "no line {line:?} in the script:\n{script}"
+        );
+    }
+    assert!(!script.contains("{{"), "{script}");
+
+    // The script, run as PBS would on the lead node, starts the
+    // pool-manager with the block's settings and node file.
+    let nodefile = dir.join("nodefile");
+    std::fs::write(&nodefile, "n1\nn1\nn2\nn2\n").expect("write the node file");
+    run_script(
+        &state.join("scripts/1.sh"),
+        &[
+            ("PBS_JOBID", "1.fakepbs"),
+            ("PBS_NODEFILE", nodefile.to_str().expect("UTF-8")),
+        ],
+    );
+    let block_run_dir = run_dir.join("blocks").join(&first.block_id);
+    assert_eq!(
+        lines(&dir.join("pool-manager-args")),
+        vec![
+            "--interchange".to_owned(),
+            format!("tcp://gateway.test:{manager_port}"),
+            "--block-id".to_owned(),
+            first.block_id.clone(),
+            "--launcher".to_owned(),
+            "mpiexec".to_owned(),
+            "--nodefile".to_owned(),
+            nodefile.display().to_string(),
+            "--run-dir".to_owned(),
+            block_run_dir.display().to_string(),
+            "--heartbeat-period".to_owned(),
+            "30".to_owned(),
+            "--heartbeat-threshold".to_owned(),
+            "120".to_owned(),
+            "--keys-dir".to_owned(),
+            std::fs::canonicalize(&keys)
+                .expect("keys")
+                .display()
+                .to_string(),
+        ]
+    );
+    assert_eq!(
+        lines(&dir.join("pool-manager-env")),
+        vec![
+            format!("cwd={}", block_run_dir.display()),
+            "FROM_WORKER_INIT=module load mpich".to_owned(),
+        ]
+    );
+
+    // qstat is asked about both jobs.
+    wait_for("qstat about both jobs", WAIT, || {
+        calls_of(&state, "qstat")
+            .iter()
+            .any(|call| call[1..] == ["1.fakepbs".to_owned(), "2.fakepbs".to_owned()])
+            .then_some(())
+    });
+
+    // Job 1 ends without its manager registering: reported, with its output.
+    std::fs::remove_file(state.join("jobs/1")).expect("end job 1");
+    let failed = client.wait_status("block 1 reported failed", |report| {
+        block(report, &first.block_id).filter(|block| block.state == BlockState::Failed)
+    });
+    let message = failed.message.expect("a message");
+    assert!(message.contains("job 1.fakepbs ended"), "{message}");
+    assert!(
+        message.contains("without its manager registering"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&output_path.display().to_string()),
+        "{message}"
+    );
+    let log = std::fs::read_to_string(dir.join("interchange.log")).expect("the log");
+    assert!(
+        log.contains("block's job ended without its manager registering"),
+        "{log}"
+    );
+
+    // Shutdown deletes the block left (job 2) and the interchange exits.
+    match client.command(Command::Shutdown) {
+        Reply::Done { .. } => {}
+        other => panic!("expected done, got {other:?}"),
+    }
+    let status = interchange.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(
+        calls_of(&state, "qdel"),
+        vec![vec!["qdel".to_owned(), "2.fakepbs".to_owned()]],
+        "{:?}",
+        calls(&state)
+    );
+    assert_eq!(
+        calls_of(&state, "qsub").len(),
+        2,
+        "no block resubmitted at once"
+    );
+}
+
+#[test]
+fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let keys = dir.join("keys");
+    transport::keygen(&keys).expect("generate keys");
+    let state = dir.join("pbs");
+    std::fs::create_dir(&state).expect("create the fake PBS directory");
+    std::fs::write(state.join("qsub-fails"), "").expect("make qsub fail");
+    let config = format!(
+        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
+         [provider]\nkind = \"pbs\"\npoll_period = 0.2\n",
+        keys = keys.display(),
+    );
+    let interchange = Interchange::start(
+        dir,
+        &config,
+        Some(&fakes_dir("pbs")),
+        &[("RHTEX_FAKE_PBS", &state)],
+    );
+    let mut client = Client::connect(&interchange.client_url, &keys);
+    client.submit("true", 1);
+    let failed = client.wait_status("the failed submission in status", |report| {
+        report
+            .blocks
+            .iter()
+            .find(|block| block.state == BlockState::Failed)
+            .cloned()
+    });
+    assert_eq!(failed.job_id, "");
+    let message = failed.message.expect("a message");
+    assert!(message.contains("submission failed"), "{message}");
+    assert!(message.contains("qsub: Unknown queue"), "{message}");
+    assert!(message.contains("exit status 1"), "{message}");
+    // Backing off: the task still waits, and no second qsub comes while
+    // the interchange answers a few more status requests.
+    for _ in 0..5 {
+        let report = client.status();
+        assert_eq!(report.n_queued, 1);
+    }
+    assert_eq!(calls_of(&state, "qsub").len(), 1, "{:?}", calls(&state));
+    drop(interchange);
+}
+
+#[test]
+fn the_slurm_template_starts_the_pool_manager_with_the_block_settings() {
+    use interchange::provider::script::{render, ScriptValues};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let pool_manager = fake_pool_manager(dir);
+    let run_dir = dir.join("blocks/rhtex-t-1");
+    let values = ScriptValues {
+        block_id: "rhtex-t-1".to_owned(),
+        nodes: 4,
+        walltime: Some("01:00:00".to_owned()),
+        partition: Some("debug".to_owned()),
+        account: None,
+        output: dir.join("blocks/rhtex-t-1.out").display().to_string(),
+        scheduler_options: vec!["#SBATCH --signal=B:TERM@120".to_owned()],
+        worker_init: "FROM_WORKER_INIT=yes; export FROM_WORKER_INIT".to_owned(),
+        interchange: "tcp://10.77.0.1:5000".to_owned(),
+        keys_dir: None,
+        run_dir: run_dir.display().to_string(),
+        pool_manager: pool_manager.display().to_string(),
+        launcher: "srun".to_owned(),
+        heartbeat_period: "2".to_owned(),
+        heartbeat_threshold: "10.5".to_owned(),
+    };
+    let script = render(interchange::provider::SLURM_TEMPLATE, &values).expect("renders");
+    let header: Vec<&str> = script
+        .lines()
+        .filter(|line| line.starts_with("#SBATCH"))
+        .collect();
+    assert_eq!(
+        header,
+        vec![
+            "#SBATCH --job-name=rhtex-t-1",
+            "#SBATCH --nodes=4",
+            "#SBATCH --time=01:00:00",
+            "#SBATCH --partition=debug",
+            "#SBATCH --exclusive",
+            &format!("#SBATCH --output={}", values.output),
+            "#SBATCH --signal=B:TERM@120",
+        ]
+    );
+    let path = dir.join("block.sh");
+    std::fs::write(&path, &script).expect("write the script");
+    run_script(
+        &path,
+        &[("SLURM_JOB_ID", "77"), ("SLURM_JOB_NODELIST", "node[1-4]")],
+    );
+    assert_eq!(
+        lines(&dir.join("pool-manager-args")),
+        vec![
+            "--interchange",
+            "tcp://10.77.0.1:5000",
+            "--block-id",
+            "rhtex-t-1",
+            "--launcher",
+            "srun",
+            "--run-dir",
+            run_dir.to_str().expect("UTF-8"),
+            "--heartbeat-period",
+            "2",
+            "--heartbeat-threshold",
+            "10.5",
+            "--insecure",
+        ]
+    );
+    assert_eq!(
+        lines(&dir.join("pool-manager-env")),
+        vec![
+            format!("cwd={}", run_dir.display()),
+            "FROM_WORKER_INIT=yes".to_owned()
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------
+// The local provider
+// ---------------------------------------------------------------------
+
+/// The pool-manager binary: from RHTEX_BIN_DIR, else built with cargo into
+/// this build's target directory.
+fn pool_manager_binary() -> PathBuf {
+    let interchange = PathBuf::from(env!("CARGO_BIN_EXE_interchange"));
+    let bin_dir = match std::env::var_os("RHTEX_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let bin_dir = interchange.parent().expect("a directory").to_path_buf();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Process::new(cargo);
+            build.args([
+                "build",
+                "--quiet",
+                "-p",
+                "pool-manager",
+                "--bin",
+                "pool-manager",
+            ]);
+            if bin_dir.file_name().is_some_and(|name| name == "release") {
+                build.arg("--release");
+            }
+            let mut child = build
+                .process_group(0)
+                .spawn()
+                .expect("run cargo build -p pool-manager");
+            let status = wait_for(
+                "cargo build -p pool-manager",
+                Duration::from_secs(900),
+                || child.try_wait().expect("wait for cargo"),
+            );
+            assert!(
+                status.success(),
+                "cargo build -p pool-manager failed: {status:?}"
+            );
+            bin_dir
+        }
+    };
+    let path = bin_dir.join("pool-manager");
+    assert!(path.is_file(), "no pool-manager at {}", path.display());
+    path
+}
+
+/// Processes whose command line mentions `text` or whose working
+/// directory is under it.
+fn processes_mentioning(text: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&bytes).replace('\0', " ");
+        let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
+        if cmdline.contains(text) || cwd.starts_with(text) {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            found.push((pid, format!("{cmdline} [{stat}]")));
+        }
+    }
+    found
+}
+
+fn pid_exists(pid: &str) -> bool {
+    Path::new("/proc").join(pid).exists()
+}
+
+fn local_config(dir: &Path, keys: &Path, pool_manager: &Path, max_blocks: u32) -> String {
+    format!(
+        "run_dir = \"{run}\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
+         heartbeat_period = 0.5\nheartbeat_threshold = 20\n\
+         [provider]\nkind = \"local\"\nnodes_per_block = 1\nmax_blocks = {max_blocks}\n\
+         max_idle = 1\npoll_period = 0.2\npool_manager = \"{pool_manager}\"\n",
+        run = dir.join("run").display(),
+        keys = keys.display(),
+        pool_manager = pool_manager.display(),
+    )
+}
+
+#[test]
+fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
+    let pool_manager = pool_manager_binary();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let keys = dir.join("keys");
+    transport::keygen(&keys).expect("generate keys");
+    let interchange =
+        Interchange::start(dir, &local_config(dir, &keys, &pool_manager, 2), None, &[]);
+    let mut client = Client::connect(&interchange.client_url, &keys);
+
+    let too_big = client.submit("true", 2);
+    assert_eq!(
+        client.result(too_big).error.map(|error| error.kind),
+        Some(ErrorKind::Unschedulable)
+    );
+
+    // Two tasks at once: two blocks, each a real pool-manager.
+    let first = client.submit("echo first from $PARSL_MPI_PREFIX", 1);
+    let second = client.submit("echo second", 1);
+    for task_id in [first, second] {
+        let result = client.result(task_id);
+        assert_eq!(result.state, TaskState::Completed, "{result:?}");
+        assert!(
+            result
+                .block_id
+                .as_deref()
+                .is_some_and(|block_id| block_id.starts_with("rhtex-")),
+            "{result:?}"
+        );
+    }
+    let report = client.status();
+    assert_eq!(report.blocks.len(), 2, "{:?}", report.blocks);
+    let job_ids: Vec<String> = report
+        .blocks
+        .iter()
+        .map(|block| block.job_id.clone())
+        .collect();
+    for block in &report.blocks {
+        assert_eq!(block.provider, "local");
+        assert!(
+            pid_exists(&block.job_id) || block.state == BlockState::Ended,
+            "{block:?}"
+        );
+    }
+
+    // Idle for max_idle: both drained, their pool-managers exit and are reaped.
+    client.wait_status("both blocks ended after idling", |report| {
+        (report.blocks.len() == 2
+            && report
+                .blocks
+                .iter()
+                .all(|block| block.state == BlockState::Ended)
+            && report.managers.is_empty())
+        .then_some(())
+    });
+    wait_for("the idle pool-managers to be gone", WAIT, || {
+        job_ids.iter().all(|pid| !pid_exists(pid)).then_some(())
+    });
+    let log = std::fs::read_to_string(dir.join("interchange.log")).expect("the log");
+    assert!(log.contains("draining idle block"), "{log}");
+
+    // New work: a new block.
+    let third = client.submit("echo third", 1);
+    let result = client.result(third);
+    assert_eq!(result.state, TaskState::Completed, "{result:?}");
+    let report = client.status();
+    let third_block = report
+        .blocks
+        .iter()
+        .find(|block| Some(&block.block_id) == result.block_id.as_ref())
+        .cloned()
+        .unwrap_or_else(|| panic!("no block {:?} in {:?}", result.block_id, report.blocks));
+    assert!(!job_ids.contains(&third_block.job_id), "{third_block:?}");
+
+    // Shutdown: the interchange exits 0 and no process of this test's
+    // blocks is left, zombie or not.
+    match client.command(Command::Shutdown) {
+        Reply::Done { .. } => {}
+        other => panic!("expected done, got {other:?}"),
+    }
+    let status = interchange.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        !pid_exists(&third_block.job_id),
+        "pool-manager {} left",
+        third_block.job_id
+    );
+    let left = processes_mentioning(&dir.display().to_string());
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+#[test]
+fn sigterm_stops_the_local_blocks_with_the_interchange() {
+    let pool_manager = pool_manager_binary();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let keys = dir.join("keys");
+    transport::keygen(&keys).expect("generate keys");
+    let interchange =
+        Interchange::start(dir, &local_config(dir, &keys, &pool_manager, 1), None, &[]);
+    let mut client = Client::connect(&interchange.client_url, &keys);
+    // A task that runs until the block is stopped.
+    client.submit("sleep 600", 1);
+    let block = client.wait_status("the block's manager runs the task", |report| {
+        (report.n_running == 1)
+            .then(|| report.blocks.first().cloned())
+            .flatten()
+    });
+    assert_eq!(block.state, BlockState::Connected);
+    assert!(pid_exists(&block.job_id));
+
+    kill(interchange.pgid, Signal::SIGTERM).expect("SIGTERM the interchange");
+    let status = interchange.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        !pid_exists(&block.job_id),
+        "pool-manager {} left",
+        block.job_id
+    );
+    wait_for("the task's processes to be gone", WAIT, || {
+        processes_mentioning(&dir.display().to_string())
+            .is_empty()
+            .then_some(())
+    });
+}

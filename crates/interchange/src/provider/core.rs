@@ -110,10 +110,11 @@ enum Phase {
         manager_id: ManagerId,
         idle_since: Option<Time>,
     },
-    /// Its manager was told to drain (or drains by itself).
+    /// Its manager was told to drain (or drains by itself); it exits once
+    /// idle. Idle since then (a draining manager may finish tasks first).
     Draining {
         manager_id: ManagerId,
-        since: Time,
+        idle_since: Option<Time>,
     },
     /// A cancel was sent (`in_flight`) or failed and waits for a retry.
     Cancelling {
@@ -367,9 +368,10 @@ impl ProviderCore {
                     idle_since: Some(since),
                     ..
                 } => deadlines.push(since.plus(self.settings.max_idle)),
-                Phase::Draining { since, .. } => {
-                    deadlines.push(since.plus(self.settings.drain_grace))
-                }
+                Phase::Draining {
+                    idle_since: Some(since),
+                    ..
+                } => deadlines.push(since.plus(self.settings.drain_grace)),
                 _ => {}
             }
         }
@@ -479,7 +481,7 @@ impl ProviderCore {
                     Some(manager) if manager.draining => {
                         block.phase = Phase::Draining {
                             manager_id: *manager_id,
-                            since: now,
+                            idle_since: (manager.n_running_tasks == 0).then_some(now),
                         };
                         self.changed = true;
                     }
@@ -495,10 +497,19 @@ impl ProviderCore {
                         cancels.push(block);
                     }
                 },
-                Phase::Draining { manager_id, .. } if !present.contains_key(manager_id) => {
-                    tracing::info!(block_id = %block.block_id, "drained block's manager left");
-                    cancels.push(block);
-                }
+                Phase::Draining {
+                    manager_id,
+                    idle_since,
+                } => match present.get(manager_id) {
+                    Some(manager) if manager.n_running_tasks == 0 => {
+                        idle_since.get_or_insert(now);
+                    }
+                    Some(_) => *idle_since = None,
+                    None => {
+                        tracing::info!(block_id = %block.block_id, "drained block's manager left");
+                        cancels.push(block);
+                    }
+                },
                 _ => {}
             }
         }
@@ -555,7 +566,7 @@ impl ProviderCore {
             });
             block.phase = Phase::Draining {
                 manager_id,
-                since: now,
+                idle_since: Some(now),
             };
             self.changed = true;
             n_spare -= 1;
@@ -568,14 +579,17 @@ impl ProviderCore {
             .blocks
             .values_mut()
             .filter(|block| {
-                matches!(block.phase, Phase::Draining { since, .. } if since.plus(grace) <= now)
+                matches!(
+                    block.phase,
+                    Phase::Draining { idle_since: Some(since), .. } if since.plus(grace) <= now
+                )
             })
             .collect();
         for block in &slow {
             tracing::warn!(
                 block_id = %block.block_id,
                 grace_s = grace.as_secs_f64(),
-                "draining manager did not leave in time; cancelling its job"
+                "draining manager idle but still there after the grace; cancelling its job"
             );
         }
         let jobs = start_cancels(slow);

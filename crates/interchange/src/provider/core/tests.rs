@@ -549,12 +549,26 @@ fn managers_of_other_blocks_are_ignored_and_a_lost_manager_ends_its_block() {
     // Lost (heartbeat threshold) while busy: its job is cancelled.
     sim.unregister(1);
     assert_eq!(sim.tick(), vec![cancel(&[("b-1", "11")])]);
-    // A manager drained by someone else shows as draining.
-    let mut sim = Sim::new(settings());
+    // A manager drained by someone else (`rhtex drain`, --drain-period)
+    // shows as draining, finishes its tasks however long they take, and
+    // its job is cancelled only once it is idle past the grace.
+    let mut sim = Sim::new(ProviderSettings {
+        poll_period: Duration::from_secs(10_000),
+        ..settings()
+    });
     sim.queue(&[1]);
     sim.tick();
     sim.connect("b-1", "11", 1);
+    sim.set_running(1, 1);
     sim.managers[0].draining = true;
-    sim.tick();
+    sim.queue(&[]);
+    assert_eq!(sim.tick(), vec![query(&["11"])]);
+    sim.jobs(&[("11", JobState::Running)]);
     assert_eq!(sim.state_of("b-1").state, BlockState::Draining);
+    sim.advance(1000);
+    assert_eq!(sim.tick(), vec![], "busy: no cancel");
+    sim.set_running(1, 0);
+    assert_eq!(sim.tick(), vec![]);
+    sim.advance(30);
+    assert_eq!(sim.tick(), vec![cancel(&[("b-1", "11")])]);
 }

@@ -70,26 +70,55 @@ impl Core {
         let mut batches: BTreeMap<ManagerId, Vec<TaskDispatch>> = BTreeMap::new();
         'walk: loop {
             let mut after = None;
-            let mut holder_found = false;
+            let mut holder: Option<(TaskId, Shape)> = None;
+            let mut reserved_for_holder = false;
             while let Some((key, shape, task_id)) = self.queue.next_head(after) {
                 after = Some(key);
-                if let Some(choice) = self.choose(shape, task_id, holder_found) {
+                let Some((holder_id, holder_shape)) = holder else {
+                    // Ahead of any holder: start wherever it fits.
+                    if let Some(choice) = self.choose(shape, task_id, false) {
+                        if self.start(task_id, shape, key, choice, &mut batches) {
+                            continue 'walk;
+                        }
+                        break 'walk;
+                    }
+                    if self.managers.could_ever_fit(shape) {
+                        holder = Some((task_id, shape));
+                        if self
+                            .reservation
+                            .as_ref()
+                            .is_some_and(|reservation| reservation.task_id == task_id)
+                        {
+                            self.reserve_for(task_id, shape);
+                            reserved_for_holder = true;
+                        } else {
+                            self.clear_reservation();
+                        }
+                    }
+                    continue;
+                };
+                if !self.room_behind_holder() {
+                    // Nothing behind the holder can start: stop early, so
+                    // that a full system costs O(heads up to the holder).
+                    break;
+                }
+                if !reserved_for_holder {
+                    // The reservation is made only once it matters: when a
+                    // task behind the holder could otherwise start.
+                    if self.choose(shape, task_id, false).is_none() {
+                        continue;
+                    }
+                    self.reserve_for(holder_id, holder_shape);
+                    reserved_for_holder = true;
+                }
+                if let Some(choice) = self.choose(shape, task_id, true) {
                     if self.start(task_id, shape, key, choice, &mut batches) {
                         continue 'walk;
                     }
                     break 'walk;
                 }
-                if !holder_found && self.managers.could_ever_fit(shape) {
-                    holder_found = true;
-                    self.reserve_for(task_id, shape);
-                }
-                if holder_found && !self.room_behind_holder() {
-                    // Nothing behind the holder can start: stop early, so
-                    // that a full system costs O(heads up to the holder).
-                    break;
-                }
             }
-            if !holder_found {
+            if holder.is_none() {
                 self.clear_reservation();
             }
             break;

@@ -381,11 +381,7 @@ fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
         vec![WaitingGroup {
             num_nodes: 3,
             n_tasks: 1,
-            reason: format!(
-                "waiting for 3 free nodes; manager {} is reserved for it, \
-                 its start time is unknown: a task running there has no walltime",
-                manager_id(1)
-            )
+            reason: "waiting for 3 free nodes".to_owned()
         }]
     );
     // When m1 frees its nodes, the 3-node task goes there, never to m2.
@@ -1615,17 +1611,12 @@ fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
             ],
         ),
     ]);
-    // It waits, first in line: the manager is reserved for it.
     assert_eq!(
         sim.status("c").waiting,
         vec![WaitingGroup {
             num_nodes: 1,
             n_tasks: 1,
-            reason: format!(
-                "waiting for 1 node with 1 free slot; manager {} is reserved for it, \
-                 its start time is unknown: a task running there has no walltime",
-                manager_id(1)
-            )
+            reason: "waiting for 1 node with 1 free slot".to_owned()
         }]
     );
     sim.manager_results("m1", vec![completed(1)]);
@@ -1711,11 +1702,24 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
             ],
         ),
     ]);
-    // The 4-node task can only ever run on m1: it reserves it.
+    // Nothing can start anywhere: no reservation is needed yet.
     let mut stream = vec![submission(7, nodes(4))];
     stream.extend((8..=11).map(|i| submission(i, nodes(1))));
     sim.submit("c", 2, stream);
     sim.check(vec![submitted("c", 2, 5)]);
+    assert!(sim
+        .status("c")
+        .managers
+        .iter()
+        .all(|info| info.reserved_for.is_none()));
+    // A node frees on m2: the 1-node task behind the 4-node one could
+    // start, so the 4-node task reserves m1, the only manager it fits, and
+    // m2 keeps serving small tasks...
+    sim.manager_results("m2", vec![completed(1)]);
+    sim.check(vec![
+        run_tasks("m2", vec![dispatch_on(8, nodes(1), &[0])]),
+        results("c", vec![forwarded(completed(1), 2)]),
+    ]);
     let report = sim.status("c");
     assert_eq!(report.managers[0].reserved_for, Some(task_id(7)));
     assert_eq!(report.managers[1].reserved_for, None);
@@ -1730,7 +1734,7 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
         vec![
             WaitingGroup {
                 num_nodes: 1,
-                n_tasks: 4,
+                n_tasks: 3,
                 reason: "waiting for 1 free node".to_owned()
             },
             WaitingGroup {
@@ -1740,12 +1744,6 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
             },
         ]
     );
-    // m2 keeps serving small tasks...
-    sim.manager_results("m2", vec![completed(1)]);
-    sim.check(vec![
-        run_tasks("m2", vec![dispatch_on(8, nodes(1), &[0])]),
-        results("c", vec![forwarded(completed(1), 2)]),
-    ]);
     // ...while nothing new starts on m1 as its tasks end.
     for id in 3..=5 {
         sim.manager_results("m1", vec![completed(id)]);
@@ -1767,11 +1765,11 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
         run_tasks("m1", vec![dispatch(7, nodes(4))]),
         results("c", vec![forwarded(completed(6), 1)]),
     ]);
-    // The next head (a 1-node task) now holds the reservation, on the
-    // smaller of two equally busy managers.
     let report = sim.status("c");
-    assert_eq!(report.managers[0].reserved_for, None);
-    assert_eq!(report.managers[1].reserved_for, Some(task_id(10)));
+    assert!(report
+        .managers
+        .iter()
+        .all(|info| info.reserved_for.is_none()));
     assert_eq!(report.n_queued, 2);
 }
 
@@ -1881,8 +1879,14 @@ fn a_higher_priority_task_that_fits_still_runs_on_the_reserved_manager() {
         submitted("c", 1, 1),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
     ]);
-    sim.submit("c", 2, vec![submission(2, nodes(2))]);
-    sim.check(vec![submitted("c", 2, 1)]);
+    // Task 3 could start on node 1, but the 2-node task ahead of it
+    // reserves the manager.
+    sim.submit(
+        "c",
+        2,
+        vec![submission(2, nodes(2)), submission(3, nodes(1))],
+    );
+    sim.check(vec![submitted("c", 2, 2)]);
     assert_eq!(sim.status("c").managers[0].reserved_for, Some(task_id(2)));
     // Ahead of the holder in the queue: it is not held back.
     sim.submit("c", 3, vec![submission(4, nodes_priority(1, 0))]);
@@ -1890,7 +1894,8 @@ fn a_higher_priority_task_that_fits_still_runs_on_the_reserved_manager() {
         submitted("c", 3, 1),
         run_tasks("m1", vec![dispatch_on(4, nodes_priority(1, 0), &[1])]),
     ]);
-    // A new manager that fits the holder starts it; the reservation ends.
+    // A new manager that fits the holder starts it; task 3 is then first in
+    // line with nothing behind it, so nothing is reserved.
     sim.manager("m2", FromManager::Register(registration(2, 2)));
     sim.check(vec![
         to_manager("m2", registered()),

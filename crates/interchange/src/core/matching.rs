@@ -2,32 +2,47 @@
 //! first waiting task is never starved (EASY backfill).
 //!
 //! After every input, [`Core::schedule`] walks the queue's bucket heads in
-//! queue order (one head per task shape; see `queue.rs`) and starts the
-//! first that can start, then walks again, until nothing more starts:
+//! queue order (one head per task shape and walltime class; see
+//! `queue.rs`) and starts the first that can start, then walks again, until
+//! nothing more starts:
 //!
-//! 1. A task ahead of the reservation (or the holder itself) may start on
-//!    any manager where it fits now: the best fit (`Placement::BestFit`) or
-//!    the newest registered manager (`Placement::NewestBlock`), from the
-//!    table's indexes, compared with the reserved manager (which the
-//!    indexes leave out).
+//! 1. A task ahead of the holder (below) starts on any manager where it
+//!    fits now: the best fit (`Placement::BestFit`) or the newest registered
+//!    manager (`Placement::NewestBlock`), from the table's indexes, compared
+//!    with the reserved manager (which the indexes leave out).
 //! 2. The first head that cannot start, but that some accepting manager
-//!    could hold once enough of its tasks end, is the *holder*: it reserves
-//!    the manager where it can start soonest ([`Core::reserve_for`]), which
-//!    leaves the indexes.
+//!    could hold once enough of its tasks end, is the *holder*. As soon as a
+//!    task behind it could start somewhere, the holder reserves the manager
+//!    where it can start soonest ([`Core::reserve_for`]): the earliest known
+//!    *shadow time* T (when enough nodes are free, from the running tasks'
+//!    dispatch time + walltime; a task without walltime never ends as far as
+//!    the estimate knows), else the fewest nodes missing now (ties: fewer
+//!    nodes under best fit, newer under newest block, then manager id). The
+//!    reserved manager leaves the indexes. (Before a task behind the holder
+//!    could start, holding back changes nothing, so no reservation is made:
+//!    a saturated stream of like tasks never pays for one.)
 //! 3. Heads behind the holder start on other managers as in 1. On the
-//!    reserved manager one may start only if the holder's expected start
-//!    time T there (its *shadow time*, from the running tasks' dispatch
-//!    time + walltime) is known and either the task has a walltime and
-//!    would end by T, or it fits on nodes the holder will not need at T.
-//!    With T unknown (a task there has no walltime) nothing new starts
-//!    there until the holder does.
+//!    reserved manager one may start only if T is known and either the task
+//!    has a walltime and now + walltime <= T (it ends before the holder
+//!    starts), or it fits on nodes the holder will not use at T (the nodes
+//!    it expects to use are those that free up by T, then the ones free
+//!    now, up to what it needs). With T unknown, nothing behind the holder
+//!    starts there until the holder does.
+//! 4. When the holder fits anywhere it starts there, by the rule of 1, and
+//!    the reservation ends. The reservation is chosen again when another
+//!    task becomes holder, or its manager leaves, is held or drained, or
+//!    any manager is released; T is recomputed when a task ends on the
+//!    reserved manager or a task ahead of the holder starts there.
 //!
-//! Costs: each start is O(B · log) for B task shapes, plus O(log) index
-//! updates per node given. The reservation is chosen by scanning the
-//! managers and their running tasks, O(M + tasks · log), but only when the
-//! holder changes or its manager leaves, stops accepting or is released
-//! from a hold; a task ending on the reserved manager recomputes T for that
-//! manager only, O(its nodes + its tasks · log).
+//! Within a bucket only the head is tried, so a short task behind a longer
+//! one of the same shape and walltime class (a power of two) waits for it.
+//!
+//! Costs: each start is O(B · log) for B buckets, plus O(log) index updates
+//! per node given; when nothing behind the holder can start the walk stops
+//! at once. Choosing the reservation scans the managers and their running
+//! tasks, O(M + nodes + tasks · log), and happens only as said in 4;
+//! recomputing T looks at the reserved manager only, O(its nodes + its
+//! tasks · log).
 
 use super::managers::Shadow;
 use super::queue::{QueueKey, Shape};

@@ -11,12 +11,41 @@
 //! what a peer sends: bad input is logged, counted (`n_bad_messages`) and
 //! dropped or refused.
 //!
-//! Matching sends a task only to a manager that can start it at once: a
-//! registered manager, not held, not draining, with at least `num_nodes`
-//! free nodes, choosing the best fit (the fewest free nodes that suffice).
-//! Tasks go in queue order (smaller priority first, no priority last, FIFO
-//! within a priority) among those that fit somewhere, so a task too large
-//! for every manager right now does not hold back smaller ones.
+//! Matching sends a task only to a manager that can start it at once (a
+//! registered manager, not held, not draining), and chooses its exact
+//! placement: `TaskDispatch.placement` names the node indexes and slots.
+//! Each manager has `slots_per_node` S (from its registration, else its
+//! `cpu_count`, at least 1) and the core counts the free slots of every
+//! node. An exclusive task (the default) takes `num_nodes` whole free nodes
+//! (S slots each); a non-exclusive one takes `ranks_per_node` R slots on
+//! each of `num_nodes` distinct nodes, the nodes with the fewest free slots
+//! that suffice, sharing them with other non-exclusive tasks only. A task
+//! with R > S never goes to that manager. A result frees exactly what its
+//! task was given.
+//!
+//! Among the managers where a task fits, `Placement::BestFit` takes the
+//! tightest (fewest whole free nodes for an exclusive task; for a
+//! non-exclusive one, the node with the fewest free slots that suffice) and
+//! `Placement::NewestBlock` the most recently registered. Tasks go in queue
+//! order (smaller priority first, no priority last, FIFO within a priority).
+//! The first task that cannot start anywhere but could on some manager once
+//! its tasks end (the *holder*) reserves the manager where it can start
+//! soonest, so that smaller tasks cannot starve it (EASY backfill; see
+//! `matching.rs`); a task too large for every manager holds nothing back.
+//! A task lost with its manager (silent past the threshold, or gone without
+//! reporting it, outside shutdown) is queued again with its original
+//! priority and age while it has retries left (`retries`, else
+//! `CoreConfig::default_retries`); the dropped manager's late messages are
+//! answered with `refused`, so no task is reported twice.
+//!
+//! Costs per event: a dispatch is O(B · log) for B queue buckets (task
+//! shapes × walltime classes) plus O(log) per node given; a result frees in
+//! O(log) per node; no input scans all tasks or all managers, except
+//! choosing a reservation (a scan of the managers and their running tasks,
+//! only when the holder changes and a task behind it could start, or its
+//! manager leaves or stops accepting tasks), `status`, heartbeats and
+//! expiry checks (per manager by nature), and hold/drain (O(nodes of that
+//! manager)). See `queue.rs`, `managers.rs` and `matching.rs`.
 
 mod managers;
 mod matching;

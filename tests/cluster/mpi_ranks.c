@@ -2,9 +2,11 @@
  * then all ranks sum their rank numbers with MPI_Allreduce and rank 0 checks
  * the sum against size * (size - 1) / 2. A run that prints
  * "rhtex-allreduce ok" had every rank in one MPI world (ranks started as
- * singletons would each see size 1). */
+ * singletons would each see size 1). Each rank also prints the Slurm step
+ * it runs in ("none" outside a step), to show srun started it. */
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 int main(int argc, char **argv)
@@ -14,6 +16,7 @@ int main(int argc, char **argv)
     long sum = 0;
     long mine = 0;
     char host[256] = {0};
+    const char *step = getenv("SLURM_STEP_ID");
 
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -21,7 +24,7 @@ int main(int argc, char **argv)
     if (gethostname(host, sizeof host - 1) != 0) {
         snprintf(host, sizeof host, "unknown");
     }
-    printf("rhtex-rank %d of %d on %s\n", rank, size, host);
+    printf("rhtex-rank %d of %d on %s step %s\n", rank, size, host, step ? step : "none");
     fflush(stdout);
 
     mine = rank;

@@ -124,16 +124,33 @@ fn packed(mut submission: TaskSubmission) -> TaskSubmission {
     submission
 }
 
-/// How many lines of `stdout` name each host, for lines that are just a
-/// host name (what `hostname` prints).
-fn hostname_lines(stdout: &str) -> BTreeMap<String, u32> {
+/// A command that every rank runs: prints its host name and the Slurm
+/// step it runs in (`none` outside a step).
+const REPORT_HOST: &str = "bash -c 'echo \"$(hostname) step=${SLURM_STEP_ID:-none}\"'";
+
+/// Ranks per host from lines `HOST step=STEP` (what [`REPORT_HOST`] and
+/// meet.sh print); every rank must have run inside a Slurm step, that is,
+/// started by srun (itself, or as MPICH's proxy launcher), never by ssh
+/// or a local fork.
+fn ranks_per_host(result: &TaskResult) -> BTreeMap<String, u32> {
+    let stdout = stdout_of(result);
     let mut counts = BTreeMap::new();
     for line in stdout
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
     {
-        *counts.entry(line.to_owned()).or_insert(0) += 1;
+        let Some((host, step)) = line.split_once(" step=") else {
+            panic!(
+                "unexpected line {line:?} in the output of {}:\n{stdout}",
+                result.task_id
+            );
+        };
+        assert!(
+            !step.is_empty() && step.chars().all(|c| c.is_ascii_digit()),
+            "a rank on {host} ran outside a Slurm step (step={step}): not started by srun\n{stdout}"
+        );
+        *counts.entry(host.to_owned()).or_insert(0) += 1;
     }
     counts
 }
@@ -173,8 +190,12 @@ fn mpi_ranks_per_host(result: &TaskResult, n_ranks: u32) -> BTreeMap<String, u32
     let mut ranks = BTreeSet::new();
     for line in stdout.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        if let ["rhtex-rank", rank, "of", size, "on", host] = words[..] {
+        if let ["rhtex-rank", rank, "of", size, "on", host, "step", step] = words[..] {
             assert_eq!(size, n_ranks.to_string(), "world size in {line:?}");
+            assert!(
+                step.chars().all(|c| c.is_ascii_digit()),
+                "rank {rank} ran outside a Slurm step: {line:?}"
+            );
             assert!(
                 ranks.insert(rank.to_owned()),
                 "rank {rank} twice:\n{stdout}"
@@ -193,7 +214,8 @@ fn mpi_ranks_per_host(result: &TaskResult, n_ranks: u32) -> BTreeMap<String, u32
 }
 
 /// A script that two tasks run to prove they overlap: each rank leaves a
-/// mark `<dir>/<self>.<host>.<n>`, prints its host name, then waits
+/// mark `<dir>/<self>.<host>.<n>`, prints its host name and Slurm step
+/// (as [`REPORT_HOST`]), then waits
 /// (bounded) until a mark of `<other>` exists. Run as
 /// `meet.sh SELF OTHER DIR`.
 fn write_meet_script(scenario: &Scenario) -> PathBuf {
@@ -204,7 +226,7 @@ fn write_meet_script(scenario: &Scenario) -> PathBuf {
          self=$1 other=$2 dir=$3\n\
          mkdir -p \"$dir\"\n\
          touch \"$dir/$self.$(hostname).$$\"\n\
-         hostname\n\
+         echo \"$(hostname) step=${SLURM_STEP_ID:-none}\"\n\
          for attempt in $(seq 600); do\n\
          \x20   if compgen -G \"$dir/$other.*\" >/dev/null; then exit 0; fi\n\
          \x20   sleep 0.05\n\
@@ -252,7 +274,7 @@ fn disjoint(first: &[String], second: &[String]) -> bool {
 // Blocks and rank placement
 // ---------------------------------------------------------------------------
 
-/// Runs `$PARSL_MPI_PREFIX hostname` and the MPI reduction program on a
+/// Runs [`REPORT_HOST`] under `$PARSL_MPI_PREFIX` and the MPI reduction program on a
 /// 4-node block started with `launcher`, and checks where the ranks ran.
 fn ranks_land_on_task_nodes(name: &str, launcher: &str) {
     let mut world = world(name, &[]);
@@ -268,13 +290,14 @@ fn ranks_land_on_task_nodes(name: &str, launcher: &str) {
     );
 
     // Every rank reports its host: 2 nodes with 3 ranks each.
-    let hostnames = world
-        .client
-        .submit_one(mpi_task("$PARSL_MPI_PREFIX hostname", 2, 3));
+    let hostnames =
+        world
+            .client
+            .submit_one(mpi_task(&format!("$PARSL_MPI_PREFIX {REPORT_HOST}"), 2, 3));
     let result = world.client.wait_result(hostnames, WAIT);
     assert_completed(&result);
     assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
-    assert_ranks_on_task_nodes(&result, &hostname_lines(&stdout_of(&result)), 2, 3);
+    assert_ranks_on_task_nodes(&result, &ranks_per_host(&result), 2, 3);
 
     // An MPI program with a reduction: 3 nodes with 2 ranks each, one world.
     let hello = world.client.submit_one(mpi_task(
@@ -328,7 +351,7 @@ fn two_two_node_tasks_at_once_in_one_block_never_share_a_node() {
     for result in [&first, &second] {
         assert_completed(result);
         assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
-        assert_ranks_on_task_nodes(result, &hostname_lines(&stdout_of(result)), 2, 2);
+        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 2, 2);
     }
     assert!(
         disjoint(&first.nodes, &second.nodes),
@@ -352,7 +375,7 @@ fn tasks_spread_over_two_blocks() {
     let second = world.client.wait_result(second, WAIT);
     for result in [&first, &second] {
         assert_completed(result);
-        assert_ranks_on_task_nodes(result, &hostname_lines(&stdout_of(result)), 2, 1);
+        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 2, 1);
     }
     let blocks: BTreeSet<Option<&str>> = [&first, &second]
         .iter()
@@ -391,7 +414,7 @@ fn packed_tasks_start_together(name: &str, prefix: &str) {
     for result in [&first, &second] {
         assert_completed(result);
         assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
-        assert_ranks_on_task_nodes(result, &hostname_lines(&stdout_of(result)), 1, 1);
+        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 1, 1);
     }
     assert_eq!(
         first.nodes, second.nodes,
@@ -440,10 +463,10 @@ fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
     lost.resources = ResourceRequest::new()
         .with("num_nodes", 1)
         .with("retries", 0);
-    let mut retried = task(
-        "if [ \"$PARSL_WORKER_BLOCK_ID\" = cut-b ]; then $PARSL_MPI_PREFIX hostname; \
-         else exec sleep 300; fi",
-    );
+    let mut retried = task(&format!(
+        "if [ \"$PARSL_WORKER_BLOCK_ID\" = cut-b ]; then $PARSL_MPI_PREFIX {REPORT_HOST}; \
+         else exec sleep 300; fi"
+    ));
     retried.resources = ResourceRequest::new()
         .with("num_nodes", 1)
         .with("retries", 1);
@@ -471,12 +494,7 @@ fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
     assert_completed(&retried_result);
     assert_eq!(retried_result.block_id.as_deref(), Some("cut-b"));
     assert_eq!(retried_result.manager_id, Some(manager_b.manager_id));
-    assert_ranks_on_task_nodes(
-        &retried_result,
-        &hostname_lines(&stdout_of(&retried_result)),
-        1,
-        1,
-    );
+    assert_ranks_on_task_nodes(&retried_result, &ranks_per_host(&retried_result), 1, 1);
     assert!(!retried_result.nodes.contains(&lead_a));
 
     // Heal: A's manager speaks again, is told it was dropped and exits, so

@@ -7,7 +7,9 @@
 #     MPI launcher of the example, and the compiler of the MPI program the
 #     end-to-end tests run;
 #   - with --tests: Slurm's scontrol (Debian: slurm-client), against which a
-#     unit test checks our Slurm host-list parser;
+#     unit test checks our Slurm host-list parser; and the Slurm cluster of
+#     the cluster tests (tests/cluster/cluster.sh): slurmctld, slurmd, munge,
+#     and ip and nsenter (iproute2, util-linux) for its network namespaces;
 #   - cargo (Rust), which this script does not install.
 # Not root: prints the command to run and exits 1.
 set -euo pipefail
@@ -38,8 +40,18 @@ find_missing() {
     if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists mpich; then
         missing+=(libmpich-dev)
     fi
-    if [[ $for_tests -eq 1 ]] && ! command -v scontrol >/dev/null 2>&1; then
-        missing+=(slurm-client)
+    if [[ $for_tests -eq 1 ]]; then
+        if ! command -v scontrol >/dev/null 2>&1 || ! command -v sbatch >/dev/null 2>&1; then
+            missing+=(slurm-client)
+        fi
+        local program package
+        for program in slurmctld:slurmctld slurmd:slurmd munged:munge ip:iproute2 nsenter:util-linux; do
+            package=${program#*:}
+            program=${program%%:*}
+            if ! command -v "$program" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$program" ]]; then
+                missing+=("$package")
+            fi
+        done
     fi
 }
 

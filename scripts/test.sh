@@ -25,6 +25,7 @@ cluster_was_up=0
 if [[ "$(id -u)" -eq 0 ]] && "$cluster_script" status >/dev/null 2>&1; then
     cluster_was_up=1
 fi
+# shellcheck disable=SC2317 # called by the EXIT trap
 take_cluster_down() {
     if [[ "$(id -u)" -eq 0 && $cluster_was_up -eq 0 ]]; then
         echo "==> taking the test cluster down ($cluster_script down)"

@@ -13,7 +13,7 @@
 #                           half-up cluster by taking it down first
 #   cluster.sh down         cancel all jobs, stop every daemon this script
 #                           started (by pid), remove namespaces, bridge, hosts
-#   cluster.sh status       exit 0 if the cluster is up and every node idle
+#   cluster.sh status       exit 0 if every daemon runs and every node answers
 #   cluster.sh cut NODE     network partition of NODE (packets silently dropped)
 #   cluster.sh heal NODE    undo cut
 #   cluster.sh exec NODE COMMAND...   run COMMAND on NODE (its network and UTS)
@@ -396,14 +396,18 @@ case "$command" in
     up) up "${1:-4}" ;;
     down) down ;;
     status) status ;;
-    cut) need_root; ip link set "$(veth_of "${1:?cut NODE}")" down ;;
-    heal) need_root; ip link set "$(veth_of "${1:?heal NODE}")" up ;;
+    cut | heal)
+        need_root
+        veth=$(veth_of "${1:?$command NODE}") || exit 1
+        if [[ "$command" == cut ]]; then ip link set "$veth" down; else ip link set "$veth" up; fi
+        ;;
     exec)
         node=${1:?exec NODE COMMAND...}
         shift
-        veth_of "$node" >/dev/null
+        veth_of "$node" >/dev/null || exit 1
+        # shellcheck disable=SC2016 # expanded by the inner shell
         exec nsenter --net="/run/netns/$node" unshare --uts /bin/sh -c 'hostname "$0" && exec "$@"' "$node" "$@"
         ;;
     env) print_env ;;
-    *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -574,6 +574,110 @@ fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
 }
 
 #[test]
+fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let keys = dir.join("keys");
+    transport::keygen(&keys).expect("generate keys");
+    let state = dir.join("slurm");
+    std::fs::create_dir(&state).expect("create the fake Slurm directory");
+    let config = format!(
+        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
+         [provider]\nkind = \"slurm\"\npartition = \"debug\"\nnodes_per_block = 2\n\
+         max_blocks = 2\nmanager_address = \"10.77.0.1\"\npoll_period = 0.2\n",
+        keys = keys.display(),
+    );
+    let interchange = Interchange::start(
+        dir,
+        &config,
+        Some(&fakes_dir("slurm")),
+        &[("RHTEX_FAKE_SLURM", &state)],
+    );
+    let mut client = Client::connect(&interchange.client_url, &keys);
+    client.submit("true", 2);
+    client.submit("true", 2);
+    let pending = client.wait_status("two blocks submitted with sbatch", |report| {
+        let job_ids: Vec<&str> = report
+            .blocks
+            .iter()
+            .map(|block| block.job_id.as_str())
+            .collect();
+        (job_ids == ["1", "2"]).then(|| report.blocks[0].clone())
+    });
+    assert_eq!(pending.provider, "slurm");
+    let run_dir = std::fs::canonicalize(dir.join("run")).expect("the run directory");
+    let script_path = run_dir.join(format!("blocks/{}.sh", pending.block_id));
+    assert_eq!(
+        calls_of(&state, "sbatch")[0],
+        vec![
+            "sbatch".to_owned(),
+            "--parsable".to_owned(),
+            script_path.display().to_string()
+        ]
+    );
+    let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the script");
+    for line in [
+        format!("#SBATCH --job-name={}", pending.block_id),
+        "#SBATCH --nodes=2".to_owned(),
+        "#SBATCH --partition=debug".to_owned(),
+        "#SBATCH --exclusive".to_owned(),
+        "RHTEX_LAUNCHER='srun'".to_owned(),
+    ] {
+        assert!(
+            script.lines().any(|script_line| script_line == line),
+            "no line {line:?} in the script:\n{script}"
+        );
+    }
+    assert!(
+        script.contains("RHTEX_INTERCHANGE='tcp://10.77.0.1:"),
+        "{script}"
+    );
+    assert!(
+        !script.contains("#SBATCH --time") && !script.contains("#SBATCH --account"),
+        "unset settings leave their lines out:\n{script}"
+    );
+
+    // squeue is asked about the job; its word for the state shows.
+    std::fs::write(state.join("jobs/1"), "RUNNING\n").expect("start job 1");
+    client.wait_status("the block running", |report| {
+        block(report, &pending.block_id).filter(|block| block.state == BlockState::Running)
+    });
+    assert!(
+        calls_of(&state, "squeue").iter().any(|call| call[1..]
+            == [
+                "--noheader".to_owned(),
+                "--states=all".to_owned(),
+                "--format=%i %T".to_owned(),
+                "--jobs=1,2".to_owned()
+            ]),
+        "{:?}",
+        calls(&state)
+    );
+
+    // It fails before its manager registers: reported with Slurm's word.
+    std::fs::write(state.join("jobs/1"), "FAILED\n").expect("fail job 1");
+    let failed = client.wait_status("the block failed", |report| {
+        block(report, &pending.block_id).filter(|block| block.state == BlockState::Failed)
+    });
+    let message = failed.message.expect("a message");
+    assert!(
+        message.contains("job 1 ended (FAILED) without its manager registering"),
+        "{message}"
+    );
+
+    // SIGTERM: the block left (job 2) is cancelled, and the interchange
+    // exits 0. (The backoff held a replacement for job 1 back.)
+    kill(interchange.pgid, Signal::SIGTERM).expect("SIGTERM the interchange");
+    let status = interchange.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(
+        calls_of(&state, "scancel"),
+        vec![vec!["scancel".to_owned(), "2".to_owned()]]
+    );
+    assert_eq!(calls_of(&state, "sbatch").len(), 2, "{:?}", calls(&state));
+}
+
+#[test]
 fn the_slurm_template_starts_the_pool_manager_with_the_block_settings() {
     use interchange::provider::script::{render, ScriptValues};
     let dir = tempfile::tempdir().expect("temp dir");

@@ -184,6 +184,8 @@ pub struct ProviderCore {
     query_in_flight: Option<Vec<String>>,
     shutting_down: bool,
     changed: bool,
+    /// The time of the last tick: deadlines up to it were looked at.
+    last_tick: Time,
 }
 
 impl ProviderCore {
@@ -200,6 +202,7 @@ impl ProviderCore {
             query_in_flight: None,
             shutting_down: false,
             changed: false,
+            last_tick: now,
         }
     }
 
@@ -216,6 +219,7 @@ impl ProviderCore {
     /// drains idle blocks, submits blocks for waiting tasks, asks about
     /// jobs when the poll period has passed.
     pub fn handle_tick(&mut self, now: Time, demand: &Demand, managers: &[ManagerView]) {
+        self.last_tick = now;
         self.match_managers(now, managers);
         if !self.shutting_down {
             self.drain_idle(now, demand);
@@ -352,7 +356,10 @@ impl ProviderCore {
         }
     }
 
-    /// When to call [`ProviderCore::handle_tick`] at the latest.
+    /// When to call [`ProviderCore::handle_tick`] at the latest: the next
+    /// deadline after the last tick (one that has passed was looked at
+    /// then; what it waited for, such as an idle block kept for
+    /// `min_blocks`, is looked at again on every tick).
     pub fn poll_timeout(&self) -> Option<Time> {
         let mut deadlines = Vec::new();
         if self.query_in_flight.is_none() && self.blocks.values().any(|block| self.queryable(block))
@@ -375,7 +382,10 @@ impl ProviderCore {
                 _ => {}
             }
         }
-        deadlines.into_iter().min()
+        deadlines
+            .into_iter()
+            .filter(|deadline| *deadline > self.last_tick)
+            .min()
     }
 
     /// True once, after any change to what [`ProviderCore::blocks`] shows.

@@ -572,3 +572,45 @@ fn managers_of_other_blocks_are_ignored_and_a_lost_manager_ends_its_block() {
     sim.advance(30);
     assert_eq!(sim.tick(), vec![cancel(&[("b-1", "11")])]);
 }
+
+#[test]
+fn deadlines_that_passed_do_not_make_the_daemon_spin() {
+    // An idle block kept for min_blocks, and a backoff that ran out with
+    // nothing to submit: no deadline at or before the last tick.
+    let mut sim = Sim::new(ProviderSettings {
+        min_blocks: 1,
+        poll_period: Duration::from_secs(1000),
+        ..settings()
+    });
+    assert_eq!(sim.tick(), vec![submit("b-1")]);
+    sim.connect("b-1", "11", 1);
+    assert_eq!(sim.tick(), vec![query(&["11"])]);
+    sim.jobs(&[("11", JobState::Running)]);
+    sim.core
+        .handle_submitted(sim.now, "b-x", Err("unknown block".to_owned()));
+    assert_eq!(
+        sim.core.poll_timeout(),
+        Some(sim.now.plus(Duration::from_secs(60)))
+    );
+    sim.advance(100);
+    assert_eq!(sim.tick(), vec![], "min_blocks keeps the idle block");
+    assert_eq!(
+        sim.core.poll_timeout(),
+        Some(Time::from_millis(1_000_000)),
+        "only the next job query is ahead"
+    );
+
+    let mut sim = Sim::new(settings());
+    sim.queue(&[1]);
+    assert_eq!(sim.tick(), vec![submit("b-1")]);
+    sim.core
+        .handle_submitted(sim.now, "b-1", Err("down".to_owned()));
+    sim.queue(&[]);
+    assert_eq!(
+        sim.core.poll_timeout(),
+        Some(sim.now.plus(Duration::from_secs(10)))
+    );
+    sim.advance(10);
+    assert_eq!(sim.tick(), vec![]);
+    assert_eq!(sim.core.poll_timeout(), None);
+}

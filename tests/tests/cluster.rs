@@ -527,3 +527,123 @@ fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
     assert_eq!(report.n_failed, 1, "{report:#?}");
     drop(block_b);
 }
+
+// ---------------------------------------------------------------------------
+// The interchange's Slurm provider
+// ---------------------------------------------------------------------------
+
+/// An interchange config file with a Slurm `[provider]`: blocks of
+/// `nodes_per_block` nodes, at most `max_blocks`, the pool-manager of this
+/// build; the manager socket is the bridge address given as a flag.
+fn write_slurm_provider_config(
+    scenario: &Scenario,
+    nodes_per_block: u32,
+    max_blocks: u32,
+) -> PathBuf {
+    let path = scenario.file("interchange.toml");
+    let config = format!(
+        "[provider]\n\
+         kind = \"slurm\"\n\
+         nodes_per_block = {nodes_per_block}\n\
+         min_blocks = 0\n\
+         max_blocks = {max_blocks}\n\
+         max_idle = 300\n\
+         walltime = \"00:30:00\"\n\
+         launcher = \"srun\"\n\
+         poll_period = 0.5\n\
+         pool_manager = \"{}\"\n",
+        e2e::binary("pool-manager").display()
+    );
+    std::fs::write(&path, config)
+        .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+    path
+}
+
+#[test]
+fn the_slurm_provider_submits_blocks_from_demand_and_cancels_them_at_shutdown() {
+    let cluster_guard = cluster::acquire();
+    let scenario = Scenario::new("cluster-provider");
+    let config = write_slurm_provider_config(&scenario, 2, 2);
+    let keys = scenario.keygen("keys");
+    let mut interchange = cluster::start_bridge_interchange(
+        &scenario,
+        &cluster_guard,
+        "interchange",
+        &Security::Curve(keys),
+        &["--config", &config.display().to_string()],
+    );
+    let mut client = RawClient::connect(&interchange);
+    assert!(cluster_guard.job_ids().is_empty(), "no block before demand");
+
+    // More nodes than a block has: unschedulable at once, no block for it.
+    let too_big = mpi_task("true", 3, 1);
+    let too_big_id = too_big.task_id;
+    assert_eq!(client.submit(vec![too_big]), 0, "a 3-node task is refused");
+    let result = client.wait_result(too_big_id, WAIT);
+    assert_eq!(
+        result.error.as_ref().map(|error| error.kind),
+        Some(ErrorKind::Unschedulable),
+        "{result:#?}"
+    );
+
+    // Two 2-node tasks that must overlap: two blocks, one task in each.
+    let (first, second) = meeting_pair(&scenario, "$PARSL_MPI_PREFIX", |command| {
+        mpi_task(&command, 2, 2)
+    });
+    let first = client.submit_one(first);
+    let second = client.submit_one(second);
+    let first = client.wait_result(first, BLOCK_START_TIMEOUT);
+    let second = client.wait_result(second, BLOCK_START_TIMEOUT);
+    for result in [&first, &second] {
+        assert_completed(result);
+        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 2, 2);
+    }
+    assert_ne!(first.block_id, second.block_id, "one task per block");
+    assert!(disjoint(&first.nodes, &second.nodes));
+
+    // The blocks are real jobs, listed by status with their job ids.
+    let report = client.status();
+    assert_eq!(report.blocks.len(), 2, "{:#?}", report.blocks);
+    let job_ids: Vec<String> = report
+        .blocks
+        .iter()
+        .map(|block| block.job_id.clone())
+        .collect();
+    let queued = cluster_guard.job_ids();
+    for block in &report.blocks {
+        assert_eq!(block.provider, "slurm", "{block:#?}");
+        assert_eq!(block.n_nodes, 2, "{block:#?}");
+        assert!(
+            queued.contains(&block.job_id),
+            "{block:#?} not in squeue {queued:?}"
+        );
+        assert!(
+            [&first, &second]
+                .iter()
+                .any(|result| result.block_id.as_ref() == Some(&block.block_id)),
+            "{block:#?}"
+        );
+    }
+    assert!(report.blocks.len() <= 2, "max_blocks");
+
+    // Shutdown: the interchange exits 0 and no block is left in Slurm.
+    match client.command(protocol::Command::Shutdown) {
+        protocol::Reply::Done { .. } => {}
+        other => panic!("expected done, got {other:?}"),
+    }
+    let status = interchange.daemon.wait_exit(WAIT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "interchange: {status:?}\n{}",
+        interchange.daemon.log()
+    );
+    for job_id in &job_ids {
+        cluster_guard.wait_job_gone(job_id, WAIT);
+    }
+    assert!(
+        cluster_guard.job_ids().is_empty(),
+        "jobs left after shutdown: {:?}",
+        cluster_guard.job_ids()
+    );
+}

@@ -77,6 +77,8 @@ pub(crate) struct Manager {
     n_whole_free: u32,
     /// Tasks it holds, with what each was given.
     tasks: BTreeMap<TaskId, Running>,
+    /// (expected end, task) of the tasks that have one, soonest first.
+    ends: BTreeSet<(Time, TaskId)>,
     /// Reserved for the queue's head: not in the table's indexes.
     reserved: bool,
     /// Its position in registration order (a leaf of the segment trees).
@@ -127,6 +129,7 @@ impl Manager {
             by_free: (0..n_nodes).map(|node| (slots_per_node, node)).collect(),
             n_whole_free: n_nodes,
             tasks: BTreeMap::new(),
+            ends: BTreeSet::new(),
             reserved: false,
             order: 0,
         }
@@ -209,64 +212,78 @@ impl Manager {
 
     /// When the task could start here, from the expected ends of the tasks
     /// running here (tasks without a walltime never end, as far as this
-    /// estimate knows). Costs O(nodes + tasks · log tasks).
-    pub(crate) fn shadow(&self, shape: Shape, now: Time) -> Shadow {
+    /// estimate knows). With a `cutoff`, gives up (time unknown) once the
+    /// expected ends pass it. With `want_nodes`, also says which nodes the
+    /// task would use then: those that free up by then, and as many of the
+    /// nodes free now as it still needs. Costs O(needed nodes + tasks
+    /// examined in order of their ends · their nodes), nothing per node of
+    /// the manager.
+    pub(crate) fn shadow(
+        &self,
+        shape: Shape,
+        now: Time,
+        cutoff: Option<Time>,
+        want_nodes: bool,
+    ) -> Shadow {
         let slots = shape.slots_on(self.slots_per_node);
         let needed = shape.num_nodes as usize;
-        let qualifying_now: Vec<u32> = self
-            .by_free
-            .range((slots, 0)..)
-            .map(|(_, node)| *node)
-            .collect();
-        let n_missing =
-            u32::try_from(needed.saturating_sub(qualifying_now.len())).unwrap_or(u32::MAX);
+        let n_qualifying_now = match shape.ranks_per_node {
+            None => self.n_whole_free as usize,
+            Some(_) => self.by_free.range((slots, 0)..).take(needed).count(),
+        };
+        let n_missing = needed.saturating_sub(n_qualifying_now);
+        let mut shadow = Shadow {
+            n_missing: u32::try_from(n_missing).unwrap_or(u32::MAX),
+            at: None,
+            nodes: BTreeSet::new(),
+        };
         if !self.could_ever_fit(shape) {
-            return Shadow {
-                n_missing,
-                at: None,
-                nodes: BTreeSet::new(),
-            };
+            return shadow;
         }
-        let mut free = self.free_slots.clone();
-        let mut ends: Vec<(Time, &Running)> = self
-            .tasks
-            .values()
-            .filter_map(|running| running.expected_end.map(|end| (end.max(now), running)))
-            .collect();
-        ends.sort_by_key(|(end, _)| *end);
         let mut becoming: Vec<u32> = Vec::new();
-        let mut at = (n_missing == 0).then_some(now);
-        for (end, running) in ends {
-            if at.is_some() {
-                break;
-            }
-            for share in &running.placement {
-                let Some(node_free) = free.get_mut(share.node as usize) else {
+        if n_missing == 0 {
+            shadow.at = Some(now);
+        } else {
+            // Free slots of the nodes the ending tasks give back.
+            let mut touched: HashMap<u32, u32> = HashMap::new();
+            for (end, task_id) in &self.ends {
+                let end = (*end).max(now);
+                if cutoff.is_some_and(|cutoff| end > cutoff) {
+                    break;
+                }
+                let Some(running) = self.tasks.get(task_id) else {
                     continue;
                 };
-                let before = *node_free >= slots;
-                *node_free = (*node_free + share.slots).min(self.slots_per_node);
-                if !before && *node_free >= slots {
-                    becoming.push(share.node);
+                for share in &running.placement {
+                    let Some(free_now) = self.free_slots.get(share.node as usize) else {
+                        continue;
+                    };
+                    let free = touched.entry(share.node).or_insert(*free_now);
+                    let before = *free >= slots;
+                    *free = (*free + share.slots).min(self.slots_per_node);
+                    if !before && *free >= slots {
+                        becoming.push(share.node);
+                    }
+                }
+                if becoming.len() >= n_missing {
+                    shadow.at = Some(end);
+                    break;
                 }
             }
-            if qualifying_now.len() + becoming.len() >= needed {
-                at = Some(end);
-            }
         }
-        let nodes = match at {
-            None => BTreeSet::new(),
-            Some(_) => becoming
+        if want_nodes && shadow.at.is_some() {
+            let from_now = needed.saturating_sub(becoming.len());
+            shadow.nodes = becoming
                 .into_iter()
-                .chain(qualifying_now)
-                .take(needed)
-                .collect(),
-        };
-        Shadow {
-            n_missing,
-            at,
-            nodes,
+                .chain(
+                    self.by_free
+                        .range((slots, 0)..)
+                        .map(|(_, node)| *node)
+                        .take(from_now),
+                )
+                .collect();
         }
+        shadow
     }
 
     /// "manager <id> on host <hostname> (block <block_id>)", for messages.
@@ -546,6 +563,9 @@ impl ManagerTable {
             .map(|share| (share.node, -i64::from(share.slots)))
             .collect();
         Self::change_nodes(&mut self.indexes, manager, &changes);
+        if let Some(end) = expected_end {
+            manager.ends.insert((end, task_id));
+        }
         manager.tasks.insert(
             task_id,
             Running {
@@ -561,6 +581,9 @@ impl ManagerTable {
     pub(crate) fn release(&mut self, manager_id: ManagerId, task_id: TaskId) -> Option<Running> {
         let manager = self.managers.get_mut(&manager_id)?;
         let running = manager.tasks.remove(&task_id)?;
+        if let Some(end) = running.expected_end {
+            manager.ends.remove(&(end, task_id));
+        }
         let changes: Vec<(u32, i64)> = running
             .placement
             .iter()
@@ -739,6 +762,17 @@ impl ManagerTable {
                         )
                     })?;
                 }
+            }
+            let ends: BTreeSet<(Time, TaskId)> = manager
+                .tasks
+                .iter()
+                .filter_map(|(task_id, running)| running.expected_end.map(|end| (end, *task_id)))
+                .collect();
+            if ends != manager.ends {
+                return Err(format!(
+                    "expected ends of {} out of step",
+                    manager.manager_id
+                ));
             }
             if free != manager.free_slots {
                 return Err(format!("free slots of {} out of step", manager.manager_id));

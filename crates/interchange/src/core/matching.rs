@@ -338,7 +338,7 @@ impl Core {
             if still_good {
                 if reservation.stale {
                     if let Some(manager) = self.managers.get(reservation.manager_id) {
-                        let Shadow { at, nodes, .. } = manager.shadow(shape, now);
+                        let Shadow { at, nodes, .. } = manager.shadow(shape, now, None, true);
                         reservation.shadow = at;
                         reservation.nodes = nodes;
                     }
@@ -349,29 +349,40 @@ impl Core {
         }
         self.clear_reservation();
         let policy = self.config.placement;
-        let best = self
+        // The earliest known shadow time wins, else the fewest nodes
+        // missing; a manager whose tasks cannot free enough by the best
+        // time found so far is given up on early.
+        type Rank = (bool, Option<Time>, u32, usize, ManagerId);
+        let mut best: Option<Rank> = None;
+        for manager in self.managers.iter() {
+            if !manager.accepts_tasks() || !manager.could_ever_fit(shape) {
+                continue;
+            }
+            let cutoff = best.and_then(|rank| rank.1);
+            let shadow = manager.shadow(shape, now, cutoff, false);
+            let tie = match policy {
+                Placement::BestFit => manager.n_nodes as usize,
+                Placement::NewestBlock => usize::MAX - manager.order(),
+            };
+            let rank = (
+                shadow.at.is_none(),
+                shadow.at,
+                shadow.n_missing,
+                tie,
+                manager.manager_id,
+            );
+            if best.map_or(true, |best| rank < best) {
+                best = Some(rank);
+            }
+        }
+        let Some((.., manager_id)) = best else {
+            return;
+        };
+        let Some(shadow) = self
             .managers
-            .iter()
-            .filter(|manager| manager.accepts_tasks() && manager.could_ever_fit(shape))
-            .map(|manager| {
-                let shadow = manager.shadow(shape, now);
-                let tie = match policy {
-                    Placement::BestFit => manager.n_nodes as usize,
-                    Placement::NewestBlock => usize::MAX - manager.order(),
-                };
-                (
-                    (
-                        shadow.at.is_none(),
-                        shadow.at,
-                        shadow.n_missing,
-                        tie,
-                        manager.manager_id,
-                    ),
-                    shadow,
-                )
-            })
-            .min_by(|left, right| left.0.cmp(&right.0));
-        let Some(((.., manager_id), shadow)) = best else {
+            .get(manager_id)
+            .map(|manager| manager.shadow(shape, now, None, true))
+        else {
             return;
         };
         tracing::debug!(

@@ -39,10 +39,10 @@
 //!
 //! Costs: each start is O(B · log) for B buckets, plus O(log) index updates
 //! per node given; when nothing behind the holder can start the walk stops
-//! at once. Choosing the reservation scans the managers and their running
-//! tasks, O(M + nodes + tasks · log), and happens only as said in 4;
-//! recomputing T looks at the reserved manager only, O(its nodes + its
-//! tasks · log).
+//! at once. Choosing the reservation scans the managers, O(M), each
+//! looking at its running tasks in order of expected end until enough
+//! nodes free up or the best time found so far passes, and happens only as
+//! said in 2 and 4; recomputing T looks at the reserved manager only.
 
 use super::managers::Shadow;
 use super::queue::{QueueKey, Shape};

@@ -2032,6 +2032,97 @@ fn retries_run_out_and_the_message_counts_the_attempts() {
     );
 }
 
+#[test]
+fn lost_tasks_are_retried_after_a_goodbye_but_not_when_cancelled_or_at_shutdown() {
+    let mut sim = Sim::with_config(CoreConfig {
+        default_retries: 1,
+        ..test_config()
+    })
+    .with_client("c")
+    .with_manager(1, 1)
+    .with_manager(2, 1)
+    .with_manager(3, 1);
+    sim.submit("c", 1, (1..=3).map(|i| submission(i, nodes(1))).collect());
+    sim.check(vec![
+        submitted("c", 1, 3),
+        run_tasks("m1", vec![dispatch(1, nodes(1))]),
+        run_tasks("m2", vec![dispatch(2, nodes(1))]),
+        run_tasks("m3", vec![dispatch(3, nodes(1))]),
+    ]);
+    sim.command(
+        "c",
+        2,
+        Command::Cancel {
+            task_id: task_id(2),
+        },
+    );
+    assert_eq!(sim.drain().len(), 2, "cancel_task and the reply");
+    let goodbye = || FromManager::Goodbye {
+        reason: "SIGTERM".to_owned(),
+    };
+    // m3 leaves without reporting task 3: not the task's fault, so it is
+    // queued again.
+    sim.manager("m3", goodbye());
+    sim.check(vec![]);
+    assert_eq!(sim.task_status("c", 3).state, TaskState::Queued);
+    // m2 leaves without reporting task 2, which a client asked to cancel:
+    // not retried.
+    sim.manager("m2", goodbye());
+    sim.check(vec![results(
+        "c",
+        vec![forwarded(
+            failed(
+                2,
+                ErrorKind::ManagerLost,
+                &format!(
+                    "task lost: manager {} on host host-2 (block block-2) said goodbye (SIGTERM) \
+                     without reporting it (1 attempt made)",
+                    manager_id(2)
+                ),
+            ),
+            2,
+        )],
+    )]);
+    // At shutdown nothing is retried: queued tasks are cancelled, and a
+    // task whose manager does not say goodbye is lost.
+    sim.command("c", 3, Command::Shutdown);
+    sim.check(vec![
+        reply(
+            "c",
+            3,
+            done("shutting down: managers told to stop, queued tasks cancelled"),
+        ),
+        to_manager("m1", shutdown_reason()),
+        results(
+            "c",
+            vec![failed(
+                3,
+                ErrorKind::Cancelled,
+                "cancelled: the interchange shut down before the task started",
+            )],
+        ),
+    ]);
+    sim.advance(10);
+    sim.check(vec![
+        results(
+            "c",
+            vec![forwarded(
+                failed(
+                    1,
+                    ErrorKind::ManagerLost,
+                    &format!(
+                        "task lost: manager {} on host host-1 (block block-1) did not say goodbye \
+                         within 10 s of shutdown (1 attempt made)",
+                        manager_id(1)
+                    ),
+                ),
+                1,
+            )],
+        ),
+        Output::Exit,
+    ]);
+}
+
 // ---------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------

@@ -336,6 +336,23 @@ impl Cluster {
         });
     }
 
+    /// The exit code of a finished job's batch script, from `scontrol show
+    /// job` (which remembers a job for `MinJobAge`, 30 s, after it ends).
+    pub fn job_exit_code(&self, job_id: &str) -> Option<i32> {
+        let output = run_command(
+            Path::new("scontrol"),
+            &["-o", "show", "job", job_id],
+            SLURM_COMMAND_TIMEOUT,
+        )
+        .ok()?;
+        output
+            .stdout
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("ExitCode="))
+            .and_then(|code| code.split(':').next())
+            .and_then(|code| code.parse().ok())
+    }
+
     /// `scancel JOB`; errors are ignored (the job may be gone).
     pub fn scancel(&self, job_id: &str) {
         let _ = run_command(Path::new("scancel"), &[job_id], SLURM_COMMAND_TIMEOUT);

@@ -507,6 +507,14 @@ fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
     world
         .cluster()
         .wait_job_gone(&block_a.job_id, Duration::from_secs(90));
+    // Exit code 3: refused by the interchange (not 4, silence past its own
+    // threshold, nor a signal from scancel).
+    assert_eq!(
+        world.cluster().job_exit_code(&block_a.job_id),
+        Some(3),
+        "block A's pool-manager did not exit as refused; its output:\n{}",
+        block_a.output_text()
+    );
     let report = world.client.status();
     assert!(
         report

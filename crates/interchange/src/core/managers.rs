@@ -843,6 +843,96 @@ mod tests {
         assert_eq!(tree.rightmost_at_least(4, 5), None);
     }
 
+    fn manager(id: u128, n_nodes: usize, slots: u32) -> Manager {
+        let registration = Registration {
+            protocol_version: protocol::PROTOCOL_VERSION,
+            manager_id: ManagerId::from_u128(id),
+            block_id: format!("b{id}"),
+            hostname: format!("h{id}"),
+            nodes: (0..n_nodes).map(|node| format!("n{node}")).collect(),
+            launcher: Launcher::Mpiexec,
+            rhtex_version: String::new(),
+            cpu_count: 1,
+            slots_per_node: Some(slots),
+            versions: BTreeMap::new(),
+        };
+        Manager::new(
+            registration,
+            PeerId(vec![id as u8]),
+            0.0,
+            Time::from_millis(0),
+        )
+    }
+
+    fn whole(num_nodes: u32) -> Shape {
+        Shape {
+            num_nodes,
+            ranks_per_node: None,
+        }
+    }
+
+    #[test]
+    fn newest_fit_survives_many_departures_and_skips_reserved_managers() {
+        let mut table = ManagerTable::default();
+        for id in 1..=100 {
+            table.insert(manager(id, 1 + (id % 3) as usize, 2));
+        }
+        for id in 1..=90 {
+            assert!(table.remove(ManagerId::from_u128(id)).is_some());
+        }
+        assert_eq!(table.check(), Ok(()));
+        assert!(
+            table.by_order.len() < 100,
+            "registration order was compacted"
+        );
+        // Left: 91..=100 with 2, 3, 1, 2, 3, 1, 2, 3, 1, 2 nodes.
+        let id = ManagerId::from_u128;
+        let newest = |table: &ManagerTable, n| table.newest_fit(whole(n));
+        assert_eq!(newest(&table, 1), Some(id(100)));
+        assert_eq!(newest(&table, 3), Some(id(98)));
+        assert_eq!(newest(&table, 4), None);
+        table.set_reserved(ManagerId::from_u128(98), true);
+        assert_eq!(newest(&table, 3), Some(id(95)));
+        assert_eq!(table.best_fit(whole(3)), Some((id(92), 3)));
+        let packed = Shape {
+            num_nodes: 2,
+            ranks_per_node: Some(1),
+        };
+        table
+            .allocate(
+                ManagerId::from_u128(100),
+                TaskId::from_u128(1),
+                vec![NodeShare { node: 0, slots: 1 }],
+                None,
+            )
+            .expect("node 0 of manager 100 is free");
+        // Manager 100 has a slot on both nodes; 99 has one node only.
+        assert_eq!(table.newest_fit(packed), Some(id(100)));
+        // Best fit measures the roomiest node a task would get: 2 free
+        // slots on manager 91 as on 100; the lower id wins the tie.
+        assert_eq!(table.best_fit(packed), Some((id(91), 2)));
+        assert_eq!(
+            table.allocate(
+                ManagerId::from_u128(100),
+                TaskId::from_u128(2),
+                vec![NodeShare { node: 0, slots: 2 }],
+                None,
+            ),
+            Err(AllocationError::NotFree {
+                node: 0,
+                free: 1,
+                wanted: 2
+            })
+        );
+        assert_eq!(table.check(), Ok(()));
+        assert!(table
+            .release(ManagerId::from_u128(100), TaskId::from_u128(1))
+            .is_some());
+        table.set_reserved(ManagerId::from_u128(98), false);
+        assert_eq!(table.check(), Ok(()));
+        assert_eq!(newest(&table, 3), Some(id(98)));
+    }
+
     proptest! {
         /// The tree answers as a scan of the leaves would.
         #[test]

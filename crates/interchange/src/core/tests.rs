@@ -2478,7 +2478,21 @@ mod properties {
             while let Some((name, task)) = world.running().first().cloned() {
                 world.finish(&mut sim, &name, task)?;
             }
-            // What still waits can fit no live manager; shutdown cancels it.
+            // What still waits can fit no live manager (all of them idle
+            // and accepting now): nothing is stranded by a reservation.
+            let report = sim.status("c");
+            prop_assert_eq!(report.n_running, 0);
+            for (index, (n, exclusive, ranks, ..)) in tasks.iter().enumerate() {
+                let id = index as u128 + 1;
+                if sim.task_status("c", id).state != TaskState::Queued {
+                    continue;
+                }
+                let fits_somewhere = report.managers.iter().any(|info| {
+                    info.n_nodes >= *n && (*exclusive || info.slots_per_node >= *ranks)
+                });
+                prop_assert!(!fits_somewhere, "task {} waits though an idle manager fits it", id);
+            }
+            // Shutdown cancels it.
             sim.command("c", 9, Command::Shutdown);
             world.absorb(&mut sim)?;
             prop_assert_eq!(world.results.len(), tasks.len(), "every task has a result");

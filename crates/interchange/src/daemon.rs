@@ -1,6 +1,9 @@
 //! The shell: one thread, one `poll` over the client ROUTER, the manager
-//! ROUTER, the ZAP socket and a signal pipe, feeding the core and performing
-//! its outputs.
+//! ROUTER, the ZAP socket, a signal pipe and (with a `[provider]`) the
+//! provider's wake-up socket, feeding the core and performing its outputs.
+//! With a provider, [`Provider::step`] runs after every turn (it looks at
+//! the queue and the managers, and drains idle ones through the core), and
+//! every block is cancelled when the loop ends, however it ends.
 //!
 //! [`run`] is the one entry point, for `main` and for tests.
 

@@ -185,20 +185,29 @@ impl Client {
     /// Submits `command` on `num_nodes` nodes; its result is kept when it
     /// comes.
     fn submit(&mut self, command: &str, num_nodes: u32) -> TaskId {
-        let task_id = TaskId::new_random();
+        self.submit_all(&[(command, num_nodes)])[0]
+    }
+
+    /// Submits several tasks in one message.
+    fn submit_all(&mut self, tasks: &[(&str, u32)]) -> Vec<TaskId> {
         let request_id = self.next_request;
         self.next_request += 1;
-        self.send(&FromClient::Submit {
-            request_id,
-            tasks: vec![TaskSubmission {
-                task_id,
-                command: command.to_owned(),
-                resources: ResourceRequest::new().with("num_nodes", i64::from(num_nodes)),
+        let submissions: Vec<TaskSubmission> = tasks
+            .iter()
+            .map(|(command, num_nodes)| TaskSubmission {
+                task_id: TaskId::new_random(),
+                command: (*command).to_owned(),
+                resources: ResourceRequest::new().with("num_nodes", i64::from(*num_nodes)),
                 env: Default::default(),
                 cwd: None,
                 stdout: None,
                 stderr: None,
-            }],
+            })
+            .collect();
+        let task_ids = submissions.iter().map(|task| task.task_id).collect();
+        self.send(&FromClient::Submit {
+            request_id,
+            tasks: submissions,
         });
         loop {
             if let ToClient::Submitted {
@@ -207,7 +216,7 @@ impl Client {
             } = self.receive()
             {
                 if answered == request_id {
-                    return task_id;
+                    return task_ids;
                 }
             }
         }
@@ -642,18 +651,18 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     client.wait_status("the block running", |report| {
         block(report, &pending.block_id).filter(|block| block.state == BlockState::Running)
     });
-    assert!(
-        calls_of(&state, "squeue").iter().any(|call| call[1..]
-            == [
-                "--noheader".to_owned(),
-                "--states=all".to_owned(),
-                "--format=%i %T".to_owned(),
-                "--jobs=1,2".to_owned()
-            ]),
-        "{:?}",
-        calls(&state)
-    );
-
+    let expected = [
+        "--noheader".to_owned(),
+        "--states=all".to_owned(),
+        "--format=%i %T".to_owned(),
+        "--jobs=1,2".to_owned(),
+    ];
+    wait_for("squeue asked about both jobs", WAIT, || {
+        calls_of(&state, "squeue")
+            .iter()
+            .any(|call| call[1..] == expected)
+            .then_some(())
+    });
     // It fails before its manager registers: reported with Slurm's word.
     std::fs::write(state.join("jobs/1"), "FAILED\n").expect("fail job 1");
     let failed = client.wait_status("the block failed", |report| {
@@ -859,9 +868,8 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
     );
 
     // Two tasks at once: two blocks, each a real pool-manager.
-    let first = client.submit("echo first from $PARSL_MPI_PREFIX", 1);
-    let second = client.submit("echo second", 1);
-    for task_id in [first, second] {
+    let tasks = client.submit_all(&[("echo first from $PARSL_MPI_PREFIX", 1), ("echo second", 1)]);
+    for task_id in tasks {
         let result = client.result(task_id);
         assert_eq!(result.state, TaskState::Completed, "{result:?}");
         assert!(

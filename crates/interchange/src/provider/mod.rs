@@ -163,7 +163,14 @@ impl Provider {
             ProviderKind::Pbs => PBS_TEMPLATE,
             ProviderKind::Local => "",
         };
-        if config.kind == ProviderKind::Local && !Path::new(&config.pool_manager).is_file() {
+        // A bare name is looked up on PATH when it is started.
+        let is_bare_name = config.pool_manager.components().count() == 1
+            && !config.pool_manager.is_absolute()
+            && !config.pool_manager.starts_with(".");
+        if config.kind == ProviderKind::Local
+            && !is_bare_name
+            && !Path::new(&config.pool_manager).is_file()
+        {
             return Err(ProviderError::NoPoolManager {
                 path: config.pool_manager.clone(),
             });

@@ -139,6 +139,11 @@ impl Manager {
         !self.held && !self.draining
     }
 
+    /// Whether the table holds it out of its indexes for the reservation.
+    pub(crate) fn is_reserved(&self) -> bool {
+        self.reserved
+    }
+
     fn listed(&self) -> bool {
         self.accepts_tasks() && !self.reserved
     }

@@ -403,6 +403,43 @@ impl Core {
         });
     }
 
+    /// The table's own check, and that exactly the reserved manager (if
+    /// it is still registered) is out of the indexes for the reservation,
+    /// and that the holder is queued.
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) -> Result<(), String> {
+        self.managers.check()?;
+        let reserved: Vec<ManagerId> = self
+            .managers
+            .iter()
+            .filter(|manager| manager.is_reserved())
+            .map(|manager| manager.manager_id)
+            .collect();
+        let expected: Vec<ManagerId> = self
+            .reservation
+            .iter()
+            .map(|reservation| reservation.manager_id)
+            .filter(|manager_id| self.managers.get(*manager_id).is_some())
+            .collect();
+        if reserved != expected {
+            return Err(format!(
+                "managers marked reserved {reserved:?}, reservation on {expected:?}"
+            ));
+        }
+        if let Some(reservation) = &self.reservation {
+            if !matches!(
+                self.tasks.get(&reservation.task_id).map(|task| &task.phase),
+                Some(Phase::Queued { .. })
+            ) {
+                return Err(format!(
+                    "reservation for task {}, which is not queued",
+                    reservation.task_id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Ends the reservation (the next walk chooses one again if needed).
     pub(super) fn clear_reservation(&mut self) {
         if let Some(reservation) = self.reservation.take() {

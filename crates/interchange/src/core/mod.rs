@@ -1312,6 +1312,14 @@ impl Core {
             slots_per_node = registration.slots_per_node.unwrap_or(registration.cpu_count).max(1),
             "manager registered"
         );
+        if self
+            .reservation
+            .as_ref()
+            .is_some_and(|reservation| reservation.manager_id == registration.manager_id)
+        {
+            // A dropped manager back under the same id starts afresh.
+            self.clear_reservation();
+        }
         let registered_at = self.unix(now);
         self.managers
             .insert(Manager::new(registration, peer.clone(), registered_at, now));

@@ -2222,7 +2222,7 @@ mod properties {
                     _ => {}
                 }
             }
-            sim.core.managers.check().map_err(TestCaseError::fail)?;
+            sim.core.check_invariants().map_err(TestCaseError::fail)?;
             Ok(())
         }
 
@@ -2442,10 +2442,21 @@ mod properties {
                             world.absorb(&mut sim)?;
                         }
                     }
-                    // A new manager joins.
+                    // A new manager joins, or a dropped one comes back
+                    // under its old id.
                     6 => {
-                        let id = world.managers.len() as u128 + 1;
-                        let name = format!("m{id}");
+                        let dropped: Vec<String> = world
+                            .managers
+                            .iter()
+                            .filter(|(_, tracked)| !tracked.alive)
+                            .map(|(name, _)| name.clone())
+                            .collect();
+                        let name = if !dropped.is_empty() && pick.index(2) == 0 {
+                            dropped[pick.index(dropped.len())].clone()
+                        } else {
+                            format!("m{}", world.managers.len() + 1)
+                        };
+                        let id: u128 = name[1..].parse().unwrap_or(0);
                         sim.manager(&name, FromManager::Register(Registration {
                             slots_per_node: Some(slots),
                             ..registration(id, size)

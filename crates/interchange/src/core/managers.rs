@@ -140,6 +140,7 @@ impl Manager {
     }
 
     /// Whether the table holds it out of its indexes for the reservation.
+    #[cfg(test)]
     pub(crate) fn is_reserved(&self) -> bool {
         self.reserved
     }

@@ -315,24 +315,37 @@ impl Cluster {
             .collect()
     }
 
-    /// The state of job `job_id` (`PENDING`, `RUNNING`...), or `None` once
-    /// it has left the queue.
+    /// The state of job `job_id` (`PENDING`, `RUNNING`...), or `None` if
+    /// squeue does not list it (ended, or squeue failed).
     pub fn job_state(&self, job_id: &str) -> Option<String> {
         let output = run_command(
             Path::new("squeue"),
             &["-h", "-j", job_id, "-o", "%T"],
             SLURM_COMMAND_TIMEOUT,
         )
-        .unwrap_or_else(|message| panic!("{message}"));
-        // squeue -j fails ("Invalid job id") once the job is forgotten.
+        .ok()?;
         let state = output.stdout.trim();
         (output.success && !state.is_empty()).then(|| state.to_owned())
+    }
+
+    /// Whether job `job_id` has left the queue: squeue answers and does not
+    /// list it, or no longer knows the id. A failing squeue is not "gone".
+    pub fn job_gone(&self, job_id: &str) -> bool {
+        match run_command(
+            Path::new("squeue"),
+            &["-h", "-j", job_id, "-o", "%T"],
+            SLURM_COMMAND_TIMEOUT,
+        ) {
+            Ok(output) if output.success => output.stdout.trim().is_empty(),
+            Ok(output) => output.stderr.contains("Invalid job id"),
+            Err(_) => false,
+        }
     }
 
     /// Waits (bounded) until job `job_id` has left the queue.
     pub fn wait_job_gone(&self, job_id: &str, timeout: Duration) {
         crate::wait_for(&format!("job {job_id} to end"), timeout, || {
-            self.job_state(job_id).is_none().then_some(())
+            self.job_gone(job_id).then_some(())
         });
     }
 
@@ -683,6 +696,11 @@ impl Block {
         let text = render_block_script(&template, values).unwrap_or_else(|error| {
             panic!("cannot render {}: {error}", slurm_template().display())
         });
+        assert!(
+            !text.contains("{{"),
+            "a placeholder of {} is left in the rendered script:\n{text}",
+            slurm_template().display()
+        );
         let script = scenario.file(&format!("{}.sbatch", values.block_id));
         std::fs::write(&script, text)
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", script.display()));

@@ -69,9 +69,11 @@ impl World {
         (block, manager)
     }
 
-    /// Waits until a manager with the block's id is registered.
+    /// Waits until a manager with the block's id is registered; fails at
+    /// once if the block's job ends first.
     fn wait_block_manager(&mut self, block: &Block) -> ManagerInfo {
         let block_id = block.block_id.clone();
+        let cluster: &Cluster = &self.cluster;
         self.client.wait_status(
             &format!(
                 "the pool-manager of block {block_id} (job {}) to register",
@@ -79,11 +81,20 @@ impl World {
             ),
             BLOCK_START_TIMEOUT,
             |report| {
-                report
+                let manager = report
                     .managers
                     .iter()
                     .find(|manager| manager.block_id == block_id)
-                    .cloned()
+                    .cloned();
+                if manager.is_none() && cluster.job_gone(&block.job_id) {
+                    panic!(
+                        "block {block_id} (job {}) ended before its pool-manager registered; \
+                         its output:\n{}",
+                        block.job_id,
+                        block.output_text()
+                    );
+                }
+                manager
             },
         )
     }

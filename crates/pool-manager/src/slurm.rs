@@ -55,7 +55,7 @@ use std::collections::BTreeMap;
 /// environment, sorted. Each would make task steps take the block job's
 /// shape instead of their own:
 /// - task count and layout: `SLURM_NTASKS`, `SLURM_NPROCS`,
-///   `SLURM_NTASKS_PER_{NODE,CORE,SOCKET,GPU}`, `SLURM_TASKS_PER_NODE`,
+///   `SLURM_NTASKS_PER_{NODE,CORE,SOCKET,GPU}`,
 ///   `SLURM_DISTRIBUTION`, `SLURM_DIST_PLANESIZE`, `SLURM_SPREAD_JOB`,
 ///   `SLURM_USE_MIN_NODES`;
 /// - CPUs per task: `SLURM_CPUS_PER_TASK` (read by srun up to 21.08),
@@ -73,6 +73,13 @@ use std::collections::BTreeMap;
 ///   `SLURM_STEP_ID`, `SLURM_STEPID`, `SLURM_STEP_{NODELIST,NUM_NODES,
 ///   NUM_TASKS,TASKS_PER_NODE,LAUNCHER_PORT}`, `SLURM_SRUN_COMM_{HOST,PORT}`,
 ///   `SLURM_PROCID`, `SLURM_LOCALID`, `SLURM_NODEID`, `SLURM_TASK_PID`.
+///
+/// `SLURM_TASKS_PER_NODE` is kept on purpose: srun does not read it, and
+/// MPICH's Hydra (4.0.2) detects a Slurm job only when `SLURM_NODELIST`,
+/// `SLURM_NNODES` and `SLURM_TASKS_PER_NODE` are all set; without it,
+/// `mpiexec` falls back to ssh and hangs on a second host (found on the
+/// 4-node test cluster, `tests/cluster`). Placement still comes from
+/// `-hosts`/`-ppn`.
 pub const STEP_SETTINGS: &[&str] = &[
     "SLURM_CPUS_PER_GPU",
     "SLURM_CPUS_PER_TASK",
@@ -117,7 +124,6 @@ pub const STEP_SETTINGS: &[&str] = &[
     "SLURM_STEP_NUM_NODES",
     "SLURM_STEP_NUM_TASKS",
     "SLURM_STEP_TASKS_PER_NODE",
-    "SLURM_TASKS_PER_NODE",
     "SLURM_TASK_PID",
     "SLURM_THREADS_PER_CORE",
     "SLURM_TRES_PER_TASK",
@@ -250,6 +256,7 @@ mod tests {
                 "SLURM_NNODES",
                 "SLURM_NODELIST",
                 "SLURM_SUBMIT_DIR",
+                "SLURM_TASKS_PER_NODE",
             ]
         );
         assert_eq!(stripped["SLURM_JOB_ID"], "4242");

@@ -458,6 +458,37 @@ impl Simulation {
         }
     }
 
+    /// Adds a task while the simulation runs: it is submitted at
+    /// `spec.submit` (or now, if that is earlier), after every event already
+    /// scheduled for that millisecond. Returns its index in
+    /// [`Simulation::tasks`].
+    pub fn add_task(&mut self, mut spec: TaskSpec) -> usize {
+        spec.submit = spec.submit.max(self.now());
+        let index = self.tasks.len();
+        let task_id = TaskId::from_u128(index as u128 + 1);
+        self.tasks.push(TaskRecord {
+            task_id,
+            resources: spec.resources(),
+            submitted: false,
+            dispatches: Vec::new(),
+            result: None,
+            n_results: 0,
+            spec,
+        });
+        self.index_of.insert(task_id, index);
+        self.n_unfinished += 1;
+        self.stalled = false;
+        let at = to_millis(self.tasks[index].spec.submit);
+        self.schedule(
+            at,
+            Event::Submit {
+                first: index,
+                end: index + 1,
+            },
+        );
+        index
+    }
+
     /// True once every task has a result, or the run stalled.
     pub fn is_over(&self) -> bool {
         self.n_unfinished == 0 || self.stalled
@@ -690,13 +721,13 @@ impl Simulation {
             match output {
                 Output::ToClient(peer, message) => {
                     if peer == self.client {
-                        self.to_client(message);
+                        self.deliver_to_client(message);
                     } else {
                         self.violation(format!("message to an unknown client {peer}"));
                     }
                 }
                 Output::ToManager(peer, message) => match self.peers.get(&peer).copied() {
-                    Some(block) => self.to_manager(block, message),
+                    Some(block) => self.deliver_to_manager(block, message),
                     None => self.violation(format!("message to an unknown manager {peer}")),
                 },
                 Output::Exit => {
@@ -707,7 +738,7 @@ impl Simulation {
         }
     }
 
-    fn to_client(&mut self, message: ToClient) {
+    fn deliver_to_client(&mut self, message: ToClient) {
         match message {
             ToClient::Welcome { .. } | ToClient::Submitted { .. } | ToClient::Watching { .. } => {}
             ToClient::Results { results } => {
@@ -748,7 +779,7 @@ impl Simulation {
         }
     }
 
-    fn to_manager(&mut self, block: usize, message: ToManager) {
+    fn deliver_to_manager(&mut self, block: usize, message: ToManager) {
         let state = self.managers[block].state;
         match message {
             ToManager::Registered { .. } => {
@@ -1034,7 +1065,8 @@ impl Simulation {
     // Results
     // -----------------------------------------------------------------
 
-    /// Every task, sorted by submit time (the order of their ids).
+    /// Every task: the workload's, sorted by submit time, then any added
+    /// with [`Simulation::add_task`]. Task `i` has id `TaskId::from_u128(i + 1)`.
     pub fn tasks(&self) -> &[TaskRecord] {
         &self.tasks
     }
@@ -1067,5 +1099,121 @@ impl Simulation {
     /// Results the client received in all (duplicates included).
     pub fn n_results_total(&self) -> u64 {
         self.n_results_total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checks must be able to fail: forged dispatches (as a faulty core
+    //! would send them) are caught by the simulated managers' ledger.
+
+    use super::*;
+
+    fn one_block_simulation(n_tasks: usize) -> Simulation {
+        let workload = Workload {
+            name: "ledger".to_owned(),
+            description: String::new(),
+            // Long tasks submitted late, so that the block is idle at 1 s.
+            tasks: (0..n_tasks)
+                .map(|_| TaskSpec::new(100.0, 10.0, 2))
+                .collect(),
+            blocks: vec![BlockSpec::new(4, 8, 0.0)],
+        };
+        let mut simulation = match Simulation::new(&workload, SimConfig::default()) {
+            Ok(simulation) => simulation,
+            Err(error) => panic!("{error}"),
+        };
+        simulation.run_until(1.0);
+        simulation
+    }
+
+    fn forged(index: usize, nodes: &[u32], slots: u32, exclusive: bool) -> TaskDispatch {
+        let mut resources = TaskResources::serial();
+        resources.num_nodes = nodes.len() as u32;
+        resources.exclusive = exclusive;
+        TaskDispatch {
+            task_id: TaskId::from_u128(index as u128 + 1),
+            command: "true".to_owned(),
+            resources,
+            placement: nodes
+                .iter()
+                .map(|&node| NodeShare { node, slots })
+                .collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    fn violations_after(dispatches: Vec<TaskDispatch>) -> Vec<String> {
+        let mut simulation = one_block_simulation(3);
+        simulation.deliver_to_manager(0, ToManager::RunTasks { tasks: dispatches });
+        simulation.violations().0.to_vec()
+    }
+
+    #[test]
+    fn a_valid_placement_is_accepted() {
+        let found = violations_after(vec![
+            forged(0, &[0, 1], 8, true),
+            forged(1, &[2, 3], 8, true),
+        ]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn forged_placements_are_caught() {
+        let cases: Vec<(Vec<TaskDispatch>, &str)> = vec![
+            (
+                vec![forged(0, &[0, 1], 8, true), forged(1, &[1, 2], 8, true)],
+                "over-allocation",
+            ),
+            (vec![forged(0, &[0, 0], 8, true)], "repeats a node"),
+            (vec![forged(0, &[7], 8, true)], "does not exist"),
+            (
+                vec![forged(0, &[0], 4, false), forged(1, &[0], 8, true)],
+                "over-allocation",
+            ),
+            (
+                vec![forged(0, &[0], 4, true)],
+                "exclusive task gets 4 slots",
+            ),
+            (
+                vec![forged(0, &[0, 1], 8, true), forged(0, &[2, 3], 8, true)],
+                "already runs it",
+            ),
+        ];
+        for (dispatches, expected) in cases {
+            let found = violations_after(dispatches);
+            assert!(
+                found.iter().any(|message| message.contains(expected)),
+                "expected a violation containing {expected:?}, got {found:?}"
+            );
+        }
+        let mut wrong_count = forged(0, &[0, 1], 8, true);
+        wrong_count.resources.num_nodes = 3;
+        let found = violations_after(vec![wrong_count]);
+        assert!(
+            found
+                .iter()
+                .any(|message| message.contains("placement names 2 node(s) for num_nodes = 3")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_second_result_is_a_violation() {
+        let mut simulation = one_block_simulation(1);
+        let result = TaskResult::failed_before_start(
+            TaskId::from_u128(1),
+            ErrorKind::Cancelled,
+            "forged".to_owned(),
+        );
+        simulation.deliver_to_client(ToClient::Results {
+            results: vec![result.clone(), result],
+        });
+        let (messages, n_violations) = simulation.violations();
+        assert_eq!(n_violations, 1, "{messages:?}");
+        assert!(messages[0].contains("result number 2"), "{messages:?}");
     }
 }

@@ -5,7 +5,7 @@
 # Exits with the status of `cargo test`.
 #
 # The cluster tests need root: they start a real Slurm cluster of network
-# namespaces (tests/cluster/README.md), which this script takes down at the
+# namespaces (README.md, "Tests on a real Slurm cluster"), which this script takes down at the
 # end unless it was already up.
 set -euo pipefail
 

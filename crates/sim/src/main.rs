@@ -17,7 +17,7 @@ use std::process::ExitCode;
     about = "Deterministic simulation of rhtex scheduling"
 )]
 struct Args {
-    /// parsl-mixed, starvation, heavy-tailed, or file (with --file).
+    /// parsl-mixed, starvation, heavy-tailed, packing, or file (with --file).
     #[arg(long, default_value = "parsl-mixed")]
     workload: String,
     /// Seed of the generated workloads.

@@ -1202,6 +1202,32 @@ mod tests {
     }
 
     #[test]
+    fn a_task_waiting_while_a_block_is_idle_is_a_violation() {
+        let mut simulation = one_block_simulation(1);
+        simulation.check_after_event();
+        assert_eq!(simulation.violations().1, 0);
+        // As if the core had queued a 2-node task and left the block idle.
+        let shape = Shape {
+            num_nodes: 2,
+            shared_ranks: 0,
+        };
+        simulation.queued.entry(shape).or_default().insert(0);
+        simulation.check_after_event();
+        let (messages, n_violations) = simulation.violations();
+        assert_eq!(n_violations, 1, "{messages:?}");
+        assert!(messages[0].contains("idle, could start it"), "{messages:?}");
+        // A task too large for the block is no violation.
+        simulation.queued.clear();
+        let too_large = Shape {
+            num_nodes: 5,
+            shared_ranks: 0,
+        };
+        simulation.queued.entry(too_large).or_default().insert(0);
+        simulation.check_after_event();
+        assert_eq!(simulation.violations().1, 1);
+    }
+
+    #[test]
     fn a_second_result_is_a_violation() {
         let mut simulation = one_block_simulation(1);
         let result = TaskResult::failed_before_start(

@@ -144,7 +144,7 @@ pub enum WorkloadError {
 }
 
 /// The names [`by_name`] knows.
-pub const WORKLOAD_NAMES: &[&str] = &["parsl-mixed", "starvation", "heavy-tailed"];
+pub const WORKLOAD_NAMES: &[&str] = &["parsl-mixed", "starvation", "heavy-tailed", "packing"];
 
 fn invalid(at: impl Into<String>, message: impl Into<String>) -> WorkloadError {
     WorkloadError::Invalid {
@@ -462,6 +462,7 @@ pub fn by_name(name: &str, seed: u64) -> Result<Workload, WorkloadError> {
         "parsl-mixed" => Ok(parsl_mixed(seed)),
         "starvation" => Ok(starvation(seed)),
         "heavy-tailed" => Ok(heavy_tailed(seed)),
+        "packing" => Ok(packing(seed)),
         other => Err(WorkloadError::UnknownName {
             name: other.to_owned(),
         }),
@@ -591,6 +592,46 @@ pub fn heavy_tailed(seed: u64) -> Workload {
             .to_owned(),
         tasks,
         blocks,
+    }
+}
+
+/// Sub-node packing (Parsl #3927): two blocks of 4 nodes with 16 slots
+/// each; 2,000 tasks at t = 0, durations uniform in [1, 10) s. 70% are
+/// shared (`exclusive: false`) 1-node tasks with `ranks_per_node` uniform in
+/// {1, 2, 4, 8}, 20% shared 2-node tasks with 4 or 8 ranks per node, 10%
+/// whole-node tasks of 1 or 2 nodes. Utilization counts a shared task as
+/// its ranks over the node's slots, so only packing reaches a high figure.
+pub fn packing(seed: u64) -> Workload {
+    let mut rng = SplitMix64::new(seed);
+    let tasks = (0..2000)
+        .map(|_| {
+            let duration = millis(rng.uniform(1.0, 10.0));
+            let kind = rng.next_f64();
+            if kind < 0.7 {
+                TaskSpec {
+                    ranks_per_node: Some(*rng.pick(&[1u32, 2, 4, 8]).unwrap_or(&1)),
+                    exclusive: Some(false),
+                    ..TaskSpec::new(0.0, duration, 1)
+                }
+            } else if kind < 0.9 {
+                TaskSpec {
+                    ranks_per_node: Some(*rng.pick(&[4u32, 8]).unwrap_or(&4)),
+                    exclusive: Some(false),
+                    ..TaskSpec::new(0.0, duration, 2)
+                }
+            } else {
+                TaskSpec::new(0.0, duration, *rng.pick(&[1u32, 2]).unwrap_or(&1))
+            }
+        })
+        .collect();
+    Workload {
+        name: "packing".to_owned(),
+        description: "2 blocks of 4 nodes (16 slots each); 2,000 tasks at t=0, duration U[1,10) s: \
+                      70% shared 1-node with 1/2/4/8 ranks, 20% shared 2-node with 4/8 ranks per node, \
+                      10% whole-node of 1 or 2 nodes"
+            .to_owned(),
+        tasks,
+        blocks: vec![BlockSpec::new(4, 16, 0.0), BlockSpec::new(4, 16, 0.0)],
     }
 }
 

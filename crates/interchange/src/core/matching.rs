@@ -83,6 +83,12 @@ impl Core {
     /// documentation); one `run_tasks` per manager.
     pub(super) fn schedule(&mut self) {
         let mut batches: BTreeMap<ManagerId, Vec<TaskDispatch>> = BTreeMap::new();
+        // Shapes no listed manager fits. Within one pass listed capacity
+        // only shrinks (tasks start, a manager is reserved) until a
+        // reservation ends and its manager is listed again, so a miss is
+        // remembered until then: a head that fits nowhere is looked up once
+        // per pass, not once per start.
+        let mut misses: BTreeSet<Shape> = BTreeSet::new();
         'walk: loop {
             let mut after = None;
             let mut holder: Option<(TaskId, Shape)> = None;
@@ -91,8 +97,15 @@ impl Core {
                 after = Some(key);
                 let Some((holder_id, holder_shape)) = holder else {
                     // Ahead of any holder: start wherever it fits.
-                    if let Some(choice) = self.choose(shape, task_id, false) {
-                        if self.start(task_id, shape, key, choice, &mut batches) {
+                    if let Some(choice) = self.choose(shape, task_id, false, &mut misses) {
+                        if self.start_in_pass(
+                            task_id,
+                            shape,
+                            key,
+                            choice,
+                            &mut batches,
+                            &mut misses,
+                        ) {
                             continue 'walk;
                         }
                         break 'walk;
@@ -106,8 +119,9 @@ impl Core {
                         {
                             self.reserve_for(task_id, shape);
                             reserved_for_holder = true;
-                        } else {
+                        } else if self.reservation.is_some() {
                             self.clear_reservation();
+                            misses.clear();
                         }
                     }
                     continue;
@@ -120,14 +134,14 @@ impl Core {
                 if !reserved_for_holder {
                     // The reservation is made only once it matters: when a
                     // task behind the holder could otherwise start.
-                    if self.choose(shape, task_id, false).is_none() {
+                    if self.choose(shape, task_id, false, &mut misses).is_none() {
                         continue;
                     }
                     self.reserve_for(holder_id, holder_shape);
                     reserved_for_holder = true;
                 }
-                if let Some(choice) = self.choose(shape, task_id, true) {
-                    if self.start(task_id, shape, key, choice, &mut batches) {
+                if let Some(choice) = self.choose(shape, task_id, true, &mut misses) {
+                    if self.start_in_pass(task_id, shape, key, choice, &mut batches, &mut misses) {
                         continue 'walk;
                     }
                     break 'walk;
@@ -174,14 +188,28 @@ impl Core {
     /// Where a task of this shape can start now. `behind_holder`: the task
     /// is behind the reservation's holder, so the reserved manager takes it
     /// only by the backfill rule.
-    fn choose(&self, shape: Shape, task_id: TaskId, behind_holder: bool) -> Option<Choice> {
+    fn choose(
+        &self,
+        shape: Shape,
+        task_id: TaskId,
+        behind_holder: bool,
+        misses: &mut BTreeSet<Shape>,
+    ) -> Option<Choice> {
         let policy = self.config.placement;
-        let general = match policy {
-            Placement::BestFit => self
-                .managers
-                .best_fit(shape)
-                .map(|(manager_id, _)| manager_id),
-            Placement::NewestBlock => self.managers.newest_fit(shape),
+        let general = if misses.contains(&shape) {
+            None
+        } else {
+            let found = match policy {
+                Placement::BestFit => self
+                    .managers
+                    .best_fit(shape)
+                    .map(|(manager_id, _)| manager_id),
+                Placement::NewestBlock => self.managers.newest_fit(shape),
+            };
+            if found.is_none() {
+                misses.insert(shape);
+            }
+            found
         }
         .and_then(|manager_id| {
             let manager = self.managers.get(manager_id)?;
@@ -239,6 +267,25 @@ impl Core {
                 backfill: false,
             })
         }
+    }
+
+    /// [`Core::start`], forgetting the misses if it ended the reservation
+    /// (its manager is listed again).
+    fn start_in_pass(
+        &mut self,
+        task_id: TaskId,
+        shape: Shape,
+        key: QueueKey,
+        choice: Choice,
+        batches: &mut BTreeMap<ManagerId, Vec<TaskDispatch>>,
+        misses: &mut BTreeSet<Shape>,
+    ) -> bool {
+        let reserved_before = self.reservation.is_some();
+        let started = self.start(task_id, shape, key, choice, batches);
+        if reserved_before && self.reservation.is_none() {
+            misses.clear();
+        }
+        started
     }
 
     /// Gives a queued task its placement and adds it to its manager's

@@ -17,7 +17,8 @@
 //!   slot — best fit for a 1-node non-exclusive task of `r` slots is the
 //!   first entry at or above `r`: O(log total nodes). A task of `n > 1` such
 //!   nodes walks the entries from `r` up until one manager has `n` of them:
-//!   O(nodes examined);
+//!   O(nodes examined), all nodes with `r` free slots when none has (the
+//!   matching pass then remembers the miss until capacity can grow);
 //! - `whole_tree` and `slot_tree`: max segment trees over registration
 //!   order holding each manager's whole free nodes and its largest free
 //!   slot count, so "the newest manager with at least `n` whole free nodes"

@@ -46,7 +46,7 @@
 
 use super::managers::Shadow;
 use super::queue::{QueueKey, Shape};
-use super::{Core, Phase, Placement, Retry, Task};
+use super::{Core, Phase, Placement, Retry, Task, Time};
 use protocol::{ManagerId, NodeShare, TaskDispatch, TaskId, ToManager};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -66,8 +66,6 @@ pub(super) struct Reservation {
     /// there): recompute `shadow` and `nodes` before use.
     pub(super) stale: bool,
 }
-
-use super::Time;
 
 /// Where a task goes.
 #[derive(Debug)]

@@ -17,9 +17,10 @@ use std::process::ExitCode;
     about = "Deterministic simulation of rhtex scheduling"
 )]
 struct Args {
-    /// parsl-mixed, starvation, heavy-tailed, packing, or file (with --file).
-    #[arg(long, default_value = "parsl-mixed")]
-    workload: String,
+    /// parsl-mixed (the default), starvation, heavy-tailed, packing, or file
+    /// (with --file).
+    #[arg(long)]
+    workload: Option<String>,
     /// Seed of the generated workloads.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -76,15 +77,21 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         .parse()
         .map_err(|message: String| anyhow::anyhow!(message))
         .context("bad --placement")?;
-    let (workload, seed): (Workload, Option<u64>) = match (&args.file, args.workload.as_str()) {
-        (Some(path), "file" | "parsl-mixed") => (
+    let name = args.workload.as_deref();
+    let (workload, seed): (Workload, Option<u64>) = match (&args.file, name) {
+        (Some(path), None | Some("file")) => (
             Workload::from_file(path)
                 .with_context(|| format!("cannot use workload file {}", path.display()))?,
             None,
         ),
-        (Some(_), other) => anyhow::bail!("--file goes with --workload file, not {other:?}"),
-        (None, "file") => anyhow::bail!("--workload file needs --file PATH"),
-        (None, name) => (workload::by_name(name, args.seed)?, Some(args.seed)),
+        (Some(_), Some(other)) => {
+            anyhow::bail!("--file goes with --workload file, not --workload {other}")
+        }
+        (None, Some("file")) => anyhow::bail!("--workload file needs --file PATH"),
+        (None, name) => {
+            let name = name.unwrap_or("parsl-mixed");
+            (workload::by_name(name, args.seed)?, Some(args.seed))
+        }
     };
     let config = SimConfig {
         core: CoreConfig {

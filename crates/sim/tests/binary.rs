@@ -164,6 +164,19 @@ fn bad_input_gives_a_clear_error_and_exit_2() {
     assert_eq!(outcome.code, Some(2));
     assert!(outcome.stderr.contains("--file"), "{}", outcome.stderr);
 
+    let outcome = rhtex_sim(&[
+        "--workload",
+        "starvation",
+        "--file",
+        &path.to_string_lossy(),
+    ]);
+    assert_eq!(outcome.code, Some(2));
+    assert!(
+        outcome.stderr.contains("--workload file"),
+        "{}",
+        outcome.stderr
+    );
+
     let outcome = rhtex_sim(&["--placement", "worst-fit"]);
     assert_eq!(outcome.code, Some(2));
     assert!(outcome.stderr.contains("best-fit"), "{}", outcome.stderr);

@@ -119,6 +119,21 @@ enum Commands {
         #[arg(long, default_value_t = 300)]
         sleep: u32,
     },
+    /// Decoding cost of tagged messages against plain structs (no sockets).
+    Codec {
+        /// Where the JSON results go.
+        #[arg(long, value_name = "DIR", default_value = "bench/results")]
+        out: PathBuf,
+        /// Results per `results` message (1,000 managers in benchmark 1
+        /// send about 17).
+        #[arg(long, default_value_t = 17)]
+        results: usize,
+        /// Tasks per `submit`.
+        #[arg(long, default_value_t = 1000)]
+        submissions: usize,
+        #[arg(long, default_value_t = 20_000)]
+        rounds: usize,
+    },
     /// (internal) The load generator: K simulated managers. Prints
     /// `{"ready": K}` once all registered, and its counts at exit.
     Managers {
@@ -202,6 +217,15 @@ fn run(cli: Cli) -> Result<()> {
                 sleep,
             };
             scenarios::memory::run(&common.common()?, &settings)?;
+            Ok(())
+        }
+        Commands::Codec {
+            out,
+            results,
+            submissions,
+            rounds,
+        } => {
+            scenarios::codec::run(&out, results.max(1), submissions.max(1), rounds.max(1))?;
             Ok(())
         }
         Commands::Managers {

@@ -1,6 +1,7 @@
 //! The benchmark scenarios, each a function from settings to a JSON report
 //! (also printed as a table).
 
+pub mod codec;
 pub mod interchange;
 pub mod memory;
 pub mod scale;

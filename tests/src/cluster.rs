@@ -8,15 +8,17 @@
 //!   each starts with every node healed and idle and no job left.
 //! - [`Cluster`] runs Slurm's commands (sbatch, squeue, scancel) and cuts or
 //!   heals a node's network, every command under a timeout.
-//! - [`render_block_script`] fills the block template of `deploy/slurm/` by
-//!   the rules the interchange's Slurm provider follows; [`Block`] is a
-//!   submitted job, cancelled when dropped.
+//! - [`Block`] fills the block template of `deploy/slurm/` with the
+//!   interchange's own renderer (the provider's code, so the tests submit
+//!   exactly what the provider would) and submits it; the job is cancelled
+//!   when the `Block` is dropped.
 //! - [`start_bridge_interchange`] starts an interchange whose manager socket
 //!   is on the bridge address, where the nodes reach it.
 
 use crate::daemon::{Daemon, Launch, Stdout};
 use crate::scenario::{Interchange, Scenario, Security};
 use crate::{binary, workspace_dir, POLL_INTERVAL, WAIT};
+use interchange::provider::script::{render, ScriptValues};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -588,92 +590,28 @@ impl BlockValues {
         }
     }
 
-    fn word(&self, name: &str) -> Result<Option<String>, String> {
-        let path = |path: &Path| Some(path.display().to_string());
-        Ok(match name {
-            "BLOCK_ID" => Some(self.block_id.clone()),
-            "NODES" => Some(self.nodes.to_string()),
-            "WALLTIME" => self.walltime.clone(),
-            "PARTITION" | "QUEUE" => self.partition.clone(),
-            "ACCOUNT" => self.account.clone(),
-            "OUTPUT" => path(&self.output),
-            "INTERCHANGE" => Some(self.interchange.clone()),
-            "KEYS_DIR" => Some(
-                self.keys_dir
-                    .as_ref()
-                    .map(|dir| dir.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            "RUN_DIR" => path(&self.run_dir),
-            "POOL_MANAGER" => path(&self.pool_manager),
-            "LAUNCHER" => Some(self.launcher.clone()),
-            "HEARTBEAT_PERIOD" => Some(self.heartbeat_period.clone()),
-            "HEARTBEAT_THRESHOLD" => Some(self.heartbeat_threshold.clone()),
-            other => return Err(format!("unknown placeholder {{{{{other}}}}}")),
-        })
-    }
-}
-
-/// Fills `template` (deploy/slurm/pool-manager.sbatch) with `values`, by
-/// the provider's rules: `{{NAME}}` placeholders; in `#` lines a value goes
-/// in as it is, in shell lines single-quoted; a line with a placeholder that
-/// has no value is left out; `SCHEDULER_OPTIONS` and `WORKER_INIT` stand
-/// alone on their line and become zero or more lines.
-pub fn render_block_script(template: &str, values: &BlockValues) -> Result<String, String> {
-    let mut script = String::new();
-    for (index, line) in template.lines().enumerate() {
-        let number = index + 1;
-        match line.trim() {
-            "{{SCHEDULER_OPTIONS}}" => {
-                for option in &values.scheduler_options {
-                    script.push_str(option);
-                    script.push('\n');
-                }
-                continue;
-            }
-            "{{WORKER_INIT}}" => {
-                for init in values.worker_init.lines() {
-                    script.push_str(init);
-                    script.push('\n');
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let directive = line.trim_start().starts_with('#');
-        let mut rendered = String::new();
-        let mut rest = line;
-        let mut complete = true;
-        while let Some(start) = rest.find("{{") {
-            let Some(length) = rest[start + 2..].find("}}") else {
-                return Err(format!(
-                    "line {number}: a placeholder is not closed: {line}"
-                ));
-            };
-            let name = &rest[start + 2..start + 2 + length];
-            rendered.push_str(&rest[..start]);
-            rest = &rest[start + 2 + length + 2..];
-            match values
-                .word(name)
-                .map_err(|error| format!("line {number}: {error}"))?
-            {
-                Some(value) if directive => rendered.push_str(&value),
-                Some(value) => {
-                    rendered.push_str(&format!("'{}'", value.replace('\'', r"'\''")));
-                }
-                None => {
-                    complete = false;
-                    break;
-                }
-            }
-        }
-        if complete {
-            rendered.push_str(rest);
-            script.push_str(&rendered);
-            script.push('\n');
+    /// The values as the interchange's Slurm provider fills its template
+    /// with them.
+    fn script_values(&self) -> ScriptValues {
+        let path = |path: &Path| path.display().to_string();
+        ScriptValues {
+            block_id: self.block_id.clone(),
+            nodes: self.nodes,
+            walltime: self.walltime.clone(),
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            output: path(&self.output),
+            scheduler_options: self.scheduler_options.clone(),
+            worker_init: self.worker_init.clone(),
+            interchange: self.interchange.clone(),
+            keys_dir: self.keys_dir.as_deref().map(path),
+            run_dir: path(&self.run_dir),
+            pool_manager: path(&self.pool_manager),
+            launcher: self.launcher.clone(),
+            heartbeat_period: self.heartbeat_period.clone(),
+            heartbeat_threshold: self.heartbeat_threshold.clone(),
         }
     }
-    Ok(script)
 }
 
 /// A block: a submitted batch job of the block template. Dropping it
@@ -693,7 +631,7 @@ impl Block {
     pub fn submit(scenario: &Scenario, cluster: &Cluster, values: &BlockValues) -> Block {
         let template = std::fs::read_to_string(slurm_template())
             .unwrap_or_else(|error| panic!("cannot read {}: {error}", slurm_template().display()));
-        let text = render_block_script(&template, values).unwrap_or_else(|error| {
+        let text = render(&template, &values.script_values()).unwrap_or_else(|error| {
             panic!("cannot render {}: {error}", slurm_template().display())
         });
         assert!(

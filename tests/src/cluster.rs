@@ -15,12 +15,12 @@
 //! - [`start_bridge_interchange`] starts an interchange whose manager socket
 //!   is on the bridge address, where the nodes reach it.
 
-use crate::daemon::{Daemon, Launch, Stdout};
-use crate::scenario::{Interchange, Scenario, Security};
+use crate::daemon::{Launch, Stdout};
+use crate::scenario::{read_interchange_ready, Interchange, Scenario, Security};
 use crate::{binary, workspace_dir, POLL_INTERVAL, WAIT};
 use interchange::provider::script::{render, ScriptValues};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -483,53 +483,20 @@ pub fn start_bridge_interchange(
         stdout: Stdout::Piped,
         cwd: Some(scenario.path().to_path_buf()),
     });
-    let line = first_stdout_line(&mut daemon, WAIT);
-    let ready: serde_json::Value = serde_json::from_str(line.trim())
-        .unwrap_or_else(|error| panic!("ready line {line:?} is not JSON: {error}"));
-    let field = |key: &str| {
-        ready
-            .get(key)
-            .and_then(|value| value.as_str())
-            .unwrap_or_else(|| panic!("ready line {line:?} has no string {key:?}"))
-            .to_owned()
-    };
-    let manager_url = field("manager_url");
+    let ready = read_interchange_ready(&mut daemon, WAIT);
+    let manager_url = ready.manager_url;
     assert!(
         manager_url.contains(&cluster.head_address),
         "the interchange's manager socket {manager_url} is not on the bridge address {}",
         cluster.head_address
     );
     Interchange {
-        client_url: field("client_url"),
+        client_url: ready.client_url,
         manager_connect_url: manager_url.clone(),
         manager_url,
-        pid: u64::from(daemon.pid()),
+        pid: ready.pid,
         security: security.clone(),
         daemon,
-    }
-}
-
-/// The first line `daemon` prints on stdout, within `timeout`; the rest of
-/// its stdout is read and dropped so that it never blocks.
-pub fn first_stdout_line(daemon: &mut Daemon, timeout: Duration) -> String {
-    let stdout = daemon
-        .take_stdout()
-        .unwrap_or_else(|| panic!("{} has no stdout pipe", daemon.name()));
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = sender.send(reader.read_line(&mut line).map(|_| line));
-        let mut sink = Vec::new();
-        let _ = reader.read_to_end(&mut sink);
-    });
-    match receiver.recv_timeout(timeout) {
-        Ok(Ok(line)) if !line.is_empty() => line,
-        other => panic!(
-            "{} printed no first line within {timeout:?} ({other:?}); log:\n{}",
-            daemon.name(),
-            daemon.log()
-        ),
     }
 }
 

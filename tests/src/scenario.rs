@@ -150,27 +150,11 @@ impl Scenario {
             stdout: Stdout::Piped,
             cwd: Some(self.path.clone()),
         });
-        let line = read_ready_line(&mut daemon, WAIT);
-        let ready: serde_json::Value = serde_json::from_str(line.trim())
-            .unwrap_or_else(|error| panic!("ready line {line:?} is not JSON: {error}"));
-        let text_field = |key: &str| {
-            ready
-                .get(key)
-                .and_then(|value| value.as_str())
-                .unwrap_or_else(|| panic!("ready line {line:?} has no string {key:?}"))
-                .to_owned()
-        };
-        let client_url = text_field("client_url");
-        let manager_url = text_field("manager_url");
-        let pid = ready
-            .get("pid")
-            .and_then(|value| value.as_u64())
-            .unwrap_or_else(|| panic!("ready line {line:?} has no numeric \"pid\""));
-        assert_eq!(
+        let ReadyLine {
+            client_url,
+            manager_url,
             pid,
-            u64::from(daemon.pid()),
-            "the ready line's pid is the interchange's"
-        );
+        } = read_interchange_ready(&mut daemon, WAIT);
         Interchange {
             manager_connect_url: manager_url.replace("0.0.0.0", "127.0.0.1"),
             client_url,
@@ -308,7 +292,44 @@ impl Drop for Scenario {
     }
 }
 
-/// Reads the first stdout line of `daemon` within `timeout`.
+/// What an interchange's ready line says.
+pub(crate) struct ReadyLine {
+    pub(crate) client_url: String,
+    pub(crate) manager_url: String,
+    pub(crate) pid: u64,
+}
+
+/// Reads and parses an interchange's ready line (checking that its pid is
+/// the daemon's), within `timeout`.
+pub(crate) fn read_interchange_ready(daemon: &mut Daemon, timeout: Duration) -> ReadyLine {
+    let line = read_ready_line(daemon, timeout);
+    let ready: serde_json::Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|error| panic!("ready line {line:?} is not JSON: {error}"));
+    let text_field = |key: &str| {
+        ready
+            .get(key)
+            .and_then(|value| value.as_str())
+            .unwrap_or_else(|| panic!("ready line {line:?} has no string {key:?}"))
+            .to_owned()
+    };
+    let pid = ready
+        .get("pid")
+        .and_then(|value| value.as_u64())
+        .unwrap_or_else(|| panic!("ready line {line:?} has no numeric \"pid\""));
+    assert_eq!(
+        pid,
+        u64::from(daemon.pid()),
+        "the ready line's pid is the interchange's"
+    );
+    ReadyLine {
+        client_url: text_field("client_url"),
+        manager_url: text_field("manager_url"),
+        pid,
+    }
+}
+
+/// The first line `daemon` prints on stdout, within `timeout`; the rest of
+/// its stdout is read and dropped so that it never blocks.
 fn read_ready_line(daemon: &mut Daemon, timeout: Duration) -> String {
     let stdout = daemon
         .take_stdout()

@@ -7,11 +7,13 @@
 //! binaries, so build it first: `cargo build -p interchange -p pool-manager`.
 //! Without it the tests fail with a message that says so.
 
-use client::local::{InterchangeOptions, LocalInterchange};
+mod common;
+
+use common::start_interchange;
+
 use client::{Client, ClientError, Command, Reply, ResourceRequest, Security, TaskSubmission};
 use protocol::{ErrorKind, TaskId, TaskState};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,20 +28,6 @@ fn task(command: &str, resources: ResourceRequest) -> TaskSubmission {
         stdout: None,
         stderr: None,
     }
-}
-
-async fn start_interchange(dir: &Path) -> LocalInterchange {
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("keygen");
-    let options = match InterchangeOptions::local(&dir.join("run"), Some(&keys)) {
-        Ok(options) => options,
-        Err(error) => {
-            panic!("{error}\n(build the daemons first: cargo build -p interchange -p pool-manager)")
-        }
-    };
-    LocalInterchange::start(&options)
-        .await
-        .unwrap_or_else(|error| panic!("cannot start the interchange: {error}"))
 }
 
 #[tokio::test]

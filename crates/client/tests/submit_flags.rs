@@ -8,13 +8,15 @@
 //! `cargo build -p interchange -p pool-manager` first (the test says so
 //! when it is missing).
 
-use client::local::{InterchangeOptions, LocalInterchange};
+mod common;
+
+use common::start_interchange;
+
 use client::{Client, Command, Reply, Security, TaskBuilder};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use protocol::{SpecValue, TaskId, TaskState};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -140,20 +142,6 @@ fn good_flags_pass_validation() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no interchange given"), "{stderr}");
-}
-
-async fn start_interchange(dir: &Path) -> LocalInterchange {
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("keygen");
-    let options = match InterchangeOptions::local(&dir.join("run"), Some(&keys)) {
-        Ok(options) => options,
-        Err(error) => {
-            panic!("{error}\n(build the daemons first: cargo build -p interchange -p pool-manager)")
-        }
-    };
-    LocalInterchange::start(&options)
-        .await
-        .unwrap_or_else(|error| panic!("cannot start the interchange: {error}"))
 }
 
 #[tokio::test]

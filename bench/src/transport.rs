@@ -7,19 +7,15 @@ use protocol::{FromClient, FromManager, ManagerId, ToClient, ToManager};
 use std::path::Path;
 use std::time::Duration;
 use transport::sockets::connect_dealer;
-use transport::{zmq, ClientSecurity};
+use transport::{zmq, ClientSecurity, Security};
 
 /// CURVE client keys from a key directory made by `rhtex keygen`, or none.
 pub fn client_security(keys_dir: Option<&Path>) -> Result<ClientSecurity> {
-    match keys_dir {
-        None => Ok(ClientSecurity::Insecure),
-        Some(dir) => {
-            transport::sockets::check_curve()?;
-            let keys = transport::keys::load_client_keys(dir)
-                .with_context(|| format!("cannot load client keys from {}", dir.display()))?;
-            Ok(ClientSecurity::Curve(keys))
-        }
-    }
+    let security = keys_dir.map_or(Security::Insecure, |dir| Security::Curve(dir.to_path_buf()));
+    security.client_security().with_context(|| match keys_dir {
+        Some(dir) => format!("cannot load client keys from {}", dir.display()),
+        None => "cannot set up an insecure connection".to_owned(),
+    })
 }
 
 fn millis(timeout: Duration) -> i64 {

@@ -2,7 +2,7 @@
 //! timeout, and hands back its exit status and output.
 
 use crate::daemon::{describe, Launch, Stdout};
-use crate::scenario::{Interchange, Scenario, Security};
+use crate::scenario::{Interchange, Scenario};
 use crate::{binary, WAIT};
 use std::process::ExitStatus;
 
@@ -45,13 +45,7 @@ impl CliOutput {
 /// The global flags that point `rhtex` at `interchange`.
 pub fn connect_flags(interchange: &Interchange) -> Vec<String> {
     let mut flags = vec!["--interchange".to_owned(), interchange.client_url.clone()];
-    match &interchange.security {
-        Security::Curve(dir) => {
-            flags.push("--keys-dir".to_owned());
-            flags.push(dir.display().to_string());
-        }
-        Security::Insecure => flags.push("--insecure".to_owned()),
-    }
+    flags.extend(interchange.security.flags());
     flags
 }
 

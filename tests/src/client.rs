@@ -45,7 +45,10 @@ impl std::fmt::Debug for RawClient {
 /// A DEALER connected to `url` with `security`, nothing sent yet.
 pub fn raw_dealer(url: &str, security: &Security) -> zmq::Socket {
     let context = zmq::Context::new();
-    transport::sockets::connect_dealer(&context, url, &security.client_security(), None)
+    let security = security
+        .client_security()
+        .unwrap_or_else(|error| panic!("cannot load client keys: {error}"));
+    transport::sockets::connect_dealer(&context, url, &security, None)
         .unwrap_or_else(|error| panic!("cannot connect a DEALER to {url}: {error}"))
 }
 

@@ -18,12 +18,10 @@
 use crate::daemon::{Launch, Stdout};
 use crate::scenario::{read_interchange_ready, Interchange, Scenario, Security};
 use crate::{binary, workspace_dir, POLL_INTERVAL, WAIT};
+use interchange::provider::batch::run_command_any_status;
 use interchange::provider::script::{render, ScriptValues};
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -68,72 +66,22 @@ impl CommandOutput {
 }
 
 /// Runs `program args` in its own process group, with no stdin; kills the
-/// whole group if it runs longer than `timeout`. Errors name the command.
+/// whole group if it runs longer than `timeout` (the provider's own bounded
+/// runner). Errors name the command.
 pub fn run_command(
     program: &Path,
     args: &[&str],
     timeout: Duration,
 ) -> Result<CommandOutput, String> {
-    let shown = format!("{} {}", program.display(), args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|error| format!("cannot start {shown}: {error}"))?;
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .map(|pipe| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut text);
-            }
-            String::from_utf8_lossy(&text).into_owned()
-        })
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let output = run_command_any_status(&program.to_string_lossy(), &args, timeout)
+        .map_err(|error| error.to_string())?;
+    Ok(CommandOutput {
+        success: output.status.success(),
+        status: crate::daemon::describe(output.status),
+        stdout: output.stdout,
+        stderr: output.stderr,
     })
-    .collect();
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait();
-                break Err(format!("{shown} did not finish within {timeout:?}; killed"));
-            }
-            Ok(None) => std::thread::sleep(POLL_INTERVAL),
-            Err(error) => break Err(format!("cannot wait for {shown}: {error}")),
-        }
-    };
-    let mut texts = readers
-        .into_iter()
-        .map(|reader| reader.join().unwrap_or_default());
-    let stdout = texts.next().unwrap_or_default();
-    let stderr = texts.next().unwrap_or_default();
-    match status {
-        Ok(status) => Ok(CommandOutput {
-            success: status.success(),
-            status: crate::daemon::describe(status),
-            stdout,
-            stderr,
-        }),
-        Err(message) => Err(format!(
-            "{message}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-        )),
-    }
 }
 
 /// Runs a command that must succeed; panics with its output if it does not.

@@ -21,7 +21,7 @@ pub mod scenario;
 pub use cli::CliOutput;
 pub use client::{task, RawClient};
 pub use daemon::Daemon;
-pub use scenario::{Interchange, Manager, ManagerOptions, Scenario, Security};
+pub use scenario::{Interchange, ManagerOptions, ManagerProcess, Scenario, Security};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -9,45 +9,17 @@ use crate::daemon::{Daemon, Launch, Stdout};
 use crate::{binary, fakes_dir, HEARTBEAT_PERIOD, HEARTBEAT_THRESHOLD, WAIT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use protocol::{Launcher, ManagerId};
+use protocol::{Launcher, ManagerId, ReadyLine};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 use tempfile::TempDir;
-use transport::ClientSecurity;
+pub use transport::Security;
 
 /// How many bytes of each log to print when a test fails.
 const LOG_TAIL_BYTES: usize = 6000;
-
-/// Encryption of a daemon or client: CURVE with a key directory, or none.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Security {
-    Curve(PathBuf),
-    Insecure,
-}
-
-impl Security {
-    /// The command-line flags that select this security.
-    pub fn flags(&self) -> Vec<String> {
-        match self {
-            Security::Curve(dir) => vec!["--keys-dir".into(), dir.display().to_string()],
-            Security::Insecure => vec!["--insecure".into()],
-        }
-    }
-
-    /// The same for a raw client socket of the test.
-    pub fn client_security(&self) -> ClientSecurity {
-        match self {
-            Security::Curve(dir) => ClientSecurity::Curve(
-                transport::keys::load_client_keys(dir)
-                    .unwrap_or_else(|error| panic!("cannot load client keys: {error}")),
-            ),
-            Security::Insecure => ClientSecurity::Insecure,
-        }
-    }
-}
 
 /// A temporary directory per test, plus cleanup of stray process groups.
 #[derive(Debug)]
@@ -156,7 +128,7 @@ impl Scenario {
             pid,
         } = read_interchange_ready(&mut daemon, WAIT);
         Interchange {
-            manager_connect_url: manager_url.replace("0.0.0.0", "127.0.0.1"),
+            manager_connect_url: transport::connectable_url(&manager_url),
             client_url,
             manager_url,
             pid,
@@ -167,7 +139,11 @@ impl Scenario {
 
     /// Starts a pool-manager connected to `interchange` with short heartbeats.
     /// The fake launchers' directory comes first on its `PATH`.
-    pub fn start_manager(&self, interchange: &Interchange, options: ManagerOptions) -> Manager {
+    pub fn start_manager(
+        &self,
+        interchange: &Interchange,
+        options: ManagerOptions,
+    ) -> ManagerProcess {
         let security = options
             .security
             .clone()
@@ -234,7 +210,7 @@ impl Scenario {
             stdout: Stdout::File,
             cwd: Some(self.path.clone()),
         });
-        Manager {
+        ManagerProcess {
             manager_id,
             block_id: options.block_id,
             nodes: options.nodes,
@@ -292,40 +268,18 @@ impl Drop for Scenario {
     }
 }
 
-/// What an interchange's ready line says.
-pub(crate) struct ReadyLine {
-    pub(crate) client_url: String,
-    pub(crate) manager_url: String,
-    pub(crate) pid: u64,
-}
-
 /// Reads and parses an interchange's ready line (checking that its pid is
 /// the daemon's), within `timeout`.
 pub(crate) fn read_interchange_ready(daemon: &mut Daemon, timeout: Duration) -> ReadyLine {
     let line = read_ready_line(daemon, timeout);
-    let ready: serde_json::Value = serde_json::from_str(line.trim())
-        .unwrap_or_else(|error| panic!("ready line {line:?} is not JSON: {error}"));
-    let text_field = |key: &str| {
-        ready
-            .get(key)
-            .and_then(|value| value.as_str())
-            .unwrap_or_else(|| panic!("ready line {line:?} has no string {key:?}"))
-            .to_owned()
-    };
-    let pid = ready
-        .get("pid")
-        .and_then(|value| value.as_u64())
-        .unwrap_or_else(|| panic!("ready line {line:?} has no numeric \"pid\""));
+    let ready =
+        ReadyLine::parse(&line).unwrap_or_else(|error| panic!("bad ready line {line:?}: {error}"));
     assert_eq!(
-        pid,
-        u64::from(daemon.pid()),
+        ready.pid,
+        daemon.pid(),
         "the ready line's pid is the interchange's"
     );
-    ReadyLine {
-        client_url: text_field("client_url"),
-        manager_url: text_field("manager_url"),
-        pid,
-    }
+    ready
 }
 
 /// The first line `daemon` prints on stdout, within `timeout`; the rest of
@@ -372,9 +326,9 @@ pub struct Interchange {
     pub client_url: String,
     /// As printed on the ready line.
     pub manager_url: String,
-    /// `manager_url` with `0.0.0.0` replaced by `127.0.0.1`.
+    /// `manager_url` with a wildcard address replaced by the loopback one.
     pub manager_connect_url: String,
-    pub pid: u64,
+    pub pid: u32,
     pub security: Security,
     pub daemon: Daemon,
 }
@@ -442,9 +396,9 @@ impl ManagerOptions {
     }
 }
 
-/// A running pool-manager.
+/// A running pool-manager process.
 #[derive(Debug)]
-pub struct Manager {
+pub struct ManagerProcess {
     pub manager_id: ManagerId,
     pub block_id: String,
     pub nodes: Vec<String>,
@@ -455,7 +409,7 @@ pub struct Manager {
     pub daemon: Daemon,
 }
 
-impl Manager {
+impl ManagerProcess {
     /// The lines the fake launchers recorded, each split on tabs.
     pub fn launcher_calls(&self) -> Vec<Vec<String>> {
         std::fs::read_to_string(&self.launcher_log)

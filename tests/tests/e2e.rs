@@ -81,7 +81,7 @@ fn wait_pid_file(path: &Path) -> i32 {
 
 /// A task that sleeps for a minute, running on a fresh manager.
 struct SleepingTask {
-    manager: e2e::Manager,
+    manager: e2e::ManagerProcess,
     client: RawClient,
     task_id: TaskId,
     /// The task's process group (adopted by the scenario for clean-up).

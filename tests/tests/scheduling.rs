@@ -303,7 +303,7 @@ fn first_attempt_blocks(attempt_dir: &Path, pid_file: &Path, release: &Path) -> 
 fn run_then_kill_its_manager(
     scenario: &Scenario,
     client: &mut RawClient,
-    managers: &mut [e2e::Manager],
+    managers: &mut [e2e::ManagerProcess],
     name: &str,
     retries: u32,
 ) -> (TaskId, ManagerId) {

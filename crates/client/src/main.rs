@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use client::local::{EmbeddedOptions, EmbeddedPool};
 use client::render::{self, SummaryRow};
-use client::{Client, Command, Reply, ResourceRequest, Security, TaskId, TaskSubmission};
+use client::{Client, ClientSecurity, Command, Reply, ResourceRequest, TaskId, TaskSubmission};
 use protocol::{ManagerId, SpecValue, TaskResult};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -299,15 +299,15 @@ fn seconds(value: f64, flag: &str) -> Result<Duration> {
         .with_context(|| format!("{flag} must be a non-negative number of seconds, got {value}"))
 }
 
-fn security(cli: &Cli) -> Result<Security> {
+fn security(cli: &Cli) -> Result<ClientSecurity> {
     if cli.insecure {
-        return Ok(Security::Insecure);
+        return Ok(ClientSecurity::Insecure);
     }
     let dir = match &cli.keys_dir {
         Some(dir) => dir.clone(),
         None => default_keys_dir()?,
     };
-    Security::from_keys_dir(&dir).with_context(|| {
+    ClientSecurity::from_keys_dir(&dir).with_context(|| {
         format!(
             "cannot use the key directory {} (or pass --insecure)",
             dir.display()

@@ -12,7 +12,7 @@ mod common;
 
 use common::start_interchange;
 
-use client::{Client, Command, Reply, Security, TaskBuilder};
+use client::{Client, ClientSecurity, Command, Reply, TaskBuilder};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use protocol::{SpecValue, TaskId, TaskState};
@@ -197,7 +197,7 @@ async fn the_interchange_accepts_tasks_submitted_with_the_new_flags() {
 
     // No manager: both wait in the queue (an invalid spec would have
     // failed at once with invalid_spec).
-    let security = Security::from_keys_dir(&dir.path().join("keys")).expect("client keys");
+    let security = ClientSecurity::from_keys_dir(&dir.path().join("keys")).expect("client keys");
     let mut client = Client::connect(&url, &security, TIMEOUT)
         .await
         .expect("connect");

@@ -11,6 +11,7 @@ use crate::config::{Config, Security};
 use crate::core::{Core, CoreConfig, Output, PeerId, Time, SHUTDOWN_GRACE};
 use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::transport::{SendOutcome, Transport};
+use protocol::ReadyLine;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -125,7 +126,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             );
             ServerSecurity::Insecure
         }
-        Security::Curve { keys_dir } => {
+        Security::Curve(keys_dir) => {
             transport::sockets::check_curve()?;
             let keys = transport::keys::load_server_keys(keys_dir)?;
             tracing::info!(
@@ -143,12 +144,12 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
     let mut transport = Transport::bind(&config.client_listen, &config.manager_listen, &security)?;
 
-    let line = serde_json::json!({
-        "client_url": transport.client_url,
-        "manager_url": transport.manager_url,
-        "pid": std::process::id(),
-    })
-    .to_string();
+    let line = ReadyLine {
+        client_url: transport.client_url.clone(),
+        manager_url: transport.manager_url.clone(),
+        pid: std::process::id(),
+    }
+    .to_line();
     let ready_file = config.run_dir.join("interchange.json");
     if let Err(error) = std::fs::write(&ready_file, format!("{line}\n")) {
         tracing::warn!(path = %ready_file.display(), %error, "cannot write the ready file");
@@ -191,10 +192,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             let context = ProviderContext {
                 manager_url: transport.manager_url.clone(),
                 run_dir: absolute(&config.run_dir),
-                keys_dir: match &config.security {
-                    Security::Insecure => None,
-                    Security::Curve { keys_dir } => Some(absolute(keys_dir)),
-                },
+                keys_dir: config.security.keys_dir().map(absolute),
                 heartbeat_period: config.heartbeat_period,
                 heartbeat_threshold: config.heartbeat_threshold,
                 wall_clock_at_zero,

@@ -12,7 +12,8 @@
 //! The seam: [`core`] is a pure state machine (inputs `handle_*(now, ...)`,
 //! outputs drained with `poll_output`, deadlines from `poll_timeout`);
 //! [`daemon`] is the tokio shell that owns the link to the interchange
-//! ([`transport`]), the child processes ([`launch`]), signals and timers.
+//! (a `transport::MessageLink`), the child processes ([`launch`]), signals
+//! and timers.
 //! [`daemon::run`] is the single entry point for `main` and for tests.
 
 pub mod config;
@@ -22,7 +23,6 @@ pub mod launch;
 pub mod nodes;
 pub mod prefix;
 pub mod slurm;
-pub mod transport;
 
 /// Exit codes of the `pool-manager` binary (the contract in
 /// `docs/ARCHITECTURE.md`).

@@ -5,7 +5,7 @@
 //! CURVE server on all its sockets; pool-managers and clients are CURVE
 //! clients that hold the server's public key.
 
-use crate::keys::{ClientKeys, ServerKeys};
+pub use crate::security::{ClientSecurity, ServerSecurity};
 
 /// High-water mark (messages) on every socket. Large, because a full queue
 /// would drop (DEALER) or refuse (ROUTER_MANDATORY) messages; memory is
@@ -14,22 +14,6 @@ const HIGH_WATER_MARK: i32 = 1_000_000;
 
 /// The ZAP domain the interchange's sockets use.
 pub const ZAP_DOMAIN: &str = "rhtex";
-
-/// Encryption on a listening (server) socket.
-#[derive(Clone, Debug)]
-pub enum ServerSecurity {
-    /// No encryption, no authentication (`--insecure`).
-    Insecure,
-    Curve(ServerKeys),
-}
-
-/// Encryption on a connecting (client) socket.
-#[derive(Clone, Debug)]
-pub enum ClientSecurity {
-    /// No encryption (`--insecure`).
-    Insecure,
-    Curve(ClientKeys),
-}
 
 /// Failures to set up ZeroMQ sockets.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@
 //!   is on the bridge address, where the nodes reach it.
 
 use crate::daemon::{Launch, Stdout};
-use crate::scenario::{read_interchange_ready, Interchange, Scenario, Security};
+use crate::scenario::{Interchange, Scenario, Security};
 use crate::{binary, workspace_dir, POLL_INTERVAL, WAIT};
 use interchange::provider::batch::run_command_any_status;
 use interchange::provider::script::{render, ScriptValues};
@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+use testkit::read_interchange_ready;
 
 /// Nodes of the test cluster.
 pub const N_NODES: usize = 4;
@@ -138,10 +139,14 @@ impl Drop for ClusterGuard {
 
 /// Brings the cluster up (once per test binary) and takes the whole
 /// cluster for the calling test: every node healed and idle, no job.
-/// Panics with the script's output when the cluster cannot come up (the
-/// cluster tests need root and network namespaces; see
+/// Fails at once, saying so, when not run as root; panics with the
+/// script's output when the cluster cannot come up (see
 /// tests/cluster/README.md).
 pub fn acquire() -> ClusterGuard {
+    testkit::require_root(
+        "it brings up a Slurm cluster of network namespaces and a bridge with \
+         tests/cluster/cluster.sh; see tests/cluster/README.md",
+    );
     let lock = WHOLE_CLUSTER
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -174,13 +179,6 @@ fn cluster_command(args: &[&str]) -> Result<CommandOutput, String> {
 }
 
 fn bring_up() -> Result<Cluster, String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err(
-            "the cluster tests must run as root (they create network namespaces, a bridge \
-             and a Slurm cluster): see tests/cluster/README.md"
-                .to_owned(),
-        );
-    }
     cluster_command(&["install"])?;
     cluster_command(&["up", &N_NODES.to_string()])?;
     let facts: BTreeMap<String, String> = cluster_command(&["env"])?

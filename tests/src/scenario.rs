@@ -5,17 +5,15 @@
 //! the tail of every log is printed and the directory is kept, so that CI
 //! output explains the failure.
 
-use crate::daemon::{Daemon, Launch, Stdout};
 use crate::{binary, fakes_dir, HEARTBEAT_PERIOD, HEARTBEAT_THRESHOLD, WAIT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::{Launcher, ManagerId, ReadyLine};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 use tempfile::TempDir;
+use testkit::{read_interchange_ready, Daemon, Launch, Stdout};
 pub use transport::Security;
 
 /// How many bytes of each log to print when a test fails.
@@ -265,58 +263,6 @@ impl Drop for Scenario {
                 let _kept = dir.keep();
             }
         }
-    }
-}
-
-/// Reads and parses an interchange's ready line (checking that its pid is
-/// the daemon's), within `timeout`.
-pub(crate) fn read_interchange_ready(daemon: &mut Daemon, timeout: Duration) -> ReadyLine {
-    let line = read_ready_line(daemon, timeout);
-    let ready =
-        ReadyLine::parse(&line).unwrap_or_else(|error| panic!("bad ready line {line:?}: {error}"));
-    assert_eq!(
-        ready.pid,
-        daemon.pid(),
-        "the ready line's pid is the interchange's"
-    );
-    ready
-}
-
-/// The first line `daemon` prints on stdout, within `timeout`; the rest of
-/// its stdout is read and dropped so that it never blocks.
-fn read_ready_line(daemon: &mut Daemon, timeout: Duration) -> String {
-    let stdout = daemon
-        .take_stdout()
-        .unwrap_or_else(|| panic!("{} has no stdout pipe", daemon.name()));
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let outcome = reader.read_line(&mut line).map(|_| line);
-        let _ = sender.send(outcome);
-        // Keep reading (and dropping) so the daemon never blocks on stdout.
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut reader, &mut sink);
-    });
-    match receiver.recv_timeout(timeout) {
-        Ok(Ok(line)) if !line.is_empty() => line,
-        Ok(Ok(_)) => {
-            let state = daemon
-                .try_exit()
-                .map(crate::daemon::describe)
-                .unwrap_or_else(|| "still running".into());
-            panic!(
-                "{} closed stdout without a ready line ({state}); log:\n{}",
-                daemon.name(),
-                daemon.log()
-            )
-        }
-        Ok(Err(error)) => panic!("cannot read the ready line of {}: {error}", daemon.name()),
-        Err(_) => panic!(
-            "{} printed no ready line within {timeout:?}; log:\n{}",
-            daemon.name(),
-            daemon.log()
-        ),
     }
 }
 

@@ -7,47 +7,27 @@
 //! Every wait is bounded; every process is started in its own process group
 //! and killed by it.
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use protocol::{
     BlockInfo, BlockState, Command, ErrorKind, FromClient, Reply, ResourceRequest, StatusReport,
     TaskId, TaskResult, TaskState, TaskSubmission, ToClient, PROTOCOL_VERSION,
 };
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use testkit::{read_interchange_ready, wait_for, Daemon, Launch, Stdout};
 use transport::sockets::{connect_dealer, ClientSecurity};
 use transport::zmq;
 
 const WAIT: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(50);
-
-/// Polls `probe` until it gives `Some`, at most `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(POLL);
-    }
-}
 
 /// The interchange process, in its own process group, killed on drop; its
 /// log is printed if the test fails.
 struct Interchange {
-    pgid: Pid,
-    exited: mpsc::Receiver<std::io::Result<ExitStatus>>,
+    daemon: Daemon,
     client_url: String,
-    log: PathBuf,
 }
 
 impl Interchange {
@@ -56,71 +36,34 @@ impl Interchange {
     fn start(dir: &Path, config: &str, path_first: Option<&Path>, env: &[(&str, &Path)]) -> Self {
         let config_path = dir.join("interchange.toml");
         std::fs::write(&config_path, config).expect("write the config");
-        let log = dir.join("interchange.log");
-        let log_file = std::fs::File::create(&log).expect("create the log");
-        let mut command = Process::new(env!("CARGO_BIN_EXE_interchange"));
-        command
-            .arg("--config")
-            .arg(&config_path)
+        let mut launch = Launch::new("interchange", env!("CARGO_BIN_EXE_interchange"))
+            .args(["--config".as_ref(), config_path.as_os_str()])
             .args(["--log-level", "debug"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .envs(env.iter().copied())
-            .process_group(0);
-        if let Some(first) = path_first {
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            let mut paths = vec![first.to_path_buf()];
-            paths.extend(std::env::split_paths(&path));
-            command.env("PATH", std::env::join_paths(paths).expect("join PATH"));
+            .cwd(dir)
+            .stdout(Stdout::Piped);
+        for (key, value) in env {
+            launch = launch.env(key, value);
         }
-        let mut child = command.spawn().expect("start the interchange");
-        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (line_sender, ready_line) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let outcome = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            let _ = line_sender.send(outcome);
-        });
-        let (exit_sender, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = exit_sender.send(child.wait());
-        });
-        let mut interchange = Self {
-            pgid,
-            exited,
-            client_url: String::new(),
-            log,
-        };
-        let line = match ready_line.recv_timeout(WAIT) {
-            Ok(Ok(line)) if !line.is_empty() => line,
-            other => panic!("no ready line from the interchange: {other:?}"),
-        };
-        let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
-        interchange.client_url = ready["client_url"]
-            .as_str()
-            .expect("client_url is a string")
-            .to_owned();
-        interchange
+        if let Some(first) = path_first {
+            launch = launch.path_first(first);
+        }
+        let mut daemon = Daemon::spawn(dir, launch);
+        let ready = read_interchange_ready(&mut daemon, WAIT);
+        Self {
+            daemon,
+            client_url: ready.client_url,
+        }
     }
 
-    fn wait_exit(&self) -> ExitStatus {
-        self.exited
-            .recv_timeout(WAIT)
-            .expect("the interchange exits within the timeout")
-            .expect("wait for the interchange")
+    fn wait_exit(&mut self) -> ExitStatus {
+        self.daemon.wait_exit(WAIT)
     }
 }
 
 impl Drop for Interchange {
     fn drop(&mut self) {
-        // Gone already if it exited; the error is then expected.
-        let _ = killpg(self.pgid, Signal::SIGKILL);
-        let _ = self.exited.recv_timeout(WAIT);
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let log = self.daemon.log();
             eprintln!("---- interchange log ----\n{log}---- end of interchange log ----");
         }
     }
@@ -271,6 +214,49 @@ impl Client {
     }
 }
 
+/// A temporary directory holding a fresh key directory `keys`.
+fn temp_dir_with_keys() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let keys = temp.path().join("keys");
+    transport::keygen(&keys).expect("generate keys");
+    (temp, keys)
+}
+
+/// The state directory `<dir>/<kind>` of the fake batch system `kind`
+/// (`pbs`, `slurm`), created empty.
+fn fake_batch_state(dir: &Path, kind: &str) -> PathBuf {
+    let state = dir.join(kind);
+    std::fs::create_dir(&state).expect("create the fake batch system's directory");
+    state
+}
+
+/// Starts the interchange with `config` and the fake batch system `kind`
+/// first on PATH (its state in `state`), and connects a client.
+fn start_with_fake_batch(
+    dir: &Path,
+    keys: &Path,
+    kind: &str,
+    state: &Path,
+    config: &str,
+) -> (Interchange, Client) {
+    let variable = format!("RHTEX_FAKE_{}", kind.to_uppercase());
+    let interchange = Interchange::start(
+        dir,
+        config,
+        Some(&fakes_dir(kind)),
+        &[(variable.as_str(), state)],
+    );
+    let client = Client::connect(&interchange.client_url, keys);
+    (interchange, client)
+}
+
+/// Starts the interchange with `config` and connects a client.
+fn start_with_client(dir: &Path, keys: &Path, config: &str) -> (Interchange, Client) {
+    let interchange = Interchange::start(dir, config, None, &[]);
+    let client = Client::connect(&interchange.client_url, keys);
+    (interchange, client)
+}
+
 fn fakes_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fakes")
@@ -343,12 +329,9 @@ fn lines(path: &Path) -> Vec<String> {
 
 #[test]
 fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let state = dir.join("pbs");
-    std::fs::create_dir(&state).expect("create the fake PBS directory");
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "pbs");
     let pool_manager = fake_pool_manager(dir);
     let config = format!(
         "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
@@ -361,13 +344,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
         keys = keys.display(),
         pool_manager = pool_manager.display(),
     );
-    let interchange = Interchange::start(
-        dir,
-        &config,
-        Some(&fakes_dir("pbs")),
-        &[("RHTEX_FAKE_PBS", &state)],
-    );
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "pbs", &state, &config);
 
     // Larger than a block: refused at once.
     let too_big = client.submit("true", 3);
@@ -540,25 +517,16 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
 
 #[test]
 fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let state = dir.join("pbs");
-    std::fs::create_dir(&state).expect("create the fake PBS directory");
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "pbs");
     std::fs::write(state.join("qsub-fails"), "").expect("make qsub fail");
     let config = format!(
         "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
          [provider]\nkind = \"pbs\"\npoll_period = 0.2\n",
         keys = keys.display(),
     );
-    let interchange = Interchange::start(
-        dir,
-        &config,
-        Some(&fakes_dir("pbs")),
-        &[("RHTEX_FAKE_PBS", &state)],
-    );
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (interchange, mut client) = start_with_fake_batch(dir, &keys, "pbs", &state, &config);
     client.submit("true", 1);
     let failed = client.wait_status("the failed submission in status", |report| {
         report
@@ -584,25 +552,16 @@ fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
 
 #[test]
 fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let state = dir.join("slurm");
-    std::fs::create_dir(&state).expect("create the fake Slurm directory");
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "slurm");
     let config = format!(
         "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
          [provider]\nkind = \"slurm\"\npartition = \"debug\"\nnodes_per_block = 2\n\
          max_blocks = 2\nmanager_address = \"10.77.0.1\"\npoll_period = 0.2\n",
         keys = keys.display(),
     );
-    let interchange = Interchange::start(
-        dir,
-        &config,
-        Some(&fakes_dir("slurm")),
-        &[("RHTEX_FAKE_SLURM", &state)],
-    );
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
     client.submit("true", 2);
     client.submit("true", 2);
     let pending = client.wait_status("two blocks submitted with sbatch", |report| {
@@ -676,7 +635,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
 
     // SIGTERM: the block left (job 2) is cancelled, and the interchange
     // exits 0. (The backoff held a replacement for job 1 back.)
-    kill(interchange.pgid, Signal::SIGTERM).expect("SIGTERM the interchange");
+    interchange.daemon.signal(Signal::SIGTERM);
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(
@@ -853,13 +812,10 @@ fn local_config(dir: &Path, keys: &Path, pool_manager: &Path, max_blocks: u32) -
 #[test]
 fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
     let pool_manager = pool_manager_binary();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let interchange =
-        Interchange::start(dir, &local_config(dir, &keys, &pool_manager, 2), None, &[]);
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let (mut interchange, mut client) =
+        start_with_client(dir, &keys, &local_config(dir, &keys, &pool_manager, 2));
 
     let too_big = client.submit("true", 2);
     assert_eq!(
@@ -944,13 +900,10 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
 #[test]
 fn sigterm_stops_the_local_blocks_with_the_interchange() {
     let pool_manager = pool_manager_binary();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let interchange =
-        Interchange::start(dir, &local_config(dir, &keys, &pool_manager, 1), None, &[]);
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let (mut interchange, mut client) =
+        start_with_client(dir, &keys, &local_config(dir, &keys, &pool_manager, 1));
     // A task that runs until the block is stopped.
     client.submit("sleep 600", 1);
     let block = client.wait_status("the block's manager runs the task", |report| {
@@ -961,7 +914,7 @@ fn sigterm_stops_the_local_blocks_with_the_interchange() {
     assert_eq!(block.state, BlockState::Connected);
     assert!(pid_exists(&block.job_id));
 
-    kill(interchange.pgid, Signal::SIGTERM).expect("SIGTERM the interchange");
+    interchange.daemon.signal(Signal::SIGTERM);
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(

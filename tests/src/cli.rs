@@ -49,6 +49,18 @@ pub fn connect_flags(interchange: &Interchange) -> Vec<String> {
     flags
 }
 
+/// Runs `rhtex ARGS` pointed at `interchange` (see [`run`]).
+pub fn run_connected(
+    scenario: &Scenario,
+    interchange: &Interchange,
+    name: &str,
+    args: &[&str],
+) -> CliOutput {
+    let mut all = connect_flags(interchange);
+    all.extend(strings(args));
+    run(scenario, name, &all)
+}
+
 /// Runs `rhtex ARGS` in the scenario directory; its stderr goes to
 /// `<name>.log`. Panics if it does not end within the test timeout.
 pub fn run(scenario: &Scenario, name: &str, args: &[String]) -> CliOutput {
@@ -74,6 +86,11 @@ pub fn run(scenario: &Scenario, name: &str, args: &[String]) -> CliOutput {
         stdout: process.stdout_text(),
         stderr: process.log(),
     }
+}
+
+/// Owned copies of command-line words.
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
 }
 
 /// Every string anywhere inside a JSON value (keys excluded).

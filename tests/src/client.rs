@@ -8,7 +8,7 @@ use crate::scenario::{Interchange, Security};
 use crate::{wait_for, POLL_INTERVAL};
 use protocol::{
     Command, FromClient, ManagerId, Reply, ResourceRequest, StatusReport, TaskId, TaskResult,
-    TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
+    TaskState, TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -25,6 +25,24 @@ pub fn task(command: &str) -> TaskSubmission {
         stdout: None,
         stderr: None,
     }
+}
+
+/// The task's stdout tail as text.
+pub fn stdout_of(result: &TaskResult) -> String {
+    String::from_utf8_lossy(&result.stdout_tail).into_owned()
+}
+
+/// Fails unless the task completed with exit code 0, showing its output.
+pub fn assert_completed(result: &TaskResult) {
+    assert_eq!(
+        result.state,
+        TaskState::Completed,
+        "task {} did not complete: {result:#?}\nstdout: {}\nstderr: {}",
+        result.task_id,
+        stdout_of(result),
+        String::from_utf8_lossy(&result.stderr_tail)
+    );
+    assert_eq!(result.exit_code, Some(0), "{result:#?}");
 }
 
 /// A DEALER connected to the interchange's client socket, after `hello`.

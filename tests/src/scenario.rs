@@ -87,6 +87,13 @@ impl Scenario {
         Daemon::spawn(&self.path, launch)
     }
 
+    /// An interchange named `interchange` with CURVE on, a fresh key
+    /// directory `keys` and `extra` flags.
+    pub fn start_secure_interchange(&self, extra: &[&str]) -> Interchange {
+        let keys = self.keygen("keys");
+        self.start_interchange("interchange", &Security::Curve(keys), extra)
+    }
+
     /// Starts an interchange on 127.0.0.1 with short heartbeats and waits
     /// for its ready line.
     pub fn start_interchange(
@@ -95,20 +102,38 @@ impl Scenario {
         security: &Security,
         extra: &[&str],
     ) -> Interchange {
+        self.start_interchange_with_managers_on(name, security, "tcp://127.0.0.1:0", extra)
+    }
+
+    /// Starts an interchange with clients on 127.0.0.1 and managers on
+    /// `manager_listen`, short heartbeats unless `extra` sets them, and
+    /// waits for its ready line.
+    pub fn start_interchange_with_managers_on(
+        &self,
+        name: &str,
+        security: &Security,
+        manager_listen: &str,
+        extra: &[&str],
+    ) -> Interchange {
         let mut args = vec![
             "--run-dir".to_owned(),
             self.file(&format!("{name}-run")).display().to_string(),
             "--client-listen".to_owned(),
             "tcp://127.0.0.1:0".to_owned(),
             "--manager-listen".to_owned(),
-            "tcp://127.0.0.1:0".to_owned(),
-            "--heartbeat-period".to_owned(),
-            HEARTBEAT_PERIOD.to_owned(),
-            "--heartbeat-threshold".to_owned(),
-            HEARTBEAT_THRESHOLD.to_owned(),
+            manager_listen.to_owned(),
             "--log-level".to_owned(),
             "debug".to_owned(),
         ];
+        for (flag, value) in [
+            ("--heartbeat-period", HEARTBEAT_PERIOD),
+            ("--heartbeat-threshold", HEARTBEAT_THRESHOLD),
+        ] {
+            if !extra.contains(&flag) {
+                args.push(flag.to_owned());
+                args.push(value.to_owned());
+            }
+        }
         args.extend(security.flags());
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let mut daemon = self.spawn(Launch {

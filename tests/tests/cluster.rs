@@ -9,8 +9,10 @@
 //! takes the whole cluster ([`e2e::cluster::acquire`]), so they run one at a
 //! time. Build the binaries first: `cargo build --workspace --bins`.
 
-use e2e::cluster::{self, Block, BlockValues, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
+use e2e::client::{assert_completed, stdout_of};
+use e2e::cluster::{self, Block, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
 use e2e::{task, Interchange, RawClient, Scenario, Security, WAIT};
+use interchange::provider::script::ScriptValues;
 use protocol::{
     ErrorKind, ManagerInfo, ResourceRequest, TaskId, TaskResult, TaskState, TaskSubmission,
 };
@@ -53,16 +55,16 @@ fn world(name: &str, interchange_flags: &[&str]) -> World {
 }
 
 impl World {
-    fn block_values(&self, block_id: &str, nodes: u32, launcher: &str) -> BlockValues {
-        BlockValues::new(&self.scenario, &self.interchange, block_id, nodes, launcher)
+    fn block_values(&self, block_id: &str, nodes: u32, launcher: &str) -> ScriptValues {
+        cluster::block_values(&self.scenario, &self.interchange, block_id, nodes, launcher)
     }
 
-    fn submit_block(&self, values: &BlockValues) -> Block {
+    fn submit_block(&self, values: &ScriptValues) -> Block {
         Block::submit(&self.scenario, &self.cluster, values)
     }
 
     /// Submits a block and waits until its pool-manager has registered.
-    fn start_block(&mut self, values: &BlockValues) -> (Block, ManagerInfo) {
+    fn start_block(&mut self, values: &ScriptValues) -> (Block, ManagerInfo) {
         let block = self.submit_block(values);
         let manager = self.wait_block_manager(&block);
         assert_eq!(manager.n_nodes, values.nodes, "{manager:#?}");
@@ -102,22 +104,6 @@ impl World {
     fn cluster(&self) -> &Cluster {
         &self.cluster
     }
-}
-
-fn stdout_of(result: &TaskResult) -> String {
-    String::from_utf8_lossy(&result.stdout_tail).into_owned()
-}
-
-fn assert_completed(result: &TaskResult) {
-    assert_eq!(
-        result.state,
-        TaskState::Completed,
-        "task {} did not complete: {result:#?}\nstdout: {}\nstderr: {}",
-        result.task_id,
-        stdout_of(result),
-        String::from_utf8_lossy(&result.stderr_tail)
-    );
-    assert_eq!(result.exit_code, Some(0), "{result:#?}");
 }
 
 /// An MPI task: `num_nodes` nodes, `ranks_per_node` ranks on each.

@@ -7,24 +7,16 @@
 use crate::scenario::{Interchange, Security};
 use crate::{wait_for, POLL_INTERVAL};
 use protocol::{
-    Command, FromClient, ManagerId, Reply, ResourceRequest, StatusReport, TaskId, TaskResult,
-    TaskState, TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
+    Command, FromClient, ManagerId, Reply, StatusReport, TaskId, TaskResult, TaskState,
+    TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use transport::zmq;
 
 /// A task with a fresh id, running `command`, as a serial task.
 pub fn task(command: &str) -> TaskSubmission {
-    TaskSubmission {
-        task_id: TaskId::new_random(),
-        command: command.to_owned(),
-        resources: ResourceRequest::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-    }
+    TaskSubmission::new(TaskId::new_random(), command)
 }
 
 /// The task's stdout tail as text.

@@ -6,12 +6,8 @@
 
 use crate::report::{self, round, Table};
 use anyhow::Result;
-use protocol::{
-    FromClient, FromManager, ManagerId, ResourceRequest, TaskId, TaskResult, TaskState,
-    TaskSubmission,
-};
+use protocol::{FromClient, FromManager, ManagerId, TaskId, TaskResult, TaskState, TaskSubmission};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
@@ -36,15 +32,7 @@ fn result(seq: u64) -> TaskResult {
 }
 
 fn submission(seq: u64) -> TaskSubmission {
-    TaskSubmission {
-        task_id: TaskId::from_u128(u128::from(seq)),
-        command: "true".to_owned(),
-        resources: ResourceRequest::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-    }
+    TaskSubmission::new(TaskId::from_u128(u128::from(seq)), "true")
 }
 
 /// Microseconds per item of `decode` run `rounds` times over `items` items.

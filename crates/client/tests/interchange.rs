@@ -15,20 +15,14 @@ use client::{
     Client, ClientError, ClientSecurity, Command, Reply, ResourceRequest, TaskSubmission,
 };
 use protocol::{ErrorKind, TaskId, TaskState};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn task(command: &str, resources: ResourceRequest) -> TaskSubmission {
     TaskSubmission {
-        task_id: TaskId::new_random(),
-        command: command.to_owned(),
         resources,
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
+        ..TaskSubmission::new(TaskId::new_random(), command)
     }
 }
 

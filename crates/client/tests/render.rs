@@ -7,7 +7,6 @@ use protocol::{
     BlockInfo, BlockState, ErrorKind, Launcher, ManagerId, ManagerInfo, StatusReport, TaskError,
     TaskId, TaskResult, TaskState, WaitingGroup,
 };
-use std::collections::BTreeMap;
 
 fn completed(id: u128) -> TaskResult {
     TaskResult {
@@ -468,13 +467,8 @@ fn shorten_keeps_one_line_within_width() {
 
 fn submission(resources: ResourceRequest) -> TaskSubmission {
     TaskSubmission {
-        task_id: TaskId::new_random(),
-        command: "true".into(),
         resources,
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
+        ..TaskSubmission::new(TaskId::new_random(), "true")
     }
 }
 

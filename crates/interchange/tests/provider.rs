@@ -138,13 +138,8 @@ impl Client {
         let submissions: Vec<TaskSubmission> = tasks
             .iter()
             .map(|(command, num_nodes)| TaskSubmission {
-                task_id: TaskId::new_random(),
-                command: (*command).to_owned(),
                 resources: ResourceRequest::new().with("num_nodes", i64::from(*num_nodes)),
-                env: Default::default(),
-                cwd: None,
-                stdout: None,
-                stderr: None,
+                ..TaskSubmission::new(TaskId::new_random(), *command)
             })
             .collect();
         let task_ids = submissions.iter().map(|task| task.task_id).collect();

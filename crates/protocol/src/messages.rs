@@ -89,6 +89,22 @@ pub struct TaskSubmission {
     pub stderr: Option<String>,
 }
 
+impl TaskSubmission {
+    /// A serial task (one node, one rank) running `command`, with no extra
+    /// environment, working directory or output files.
+    pub fn new(task_id: TaskId, command: impl Into<String>) -> Self {
+        Self {
+            task_id,
+            command: command.into(),
+            resources: ResourceRequest::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+}
+
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -77,15 +77,7 @@ fn submission_mpi() -> TaskSubmission {
 }
 
 fn submission_serial() -> TaskSubmission {
-    TaskSubmission {
-        task_id: TASK_2,
-        command: "hostname".into(),
-        resources: ResourceRequest::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-    }
+    TaskSubmission::new(TASK_2, "hostname")
 }
 
 fn result_full() -> TaskResult {
@@ -569,15 +561,7 @@ fn lenient_cases() -> Vec<&'static str> {
         decode::<FromClient>(&read_golden(submit)),
         Ok(FromClient::Submit {
             request_id: 10,
-            tasks: vec![TaskSubmission {
-                task_id: TASK_2,
-                command: "echo hi".into(),
-                resources: ResourceRequest::new(),
-                env: BTreeMap::new(),
-                cwd: None,
-                stdout: None,
-                stderr: None,
-            }],
+            tasks: vec![TaskSubmission::new(TASK_2, "echo hi")],
         }),
         "{submit}"
     );

@@ -340,11 +340,11 @@ async fn connect(cli: &Cli, url: &str, timeout: Duration) -> Result<Client> {
 
 /// The commands that talk to a running interchange.
 async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
-    match &cli.command {
+    let request = match &cli.command {
         Commands::Wait {
             task_ids,
             wait_timeout,
-        } => wait(cli, client, task_ids, *wait_timeout).await,
+        } => return wait(cli, client, task_ids, *wait_timeout).await,
         Commands::Status => {
             let report = client.status().await.context("status failed")?;
             let now = unix_now();
@@ -353,46 +353,24 @@ async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
             } else {
                 print!("{}", render::status_human(&report, now));
             }
-            Ok(0)
+            return Ok(0);
         }
-        Commands::Cancel { task_id } => {
-            command(cli, client, Command::Cancel { task_id: *task_id }).await
-        }
-        Commands::Hold { manager_id } => {
-            command(
-                cli,
-                client,
-                Command::Hold {
-                    manager_id: *manager_id,
-                },
-            )
-            .await
-        }
-        Commands::Release { manager_id } => {
-            command(
-                cli,
-                client,
-                Command::Release {
-                    manager_id: *manager_id,
-                },
-            )
-            .await
-        }
-        Commands::Drain { manager_id } => {
-            command(
-                cli,
-                client,
-                Command::Drain {
-                    manager_id: *manager_id,
-                },
-            )
-            .await
-        }
-        Commands::Shutdown => command(cli, client, Command::Shutdown).await,
+        Commands::Cancel { task_id } => Command::Cancel { task_id: *task_id },
+        Commands::Hold { manager_id } => Command::Hold {
+            manager_id: *manager_id,
+        },
+        Commands::Release { manager_id } => Command::Release {
+            manager_id: *manager_id,
+        },
+        Commands::Drain { manager_id } => Command::Drain {
+            manager_id: *manager_id,
+        },
+        Commands::Shutdown => Command::Shutdown,
         Commands::Submit(_) | Commands::Keygen { .. } | Commands::Run(_) => {
             bail!("internal: handled elsewhere")
         }
-    }
+    };
+    command(cli, client, request).await
 }
 
 fn unix_now() -> f64 {

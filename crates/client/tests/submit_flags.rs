@@ -13,12 +13,8 @@ mod common;
 use common::start_interchange;
 
 use client::{Client, ClientSecurity, Command, Reply, TaskBuilder};
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
 use protocol::{SpecValue, TaskId, TaskState};
-use std::os::unix::process::CommandExt;
-use std::process::{Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,32 +22,12 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs `rhtex ARGS` in its own process group with no interchange from the
 /// environment, bounded by [`TIMEOUT`] (then its group is killed).
 fn rhtex(args: &[&str]) -> Output {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rhtex"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rhtex"));
+    command
         .args(args)
         .env_remove("RHTEX_INTERCHANGE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("start rhtex");
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
-    let (done_tx, done_rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
-    });
-    match done_rx.recv_timeout(TIMEOUT) {
-        Ok(output) => {
-            let _ = waiter.join();
-            output.expect("wait for rhtex")
-        }
-        Err(_) => {
-            let _ = signal::killpg(pid, Signal::SIGKILL);
-            let _ = waiter.join();
-            panic!("rhtex {args:?} did not finish within {TIMEOUT:?}");
-        }
-    }
+        .env_remove("RUST_LOG");
+    testkit::run_bounded(&format!("rhtex {args:?}"), &mut command, TIMEOUT)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -38,6 +38,18 @@ fn send(socket: &zmq::Socket, message: &FromClient) {
         .expect("send to the interchange");
 }
 
+/// Sends `hello` and checks that `welcome` comes back.
+fn say_hello(socket: &zmq::Socket) {
+    send(
+        socket,
+        &FromClient::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: "test".to_owned(),
+        },
+    );
+    assert!(matches!(receive(socket), ToClient::Welcome { .. }));
+}
+
 #[test]
 fn survives_garbage_answers_status_and_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -65,14 +77,7 @@ fn survives_garbage_answers_status_and_shuts_down_cleanly() {
         other => panic!("expected an error for garbage, got {other:?}"),
     }
 
-    send(
-        &socket,
-        &FromClient::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_version: "test".to_owned(),
-        },
-    );
-    assert!(matches!(receive(&socket), ToClient::Welcome { .. }));
+    say_hello(&socket);
 
     send(
         &socket,
@@ -122,12 +127,5 @@ fn with_curve_a_client_holding_the_keys_gets_a_welcome() {
     let context = zmq::Context::new();
     let socket = connect_dealer(&context, client_url, &ClientSecurity::Curve(keys), None)
         .expect("connect a DEALER");
-    send(
-        &socket,
-        &FromClient::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_version: "test".to_owned(),
-        },
-    );
-    assert!(matches!(receive(&socket), ToClient::Welcome { .. }));
+    say_hello(&socket);
 }

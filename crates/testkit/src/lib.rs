@@ -78,6 +78,17 @@ pub fn binary_in(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// `program`, after checking that the workspace binaries `names` are built
+/// next to it (where it looks for them); fails the test with the command to
+/// run if one is not.
+pub fn with_binaries_next_to(program: PathBuf, names: &[&str]) -> PathBuf {
+    let dir = program.parent().unwrap_or(Path::new("."));
+    for name in names {
+        binary_in(dir, name);
+    }
+    program
+}
+
 /// Fails the test at once, saying what it needs and how to run it, unless
 /// it runs as root. `why` says what the test does that needs root.
 pub fn require_root(why: &str) {

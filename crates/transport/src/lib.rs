@@ -28,7 +28,7 @@ pub use address::connectable_url;
 pub use keys::{keygen, ClientKeys, KeyError, KeyPair, ServerKeys};
 pub use link::{Link, LinkEvent, LinkSender};
 pub use message_link::{Incoming, MessageLink};
-pub use security::{ClientSecurity, Security, SecurityError, ServerSecurity};
+pub use security::{ClientSecurity, Security, ServerSecurity};
 pub use sockets::TransportError;
 pub use zap::ZapHandler;
 

@@ -2,7 +2,7 @@
 //! stage, from a configuration (the key directory) to a socket (loaded
 //! keys).
 
-use crate::keys::{self, ClientKeys, KeyError, ServerKeys};
+use crate::keys::{self, ClientKeys, ServerKeys};
 use crate::sockets::{check_curve, TransportError};
 use std::path::{Path, PathBuf};
 
@@ -24,15 +24,6 @@ pub type ServerSecurity = Security<ServerKeys>;
 /// Encryption on a connecting (client) socket: a pool-manager's or a
 /// client's.
 pub type ClientSecurity = Security<ClientKeys>;
-
-/// The keys could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SecurityError {
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error(transparent)]
-    Keys(#[from] KeyError),
-}
 
 impl Security<PathBuf> {
     /// The key directory; `None` when insecure.
@@ -56,7 +47,7 @@ impl Security<PathBuf> {
 
     /// For a connecting socket: checks that libzmq has CURVE and loads the
     /// client keys of the directory.
-    pub fn client_security(&self) -> Result<ClientSecurity, SecurityError> {
+    pub fn client_security(&self) -> Result<ClientSecurity, TransportError> {
         match self {
             Security::Insecure => Ok(Security::Insecure),
             Security::Curve(keys_dir) => ClientSecurity::from_keys_dir(keys_dir),
@@ -67,7 +58,7 @@ impl Security<PathBuf> {
 impl ClientSecurity {
     /// CURVE with the client keys of a key directory (libzmq must have
     /// CURVE).
-    pub fn from_keys_dir(keys_dir: &Path) -> Result<Self, SecurityError> {
+    pub fn from_keys_dir(keys_dir: &Path) -> Result<Self, TransportError> {
         check_curve()?;
         Ok(Security::Curve(keys::load_client_keys(keys_dir)?))
     }

@@ -39,6 +39,9 @@ pub enum TransportError {
         what: &'static str,
         source: zmq::Error,
     },
+    /// The CURVE keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 pub(crate) fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {

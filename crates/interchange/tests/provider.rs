@@ -2,7 +2,7 @@
 //! recording fake `qsub`/`qstat`/`qdel` (tests/fakes/pbs) put first on
 //! PATH, the batch templates run by bash with a recording fake
 //! pool-manager, and the local provider end to end with real pool-managers
-//! on this host (built with cargo if needed).
+//! on this host (`cargo build --workspace --bins` first; the test says so).
 //!
 //! Every wait is bounded; every process is started in its own process group
 //! and killed by it.
@@ -718,46 +718,10 @@ fn the_slurm_template_starts_the_pool_manager_with_the_block_settings() {
 // The local provider
 // ---------------------------------------------------------------------
 
-/// The pool-manager binary: from RHTEX_BIN_DIR, else built with cargo into
-/// this build's target directory.
+/// The pool-manager binary: from RHTEX_BIN_DIR, else next to the
+/// interchange; the test fails with the command to run if it is not built.
 fn pool_manager_binary() -> PathBuf {
-    let interchange = PathBuf::from(env!("CARGO_BIN_EXE_interchange"));
-    let bin_dir = match std::env::var_os("RHTEX_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let bin_dir = interchange.parent().expect("a directory").to_path_buf();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut build = Process::new(cargo);
-            build.args([
-                "build",
-                "--quiet",
-                "-p",
-                "pool-manager",
-                "--bin",
-                "pool-manager",
-            ]);
-            if bin_dir.file_name().is_some_and(|name| name == "release") {
-                build.arg("--release");
-            }
-            let mut child = build
-                .process_group(0)
-                .spawn()
-                .expect("run cargo build -p pool-manager");
-            let status = wait_for(
-                "cargo build -p pool-manager",
-                Duration::from_secs(900),
-                || child.try_wait().expect("wait for cargo"),
-            );
-            assert!(
-                status.success(),
-                "cargo build -p pool-manager failed: {status:?}"
-            );
-            bin_dir
-        }
-    };
-    let path = bin_dir.join("pool-manager");
-    assert!(path.is_file(), "no pool-manager at {}", path.display());
-    path
+    testkit::binary_next_to(Path::new(env!("CARGO_BIN_EXE_interchange")), "pool-manager")
 }
 
 /// Processes whose command line mentions `text` or whose working

@@ -78,6 +78,17 @@ pub fn binary_in(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// The workspace binary `name` next to `program` (another binary of the
+/// workspace, as `env!("CARGO_BIN_EXE_...")` gives it), or in
+/// `RHTEX_BIN_DIR` if set; fails the test with the command to run if it has
+/// not been built.
+pub fn binary_next_to(program: &Path, name: &str) -> PathBuf {
+    match std::env::var_os("RHTEX_BIN_DIR") {
+        Some(dir) => binary_in(Path::new(&dir), name),
+        None => binary_in(program.parent().unwrap_or(Path::new(".")), name),
+    }
+}
+
 /// `program`, after checking that the workspace binaries `names` are built
 /// next to it (where it looks for them); fails the test with the command to
 /// run if one is not.

@@ -162,6 +162,15 @@ impl Drop for ManagerProcess {
     }
 }
 
+/// A scripted interchange and a manager connected to it with `extra`
+/// flags, in a fresh temporary directory.
+fn start_with_interchange(extra: &[&str]) -> (tempfile::TempDir, Interchange, ManagerProcess) {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let interchange = Interchange::bind();
+    let manager = ManagerProcess::start(temp.path(), &interchange.endpoint, extra);
+    (temp, interchange, manager)
+}
+
 /// A task placed on `placement` (node index, slots), in that order.
 fn dispatch(
     task_id: TaskId,
@@ -300,13 +309,8 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
 
 #[test]
 fn sigterm_kills_the_running_task_group_and_reports_it() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = ManagerProcess::start(
-        temp.path(),
-        &interchange.endpoint,
-        &["--nodes", "n1", "--kill-grace", "2"],
-    );
+    let (temp, mut interchange, mut manager) =
+        start_with_interchange(&["--nodes", "n1", "--kill-grace", "2"]);
     let slots = interchange.accept().slots_per_node.expect("slots per node");
     let pid_file = temp.path().join("task.pid");
     let task_id = TaskId::from_u128(7);
@@ -359,20 +363,14 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
 
 #[test]
 fn bad_placements_fail_their_task_and_walltime_kills_the_group() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = ManagerProcess::start(
-        temp.path(),
-        &interchange.endpoint,
-        &[
-            "--nodes",
-            "n1,n2",
-            "--slots-per-node",
-            "4",
-            "--kill-grace",
-            "5",
-        ],
-    );
+    let (_temp, mut interchange, mut manager) = start_with_interchange(&[
+        "--nodes",
+        "n1,n2",
+        "--slots-per-node",
+        "4",
+        "--kill-grace",
+        "5",
+    ]);
     assert_eq!(interchange.accept().slots_per_node, Some(4));
     // A placement on a node the manager does not have fails that task only.
     let bad = TaskId::from_u128(1);
@@ -423,9 +421,7 @@ fn bad_placements_fail_their_task_and_walltime_kills_the_group() {
 
 #[test]
 fn refused_registration_exits_3() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = ManagerProcess::start(temp.path(), &interchange.endpoint, &["--nodes", "n1"]);
+    let (_temp, mut interchange, mut manager) = start_with_interchange(&["--nodes", "n1"]);
     interchange.expect_register();
     interchange.send(&ToManager::Refused {
         reason: "protocol version 1 is not 2".into(),
@@ -441,20 +437,14 @@ fn refused_registration_exits_3() {
 
 #[test]
 fn silent_interchange_exits_4() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = ManagerProcess::start(
-        temp.path(),
-        &interchange.endpoint,
-        &[
-            "--nodes",
-            "n1",
-            "--heartbeat-period",
-            "0.1",
-            "--heartbeat-threshold",
-            "1",
-        ],
-    );
+    let (_temp, mut interchange, mut manager) = start_with_interchange(&[
+        "--nodes",
+        "n1",
+        "--heartbeat-period",
+        "0.1",
+        "--heartbeat-threshold",
+        "1",
+    ]);
     interchange.expect_register();
     assert_eq!(manager.wait(), 4);
     let log = manager.log_text();

@@ -14,20 +14,13 @@ use std::time::Instant;
 
 fn result(seq: u64) -> TaskResult {
     TaskResult {
-        task_id: TaskId::from_u128(u128::from(seq)),
-        state: TaskState::Completed,
         exit_code: Some(0),
-        signal: None,
-        error: None,
         manager_id: Some(ManagerId::from_u128(7)),
         block_id: Some("bench-7".to_owned()),
         nodes: vec!["m7-n3".to_owned()],
-        stdout_path: None,
-        stderr_path: None,
-        stdout_tail: Vec::new(),
-        stderr_tail: Vec::new(),
         start_time: Some(1.7e9),
         end_time: Some(1.7e9),
+        ..TaskResult::new(TaskId::from_u128(u128::from(seq)), TaskState::Completed)
     }
 }
 

@@ -245,19 +245,15 @@ pub struct TaskResult {
 pub const MAX_TAIL_BYTES: usize = 64 * 1024;
 
 impl TaskResult {
-    /// A result for a task that never ran, failed with `kind`.
-    pub fn failed_before_start(task_id: TaskId, kind: ErrorKind, message: String) -> Self {
-        let state = if kind == ErrorKind::Cancelled {
-            TaskState::Cancelled
-        } else {
-            TaskState::Failed
-        };
+    /// A result in `state` that says nothing else: no exit status, error,
+    /// manager, nodes, files, output or times.
+    pub fn new(task_id: TaskId, state: TaskState) -> Self {
         Self {
             task_id,
             state,
             exit_code: None,
             signal: None,
-            error: Some(TaskError { kind, message }),
+            error: None,
             manager_id: None,
             block_id: None,
             nodes: Vec::new(),
@@ -267,6 +263,19 @@ impl TaskResult {
             stderr_tail: Vec::new(),
             start_time: None,
             end_time: None,
+        }
+    }
+
+    /// A result for a task that never ran, failed with `kind`.
+    pub fn failed_before_start(task_id: TaskId, kind: ErrorKind, message: String) -> Self {
+        let state = if kind == ErrorKind::Cancelled {
+            TaskState::Cancelled
+        } else {
+            TaskState::Failed
+        };
+        Self {
+            error: Some(TaskError { kind, message }),
+            ..Self::new(task_id, state)
         }
     }
 }

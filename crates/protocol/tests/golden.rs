@@ -627,20 +627,8 @@ fn lenient_cases() -> Vec<&'static str> {
         decode::<FromManager>(&read_golden(results)),
         Ok(FromManager::Results {
             results: vec![TaskResult {
-                task_id: TASK_2,
-                state: TaskState::Completed,
                 exit_code: Some(0),
-                signal: None,
-                error: None,
-                manager_id: None,
-                block_id: None,
-                nodes: Vec::new(),
-                stdout_path: None,
-                stderr_path: None,
-                stdout_tail: Vec::new(),
-                stderr_tail: Vec::new(),
-                start_time: None,
-                end_time: None,
+                ..TaskResult::new(TASK_2, TaskState::Completed)
             }],
         }),
         "{results}"

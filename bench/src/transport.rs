@@ -18,6 +18,22 @@ pub fn client_security(keys_dir: Option<&Path>) -> Result<ClientSecurity> {
     })
 }
 
+/// The next message on `socket` if one is waiting, decoded with `decode`;
+/// `receiver` names the socket's owner in errors.
+fn try_recv<M>(
+    socket: &zmq::Socket,
+    decode: fn(&[u8]) -> Result<M, protocol::DecodeError>,
+    receiver: &str,
+) -> Result<Option<M>> {
+    match socket.recv_bytes(zmq::DONTWAIT) {
+        Ok(frame) => decode(&frame)
+            .map(Some)
+            .with_context(|| format!("undecodable message to {receiver}")),
+        Err(zmq::Error::EAGAIN) => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("{receiver} cannot receive")),
+    }
+}
+
 fn millis(timeout: Duration) -> i64 {
     i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)
 }
@@ -73,15 +89,7 @@ impl ClientSocket {
 
     /// The next message if one is waiting.
     pub fn try_recv(&self) -> Result<Option<ToClient>> {
-        match self.socket.recv_bytes(zmq::DONTWAIT) {
-            Ok(frame) => {
-                let message = protocol::decode::<ToClient>(&frame)
-                    .context("undecodable message from the interchange")?;
-                Ok(Some(message))
-            }
-            Err(zmq::Error::EAGAIN) => Ok(None),
-            Err(error) => Err(error).context("cannot receive from the interchange"),
-        }
+        try_recv(&self.socket, protocol::decode::<ToClient>, "the client")
     }
 }
 
@@ -175,14 +183,6 @@ impl ManagerSockets {
         let Some(socket) = self.sockets.get(index) else {
             bail!("no manager socket {index}");
         };
-        match socket.recv_bytes(zmq::DONTWAIT) {
-            Ok(frame) => {
-                let message = protocol::decode::<ToManager>(&frame)
-                    .context("undecodable message to a simulated manager")?;
-                Ok(Some(message))
-            }
-            Err(zmq::Error::EAGAIN) => Ok(None),
-            Err(error) => Err(error).context("a simulated manager cannot receive"),
-        }
+        try_recv(socket, protocol::decode::<ToManager>, "a simulated manager")
     }
 }

@@ -54,11 +54,13 @@ fn refused(args: &[&str], fragment: &str) {
     assert!(outcome.stderr.contains(fragment), "{}", outcome.stderr);
 }
 
-/// Writes a workload file `name` with `text` into `dir`.
-fn workload_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+/// A workload file `name` with `text` in a temporary directory of its own
+/// (removed when the directory is dropped).
+fn workload_file(name: &str, text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap_or_else(|error| panic!("{error}"));
-    path.to_string_lossy().into_owned()
+    (dir, path.to_string_lossy().into_owned())
 }
 
 #[test]
@@ -82,9 +84,7 @@ fn named_workload_as_json_and_text() {
 
 #[test]
 fn workload_files_json_and_toml() {
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
-    let json_path = workload_file(
-        &dir,
+    let (_json_dir, json_path) = workload_file(
         "small.json",
         r#"{"blocks": [{"nodes": 4, "slots_per_node": 8}],
             "tasks": [{"duration": 2, "num_nodes": 2, "count": 4}, {"submit": 1, "duration": 1}]}"#,
@@ -97,9 +97,7 @@ fn workload_files_json_and_toml() {
     // submitted at 1 s queues behind them in FIFO order and runs 4-5 s.
     assert_eq!(report["makespan"], 5.0);
 
-    let toml_path = workload_file(
-        &dir,
-        "small.toml",
+    let (_toml_dir, toml_path) = workload_file("small.toml",
         "name = \"t\"\n[[block]]\nnodes = 2\n[[task]]\nduration = 3.5\nnum_nodes = 2\nwalltime = 1\n",
     );
     let outcome = run_expecting(&["--file", &toml_path, "--json"], 0);
@@ -113,12 +111,7 @@ fn workload_files_json_and_toml() {
 fn bad_input_gives_a_clear_error_and_exit_2() {
     refused(&["--workload", "nope"], "heavy-tailed");
 
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
-    let path = workload_file(
-        &dir,
-        "bad.json",
-        r#"{"tasks": [{"duration": 1, "nodes": 2}]}"#,
-    );
+    let (dir, path) = workload_file("bad.json", r#"{"tasks": [{"duration": 1, "nodes": 2}]}"#);
     refused(&["--file", &path], "\"nodes\"");
 
     let missing = dir.path().join("missing.json");
@@ -138,9 +131,7 @@ fn bad_input_gives_a_clear_error_and_exit_2() {
 /// the report says so and the exit code is 1.
 #[test]
 fn stranded_task_exits_1() {
-    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
-    let path = workload_file(
-        &dir,
+    let (_dir, path) = workload_file(
         "big.json",
         r#"{"blocks": [{"nodes": 2}], "tasks": [{"duration": 1, "num_nodes": 4}]}"#,
     );

@@ -24,13 +24,10 @@ pub enum TransportError {
          or run with --insecure on a trusted network"
     )]
     NoCurve,
-    #[error("cannot bind {endpoint}: {source}")]
-    Bind {
-        endpoint: String,
-        source: zmq::Error,
-    },
-    #[error("cannot connect to {endpoint}: {source}")]
-    Connect {
+    /// Binding (`bind`) or connecting (`connect to`) failed.
+    #[error("cannot {action} {endpoint}: {source}")]
+    Endpoint {
+        action: &'static str,
         endpoint: String,
         source: zmq::Error,
     },
@@ -48,6 +45,32 @@ pub(crate) fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> Transp
     move |source| TransportError::Zmq { what, source }
 }
 
+/// Binds `socket` to `endpoint`.
+pub(crate) fn bind(socket: &zmq::Socket, endpoint: &str) -> Result<(), TransportError> {
+    socket
+        .bind(endpoint)
+        .map_err(endpoint_error("bind", endpoint))
+}
+
+/// Connects `socket` to `endpoint`.
+pub(crate) fn connect(socket: &zmq::Socket, endpoint: &str) -> Result<(), TransportError> {
+    socket
+        .connect(endpoint)
+        .map_err(endpoint_error("connect to", endpoint))
+}
+
+fn endpoint_error(
+    action: &'static str,
+    endpoint: &str,
+) -> impl FnOnce(zmq::Error) -> TransportError {
+    let endpoint = endpoint.to_owned();
+    move |source| TransportError::Endpoint {
+        action,
+        endpoint,
+        source,
+    }
+}
+
 /// Fails with a clear message when libzmq was built without CURVE.
 pub fn check_curve() -> Result<(), TransportError> {
     if zmq::has("curve") == Some(true) {
@@ -63,7 +86,13 @@ pub fn libzmq_version() -> String {
     format!("{major}.{minor}.{patch}")
 }
 
-fn common_options(socket: &zmq::Socket) -> Result<(), TransportError> {
+/// A new socket of `kind` with the options every rhtex socket has.
+fn new_socket(
+    context: &zmq::Context,
+    kind: zmq::SocketType,
+    what: &'static str,
+) -> Result<zmq::Socket, TransportError> {
+    let socket = context.socket(kind).map_err(zmq_error(what))?;
     socket.set_linger(0).map_err(zmq_error("set LINGER"))?;
     socket.set_ipv6(true).map_err(zmq_error("set IPV6"))?;
     socket
@@ -72,7 +101,7 @@ fn common_options(socket: &zmq::Socket) -> Result<(), TransportError> {
     socket
         .set_rcvhwm(HIGH_WATER_MARK)
         .map_err(zmq_error("set RCVHWM"))?;
-    Ok(())
+    Ok(socket)
 }
 
 /// A ROUTER bound to `endpoint`, as CURVE server unless insecure. Returns
@@ -86,10 +115,7 @@ pub fn bind_router(
     endpoint: &str,
     security: &ServerSecurity,
 ) -> Result<(zmq::Socket, String), TransportError> {
-    let socket = context
-        .socket(zmq::ROUTER)
-        .map_err(zmq_error("create a ROUTER socket"))?;
-    common_options(&socket)?;
+    let socket = new_socket(context, zmq::ROUTER, "create a ROUTER socket")?;
     socket
         .set_router_mandatory(true)
         .map_err(zmq_error("set ROUTER_MANDATORY"))?;
@@ -109,12 +135,7 @@ pub fn bind_router(
             .set_zap_domain(ZAP_DOMAIN)
             .map_err(zmq_error("set the ZAP domain"))?;
     }
-    socket
-        .bind(endpoint)
-        .map_err(|source| TransportError::Bind {
-            endpoint: endpoint.to_owned(),
-            source,
-        })?;
+    bind(&socket, endpoint)?;
     let bound = socket
         .get_last_endpoint()
         .map_err(zmq_error("read the bound endpoint"))?
@@ -143,10 +164,7 @@ pub fn connect_dealer(
     security: &ClientSecurity,
     identity: Option<&[u8]>,
 ) -> Result<zmq::Socket, TransportError> {
-    let socket = context
-        .socket(zmq::DEALER)
-        .map_err(zmq_error("create a DEALER socket"))?;
-    common_options(&socket)?;
+    let socket = new_socket(context, zmq::DEALER, "create a DEALER socket")?;
     if let Some(identity) = identity {
         socket
             .set_identity(identity)
@@ -163,12 +181,7 @@ pub fn connect_dealer(
             .set_curve_secretkey(&keys.client.secret)
             .map_err(zmq_error("set the CURVE secret key"))?;
     }
-    socket
-        .connect(endpoint)
-        .map_err(|source| TransportError::Connect {
-            endpoint: endpoint.to_owned(),
-            source,
-        })?;
+    connect(&socket, endpoint)?;
     Ok(socket)
 }
 

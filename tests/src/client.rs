@@ -156,20 +156,36 @@ impl RawClient {
         }
     }
 
+    /// Sends the request `make(request_id)` and waits for its answer
+    /// (`what`); `take` takes the answer apart into the request id it
+    /// answers and its content, or gives back any other message.
+    fn request<T>(
+        &mut self,
+        what: &str,
+        make: impl FnOnce(u64) -> FromClient,
+        take: impl FnOnce(ToClient) -> Result<(u64, T), Box<ToClient>>,
+    ) -> T {
+        let request_id = self.request_id();
+        self.send(&make(request_id));
+        match take(self.receive_other(crate::WAIT, what)) {
+            Ok((answered, content)) => {
+                assert_eq!(answered, request_id);
+                content
+            }
+            Err(other) => panic!("expected {what}, got {other:?}"),
+        }
+    }
+
     /// Submits tasks; returns how many the interchange accepted.
     pub fn submit(&mut self, tasks: Vec<TaskSubmission>) -> u32 {
-        let request_id = self.request_id();
-        self.send(&FromClient::Submit { request_id, tasks });
-        match self.receive_other(crate::WAIT, "submitted") {
+        let make = |request_id| FromClient::Submit { request_id, tasks };
+        self.request("submitted", make, |answer| match answer {
             ToClient::Submitted {
-                request_id: answered,
+                request_id,
                 n_tasks,
-            } => {
-                assert_eq!(answered, request_id);
-                n_tasks
-            }
-            other => panic!("expected submitted, got {other:?}"),
-        }
+            } => Ok((request_id, n_tasks)),
+            other => Err(Box::new(other)),
+        })
     }
 
     /// Submits one task, which must be accepted; returns its id.
@@ -220,21 +236,14 @@ impl RawClient {
 
     /// Gives a command and returns the reply.
     pub fn command(&mut self, command: Command) -> Reply {
-        let request_id = self.request_id();
-        self.send(&FromClient::Command {
+        let make = |request_id| FromClient::Command {
             request_id,
             command,
-        });
-        match self.receive_other(crate::WAIT, "reply") {
-            ToClient::Reply {
-                request_id: answered,
-                reply,
-            } => {
-                assert_eq!(answered, request_id);
-                reply
-            }
-            other => panic!("expected reply, got {other:?}"),
-        }
+        };
+        self.request("reply", make, |answer| match answer {
+            ToClient::Reply { request_id, reply } => Ok((request_id, reply)),
+            other => Err(Box::new(other)),
+        })
     }
 
     pub fn status(&mut self) -> StatusReport {

@@ -103,22 +103,15 @@ fn result_human_shows_state_error_and_tails() {
 #[test]
 fn exit_codes_follow_the_result() {
     assert_eq!(render::exit_code_for(&completed(1)), 0);
-    assert_eq!(
-        render::exit_code_for(&failed(1, Some(7), None, ErrorKind::ExitCode)),
-        7
-    );
-    assert_eq!(
-        render::exit_code_for(&failed(1, None, Some(15), ErrorKind::Signaled)),
-        143
-    );
-    assert_eq!(
-        render::exit_code_for(&failed(1, None, None, ErrorKind::LaunchFailed)),
-        1
-    );
-    assert_eq!(
-        render::exit_code_for(&failed(1, Some(0), None, ErrorKind::Killed)),
-        1
-    );
+    for (exit_code, signal, kind, expected) in [
+        (Some(7), None, ErrorKind::ExitCode, 7),
+        (None, Some(15), ErrorKind::Signaled, 143),
+        (None, None, ErrorKind::LaunchFailed, 1),
+        (Some(0), None, ErrorKind::Killed, 1),
+    ] {
+        let result = failed(1, exit_code, signal, kind);
+        assert_eq!(render::exit_code_for(&result), expected, "{result:?}");
+    }
     let cancelled = TaskResult::failed_before_start(
         TaskId::from_u128(1),
         ErrorKind::Cancelled,

@@ -254,38 +254,25 @@ fn task_builder_sets_and_validates_the_new_keys() {
 
 #[test]
 fn task_builder_reports_invalid_specifications() {
-    let error = TaskBuilder::new("x")
-        .walltime(Duration::ZERO)
-        .build()
-        .expect_err("zero walltime");
-    assert!(
-        error
-            .to_string()
-            .contains("walltime must be a number of seconds"),
-        "{error}"
-    );
-    let error = TaskBuilder::new("x")
-        .retries(1001)
-        .build()
-        .expect_err("too many retries");
-    assert!(
-        error
-            .to_string()
-            .contains("retries must be an integer from 0 to 1000, got 1001"),
-        "{error}"
-    );
-    let error = TaskBuilder::new("x")
-        .num_nodes(3)
-        .num_ranks(2)
-        .build()
-        .expect_err("fewer ranks than nodes");
-    assert!(error.to_string().contains("num_ranks = 2"), "{error}");
-    let error = TaskBuilder::new("x")
-        .resource("exclusive", "no")
-        .build()
-        .expect_err("not a bool");
-    assert!(
-        error.to_string().contains("exclusive must be true"),
-        "{error}"
-    );
+    for (builder, expected) in [
+        (
+            TaskBuilder::new("x").walltime(Duration::ZERO),
+            "walltime must be a number of seconds",
+        ),
+        (
+            TaskBuilder::new("x").retries(1001),
+            "retries must be an integer from 0 to 1000, got 1001",
+        ),
+        (
+            TaskBuilder::new("x").num_nodes(3).num_ranks(2),
+            "num_ranks = 2",
+        ),
+        (
+            TaskBuilder::new("x").resource("exclusive", "no"),
+            "exclusive must be true",
+        ),
+    ] {
+        let error = builder.build().expect_err(expected);
+        assert!(error.to_string().contains(expected), "{error}");
+    }
 }

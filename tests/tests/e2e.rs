@@ -96,6 +96,11 @@ fn process_exists(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
+/// The white-space separated words of `text`.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
 fn sorted(mut items: Vec<String>) -> Vec<String> {
     items.sort();
     items
@@ -1065,32 +1070,13 @@ fn srun_steps_take_their_own_shape_inside_a_slurm_block() {
 
     let whole_hosts = whole_result.nodes.join(",");
     let packed_host = packed_result.nodes.join(",");
-    let mut expected_whole = strings(&[
-        "srun",
-        "--ntasks",
-        "4",
-        "--ntasks-per-node",
-        "2",
-        "--nodelist",
-        &whole_hosts,
-        "--nodes",
-        "2",
-    ]);
-    expected_whole.extend(strings(&["/bin/echo", "whole"]));
-    let mut expected_packed = strings(&[
-        "srun",
-        "--ntasks",
-        "2",
-        "--ntasks-per-node",
-        "2",
-        "--nodelist",
-        &packed_host,
-        "--nodes",
-        "1",
-        "--exact",
-        "--mem=0",
-    ]);
-    expected_packed.extend(strings(&["/bin/echo", "packed"]));
+    let expected_whole = words(&format!(
+        "srun --ntasks 4 --ntasks-per-node 2 --nodelist {whole_hosts} --nodes 2 /bin/echo whole"
+    ));
+    let expected_packed = words(&format!(
+        "srun --ntasks 2 --ntasks-per-node 2 --nodelist {packed_host} --nodes 1 --exact --mem=0 \
+         /bin/echo packed"
+    ));
     assert_eq!(
         manager.launcher_calls(),
         vec![expected_whole, expected_packed]

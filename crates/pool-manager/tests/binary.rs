@@ -171,6 +171,12 @@ fn start_with_interchange(extra: &[&str]) -> (tempfile::TempDir, Interchange, Ma
     (temp, interchange, manager)
 }
 
+/// Fails unless `result` has the error `kind` with exactly `message`.
+fn assert_error(result: &TaskResult, kind: ErrorKind, message: &str) {
+    let error = result.error.as_ref().expect("error");
+    assert_eq!((error.kind, error.message.as_str()), (kind, message));
+}
+
 /// A task placed on `placement` (node index, slots), in that order.
 fn dispatch(
     task_id: TaskId,
@@ -291,11 +297,7 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
         "nodes were returned after the first task"
     );
     assert_eq!(result.stderr_tail, b"bad\n");
-    let error = result.error.expect("error");
-    assert_eq!(
-        (error.kind, error.message.as_str()),
-        (ErrorKind::ExitCode, "exited with code 7")
-    );
+    assert_error(&result, ErrorKind::ExitCode, "exited with code 7");
 
     let reason = interchange.shut_down();
     assert!(reason.contains("test over"), "{reason}");
@@ -398,13 +400,10 @@ fn bad_placements_fail_their_task_and_walltime_kills_the_group() {
     assert_eq!((result.task_id, result.state), (slow, TaskState::Failed));
     assert_eq!((result.exit_code, result.signal), (None, Some(15)));
     assert_eq!(result.nodes, vec!["n2"]);
-    let error = result.error.expect("error");
-    assert_eq!(
-        (error.kind, error.message.as_str()),
-        (
-            ErrorKind::WalltimeExceeded,
-            "killed after running longer than its walltime of 0.5 s"
-        )
+    assert_error(
+        &result,
+        ErrorKind::WalltimeExceeded,
+        "killed after running longer than its walltime of 0.5 s",
     );
     let next = TaskId::from_u128(3);
     let result = interchange.run(dispatch(

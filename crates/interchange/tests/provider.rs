@@ -58,6 +58,17 @@ impl Interchange {
     fn wait_exit(&mut self) -> ExitStatus {
         self.daemon.wait_exit(WAIT)
     }
+
+    /// The `shutdown` command through `client`, answered `done`; then the
+    /// interchange must exit 0.
+    fn shut_down(&mut self, client: &mut Client) {
+        match client.command(Command::Shutdown) {
+            Reply::Done { .. } => {}
+            other => panic!("expected done, got {other:?}"),
+        }
+        let status = self.wait_exit();
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
 }
 
 impl Drop for Interchange {
@@ -245,13 +256,6 @@ fn start_with_fake_batch(
     (interchange, client)
 }
 
-/// Starts the interchange with `config` and connects a client.
-fn start_with_client(dir: &Path, keys: &Path, config: &str) -> (Interchange, Client) {
-    let interchange = Interchange::start(dir, config, None, &[]);
-    let client = Client::connect(&interchange.client_url, keys);
-    (interchange, client)
-}
-
 fn fakes_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fakes")
@@ -304,6 +308,15 @@ fn run_script(script: &Path, env: &[(&str, &str)]) {
         child.try_wait().expect("wait for the script")
     });
     assert!(status.success(), "{} failed: {status:?}", script.display());
+}
+
+/// The batch job ids of the blocks `status` lists, in its order.
+fn job_ids(report: &StatusReport) -> Vec<String> {
+    report
+        .blocks
+        .iter()
+        .map(|block| block.job_id.clone())
+        .collect()
 }
 
 fn block(report: &StatusReport, block_id: &str) -> Option<BlockInfo> {
@@ -491,12 +504,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
     );
 
     // Shutdown deletes the block left (job 2) and the interchange exits.
-    match client.command(Command::Shutdown) {
-        Reply::Done { .. } => {}
-        other => panic!("expected done, got {other:?}"),
-    }
-    let status = interchange.wait_exit();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    interchange.shut_down(&mut client);
     assert_eq!(
         calls_of(&state, "qdel"),
         vec![vec!["qdel".to_owned(), "2.fakepbs".to_owned()]],
@@ -768,13 +776,22 @@ fn local_config(dir: &Path, keys: &Path, pool_manager: &Path, max_blocks: u32) -
     )
 }
 
-#[test]
-fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
+/// The interchange with local blocks of real pool-managers (at most
+/// `max_blocks`) and a connected client, in a fresh temporary directory.
+fn start_local(max_blocks: u32) -> (tempfile::TempDir, Interchange, Client) {
     let pool_manager = pool_manager_binary();
     let (temp, keys) = temp_dir_with_keys();
     let dir = temp.path();
-    let (mut interchange, mut client) =
-        start_with_client(dir, &keys, &local_config(dir, &keys, &pool_manager, 2));
+    let config = local_config(dir, &keys, &pool_manager, max_blocks);
+    let interchange = Interchange::start(dir, &config, None, &[]);
+    let client = Client::connect(&interchange.client_url, &keys);
+    (temp, interchange, client)
+}
+
+#[test]
+fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
+    let (temp, mut interchange, mut client) = start_local(2);
+    let dir = temp.path();
 
     let too_big = client.submit("true", 2);
     assert_eq!(
@@ -797,11 +814,7 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
     }
     let report = client.status();
     assert_eq!(report.blocks.len(), 2, "{:?}", report.blocks);
-    let job_ids: Vec<String> = report
-        .blocks
-        .iter()
-        .map(|block| block.job_id.clone())
-        .collect();
+    let job_ids = job_ids(&report);
     for block in &report.blocks {
         assert_eq!(block.provider, "local");
         assert!(
@@ -841,12 +854,7 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
 
     // Shutdown: the interchange exits 0 and no process of this test's
     // blocks is left, zombie or not.
-    match client.command(Command::Shutdown) {
-        Reply::Done { .. } => {}
-        other => panic!("expected done, got {other:?}"),
-    }
-    let status = interchange.wait_exit();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    interchange.shut_down(&mut client);
     assert!(
         !pid_exists(&third_block.job_id),
         "pool-manager {} left",
@@ -858,11 +866,8 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
 
 #[test]
 fn sigterm_stops_the_local_blocks_with_the_interchange() {
-    let pool_manager = pool_manager_binary();
-    let (temp, keys) = temp_dir_with_keys();
+    let (temp, mut interchange, mut client) = start_local(1);
     let dir = temp.path();
-    let (mut interchange, mut client) =
-        start_with_client(dir, &keys, &local_config(dir, &keys, &pool_manager, 1));
     // A task that runs until the block is stopped.
     client.submit("sleep 600", 1);
     let block = client.wait_status("the block's manager runs the task", |report| {

@@ -306,9 +306,8 @@ fn manager_row(text: &str) -> &str {
 #[test]
 fn status_human_shows_slots_and_reservations() {
     let text = render::status_human(&report(), 1000.0);
-    let lines: Vec<&str> = text.lines().collect();
-    let header = lines
-        .iter()
+    let header = text
+        .lines()
         .find(|line| line.starts_with("MANAGER"))
         .unwrap_or_else(|| panic!("no managers header in {text}"));
     assert!(header.contains("SLOTS/NODE"), "{text}");

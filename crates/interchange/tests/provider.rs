@@ -9,8 +9,8 @@
 
 use nix::sys::signal::Signal;
 use protocol::{
-    BlockInfo, BlockState, Command, ErrorKind, FromClient, Reply, ResourceRequest, StatusReport,
-    TaskId, TaskResult, TaskState, TaskSubmission, ToClient, PROTOCOL_VERSION,
+    BlockInfo, BlockState, Command, ErrorKind, FromClient, ReadyLine, Reply, ResourceRequest,
+    StatusReport, TaskId, TaskResult, TaskState, TaskSubmission, ToClient, PROTOCOL_VERSION,
 };
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -310,6 +310,16 @@ fn run_script(script: &Path, env: &[(&str, &str)]) {
     assert!(status.success(), "{} failed: {status:?}", script.display());
 }
 
+/// Fails unless every one of `lines` is a whole line of `script`.
+fn assert_has_lines(script: &str, lines: &[String]) {
+    for line in lines {
+        assert!(
+            script.lines().any(|script_line| script_line == line),
+            "no line {line:?} in the script:\n{script}"
+        );
+    }
+}
+
 /// The batch job ids of the blocks `status` lists, in its order.
 fn job_ids(report: &StatusReport) -> Vec<String> {
     report
@@ -398,36 +408,31 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
     let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the submitted script");
     let manager_port = {
         let text = std::fs::read_to_string(run_dir.join("interchange.json")).expect("ready file");
-        let ready: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        let url = ready["manager_url"]
-            .as_str()
-            .expect("manager_url")
-            .to_owned();
-        url.rsplit(':').next().expect("a port").to_owned()
+        let ready = ReadyLine::parse(&text).expect("a ready line");
+        let port = ready.manager_url.rsplit(':').next().expect("a port");
+        port.to_owned()
     };
-    for line in [
-        format!("#PBS -N {}", first.block_id),
-        "#PBS -l select=2".to_owned(),
-        "#PBS -l walltime=00:10:00".to_owned(),
-        "#PBS -q workq".to_owned(),
-        "#PBS -A proj42".to_owned(),
-        format!("#PBS -o {}", output_path.display()),
-        "#PBS -l mem=1gb".to_owned(),
-        "export FROM_WORKER_INIT='module load mpich'".to_owned(),
-        format!("RHTEX_BLOCK_ID='{}'", first.block_id),
-        format!("RHTEX_INTERCHANGE='tcp://gateway.test:{manager_port}'"),
-        format!(
-            "RHTEX_KEYS_DIR='{}'",
-            std::fs::canonicalize(&keys).expect("keys").display()
-        ),
-        format!("RHTEX_POOL_MANAGER='{}'", pool_manager.display()),
-        "RHTEX_LAUNCHER='mpiexec'".to_owned(),
-    ] {
-        assert!(
-            script.lines().any(|script_line| script_line == line),
-            "no line {line:?} in the script:\n{script}"
-        );
-    }
+    assert_has_lines(
+        &script,
+        &[
+            format!("#PBS -N {}", first.block_id),
+            "#PBS -l select=2".to_owned(),
+            "#PBS -l walltime=00:10:00".to_owned(),
+            "#PBS -q workq".to_owned(),
+            "#PBS -A proj42".to_owned(),
+            format!("#PBS -o {}", output_path.display()),
+            "#PBS -l mem=1gb".to_owned(),
+            "export FROM_WORKER_INIT='module load mpich'".to_owned(),
+            format!("RHTEX_BLOCK_ID='{}'", first.block_id),
+            format!("RHTEX_INTERCHANGE='tcp://gateway.test:{manager_port}'"),
+            format!(
+                "RHTEX_KEYS_DIR='{}'",
+                std::fs::canonicalize(&keys).expect("keys").display()
+            ),
+            format!("RHTEX_POOL_MANAGER='{}'", pool_manager.display()),
+            "RHTEX_LAUNCHER='mpiexec'".to_owned(),
+        ],
+    );
     assert!(!script.contains("{{"), "{script}");
 
     // The script, run as PBS would on the lead node, starts the
@@ -587,18 +592,16 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
         ]
     );
     let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the script");
-    for line in [
-        format!("#SBATCH --job-name={}", pending.block_id),
-        "#SBATCH --nodes=2".to_owned(),
-        "#SBATCH --partition=debug".to_owned(),
-        "#SBATCH --exclusive".to_owned(),
-        "RHTEX_LAUNCHER='srun'".to_owned(),
-    ] {
-        assert!(
-            script.lines().any(|script_line| script_line == line),
-            "no line {line:?} in the script:\n{script}"
-        );
-    }
+    assert_has_lines(
+        &script,
+        &[
+            format!("#SBATCH --job-name={}", pending.block_id),
+            "#SBATCH --nodes=2".to_owned(),
+            "#SBATCH --partition=debug".to_owned(),
+            "#SBATCH --exclusive".to_owned(),
+            "RHTEX_LAUNCHER='srun'".to_owned(),
+        ],
+    );
     assert!(
         script.contains("RHTEX_INTERCHANGE='tcp://10.77.0.1:"),
         "{script}"

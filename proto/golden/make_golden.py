@@ -150,7 +150,9 @@ def task_result_ran_on_one_node(task_id, state, node, stdout_tail, seconds):
 
 
 def task_result_completed():
-    result = task_result_ran_on_one_node(TASK_2, "completed", "nid001", b"nid001\n", 0.5)
+    result = task_result_ran_on_one_node(
+        TASK_2, "completed", "nid001", b"nid001\n", 0.5
+    )
     result["exit_code"] = 0
     return result
 

@@ -166,12 +166,9 @@ pub fn start_interchange(
         .arg(work.join(format!("{name}-run")))
         .args(["--client-listen", "tcp://127.0.0.1:0"])
         .args(["--manager-listen", "tcp://127.0.0.1:0"])
-        .args(["--log-level", "info"]);
-    match keys_dir {
-        Some(dir) => command.arg("--keys-dir").arg(dir),
-        None => command.arg("--insecure"),
-    };
-    command.args(extra);
+        .args(["--log-level", "info"])
+        .args(crate::transport::security(keys_dir).flags())
+        .args(extra);
     let mut process = Process::spawn(name, command, &work.join(format!("{name}.log")))?;
     let line = process.next_line(Duration::from_secs(30))?;
     let ready = ReadyLine::parse(&line)

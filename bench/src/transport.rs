@@ -9,13 +9,19 @@ use std::time::Duration;
 use transport::sockets::connect_dealer;
 use transport::{zmq, ClientSecurity, Security};
 
-/// CURVE client keys from a key directory made by `rhtex keygen`, or none.
+/// CURVE with a key directory made by `rhtex keygen`, or none.
+pub fn security(keys_dir: Option<&Path>) -> Security {
+    keys_dir.map_or(Security::Insecure, |dir| Security::Curve(dir.to_path_buf()))
+}
+
+/// The client keys of [`security`].
 pub fn client_security(keys_dir: Option<&Path>) -> Result<ClientSecurity> {
-    let security = keys_dir.map_or(Security::Insecure, |dir| Security::Curve(dir.to_path_buf()));
-    security.client_security().with_context(|| match keys_dir {
-        Some(dir) => format!("cannot load client keys from {}", dir.display()),
-        None => "cannot set up an insecure connection".to_owned(),
-    })
+    security(keys_dir)
+        .client_security()
+        .with_context(|| match keys_dir {
+            Some(dir) => format!("cannot load client keys from {}", dir.display()),
+            None => "cannot set up an insecure connection".to_owned(),
+        })
 }
 
 /// The next message on `socket` if one is waiting, decoded with `decode`;

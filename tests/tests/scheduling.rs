@@ -4,8 +4,7 @@
 //! from starving, EASY backfill with walltimes, retries of tasks lost with
 //! their manager, and the command-line flags for walltime and packing.
 //!
-//! Build the binaries first: `cargo build -p interchange -p pool-manager
-//! -p client --bins`. Tasks that must wait block (bounded) on a release
+//! Build the binaries first: `cargo build --workspace --bins`. Tasks that must wait block (bounded) on a release
 //! file the test creates; the order in which tasks really ran is read from
 //! a log file they append to, so no assertion depends on timing.
 

@@ -5,8 +5,8 @@
 //! `interchange` and `pool-manager` must sit next to `rhtex` in
 //! `target/debug/`. `cargo test -p client` builds only this package's
 //! binaries, so build them first:
-//!     cargo build -p interchange -p pool-manager
-//! Without them the tests fail with a message that says so.
+//!     cargo build --workspace --bins
+//! Without them the tests fail with a message that says so (`testkit`).
 //!
 //! Every `rhtex` runs in its own process group with its output in files;
 //! every wait is bounded; on a timeout it gets SIGINT (so it stops its

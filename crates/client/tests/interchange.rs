@@ -4,8 +4,8 @@
 //!
 //! The `interchange` binary is found next to the test binary's directory
 //! (`target/debug/`). `cargo test -p client` does not build other packages'
-//! binaries, so build it first: `cargo build -p interchange -p pool-manager`.
-//! Without it the tests fail with a message that says so.
+//! binaries, so build them first: `cargo build --workspace --bins`.
+//! Without it the tests fail with a message that says so (`testkit`).
 
 mod common;
 

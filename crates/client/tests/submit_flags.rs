@@ -5,8 +5,8 @@
 //! set the same keys.
 //!
 //! The `interchange` binary must sit next to `rhtex` in `target/debug/`:
-//! `cargo build -p interchange -p pool-manager` first (the test says so
-//! when it is missing).
+//! `cargo build --workspace --bins` first (the test says so when it is
+//! missing).
 
 mod common;
 

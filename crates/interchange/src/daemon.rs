@@ -8,9 +8,9 @@
 //! [`run`] is the one entry point, for `main` and for tests.
 
 use crate::config::{Config, Security};
-use crate::core::{Core, CoreConfig, Output, PeerId, Time, SHUTDOWN_GRACE};
 use crate::provider::{Provider, ProviderContext, ProviderError};
-use crate::transport::{SendOutcome, Transport};
+use crate::sockets::{SendOutcome, Transport};
+use interchange_core::{Core, CoreConfig, Output, PeerId, Time, SHUTDOWN_GRACE};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;

@@ -11,7 +11,6 @@
 //!   the one entry point for `main` and tests.
 
 pub mod config;
-pub mod core;
 pub mod daemon;
 pub mod provider;
-pub mod transport;
+pub mod sockets;

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use interchange::core::{CoreConfig, Placement};
+use interchange_core::{CoreConfig, Placement};
 use sim::{simulate, workload, SimConfig, Workload};
 use std::path::PathBuf;
 use std::process::ExitCode;

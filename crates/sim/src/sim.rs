@@ -18,7 +18,7 @@
 //! that an entirely idle manager could have started.
 
 use crate::workload::{BlockSpec, TaskSpec, Workload, WorkloadError};
-use interchange::core::{Core, CoreConfig, Output, PeerId, Time};
+use interchange_core::{Core, CoreConfig, Output, PeerId, Time};
 use protocol::{
     Command, ErrorKind, FromClient, FromManager, Launcher, ManagerId, NodeShare, Registration,
     Reply, StatusReport, TaskDispatch, TaskError, TaskId, TaskResources, TaskResult, TaskState,

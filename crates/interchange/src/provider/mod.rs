@@ -15,14 +15,13 @@
 //! the end.
 
 pub mod batch;
-pub mod core;
 pub mod script;
 
 use self::batch::{Answer, BatchShell, ShellSettings};
-use self::core::{Action, ProviderCore, ProviderSettings};
 use self::script::ScriptValues;
 use crate::config::{binds_every_interface, ProviderConfig, ProviderKind};
-use crate::core::{Core, Time};
+use interchange_core::provider::{Action, ProviderCore, ProviderSettings};
+use interchange_core::{Core, Time};
 use protocol::UnixTime;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};

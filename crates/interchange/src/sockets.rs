@@ -5,7 +5,7 @@
 //! core's business. Sends use ROUTER_MANDATORY, so a send to a peer that is
 //! gone comes back as [`SendOutcome::Unreachable`] instead of vanishing.
 
-use crate::core::PeerId;
+use interchange_core::PeerId;
 use std::os::fd::RawFd;
 use transport::sockets::{bind_router, ServerSecurity};
 use transport::zmq;

@@ -26,7 +26,7 @@
 //! `failed` with a message) and delay the next submission by an
 //! exponential backoff, reset when a manager registers.
 
-use crate::core::{Demand, ManagerView, Time};
+use crate::{Demand, ManagerView, Time};
 use protocol::{BlockInfo, BlockState, ManagerId, UnixTime};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -49,6 +49,7 @@
 
 mod managers;
 mod matching;
+pub mod provider;
 mod queue;
 #[cfg(test)]
 mod tests;
@@ -61,35 +62,10 @@ use protocol::{
     TaskSubmission, ToClient, ToManager, UnixTime, WaitingGroup, PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use queue::{QueueKey, Shape, TaskQueue};
+pub use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
-
-/// A point on the shell's monotonic clock, in milliseconds since the core
-/// was created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Time(u64);
-
-impl Time {
-    pub const fn from_millis(millis: u64) -> Self {
-        Self(millis)
-    }
-
-    pub const fn as_millis(self) -> u64 {
-        self.0
-    }
-
-    /// This time plus `duration` (saturating).
-    pub fn plus(self, duration: Duration) -> Self {
-        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        Self(self.0.saturating_add(millis))
-    }
-
-    /// How long from `self` until `later` (zero if `later` is earlier).
-    pub fn until(self, later: Time) -> Duration {
-        Duration::from_millis(later.0.saturating_sub(self.0))
-    }
-}
 
 /// The routing id of a peer, as the ROUTER socket gives it.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -126,7 +126,7 @@ pub(crate) struct Counts {
     pub(crate) n_cancelled: u64,
 }
 
-/// Why a submission is refused before it is queued.
+/// What, besides the task itself, decides whether a submission is queued.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Admission {
     pub(crate) shutting_down: bool,

@@ -9,7 +9,7 @@ use crate::clients::Clients;
 use crate::config::CoreConfig;
 use crate::interface::{Output, PeerId, Socket, Undecodable};
 use crate::managers::{ManagerEntry, ManagerTable};
-use crate::matching::{Matcher, Pass, World};
+use crate::matching::{Context, Matcher, Pass};
 use crate::tasks::{Delivery, Loss, Lost, TaskTable};
 use protocol::{BlockInfo, ErrorKind, ManagerId, TaskResult, ToClient, ToManager, UnixTime};
 use seam::Time;
@@ -292,12 +292,12 @@ impl Core {
         let mut batches: BTreeMap<ManagerId, Vec<protocol::TaskDispatch>> = BTreeMap::new();
         let mut pass = Pass::default();
         loop {
-            let mut world = World {
+            let mut context = Context {
                 tasks: &self.tasks,
                 managers: &mut self.managers,
                 now: self.now,
             };
-            let Some(start) = self.matcher.next_start(&mut pass, &mut world) else {
+            let Some(start) = self.matcher.next_start(&mut pass, &mut context) else {
                 break;
             };
             let expected_end = self

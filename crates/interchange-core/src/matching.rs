@@ -97,7 +97,7 @@ pub(crate) struct Pass {
 
 /// What matching reads, and the table whose reserved flag it sets.
 #[derive(Debug)]
-pub(crate) struct World<'a> {
+pub(crate) struct Context<'a> {
     pub(crate) tasks: &'a TaskTable,
     pub(crate) managers: &'a mut ManagerTable,
     pub(crate) now: Time,
@@ -125,34 +125,38 @@ impl Matcher {
     /// The next task that can start now (see the module documentation);
     /// `None` when nothing more starts in this pass. The caller applies it
     /// and then calls [`Matcher::started`].
-    pub(crate) fn next_start(&mut self, pass: &mut Pass, world: &mut World<'_>) -> Option<Start> {
+    pub(crate) fn next_start(
+        &mut self,
+        pass: &mut Pass,
+        context: &mut Context<'_>,
+    ) -> Option<Start> {
         let mut after = None;
         let mut holder: Option<(TaskId, Shape)> = None;
         let mut reserved_for_holder = false;
-        while let Some((key, shape, task_id)) = world.tasks.queue().next_head(after) {
+        while let Some((key, shape, task_id)) = context.tasks.queue().next_head(after) {
             after = Some(key);
             let Some((holder_id, holder_shape)) = holder else {
                 // Ahead of any holder: start wherever it fits.
-                if let Some(start) = self.choose(shape, task_id, false, pass, world) {
+                if let Some(start) = self.choose(shape, task_id, false, pass, context) {
                     return Some(start);
                 }
-                if world.managers.could_ever_fit(shape) {
+                if context.managers.could_ever_fit(shape) {
                     holder = Some((task_id, shape));
                     if self
                         .reservation
                         .as_ref()
                         .is_some_and(|reservation| reservation.task_id == task_id)
                     {
-                        self.reserve_for(task_id, shape, world);
+                        self.reserve_for(task_id, shape, context);
                         reserved_for_holder = true;
                     } else if self.reservation.is_some() {
-                        self.clear(world.managers);
+                        self.clear(context.managers);
                         pass.misses.clear();
                     }
                 }
                 continue;
             };
-            if !self.room_behind_holder(world.managers) {
+            if !self.room_behind_holder(context.managers) {
                 // Nothing behind the holder can start: stop early, so that
                 // a full system costs O(heads up to the holder).
                 break;
@@ -160,18 +164,18 @@ impl Matcher {
             if !reserved_for_holder {
                 // The reservation is made only once it matters: when a task
                 // behind the holder could otherwise start.
-                if self.choose(shape, task_id, false, pass, world).is_none() {
+                if self.choose(shape, task_id, false, pass, context).is_none() {
                     continue;
                 }
-                self.reserve_for(holder_id, holder_shape, world);
+                self.reserve_for(holder_id, holder_shape, context);
                 reserved_for_holder = true;
             }
-            if let Some(start) = self.choose(shape, task_id, true, pass, world) {
+            if let Some(start) = self.choose(shape, task_id, true, pass, context) {
                 return Some(start);
             }
         }
         if holder.is_none() {
-            self.clear(world.managers);
+            self.clear(context.managers);
         }
         None
     }
@@ -215,9 +219,9 @@ impl Matcher {
         task_id: TaskId,
         behind_holder: bool,
         pass: &mut Pass,
-        world: &World<'_>,
+        context: &Context<'_>,
     ) -> Option<Start> {
-        let managers = &*world.managers;
+        let managers = &*context.managers;
         let policy = self.placement;
         let general = if pass.misses.contains(&shape) {
             None
@@ -246,10 +250,10 @@ impl Matcher {
                 (placement, tightness, false)
             } else {
                 let shadow = reservation.shadow?;
-                let ends_in_time = world
+                let ends_in_time = context
                     .tasks
                     .walltime_of_queued(task_id)
-                    .is_some_and(|walltime| world.now.plus(walltime) <= shadow);
+                    .is_some_and(|walltime| context.now.plus(walltime) <= shadow);
                 let excluded = if ends_in_time {
                     &BTreeSet::new()
                 } else {
@@ -293,11 +297,11 @@ impl Matcher {
     /// Makes sure the holder has a reservation: kept (and brought up to
     /// date) while it is for the same task on a manager that still accepts
     /// tasks, chosen afresh otherwise.
-    fn reserve_for(&mut self, task_id: TaskId, shape: Shape, world: &mut World<'_>) {
-        let now = world.now;
+    fn reserve_for(&mut self, task_id: TaskId, shape: Shape, context: &mut Context<'_>) {
+        let now = context.now;
         if let Some(reservation) = &mut self.reservation {
             let still_good = reservation.task_id == task_id
-                && world
+                && context
                     .managers
                     .get(reservation.manager_id)
                     .is_some_and(|manager| {
@@ -305,7 +309,7 @@ impl Matcher {
                     });
             if still_good {
                 if reservation.stale {
-                    if let Some(manager) = world.managers.get(reservation.manager_id) {
+                    if let Some(manager) = context.managers.get(reservation.manager_id) {
                         let Shadow { at, nodes, .. } = manager.shadow(shape, now, None, true);
                         reservation.shadow = at;
                         reservation.nodes = nodes;
@@ -315,14 +319,14 @@ impl Matcher {
                 return;
             }
         }
-        self.clear(world.managers);
+        self.clear(context.managers);
         let policy = self.placement;
         // The earliest known shadow time wins, else the fewest nodes
         // missing; a manager whose tasks cannot free enough by the best
         // time found so far is given up on early.
         type Rank = (bool, Option<Time>, u32, usize, ManagerId);
         let mut best: Option<Rank> = None;
-        for manager in world.managers.iter() {
+        for manager in context.managers.iter() {
             if !manager.accepts_tasks() || !manager.could_ever_fit(shape) {
                 continue;
             }
@@ -346,7 +350,7 @@ impl Matcher {
         let Some((.., manager_id)) = best else {
             return;
         };
-        let Some(shadow) = world
+        let Some(shadow) = context
             .managers
             .get(manager_id)
             .map(|manager| manager.shadow(shape, now, None, true))
@@ -360,7 +364,7 @@ impl Matcher {
             expected_in_ms = shadow.at.map(|at| now.until(at).as_millis() as u64),
             "manager reserved for the first waiting task"
         );
-        world.managers.set_reserved(manager_id, true);
+        context.managers.set_reserved(manager_id, true);
         self.reservation = Some(Reservation {
             task_id,
             shape,

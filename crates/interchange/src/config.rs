@@ -4,8 +4,8 @@
 //! Precedence: a flag on the command line, then the config file, then the
 //! environment (`RHTEX_KEYS_DIR`), then the default.
 
-use crate::core::Placement;
 use clap::Parser;
+use interchange_core::Placement;
 use protocol::Launcher;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

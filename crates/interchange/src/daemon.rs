@@ -8,10 +8,14 @@
 //! [`run`] is the one entry point, for `main` and for tests.
 
 use crate::config::{Config, Security};
-use crate::core::{Core, CoreConfig, Output, PeerId, Time, SHUTDOWN_GRACE};
 use crate::provider::{Provider, ProviderContext, ProviderError};
-use crate::transport::{SendOutcome, Transport};
+use crate::sockets::{SendOutcome, Sockets};
+use interchange_core::{
+    decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
+    SHUTDOWN_GRACE,
+};
 use protocol::ReadyLine;
+use seam::Time;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -142,11 +146,11 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         source,
     })?;
     let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
-    let mut transport = Transport::bind(&config.client_listen, &config.manager_listen, &security)?;
+    let mut sockets = Sockets::bind(&config.client_listen, &config.manager_listen, &security)?;
 
     let line = ReadyLine {
-        client_url: transport.client_url.clone(),
-        manager_url: transport.manager_url.clone(),
+        client_url: sockets.client_url.clone(),
+        manager_url: sockets.manager_url.clone(),
         pid: std::process::id(),
     }
     .to_line();
@@ -157,8 +161,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     writeln!(ready, "{line}").map_err(DaemonError::Ready)?;
     ready.flush().map_err(DaemonError::Ready)?;
     tracing::info!(
-        client_url = %transport.client_url,
-        manager_url = %transport.manager_url,
+        client_url = %sockets.client_url,
+        manager_url = %sockets.manager_url,
         "interchange ready"
     );
 
@@ -190,7 +194,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         None => None,
         Some(provider_config) => {
             let context = ProviderContext {
-                manager_url: transport.manager_url.clone(),
+                manager_url: sockets.manager_url.clone(),
                 run_dir: absolute(&config.run_dir),
                 keys_dir: config.security.keys_dir().map(absolute),
                 heartbeat_period: config.heartbeat_period,
@@ -203,7 +207,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
 
     let outcome = event_loop(
         &mut core,
-        &mut transport,
+        &mut sockets,
         &mut signals,
         provider.as_mut(),
         &clock,
@@ -211,9 +215,9 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     if let Some(provider) = provider {
         // Every block is cancelled, however the loop ended.
         provider.shutdown(clock.now(), &mut core);
-        perform(&mut core, &transport)?;
+        perform(&mut core, &sockets)?;
     }
-    transport.close(CLOSE_LINGER);
+    sockets.close(CLOSE_LINGER);
     outcome
 }
 
@@ -226,7 +230,7 @@ fn absolute(path: &std::path::Path) -> PathBuf {
 
 fn event_loop(
     core: &mut Core,
-    transport: &mut Transport,
+    sockets: &mut Sockets,
     signals: &mut SignalPipe,
     mut provider: Option<&mut Provider>,
     clock: &Clock,
@@ -239,7 +243,7 @@ fn event_loop(
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        if perform(core, transport)? {
+        if perform(core, sockets)? {
             tracing::info!("interchange exits");
             return Ok(());
         }
@@ -257,34 +261,44 @@ fn event_loop(
             None => -1,
             Some(deadline) => i64::try_from(now.until(deadline).as_millis()).unwrap_or(i64::MAX),
         };
-        let readiness = transport.wait(timeout_ms, &extra_fds)?;
+        let readiness = sockets.wait(timeout_ms, &extra_fds)?;
         if readiness.extra_fds.first() == Some(&true) && signals.take() {
             tracing::info!("signal received: telling managers to stop and exiting");
             core.handle_terminate(clock.now());
-            perform(core, transport)?;
+            perform(core, sockets)?;
             return Ok(());
         }
         if readiness.zap {
-            if let Err(error) = transport.handle_zap() {
+            if let Err(error) = sockets.handle_zap() {
                 tracing::warn!(%error, "ZAP handler failed");
             }
         }
         if readiness.client {
             for _ in 0..RECV_BUDGET {
-                let Some((peer, frame)) = transport.recv_client()? else {
+                let Some((peer, frame)) = sockets.recv_client()? else {
                     break;
                 };
                 tracing::trace!(peer = %peer, n_bytes = frame.len(), "client message");
-                core.handle_client_frame(clock.now(), peer, &frame);
+                match decode_client_frame(&frame) {
+                    Ok(message) => core.handle_client_message(clock.now(), peer, message),
+                    Err(undecodable) => {
+                        core.handle_undecodable(clock.now(), Socket::Client, peer, undecodable)
+                    }
+                }
             }
         }
         if readiness.manager {
             for _ in 0..RECV_BUDGET {
-                let Some((peer, frame)) = transport.recv_manager()? else {
+                let Some((peer, frame)) = sockets.recv_manager()? else {
                     break;
                 };
                 tracing::trace!(peer = %peer, n_bytes = frame.len(), "manager message");
-                core.handle_manager_frame(clock.now(), peer, &frame);
+                match decode_manager_frame(&frame) {
+                    Ok(message) => core.handle_manager_message(clock.now(), peer, message),
+                    Err(undecodable) => {
+                        core.handle_undecodable(clock.now(), Socket::Manager, peer, undecodable)
+                    }
+                }
             }
         }
         let now = clock.now();
@@ -295,12 +309,12 @@ fn event_loop(
 }
 
 /// Sends every output of the core; true once the core said exit.
-fn perform(core: &mut Core, transport: &Transport) -> Result<bool, DaemonError> {
+fn perform(core: &mut Core, sockets: &Sockets) -> Result<bool, DaemonError> {
     while let Some(output) = core.poll_output() {
         match output {
             Output::Exit => return Ok(true),
             Output::ToClient(peer, message) => {
-                let outcome = transport.send_client(&peer, &protocol::encode(&message))?;
+                let outcome = sockets.send_client(&peer, &protocol::encode(&message))?;
                 if outcome == SendOutcome::Unreachable {
                     core.handle_client_unreachable(&peer);
                 } else {
@@ -308,7 +322,7 @@ fn perform(core: &mut Core, transport: &Transport) -> Result<bool, DaemonError> 
                 }
             }
             Output::ToManager(peer, message) => {
-                let outcome = transport.send_manager(&peer, &protocol::encode(&message))?;
+                let outcome = sockets.send_manager(&peer, &protocol::encode(&message))?;
                 if outcome == SendOutcome::Unreachable {
                     // The heartbeat threshold decides when it is lost.
                     tracing::debug!(peer = %peer, "manager unreachable; message dropped");

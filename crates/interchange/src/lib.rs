@@ -3,15 +3,15 @@
 //! at once.
 //!
 //! - [`config`]: flags and the TOML file, validated into a [`config::Config`].
-//! - [`core`]: the pure state machine (no I/O, no clock, no ZeroMQ).
+//! - the pure state machine (no I/O, no clock, no ZeroMQ) is the
+//!   `interchange-core` crate; this crate is its shell.
 //! - [`provider`]: blocks the interchange starts and stops itself (Slurm,
 //!   PBS, or pool-managers on this host), from the demand in its queue.
-//! - [`transport`]: the two ROUTER sockets and the ZAP handler.
+//! - [`sockets`]: the two ROUTER sockets and the ZAP handler.
 //! - [`daemon`]: the shell, a single-threaded poll loop; [`daemon::run`] is
 //!   the one entry point for `main` and tests.
 
 pub mod config;
-pub mod core;
 pub mod daemon;
 pub mod provider;
-pub mod transport;
+pub mod sockets;

@@ -1,5 +1,5 @@
 //! Deterministic scheduling simulator: drives the real interchange core
-//! ([`interchange::core::Core`]) with a simulated client and simulated
+//! ([`interchange_core::Core`]) with a simulated client and simulated
 //! pool-managers in virtual time, and measures how well it schedules.
 //!
 //! - [`workload`]: what to simulate (tasks with submit time, resource
@@ -11,8 +11,8 @@
 //!   counts and checks.
 //! - [`rng`]: the seeded generator the workloads draw from.
 //!
-//! The seam is the core's own: encoded frames in through `handle_*`,
-//! outputs drained with `poll_output`, deadlines from `poll_timeout`. The
+//! The seam is the core's own: frames encoded and decoded with `protocol`'s
+//! codec as the daemon does, fed through `handle_*`, outputs drained with `poll_output`, deadlines from `poll_timeout`. The
 //! simulator does no I/O and reads no clock, so a seed gives the same
 //! report every time. The binary `rhtex-sim` runs one workload and prints
 //! its report.

@@ -4,55 +4,128 @@
 //! violation, 1 otherwise, 2 on bad arguments or an unreadable workload.
 
 use anyhow::Context;
-use clap::Parser;
-use interchange::core::{CoreConfig, Placement};
+use interchange_core::{CoreConfig, Placement};
 use sim::{simulate, workload, SimConfig, Workload};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "rhtex-sim",
-    version,
-    about = "Deterministic simulation of rhtex scheduling"
-)]
+const USAGE: &str = "\
+Deterministic simulation of rhtex scheduling
+
+Usage: rhtex-sim [OPTIONS]
+
+Options:
+      --workload <NAME>          parsl-mixed (the default), starvation, heavy-tailed,
+                                 packing, or file (with --file)
+      --seed <SEED>              Seed of the generated workloads [default: 1]
+      --file <PATH>              A JSON or TOML workload file (implies --workload file)
+      --placement <RULE>         How the interchange chooses among managers: best-fit
+                                 or newest-block [default: best-fit]
+      --max-block-nodes <N>      Tasks needing more nodes fail at once as unschedulable
+      --default-retries <N>      Retries after a lost manager for tasks that do not say
+                                 [default: 0]
+      --batch-size <N>           Most tasks in one submit message [default: 1000]
+      --check-reservations       Also check after every event that no queued task could
+                                 start on a manager that is not reserved (asks the core
+                                 for status each time)
+      --json                     Print the report as JSON
+      --log-level <LEVEL>        Log level of the interchange core (off, error, warn,
+                                 info, debug) [default: off]
+  -h, --help                     Print help
+  -V, --version                  Print version
+";
+
+/// The command line. Parsed by hand: the simulator is a pure program and
+/// its dependency list carries no argument parser.
+#[derive(Debug)]
 struct Args {
-    /// parsl-mixed (the default), starvation, heavy-tailed, packing, or file
-    /// (with --file).
-    #[arg(long)]
     workload: Option<String>,
-    /// Seed of the generated workloads.
-    #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// A JSON or TOML workload file (implies --workload file).
-    #[arg(long)]
     file: Option<PathBuf>,
-    /// How the interchange chooses among managers: best-fit or newest-block.
-    #[arg(long, default_value = "best-fit")]
     placement: String,
-    /// Tasks needing more nodes fail at once as unschedulable.
-    #[arg(long)]
     max_block_nodes: Option<u32>,
-    /// Retries after a lost manager for tasks that do not say.
-    #[arg(long, default_value_t = 0)]
     default_retries: u32,
-    /// Most tasks in one submit message.
-    #[arg(long, default_value_t = 1000)]
     batch_size: usize,
-    /// Also check after every event that no queued task could start on a
-    /// manager that is not reserved (asks the core for status each time).
-    #[arg(long)]
     check_reservations: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
     json: bool,
-    /// Log level of the interchange core (off, error, warn, info, debug).
-    #[arg(long, default_value = "off")]
     log_level: String,
 }
 
+/// What the command line asks for.
+#[derive(Debug)]
+enum Request {
+    Run(Args),
+    Help,
+    Version,
+}
+
+fn parse_args(mut words: impl Iterator<Item = String>) -> anyhow::Result<Request> {
+    let mut args = Args {
+        workload: None,
+        seed: 1,
+        file: None,
+        placement: "best-fit".to_owned(),
+        max_block_nodes: None,
+        default_retries: 0,
+        batch_size: 1000,
+        check_reservations: false,
+        json: false,
+        log_level: "off".to_owned(),
+    };
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (word, None),
+        };
+        let mut value = || -> anyhow::Result<String> {
+            inline
+                .clone()
+                .or_else(|| words.next())
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        let number = |text: String| -> anyhow::Result<u64> {
+            text.parse()
+                .with_context(|| format!("bad {flag} {text:?}: not a whole number"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Request::Help),
+            "-V" | "--version" => return Ok(Request::Version),
+            "--workload" => args.workload = Some(value()?),
+            "--seed" => args.seed = number(value()?)?,
+            "--file" => args.file = Some(PathBuf::from(value()?)),
+            "--placement" => args.placement = value()?,
+            "--max-block-nodes" => {
+                args.max_block_nodes = Some(u32::try_from(number(value()?)?)?);
+            }
+            "--default-retries" => args.default_retries = u32::try_from(number(value()?)?)?,
+            "--batch-size" => args.batch_size = usize::try_from(number(value()?)?)?,
+            "--check-reservations" => args.check_reservations = true,
+            "--json" => args.json = true,
+            "--log-level" => args.log_level = value()?,
+            other => anyhow::bail!("unexpected argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    Ok(Request::Run(args))
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Request::Run(args)) => args,
+        Ok(Request::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Version) => {
+            println!("rhtex-sim {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("rhtex-sim: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

@@ -18,12 +18,15 @@
 //! that an entirely idle manager could have started.
 
 use crate::workload::{BlockSpec, TaskSpec, Workload, WorkloadError};
-use interchange::core::{Core, CoreConfig, Output, PeerId, Time};
+use interchange_core::{
+    decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
+};
 use protocol::{
     Command, ErrorKind, FromClient, FromManager, Launcher, ManagerId, NodeShare, Registration,
     Reply, StatusReport, TaskDispatch, TaskError, TaskId, TaskResources, TaskResult, TaskState,
     TaskStatusInfo, TaskSubmission, ToClient, ToManager, PROTOCOL_VERSION, RHTEX_VERSION,
 };
+use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -703,16 +706,28 @@ impl Simulation {
 
     fn client_frame(&mut self, frame: &[u8]) {
         self.n_frames += 1;
-        self.core
-            .handle_client_frame(Time::from_millis(self.now), self.client.clone(), frame);
+        let (now, peer) = (Time::from_millis(self.now), self.client.clone());
+        match decode_client_frame(frame) {
+            Ok(message) => self.core.handle_client_message(now, peer, message),
+            Err(undecodable) => {
+                self.core
+                    .handle_undecodable(now, Socket::Client, peer, undecodable)
+            }
+        }
         self.drain_outputs();
     }
 
     fn manager_frame(&mut self, block: usize, frame: &[u8]) {
         self.n_frames += 1;
         let peer = self.managers[block].peer.clone();
-        self.core
-            .handle_manager_frame(Time::from_millis(self.now), peer, frame);
+        let now = Time::from_millis(self.now);
+        match decode_manager_frame(frame) {
+            Ok(message) => self.core.handle_manager_message(now, peer, message),
+            Err(undecodable) => {
+                self.core
+                    .handle_undecodable(now, Socket::Manager, peer, undecodable)
+            }
+        }
         self.drain_outputs();
     }
 

@@ -7,7 +7,7 @@ mod common;
 use common::{
     assert_clean, block, result_time, run, run_with, start, start_time, start_with, workload,
 };
-use interchange::core::CoreConfig;
+use interchange_core::CoreConfig;
 use protocol::{ErrorKind, TaskState};
 use sim::{Report, SimConfig, TaskSpec};
 
@@ -297,7 +297,7 @@ fn newest_block_placement_is_clean_too() {
     let workload = sim::workload::parsl_mixed(2);
     let config = SimConfig {
         core: CoreConfig {
-            placement: interchange::core::Placement::NewestBlock,
+            placement: interchange_core::Placement::NewestBlock,
             ..CoreConfig::default()
         },
         ..SimConfig::default()

@@ -15,9 +15,9 @@
 //! provider's pool-managers are always terminated and reaped before it
 //! returns.
 
-use super::core::{Action, JobState, Submitted};
 use super::script::{render, ScriptValues};
 use crate::config::ProviderKind;
+use interchange_core::provider::{Action, JobState, Submitted};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, HashMap};

@@ -1,9 +1,9 @@
 //! Block providers: the interchange starts and stops its own blocks (batch
 //! jobs that each run one pool-manager) from the demand in its queue.
 //!
-//! - [`core`]: the pure decisions (how many blocks, which to drain, which to
-//!   cancel, backoff after failures), `handle_*`/`poll_*` like the
-//!   interchange core.
+//! - `interchange_core::provider`: the pure decisions (how many blocks,
+//!   which to drain, which to cancel, backoff after failures),
+//!   `handle_*`/`poll_*` like the interchange core.
 //! - [`script`]: batch scripts rendered from the templates in
 //!   `deploy/slurm/` and `deploy/pbs/` (embedded here with `include_str!`, so
 //!   the files in `deploy/` are exactly what the providers submit).
@@ -15,15 +15,15 @@
 //! the end.
 
 pub mod batch;
-pub mod core;
 pub mod script;
 
 use self::batch::{Answer, BatchShell, ShellSettings};
-use self::core::{Action, ProviderCore, ProviderSettings};
 use self::script::ScriptValues;
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::core::{Core, Time};
+use interchange_core::provider::{Action, ProviderCore, ProviderSettings};
+use interchange_core::Core;
 use protocol::UnixTime;
+use seam::Time;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -26,7 +26,7 @@ fn settings() -> ProviderSettings {
 struct Sim {
     core: ProviderCore,
     now: Time,
-    demand: Demand,
+    demand: QueueDemand,
     managers: Vec<ManagerView>,
 }
 
@@ -61,14 +61,14 @@ impl Sim {
         Self {
             core: ProviderCore::new(settings, Time::from_millis(0)),
             now: Time::from_millis(0),
-            demand: Demand::default(),
+            demand: QueueDemand::default(),
             managers: Vec::new(),
         }
     }
 
     /// Queued tasks of these node counts.
     fn queue(&mut self, task_nodes: &[u32]) {
-        self.demand = Demand {
+        self.demand = QueueDemand {
             n_queued_tasks: task_nodes.len() as u64,
             n_queued_nodes: task_nodes.iter().map(|n| u64::from(*n)).sum(),
             max_task_nodes: task_nodes.iter().copied().max().unwrap_or(0),

@@ -37,330 +37,16 @@
 //! Allocating and releasing touch only the nodes of the task; holding,
 //! draining or reserving a manager re-lists it in O(its nodes · log).
 
-use super::queue::Shape;
-use super::{PeerId, Time};
-use protocol::{Launcher, ManagerId, NodeShare, Registration, TaskId, UnixTime};
+mod entry;
+mod tree;
+
+use crate::interface::PeerId;
+use crate::queue::Shape;
+pub(crate) use entry::{Allocation, ManagerEntry, Shadow};
+use protocol::{ManagerId, NodeShare, TaskId};
+use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// A task a manager runs: the exact slots it was given, and when it is
-/// expected to end (dispatch time plus walltime; unknown without one).
-#[derive(Debug, Clone)]
-pub(crate) struct Running {
-    pub(crate) placement: Vec<NodeShare>,
-    pub(crate) expected_end: Option<Time>,
-}
-
-/// One registered pool-manager.
-#[derive(Debug)]
-pub(crate) struct Manager {
-    pub(crate) manager_id: ManagerId,
-    pub(crate) peer: PeerId,
-    pub(crate) block_id: String,
-    pub(crate) hostname: String,
-    pub(crate) launcher: Launcher,
-    pub(crate) rhtex_version: String,
-    pub(crate) n_nodes: u32,
-    pub(crate) slots_per_node: u32,
-    pub(crate) held: bool,
-    pub(crate) draining: bool,
-    /// `shutdown` was sent; it must not be sent twice.
-    pub(crate) shutdown_sent: bool,
-    pub(crate) registered_at: UnixTime,
-    /// When anything last came from it.
-    pub(crate) last_heard: Time,
-    // The allocation state below changes only through the table, which
-    // keeps the indexes in step.
-    /// Free slots of each node, by node index.
-    free_slots: Vec<u32>,
-    /// (free slots, node) for every node with a free slot.
-    by_free: BTreeSet<(u32, u32)>,
-    /// Nodes with every slot free.
-    n_whole_free: u32,
-    /// Tasks it holds, with what each was given.
-    tasks: BTreeMap<TaskId, Running>,
-    /// (expected end, task) of the tasks that have one, soonest first.
-    ends: BTreeSet<(Time, TaskId)>,
-    /// Reserved for the queue's head: not in the table's indexes.
-    reserved: bool,
-    /// Its position in registration order (a leaf of the segment trees).
-    order: usize,
-}
-
-/// When the task at the head of the queue could start on a manager.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Shadow {
-    /// Nodes still missing now.
-    pub(crate) n_missing: u32,
-    /// When enough nodes are expected to be free (known only if the tasks
-    /// that must end first all have a walltime).
-    pub(crate) at: Option<Time>,
-    /// The nodes the head is expected to use at that time (empty if the
-    /// time is unknown).
-    pub(crate) nodes: BTreeSet<u32>,
-}
-
-impl Manager {
-    /// A manager as it registers: every node free.
-    pub(crate) fn new(
-        registration: Registration,
-        peer: PeerId,
-        registered_at: UnixTime,
-        now: Time,
-    ) -> Self {
-        let n_nodes = u32::try_from(registration.nodes.len()).unwrap_or(u32::MAX);
-        let slots_per_node = registration
-            .slots_per_node
-            .unwrap_or(registration.cpu_count)
-            .max(1);
-        Self {
-            manager_id: registration.manager_id,
-            peer,
-            block_id: registration.block_id,
-            hostname: registration.hostname,
-            launcher: registration.launcher,
-            rhtex_version: registration.rhtex_version,
-            n_nodes,
-            slots_per_node,
-            held: false,
-            draining: false,
-            shutdown_sent: false,
-            registered_at,
-            last_heard: now,
-            free_slots: vec![slots_per_node; n_nodes as usize],
-            by_free: (0..n_nodes).map(|node| (slots_per_node, node)).collect(),
-            n_whole_free: n_nodes,
-            tasks: BTreeMap::new(),
-            ends: BTreeSet::new(),
-            reserved: false,
-            order: 0,
-        }
-    }
-
-    pub(crate) fn accepts_tasks(&self) -> bool {
-        !self.held && !self.draining
-    }
-
-    /// Whether the table holds it out of its indexes for the reservation.
-    #[cfg(test)]
-    pub(crate) fn is_reserved(&self) -> bool {
-        self.reserved
-    }
-
-    fn listed(&self) -> bool {
-        self.accepts_tasks() && !self.reserved
-    }
-
-    /// Nodes with every slot free.
-    pub(crate) fn n_whole_free(&self) -> u32 {
-        self.n_whole_free
-    }
-
-    pub(crate) fn tasks(&self) -> &BTreeMap<TaskId, Running> {
-        &self.tasks
-    }
-
-    /// Its position in registration order (larger is newer).
-    pub(crate) fn order(&self) -> usize {
-        self.order
-    }
-
-    pub(crate) fn has_free_slot(&self) -> bool {
-        !self.by_free.is_empty()
-    }
-
-    fn max_free_slots(&self) -> u32 {
-        self.by_free.last().map_or(0, |(free, _)| *free)
-    }
-
-    /// Whether the task could run here once enough tasks end.
-    pub(crate) fn could_ever_fit(&self, shape: Shape) -> bool {
-        self.n_nodes >= shape.num_nodes
-            && shape.slots_on(self.slots_per_node) <= self.slots_per_node
-    }
-
-    /// Where the task would go now, leaving out the nodes in `excluded`:
-    /// the `num_nodes` nodes with the fewest free slots that suffice, lowest
-    /// index first. Also gives how tightly it fits (smaller is tighter):
-    /// whole free nodes for an exclusive task, else the free slots of the
-    /// roomiest node chosen.
-    pub(crate) fn place(
-        &self,
-        shape: Shape,
-        excluded: &BTreeSet<u32>,
-    ) -> Option<(Vec<NodeShare>, u32)> {
-        let slots = shape.slots_on(self.slots_per_node);
-        if slots > self.slots_per_node || shape.num_nodes > self.n_nodes {
-            return None;
-        }
-        if shape.ranks_per_node.is_none() && self.n_whole_free < shape.num_nodes {
-            return None;
-        }
-        let mut placement = Vec::with_capacity(shape.num_nodes as usize);
-        let mut roomiest = 0;
-        for (free, node) in self.by_free.range((slots, 0)..) {
-            if placement.len() == shape.num_nodes as usize {
-                break;
-            }
-            if excluded.contains(node) {
-                continue;
-            }
-            roomiest = *free;
-            placement.push(NodeShare { node: *node, slots });
-        }
-        if placement.len() < shape.num_nodes as usize {
-            return None;
-        }
-        let tightness = match shape.ranks_per_node {
-            None => self.n_whole_free,
-            Some(_) => roomiest,
-        };
-        Some((placement, tightness))
-    }
-
-    /// When the task could start here, from the expected ends of the tasks
-    /// running here (tasks without a walltime never end, as far as this
-    /// estimate knows). With a `cutoff`, gives up (time unknown) once the
-    /// expected ends pass it. With `want_nodes`, also says which nodes the
-    /// task would use then: those that free up by then, and as many of the
-    /// nodes free now as it still needs. Costs O(needed nodes + tasks
-    /// examined in order of their ends · their nodes), nothing per node of
-    /// the manager.
-    pub(crate) fn shadow(
-        &self,
-        shape: Shape,
-        now: Time,
-        cutoff: Option<Time>,
-        want_nodes: bool,
-    ) -> Shadow {
-        let slots = shape.slots_on(self.slots_per_node);
-        let needed = shape.num_nodes as usize;
-        let n_qualifying_now = match shape.ranks_per_node {
-            None => self.n_whole_free as usize,
-            Some(_) => self.by_free.range((slots, 0)..).take(needed).count(),
-        };
-        let n_missing = needed.saturating_sub(n_qualifying_now);
-        let mut shadow = Shadow {
-            n_missing: u32::try_from(n_missing).unwrap_or(u32::MAX),
-            at: None,
-            nodes: BTreeSet::new(),
-        };
-        if !self.could_ever_fit(shape) {
-            return shadow;
-        }
-        let mut becoming: Vec<u32> = Vec::new();
-        if n_missing == 0 {
-            shadow.at = Some(now);
-        } else {
-            // Free slots of the nodes the ending tasks give back.
-            let mut touched: HashMap<u32, u32> = HashMap::new();
-            for (end, task_id) in &self.ends {
-                let end = (*end).max(now);
-                if cutoff.is_some_and(|cutoff| end > cutoff) {
-                    break;
-                }
-                let Some(running) = self.tasks.get(task_id) else {
-                    continue;
-                };
-                for share in &running.placement {
-                    let Some(free_now) = self.free_slots.get(share.node as usize) else {
-                        continue;
-                    };
-                    let free = touched.entry(share.node).or_insert(*free_now);
-                    let before = *free >= slots;
-                    *free = (*free + share.slots).min(self.slots_per_node);
-                    if !before && *free >= slots {
-                        becoming.push(share.node);
-                    }
-                }
-                if becoming.len() >= n_missing {
-                    shadow.at = Some(end);
-                    break;
-                }
-            }
-        }
-        if want_nodes && shadow.at.is_some() {
-            let from_now = needed.saturating_sub(becoming.len());
-            shadow.nodes = becoming
-                .into_iter()
-                .chain(
-                    self.by_free
-                        .range((slots, 0)..)
-                        .map(|(_, node)| *node)
-                        .take(from_now),
-                )
-                .collect();
-        }
-        shadow
-    }
-
-    /// "manager <id> on host <hostname> (block <block_id>)", for messages.
-    pub(crate) fn describe(&self) -> String {
-        format!(
-            "manager {} on host {} (block {})",
-            self.manager_id, self.hostname, self.block_id
-        )
-    }
-}
-
-/// A max segment tree over registration order: "the rightmost leaf before
-/// `below` whose value is at least `threshold`" in O(log n).
-#[derive(Debug, Default)]
-struct MaxTree {
-    n_leaves: usize,
-    values: Vec<u32>,
-}
-
-impl MaxTree {
-    fn with_leaves(n_leaves: usize) -> Self {
-        let n_leaves = n_leaves.max(1).next_power_of_two();
-        Self {
-            n_leaves,
-            values: vec![0; 2 * n_leaves],
-        }
-    }
-
-    fn set(&mut self, leaf: usize, value: u32) {
-        if leaf >= self.n_leaves {
-            let mut grown = Self::with_leaves(leaf + 1);
-            for index in 0..self.n_leaves {
-                grown.set(index, self.values[self.n_leaves + index]);
-            }
-            *self = grown;
-        }
-        let mut index = self.n_leaves + leaf;
-        self.values[index] = value;
-        while index > 1 {
-            index /= 2;
-            self.values[index] = self.values[2 * index].max(self.values[2 * index + 1]);
-        }
-    }
-
-    fn rightmost_at_least(&self, threshold: u32, below: usize) -> Option<usize> {
-        if self.values.is_empty() {
-            return None;
-        }
-        self.descend(1, 0, self.n_leaves, threshold, below)
-    }
-
-    fn descend(
-        &self,
-        index: usize,
-        low: usize,
-        high: usize,
-        threshold: u32,
-        below: usize,
-    ) -> Option<usize> {
-        if low >= below || self.values[index] < threshold {
-            return None;
-        }
-        if high - low == 1 {
-            return Some(low);
-        }
-        let middle = (low + high) / 2;
-        self.descend(2 * index + 1, middle, high, threshold, below)
-            .or_else(|| self.descend(2 * index, low, middle, threshold, below))
-    }
-}
+use tree::MaxTree;
 
 /// The indexes over listed managers (see the module documentation).
 #[derive(Debug, Default)]
@@ -375,7 +61,7 @@ struct Indexes {
 }
 
 impl Indexes {
-    fn list(&mut self, manager: &Manager) {
+    fn list(&mut self, manager: &ManagerEntry) {
         let id = manager.manager_id;
         if manager.n_whole_free > 0 {
             self.whole_index.insert((manager.n_whole_free, id));
@@ -387,7 +73,7 @@ impl Indexes {
         self.slot_tree.set(manager.order, manager.max_free_slots());
     }
 
-    fn unlist(&mut self, manager: &Manager) {
+    fn unlist(&mut self, manager: &ManagerEntry) {
         let id = manager.manager_id;
         self.whole_index.remove(&(manager.n_whole_free, id));
         for (free, node) in &manager.by_free {
@@ -397,7 +83,7 @@ impl Indexes {
         self.slot_tree.set(manager.order, 0);
     }
 
-    fn add_capacity(&mut self, manager: &Manager) {
+    fn add_capacity(&mut self, manager: &ManagerEntry) {
         *self
             .capacity
             .entry(manager.slots_per_node)
@@ -406,7 +92,7 @@ impl Indexes {
             .or_default() += 1;
     }
 
-    fn remove_capacity(&mut self, manager: &Manager) {
+    fn remove_capacity(&mut self, manager: &ManagerEntry) {
         if let Some(by_nodes) = self.capacity.get_mut(&manager.slots_per_node) {
             if let Some(count) = by_nodes.get_mut(&manager.n_nodes) {
                 *count -= 1;
@@ -438,7 +124,7 @@ pub(crate) enum AllocationError {
 /// Registered managers by id and by peer, and the indexes.
 #[derive(Debug, Default)]
 pub(crate) struct ManagerTable {
-    managers: BTreeMap<ManagerId, Manager>,
+    managers: BTreeMap<ManagerId, ManagerEntry>,
     by_peer: HashMap<PeerId, ManagerId>,
     /// The manager at each position of registration order (`None` once it
     /// left; compacted when most are gone).
@@ -447,7 +133,7 @@ pub(crate) struct ManagerTable {
 }
 
 impl ManagerTable {
-    pub(crate) fn insert(&mut self, mut manager: Manager) {
+    pub(crate) fn insert(&mut self, mut manager: ManagerEntry) {
         manager.order = self.by_order.len();
         manager.reserved = false;
         self.by_order.push(Some(manager.manager_id));
@@ -462,7 +148,7 @@ impl ManagerTable {
         self.managers.insert(manager.manager_id, manager);
     }
 
-    pub(crate) fn remove(&mut self, manager_id: ManagerId) -> Option<Manager> {
+    pub(crate) fn remove(&mut self, manager_id: ManagerId) -> Option<ManagerEntry> {
         let manager = self.managers.remove(&manager_id)?;
         if manager.listed() {
             self.indexes.unlist(&manager);
@@ -503,7 +189,7 @@ impl ManagerTable {
     pub(crate) fn update<R>(
         &mut self,
         manager_id: ManagerId,
-        change: impl FnOnce(&mut Manager) -> R,
+        change: impl FnOnce(&mut ManagerEntry) -> R,
     ) -> Option<R> {
         let manager = self.managers.get_mut(&manager_id)?;
         let (was_listed, was_accepting) = (manager.listed(), manager.accepts_tasks());
@@ -575,7 +261,7 @@ impl ManagerTable {
         }
         manager.tasks.insert(
             task_id,
-            Running {
+            Allocation {
                 placement,
                 expected_end,
             },
@@ -585,7 +271,7 @@ impl ManagerTable {
 
     /// Frees exactly what a task was given. `None` if the manager does not
     /// hold the task.
-    pub(crate) fn release(&mut self, manager_id: ManagerId, task_id: TaskId) -> Option<Running> {
+    pub(crate) fn release(&mut self, manager_id: ManagerId, task_id: TaskId) -> Option<Allocation> {
         let manager = self.managers.get_mut(&manager_id)?;
         let running = manager.tasks.remove(&task_id)?;
         if let Some(end) = running.expected_end {
@@ -602,7 +288,7 @@ impl ManagerTable {
 
     /// Adds `delta` free slots to each node, keeping the manager's own
     /// index and (if it is listed) the table's indexes in step.
-    fn change_nodes(indexes: &mut Indexes, manager: &mut Manager, changes: &[(u32, i64)]) {
+    fn change_nodes(indexes: &mut Indexes, manager: &mut ManagerEntry, changes: &[(u32, i64)]) {
         let listed = manager.listed();
         let id = manager.manager_id;
         if listed {
@@ -646,7 +332,7 @@ impl ManagerTable {
         }
     }
 
-    pub(crate) fn get(&self, manager_id: ManagerId) -> Option<&Manager> {
+    pub(crate) fn get(&self, manager_id: ManagerId) -> Option<&ManagerEntry> {
         self.managers.get(&manager_id)
     }
 
@@ -655,7 +341,7 @@ impl ManagerTable {
     }
 
     /// Among listed managers, the one where the task fits most tightly now
-    /// (see [`Manager::place`] for the measure), with that measure.
+    /// (see [`ManagerEntry::place`] for the measure), with that measure.
     pub(crate) fn best_fit(&self, shape: Shape) -> Option<(ManagerId, u32)> {
         let lowest = ManagerId::from_u128(0);
         match shape.ranks_per_node {
@@ -730,7 +416,7 @@ impl ManagerTable {
             })
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Manager> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &ManagerEntry> {
         self.managers.values()
     }
 
@@ -830,27 +516,12 @@ impl ManagerTable {
 }
 
 #[cfg(test)]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use protocol::{Launcher, Registration};
 
-    #[test]
-    fn the_tree_finds_the_rightmost_leaf_at_or_above_a_threshold() {
-        let mut tree = MaxTree::default();
-        for (leaf, value) in [3, 0, 5, 1, 2].into_iter().enumerate() {
-            tree.set(leaf, value);
-        }
-        assert_eq!(tree.rightmost_at_least(2, 5), Some(4));
-        assert_eq!(tree.rightmost_at_least(2, 4), Some(2));
-        assert_eq!(tree.rightmost_at_least(4, 5), Some(2));
-        assert_eq!(tree.rightmost_at_least(4, 2), None);
-        assert_eq!(tree.rightmost_at_least(3, 2), Some(0));
-        assert_eq!(tree.rightmost_at_least(6, 5), None);
-        tree.set(2, 0);
-        assert_eq!(tree.rightmost_at_least(4, 5), None);
-    }
-
-    fn manager(id: u128, n_nodes: usize, slots: u32) -> Manager {
+    fn manager(id: u128, n_nodes: usize, slots: u32) -> ManagerEntry {
         let registration = Registration {
             protocol_version: protocol::PROTOCOL_VERSION,
             manager_id: ManagerId::from_u128(id),
@@ -863,7 +534,7 @@ mod tests {
             slots_per_node: Some(slots),
             versions: BTreeMap::new(),
         };
-        Manager::new(
+        ManagerEntry::new(
             registration,
             PeerId(vec![id as u8]),
             0.0,
@@ -938,28 +609,5 @@ mod tests {
         table.set_reserved(ManagerId::from_u128(98), false);
         assert_eq!(table.check(), Ok(()));
         assert_eq!(newest(&table, 3), Some(id(98)));
-    }
-
-    proptest! {
-        /// The tree answers as a scan of the leaves would.
-        #[test]
-        fn the_tree_agrees_with_a_scan(
-            values in proptest::collection::vec(0u32..6, 1..40),
-            threshold in 1u32..6,
-            below in 0usize..45,
-        ) {
-            let mut tree = MaxTree::default();
-            for (leaf, value) in values.iter().enumerate() {
-                tree.set(leaf, *value);
-            }
-            let scan = values
-                .iter()
-                .enumerate()
-                .take(below)
-                .filter(|(_, value)| **value >= threshold)
-                .map(|(leaf, _)| leaf)
-                .next_back();
-            prop_assert_eq!(tree.rightmost_at_least(threshold, below), scan);
-        }
     }
 }

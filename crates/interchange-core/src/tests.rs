@@ -3,7 +3,15 @@
 //! expected, so nothing unexpected can slip through.
 
 use super::*;
-use protocol::{Launcher, NodeShare, ResourceRequest, TaskError};
+use protocol::{
+    Command, ErrorKind, FromClient, FromManager, Launcher, ManagerId, NodeShare, Registration,
+    Reply, ResourceRequest, StatusReport, TaskDispatch, TaskError, TaskId, TaskResult, TaskState,
+    TaskStatusInfo, TaskSubmission, ToClient, ToManager, UnixTime, WaitingGroup, PROTOCOL_VERSION,
+    RHTEX_VERSION,
+};
+use seam::Time;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 const PERIOD: Duration = Duration::from_secs(30);
 const THRESHOLD: Duration = Duration::from_secs(120);
@@ -258,22 +266,40 @@ impl Sim {
         self
     }
 
+    /// A message from a client, through the codec as the shell reads it.
     fn client(&mut self, name: &str, message: FromClient) {
-        self.core
-            .handle_client_frame(self.now, peer(name), &protocol::encode(&message));
+        self.client_bytes(name, &protocol::encode(&message));
     }
 
+    /// A frame on the client socket, decoded as the shell decodes it.
     fn client_bytes(&mut self, name: &str, bytes: &[u8]) {
-        self.core.handle_client_frame(self.now, peer(name), bytes);
+        match decode_client_frame(bytes) {
+            Ok(message) => self
+                .core
+                .handle_client_message(self.now, peer(name), message),
+            Err(undecodable) => {
+                self.core
+                    .handle_undecodable(self.now, Socket::Client, peer(name), undecodable)
+            }
+        }
     }
 
+    /// A message from a manager, through the codec as the shell reads it.
     fn manager(&mut self, name: &str, message: FromManager) {
-        self.core
-            .handle_manager_frame(self.now, peer(name), &protocol::encode(&message));
+        self.manager_bytes(name, &protocol::encode(&message));
     }
 
+    /// A frame on the manager socket, decoded as the shell decodes it.
     fn manager_bytes(&mut self, name: &str, bytes: &[u8]) {
-        self.core.handle_manager_frame(self.now, peer(name), bytes);
+        match decode_manager_frame(bytes) {
+            Ok(message) => self
+                .core
+                .handle_manager_message(self.now, peer(name), message),
+            Err(undecodable) => {
+                self.core
+                    .handle_undecodable(self.now, Socket::Manager, peer(name), undecodable)
+            }
+        }
     }
 
     fn submit(&mut self, name: &str, request_id: u64, tasks: Vec<TaskSubmission>) {

@@ -1,17 +1,17 @@
 //! The interchange's sockets: the client ROUTER, the manager ROUTER and,
 //! with CURVE, the ZAP handler. The only ZeroMQ code in this crate.
 //!
-//! Frames go in and out as bytes with the peer's routing id; decoding is the
-//! core's business. Sends use ROUTER_MANDATORY, so a send to a peer that is
+//! Frames go in and out as bytes with the peer's routing id; the daemon
+//! decodes them with `protocol`'s codec before the core sees them. Sends use ROUTER_MANDATORY, so a send to a peer that is
 //! gone comes back as [`SendOutcome::Unreachable`] instead of vanishing.
 
-use crate::core::PeerId;
+use interchange_core::PeerId;
 use std::os::fd::RawFd;
 use transport::sockets::{bind_router, ServerSecurity};
 use transport::zmq;
 use transport::{TransportError, ZapHandler};
 
-/// Which sockets became readable in [`Transport::wait`].
+/// Which sockets became readable in [`Sockets::wait`].
 #[derive(Clone, Debug, Default)]
 pub struct Readiness {
     pub client: bool,
@@ -33,7 +33,7 @@ pub enum SendOutcome {
 }
 
 /// The bound sockets.
-pub struct Transport {
+pub struct Sockets {
     client: zmq::Socket,
     manager: zmq::Socket,
     zap: Option<ZapHandler>,
@@ -43,9 +43,9 @@ pub struct Transport {
     _context: zmq::Context,
 }
 
-impl std::fmt::Debug for Transport {
+impl std::fmt::Debug for Sockets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport")
+        f.debug_struct("Sockets")
             .field("client_url", &self.client_url)
             .field("manager_url", &self.manager_url)
             .field("zap", &self.zap)
@@ -57,7 +57,7 @@ fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {
     move |source| TransportError::Zmq { what, source }
 }
 
-impl Transport {
+impl Sockets {
     /// Binds the ZAP handler (with CURVE), then both ROUTERs.
     pub fn bind(
         client_listen: &str,

@@ -3,7 +3,7 @@
 //!
 //! The seam, as in the interchange core: the shell feeds inputs with the
 //! current [`Time`] and drains [`Action`]s with [`ProviderCore::poll_action`].
-//! - [`ProviderCore::handle_tick`]: the queue's [`Demand`] and the registered
+//! - [`ProviderCore::handle_tick`]: the queue's [`QueueDemand`] and the registered
 //!   managers ([`ManagerView`]); called after every turn of the daemon loop
 //!   and at [`ProviderCore::poll_timeout`].
 //! - [`ProviderCore::handle_submitted`], [`ProviderCore::handle_jobs`],
@@ -26,8 +26,9 @@
 //! `failed` with a message) and delay the next submission by an
 //! exponential backoff, reset when a manager registers.
 
-use crate::core::{Demand, ManagerView, Time};
+use crate::{ManagerView, QueueDemand};
 use protocol::{BlockInfo, BlockState, ManagerId, UnixTime};
+use seam::Time;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -218,7 +219,7 @@ impl ProviderCore {
     /// Looks at the queue and the managers: matches managers to blocks,
     /// drains idle blocks, submits blocks for waiting tasks, asks about
     /// jobs when the poll period has passed.
-    pub fn handle_tick(&mut self, now: Time, demand: &Demand, managers: &[ManagerView]) {
+    pub fn handle_tick(&mut self, now: Time, demand: &QueueDemand, managers: &[ManagerView]) {
         self.last_tick = now;
         self.match_managers(now, managers);
         if !self.shutting_down {
@@ -530,7 +531,7 @@ impl ProviderCore {
         }
     }
 
-    fn drain_idle(&mut self, now: Time, demand: &Demand) {
+    fn drain_idle(&mut self, now: Time, demand: &QueueDemand) {
         if demand.n_queued_tasks > 0 {
             return;
         }
@@ -609,7 +610,7 @@ impl ProviderCore {
         }
     }
 
-    fn scale_out(&mut self, now: Time, demand: &Demand) {
+    fn scale_out(&mut self, now: Time, demand: &QueueDemand) {
         if self.backoff_until.is_some_and(|until| now < until) {
             return;
         }

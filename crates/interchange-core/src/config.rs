@@ -1,0 +1,84 @@
+//! The core's settings, and how a task chooses among the managers that
+//! can start it.
+
+use protocol::UnixTime;
+use std::time::Duration;
+
+/// The settings the core needs.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// How often `heartbeat` goes to every manager.
+    pub heartbeat_period: Duration,
+    /// A manager silent this long is dropped and its tasks fail.
+    pub heartbeat_threshold: Duration,
+    /// Tasks needing more nodes than this fail at once as unschedulable.
+    pub max_block_nodes: Option<u32>,
+    /// Finished results kept for late `watch` and `task_status`: at most
+    /// this many...
+    pub max_finished_results: usize,
+    /// ...taking at most about this many bytes. The oldest go first.
+    pub max_finished_bytes: usize,
+    /// After `shutdown`, how long to wait for every manager's `goodbye`.
+    pub shutdown_grace: Duration,
+    /// The wall-clock time (seconds since the epoch) at `Time(0)`.
+    pub wall_clock_at_zero: UnixTime,
+    /// How to choose among the managers that can start a task now.
+    pub placement: Placement,
+    /// How many times a task without `retries` in its specification is
+    /// queued again after its manager was lost.
+    pub default_retries: u32,
+}
+
+impl Default for CoreConfig {
+    /// The daemon's defaults, with `Time(0)` at the epoch.
+    fn default() -> Self {
+        Self {
+            heartbeat_period: Duration::from_secs(30),
+            heartbeat_threshold: Duration::from_secs(120),
+            max_block_nodes: None,
+            max_finished_results: 100_000,
+            max_finished_bytes: 512 * 1024 * 1024,
+            shutdown_grace: SHUTDOWN_GRACE,
+            wall_clock_at_zero: 0.0,
+            placement: Placement::BestFit,
+            default_retries: 0,
+        }
+    }
+}
+
+/// How a task chooses among the managers that can start it now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// The manager whose free capacity fits the task most tightly, keeping
+    /// large holes for large tasks.
+    #[default]
+    BestFit,
+    /// The manager that registered last, so that older blocks go idle and
+    /// can be released.
+    NewestBlock,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::BestFit => "best-fit",
+            Placement::NewestBlock => "newest-block",
+        }
+    }
+}
+
+impl std::str::FromStr for Placement {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "best-fit" => Ok(Placement::BestFit),
+            "newest-block" => Ok(Placement::NewestBlock),
+            other => Err(format!(
+                "unknown placement {other:?}; valid placements are best-fit, newest-block"
+            )),
+        }
+    }
+}
+
+/// Default bound on the wait for managers' `goodbye` after `shutdown`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -1,0 +1,294 @@
+//! What the core does with each message from a client: the handshake,
+//! `submit`, `watch` and the commands (`status`, `task_status`, `hold`,
+//! `release`, `drain`, `cancel`, `shutdown`), and with a client frame that
+//! does not decode or a client that is gone.
+
+use crate::interface::{PeerId, Undecodable};
+use crate::machine::Core;
+use crate::tasks::{Admission, Cancelled, Watched};
+use protocol::{
+    Command, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
+    PROTOCOL_VERSION, RHTEX_VERSION,
+};
+use seam::Time;
+
+impl Core {
+    /// A message arrived on the client socket.
+    pub fn handle_client_message(&mut self, now: Time, peer: PeerId, message: FromClient) {
+        if !self.begin_input(now) {
+            return;
+        }
+        match message {
+            FromClient::Hello {
+                protocol_version,
+                client_version,
+            } => {
+                if protocol_version == PROTOCOL_VERSION {
+                    tracing::debug!(peer = %peer, %client_version, "client connected");
+                    self.clients.welcome(&peer);
+                    self.send_client(
+                        &peer,
+                        ToClient::Welcome {
+                            protocol_version: PROTOCOL_VERSION,
+                            interchange_version: RHTEX_VERSION.to_owned(),
+                        },
+                    );
+                } else {
+                    self.refuse_client(&peer, Some(protocol_version));
+                }
+            }
+            FromClient::Goodbye => {
+                // Closing: forget the connection (a goodbye without hello
+                // is harmless). Its tasks carry on.
+                tracing::debug!(peer = %peer, "client said goodbye");
+                self.forget_client(&peer);
+            }
+            message if !self.clients.is_welcome(&peer) => {
+                self.bad_message();
+                let request_id = match &message {
+                    FromClient::Submit { request_id, .. }
+                    | FromClient::Watch { request_id, .. }
+                    | FromClient::Command { request_id, .. } => Some(*request_id),
+                    FromClient::Hello { .. } | FromClient::Goodbye => None,
+                };
+                tracing::warn!(peer = %peer, "request from a client that sent no hello");
+                self.send_client(
+                    &peer,
+                    ToClient::Error {
+                        request_id,
+                        message: "send hello first: no request is handled before the handshake"
+                            .to_owned(),
+                    },
+                );
+            }
+            FromClient::Submit { request_id, tasks } => self.submit(&peer, request_id, tasks),
+            FromClient::Watch {
+                request_id,
+                task_ids,
+            } => self.watch(&peer, request_id, &task_ids),
+            FromClient::Command {
+                request_id,
+                command,
+            } => self.command(now, &peer, request_id, command),
+        }
+        self.after_input();
+    }
+
+    /// A client frame that did not decode: a `hello` of another protocol
+    /// version is refused by its version; anything else is counted and
+    /// answered with an error.
+    pub(crate) fn undecodable_from_client(&mut self, peer: &PeerId, undecodable: Undecodable) {
+        match undecodable.handshake {
+            Some(handshake)
+                if handshake.message_type == "hello"
+                    && handshake.protocol_version != Some(PROTOCOL_VERSION) =>
+            {
+                self.refuse_client(peer, handshake.protocol_version);
+            }
+            _ => {
+                let error = undecodable.error;
+                self.bad_message();
+                tracing::warn!(peer = %peer, %error, "undecodable message from a client");
+                self.send_client(
+                    peer,
+                    ToClient::Error {
+                        request_id: None,
+                        message: format!("cannot decode the request: {error}"),
+                    },
+                );
+            }
+        }
+    }
+
+    fn refuse_client(&mut self, peer: &PeerId, their_version: Option<u32>) {
+        let theirs = their_version.map_or_else(|| "none".to_owned(), |version| version.to_string());
+        tracing::warn!(peer = %peer, their_version = %theirs, "refused a client of another protocol version");
+        self.forget_client(peer);
+        self.send_client(
+            peer,
+            ToClient::Refused {
+                reason: format!(
+                    "protocol version mismatch: the client speaks version {theirs}, \
+                     this interchange speaks version {PROTOCOL_VERSION}"
+                ),
+                protocol_version: PROTOCOL_VERSION,
+            },
+        );
+    }
+
+    /// A send to this client failed: it is gone. Stop sending it results.
+    pub fn handle_client_unreachable(&mut self, peer: &PeerId) {
+        tracing::debug!(peer = %peer, "client gone");
+        self.forget_client(peer);
+        self.pending_results.remove(peer);
+    }
+
+    fn forget_client(&mut self, peer: &PeerId) {
+        for task_id in self.clients.forget(peer) {
+            self.tasks.unwatch(task_id, peer);
+        }
+    }
+
+    fn submit(&mut self, peer: &PeerId, request_id: u64, submissions: Vec<TaskSubmission>) {
+        let admission = Admission {
+            shutting_down: self.shutdown_deadline.is_some(),
+            max_block_nodes: self.config.max_block_nodes,
+        };
+        let mut n_accepted: u32 = 0;
+        let mut immediate = Vec::new();
+        for submission in submissions {
+            let task_id = submission.task_id;
+            match self.tasks.submit(submission, peer, admission) {
+                Ok(()) => {
+                    self.clients.watch(peer, task_id);
+                    n_accepted += 1;
+                }
+                Err(result) => immediate.push(*result),
+            }
+        }
+        self.send_client(
+            peer,
+            ToClient::Submitted {
+                request_id,
+                n_tasks: n_accepted,
+            },
+        );
+        if !immediate.is_empty() {
+            self.pending_results
+                .entry(peer.clone())
+                .or_default()
+                .extend(immediate);
+        }
+    }
+
+    fn watch(&mut self, peer: &PeerId, request_id: u64, task_ids: &[TaskId]) {
+        let mut n_known: u32 = 0;
+        for task_id in task_ids {
+            match self.tasks.watch(*task_id, peer) {
+                Watched::Unknown => {
+                    tracing::debug!(task_id = %task_id, "watch of an unknown task");
+                    continue;
+                }
+                Watched::Finished(result) => {
+                    self.pending_results
+                        .entry(peer.clone())
+                        .or_default()
+                        .push(*result);
+                }
+                Watched::Unfinished => self.clients.watch(peer, *task_id),
+            }
+            n_known += 1;
+        }
+        // The answer goes before the results of finished tasks.
+        self.send_client(
+            peer,
+            ToClient::Watching {
+                request_id,
+                n_tasks: n_known,
+            },
+        );
+    }
+
+    fn command(&mut self, now: Time, peer: &PeerId, request_id: u64, command: Command) {
+        let reply = match command {
+            Command::Status => Reply::Status(self.status()),
+            Command::TaskStatus { task_ids } => Reply::TaskStatus {
+                tasks: task_ids.iter().map(|id| self.task_status(*id)).collect(),
+            },
+            Command::Hold { manager_id } => self.set_held(manager_id, true),
+            Command::Release { manager_id } => self.set_held(manager_id, false),
+            Command::Drain { manager_id } => match self.managers.get(manager_id) {
+                None => unknown_manager(manager_id),
+                Some(_) => {
+                    tracing::info!(manager_id = %manager_id, "manager drained by a client");
+                    self.start_drain(manager_id, "drained by a client");
+                    Reply::Done {
+                        message: format!(
+                            "manager {manager_id} gets no new tasks and will be told to exit once idle"
+                        ),
+                    }
+                }
+            },
+            Command::Cancel { task_id } => self.cancel(task_id),
+            Command::Shutdown => {
+                self.send_client(
+                    peer,
+                    ToClient::Reply {
+                        request_id,
+                        reply: Reply::Done {
+                            message: "shutting down: managers told to stop, queued tasks cancelled"
+                                .to_owned(),
+                        },
+                    },
+                );
+                self.begin_shutdown(now, "the interchange is shutting down");
+                return;
+            }
+        };
+        self.send_client(peer, ToClient::Reply { request_id, reply });
+    }
+
+    fn set_held(&mut self, manager_id: ManagerId, held: bool) -> Reply {
+        match self
+            .managers
+            .update(manager_id, |manager| manager.held = held)
+        {
+            None => unknown_manager(manager_id),
+            Some(()) => {
+                if !held {
+                    // It may now suit the reservation better: choose again.
+                    self.matcher.clear(&mut self.managers);
+                }
+                let verb = if held { "held" } else { "released" };
+                tracing::info!(manager_id = %manager_id, "manager {verb}");
+                Reply::Done {
+                    message: format!("manager {manager_id} {verb}"),
+                }
+            }
+        }
+    }
+
+    fn cancel(&mut self, task_id: TaskId) -> Reply {
+        match self.tasks.cancel(task_id) {
+            Cancelled::Unknown => Reply::Failed {
+                message: format!("unknown task {task_id}"),
+            },
+            Cancelled::AlreadyFinished(state) => Reply::Failed {
+                message: format!("task {task_id} already finished ({state})"),
+            },
+            Cancelled::WhileQueued(delivery) => {
+                self.deliver(delivery);
+                Reply::Done {
+                    message: format!("task {task_id} cancelled"),
+                }
+            }
+            Cancelled::Running(manager_id) => {
+                let Some(peer) = self
+                    .managers
+                    .get(manager_id)
+                    .map(|manager| manager.peer.clone())
+                else {
+                    // Cannot happen: a departed manager's tasks are finished.
+                    return Reply::Failed {
+                        message: format!(
+                            "task {task_id} runs on manager {manager_id}, which is gone"
+                        ),
+                    };
+                };
+                tracing::debug!(task_id = %task_id, manager_id = %manager_id, "cancel sent to the manager");
+                self.send_manager(&peer, ToManager::CancelTask { task_id });
+                Reply::Done {
+                    message: format!(
+                        "task {task_id} is running on manager {manager_id}: told it to cancel"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+fn unknown_manager(manager_id: ManagerId) -> Reply {
+    Reply::Failed {
+        message: format!("unknown manager {manager_id}: no registered manager has this id"),
+    }
+}

@@ -1,0 +1,232 @@
+//! What the core does with each message from a pool-manager: `register`
+//! (accepted or refused), heartbeats, results, drain requests and
+//! `goodbye`, and with a manager frame that does not decode. A message from
+//! a peer that is not registered is answered with `refused`, so that a
+//! dropped manager stops and its late results are never forwarded.
+
+use crate::interface::{PeerId, Undecodable};
+use crate::machine::Core;
+use crate::managers::ManagerEntry;
+use protocol::{
+    ErrorKind, FromManager, ManagerId, Registration, TaskResult, ToManager, PROTOCOL_VERSION,
+    RHTEX_VERSION,
+};
+use seam::Time;
+
+/// Why a message from an unregistered manager is answered with `refused`.
+pub const UNKNOWN_MANAGER_REASON: &str = "this manager is not registered with the interchange: \
+     it was dropped after a silence past the heartbeat threshold (its tasks were failed as manager_lost), \
+     or it never registered; stop and start a new manager";
+
+impl Core {
+    /// A message arrived on the manager socket.
+    pub fn handle_manager_message(&mut self, now: Time, peer: PeerId, message: FromManager) {
+        if !self.begin_input(now) {
+            return;
+        }
+        match (self.managers.id_of_peer(&peer), message) {
+            (None, FromManager::Register(registration)) => {
+                self.register(now, &peer, registration);
+            }
+            (Some(manager_id), FromManager::Register(registration)) => {
+                self.bad_message();
+                tracing::warn!(
+                    manager_id = %manager_id,
+                    registered_again_as = %registration.manager_id,
+                    "register from a manager already registered; ignored"
+                );
+                self.refresh(manager_id, now);
+            }
+            (None, FromManager::Goodbye { .. }) => {
+                self.bad_message();
+                tracing::warn!(peer = %peer, "goodbye from unknown manager; dropped");
+            }
+            (None, _) => {
+                // A manager we dropped (silent past the threshold) that is
+                // still alive, or one from before a restart. Its tasks were
+                // failed as manager_lost; tell it so that it stops instead
+                // of idling on its allocation. Its message is dropped.
+                self.bad_message();
+                tracing::warn!(peer = %peer, "message from unknown manager; dropped, and the manager told to stop");
+                self.send_manager(
+                    &peer,
+                    ToManager::Refused {
+                        reason: UNKNOWN_MANAGER_REASON.to_owned(),
+                        protocol_version: PROTOCOL_VERSION,
+                    },
+                );
+            }
+            (Some(manager_id), message) => {
+                self.refresh(manager_id, now);
+                self.manager_message(manager_id, message);
+            }
+        }
+        self.after_input();
+    }
+
+    /// A manager frame that did not decode: from an unregistered peer, a
+    /// `register` is refused (by its version, or as malformed) and anything
+    /// else dropped; from a registered manager it still counts as a sign
+    /// of life. Either way it is counted.
+    pub(crate) fn undecodable_from_manager(
+        &mut self,
+        now: Time,
+        peer: &PeerId,
+        undecodable: Undecodable,
+    ) {
+        let Undecodable { error, handshake } = undecodable;
+        self.bad_message();
+        match self.managers.id_of_peer(peer) {
+            Some(manager_id) => {
+                self.refresh(manager_id, now);
+                tracing::warn!(manager_id = %manager_id, %error, "undecodable message from a manager; dropped");
+            }
+            None => match handshake {
+                Some(handshake) if handshake.message_type == "register" => {
+                    let reason = match handshake.protocol_version {
+                        Some(version) if version == PROTOCOL_VERSION => {
+                            format!("malformed register message: {error}")
+                        }
+                        theirs => version_mismatch_reason(theirs),
+                    };
+                    tracing::warn!(peer = %peer, %reason, "refused a manager");
+                    self.send_manager(
+                        peer,
+                        ToManager::Refused {
+                            reason,
+                            protocol_version: PROTOCOL_VERSION,
+                        },
+                    );
+                }
+                _ => {
+                    tracing::warn!(peer = %peer, %error, "undecodable message from unknown manager; dropped");
+                }
+            },
+        }
+    }
+
+    fn refresh(&mut self, manager_id: ManagerId, now: Time) {
+        self.managers
+            .update(manager_id, |manager| manager.last_heard = now);
+    }
+
+    fn register(&mut self, now: Time, peer: &PeerId, registration: Registration) {
+        let refusal = if registration.protocol_version != PROTOCOL_VERSION {
+            Some(version_mismatch_reason(Some(registration.protocol_version)))
+        } else if registration.nodes.is_empty() {
+            Some("the registration lists no nodes; a manager needs at least one node".to_owned())
+        } else if self.managers.get(registration.manager_id).is_some() {
+            Some(format!(
+                "manager id {} is already registered from another connection",
+                registration.manager_id
+            ))
+        } else if self.shutdown_deadline.is_some() {
+            Some("the interchange is shutting down".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            tracing::warn!(manager_id = %registration.manager_id, hostname = %registration.hostname, %reason, "refused a manager");
+            self.send_manager(
+                peer,
+                ToManager::Refused {
+                    reason,
+                    protocol_version: PROTOCOL_VERSION,
+                },
+            );
+            return;
+        }
+        let n_nodes = u32::try_from(registration.nodes.len()).unwrap_or(u32::MAX);
+        tracing::info!(
+            manager_id = %registration.manager_id,
+            block_id = %registration.block_id,
+            hostname = %registration.hostname,
+            n_nodes,
+            slots_per_node = registration.slots_per_node.unwrap_or(registration.cpu_count).max(1),
+            "manager registered"
+        );
+        // A dropped manager back under the same id starts afresh.
+        self.matcher
+            .clear_on(registration.manager_id, &mut self.managers);
+        let registered_at = self.unix(now);
+        self.managers.insert(ManagerEntry::new(
+            registration,
+            peer.clone(),
+            registered_at,
+            now,
+        ));
+        let expiry = now.plus(self.config.heartbeat_threshold);
+        self.next_expiry_check = Some(self.next_expiry_check.map_or(expiry, |at| at.min(expiry)));
+        self.send_manager(
+            peer,
+            ToManager::Registered {
+                interchange_version: RHTEX_VERSION.to_owned(),
+                heartbeat_period: self.config.heartbeat_period.as_secs_f64(),
+            },
+        );
+    }
+
+    fn manager_message(&mut self, manager_id: ManagerId, message: FromManager) {
+        match message {
+            FromManager::Register(_) | FromManager::Heartbeat => {}
+            FromManager::Results { results } => {
+                for result in results {
+                    self.manager_result(manager_id, result);
+                }
+                let stop = self.managers.get(manager_id).is_some_and(|manager| {
+                    manager.draining && manager.tasks().is_empty() && !manager.shutdown_sent
+                });
+                if stop {
+                    self.tell_manager_to_stop(manager_id, "drained");
+                }
+            }
+            FromManager::DrainRequest => {
+                tracing::info!(manager_id = %manager_id, "manager asked to drain");
+                self.start_drain(manager_id, "drained");
+            }
+            FromManager::Goodbye { reason } => {
+                if let Some(manager) = self.managers.remove(manager_id) {
+                    tracing::info!(manager_id = %manager_id, %reason, n_tasks = manager.tasks().len(), "manager said goodbye");
+                    let message = format!(
+                        "task lost: {} said goodbye ({reason}) without reporting it",
+                        manager.describe()
+                    );
+                    self.end_tasks_of(&manager, ErrorKind::ManagerLost, &message);
+                }
+            }
+        }
+    }
+
+    fn manager_result(&mut self, manager_id: ManagerId, mut result: TaskResult) {
+        let task_id = result.task_id;
+        if !result.state.is_final() {
+            self.bad_message();
+            tracing::warn!(manager_id = %manager_id, task_id = %task_id, state = %result.state, "result with a state that is not final; dropped");
+            return;
+        }
+        let freed = self
+            .managers
+            .release(manager_id, task_id)
+            .and_then(|_| self.managers.get(manager_id))
+            .map(|manager| manager.block_id.clone());
+        let Some(block_id) = freed else {
+            self.bad_message();
+            tracing::warn!(manager_id = %manager_id, task_id = %task_id, "result for a task this manager does not hold; dropped");
+            return;
+        };
+        self.matcher.task_ended_on(manager_id);
+        result.manager_id.get_or_insert(manager_id);
+        result.block_id.get_or_insert(block_id);
+        tracing::debug!(task_id = %task_id, manager_id = %manager_id, state = %result.state, "task finished");
+        let delivery = self.tasks.finish(task_id, result);
+        self.deliver(delivery);
+    }
+}
+
+fn version_mismatch_reason(theirs: Option<u32>) -> String {
+    let theirs = theirs.map_or_else(|| "none".to_owned(), |version| version.to_string());
+    format!(
+        "protocol version mismatch: the manager speaks version {theirs}, \
+         this interchange speaks version {PROTOCOL_VERSION}"
+    )
+}

@@ -1,0 +1,414 @@
+//! The state machine: [`Core`] holds the parts (clients, tasks and their
+//! queue, the manager table, matching) and ties them together. Each input
+//! goes to the module that handles it (`from_clients.rs`,
+//! `from_managers.rs`, or here for time, the signal path and the provider's
+//! calls); every input ends with [`Core::after_input`]: match, send the
+//! results gathered, finish a shutdown that is complete.
+
+use crate::clients::Clients;
+use crate::config::CoreConfig;
+use crate::interface::{Output, PeerId, Socket, Undecodable};
+use crate::managers::{ManagerEntry, ManagerTable};
+use crate::matching::{Context, Matcher, Pass};
+use crate::tasks::{Delivery, Loss, Lost, TaskTable};
+use protocol::{BlockInfo, ErrorKind, ManagerId, TaskResult, ToClient, ToManager, UnixTime};
+use seam::Time;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// The interchange state machine. See the crate documentation.
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) config: CoreConfig,
+    pub(crate) clients: Clients,
+    pub(crate) tasks: TaskTable,
+    pub(crate) managers: ManagerTable,
+    pub(crate) matcher: Matcher,
+    pub(crate) n_bad_messages: u64,
+    outputs: VecDeque<Output>,
+    /// Results gathered during one input, sent as one message per client.
+    pub(crate) pending_results: BTreeMap<PeerId, Vec<TaskResult>>,
+    next_heartbeat: Time,
+    /// No manager can have expired before this time.
+    pub(crate) next_expiry_check: Option<Time>,
+    /// Set once shutdown began: the deadline for managers' goodbyes.
+    pub(crate) shutdown_deadline: Option<Time>,
+    exited: bool,
+    /// The provider's blocks, shown by `status`.
+    pub(crate) blocks: Vec<BlockInfo>,
+    /// The latest time an input brought (the core reads no clock).
+    pub(crate) now: Time,
+}
+
+/// "30", "0.5": seconds as messages show them.
+pub(crate) fn format_seconds(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds.fract() == 0.0 {
+        format!("{seconds:.0}")
+    } else {
+        format!("{seconds}")
+    }
+}
+
+impl Core {
+    pub fn new(config: CoreConfig, now: Time) -> Self {
+        let next_heartbeat = now.plus(config.heartbeat_period);
+        Self {
+            clients: Clients::default(),
+            tasks: TaskTable::new(
+                config.max_finished_results,
+                config.max_finished_bytes,
+                config.default_retries,
+            ),
+            managers: ManagerTable::default(),
+            matcher: Matcher::new(config.placement),
+            n_bad_messages: 0,
+            outputs: VecDeque::new(),
+            pending_results: BTreeMap::new(),
+            next_heartbeat,
+            next_expiry_check: None,
+            shutdown_deadline: None,
+            exited: false,
+            blocks: Vec::new(),
+            now,
+            config,
+        }
+    }
+
+    /// Takes the time an input brings (never going back); false once the
+    /// core has exited, when inputs are ignored.
+    pub(crate) fn begin_input(&mut self, now: Time) -> bool {
+        self.now = self.now.max(now);
+        !self.exited
+    }
+
+    // -----------------------------------------------------------------
+    // Inputs: undecodable frames, time, the signal path
+    // -----------------------------------------------------------------
+
+    /// A frame arrived on `socket` that did not decode.
+    pub fn handle_undecodable(
+        &mut self,
+        now: Time,
+        socket: Socket,
+        peer: PeerId,
+        undecodable: Undecodable,
+    ) {
+        if !self.begin_input(now) {
+            return;
+        }
+        match socket {
+            Socket::Client => self.undecodable_from_client(&peer, undecodable),
+            Socket::Manager => self.undecodable_from_manager(now, &peer, undecodable),
+        }
+        self.after_input();
+    }
+
+    /// The time is `now`: send heartbeats, drop silent managers, end a
+    /// shutdown whose grace period has passed.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if !self.begin_input(now) {
+            return;
+        }
+        if now >= self.next_heartbeat {
+            for manager in self.managers.iter() {
+                self.outputs.push_back(Output::ToManager(
+                    manager.peer.clone(),
+                    ToManager::Heartbeat,
+                ));
+            }
+            self.next_heartbeat = self.next_heartbeat.plus(self.config.heartbeat_period);
+            if self.next_heartbeat <= now {
+                self.next_heartbeat = now.plus(self.config.heartbeat_period);
+            }
+        }
+        if self.next_expiry_check.is_some_and(|at| now >= at) {
+            self.expire_silent_managers(now);
+        }
+        if self
+            .shutdown_deadline
+            .is_some_and(|deadline| now >= deadline)
+        {
+            let grace = format_seconds(self.config.shutdown_grace);
+            for manager_id in self.managers.ids() {
+                if let Some(manager) = self.managers.remove(manager_id) {
+                    tracing::warn!(manager_id = %manager_id, "manager did not say goodbye before the shutdown deadline");
+                    let message = format!(
+                        "task lost: {} did not say goodbye within {grace} s of shutdown",
+                        manager.describe()
+                    );
+                    self.end_tasks_of(&manager, ErrorKind::ManagerLost, &message);
+                }
+            }
+        }
+        self.after_input();
+    }
+
+    fn expire_silent_managers(&mut self, now: Time) {
+        let threshold = self.config.heartbeat_threshold;
+        let mut next_check: Option<Time> = None;
+        let mut expired = Vec::new();
+        for manager in self.managers.iter() {
+            let expiry = manager.last_heard.plus(threshold);
+            if now >= expiry {
+                expired.push(manager.manager_id);
+            } else {
+                next_check = Some(next_check.map_or(expiry, |at| at.min(expiry)));
+            }
+        }
+        self.next_expiry_check = next_check;
+        for manager_id in expired {
+            if let Some(manager) = self.managers.remove(manager_id) {
+                let silence = format_seconds(manager.last_heard.until(now));
+                tracing::warn!(
+                    manager_id = %manager_id,
+                    hostname = %manager.hostname,
+                    block_id = %manager.block_id,
+                    n_tasks = manager.tasks().len(),
+                    "manager silent for {silence} s; dropped"
+                );
+                let message = format!(
+                    "task lost: {} sent nothing for {silence} s",
+                    manager.describe()
+                );
+                self.end_tasks_of(&manager, ErrorKind::ManagerLost, &message);
+            }
+        }
+    }
+
+    /// The signal path: tell every manager to stop (best effort), give every
+    /// unfinished task its result, and exit at once.
+    pub fn handle_terminate(&mut self, now: Time) {
+        if !self.begin_input(now) {
+            return;
+        }
+        self.begin_shutdown(now, "the interchange was stopped by a signal");
+        for manager_id in self.managers.ids() {
+            if let Some(manager) = self.managers.remove(manager_id) {
+                self.end_tasks_of(
+                    &manager,
+                    ErrorKind::Killed,
+                    "the interchange was stopped by a signal while the task ran",
+                );
+            }
+        }
+        self.after_input();
+    }
+
+    // -----------------------------------------------------------------
+    // For a block provider
+    // -----------------------------------------------------------------
+
+    /// The provider's blocks, as `status` should show them from now on.
+    pub fn set_blocks(&mut self, blocks: Vec<BlockInfo>) {
+        self.blocks = blocks;
+    }
+
+    /// Sends no new tasks to this manager and tells it to exit once idle
+    /// (as the `drain` command does). False for an unknown manager.
+    pub fn drain_manager(&mut self, manager_id: ManagerId, reason: &str) -> bool {
+        if self.managers.get(manager_id).is_none() {
+            return false;
+        }
+        self.start_drain(manager_id, reason);
+        self.after_input();
+        true
+    }
+
+    // -----------------------------------------------------------------
+    // Outputs
+    // -----------------------------------------------------------------
+
+    /// The next thing to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Core::handle_timeout`] next; `None` once exited.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.exited {
+            return None;
+        }
+        [
+            Some(self.next_heartbeat),
+            self.next_expiry_check,
+            self.shutdown_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// True once [`Output::Exit`] was queued.
+    pub fn has_exited(&self) -> bool {
+        self.exited
+    }
+
+    pub(crate) fn unix(&self, now: Time) -> UnixTime {
+        self.config.wall_clock_at_zero + now.as_millis() as f64 / 1000.0
+    }
+
+    pub(crate) fn send_client(&mut self, peer: &PeerId, message: ToClient) {
+        self.outputs
+            .push_back(Output::ToClient(peer.clone(), message));
+    }
+
+    pub(crate) fn send_manager(&mut self, peer: &PeerId, message: ToManager) {
+        self.outputs
+            .push_back(Output::ToManager(peer.clone(), message));
+    }
+
+    pub(crate) fn bad_message(&mut self) {
+        self.n_bad_messages += 1;
+    }
+
+    /// Work every input ends with: match tasks, send gathered results,
+    /// finish shutdown when it is complete.
+    pub(crate) fn after_input(&mut self) {
+        if self.exited {
+            self.pending_results.clear();
+            return;
+        }
+        if self.shutdown_deadline.is_none() {
+            self.schedule();
+        }
+        for (peer, results) in std::mem::take(&mut self.pending_results) {
+            self.send_client(&peer, ToClient::Results { results });
+        }
+        if self.shutdown_deadline.is_some() && self.managers.is_empty() {
+            tracing::info!("every manager has gone; shutdown complete");
+            self.outputs.push_back(Output::Exit);
+            self.exited = true;
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Applying decisions
+    // -----------------------------------------------------------------
+
+    /// Starts every queued task that can start now, as matching decides;
+    /// one `run_tasks` per manager.
+    fn schedule(&mut self) {
+        let mut batches: BTreeMap<ManagerId, Vec<protocol::TaskDispatch>> = BTreeMap::new();
+        let mut pass = Pass::default();
+        loop {
+            let mut context = Context {
+                tasks: &self.tasks,
+                managers: &mut self.managers,
+                now: self.now,
+            };
+            let Some(start) = self.matcher.next_start(&mut pass, &mut context) else {
+                break;
+            };
+            let expected_end = self
+                .tasks
+                .walltime_of_queued(start.task_id)
+                .map(|walltime| self.now.plus(walltime));
+            if let Err(error) = self.managers.allocate(
+                start.manager_id,
+                start.task_id,
+                start.placement.clone(),
+                expected_end,
+            ) {
+                // A bug, never a peer's doing: the task stays queued.
+                tracing::error!(task_id = %start.task_id, manager_id = %start.manager_id, %error, "placement refused; the task stays queued");
+                break;
+            }
+            self.matcher.started(&start, &mut self.managers, &mut pass);
+            if let Some(dispatch) = self.tasks.start(
+                start.task_id,
+                start.manager_id,
+                start.placement,
+                start.backfill,
+            ) {
+                batches.entry(start.manager_id).or_default().push(dispatch);
+            }
+        }
+        for (manager_id, tasks) in batches {
+            if let Some(manager) = self.managers.get(manager_id) {
+                let peer = manager.peer.clone();
+                self.send_manager(&peer, ToManager::RunTasks { tasks });
+            }
+        }
+    }
+
+    /// Queues a task's result for the clients that watch it.
+    pub(crate) fn deliver(&mut self, delivery: Delivery) {
+        let Delivery { watchers, result } = delivery;
+        for peer in watchers {
+            self.clients.unwatch(&peer, result.task_id);
+            self.pending_results
+                .entry(peer)
+                .or_default()
+                .push((*result).clone());
+        }
+    }
+
+    /// Ends every task a departed manager held: a task lost through no
+    /// fault of its own (`ManagerLost` outside shutdown) with retries left
+    /// goes back to the queue in its old place; the others fail with
+    /// `kind`.
+    pub(crate) fn end_tasks_of(&mut self, manager: &ManagerEntry, kind: ErrorKind, message: &str) {
+        let loss = Loss {
+            manager_id: manager.manager_id,
+            block_id: &manager.block_id,
+            kind,
+            message,
+            may_retry: kind == ErrorKind::ManagerLost && self.shutdown_deadline.is_none(),
+        };
+        for task_id in manager.tasks().keys() {
+            if let Lost::Failed(delivery) = self.tasks.lose(*task_id, &loss) {
+                self.deliver(delivery);
+            }
+        }
+    }
+
+    pub(crate) fn begin_shutdown(&mut self, now: Time, reason: &str) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        tracing::info!(n_managers = self.managers.len(), "shutdown begins");
+        self.shutdown_deadline = Some(now.plus(self.config.shutdown_grace));
+        self.matcher.clear(&mut self.managers);
+        for manager_id in self.managers.ids() {
+            self.tell_manager_to_stop(manager_id, reason);
+        }
+        for delivery in self.tasks.cancel_queued() {
+            self.deliver(delivery);
+        }
+    }
+
+    pub(crate) fn tell_manager_to_stop(&mut self, manager_id: ManagerId, reason: &str) {
+        let peer = self.managers.update(manager_id, |manager| {
+            let first_time = !manager.shutdown_sent;
+            manager.shutdown_sent = true;
+            manager.draining = true;
+            first_time.then(|| manager.peer.clone())
+        });
+        if let Some(Some(peer)) = peer {
+            self.send_manager(
+                &peer,
+                ToManager::Shutdown {
+                    reason: reason.to_owned(),
+                },
+            );
+        }
+    }
+
+    pub(crate) fn start_drain(&mut self, manager_id: ManagerId, reason: &str) {
+        let idle = self.managers.update(manager_id, |manager| {
+            manager.draining = true;
+            manager.tasks().is_empty()
+        });
+        if idle == Some(true) {
+            self.tell_manager_to_stop(manager_id, reason);
+        }
+    }
+
+    /// The manager table's own check, the reservation's, and that the
+    /// holder is queued.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        self.matcher.check(&self.managers, &self.tasks)
+    }
+}

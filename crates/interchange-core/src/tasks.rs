@@ -1,0 +1,545 @@
+//! Every task the interchange knows, and every change of a task's state.
+//!
+//! This module is the one place a task changes phase: accepted or refused
+//! at submission, started on a manager, finished by its result, queued
+//! again after its manager was lost, cancelled, or cancelled by shutdown.
+//! (A journal of task state hooks in here.) Queue membership is part of a
+//! task's state, so the queue lives here too; matching only reads it.
+//!
+//! A task's record is internal: what the client asked to run
+//! ([`TaskSpec`], validated), its queue key (kept, so that a retry keeps
+//! its place), how often it was sent, and its phase. The wire messages are
+//! built when they are sent: [`TaskTable::start`] gives the
+//! [`TaskDispatch`] with its placement. A finished task keeps its
+//! [`TaskResult`], which is what its watchers get, for late `watch` and
+//! `task_status`, within the configured bounds (oldest forgotten first).
+
+use crate::interface::PeerId;
+use crate::queue::{QueueKey, TaskQueue};
+use protocol::{
+    ErrorKind, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult, TaskState,
+    TaskSubmission,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+/// What a client asked to run, with its resources validated.
+#[derive(Debug)]
+struct TaskSpec {
+    command: String,
+    resources: TaskResources,
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+/// An unfinished task: queued, or running on a manager.
+#[derive(Debug)]
+struct Unfinished {
+    spec: TaskSpec,
+    /// Its place in the queue, kept while it runs so that a retry goes
+    /// back to the same place.
+    key: QueueKey,
+    /// Times it was sent to a manager (0 while it waits for its first).
+    attempts: u32,
+    /// Where it runs; `None` while it is queued.
+    running: Option<Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    manager_id: ManagerId,
+    cancel_requested: bool,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Unfinished(Box<Unfinished>),
+    Finished(Box<TaskResult>),
+}
+
+#[derive(Debug)]
+struct Task {
+    phase: Phase,
+    /// Clients that get the result (while the task is unfinished).
+    watchers: BTreeSet<PeerId>,
+}
+
+/// A task's phase as the status views see it.
+#[derive(Debug)]
+pub(crate) enum TaskView<'a> {
+    Queued(&'a TaskResources),
+    Running(ManagerId),
+    Finished(&'a TaskResult),
+}
+
+/// A task's result and the clients that get it.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) watchers: BTreeSet<PeerId>,
+    pub(crate) result: Box<TaskResult>,
+}
+
+/// What a client's `cancel` did.
+#[derive(Debug)]
+pub(crate) enum Cancelled {
+    Unknown,
+    AlreadyFinished(TaskState),
+    /// It was queued: it is finished as cancelled.
+    WhileQueued(Delivery),
+    /// It runs there: the manager must be told.
+    Running(ManagerId),
+}
+
+/// What `watch` found.
+#[derive(Debug)]
+pub(crate) enum Watched {
+    Unknown,
+    Finished(Box<TaskResult>),
+    Unfinished,
+}
+
+/// What became of a task its manager lost.
+#[derive(Debug)]
+pub(crate) enum Lost {
+    QueuedAgain,
+    Failed(Delivery),
+}
+
+/// How a task left its manager: the manager's id and block, and why.
+#[derive(Debug)]
+pub(crate) struct Loss<'a> {
+    pub(crate) manager_id: ManagerId,
+    pub(crate) block_id: &'a str,
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: &'a str,
+    /// Whether a task with retries left goes back to the queue.
+    pub(crate) may_retry: bool,
+}
+
+/// Results by state, for `status`.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) n_completed: u64,
+    pub(crate) n_failed: u64,
+    pub(crate) n_cancelled: u64,
+}
+
+/// What, besides the task itself, decides whether a submission is queued.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admission {
+    pub(crate) shutting_down: bool,
+    pub(crate) max_block_nodes: Option<u32>,
+}
+
+/// The tasks, the queue of those waiting, and the kept results.
+#[derive(Debug)]
+pub(crate) struct TaskTable {
+    tasks: HashMap<TaskId, Task>,
+    queue: TaskQueue,
+    /// Finished tasks whose results are kept, oldest first, with the bytes
+    /// each result takes; and the sum of those bytes.
+    finished: VecDeque<(TaskId, usize)>,
+    finished_bytes: usize,
+    max_finished_results: usize,
+    max_finished_bytes: usize,
+    default_retries: u32,
+    counts: Counts,
+}
+
+impl TaskTable {
+    pub(crate) fn new(
+        max_finished_results: usize,
+        max_finished_bytes: usize,
+        default_retries: u32,
+    ) -> Self {
+        Self {
+            tasks: HashMap::new(),
+            queue: TaskQueue::default(),
+            finished: VecDeque::new(),
+            finished_bytes: 0,
+            max_finished_results,
+            max_finished_bytes,
+            default_retries,
+            counts: Counts::default(),
+        }
+    }
+
+    pub(crate) fn queue(&self) -> &TaskQueue {
+        &self.queue
+    }
+
+    pub(crate) fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    pub(crate) fn view(&self, task_id: TaskId) -> Option<TaskView<'_>> {
+        self.tasks.get(&task_id).map(|task| match &task.phase {
+            Phase::Unfinished(task) => match &task.running {
+                None => TaskView::Queued(&task.spec.resources),
+                Some(running) => TaskView::Running(running.manager_id),
+            },
+            Phase::Finished(result) => TaskView::Finished(result),
+        })
+    }
+
+    /// The walltime of a queued task.
+    pub(crate) fn walltime_of_queued(&self, task_id: TaskId) -> Option<Duration> {
+        self.queued(task_id)?
+            .spec
+            .resources
+            .walltime
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+    }
+
+    fn queued(&self, task_id: TaskId) -> Option<&Unfinished> {
+        match self.tasks.get(&task_id).map(|task| &task.phase) {
+            Some(Phase::Unfinished(task)) if task.running.is_none() => Some(task),
+            _ => None,
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Submission
+    // -----------------------------------------------------------------
+
+    /// Queues a submitted task that `watcher` watches, or refuses it with
+    /// the result its client gets at once. A refused task is kept as
+    /// finished (so that `watch` and `task_status` know it), except a
+    /// duplicate id, which leaves the first task alone.
+    pub(crate) fn submit(
+        &mut self,
+        submission: TaskSubmission,
+        watcher: &PeerId,
+        admission: Admission,
+    ) -> Result<(), Box<TaskResult>> {
+        let task_id = submission.task_id;
+        if self.tasks.contains_key(&task_id) {
+            tracing::warn!(task_id = %task_id, "duplicate task id refused");
+            self.count(TaskState::Failed);
+            return Err(Box::new(TaskResult::failed_before_start(
+                task_id,
+                ErrorKind::DuplicateTaskId,
+                format!("task id {task_id} was already submitted; each task needs a fresh id"),
+            )));
+        }
+        let refusal = if admission.shutting_down {
+            Err((
+                ErrorKind::Cancelled,
+                "the interchange is shutting down and takes no new tasks".to_owned(),
+            ))
+        } else {
+            match protocol::validate(&submission.resources) {
+                Err(error) => Err((ErrorKind::InvalidSpec, error.to_string())),
+                Ok(resources) => match admission.max_block_nodes {
+                    Some(limit) if resources.num_nodes > limit => Err((
+                        ErrorKind::Unschedulable,
+                        format!(
+                            "the task needs num_nodes = {} but blocks have at most {limit} nodes \
+                             (--max-block-nodes {limit}), so it can never run",
+                            resources.num_nodes
+                        ),
+                    )),
+                    _ => Ok(resources),
+                },
+            }
+        };
+        let resources = match refusal {
+            Ok(resources) => resources,
+            Err((kind, message)) => {
+                tracing::debug!(task_id = %task_id, %kind, %message, "task not accepted");
+                let result = TaskResult::failed_before_start(task_id, kind, message);
+                self.count(result.state);
+                self.tasks.insert(
+                    task_id,
+                    Task {
+                        phase: Phase::Finished(Box::new(result.clone())),
+                        watchers: BTreeSet::new(),
+                    },
+                );
+                self.keep_finished(task_id, &result);
+                return Err(Box::new(result));
+            }
+        };
+        let num_nodes = resources.num_nodes;
+        let key = self.queue.push(task_id, &resources);
+        let spec = TaskSpec {
+            command: submission.command,
+            resources,
+            env: submission.env,
+            cwd: submission.cwd,
+            stdout: submission.stdout,
+            stderr: submission.stderr,
+        };
+        self.tasks.insert(
+            task_id,
+            Task {
+                phase: Phase::Unfinished(Box::new(Unfinished {
+                    spec,
+                    key,
+                    attempts: 0,
+                    running: None,
+                })),
+                watchers: BTreeSet::from([watcher.clone()]),
+            },
+        );
+        tracing::debug!(task_id = %task_id, num_nodes, "task queued");
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------
+    // Dispatch
+    // -----------------------------------------------------------------
+
+    /// Takes a queued task out of the queue: it runs on `manager_id` on the
+    /// nodes of `placement`. Gives the message that starts it there; `None`
+    /// if the task is not queued. `backfill` is for the log only.
+    pub(crate) fn start(
+        &mut self,
+        task_id: TaskId,
+        manager_id: ManagerId,
+        placement: Vec<NodeShare>,
+        backfill: bool,
+    ) -> Option<TaskDispatch> {
+        let Some(Task {
+            phase: Phase::Unfinished(task),
+            ..
+        }) = self.tasks.get_mut(&task_id)
+        else {
+            return None;
+        };
+        if task.running.is_some() {
+            return None;
+        }
+        self.queue.remove(&task.spec.resources, task.key);
+        task.attempts += 1;
+        task.running = Some(Running {
+            manager_id,
+            cancel_requested: false,
+        });
+        let spec = &task.spec;
+        tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes = spec.resources.num_nodes, attempt = task.attempts, backfill, "task sent");
+        let dispatch = TaskDispatch {
+            task_id,
+            command: spec.command.clone(),
+            resources: spec.resources.clone(),
+            placement,
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            stdout: spec.stdout.clone(),
+            stderr: spec.stderr.clone(),
+        };
+        Some(dispatch)
+    }
+
+    // -----------------------------------------------------------------
+    // Results
+    // -----------------------------------------------------------------
+
+    fn count(&mut self, state: TaskState) {
+        match state {
+            TaskState::Completed => self.counts.n_completed += 1,
+            TaskState::Cancelled => self.counts.n_cancelled += 1,
+            _ => self.counts.n_failed += 1,
+        }
+    }
+
+    /// Keeps a finished task's result for late `watch` and `task_status`,
+    /// forgetting the oldest kept results beyond the configured bounds.
+    fn keep_finished(&mut self, task_id: TaskId, result: &TaskResult) {
+        let bytes = result_size(result);
+        self.finished.push_back((task_id, bytes));
+        self.finished_bytes += bytes;
+        while self.finished.len() > self.max_finished_results
+            || self.finished_bytes > self.max_finished_bytes
+        {
+            let Some((oldest, oldest_bytes)) = self.finished.pop_front() else {
+                break;
+            };
+            self.finished_bytes -= oldest_bytes;
+            if matches!(
+                self.tasks.get(&oldest).map(|task| &task.phase),
+                Some(Phase::Finished(_))
+            ) {
+                self.tasks.remove(&oldest);
+            }
+        }
+    }
+
+    /// Records the one result of a task; gives it with the clients that
+    /// watched the task.
+    pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
+        self.count(result.state);
+        let watchers = match self.tasks.get_mut(&task_id) {
+            Some(task) => {
+                task.phase = Phase::Finished(Box::new(result.clone()));
+                std::mem::take(&mut task.watchers)
+            }
+            None => BTreeSet::new(),
+        };
+        self.keep_finished(task_id, &result);
+        Delivery {
+            watchers,
+            result: Box::new(result),
+        }
+    }
+
+    /// Ends a task its manager no longer runs (`loss`): a task lost through
+    /// no fault of its own with retries left and no cancel asked goes back
+    /// to the queue in its old place; otherwise it fails with `loss.kind`,
+    /// a lost task's message saying how many attempts were made.
+    pub(crate) fn lose(&mut self, task_id: TaskId, loss: &Loss<'_>) -> Lost {
+        if loss.may_retry && self.queue_again(task_id, loss.manager_id) {
+            return Lost::QueuedAgain;
+        }
+        let attempts = match self.tasks.get(&task_id).map(|task| &task.phase) {
+            Some(Phase::Unfinished(task)) if task.running.is_some() => task.attempts,
+            _ => 1,
+        };
+        let message = if loss.kind == ErrorKind::ManagerLost {
+            let plural = if attempts == 1 { "" } else { "s" };
+            format!("{} ({attempts} attempt{plural} made)", loss.message)
+        } else {
+            loss.message.to_owned()
+        };
+        let mut result = TaskResult::failed_before_start(task_id, loss.kind, message);
+        result.manager_id = Some(loss.manager_id);
+        result.block_id = Some(loss.block_id.to_owned());
+        Lost::Failed(self.finish(task_id, result))
+    }
+
+    /// Puts a running task back in the queue with its original key, if it
+    /// has retries left and no cancel was asked. False if not.
+    fn queue_again(&mut self, task_id: TaskId, manager_id: ManagerId) -> bool {
+        let default_retries = self.default_retries;
+        let Some(Task {
+            phase: Phase::Unfinished(task),
+            ..
+        }) = self.tasks.get_mut(&task_id)
+        else {
+            return false;
+        };
+        let Some(Running {
+            cancel_requested: false,
+            ..
+        }) = task.running
+        else {
+            return false;
+        };
+        let budget = task.spec.resources.retries.unwrap_or(default_retries);
+        if task.attempts > budget
+            || !self
+                .queue
+                .push_with_key(task_id, &task.spec.resources, task.key)
+        {
+            return false;
+        }
+        task.running = None;
+        let attempts = task.attempts;
+        tracing::info!(
+            task_id = %task_id,
+            attempt = attempts + 1,
+            manager_id = %manager_id,
+            "task queued again in its old place: its manager was lost"
+        );
+        true
+    }
+
+    // -----------------------------------------------------------------
+    // Cancel and shutdown
+    // -----------------------------------------------------------------
+
+    /// A client asked to cancel the task.
+    pub(crate) fn cancel(&mut self, task_id: TaskId) -> Cancelled {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return Cancelled::Unknown;
+        };
+        let (resources, key) = match &mut task.phase {
+            Phase::Finished(result) => return Cancelled::AlreadyFinished(result.state),
+            Phase::Unfinished(unfinished) => match &mut unfinished.running {
+                Some(running) => {
+                    running.cancel_requested = true;
+                    return Cancelled::Running(running.manager_id);
+                }
+                None => (&unfinished.spec.resources, unfinished.key),
+            },
+        };
+        self.queue.remove(resources, key);
+        tracing::debug!(task_id = %task_id, "queued task cancelled");
+        Cancelled::WhileQueued(self.finish(
+            task_id,
+            TaskResult::failed_before_start(
+                task_id,
+                ErrorKind::Cancelled,
+                "cancelled by a client while queued".to_owned(),
+            ),
+        ))
+    }
+
+    /// Empties the queue at shutdown: every queued task is cancelled, in
+    /// queue order.
+    pub(crate) fn cancel_queued(&mut self) -> Vec<Delivery> {
+        self.queue
+            .drain_all()
+            .into_iter()
+            .map(|task_id| {
+                self.finish(
+                    task_id,
+                    TaskResult::failed_before_start(
+                        task_id,
+                        ErrorKind::Cancelled,
+                        "cancelled: the interchange shut down before the task started".to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    // -----------------------------------------------------------------
+    // Watchers
+    // -----------------------------------------------------------------
+
+    /// `peer` watches the task: an unfinished one sends it its result when
+    /// it ends; a finished one gives its result now.
+    pub(crate) fn watch(&mut self, task_id: TaskId, peer: &PeerId) -> Watched {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return Watched::Unknown;
+        };
+        match &task.phase {
+            Phase::Finished(result) => Watched::Finished(result.clone()),
+            Phase::Unfinished(_) => {
+                task.watchers.insert(peer.clone());
+                Watched::Unfinished
+            }
+        }
+    }
+
+    /// `peer` no longer watches the task.
+    pub(crate) fn unwatch(&mut self, task_id: TaskId, peer: &PeerId) {
+        if let Some(task) = self.tasks.get_mut(&task_id) {
+            task.watchers.remove(peer);
+        }
+    }
+
+    /// Whether the task waits in the queue.
+    #[cfg(test)]
+    pub(crate) fn is_queued(&self, task_id: TaskId) -> bool {
+        self.queued(task_id).is_some()
+    }
+}
+
+/// About how many bytes a kept result takes: its variable-size parts plus
+/// a fixed overhead for the rest and the table entries.
+fn result_size(result: &TaskResult) -> usize {
+    const OVERHEAD: usize = 512;
+    let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+    OVERHEAD
+        + result.stdout_tail.len()
+        + result.stderr_tail.len()
+        + result.nodes.iter().map(String::len).sum::<usize>()
+        + text(&result.stdout_path)
+        + text(&result.stderr_path)
+        + text(&result.block_id)
+        + result.error.as_ref().map_or(0, |error| error.message.len())
+}

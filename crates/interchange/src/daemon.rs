@@ -228,6 +228,38 @@ fn absolute(path: &std::path::Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Feeds the core what arrived on `socket`, at most [`RECV_BUDGET`]
+/// messages, so that the other sockets get their turn.
+fn receive(
+    core: &mut Core,
+    sockets: &mut Sockets,
+    clock: &Clock,
+    socket: Socket,
+) -> Result<(), DaemonError> {
+    for _ in 0..RECV_BUDGET {
+        let received = match socket {
+            Socket::Client => sockets.recv_client()?,
+            Socket::Manager => sockets.recv_manager()?,
+        };
+        let Some((peer, frame)) = received else {
+            break;
+        };
+        tracing::trace!(peer = %peer, n_bytes = frame.len(), ?socket, "message");
+        let now = clock.now();
+        match socket {
+            Socket::Client => match decode_client_frame(&frame) {
+                Ok(message) => core.handle_client_message(now, peer, message),
+                Err(undecodable) => core.handle_undecodable(now, socket, peer, undecodable),
+            },
+            Socket::Manager => match decode_manager_frame(&frame) {
+                Ok(message) => core.handle_manager_message(now, peer, message),
+                Err(undecodable) => core.handle_undecodable(now, socket, peer, undecodable),
+            },
+        }
+    }
+    Ok(())
+}
+
 fn event_loop(
     core: &mut Core,
     sockets: &mut Sockets,
@@ -273,32 +305,12 @@ fn event_loop(
                 tracing::warn!(%error, "ZAP handler failed");
             }
         }
-        if readiness.client {
-            for _ in 0..RECV_BUDGET {
-                let Some((peer, frame)) = sockets.recv_client()? else {
-                    break;
-                };
-                tracing::trace!(peer = %peer, n_bytes = frame.len(), "client message");
-                match decode_client_frame(&frame) {
-                    Ok(message) => core.handle_client_message(clock.now(), peer, message),
-                    Err(undecodable) => {
-                        core.handle_undecodable(clock.now(), Socket::Client, peer, undecodable)
-                    }
-                }
-            }
-        }
-        if readiness.manager {
-            for _ in 0..RECV_BUDGET {
-                let Some((peer, frame)) = sockets.recv_manager()? else {
-                    break;
-                };
-                tracing::trace!(peer = %peer, n_bytes = frame.len(), "manager message");
-                match decode_manager_frame(&frame) {
-                    Ok(message) => core.handle_manager_message(clock.now(), peer, message),
-                    Err(undecodable) => {
-                        core.handle_undecodable(clock.now(), Socket::Manager, peer, undecodable)
-                    }
-                }
+        for (socket, ready) in [
+            (Socket::Client, readiness.client),
+            (Socket::Manager, readiness.manager),
+        ] {
+            if ready {
+                receive(core, sockets, clock, socket)?;
             }
         }
         let now = clock.now();

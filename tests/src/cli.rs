@@ -22,6 +22,14 @@ impl CliOutput {
             .unwrap_or_else(|| panic!("rhtex ended with {}: {self:?}", describe(self.status)))
     }
 
+    /// The string values of `key` in every object of the JSON output.
+    pub fn strings_at(&self, key: &str) -> Vec<String> {
+        json_objects(&self.json())
+            .into_iter()
+            .filter_map(|object| object.get(key)?.as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Stdout parsed as one JSON value, or as JSON lines (an array of them).
     pub fn json(&self) -> serde_json::Value {
         let text = self.stdout.trim();

@@ -406,11 +406,7 @@ fn rhtex_submit_walltime_and_packing_flags() {
         ],
     );
     assert_ne!(output.code(), 0, "{output:#?}");
-    let json = output.json();
-    let kinds: Vec<&str> = json_objects(&json)
-        .into_iter()
-        .filter_map(|object| object.get("kind")?.as_str())
-        .collect();
+    let kinds = output.strings_at("kind");
     assert_eq!(kinds, ["walltime_exceeded"], "{output:#?}");
 
     let output = cli::run_connected(
@@ -429,11 +425,7 @@ fn rhtex_submit_walltime_and_packing_flags() {
         ],
     );
     assert_eq!(output.code(), 0, "{output:#?}");
-    let json = output.json();
-    let tails: Vec<&str> = json_objects(&json)
-        .into_iter()
-        .filter_map(|object| object.get("stdout_tail")?.as_str())
-        .collect();
+    let tails = output.strings_at("stdout_tail");
     assert_eq!(tails, ["ranks=2\n"], "{output:#?}");
 
     let output = cli::run_connected(

@@ -8,11 +8,11 @@
 //! core's outputs (send, launch, kill, exit).
 
 use crate::config::{Config, Security};
-use crate::core::{LinkStatus, Manager, Output, Settings};
 use crate::exit_code;
 use crate::launch::{self, Ended, TaskHandle};
 use crate::nodes::{self, Nodes};
 use crate::transport::{self, Incoming, InterchangeLink};
+use pool_manager_core::{LinkStatus, Output, PoolManager, Settings};
 use protocol::{Registration, TaskId};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -147,7 +147,7 @@ async fn serve(
     };
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let mut tasks: HashMap<TaskId, Running> = HashMap::new();
-    let mut core = Manager::new(settings, Instant::now());
+    let mut core = PoolManager::new(settings, Instant::now());
     tokio::pin!(shutdown);
     let mut shutdown_seen = false;
     let mut link_open = true;

@@ -16,23 +16,9 @@
 //! [`daemon::run`] is the single entry point for `main` and for tests.
 
 pub mod config;
-pub mod core;
 pub mod daemon;
 pub mod launch;
 pub mod nodes;
-pub mod prefix;
-pub mod slurm;
 pub mod transport;
 
-/// Exit codes of the `pool-manager` binary (the contract in
-/// `docs/ARCHITECTURE.md`).
-pub mod exit_code {
-    /// A clean shutdown or drain.
-    pub const CLEAN: i32 = 0;
-    /// Bad flags, or node discovery failed.
-    pub const USAGE: i32 = 2;
-    /// Refused by the interchange (protocol version, CURVE key).
-    pub const REFUSED: i32 = 3;
-    /// The interchange was silent past the heartbeat threshold.
-    pub const INTERCHANGE_LOST: i32 = 4;
-}
+pub use pool_manager_core::exit_code;

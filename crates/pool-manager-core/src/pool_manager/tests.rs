@@ -11,7 +11,7 @@ const SLOTS: u32 = 2;
 const THRESHOLD: Duration = Duration::from_secs(120);
 
 struct Harness {
-    manager: Manager,
+    manager: PoolManager,
     start: Instant,
     now: Instant,
 }
@@ -101,7 +101,7 @@ impl Harness {
         let start = Instant::now();
         let expected = settings.registration.clone();
         let mut harness = Self {
-            manager: Manager::new(settings, start),
+            manager: PoolManager::new(settings, start),
             start,
             now: start,
         };

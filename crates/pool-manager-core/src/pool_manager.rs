@@ -3,9 +3,9 @@
 //! Inputs are `handle_*(now, ...)`: a decoded [`ToManager`] message, a link
 //! event ([`LinkStatus`]), "task X exited" ([`TaskExit`]), "task X failed to
 //! launch", a termination signal, a timeout. Outputs are drained with
-//! [`Manager::poll_output`] in the order they were produced ([`Output`]:
+//! [`PoolManager::poll_output`] in the order they were produced ([`Output`]:
 //! send a message, launch a task, kill a task's process group, exit), and
-//! [`Manager::poll_timeout`] gives the next deadline. Time is an argument
+//! [`PoolManager::poll_timeout`] gives the next deadline. Time is an argument
 //! (a monotonic [`Instant`] from the shell); nothing here reads a clock,
 //! touches a socket or a file, or spawns.
 //!
@@ -20,15 +20,13 @@
 //! protocol violation and fails that task at once with `launch_failed`.
 //!
 //! Walltime: a task with a `walltime` gets a deadline when it is launched;
-//! [`Manager::poll_timeout`] includes the earliest one, and at that time
-//! [`Manager::handle_timeout`] asks the shell to kill the task's process
+//! [`PoolManager::poll_timeout`] includes the earliest one, and at that time
+//! [`PoolManager::handle_timeout`] asks the shell to kill the task's process
 //! group; its result is `failed` with kind `walltime_exceeded`.
 
-pub mod allocator;
-
+use crate::allocator::{Allocator, SlotRequest};
 use crate::exit_code;
 use crate::prefix::{task_environment, TaskContext};
-use allocator::{Allocator, Demand};
 use protocol::{
     ErrorKind, FromManager, Registration, TaskDispatch, TaskError, TaskId, TaskResult, TaskState,
     ToManager, UnixTime,
@@ -169,7 +167,7 @@ enum Phase {
 
 /// The manager's state.
 #[derive(Debug)]
-pub struct Manager {
+pub struct PoolManager {
     settings: Settings,
     allocator: Allocator,
     running: BTreeMap<TaskId, Running>,
@@ -189,7 +187,7 @@ pub struct Manager {
     n_bad_messages: u64,
 }
 
-impl Manager {
+impl PoolManager {
     /// A manager that starts now; `register` is the first output.
     pub fn new(settings: Settings, now: Instant) -> Self {
         let registration = &settings.registration;
@@ -230,7 +228,7 @@ impl Manager {
         self.outputs.pop_front()
     }
 
-    /// When [`Manager::handle_timeout`] must be called next, if ever.
+    /// When [`PoolManager::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Stopping(_) | Phase::Exited => None,
@@ -669,11 +667,11 @@ impl Manager {
             );
             return;
         }
-        let demand = Demand {
+        let request = SlotRequest {
             num_nodes: task.resources.num_nodes,
             exclusive: task.resources.exclusive,
         };
-        if let Err(error) = self.allocator.claim(task_id, demand, &task.placement) {
+        if let Err(error) = self.allocator.claim(task_id, request, &task.placement) {
             let message = format!(
                 "invalid placement {} from the interchange (protocol violation): {error}",
                 describe_placement(&task.placement)
@@ -828,10 +826,50 @@ fn tail(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-/// `SIGSEGV` for 11, and so on.
+/// The names of the Linux signals 1 to 31 (x86-64, AArch64, PowerPC), as
+/// `nix` gives them.
+const SIGNAL_NAMES: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// `SIGSEGV` for 11, and so on; `unknown signal` for numbers outside 1 to
+/// 31 (the real-time signals have no names).
 pub fn signal_name(signal: i32) -> &'static str {
-    nix::sys::signal::Signal::try_from(signal)
-        .map(|signal| signal.as_str())
+    usize::try_from(signal)
+        .ok()
+        .and_then(|number| number.checked_sub(1))
+        .and_then(|index| SIGNAL_NAMES.get(index))
+        .copied()
         .unwrap_or("unknown signal")
 }
 

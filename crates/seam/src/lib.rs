@@ -49,8 +49,16 @@ mod tests {
     fn arithmetic_saturates() {
         let start = Time::from_millis(1_000);
         assert_eq!(start.plus(Duration::from_millis(500)).as_millis(), 1_500);
-        assert_eq!(Time::from_millis(u64::MAX).plus(Duration::from_secs(1)).as_millis(), u64::MAX);
+        assert_eq!(
+            Time::from_millis(u64::MAX)
+                .plus(Duration::from_secs(1))
+                .as_millis(),
+            u64::MAX
+        );
         assert_eq!(start.until(Time::ZERO), Duration::ZERO);
-        assert_eq!(Time::from_millis(1_500).since(start), Duration::from_millis(500));
+        assert_eq!(
+            Time::from_millis(1_500).since(start),
+            Duration::from_millis(500)
+        );
     }
 }

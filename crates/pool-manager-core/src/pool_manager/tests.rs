@@ -345,6 +345,31 @@ fn handshake_failure_exits_3() {
     harness.check_idle();
 }
 
+/// A failed link is like silence: the tasks are killed, nothing more is
+/// said to the interchange, and the manager exits with its reason.
+#[test]
+fn link_failure_kills_without_reporting_and_exits_4() {
+    let mut harness = Harness::registered(2);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 1)],
+    });
+    harness.expect_launch();
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Failed("socket gone".into()));
+    harness.expect_kill(task(1), KillReason::InterchangeLost);
+    harness.check_idle();
+    harness.exited(1, ExitStatus::Signal(15));
+    let reason = harness.expect_exit(ExitReason::LinkFailed {
+        message: "socket gone".into(),
+    });
+    assert!(
+        reason.contains("tcp://ix:5555") && reason.contains("socket gone"),
+        "{reason}"
+    );
+    harness.check_idle();
+}
+
 #[test]
 fn run_and_complete() {
     let mut harness = Harness::registered(3);

@@ -74,7 +74,7 @@ pub struct Flags {
     pub nodefile: Option<PathBuf>,
 
     /// Directory for task output (tasks/<task_id>.stdout, .stderr) and the default
-    /// task working directory. Default: rhtex-run/manager-<manager id>.
+    /// task working directory. Default: `rhtex-run/manager-<manager id>`.
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
 

@@ -5,17 +5,20 @@
 //! then runs one loop that `select!`s over link events, child exits,
 //! SIGTERM/SIGINT, the caller's shutdown future and a sleep until the
 //! core's next deadline; it feeds each event to the core and performs the
-//! core's outputs (send, launch, kill, exit).
+//! core's outputs (send, launch, kill, exit). The core's time is this
+//! process's monotonic clock in milliseconds since the core was created
+//! (`Clock`); its exit reason becomes the exit code ([`exit_code::of`]).
 
 use crate::config::{Config, Security};
-use crate::core::{LinkStatus, Manager, Output, Settings};
 use crate::exit_code;
 use crate::launch::{self, Ended, TaskHandle};
 use crate::nodes::{self, Nodes};
+use pool_manager_core::{LinkStatus, Output, PoolManager, Settings};
 use protocol::{FromManager, Registration, TaskId, ToManager};
+use seam::Time;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -133,6 +136,33 @@ struct Running {
     span: tracing::Span,
 }
 
+/// The monotonic clock as the core sees it: [`Time`] in milliseconds since
+/// the core was created.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// When the clock reads `time` (a year from now if that is past what
+    /// an `Instant` can hold).
+    fn instant(&self, time: Time) -> Instant {
+        self.start
+            .checked_add(Duration::from_millis(time.as_millis()))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600))
+    }
+}
+
 async fn serve(
     config: Config,
     mut link: InterchangeLink,
@@ -153,12 +183,13 @@ async fn serve(
     };
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let mut tasks: HashMap<TaskId, Running> = HashMap::new();
-    let mut core = Manager::new(settings, Instant::now());
+    let clock = Clock::start();
+    let mut core = PoolManager::new(settings, clock.now());
     tokio::pin!(shutdown);
     let mut shutdown_seen = false;
     let mut link_open = true;
 
-    let (code, reason) = loop {
+    let (reason, message) = loop {
         // Perform every output the core has queued.
         let mut exit = None;
         while let Some(output) = core.poll_output() {
@@ -177,7 +208,7 @@ async fn serve(
                             tasks.insert(request.task_id, Running { handle, span });
                         }
                         Err(error) => core.handle_launch_failed(
-                            Instant::now(),
+                            clock.now(),
                             request.task_id,
                             error.to_string(),
                         ),
@@ -192,7 +223,7 @@ async fn serve(
                     }
                     None => tracing::warn!(%task_id, "kill for a task with no process; ignored"),
                 },
-                Output::Exit { code, reason } => exit = Some((code, reason)),
+                Output::Exit { reason, message } => exit = Some((reason, message)),
             }
         }
         if let Some(exit) = exit {
@@ -200,10 +231,12 @@ async fn serve(
         }
 
         let deadline = core.poll_timeout();
-        let sleep_until = tokio::time::Instant::from_std(deadline.unwrap_or_else(Instant::now));
+        let sleep_until = tokio::time::Instant::from_std(
+            deadline.map_or_else(Instant::now, |deadline| clock.instant(deadline)),
+        );
         tokio::select! {
             incoming = link.recv(), if link_open => {
-                let now = Instant::now();
+                let now = clock.now();
                 match incoming {
                     Some(Incoming::Message(message)) => core.handle_message(now, message),
                     Some(Incoming::Undecodable(error)) => {
@@ -224,24 +257,25 @@ async fn serve(
                 if let Some(running) = tasks.remove(&ended.task_id) {
                     running.span.in_scope(|| tracing::info!(status = ?ended.exit.status, "task ended"));
                 }
-                core.handle_task_exited(Instant::now(), ended.task_id, ended.exit);
+                core.handle_task_exited(clock.now(), ended.task_id, ended.exit);
             }
-            _ = sigterm.recv() => core.handle_terminate(Instant::now(), "SIGTERM"),
-            _ = sigint.recv() => core.handle_terminate(Instant::now(), "SIGINT"),
+            _ = sigterm.recv() => core.handle_terminate(clock.now(), "SIGTERM"),
+            _ = sigint.recv() => core.handle_terminate(clock.now(), "SIGINT"),
             () = &mut shutdown, if !shutdown_seen => {
                 shutdown_seen = true;
-                core.handle_terminate(Instant::now(), "a shutdown request");
+                core.handle_terminate(clock.now(), "a shutdown request");
             }
             () = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
-                core.handle_timeout(Instant::now());
+                core.handle_timeout(clock.now());
             }
         }
     };
 
+    let code = exit_code::of(&reason);
     if code == exit_code::CLEAN {
-        tracing::info!(code, %reason, "pool-manager exiting");
+        tracing::info!(code, reason = %message, "pool-manager exiting");
     } else {
-        tracing::error!(code, %reason, "pool-manager exiting");
+        tracing::error!(code, reason = %message, "pool-manager exiting");
     }
     close(link, FLUSH_MS).await;
     code

@@ -14,9 +14,9 @@
 //! too: the manager is a child subreaper ([`become_subreaper`]), so orphaned
 //! grandchildren become its children instead of PID 1's, which may not reap.
 
-use crate::core::{ExitStatus, KillReason, Launch, TaskExit};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use pool_manager_core::{ExitStatus, KillReason, Launch, TaskExit};
 use protocol::{TaskId, UnixTime, MAX_TAIL_BYTES};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -277,6 +277,22 @@ pub fn read_tail(path: &Path) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// The core names signals without `nix`; its table must say what `nix`
+    /// says on this platform.
+    #[test]
+    fn the_core_names_signals_as_nix_does() {
+        for number in -1..=64 {
+            let expected = Signal::try_from(number)
+                .map(|signal| signal.as_str())
+                .unwrap_or("unknown signal");
+            assert_eq!(
+                pool_manager_core::signal_name(number),
+                expected,
+                "signal {number}"
+            );
+        }
+    }
 
     fn launch(dir: &Path, command: &str) -> Launch {
         Launch {

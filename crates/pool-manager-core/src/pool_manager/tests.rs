@@ -3,7 +3,9 @@
 //! that the scenario did not expect.
 
 use super::*;
-use protocol::{Launcher, ManagerId, TaskResources};
+use crate::events::ExitStatus;
+use crate::Launch;
+use protocol::{ErrorKind, Launcher, ManagerId, TaskResources, TaskState};
 
 const PERIOD: Duration = Duration::from_secs(30);
 /// Slots per node of the test manager.
@@ -11,9 +13,9 @@ const SLOTS: u32 = 2;
 const THRESHOLD: Duration = Duration::from_secs(120);
 
 struct Harness {
-    manager: Manager,
-    start: Instant,
-    now: Instant,
+    manager: PoolManager,
+    start: Time,
+    now: Time,
 }
 
 fn registration(n_nodes: usize) -> Registration {
@@ -98,10 +100,11 @@ impl Harness {
     }
 
     fn unregistered(settings: Settings) -> Self {
-        let start = Instant::now();
+        // Any moment will do; not zero, so that nothing relies on it.
+        let start = Time::from_millis(1_000_000);
         let expected = settings.registration.clone();
         let mut harness = Self {
-            manager: Manager::new(settings, start),
+            manager: PoolManager::new(settings, start),
             start,
             now: start,
         };
@@ -132,7 +135,7 @@ impl Harness {
     }
 
     fn at(&mut self, seconds: f64) {
-        self.now = self.start + Duration::from_secs_f64(seconds);
+        self.now = self.start.plus(Duration::from_secs_f64(seconds));
     }
 
     fn receive(&mut self, message: ToManager) {
@@ -180,11 +183,11 @@ impl Harness {
         }
     }
 
-    fn expect_exit(&mut self, expected_code: i32) -> String {
+    fn expect_exit(&mut self, expected_reason: ExitReason) -> String {
         match self.next() {
-            Output::Exit { code, reason } => {
-                assert_eq!(code, expected_code, "{reason}");
-                reason
+            Output::Exit { reason, message } => {
+                assert_eq!(reason, expected_reason, "{message}");
+                message
             }
             other => panic!("expected exit, got {other:?}"),
         }
@@ -217,7 +220,7 @@ fn heartbeats_follow_the_period_after_registration() {
     assert!(harness.manager.is_registered());
     assert_eq!(
         harness.manager.poll_timeout(),
-        Some(harness.start + Duration::from_secs(130))
+        Some(harness.start.plus(Duration::from_secs(130)))
     );
     for (second, expect_heartbeat) in [(129.0, false), (130.0, true), (150.0, false), (160.0, true)]
     {
@@ -255,7 +258,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
     });
     assert_eq!(
         harness.manager.poll_timeout(),
-        Some(harness.start + Duration::from_secs(30))
+        Some(harness.start.plus(Duration::from_secs(30)))
     );
 }
 
@@ -279,7 +282,10 @@ fn silence_kills_running_tasks_and_exits_4() {
     harness.check_idle();
     assert_eq!(harness.manager.poll_timeout(), None);
     harness.exited(1, ExitStatus::Signal(15));
-    let reason = harness.expect_exit(exit_code::INTERCHANGE_LOST);
+    let reason = harness.expect_exit(ExitReason::InterchangeSilent {
+        registered: true,
+        threshold: THRESHOLD,
+    });
     assert!(
         reason.contains("tcp://ix:5555") && reason.contains("120 s"),
         "{reason}"
@@ -293,7 +299,10 @@ fn no_answer_to_registration_exits_4() {
     let mut harness = Harness::new(1, None);
     harness.at(120.0);
     harness.tick();
-    let reason = harness.expect_exit(exit_code::INTERCHANGE_LOST);
+    let reason = harness.expect_exit(ExitReason::InterchangeSilent {
+        registered: false,
+        threshold: THRESHOLD,
+    });
     assert!(
         reason.contains("did not answer the registration"),
         "{reason}"
@@ -308,7 +317,10 @@ fn refused_exits_3_with_both_versions() {
         reason: "protocol version 7 is not 1".into(),
         protocol_version: 7,
     });
-    let reason = harness.expect_exit(exit_code::REFUSED);
+    let reason = harness.expect_exit(ExitReason::Refused {
+        reason: "protocol version 7 is not 1".into(),
+        protocol_version: 7,
+    });
     assert!(
         reason.contains("protocol version 7")
             && reason.contains(&format!("ours {}", protocol::PROTOCOL_VERSION)),
@@ -326,8 +338,35 @@ fn handshake_failure_exits_3() {
         harness.now,
         LinkStatus::HandshakeFailed("tcp://ix:5555 refused our CURVE key".into()),
     );
-    let reason = harness.expect_exit(exit_code::REFUSED);
+    let reason = harness.expect_exit(ExitReason::HandshakeFailed {
+        message: "tcp://ix:5555 refused our CURVE key".into(),
+    });
     assert!(reason.contains("refused our CURVE key"), "{reason}");
+    harness.check_idle();
+}
+
+/// A failed link is like silence: the tasks are killed, nothing more is
+/// said to the interchange, and the manager exits with its reason.
+#[test]
+fn link_failure_kills_without_reporting_and_exits_4() {
+    let mut harness = Harness::registered(2);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 1)],
+    });
+    harness.expect_launch();
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Failed("socket gone".into()));
+    harness.expect_kill(task(1), KillReason::InterchangeLost);
+    harness.check_idle();
+    harness.exited(1, ExitStatus::Signal(15));
+    let reason = harness.expect_exit(ExitReason::LinkFailed {
+        message: "socket gone".into(),
+    });
+    assert!(
+        reason.contains("tcp://ix:5555") && reason.contains("socket gone"),
+        "{reason}"
+    );
     harness.check_idle();
 }
 
@@ -498,7 +537,9 @@ fn shutdown_kills_reports_says_goodbye_and_exits_0() {
         FromManager::Goodbye { reason } => assert!(reason.contains("interchange stopping")),
         other => panic!("expected goodbye, got {other:?}"),
     }
-    harness.expect_exit(exit_code::CLEAN);
+    harness.expect_exit(ExitReason::Shutdown {
+        reason: "interchange stopping".into(),
+    });
     harness.check_idle();
 }
 
@@ -507,7 +548,9 @@ fn sigterm_with_no_tasks_exits_at_once() {
     let mut harness = Harness::registered(1);
     harness.manager.handle_terminate(harness.now, "SIGTERM");
     assert!(matches!(harness.expect_send(), FromManager::Goodbye { .. }));
-    harness.expect_exit(exit_code::CLEAN);
+    harness.expect_exit(ExitReason::Terminated {
+        signal: "SIGTERM".into(),
+    });
     harness.check_idle();
     harness.manager.handle_terminate(harness.now, "SIGTERM");
     harness.check_idle();
@@ -534,7 +577,9 @@ fn drain_request_after_the_drain_period() {
         reason: "drained".into(),
     });
     assert!(matches!(harness.expect_send(), FromManager::Goodbye { .. }));
-    harness.expect_exit(exit_code::CLEAN);
+    harness.expect_exit(ExitReason::Shutdown {
+        reason: "drained".into(),
+    });
     harness.check_idle();
 }
 
@@ -804,7 +849,7 @@ fn a_task_past_its_walltime_is_killed_and_reported() {
     // The earliest deadline comes before the next heartbeat.
     assert_eq!(
         harness.manager.poll_timeout(),
-        Some(harness.start + Duration::from_secs_f64(12.5))
+        Some(harness.start.plus(Duration::from_secs_f64(12.5)))
     );
     harness.at(12.0);
     harness.tick();
@@ -816,7 +861,7 @@ fn a_task_past_its_walltime_is_killed_and_reported() {
     // The deadline is not fired twice while the kill is under way.
     assert_eq!(
         harness.manager.poll_timeout(),
-        Some(harness.start + Duration::from_secs(30))
+        Some(harness.start.plus(Duration::from_secs(30)))
     );
     harness.exited(1, ExitStatus::Signal(15));
     let result = harness.expect_result();

@@ -54,9 +54,10 @@ pub enum PlacementError {
     AlreadyPlaced { task_id: TaskId },
 }
 
-/// What a task asks of its placement.
+/// What one task asks of its placement: how many nodes, and whether it
+/// takes them whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Demand {
+pub struct SlotRequest {
     pub num_nodes: u32,
     pub exclusive: bool,
 }
@@ -86,15 +87,15 @@ impl Allocator {
         }
     }
 
-    /// Checks `placement` for a task with `demand` and records it. On error
+    /// Checks `placement` for a task with `request` and records it. On error
     /// nothing changes.
     pub fn claim(
         &mut self,
         task_id: TaskId,
-        demand: Demand,
+        request: SlotRequest,
         placement: &[NodeShare],
     ) -> Result<(), PlacementError> {
-        self.check(task_id, demand, placement)?;
+        self.check(task_id, request, placement)?;
         for share in placement {
             let free = &mut self.free[share.node as usize];
             if *free == self.slots_per_node {
@@ -109,7 +110,7 @@ impl Allocator {
     fn check(
         &self,
         task_id: TaskId,
-        demand: Demand,
+        request: SlotRequest,
         placement: &[NodeShare],
     ) -> Result<(), PlacementError> {
         if self.by_task.contains_key(&task_id) {
@@ -118,9 +119,9 @@ impl Allocator {
         if placement.is_empty() {
             return Err(PlacementError::NoNodes);
         }
-        if placement.len() != demand.num_nodes as usize {
+        if placement.len() != request.num_nodes as usize {
             return Err(PlacementError::WrongNodeCount {
-                expected: demand.num_nodes,
+                expected: request.num_nodes,
                 got: placement.len(),
             });
         }
@@ -139,7 +140,7 @@ impl Allocator {
             if slots == 0 {
                 return Err(PlacementError::NoSlots { node });
             }
-            if demand.exclusive {
+            if request.exclusive {
                 if free != slots_per_node {
                     return Err(PlacementError::NodeShared {
                         node,
@@ -278,8 +279,8 @@ mod tests {
     const EXCLUSIVE: bool = true;
     const PACKED: bool = false;
 
-    fn demand(num_nodes: u32, exclusive: bool) -> Demand {
-        Demand {
+    fn request(num_nodes: u32, exclusive: bool) -> SlotRequest {
+        SlotRequest {
             num_nodes,
             exclusive,
         }
@@ -289,7 +290,7 @@ mod tests {
     fn whole_nodes_and_packed_shares() {
         let mut allocator = Allocator::new(3, 4);
         allocator
-            .claim(task(1), demand(2, EXCLUSIVE), &shares(&[(2, 4), (0, 4)]))
+            .claim(task(1), request(2, EXCLUSIVE), &shares(&[(2, 4), (0, 4)]))
             .expect("two whole nodes");
         assert_eq!(allocator.n_free_nodes(), 1);
         assert_eq!(
@@ -297,10 +298,10 @@ mod tests {
             Some(&shares(&[(2, 4), (0, 4)])[..])
         );
         allocator
-            .claim(task(2), demand(1, PACKED), &shares(&[(1, 2)]))
+            .claim(task(2), request(1, PACKED), &shares(&[(1, 2)]))
             .expect("half a node");
         allocator
-            .claim(task(3), demand(1, PACKED), &shares(&[(1, 2)]))
+            .claim(task(3), request(1, PACKED), &shares(&[(1, 2)]))
             .expect("the other half");
         assert_eq!((allocator.n_free_nodes(), allocator.n_free_slots()), (0, 0));
         allocator.validate().expect("consistent");
@@ -325,11 +326,11 @@ mod tests {
     fn bad_placements_are_refused_and_named() {
         let mut allocator = Allocator::new(3, 4);
         allocator
-            .claim(task(1), demand(1, PACKED), &shares(&[(0, 3)]))
+            .claim(task(1), request(1, PACKED), &shares(&[(0, 3)]))
             .expect("packed share");
-        let cases: Vec<(Demand, Vec<NodeShare>, PlacementError, &str)> = vec![
+        let cases: Vec<(SlotRequest, Vec<NodeShare>, PlacementError, &str)> = vec![
             (
-                demand(2, PACKED),
+                request(2, PACKED),
                 shares(&[(1, 1)]),
                 PlacementError::WrongNodeCount {
                     expected: 2,
@@ -338,19 +339,19 @@ mod tests {
                 "lists 1 node(s) but the task asks for num_nodes = 2",
             ),
             (
-                demand(1, PACKED),
+                request(1, PACKED),
                 Vec::new(),
                 PlacementError::NoNodes,
                 "lists no nodes",
             ),
             (
-                demand(0, PACKED),
+                request(0, PACKED),
                 Vec::new(),
                 PlacementError::NoNodes,
                 "lists no nodes",
             ),
             (
-                demand(1, PACKED),
+                request(1, PACKED),
                 shares(&[(3, 1)]),
                 PlacementError::NoSuchNode {
                     node: 3,
@@ -359,19 +360,19 @@ mod tests {
                 "names node 3, but this manager has only 3 node(s) (indexes 0 to 2)",
             ),
             (
-                demand(2, PACKED),
+                request(2, PACKED),
                 shares(&[(1, 1), (1, 1)]),
                 PlacementError::DuplicateNode { node: 1 },
                 "names node 1 more than once",
             ),
             (
-                demand(1, PACKED),
+                request(1, PACKED),
                 shares(&[(1, 0)]),
                 PlacementError::NoSlots { node: 1 },
                 "0 slots on node 1",
             ),
             (
-                demand(1, PACKED),
+                request(1, PACKED),
                 shares(&[(0, 2)]),
                 PlacementError::NotEnoughSlots {
                     node: 0,
@@ -382,7 +383,7 @@ mod tests {
                 "takes 2 slot(s) on node 0, but only 1 of its 4 are free",
             ),
             (
-                demand(1, EXCLUSIVE),
+                request(1, EXCLUSIVE),
                 shares(&[(0, 4)]),
                 PlacementError::NodeShared {
                     node: 0,
@@ -392,7 +393,7 @@ mod tests {
                 "exclusive but node 0 is not wholly free (1 of 4 slots free)",
             ),
             (
-                demand(1, EXCLUSIVE),
+                request(1, EXCLUSIVE),
                 shares(&[(1, 2)]),
                 PlacementError::NotWholeNode {
                     node: 1,
@@ -402,13 +403,13 @@ mod tests {
                 "must take all 4 slots of node 1, but the placement gives it 2",
             ),
             (
-                demand(1, PACKED),
+                request(1, PACKED),
                 shares(&[(1, 1)]),
                 PlacementError::AlreadyPlaced { task_id: task(1) },
                 "already holds slots",
             ),
         ];
-        for (index, (demand, placement, expected, message)) in cases.into_iter().enumerate() {
+        for (index, (request, placement, expected, message)) in cases.into_iter().enumerate() {
             // The AlreadyPlaced case reuses task 1's id; the others use fresh ids.
             let task_id = if matches!(expected, PlacementError::AlreadyPlaced { .. }) {
                 task(1)
@@ -416,7 +417,7 @@ mod tests {
                 task(100 + index as u128)
             };
             let error = allocator
-                .claim(task_id, demand, &placement)
+                .claim(task_id, request, &placement)
                 .expect_err("bad placement");
             assert_eq!(error, expected, "case {index}");
             assert!(error.to_string().contains(message), "case {index}: {error}");
@@ -468,7 +469,7 @@ mod tests {
                             (0..n_nodes).map(|node| allocator.free_slots_on(node)).collect();
                         let outcome = allocator.claim(
                             task(next_task),
-                            Demand { num_nodes, exclusive },
+                            SlotRequest { num_nodes, exclusive },
                             &placement,
                         );
                         // The rules, restated independently.

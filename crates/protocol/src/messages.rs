@@ -89,6 +89,22 @@ pub struct TaskSubmission {
     pub stderr: Option<String>,
 }
 
+impl TaskSubmission {
+    /// A serial task (one node, one rank) running `command`, with no extra
+    /// environment, working directory or output files.
+    pub fn new(task_id: TaskId, command: impl Into<String>) -> Self {
+        Self {
+            task_id,
+            command: command.into(),
+            resources: ResourceRequest::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+}
+
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -229,19 +245,15 @@ pub struct TaskResult {
 pub const MAX_TAIL_BYTES: usize = 64 * 1024;
 
 impl TaskResult {
-    /// A result for a task that never ran, failed with `kind`.
-    pub fn failed_before_start(task_id: TaskId, kind: ErrorKind, message: String) -> Self {
-        let state = if kind == ErrorKind::Cancelled {
-            TaskState::Cancelled
-        } else {
-            TaskState::Failed
-        };
+    /// A result in `state` that says nothing else: no exit status, error,
+    /// manager, nodes, files, output or times.
+    pub fn new(task_id: TaskId, state: TaskState) -> Self {
         Self {
             task_id,
             state,
             exit_code: None,
             signal: None,
-            error: Some(TaskError { kind, message }),
+            error: None,
             manager_id: None,
             block_id: None,
             nodes: Vec::new(),
@@ -251,6 +263,19 @@ impl TaskResult {
             stderr_tail: Vec::new(),
             start_time: None,
             end_time: None,
+        }
+    }
+
+    /// A result for a task that never ran, failed with `kind`.
+    pub fn failed_before_start(task_id: TaskId, kind: ErrorKind, message: String) -> Self {
+        let state = if kind == ErrorKind::Cancelled {
+            TaskState::Cancelled
+        } else {
+            TaskState::Failed
+        };
+        Self {
+            error: Some(TaskError { kind, message }),
+            ..Self::new(task_id, state)
         }
     }
 }

@@ -7,7 +7,7 @@
 //! key the interchange refused, a security mismatch). Everything that
 //! arrives is delivered as a [`LinkEvent`] on a tokio channel.
 
-use crate::sockets::{connect_dealer, zmq_error, ClientSecurity, TransportError};
+use crate::sockets::{bind, connect, connect_dealer, zmq_error, ClientSecurity, TransportError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
@@ -69,22 +69,13 @@ impl Link {
             .socket(zmq::PULL)
             .map_err(zmq_error("create the link's control socket"))?;
         pull.set_linger(0).map_err(zmq_error("set LINGER"))?;
-        pull.bind(&control_endpoint)
-            .map_err(|source| TransportError::Bind {
-                endpoint: control_endpoint.clone(),
-                source,
-            })?;
+        bind(&pull, &control_endpoint)?;
         let control = context
             .socket(zmq::PUSH)
             .map_err(zmq_error("create the link's control socket"))?;
         control.set_linger(0).map_err(zmq_error("set LINGER"))?;
         control.set_sndhwm(0).map_err(zmq_error("set SNDHWM"))?;
-        control
-            .connect(&control_endpoint)
-            .map_err(|source| TransportError::Connect {
-                endpoint: control_endpoint.clone(),
-                source,
-            })?;
+        connect(&control, &control_endpoint)?;
 
         let dealer = connect_dealer(&context, endpoint, security, identity)?;
         let events = zmq::SocketEvent::CONNECTED as i32
@@ -100,12 +91,7 @@ impl Link {
             .socket(zmq::PAIR)
             .map_err(zmq_error("create the monitor socket"))?;
         monitor.set_linger(0).map_err(zmq_error("set LINGER"))?;
-        monitor
-            .connect(&monitor_endpoint)
-            .map_err(|source| TransportError::Connect {
-                endpoint: monitor_endpoint.clone(),
-                source,
-            })?;
+        connect(&monitor, &monitor_endpoint)?;
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let peer = endpoint.to_owned();

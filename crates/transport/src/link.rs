@@ -8,6 +8,7 @@
 //! arrives is delivered as a [`LinkEvent`] on a tokio channel.
 
 use crate::sockets::{bind, connect, connect_dealer, zmq_error, ClientSecurity, TransportError};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
@@ -165,18 +166,33 @@ fn run(
     secure: bool,
     peer: &str,
 ) -> Result<(), TransportError> {
+    // Frames handed over by the sender that the DEALER has not taken yet.
+    // A DEALER with no attached peer (say, after the interchange refused
+    // our key) would block a plain send for ever, and with it this thread
+    // and everyone waiting to stop it; so frames are sent without waiting,
+    // and kept here while the DEALER cannot take them.
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
     loop {
+        let dealer_interest = if pending.is_empty() {
+            zmq::POLLIN
+        } else {
+            zmq::POLLIN | zmq::POLLOUT
+        };
         let mut items = [
-            dealer.as_poll_item(zmq::POLLIN),
+            dealer.as_poll_item(dealer_interest),
             control.as_poll_item(zmq::POLLIN),
             monitor.as_poll_item(zmq::POLLIN),
         ];
         zmq::poll(&mut items, -1).map_err(zmq_error("poll the link sockets"))?;
-        let (dealer_ready, control_ready, monitor_ready) = (
+        let (dealer_ready, dealer_writable, control_ready, monitor_ready) = (
             items[0].is_readable(),
+            items[0].is_writable(),
             items[1].is_readable(),
             items[2].is_readable(),
         );
+        if dealer_writable {
+            flush(dealer, &mut pending)?;
+        }
 
         if dealer_ready {
             loop {
@@ -211,13 +227,15 @@ fn run(
                 };
                 match frames.first().map(Vec::as_slice) {
                     Some(TAG_SEND) => {
-                        if let Some(frame) = frames.get(1) {
-                            dealer
-                                .send(frame.as_slice(), 0)
-                                .map_err(zmq_error("send to the peer"))?;
+                        if let Some(frame) = frames.into_iter().nth(1) {
+                            pending.push_back(frame);
+                            flush(dealer, &mut pending)?;
                         }
                     }
                     Some(TAG_STOP) => {
+                        // What the DEALER can still take leaves within the
+                        // flush time; the rest is dropped.
+                        flush(dealer, &mut pending)?;
                         let flush_ms = frames
                             .get(1)
                             .and_then(|raw| <[u8; 4]>::try_from(raw.as_slice()).ok())
@@ -263,4 +281,24 @@ fn run(
             }
         }
     }
+}
+
+/// Hands queued frames to the DEALER, in order, as long as it takes them
+/// without blocking.
+fn flush(dealer: &zmq::Socket, pending: &mut VecDeque<Vec<u8>>) -> Result<(), TransportError> {
+    while let Some(frame) = pending.front() {
+        match dealer.send(frame.as_slice(), zmq::DONTWAIT) {
+            Ok(()) => {
+                pending.pop_front();
+            }
+            Err(zmq::Error::EAGAIN) => break,
+            Err(source) => {
+                return Err(TransportError::Zmq {
+                    what: "send to the peer",
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }

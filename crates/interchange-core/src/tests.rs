@@ -2248,7 +2248,7 @@ mod properties {
                     _ => {}
                 }
             }
-            sim.core.check_invariants().map_err(TestCaseError::fail)?;
+            sim.core.validate().map_err(TestCaseError::fail)?;
             Ok(())
         }
 

@@ -1,0 +1,152 @@
+//! What the harness checks as the cores run: the [`Problem`]s it records
+//! (a refused placement, a frame that does not decode, a core whose own
+//! `validate()` fails...), and the tasks that wait, as seen on the wire, for
+//! the "nothing waits that an idle manager fits" checks.
+//!
+//! The waiting tasks are read from the messages that cross: a task joins
+//! when a client's `submit` carrying it (with a valid specification) reaches
+//! the interchange, and leaves when the interchange sends it in `run_tasks`
+//! or sends its result. A task queued again after its manager was lost is
+//! not seen (nothing crosses), so the checks miss it: they may miss a
+//! problem, never report a false one.
+
+use protocol::{ManagerId, TaskId, TaskSubmission};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+/// Something that must not happen in a correct run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Problem {
+    /// A manager core refused a task the interchange sent it (`launch_failed`
+    /// while registered: an invalid placement or a duplicate task id).
+    Refused {
+        manager: usize,
+        task_id: TaskId,
+        message: String,
+    },
+    /// A frame a core's message was encoded to did not decode.
+    Undecodable { what: &'static str, error: String },
+    /// The interchange sent to a peer the harness does not know.
+    UnknownPeer { peer: String },
+    /// A core's own check failed.
+    Invalid { core: String, message: String },
+    /// The fake launcher's contract broke (a kill of a task that is not
+    /// running, a manager that exited with tasks running).
+    Launcher { manager: usize, message: String },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Refused {
+                manager,
+                task_id,
+                message,
+            } => write!(f, "manager {manager} refused task {task_id}: {message}"),
+            Problem::Undecodable { what, error } => write!(f, "{what} did not decode: {error}"),
+            Problem::UnknownPeer { peer } => write!(f, "message to an unknown peer {peer}"),
+            Problem::Invalid { core, message } => write!(f, "{core} is inconsistent: {message}"),
+            Problem::Launcher { manager, message } => write!(f, "manager {manager}: {message}"),
+        }
+    }
+}
+
+/// What a waiting task needs of a manager: its node count, and for a
+/// packed (non-exclusive) task its ranks per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Need {
+    pub num_nodes: u32,
+    /// `None`: whole nodes (an exclusive task).
+    pub packed_ranks: Option<u32>,
+}
+
+impl Need {
+    /// Whether a manager with this many nodes and slots per node could
+    /// start it when entirely idle.
+    pub fn fits_idle(self, n_nodes: usize, slots_per_node: u32) -> bool {
+        n_nodes >= self.num_nodes as usize
+            && self
+                .packed_ranks
+                .map_or(true, |ranks| ranks <= slots_per_node)
+    }
+
+    /// Whether it fits what is free now: `free_slots[node]` per node, of
+    /// `slots_per_node` each.
+    pub fn fits_free(self, free_slots: impl Iterator<Item = u32>, slots_per_node: u32) -> bool {
+        let needed = self.packed_ranks.unwrap_or(slots_per_node);
+        if needed > slots_per_node {
+            return false;
+        }
+        free_slots.filter(|free| *free >= needed).count() >= self.num_nodes as usize
+    }
+}
+
+/// The tasks that wait, by need, in submission order within a need.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    by_need: BTreeMap<Need, BTreeSet<(u64, TaskId)>>,
+    of_task: HashMap<TaskId, (Need, u64)>,
+    n_seen: u64,
+}
+
+impl Waiting {
+    pub(crate) fn submitted(&mut self, tasks: &[TaskSubmission]) {
+        for task in tasks {
+            let Ok(resources) = protocol::validate(&task.resources) else {
+                continue;
+            };
+            if self.of_task.contains_key(&task.task_id) {
+                continue;
+            }
+            let need = Need {
+                num_nodes: resources.num_nodes,
+                packed_ranks: (!resources.exclusive).then_some(resources.ranks_per_node),
+            };
+            self.n_seen += 1;
+            self.by_need
+                .entry(need)
+                .or_default()
+                .insert((self.n_seen, task.task_id));
+            self.of_task.insert(task.task_id, (need, self.n_seen));
+        }
+    }
+
+    /// The task was sent to a manager, or got its result.
+    pub(crate) fn left(&mut self, task_id: TaskId) {
+        let Some((need, order)) = self.of_task.remove(&task_id) else {
+            return;
+        };
+        if let Some(set) = self.by_need.get_mut(&need) {
+            set.remove(&(order, task_id));
+            if set.is_empty() {
+                self.by_need.remove(&need);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.of_task.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.of_task.len()
+    }
+
+    /// The oldest waiting task whose need satisfies `fits`.
+    pub(crate) fn first_fitting(&self, mut fits: impl FnMut(Need) -> bool) -> Option<TaskId> {
+        self.by_need
+            .iter()
+            .filter(|(need, _)| fits(**need))
+            .filter_map(|(_, set)| set.first())
+            .min()
+            .map(|(_, task_id)| *task_id)
+    }
+}
+
+/// A waiting task and a manager that could start it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stranded {
+    pub task_id: TaskId,
+    pub manager: usize,
+    pub manager_id: ManagerId,
+}

@@ -10,7 +10,9 @@
 //! not seen (nothing crosses), so the checks miss it: they may miss a
 //! problem, never report a false one.
 
-use protocol::{ManagerId, TaskId, TaskSubmission};
+use crate::config::ManagerLife;
+use crate::pair::Pair;
+use protocol::{ManagerId, StatusReport, TaskId, TaskSubmission};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
@@ -149,4 +151,197 @@ pub struct Stranded {
     pub task_id: TaskId,
     pub manager: usize,
     pub manager_id: ManagerId,
+}
+
+impl Pair {
+    /// Every live manager core's `validate()`, and the interchange core's.
+    pub fn validate(&self) -> Result<(), String> {
+        for (manager, slot) in self.managers.iter().enumerate() {
+            if slot.life == ManagerLife::Alive {
+                slot.core
+                    .validate()
+                    .map_err(|message| format!("manager {manager}: {message}"))?;
+            }
+        }
+        self.interchange
+            .validate()
+            .map_err(|message| format!("interchange: {message}"))
+    }
+
+    /// Emptiness check, after a scenario: no problem was recorded, no
+    /// client message and no trace entry was left unread, and every core's
+    /// books are consistent.
+    pub fn check_quiet(&self) -> Result<(), String> {
+        if let Some(problem) = self.problems.first() {
+            return Err(format!(
+                "{} problem(s), the first: {problem}",
+                self.problems.len()
+            ));
+        }
+        for (client, slot) in self.clients.iter().enumerate() {
+            if let Some(message) = slot.inbox.front() {
+                return Err(format!("client {client} has an unread message {message:?}"));
+            }
+        }
+        if let Some(seen) = self.seen.front() {
+            return Err(format!("unread trace entry {seen:?}"));
+        }
+        self.validate()
+    }
+
+    /// A waiting task that a live, registered manager could start, the
+    /// manager being entirely idle (in its own core and in the
+    /// interchange's view) and neither held nor draining.
+    pub fn idle_manager_fitting(&self) -> Option<Stranded> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let views = self.interchange.managers_view();
+        for (manager, slot) in self.managers.iter().enumerate() {
+            if slot.life != ManagerLife::Alive
+                || !slot.core.is_registered()
+                || slot.core.n_running() > 0
+            {
+                continue;
+            }
+            let idle_there = views.iter().any(|view| {
+                view.manager_id == slot.manager_id
+                    && view.n_running_tasks == 0
+                    && !view.held
+                    && !view.draining
+            });
+            if !idle_there {
+                continue;
+            }
+            let allocator = slot.core.allocator();
+            let (n_nodes, slots) = (allocator.n_nodes(), allocator.slots_per_node());
+            if let Some(task_id) = self
+                .waiting
+                .first_fitting(|need| need.fits_idle(n_nodes, slots))
+            {
+                return Some(Stranded {
+                    task_id,
+                    manager,
+                    manager_id: slot.manager_id,
+                });
+            }
+        }
+        None
+    }
+
+    /// A waiting task that fits the free slots of a live, registered
+    /// manager that `status` shows neither reserved, held nor draining.
+    pub fn unreserved_manager_fitting(&self, status: &StatusReport) -> Option<Stranded> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        for (manager, slot) in self.managers.iter().enumerate() {
+            if slot.life != ManagerLife::Alive || !slot.core.is_registered() {
+                continue;
+            }
+            let kept = status.managers.iter().any(|info| {
+                info.manager_id == slot.manager_id
+                    && (info.reserved_for.is_some() || info.held || info.draining)
+            });
+            if kept {
+                continue;
+            }
+            let allocator = slot.core.allocator();
+            let fits = |need: Need| {
+                need.fits_free(
+                    (0..allocator.n_nodes()).map(|node| allocator.free_slots_on(node)),
+                    allocator.slots_per_node(),
+                )
+            };
+            if let Some(task_id) = self.waiting.first_fitting(fits) {
+                return Some(Stranded {
+                    task_id,
+                    manager,
+                    manager_id: slot.manager_id,
+                });
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::ResourceRequest;
+
+    fn submission(number: u128, num_nodes: u32, packed_ranks: Option<u32>) -> TaskSubmission {
+        let mut resources = ResourceRequest::new();
+        resources.insert("num_nodes", num_nodes);
+        if let Some(ranks) = packed_ranks {
+            resources.insert("ranks_per_node", ranks);
+            resources.insert("exclusive", false);
+        }
+        TaskSubmission {
+            task_id: TaskId::from_u128(number),
+            command: "true".to_owned(),
+            resources,
+            env: BTreeMap::new(),
+            cwd: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    #[test]
+    fn the_oldest_waiting_task_that_fits_is_found_until_it_leaves() {
+        let mut waiting = Waiting::default();
+        waiting.submitted(&[
+            submission(1, 5, None),
+            submission(2, 2, Some(3)),
+            submission(3, 2, None),
+        ]);
+        // A task with an invalid specification is refused, never waits.
+        waiting.submitted(&[submission(4, 0, None)]);
+        assert_eq!(waiting.len(), 3);
+        let idle = |n_nodes, slots| move |need: Need| need.fits_idle(n_nodes, slots);
+        assert_eq!(
+            waiting.first_fitting(idle(8, 2)),
+            Some(TaskId::from_u128(1))
+        );
+        // Packed task 2 needs 3 slots per node.
+        assert_eq!(
+            waiting.first_fitting(idle(2, 2)),
+            Some(TaskId::from_u128(3))
+        );
+        assert_eq!(
+            waiting.first_fitting(idle(2, 4)),
+            Some(TaskId::from_u128(2))
+        );
+        assert_eq!(waiting.first_fitting(idle(1, 8)), None);
+        waiting.left(TaskId::from_u128(2));
+        waiting.left(TaskId::from_u128(2));
+        assert_eq!(
+            waiting.first_fitting(idle(2, 4)),
+            Some(TaskId::from_u128(3))
+        );
+        waiting.left(TaskId::from_u128(1));
+        waiting.left(TaskId::from_u128(3));
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_need_fits_free_slots_node_by_node() {
+        let whole = Need {
+            num_nodes: 2,
+            packed_ranks: None,
+        };
+        let packed = Need {
+            num_nodes: 2,
+            packed_ranks: Some(3),
+        };
+        assert!(whole.fits_free([4, 0, 4].into_iter(), 4));
+        assert!(!whole.fits_free([4, 3, 0].into_iter(), 4));
+        assert!(packed.fits_free([3, 1, 4].into_iter(), 4));
+        assert!(!packed.fits_free([2, 2, 4].into_iter(), 4));
+        assert!(
+            !packed.fits_free([8, 8].into_iter(), 2),
+            "more ranks than slots"
+        );
+    }
 }

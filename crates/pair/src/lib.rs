@@ -5,7 +5,7 @@
 //! simulator runs on it, and so do the cores' property tests: nothing here
 //! models a daemon, both daemons' decisions are their cores'.
 //!
-//! - [`Pair`] (`pair.rs`): the event queue, ordered by (time, sequence),
+//! - [`Pair`] (`pair.rs`, set up with `config.rs`): the event queue, ordered by (time, sequence),
 //!   so a run is deterministic; messages cross as frames through
 //!   `protocol`'s codec, with an optional delay; both cores' deadlines
 //!   (`poll_timeout`) are honoured. Managers can be added at any time (a
@@ -28,11 +28,13 @@
 //! Pure: its dependencies are the two cores, `protocol` and `seam`.
 
 pub mod checks;
+mod config;
 pub mod launcher;
 mod pair;
 
 pub use checks::{Need, Problem, Stranded};
+pub use config::{ManagerLife, ManagerSpec, PairConfig, Seen, Step};
 pub use launcher::{
     instant_launcher, sleep_command, sleep_duration, sleep_launcher, FakeRun, LaunchPlan,
 };
-pub use pair::{ManagerLife, ManagerSpec, Pair, PairConfig, Seen, Step};
+pub use pair::Pair;

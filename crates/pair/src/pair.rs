@@ -13,141 +13,24 @@
 //! once. Every message crosses as a frame: encoded, then decoded by the
 //! receiver with `protocol`'s codec, as the daemons do.
 
-use crate::checks::{Need, Problem, Stranded, Waiting};
+use crate::checks::{Problem, Waiting};
+use crate::config::{ManagerLife, ManagerSpec, PairConfig, Seen, Step};
 use crate::launcher::{instant_launcher, LaunchPlan};
-use interchange_core::{decode_client_frame, decode_manager_frame, Core, CoreConfig, PeerId};
+use interchange_core::{decode_client_frame, decode_manager_frame, Core, PeerId};
 use interchange_core::{Output as InterchangeOutput, Socket};
 use pool_manager_core::{
-    ExitReason, ExitStatus, LinkStatus, Output as ManagerOutput, PoolManager, Settings, TaskExit,
+    ExitStatus, LinkStatus, Output as ManagerOutput, PoolManager, Settings, TaskExit,
 };
 use protocol::{
-    Command, ErrorKind, FromClient, FromManager, Launcher, ManagerId, Registration, Reply,
-    StatusReport, TaskId, TaskSubmission, ToClient, ToManager, UnixTime, PROTOCOL_VERSION,
-    RHTEX_VERSION,
+    Command, ErrorKind, FromClient, FromManager, ManagerId, Reply, StatusReport, TaskId,
+    TaskSubmission, ToClient, ToManager, UnixTime, PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use seam::Time;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
 
 /// `SIGTERM`: how a killed fake task ends.
 const SIGTERM: i32 = 15;
-
-/// How the harness runs.
-#[derive(Clone, Debug)]
-pub struct PairConfig {
-    /// The interchange core's settings; managers added with a
-    /// [`ManagerSpec`] take its heartbeat period and threshold.
-    pub interchange: CoreConfig,
-    /// How long every message takes to cross, each way. Zero: it arrives
-    /// in the step that sent it.
-    pub delay: Duration,
-    /// After every step, run every live manager core's `validate()` and the
-    /// interchange core's, and record a failure as a [`Problem`].
-    pub validate_every_step: bool,
-    /// Keep a trace of what managers got and ran ([`Pair::poll_seen`]).
-    pub record: bool,
-}
-
-impl Default for PairConfig {
-    fn default() -> Self {
-        Self {
-            interchange: CoreConfig::default(),
-            delay: Duration::ZERO,
-            validate_every_step: true,
-            record: false,
-        }
-    }
-}
-
-/// A pool-manager to add: its registration's essentials.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManagerSpec {
-    pub manager_id: ManagerId,
-    pub block_id: String,
-    pub n_nodes: u32,
-    pub slots_per_node: u32,
-}
-
-impl ManagerSpec {
-    /// The manager's settings: nodes `<block_id>-n<i>`, the `mpiexec`
-    /// launcher, the interchange's heartbeat period and threshold.
-    pub fn settings(&self, interchange: &CoreConfig) -> Settings {
-        Settings {
-            registration: Registration {
-                protocol_version: PROTOCOL_VERSION,
-                manager_id: self.manager_id,
-                block_id: self.block_id.clone(),
-                hostname: format!("{}-n0", self.block_id),
-                nodes: (0..self.n_nodes)
-                    .map(|node| format!("{}-n{node}", self.block_id))
-                    .collect(),
-                launcher: Launcher::Mpiexec,
-                rhtex_version: RHTEX_VERSION.to_owned(),
-                cpu_count: self.slots_per_node,
-                slots_per_node: Some(self.slots_per_node),
-                versions: BTreeMap::new(),
-            },
-            interchange_url: "tcp://pair:0".to_owned(),
-            run_dir: PathBuf::from(format!("/pair/{}", self.block_id)),
-            heartbeat_period: interchange.heartbeat_period,
-            heartbeat_threshold: interchange.heartbeat_threshold,
-            drain_period: None,
-            base_env: BTreeMap::new(),
-        }
-    }
-}
-
-/// Where a manager is in its life, as the harness runs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ManagerLife {
-    Alive,
-    /// Killed by the test: its messages stopped and its tasks vanished.
-    Killed,
-    /// Its core exited.
-    Exited(ExitReason),
-}
-
-/// What the trace shows (with [`PairConfig::record`]).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Seen {
-    /// A manager core was given this message.
-    ToManager {
-        manager: usize,
-        message: ToManager,
-    },
-    /// The fake launcher started a task.
-    Launched {
-        manager: usize,
-        task_id: TaskId,
-    },
-    /// A fake task exited, and the manager core was told.
-    Exited {
-        manager: usize,
-        task_id: TaskId,
-        status: ExitStatus,
-    },
-    /// A task vanished with its killed manager.
-    Vanished {
-        manager: usize,
-        task_id: TaskId,
-    },
-    ManagerExited {
-        manager: usize,
-        reason: ExitReason,
-    },
-    InterchangeExited,
-}
-
-/// What a step handled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// A core's deadline (heartbeats, silence, walltimes, shutdown grace).
-    Timeout,
-    /// A message arriving or a task exiting.
-    Event,
-}
 
 #[derive(Debug)]
 enum Delivery {
@@ -177,41 +60,41 @@ struct Process {
 }
 
 #[derive(Debug)]
-struct ManagerSlot {
-    core: PoolManager,
-    peer: PeerId,
-    manager_id: ManagerId,
-    life: ManagerLife,
+pub(crate) struct ManagerSlot {
+    pub(crate) core: PoolManager,
+    pub(crate) peer: PeerId,
+    pub(crate) manager_id: ManagerId,
+    pub(crate) life: ManagerLife,
     processes: BTreeMap<TaskId, Process>,
 }
 
 #[derive(Debug)]
-struct ClientSlot {
-    peer: PeerId,
-    inbox: VecDeque<ToClient>,
-    next_request: u64,
+pub(crate) struct ClientSlot {
+    pub(crate) peer: PeerId,
+    pub(crate) inbox: VecDeque<ToClient>,
+    pub(crate) next_request: u64,
 }
 
 /// The real interchange core and real pool-manager cores, wired in memory.
 /// See the crate documentation.
 pub struct Pair {
-    config: PairConfig,
-    now: Time,
-    interchange: Core,
-    managers: Vec<ManagerSlot>,
-    clients: Vec<ClientSlot>,
-    manager_by_peer: HashMap<PeerId, usize>,
-    client_by_peer: HashMap<PeerId, usize>,
-    launcher: LaunchPlan,
+    pub(crate) config: PairConfig,
+    pub(crate) now: Time,
+    pub(crate) interchange: Core,
+    pub(crate) managers: Vec<ManagerSlot>,
+    pub(crate) clients: Vec<ClientSlot>,
+    pub(crate) manager_by_peer: HashMap<PeerId, usize>,
+    pub(crate) client_by_peer: HashMap<PeerId, usize>,
+    pub(crate) launcher: LaunchPlan,
     events: BTreeMap<(Time, u64), Event>,
-    sequence: u64,
+    pub(crate) sequence: u64,
     in_flight: VecDeque<Delivery>,
-    n_generations: u64,
-    waiting: Waiting,
-    problems: Vec<Problem>,
-    seen: VecDeque<Seen>,
-    n_steps: u64,
-    n_frames: u64,
+    pub(crate) n_generations: u64,
+    pub(crate) waiting: Waiting,
+    pub(crate) problems: Vec<Problem>,
+    pub(crate) seen: VecDeque<Seen>,
+    pub(crate) n_steps: u64,
+    pub(crate) n_frames: u64,
 }
 
 impl fmt::Debug for Pair {
@@ -322,10 +205,14 @@ impl Pair {
         request_id
     }
 
-    /// A client sends a command and takes its reply from its inbox, if the
-    /// reply came in the same step (always so with no delay).
+    /// A client sends a command and takes its reply from its inbox. With
+    /// no delay the reply comes in the same step; with a delay the Pair
+    /// first runs until the reply can have come back (two delays later).
     pub fn ask(&mut self, client: usize, command: Command) -> Option<Reply> {
         let request_id = self.command(client, command);
+        if !self.config.delay.is_zero() {
+            self.run_until(self.now.plus(self.config.delay * 2));
+        }
         let inbox = &mut self.clients[client].inbox;
         let position = inbox.iter().position(
             |message| matches!(message, ToClient::Reply { request_id: id, .. } if *id == request_id),
@@ -481,116 +368,6 @@ impl Pair {
     /// Tasks waiting, as seen on the wire (see [`crate::checks`]).
     pub fn n_waiting(&self) -> usize {
         self.waiting.len()
-    }
-
-    /// Every live manager core's `validate()`, and the interchange core's.
-    pub fn validate(&self) -> Result<(), String> {
-        for (manager, slot) in self.managers.iter().enumerate() {
-            if slot.life == ManagerLife::Alive {
-                slot.core
-                    .validate()
-                    .map_err(|message| format!("manager {manager}: {message}"))?;
-            }
-        }
-        self.interchange
-            .validate()
-            .map_err(|message| format!("interchange: {message}"))
-    }
-
-    /// Emptiness check, after a scenario: no problem was recorded, no
-    /// client message and no trace entry was left unread, and every core's
-    /// books are consistent.
-    pub fn check_quiet(&self) -> Result<(), String> {
-        if let Some(problem) = self.problems.first() {
-            return Err(format!(
-                "{} problem(s), the first: {problem}",
-                self.problems.len()
-            ));
-        }
-        for (client, slot) in self.clients.iter().enumerate() {
-            if let Some(message) = slot.inbox.front() {
-                return Err(format!("client {client} has an unread message {message:?}"));
-            }
-        }
-        if let Some(seen) = self.seen.front() {
-            return Err(format!("unread trace entry {seen:?}"));
-        }
-        self.validate()
-    }
-
-    /// A waiting task that a live, registered manager could start, the
-    /// manager being entirely idle (in its own core and in the
-    /// interchange's view) and neither held nor draining.
-    pub fn idle_manager_fitting(&self) -> Option<Stranded> {
-        if self.waiting.is_empty() {
-            return None;
-        }
-        let views = self.interchange.managers_view();
-        for (manager, slot) in self.managers.iter().enumerate() {
-            if slot.life != ManagerLife::Alive
-                || !slot.core.is_registered()
-                || slot.core.n_running() > 0
-            {
-                continue;
-            }
-            let idle_there = views.iter().any(|view| {
-                view.manager_id == slot.manager_id
-                    && view.n_running_tasks == 0
-                    && !view.held
-                    && !view.draining
-            });
-            if !idle_there {
-                continue;
-            }
-            let allocator = slot.core.allocator();
-            let (n_nodes, slots) = (allocator.n_nodes(), allocator.slots_per_node());
-            if let Some(task_id) = self
-                .waiting
-                .first_fitting(|need| need.fits_idle(n_nodes, slots))
-            {
-                return Some(Stranded {
-                    task_id,
-                    manager,
-                    manager_id: slot.manager_id,
-                });
-            }
-        }
-        None
-    }
-
-    /// A waiting task that fits the free slots of a live, registered
-    /// manager that `status` shows neither reserved, held nor draining.
-    pub fn unreserved_manager_fitting(&self, status: &StatusReport) -> Option<Stranded> {
-        if self.waiting.is_empty() {
-            return None;
-        }
-        for (manager, slot) in self.managers.iter().enumerate() {
-            if slot.life != ManagerLife::Alive || !slot.core.is_registered() {
-                continue;
-            }
-            let kept = status.managers.iter().any(|info| {
-                info.manager_id == slot.manager_id
-                    && (info.reserved_for.is_some() || info.held || info.draining)
-            });
-            if kept {
-                continue;
-            }
-            let allocator = slot.core.allocator();
-            let fits = |need: Need| {
-                need.fits_free(
-                    (0..allocator.n_nodes()).map(|node| allocator.free_slots_on(node)),
-                    allocator.slots_per_node(),
-                )
-            };
-            if let Some(task_id) = self.waiting.first_fitting(fits) {
-                return Some(Stranded {
-                    task_id,
-                    manager,
-                    manager_id: slot.manager_id,
-                });
-            }
-        }
-        None
     }
 
     // -----------------------------------------------------------------

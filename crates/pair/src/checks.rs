@@ -30,8 +30,9 @@ pub enum Problem {
     Undecodable { what: &'static str, error: String },
     /// The interchange sent to a peer the harness does not know.
     UnknownPeer { peer: String },
-    /// A core's own check failed.
-    Invalid { core: String, message: String },
+    /// A core's own check failed; the message names the core
+    /// (`interchange: ...`, `manager 2: ...`).
+    Invalid { message: String },
     /// The fake launcher's contract broke (a kill of a task that is not
     /// running, a manager that exited with tasks running).
     Launcher { manager: usize, message: String },
@@ -47,7 +48,7 @@ impl fmt::Display for Problem {
             } => write!(f, "manager {manager} refused task {task_id}: {message}"),
             Problem::Undecodable { what, error } => write!(f, "{what} did not decode: {error}"),
             Problem::UnknownPeer { peer } => write!(f, "message to an unknown peer {peer}"),
-            Problem::Invalid { core, message } => write!(f, "{core} is inconsistent: {message}"),
+            Problem::Invalid { message } => write!(f, "inconsistent books: {message}"),
             Problem::Launcher { manager, message } => write!(f, "manager {manager}: {message}"),
         }
     }

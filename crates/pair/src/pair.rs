@@ -435,10 +435,7 @@ impl Pair {
         self.flush();
         if self.config.validate_every_step {
             if let Err(message) = self.validate() {
-                self.problems.push(Problem::Invalid {
-                    core: "a core".to_owned(),
-                    message,
-                });
+                self.problems.push(Problem::Invalid { message });
             }
         }
         Some(step)

@@ -28,6 +28,17 @@ use protocol::{
 use seam::Time;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::time::Duration;
+
+/// A core's deadline, but never at or before the time its `handle_timeout`
+/// last ran (which handled everything due then): a core whose deadline does
+/// not move cannot hold the clock still.
+fn after_handled(at: Time, handled: Option<Time>) -> Time {
+    match handled {
+        Some(handled) if at <= handled => handled.plus(Duration::from_millis(1)),
+        _ => at,
+    }
+}
 
 /// `SIGTERM`: how a killed fake task ends.
 const SIGTERM: i32 = 15;
@@ -66,6 +77,8 @@ pub(crate) struct ManagerSlot {
     pub(crate) manager_id: ManagerId,
     pub(crate) life: ManagerLife,
     processes: BTreeMap<TaskId, Process>,
+    /// When its `handle_timeout` last ran.
+    last_timeout: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -87,6 +100,8 @@ pub struct Pair {
     pub(crate) client_by_peer: HashMap<PeerId, usize>,
     pub(crate) launcher: LaunchPlan,
     events: BTreeMap<(Time, u64), Event>,
+    /// When the interchange's `handle_timeout` last ran.
+    interchange_timeout: Option<Time>,
     pub(crate) sequence: u64,
     in_flight: VecDeque<Delivery>,
     pub(crate) n_generations: u64,
@@ -123,6 +138,7 @@ impl Pair {
             client_by_peer: HashMap::new(),
             launcher: instant_launcher(),
             events: BTreeMap::new(),
+            interchange_timeout: None,
             sequence: 0,
             in_flight: VecDeque::new(),
             n_generations: 0,
@@ -257,6 +273,7 @@ impl Pair {
             manager_id,
             life: ManagerLife::Alive,
             processes: BTreeMap::new(),
+            last_timeout: None,
         });
         self.drain_manager(manager, false);
         self.flush();
@@ -386,12 +403,16 @@ impl Pair {
 
     /// The earliest deadline, and whose (`None`: the interchange's).
     fn next_deadline(&self) -> Option<(Time, Option<usize>)> {
-        let mut best = self.interchange.poll_timeout().map(|at| (at, None));
+        let mut best = self
+            .interchange
+            .poll_timeout()
+            .map(|at| (after_handled(at, self.interchange_timeout), None));
         for (manager, slot) in self.managers.iter().enumerate() {
             if slot.life != ManagerLife::Alive {
                 continue;
             }
             if let Some(at) = slot.core.poll_timeout() {
+                let at = after_handled(at, slot.last_timeout);
                 if best.map_or(true, |(best_at, _)| at < best_at) {
                     best = Some((at, Some(manager)));
                 }
@@ -420,15 +441,30 @@ impl Pair {
         } else {
             let (at, whose) = deadline?;
             self.now = self.now.max(at);
-            match whose {
+            let now = self.now;
+            let stuck = match whose {
                 None => {
-                    self.interchange.handle_timeout(self.now);
+                    self.interchange.handle_timeout(now);
+                    self.interchange_timeout = Some(now);
                     self.drain_interchange();
+                    self.interchange.poll_timeout().is_some_and(|at| at <= now)
                 }
                 Some(manager) => {
-                    self.managers[manager].core.handle_timeout(self.now);
+                    let slot = &mut self.managers[manager];
+                    slot.core.handle_timeout(now);
+                    slot.last_timeout = Some(now);
+                    let stuck = slot.life == ManagerLife::Alive
+                        && slot.core.poll_timeout().is_some_and(|at| at <= now);
                     self.drain_manager(manager, false);
+                    stuck
                 }
+            };
+            if stuck {
+                let core =
+                    whose.map_or_else(|| "interchange".to_owned(), |m| format!("manager {m}"));
+                let message =
+                    format!("{core}: its deadline did not move past {now:?} after handle_timeout");
+                self.problems.push(Problem::Invalid { message });
             }
             Step::Timeout
         };

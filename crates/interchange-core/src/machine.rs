@@ -394,10 +394,11 @@ impl Core {
         }
     }
 
-    /// The manager table's own check, the reservation's, and that the
-    /// holder is queued.
-    #[cfg(test)]
-    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+    /// Checks the core's books: the manager table rebuilt from the tasks'
+    /// placements (no slot given twice, indexes in step), the reservation,
+    /// and that its holder is queued. For tests and the simulator (costs a
+    /// pass over every manager and running task).
+    pub fn validate(&self) -> Result<(), String> {
         self.matcher.check(&self.managers, &self.tasks)
     }
 }

@@ -68,6 +68,7 @@ impl Core {
     /// core has exited, when inputs are ignored.
     pub(crate) fn begin_input(&mut self, now: Time) -> bool {
         self.now = self.now.max(now);
+        self.tasks.set_time(self.now, self.unix(self.now));
         !self.exited
     }
 

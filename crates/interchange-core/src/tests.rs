@@ -13,6 +13,8 @@ use seam::Time;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod metrics;
+
 const PERIOD: Duration = Duration::from_secs(30);
 const THRESHOLD: Duration = Duration::from_secs(120);
 const WALL_CLOCK: UnixTime = 1_700_000_000.0;

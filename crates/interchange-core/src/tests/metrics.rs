@@ -138,11 +138,7 @@ fn a_retry_is_counted_and_managers_are_counted_by_state() {
             manager_id: manager_id(3),
         },
     );
-    sim.submit(
-        "c",
-        3,
-        vec![submission(1, nodes(1).with("retries", 1_i64))],
-    );
+    sim.submit("c", 3, vec![submission(1, nodes(1).with("retries", 1_i64))]);
     sim.drain();
     let metrics = sim.core.metrics();
     assert_eq!(

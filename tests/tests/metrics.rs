@@ -6,7 +6,7 @@
 
 use e2e::client::raw_dealer;
 use e2e::daemon::{Launch, Stdout};
-use e2e::{binary, task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
+use e2e::{binary, task, wait_for, ManagerOptions, RawClient, Scenario, Security, WAIT};
 use protocol::{ResourceRequest, TaskState};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -267,4 +267,29 @@ fn an_address_in_use_is_a_setup_error_naming_it() {
     );
     assert!(daemon.stdout_text().is_empty(), "no ready line expected");
     drop(taken);
+}
+
+#[test]
+fn an_address_other_than_loopback_is_served_with_a_warning() {
+    let scenario = Scenario::new("metrics-wildcard");
+    let interchange = scenario.start_interchange(
+        "interchange",
+        &Security::Insecure,
+        &["--metrics-listen", "0.0.0.0:0"],
+    );
+    let log = interchange.daemon.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && line.contains("other than loopback")),
+        "{log}"
+    );
+    let bound = metrics_address(&log);
+    assert!(bound.ip().is_unspecified(), "{bound}");
+    let loopback = SocketAddr::from(([127, 0, 0, 1], bound.port()));
+    let response = http(loopback, "GET", "/metrics", None);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        sample(&response.body, "rhtex_tasks_submitted_total"),
+        Some(0.0)
+    );
 }

@@ -780,6 +780,51 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_from_the_file_or_a_flag() {
+        let from_file = file("metrics_listen = \"9464\"\n").expect("valid file");
+        let config = Config::resolve(flags(&[]), from_file, &home()).expect("valid");
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let from_file = file("metrics_listen = \"9464\"\n").expect("valid file");
+        let config = Config::resolve(
+            flags(&["--metrics-listen", "0.0.0.0:9100"]),
+            from_file,
+            &home(),
+        )
+        .expect("valid");
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9100)))
+        );
+        match Config::resolve(
+            flags(&["--metrics-listen", "http://host:1"]),
+            FileConfig::default(),
+            &home(),
+        ) {
+            Ok(config) => panic!("accepted: {config:?}"),
+            Err(error) => assert!(
+                error
+                    .to_string()
+                    .starts_with("metrics_listen: \"http://host:1\" is not PORT"),
+                "{error}"
+            ),
+        }
+    }
+
+    #[test]
+    fn the_example_config_file_is_valid() {
+        let text = include_str!("../../../deploy/interchange.toml.example");
+        let example = parse_file(Path::new("interchange.toml.example"), text).expect("parses");
+        let config = Config::resolve(flags(&[]), example, &home()).expect("is valid");
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+    }
+
+    #[test]
     fn keys_dir_and_insecure_conflict_on_the_command_line() {
         assert!(Flags::try_parse_from(["interchange", "--insecure", "--keys-dir", "/k"]).is_err());
     }

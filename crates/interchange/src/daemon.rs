@@ -220,6 +220,9 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         },
         clock.now(),
     );
+    if let Some(metrics) = &metrics {
+        metrics.publish(core.metrics());
+    }
 
     let mut provider = match &config.provider {
         None => None,

@@ -293,3 +293,46 @@ fn an_address_other_than_loopback_is_served_with_a_warning() {
         Some(0.0)
     );
 }
+
+#[test]
+fn with_a_provider_blocks_are_counted_by_state() {
+    let scenario = Scenario::new("metrics-blocks");
+    let config = scenario.file("interchange.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "run_dir = \"{run}\"\ninsecure = true\nmetrics_listen = \"127.0.0.1:0\"\n\
+             heartbeat_period = 0.2\nheartbeat_threshold = 5\n\
+             [provider]\nkind = \"local\"\nnodes_per_block = 1\nmin_blocks = 1\nmax_blocks = 1\n\
+             poll_period = 0.2\npool_manager = \"{pool_manager}\"\n",
+            run = scenario.file("run").display(),
+            pool_manager = binary("pool-manager").display(),
+        ),
+    )
+    .expect("write the config file");
+    let launch = Launch::new("interchange", binary("interchange"))
+        .args(["--config".as_ref(), config.as_os_str()])
+        .args(["--log-level", "debug"])
+        .stdout(Stdout::Piped);
+    let mut daemon = scenario.spawn(launch);
+    testkit::read_interchange_ready(&mut daemon, WAIT);
+    let address = metrics_address(&daemon.log());
+    let body = wait_for("the block's manager to show as connected", WAIT, || {
+        let response = http(address, "GET", "/metrics", None);
+        (sample(&response.body, "rhtex_blocks{state=\"connected\"}") == Some(1.0))
+            .then_some(response.body)
+    });
+    for (series, expected) in [
+        ("rhtex_blocks{state=\"pending\"}", 0.0),
+        ("rhtex_blocks{state=\"failed\"}", 0.0),
+        ("rhtex_managers{state=\"active\"}", 1.0),
+        ("rhtex_nodes{state=\"idle\"}", 1.0),
+    ] {
+        assert_eq!(sample(&body, series), Some(expected), "{series} in\n{body}");
+    }
+    // SIGTERM: the interchange stops its block (a pool-manager in a process
+    // group of its own) before it exits.
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+}

@@ -103,6 +103,7 @@ impl BenchClient {
                     cwd: None,
                     stdout: None,
                     stderr: None,
+                    input: None,
                 }
             })
             .collect();

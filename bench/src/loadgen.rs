@@ -187,6 +187,7 @@ fn run_group(
                                 stderr_tail: Vec::new(),
                                 start_time: Some(now),
                                 end_time: Some(now),
+                                output: None,
                             })
                             .collect();
                         sockets.send(slot, &FromManager::Results { results })?;

@@ -24,6 +24,7 @@ pub fn task(command: &str) -> TaskSubmission {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 

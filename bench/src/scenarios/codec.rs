@@ -32,6 +32,7 @@ fn result(seq: u64) -> TaskResult {
         stderr_tail: Vec::new(),
         start_time: Some(1.7e9),
         end_time: Some(1.7e9),
+        output: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn submission(seq: u64) -> TaskSubmission {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 

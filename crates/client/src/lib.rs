@@ -20,7 +20,7 @@ pub mod task;
 pub mod taskfile;
 pub mod transport;
 
-pub use client::{check_submissions, Client};
+pub use client::{check_inputs, check_submissions, Client};
 pub use error::{ClientError, LocalError, TaskFileError};
 pub use task::TaskBuilder;
 pub use transport::Security;

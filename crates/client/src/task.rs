@@ -45,6 +45,7 @@ impl TaskBuilder {
                 cwd: None,
                 stdout: None,
                 stderr: None,
+                input: None,
             },
         }
     }
@@ -128,6 +129,16 @@ impl TaskBuilder {
     /// File for stderr, on the pool-manager's lead node.
     pub fn stderr(mut self, path: impl Into<String>) -> Self {
         self.submission.stderr = Some(path.into());
+        self
+    }
+
+    /// Bytes for the task: on its lead node the pool-manager writes them to
+    /// the file named by `RHTEX_TASK_INPUT` before the command starts. At
+    /// most the interchange's `max_task_input_bytes` ([`crate::Client::submit`]
+    /// checks). The task may return bytes by writing the file named by
+    /// `RHTEX_TASK_OUTPUT`; they come back as the result's `output`.
+    pub fn input(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.submission.input = Some(bytes.into());
         self
     }
 

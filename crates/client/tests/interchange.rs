@@ -27,6 +27,7 @@ fn task(command: &str, resources: ResourceRequest) -> TaskSubmission {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn completed(id: u128) -> TaskResult {
         stderr_tail: Vec::new(),
         start_time: Some(100.0),
         end_time: Some(101.5),
+        output: None,
     }
 }
 
@@ -475,6 +476,7 @@ fn submission(resources: ResourceRequest) -> TaskSubmission {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 

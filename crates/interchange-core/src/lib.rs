@@ -85,7 +85,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
-pub use config::{CoreConfig, Placement, SHUTDOWN_GRACE};
+pub use config::{CoreConfig, Placement, DEFAULT_MAX_QUEUED_INPUT_BYTES, SHUTDOWN_GRACE};
 pub use from_managers::UNKNOWN_MANAGER_REASON;
 pub use interface::{
     decode_client_frame, decode_manager_frame, Output, PeerId, Socket, Undecodable,

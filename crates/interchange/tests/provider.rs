@@ -202,6 +202,7 @@ impl Client {
                 cwd: None,
                 stdout: None,
                 stderr: None,
+                input: None,
             })
             .collect();
         let task_ids = submissions.iter().map(|task| task.task_id).collect();

@@ -33,7 +33,10 @@ pub mod prefix;
 pub mod slurm;
 mod tasks;
 
+pub use tasks::{INPUT_VARIABLE, OUTPUT_VARIABLE};
+
 pub use events::{
-    signal_name, ExitReason, ExitStatus, KillReason, Launch, LinkStatus, Output, TaskExit,
+    signal_name, ExitReason, ExitStatus, KillReason, Launch, LinkStatus, Output, OutputFile,
+    TaskExit, TaskInput, TaskOutput,
 };
 pub use pool_manager::{PoolManager, Settings};

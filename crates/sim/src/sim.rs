@@ -561,6 +561,7 @@ impl Simulation {
                 cwd: None,
                 stdout: None,
                 stderr: None,
+                input: None,
             })
             .collect();
         for task in &mut self.tasks[first..end] {
@@ -693,6 +694,7 @@ impl Simulation {
             stderr_tail: Vec::new(),
             start_time: Some(wall_clock_at_zero + to_seconds(running.start)),
             end_time: Some(wall_clock_at_zero + to_seconds(now)),
+            output: None,
         };
         let frame = protocol::encode(&FromManager::Results {
             results: vec![result],
@@ -1158,6 +1160,7 @@ mod tests {
             cwd: None,
             stdout: None,
             stderr: None,
+            input: None,
         }
     }
 

@@ -7,10 +7,9 @@
 use crate::transport::ClientSocket;
 use anyhow::{bail, Context, Result};
 use protocol::{
-    Command, FromClient, Reply, ResourceRequest, StatusReport, TaskId, TaskState, TaskSubmission,
-    ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
+    Command, FromClient, Reply, StatusReport, TaskId, TaskState, TaskSubmission, ToClient,
+    PROTOCOL_VERSION, RHTEX_VERSION,
 };
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use transport::ClientSecurity;
 
@@ -95,16 +94,10 @@ impl BenchClient {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 self.batch_of.push(batch);
-                TaskSubmission {
-                    task_id: TaskId::from_u128((u128::from(self.nonce) << 64) | u128::from(seq)),
-                    command: command.to_owned(),
-                    resources: ResourceRequest::new(),
-                    env: BTreeMap::new(),
-                    cwd: None,
-                    stdout: None,
-                    stderr: None,
-                    input: None,
-                }
+                TaskSubmission::new(
+                    TaskId::from_u128((u128::from(self.nonce) << 64) | u128::from(seq)),
+                    command,
+                )
             })
             .collect();
         let request_id = self.next_request_id;

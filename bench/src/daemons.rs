@@ -5,6 +5,7 @@
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use protocol::ReadyLine;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -165,26 +166,16 @@ pub fn start_interchange(
         .arg(work.join(format!("{name}-run")))
         .args(["--client-listen", "tcp://127.0.0.1:0"])
         .args(["--manager-listen", "tcp://127.0.0.1:0"])
-        .args(["--log-level", "info"]);
-    match keys_dir {
-        Some(dir) => command.arg("--keys-dir").arg(dir),
-        None => command.arg("--insecure"),
-    };
-    command.args(extra);
+        .args(["--log-level", "info"])
+        .args(crate::transport::security(keys_dir).flags())
+        .args(extra);
     let mut process = Process::spawn(name, command, &work.join(format!("{name}.log")))?;
     let line = process.next_line(Duration::from_secs(30))?;
-    let ready: serde_json::Value = serde_json::from_str(line.trim())
-        .with_context(|| format!("the interchange's ready line {line:?} is not JSON"))?;
-    let url = |key: &str| -> Result<String> {
-        ready
-            .get(key)
-            .and_then(|value| value.as_str())
-            .map(str::to_owned)
-            .with_context(|| format!("the ready line {line:?} has no {key:?}"))
-    };
+    let ready = ReadyLine::parse(&line)
+        .with_context(|| format!("the interchange's ready line {line:?} is not valid"))?;
     Ok(Interchange {
-        client_url: url("client_url")?,
-        manager_url: url("manager_url")?.replace("0.0.0.0", "127.0.0.1"),
+        client_url: ready.client_url,
+        manager_url: transport::connectable_url(&ready.manager_url),
         process,
     })
 }

@@ -168,11 +168,7 @@ fn run_group(
                         let results = tasks
                             .into_iter()
                             .map(|task| TaskResult {
-                                task_id: task.task_id,
-                                state: TaskState::Completed,
                                 exit_code: Some(0),
-                                signal: None,
-                                error: None,
                                 manager_id: Some(manager.manager_id),
                                 block_id: Some(manager.block_id.clone()),
                                 nodes: task
@@ -181,13 +177,9 @@ fn run_group(
                                     .filter_map(|share| manager.nodes.get(share.node as usize))
                                     .cloned()
                                     .collect(),
-                                stdout_path: None,
-                                stderr_path: None,
-                                stdout_tail: Vec::new(),
-                                stderr_tail: Vec::new(),
                                 start_time: Some(now),
                                 end_time: Some(now),
-                                output: None,
+                                ..TaskResult::new(task.task_id, TaskState::Completed)
                             })
                             .collect();
                         sockets.send(slot, &FromManager::Results { results })?;

@@ -7,18 +7,36 @@ use protocol::{FromClient, FromManager, ManagerId, ToClient, ToManager};
 use std::path::Path;
 use std::time::Duration;
 use transport::sockets::connect_dealer;
-use transport::{zmq, ClientSecurity};
+use transport::{zmq, ClientSecurity, Security};
 
-/// CURVE client keys from a key directory made by `rhtex keygen`, or none.
+/// CURVE with a key directory made by `rhtex keygen`, or none.
+pub fn security(keys_dir: Option<&Path>) -> Security {
+    keys_dir.map_or(Security::Insecure, |dir| Security::Curve(dir.to_path_buf()))
+}
+
+/// The client keys of [`security`].
 pub fn client_security(keys_dir: Option<&Path>) -> Result<ClientSecurity> {
-    match keys_dir {
-        None => Ok(ClientSecurity::Insecure),
-        Some(dir) => {
-            transport::sockets::check_curve()?;
-            let keys = transport::keys::load_client_keys(dir)
-                .with_context(|| format!("cannot load client keys from {}", dir.display()))?;
-            Ok(ClientSecurity::Curve(keys))
-        }
+    security(keys_dir)
+        .client_security()
+        .with_context(|| match keys_dir {
+            Some(dir) => format!("cannot load client keys from {}", dir.display()),
+            None => "cannot set up an insecure connection".to_owned(),
+        })
+}
+
+/// The next message on `socket` if one is waiting, decoded with `decode`;
+/// `receiver` names the socket's owner in errors.
+fn try_recv<M>(
+    socket: &zmq::Socket,
+    decode: fn(&[u8]) -> Result<M, protocol::DecodeError>,
+    receiver: &str,
+) -> Result<Option<M>> {
+    match socket.recv_bytes(zmq::DONTWAIT) {
+        Ok(frame) => decode(&frame)
+            .map(Some)
+            .with_context(|| format!("undecodable message to {receiver}")),
+        Err(zmq::Error::EAGAIN) => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("{receiver} cannot receive")),
     }
 }
 
@@ -77,15 +95,7 @@ impl ClientSocket {
 
     /// The next message if one is waiting.
     pub fn try_recv(&self) -> Result<Option<ToClient>> {
-        match self.socket.recv_bytes(zmq::DONTWAIT) {
-            Ok(frame) => {
-                let message = protocol::decode::<ToClient>(&frame)
-                    .context("undecodable message from the interchange")?;
-                Ok(Some(message))
-            }
-            Err(zmq::Error::EAGAIN) => Ok(None),
-            Err(error) => Err(error).context("cannot receive from the interchange"),
-        }
+        try_recv(&self.socket, protocol::decode::<ToClient>, "the client")
     }
 }
 
@@ -179,14 +189,6 @@ impl ManagerSockets {
         let Some(socket) = self.sockets.get(index) else {
             bail!("no manager socket {index}");
         };
-        match socket.recv_bytes(zmq::DONTWAIT) {
-            Ok(frame) => {
-                let message = protocol::decode::<ToManager>(&frame)
-                    .context("undecodable message to a simulated manager")?;
-                Ok(Some(message))
-            }
-            Err(zmq::Error::EAGAIN) => Ok(None),
-            Err(error) => Err(error).context("a simulated manager cannot receive"),
-        }
+        try_recv(socket, protocol::decode::<ToManager>, "a simulated manager")
     }
 }

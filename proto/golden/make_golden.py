@@ -68,6 +68,15 @@ def ordered_map(pairs):
 # Shared structs
 # ---------------------------------------------------------------------------
 
+def command(request_id, name, **arguments):
+    """A `command` message from a client: `name` and its arguments."""
+    return {
+        "type": "command",
+        "request_id": request_id,
+        "command": {"name": name, **arguments},
+    }
+
+
 def task_submission_mpi():
     return {
         "task_id": TASK_1,
@@ -127,73 +136,61 @@ def task_result_full():
     }
 
 
-def task_result_completed():
+def task_result_ran_on_one_node(task_id, state, node, stdout_tail, seconds):
+    """A result of a task that ran `seconds` from START_TIME on `node` of
+    block 48213, its output in the run directory; nothing else said (the
+    Rust test's `ran_on_one_node`)."""
     return {
-        "task_id": TASK_2,
-        "state": "completed",
-        "exit_code": 0,
+        "task_id": task_id,
+        "state": state,
+        "exit_code": None,
         "signal": None,
         "error": None,
         "manager_id": MANAGER,
         "block_id": "48213",
-        "nodes": ["nid001"],
-        "stdout_path": "rhtex-run/tasks/" + TASK_2 + ".stdout",
-        "stderr_path": "rhtex-run/tasks/" + TASK_2 + ".stderr",
-        "stdout_tail": b"nid001\n",
+        "nodes": [node],
+        "stdout_path": "rhtex-run/tasks/" + task_id + ".stdout",
+        "stderr_path": "rhtex-run/tasks/" + task_id + ".stderr",
+        "stdout_tail": stdout_tail,
         "stderr_tail": b"",
         "start_time": START_TIME,
-        "end_time": START_TIME + 0.5,
-        "output": OUTPUT,
+        "end_time": START_TIME + seconds,
+        "output": None,
     }
+
+
+def task_result_completed():
+    result = task_result_ran_on_one_node(
+        TASK_2, "completed", "nid001", b"nid001\n", 0.5
+    )
+    result["exit_code"] = 0
+    result["output"] = OUTPUT
+    return result
 
 
 def task_result_walltime():
     """A task the manager killed because it ran past its walltime."""
-    return {
-        "task_id": TASK_4,
-        "state": "failed",
-        "exit_code": None,
-        "signal": 15,
-        "error": {
-            "kind": "walltime_exceeded",
-            "message": "killed after running longer than its walltime of 60 s",
-        },
-        "manager_id": MANAGER,
-        "block_id": "48213",
-        "nodes": ["nid003"],
-        "stdout_path": "rhtex-run/tasks/" + TASK_4 + ".stdout",
-        "stderr_path": "rhtex-run/tasks/" + TASK_4 + ".stderr",
-        "stdout_tail": b"iteration 5812\n",
-        "stderr_tail": b"",
-        "start_time": START_TIME,
-        "end_time": START_TIME + 60.25,
-        "output": None,
+    result = task_result_ran_on_one_node(
+        TASK_4, "failed", "nid003", b"iteration 5812\n", 60.25
+    )
+    result["signal"] = 15
+    result["error"] = {
+        "kind": "walltime_exceeded",
+        "message": "killed after running longer than its walltime of 60 s",
     }
+    return result
 
 
 def task_result_output_too_large():
     """A task that completed but wrote more output than the limit."""
-    return {
-        "task_id": TASK_3,
-        "state": "failed",
-        "exit_code": 0,
-        "signal": None,
-        "error": {
-            "kind": "output_too_large",
-            "message": "the task's output file has 20000000 bytes; "
-            "max_task_output_bytes is 16777216",
-        },
-        "manager_id": MANAGER,
-        "block_id": "48213",
-        "nodes": ["nid004"],
-        "stdout_path": "rhtex-run/tasks/" + TASK_3 + ".stdout",
-        "stderr_path": "rhtex-run/tasks/" + TASK_3 + ".stderr",
-        "stdout_tail": b"",
-        "stderr_tail": b"",
-        "start_time": START_TIME,
-        "end_time": START_TIME + 2.0,
-        "output": None,
+    result = task_result_ran_on_one_node(TASK_3, "failed", "nid004", b"", 2.0)
+    result["exit_code"] = 0
+    result["error"] = {
+        "kind": "output_too_large",
+        "message": "the task's output file has 20000000 bytes; "
+        "max_task_output_bytes is 16777216",
     }
+    return result
 
 
 def task_resources_mpi():
@@ -233,41 +230,15 @@ def messages():
             "request_id": 2,
             "task_ids": [TASK_1, TASK_2],
         },
-        "from_client.command.status": {
-            "type": "command",
-            "request_id": 3,
-            "command": {"name": "status"},
-        },
-        "from_client.command.task_status": {
-            "type": "command",
-            "request_id": 4,
-            "command": {"name": "task_status", "task_ids": [TASK_1, TASK_2]},
-        },
-        "from_client.command.hold": {
-            "type": "command",
-            "request_id": 5,
-            "command": {"name": "hold", "manager_id": MANAGER},
-        },
-        "from_client.command.release": {
-            "type": "command",
-            "request_id": 6,
-            "command": {"name": "release", "manager_id": MANAGER},
-        },
-        "from_client.command.drain": {
-            "type": "command",
-            "request_id": 7,
-            "command": {"name": "drain", "manager_id": MANAGER},
-        },
-        "from_client.command.cancel": {
-            "type": "command",
-            "request_id": 8,
-            "command": {"name": "cancel", "task_id": TASK_1},
-        },
-        "from_client.command.shutdown": {
-            "type": "command",
-            "request_id": 9,
-            "command": {"name": "shutdown"},
-        },
+        "from_client.command.status": command(3, "status"),
+        "from_client.command.task_status": command(
+            4, "task_status", task_ids=[TASK_1, TASK_2]
+        ),
+        "from_client.command.hold": command(5, "hold", manager_id=MANAGER),
+        "from_client.command.release": command(6, "release", manager_id=MANAGER),
+        "from_client.command.drain": command(7, "drain", manager_id=MANAGER),
+        "from_client.command.cancel": command(8, "cancel", task_id=TASK_1),
+        "from_client.command.shutdown": command(9, "shutdown"),
         "from_client.goodbye": {"type": "goodbye"},
         # ToClient
         "to_client.welcome": {

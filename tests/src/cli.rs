@@ -2,7 +2,7 @@
 //! timeout, and hands back its exit status and output.
 
 use crate::daemon::{describe, Launch, Stdout};
-use crate::scenario::{Interchange, Scenario, Security};
+use crate::scenario::{Interchange, Scenario};
 use crate::{binary, WAIT};
 use std::process::ExitStatus;
 
@@ -20,6 +20,14 @@ impl CliOutput {
         self.status
             .code()
             .unwrap_or_else(|| panic!("rhtex ended with {}: {self:?}", describe(self.status)))
+    }
+
+    /// The string values of `key` in every object of the JSON output.
+    pub fn strings_at(&self, key: &str) -> Vec<String> {
+        json_objects(&self.json())
+            .into_iter()
+            .filter_map(|object| object.get(key)?.as_str().map(str::to_owned))
+            .collect()
     }
 
     /// Stdout parsed as one JSON value, or as JSON lines (an array of them).
@@ -45,14 +53,20 @@ impl CliOutput {
 /// The global flags that point `rhtex` at `interchange`.
 pub fn connect_flags(interchange: &Interchange) -> Vec<String> {
     let mut flags = vec!["--interchange".to_owned(), interchange.client_url.clone()];
-    match &interchange.security {
-        Security::Curve(dir) => {
-            flags.push("--keys-dir".to_owned());
-            flags.push(dir.display().to_string());
-        }
-        Security::Insecure => flags.push("--insecure".to_owned()),
-    }
+    flags.extend(interchange.security.flags());
     flags
+}
+
+/// Runs `rhtex ARGS` pointed at `interchange` (see [`run`]).
+pub fn run_connected(
+    scenario: &Scenario,
+    interchange: &Interchange,
+    name: &str,
+    args: &[&str],
+) -> CliOutput {
+    let mut all = connect_flags(interchange);
+    all.extend(strings(args));
+    run(scenario, name, &all)
 }
 
 /// Runs `rhtex ARGS` in the scenario directory; its stderr goes to
@@ -80,6 +94,11 @@ pub fn run(scenario: &Scenario, name: &str, args: &[String]) -> CliOutput {
         stdout: process.stdout_text(),
         stderr: process.log(),
     }
+}
+
+/// Owned copies of command-line words.
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
 }
 
 /// Every string anywhere inside a JSON value (keys excluded).

@@ -7,25 +7,34 @@
 use crate::scenario::{Interchange, Security};
 use crate::{wait_for, POLL_INTERVAL};
 use protocol::{
-    Command, FromClient, ManagerId, Reply, ResourceRequest, StatusReport, TaskId, TaskResult,
+    Command, FromClient, ManagerId, Reply, StatusReport, TaskId, TaskResult, TaskState,
     TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use transport::zmq;
 
 /// A task with a fresh id, running `command`, as a serial task.
 pub fn task(command: &str) -> TaskSubmission {
-    TaskSubmission {
-        task_id: TaskId::new_random(),
-        command: command.to_owned(),
-        resources: ResourceRequest::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
-    }
+    TaskSubmission::new(TaskId::new_random(), command)
+}
+
+/// The task's stdout tail as text.
+pub fn stdout_of(result: &TaskResult) -> String {
+    String::from_utf8_lossy(&result.stdout_tail).into_owned()
+}
+
+/// Fails unless the task completed with exit code 0, showing its output.
+pub fn assert_completed(result: &TaskResult) {
+    assert_eq!(
+        result.state,
+        TaskState::Completed,
+        "task {} did not complete: {result:#?}\nstdout: {}\nstderr: {}",
+        result.task_id,
+        stdout_of(result),
+        String::from_utf8_lossy(&result.stderr_tail)
+    );
+    assert_eq!(result.exit_code, Some(0), "{result:#?}");
 }
 
 /// A DEALER connected to the interchange's client socket, after `hello`.
@@ -46,7 +55,10 @@ impl std::fmt::Debug for RawClient {
 /// A DEALER connected to `url` with `security`, nothing sent yet.
 pub fn raw_dealer(url: &str, security: &Security) -> zmq::Socket {
     let context = zmq::Context::new();
-    transport::sockets::connect_dealer(&context, url, &security.client_security(), None)
+    let security = security
+        .client_security()
+        .unwrap_or_else(|error| panic!("cannot load client keys: {error}"));
+    transport::sockets::connect_dealer(&context, url, &security, None)
         .unwrap_or_else(|error| panic!("cannot connect a DEALER to {url}: {error}"))
 }
 
@@ -144,20 +156,36 @@ impl RawClient {
         }
     }
 
+    /// Sends the request `make(request_id)` and waits for its answer
+    /// (`what`); `take` takes the answer apart into the request id it
+    /// answers and its content, or gives back any other message.
+    fn request<T>(
+        &mut self,
+        what: &str,
+        make: impl FnOnce(u64) -> FromClient,
+        take: impl FnOnce(ToClient) -> Result<(u64, T), Box<ToClient>>,
+    ) -> T {
+        let request_id = self.request_id();
+        self.send(&make(request_id));
+        match take(self.receive_other(crate::WAIT, what)) {
+            Ok((answered, content)) => {
+                assert_eq!(answered, request_id);
+                content
+            }
+            Err(other) => panic!("expected {what}, got {other:?}"),
+        }
+    }
+
     /// Submits tasks; returns how many the interchange accepted.
     pub fn submit(&mut self, tasks: Vec<TaskSubmission>) -> u32 {
-        let request_id = self.request_id();
-        self.send(&FromClient::Submit { request_id, tasks });
-        match self.receive_other(crate::WAIT, "submitted") {
+        let make = |request_id| FromClient::Submit { request_id, tasks };
+        self.request("submitted", make, |answer| match answer {
             ToClient::Submitted {
-                request_id: answered,
+                request_id,
                 n_tasks,
-            } => {
-                assert_eq!(answered, request_id);
-                n_tasks
-            }
-            other => panic!("expected submitted, got {other:?}"),
-        }
+            } => Ok((request_id, n_tasks)),
+            other => Err(Box::new(other)),
+        })
     }
 
     /// Submits one task, which must be accepted; returns its id.
@@ -208,21 +236,14 @@ impl RawClient {
 
     /// Gives a command and returns the reply.
     pub fn command(&mut self, command: Command) -> Reply {
-        let request_id = self.request_id();
-        self.send(&FromClient::Command {
+        let make = |request_id| FromClient::Command {
             request_id,
             command,
-        });
-        match self.receive_other(crate::WAIT, "reply") {
-            ToClient::Reply {
-                request_id: answered,
-                reply,
-            } => {
-                assert_eq!(answered, request_id);
-                reply
-            }
-            other => panic!("expected reply, got {other:?}"),
-        }
+        };
+        self.request("reply", make, |answer| match answer {
+            ToClient::Reply { request_id, reply } => Ok((request_id, reply)),
+            other => Err(Box::new(other)),
+        })
     }
 
     pub fn status(&mut self) -> StatusReport {

@@ -15,15 +15,12 @@
 //! - [`start_bridge_interchange`] starts an interchange whose manager socket
 //!   is on the bridge address, where the nodes reach it.
 
-use crate::daemon::{Launch, Stdout};
-use crate::scenario::{read_interchange_ready, Interchange, Scenario, Security};
+use crate::scenario::{Interchange, Scenario, Security};
 use crate::{binary, workspace_dir, POLL_INTERVAL, WAIT};
+use interchange::provider::batch::run_command_any_status;
 use interchange::provider::script::{render, ScriptValues};
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -68,72 +65,22 @@ impl CommandOutput {
 }
 
 /// Runs `program args` in its own process group, with no stdin; kills the
-/// whole group if it runs longer than `timeout`. Errors name the command.
+/// whole group if it runs longer than `timeout` (the provider's own bounded
+/// runner). Errors name the command.
 pub fn run_command(
     program: &Path,
     args: &[&str],
     timeout: Duration,
 ) -> Result<CommandOutput, String> {
-    let shown = format!("{} {}", program.display(), args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|error| format!("cannot start {shown}: {error}"))?;
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|pipe| Box::new(pipe) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .map(|pipe| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut text);
-            }
-            String::from_utf8_lossy(&text).into_owned()
-        })
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let output = run_command_any_status(&program.to_string_lossy(), &args, timeout)
+        .map_err(|error| error.to_string())?;
+    Ok(CommandOutput {
+        success: output.status.success(),
+        status: crate::daemon::describe(output.status),
+        stdout: output.stdout,
+        stderr: output.stderr,
     })
-    .collect();
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait();
-                break Err(format!("{shown} did not finish within {timeout:?}; killed"));
-            }
-            Ok(None) => std::thread::sleep(POLL_INTERVAL),
-            Err(error) => break Err(format!("cannot wait for {shown}: {error}")),
-        }
-    };
-    let mut texts = readers
-        .into_iter()
-        .map(|reader| reader.join().unwrap_or_default());
-    let stdout = texts.next().unwrap_or_default();
-    let stderr = texts.next().unwrap_or_default();
-    match status {
-        Ok(status) => Ok(CommandOutput {
-            success: status.success(),
-            status: crate::daemon::describe(status),
-            stdout,
-            stderr,
-        }),
-        Err(message) => Err(format!(
-            "{message}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-        )),
-    }
 }
 
 /// Runs a command that must succeed; panics with its output if it does not.
@@ -190,10 +137,14 @@ impl Drop for ClusterGuard {
 
 /// Brings the cluster up (once per test binary) and takes the whole
 /// cluster for the calling test: every node healed and idle, no job.
-/// Panics with the script's output when the cluster cannot come up (the
-/// cluster tests need root and network namespaces; see
+/// Fails at once, saying so, when not run as root; panics with the
+/// script's output when the cluster cannot come up (see
 /// tests/cluster/README.md).
 pub fn acquire() -> ClusterGuard {
+    testkit::require_root(
+        "it brings up a Slurm cluster of network namespaces and a bridge with \
+         tests/cluster/cluster.sh; see tests/cluster/README.md",
+    );
     let lock = WHOLE_CLUSTER
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -226,13 +177,6 @@ fn cluster_command(args: &[&str]) -> Result<CommandOutput, String> {
 }
 
 fn bring_up() -> Result<Cluster, String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err(
-            "the cluster tests must run as root (they create network namespaces, a bridge \
-             and a Slurm cluster): see tests/cluster/README.md"
-                .to_owned(),
-        );
-    }
     cluster_command(&["install"])?;
     cluster_command(&["up", &N_NODES.to_string()])?;
     let facts: BTreeMap<String, String> = cluster_command(&["env"])?
@@ -453,131 +397,52 @@ pub fn start_bridge_interchange(
     security: &Security,
     extra: &[&str],
 ) -> Interchange {
-    let mut args = vec![
-        "--run-dir".to_owned(),
-        scenario.file(&format!("{name}-run")).display().to_string(),
-        "--client-listen".to_owned(),
-        "tcp://127.0.0.1:0".to_owned(),
-        "--manager-listen".to_owned(),
-        format!("tcp://{}:0", cluster.head_address),
-        "--log-level".to_owned(),
-        "debug".to_owned(),
-    ];
-    for (flag, value) in [
-        ("--heartbeat-period", crate::HEARTBEAT_PERIOD),
-        ("--heartbeat-threshold", crate::HEARTBEAT_THRESHOLD),
-    ] {
-        if !extra.contains(&flag) {
-            args.push(flag.to_owned());
-            args.push(value.to_owned());
-        }
-    }
-    args.extend(security.flags());
-    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-    let mut daemon = scenario.spawn(Launch {
-        name: name.to_owned(),
-        program: binary("interchange"),
-        args,
-        env: Vec::new(),
-        env_remove: Vec::new(),
-        stdout: Stdout::Piped,
-        cwd: Some(scenario.path().to_path_buf()),
-    });
-    let ready = read_interchange_ready(&mut daemon, WAIT);
-    let manager_url = ready.manager_url;
+    let interchange = scenario.start_interchange_with_managers_on(
+        name,
+        security,
+        &format!("tcp://{}:0", cluster.head_address),
+        extra,
+    );
     assert!(
-        manager_url.contains(&cluster.head_address),
-        "the interchange's manager socket {manager_url} is not on the bridge address {}",
+        interchange.manager_url.contains(&cluster.head_address),
+        "the interchange's manager socket {} is not on the bridge address {}",
+        interchange.manager_url,
         cluster.head_address
     );
-    Interchange {
-        client_url: ready.client_url,
-        manager_connect_url: manager_url.clone(),
-        manager_url,
-        pid: ready.pid,
-        security: security.clone(),
-        daemon,
-    }
+    interchange
 }
 
-/// The values of one block script, as the Slurm provider fills them.
-#[derive(Clone, Debug)]
-pub struct BlockValues {
-    pub block_id: String,
-    pub nodes: u32,
-    /// `HH:MM:SS`.
-    pub walltime: Option<String>,
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub output: PathBuf,
-    /// Extra directive lines (`#SBATCH --mem=1000`).
-    pub scheduler_options: Vec<String>,
-    /// Shell lines run before the pool-manager.
-    pub worker_init: String,
-    pub interchange: String,
-    /// `None`: `--insecure`.
-    pub keys_dir: Option<PathBuf>,
-    pub run_dir: PathBuf,
-    pub pool_manager: PathBuf,
-    /// `srun` or `mpiexec`.
-    pub launcher: String,
-    pub heartbeat_period: String,
-    pub heartbeat_threshold: String,
-}
-
-impl BlockValues {
-    /// A block of `nodes` nodes for `interchange`, with its output and run
-    /// directory in the scenario directory and the interchange's heartbeats.
-    pub fn new(
-        scenario: &Scenario,
-        interchange: &Interchange,
-        block_id: &str,
-        nodes: u32,
-        launcher: &str,
-    ) -> BlockValues {
-        BlockValues {
-            block_id: block_id.to_owned(),
-            nodes,
-            walltime: Some("00:30:00".to_owned()),
-            partition: None,
-            account: None,
-            output: scenario.file(&format!("{block_id}.out")),
-            scheduler_options: Vec::new(),
-            worker_init: String::new(),
-            interchange: interchange.manager_url.clone(),
-            keys_dir: match &interchange.security {
-                Security::Curve(dir) => Some(dir.clone()),
-                Security::Insecure => None,
-            },
-            run_dir: scenario.file(&format!("{block_id}-run")),
-            pool_manager: binary("pool-manager"),
-            launcher: launcher.to_owned(),
-            heartbeat_period: crate::HEARTBEAT_PERIOD.to_owned(),
-            heartbeat_threshold: crate::HEARTBEAT_THRESHOLD.to_owned(),
-        }
-    }
-
-    /// The values as the interchange's Slurm provider fills its template
-    /// with them.
-    fn script_values(&self) -> ScriptValues {
-        let path = |path: &Path| path.display().to_string();
-        ScriptValues {
-            block_id: self.block_id.clone(),
-            nodes: self.nodes,
-            walltime: self.walltime.clone(),
-            partition: self.partition.clone(),
-            account: self.account.clone(),
-            output: path(&self.output),
-            scheduler_options: self.scheduler_options.clone(),
-            worker_init: self.worker_init.clone(),
-            interchange: self.interchange.clone(),
-            keys_dir: self.keys_dir.as_deref().map(path),
-            run_dir: path(&self.run_dir),
-            pool_manager: path(&self.pool_manager),
-            launcher: self.launcher.clone(),
-            heartbeat_period: self.heartbeat_period.clone(),
-            heartbeat_threshold: self.heartbeat_threshold.clone(),
-        }
+/// The values of the block script for a block of `nodes` nodes for
+/// `interchange`, as the Slurm provider fills its template: output and run
+/// directory in the scenario directory, the interchange's heartbeats, a
+/// walltime of 30 minutes.
+pub fn block_values(
+    scenario: &Scenario,
+    interchange: &Interchange,
+    block_id: &str,
+    nodes: u32,
+    launcher: &str,
+) -> ScriptValues {
+    let path = |path: PathBuf| path.display().to_string();
+    ScriptValues {
+        block_id: block_id.to_owned(),
+        nodes,
+        walltime: Some("00:30:00".to_owned()),
+        partition: None,
+        account: None,
+        output: path(scenario.file(&format!("{block_id}.out"))),
+        scheduler_options: Vec::new(),
+        worker_init: String::new(),
+        interchange: interchange.manager_url.clone(),
+        keys_dir: interchange
+            .security
+            .keys_dir()
+            .map(|dir| path(dir.to_path_buf())),
+        run_dir: path(scenario.file(&format!("{block_id}-run"))),
+        pool_manager: path(binary("pool-manager")),
+        launcher: launcher.to_owned(),
+        heartbeat_period: crate::HEARTBEAT_PERIOD.to_owned(),
+        heartbeat_threshold: crate::HEARTBEAT_THRESHOLD.to_owned(),
     }
 }
 
@@ -595,10 +460,10 @@ pub struct Block {
 impl Block {
     /// Renders the template with `values`, writes it to the scenario
     /// directory and submits it with sbatch.
-    pub fn submit(scenario: &Scenario, cluster: &Cluster, values: &BlockValues) -> Block {
+    pub fn submit(scenario: &Scenario, cluster: &Cluster, values: &ScriptValues) -> Block {
         let template = std::fs::read_to_string(slurm_template())
             .unwrap_or_else(|error| panic!("cannot read {}: {error}", slurm_template().display()));
-        let text = render(&template, &values.script_values()).unwrap_or_else(|error| {
+        let text = render(&template, values).unwrap_or_else(|error| {
             panic!("cannot render {}: {error}", slurm_template().display())
         });
         assert!(
@@ -614,7 +479,7 @@ impl Block {
             job_id,
             block_id: values.block_id.clone(),
             script,
-            output: values.output.clone(),
+            output: PathBuf::from(&values.output),
             cluster: cluster.clone(),
         }
     }

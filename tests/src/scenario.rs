@@ -5,49 +5,19 @@
 //! the tail of every log is printed and the directory is kept, so that CI
 //! output explains the failure.
 
-use crate::daemon::{Daemon, Launch, Stdout};
 use crate::{binary, fakes_dir, HEARTBEAT_PERIOD, HEARTBEAT_THRESHOLD, WAIT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use protocol::{Launcher, ManagerId};
+use protocol::{Launcher, ManagerId, ReadyLine};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 use tempfile::TempDir;
-use transport::ClientSecurity;
+use testkit::{read_interchange_ready, Daemon, Launch, Stdout};
+pub use transport::Security;
 
 /// How many bytes of each log to print when a test fails.
 const LOG_TAIL_BYTES: usize = 6000;
-
-/// Encryption of a daemon or client: CURVE with a key directory, or none.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Security {
-    Curve(PathBuf),
-    Insecure,
-}
-
-impl Security {
-    /// The command-line flags that select this security.
-    pub fn flags(&self) -> Vec<String> {
-        match self {
-            Security::Curve(dir) => vec!["--keys-dir".into(), dir.display().to_string()],
-            Security::Insecure => vec!["--insecure".into()],
-        }
-    }
-
-    /// The same for a raw client socket of the test.
-    pub fn client_security(&self) -> ClientSecurity {
-        match self {
-            Security::Curve(dir) => ClientSecurity::Curve(
-                transport::keys::load_client_keys(dir)
-                    .unwrap_or_else(|error| panic!("cannot load client keys: {error}")),
-            ),
-            Security::Insecure => ClientSecurity::Insecure,
-        }
-    }
-}
 
 /// A temporary directory per test, plus cleanup of stray process groups.
 #[derive(Debug)]
@@ -117,6 +87,13 @@ impl Scenario {
         Daemon::spawn(&self.path, launch)
     }
 
+    /// An interchange named `interchange` with CURVE on, a fresh key
+    /// directory `keys` and `extra` flags.
+    pub fn start_secure_interchange(&self, extra: &[&str]) -> Interchange {
+        let keys = self.keygen("keys");
+        self.start_interchange("interchange", &Security::Curve(keys), extra)
+    }
+
     /// Starts an interchange on 127.0.0.1 with short heartbeats and waits
     /// for its ready line.
     pub fn start_interchange(
@@ -125,20 +102,38 @@ impl Scenario {
         security: &Security,
         extra: &[&str],
     ) -> Interchange {
+        self.start_interchange_with_managers_on(name, security, "tcp://127.0.0.1:0", extra)
+    }
+
+    /// Starts an interchange with clients on 127.0.0.1 and managers on
+    /// `manager_listen`, short heartbeats unless `extra` sets them, and
+    /// waits for its ready line.
+    pub fn start_interchange_with_managers_on(
+        &self,
+        name: &str,
+        security: &Security,
+        manager_listen: &str,
+        extra: &[&str],
+    ) -> Interchange {
         let mut args = vec![
             "--run-dir".to_owned(),
             self.file(&format!("{name}-run")).display().to_string(),
             "--client-listen".to_owned(),
             "tcp://127.0.0.1:0".to_owned(),
             "--manager-listen".to_owned(),
-            "tcp://127.0.0.1:0".to_owned(),
-            "--heartbeat-period".to_owned(),
-            HEARTBEAT_PERIOD.to_owned(),
-            "--heartbeat-threshold".to_owned(),
-            HEARTBEAT_THRESHOLD.to_owned(),
+            manager_listen.to_owned(),
             "--log-level".to_owned(),
             "debug".to_owned(),
         ];
+        for (flag, value) in [
+            ("--heartbeat-period", HEARTBEAT_PERIOD),
+            ("--heartbeat-threshold", HEARTBEAT_THRESHOLD),
+        ] {
+            if !extra.contains(&flag) {
+                args.push(flag.to_owned());
+                args.push(value.to_owned());
+            }
+        }
         args.extend(security.flags());
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let mut daemon = self.spawn(Launch {
@@ -156,7 +151,7 @@ impl Scenario {
             pid,
         } = read_interchange_ready(&mut daemon, WAIT);
         Interchange {
-            manager_connect_url: manager_url.replace("0.0.0.0", "127.0.0.1"),
+            manager_connect_url: transport::connectable_url(&manager_url),
             client_url,
             manager_url,
             pid,
@@ -167,7 +162,11 @@ impl Scenario {
 
     /// Starts a pool-manager connected to `interchange` with short heartbeats.
     /// The fake launchers' directory comes first on its `PATH`.
-    pub fn start_manager(&self, interchange: &Interchange, options: ManagerOptions) -> Manager {
+    pub fn start_manager(
+        &self,
+        interchange: &Interchange,
+        options: ManagerOptions,
+    ) -> ManagerProcess {
         let security = options
             .security
             .clone()
@@ -234,7 +233,7 @@ impl Scenario {
             stdout: Stdout::File,
             cwd: Some(self.path.clone()),
         });
-        Manager {
+        ManagerProcess {
             manager_id,
             block_id: options.block_id,
             nodes: options.nodes,
@@ -292,89 +291,15 @@ impl Drop for Scenario {
     }
 }
 
-/// What an interchange's ready line says.
-pub(crate) struct ReadyLine {
-    pub(crate) client_url: String,
-    pub(crate) manager_url: String,
-    pub(crate) pid: u64,
-}
-
-/// Reads and parses an interchange's ready line (checking that its pid is
-/// the daemon's), within `timeout`.
-pub(crate) fn read_interchange_ready(daemon: &mut Daemon, timeout: Duration) -> ReadyLine {
-    let line = read_ready_line(daemon, timeout);
-    let ready: serde_json::Value = serde_json::from_str(line.trim())
-        .unwrap_or_else(|error| panic!("ready line {line:?} is not JSON: {error}"));
-    let text_field = |key: &str| {
-        ready
-            .get(key)
-            .and_then(|value| value.as_str())
-            .unwrap_or_else(|| panic!("ready line {line:?} has no string {key:?}"))
-            .to_owned()
-    };
-    let pid = ready
-        .get("pid")
-        .and_then(|value| value.as_u64())
-        .unwrap_or_else(|| panic!("ready line {line:?} has no numeric \"pid\""));
-    assert_eq!(
-        pid,
-        u64::from(daemon.pid()),
-        "the ready line's pid is the interchange's"
-    );
-    ReadyLine {
-        client_url: text_field("client_url"),
-        manager_url: text_field("manager_url"),
-        pid,
-    }
-}
-
-/// The first line `daemon` prints on stdout, within `timeout`; the rest of
-/// its stdout is read and dropped so that it never blocks.
-fn read_ready_line(daemon: &mut Daemon, timeout: Duration) -> String {
-    let stdout = daemon
-        .take_stdout()
-        .unwrap_or_else(|| panic!("{} has no stdout pipe", daemon.name()));
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let outcome = reader.read_line(&mut line).map(|_| line);
-        let _ = sender.send(outcome);
-        // Keep reading (and dropping) so the daemon never blocks on stdout.
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut reader, &mut sink);
-    });
-    match receiver.recv_timeout(timeout) {
-        Ok(Ok(line)) if !line.is_empty() => line,
-        Ok(Ok(_)) => {
-            let state = daemon
-                .try_exit()
-                .map(crate::daemon::describe)
-                .unwrap_or_else(|| "still running".into());
-            panic!(
-                "{} closed stdout without a ready line ({state}); log:\n{}",
-                daemon.name(),
-                daemon.log()
-            )
-        }
-        Ok(Err(error)) => panic!("cannot read the ready line of {}: {error}", daemon.name()),
-        Err(_) => panic!(
-            "{} printed no ready line within {timeout:?}; log:\n{}",
-            daemon.name(),
-            daemon.log()
-        ),
-    }
-}
-
 /// A running interchange.
 #[derive(Debug)]
 pub struct Interchange {
     pub client_url: String,
     /// As printed on the ready line.
     pub manager_url: String,
-    /// `manager_url` with `0.0.0.0` replaced by `127.0.0.1`.
+    /// `manager_url` with a wildcard address replaced by the loopback one.
     pub manager_connect_url: String,
-    pub pid: u64,
+    pub pid: u32,
     pub security: Security,
     pub daemon: Daemon,
 }
@@ -442,9 +367,9 @@ impl ManagerOptions {
     }
 }
 
-/// A running pool-manager.
+/// A running pool-manager process.
 #[derive(Debug)]
-pub struct Manager {
+pub struct ManagerProcess {
     pub manager_id: ManagerId,
     pub block_id: String,
     pub nodes: Vec<String>,
@@ -455,7 +380,7 @@ pub struct Manager {
     pub daemon: Daemon,
 }
 
-impl Manager {
+impl ManagerProcess {
     /// The lines the fake launchers recorded, each split on tabs.
     pub fn launcher_calls(&self) -> Vec<Vec<String>> {
         std::fs::read_to_string(&self.launcher_log)

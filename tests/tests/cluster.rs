@@ -9,8 +9,10 @@
 //! takes the whole cluster ([`e2e::cluster::acquire`]), so they run one at a
 //! time. Build the binaries first: `cargo build --workspace --bins`.
 
-use e2e::cluster::{self, Block, BlockValues, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
+use e2e::client::{assert_completed, stdout_of};
+use e2e::cluster::{self, Block, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
 use e2e::{task, Interchange, RawClient, Scenario, Security, WAIT};
+use interchange::provider::script::ScriptValues;
 use protocol::{
     ErrorKind, ManagerInfo, ResourceRequest, TaskId, TaskResult, TaskState, TaskSubmission,
 };
@@ -53,16 +55,25 @@ fn world(name: &str, interchange_flags: &[&str]) -> World {
 }
 
 impl World {
-    fn block_values(&self, block_id: &str, nodes: u32, launcher: &str) -> BlockValues {
-        BlockValues::new(&self.scenario, &self.interchange, block_id, nodes, launcher)
+    /// [`run_meeting_pair`] in this world, waiting at most [`WAIT`].
+    fn run_meeting_pair(
+        &mut self,
+        prefix: &str,
+        shape: (u32, u32, Sharing),
+    ) -> (TaskResult, TaskResult) {
+        run_meeting_pair(&self.scenario, &mut self.client, prefix, shape, WAIT)
     }
 
-    fn submit_block(&self, values: &BlockValues) -> Block {
+    fn block_values(&self, block_id: &str, nodes: u32, launcher: &str) -> ScriptValues {
+        cluster::block_values(&self.scenario, &self.interchange, block_id, nodes, launcher)
+    }
+
+    fn submit_block(&self, values: &ScriptValues) -> Block {
         Block::submit(&self.scenario, &self.cluster, values)
     }
 
     /// Submits a block and waits until its pool-manager has registered.
-    fn start_block(&mut self, values: &BlockValues) -> (Block, ManagerInfo) {
+    fn start_block(&mut self, values: &ScriptValues) -> (Block, ManagerInfo) {
         let block = self.submit_block(values);
         let manager = self.wait_block_manager(&block);
         assert_eq!(manager.n_nodes, values.nodes, "{manager:#?}");
@@ -102,22 +113,6 @@ impl World {
     fn cluster(&self) -> &Cluster {
         &self.cluster
     }
-}
-
-fn stdout_of(result: &TaskResult) -> String {
-    String::from_utf8_lossy(&result.stdout_tail).into_owned()
-}
-
-fn assert_completed(result: &TaskResult) {
-    assert_eq!(
-        result.state,
-        TaskState::Completed,
-        "task {} did not complete: {result:#?}\nstdout: {}\nstderr: {}",
-        result.task_id,
-        stdout_of(result),
-        String::from_utf8_lossy(&result.stderr_tail)
-    );
-    assert_eq!(result.exit_code, Some(0), "{result:#?}");
 }
 
 /// An MPI task: `num_nodes` nodes, `ranks_per_node` ranks on each.
@@ -277,6 +272,43 @@ fn meeting_pair(
     )
 }
 
+/// Whether the tasks of a pair take whole nodes or share them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sharing {
+    Exclusive,
+    Packed,
+}
+
+/// Submits a meeting pair (see [`meeting_pair`]) of MPI tasks of
+/// `num_nodes` nodes and `ranks_per_node` ranks each, waits at most
+/// `timeout` for both results and checks that each completed with its
+/// ranks on its own nodes.
+fn run_meeting_pair(
+    scenario: &Scenario,
+    client: &mut RawClient,
+    prefix: &str,
+    (num_nodes, ranks_per_node, sharing): (u32, u32, Sharing),
+    timeout: Duration,
+) -> (TaskResult, TaskResult) {
+    let (first, second) = meeting_pair(scenario, prefix, |command| {
+        let task = mpi_task(&command, num_nodes, ranks_per_node);
+        match sharing {
+            Sharing::Exclusive => task,
+            Sharing::Packed => packed(task),
+        }
+    });
+    let first = client.submit_one(first);
+    let second = client.submit_one(second);
+    let first = client.wait_result(first, timeout);
+    let second = client.wait_result(second, timeout);
+    for result in [&first, &second] {
+        assert_completed(result);
+        let n_nodes = usize::try_from(num_nodes).unwrap_or(usize::MAX);
+        assert_ranks_on_task_nodes(result, &ranks_per_host(result), n_nodes, ranks_per_node);
+    }
+    (first, second)
+}
+
 fn disjoint(first: &[String], second: &[String]) -> bool {
     first.iter().all(|node| !second.contains(node))
 }
@@ -352,17 +384,9 @@ fn two_two_node_tasks_at_once_in_one_block_never_share_a_node() {
     let mut world = world("share", &[]);
     let values = world.block_values("share-block", 4, "srun");
     let (block, _) = world.start_block(&values);
-    let (first, second) = meeting_pair(&world.scenario, "$PARSL_MPI_PREFIX", |command| {
-        mpi_task(&command, 2, 2)
-    });
-    let first = world.client.submit_one(first);
-    let second = world.client.submit_one(second);
-    let first = world.client.wait_result(first, WAIT);
-    let second = world.client.wait_result(second, WAIT);
+    let (first, second) = world.run_meeting_pair("$PARSL_MPI_PREFIX", (2, 2, Sharing::Exclusive));
     for result in [&first, &second] {
-        assert_completed(result);
         assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
-        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 2, 2);
     }
     assert!(
         disjoint(&first.nodes, &second.nodes),
@@ -377,17 +401,7 @@ fn tasks_spread_over_two_blocks() {
     let mut world = world("two-blocks", &[]);
     let (block_a, _) = world.start_block(&world.block_values("two-a", 2, "srun"));
     let (block_b, _) = world.start_block(&world.block_values("two-b", 2, "srun"));
-    let (first, second) = meeting_pair(&world.scenario, "$PARSL_MPI_PREFIX", |command| {
-        mpi_task(&command, 2, 1)
-    });
-    let first = world.client.submit_one(first);
-    let second = world.client.submit_one(second);
-    let first = world.client.wait_result(first, WAIT);
-    let second = world.client.wait_result(second, WAIT);
-    for result in [&first, &second] {
-        assert_completed(result);
-        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 2, 1);
-    }
+    let (first, second) = world.run_meeting_pair("$PARSL_MPI_PREFIX", (2, 1, Sharing::Exclusive));
     let blocks: BTreeSet<Option<&str>> = [&first, &second]
         .iter()
         .map(|result| result.block_id.as_deref())
@@ -415,17 +429,9 @@ fn packed_tasks_start_together(name: &str, prefix: &str) {
         manager.slots_per_node >= 2,
         "two one-rank tasks must fit on one node: {manager:#?}"
     );
-    let (first, second) = meeting_pair(&world.scenario, prefix, |command| {
-        packed(mpi_task(&command, 1, 1))
-    });
-    let first = world.client.submit_one(first);
-    let second = world.client.submit_one(second);
-    let first = world.client.wait_result(first, WAIT);
-    let second = world.client.wait_result(second, WAIT);
+    let (first, second) = world.run_meeting_pair(prefix, (1, 1, Sharing::Packed));
     for result in [&first, &second] {
-        assert_completed(result);
         assert_eq!(result.block_id.as_deref(), Some(block.block_id.as_str()));
-        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 1, 1);
     }
     assert_eq!(
         first.nodes, second.nodes,
@@ -606,17 +612,13 @@ fn the_slurm_provider_submits_blocks_from_demand_and_cancels_them_at_shutdown() 
     );
 
     // Two 2-node tasks that must overlap: two blocks, one task in each.
-    let (first, second) = meeting_pair(&scenario, "$PARSL_MPI_PREFIX", |command| {
-        mpi_task(&command, 2, 2)
-    });
-    let first = client.submit_one(first);
-    let second = client.submit_one(second);
-    let first = client.wait_result(first, BLOCK_START_TIMEOUT);
-    let second = client.wait_result(second, BLOCK_START_TIMEOUT);
-    for result in [&first, &second] {
-        assert_completed(result);
-        assert_ranks_on_task_nodes(result, &ranks_per_host(result), 2, 2);
-    }
+    let (first, second) = run_meeting_pair(
+        &scenario,
+        &mut client,
+        "$PARSL_MPI_PREFIX",
+        (2, 2, Sharing::Exclusive),
+        BLOCK_START_TIMEOUT,
+    );
     assert_ne!(first.block_id, second.block_id, "one task per block");
     assert!(disjoint(&first.nodes, &second.nodes));
 

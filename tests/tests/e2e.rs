@@ -5,8 +5,8 @@
 //! Every test has its own scenario directory (logs, keys, run directories),
 //! bounds every wait by [`WAIT`] and kills what it started by process group.
 
-use e2e::cli::{self, connect_flags, json_objects, json_strings};
-use e2e::client::{raw_dealer, receive_frame};
+use e2e::cli::{self, connect_flags, json_objects, json_strings, strings};
+use e2e::client::{assert_completed, raw_dealer, receive_frame, stdout_of};
 use e2e::daemon::{describe, Launch, Stdout};
 use e2e::{
     binary, mpi_sources_dir, task, wait_for, Interchange, ManagerOptions, RawClient, Scenario,
@@ -25,27 +25,6 @@ use std::path::Path;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// An interchange with CURVE on and a fresh key directory.
-fn secure_interchange(scenario: &Scenario) -> Interchange {
-    let keys = scenario.keygen("keys");
-    scenario.start_interchange("interchange", &Security::Curve(keys), &[])
-}
-
-fn stdout_of(result: &TaskResult) -> String {
-    String::from_utf8_lossy(&result.stdout_tail).into_owned()
-}
-
-fn assert_completed(result: &TaskResult) {
-    assert_eq!(
-        result.state,
-        TaskState::Completed,
-        "task {} did not complete: {result:#?}\nstderr tail: {}",
-        result.task_id,
-        String::from_utf8_lossy(&result.stderr_tail)
-    );
-    assert_eq!(result.exit_code, Some(0), "{result:#?}");
-}
 
 fn with_nodes(mut submission: protocol::TaskSubmission, n_nodes: u32) -> protocol::TaskSubmission {
     submission.resources = ResourceRequest::new().with("num_nodes", n_nodes);
@@ -81,7 +60,7 @@ fn wait_pid_file(path: &Path) -> i32 {
 
 /// A task that sleeps for a minute, running on a fresh manager.
 struct SleepingTask {
-    manager: e2e::Manager,
+    manager: e2e::ManagerProcess,
     client: RawClient,
     task_id: TaskId,
     /// The task's process group (adopted by the scenario for clean-up).
@@ -117,13 +96,14 @@ fn process_exists(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
+/// The white-space separated words of `text`.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
 fn sorted(mut items: Vec<String>) -> Vec<String> {
     items.sort();
     items
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|item| (*item).to_owned()).collect()
 }
 
 /// The numbers written in a text, as strings ("versions 999 and 1" -> ["999", "1"]).
@@ -141,7 +121,7 @@ fn numbers_in(text: &str) -> Vec<String> {
 #[test]
 fn tasks_only_go_to_managers_with_enough_nodes() {
     let scenario = Scenario::new("placement");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let big = scenario.start_manager(
         &interchange,
         ManagerOptions::new("big", &["a1", "a2", "a3", "a4"]),
@@ -246,7 +226,7 @@ fn tasks_only_go_to_managers_with_enough_nodes() {
 #[test]
 fn tasks_see_exact_parsl_environment_and_nothing_from_earlier_tasks() {
     let scenario = Scenario::new("environment");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let mut options = ManagerOptions::new("env", &["n1", "n2", "n3"]).launcher(Launcher::Srun);
     options.block_id = "block-7".to_owned();
     let manager = scenario.start_manager(&interchange, options);
@@ -374,7 +354,7 @@ fn real_mpiexec_runs_two_ranks_on_localhost() {
         compile.log()
     );
 
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(
         &interchange,
         ManagerOptions::new("mpi", &["localhost"])
@@ -459,7 +439,7 @@ fn fake_srun_and_aprun_receive_the_exact_prefix() {
 #[test]
 fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
     let scenario = Scenario::new("manager-lost");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let SleepingTask {
         mut manager,
         mut client,
@@ -493,7 +473,7 @@ fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
 #[test]
 fn a_manager_dropped_for_silence_is_told_to_stop_when_it_speaks_again() {
     let scenario = Scenario::new("dropped-manager");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     // The manager itself would wait 10 minutes before giving up on the
     // interchange: what stops it below is the interchange's answer.
     let mut options = ManagerOptions::new("frozen", &["f1"]);
@@ -590,7 +570,7 @@ fn garbage_bytes_do_not_stop_the_interchange() {
 #[test]
 fn manager_of_another_protocol_version_is_refused_and_others_keep_working() {
     let scenario = Scenario::new("version");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(&interchange, ManagerOptions::new("current", &["v1"]));
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
@@ -649,7 +629,7 @@ fn manager_of_another_protocol_version_is_refused_and_others_keep_working() {
 #[test]
 fn manager_with_an_unknown_key_cannot_register() {
     let scenario = Scenario::new("unknown-key");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let Security::Curve(known) = interchange.security.clone() else {
         panic!("secure interchange expected");
     };
@@ -782,7 +762,7 @@ fn check_run_summary(output: &cli::CliOutput) {
 #[test]
 fn rhtex_run_against_a_running_interchange() {
     let scenario = Scenario::new("run-connected");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(&interchange, ManagerOptions::new("runner", &["r1"]));
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
@@ -819,29 +799,29 @@ fn rhtex_run_embedded() {
 #[test]
 fn rhtex_submit_wait_exits_with_the_task_exit_code() {
     let scenario = Scenario::new("submit-wait");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(&interchange, ManagerOptions::new("waiter", &["w1"]));
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
 
-    let mut args = connect_flags(&interchange);
-    args.extend(strings(&["--json", "status"]));
-    let output = cli::run(&scenario, "rhtex-status", &args);
+    let output = cli::run_connected(
+        &scenario,
+        &interchange,
+        "rhtex-status",
+        &["--json", "status"],
+    );
     assert_eq!(output.code(), 0, "{output:#?}");
     assert!(
         json_strings(&output.json()).contains(&manager.manager_id.to_string()),
         "rhtex --json status lists the manager: {output:#?}"
     );
 
-    let mut args = connect_flags(&interchange);
-    args.extend(strings(&[
-        "--json",
-        "submit",
-        "--wait",
-        "--",
-        "echo from-cli; exit 7",
-    ]));
-    let output = cli::run(&scenario, "rhtex-submit-7", &args);
+    let output = cli::run_connected(
+        &scenario,
+        &interchange,
+        "rhtex-submit-7",
+        &["--json", "submit", "--wait", "--", "echo from-cli; exit 7"],
+    );
     assert_eq!(output.code(), 7, "{output:#?}");
     let json = output.json();
     assert!(
@@ -851,29 +831,30 @@ fn rhtex_submit_wait_exits_with_the_task_exit_code() {
         "the JSON result carries the exit code: {output:#?}"
     );
 
-    let mut args = connect_flags(&interchange);
-    args.extend(strings(&["submit", "--wait", "--", "true"]));
-    let output = cli::run(&scenario, "rhtex-submit-0", &args);
+    let output = cli::run_connected(
+        &scenario,
+        &interchange,
+        "rhtex-submit-0",
+        &["submit", "--wait", "--", "true"],
+    );
     assert_eq!(output.code(), 0, "{output:#?}");
 }
 
 #[test]
 fn rhtex_cancel_kills_a_running_task() {
     let scenario = Scenario::new("cancel");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(&interchange, ManagerOptions::new("canceller", &["c1"]));
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
 
     let pid_file = scenario.file("sleep.pid");
-    let mut args = connect_flags(&interchange);
-    args.extend(strings(&[
-        "--json",
-        "submit",
-        "--",
-        &pid_then_sleep(&pid_file),
-    ]));
-    let output = cli::run(&scenario, "rhtex-submit", &args);
+    let output = cli::run_connected(
+        &scenario,
+        &interchange,
+        "rhtex-submit",
+        &["--json", "submit", "--", &pid_then_sleep(&pid_file)],
+    );
     assert_eq!(output.code(), 0, "{output:#?}");
     let task_ids: Vec<TaskId> = json_strings(&output.json())
         .iter()
@@ -906,7 +887,7 @@ fn rhtex_cancel_kills_a_running_task() {
 #[test]
 fn sigterm_to_a_manager_kills_its_task_and_exits_zero() {
     let scenario = Scenario::new("sigterm");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let SleepingTask {
         mut manager,
         mut client,
@@ -964,7 +945,7 @@ fn meet(mine: &Path, other: &Path) -> String {
 #[test]
 fn a_task_past_its_walltime_is_killed_and_its_node_reused() {
     let scenario = Scenario::new("walltime");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(&interchange, ManagerOptions::new("timed", &["w1"]));
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
@@ -999,7 +980,7 @@ fn a_task_past_its_walltime_is_killed_and_its_node_reused() {
 #[test]
 fn packed_tasks_share_a_node_and_exclusive_ones_never_do() {
     let scenario = Scenario::new("packing");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(
         &interchange,
         ManagerOptions::new("packer", &["p1"]).slots_per_node(4),
@@ -1052,7 +1033,7 @@ fn packed_tasks_share_a_node_and_exclusive_ones_never_do() {
 #[test]
 fn srun_steps_take_their_own_shape_inside_a_slurm_block() {
     let scenario = Scenario::new("slurm-steps");
-    let interchange = secure_interchange(&scenario);
+    let interchange = scenario.start_secure_interchange(&[]);
     // The manager's own environment is a Slurm batch job's, submitted with
     // options that must not reach the task steps.
     let manager = scenario.start_manager(
@@ -1089,32 +1070,13 @@ fn srun_steps_take_their_own_shape_inside_a_slurm_block() {
 
     let whole_hosts = whole_result.nodes.join(",");
     let packed_host = packed_result.nodes.join(",");
-    let mut expected_whole = strings(&[
-        "srun",
-        "--ntasks",
-        "4",
-        "--ntasks-per-node",
-        "2",
-        "--nodelist",
-        &whole_hosts,
-        "--nodes",
-        "2",
-    ]);
-    expected_whole.extend(strings(&["/bin/echo", "whole"]));
-    let mut expected_packed = strings(&[
-        "srun",
-        "--ntasks",
-        "2",
-        "--ntasks-per-node",
-        "2",
-        "--nodelist",
-        &packed_host,
-        "--nodes",
-        "1",
-        "--exact",
-        "--mem=0",
-    ]);
-    expected_packed.extend(strings(&["/bin/echo", "packed"]));
+    let expected_whole = words(&format!(
+        "srun --ntasks 4 --ntasks-per-node 2 --nodelist {whole_hosts} --nodes 2 /bin/echo whole"
+    ));
+    let expected_packed = words(&format!(
+        "srun --ntasks 2 --ntasks-per-node 2 --nodelist {packed_host} --nodes 1 --exact --mem=0 \
+         /bin/echo packed"
+    ));
     assert_eq!(
         manager.launcher_calls(),
         vec![expected_whole, expected_packed]

@@ -4,13 +4,13 @@
 //! from starving, EASY backfill with walltimes, retries of tasks lost with
 //! their manager, and the command-line flags for walltime and packing.
 //!
-//! Build the binaries first: `cargo build -p interchange -p pool-manager
-//! -p client --bins`. Tasks that must wait block (bounded) on a release
+//! Build the binaries first: `cargo build --workspace --bins`. Tasks that must wait block (bounded) on a release
 //! file the test creates; the order in which tasks really ran is read from
 //! a log file they append to, so no assertion depends on timing.
 
-use e2e::cli::{self, connect_flags, json_objects};
-use e2e::{task, wait_for, Interchange, ManagerOptions, RawClient, Scenario, Security, WAIT};
+use e2e::cli::{self, json_objects, strings};
+use e2e::client::assert_completed;
+use e2e::{task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::{
@@ -22,23 +22,6 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// An interchange with CURVE on, a fresh key directory and `extra` flags.
-fn secure_interchange(scenario: &Scenario, extra: &[&str]) -> Interchange {
-    let keys = scenario.keygen("keys");
-    scenario.start_interchange("interchange", &Security::Curve(keys), extra)
-}
-
-fn assert_completed(result: &TaskResult) {
-    assert_eq!(
-        result.state,
-        TaskState::Completed,
-        "task {} did not complete: {result:#?}\nstderr tail: {}",
-        result.task_id,
-        String::from_utf8_lossy(&result.stderr_tail)
-    );
-    assert_eq!(result.exit_code, Some(0), "{result:#?}");
-}
 
 /// A task running `command` on `num_nodes` whole nodes, with a walltime in
 /// seconds if given.
@@ -75,10 +58,6 @@ fn order(log: &Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|item| (*item).to_owned()).collect()
 }
 
 /// Waits until the manager `manager_id` is reserved for `holder` and
@@ -118,7 +97,7 @@ fn assert_held_back(client: &mut RawClient, task_id: TaskId, holder: TaskId) {
 #[test]
 fn newest_block_placement_sends_tasks_to_the_last_registered_manager() {
     let scenario = Scenario::new("newest-block");
-    let interchange = secure_interchange(&scenario, &["--placement", "newest-block"]);
+    let interchange = scenario.start_secure_interchange(&["--placement", "newest-block"]);
     let mut client = RawClient::connect(&interchange);
     // Registered one after the other. The oldest has a single node, so
     // best fit would choose it for a 1-node task.
@@ -164,7 +143,7 @@ fn newest_block_placement_sends_tasks_to_the_last_registered_manager() {
 #[test]
 fn best_fit_placement_sends_a_task_to_the_tightest_manager() {
     let scenario = Scenario::new("best-fit");
-    let interchange = secure_interchange(&scenario, &[]);
+    let interchange = scenario.start_secure_interchange(&[]);
     let mut client = RawClient::connect(&interchange);
     // The 2-node manager registers first, so neither newest-block nor a
     // first-come rule would choose it: only best fit does.
@@ -194,7 +173,7 @@ fn best_fit_placement_sends_a_task_to_the_tightest_manager() {
 #[test]
 fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
     let scenario = Scenario::new("no-starvation");
-    let interchange = secure_interchange(&scenario, &[]);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(&interchange, ManagerOptions::new("pair", &["p1", "p2"]));
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
@@ -235,7 +214,7 @@ fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
 #[test]
 fn short_tasks_backfill_ahead_of_a_reserved_task_only_if_they_end_in_time() {
     let scenario = Scenario::new("easy-backfill");
-    let interchange = secure_interchange(&scenario, &[]);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(&interchange, ManagerOptions::new("pair", &["p1", "p2"]));
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
@@ -303,7 +282,7 @@ fn first_attempt_blocks(attempt_dir: &Path, pid_file: &Path, release: &Path) -> 
 fn run_then_kill_its_manager(
     scenario: &Scenario,
     client: &mut RawClient,
-    managers: &mut [e2e::Manager],
+    managers: &mut [e2e::ManagerProcess],
     name: &str,
     retries: u32,
 ) -> (TaskId, ManagerId) {
@@ -349,7 +328,7 @@ fn assert_no_result_within(client: &mut RawClient, task_id: TaskId, window: Dura
 #[test]
 fn a_task_lost_with_its_manager_is_retried_elsewhere_once() {
     let scenario = Scenario::new("retries");
-    let interchange = secure_interchange(&scenario, &[]);
+    let interchange = scenario.start_secure_interchange(&[]);
     let mut managers = vec![
         scenario.start_manager(&interchange, ManagerOptions::new("first", &["f1"])),
         scenario.start_manager(&interchange, ManagerOptions::new("second", &["s1"])),
@@ -404,7 +383,7 @@ fn a_task_lost_with_its_manager_is_retried_elsewhere_once() {
 #[test]
 fn rhtex_submit_walltime_and_packing_flags() {
     let scenario = Scenario::new("cli-scheduling");
-    let interchange = secure_interchange(&scenario, &[]);
+    let interchange = scenario.start_secure_interchange(&[]);
     let manager = scenario.start_manager(
         &interchange,
         ManagerOptions::new("packer", &["k1"]).slots_per_node(4),
@@ -412,48 +391,49 @@ fn rhtex_submit_walltime_and_packing_flags() {
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
 
-    let mut args = connect_flags(&interchange);
-    args.extend(strings(&[
-        "--json",
-        "submit",
-        "--walltime",
-        "1",
-        "--wait",
-        "--",
-        "sleep 30",
-    ]));
-    let output = cli::run(&scenario, "rhtex-walltime", &args);
+    let output = cli::run_connected(
+        &scenario,
+        &interchange,
+        "rhtex-walltime",
+        &[
+            "--json",
+            "submit",
+            "--walltime",
+            "1",
+            "--wait",
+            "--",
+            "sleep 30",
+        ],
+    );
     assert_ne!(output.code(), 0, "{output:#?}");
-    let json = output.json();
-    let kinds: Vec<&str> = json_objects(&json)
-        .into_iter()
-        .filter_map(|object| object.get("kind")?.as_str())
-        .collect();
+    let kinds = output.strings_at("kind");
     assert_eq!(kinds, ["walltime_exceeded"], "{output:#?}");
 
-    let mut args = connect_flags(&interchange);
-    args.extend(strings(&[
-        "--json",
-        "submit",
-        "--no-exclusive",
-        "--ranks-per-node",
-        "2",
-        "--wait",
-        "--",
-        "echo ranks=$PARSL_RANKS_PER_NODE",
-    ]));
-    let output = cli::run(&scenario, "rhtex-packed", &args);
+    let output = cli::run_connected(
+        &scenario,
+        &interchange,
+        "rhtex-packed",
+        &[
+            "--json",
+            "submit",
+            "--no-exclusive",
+            "--ranks-per-node",
+            "2",
+            "--wait",
+            "--",
+            "echo ranks=$PARSL_RANKS_PER_NODE",
+        ],
+    );
     assert_eq!(output.code(), 0, "{output:#?}");
-    let json = output.json();
-    let tails: Vec<&str> = json_objects(&json)
-        .into_iter()
-        .filter_map(|object| object.get("stdout_tail")?.as_str())
-        .collect();
+    let tails = output.strings_at("stdout_tail");
     assert_eq!(tails, ["ranks=2\n"], "{output:#?}");
 
-    let mut args = connect_flags(&interchange);
-    args.extend(strings(&["--json", "status"]));
-    let output = cli::run(&scenario, "rhtex-status", &args);
+    let output = cli::run_connected(
+        &scenario,
+        &interchange,
+        "rhtex-status",
+        &["--json", "status"],
+    );
     assert_eq!(output.code(), 0, "{output:#?}");
     let json = output.json();
     let manager_id = manager.manager_id.to_string();

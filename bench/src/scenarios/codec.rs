@@ -6,47 +6,26 @@
 
 use crate::report::{self, round, Table};
 use anyhow::Result;
-use protocol::{
-    FromClient, FromManager, ManagerId, ResourceRequest, TaskId, TaskResult, TaskState,
-    TaskSubmission,
-};
+use protocol::{FromClient, FromManager, ManagerId, TaskId, TaskResult, TaskState, TaskSubmission};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
 fn result(seq: u64) -> TaskResult {
     TaskResult {
-        task_id: TaskId::from_u128(u128::from(seq)),
-        state: TaskState::Completed,
         exit_code: Some(0),
-        signal: None,
-        error: None,
         manager_id: Some(ManagerId::from_u128(7)),
         block_id: Some("bench-7".to_owned()),
         nodes: vec!["m7-n3".to_owned()],
-        stdout_path: None,
-        stderr_path: None,
-        stdout_tail: Vec::new(),
-        stderr_tail: Vec::new(),
         start_time: Some(1.7e9),
         end_time: Some(1.7e9),
-        output: None,
+        ..TaskResult::new(TaskId::from_u128(u128::from(seq)), TaskState::Completed)
     }
 }
 
 fn submission(seq: u64) -> TaskSubmission {
-    TaskSubmission {
-        task_id: TaskId::from_u128(u128::from(seq)),
-        command: "true".to_owned(),
-        resources: ResourceRequest::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
-    }
+    TaskSubmission::new(TaskId::from_u128(u128::from(seq)), "true")
 }
 
 /// Microseconds per item of `decode` run `rounds` times over `items` items.

@@ -40,6 +40,19 @@ pub struct RunOutcome {
 /// How long a run may go without a single result before it is abandoned.
 const STALL: Duration = Duration::from_secs(120);
 
+/// An interchange that is waited for when dropped (it shuts down at the
+/// end of a run), and killed if it does not exit within 15 s.
+struct AwaitExit(Interchange);
+
+impl Drop for AwaitExit {
+    fn drop(&mut self) {
+        if self.0.process.wait_exit(Duration::from_secs(15)).is_none() {
+            eprintln!("rhtex-bench: the interchange did not exit after shutdown; killing it");
+            self.0.process.kill();
+        }
+    }
+}
+
 /// Runs K simulated managers against a fresh interchange and pushes
 /// `tasks` tasks through it.
 pub fn run_once(
@@ -52,31 +65,14 @@ pub fn run_once(
     window: usize,
 ) -> Result<RunOutcome> {
     let keys = workspace.keys.as_deref();
-    let interchange =
-        daemons::start_interchange(&common.bin_dir, workspace.path(), name, keys, &[])?;
-    let outcome = drive(common, workspace, &interchange, spec, tasks, batch, window);
-    let mut interchange = interchange;
-    if interchange
-        .process
-        .wait_exit(Duration::from_secs(15))
-        .is_none()
-    {
-        eprintln!("rhtex-bench: the interchange did not exit after shutdown; killing it");
-        interchange.process.kill();
-    }
-    outcome
-}
-
-fn drive(
-    _common: &Common,
-    workspace: &Workspace,
-    interchange: &Interchange,
-    spec: &LoadgenSpec,
-    tasks: usize,
-    batch: usize,
-    window: usize,
-) -> Result<RunOutcome> {
-    let keys = workspace.keys.as_deref();
+    let started_interchange = AwaitExit(daemons::start_interchange(
+        &common.bin_dir,
+        workspace.path(),
+        name,
+        keys,
+        &[],
+    )?);
+    let interchange = &started_interchange.0;
     let ticks = procfs::clock_ticks();
     let ic_pid = interchange.process.pid();
     let started = Instant::now();

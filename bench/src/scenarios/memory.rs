@@ -9,7 +9,7 @@ use crate::daemons::{self, binary, Process};
 use crate::procfs::{self, mib, Memory};
 use crate::report::{self, round, Table};
 use crate::scenarios::interchange::wait_until;
-use crate::transport::client_security;
+use crate::transport::{client_security, security};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -57,11 +57,8 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
         .args(["--block-id", "bench-memory"])
         .args(["--nodes", &nodes.join(",")])
         .arg("--run-dir")
-        .arg(workspace.path().join("manager-run"));
-    match keys {
-        Some(dir) => command.arg("--keys-dir").arg(dir),
-        None => command.arg("--insecure"),
-    };
+        .arg(workspace.path().join("manager-run"))
+        .args(security(keys).flags());
     let mut manager = Process::spawn(
         "pool-manager",
         command,

@@ -10,7 +10,7 @@
 //! same tasks as a task file: `crates/client/examples/packed.toml`.
 
 use anyhow::{Context, Result};
-use client::{Client, Security, TaskBuilder};
+use client::{Client, ClientSecurity, TaskBuilder};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,14 +21,14 @@ async fn main() -> Result<()> {
     let url = std::env::var("RHTEX_INTERCHANGE")
         .context("set RHTEX_INTERCHANGE to the interchange's client URL")?;
     let security = if std::env::var_os("RHTEX_INSECURE").is_some() {
-        Security::Insecure
+        ClientSecurity::Insecure
     } else {
         let dir = match std::env::var_os("RHTEX_KEYS_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
                 .join(".rhtex/keys"),
         };
-        Security::from_keys_dir(&dir)
+        ClientSecurity::from_keys_dir(&dir)
             .with_context(|| format!("cannot load the keys in {}", dir.display()))?
     };
     let mut client = Client::connect(&url, &security, Duration::from_secs(30))

@@ -5,14 +5,15 @@
 //! in a buffer and handed out by [`Client::next_result`] and
 //! [`Client::wait`], so none is lost.
 
+use crate::connection::{Connection, Incoming};
 use crate::error::ClientError;
-use crate::transport::{Connection, Incoming, Security};
 use protocol::{
     Command, FromClient, Reply, StatusReport, TaskId, TaskResult, TaskSubmission, ToClient,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
+use transport::ClientSecurity;
 
 /// A connection to an interchange.
 #[derive(Debug)]
@@ -49,7 +50,7 @@ impl Client {
     /// `welcome`. The same `timeout` bounds every later request.
     pub async fn connect(
         url: &str,
-        security: &Security,
+        security: &ClientSecurity,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
         let mut connection = Connection::open(url, security)?;

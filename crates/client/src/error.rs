@@ -15,7 +15,7 @@ pub enum ClientError {
     },
     /// The CURVE key directory could not be used.
     #[error("cannot load the CURVE keys: {0}")]
-    Keys(#[from] transport::KeyError),
+    Keys(#[from] transport::TransportError),
     /// The interchange answered `hello` with `refused` (the reason names
     /// both protocol versions).
     #[error("the interchange at {url} refused the connection: {reason}")]

@@ -4,7 +4,8 @@
 //!
 //! - [`Client`] ([`client`]): async, one request at a time; results that
 //!   arrive while a request waits are buffered.
-//! - [`transport`]: the only module that touches ZeroMQ.
+//! - [`connection`]: the link to the interchange, the only module that
+//!   touches ZeroMQ.
 //! - [`local`]: the daemons as child processes (embedded mode).
 //! - [`task`]: [`TaskBuilder`], a task built field by field (resources
 //!   such as `walltime`, `retries`, `exclusive`) and validated once.
@@ -13,17 +14,17 @@
 //! - [`error`]: typed errors ([`ClientError`] and the ones it wraps).
 
 pub mod client;
+pub mod connection;
 pub mod error;
 pub mod local;
 pub mod render;
 pub mod task;
 pub mod taskfile;
-pub mod transport;
 
 pub use client::{check_inputs, check_submissions, Client};
 pub use error::{ClientError, LocalError, TaskFileError};
 pub use task::TaskBuilder;
-pub use transport::Security;
+pub use transport::ClientSecurity;
 
 pub use protocol::{
     Command, Reply, ResourceRequest, StatusReport, TaskId, TaskResult, TaskState, TaskSubmission,

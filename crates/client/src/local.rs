@@ -13,16 +13,16 @@
 
 use crate::client::Client;
 use crate::error::{ClientError, LocalError};
-use crate::transport::Security;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use protocol::Command;
+use protocol::{Command, ReadyLine};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout};
+use transport::{connectable_url, ClientSecurity, Security};
 
 /// Name of the interchange program.
 pub const INTERCHANGE_PROGRAM: &str = "interchange";
@@ -62,52 +62,6 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
-}
-
-/// A URL to connect to for one that was bound: a wildcard address
-/// (`0.0.0.0`, `[::]`, `*`) becomes the loopback address.
-pub fn connectable_url(url: &str) -> String {
-    for (wildcard, loopback) in [
-        ("://0.0.0.0:", "://127.0.0.1:"),
-        ("://[::]:", "://[::1]:"),
-        ("://*:", "://127.0.0.1:"),
-    ] {
-        if url.contains(wildcard) {
-            return url.replacen(wildcard, loopback, 1);
-        }
-    }
-    url.to_owned()
-}
-
-/// What the interchange prints once its sockets are bound.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReadyLine {
-    pub client_url: String,
-    pub manager_url: String,
-    pub pid: u32,
-}
-
-/// Parses the interchange's ready line.
-pub fn parse_ready_line(line: &str) -> Result<ReadyLine, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line.trim()).map_err(|error| format!("not JSON: {error}"))?;
-    let text = |key: &str| {
-        value
-            .get(key)
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no string {key:?}"))
-    };
-    let pid = value
-        .get("pid")
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|pid| u32::try_from(pid).ok())
-        .ok_or_else(|| "no integer \"pid\"".to_owned())?;
-    Ok(ReadyLine {
-        client_url: text("client_url")?,
-        manager_url: text("manager_url")?,
-        pid,
-    })
 }
 
 /// A daemon running as our child, leader of its own process group.
@@ -317,10 +271,7 @@ impl LocalInterchange {
             "--manager-listen".to_owned(),
             options.manager_listen.clone(),
         ];
-        match &options.keys_dir {
-            Some(dir) => args.extend(["--keys-dir".to_owned(), dir.to_string_lossy().into_owned()]),
-            None => args.push("--insecure".to_owned()),
-        }
+        args.extend(security_flags(options.keys_dir.as_deref()));
         if let Some(level) = &options.log_level {
             args.extend(["--log-level".to_owned(), level.clone()]);
         }
@@ -397,7 +348,7 @@ async fn read_ready_line(
                 tail: daemon.log_tail(15),
             })
         }
-        Ok(Ok(_)) => match parse_ready_line(&line) {
+        Ok(Ok(_)) => match ReadyLine::parse(&line) {
             Ok(ready) => {
                 let name = daemon.name.clone();
                 // Keep reading stdout so that the daemon never writes into
@@ -415,11 +366,18 @@ async fn read_ready_line(
                 Err(LocalError::BadReadyLine {
                     name: daemon.name.clone(),
                     line: line.trim_end().to_owned(),
-                    problem,
+                    problem: problem.reason,
                 })
             }
         },
     }
+}
+
+/// `--keys-dir DIR`, or `--insecure` without a key directory.
+fn security_flags(keys_dir: Option<&Path>) -> Vec<String> {
+    keys_dir
+        .map_or(Security::Insecure, |dir| Security::Curve(dir.to_path_buf()))
+        .flags()
 }
 
 /// How to start a pool-manager.
@@ -459,10 +417,7 @@ impl LocalManager {
             "--block-id".to_owned(),
             options.block_id.clone(),
         ];
-        match &options.keys_dir {
-            Some(dir) => args.extend(["--keys-dir".to_owned(), dir.to_string_lossy().into_owned()]),
-            None => args.push("--insecure".to_owned()),
-        }
+        args.extend(security_flags(options.keys_dir.as_deref()));
         if let Some(nodes) = &options.nodes {
             args.extend(["--nodes".to_owned(), nodes.join(",")]);
         }
@@ -553,8 +508,8 @@ impl EmbeddedPool {
     }
 
     /// The security to connect to the embedded interchange with.
-    pub fn security(&self) -> Result<Security, ClientError> {
-        Security::from_keys_dir(&self.keys_dir)
+    pub fn security(&self) -> Result<ClientSecurity, ClientError> {
+        Ok(ClientSecurity::from_keys_dir(&self.keys_dir)?)
     }
 
     /// Stops both daemons: the `shutdown` command through `client` (which
@@ -638,39 +593,6 @@ pub fn timestamp(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcard_urls_become_loopback() {
-        assert_eq!(
-            connectable_url("tcp://0.0.0.0:4100"),
-            "tcp://127.0.0.1:4100"
-        );
-        assert_eq!(connectable_url("tcp://[::]:4100"), "tcp://[::1]:4100");
-        assert_eq!(connectable_url("tcp://*:4100"), "tcp://127.0.0.1:4100");
-        assert_eq!(
-            connectable_url("tcp://10.0.0.5:4100"),
-            "tcp://10.0.0.5:4100"
-        );
-    }
-
-    #[test]
-    fn ready_line_parses_and_rejects() {
-        let ready = parse_ready_line(
-            r#"{"client_url": "tcp://127.0.0.1:41234", "manager_url": "tcp://0.0.0.0:41235", "pid": 1234}"#,
-        );
-        assert_eq!(
-            ready,
-            Ok(ReadyLine {
-                client_url: "tcp://127.0.0.1:41234".into(),
-                manager_url: "tcp://0.0.0.0:41235".into(),
-                pid: 1234,
-            })
-        );
-        let missing = parse_ready_line(r#"{"client_url": "tcp://a:1", "pid": 1}"#);
-        assert_eq!(missing, Err("no string \"manager_url\"".to_owned()));
-        assert!(parse_ready_line("listening on 4100")
-            .is_err_and(|problem| problem.starts_with("not JSON")));
-    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {

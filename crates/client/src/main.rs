@@ -5,9 +5,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use client::local::{EmbeddedOptions, EmbeddedPool};
 use client::render::{self, SummaryRow};
-use client::{Client, Command, Reply, ResourceRequest, Security, TaskId, TaskSubmission};
+use client::{Client, ClientSecurity, Command, Reply, TaskBuilder, TaskId, TaskSubmission};
 use protocol::{ManagerId, SpecValue, TaskResult};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -299,24 +299,24 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             None => run_embedded(&cli, args, timeout).await,
         },
+        Commands::Submit(args) => {
+            // Built (and checked) before connecting: a bad spec fails at once.
+            let task = submission(args)?;
+            let mut client = connect_given(&cli, timeout).await?;
+            let wait = args.wait.then_some(args.output_file.as_deref());
+            let code = submit(&cli, &mut client, task, wait).await;
+            client.close();
+            code
+        }
+        Commands::Wait {
+            task_ids,
+            output_file: Some(_),
+            ..
+        } if task_ids.len() != 1 => {
+            bail!("--output-file takes the output of one task: give exactly one task id");
+        }
         _ => {
-            match &cli.command {
-                Commands::Submit(args) => {
-                    submission(args)?;
-                }
-                Commands::Wait {
-                    task_ids,
-                    output_file: Some(_),
-                    ..
-                } if task_ids.len() != 1 => {
-                    bail!("--output-file takes the output of one task: give exactly one task id");
-                }
-                _ => {}
-            }
-            let Some(url) = cli.interchange.clone() else {
-                bail!("no interchange given: use --interchange URL or set RHTEX_INTERCHANGE");
-            };
-            let mut client = connect(&cli, &url, timeout).await?;
+            let mut client = connect_given(&cli, timeout).await?;
             let code = run_remote(&cli, &mut client).await;
             client.close();
             code
@@ -324,20 +324,28 @@ async fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Connects to the interchange given by `--interchange` or RHTEX_INTERCHANGE.
+async fn connect_given(cli: &Cli, timeout: Duration) -> Result<Client> {
+    let Some(url) = &cli.interchange else {
+        bail!("no interchange given: use --interchange URL or set RHTEX_INTERCHANGE");
+    };
+    connect(cli, url, timeout).await
+}
+
 fn seconds(value: f64, flag: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(value)
         .with_context(|| format!("{flag} must be a non-negative number of seconds, got {value}"))
 }
 
-fn security(cli: &Cli) -> Result<Security> {
+fn security(cli: &Cli) -> Result<ClientSecurity> {
     if cli.insecure {
-        return Ok(Security::Insecure);
+        return Ok(ClientSecurity::Insecure);
     }
     let dir = match &cli.keys_dir {
         Some(dir) => dir.clone(),
         None => default_keys_dir()?,
     };
-    Security::from_keys_dir(&dir).with_context(|| {
+    ClientSecurity::from_keys_dir(&dir).with_context(|| {
         format!(
             "cannot use the key directory {} (or pass --insecure)",
             dir.display()
@@ -360,16 +368,14 @@ async fn connect(cli: &Cli, url: &str, timeout: Duration) -> Result<Client> {
 
 /// The commands that talk to a running interchange.
 async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
-    match &cli.command {
-        Commands::Submit(args) => {
-            let wait = args.wait.then_some(args.output_file.as_deref());
-            submit(cli, client, submission(args)?, wait).await
-        }
+    let request = match &cli.command {
         Commands::Wait {
             task_ids,
             wait_timeout,
             output_file,
-        } => wait(cli, client, task_ids, *wait_timeout, output_file.as_deref()).await,
+        } => {
+            return wait(cli, client, task_ids, *wait_timeout, output_file.as_deref()).await;
+        }
         Commands::Status => {
             let report = client.status().await.context("status failed")?;
             let now = unix_now();
@@ -378,44 +384,24 @@ async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
             } else {
                 print!("{}", render::status_human(&report, now));
             }
-            Ok(0)
+            return Ok(0);
         }
-        Commands::Cancel { task_id } => {
-            command(cli, client, Command::Cancel { task_id: *task_id }).await
+        Commands::Cancel { task_id } => Command::Cancel { task_id: *task_id },
+        Commands::Hold { manager_id } => Command::Hold {
+            manager_id: *manager_id,
+        },
+        Commands::Release { manager_id } => Command::Release {
+            manager_id: *manager_id,
+        },
+        Commands::Drain { manager_id } => Command::Drain {
+            manager_id: *manager_id,
+        },
+        Commands::Shutdown => Command::Shutdown,
+        Commands::Submit(_) | Commands::Keygen { .. } | Commands::Run(_) => {
+            bail!("internal: handled elsewhere")
         }
-        Commands::Hold { manager_id } => {
-            command(
-                cli,
-                client,
-                Command::Hold {
-                    manager_id: *manager_id,
-                },
-            )
-            .await
-        }
-        Commands::Release { manager_id } => {
-            command(
-                cli,
-                client,
-                Command::Release {
-                    manager_id: *manager_id,
-                },
-            )
-            .await
-        }
-        Commands::Drain { manager_id } => {
-            command(
-                cli,
-                client,
-                Command::Drain {
-                    manager_id: *manager_id,
-                },
-            )
-            .await
-        }
-        Commands::Shutdown => command(cli, client, Command::Shutdown).await,
-        Commands::Keygen { .. } | Commands::Run(_) => bail!("internal: handled elsewhere"),
-    }
+    };
+    command(cli, client, request).await
 }
 
 fn unix_now() -> f64 {
@@ -457,51 +443,49 @@ fn absolute(path: &Path) -> Result<String> {
     Ok(absolute.to_string_lossy().into_owned())
 }
 
-/// The task `rhtex submit` sends, checked (so a bad spec fails before
-/// connecting).
+/// The task `rhtex submit` sends, built with the library's [`TaskBuilder`]
+/// and checked by it (so a bad spec fails before connecting).
 fn submission(args: &SubmitArgs) -> Result<TaskSubmission> {
-    let mut resources = ResourceRequest::new();
+    let mut task = TaskBuilder::new(args.command.join(" "));
     for (key, value) in [
         ("num_nodes", args.num_nodes),
         ("ranks_per_node", args.ranks_per_node),
         ("num_ranks", args.num_ranks),
         ("priority", args.priority),
+        ("retries", args.retries),
     ] {
         if let Some(value) = value {
-            resources.insert(key, value);
+            task = task.resource(key, value);
         }
     }
     if let Some(options) = &args.launcher_options {
-        resources.insert("launcher_options", options.as_str());
+        task = task.launcher_options(options.as_str());
     }
     if let Some(walltime) = args.walltime {
-        resources.insert("walltime", SpecValue::Float(walltime));
-    }
-    if let Some(retries) = args.retries {
-        resources.insert("retries", retries);
+        // As given, so that a bad value reaches the specification's check.
+        task = task.resource("walltime", SpecValue::Float(walltime));
     }
     if args.no_exclusive {
-        resources.insert("exclusive", false);
+        task = task.exclusive(false);
     }
-    let task = TaskSubmission {
-        task_id: TaskId::new_random(),
-        command: args.command.join(" "),
-        resources,
-        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
-        cwd: args.cwd.as_deref().map(absolute).transpose()?,
-        stdout: args.stdout.as_deref().map(absolute).transpose()?,
-        stderr: args.stderr.as_deref().map(absolute).transpose()?,
-        input: args
-            .input_file
-            .as_deref()
-            .map(|path| {
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read the input file {}", path.display()))
-            })
-            .transpose()?,
-    };
-    client::check_submissions(std::slice::from_ref(&task)).context("not submitted")?;
-    Ok(task)
+    for (key, value) in &args.env {
+        task = task.env(key, value);
+    }
+    if let Some(cwd) = &args.cwd {
+        task = task.cwd(absolute(cwd)?);
+    }
+    if let Some(stdout) = &args.stdout {
+        task = task.stdout(absolute(stdout)?);
+    }
+    if let Some(stderr) = &args.stderr {
+        task = task.stderr(absolute(stderr)?);
+    }
+    if let Some(path) = &args.input_file {
+        let input = std::fs::read(path)
+            .with_context(|| format!("cannot read the input file {}", path.display()))?;
+        task = task.input(input);
+    }
+    task.build().context("not submitted")
 }
 
 /// Submits one task; with `wait` (`Some(output file)`), waits for its

@@ -22,7 +22,7 @@
 //! runs [`protocol::validate`] on it, so every rule and error message is
 //! the interchange's own.
 
-use protocol::{ResourceRequest, SpecError, SpecValue, TaskId, TaskSubmission};
+use protocol::{SpecError, SpecValue, TaskId, TaskSubmission};
 use std::time::Duration;
 
 /// A task under construction. Every setter replaces an earlier value of the
@@ -37,16 +37,7 @@ impl TaskBuilder {
     /// `/bin/bash -c`, with a fresh random id.
     pub fn new(command: impl Into<String>) -> Self {
         Self {
-            submission: TaskSubmission {
-                task_id: TaskId::new_random(),
-                command: command.into(),
-                resources: ResourceRequest::new(),
-                env: Default::default(),
-                cwd: None,
-                stdout: None,
-                stderr: None,
-                input: None,
-            },
+            submission: TaskSubmission::new(TaskId::new_random(), command),
         }
     }
 

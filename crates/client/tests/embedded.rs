@@ -5,8 +5,8 @@
 //! `interchange` and `pool-manager` must sit next to `rhtex` in
 //! `target/debug/`. `cargo test -p client` builds only this package's
 //! binaries, so build them first:
-//!     cargo build -p interchange -p pool-manager
-//! Without them the tests fail with a message that says so.
+//!     cargo build --workspace --bins
+//! Without them the tests fail with a message that says so (`testkit`).
 //!
 //! Every `rhtex` runs in its own process group with its output in files;
 //! every wait is bounded; on a timeout it gets SIGINT (so it stops its
@@ -22,19 +22,6 @@ use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
-fn rhtex() -> PathBuf {
-    let rhtex = PathBuf::from(env!("CARGO_BIN_EXE_rhtex"));
-    let dir = rhtex.parent().map(Path::to_path_buf).unwrap_or_default();
-    for daemon in ["interchange", "pool-manager"] {
-        assert!(
-            dir.join(daemon).is_file(),
-            "{} is missing: build the daemons first with `cargo build -p interchange -p pool-manager`",
-            dir.join(daemon).display()
-        );
-    }
-    rhtex
-}
-
 struct Run {
     status: ExitStatus,
     stdout: String,
@@ -48,7 +35,11 @@ fn run_rhtex(dir: &Path, args: &[&str]) -> Run {
     let stderr_path = dir.join("rhtex.stderr");
     let stdout = std::fs::File::create(&stdout_path).expect("create stdout file");
     let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
-    let mut child = Command::new(rhtex())
+    let rhtex = testkit::with_binaries_next_to(
+        env!("CARGO_BIN_EXE_rhtex").into(),
+        &["interchange", "pool-manager"],
+    );
+    let mut child = Command::new(rhtex)
         .args(args)
         .current_dir(dir)
         .env_remove("RHTEX_INTERCHANGE")

@@ -4,30 +4,25 @@
 //!
 //! The `interchange` binary is found next to the test binary's directory
 //! (`target/debug/`). `cargo test -p client` does not build other packages'
-//! binaries, so build it first: `cargo build -p interchange -p pool-manager`.
-//! Without it the tests fail with a message that says so.
+//! binaries, so build them first: `cargo build --workspace --bins`.
+//! Without it the tests fail with a message that says so (`testkit`).
 
 mod common;
 
 use common::start_interchange;
 
-use client::{Client, ClientError, Command, Reply, ResourceRequest, Security, TaskSubmission};
+use client::{
+    Client, ClientError, ClientSecurity, Command, Reply, ResourceRequest, TaskSubmission,
+};
 use protocol::{ErrorKind, TaskId, TaskState};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn task(command: &str, resources: ResourceRequest) -> TaskSubmission {
     TaskSubmission {
-        task_id: TaskId::new_random(),
-        command: command.to_owned(),
         resources,
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
+        ..TaskSubmission::new(TaskId::new_random(), command)
     }
 }
 
@@ -35,7 +30,7 @@ fn task(command: &str, resources: ResourceRequest) -> TaskSubmission {
 async fn submit_validate_cancel_wait_and_stop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut interchange = start_interchange(dir.path()).await;
-    let security = Security::from_keys_dir(&dir.path().join("keys")).expect("client keys");
+    let security = ClientSecurity::from_keys_dir(&dir.path().join("keys")).expect("client keys");
     let mut client = Client::connect(&interchange.client_url(), &security, TIMEOUT)
         .await
         .expect("connect");
@@ -123,9 +118,13 @@ async fn a_key_the_interchange_does_not_know_is_refused() {
     keys.server_public = transport::keys::load_client_keys(&dir.path().join("keys"))
         .expect("keys")
         .server_public;
-    let error = Client::connect(&interchange.client_url(), &Security::Curve(keys), TIMEOUT)
-        .await
-        .expect_err("an unknown key must be refused");
+    let error = Client::connect(
+        &interchange.client_url(),
+        &ClientSecurity::Curve(keys),
+        TIMEOUT,
+    )
+    .await
+    .expect_err("an unknown key must be refused");
     assert!(
         matches!(error, ClientError::HandshakeFailed { .. }),
         "{error:?}"
@@ -149,7 +148,7 @@ async fn silence_is_a_timeout() {
     drop(listener);
     let error = Client::connect(
         &format!("tcp://127.0.0.1:{port}"),
-        &Security::Insecure,
+        &ClientSecurity::Insecure,
         Duration::from_millis(300),
     )
     .await

@@ -7,7 +7,13 @@ use protocol::{
     BlockInfo, BlockState, ErrorKind, Launcher, ManagerId, ManagerInfo, StatusReport, TaskError,
     TaskId, TaskResult, TaskState, WaitingGroup,
 };
-use std::collections::BTreeMap;
+
+/// Fails unless every one of `fragments` is in `text`.
+fn assert_all_in(text: &str, fragments: &[&str]) {
+    for fragment in fragments {
+        assert!(text.contains(fragment), "{fragment:?} not in:\n{text}");
+    }
+}
 
 fn completed(id: u128) -> TaskResult {
     TaskResult {
@@ -89,38 +95,28 @@ fn result_human_shows_state_error_and_tails() {
         "task {} completed (exit code 0)",
         TaskId::from_u128(1)
     )));
-    assert!(text.contains("nodes: n1,n2"), "{text}");
-    assert!(text.contains("run time: 1.50 s"), "{text}");
-    assert!(text.contains("  hello\n"), "{text}");
+    assert_all_in(&text, &["nodes: n1,n2", "run time: 1.50 s", "  hello\n"]);
     assert!(!text.contains("stderr (tail)"), "{text}");
 
     let text = render::result_human(&failed(2, None, Some(9), ErrorKind::Signaled));
-    assert!(text.contains("failed (signal 9)"), "{text}");
-    assert!(
-        text.contains("error: signaled: signaled happened"),
-        "{text}"
+    assert_all_in(
+        &text,
+        &["failed (signal 9)", "error: signaled: signaled happened"],
     );
 }
 
 #[test]
 fn exit_codes_follow_the_result() {
     assert_eq!(render::exit_code_for(&completed(1)), 0);
-    assert_eq!(
-        render::exit_code_for(&failed(1, Some(7), None, ErrorKind::ExitCode)),
-        7
-    );
-    assert_eq!(
-        render::exit_code_for(&failed(1, None, Some(15), ErrorKind::Signaled)),
-        143
-    );
-    assert_eq!(
-        render::exit_code_for(&failed(1, None, None, ErrorKind::LaunchFailed)),
-        1
-    );
-    assert_eq!(
-        render::exit_code_for(&failed(1, Some(0), None, ErrorKind::Killed)),
-        1
-    );
+    for (exit_code, signal, kind, expected) in [
+        (Some(7), None, ErrorKind::ExitCode, 7),
+        (None, Some(15), ErrorKind::Signaled, 143),
+        (None, None, ErrorKind::LaunchFailed, 1),
+        (Some(0), None, ErrorKind::Killed, 1),
+    ] {
+        let result = failed(1, exit_code, signal, kind);
+        assert_eq!(render::exit_code_for(&result), expected, "{result:?}");
+    }
     let cancelled = TaskResult::failed_before_start(
         TaskId::from_u128(1),
         ErrorKind::Cancelled,
@@ -138,10 +134,12 @@ fn walltime_exceeded_fails_like_any_other_failure() {
     let trapped = failed(1, Some(0), None, ErrorKind::WalltimeExceeded);
     assert_eq!(render::exit_code_for(&trapped), 1);
     let text = render::result_human(&killed);
-    assert!(text.contains("failed (signal 15)"), "{text}");
-    assert!(
-        text.contains("error: walltime_exceeded: walltime_exceeded happened"),
-        "{text}"
+    assert_all_in(
+        &text,
+        &[
+            "failed (signal 15)",
+            "error: walltime_exceeded: walltime_exceeded happened",
+        ],
     );
     let value = render::result_json(&killed);
     assert_eq!(value["state"], "failed");
@@ -153,11 +151,13 @@ fn walltime_exceeded_fails_like_any_other_failure() {
         result: Some(killed),
     }];
     let summary = render::summary_human(&rows);
-    assert!(summary.contains("walltime_exceeded"), "{summary}");
-    assert!(summary.contains("sig 15"), "{summary}");
-    assert!(
-        summary.contains("1 tasks: 0 completed, 1 failed"),
-        "{summary}"
+    assert_all_in(
+        &summary,
+        &[
+            "walltime_exceeded",
+            "sig 15",
+            "1 tasks: 0 completed, 1 failed",
+        ],
     );
 }
 
@@ -225,20 +225,19 @@ fn status_human_has_table_counts_and_reasons() {
         text.contains(&ManagerId::from_u128(5).to_string()),
         "{text}"
     );
-    assert!(text.contains("block-7"), "{text}");
-    assert!(text.contains("nid001"), "{text}");
-    assert!(text.contains("1/4 free"), "{text}");
-    assert!(text.contains("held"), "{text}");
-    assert!(text.contains("10 s ago"), "{text}");
-    assert!(
-        text.contains("4 queued, 2 running, 10 completed, 1 failed, 0 cancelled"),
-        "{text}"
+    assert_all_in(
+        &text,
+        &[
+            "block-7",
+            "nid001",
+            "1/4 free",
+            "held",
+            "10 s ago",
+            "4 queued, 2 running, 10 completed, 1 failed, 0 cancelled",
+            "4 task(s) needing 8 node(s) wait: needs 8 nodes",
+            "bad messages: 3",
+        ],
     );
-    assert!(
-        text.contains("4 task(s) needing 8 node(s) wait: needs 8 nodes"),
-        "{text}"
-    );
-    assert!(text.contains("bad messages: 3"), "{text}");
 
     let empty = StatusReport {
         managers: Vec::new(),
@@ -298,19 +297,22 @@ fn report_with_blocks() -> StatusReport {
     report
 }
 
+/// The line of manager 5 in a status text.
+fn manager_row(text: &str) -> &str {
+    text.lines()
+        .find(|line| line.starts_with(&ManagerId::from_u128(5).to_string()))
+        .unwrap_or_else(|| panic!("no manager row in {text}"))
+}
+
 #[test]
 fn status_human_shows_slots_and_reservations() {
     let text = render::status_human(&report(), 1000.0);
-    let lines: Vec<&str> = text.lines().collect();
-    let header = lines
-        .iter()
+    let header = text
+        .lines()
         .find(|line| line.starts_with("MANAGER"))
         .unwrap_or_else(|| panic!("no managers header in {text}"));
     assert!(header.contains("SLOTS/NODE"), "{text}");
-    let row = lines
-        .iter()
-        .find(|line| line.starts_with(&ManagerId::from_u128(5).to_string()))
-        .unwrap_or_else(|| panic!("no manager row in {text}"));
+    let row = manager_row(&text);
     // The slots column sits under its header.
     let column = header.find("SLOTS/NODE").unwrap_or(0);
     assert_eq!(row.get(column..column + 2), Some("8 "), "{text}");
@@ -331,10 +333,7 @@ fn status_human_shows_slots_and_reservations() {
     let mut unknown_slots = report();
     unknown_slots.managers[0].slots_per_node = 0;
     let text = render::status_human(&unknown_slots, 1000.0);
-    let row = text
-        .lines()
-        .find(|line| line.starts_with(&ManagerId::from_u128(5).to_string()))
-        .unwrap_or_else(|| panic!("no manager row in {text}"));
+    let row = manager_row(&text);
     assert_eq!(row.get(column..column + 2), Some("- "), "{text}");
 }
 
@@ -347,16 +346,8 @@ fn status_human_lists_blocks_when_there_are_some() {
         .position(|line| *line == "blocks:")
         .unwrap_or_else(|| panic!("no blocks section in {text}"));
     let header = lines[start + 1];
-    for column in [
-        "BLOCK",
-        "JOB",
-        "PROVIDER",
-        "STATE",
-        "NODES",
-        "MANAGER",
-        "SUBMITTED",
-        "OUTPUT / MESSAGE",
-    ] {
+    let columns = "BLOCK JOB PROVIDER STATE NODES MANAGER SUBMITTED".split(' ');
+    for column in columns.chain(["OUTPUT / MESSAGE"]) {
         assert!(header.contains(column), "{column} missing: {text}");
     }
     let connected = lines[start + 2];
@@ -469,14 +460,8 @@ fn shorten_keeps_one_line_within_width() {
 
 fn submission(resources: ResourceRequest) -> TaskSubmission {
     TaskSubmission {
-        task_id: TaskId::new_random(),
-        command: "true".into(),
         resources,
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
+        ..TaskSubmission::new(TaskId::new_random(), "true")
     }
 }
 

@@ -5,20 +5,16 @@
 //! set the same keys.
 //!
 //! The `interchange` binary must sit next to `rhtex` in `target/debug/`:
-//! `cargo build -p interchange -p pool-manager` first (the test says so
-//! when it is missing).
+//! `cargo build --workspace --bins` first (the test says so when it is
+//! missing).
 
 mod common;
 
 use common::start_interchange;
 
-use client::{Client, Command, Reply, Security, TaskBuilder};
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
+use client::{Client, ClientSecurity, Command, Reply, TaskBuilder};
 use protocol::{SpecValue, TaskId, TaskState};
-use std::os::unix::process::CommandExt;
-use std::process::{Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,32 +22,12 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs `rhtex ARGS` in its own process group with no interchange from the
 /// environment, bounded by [`TIMEOUT`] (then its group is killed).
 fn rhtex(args: &[&str]) -> Output {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rhtex"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rhtex"));
+    command
         .args(args)
         .env_remove("RHTEX_INTERCHANGE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("start rhtex");
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
-    let (done_tx, done_rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
-    });
-    match done_rx.recv_timeout(TIMEOUT) {
-        Ok(output) => {
-            let _ = waiter.join();
-            output.expect("wait for rhtex")
-        }
-        Err(_) => {
-            let _ = signal::killpg(pid, Signal::SIGKILL);
-            let _ = waiter.join();
-            panic!("rhtex {args:?} did not finish within {TIMEOUT:?}");
-        }
-    }
+        .env_remove("RUST_LOG");
+    testkit::run_bounded(&format!("rhtex {args:?}"), &mut command, TIMEOUT)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -197,7 +173,7 @@ async fn the_interchange_accepts_tasks_submitted_with_the_new_flags() {
 
     // No manager: both wait in the queue (an invalid spec would have
     // failed at once with invalid_spec).
-    let security = Security::from_keys_dir(&dir.path().join("keys")).expect("client keys");
+    let security = ClientSecurity::from_keys_dir(&dir.path().join("keys")).expect("client keys");
     let mut client = Client::connect(&url, &security, TIMEOUT)
         .await
         .expect("connect");
@@ -278,38 +254,25 @@ fn task_builder_sets_and_validates_the_new_keys() {
 
 #[test]
 fn task_builder_reports_invalid_specifications() {
-    let error = TaskBuilder::new("x")
-        .walltime(Duration::ZERO)
-        .build()
-        .expect_err("zero walltime");
-    assert!(
-        error
-            .to_string()
-            .contains("walltime must be a number of seconds"),
-        "{error}"
-    );
-    let error = TaskBuilder::new("x")
-        .retries(1001)
-        .build()
-        .expect_err("too many retries");
-    assert!(
-        error
-            .to_string()
-            .contains("retries must be an integer from 0 to 1000, got 1001"),
-        "{error}"
-    );
-    let error = TaskBuilder::new("x")
-        .num_nodes(3)
-        .num_ranks(2)
-        .build()
-        .expect_err("fewer ranks than nodes");
-    assert!(error.to_string().contains("num_ranks = 2"), "{error}");
-    let error = TaskBuilder::new("x")
-        .resource("exclusive", "no")
-        .build()
-        .expect_err("not a bool");
-    assert!(
-        error.to_string().contains("exclusive must be true"),
-        "{error}"
-    );
+    for (builder, expected) in [
+        (
+            TaskBuilder::new("x").walltime(Duration::ZERO),
+            "walltime must be a number of seconds",
+        ),
+        (
+            TaskBuilder::new("x").retries(1001),
+            "retries must be an integer from 0 to 1000, got 1001",
+        ),
+        (
+            TaskBuilder::new("x").num_nodes(3).num_ranks(2),
+            "num_ranks = 2",
+        ),
+        (
+            TaskBuilder::new("x").resource("exclusive", "no"),
+            "exclusive must be true",
+        ),
+    ] {
+        let error = builder.build().expect_err(expected);
+        assert!(error.to_string().contains(expected), "{error}");
+    }
 }

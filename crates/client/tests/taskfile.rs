@@ -103,26 +103,19 @@ fn examples_parse_to_the_same_tasks() {
 
 #[test]
 fn format_follows_extension_then_content() {
-    assert_eq!(
-        taskfile::format_of(Path::new("a.jsonl"), "[[task]]"),
-        Format::JsonLines
-    );
-    assert_eq!(
-        taskfile::format_of(Path::new("a.json"), ""),
-        Format::JsonLines
-    );
-    assert_eq!(
-        taskfile::format_of(Path::new("a.toml"), "{\"command\": \"x\"}"),
-        Format::Toml
-    );
-    assert_eq!(
-        taskfile::format_of(Path::new("tasks"), "# hi\n\n {\"command\": \"x\"}"),
-        Format::JsonLines
-    );
-    assert_eq!(
-        taskfile::format_of(Path::new("tasks"), "# hi\n[[task]]\ncommand = \"x\""),
-        Format::Toml
-    );
+    for (name, text, expected) in [
+        ("a.jsonl", "[[task]]", Format::JsonLines),
+        ("a.json", "", Format::JsonLines),
+        ("a.toml", "{\"command\": \"x\"}", Format::Toml),
+        ("tasks", "# hi\n\n {\"command\": \"x\"}", Format::JsonLines),
+        ("tasks", "# hi\n[[task]]\ncommand = \"x\"", Format::Toml),
+    ] {
+        assert_eq!(
+            taskfile::format_of(Path::new(name), text),
+            expected,
+            "{name}: {text:?}"
+        );
+    }
 }
 
 #[test]

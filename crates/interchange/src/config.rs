@@ -10,6 +10,8 @@ use protocol::Launcher;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use transport::address::binds_every_interface;
+pub use transport::Security;
 
 /// The interchange's command line.
 #[derive(Debug, Default, Parser)]
@@ -194,16 +196,6 @@ pub struct ProviderConfig {
     pub poll_period: Duration,
     /// The pool-manager program blocks run.
     pub pool_manager: PathBuf,
-}
-
-/// Encryption of both sockets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Security {
-    Insecure,
-    /// CURVE with the keys in this directory.
-    Curve {
-        keys_dir: PathBuf,
-    },
 }
 
 /// A validated configuration.
@@ -391,16 +383,14 @@ impl Config {
         let security = if flags.insecure {
             Security::Insecure
         } else if let Some(keys_dir) = flags.keys_dir {
-            Security::Curve { keys_dir }
+            Security::Curve(keys_dir)
         } else if file.insecure == Some(true) {
             Security::Insecure
         } else if let Some(keys_dir) = file.keys_dir.or_else(|| environment.keys_dir.clone()) {
-            Security::Curve { keys_dir }
+            Security::Curve(keys_dir)
         } else {
             match &environment.home {
-                Some(home) => Security::Curve {
-                    keys_dir: home.join(".rhtex").join("keys"),
-                },
+                Some(home) => Security::Curve(home.join(".rhtex").join("keys")),
                 None => return Err(ConfigError::NoKeysDir),
             }
         };
@@ -513,18 +503,6 @@ impl Config {
             provider,
         })
     }
-}
-
-/// True if a `tcp://` URL binds every interface (`0.0.0.0`, `*`, `[::]`).
-pub fn binds_every_interface(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("tcp://") else {
-        return false;
-    };
-    let host = match rest.rfind(':') {
-        Some(colon) => &rest[..colon],
-        None => rest,
-    };
-    matches!(host, "0.0.0.0" | "*" | "[::]" | "::")
 }
 
 /// `H:MM:SS` above zero, with any number of hour digits and two-digit
@@ -747,9 +725,7 @@ mod tests {
                 run_dir: PathBuf::from("rhtex-run"),
                 client_listen: "tcp://127.0.0.1:0".to_owned(),
                 manager_listen: "tcp://0.0.0.0:0".to_owned(),
-                security: Security::Curve {
-                    keys_dir: PathBuf::from("/home/user/.rhtex/keys")
-                },
+                security: Security::Curve(PathBuf::from("/home/user/.rhtex/keys")),
                 heartbeat_period: Duration::from_secs(30),
                 heartbeat_threshold: Duration::from_secs(120),
                 max_block_nodes: None,
@@ -789,21 +765,14 @@ mod tests {
         assert_eq!(config.client_listen, "ipc:///tmp/c.sock");
         assert_eq!(
             config.security,
-            Security::Curve {
-                keys_dir: PathBuf::from("/file/keys")
-            }
+            Security::Curve(PathBuf::from("/file/keys"))
         );
         let config = Config::resolve(flags(&["--insecure"]), FileConfig::default(), &environment)
             .expect("valid");
         assert_eq!(config.security, Security::Insecure);
         let config =
             Config::resolve(flags(&[]), FileConfig::default(), &environment).expect("valid");
-        assert_eq!(
-            config.security,
-            Security::Curve {
-                keys_dir: PathBuf::from("/env/keys")
-            }
-        );
+        assert_eq!(config.security, Security::Curve(PathBuf::from("/env/keys")));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use interchange_core::{
     decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
     SHUTDOWN_GRACE,
 };
+use protocol::ReadyLine;
 use seam::Time;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -129,7 +130,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             );
             ServerSecurity::Insecure
         }
-        Security::Curve { keys_dir } => {
+        Security::Curve(keys_dir) => {
             transport::sockets::check_curve()?;
             let keys = transport::keys::load_server_keys(keys_dir)?;
             tracing::info!(
@@ -147,12 +148,12 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
     let mut sockets = Sockets::bind(&config.client_listen, &config.manager_listen, &security)?;
 
-    let line = serde_json::json!({
-        "client_url": sockets.client_url,
-        "manager_url": sockets.manager_url,
-        "pid": std::process::id(),
-    })
-    .to_string();
+    let line = ReadyLine {
+        client_url: sockets.client_url.clone(),
+        manager_url: sockets.manager_url.clone(),
+        pid: std::process::id(),
+    }
+    .to_line();
     let ready_file = config.run_dir.join("interchange.json");
     if let Err(error) = std::fs::write(&ready_file, format!("{line}\n")) {
         tracing::warn!(path = %ready_file.display(), %error, "cannot write the ready file");
@@ -198,10 +199,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             let context = ProviderContext {
                 manager_url: sockets.manager_url.clone(),
                 run_dir: absolute(&config.run_dir),
-                keys_dir: match &config.security {
-                    Security::Insecure => None,
-                    Security::Curve { keys_dir } => Some(absolute(keys_dir)),
-                },
+                keys_dir: config.security.keys_dir().map(absolute),
                 heartbeat_period: config.heartbeat_period,
                 heartbeat_threshold: config.heartbeat_threshold,
                 wall_clock_at_zero,
@@ -231,6 +229,38 @@ fn absolute(path: &std::path::Path) -> PathBuf {
     std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Feeds the core what arrived on `socket`, at most [`RECV_BUDGET`]
+/// messages, so that the other sockets get their turn.
+fn receive(
+    core: &mut Core,
+    sockets: &mut Sockets,
+    clock: &Clock,
+    socket: Socket,
+) -> Result<(), DaemonError> {
+    for _ in 0..RECV_BUDGET {
+        let received = match socket {
+            Socket::Client => sockets.recv_client()?,
+            Socket::Manager => sockets.recv_manager()?,
+        };
+        let Some((peer, frame)) = received else {
+            break;
+        };
+        tracing::trace!(peer = %peer, n_bytes = frame.len(), ?socket, "message");
+        let now = clock.now();
+        match socket {
+            Socket::Client => match decode_client_frame(&frame) {
+                Ok(message) => core.handle_client_message(now, peer, message),
+                Err(undecodable) => core.handle_undecodable(now, socket, peer, undecodable),
+            },
+            Socket::Manager => match decode_manager_frame(&frame) {
+                Ok(message) => core.handle_manager_message(now, peer, message),
+                Err(undecodable) => core.handle_undecodable(now, socket, peer, undecodable),
+            },
+        }
+    }
+    Ok(())
 }
 
 fn event_loop(
@@ -278,32 +308,12 @@ fn event_loop(
                 tracing::warn!(%error, "ZAP handler failed");
             }
         }
-        if readiness.client {
-            for _ in 0..RECV_BUDGET {
-                let Some((peer, frame)) = sockets.recv_client()? else {
-                    break;
-                };
-                tracing::trace!(peer = %peer, n_bytes = frame.len(), "client message");
-                match decode_client_frame(&frame) {
-                    Ok(message) => core.handle_client_message(clock.now(), peer, message),
-                    Err(undecodable) => {
-                        core.handle_undecodable(clock.now(), Socket::Client, peer, undecodable)
-                    }
-                }
-            }
-        }
-        if readiness.manager {
-            for _ in 0..RECV_BUDGET {
-                let Some((peer, frame)) = sockets.recv_manager()? else {
-                    break;
-                };
-                tracing::trace!(peer = %peer, n_bytes = frame.len(), "manager message");
-                match decode_manager_frame(&frame) {
-                    Ok(message) => core.handle_manager_message(clock.now(), peer, message),
-                    Err(undecodable) => {
-                        core.handle_undecodable(clock.now(), Socket::Manager, peer, undecodable)
-                    }
-                }
+        for (socket, ready) in [
+            (Socket::Client, readiness.client),
+            (Socket::Manager, readiness.manager),
+        ] {
+            if ready {
+                receive(core, sockets, clock, socket)?;
             }
         }
         let now = clock.now();

@@ -1,65 +1,26 @@
 //! Runs the real `interchange` binary: ready line, garbage survived, a
 //! handshake and a `status` answered, `shutdown` ends it with exit code 0.
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use protocol::{Command, FromClient, Reply, ToClient, PROTOCOL_VERSION};
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::process::{Command as Process, ExitStatus, Stdio};
-use std::sync::mpsc;
+use protocol::{Command, FromClient, ReadyLine, Reply, ToClient, PROTOCOL_VERSION};
+use std::path::Path;
 use std::time::Duration;
+use testkit::{read_interchange_ready, Daemon, Launch, Stdout};
 use transport::sockets::{connect_dealer, ClientSecurity};
 use transport::zmq;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The interchange process, in its own process group, killed on drop.
-struct Daemon {
-    pgid: Pid,
-    exited: mpsc::Receiver<std::io::Result<ExitStatus>>,
-    ready_line: mpsc::Receiver<std::io::Result<String>>,
-}
-
-impl Daemon {
-    fn start(run_dir: &std::path::Path, security_args: &[&std::ffi::OsStr]) -> Self {
-        let log = std::fs::File::create(run_dir.join("interchange.log")).expect("create the log");
-        let mut child = Process::new(env!("CARGO_BIN_EXE_interchange"))
-            .args(security_args)
-            .args(["--log-level", "debug", "--run-dir"])
-            .arg(run_dir.join("run"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start the interchange");
-        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (line_sender, ready_line) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let outcome = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            let _ = line_sender.send(outcome);
-        });
-        let (exit_sender, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = exit_sender.send(child.wait());
-        });
-        Self {
-            pgid,
-            exited,
-            ready_line,
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // Gone already if it exited; the error is then expected.
-        let _ = killpg(self.pgid, Signal::SIGKILL);
-        let _ = self.exited.recv_timeout(WAIT);
-    }
+/// Starts the interchange (in its own process group, killed on drop) with
+/// its log and run directory in `dir`, and reads its ready line.
+fn start(dir: &Path, security_args: &[&str]) -> (Daemon, ReadyLine) {
+    let launch = Launch::new("interchange", env!("CARGO_BIN_EXE_interchange"))
+        .args(security_args)
+        .args(["--log-level", "debug", "--run-dir"])
+        .args([dir.join("run")])
+        .stdout(Stdout::Piped);
+    let mut daemon = Daemon::spawn(dir, launch);
+    let ready = read_interchange_ready(&mut daemon, WAIT);
+    (daemon, ready)
 }
 
 fn receive(socket: &zmq::Socket) -> ToClient {
@@ -77,30 +38,26 @@ fn send(socket: &zmq::Socket, message: &FromClient) {
         .expect("send to the interchange");
 }
 
-impl Daemon {
-    /// The ready line, as text and as JSON, read within the timeout.
-    fn ready(&self) -> (String, serde_json::Value) {
-        let line = self
-            .ready_line
-            .recv_timeout(WAIT)
-            .expect("a ready line within the timeout")
-            .expect("read stdout");
-        let ready = serde_json::from_str(&line).expect("the ready line is JSON");
-        (line, ready)
-    }
+/// Sends `hello` and checks that `welcome` comes back.
+fn say_hello(socket: &zmq::Socket) {
+    send(
+        socket,
+        &FromClient::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: "test".to_owned(),
+        },
+    );
+    assert!(matches!(receive(socket), ToClient::Welcome { .. }));
 }
 
 #[test]
 fn survives_garbage_answers_status_and_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let daemon = Daemon::start(dir.path(), &["--insecure".as_ref()]);
-    let (line, ready) = daemon.ready();
-    let client_url = ready["client_url"]
-        .as_str()
-        .expect("client_url is a string");
-    assert!(client_url.starts_with("tcp://127.0.0.1:"), "{line}");
-    assert!(ready["manager_url"].as_str().is_some(), "{line}");
-    assert_eq!(ready["pid"].as_i64(), Some(i64::from(daemon.pgid.as_raw())));
+    let (mut daemon, ready) = start(dir.path(), &["--insecure"]);
+    let client_url = ready.client_url.as_str();
+    assert!(client_url.starts_with("tcp://127.0.0.1:"), "{ready:?}");
+    assert!(!ready.manager_url.is_empty(), "{ready:?}");
+    assert_eq!(ready.pid, daemon.pid());
 
     let context = zmq::Context::new();
     let socket = connect_dealer(&context, client_url, &ClientSecurity::Insecure, None)
@@ -120,14 +77,7 @@ fn survives_garbage_answers_status_and_shuts_down_cleanly() {
         other => panic!("expected an error for garbage, got {other:?}"),
     }
 
-    send(
-        &socket,
-        &FromClient::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_version: "test".to_owned(),
-        },
-    );
-    assert!(matches!(receive(&socket), ToClient::Welcome { .. }));
+    say_hello(&socket);
 
     send(
         &socket,
@@ -161,11 +111,7 @@ fn survives_garbage_answers_status_and_shuts_down_cleanly() {
             reply: Reply::Done { .. }
         }
     ));
-    let status = daemon
-        .exited
-        .recv_timeout(WAIT)
-        .expect("the interchange exits within the timeout")
-        .expect("wait for the interchange");
+    let status = daemon.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
 }
 
@@ -174,21 +120,12 @@ fn with_curve_a_client_holding_the_keys_gets_a_welcome() {
     let dir = tempfile::tempdir().expect("temp dir");
     let keys_dir = dir.path().join("keys");
     transport::keygen(&keys_dir).expect("generate keys");
-    let daemon = Daemon::start(dir.path(), &["--keys-dir".as_ref(), keys_dir.as_os_str()]);
-    let (_, ready) = daemon.ready();
-    let client_url = ready["client_url"]
-        .as_str()
-        .expect("client_url is a string");
+    let keys_arg = keys_dir.display().to_string();
+    let (_daemon, ready) = start(dir.path(), &["--keys-dir", &keys_arg]);
+    let client_url = ready.client_url.as_str();
     let keys = transport::keys::load_client_keys(&keys_dir).expect("load the client keys");
     let context = zmq::Context::new();
     let socket = connect_dealer(&context, client_url, &ClientSecurity::Curve(keys), None)
         .expect("connect a DEALER");
-    send(
-        &socket,
-        &FromClient::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_version: "test".to_owned(),
-        },
-    );
-    assert!(matches!(receive(&socket), ToClient::Welcome { .. }));
+    say_hello(&socket);
 }

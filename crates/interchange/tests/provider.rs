@@ -2,52 +2,32 @@
 //! recording fake `qsub`/`qstat`/`qdel` (tests/fakes/pbs) put first on
 //! PATH, the batch templates run by bash with a recording fake
 //! pool-manager, and the local provider end to end with real pool-managers
-//! on this host (built with cargo if needed).
+//! on this host (`cargo build --workspace --bins` first; the test says so).
 //!
 //! Every wait is bounded; every process is started in its own process group
 //! and killed by it.
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use protocol::{
-    BlockInfo, BlockState, Command, ErrorKind, FromClient, Reply, ResourceRequest, StatusReport,
-    TaskId, TaskResult, TaskState, TaskSubmission, ToClient, PROTOCOL_VERSION,
+    BlockInfo, BlockState, Command, ErrorKind, FromClient, ReadyLine, Reply, ResourceRequest,
+    StatusReport, TaskId, TaskResult, TaskState, TaskSubmission, ToClient, PROTOCOL_VERSION,
 };
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use testkit::{read_interchange_ready, wait_for, Daemon, Launch, Stdout};
 use transport::sockets::{connect_dealer, ClientSecurity};
 use transport::zmq;
 
 const WAIT: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(50);
-
-/// Polls `probe` until it gives `Some`, at most `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(POLL);
-    }
-}
 
 /// The interchange process, in its own process group, killed on drop; its
 /// log is printed if the test fails.
 struct Interchange {
-    pgid: Pid,
-    exited: mpsc::Receiver<std::io::Result<ExitStatus>>,
+    daemon: Daemon,
     client_url: String,
-    log: PathBuf,
 }
 
 impl Interchange {
@@ -56,71 +36,45 @@ impl Interchange {
     fn start(dir: &Path, config: &str, path_first: Option<&Path>, env: &[(&str, &Path)]) -> Self {
         let config_path = dir.join("interchange.toml");
         std::fs::write(&config_path, config).expect("write the config");
-        let log = dir.join("interchange.log");
-        let log_file = std::fs::File::create(&log).expect("create the log");
-        let mut command = Process::new(env!("CARGO_BIN_EXE_interchange"));
-        command
-            .arg("--config")
-            .arg(&config_path)
+        let mut launch = Launch::new("interchange", env!("CARGO_BIN_EXE_interchange"))
+            .args(["--config".as_ref(), config_path.as_os_str()])
             .args(["--log-level", "debug"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .envs(env.iter().copied())
-            .process_group(0);
-        if let Some(first) = path_first {
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            let mut paths = vec![first.to_path_buf()];
-            paths.extend(std::env::split_paths(&path));
-            command.env("PATH", std::env::join_paths(paths).expect("join PATH"));
+            .cwd(dir)
+            .stdout(Stdout::Piped);
+        for (key, value) in env {
+            launch = launch.env(key, value);
         }
-        let mut child = command.spawn().expect("start the interchange");
-        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (line_sender, ready_line) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let outcome = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            let _ = line_sender.send(outcome);
-        });
-        let (exit_sender, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = exit_sender.send(child.wait());
-        });
-        let mut interchange = Self {
-            pgid,
-            exited,
-            client_url: String::new(),
-            log,
-        };
-        let line = match ready_line.recv_timeout(WAIT) {
-            Ok(Ok(line)) if !line.is_empty() => line,
-            other => panic!("no ready line from the interchange: {other:?}"),
-        };
-        let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
-        interchange.client_url = ready["client_url"]
-            .as_str()
-            .expect("client_url is a string")
-            .to_owned();
-        interchange
+        if let Some(first) = path_first {
+            launch = launch.path_first(first);
+        }
+        let mut daemon = Daemon::spawn(dir, launch);
+        let ready = read_interchange_ready(&mut daemon, WAIT);
+        Self {
+            daemon,
+            client_url: ready.client_url,
+        }
     }
 
-    fn wait_exit(&self) -> ExitStatus {
-        self.exited
-            .recv_timeout(WAIT)
-            .expect("the interchange exits within the timeout")
-            .expect("wait for the interchange")
+    fn wait_exit(&mut self) -> ExitStatus {
+        self.daemon.wait_exit(WAIT)
+    }
+
+    /// The `shutdown` command through `client`, answered `done`; then the
+    /// interchange must exit 0.
+    fn shut_down(&mut self, client: &mut Client) {
+        match client.command(Command::Shutdown) {
+            Reply::Done { .. } => {}
+            other => panic!("expected done, got {other:?}"),
+        }
+        let status = self.wait_exit();
+        assert_eq!(status.code(), Some(0), "{status:?}");
     }
 }
 
 impl Drop for Interchange {
     fn drop(&mut self) {
-        // Gone already if it exited; the error is then expected.
-        let _ = killpg(self.pgid, Signal::SIGKILL);
-        let _ = self.exited.recv_timeout(WAIT);
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let log = self.daemon.log();
             eprintln!("---- interchange log ----\n{log}---- end of interchange log ----");
         }
     }
@@ -195,14 +149,8 @@ impl Client {
         let submissions: Vec<TaskSubmission> = tasks
             .iter()
             .map(|(command, num_nodes)| TaskSubmission {
-                task_id: TaskId::new_random(),
-                command: (*command).to_owned(),
                 resources: ResourceRequest::new().with("num_nodes", i64::from(*num_nodes)),
-                env: Default::default(),
-                cwd: None,
-                stdout: None,
-                stderr: None,
-                input: None,
+                ..TaskSubmission::new(TaskId::new_random(), *command)
             })
             .collect();
         let task_ids = submissions.iter().map(|task| task.task_id).collect();
@@ -272,6 +220,42 @@ impl Client {
     }
 }
 
+/// A temporary directory holding a fresh key directory `keys`.
+fn temp_dir_with_keys() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let keys = temp.path().join("keys");
+    transport::keygen(&keys).expect("generate keys");
+    (temp, keys)
+}
+
+/// The state directory `<dir>/<kind>` of the fake batch system `kind`
+/// (`pbs`, `slurm`), created empty.
+fn fake_batch_state(dir: &Path, kind: &str) -> PathBuf {
+    let state = dir.join(kind);
+    std::fs::create_dir(&state).expect("create the fake batch system's directory");
+    state
+}
+
+/// Starts the interchange with `config` and the fake batch system `kind`
+/// first on PATH (its state in `state`), and connects a client.
+fn start_with_fake_batch(
+    dir: &Path,
+    keys: &Path,
+    kind: &str,
+    state: &Path,
+    config: &str,
+) -> (Interchange, Client) {
+    let variable = format!("RHTEX_FAKE_{}", kind.to_uppercase());
+    let interchange = Interchange::start(
+        dir,
+        config,
+        Some(&fakes_dir(kind)),
+        &[(variable.as_str(), state)],
+    );
+    let client = Client::connect(&interchange.client_url, keys);
+    (interchange, client)
+}
+
 fn fakes_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fakes")
@@ -326,6 +310,25 @@ fn run_script(script: &Path, env: &[(&str, &str)]) {
     assert!(status.success(), "{} failed: {status:?}", script.display());
 }
 
+/// Fails unless every one of `lines` is a whole line of `script`.
+fn assert_has_lines(script: &str, lines: &[String]) {
+    for line in lines {
+        assert!(
+            script.lines().any(|script_line| script_line == line),
+            "no line {line:?} in the script:\n{script}"
+        );
+    }
+}
+
+/// The batch job ids of the blocks `status` lists, in its order.
+fn job_ids(report: &StatusReport) -> Vec<String> {
+    report
+        .blocks
+        .iter()
+        .map(|block| block.job_id.clone())
+        .collect()
+}
+
 fn block(report: &StatusReport, block_id: &str) -> Option<BlockInfo> {
     report
         .blocks
@@ -344,12 +347,9 @@ fn lines(path: &Path) -> Vec<String> {
 
 #[test]
 fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let state = dir.join("pbs");
-    std::fs::create_dir(&state).expect("create the fake PBS directory");
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "pbs");
     let pool_manager = fake_pool_manager(dir);
     let config = format!(
         "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
@@ -362,13 +362,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
         keys = keys.display(),
         pool_manager = pool_manager.display(),
     );
-    let interchange = Interchange::start(
-        dir,
-        &config,
-        Some(&fakes_dir("pbs")),
-        &[("RHTEX_FAKE_PBS", &state)],
-    );
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "pbs", &state, &config);
 
     // Larger than a block: refused at once.
     let too_big = client.submit("true", 3);
@@ -414,36 +408,31 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
     let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the submitted script");
     let manager_port = {
         let text = std::fs::read_to_string(run_dir.join("interchange.json")).expect("ready file");
-        let ready: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        let url = ready["manager_url"]
-            .as_str()
-            .expect("manager_url")
-            .to_owned();
-        url.rsplit(':').next().expect("a port").to_owned()
+        let ready = ReadyLine::parse(&text).expect("a ready line");
+        let port = ready.manager_url.rsplit(':').next().expect("a port");
+        port.to_owned()
     };
-    for line in [
-        format!("#PBS -N {}", first.block_id),
-        "#PBS -l select=2".to_owned(),
-        "#PBS -l walltime=00:10:00".to_owned(),
-        "#PBS -q workq".to_owned(),
-        "#PBS -A proj42".to_owned(),
-        format!("#PBS -o {}", output_path.display()),
-        "#PBS -l mem=1gb".to_owned(),
-        "export FROM_WORKER_INIT='module load mpich'".to_owned(),
-        format!("RHTEX_BLOCK_ID='{}'", first.block_id),
-        format!("RHTEX_INTERCHANGE='tcp://gateway.test:{manager_port}'"),
-        format!(
-            "RHTEX_KEYS_DIR='{}'",
-            std::fs::canonicalize(&keys).expect("keys").display()
-        ),
-        format!("RHTEX_POOL_MANAGER='{}'", pool_manager.display()),
-        "RHTEX_LAUNCHER='mpiexec'".to_owned(),
-    ] {
-        assert!(
-            script.lines().any(|script_line| script_line == line),
-            "no line {line:?} in the script:\n{script}"
-        );
-    }
+    assert_has_lines(
+        &script,
+        &[
+            format!("#PBS -N {}", first.block_id),
+            "#PBS -l select=2".to_owned(),
+            "#PBS -l walltime=00:10:00".to_owned(),
+            "#PBS -q workq".to_owned(),
+            "#PBS -A proj42".to_owned(),
+            format!("#PBS -o {}", output_path.display()),
+            "#PBS -l mem=1gb".to_owned(),
+            "export FROM_WORKER_INIT='module load mpich'".to_owned(),
+            format!("RHTEX_BLOCK_ID='{}'", first.block_id),
+            format!("RHTEX_INTERCHANGE='tcp://gateway.test:{manager_port}'"),
+            format!(
+                "RHTEX_KEYS_DIR='{}'",
+                std::fs::canonicalize(&keys).expect("keys").display()
+            ),
+            format!("RHTEX_POOL_MANAGER='{}'", pool_manager.display()),
+            "RHTEX_LAUNCHER='mpiexec'".to_owned(),
+        ],
+    );
     assert!(!script.contains("{{"), "{script}");
 
     // The script, run as PBS would on the lead node, starts the
@@ -520,12 +509,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
     );
 
     // Shutdown deletes the block left (job 2) and the interchange exits.
-    match client.command(Command::Shutdown) {
-        Reply::Done { .. } => {}
-        other => panic!("expected done, got {other:?}"),
-    }
-    let status = interchange.wait_exit();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    interchange.shut_down(&mut client);
     assert_eq!(
         calls_of(&state, "qdel"),
         vec![vec!["qdel".to_owned(), "2.fakepbs".to_owned()]],
@@ -541,25 +525,16 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
 
 #[test]
 fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let state = dir.join("pbs");
-    std::fs::create_dir(&state).expect("create the fake PBS directory");
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "pbs");
     std::fs::write(state.join("qsub-fails"), "").expect("make qsub fail");
     let config = format!(
         "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
          [provider]\nkind = \"pbs\"\npoll_period = 0.2\n",
         keys = keys.display(),
     );
-    let interchange = Interchange::start(
-        dir,
-        &config,
-        Some(&fakes_dir("pbs")),
-        &[("RHTEX_FAKE_PBS", &state)],
-    );
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (interchange, mut client) = start_with_fake_batch(dir, &keys, "pbs", &state, &config);
     client.submit("true", 1);
     let failed = client.wait_status("the failed submission in status", |report| {
         report
@@ -585,25 +560,16 @@ fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
 
 #[test]
 fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let state = dir.join("slurm");
-    std::fs::create_dir(&state).expect("create the fake Slurm directory");
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "slurm");
     let config = format!(
         "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
          [provider]\nkind = \"slurm\"\npartition = \"debug\"\nnodes_per_block = 2\n\
          max_blocks = 2\nmanager_address = \"10.77.0.1\"\npoll_period = 0.2\n",
         keys = keys.display(),
     );
-    let interchange = Interchange::start(
-        dir,
-        &config,
-        Some(&fakes_dir("slurm")),
-        &[("RHTEX_FAKE_SLURM", &state)],
-    );
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
     client.submit("true", 2);
     client.submit("true", 2);
     let pending = client.wait_status("two blocks submitted with sbatch", |report| {
@@ -626,18 +592,16 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
         ]
     );
     let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the script");
-    for line in [
-        format!("#SBATCH --job-name={}", pending.block_id),
-        "#SBATCH --nodes=2".to_owned(),
-        "#SBATCH --partition=debug".to_owned(),
-        "#SBATCH --exclusive".to_owned(),
-        "RHTEX_LAUNCHER='srun'".to_owned(),
-    ] {
-        assert!(
-            script.lines().any(|script_line| script_line == line),
-            "no line {line:?} in the script:\n{script}"
-        );
-    }
+    assert_has_lines(
+        &script,
+        &[
+            format!("#SBATCH --job-name={}", pending.block_id),
+            "#SBATCH --nodes=2".to_owned(),
+            "#SBATCH --partition=debug".to_owned(),
+            "#SBATCH --exclusive".to_owned(),
+            "RHTEX_LAUNCHER='srun'".to_owned(),
+        ],
+    );
     assert!(
         script.contains("RHTEX_INTERCHANGE='tcp://10.77.0.1:"),
         "{script}"
@@ -677,7 +641,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
 
     // SIGTERM: the block left (job 2) is cancelled, and the interchange
     // exits 0. (The backoff held a replacement for job 1 back.)
-    kill(interchange.pgid, Signal::SIGTERM).expect("SIGTERM the interchange");
+    interchange.daemon.signal(Signal::SIGTERM);
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(
@@ -765,46 +729,10 @@ fn the_slurm_template_starts_the_pool_manager_with_the_block_settings() {
 // The local provider
 // ---------------------------------------------------------------------
 
-/// The pool-manager binary: from RHTEX_BIN_DIR, else built with cargo into
-/// this build's target directory.
+/// The pool-manager binary: from RHTEX_BIN_DIR, else next to the
+/// interchange; the test fails with the command to run if it is not built.
 fn pool_manager_binary() -> PathBuf {
-    let interchange = PathBuf::from(env!("CARGO_BIN_EXE_interchange"));
-    let bin_dir = match std::env::var_os("RHTEX_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let bin_dir = interchange.parent().expect("a directory").to_path_buf();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut build = Process::new(cargo);
-            build.args([
-                "build",
-                "--quiet",
-                "-p",
-                "pool-manager",
-                "--bin",
-                "pool-manager",
-            ]);
-            if bin_dir.file_name().is_some_and(|name| name == "release") {
-                build.arg("--release");
-            }
-            let mut child = build
-                .process_group(0)
-                .spawn()
-                .expect("run cargo build -p pool-manager");
-            let status = wait_for(
-                "cargo build -p pool-manager",
-                Duration::from_secs(900),
-                || child.try_wait().expect("wait for cargo"),
-            );
-            assert!(
-                status.success(),
-                "cargo build -p pool-manager failed: {status:?}"
-            );
-            bin_dir
-        }
-    };
-    let path = bin_dir.join("pool-manager");
-    assert!(path.is_file(), "no pool-manager at {}", path.display());
-    path
+    testkit::binary_next_to(Path::new(env!("CARGO_BIN_EXE_interchange")), "pool-manager")
 }
 
 /// Processes whose command line mentions `text` or whose working
@@ -851,16 +779,22 @@ fn local_config(dir: &Path, keys: &Path, pool_manager: &Path, max_blocks: u32) -
     )
 }
 
+/// The interchange with local blocks of real pool-managers (at most
+/// `max_blocks`) and a connected client, in a fresh temporary directory.
+fn start_local(max_blocks: u32) -> (tempfile::TempDir, Interchange, Client) {
+    let pool_manager = pool_manager_binary();
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let config = local_config(dir, &keys, &pool_manager, max_blocks);
+    let interchange = Interchange::start(dir, &config, None, &[]);
+    let client = Client::connect(&interchange.client_url, &keys);
+    (temp, interchange, client)
+}
+
 #[test]
 fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
-    let pool_manager = pool_manager_binary();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let interchange =
-        Interchange::start(dir, &local_config(dir, &keys, &pool_manager, 2), None, &[]);
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (temp, mut interchange, mut client) = start_local(2);
+    let dir = temp.path();
 
     let too_big = client.submit("true", 2);
     assert_eq!(
@@ -883,11 +817,7 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
     }
     let report = client.status();
     assert_eq!(report.blocks.len(), 2, "{:?}", report.blocks);
-    let job_ids: Vec<String> = report
-        .blocks
-        .iter()
-        .map(|block| block.job_id.clone())
-        .collect();
+    let job_ids = job_ids(&report);
     for block in &report.blocks {
         assert_eq!(block.provider, "local");
         assert!(
@@ -927,12 +857,7 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
 
     // Shutdown: the interchange exits 0 and no process of this test's
     // blocks is left, zombie or not.
-    match client.command(Command::Shutdown) {
-        Reply::Done { .. } => {}
-        other => panic!("expected done, got {other:?}"),
-    }
-    let status = interchange.wait_exit();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    interchange.shut_down(&mut client);
     assert!(
         !pid_exists(&third_block.job_id),
         "pool-manager {} left",
@@ -944,14 +869,8 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
 
 #[test]
 fn sigterm_stops_the_local_blocks_with_the_interchange() {
-    let pool_manager = pool_manager_binary();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
-    let keys = dir.join("keys");
-    transport::keygen(&keys).expect("generate keys");
-    let interchange =
-        Interchange::start(dir, &local_config(dir, &keys, &pool_manager, 1), None, &[]);
-    let mut client = Client::connect(&interchange.client_url, &keys);
+    let (temp, mut interchange, mut client) = start_local(1);
+    let dir = temp.path();
     // A task that runs until the block is stopped.
     client.submit("sleep 600", 1);
     let block = client.wait_status("the block's manager runs the task", |report| {
@@ -962,7 +881,7 @@ fn sigterm_stops_the_local_blocks_with_the_interchange() {
     assert_eq!(block.state, BlockState::Connected);
     assert!(pid_exists(&block.job_id));
 
-    kill(interchange.pgid, Signal::SIGTERM).expect("SIGTERM the interchange");
+    interchange.daemon.signal(Signal::SIGTERM);
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(

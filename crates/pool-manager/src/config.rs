@@ -6,6 +6,7 @@ use clap::Parser;
 use protocol::{Launcher, ManagerId};
 use std::path::PathBuf;
 use std::time::Duration;
+pub use transport::Security;
 
 const NODE_HELP: &str = "\
 Node discovery, first that applies:
@@ -121,13 +122,6 @@ pub struct Flags {
     pub log_level: String,
 }
 
-/// Encryption choice.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Security {
-    Insecure,
-    Curve { keys_dir: PathBuf },
-}
-
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -212,7 +206,7 @@ impl Config {
                     .join(".rhtex")
                     .join("keys"),
             };
-            Security::Curve { keys_dir }
+            Security::Curve(keys_dir)
         };
         let block_id = match flags.block_id {
             Some(id) => id,
@@ -319,21 +313,14 @@ mod tests {
             parse(&["--interchange", "tcp://ix:1"], &[("HOME", "/home/u")]).expect("valid");
         assert_eq!(
             config.security,
-            Security::Curve {
-                keys_dir: "/home/u/.rhtex/keys".into()
-            }
+            Security::Curve("/home/u/.rhtex/keys".into())
         );
         let from_env = parse(
             &["--interchange", "tcp://ix:1"],
             &[("HOME", "/home/u"), ("RHTEX_KEYS_DIR", "/shared/keys")],
         )
         .expect("valid");
-        assert_eq!(
-            from_env.security,
-            Security::Curve {
-                keys_dir: "/shared/keys".into()
-            }
-        );
+        assert_eq!(from_env.security, Security::Curve("/shared/keys".into()));
         let insecure = parse(
             &["--interchange", "tcp://ix:1", "--insecure"],
             &[("RHTEX_KEYS_DIR", "/shared/keys")],
@@ -392,12 +379,7 @@ mod tests {
             &[],
         )
         .expect("valid");
-        assert_eq!(
-            config.security,
-            Security::Curve {
-                keys_dir: "/k".into()
-            }
-        );
+        assert_eq!(config.security, Security::Curve("/k".into()));
         assert_eq!(
             config.manager_id.to_string(),
             "67e55044-10b1-426f-9247-bb680e5fe0c8"

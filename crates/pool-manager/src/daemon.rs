@@ -13,9 +13,8 @@ use crate::config::{Config, Security};
 use crate::exit_code;
 use crate::launch::{self, Ended, TaskHandle};
 use crate::nodes::{self, Nodes};
-use crate::transport::{self, Incoming, InterchangeLink};
 use pool_manager_core::{LinkStatus, Output, PoolManager, Settings};
-use protocol::{Registration, TaskId};
+use protocol::{FromManager, Registration, TaskId, ToManager};
 use seam::Time;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -23,6 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::Instrument;
+use transport::{Incoming, MessageLink};
+
+/// The link to the interchange.
+type InterchangeLink = MessageLink<FromManager, ToManager>;
 
 /// How long queued messages (results, goodbye) may take to leave at exit.
 const FLUSH_MS: u32 = 2000;
@@ -50,8 +53,10 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
             "encryption is off (--insecure): anyone who can reach the interchange can read and send tasks"
         );
     }
-    let security =
-        transport::client_security(&config.security).map_err(|error| error.to_string())?;
+    let security = config
+        .security
+        .client_security()
+        .map_err(|error| error.to_string())?;
     let Nodes { nodes, source } =
         nodes::discover_from_system(&config.node_choice).map_err(|error| error.to_string())?;
     tracing::info!(n_nodes = nodes.len(), nodes = %nodes.join(","), source = %source, "block nodes");
@@ -81,7 +86,7 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
         .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         .unwrap_or(1);
     let versions: BTreeMap<String, String> = [
-        ("libzmq".to_owned(), transport::libzmq_version()),
+        ("libzmq".to_owned(), transport::sockets::libzmq_version()),
         ("rhtex".to_owned(), protocol::RHTEX_VERSION.to_owned()),
         (
             "os".to_owned(),
@@ -102,7 +107,8 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
         slots_per_node: Some(config.slots_per_node.unwrap_or(cpu_count).max(1)),
         versions,
     };
-    let link = InterchangeLink::connect(&config.interchange, &security, config.manager_id)
+    let identity = config.manager_id.to_string();
+    let link = InterchangeLink::connect(&config.interchange, &security, Some(identity.as_bytes()))
         .map_err(|error| error.to_string())?;
     tracing::info!(
         interchange = %config.interchange,
@@ -171,7 +177,7 @@ async fn serve(
         (Ok(term), Ok(int)) => (term, int),
         (Err(error), _) | (_, Err(error)) => {
             tracing::error!(%error, "cannot install signal handlers");
-            link.close(0).await;
+            close(link, 0).await;
             return exit_code::USAGE;
         }
     };
@@ -233,7 +239,10 @@ async fn serve(
                 let now = clock.now();
                 match incoming {
                     Some(Incoming::Message(message)) => core.handle_message(now, message),
-                    Some(Incoming::Undecodable) => core.handle_undecodable(now),
+                    Some(Incoming::Undecodable(error)) => {
+                        tracing::warn!(%error, n_undecodable = link.n_undecodable(), "undecodable frame from the interchange; ignored");
+                        core.handle_undecodable(now)
+                    }
                     Some(Incoming::Connected) => core.handle_link(now, LinkStatus::Connected),
                     Some(Incoming::Disconnected) => core.handle_link(now, LinkStatus::Disconnected),
                     Some(Incoming::HandshakeFailed(message)) => core.handle_link(now, LinkStatus::HandshakeFailed(message)),
@@ -268,6 +277,11 @@ async fn serve(
     } else {
         tracing::error!(code, reason = %message, "pool-manager exiting");
     }
-    link.close(FLUSH_MS).await;
+    close(link, FLUSH_MS).await;
     code
+}
+
+/// Closes the link, giving queued messages up to `flush_ms` to leave.
+async fn close(link: InterchangeLink, flush_ms: u32) {
+    let _ = tokio::task::spawn_blocking(move || link.close(flush_ms)).await;
 }

@@ -5,8 +5,8 @@
 //! launcher prefixes and task environments, walltimes, why to stop); this
 //! crate performs what it decides. It finds the block's nodes ([`nodes`]:
 //! the environment and node files, parsed by the core's `hostlist`),
-//! reads the flags ([`config`]), owns the link to the interchange
-//! ([`transport`]), runs each task with `/bin/bash -c` in its own process
+//! reads the flags ([`config`]), owns the link to the interchange (a
+//! `transport::MessageLink`), runs each task with `/bin/bash -c` in its own process
 //! group ([`launch`], the only module that spawns) and maps the core's exit
 //! reason to the process exit code ([`exit_code`]).
 //!
@@ -20,7 +20,6 @@ pub mod config;
 pub mod daemon;
 pub mod launch;
 pub mod nodes;
-pub mod transport;
 
 /// Exit codes of the `pool-manager` binary (the contract in
 /// `docs/ARCHITECTURE.md`).

@@ -2,17 +2,16 @@
 //! socket this test binds on 127.0.0.1 (`--insecure`). Every manager runs
 //! in its own process group, killed on drop; every wait is bounded.
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::{
     ErrorKind, FromManager, ManagerId, ResourceRequest, TaskDispatch, TaskId, TaskResult,
     TaskState, ToManager,
 };
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::{Daemon, Launch};
 use transport::zmq;
 use transport::ServerSecurity;
 
@@ -102,6 +101,23 @@ impl Interchange {
         registration
     }
 
+    /// Sends one task and waits for its result.
+    fn run(&mut self, task: TaskDispatch) -> TaskResult {
+        self.send(&ToManager::RunTasks { tasks: vec![task] });
+        self.expect_result()
+    }
+
+    /// Tells the manager to shut down and waits for its goodbye.
+    fn shut_down(&mut self) -> String {
+        self.send(&ToManager::Shutdown {
+            reason: "test over".into(),
+        });
+        match self.recv_skipping_heartbeats() {
+            FromManager::Goodbye { reason } => reason,
+            other => panic!("expected goodbye, got {other:?}"),
+        }
+    }
+
     fn expect_result(&mut self) -> TaskResult {
         match self.recv_skipping_heartbeats() {
             FromManager::Results { mut results } if results.len() == 1 => results.remove(0),
@@ -110,65 +126,61 @@ impl Interchange {
     }
 }
 
-/// A `pool-manager` process in its own process group, killed on drop.
-struct Manager {
-    child: Child,
-    log: PathBuf,
+/// A `pool-manager` process in its own process group, killed on drop; its
+/// log is printed if the test fails.
+struct ManagerProcess {
+    daemon: Daemon,
 }
 
-impl Manager {
+impl ManagerProcess {
     fn start(dir: &Path, interchange: &str, extra: &[&str]) -> Self {
-        let log = dir.join("pool-manager.log");
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_pool-manager"))
-            .args(["--interchange", interchange, "--insecure"])
-            .arg("--run-dir")
-            .arg(dir.join("run"))
+        let launch = Launch::new("pool-manager", env!("CARGO_BIN_EXE_pool-manager"))
+            .args(["--interchange", interchange, "--insecure", "--run-dir"])
+            .args([dir.join("run")])
             .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .expect("start pool-manager");
-        Self { child, log }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+            .env("RUST_LOG", "debug");
+        Self {
+            daemon: Daemon::spawn(dir, launch),
+        }
     }
 
     /// Waits (bounded) for the process to exit; returns its exit code.
     fn wait(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status
-                    .code()
-                    .unwrap_or_else(|| panic!("killed by a signal: {status:?}"));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pool-manager did not exit within {WAIT:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = self.daemon.wait_exit(WAIT);
+        status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {status:?}"))
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.daemon.log()
     }
 }
 
-impl Drop for Manager {
+impl Drop for ManagerProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = killpg(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- pool-manager log ----\n{}---- end ----",
+                self.log_text()
+            );
         }
     }
+}
+
+/// A scripted interchange and a manager connected to it with `extra`
+/// flags, in a fresh temporary directory.
+fn start_with_interchange(extra: &[&str]) -> (tempfile::TempDir, Interchange, ManagerProcess) {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let interchange = Interchange::bind();
+    let manager = ManagerProcess::start(temp.path(), &interchange.endpoint, extra);
+    (temp, interchange, manager)
+}
+
+/// Fails unless `result` has the error `kind` with exactly `message`.
+fn assert_error(result: &TaskResult, kind: ErrorKind, message: &str) {
+    let error = result.error.as_ref().expect("error");
+    assert_eq!((error.kind, error.message.as_str()), (kind, message));
 }
 
 /// A task placed on `placement` (node index, slots), in that order.
@@ -199,7 +211,7 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
     let temp = tempfile::tempdir().expect("tempdir");
     let mut interchange = Interchange::bind();
     let manager_id = ManagerId::from_u128(0x1234);
-    let mut manager = Manager::start(
+    let mut manager = ManagerProcess::start(
         temp.path(),
         &interchange.endpoint,
         &[
@@ -276,15 +288,12 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
 
     // A failing task, then a clean shutdown.
     let failing = TaskId::from_u128(0xabce);
-    interchange.send(&ToManager::RunTasks {
-        tasks: vec![dispatch(
-            failing,
-            "echo bad >&2; exit 7",
-            ResourceRequest::new().with("num_nodes", 3),
-            &[(0, 3), (1, 3), (2, 3)],
-        )],
-    });
-    let result = interchange.expect_result();
+    let result = interchange.run(dispatch(
+        failing,
+        "echo bad >&2; exit 7",
+        ResourceRequest::new().with("num_nodes", 3),
+        &[(0, 3), (1, 3), (2, 3)],
+    ));
     assert_eq!(
         (result.task_id, result.state, result.exit_code),
         (failing, TaskState::Failed, Some(7))
@@ -295,19 +304,10 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
         "nodes were returned after the first task"
     );
     assert_eq!(result.stderr_tail, b"bad\n");
-    let error = result.error.expect("error");
-    assert_eq!(
-        (error.kind, error.message.as_str()),
-        (ErrorKind::ExitCode, "exited with code 7")
-    );
+    assert_error(&result, ErrorKind::ExitCode, "exited with code 7");
 
-    interchange.send(&ToManager::Shutdown {
-        reason: "test over".into(),
-    });
-    match interchange.recv_skipping_heartbeats() {
-        FromManager::Goodbye { reason } => assert!(reason.contains("test over"), "{reason}"),
-        other => panic!("expected goodbye, got {other:?}"),
-    }
+    let reason = interchange.shut_down();
+    assert!(reason.contains("test over"), "{reason}");
     assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
     let log = manager.log_text();
     assert!(
@@ -320,7 +320,7 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
 fn task_input_and_output_travel_as_bytes_through_files_that_are_removed() {
     let temp = tempfile::tempdir().expect("tempdir");
     let mut interchange = Interchange::bind();
-    let _manager = Manager::start(
+    let _manager = ManagerProcess::start(
         temp.path(),
         &interchange.endpoint,
         &[
@@ -396,13 +396,8 @@ fn task_input_and_output_travel_as_bytes_through_files_that_are_removed() {
 
 #[test]
 fn sigterm_kills_the_running_task_group_and_reports_it() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = Manager::start(
-        temp.path(),
-        &interchange.endpoint,
-        &["--nodes", "n1", "--kill-grace", "2"],
-    );
+    let (temp, mut interchange, mut manager) =
+        start_with_interchange(&["--nodes", "n1", "--kill-grace", "2"]);
     let slots = interchange.accept().slots_per_node.expect("slots per node");
     let pid_file = temp.path().join("task.pid");
     let task_id = TaskId::from_u128(7);
@@ -433,7 +428,7 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
     };
     assert_eq!(killpg(group, None), Ok(()), "the task's group is alive");
 
-    kill(manager.pid(), Signal::SIGTERM).expect("SIGTERM");
+    manager.daemon.signal(Signal::SIGTERM);
     let result = interchange.expect_result();
     assert_eq!(result.task_id, task_id);
     assert_eq!(result.state, TaskState::Failed);
@@ -455,27 +450,18 @@ fn sigterm_kills_the_running_task_group_and_reports_it() {
 
 #[test]
 fn bad_placements_fail_their_task_and_walltime_kills_the_group() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = Manager::start(
-        temp.path(),
-        &interchange.endpoint,
-        &[
-            "--nodes",
-            "n1,n2",
-            "--slots-per-node",
-            "4",
-            "--kill-grace",
-            "5",
-        ],
-    );
+    let (_temp, mut interchange, mut manager) = start_with_interchange(&[
+        "--nodes",
+        "n1,n2",
+        "--slots-per-node",
+        "4",
+        "--kill-grace",
+        "5",
+    ]);
     assert_eq!(interchange.accept().slots_per_node, Some(4));
     // A placement on a node the manager does not have fails that task only.
     let bad = TaskId::from_u128(1);
-    interchange.send(&ToManager::RunTasks {
-        tasks: vec![dispatch(bad, "true", ResourceRequest::new(), &[(5, 4)])],
-    });
-    let result = interchange.expect_result();
+    let result = interchange.run(dispatch(bad, "true", ResourceRequest::new(), &[(5, 4)]));
     assert_eq!((result.task_id, result.state), (bad, TaskState::Failed));
     let error = result.error.expect("error");
     assert_eq!(error.kind, ErrorKind::LaunchFailed);
@@ -490,53 +476,36 @@ fn bad_placements_fail_their_task_and_walltime_kills_the_group() {
     // before the kill grace would escalate) and reported as such; its node
     // is then free for the next task.
     let slow = TaskId::from_u128(2);
-    interchange.send(&ToManager::RunTasks {
-        tasks: vec![dispatch(
-            slow,
-            "sleep 30",
-            ResourceRequest::new().with("walltime", protocol::SpecValue::Float(0.5)),
-            &[(1, 4)],
-        )],
-    });
-    let result = interchange.expect_result();
+    let result = interchange.run(dispatch(
+        slow,
+        "sleep 30",
+        ResourceRequest::new().with("walltime", protocol::SpecValue::Float(0.5)),
+        &[(1, 4)],
+    ));
     assert_eq!((result.task_id, result.state), (slow, TaskState::Failed));
     assert_eq!((result.exit_code, result.signal), (None, Some(15)));
     assert_eq!(result.nodes, vec!["n2"]);
-    let error = result.error.expect("error");
-    assert_eq!(
-        (error.kind, error.message.as_str()),
-        (
-            ErrorKind::WalltimeExceeded,
-            "killed after running longer than its walltime of 0.5 s"
-        )
+    assert_error(
+        &result,
+        ErrorKind::WalltimeExceeded,
+        "killed after running longer than its walltime of 0.5 s",
     );
     let next = TaskId::from_u128(3);
-    interchange.send(&ToManager::RunTasks {
-        tasks: vec![dispatch(
-            next,
-            "echo again",
-            ResourceRequest::new(),
-            &[(1, 4)],
-        )],
-    });
-    let result = interchange.expect_result();
+    let result = interchange.run(dispatch(
+        next,
+        "echo again",
+        ResourceRequest::new(),
+        &[(1, 4)],
+    ));
     assert_eq!((result.task_id, result.state), (next, TaskState::Completed));
     assert_eq!(result.stdout_tail, b"again\n");
-    interchange.send(&ToManager::Shutdown {
-        reason: "test over".into(),
-    });
-    assert!(matches!(
-        interchange.recv_skipping_heartbeats(),
-        FromManager::Goodbye { .. }
-    ));
+    interchange.shut_down();
     assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
 }
 
 #[test]
 fn refused_registration_exits_3() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = Manager::start(temp.path(), &interchange.endpoint, &["--nodes", "n1"]);
+    let (_temp, mut interchange, mut manager) = start_with_interchange(&["--nodes", "n1"]);
     interchange.expect_register();
     interchange.send(&ToManager::Refused {
         reason: "protocol version 1 is not 2".into(),
@@ -552,20 +521,14 @@ fn refused_registration_exits_3() {
 
 #[test]
 fn silent_interchange_exits_4() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let mut interchange = Interchange::bind();
-    let mut manager = Manager::start(
-        temp.path(),
-        &interchange.endpoint,
-        &[
-            "--nodes",
-            "n1",
-            "--heartbeat-period",
-            "0.1",
-            "--heartbeat-threshold",
-            "1",
-        ],
-    );
+    let (_temp, mut interchange, mut manager) = start_with_interchange(&[
+        "--nodes",
+        "n1",
+        "--heartbeat-period",
+        "0.1",
+        "--heartbeat-threshold",
+        "1",
+    ]);
     interchange.expect_register();
     assert_eq!(manager.wait(), 4);
     let log = manager.log_text();
@@ -579,7 +542,7 @@ fn silent_interchange_exits_4() {
 fn node_discovery_failure_exits_2() {
     let temp = tempfile::tempdir().expect("tempdir");
     let missing = temp.path().join("no-such-nodefile");
-    let mut manager = Manager::start(
+    let mut manager = ManagerProcess::start(
         temp.path(),
         "tcp://127.0.0.1:9",
         &["--nodefile", missing.to_str().expect("utf-8 path")],

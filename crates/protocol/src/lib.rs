@@ -11,6 +11,8 @@
 //!   validated ([`TaskResources`]), with the validation rules shared by the
 //!   client library and the interchange.
 //! - [`codec`]: msgpack encoding with named fields, and decoding that never panics.
+//! - [`ready`]: the interchange's ready line ([`ReadyLine`]), JSON on its
+//!   stdout once its sockets are bound.
 //!
 //! `proto/PROTOCOL.md` at the repository root is the normative description of
 //! the wire format; `proto/golden/` holds encoded examples that the tests
@@ -19,11 +21,13 @@
 pub mod codec;
 pub mod ids;
 pub mod messages;
+pub mod ready;
 pub mod spec;
 
 pub use codec::{decode, encode, peek_handshake, DecodeError, Handshake};
 pub use ids::{ManagerId, TaskId};
 pub use messages::*;
+pub use ready::{ReadyLine, ReadyLineError};
 pub use spec::{validate, ResourceRequest, SpecError, SpecValue, TaskResources};
 
 /// Version of the wire protocol. Peers with a different version are refused

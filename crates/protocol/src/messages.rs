@@ -110,6 +110,23 @@ fn default_max_task_output_bytes() -> u64 {
     DEFAULT_MAX_TASK_OUTPUT_BYTES
 }
 
+impl TaskSubmission {
+    /// A serial task (one node, one rank) running `command`, with no extra
+    /// environment, working directory or output files.
+    pub fn new(task_id: TaskId, command: impl Into<String>) -> Self {
+        Self {
+            task_id,
+            command: command.into(),
+            resources: ResourceRequest::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            stdout: None,
+            stderr: None,
+            input: None,
+        }
+    }
+}
+
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -263,19 +280,15 @@ pub struct TaskResult {
 pub const MAX_TAIL_BYTES: usize = 64 * 1024;
 
 impl TaskResult {
-    /// A result for a task that never ran, failed with `kind`.
-    pub fn failed_before_start(task_id: TaskId, kind: ErrorKind, message: String) -> Self {
-        let state = if kind == ErrorKind::Cancelled {
-            TaskState::Cancelled
-        } else {
-            TaskState::Failed
-        };
+    /// A result in `state` that says nothing else: no exit status, error,
+    /// manager, nodes, files, output or times.
+    pub fn new(task_id: TaskId, state: TaskState) -> Self {
         Self {
             task_id,
             state,
             exit_code: None,
             signal: None,
-            error: Some(TaskError { kind, message }),
+            error: None,
             manager_id: None,
             block_id: None,
             nodes: Vec::new(),
@@ -286,6 +299,19 @@ impl TaskResult {
             start_time: None,
             end_time: None,
             output: None,
+        }
+    }
+
+    /// A result for a task that never ran, failed with `kind`.
+    pub fn failed_before_start(task_id: TaskId, kind: ErrorKind, message: String) -> Self {
+        let state = if kind == ErrorKind::Cancelled {
+            TaskState::Cancelled
+        } else {
+            TaskState::Failed
+        };
+        Self {
+            error: Some(TaskError { kind, message }),
+            ..Self::new(task_id, state)
         }
     }
 }

@@ -474,34 +474,16 @@ mod tests {
 
     #[test]
     fn both_counts_must_fit() {
-        check(
+        let two_nodes_of_four = |num_ranks: i64| {
             req()
                 .with("num_nodes", 2)
                 .with("ranks_per_node", 4)
-                .with("num_ranks", 5),
-            Ok((2, 4, 5)),
-        );
-        check(
-            req()
-                .with("num_nodes", 2)
-                .with("ranks_per_node", 4)
-                .with("num_ranks", 8),
-            Ok((2, 4, 8)),
-        );
-        check(
-            req()
-                .with("num_nodes", 2)
-                .with("ranks_per_node", 4)
-                .with("num_ranks", 9),
-            Err("num_ranks must be from 5 to 8"),
-        );
-        check(
-            req()
-                .with("num_nodes", 2)
-                .with("ranks_per_node", 4)
-                .with("num_ranks", 4),
-            Err("num_ranks must be from 5 to 8"),
-        );
+                .with("num_ranks", num_ranks)
+        };
+        check(two_nodes_of_four(5), Ok((2, 4, 5)));
+        check(two_nodes_of_four(8), Ok((2, 4, 8)));
+        check(two_nodes_of_four(9), Err("num_ranks must be from 5 to 8"));
+        check(two_nodes_of_four(4), Err("num_ranks must be from 5 to 8"));
     }
 
     #[test]

@@ -82,16 +82,7 @@ fn submission_mpi() -> TaskSubmission {
 }
 
 fn submission_serial() -> TaskSubmission {
-    TaskSubmission {
-        task_id: TASK_2,
-        command: "hostname".into(),
-        resources: ResourceRequest::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
-    }
+    TaskSubmission::new(TASK_2, "hostname")
 }
 
 fn result_full() -> TaskResult {
@@ -117,70 +108,62 @@ fn result_full() -> TaskResult {
     }
 }
 
-fn result_completed() -> TaskResult {
+/// A result of a task that ran `seconds` from [`START_TIME`] on `node` of
+/// block 48213, its output in the run directory; nothing else said.
+fn ran_on_one_node(
+    task_id: TaskId,
+    state: TaskState,
+    node: &str,
+    stdout_tail: &[u8],
+    seconds: f64,
+) -> TaskResult {
     TaskResult {
-        task_id: TASK_2,
-        state: TaskState::Completed,
-        exit_code: Some(0),
-        signal: None,
-        error: None,
         manager_id: Some(MANAGER),
         block_id: Some("48213".into()),
-        nodes: vec!["nid001".into()],
-        stdout_path: Some(format!("rhtex-run/tasks/{TASK_2}.stdout")),
-        stderr_path: Some(format!("rhtex-run/tasks/{TASK_2}.stderr")),
-        stdout_tail: b"nid001\n".to_vec(),
-        stderr_tail: Vec::new(),
+        nodes: vec![node.into()],
+        stdout_path: Some(format!("rhtex-run/tasks/{task_id}.stdout")),
+        stderr_path: Some(format!("rhtex-run/tasks/{task_id}.stderr")),
+        stdout_tail: stdout_tail.to_vec(),
         start_time: Some(START_TIME),
-        end_time: Some(START_TIME + 0.5),
+        end_time: Some(START_TIME + seconds),
+        ..TaskResult::new(task_id, state)
+    }
+}
+
+fn result_completed() -> TaskResult {
+    TaskResult {
+        exit_code: Some(0),
         output: Some(OUTPUT.to_vec()),
+        ..ran_on_one_node(TASK_2, TaskState::Completed, "nid001", b"nid001\n", 0.5)
     }
 }
 
 fn result_walltime() -> TaskResult {
     TaskResult {
-        task_id: TASK_4,
-        state: TaskState::Failed,
-        exit_code: None,
         signal: Some(15),
         error: Some(TaskError {
             kind: ErrorKind::WalltimeExceeded,
             message: "killed after running longer than its walltime of 60 s".into(),
         }),
-        manager_id: Some(MANAGER),
-        block_id: Some("48213".into()),
-        nodes: vec!["nid003".into()],
-        stdout_path: Some(format!("rhtex-run/tasks/{TASK_4}.stdout")),
-        stderr_path: Some(format!("rhtex-run/tasks/{TASK_4}.stderr")),
-        stdout_tail: b"iteration 5812\n".to_vec(),
-        stderr_tail: Vec::new(),
-        start_time: Some(START_TIME),
-        end_time: Some(START_TIME + 60.25),
-        output: None,
+        ..ran_on_one_node(
+            TASK_4,
+            TaskState::Failed,
+            "nid003",
+            b"iteration 5812\n",
+            60.25,
+        )
     }
 }
 
 fn result_output_too_large() -> TaskResult {
     TaskResult {
-        task_id: TASK_3,
-        state: TaskState::Failed,
         exit_code: Some(0),
-        signal: None,
         error: Some(TaskError {
             kind: ErrorKind::OutputTooLarge,
             message: "the task's output file has 20000000 bytes; max_task_output_bytes is 16777216"
                 .into(),
         }),
-        manager_id: Some(MANAGER),
-        block_id: Some("48213".into()),
-        nodes: vec!["nid004".into()],
-        stdout_path: Some(format!("rhtex-run/tasks/{TASK_3}.stdout")),
-        stderr_path: Some(format!("rhtex-run/tasks/{TASK_3}.stderr")),
-        stdout_tail: Vec::new(),
-        stderr_tail: Vec::new(),
-        start_time: Some(START_TIME),
-        end_time: Some(START_TIME + 2.0),
-        output: None,
+        ..ran_on_one_node(TASK_3, TaskState::Failed, "nid004", b"", 2.0)
     }
 }
 
@@ -590,61 +573,52 @@ fn to_manager_golden() {
     check_all(to_manager_cases());
 }
 
+/// Checks that the lenient golden file `name` decodes to `expected`.
+fn check_lenient<T: DeserializeOwned + PartialEq + Debug>(
+    name: &'static str,
+    expected: T,
+) -> &'static str {
+    assert_eq!(decode::<T>(&read_golden(name)), Ok(expected), "{name}");
+    name
+}
+
 fn lenient_cases() -> Vec<&'static str> {
-    let hello = "lenient.from_client.hello";
-    assert_eq!(
-        decode::<FromClient>(&read_golden(hello)),
-        Ok(FromClient::Hello {
+    let hello = check_lenient::<FromClient>(
+        "lenient.from_client.hello",
+        FromClient::Hello {
             protocol_version: PROTOCOL_VERSION,
             client_version: String::new(),
-        }),
-        "{hello}"
+        },
     );
 
-    let submit = "lenient.from_client.submit";
-    assert_eq!(
-        decode::<FromClient>(&read_golden(submit)),
-        Ok(FromClient::Submit {
+    let submit = check_lenient::<FromClient>(
+        "lenient.from_client.submit",
+        FromClient::Submit {
             request_id: 10,
-            tasks: vec![TaskSubmission {
-                task_id: TASK_2,
-                command: "echo hi".into(),
-                resources: ResourceRequest::new(),
-                env: BTreeMap::new(),
-                cwd: None,
-                stdout: None,
-                stderr: None,
-                input: None,
-            }],
-        }),
-        "{submit}"
+            tasks: vec![TaskSubmission::new(TASK_2, "echo hi")],
+        },
     );
 
-    let watch = "lenient.from_client.watch";
-    assert_eq!(
-        decode::<FromClient>(&read_golden(watch)),
-        Ok(FromClient::Watch {
+    let watch = check_lenient::<FromClient>(
+        "lenient.from_client.watch",
+        FromClient::Watch {
             request_id: 11,
             task_ids: vec![TASK_1, TASK_2],
-        }),
-        "{watch}"
+        },
     );
 
-    let registered = "lenient.to_manager.registered";
-    assert_eq!(
-        decode::<ToManager>(&read_golden(registered)),
-        Ok(ToManager::Registered {
+    let registered = check_lenient::<ToManager>(
+        "lenient.to_manager.registered",
+        ToManager::Registered {
             interchange_version: RHTEX_VERSION.into(),
             heartbeat_period: 30.0,
             max_task_output_bytes: MIB_16,
-        }),
-        "{registered}"
+        },
     );
 
-    let register = "lenient.from_manager.register";
-    assert_eq!(
-        decode::<FromManager>(&read_golden(register)),
-        Ok(FromManager::Register(Registration {
+    let register = check_lenient::<FromManager>(
+        "lenient.from_manager.register",
+        FromManager::Register(Registration {
             protocol_version: PROTOCOL_VERSION,
             manager_id: MANAGER,
             block_id: "local".into(),
@@ -655,14 +629,12 @@ fn lenient_cases() -> Vec<&'static str> {
             cpu_count: 0,
             slots_per_node: None,
             versions: BTreeMap::new(),
-        })),
-        "{register}"
+        }),
     );
 
-    let run_tasks = "lenient.to_manager.run_tasks";
-    assert_eq!(
-        decode::<ToManager>(&read_golden(run_tasks)),
-        Ok(ToManager::RunTasks {
+    let run_tasks = check_lenient::<ToManager>(
+        "lenient.to_manager.run_tasks",
+        ToManager::RunTasks {
             tasks: vec![TaskDispatch {
                 task_id: TASK_2,
                 command: "hostname".into(),
@@ -674,33 +646,17 @@ fn lenient_cases() -> Vec<&'static str> {
                 stderr: None,
                 input: None,
             }],
-        }),
-        "{run_tasks}"
+        },
     );
 
-    let results = "lenient.from_manager.results";
-    assert_eq!(
-        decode::<FromManager>(&read_golden(results)),
-        Ok(FromManager::Results {
+    let results = check_lenient::<FromManager>(
+        "lenient.from_manager.results",
+        FromManager::Results {
             results: vec![TaskResult {
-                task_id: TASK_2,
-                state: TaskState::Completed,
                 exit_code: Some(0),
-                signal: None,
-                error: None,
-                manager_id: None,
-                block_id: None,
-                nodes: Vec::new(),
-                stdout_path: None,
-                stderr_path: None,
-                stdout_tail: Vec::new(),
-                stderr_tail: Vec::new(),
-                start_time: None,
-                end_time: None,
-                output: None,
+                ..TaskResult::new(TASK_2, TaskState::Completed)
             }],
-        }),
-        "{results}"
+        },
     );
     vec![
         hello, submit, watch, registered, register, run_tasks, results,

@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+mod seconds;
+pub use seconds::seconds_text;
+
 /// A point on the shell's monotonic clock, in milliseconds since the core
 /// was created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -7,7 +7,8 @@
 //! key the interchange refused, a security mismatch). Everything that
 //! arrives is delivered as a [`LinkEvent`] on a tokio channel.
 
-use crate::sockets::{connect_dealer, zmq_error, ClientSecurity, TransportError};
+use crate::sockets::{bind, connect, connect_dealer, zmq_error, ClientSecurity, TransportError};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
@@ -69,22 +70,13 @@ impl Link {
             .socket(zmq::PULL)
             .map_err(zmq_error("create the link's control socket"))?;
         pull.set_linger(0).map_err(zmq_error("set LINGER"))?;
-        pull.bind(&control_endpoint)
-            .map_err(|source| TransportError::Bind {
-                endpoint: control_endpoint.clone(),
-                source,
-            })?;
+        bind(&pull, &control_endpoint)?;
         let control = context
             .socket(zmq::PUSH)
             .map_err(zmq_error("create the link's control socket"))?;
         control.set_linger(0).map_err(zmq_error("set LINGER"))?;
         control.set_sndhwm(0).map_err(zmq_error("set SNDHWM"))?;
-        control
-            .connect(&control_endpoint)
-            .map_err(|source| TransportError::Connect {
-                endpoint: control_endpoint.clone(),
-                source,
-            })?;
+        connect(&control, &control_endpoint)?;
 
         let dealer = connect_dealer(&context, endpoint, security, identity)?;
         let events = zmq::SocketEvent::CONNECTED as i32
@@ -100,12 +92,7 @@ impl Link {
             .socket(zmq::PAIR)
             .map_err(zmq_error("create the monitor socket"))?;
         monitor.set_linger(0).map_err(zmq_error("set LINGER"))?;
-        monitor
-            .connect(&monitor_endpoint)
-            .map_err(|source| TransportError::Connect {
-                endpoint: monitor_endpoint.clone(),
-                source,
-            })?;
+        connect(&monitor, &monitor_endpoint)?;
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let peer = endpoint.to_owned();
@@ -179,18 +166,33 @@ fn run(
     secure: bool,
     peer: &str,
 ) -> Result<(), TransportError> {
+    // Frames handed over by the sender that the DEALER has not taken yet.
+    // A DEALER with no attached peer (say, after the interchange refused
+    // our key) would block a plain send for ever, and with it this thread
+    // and everyone waiting to stop it; so frames are sent without waiting,
+    // and kept here while the DEALER cannot take them.
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
     loop {
+        let dealer_interest = if pending.is_empty() {
+            zmq::POLLIN
+        } else {
+            zmq::POLLIN | zmq::POLLOUT
+        };
         let mut items = [
-            dealer.as_poll_item(zmq::POLLIN),
+            dealer.as_poll_item(dealer_interest),
             control.as_poll_item(zmq::POLLIN),
             monitor.as_poll_item(zmq::POLLIN),
         ];
         zmq::poll(&mut items, -1).map_err(zmq_error("poll the link sockets"))?;
-        let (dealer_ready, control_ready, monitor_ready) = (
+        let (dealer_ready, dealer_writable, control_ready, monitor_ready) = (
             items[0].is_readable(),
+            items[0].is_writable(),
             items[1].is_readable(),
             items[2].is_readable(),
         );
+        if dealer_writable {
+            flush(dealer, &mut pending)?;
+        }
 
         if dealer_ready {
             loop {
@@ -225,13 +227,15 @@ fn run(
                 };
                 match frames.first().map(Vec::as_slice) {
                     Some(TAG_SEND) => {
-                        if let Some(frame) = frames.get(1) {
-                            dealer
-                                .send(frame.as_slice(), 0)
-                                .map_err(zmq_error("send to the peer"))?;
+                        if let Some(frame) = frames.into_iter().nth(1) {
+                            pending.push_back(frame);
+                            flush(dealer, &mut pending)?;
                         }
                     }
                     Some(TAG_STOP) => {
+                        // What the DEALER can still take leaves within the
+                        // flush time; the rest is dropped.
+                        flush(dealer, &mut pending)?;
                         let flush_ms = frames
                             .get(1)
                             .and_then(|raw| <[u8; 4]>::try_from(raw.as_slice()).ok())
@@ -277,4 +281,24 @@ fn run(
             }
         }
     }
+}
+
+/// Hands queued frames to the DEALER, in order, as long as it takes them
+/// without blocking.
+fn flush(dealer: &zmq::Socket, pending: &mut VecDeque<Vec<u8>>) -> Result<(), TransportError> {
+    while let Some(frame) = pending.front() {
+        match dealer.send(frame.as_slice(), zmq::DONTWAIT) {
+            Ok(()) => {
+                pending.pop_front();
+            }
+            Err(zmq::Error::EAGAIN) => break,
+            Err(source) => {
+                return Err(TransportError::Zmq {
+                    what: "send to the peer",
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }

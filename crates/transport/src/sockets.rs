@@ -5,7 +5,7 @@
 //! CURVE server on all its sockets; pool-managers and clients are CURVE
 //! clients that hold the server's public key.
 
-use crate::keys::{ClientKeys, ServerKeys};
+pub use crate::security::{ClientSecurity, ServerSecurity};
 
 /// High-water mark (messages) on every socket. Large, because a full queue
 /// would drop (DEALER) or refuse (ROUTER_MANDATORY) messages; memory is
@@ -14,22 +14,6 @@ const HIGH_WATER_MARK: i32 = 1_000_000;
 
 /// The ZAP domain the interchange's sockets use.
 pub const ZAP_DOMAIN: &str = "rhtex";
-
-/// Encryption on a listening (server) socket.
-#[derive(Clone, Debug)]
-pub enum ServerSecurity {
-    /// No encryption, no authentication (`--insecure`).
-    Insecure,
-    Curve(ServerKeys),
-}
-
-/// Encryption on a connecting (client) socket.
-#[derive(Clone, Debug)]
-pub enum ClientSecurity {
-    /// No encryption (`--insecure`).
-    Insecure,
-    Curve(ClientKeys),
-}
 
 /// Failures to set up ZeroMQ sockets.
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +24,10 @@ pub enum TransportError {
          or run with --insecure on a trusted network"
     )]
     NoCurve,
-    #[error("cannot bind {endpoint}: {source}")]
-    Bind {
-        endpoint: String,
-        source: zmq::Error,
-    },
-    #[error("cannot connect to {endpoint}: {source}")]
-    Connect {
+    /// Binding (`bind`) or connecting (`connect to`) failed.
+    #[error("cannot {action} {endpoint}: {source}")]
+    Endpoint {
+        action: &'static str,
         endpoint: String,
         source: zmq::Error,
     },
@@ -55,10 +36,39 @@ pub enum TransportError {
         what: &'static str,
         source: zmq::Error,
     },
+    /// The CURVE keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 pub(crate) fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {
     move |source| TransportError::Zmq { what, source }
+}
+
+/// Binds `socket` to `endpoint`.
+pub(crate) fn bind(socket: &zmq::Socket, endpoint: &str) -> Result<(), TransportError> {
+    socket
+        .bind(endpoint)
+        .map_err(endpoint_error("bind", endpoint))
+}
+
+/// Connects `socket` to `endpoint`.
+pub(crate) fn connect(socket: &zmq::Socket, endpoint: &str) -> Result<(), TransportError> {
+    socket
+        .connect(endpoint)
+        .map_err(endpoint_error("connect to", endpoint))
+}
+
+fn endpoint_error(
+    action: &'static str,
+    endpoint: &str,
+) -> impl FnOnce(zmq::Error) -> TransportError {
+    let endpoint = endpoint.to_owned();
+    move |source| TransportError::Endpoint {
+        action,
+        endpoint,
+        source,
+    }
 }
 
 /// Fails with a clear message when libzmq was built without CURVE.
@@ -76,7 +86,13 @@ pub fn libzmq_version() -> String {
     format!("{major}.{minor}.{patch}")
 }
 
-fn common_options(socket: &zmq::Socket) -> Result<(), TransportError> {
+/// A new socket of `kind` with the options every rhtex socket has.
+fn new_socket(
+    context: &zmq::Context,
+    kind: zmq::SocketType,
+    what: &'static str,
+) -> Result<zmq::Socket, TransportError> {
+    let socket = context.socket(kind).map_err(zmq_error(what))?;
     socket.set_linger(0).map_err(zmq_error("set LINGER"))?;
     socket.set_ipv6(true).map_err(zmq_error("set IPV6"))?;
     socket
@@ -85,7 +101,7 @@ fn common_options(socket: &zmq::Socket) -> Result<(), TransportError> {
     socket
         .set_rcvhwm(HIGH_WATER_MARK)
         .map_err(zmq_error("set RCVHWM"))?;
-    Ok(())
+    Ok(socket)
 }
 
 /// A ROUTER bound to `endpoint`, as CURVE server unless insecure. Returns
@@ -99,10 +115,7 @@ pub fn bind_router(
     endpoint: &str,
     security: &ServerSecurity,
 ) -> Result<(zmq::Socket, String), TransportError> {
-    let socket = context
-        .socket(zmq::ROUTER)
-        .map_err(zmq_error("create a ROUTER socket"))?;
-    common_options(&socket)?;
+    let socket = new_socket(context, zmq::ROUTER, "create a ROUTER socket")?;
     socket
         .set_router_mandatory(true)
         .map_err(zmq_error("set ROUTER_MANDATORY"))?;
@@ -122,12 +135,7 @@ pub fn bind_router(
             .set_zap_domain(ZAP_DOMAIN)
             .map_err(zmq_error("set the ZAP domain"))?;
     }
-    socket
-        .bind(endpoint)
-        .map_err(|source| TransportError::Bind {
-            endpoint: endpoint.to_owned(),
-            source,
-        })?;
+    bind(&socket, endpoint)?;
     let bound = socket
         .get_last_endpoint()
         .map_err(zmq_error("read the bound endpoint"))?
@@ -156,10 +164,7 @@ pub fn connect_dealer(
     security: &ClientSecurity,
     identity: Option<&[u8]>,
 ) -> Result<zmq::Socket, TransportError> {
-    let socket = context
-        .socket(zmq::DEALER)
-        .map_err(zmq_error("create a DEALER socket"))?;
-    common_options(&socket)?;
+    let socket = new_socket(context, zmq::DEALER, "create a DEALER socket")?;
     if let Some(identity) = identity {
         socket
             .set_identity(identity)
@@ -176,12 +181,7 @@ pub fn connect_dealer(
             .set_curve_secretkey(&keys.client.secret)
             .map_err(zmq_error("set the CURVE secret key"))?;
     }
-    socket
-        .connect(endpoint)
-        .map_err(|source| TransportError::Connect {
-            endpoint: endpoint.to_owned(),
-            source,
-        })?;
+    connect(&socket, endpoint)?;
     Ok(socket)
 }
 

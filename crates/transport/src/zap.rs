@@ -7,7 +7,7 @@
 //! [`ZapHandler::handle_pending`] when it is readable.
 
 use crate::keys::z85;
-use crate::sockets::{zmq_error, TransportError};
+use crate::sockets::{bind, zmq_error, TransportError};
 use std::collections::HashSet;
 
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
@@ -39,12 +39,7 @@ impl ZapHandler {
             .socket(zmq::REP)
             .map_err(zmq_error("create the ZAP socket"))?;
         socket.set_linger(0).map_err(zmq_error("set LINGER"))?;
-        socket
-            .bind(ZAP_ENDPOINT)
-            .map_err(|source| TransportError::Bind {
-                endpoint: ZAP_ENDPOINT.to_owned(),
-                source,
-            })?;
+        bind(&socket, ZAP_ENDPOINT)?;
         Ok(Self {
             socket,
             allowed,

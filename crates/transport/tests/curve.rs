@@ -100,3 +100,41 @@ async fn known_key_is_admitted_and_unknown_key_is_refused() {
     let n_refused = server.join().expect("server thread");
     assert!(n_refused >= 1);
 }
+
+/// A client whose key was refused has no peer to give frames to: queuing
+/// many more than the DEALER's high-water mark, then closing, must still
+/// end within a bound (a blocking send in the link thread used to hang
+/// `close` for ever).
+#[tokio::test]
+async fn a_refused_link_stops_however_many_frames_wait() {
+    check_curve().expect("libzmq must have CURVE");
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("keys");
+    keygen(&dir).expect("keygen");
+    let (endpoint, stop, server) = start_echo_server(&dir);
+
+    let stranger = ClientKeys {
+        server_public: load_client_keys(&dir).expect("keys").server_public,
+        client: KeyPair::generate().expect("pair"),
+    };
+    let (sender, mut events) =
+        Link::start(&endpoint, &ClientSecurity::Curve(stranger), None).expect("link");
+    sender.send(b"ping").expect("send");
+    loop {
+        match next_event(&mut events).await {
+            LinkEvent::HandshakeFailed(_) => break,
+            LinkEvent::Disconnected => {}
+            other => panic!("a stranger must not get through, got {other:?}"),
+        }
+    }
+    for index in 0..5_000u32 {
+        sender.send(&index.to_le_bytes()).expect("queue a frame");
+    }
+    let closing = tokio::task::spawn_blocking(move || sender.close(0));
+    tokio::time::timeout(Duration::from_secs(20), closing)
+        .await
+        .expect("the refused link did not stop within 20 s")
+        .expect("the closing task panicked");
+    drop(stop);
+    server.join().expect("server thread");
+}

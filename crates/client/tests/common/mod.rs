@@ -5,14 +5,15 @@ use std::path::Path;
 
 /// Starts a real interchange with fresh CURVE keys under `dir/keys`.
 pub async fn start_interchange(dir: &Path) -> LocalInterchange {
+    // The interchange is looked up next to the test's binaries.
+    testkit::with_binaries_next_to(
+        env!("CARGO_BIN_EXE_rhtex").into(),
+        &[client::local::INTERCHANGE_PROGRAM],
+    );
     let keys = dir.join("keys");
     transport::keygen(&keys).expect("keygen");
-    let options = match InterchangeOptions::local(&dir.join("run"), Some(&keys)) {
-        Ok(options) => options,
-        Err(error) => {
-            panic!("{error}\n(build the daemons first: cargo build -p interchange -p pool-manager)")
-        }
-    };
+    let options = InterchangeOptions::local(&dir.join("run"), Some(&keys))
+        .unwrap_or_else(|error| panic!("{error}"));
     LocalInterchange::start(&options)
         .await
         .unwrap_or_else(|error| panic!("cannot start the interchange: {error}"))

@@ -31,6 +31,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use transport::Security;
 
 /// How often a wait for a child process looks at it.
 const CHILD_POLL: Duration = Duration::from_millis(10);
@@ -387,14 +388,7 @@ impl Worker {
                 }
             }
             ProviderKind::Pbs => {
-                let output = run_command_any_status("qstat", job_ids, timeout)?;
-                if !output.status.success() && !pbs_says_gone(&output.stderr) {
-                    return Err(CommandError::Failed {
-                        command: command_line("qstat", job_ids),
-                        status: describe(output.status),
-                        stderr: output.stderr,
-                    });
-                }
+                let output = run_pbs("qstat", job_ids, timeout)?;
                 parse_qstat(&output.stdout, job_ids)
             }
         };
@@ -450,14 +444,7 @@ impl Worker {
                 Err(error) => return Err(error),
             },
             ProviderKind::Pbs => {
-                let output = run_command_any_status("qdel", job_ids, timeout)?;
-                if !output.status.success() && !pbs_says_gone(&output.stderr) {
-                    return Err(CommandError::Failed {
-                        command: command_line("qdel", job_ids),
-                        status: describe(output.status),
-                        stderr: output.stderr,
-                    });
-                }
+                run_pbs("qdel", job_ids, timeout)?;
             }
         }
         for job_id in job_ids {
@@ -514,24 +501,22 @@ impl Worker {
 /// The pool-manager's arguments for a local block (the batch templates
 /// compose the same from their variables).
 pub fn local_arguments(values: &ScriptValues) -> Vec<String> {
-    let mut arguments = vec![
-        "--interchange".to_owned(),
-        values.interchange.clone(),
-        "--block-id".to_owned(),
-        values.block_id.clone(),
-        "--launcher".to_owned(),
-        values.launcher.clone(),
-        "--run-dir".to_owned(),
-        values.run_dir.clone(),
-        "--heartbeat-period".to_owned(),
-        values.heartbeat_period.clone(),
-        "--heartbeat-threshold".to_owned(),
-        values.heartbeat_threshold.clone(),
-    ];
-    match &values.keys_dir {
-        Some(keys_dir) => arguments.extend(["--keys-dir".to_owned(), keys_dir.clone()]),
-        None => arguments.push("--insecure".to_owned()),
-    }
+    let mut arguments: Vec<String> = [
+        ("--interchange", &values.interchange),
+        ("--block-id", &values.block_id),
+        ("--launcher", &values.launcher),
+        ("--run-dir", &values.run_dir),
+        ("--heartbeat-period", &values.heartbeat_period),
+        ("--heartbeat-threshold", &values.heartbeat_threshold),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value.clone()])
+    .collect();
+    let security = match &values.keys_dir {
+        Some(keys_dir) => Security::Curve(PathBuf::from(keys_dir)),
+        None => Security::Insecure,
+    };
+    arguments.extend(security.flags());
     if values.nodes > 1 {
         // This host, once per node of the block.
         let hosts = vec!["localhost"; values.nodes as usize].join(",");
@@ -626,6 +611,24 @@ pub fn parse_qstat(stdout: &str, job_ids: &[String]) -> Vec<(String, JobState)> 
         states.push((asked.clone(), state));
     }
     states
+}
+
+/// Runs the PBS command `program` about `job_ids`; fails unless it
+/// succeeds or PBS says the jobs are gone.
+fn run_pbs(
+    program: &str,
+    job_ids: &[String],
+    timeout: Duration,
+) -> Result<CommandOutput, CommandError> {
+    let output = run_command_any_status(program, job_ids, timeout)?;
+    if !output.status.success() && !pbs_says_gone(&output.stderr) {
+        return Err(CommandError::Failed {
+            command: command_line(program, job_ids),
+            status: describe(output.status),
+            stderr: output.stderr,
+        });
+    }
+    Ok(output)
 }
 
 /// PBS's ways of saying a job is gone.
@@ -754,6 +757,12 @@ fn collect(receiver: mpsc::Receiver<Vec<u8>>) -> String {
 mod tests {
     use super::*;
 
+    /// A job that ended, as the batch system described it.
+    fn ended(job_id: &str, detail: &str) -> (String, JobState) {
+        let detail = Some(detail.to_owned());
+        (job_id.to_owned(), JobState::Ended { detail })
+    }
+
     fn ids(list: &[&str]) -> Vec<String> {
         list.iter().map(|id| (*id).to_owned()).collect()
     }
@@ -779,18 +788,8 @@ mod tests {
             vec![
                 ("11".to_owned(), JobState::Pending),
                 ("12".to_owned(), JobState::Running),
-                (
-                    "13".to_owned(),
-                    JobState::Ended {
-                        detail: Some("COMPLETED".to_owned())
-                    }
-                ),
-                (
-                    "14".to_owned(),
-                    JobState::Ended {
-                        detail: Some("CANCELLED".to_owned())
-                    }
-                ),
+                ended("13", "COMPLETED"),
+                ended("14", "CANCELLED"),
                 ("15".to_owned(), JobState::Running),
             ]
         );
@@ -815,12 +814,7 @@ mod tests {
             vec![
                 ("101.pbs-server-long-name".to_owned(), JobState::Running),
                 ("102.pbs-server".to_owned(), JobState::Pending),
-                (
-                    "103.pbs-server".to_owned(),
-                    JobState::Ended {
-                        detail: Some("state F".to_owned())
-                    }
-                ),
+                ended("103.pbs-server", "state F"),
             ]
         );
     }

@@ -19,7 +19,7 @@ pub mod script;
 
 use self::batch::{Answer, BatchShell, ShellSettings};
 use self::script::ScriptValues;
-use crate::config::{binds_every_interface, ProviderConfig, ProviderKind};
+use crate::config::{ProviderConfig, ProviderKind};
 use interchange_core::provider::{Action, ProviderCore, ProviderSettings};
 use interchange_core::Core;
 use protocol::UnixTime;
@@ -93,9 +93,7 @@ pub fn block_url(manager_url: &str, manager_address: Option<&str>, kind: Provide
             format!("[{address}]")
         }
         Some(address) => address.to_owned(),
-        None if kind == ProviderKind::Local && binds_every_interface(manager_url) => {
-            "127.0.0.1".to_owned()
-        }
+        None if kind == ProviderKind::Local => return transport::connectable_url(manager_url),
         None => return manager_url.to_owned(),
     };
     match (manager_url.strip_prefix("tcp://"), manager_url.rfind(':')) {
@@ -114,15 +112,6 @@ pub fn max_block_nodes(configured: Option<u32>, provider: Option<&ProviderConfig
     ) {
         (Some(configured), Some(per_block)) => Some(configured.min(per_block)),
         (configured, per_block) => configured.or(per_block),
-    }
-}
-
-fn seconds_text(duration: Duration) -> String {
-    let seconds = duration.as_secs_f64();
-    if seconds.fract() == 0.0 {
-        format!("{seconds:.0}")
-    } else {
-        format!("{seconds}")
     }
 }
 
@@ -197,8 +186,8 @@ impl Provider {
                     .map(|path| path.display().to_string()),
                 pool_manager: config.pool_manager.display().to_string(),
                 launcher: config.launcher.as_str().to_owned(),
-                heartbeat_period: seconds_text(context.heartbeat_period),
-                heartbeat_threshold: seconds_text(context.heartbeat_threshold),
+                heartbeat_period: seam::seconds_text(context.heartbeat_period),
+                heartbeat_threshold: seam::seconds_text(context.heartbeat_threshold),
                 ..ScriptValues::default()
             },
             command_timeout: COMMAND_TIMEOUT,

@@ -3,10 +3,15 @@
 //! Dropping a [`Daemon`] sends SIGKILL to its whole process group and reaps
 //! the child (PID 1 on the test machines does not reap orphans), so a failed
 //! test leaves nothing running. Processes are never killed by name.
+//!
+//! [`read_interchange_ready`] reads an interchange's ready line from its
+//! stdout pipe, bounded by a timeout.
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use protocol::ReadyLine;
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -32,6 +37,60 @@ pub struct Launch {
     pub env_remove: Vec<String>,
     pub stdout: Stdout,
     pub cwd: Option<PathBuf>,
+}
+
+impl Launch {
+    /// `program` with no arguments, the inherited environment, stdout to a
+    /// file and the test's working directory.
+    pub fn new(name: &str, program: impl Into<PathBuf>) -> Launch {
+        Launch {
+            name: name.to_owned(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            stdout: Stdout::File,
+            cwd: None,
+        }
+    }
+
+    /// More arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Self {
+        self.args.extend(
+            args.into_iter()
+                .map(|arg| arg.as_ref().to_string_lossy().into_owned()),
+        );
+        self
+    }
+
+    /// One more environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.env.push((
+            key.to_owned(),
+            value.as_ref().to_string_lossy().into_owned(),
+        ));
+        self
+    }
+
+    /// `dir` put first on the `PATH` the process inherits.
+    pub fn path_first(self, dir: &Path) -> Self {
+        let inherited = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![dir.to_path_buf()];
+        paths.extend(std::env::split_paths(&inherited));
+        let path = std::env::join_paths(paths)
+            .unwrap_or_else(|error| panic!("cannot put {} on PATH: {error}", dir.display()));
+        self.env("PATH", path)
+    }
+
+    pub fn stdout(mut self, stdout: Stdout) -> Self {
+        self.stdout = stdout;
+        self
+    }
+
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
 }
 
 /// A running (or exited) process and its process group.
@@ -194,5 +253,57 @@ pub fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
         (None, None) => format!("{status:?}"),
+    }
+}
+
+/// Reads and parses an interchange's ready line (checking that its pid is
+/// the daemon's), within `timeout`.
+pub fn read_interchange_ready(daemon: &mut Daemon, timeout: Duration) -> ReadyLine {
+    let line = read_ready_line(daemon, timeout);
+    let ready =
+        ReadyLine::parse(&line).unwrap_or_else(|error| panic!("bad ready line {line:?}: {error}"));
+    assert_eq!(
+        ready.pid,
+        daemon.pid(),
+        "the ready line's pid is the interchange's"
+    );
+    ready
+}
+
+/// The first line `daemon` prints on stdout, within `timeout`; the rest of
+/// its stdout is read and dropped so that it never blocks.
+fn read_ready_line(daemon: &mut Daemon, timeout: Duration) -> String {
+    let stdout = daemon
+        .take_stdout()
+        .unwrap_or_else(|| panic!("{} has no stdout pipe", daemon.name()));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let outcome = reader.read_line(&mut line).map(|_| line);
+        let _ = sender.send(outcome);
+        // Keep reading (and dropping) so the daemon never blocks on stdout.
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut reader, &mut sink);
+    });
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(line)) if !line.is_empty() => line,
+        Ok(Ok(_)) => {
+            let state = daemon
+                .try_exit()
+                .map(describe)
+                .unwrap_or_else(|| "still running".into());
+            panic!(
+                "{} closed stdout without a ready line ({state}); log:\n{}",
+                daemon.name(),
+                daemon.log()
+            )
+        }
+        Ok(Err(error)) => panic!("cannot read the ready line of {}: {error}", daemon.name()),
+        Err(_) => panic!(
+            "{} printed no ready line within {timeout:?}; log:\n{}",
+            daemon.name(),
+            daemon.log()
+        ),
     }
 }

@@ -23,6 +23,13 @@ struct Run {
     stderr: String,
 }
 
+/// Runs `rhtex --interchange URL --keys-dir KEYS ARGS`.
+async fn rhtex_at(url: &str, keys: &str, args: &[&str]) -> Run {
+    let mut all = vec!["--interchange", url, "--keys-dir", keys];
+    all.extend_from_slice(args);
+    rhtex(&all).await
+}
+
 /// Runs `rhtex ARGS` with no interchange from the environment, killed if it
 /// takes longer than [`TIMEOUT`].
 async fn rhtex(args: &[&str]) -> Run {
@@ -86,21 +93,21 @@ async fn submit_and_wait_carry_input_and_output_bytes() {
     std::fs::write(&input_file, &input).expect("write the input");
     let output_file = dir.path().join("out.bin");
     let command = "{ cat \"$RHTEX_TASK_INPUT\"; printf '\\377\\000end'; } > \"$RHTEX_TASK_OUTPUT\"";
-    let run = rhtex(&[
-        "--interchange",
+    let run = rhtex_at(
         &url,
-        "--keys-dir",
         &keys,
-        "--json",
-        "submit",
-        "--input-file",
-        &input_file.display().to_string(),
-        "--wait",
-        "--output-file",
-        &output_file.display().to_string(),
-        "--",
-        command,
-    ])
+        &[
+            "--json",
+            "submit",
+            "--input-file",
+            &input_file.display().to_string(),
+            "--wait",
+            "--output-file",
+            &output_file.display().to_string(),
+            "--",
+            command,
+        ],
+    )
     .await;
     let result = json(&run);
     let expected = [input.as_slice(), b"\xff\x00end"].concat();
@@ -115,16 +122,16 @@ async fn submit_and_wait_carry_input_and_output_bytes() {
     // The interchange keeps the result: `wait` writes the output again,
     // and says its size in text too.
     let again = dir.path().join("again.bin");
-    let run = rhtex(&[
-        "--interchange",
+    let run = rhtex_at(
         &url,
-        "--keys-dir",
         &keys,
-        "wait",
-        &task_id.to_string(),
-        "--output-file",
-        &again.display().to_string(),
-    ])
+        &[
+            "wait",
+            &task_id.to_string(),
+            "--output-file",
+            &again.display().to_string(),
+        ],
+    )
     .await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
@@ -137,19 +144,19 @@ async fn submit_and_wait_carry_input_and_output_bytes() {
 
     // A task that writes no output: the file is left alone, and rhtex says so.
     let untouched = dir.path().join("untouched.bin");
-    let run = rhtex(&[
-        "--interchange",
+    let run = rhtex_at(
         &url,
-        "--keys-dir",
         &keys,
-        "--json",
-        "submit",
-        "--wait",
-        "--output-file",
-        &untouched.display().to_string(),
-        "--",
-        "true",
-    ])
+        &[
+            "--json",
+            "submit",
+            "--wait",
+            "--output-file",
+            &untouched.display().to_string(),
+            "--",
+            "true",
+        ],
+    )
     .await;
     let result = json(&run);
     assert_eq!(result["output_bytes"], serde_json::Value::Null, "{result}");

@@ -96,16 +96,22 @@ pub fn unix_now() -> UnixTime {
         .map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
-fn open_output(path: &Path) -> Result<File, LaunchError> {
-    if let Some(parent) = path
+/// Creates the directory a task file goes in, if it is missing.
+fn create_parent(path: &Path) -> Result<(), LaunchError> {
+    match path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
             path: parent.to_path_buf(),
             error,
-        })?;
+        }),
+        None => Ok(()),
     }
+}
+
+fn open_output(path: &Path) -> Result<File, LaunchError> {
+    create_parent(path)?;
     OpenOptions::new()
         .create(true)
         .write(true)
@@ -121,27 +127,10 @@ fn open_output(path: &Path) -> Result<File, LaunchError> {
 /// output file exists and no stale output file is left there.
 fn prepare_payload_files(launch: &Launch) -> Result<(), LaunchError> {
     let output = &launch.output.path;
-    if let Some(parent) = output
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
-            path: parent.to_path_buf(),
-            error,
-        })?;
-    }
+    create_parent(output)?;
     remove_if_present(output);
     if let Some(input) = &launch.input {
-        if let Some(parent) = input
-            .path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
-                path: parent.to_path_buf(),
-                error,
-            })?;
-        }
+        create_parent(&input.path)?;
         std::fs::write(&input.path, &input.bytes).map_err(|error| LaunchError::InputFile {
             path: input.path.clone(),
             error,

@@ -12,9 +12,8 @@ use crate::managers::{ManagerEntry, ManagerTable};
 use crate::matching::{Context, Matcher, Pass};
 use crate::tasks::{Delivery, Loss, Lost, TaskTable};
 use protocol::{BlockInfo, ErrorKind, ManagerId, TaskResult, ToClient, ToManager, UnixTime};
-use seam::Time;
+use seam::{seconds_text, Time};
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
 
 /// The interchange state machine. See the crate documentation.
 #[derive(Debug)]
@@ -38,16 +37,6 @@ pub struct Core {
     pub(crate) blocks: Vec<BlockInfo>,
     /// The latest time an input brought (the core reads no clock).
     pub(crate) now: Time,
-}
-
-/// "30", "0.5": seconds as messages show them.
-pub(crate) fn format_seconds(duration: Duration) -> String {
-    let seconds = duration.as_secs_f64();
-    if seconds.fract() == 0.0 {
-        format!("{seconds:.0}")
-    } else {
-        format!("{seconds}")
-    }
 }
 
 impl Core {
@@ -129,7 +118,7 @@ impl Core {
             .shutdown_deadline
             .is_some_and(|deadline| now >= deadline)
         {
-            let grace = format_seconds(self.config.shutdown_grace);
+            let grace = seconds_text(self.config.shutdown_grace);
             for manager_id in self.managers.ids() {
                 if let Some(manager) = self.managers.remove(manager_id) {
                     tracing::warn!(manager_id = %manager_id, "manager did not say goodbye before the shutdown deadline");
@@ -159,7 +148,7 @@ impl Core {
         self.next_expiry_check = next_check;
         for manager_id in expired {
             if let Some(manager) = self.managers.remove(manager_id) {
-                let silence = format_seconds(manager.last_heard.until(now));
+                let silence = seconds_text(manager.last_heard.until(now));
                 tracing::warn!(
                     manager_id = %manager_id,
                     hostname = %manager.hostname,
@@ -405,10 +394,11 @@ impl Core {
         }
     }
 
-    /// The manager table's own check, the reservation's, and that the
-    /// holder is queued.
-    #[cfg(test)]
-    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+    /// Checks the core's books: the manager table rebuilt from the tasks'
+    /// placements (no slot given twice, indexes in step), the reservation,
+    /// and that its holder is queued. For tests and the simulator (costs a
+    /// pass over every manager and running task).
+    pub fn validate(&self) -> Result<(), String> {
         self.matcher.check(&self.managers, &self.tasks)
     }
 }

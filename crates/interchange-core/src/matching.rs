@@ -406,7 +406,6 @@ impl Matcher {
     /// The table's own check, and that exactly the reserved manager (if
     /// it is still registered) is out of the indexes for the reservation,
     /// and that the holder is queued.
-    #[cfg(test)]
     pub(crate) fn check(&self, managers: &ManagerTable, tasks: &TaskTable) -> Result<(), String> {
         managers.check()?;
         let reserved: Vec<ManagerId> = managers

@@ -2,13 +2,14 @@
 //! each queued task waits), and the read-only views a block provider
 //! scales by ([`QueueDemand`], [`ManagerView`]).
 
-use crate::machine::{format_seconds, Core};
+use crate::machine::Core;
 use crate::queue::Shape;
 use crate::tasks::TaskView;
 use protocol::{
     ManagerId, ManagerInfo, StatusReport, TaskId, TaskState, TaskStatusInfo, WaitingGroup,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
+use seam::seconds_text;
 use std::time::Duration;
 
 /// What the queue asks of blocks, for a provider deciding how many to run.
@@ -119,7 +120,7 @@ impl Core {
                 }
                 Some(at) if at > self.now => format!(
                     "expected to start in about {} s",
-                    format_seconds(Duration::from_secs(self.now.until(at).as_secs()))
+                    seconds_text(Duration::from_secs(self.now.until(at).as_secs()))
                 ),
                 Some(_) => "expected to start as soon as the tasks running there end".to_owned(),
             };

@@ -562,7 +562,6 @@ impl TaskTable {
     }
 
     /// Whether the task waits in the queue.
-    #[cfg(test)]
     pub(crate) fn is_queued(&self, task_id: TaskId) -> bool {
         self.queued(task_id).is_some()
     }

@@ -162,6 +162,11 @@ impl PoolManager {
         self.tasks.allocator().n_free_slots()
     }
 
+    /// The slot allocator, read only: what every node has free.
+    pub fn allocator(&self) -> &crate::allocator::Allocator {
+        self.tasks.allocator()
+    }
+
     pub fn n_bad_messages(&self) -> u64 {
         self.n_bad_messages
     }

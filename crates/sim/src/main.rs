@@ -1,5 +1,6 @@
-//! `rhtex-sim`: runs one workload through the real interchange core in
-//! virtual time and prints the report (text, or JSON with `--json`).
+//! `rhtex-sim`: runs one workload through the real interchange core and
+//! real pool-manager cores (the `pair` harness) in virtual time and prints
+//! the report (text, or JSON with `--json`).
 //! Exits 0 when every task got exactly one result and no check found a
 //! violation, 1 otherwise, 2 on bad arguments or an unreadable workload.
 

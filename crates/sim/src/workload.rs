@@ -1,5 +1,5 @@
 //! Workload descriptions: the tasks a simulated client submits and the
-//! blocks whose simulated pool-managers run them.
+//! blocks whose pool-managers (real pool-manager cores on the Pair) run them.
 //!
 //! A [`Workload`] is plain data. It comes from one of the named generators
 //! ([`parsl_mixed`], [`starvation`], [`heavy_tailed`], each fully

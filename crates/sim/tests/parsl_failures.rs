@@ -1,6 +1,7 @@
 //! One test per Parsl MPI-mode failure (contract section 7, items 1, 4, 5,
-//! 6 and 7), each run through the real interchange core with simulated
-//! managers, showing that the failure cannot happen here.
+//! 6 and 7), each run through the real interchange core and real
+//! pool-manager cores on the Pair harness, showing that the failure cannot
+//! happen here.
 
 mod common;
 

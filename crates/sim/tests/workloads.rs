@@ -201,8 +201,8 @@ fn same_seed_same_report() {
 }
 
 /// Sub-node packing: shared tasks take `ranks_per_node` slots and share
-/// nodes, never beyond a node's 16 slots (the ledger checks every
-/// placement).
+/// nodes, never beyond a node's 16 slots (each pool-manager core's
+/// allocator checks every placement; a refusal is a violation).
 ///
 /// Utilization counts a shared task as its ranks over the node's slots.
 /// Giving each shared task whole nodes would cap it near 37% (per task on

@@ -108,7 +108,6 @@ impl ManagerEntry {
     }
 
     /// Whether the table holds it out of its indexes for the reservation.
-    #[cfg(test)]
     pub(crate) fn is_reserved(&self) -> bool {
         self.reserved
     }

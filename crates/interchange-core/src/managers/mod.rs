@@ -434,7 +434,6 @@ impl ManagerTable {
 
     /// Rebuilds every count and index from the tasks' placements and
     /// compares: no slot given twice, nothing lost, indexes in step.
-    #[cfg(test)]
     pub(crate) fn check(&self) -> Result<(), String> {
         let mut expected = Indexes::default();
         for manager in self.managers.values() {

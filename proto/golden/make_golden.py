@@ -17,7 +17,8 @@ Canonical encoding, as rhtex writes it:
 - integers in their smallest msgpack encoding (what msgpack-python does);
 - floats as float64 (msgpack-python's default);
 - optional values that are not set are written as nil;
-- bytes (`stdout_tail`, `stderr_tail`) as msgpack bin (`use_bin_type=True`).
+- bytes (`stdout_tail`, `stderr_tail`, `input`, `output`) as msgpack bin
+  (`use_bin_type=True`).
 
 The `lenient.*` files show what rhtex also accepts, as a minimal Python
 client might send it: optional fields left out, unknown fields added, keys
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import msgpack
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 RHTEX_VERSION = "0.1.0"
 
 # Fixed ids, so that the files never change. The Rust test builds the same
@@ -51,6 +52,11 @@ LAST_HEARTBEAT = 1_700_000_090.5
 START_TIME = 1_700_000_100.125
 END_TIME = 1_700_000_163.75
 SUBMITTED_AT = 1_699_999_940.5
+
+# Task payloads: bytes that are not UTF-8, as a pickled Parsl app would be.
+INPUT = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x08simulate\x94."
+OUTPUT = b"\x80\x04K*."  # pickle.dumps(42)
+MIB_16 = 16 * 1024 * 1024
 
 
 def ordered_map(pairs):
@@ -92,6 +98,7 @@ def task_submission_mpi():
         "cwd": "/scratch/run-1",
         "stdout": "/scratch/run-1/sim.out",
         "stderr": None,
+        "input": INPUT,
     }
 
 
@@ -104,6 +111,7 @@ def task_submission_serial():
         "cwd": None,
         "stdout": None,
         "stderr": None,
+        "input": None,
     }
 
 
@@ -124,6 +132,7 @@ def task_result_full():
         "stderr_tail": b"\x00\x9f\x92\x96 rank 3: abort\n",
         "start_time": START_TIME,
         "end_time": END_TIME,
+        "output": None,
     }
 
 
@@ -146,6 +155,7 @@ def task_result_ran_on_one_node(task_id, state, node, stdout_tail, seconds):
         "stderr_tail": b"",
         "start_time": START_TIME,
         "end_time": START_TIME + seconds,
+        "output": None,
     }
 
 
@@ -154,6 +164,7 @@ def task_result_completed():
         TASK_2, "completed", "nid001", b"nid001\n", 0.5
     )
     result["exit_code"] = 0
+    result["output"] = OUTPUT
     return result
 
 
@@ -166,6 +177,18 @@ def task_result_walltime():
     result["error"] = {
         "kind": "walltime_exceeded",
         "message": "killed after running longer than its walltime of 60 s",
+    }
+    return result
+
+
+def task_result_output_too_large():
+    """A task that completed but wrote more output than the limit."""
+    result = task_result_ran_on_one_node(TASK_3, "failed", "nid004", b"", 2.0)
+    result["exit_code"] = 0
+    result["error"] = {
+        "kind": "output_too_large",
+        "message": "the task's output file has 20000000 bytes; "
+        "max_task_output_bytes is 16777216",
     }
     return result
 
@@ -222,11 +245,13 @@ def messages():
             "type": "welcome",
             "protocol_version": PROTOCOL_VERSION,
             "interchange_version": RHTEX_VERSION,
+            "max_task_input_bytes": MIB_16,
+            "max_task_output_bytes": MIB_16,
         },
         "to_client.refused": {
             "type": "refused",
-            "reason": "protocol version mismatch: the client speaks version 1, "
-            "this interchange speaks version 2",
+            "reason": "protocol version mismatch: the client speaks version 2, "
+            "this interchange speaks version 3",
             "protocol_version": PROTOCOL_VERSION,
         },
         "to_client.submitted": {"type": "submitted", "request_id": 1, "n_tasks": 2},
@@ -350,7 +375,11 @@ def messages():
         "from_manager.heartbeat": {"type": "heartbeat"},
         "from_manager.results": {
             "type": "results",
-            "results": [task_result_full(), task_result_walltime()],
+            "results": [
+                task_result_full(),
+                task_result_walltime(),
+                task_result_output_too_large(),
+            ],
         },
         "from_manager.drain_request": {"type": "drain_request"},
         "from_manager.goodbye": {
@@ -362,11 +391,12 @@ def messages():
             "type": "registered",
             "interchange_version": RHTEX_VERSION,
             "heartbeat_period": 30.0,
+            "max_task_output_bytes": MIB_16,
         },
         "to_manager.refused": {
             "type": "refused",
-            "reason": "protocol version mismatch: the pool-manager speaks version 1, "
-            "this interchange speaks version 2",
+            "reason": "protocol version mismatch: the pool-manager speaks version 2, "
+            "this interchange speaks version 3",
             "protocol_version": PROTOCOL_VERSION,
         },
         "to_manager.run_tasks": {
@@ -382,6 +412,7 @@ def messages():
                     "cwd": submission["cwd"],
                     "stdout": submission["stdout"],
                     "stderr": submission["stderr"],
+                    "input": submission["input"],
                 }
             ],
         },
@@ -418,7 +449,8 @@ def messages():
         "lenient.to_manager.registered": {
             "type": "registered",
             "interchange_version": RHTEX_VERSION,
-            # an integer where a float is expected
+            # an integer where a float is expected; no max_task_output_bytes
+            # (the default, 16 MiB)
             "heartbeat_period": 30,
         },
         "lenient.from_manager.register": {
@@ -438,7 +470,8 @@ def messages():
                 {
                     "task_id": TASK_2,
                     "command": "hostname",
-                    # no walltime, retries or exclusive: none, none, true
+                    # no walltime, retries or exclusive: none, none, true;
+                    # no input
                     "resources": {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
                     "placement": [{"node": 0, "slots": 64}],
                 }
@@ -446,6 +479,7 @@ def messages():
         },
         "lenient.from_manager.results": {
             "type": "results",
+            # no output
             "results": [{"task_id": TASK_2, "state": "completed", "exit_code": 0}],
         },
     }

@@ -20,6 +20,9 @@ use transport::ClientSecurity;
 pub struct Client {
     connection: Connection,
     interchange_version: String,
+    /// Task payload limits, from `welcome`.
+    max_task_input_bytes: u64,
+    max_task_output_bytes: u64,
     next_request_id: u64,
     /// How long a request waits for its answer.
     request_timeout: Duration,
@@ -71,12 +74,22 @@ impl Client {
             match incoming {
                 Incoming::Message(ToClient::Welcome {
                     interchange_version,
+                    max_task_input_bytes,
+                    max_task_output_bytes,
                     ..
                 }) => {
-                    tracing::info!(url, interchange_version, "connected");
+                    tracing::info!(
+                        url,
+                        interchange_version,
+                        max_task_input_bytes,
+                        max_task_output_bytes,
+                        "connected"
+                    );
                     return Ok(Self {
                         connection,
                         interchange_version,
+                        max_task_input_bytes,
+                        max_task_output_bytes,
                         next_request_id: 1,
                         request_timeout: timeout,
                         buffered: VecDeque::new(),
@@ -126,6 +139,18 @@ impl Client {
         &self.interchange_version
     }
 
+    /// The largest `input` a task may carry, from the interchange's
+    /// `welcome`.
+    pub fn max_task_input_bytes(&self) -> u64 {
+        self.max_task_input_bytes
+    }
+
+    /// The largest `output` a task may return, from the interchange's
+    /// `welcome`.
+    pub fn max_task_output_bytes(&self) -> u64 {
+        self.max_task_output_bytes
+    }
+
     pub fn url(&self) -> &str {
         self.connection.url()
     }
@@ -135,11 +160,15 @@ impl Client {
         self.request_timeout = timeout;
     }
 
-    /// Validates every task's resources, then submits them all in one
-    /// message and waits for `submitted`. Nothing is sent if any task is
-    /// invalid; the error names the first invalid task's position.
+    /// Validates every task's resources and input size, then submits them
+    /// all in one message and waits for `submitted`. Nothing is sent if any
+    /// task is invalid; the error names the first invalid task's position.
+    /// A submit whose input would take the interchange past its memory
+    /// budget is refused as a whole ([`ClientError::Interchange`], its
+    /// message starting with `busy:`).
     pub async fn submit(&mut self, tasks: Vec<TaskSubmission>) -> Result<Vec<TaskId>, ClientError> {
         check_submissions(&tasks)?;
+        check_inputs(&tasks, self.max_task_input_bytes)?;
         let ids: Vec<TaskId> = tasks.iter().map(|task| task.task_id).collect();
         let n_sent = tasks.len();
         let request_id = self.next_request_id();
@@ -399,6 +428,23 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Checks every submission's input against `limit` bytes; the error names
+/// the first task over it, with its position and size.
+pub fn check_inputs(tasks: &[TaskSubmission], limit: u64) -> Result<(), ClientError> {
+    for (index, task) in tasks.iter().enumerate() {
+        let n_bytes = task.input.as_ref().map_or(0, |input| input.len() as u64);
+        if n_bytes > limit {
+            return Err(ClientError::InputTooLarge {
+                index,
+                task_id: task.task_id,
+                n_bytes,
+                limit,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Validates every submission's resources; the error names the first bad

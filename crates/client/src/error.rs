@@ -46,6 +46,18 @@ pub enum ClientError {
         task_id: TaskId,
         source: SpecError,
     },
+    /// A task's input is larger than the interchange takes; nothing was sent.
+    #[error(
+        "task {index} (id {task_id}) has {n_bytes} bytes of input; the interchange takes at most \
+         {limit} bytes per task (its max_task_input_bytes)"
+    )]
+    InputTooLarge {
+        /// Position of the task in the submitted batch, from 0.
+        index: usize,
+        task_id: TaskId,
+        n_bytes: u64,
+        limit: u64,
+    },
     #[error(transparent)]
     TaskFile(#[from] TaskFileError),
     #[error(transparent)]

@@ -21,7 +21,7 @@ pub mod render;
 pub mod task;
 pub mod taskfile;
 
-pub use client::{check_submissions, Client};
+pub use client::{check_inputs, check_submissions, Client};
 pub use error::{ClientError, LocalError, TaskFileError};
 pub use task::TaskBuilder;
 pub use transport::ClientSecurity;

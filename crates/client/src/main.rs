@@ -63,7 +63,12 @@ enum Commands {
     /// `-- echo hi` and `-- 'echo $PARSL_NUM_RANKS'` work. MPI programs are
     /// started through the launcher prefix, e.g.
     /// `-- '$PARSL_MPI_PREFIX ./a.out'`.
-    Submit(SubmitArgs),
+    ///
+    /// With --input-file, the file's bytes travel with the task: the command
+    /// finds them in the file named by $RHTEX_TASK_INPUT. Whatever the
+    /// command writes to the file named by $RHTEX_TASK_OUTPUT comes back
+    /// with the result (with --wait --output-file F, into F).
+    Submit(Box<SubmitArgs>),
     /// Wait for tasks and print each result as it arrives.
     ///
     /// Exits 0 if every task completed, 1 otherwise.
@@ -74,6 +79,11 @@ enum Commands {
         /// Give up after this many seconds (default: wait as long as it takes).
         #[arg(long, value_name = "SECS")]
         wait_timeout: Option<f64>,
+        /// Write the task's output (what it wrote to $RHTEX_TASK_OUTPUT) to
+        /// this file; one task id only. Not written if the task returned
+        /// no output.
+        #[arg(long, value_name = "F")]
+        output_file: Option<PathBuf>,
     },
     /// Show the connected pool-managers, the queue and why tasks wait.
     Status,
@@ -160,6 +170,16 @@ struct SubmitArgs {
     /// File for the task's stderr (relative to this directory).
     #[arg(long, value_name = "F")]
     stderr: Option<PathBuf>,
+    /// A file whose bytes are the task's input: the pool-manager writes
+    /// them to a file on the lead node and names it in $RHTEX_TASK_INPUT
+    /// (at most the interchange's max_task_input_bytes, 16 MiB by default).
+    #[arg(long, value_name = "F")]
+    input_file: Option<PathBuf>,
+    /// With --wait: write the task's output (what it wrote to
+    /// $RHTEX_TASK_OUTPUT) to this file. Not written if the task returned
+    /// no output.
+    #[arg(long, value_name = "F", requires = "wait")]
+    output_file: Option<PathBuf>,
     /// Wait for the result, print it and exit with the task's exit code
     /// (128+N if killed by signal N).
     #[arg(long)]
@@ -283,9 +303,17 @@ async fn run(cli: Cli) -> Result<i32> {
             // Built (and checked) before connecting: a bad spec fails at once.
             let task = submission(args)?;
             let mut client = connect_given(&cli, timeout).await?;
-            let code = submit(&cli, &mut client, task, args.wait).await;
+            let wait = args.wait.then_some(args.output_file.as_deref());
+            let code = submit(&cli, &mut client, task, wait).await;
             client.close();
             code
+        }
+        Commands::Wait {
+            task_ids,
+            output_file: Some(_),
+            ..
+        } if task_ids.len() != 1 => {
+            bail!("--output-file takes the output of one task: give exactly one task id");
         }
         _ => {
             let mut client = connect_given(&cli, timeout).await?;
@@ -344,7 +372,10 @@ async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
         Commands::Wait {
             task_ids,
             wait_timeout,
-        } => return wait(cli, client, task_ids, *wait_timeout).await,
+            output_file,
+        } => {
+            return wait(cli, client, task_ids, *wait_timeout, output_file.as_deref()).await;
+        }
         Commands::Status => {
             let report = client.status().await.context("status failed")?;
             let now = unix_now();
@@ -449,28 +480,60 @@ fn submission(args: &SubmitArgs) -> Result<TaskSubmission> {
     if let Some(stderr) = &args.stderr {
         task = task.stderr(absolute(stderr)?);
     }
+    if let Some(path) = &args.input_file {
+        let input = std::fs::read(path)
+            .with_context(|| format!("cannot read the input file {}", path.display()))?;
+        task = task.input(input);
+    }
     task.build().context("not submitted")
 }
 
-async fn submit(cli: &Cli, client: &mut Client, task: TaskSubmission, wait: bool) -> Result<i32> {
+/// Submits one task; with `wait` (`Some(output file)`), waits for its
+/// result.
+async fn submit(
+    cli: &Cli,
+    client: &mut Client,
+    task: TaskSubmission,
+    wait: Option<Option<&Path>>,
+) -> Result<i32> {
     let ids = client.submit(vec![task]).await.context("submit failed")?;
     let Some(task_id) = ids.first().copied() else {
         bail!("the interchange accepted no task");
     };
-    if !wait {
+    let Some(output_file) = wait else {
         if cli.json {
             println!("{}", serde_json::json!({ "task_id": task_id.to_string() }));
         } else {
             println!("{task_id}");
         }
         return Ok(0);
-    }
+    };
     let result = client
         .next_result()
         .await
         .context("waiting for the result failed")?;
     print_result(cli, &result);
+    if let Some(path) = output_file {
+        write_output(&result, path)?;
+    }
     Ok(render::exit_code_for(&result))
+}
+
+/// Writes a task's output to `path`; a task without output leaves it
+/// alone (and says so on stderr).
+fn write_output(result: &TaskResult, path: &Path) -> Result<()> {
+    match &result.output {
+        Some(output) => std::fs::write(path, output)
+            .with_context(|| format!("cannot write the task's output to {}", path.display())),
+        None => {
+            eprintln!(
+                "rhtex: task {} returned no output; {} not written",
+                result.task_id,
+                path.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 fn print_result(cli: &Cli, result: &TaskResult) {
@@ -486,6 +549,7 @@ async fn wait(
     client: &mut Client,
     task_ids: &[TaskId],
     wait_timeout: Option<f64>,
+    output_file: Option<&Path>,
 ) -> Result<i32> {
     client.watch(task_ids).await.context("watch failed")?;
     let deadline = match wait_timeout {
@@ -512,6 +576,9 @@ async fn wait(
         }
         all_completed &= result.state == protocol::TaskState::Completed;
         print_result(cli, &result);
+        if let Some(path) = output_file {
+            write_output(&result, path)?;
+        }
     }
     Ok(if all_completed { 0 } else { 1 })
 }

@@ -27,6 +27,8 @@ pub fn result_json(result: &TaskResult) -> Value {
         "stderr_tail": String::from_utf8_lossy(&result.stderr_tail),
         "start_time": result.start_time,
         "end_time": result.end_time,
+        // The size only: the bytes go to a file (`--output-file`).
+        "output_bytes": result.output.as_ref().map(Vec::len),
     })
 }
 
@@ -57,6 +59,9 @@ pub fn result_human(result: &TaskResult) -> String {
     }
     if let Some(path) = &result.stderr_path {
         let _ = writeln!(text, "  stderr: {path}");
+    }
+    if let Some(output) = &result.output {
+        let _ = writeln!(text, "  output: {} bytes", output.len());
     }
     for (name, tail) in [
         ("stdout", &result.stdout_tail),

@@ -123,6 +123,16 @@ impl TaskBuilder {
         self
     }
 
+    /// Bytes for the task: on its lead node the pool-manager writes them to
+    /// the file named by `RHTEX_TASK_INPUT` before the command starts. At
+    /// most the interchange's `max_task_input_bytes` ([`crate::Client::submit`]
+    /// checks). The task may return bytes by writing the file named by
+    /// `RHTEX_TASK_OUTPUT`; they come back as the result's `output`.
+    pub fn input(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.submission.input = Some(bytes.into());
+        self
+    }
+
     /// The task, if its resource specification is valid.
     pub fn build(self) -> Result<TaskSubmission, SpecError> {
         protocol::validate(&self.submission.resources)?;

@@ -252,6 +252,7 @@ pub fn parse(
                     cwd: entry.cwd.map(|dir| resolve(base, &dir)),
                     stdout: entry.stdout.map(|file| resolve(base, &file)),
                     stderr: entry.stderr.map(|file| resolve(base, &file)),
+                    input: None,
                 },
             })
         })

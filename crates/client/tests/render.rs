@@ -31,6 +31,7 @@ fn completed(id: u128) -> TaskResult {
         stderr_tail: Vec::new(),
         start_time: Some(100.0),
         end_time: Some(101.5),
+        output: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The core's settings, and how a task chooses among the managers that
 //! can start it.
 
-use protocol::UnixTime;
+use protocol::{UnixTime, DEFAULT_MAX_TASK_INPUT_BYTES, DEFAULT_MAX_TASK_OUTPUT_BYTES};
 use std::time::Duration;
 
 /// The settings the core needs.
@@ -16,8 +16,19 @@ pub struct CoreConfig {
     /// Finished results kept for late `watch` and `task_status`: at most
     /// this many...
     pub max_finished_results: usize,
-    /// ...taking at most about this many bytes. The oldest go first.
+    /// ...taking at most about this many bytes (task outputs included).
+    /// The oldest go first.
     pub max_finished_bytes: usize,
+    /// The largest `input` a task may carry (announced in `welcome`); a
+    /// larger one fails at once with `input_too_large`.
+    pub max_task_input_bytes: u64,
+    /// The largest `output` a task may return (announced in `welcome`,
+    /// given to managers in `registered`).
+    pub max_task_output_bytes: u64,
+    /// The input bytes of all unfinished tasks (queued or running; kept
+    /// for retries) may not pass this: a `submit` that would is refused
+    /// as a whole, as busy.
+    pub max_queued_input_bytes: u64,
     /// After `shutdown`, how long to wait for every manager's `goodbye`.
     pub shutdown_grace: Duration,
     /// The wall-clock time (seconds since the epoch) at `Time(0)`.
@@ -38,6 +49,9 @@ impl Default for CoreConfig {
             max_block_nodes: None,
             max_finished_results: 100_000,
             max_finished_bytes: 512 * 1024 * 1024,
+            max_task_input_bytes: DEFAULT_MAX_TASK_INPUT_BYTES,
+            max_task_output_bytes: DEFAULT_MAX_TASK_OUTPUT_BYTES,
+            max_queued_input_bytes: DEFAULT_MAX_QUEUED_INPUT_BYTES,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero: 0.0,
             placement: Placement::BestFit,
@@ -79,6 +93,9 @@ impl std::str::FromStr for Placement {
         }
     }
 }
+
+/// Default of [`CoreConfig::max_queued_input_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_QUEUED_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Default bound on the wait for managers' `goodbye` after `shutdown`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -31,6 +31,8 @@ impl Core {
                         ToClient::Welcome {
                             protocol_version: PROTOCOL_VERSION,
                             interchange_version: RHTEX_VERSION.to_owned(),
+                            max_task_input_bytes: self.config.max_task_input_bytes,
+                            max_task_output_bytes: self.config.max_task_output_bytes,
                         },
                     );
                 } else {
@@ -133,7 +135,19 @@ impl Core {
         let admission = Admission {
             shutting_down: self.shutdown_deadline.is_some(),
             max_block_nodes: self.config.max_block_nodes,
+            max_task_input_bytes: self.config.max_task_input_bytes,
         };
+        if let Some(message) = self.input_budget_exceeded(&submissions, admission) {
+            tracing::warn!(peer = %peer, request_id, "submit refused: {message}");
+            self.send_client(
+                peer,
+                ToClient::Error {
+                    request_id: Some(request_id),
+                    message,
+                },
+            );
+            return;
+        }
         let mut n_accepted: u32 = 0;
         let mut immediate = Vec::new();
         for submission in submissions {
@@ -159,6 +173,37 @@ impl Core {
                 .or_default()
                 .extend(immediate);
         }
+    }
+
+    /// Why a submit is refused as a whole: the input it adds (of tasks
+    /// within the per-task limit) would take the input held for unfinished
+    /// tasks past `max_queued_input_bytes`. `None` if it fits.
+    fn input_budget_exceeded(
+        &self,
+        submissions: &[TaskSubmission],
+        admission: Admission,
+    ) -> Option<String> {
+        let n_added: u64 = submissions
+            .iter()
+            .filter_map(|submission| submission.input.as_ref())
+            .map(|input| input.len() as u64)
+            .filter(|&n_bytes| n_bytes <= admission.max_task_input_bytes)
+            .sum();
+        let n_held = self.tasks.input_bytes_held();
+        let limit = self.config.max_queued_input_bytes;
+        if n_added == 0 || n_held.saturating_add(n_added) <= limit {
+            return None;
+        }
+        let advice = if n_added > limit {
+            "this submit alone is over the limit: split it into smaller submits"
+        } else {
+            "submit again when some tasks have finished"
+        };
+        Some(format!(
+            "busy: the tasks of this submit carry {n_added} bytes of input and unfinished tasks \
+             already hold {n_held}; together they pass the interchange's limit of {limit} bytes \
+             (max_queued_input_bytes, --max-queued-input-mib); no task of it was accepted; {advice}"
+        ))
     }
 
     fn watch(&mut self, peer: &PeerId, request_id: u64, task_ids: &[TaskId]) {

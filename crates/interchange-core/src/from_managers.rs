@@ -162,6 +162,7 @@ impl Core {
             ToManager::Registered {
                 interchange_version: RHTEX_VERSION.to_owned(),
                 heartbeat_period: self.config.heartbeat_period.as_secs_f64(),
+                max_task_output_bytes: self.config.max_task_output_bytes,
             },
         );
     }

@@ -24,7 +24,12 @@
 //! - `tasks.rs`: every task and every change of its state (submit,
 //!   dispatch, result, retry, cancel, loss), the queue of waiting tasks
 //!   (`queue.rs`) and the kept results. Tasks are internal records; the
-//!   wire messages (`TaskDispatch`, results) are built when sent.
+//!   wire messages (`TaskDispatch`, results) are built when sent. It also
+//!   counts the payload bytes the core holds: the `input` of every
+//!   unfinished task (kept for retries, within
+//!   `CoreConfig::max_queued_input_bytes`, past which a `submit` is refused
+//!   whole as busy) and the `output` of kept results (within
+//!   `max_finished_bytes`).
 //! - `clients.rs`: the clients that said `hello`, and what each watches.
 //! - `managers/`: the registered managers (`ManagerEntry`),
 //!   their slots per node, and the indexes matching asks.
@@ -88,7 +93,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
-pub use config::{CoreConfig, Placement, SHUTDOWN_GRACE};
+pub use config::{CoreConfig, Placement, DEFAULT_MAX_QUEUED_INPUT_BYTES, SHUTDOWN_GRACE};
 pub use from_managers::UNKNOWN_MANAGER_REASON;
 pub use interface::{
     decode_client_frame, decode_manager_frame, Output, PeerId, Socket, Undecodable,

@@ -34,6 +34,14 @@ struct TaskSpec {
     cwd: Option<String>,
     stdout: Option<String>,
     stderr: Option<String>,
+    /// Kept until the task finishes, so that a retry gets it too.
+    input: Option<Vec<u8>>,
+}
+
+impl TaskSpec {
+    fn input_len(&self) -> u64 {
+        self.input.as_ref().map_or(0, |input| input.len() as u64)
+    }
 }
 
 /// An unfinished task: queued, or running on a manager.
@@ -138,6 +146,7 @@ pub(crate) struct Counts {
 pub(crate) struct Admission {
     pub(crate) shutting_down: bool,
     pub(crate) max_block_nodes: Option<u32>,
+    pub(crate) max_task_input_bytes: u64,
 }
 
 /// The tasks, the queue of those waiting, and the kept results.
@@ -149,6 +158,8 @@ pub(crate) struct TaskTable {
     /// each result takes; and the sum of those bytes.
     finished: VecDeque<(TaskId, usize)>,
     finished_bytes: usize,
+    /// The input bytes of the unfinished tasks.
+    input_bytes_held: u64,
     max_finished_results: usize,
     max_finished_bytes: usize,
     default_retries: u32,
@@ -171,6 +182,7 @@ impl TaskTable {
             queue: TaskQueue::default(),
             finished: VecDeque::new(),
             finished_bytes: 0,
+            input_bytes_held: 0,
             max_finished_results,
             max_finished_bytes,
             default_retries,
@@ -198,6 +210,11 @@ impl TaskTable {
 
     pub(crate) fn counts(&self) -> &Counts {
         &self.counts
+    }
+
+    /// The input bytes the unfinished tasks hold (queued or running).
+    pub(crate) fn input_bytes_held(&self) -> u64 {
+        self.input_bytes_held
     }
 
     pub(crate) fn view(&self, task_id: TaskId) -> Option<TaskView<'_>> {
@@ -253,10 +270,23 @@ impl TaskTable {
             self.counters.finished(&result, None, None, self.now);
             return Err(Box::new(result));
         }
+        let input_len = submission
+            .input
+            .as_ref()
+            .map_or(0, |input| input.len() as u64);
         let refusal = if admission.shutting_down {
             Err((
                 ErrorKind::Cancelled,
                 "the interchange is shutting down and takes no new tasks".to_owned(),
+            ))
+        } else if input_len > admission.max_task_input_bytes {
+            Err((
+                ErrorKind::InputTooLarge,
+                format!(
+                    "the task's input has {input_len} bytes; the interchange takes at most \
+                     {} bytes per task (max_task_input_bytes, --max-task-input-bytes)",
+                    admission.max_task_input_bytes
+                ),
             ))
         } else {
             match protocol::validate(&submission.resources) {
@@ -301,7 +331,9 @@ impl TaskTable {
             cwd: submission.cwd,
             stdout: submission.stdout,
             stderr: submission.stderr,
+            input: submission.input,
         };
+        self.input_bytes_held += spec.input_len();
         self.tasks.insert(
             task_id,
             Task {
@@ -363,6 +395,7 @@ impl TaskTable {
             cwd: spec.cwd.clone(),
             stdout: spec.stdout.clone(),
             stderr: spec.stderr.clone(),
+            input: spec.input.clone(),
         };
         Some(dispatch)
     }
@@ -421,7 +454,13 @@ impl TaskTable {
             .finished(&result, submitted_at, dispatched_at_unix, self.now);
         let watchers = match self.tasks.get_mut(&task_id) {
             Some(task) => {
-                task.phase = Phase::Finished(Box::new(result.clone()));
+                let before =
+                    std::mem::replace(&mut task.phase, Phase::Finished(Box::new(result.clone())));
+                if let Phase::Unfinished(unfinished) = before {
+                    self.input_bytes_held = self
+                        .input_bytes_held
+                        .saturating_sub(unfinished.spec.input_len());
+                }
                 std::mem::take(&mut task.watchers)
             }
             None => BTreeSet::new(),
@@ -586,6 +625,7 @@ fn result_size(result: &TaskResult) -> usize {
     OVERHEAD
         + result.stdout_tail.len()
         + result.stderr_tail.len()
+        + result.output.as_ref().map_or(0, Vec::len)
         + result.nodes.iter().map(String::len).sum::<usize>()
         + text(&result.stdout_path)
         + text(&result.stderr_path)

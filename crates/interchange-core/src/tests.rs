@@ -22,6 +22,9 @@ const WALL_CLOCK: UnixTime = 1_700_000_000.0;
 struct Sim {
     core: Core,
     now: Time,
+    /// The limits the core announces.
+    max_task_input_bytes: u64,
+    max_task_output_bytes: u64,
 }
 
 fn peer(name: &str) -> PeerId {
@@ -45,6 +48,15 @@ fn submission(id: u128, request: ResourceRequest) -> TaskSubmission {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
+    }
+}
+
+/// A serial task carrying `n_bytes` bytes of input.
+fn with_input(id: u128, n_bytes: usize) -> TaskSubmission {
+    TaskSubmission {
+        input: Some(vec![0xff; n_bytes]),
+        ..submission(id, nodes(1))
     }
 }
 
@@ -98,6 +110,7 @@ fn dispatch_on(id: u128, request: ResourceRequest, nodes: &[u32]) -> TaskDispatc
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 
@@ -184,9 +197,14 @@ fn done(message: &str) -> Reply {
 }
 
 fn registered() -> ToManager {
+    registered_with(protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES)
+}
+
+fn registered_with(max_task_output_bytes: u64) -> ToManager {
     ToManager::Registered {
         interchange_version: RHTEX_VERSION.to_owned(),
         heartbeat_period: 30.0,
+        max_task_output_bytes,
     }
 }
 
@@ -224,6 +242,8 @@ impl Sim {
 
     fn with_config(config: CoreConfig) -> Self {
         Self {
+            max_task_input_bytes: config.max_task_input_bytes,
+            max_task_output_bytes: config.max_task_output_bytes,
             core: Core::new(config, Time::from_millis(0)),
             now: Time::from_millis(0),
         }
@@ -243,6 +263,8 @@ impl Sim {
             ToClient::Welcome {
                 protocol_version: PROTOCOL_VERSION,
                 interchange_version: RHTEX_VERSION.to_owned(),
+                max_task_input_bytes: self.max_task_input_bytes,
+                max_task_output_bytes: self.max_task_output_bytes,
             },
         )]);
         self
@@ -252,7 +274,10 @@ impl Sim {
     fn with_manager(mut self, id: u128, n_nodes: usize) -> Self {
         let name = format!("m{id}");
         self.manager(&name, FromManager::Register(registration(id, n_nodes)));
-        self.check(vec![to_manager(&name, registered())]);
+        self.check(vec![to_manager(
+            &name,
+            registered_with(self.max_task_output_bytes),
+        )]);
         self
     }
 
@@ -633,6 +658,222 @@ fn finished_results_are_kept_up_to_a_memory_bound() {
     submit_failing(&mut sim, 1..=2);
     assert_eq!(sim.task_status("c", 1).state, TaskState::Unknown);
     assert_eq!(sim.task_status("c", 2).state, TaskState::Failed);
+}
+
+// ---------------------------------------------------------------------
+// Task input and output
+// ---------------------------------------------------------------------
+
+fn payload_limits(max_task_input_bytes: u64, max_queued_input_bytes: u64) -> CoreConfig {
+    CoreConfig {
+        max_task_input_bytes,
+        max_task_output_bytes: 64,
+        max_queued_input_bytes,
+        ..test_config()
+    }
+}
+
+#[test]
+fn limits_are_announced_in_welcome_and_registered() {
+    let mut sim = Sim::with_config(payload_limits(100, 1000));
+    sim.client(
+        "c",
+        FromClient::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: "test".to_owned(),
+        },
+    );
+    sim.manager("m1", FromManager::Register(registration(1, 1)));
+    sim.check(vec![
+        to_client(
+            "c",
+            ToClient::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                interchange_version: RHTEX_VERSION.to_owned(),
+                max_task_input_bytes: 100,
+                max_task_output_bytes: 64,
+            },
+        ),
+        to_manager(
+            "m1",
+            ToManager::Registered {
+                interchange_version: RHTEX_VERSION.to_owned(),
+                heartbeat_period: 30.0,
+                max_task_output_bytes: 64,
+            },
+        ),
+    ]);
+}
+
+#[test]
+fn input_goes_to_the_manager_with_the_task() {
+    let mut sim = Sim::new().with_client("c").with_manager(1, 1);
+    let task = TaskSubmission {
+        input: Some(b"\x80\x04\x95 not utf-8 \xff".to_vec()),
+        ..submission(1, nodes(1))
+    };
+    sim.submit("c", 1, vec![task.clone()]);
+    let dispatched = TaskDispatch {
+        input: task.input,
+        ..dispatch(1, nodes(1))
+    };
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatched]),
+    ]);
+}
+
+#[test]
+fn an_input_over_the_limit_fails_that_task_naming_the_limit() {
+    let mut sim = Sim::with_config(payload_limits(100, 1000))
+        .with_client("c")
+        .with_manager(1, 2);
+    sim.submit("c", 1, vec![with_input(1, 101), with_input(2, 100)]);
+    let message = "the task's input has 101 bytes; the interchange takes at most 100 bytes \
+                   per task (max_task_input_bytes, --max-task-input-bytes)";
+    let accepted = TaskDispatch {
+        input: Some(vec![0xff; 100]),
+        ..dispatch(2, nodes(1))
+    };
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![accepted]),
+        results("c", vec![failed(1, ErrorKind::InputTooLarge, message)]),
+    ]);
+    assert_eq!(sim.task_status("c", 1).state, TaskState::Failed);
+}
+
+#[test]
+fn queued_input_has_a_budget_past_which_a_submit_is_refused_as_busy() {
+    // No manager: everything stays queued.
+    let mut sim = Sim::with_config(payload_limits(100, 250)).with_client("c");
+    sim.submit("c", 1, vec![with_input(1, 100), with_input(2, 100)]);
+    sim.check(vec![submitted("c", 1, 2)]);
+    // 200 held; 100 more would pass 250: the whole submit is refused,
+    // even its task without input.
+    sim.submit("c", 2, vec![submission(3, nodes(1)), with_input(4, 100)]);
+    let outputs = sim.drain();
+    let [Output::ToClient(
+        to,
+        ToClient::Error {
+            request_id,
+            message,
+        },
+    )] = outputs.as_slice()
+    else {
+        panic!("expected one error, got {outputs:?}");
+    };
+    assert_eq!((to, *request_id), (&peer("c"), Some(2)));
+    assert!(message.starts_with("busy: "), "{message}");
+    assert!(message.contains("100 bytes of input"), "{message}");
+    assert!(message.contains("already hold 200"), "{message}");
+    assert!(message.contains("limit of 250 bytes"), "{message}");
+    assert!(message.contains("--max-queued-input-mib"), "{message}");
+    assert_eq!(sim.task_status("c", 3).state, TaskState::Unknown);
+    assert_eq!(sim.task_status("c", 4).state, TaskState::Unknown);
+    // A task over the per-task limit does not count against the budget:
+    // it fails on its own.
+    sim.submit("c", 3, vec![with_input(5, 101), with_input(6, 50)]);
+    let outputs = sim.drain();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert_eq!(outputs[0], submitted("c", 3, 1));
+    // Finishing tasks gives the budget back: cancel one queued task.
+    sim.command(
+        "c",
+        4,
+        Command::Cancel {
+            task_id: task_id(1),
+        },
+    );
+    assert_eq!(sim.drain().len(), 2, "reply and the cancelled result");
+    sim.submit("c", 5, vec![with_input(7, 100)]);
+    sim.check(vec![submitted("c", 5, 1)]);
+}
+
+#[test]
+fn a_running_task_keeps_its_input_for_a_retry_until_it_finishes() {
+    let mut sim = Sim::with_config(CoreConfig {
+        default_retries: 1,
+        ..payload_limits(100, 150)
+    })
+    .with_client("c")
+    .with_manager(1, 1);
+    sim.submit("c", 1, vec![with_input(1, 100)]);
+    let dispatched = TaskDispatch {
+        input: Some(vec![0xff; 100]),
+        ..dispatch(1, nodes(1))
+    };
+    sim.check(vec![
+        submitted("c", 1, 1),
+        run_tasks("m1", vec![dispatched.clone()]),
+    ]);
+    // Running, it still holds its input: no room for another 100.
+    sim.submit("c", 2, vec![with_input(2, 100)]);
+    assert!(matches!(
+        sim.drain().as_slice(),
+        [Output::ToClient(_, ToClient::Error { .. })]
+    ));
+    // Its manager goes; the retry on the next manager gets the input again.
+    sim.manager(
+        "m1",
+        FromManager::Goodbye {
+            reason: "test".to_owned(),
+        },
+    );
+    sim.check(vec![]);
+    sim.manager("m2", FromManager::Register(registration(2, 1)));
+    sim.check(vec![
+        to_manager("m2", registered_with(64)),
+        run_tasks("m2", vec![dispatched]),
+    ]);
+    // Its result frees the budget.
+    sim.manager_results("m2", vec![completed(1)]);
+    sim.check(vec![results("c", vec![forwarded(completed(1), 2)])]);
+    sim.submit("c", 3, vec![with_input(3, 100)]);
+    let dispatched = TaskDispatch {
+        input: Some(vec![0xff; 100]),
+        ..dispatch(3, nodes(1))
+    };
+    sim.check(vec![
+        submitted("c", 3, 1),
+        run_tasks("m2", vec![dispatched]),
+    ]);
+}
+
+#[test]
+fn outputs_reach_the_client_and_count_in_the_memory_bound_of_kept_results() {
+    // Room for one result of 512 bytes of overhead plus 300 of output, not two.
+    let mut sim = Sim::with_config(retention(100, 1200))
+        .with_client("c")
+        .with_manager(1, 2);
+    sim.submit(
+        "c",
+        1,
+        vec![submission(1, nodes(1)), submission(2, nodes(1))],
+    );
+    sim.check(vec![
+        submitted("c", 1, 2),
+        run_tasks(
+            "m1",
+            vec![dispatch(1, nodes(1)), dispatch_on(2, nodes(1), &[1])],
+        ),
+    ]);
+    let with_output = |id| TaskResult {
+        output: Some(vec![0x80; 300]),
+        ..completed(id)
+    };
+    sim.manager_results("m1", vec![with_output(1)]);
+    sim.check(vec![results("c", vec![forwarded(with_output(1), 1)])]);
+    assert_eq!(
+        sim.task_status("c", 1)
+            .result
+            .and_then(|result| result.output),
+        Some(vec![0x80; 300])
+    );
+    sim.manager_results("m1", vec![with_output(2)]);
+    sim.check(vec![results("c", vec![forwarded(with_output(2), 1)])]);
+    assert_eq!(sim.task_status("c", 1).state, TaskState::Unknown);
+    assert_eq!(sim.task_status("c", 2).state, TaskState::Completed);
 }
 
 #[test]
@@ -1052,6 +1293,44 @@ fn a_manager_of_another_version_is_refused_and_others_keep_working() {
     assert_eq!(sim.status("c").managers.len(), 1);
 }
 
+/// Version 2 peers know nothing of task payloads: they are refused at the
+/// handshake, so an old manager can never silently drop a task's input.
+#[test]
+fn version_2_clients_and_managers_are_refused_at_the_handshake() {
+    assert_eq!(PROTOCOL_VERSION, 3);
+    let mut sim = Sim::new();
+    sim.client(
+        "old",
+        FromClient::Hello {
+            protocol_version: 2,
+            client_version: "0.1.0".to_owned(),
+        },
+    );
+    let mut old = registration(1, 1);
+    old.protocol_version = 2;
+    sim.manager("m1", FromManager::Register(old));
+    sim.check(vec![
+        to_client(
+            "old",
+            ToClient::Refused {
+                reason: "protocol version mismatch: the client speaks version 2, \
+                         this interchange speaks version 3"
+                    .to_owned(),
+                protocol_version: 3,
+            },
+        ),
+        to_manager(
+            "m1",
+            ToManager::Refused {
+                reason: "protocol version mismatch: the manager speaks version 2, \
+                         this interchange speaks version 3"
+                    .to_owned(),
+                protocol_version: 3,
+            },
+        ),
+    ]);
+}
+
 #[test]
 fn an_undecodable_register_of_another_version_is_refused_naming_both() {
     #[derive(serde::Serialize)]
@@ -1065,7 +1344,7 @@ fn an_undecodable_register_of_another_version_is_refused_naming_both() {
         "m9",
         &protocol::encode(&FutureRegister {
             r#type: "register",
-            protocol_version: 3,
+            protocol_version: PROTOCOL_VERSION + 1,
             nodes: 5,
         }),
     );
@@ -1073,8 +1352,9 @@ fn an_undecodable_register_of_another_version_is_refused_naming_both() {
         "m9",
         ToManager::Refused {
             reason: format!(
-                "protocol version mismatch: the manager speaks version 3, \
-                 this interchange speaks version {PROTOCOL_VERSION}"
+                "protocol version mismatch: the manager speaks version {}, \
+                 this interchange speaks version {PROTOCOL_VERSION}",
+                PROTOCOL_VERSION + 1
             ),
             protocol_version: PROTOCOL_VERSION,
         },

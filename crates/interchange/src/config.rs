@@ -28,7 +28,8 @@ pub struct Flags {
     /// TOML file with the same settings (keys with underscores: run_dir,
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
-    /// max_finished_mib, placement, default_retries, log_level,
+    /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
+    /// max_queued_input_mib, placement, default_retries, log_level,
     /// metrics_listen); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
@@ -74,6 +75,21 @@ pub struct Flags {
     /// take; the oldest are forgotten first [default: 512].
     #[arg(long, value_name = "MIB")]
     pub max_finished_mib: Option<usize>,
+    /// The largest input (bytes) a task may carry; a larger one fails at
+    /// once as input_too_large. Announced to clients [default: 16777216,
+    /// 16 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_task_input_bytes: Option<u64>,
+    /// The largest output (bytes) a task may return; a larger output file
+    /// fails its task as output_too_large. Given to pool-managers and
+    /// announced to clients [default: 16777216, 16 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_task_output_bytes: Option<u64>,
+    /// Memory, in MiB, that the input of unfinished tasks (queued or
+    /// running, kept for retries) may take; a submit that would pass it is
+    /// refused as busy [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    pub max_queued_input_mib: Option<u64>,
     /// Which manager a task goes to when several can start it: best-fit
     /// (the tightest free capacity, keeping large holes for large tasks) or
     /// newest-block (the last to register, so old blocks go idle and can be
@@ -110,6 +126,9 @@ pub struct FileConfig {
     pub max_block_nodes: Option<u32>,
     pub max_finished_results: Option<usize>,
     pub max_finished_mib: Option<usize>,
+    pub max_task_input_bytes: Option<u64>,
+    pub max_task_output_bytes: Option<u64>,
+    pub max_queued_input_mib: Option<u64>,
     pub placement: Option<String>,
     pub default_retries: Option<u32>,
     pub log_level: Option<String>,
@@ -202,6 +221,11 @@ pub struct Config {
     /// many, taking at most `max_finished_bytes`.
     pub max_finished_results: usize,
     pub max_finished_bytes: usize,
+    /// Task payload limits: per task, and for the input all unfinished
+    /// tasks hold.
+    pub max_task_input_bytes: u64,
+    pub max_task_output_bytes: u64,
+    pub max_queued_input_bytes: u64,
     pub placement: Placement,
     pub default_retries: u32,
     /// A level name; `None` means "RUST_LOG, else info".
@@ -242,6 +266,13 @@ pub enum ConfigError {
     ThresholdNotAbovePeriod { period: f64, threshold: f64 },
     #[error("max_finished_mib = {0} is too large for this machine's address space")]
     TooManyMib(usize),
+    #[error("max_queued_input_mib = {0} is too large")]
+    TooManyQueuedMib(u64),
+    #[error(
+        "max_task_input_bytes ({per_task}) is larger than max_queued_input_mib \
+         ({queued} bytes): no task with such an input could ever be accepted"
+    )]
+    InputLimitAboveBudget { per_task: u64, queued: u64 },
     #[error("placement: {0}")]
     BadPlacement(String),
     #[error("default_retries must be at most {max}, got {0}", max = protocol::spec::MAX_RETRIES)]
@@ -411,6 +442,27 @@ impl Config {
         let max_finished_bytes = max_finished_mib
             .checked_mul(1024 * 1024)
             .ok_or(ConfigError::TooManyMib(max_finished_mib))?;
+        let max_task_input_bytes = flags
+            .max_task_input_bytes
+            .or(file.max_task_input_bytes)
+            .unwrap_or(protocol::DEFAULT_MAX_TASK_INPUT_BYTES);
+        let max_task_output_bytes = flags
+            .max_task_output_bytes
+            .or(file.max_task_output_bytes)
+            .unwrap_or(protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES);
+        let max_queued_input_mib = flags
+            .max_queued_input_mib
+            .or(file.max_queued_input_mib)
+            .unwrap_or(interchange_core::DEFAULT_MAX_QUEUED_INPUT_BYTES / (1024 * 1024));
+        let max_queued_input_bytes = max_queued_input_mib
+            .checked_mul(1024 * 1024)
+            .ok_or(ConfigError::TooManyQueuedMib(max_queued_input_mib))?;
+        if max_task_input_bytes > max_queued_input_bytes {
+            return Err(ConfigError::InputLimitAboveBudget {
+                per_task: max_task_input_bytes,
+                queued: max_queued_input_bytes,
+            });
+        }
         let placement = match flags.placement.or(file.placement) {
             None => Placement::BestFit,
             Some(text) => text.parse().map_err(ConfigError::BadPlacement)?,
@@ -461,6 +513,9 @@ impl Config {
             max_block_nodes,
             max_finished_results,
             max_finished_bytes,
+            max_task_input_bytes,
+            max_task_output_bytes,
+            max_queued_input_bytes,
             placement,
             default_retries,
             log_level,
@@ -696,6 +751,9 @@ mod tests {
                 max_block_nodes: None,
                 max_finished_results: 100_000,
                 max_finished_bytes: 512 * 1024 * 1024,
+                max_task_input_bytes: 16 * 1024 * 1024,
+                max_task_output_bytes: 16 * 1024 * 1024,
+                max_queued_input_bytes: 1024 * 1024 * 1024,
                 placement: Placement::BestFit,
                 default_retries: 0,
                 log_level: None,
@@ -736,6 +794,35 @@ mod tests {
         let config =
             Config::resolve(flags(&[]), FileConfig::default(), &environment).expect("valid");
         assert_eq!(config.security, Security::Curve(PathBuf::from("/env/keys")));
+    }
+
+    #[test]
+    fn payload_limits_come_from_flags_or_the_file() {
+        let file = file(
+            "max_task_input_bytes = 1000\nmax_task_output_bytes = 2000\nmax_queued_input_mib = 3\n",
+        )
+        .expect("valid file");
+        let config = Config::resolve(flags(&["--max-task-output-bytes", "5"]), file, &home())
+            .expect("valid");
+        assert_eq!(config.max_task_input_bytes, 1000);
+        assert_eq!(config.max_task_output_bytes, 5);
+        assert_eq!(config.max_queued_input_bytes, 3 * 1024 * 1024);
+        let error = Config::resolve(
+            flags(&[
+                "--max-task-input-bytes",
+                "2097153",
+                "--max-queued-input-mib",
+                "2",
+            ]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect_err("a task input limit above the budget is refused");
+        assert_eq!(
+            error.to_string(),
+            "max_task_input_bytes (2097153) is larger than max_queued_input_mib (2097152 bytes): \
+             no task with such an input could ever be accepted"
+        );
     }
 
     #[test]

@@ -286,6 +286,7 @@ mod tests {
             cwd: None,
             stdout: None,
             stderr: None,
+            input: None,
         }
     }
 

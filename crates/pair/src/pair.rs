@@ -19,7 +19,7 @@ use crate::launcher::{instant_launcher, LaunchPlan};
 use interchange_core::{decode_client_frame, decode_manager_frame, Core, PeerId};
 use interchange_core::{Output as InterchangeOutput, Socket};
 use pool_manager_core::{
-    ExitStatus, LinkStatus, Output as ManagerOutput, PoolManager, Settings, TaskExit,
+    ExitStatus, LinkStatus, Output as ManagerOutput, PoolManager, Settings, TaskExit, TaskOutput,
 };
 use protocol::{
     Command, ErrorKind, FromClient, FromManager, ManagerId, Reply, StatusReport, TaskId,
@@ -559,6 +559,7 @@ impl Pair {
                     stderr_tail: Vec::new(),
                     start_time: self.wall(process.started),
                     end_time: self.wall(self.now),
+                    output: TaskOutput::Absent,
                 };
                 if self.config.record {
                     self.seen.push_back(Seen::Exited {

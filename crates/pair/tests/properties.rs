@@ -80,6 +80,7 @@ fn submission(number: usize, shape: &Shape) -> TaskSubmission {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 

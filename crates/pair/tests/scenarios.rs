@@ -33,6 +33,7 @@ fn task(number: u128, seconds: u64, num_nodes: u32) -> TaskSubmission {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 
@@ -205,6 +206,7 @@ fn a_forged_placement_is_refused_by_the_manager_and_recorded() {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     };
     pair.inject_to_manager(
         manager,

@@ -38,6 +38,23 @@ pub struct TaskExit {
     pub stderr_tail: Vec<u8>,
     pub start_time: UnixTime,
     pub end_time: UnixTime,
+    /// What the shell found in the task's output file
+    /// ([`Launch::output`]).
+    pub output: TaskOutput,
+}
+
+/// What the shell found in a task's output file once the task ended. The
+/// core decides what it means (the limit check).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TaskOutput {
+    /// The task wrote no output file.
+    #[default]
+    Absent,
+    /// The file's first bytes (the shell reads at most
+    /// [`OutputFile::max_bytes`] + 1 of them) and the file's size.
+    Read { bytes: Vec<u8>, size: u64 },
+    /// The file is there but could not be read.
+    Unreadable(String),
 }
 
 /// What the shell must do.
@@ -71,6 +88,27 @@ pub struct Launch {
     pub stderr: PathBuf,
     /// The task's nodes, for logs.
     pub nodes: Vec<String>,
+    /// Bytes to write to a file before the command starts
+    /// (`RHTEX_TASK_INPUT` in `env` names it); removed when the task ends.
+    pub input: Option<TaskInput>,
+    /// The file the task may write its output to (`RHTEX_TASK_OUTPUT` in
+    /// `env`): read back after the task ends, then removed.
+    pub output: OutputFile,
+}
+
+/// A task's input and the file it goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskInput {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// Where a task may leave its output, and the largest output it may
+/// return: the shell never reads more than `max_bytes` + 1 bytes of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFile {
+    pub path: PathBuf,
+    pub max_bytes: u64,
 }
 
 /// Why the manager killed a task's process group.

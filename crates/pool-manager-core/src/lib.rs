@@ -16,7 +16,10 @@
 //! - [`pool_manager`]: the lifecycle with the interchange (registration,
 //!   heartbeats, silence, drain, stopping) and the routing of inputs;
 //! - `tasks`: the running tasks, their slots and walltime deadlines, and
-//!   the results built from them;
+//!   the results built from them, including the task payloads: the input
+//!   and the input and output files in each [`Launch`], and what the shell
+//!   read back ([`TaskOutput`] in [`TaskExit`]) checked against the
+//!   interchange's `max_task_output_bytes`;
 //! - [`allocator`]: the free slots of every node, checking each placement;
 //! - [`events`]: the seam's input and output types.
 //!
@@ -33,7 +36,10 @@ pub mod prefix;
 pub mod slurm;
 mod tasks;
 
+pub use tasks::{INPUT_VARIABLE, OUTPUT_VARIABLE};
+
 pub use events::{
-    signal_name, ExitReason, ExitStatus, KillReason, Launch, LinkStatus, Output, TaskExit,
+    signal_name, ExitReason, ExitStatus, KillReason, Launch, LinkStatus, Output, OutputFile,
+    TaskExit, TaskInput, TaskOutput,
 };
 pub use pool_manager::{PoolManager, Settings};

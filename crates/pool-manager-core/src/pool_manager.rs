@@ -89,6 +89,8 @@ pub struct PoolManager {
     drain_sent: bool,
     connected_once: bool,
     n_bad_messages: u64,
+    /// The largest output a task may return, from `registered`.
+    max_task_output_bytes: u64,
 }
 
 impl PoolManager {
@@ -113,6 +115,7 @@ impl PoolManager {
             drain_sent: false,
             connected_once: false,
             n_bad_messages: 0,
+            max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
             settings,
         };
         manager.send(FromManager::Register(manager.settings.registration.clone()));
@@ -199,6 +202,7 @@ impl PoolManager {
             ToManager::Registered {
                 interchange_version,
                 heartbeat_period,
+                max_task_output_bytes,
             } => {
                 if matches!(self.phase, Phase::Registering) {
                     tracing::info!(
@@ -207,9 +211,11 @@ impl PoolManager {
                         interchange_heartbeat_period = heartbeat_period,
                         n_nodes = self.tasks.allocator().n_nodes(),
                         slots_per_node = self.tasks.allocator().slots_per_node(),
+                        max_task_output_bytes,
                         "registered with the interchange"
                     );
                     self.phase = Phase::Registered;
+                    self.max_task_output_bytes = max_task_output_bytes;
                     self.adopt_heartbeat_period(heartbeat_period);
                     self.next_heartbeat = Some(now.plus(self.heartbeat_period));
                 } else {
@@ -458,7 +464,10 @@ impl PoolManager {
             self.reject(task_id, message);
             return;
         }
-        match self.tasks.start(now, task, &self.settings) {
+        match self
+            .tasks
+            .start(now, task, &self.settings, self.max_task_output_bytes)
+        {
             Ok(launch) => self.outputs.push_back(Output::Launch(launch)),
             Err(message) => self.reject(task_id, message),
         }

@@ -13,7 +13,9 @@
 //! never kept as state. Pure: time comes in as [`Time`].
 
 use crate::allocator::{Allocator, SlotRequest};
-use crate::events::{signal_name, ExitStatus, KillReason, Launch, TaskExit};
+use crate::events::{
+    signal_name, ExitStatus, KillReason, Launch, OutputFile, TaskExit, TaskInput, TaskOutput,
+};
 use crate::pool_manager::Settings;
 use crate::prefix::{task_environment, TaskContext};
 use protocol::{ErrorKind, Registration, TaskDispatch, TaskError, TaskId, TaskResult, TaskState};
@@ -31,7 +33,13 @@ pub(crate) struct Running {
     kill: Option<KillReason>,
     /// The task's `walltime` in seconds and when it runs out.
     walltime: Option<(f64, Time)>,
+    /// The largest output it may return.
+    max_output_bytes: u64,
 }
+
+/// Environment variables naming a task's input and output files.
+pub const INPUT_VARIABLE: &str = "RHTEX_TASK_INPUT";
+pub const OUTPUT_VARIABLE: &str = "RHTEX_TASK_OUTPUT";
 
 /// The task table, the allocator and the walltime deadlines.
 #[derive(Debug)]
@@ -130,12 +138,14 @@ impl Tasks {
     }
 
     /// Checks a dispatched task and records it; returns what to launch, or
-    /// the message of its `launch_failed` result.
+    /// the message of its `launch_failed` result. Its output may have at
+    /// most `max_output_bytes`.
     pub(crate) fn start(
         &mut self,
         now: Time,
         task: TaskDispatch,
         settings: &Settings,
+        max_output_bytes: u64,
     ) -> Result<Launch, String> {
         let task_id = task.task_id;
         if self.running.contains_key(&task_id) {
@@ -164,7 +174,7 @@ impl Tasks {
             .map(|share| share.slots)
             .min()
             .unwrap_or(1);
-        let env = task_environment(
+        let mut env = task_environment(
             &settings.base_env,
             &TaskContext {
                 task_id,
@@ -186,6 +196,24 @@ impl Tasks {
         let tasks_dir = run_dir.join("tasks");
         let stdout = resolve(&task.stdout, tasks_dir.join(format!("{task_id}.stdout")));
         let stderr = resolve(&task.stderr, tasks_dir.join(format!("{task_id}.stderr")));
+        // The files are the manager's: they override the task's own env.
+        let input = task.input.map(|bytes| TaskInput {
+            path: tasks_dir.join(format!("{task_id}.input")),
+            bytes,
+        });
+        if let Some(input) = &input {
+            env.insert(INPUT_VARIABLE.to_owned(), input.path.display().to_string());
+        } else {
+            env.remove(INPUT_VARIABLE);
+        }
+        let output = OutputFile {
+            path: tasks_dir.join(format!("{task_id}.output")),
+            max_bytes: max_output_bytes,
+        };
+        env.insert(
+            OUTPUT_VARIABLE.to_owned(),
+            output.path.display().to_string(),
+        );
         let walltime = task.resources.walltime.and_then(|seconds| {
             let deadline = Duration::try_from_secs_f64(seconds)
                 .ok()
@@ -206,6 +234,7 @@ impl Tasks {
                 stderr: stderr.clone(),
                 kill: None,
                 walltime,
+                max_output_bytes,
             },
         );
         Ok(Launch {
@@ -216,6 +245,8 @@ impl Tasks {
             stdout,
             stderr,
             nodes: hosts,
+            input,
+            output,
         })
     }
 
@@ -320,7 +351,39 @@ pub(crate) fn exit_result(
     }
     result.state = state;
     result.error = error.map(|(kind, message)| TaskError { kind, message });
+    take_output(&mut result, exit.output, running.max_output_bytes);
     result
+}
+
+/// Puts the task's output into its result if it is within `max_bytes`. An
+/// output too large, or unreadable, fails a task that completed (a task
+/// that failed otherwise keeps its own error, without output).
+fn take_output(result: &mut TaskResult, output: TaskOutput, max_bytes: u64) {
+    let problem = match output {
+        TaskOutput::Absent => return,
+        TaskOutput::Read { bytes, size } => {
+            let n_bytes = size.max(bytes.len() as u64);
+            if n_bytes <= max_bytes {
+                result.output = Some(bytes);
+                return;
+            }
+            TaskError {
+                kind: ErrorKind::OutputTooLarge,
+                message: format!(
+                    "the task's output file has {n_bytes} bytes; max_task_output_bytes is {max_bytes}"
+                ),
+            }
+        }
+        TaskOutput::Unreadable(reason) => TaskError {
+            kind: ErrorKind::LaunchFailed,
+            message: format!("cannot read the task's output file: {reason}"),
+        },
+    };
+    tracing::warn!(task_id = %result.task_id, kind = %problem.kind, message = %problem.message, "task output dropped");
+    if result.state == TaskState::Completed {
+        result.state = TaskState::Failed;
+        result.error = Some(problem);
+    }
 }
 
 /// The result of a launched task whose process could not be started.

@@ -9,6 +9,11 @@
 //! the grace period if the leader is still alive), records the start and
 //! end times, reads the output tails and reports the end on a channel.
 //!
+//! Task payloads: a task's input is written to its input file before the
+//! command starts; once the task is reaped its output file is read (at most
+//! the limit + 1 bytes: the core decides what a larger file means) and both
+//! files are removed.
+//!
 //! When the leader has been reaped, whatever is left of its process group
 //! (background processes of the command) is killed with SIGKILL and reaped
 //! too: the manager is a child subreaper ([`become_subreaper`]), so orphaned
@@ -16,7 +21,7 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use pool_manager_core::{ExitStatus, KillReason, Launch, TaskExit};
+use pool_manager_core::{ExitStatus, KillReason, Launch, OutputFile, TaskExit, TaskOutput};
 use protocol::{TaskId, UnixTime, MAX_TAIL_BYTES};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -39,6 +44,11 @@ pub enum LaunchError {
     },
     #[error("cannot open task output file {}: {error}", path.display())]
     OutputFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot write the task's input file {}: {error}", path.display())]
+    InputFile {
         path: PathBuf,
         error: std::io::Error,
     },
@@ -86,16 +96,22 @@ pub fn unix_now() -> UnixTime {
         .map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
-fn open_output(path: &Path) -> Result<File, LaunchError> {
-    if let Some(parent) = path
+/// Creates the directory a task file goes in, if it is missing.
+fn create_parent(path: &Path) -> Result<(), LaunchError> {
+    match path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
             path: parent.to_path_buf(),
             error,
-        })?;
+        }),
+        None => Ok(()),
     }
+}
+
+fn open_output(path: &Path) -> Result<File, LaunchError> {
+    create_parent(path)?;
     OpenOptions::new()
         .create(true)
         .write(true)
@@ -105,6 +121,50 @@ fn open_output(path: &Path) -> Result<File, LaunchError> {
             path: path.to_path_buf(),
             error,
         })
+}
+
+/// Writes the task's input file, and makes sure the directory of its
+/// output file exists and no stale output file is left there.
+fn prepare_payload_files(launch: &Launch) -> Result<(), LaunchError> {
+    let output = &launch.output.path;
+    create_parent(output)?;
+    remove_if_present(output);
+    if let Some(input) = &launch.input {
+        create_parent(&input.path)?;
+        std::fs::write(&input.path, &input.bytes).map_err(|error| LaunchError::InputFile {
+            path: input.path.clone(),
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes a task's payload file; a missing file is fine.
+fn remove_if_present(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(%error, path = %path.display(), "cannot remove a task payload file");
+        }
+    }
+}
+
+/// Reads a task's output file: at most `max_bytes` + 1 bytes, and its size.
+pub fn read_output(output: &OutputFile) -> TaskOutput {
+    let read = || -> std::io::Result<TaskOutput> {
+        let file = match File::open(&output.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(TaskOutput::Absent)
+            }
+            Err(error) => return Err(error),
+        };
+        let size = file.metadata()?.len();
+        let mut bytes = Vec::new();
+        file.take(output.max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)?;
+        Ok(TaskOutput::Read { bytes, size })
+    };
+    read().unwrap_or_else(|error| TaskOutput::Unreadable(error.to_string()))
 }
 
 /// Starts a task. Its end is sent on `ended` once it is reaped.
@@ -142,8 +202,19 @@ pub fn spawn(
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
+    prepare_payload_files(launch)?;
+    let input_path = launch.input.as_ref().map(|input| input.path.clone());
     let start_time = unix_now();
-    let mut child = command.spawn().map_err(LaunchError::Spawn)?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            if let Some(path) = &input_path {
+                remove_if_present(path);
+            }
+            return Err(LaunchError::Spawn(error));
+        }
+    };
+    let output_file = launch.output.clone();
     let pid = child.id().unwrap_or(0);
     let (kill_tx, kill_rx) = oneshot::channel();
     let task_id = launch.task_id;
@@ -176,16 +247,30 @@ pub fn spawn(
         };
         // Output files may sit on a slow shared filesystem: read them off
         // the event loop.
-        let (stdout_tail, stderr_tail) =
-            tokio::task::spawn_blocking(move || (read_tail(&stdout_path), read_tail(&stderr_path)))
-                .await
-                .unwrap_or_default();
+        let read = tokio::task::spawn_blocking(move || {
+            let output = read_output(&output_file);
+            remove_if_present(&output_file.path);
+            if let Some(path) = &input_path {
+                remove_if_present(path);
+            }
+            (read_tail(&stdout_path), read_tail(&stderr_path), output)
+        })
+        .await;
+        let (stdout_tail, stderr_tail, output) = read.unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the task's files");
+            (
+                Vec::new(),
+                Vec::new(),
+                TaskOutput::Unreadable(error.to_string()),
+            )
+        });
         let exit = TaskExit {
             status,
             stdout_tail,
             stderr_tail,
             start_time,
             end_time,
+            output,
         };
         tracing::debug!(?status, "task process ended");
         let _ = ended.send(Ended { task_id, exit });
@@ -305,6 +390,11 @@ mod tests {
             stdout: dir.join("out/t.stdout"),
             stderr: dir.join("out/t.stderr"),
             nodes: vec!["n1".into()],
+            input: None,
+            output: OutputFile {
+                path: dir.join("out/t.output"),
+                max_bytes: 1024,
+            },
         }
     }
 
@@ -346,6 +436,55 @@ mod tests {
         let end = next(&mut ended).await;
         assert_eq!(end.exit.stdout_tail.len(), MAX_TAIL_BYTES);
         assert!(end.exit.stdout_tail.ends_with(b"END"));
+    }
+
+    #[tokio::test]
+    async fn input_is_written_before_and_output_read_after_then_both_removed() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (sender, mut ended) = mpsc::unbounded_channel();
+        let mut task = launch(temp.path(), "od -An -tx1 \"$IN\" > \"$OUT\"");
+        let input_path = temp.path().join("tasks/t.input");
+        task.input = Some(pool_manager_core::TaskInput {
+            path: input_path.clone(),
+            bytes: vec![0x80, 0xff, 0x00],
+        });
+        task.env
+            .insert("IN".into(), input_path.display().to_string());
+        task.env
+            .insert("OUT".into(), task.output.path.display().to_string());
+        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        let end = next(&mut ended).await;
+        let expected = b" 80 ff 00\n".to_vec();
+        assert_eq!(
+            end.exit.output,
+            TaskOutput::Read {
+                size: expected.len() as u64,
+                bytes: expected,
+            }
+        );
+        assert!(!input_path.exists(), "the input file is removed");
+        assert!(!task.output.path.exists(), "the output file is removed");
+    }
+
+    #[test]
+    fn output_is_read_up_to_the_limit_plus_one_byte() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let output = OutputFile {
+            path: temp.path().join("t.output"),
+            max_bytes: 10,
+        };
+        assert_eq!(read_output(&output), TaskOutput::Absent);
+        std::fs::write(&output.path, vec![7u8; 5000]).expect("write");
+        assert_eq!(
+            read_output(&output),
+            TaskOutput::Read {
+                bytes: vec![7u8; 11],
+                size: 5000,
+            }
+        );
+        std::fs::remove_file(&output.path).expect("remove");
+        std::fs::create_dir(&output.path).expect("mkdir");
+        assert!(matches!(read_output(&output), TaskOutput::Unreadable(_)));
     }
 
     #[test]

@@ -87,10 +87,16 @@ impl Interchange {
     }
 
     fn accept(&mut self) -> protocol::Registration {
+        self.accept_with_output_limit(protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES)
+    }
+
+    /// Registers the manager, giving it this `max_task_output_bytes`.
+    fn accept_with_output_limit(&mut self, max_task_output_bytes: u64) -> protocol::Registration {
         let registration = self.expect_register();
         self.send(&ToManager::Registered {
             interchange_version: protocol::RHTEX_VERSION.into(),
             heartbeat_period: 30.0,
+            max_task_output_bytes,
         });
         registration
     }
@@ -196,6 +202,7 @@ fn dispatch(
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 
@@ -307,6 +314,84 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
         log.contains("block nodes") && log.contains("n1,n2,n3"),
         "{log}"
     );
+}
+
+#[test]
+fn task_input_and_output_travel_as_bytes_through_files_that_are_removed() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mut interchange = Interchange::bind();
+    let _manager = ManagerProcess::start(
+        temp.path(),
+        &interchange.endpoint,
+        &[
+            "--nodes",
+            "n1",
+            "--slots-per-node",
+            "1",
+            "--heartbeat-period",
+            "0.2",
+        ],
+    );
+    interchange.accept_with_output_limit(1000);
+    let tasks_dir = temp.path().join("run/tasks");
+
+    // Every byte value, so nothing may be read as text on the way.
+    let input: Vec<u8> = (0..=255u8).collect();
+    let round_trip = TaskId::from_u128(0x1);
+    let mut task = dispatch(
+        round_trip,
+        "test -r \"$RHTEX_TASK_INPUT\" && cat \"$RHTEX_TASK_INPUT\" \"$RHTEX_TASK_INPUT\" > \"$RHTEX_TASK_OUTPUT\"; \
+         echo \"$RHTEX_TASK_INPUT\"; echo \"$RHTEX_TASK_OUTPUT\"",
+        ResourceRequest::new(),
+        &[(0, 1)],
+    );
+    task.input = Some(input.clone());
+    interchange.send(&ToManager::RunTasks { tasks: vec![task] });
+    let result = interchange.expect_result();
+    assert_eq!(result.state, TaskState::Completed, "{result:?}");
+    assert_eq!(result.output, Some([input.clone(), input].concat()));
+    let input_path = tasks_dir.join(format!("{round_trip}.input"));
+    let output_path = tasks_dir.join(format!("{round_trip}.output"));
+    assert_eq!(
+        String::from_utf8_lossy(&result.stdout_tail),
+        format!("{}\n{}\n", input_path.display(), output_path.display()),
+        "the variables name the files under the run directory"
+    );
+    assert!(!input_path.exists(), "the input file is removed");
+    assert!(!output_path.exists(), "the output file is removed");
+
+    // No input: no RHTEX_TASK_INPUT, and no output file means no output.
+    let serial = |number: u128, command: &str| {
+        let task_id = TaskId::from_u128(number);
+        (
+            task_id,
+            dispatch(task_id, command, ResourceRequest::new(), &[(0, 1)]),
+        )
+    };
+    let (_, task) = serial(0x2, "echo \"[${RHTEX_TASK_INPUT-unset}]\"");
+    interchange.send(&ToManager::RunTasks { tasks: vec![task] });
+    let result = interchange.expect_result();
+    assert_eq!(result.state, TaskState::Completed, "{result:?}");
+    assert_eq!(result.stdout_tail, b"[unset]\n");
+    assert_eq!(result.output, None);
+
+    // An output past the limit from `registered` fails the task.
+    let (too_large, task) = serial(0x3, "head -c 5000 /dev/zero > \"$RHTEX_TASK_OUTPUT\"");
+    interchange.send(&ToManager::RunTasks { tasks: vec![task] });
+    let result = interchange.expect_result();
+    assert_eq!(
+        (result.state, result.exit_code, result.output),
+        (TaskState::Failed, Some(0), None)
+    );
+    let error = result.error.expect("error");
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (
+            ErrorKind::OutputTooLarge,
+            "the task's output file has 5000 bytes; max_task_output_bytes is 1000"
+        )
+    );
+    assert!(!tasks_dir.join(format!("{too_large}.output")).exists());
 }
 
 #[test]

@@ -78,6 +78,7 @@ mod tests {
             stderr_tail: vec![0, 159, 146, 150],
             start_time: Some(1.5),
             end_time: Some(2.25),
+            output: Some(vec![0x80, 0x04, 0xff, b'.']),
         }
     }
 
@@ -91,6 +92,7 @@ mod tests {
             cwd: None,
             stdout: Some("out.txt".into()),
             stderr: None,
+            input: Some(vec![0, 1, 0xfe, 0xff]),
         };
         let client_messages = vec![
             FromClient::Hello {
@@ -126,6 +128,7 @@ mod tests {
                 cwd: Some("/".into()),
                 stdout: None,
                 stderr: None,
+                input: Some(vec![0xc1]),
             }],
         };
         assert_eq!(decode::<ToManager>(&encode(&to_manager)), Ok(to_manager));
@@ -145,6 +148,44 @@ mod tests {
         // bin8 marker (0xc4) with length 6 followed by "hello\n"
         let needle = [0xc4, 6, b'h', b'e', b'l', b'l', b'o', b'\n'];
         assert!(bytes.windows(needle.len()).any(|window| window == needle));
+    }
+
+    #[test]
+    fn payloads_are_msgpack_bin_and_absent_means_none() {
+        let bytes = encode(&sample_result());
+        let needle = [0xc4, 4, 0x80, 0x04, 0xff, b'.'];
+        assert!(bytes.windows(needle.len()).any(|window| window == needle));
+        let mut result = sample_result();
+        result.output = None;
+        let message = FromManager::Results {
+            results: vec![result],
+        };
+        assert_eq!(decode::<FromManager>(&encode(&message)), Ok(message));
+    }
+
+    #[test]
+    fn limits_absent_from_the_handshake_mean_the_defaults() {
+        #[derive(Serialize)]
+        struct OldRegistered {
+            #[serde(rename = "type")]
+            message_type: &'static str,
+            interchange_version: &'static str,
+            heartbeat_period: f64,
+        }
+        let bytes = rmp_serde::to_vec_named(&OldRegistered {
+            message_type: "registered",
+            interchange_version: "0.1.0",
+            heartbeat_period: 30.0,
+        })
+        .expect("encode");
+        assert_eq!(
+            decode::<ToManager>(&bytes),
+            Ok(ToManager::Registered {
+                interchange_version: "0.1.0".into(),
+                heartbeat_period: 30.0,
+                max_task_output_bytes: DEFAULT_MAX_TASK_OUTPUT_BYTES,
+            })
+        );
     }
 
     #[test]
@@ -215,11 +256,13 @@ mod tests {
             exit_code in proptest::option::of(any::<i32>()),
             tail in proptest::collection::vec(any::<u8>(), 0..300),
             nodes in proptest::collection::vec("[a-z0-9-]{1,12}", 0..5),
+            output in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
         ) {
             let mut result = sample_result();
             result.exit_code = exit_code;
             result.stdout_tail = tail;
             result.nodes = nodes;
+            result.output = output;
             let message = FromManager::Results { results: vec![result] };
             prop_assert_eq!(decode::<FromManager>(&encode(&message)), Ok(message));
         }

@@ -87,6 +87,27 @@ pub struct TaskSubmission {
     /// Path of the stderr file; under the manager's run directory when absent.
     #[serde(default)]
     pub stderr: Option<String>,
+    /// Bytes handed to the task on its lead node: the pool-manager writes
+    /// them to a file named by `RHTEX_TASK_INPUT` before the command starts.
+    /// At most the `max_task_input_bytes` announced in `welcome`.
+    #[serde(default, with = "serde_bytes")]
+    pub input: Option<Vec<u8>>,
+}
+
+/// Default of `max_task_input_bytes` (16 MiB): the largest task input the
+/// interchange accepts, unless configured otherwise.
+pub const DEFAULT_MAX_TASK_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Default of `max_task_output_bytes` (16 MiB): the largest task output a
+/// pool-manager returns, unless configured otherwise.
+pub const DEFAULT_MAX_TASK_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+fn default_max_task_input_bytes() -> u64 {
+    DEFAULT_MAX_TASK_INPUT_BYTES
+}
+
+fn default_max_task_output_bytes() -> u64 {
+    DEFAULT_MAX_TASK_OUTPUT_BYTES
 }
 
 impl TaskSubmission {
@@ -101,6 +122,7 @@ impl TaskSubmission {
             cwd: None,
             stdout: None,
             stderr: None,
+            input: None,
         }
     }
 }
@@ -157,7 +179,8 @@ pub enum ErrorKind {
     ExitCode,
     /// The command was killed by a signal it did not get from rhtex.
     Signaled,
-    /// The command could not be started (bad cwd, unwritable output file...).
+    /// The command could not be started (bad cwd, unwritable output file,
+    /// input file not written...), or its output file could not be read.
     LaunchFailed,
     /// The resource specification is invalid.
     InvalidSpec,
@@ -173,6 +196,12 @@ pub enum ErrorKind {
     DuplicateTaskId,
     /// The task ran longer than its `walltime` and was killed.
     WalltimeExceeded,
+    /// The task's `input` is larger than the interchange's
+    /// `max_task_input_bytes`; it was not queued.
+    InputTooLarge,
+    /// The task's output file is larger than `max_task_output_bytes`; the
+    /// command ran, its output was dropped.
+    OutputTooLarge,
 }
 
 impl ErrorKind {
@@ -188,6 +217,8 @@ impl ErrorKind {
             ErrorKind::Killed => "killed",
             ErrorKind::DuplicateTaskId => "duplicate_task_id",
             ErrorKind::WalltimeExceeded => "walltime_exceeded",
+            ErrorKind::InputTooLarge => "input_too_large",
+            ErrorKind::OutputTooLarge => "output_too_large",
         }
     }
 }
@@ -239,6 +270,10 @@ pub struct TaskResult {
     pub start_time: Option<UnixTime>,
     #[serde(default)]
     pub end_time: Option<UnixTime>,
+    /// What the task wrote to the file named by `RHTEX_TASK_OUTPUT`, if it
+    /// wrote one (at most `max_task_output_bytes`).
+    #[serde(default, with = "serde_bytes")]
+    pub output: Option<Vec<u8>>,
 }
 
 /// Largest tail of stdout or stderr carried in a [`TaskResult`].
@@ -263,6 +298,7 @@ impl TaskResult {
             stderr_tail: Vec::new(),
             start_time: None,
             end_time: None,
+            output: None,
         }
     }
 
@@ -343,6 +379,14 @@ pub enum ToClient {
     Welcome {
         protocol_version: u32,
         interchange_version: String,
+        /// The largest `input` a task may carry; a larger one fails with
+        /// `input_too_large`. Absent means the default (16 MiB).
+        #[serde(default = "default_max_task_input_bytes")]
+        max_task_input_bytes: u64,
+        /// The largest `output` a task may return; a larger one fails with
+        /// `output_too_large`. Absent means the default (16 MiB).
+        #[serde(default = "default_max_task_output_bytes")]
+        max_task_output_bytes: u64,
     },
     /// The handshake failed; the reason names both protocol versions.
     Refused {
@@ -566,6 +610,11 @@ pub enum ToManager {
         interchange_version: String,
         /// How often the interchange sends `heartbeat`, in seconds.
         heartbeat_period: f64,
+        /// The largest task output the manager may return: a larger output
+        /// file fails its task with `output_too_large`. Absent means the
+        /// default (16 MiB).
+        #[serde(default = "default_max_task_output_bytes")]
+        max_task_output_bytes: u64,
     },
     /// Registration refused; the manager must exit. The reason names both
     /// protocol versions when they differ.
@@ -617,4 +666,7 @@ pub struct TaskDispatch {
     pub stdout: Option<String>,
     #[serde(default)]
     pub stderr: Option<String>,
+    /// The submission's `input`, for the file named by `RHTEX_TASK_INPUT`.
+    #[serde(default, with = "serde_bytes")]
+    pub input: Option<Vec<u8>>,
 }

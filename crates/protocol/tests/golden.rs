@@ -30,6 +30,10 @@ const LAST_HEARTBEAT: f64 = 1_700_000_090.5;
 const START_TIME: f64 = 1_700_000_100.125;
 const END_TIME: f64 = 1_700_000_163.75;
 const SUBMITTED_AT: f64 = 1_699_999_940.5;
+/// Task payloads: bytes that are not UTF-8, as a pickled Parsl app would be.
+const INPUT: &[u8] = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x08simulate\x94.";
+const OUTPUT: &[u8] = b"\x80\x04K*.";
+const MIB_16: u64 = 16 * 1024 * 1024;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/golden")
@@ -73,6 +77,7 @@ fn submission_mpi() -> TaskSubmission {
         cwd: Some("/scratch/run-1".into()),
         stdout: Some("/scratch/run-1/sim.out".into()),
         stderr: None,
+        input: Some(INPUT.to_vec()),
     }
 }
 
@@ -99,6 +104,7 @@ fn result_full() -> TaskResult {
         stderr_tail: b"\x00\x9f\x92\x96 rank 3: abort\n".to_vec(),
         start_time: Some(START_TIME),
         end_time: Some(END_TIME),
+        output: None,
     }
 }
 
@@ -127,6 +133,7 @@ fn ran_on_one_node(
 fn result_completed() -> TaskResult {
     TaskResult {
         exit_code: Some(0),
+        output: Some(OUTPUT.to_vec()),
         ..ran_on_one_node(TASK_2, TaskState::Completed, "nid001", b"nid001\n", 0.5)
     }
 }
@@ -145,6 +152,18 @@ fn result_walltime() -> TaskResult {
             b"iteration 5812\n",
             60.25,
         )
+    }
+}
+
+fn result_output_too_large() -> TaskResult {
+    TaskResult {
+        exit_code: Some(0),
+        error: Some(TaskError {
+            kind: ErrorKind::OutputTooLarge,
+            message: "the task's output file has 20000000 bytes; max_task_output_bytes is 16777216"
+                .into(),
+        }),
+        ..ran_on_one_node(TASK_3, TaskState::Failed, "nid004", b"", 2.0)
     }
 }
 
@@ -276,13 +295,15 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
             ToClient::Welcome {
                 protocol_version: PROTOCOL_VERSION,
                 interchange_version: RHTEX_VERSION.into(),
+                max_task_input_bytes: MIB_16,
+                max_task_output_bytes: MIB_16,
             },
         ),
         (
             "to_client.refused",
             ToClient::Refused {
-                reason: "protocol version mismatch: the client speaks version 1, \
-                         this interchange speaks version 2"
+                reason: "protocol version mismatch: the client speaks version 2, \
+                         this interchange speaks version 3"
                     .into(),
                 protocol_version: PROTOCOL_VERSION,
             },
@@ -395,7 +416,7 @@ fn from_manager_cases() -> Vec<(&'static str, FromManager)> {
         (
             "from_manager.results",
             FromManager::Results {
-                results: vec![result_full(), result_walltime()],
+                results: vec![result_full(), result_walltime(), result_output_too_large()],
             },
         ),
         ("from_manager.drain_request", FromManager::DrainRequest),
@@ -450,13 +471,14 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
             ToManager::Registered {
                 interchange_version: RHTEX_VERSION.into(),
                 heartbeat_period: 30.0,
+                max_task_output_bytes: MIB_16,
             },
         ),
         (
             "to_manager.refused",
             ToManager::Refused {
-                reason: "protocol version mismatch: the pool-manager speaks version 1, \
-                         this interchange speaks version 2"
+                reason: "protocol version mismatch: the pool-manager speaks version 2, \
+                         this interchange speaks version 3"
                     .into(),
                 protocol_version: PROTOCOL_VERSION,
             },
@@ -473,6 +495,7 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
                     cwd: submission.cwd,
                     stdout: submission.stdout,
                     stderr: submission.stderr,
+                    input: submission.input,
                 }],
             },
         ),
@@ -589,6 +612,7 @@ fn lenient_cases() -> Vec<&'static str> {
         ToManager::Registered {
             interchange_version: RHTEX_VERSION.into(),
             heartbeat_period: 30.0,
+            max_task_output_bytes: MIB_16,
         },
     );
 
@@ -620,6 +644,7 @@ fn lenient_cases() -> Vec<&'static str> {
                 cwd: None,
                 stdout: None,
                 stderr: None,
+                input: None,
             }],
         },
     );

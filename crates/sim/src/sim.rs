@@ -338,6 +338,7 @@ impl Simulation {
                 cwd: None,
                 stdout: None,
                 stderr: None,
+                input: None,
             })
             .collect();
         for task in &mut self.tasks[first..end] {
@@ -677,6 +678,7 @@ mod tests {
             cwd: None,
             stdout: None,
             stderr: None,
+            input: None,
         }
     }
 

@@ -3,8 +3,8 @@
 //! that the scenario did not expect.
 
 use super::*;
-use crate::events::ExitStatus;
-use crate::Launch;
+use crate::events::{ExitStatus, OutputFile, TaskInput, TaskOutput};
+use crate::{Launch, INPUT_VARIABLE, OUTPUT_VARIABLE};
 use protocol::{ErrorKind, Launcher, ManagerId, TaskResources, TaskState};
 
 const PERIOD: Duration = Duration::from_secs(30);
@@ -80,6 +80,7 @@ fn dispatch_on(number: u128, nodes: &[u32]) -> TaskDispatch {
         cwd: None,
         stdout: None,
         stderr: None,
+        input: None,
     }
 }
 
@@ -90,6 +91,7 @@ fn exit(status: ExitStatus) -> TaskExit {
         stderr_tail: Vec::new(),
         start_time: 100.0,
         end_time: 101.5,
+        output: TaskOutput::Absent,
     }
 }
 
@@ -120,10 +122,17 @@ impl Harness {
 
     /// A manager with these settings that is registered at time 0.
     fn with_settings(settings: Settings) -> Self {
+        Self::with_output_limit(settings, protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES)
+    }
+
+    /// A manager with these settings that is registered at time 0 by an
+    /// interchange whose `max_task_output_bytes` is `max_output_bytes`.
+    fn with_output_limit(settings: Settings, max_output_bytes: u64) -> Self {
         let mut harness = Self::unregistered(settings);
         harness.receive(ToManager::Registered {
             interchange_version: "0.1.0".into(),
             heartbeat_period: 30.0,
+            max_task_output_bytes: max_output_bytes,
         });
         harness.check_idle();
         harness
@@ -216,6 +225,7 @@ fn heartbeats_follow_the_period_after_registration() {
     harness.receive(ToManager::Registered {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 30.0,
+        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
     });
     assert!(harness.manager.is_registered());
     assert_eq!(
@@ -242,6 +252,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
     harness.receive(ToManager::Registered {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 2.0,
+        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
     });
     for second in [2.0, 4.0, 6.0] {
         harness.at(second);
@@ -255,6 +266,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
     harness.receive(ToManager::Registered {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 60.0,
+        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
     });
     assert_eq!(
         harness.manager.poll_timeout(),
@@ -565,6 +577,7 @@ fn drain_request_after_the_drain_period() {
     harness.receive(ToManager::Registered {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 30.0,
+        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
     });
     harness.tick();
     assert_eq!(harness.expect_send(), FromManager::DrainRequest);
@@ -928,4 +941,152 @@ fn undecodable_frames_count_and_keep_the_link_alive() {
     harness.tick();
     assert_eq!(harness.expect_send(), FromManager::Heartbeat);
     harness.check_idle();
+}
+
+// ---------------------------------------------------------------------
+// Task input and output
+// ---------------------------------------------------------------------
+
+fn with_input(mut task: TaskDispatch, bytes: &[u8]) -> TaskDispatch {
+    task.input = Some(bytes.to_vec());
+    task
+}
+
+/// Runs task 1 (with `input`) on a manager whose output limit is
+/// `max_output_bytes`; returns the harness and the launch.
+fn launched(max_output_bytes: u64, input: Option<&[u8]>) -> (Harness, Launch) {
+    let mut harness = Harness::with_output_limit(settings(1, None), max_output_bytes);
+    let mut dispatch = dispatch(1, 1);
+    // The task's own env cannot point the manager's variables elsewhere.
+    dispatch
+        .env
+        .insert(INPUT_VARIABLE.to_owned(), "/elsewhere/in".to_owned());
+    dispatch
+        .env
+        .insert(OUTPUT_VARIABLE.to_owned(), "/elsewhere/out".to_owned());
+    if let Some(input) = input {
+        dispatch = with_input(dispatch, input);
+    }
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch],
+    });
+    let launch = harness.expect_launch();
+    harness.check_idle();
+    (harness, launch)
+}
+
+fn exited_with_output(harness: &mut Harness, status: ExitStatus, output: TaskOutput) -> TaskResult {
+    let exit = TaskExit {
+        output,
+        ..exit(status)
+    };
+    harness
+        .manager
+        .handle_task_exited(harness.now, task(1), exit);
+    let result = harness.expect_result();
+    harness.check_idle();
+    result
+}
+
+#[test]
+fn input_is_in_the_launch_and_both_files_are_named_in_the_environment() {
+    let bytes = b"\x80\x04\x95 pickled \xff\x00";
+    let (_, launch) = launched(1000, Some(bytes));
+    let input_path = PathBuf::from(format!("/run/m/tasks/{}.input", task(1)));
+    let output_path = PathBuf::from(format!("/run/m/tasks/{}.output", task(1)));
+    assert_eq!(
+        launch.input,
+        Some(TaskInput {
+            path: input_path.clone(),
+            bytes: bytes.to_vec(),
+        })
+    );
+    assert_eq!(
+        launch.output,
+        OutputFile {
+            path: output_path.clone(),
+            max_bytes: 1000,
+        }
+    );
+    assert_eq!(
+        launch.env.get(INPUT_VARIABLE).map(String::as_str),
+        Some(input_path.to_str().expect("utf-8"))
+    );
+    assert_eq!(
+        launch.env.get(OUTPUT_VARIABLE).map(String::as_str),
+        Some(output_path.to_str().expect("utf-8"))
+    );
+}
+
+#[test]
+fn a_task_without_input_gets_no_input_file_but_an_output_file() {
+    let (_, launch) = launched(1000, None);
+    assert_eq!(launch.input, None);
+    assert!(!launch.env.contains_key(INPUT_VARIABLE), "{:?}", launch.env);
+    assert_eq!(
+        launch.env.get(OUTPUT_VARIABLE).map(String::as_str),
+        Some(format!("/run/m/tasks/{}.output", task(1)).as_str())
+    );
+}
+
+#[test]
+fn output_within_the_limit_comes_back_with_the_result_whatever_the_exit() {
+    for status in [ExitStatus::Code(0), ExitStatus::Code(1)] {
+        let (mut harness, _) = launched(4, None);
+        let output = TaskOutput::Read {
+            bytes: vec![0x80, 0xff, 0, 7],
+            size: 4,
+        };
+        let result = exited_with_output(&mut harness, status, output);
+        assert_eq!(result.output, Some(vec![0x80, 0xff, 0, 7]), "{status:?}");
+    }
+    let (mut harness, _) = launched(4, None);
+    let result = exited_with_output(&mut harness, ExitStatus::Code(0), TaskOutput::Absent);
+    assert_eq!((result.state, result.output), (TaskState::Completed, None));
+}
+
+#[test]
+fn output_over_the_limit_fails_a_completed_task_naming_both_sizes() {
+    let (mut harness, _) = launched(10, None);
+    // The shell read 11 bytes (the limit + 1) of a 5000-byte file.
+    let output = TaskOutput::Read {
+        bytes: vec![b'x'; 11],
+        size: 5000,
+    };
+    let result = exited_with_output(&mut harness, ExitStatus::Code(0), output);
+    assert_eq!(result.state, TaskState::Failed);
+    assert_eq!(result.exit_code, Some(0));
+    assert_eq!(result.output, None);
+    let error = result.error.expect("an error");
+    assert_eq!(error.kind, ErrorKind::OutputTooLarge);
+    assert_eq!(
+        error.message,
+        "the task's output file has 5000 bytes; max_task_output_bytes is 10"
+    );
+    // A task that failed anyway keeps its own error.
+    let (mut harness, _) = launched(10, None);
+    let output = TaskOutput::Read {
+        bytes: vec![b'x'; 11],
+        size: 11,
+    };
+    let result = exited_with_output(&mut harness, ExitStatus::Code(2), output);
+    assert_eq!(
+        result.error.map(|error| error.kind),
+        Some(ErrorKind::ExitCode)
+    );
+    assert_eq!(result.output, None);
+}
+
+#[test]
+fn an_unreadable_output_file_fails_a_completed_task() {
+    let (mut harness, _) = launched(10, None);
+    let output = TaskOutput::Unreadable("Is a directory (os error 21)".to_owned());
+    let result = exited_with_output(&mut harness, ExitStatus::Code(0), output);
+    assert_eq!(result.state, TaskState::Failed);
+    let error = result.error.expect("an error");
+    assert_eq!(error.kind, ErrorKind::LaunchFailed);
+    assert_eq!(
+        error.message,
+        "cannot read the task's output file: Is a directory (os error 21)"
+    );
 }

@@ -197,6 +197,10 @@ pub struct Metrics {
     pub n_blocks: BTreeMap<&'static str, u64>,
     /// Frames that did not decode, and messages that made no sense.
     pub n_bad_messages: u64,
+    /// Submits refused as a whole as busy: the input they carry would
+    /// take the input held for unfinished tasks past its limit. Their
+    /// tasks count nowhere else.
+    pub n_busy_submits: u64,
     pub queue_wait: Histogram,
     pub dispatch_latency: Histogram,
     pub run_time: Histogram,
@@ -221,6 +225,7 @@ impl Core {
             n_nodes_idle: 0,
             n_blocks: BTreeMap::new(),
             n_bad_messages: self.n_bad_messages,
+            n_busy_submits: self.n_busy_submits,
             queue_wait: counters.queue_wait.clone(),
             dispatch_latency: counters.dispatch_latency.clone(),
             run_time: counters.run_time.clone(),

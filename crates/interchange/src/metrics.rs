@@ -342,6 +342,12 @@ pub fn encode(metrics: &Metrics, info: &ProcessInfo) -> Result<String, std::fmt:
         counter(metrics.n_bad_messages),
     );
     registry.register(
+        "rhtex_submits_busy",
+        "Submits refused as a whole as busy: their input would take the input held for \
+         unfinished tasks past max_queued_input_bytes",
+        counter(metrics.n_busy_submits),
+    );
+    registry.register(
         "rhtex_task_queue_wait_seconds",
         "From a task entering the queue (submitted, or queued again) to its dispatch",
         Durations(metrics.queue_wait.clone()),
@@ -459,6 +465,7 @@ mod tests {
             n_nodes_idle: 3,
             n_blocks: BTreeMap::from([("connected", 1)]),
             n_bad_messages: 4,
+            n_busy_submits: 0,
             queue_wait: Histogram::default(),
             dispatch_latency: Histogram::default(),
             run_time: Histogram::default(),

@@ -179,24 +179,6 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         }
     };
 
-    let line = ReadyLine {
-        client_url: sockets.client_url.clone(),
-        manager_url: sockets.manager_url.clone(),
-        pid: std::process::id(),
-    }
-    .to_line();
-    let ready_file = config.run_dir.join("interchange.json");
-    if let Err(error) = std::fs::write(&ready_file, format!("{line}\n")) {
-        tracing::warn!(path = %ready_file.display(), %error, "cannot write the ready file");
-    }
-    writeln!(ready, "{line}").map_err(DaemonError::Ready)?;
-    ready.flush().map_err(DaemonError::Ready)?;
-    tracing::info!(
-        client_url = %sockets.client_url,
-        manager_url = %sockets.manager_url,
-        "interchange ready"
-    );
-
     let clock = Clock {
         start: Instant::now(),
     };
@@ -223,9 +205,29 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         },
         clock.now(),
     );
+    // The first snapshot is there before anyone learns the interchange is
+    // ready.
     if let Some(metrics) = &metrics {
         metrics.publish(core.metrics());
     }
+
+    let line = ReadyLine {
+        client_url: sockets.client_url.clone(),
+        manager_url: sockets.manager_url.clone(),
+        pid: std::process::id(),
+    }
+    .to_line();
+    let ready_file = config.run_dir.join("interchange.json");
+    if let Err(error) = std::fs::write(&ready_file, format!("{line}\n")) {
+        tracing::warn!(path = %ready_file.display(), %error, "cannot write the ready file");
+    }
+    writeln!(ready, "{line}").map_err(DaemonError::Ready)?;
+    ready.flush().map_err(DaemonError::Ready)?;
+    tracing::info!(
+        client_url = %sockets.client_url,
+        manager_url = %sockets.manager_url,
+        "interchange ready"
+    );
 
     let mut provider = match &config.provider {
         None => None,

@@ -10,6 +10,8 @@
 #     unit test checks our Slurm host-list parser; and the Slurm cluster of
 #     the cluster tests (tests/cluster/cluster.sh): slurmctld, slurmd, munge,
 #     and ip and nsenter (iproute2, util-linux) for its network namespaces;
+#     and promtool (Debian: prometheus), which checks the interchange's
+#     Prometheus metrics text;
 #   - cargo (Rust), which this script does not install.
 # Not root: prints the command to run and exits 1.
 set -euo pipefail
@@ -45,7 +47,7 @@ find_missing() {
             missing+=(slurm-client)
         fi
         local program package
-        for program in slurmctld:slurmctld slurmd:slurmd munged:munge ip:iproute2 nsenter:util-linux; do
+        for program in slurmctld:slurmctld slurmd:slurmd munged:munge ip:iproute2 nsenter:util-linux promtool:prometheus; do
             package=${program#*:}
             program=${program%%:*}
             if ! command -v "$program" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$program" ]]; then

@@ -139,6 +139,7 @@ impl Core {
         };
         if let Some(message) = self.input_budget_exceeded(&submissions, admission) {
             tracing::warn!(peer = %peer, request_id, "submit refused: {message}");
+            self.n_busy_submits += 1;
             self.send_client(
                 peer,
                 ToClient::Error {

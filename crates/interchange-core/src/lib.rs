@@ -36,6 +36,8 @@
 //! - `matching.rs`: which task starts where, and the reservation; it
 //!   returns decisions, which the core applies.
 //! - `status.rs`: `status`, `task_status` and the provider's views.
+//! - `metrics.rs`: the counters and histograms `tasks.rs` keeps, and the
+//!   [`Metrics`] snapshot ([`Core::metrics`]) the shell exports.
 //! - `machine.rs` ([`Core`]), `from_clients.rs`, `from_managers.rs`: the
 //!   inputs, each handled by asking the parts above.
 //!
@@ -83,6 +85,7 @@ mod interface;
 mod machine;
 mod managers;
 mod matching;
+pub mod metrics;
 pub mod provider;
 mod queue;
 mod status;
@@ -96,4 +99,5 @@ pub use interface::{
     decode_client_frame, decode_manager_frame, Output, PeerId, Socket, Undecodable,
 };
 pub use machine::Core;
+pub use metrics::{FinishedAs, Histogram, Metrics};
 pub use status::{ManagerView, QueueDemand};

@@ -24,6 +24,8 @@ pub struct Core {
     pub(crate) managers: ManagerTable,
     pub(crate) matcher: Matcher,
     pub(crate) n_bad_messages: u64,
+    /// Submits refused as a whole as busy (the queued input budget).
+    pub(crate) n_busy_submits: u64,
     outputs: VecDeque<Output>,
     /// Results gathered during one input, sent as one message per client.
     pub(crate) pending_results: BTreeMap<PeerId, Vec<TaskResult>>,
@@ -52,6 +54,7 @@ impl Core {
             managers: ManagerTable::default(),
             matcher: Matcher::new(config.placement),
             n_bad_messages: 0,
+            n_busy_submits: 0,
             outputs: VecDeque::new(),
             pending_results: BTreeMap::new(),
             next_heartbeat,
@@ -68,6 +71,7 @@ impl Core {
     /// core has exited, when inputs are ignored.
     pub(crate) fn begin_input(&mut self, now: Time) -> bool {
         self.now = self.now.max(now);
+        self.tasks.set_time(self.now, self.unix(self.now));
         !self.exited
     }
 

@@ -15,11 +15,13 @@
 //! `task_status`, within the configured bounds (oldest forgotten first).
 
 use crate::interface::PeerId;
+use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
     ErrorKind, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult, TaskState,
     TaskSubmission,
 };
+use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
@@ -53,12 +55,17 @@ struct Unfinished {
     attempts: u32,
     /// Where it runs; `None` while it is queued.
     running: Option<Running>,
+    /// When it was submitted, and when it last entered the queue.
+    submitted_at: Time,
+    queued_at: Time,
 }
 
 #[derive(Debug)]
 struct Running {
     manager_id: ManagerId,
     cancel_requested: bool,
+    /// The wall time it was sent, for the dispatch latency.
+    dispatched_at_unix: protocol::UnixTime,
 }
 
 #[derive(Debug)]
@@ -157,6 +164,11 @@ pub(crate) struct TaskTable {
     max_finished_bytes: usize,
     default_retries: u32,
     counts: Counts,
+    /// What the metrics count, and the time of the input being handled
+    /// (monotonic, and as wall time) that they measure durations by.
+    counters: TaskCounters,
+    now: Time,
+    now_unix: protocol::UnixTime,
 }
 
 impl TaskTable {
@@ -175,7 +187,21 @@ impl TaskTable {
             max_finished_bytes,
             default_retries,
             counts: Counts::default(),
+            counters: TaskCounters::default(),
+            now: Time::ZERO,
+            now_unix: 0.0,
         }
+    }
+
+    /// The time of the input being handled, `now` on the core's clock and
+    /// `now_unix` on the wall clock: what the metrics measure by.
+    pub(crate) fn set_time(&mut self, now: Time, now_unix: protocol::UnixTime) {
+        self.now = now;
+        self.now_unix = now_unix;
+    }
+
+    pub(crate) fn counters(&self) -> &TaskCounters {
+        &self.counters
     }
 
     pub(crate) fn queue(&self) -> &TaskQueue {
@@ -232,14 +258,17 @@ impl TaskTable {
         admission: Admission,
     ) -> Result<(), Box<TaskResult>> {
         let task_id = submission.task_id;
+        self.counters.submitted();
         if self.tasks.contains_key(&task_id) {
             tracing::warn!(task_id = %task_id, "duplicate task id refused");
             self.count(TaskState::Failed);
-            return Err(Box::new(TaskResult::failed_before_start(
+            let result = TaskResult::failed_before_start(
                 task_id,
                 ErrorKind::DuplicateTaskId,
                 format!("task id {task_id} was already submitted; each task needs a fresh id"),
-            )));
+            );
+            self.counters.finished(&result, None, None, self.now);
+            return Err(Box::new(result));
         }
         let input_len = submission
             .input
@@ -281,6 +310,7 @@ impl TaskTable {
                 tracing::debug!(task_id = %task_id, %kind, %message, "task not accepted");
                 let result = TaskResult::failed_before_start(task_id, kind, message);
                 self.count(result.state);
+                self.counters.finished(&result, None, None, self.now);
                 self.tasks.insert(
                     task_id,
                     Task {
@@ -312,6 +342,8 @@ impl TaskTable {
                     key,
                     attempts: 0,
                     running: None,
+                    submitted_at: self.now,
+                    queued_at: self.now,
                 })),
                 watchers: BTreeSet::from([watcher.clone()]),
             },
@@ -349,7 +381,9 @@ impl TaskTable {
         task.running = Some(Running {
             manager_id,
             cancel_requested: false,
+            dispatched_at_unix: self.now_unix,
         });
+        self.counters.dispatched(task.queued_at, self.now);
         let spec = &task.spec;
         tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes = spec.resources.num_nodes, attempt = task.attempts, backfill, "task sent");
         let dispatch = TaskDispatch {
@@ -404,6 +438,20 @@ impl TaskTable {
     /// watched the task.
     pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
         self.count(result.state);
+        let (submitted_at, dispatched_at_unix) = match self.tasks.get(&task_id) {
+            Some(Task {
+                phase: Phase::Unfinished(task),
+                ..
+            }) => (
+                Some(task.submitted_at),
+                task.running
+                    .as_ref()
+                    .map(|running| running.dispatched_at_unix),
+            ),
+            _ => (None, None),
+        };
+        self.counters
+            .finished(&result, submitted_at, dispatched_at_unix, self.now);
         let watchers = match self.tasks.get_mut(&task_id) {
             Some(task) => {
                 let before =
@@ -475,6 +523,8 @@ impl TaskTable {
             return false;
         }
         task.running = None;
+        task.queued_at = self.now;
+        self.counters.requeued();
         let attempts = task.attempts;
         tracing::info!(
             task_id = %task_id,

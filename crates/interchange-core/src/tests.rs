@@ -13,6 +13,8 @@ use seam::Time;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod metrics;
+
 const PERIOD: Duration = Duration::from_secs(30);
 const THRESHOLD: Duration = Duration::from_secs(120);
 const WALL_CLOCK: UnixTime = 1_700_000_000.0;
@@ -767,6 +769,8 @@ fn queued_input_has_a_budget_past_which_a_submit_is_refused_as_busy() {
     assert!(message.contains("already hold 200"), "{message}");
     assert!(message.contains("limit of 250 bytes"), "{message}");
     assert!(message.contains("--max-queued-input-mib"), "{message}");
+    assert_eq!(sim.core.metrics().n_busy_submits, 1);
+    assert_eq!(sim.core.metrics().n_tasks_submitted, 2);
     assert_eq!(sim.task_status("c", 3).state, TaskState::Unknown);
     assert_eq!(sim.task_status("c", 4).state, TaskState::Unknown);
     // A task over the per-task limit does not count against the budget:

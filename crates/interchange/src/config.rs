@@ -8,6 +8,7 @@ use clap::Parser;
 use interchange_core::Placement;
 use protocol::Launcher;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use transport::address::binds_every_interface;
@@ -28,7 +29,8 @@ pub struct Flags {
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
-    /// max_queued_input_mib, placement, default_retries, log_level); flags
+    /// max_queued_input_mib, placement, default_retries, log_level,
+    /// metrics_listen); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
@@ -102,6 +104,12 @@ pub struct Flags {
     /// applies when this is not given [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics: PORT
+    /// (on 127.0.0.1), localhost:PORT, IP:PORT or [IPV6]:PORT; an address
+    /// other than loopback is allowed but logged as a warning (the
+    /// metrics are read-only, without authentication) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -124,6 +132,7 @@ pub struct FileConfig {
     pub placement: Option<String>,
     pub default_retries: Option<u32>,
     pub log_level: Option<String>,
+    pub metrics_listen: Option<String>,
     pub provider: Option<ProviderFile>,
 }
 
@@ -224,6 +233,8 @@ pub struct Config {
     /// Blocks the interchange starts and stops itself; `None`: managers are
     /// started by someone else.
     pub provider: Option<ProviderConfig>,
+    /// Where the Prometheus metrics are served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What can be wrong with the settings.
@@ -276,6 +287,8 @@ pub enum ConfigError {
     NoKeysDir,
     #[error("provider.{key}: {problem}")]
     BadProvider { key: &'static str, problem: String },
+    #[error("metrics_listen: {0}")]
+    BadMetricsListen(String),
 }
 
 fn bad_provider(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -469,6 +482,12 @@ impl Config {
             None => None,
             Some(section) => Some(resolve_provider(section, &manager_listen, environment)?),
         };
+        let metrics_listen = match flags.metrics_listen.or(file.metrics_listen) {
+            None => None,
+            Some(text) => {
+                Some(crate::metrics::parse_listen(&text).map_err(ConfigError::BadMetricsListen)?)
+            }
+        };
         let log_level = flags.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
@@ -501,6 +520,7 @@ impl Config {
             default_retries,
             log_level,
             provider,
+            metrics_listen,
         })
     }
 }
@@ -738,6 +758,7 @@ mod tests {
                 default_retries: 0,
                 log_level: None,
                 provider: None,
+                metrics_listen: None,
             }
         );
     }
@@ -843,6 +864,51 @@ mod tests {
             Config::resolve(flags(&[]), FileConfig::default(), &no_home),
             Err(ConfigError::NoKeysDir)
         ));
+    }
+
+    #[test]
+    fn metrics_listen_from_the_file_or_a_flag() {
+        let from_file = file("metrics_listen = \"9464\"\n").expect("valid file");
+        let config = Config::resolve(flags(&[]), from_file, &home()).expect("valid");
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let from_file = file("metrics_listen = \"9464\"\n").expect("valid file");
+        let config = Config::resolve(
+            flags(&["--metrics-listen", "0.0.0.0:9100"]),
+            from_file,
+            &home(),
+        )
+        .expect("valid");
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9100)))
+        );
+        match Config::resolve(
+            flags(&["--metrics-listen", "http://host:1"]),
+            FileConfig::default(),
+            &home(),
+        ) {
+            Ok(config) => panic!("accepted: {config:?}"),
+            Err(error) => assert!(
+                error
+                    .to_string()
+                    .starts_with("metrics_listen: \"http://host:1\" is not PORT"),
+                "{error}"
+            ),
+        }
+    }
+
+    #[test]
+    fn the_example_config_file_is_valid() {
+        let text = include_str!("../../../deploy/interchange.toml.example");
+        let example = parse_file(Path::new("interchange.toml.example"), text).expect("parses");
+        let config = Config::resolve(flags(&[]), example, &home()).expect("is valid");
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
     }
 
     #[test]

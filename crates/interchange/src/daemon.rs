@@ -4,10 +4,14 @@
 //! With a provider, [`Provider::step`] runs after every turn (it looks at
 //! the queue and the managers, and drains idle ones through the core), and
 //! every block is cancelled when the loop ends, however it ends.
+//! With `--metrics-listen`, the core's [`interchange_core::Metrics`] are
+//! published to the metrics thread after every turn (`crate::metrics`);
+//! the loop never waits for HTTP.
 //!
 //! [`run`] is the one entry point, for `main` and for tests.
 
 use crate::config::{Config, Security};
+use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::sockets::{SendOutcome, Sockets};
 use interchange_core::{
@@ -48,6 +52,8 @@ pub enum DaemonError {
     Ready(std::io::Error),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 impl DaemonError {
@@ -59,6 +65,7 @@ impl DaemonError {
             DaemonError::Keys(_)
                 | DaemonError::Transport(TransportError::NoCurve)
                 | DaemonError::Provider(_)
+                | DaemonError::Metrics(_)
         )
     }
 }
@@ -147,24 +154,30 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     })?;
     let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
     let mut sockets = Sockets::bind(&config.client_listen, &config.manager_listen, &security)?;
-
-    let line = ReadyLine {
-        client_url: sockets.client_url.clone(),
-        manager_url: sockets.manager_url.clone(),
-        pid: std::process::id(),
-    }
-    .to_line();
-    let ready_file = config.run_dir.join("interchange.json");
-    if let Err(error) = std::fs::write(&ready_file, format!("{line}\n")) {
-        tracing::warn!(path = %ready_file.display(), %error, "cannot write the ready file");
-    }
-    writeln!(ready, "{line}").map_err(DaemonError::Ready)?;
-    ready.flush().map_err(DaemonError::Ready)?;
-    tracing::info!(
-        client_url = %sockets.client_url,
-        manager_url = %sockets.manager_url,
-        "interchange ready"
-    );
+    let wall_clock_at_start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64());
+    let metrics = match config.metrics_listen {
+        None => None,
+        Some(address) => {
+            let server = MetricsServer::start(
+                address,
+                ProcessInfo {
+                    start_time: wall_clock_at_start,
+                    with_provider: config.provider.is_some(),
+                },
+            )?;
+            if !server.address.ip().is_loopback() {
+                tracing::warn!(
+                    address = %server.address,
+                    "metrics served on an address other than loopback: anyone who can reach it \
+                     can read them (there is no authentication)"
+                );
+            }
+            tracing::info!(url = %format!("http://{}/metrics", server.address), "metrics served");
+            Some(server)
+        }
+    };
 
     let clock = Clock {
         start: Instant::now(),
@@ -192,6 +205,29 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         },
         clock.now(),
     );
+    // The first snapshot is there before anyone learns the interchange is
+    // ready.
+    if let Some(metrics) = &metrics {
+        metrics.publish(core.metrics());
+    }
+
+    let line = ReadyLine {
+        client_url: sockets.client_url.clone(),
+        manager_url: sockets.manager_url.clone(),
+        pid: std::process::id(),
+    }
+    .to_line();
+    let ready_file = config.run_dir.join("interchange.json");
+    if let Err(error) = std::fs::write(&ready_file, format!("{line}\n")) {
+        tracing::warn!(path = %ready_file.display(), %error, "cannot write the ready file");
+    }
+    writeln!(ready, "{line}").map_err(DaemonError::Ready)?;
+    ready.flush().map_err(DaemonError::Ready)?;
+    tracing::info!(
+        client_url = %sockets.client_url,
+        manager_url = %sockets.manager_url,
+        "interchange ready"
+    );
 
     let mut provider = match &config.provider {
         None => None,
@@ -213,6 +249,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         &mut sockets,
         &mut signals,
         provider.as_mut(),
+        metrics.as_ref(),
         &clock,
     );
     if let Some(provider) = provider {
@@ -268,6 +305,7 @@ fn event_loop(
     sockets: &mut Sockets,
     signals: &mut SignalPipe,
     mut provider: Option<&mut Provider>,
+    metrics: Option<&MetricsServer>,
     clock: &Clock,
 ) -> Result<(), DaemonError> {
     let mut extra_fds = vec![signals.read_end.as_raw_fd()];
@@ -281,6 +319,9 @@ fn event_loop(
         if perform(core, sockets)? {
             tracing::info!("interchange exits");
             return Ok(());
+        }
+        if let Some(metrics) = metrics {
+            metrics.publish(core.metrics());
         }
         let now = clock.now();
         let deadline = [

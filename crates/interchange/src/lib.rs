@@ -8,10 +8,13 @@
 //! - [`provider`]: blocks the interchange starts and stops itself (Slurm,
 //!   PBS, or pool-managers on this host), from the demand in its queue.
 //! - [`sockets`]: the two ROUTER sockets and the ZAP handler.
+//! - [`metrics`]: the Prometheus endpoint (`--metrics-listen`), an HTTP
+//!   thread that serves the snapshot the poll loop publishes.
 //! - [`daemon`]: the shell, a single-threaded poll loop; [`daemon::run`] is
 //!   the one entry point for `main` and tests.
 
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod provider;
 pub mod sockets;

@@ -1,0 +1,234 @@
+"""RhtexExecutor end to end: Parsl apps through real daemons and MPICH's mpiexec."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import bin_dir, wait_gone
+
+parsl = pytest.importorskip("parsl")
+
+from parsl import Config, File, bash_app, python_app  # noqa: E402
+from parsl.app.errors import AppTimeout  # noqa: E402
+from parsl.executors.errors import InvalidResourceSpecification  # noqa: E402
+from parsl.executors.high_throughput.errors import ManagerLost  # noqa: E402
+
+from rhtex.client import TaskResult  # noqa: E402
+from rhtex.parsl import RhtexExecutor, RhtexTaskError, _failure  # noqa: E402
+
+NODES = ["localhost", "vm"]  # both resolve here, so MPICH runs ranks on "both"
+
+
+@pytest.fixture(scope="module")
+def dfk(tmp_path_factory):
+    os.environ["RHTEX_BIN_DIR"] = str(bin_dir())
+    # The apps of this module are pickled by reference, as Parsl does for
+    # any importable module: the lead node must import this module too.
+    here = str(Path(__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+    run_dir = tmp_path_factory.mktemp("parsl")
+    mpi = RhtexExecutor(label="mpi", nodes=NODES, working_dir=run_dir / "mpi")
+    serial = RhtexExecutor(label="serial", require_resource_spec=False, slots_per_node=4)
+    loaded = parsl.load(Config(executors=[mpi, serial], run_dir=str(run_dir / "runinfo")))
+    yield loaded
+    pids = [pid for ex in (mpi, serial) for pid in ex._deployment.pids()]
+    loaded.cleanup()
+    parsl.clear()
+    assert wait_gone(pids, 10) == [], "shutdown() left a daemon behind"
+
+
+@bash_app(executors=["mpi"])
+def mpi_hostname(
+    parsl_resource_specification, stdout=parsl.AUTO_LOGNAME, stderr=parsl.AUTO_LOGNAME
+):
+    return "$PARSL_MPI_PREFIX hostname"
+
+
+def test_mpi_prefix_hostname_two_nodes_two_ranks(dfk):
+    future = mpi_hostname(parsl_resource_specification={"num_nodes": 2, "ranks_per_node": 2})
+    assert future.result(timeout=120) == 0
+    lines = Path(future.stdout).read_text().split()
+    assert lines == [os.uname().nodename] * 4
+
+
+@bash_app(executors=["mpi"])
+def lammps_mpi_application(
+    infile: File, parsl_resource_specification: dict, stdout=None, lmp_mpi="lmp_mpi"
+):
+    return f"$PARSL_MPI_PREFIX {lmp_mpi} -in {infile.filepath}"
+
+
+def test_lammps_style_bash_app(dfk, tmp_path):
+    program = tmp_path / "lmp_mpi"
+    program.write_text(
+        "#!/bin/bash\n"
+        'echo "rank $PMI_RANK of $PMI_SIZE read $(cat "$2") on $PARSL_NUM_NODES nodes"\n'
+    )
+    program.chmod(program.stat().st_mode | stat.S_IEXEC)
+    infile = tmp_path / "in.file"
+    infile.write_text("units lj")
+    out = tmp_path / "lammps.out"
+    future = lammps_mpi_application(
+        File(str(infile)),
+        parsl_resource_specification={"num_nodes": 2, "ranks_per_node": 2, "num_ranks": 4},
+        stdout=str(out),
+        lmp_mpi=str(program),
+    )
+    assert future.result(timeout=120) == 0
+    assert sorted(out.read_text().splitlines()) == [
+        f"rank {rank} of 4 read units lj on 2 nodes" for rank in range(4)
+    ]
+
+
+@python_app(executors=["mpi"])
+def ranks_from_environment(parsl_resource_specification):
+    import os
+
+    return int(os.environ["PARSL_NUM_RANKS"]), os.environ["PARSL_MPI_NODELIST"].split(",")
+
+
+def test_app_reads_parsl_num_ranks_in_its_body(dfk):
+    spec = {"num_nodes": 2, "num_ranks": 3}
+    ranks, nodes = ranks_from_environment(parsl_resource_specification=spec).result(timeout=60)
+    assert ranks == 3 and sorted(nodes) == sorted(NODES)
+    assert spec == {"num_nodes": 2, "num_ranks": 3}, "the caller's dict was changed"
+
+
+@python_app(executors=["serial"])
+def returns_a_value(x):
+    return {"squared": x * x, "pid": __import__("os").getpid()}
+
+
+@python_app(executors=["serial"])
+def raises(message):
+    raise ValueError(message)
+
+
+def test_python_app_returns_a_value(dfk):
+    value = returns_a_value(7).result(timeout=60)
+    assert value["squared"] == 49 and value["pid"] != os.getpid()
+
+
+def test_python_app_raises_its_own_exception(dfk):
+    with pytest.raises(ValueError, match="from the lead node"):
+        raises("from the lead node").result(timeout=60)
+
+
+@python_app(executors=["mpi"])
+def sleeps(seconds, parsl_resource_specification):
+    import time
+
+    time.sleep(seconds)
+
+
+def test_rhtex_walltime_is_app_timeout(dfk):
+    future = sleeps(60, parsl_resource_specification={"walltime": 1})
+    with pytest.raises(AppTimeout):
+        future.result(timeout=60)
+
+
+def test_missing_spec_is_refused_like_mpiexecutor(dfk):
+    with pytest.raises(InvalidResourceSpecification, match="MPI mode requires"):
+        ranks_from_environment(parsl_resource_specification={}).result(timeout=10)
+
+
+def test_uneven_ranks_are_refused(dfk):
+    """rhtex differs from Parsl on purpose: 4 ranks over 3 nodes cannot be even."""
+    spec = {"num_nodes": 3, "num_ranks": 4}
+    with pytest.raises(InvalidResourceSpecification, match="cannot be spread over num_nodes = 3"):
+        ranks_from_environment(parsl_resource_specification=spec).result(timeout=10)
+    assert spec == {"num_nodes": 3, "num_ranks": 4}
+
+
+def num_nodes_from_environment():
+    return int(os.environ["PARSL_NUM_NODES"])
+
+
+def test_the_spec_is_a_snapshot_at_submit(dfk):
+    spec = {"num_nodes": 1}
+    future = dfk.executors["mpi"].submit(num_nodes_from_environment, spec)
+    spec["num_nodes"] = 2
+    assert future.result(timeout=60) == 1
+    assert future.parsl_executor_task_id
+
+
+def test_version_mismatch_is_a_clear_exception(dfk, tmp_path):
+    wrapper = tmp_path / "python-with-other-parsl"
+    wrapper.write_text(f'#!/bin/sh\nRHTEX_PARSL_VERSION=1999.1.1 exec {os.sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    executor = dfk.executors["serial"]
+    executor.python = str(wrapper)
+    try:
+        future = executor.submit(num_nodes_from_environment, {})
+    finally:
+        executor.python = None
+    with pytest.raises(RhtexTaskError, match="submit side runs Parsl 1999.1.1"):
+        future.result(timeout=60)
+
+
+def test_failures_map_to_parsl_exceptions():
+    lost = _failure(
+        TaskResult(
+            "t",
+            "failed",
+            error_kind="manager_lost",
+            manager_id="0b1d5c3a-7e4f-4a21-8c6d-9e0f1a2b3c4d",
+            nodes=["nid001"],
+        )
+    )
+    assert isinstance(lost, ManagerLost) and "nid001" in str(lost)
+    assert isinstance(
+        _failure(TaskResult("t", "failed", error_kind="walltime_exceeded")), AppTimeout
+    )
+    other = _failure(TaskResult("t", "failed", error_kind="launch_failed", stderr_tail=b"no cwd"))
+    assert isinstance(other, RhtexTaskError) and "no cwd" in str(other)
+
+
+def test_arguments_are_stored_under_their_names_and_nothing_starts(tmp_path):
+    executor = RhtexExecutor(
+        label="x",
+        interchange="tcp://127.0.0.1:1",
+        keys_dir=tmp_path / "keys",
+        nodes=["a", "b"],
+        mpi_launcher="srun",
+        slots_per_node=8,
+        python="/usr/bin/python3",
+        working_dir=tmp_path / "work",
+        require_resource_spec=False,
+    )
+    text = repr(executor)
+    assert "RhtexExecutor(" in text and "mpi_launcher='srun'" in text
+    assert not (tmp_path / "work").exists() and executor._client is None
+
+
+def test_bad_launcher_is_a_value_error():
+    with pytest.raises(ValueError, match="mpi_launcher must be one of mpiexec, srun, aprun"):
+        RhtexExecutor(mpi_launcher="bad_launcher")
+
+
+@pytest.mark.parametrize(
+    "spec, valid",
+    [
+        ({"num_nodes": 2, "ranks_per_node": 1}, True),
+        ({"launcher_options": "--debug_foo"}, True),
+        ({"priority": 1, "walltime": 10, "retries": 2, "exclusive": False}, True),
+        ({"num_nodes": 2, "BAD_OPT": 1}, False),
+        ({}, False),
+    ],
+)
+def test_validate_resource_spec(spec, valid):
+    executor = RhtexExecutor()
+    before = dict(spec)
+    if valid:
+        assert executor.validate_resource_spec(spec) is None
+    else:
+        with pytest.raises(InvalidResourceSpecification):
+            executor.validate_resource_spec(spec)
+    assert spec == before
+    assert RhtexExecutor(require_resource_spec=False).validate_resource_spec({}) is None

@@ -150,6 +150,29 @@ def num_nodes_from_environment():
     return int(os.environ["PARSL_NUM_NODES"])
 
 
+@bash_app(executors=["mpi"])
+def echo_launch_cmd(parsl_resource_specification, stdout=parsl.AUTO_LOGNAME):
+    return 'echo "$PARSL_MPI_PREFIX hostname"'
+
+
+def test_bash_multiple_set_rhtex_behaviour(dfk):
+    """Parsl's test_bash_multiple_set asks for 4 ranks on 1, 2, 3 and 4 nodes:
+    rhtex rejects 3 (ranks cannot be spread evenly) and runs the others
+    (1 and 2 here, on a 2-node block; Parsl's own test runs 4 on 4 nodes)."""
+    futures = {
+        n: echo_launch_cmd(parsl_resource_specification={"num_nodes": n, "num_ranks": 4})
+        for n in (1, 2, 3)
+    }
+    with pytest.raises(InvalidResourceSpecification, match="ceil\\(4 / 3\\) = 2"):
+        futures[3].result(timeout=10)
+    with pytest.raises(RhtexTaskError, match="unschedulable"):
+        echo_launch_cmd(parsl_resource_specification={"num_nodes": 4}).result(timeout=60)
+    for n in (1, 2):
+        assert futures[n].result(timeout=120) == 0
+        line = Path(futures[n].stdout).read_text()
+        assert line.startswith(f"mpiexec -n 4 -ppn {4 // n} -hosts "), line
+
+
 def test_the_spec_is_a_snapshot_at_submit(dfk):
     spec = {"num_nodes": 1}
     future = dfk.executors["mpi"].submit(num_nodes_from_environment, spec)

@@ -38,7 +38,7 @@ import threading
 import uuid
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import msgpack
 from parsl.app.errors import AppTimeout, RemoteExceptionWrapper
@@ -172,6 +172,12 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         url = self.interchange
         keys_dir = self.keys_dir
         if url is None:
+            # Without a provider there is one block: larger tasks fail at
+            # once (unschedulable) instead of waiting for ever.
+            interchange_args: List[str] = []
+            if self.interchange_config is None:
+                n_nodes = len(self.nodes) if self.nodes else 1
+                interchange_args = ["--max-block-nodes", str(n_nodes)]
             self._deployment = LocalDeployment(
                 working_dir / "rhtex",
                 keys_dir=keys_dir,
@@ -181,6 +187,7 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
                 slots_per_node=self.slots_per_node,
                 interchange_config=self.interchange_config,
                 block_id=self.label,
+                interchange_args=interchange_args,
             ).start()
             url = self._deployment.client_url
             keys_dir = self._deployment.keys_dir

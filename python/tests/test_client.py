@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import threading
 from concurrent.futures import as_completed, wait
@@ -172,6 +173,7 @@ def test_open_key_directory_is_refused(deployment, tmp_path):
 def test_missing_program_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("RHTEX_BIN_DIR", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sysconfig, "get_path", lambda name: str(tmp_path))
     with pytest.raises(LocalError, match="cannot find the interchange program"):
         find_program("interchange")
 

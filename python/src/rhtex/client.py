@@ -445,30 +445,35 @@ class Client:
             os.close(self._wake_write)
 
     def _drain_outbox(self) -> bool:
-        """Sends what callers handed over (submits merged); False on close."""
+        """Sends what callers handed over, in order, consecutive submits
+        merged into one message; False on close."""
         pending_tasks: List[Dict[str, Any]] = []
-        keep_going = True
+
+        def flush_tasks() -> None:
+            if pending_tasks:
+                message = protocol.submit(next(self._request_ids), pending_tasks)
+                self._socket.send(protocol.encode(message, "from_client"))
+                pending_tasks.clear()
+
         while True:
             try:
                 item = self._outbox.get_nowait()
             except queue.Empty:
-                break
+                flush_tasks()
+                return True
             if item is _CLOSE:
-                keep_going = False
-                break
+                flush_tasks()
+                return False
             kind, payload = item
             if kind == "submit":
                 pending_tasks.extend(payload)
                 continue
+            flush_tasks()
             if kind == "watch":
                 message = protocol.watch(next(self._request_ids), payload)
             else:
                 message = payload
             self._socket.send(protocol.encode(message, "from_client"))
-        if pending_tasks:
-            message = protocol.submit(next(self._request_ids), pending_tasks)
-            self._socket.send(protocol.encode(message, "from_client"))
-        return keep_going
 
     def _receive(self, frame: bytes) -> None:
         try:

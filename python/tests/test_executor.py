@@ -34,13 +34,32 @@ def dfk(tmp_path_factory):
     )
     run_dir = tmp_path_factory.mktemp("parsl")
     mpi = RhtexExecutor(label="mpi", nodes=NODES, working_dir=run_dir / "mpi")
-    serial = RhtexExecutor(label="serial", require_resource_spec=False, slots_per_node=4)
+    # "mpi" runs apps in a warm server per pool-manager (the default),
+    # "serial" in a fresh interpreter per app: both paths are tested.
+    serial = RhtexExecutor(
+        label="serial", require_resource_spec=False, slots_per_node=4, warm_runner=False
+    )
     loaded = parsl.load(Config(executors=[mpi, serial], run_dir=str(run_dir / "runinfo")))
     yield loaded
     pids = [pid for ex in (mpi, serial) for pid in ex._deployment.pids()]
     loaded.cleanup()
     parsl.clear()
     assert wait_gone(pids, 10) == [], "shutdown() left a daemon behind"
+    assert wait_gone(warm_servers(pids), 10) == [], "a warm server outlived its pool-manager"
+
+
+def warm_servers(manager_pids):
+    """Pids of the warm servers (rhtex.runner --serve NAME PID) of these managers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        manager = argv[-2] if len(argv) >= 2 else b""
+        if b"--serve" in argv and manager.isdigit() and int(manager) in manager_pids:
+            found.append(int(entry.name))
+    return found
 
 
 @bash_app(executors=["mpi"])
@@ -127,10 +146,47 @@ def sleeps(seconds, parsl_resource_specification):
     time.sleep(seconds)
 
 
-def test_rhtex_walltime_is_app_timeout(dfk):
-    future = sleeps(60, parsl_resource_specification={"walltime": 1})
+@python_app(executors=["mpi"])
+def sleeps_and_says_where(pid_file, parsl_resource_specification):
+    import os
+    import time
+
+    with open(pid_file, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(60)
+
+
+def test_rhtex_walltime_is_app_timeout_and_kills_the_warm_child(dfk, tmp_path):
+    pid_file = tmp_path / "app.pid"
+    future = sleeps_and_says_where(str(pid_file), parsl_resource_specification={"walltime": 2})
     with pytest.raises(AppTimeout):
         future.result(timeout=60)
+    assert wait_gone([int(pid_file.read_text())], 10) == []
+
+
+def test_cold_runner_walltime(dfk):
+    future = dfk.executors["serial"].submit(time_sleep, {"walltime": 1}, 60)
+    with pytest.raises(AppTimeout):
+        future.result(timeout=60)
+
+
+def time_sleep(seconds):
+    import time
+
+    time.sleep(seconds)
+
+
+def test_warm_children_are_fresh_forks(dfk):
+    first, second = (
+        dfk.executors["mpi"].submit(num_nodes_and_pid, {"num_nodes": n}) for n in (1, 2)
+    )
+    (nodes_1, pid_1, parent_1), (nodes_2, pid_2, parent_2) = first.result(60), second.result(60)
+    assert (nodes_1, nodes_2) == (1, 2), "each child has its own task's environment"
+    assert pid_1 != pid_2 and parent_1 == parent_2, "forked by one warm server"
+
+
+def num_nodes_and_pid():
+    return int(os.environ["PARSL_NUM_NODES"]), os.getpid(), os.getppid()
 
 
 def test_missing_spec_is_refused_like_mpiexecutor(dfk):

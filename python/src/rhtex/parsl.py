@@ -53,6 +53,7 @@ from .client import Client, TaskFuture, TaskResult
 from .local import LocalDeployment
 from .payload import FilePayloads
 from .runner import PARSL_VERSION_ENV, PYTHON_VERSION_ENV, parsl_version, python_version
+from .warm import WARM_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         (default ``<run_dir>/<label>``); must be shared with the lead nodes.
     require_resource_spec: reject apps without a resource specification,
         as Parsl's MPIExecutor does; ``False`` runs them on 1 node, 1 rank.
+    warm_runner: run apps in a warm server per pool-manager that forks per
+        task (:mod:`rhtex.warm`) instead of a fresh interpreter per task.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         python: Optional[str] = None,
         working_dir: Optional[Union[str, os.PathLike]] = None,
         require_resource_spec: bool = True,
+        warm_runner: bool = True,
     ) -> None:
         super().__init__()
         if mpi_launcher not in LAUNCHERS:
@@ -132,6 +136,7 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         self.python = python
         self.working_dir = working_dir
         self.require_resource_spec = require_resource_spec
+        self.warm_runner = warm_runner
         self._client: Optional[Client] = None
         self._deployment: Optional[LocalDeployment] = None
         self._payloads: Optional[FilePayloads] = None
@@ -213,6 +218,8 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         env = self._payloads.put(task_id, buffer)
         env[PYTHON_VERSION_ENV] = python_version()
         env[PARSL_VERSION_ENV] = parsl_version() or ""
+        if self.warm_runner:
+            env[WARM_ENV] = "1"
         python = self.python or sys.executable
         future: Future = Future()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]

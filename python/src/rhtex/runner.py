@@ -17,13 +17,15 @@ msgpack map as its output:
   submit side's (``RHTEX_PYTHON_VERSION``, ``RHTEX_PARSL_VERSION``),
   checked before Parsl is imported.
 
-It exits 0 whenever it wrote its output.
+It exits 0 whenever it wrote its output. With ``RHTEX_WARM=1`` it hands
+the task to the warm server of its pool-manager instead of importing Parsl
+itself (:mod:`rhtex.warm`).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import msgpack
 
@@ -82,16 +84,33 @@ def run_task(data: bytes) -> bytes:
         return msgpack.packb({"kind": "exception", "data": serialize(wrapped)}, use_bin_type=True)
 
 
-def main() -> int:
+def run_here() -> int:
+    """Runs the task in this process (cold, or in a warm server's child)."""
+    payload.write_output(run_task(payload.read_input()))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     import os
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"] and len(argv) == 3:
+        from .warm import serve
+
+        return serve(argv[1], int(argv[2]), run_here)
     problem = version_problem(os.environ)
     if problem is not None:
-        output = msgpack.packb({"kind": "error", "message": problem}, use_bin_type=True)
-    else:
-        output = run_task(payload.read_input())
-    payload.write_output(output)
-    return 0
+        payload.write_output(
+            msgpack.packb({"kind": "error", "message": problem}, use_bin_type=True)
+        )
+        return 0
+    if os.environ.get("RHTEX_WARM") == "1":
+        from .warm import run_warm
+
+        code = run_warm(dict(os.environ))
+        if code is not None:
+            return code
+    return run_here()
 
 
 if __name__ == "__main__":

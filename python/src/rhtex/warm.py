@@ -159,7 +159,7 @@ def serve(name: str, manager_pid: int, run_task: Callable[[], int]) -> int:
                 break
             if pid == 0:
                 break
-        if not _alive(manager_pid) or os.getppid() == 1:
+        if not _alive(manager_pid):
             return 0
         if time.monotonic() - last_task > idle_limit:
             return 0

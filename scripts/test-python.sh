@@ -12,9 +12,10 @@
 #      file that uses RhtexExecutor (`--config rhtex_config.py`).
 #
 # A venv is made at target/python-venv (or $RHTEX_PYTHON_VENV) with
-# `pip install ./python[parsl] 'pytest<8' ruff` from PyPI, the rhtex Rust
-# build skipped (RHTEX_SKIP_RUST_BUILD=1): the tests use RHTEX_BIN_DIR
-# (default target/debug, which scripts/test.sh builds first).
+# `pip install ./python[parsl] 'pytest<8' ruff` from PyPI; pip builds the
+# programs with the debug profile (RHTEX_RUST_DEBUG=1) and the script checks
+# they landed in the venv's bin/. The tests use RHTEX_BIN_DIR (default
+# target/debug, which scripts/test.sh builds first).
 # Exits non-zero if any of the three fails.
 set -euo pipefail
 
@@ -30,14 +31,26 @@ for program in interchange pool-manager rhtex; do
     fi
 done
 
-echo "==> python venv at $venv"
+echo "==> python venv at $venv: pip install ./python[parsl] (programs in the debug profile)"
 if [[ ! -x $venv/bin/python ]]; then
     python3 -m venv "$venv"
 fi
-RHTEX_SKIP_RUST_BUILD=1 "$venv/bin/pip" install -q --disable-pip-version-check \
+# RHTEX_RUST_DEBUG=1: setuptools-rust builds the programs with the debug
+# profile, which scripts/test.sh has just built, so this costs seconds and
+# still checks that pip installs interchange, pool-manager and rhtex.
+RHTEX_RUST_DEBUG=1 "$venv/bin/pip" install -q --disable-pip-version-check \
     "$root/python[parsl]" 'pytest<8' ruff
-export PATH="$venv/bin:$PATH"
+rm -rf "$root/python/build" "$root/python/src/rhtex.egg-info"
 python=$venv/bin/python
+for program in interchange pool-manager rhtex; do
+    found=$(env -u RHTEX_BIN_DIR PATH=/nonexistent "$python" -c \
+        "from rhtex.local import find_program; print(find_program('$program'))")
+    if [[ $found != "$venv/bin/$program" ]]; then
+        echo "test-python: pip did not install $program into $venv/bin (found: $found)" >&2
+        exit 1
+    fi
+done
+export PATH="$venv/bin:$PATH"
 site=$("$python" -c 'import os, parsl; print(os.path.dirname(os.path.dirname(parsl.__file__)))')
 parsl_version=$("$python" -c 'import parsl; print(parsl.__version__)')
 status=0

@@ -191,6 +191,15 @@ def test_shutdown_stops_everything(tmp_path):
     assert wait_gone(pids, 10) == []
 
 
+def test_drain_lets_the_manager_leave(tmp_path):
+    with LocalDeployment(tmp_path / "run", nodes=["localhost"]) as local, local.client() as client:
+        local.wait_for_managers(client)
+        (manager,) = client.status()["managers"]
+        client.drain(manager["manager_id"])
+        assert local.managers[0].wait(30) == 0
+        assert client.status()["managers"] == []
+
+
 SCRIPT = textwrap.dedent(
     """
     import sys, time

@@ -23,15 +23,23 @@ from rhtex.parsl import RhtexExecutor, RhtexTaskError, _failure  # noqa: E402
 NODES = ["localhost", "vm"]  # both resolve here, so MPICH runs ranks on "both"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def importable_on_the_lead_node():
+    """The apps of this module are pickled by reference, as Parsl does for
+    any importable module: the lead node must import this module too."""
+    os.environ["RHTEX_BIN_DIR"] = str(bin_dir())
+    before = os.environ.get("PYTHONPATH")
+    here = str(Path(__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join([here] + ([before] if before else []))
+    yield
+    if before is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = before
+
+
 @pytest.fixture(scope="module")
 def dfk(tmp_path_factory):
-    os.environ["RHTEX_BIN_DIR"] = str(bin_dir())
-    # The apps of this module are pickled by reference, as Parsl does for
-    # any importable module: the lead node must import this module too.
-    here = str(Path(__file__).parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    )
     run_dir = tmp_path_factory.mktemp("parsl")
     mpi = RhtexExecutor(label="mpi", nodes=NODES, working_dir=run_dir / "mpi")
     # "mpi" runs apps in a warm server per pool-manager (the default),
@@ -311,3 +319,28 @@ def test_validate_resource_spec(spec, valid):
             executor.validate_resource_spec(spec)
     assert spec == before
     assert RhtexExecutor(require_resource_spec=False).validate_resource_spec({}) is None
+
+
+def node_list():
+    return os.environ["PARSL_MPI_NODELIST"].split(","), os.environ["PARSL_WORKER_BLOCK_ID"]
+
+
+def test_interchange_config_with_a_local_provider(tmp_path):
+    """interchange_config's [provider] submits the block (here kind = "local")."""
+    config = tmp_path / "interchange.toml"
+    config.write_text(
+        '[provider]\nkind = "local"\nnodes_per_block = 2\nmax_blocks = 1\nmax_idle = 60\n'
+    )
+    executor = RhtexExecutor(
+        label="provided", interchange_config=config, working_dir=tmp_path / "work"
+    )
+    executor.run_dir = str(tmp_path)
+    executor.start()
+    try:
+        assert executor._deployment.managers == [], "the provider starts the blocks"
+        nodes, block_id = executor.submit(node_list, {"num_nodes": 2}).result(timeout=120)
+        assert len(nodes) == 2 and block_id
+    finally:
+        pids = executor._deployment.pids()
+        executor.shutdown()
+    assert wait_gone(pids, 10) == []

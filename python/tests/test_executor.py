@@ -344,3 +344,24 @@ def test_interchange_config_with_a_local_provider(tmp_path):
         pids = executor._deployment.pids()
         executor.shutdown()
     assert wait_gone(pids, 10) == []
+
+
+def test_warm_server_refuses_a_wrong_token(dfk):
+    import socket
+    import time
+
+    from rhtex import warm
+
+    executor = dfk.executors["mpi"]
+    assert executor.submit(num_nodes_from_environment, {"num_nodes": 1}).result(60) == 1
+    ((_python, env),) = executor._warm.items()
+    manager_id = executor._client.status()["managers"][0]["manager_id"]
+    path = Path(warm.port_file(manager_id, env[warm.KEY_ENV]))
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = int(path.read_text())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(f"not-the-token {os.getpid()}\n".encode())
+        assert connection.recv(16) == b"", "the server must hang up without running anything"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"

@@ -53,7 +53,7 @@ from .client import Client, TaskFuture, TaskResult
 from .local import LocalDeployment
 from .payload import FilePayloads
 from .runner import PARSL_VERSION_ENV, PYTHON_VERSION_ENV, parsl_version, python_version
-from .warm import WARM_ENV
+from .warm import KEY_ENV, TOKEN_ENV, WARM_ENV, new_token_and_key, task_command
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,8 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         self._deployment: Optional[LocalDeployment] = None
         self._payloads: Optional[FilePayloads] = None
         self._task_cwd: Optional[str] = None
+        self._version_env: Dict[str, str] = {}
+        self._warm: Dict[str, Dict[str, str]] = {}
         self._lock = threading.Lock()
         self._outstanding: Dict[str, Future] = {}
 
@@ -172,6 +174,10 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         ).absolute()
         working_dir.mkdir(parents=True, exist_ok=True)
         self._task_cwd = os.getcwd()
+        self._version_env = {
+            PYTHON_VERSION_ENV: python_version(),
+            PARSL_VERSION_ENV: parsl_version() or "",
+        }
         self._payloads = FilePayloads(working_dir / "tasks")
         self._payloads.prepare()
         url = self.interchange
@@ -216,18 +222,20 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         task_id = str(uuid.uuid4())
         buffer = pack_apply_message(func, args, kwargs, buffer_threshold=1 << 20)
         env = self._payloads.put(task_id, buffer)
-        env[PYTHON_VERSION_ENV] = python_version()
-        env[PARSL_VERSION_ENV] = parsl_version() or ""
-        if self.warm_runner:
-            env[WARM_ENV] = "1"
+        env.update(self._version_env)
         python = self.python or sys.executable
+        if self.warm_runner:
+            env.update(self._warm_env(python))
+            command = task_command(python)
+        else:
+            command = f"exec {shlex.quote(python)} -m rhtex.runner"
         future: Future = Future()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
         with self._lock:
             self._outstanding[task_id] = future
         try:
             task_future = self._client.submit(
-                f"exec {shlex.quote(python)} -m rhtex.runner",
+                command,
                 rhtex_spec.to_request(resources),
                 env=env,
                 cwd=self._task_cwd,
@@ -240,6 +248,13 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
             raise
         task_future.add_done_callback(lambda done: self._complete(future, done))
         return future
+
+    def _warm_env(self, python: str) -> Dict[str, str]:
+        """The warm runner's variables for apps run by ``python``."""
+        if python not in self._warm:
+            token, key = new_token_and_key(python)
+            self._warm[python] = {WARM_ENV: "1", TOKEN_ENV: token, KEY_ENV: key}
+        return self._warm[python]
 
     def shutdown(self) -> None:
         """Closes the connection and stops what ``start()`` started."""

@@ -15,8 +15,8 @@ task: ``RHTEX_PAYLOAD_IN`` and ``RHTEX_PAYLOAD_OUT``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Dict, Optional
+
+# The runner imports this module: its imports are kept light (os only).
 
 INPUT_ENV = "RHTEX_PAYLOAD_IN"
 OUTPUT_ENV = "RHTEX_PAYLOAD_OUT"
@@ -25,31 +25,34 @@ OUTPUT_ENV = "RHTEX_PAYLOAD_OUT"
 class FilePayloads:
     """Submit side: payloads as files under ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = os.fspath(directory)
 
     def prepare(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        os.makedirs(self.directory, exist_ok=True)
 
     def _paths(self, task_id: str):
-        return self.directory / f"{task_id}.in", self.directory / f"{task_id}.out"
+        base = os.path.join(self.directory, task_id)
+        return base + ".in", base + ".out"
 
-    def put(self, task_id: str, data: bytes) -> Dict[str, str]:
+    def put(self, task_id: str, data: bytes) -> dict[str, str]:
         """Stores a task's input; returns the environment the runner needs."""
         input_path, output_path = self._paths(task_id)
-        input_path.write_bytes(data)
-        return {INPUT_ENV: str(input_path), OUTPUT_ENV: str(output_path)}
+        with open(input_path, "wb") as handle:
+            handle.write(data)
+        return {INPUT_ENV: input_path, OUTPUT_ENV: output_path}
 
-    def take(self, task_id: str) -> Optional[bytes]:
+    def take(self, task_id: str) -> bytes | None:
         """The task's output (None if the runner wrote none); removes both files."""
         input_path, output_path = self._paths(task_id)
         try:
-            data: Optional[bytes] = output_path.read_bytes()
+            with open(output_path, "rb") as handle:
+                data: bytes | None = handle.read()
         except FileNotFoundError:
             data = None
         for path in (input_path, output_path):
             try:
-                path.unlink()
+                os.unlink(path)
             except FileNotFoundError:
                 pass
         return data

@@ -164,6 +164,8 @@ class Client:
         self._outbox: queue.Queue = queue.Queue()
         self._closed = False
         self._failure: Optional[ClientError] = None
+        self._secure = not insecure
+        keys = load_client_keys(keys_dir) if self._secure else None  # before any fd is open
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -171,9 +173,7 @@ class Client:
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.IPV6, 1)
-        self._secure = not insecure
-        if self._secure:
-            keys = load_client_keys(keys_dir)
+        if keys is not None:
             self._socket.curve_serverkey = keys.server_public
             self._socket.curve_publickey = keys.client_public
             self._socket.curve_secretkey = keys.client_secret

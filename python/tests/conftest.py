@@ -52,3 +52,19 @@ def wait_gone(pids, timeout: float) -> list:
 @pytest.fixture(autouse=True)
 def _binaries_on_rhtex_bin_dir(monkeypatch):
     monkeypatch.setenv("RHTEX_BIN_DIR", str(bin_dir()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_modules_importable_on_the_lead_node():
+    """Apps defined in these test modules are pickled by reference, as Parsl
+    does for any importable module: the lead node (whose environment the
+    daemons inherit from here) must import the modules too."""
+    os.environ["RHTEX_BIN_DIR"] = str(bin_dir())
+    before = os.environ.get("PYTHONPATH")
+    here = str(Path(__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join([here] + ([before] if before else []))
+    yield
+    if before is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = before

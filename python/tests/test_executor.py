@@ -6,36 +6,19 @@ import os
 import stat
 from pathlib import Path
 
+import parsl
 import pytest
+from parsl import Config, File, bash_app, python_app
+from parsl.app.errors import AppTimeout
+from parsl.executors.errors import InvalidResourceSpecification
+from parsl.executors.high_throughput.errors import ManagerLost
 
-from conftest import bin_dir, wait_gone
+from rhtex.client import TaskResult
+from rhtex.parsl import RhtexExecutor, RhtexTaskError, _failure
 
-parsl = pytest.importorskip("parsl")
-
-from parsl import Config, File, bash_app, python_app  # noqa: E402
-from parsl.app.errors import AppTimeout  # noqa: E402
-from parsl.executors.errors import InvalidResourceSpecification  # noqa: E402
-from parsl.executors.high_throughput.errors import ManagerLost  # noqa: E402
-
-from rhtex.client import TaskResult  # noqa: E402
-from rhtex.parsl import RhtexExecutor, RhtexTaskError, _failure  # noqa: E402
+from conftest import wait_gone
 
 NODES = ["localhost", "vm"]  # both resolve here, so MPICH runs ranks on "both"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def importable_on_the_lead_node():
-    """The apps of this module are pickled by reference, as Parsl does for
-    any importable module: the lead node must import this module too."""
-    os.environ["RHTEX_BIN_DIR"] = str(bin_dir())
-    before = os.environ.get("PYTHONPATH")
-    here = str(Path(__file__).parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join([here] + ([before] if before else []))
-    yield
-    if before is None:
-        del os.environ["PYTHONPATH"]
-    else:
-        os.environ["PYTHONPATH"] = before
 
 
 @pytest.fixture(scope="module")

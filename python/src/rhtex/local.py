@@ -273,16 +273,21 @@ class LocalDeployment:
             str(find_program(INTERCHANGE)),
             "--run-dir",
             str(self.run_dir),
-            "--client-listen",
-            "tcp://127.0.0.1:0",
-            "--manager-listen",
-            "tcp://127.0.0.1:0",
             "--exit-with-parent",
             *self._security_args(),
             *self.interchange_args,
         ]
         if self.interchange_config is not None:
+            # Its sockets come from the file (or the defaults: clients on
+            # 127.0.0.1, managers on every interface, as blocks need).
             argv += ["--config", os.fspath(self.interchange_config)]
+        else:
+            argv += [
+                "--client-listen",
+                "tcp://127.0.0.1:0",
+                "--manager-listen",
+                "tcp://127.0.0.1:0",
+            ]
         if self.log_level:
             argv += ["--log-level", self.log_level]
         self.interchange = Daemon(INTERCHANGE, argv, self.run_dir / "interchange.log", True)

@@ -174,6 +174,13 @@ def serve(manager_pid: int, run_task) -> int:
         except OSError:
             pass
         listener.close()
+        # Our manager is gone or we were idle: no server for this manager
+        # and key starts while we still hold the lock, so remove it too.
+        try:
+            os.unlink(path + ".lock")
+        except OSError:
+            pass
+        lock.close()
     return 0
 
 

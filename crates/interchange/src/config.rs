@@ -102,6 +102,10 @@ pub struct Flags {
     /// applies when this is not given [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Stop (as on SIGTERM) when the process that started the interchange
+    /// is gone, even if it was killed with SIGKILL; checked every 0.2 s.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 /// The config file: the same settings as the flags.
@@ -224,6 +228,8 @@ pub struct Config {
     /// Blocks the interchange starts and stops itself; `None`: managers are
     /// started by someone else.
     pub provider: Option<ProviderConfig>,
+    /// Stop when the parent process is gone (`--exit-with-parent`).
+    pub exit_with_parent: bool,
 }
 
 /// What can be wrong with the settings.
@@ -501,6 +507,7 @@ impl Config {
             default_retries,
             log_level,
             provider,
+            exit_with_parent: flags.exit_with_parent,
         })
     }
 }
@@ -738,6 +745,7 @@ mod tests {
                 default_retries: 0,
                 log_level: None,
                 provider: None,
+                exit_with_parent: false,
             }
         );
     }

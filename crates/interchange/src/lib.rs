@@ -13,5 +13,6 @@
 
 pub mod config;
 pub mod daemon;
+pub mod parent;
 pub mod provider;
 pub mod sockets;

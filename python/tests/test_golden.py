@@ -56,7 +56,7 @@ def test_canonical_file_is_what_the_generator_writes(name):
 
 
 EXPECTED_LENIENT = {
-    "lenient.from_client.hello": {"type": "hello", "protocol_version": 2, "client_version": ""},
+    "lenient.from_client.hello": {"type": "hello", "protocol_version": 3, "client_version": ""},
     "lenient.from_client.submit": {
         "type": "submit",
         "request_id": 10,
@@ -69,6 +69,7 @@ EXPECTED_LENIENT = {
                 "cwd": None,
                 "stdout": None,
                 "stderr": None,
+                "input": None,
             }
         ],
     },
@@ -77,10 +78,11 @@ EXPECTED_LENIENT = {
         "type": "registered",
         "interchange_version": "0.1.0",
         "heartbeat_period": 30.0,
+        "max_task_output_bytes": 16777216,
     },
     "lenient.from_manager.register": {
         "type": "register",
-        "protocol_version": 2,
+        "protocol_version": 3,
         "manager_id": MANAGER,
         "block_id": "local",
         "hostname": "laptop",
@@ -112,6 +114,7 @@ EXPECTED_LENIENT = {
                 "cwd": None,
                 "stdout": None,
                 "stderr": None,
+                "input": None,
             }
         ],
     },
@@ -133,6 +136,7 @@ EXPECTED_LENIENT = {
                 "stderr_tail": b"",
                 "start_time": None,
                 "end_time": None,
+                "output": None,
             }
         ],
     },
@@ -182,3 +186,19 @@ def test_builders_are_canonical():
     hello = protocol.encode(protocol.hello("0.1.0"), "from_client")
     assert hello == (GOLDEN / "from_client.hello.msgpack").read_bytes()
     assert len(hello) == 51
+
+
+def test_task_input_and_limits():
+    """Version 3: a task's input is bin on the wire; a welcome without the
+    limits gets the defaults (16 MiB each); the new error kinds decode."""
+    task = protocol.task_submission("true", task_id=TASK_1, input=b"\x80\x04K*.")
+    frame = protocol.encode(protocol.submit(1, [task]), "from_client")
+    (sent,) = msgpack.unpackb(frame, raw=False)["tasks"]
+    assert list(sent)[-1] == "input" and sent["input"] == b"\x80\x04K*."
+    welcome = protocol.decode(
+        msgpack.packb({"type": "welcome", "protocol_version": 3, "interchange_version": "x"}),
+        "to_client",
+    )
+    assert welcome["max_task_input_bytes"] == welcome["max_task_output_bytes"] == 16 * 1024 * 1024
+    for kind in ("input_too_large", "output_too_large"):
+        assert kind in protocol.ERROR_KINDS

@@ -1,4 +1,4 @@
-"""The rhtex wire protocol, version 2 (``proto/PROTOCOL.md``).
+"""The rhtex wire protocol, version 3 (``proto/PROTOCOL.md``).
 
 Every message is one msgpack map with a ``type`` key. This module builds
 and parses all of them, in the four directions of the protocol
@@ -26,7 +26,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import msgpack
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+
+#: Default of ``max_task_input_bytes`` and ``max_task_output_bytes`` (16 MiB),
+#: when ``welcome`` or ``registered`` leaves them out.
+DEFAULT_MAX_TASK_BYTES = 16 * 1024 * 1024
 
 DIRECTIONS = ("from_client", "to_client", "from_manager", "to_manager")
 
@@ -44,6 +48,8 @@ ERROR_KINDS = (
     "killed",
     "duplicate_task_id",
     "walltime_exceeded",
+    "input_too_large",
+    "output_too_large",
 )
 BLOCK_STATES = ("pending", "running", "connected", "draining", "ended", "failed")
 
@@ -78,6 +84,7 @@ STRUCTS: Dict[str, List[Field]] = {
         ("cwd", "opt:str", False),
         ("stdout", "opt:str", False),
         ("stderr", "opt:str", False),
+        ("input", "opt:bin", False),
     ],
     "task_resources": [
         ("num_nodes", "u32", True),
@@ -99,6 +106,7 @@ STRUCTS: Dict[str, List[Field]] = {
         ("cwd", "opt:str", False),
         ("stdout", "opt:str", False),
         ("stderr", "opt:str", False),
+        ("input", "opt:bin", False),
     ],
     "task_error": [("kind", "enum:error_kind", True), ("message", "str", True)],
     "task_result": [
@@ -116,6 +124,7 @@ STRUCTS: Dict[str, List[Field]] = {
         ("stderr_tail", "bin", False),
         ("start_time", "opt:f64", False),
         ("end_time", "opt:f64", False),
+        ("output", "opt:bin", False),
     ],
     "manager_info": [
         ("manager_id", "id", True),
@@ -216,6 +225,8 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
             "welcome": [
                 ("protocol_version", "u32", True),
                 ("interchange_version", "str", True),
+                ("max_task_input_bytes", f"u64={DEFAULT_MAX_TASK_BYTES}", False),
+                ("max_task_output_bytes", f"u64={DEFAULT_MAX_TASK_BYTES}", False),
             ],
             "refused": [("reason", "str", True), ("protocol_version", "u32", True)],
             "submitted": [("request_id", "u64", True), ("n_tasks", "u32", True)],
@@ -252,6 +263,7 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
             "registered": [
                 ("interchange_version", "str", True),
                 ("heartbeat_period", "f64", True),
+                ("max_task_output_bytes", f"u64={DEFAULT_MAX_TASK_BYTES}", False),
             ],
             "refused": [("reason", "str", True), ("protocol_version", "u32", True)],
             "run_tasks": [("tasks", "list:struct:task_dispatch", True)],
@@ -425,8 +437,10 @@ def task_submission(
     cwd: Optional[str] = None,
     stdout: Optional[str] = None,
     stderr: Optional[str] = None,
+    input: Optional[bytes] = None,
 ) -> Dict[str, Any]:
-    """A ``TaskSubmission`` (section 7.1); the resources are not validated here."""
+    """A ``TaskSubmission`` (section 7.1); the resources are not validated
+    here, nor is ``input`` checked against the interchange's limit."""
     return _normalize_fields(
         {
             "task_id": task_id or new_task_id(),
@@ -436,6 +450,7 @@ def task_submission(
             "cwd": cwd,
             "stdout": stdout,
             "stderr": stderr,
+            "input": input,
         },
         STRUCTS["task_submission"],
         "task",

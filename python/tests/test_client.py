@@ -14,8 +14,14 @@ from concurrent.futures import as_completed, wait
 
 import pytest
 
-from rhtex import spec
-from rhtex.client import Client, CommandFailed, ConnectError
+from rhtex import protocol, spec
+from rhtex.client import (
+    Client,
+    CommandFailed,
+    ConnectError,
+    InputTooLarge,
+    InterchangeBusy,
+)
 from rhtex.local import LocalDeployment, LocalError, find_program
 
 from conftest import bin_dir, wait_gone
@@ -95,7 +101,7 @@ def test_many_threads_share_one_client(client):
 
 def test_status_task_status_and_manager_commands(client):
     status = client.status()
-    assert status["protocol_version"] == 2
+    assert status["protocol_version"] == 3
     (manager,) = status["managers"]
     assert manager["n_nodes"] == 2 and manager["slots_per_node"] == 4
     manager_id = manager["manager_id"]
@@ -136,6 +142,90 @@ def test_watch_from_a_second_client(deployment, client):
 def test_walltime_exceeded(client):
     result = client.submit("exec sleep 30", {"walltime": 0.5}).result(timeout=30)
     assert result.error_kind == "walltime_exceeded"
+
+
+def test_task_input_and_output_travel_inline(client):
+    """Protocol 3: the input reaches the command as $RHTEX_TASK_INPUT, what
+    it writes to $RHTEX_TASK_OUTPUT comes back, even from a failed task."""
+    data = bytes(range(256)) * 4096  # 1 MiB, not UTF-8
+    result = client.submit(
+        'cat "$RHTEX_TASK_INPUT" "$RHTEX_TASK_INPUT" > "$RHTEX_TASK_OUTPUT"; '
+        'wc -c < "$RHTEX_TASK_INPUT"',
+        input=data,
+    ).result(timeout=60)
+    assert result.ok, result.stderr_tail
+    assert int(result.stdout_tail) == len(data)
+    assert result.output == data + data
+    failed = client.submit('printf oops > "$RHTEX_TASK_OUTPUT"; exit 4').result(timeout=30)
+    assert (failed.state, failed.exit_code, failed.output) == ("failed", 4, b"oops")
+    quiet = client.submit('test -z "${RHTEX_TASK_INPUT:-}" && echo none').result(timeout=30)
+    assert quiet.ok and quiet.stdout_tail == b"none\n" and quiet.output is None
+
+
+def test_limits_come_from_welcome(client):
+    assert client.max_task_input_bytes == client.max_task_output_bytes == 16 * 1024 * 1024
+
+
+def test_input_too_large_is_refused_before_sending(tmp_path):
+    args = ["--max-task-input-bytes", "1000", "--max-task-output-bytes", "100"]
+    with (
+        LocalDeployment(tmp_path / "run", interchange_args=args) as local,
+        local.client() as client,
+    ):
+        assert (client.max_task_input_bytes, client.max_task_output_bytes) == (1000, 100)
+        with pytest.raises(InputTooLarge, match=r"1001 bytes, more than .*\(1000\)"):
+            client.submit("true", input=b"x" * 1001)
+        assert client.n_outstanding == 0
+        local.wait_for_managers(client)
+        fits = client.submit('cat "$RHTEX_TASK_INPUT" > "$RHTEX_TASK_OUTPUT"', input=b"y" * 100)
+        assert fits.result(timeout=30).output == b"y" * 100
+        # past the client's check (an interchange that lowered its limit):
+        # the interchange refuses the task itself
+        client.max_task_input_bytes = 10_000
+        refused = client.submit("true", input=b"x" * 1001).result(timeout=30)
+        assert (refused.state, refused.error_kind) == ("failed", "input_too_large")
+        assert "1000" in refused.error_message
+        too_much = client.submit('head -c 101 /dev/zero > "$RHTEX_TASK_OUTPUT"')
+        result = too_much.result(timeout=30)
+        assert (result.state, result.error_kind, result.exit_code) == (
+            "failed",
+            "output_too_large",
+            0,
+        )
+        assert result.output is None
+
+
+def test_a_busy_submit_fails_as_a_whole(tmp_path):
+    """Past --max-queued-input-mib the interchange refuses a whole submit."""
+    args = ["--max-queued-input-mib", "1", "--max-task-input-bytes", "700000"]
+    with (
+        LocalDeployment(tmp_path / "run", interchange_args=args) as local,
+        local.client() as client,
+    ):
+        local.wait_for_managers(client)
+        (manager,) = client.status()["managers"]
+        client.hold(manager["manager_id"])  # tasks stay queued, holding their input
+        first = client.submit("true", input=b"a" * 600_000)
+        (info,) = client.task_status([first.task_id])
+        assert info["state"] == "queued"
+        second = client.submit_many(
+            [
+                {"task_id": protocol.new_task_id(), "command": "true", "input": b"b" * 300_000},
+                {"task_id": protocol.new_task_id(), "command": "true", "input": b"c" * 300_000},
+            ]
+        )
+        for future in second:
+            with pytest.raises(
+                InterchangeBusy,
+                match=r"refused a submit of 2 task\(s\) as a whole, none accepted: busy: ",
+            ):
+                future.result(timeout=30)
+        statuses = client.task_status([future.task_id for future in second])
+        assert [status["state"] for status in statuses] == ["unknown", "unknown"]
+        client.release(manager["manager_id"])
+        assert first.result(timeout=30).ok
+        again = client.submit("true", input=b"b" * 600_000)
+        assert again.result(timeout=30).ok
 
 
 def test_unknown_curve_key_is_named(deployment, tmp_path):

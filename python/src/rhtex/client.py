@@ -8,11 +8,13 @@ on any thread hand it work through a queue and a wake-up pipe, and get
 :func:`concurrent.futures.wait` and :func:`~concurrent.futures.as_completed`
 work on them.
 
-- :meth:`Client.submit` validates the resource specification in the
-  caller's thread (a bad one raises :class:`rhtex.spec.SpecError` and is
-  never sent) and returns a :class:`TaskFuture`, whose result is the task's
+- :meth:`Client.submit` validates the resource specification and the size
+  of the task's ``input`` in the caller's thread (a bad one raises
+  :class:`rhtex.spec.SpecError` or :class:`InputTooLarge` and is never
+  sent) and returns a :class:`TaskFuture`, whose result is the task's
   :class:`TaskResult` whatever its state (a failed task is data, not an
-  exception); :meth:`Client.submit_many` sends many tasks in one message;
+  exception; what the task wrote to ``$RHTEX_TASK_OUTPUT`` is its
+  ``output``); :meth:`Client.submit_many` sends many tasks in one message;
 - :meth:`Client.watch` gives futures for tasks submitted elsewhere;
 - :meth:`Client.status`, :meth:`~Client.task_status`, :meth:`~Client.cancel`,
   :meth:`~Client.hold`, :meth:`~Client.release`, :meth:`~Client.drain`,
@@ -22,7 +24,9 @@ Errors name the problem: :class:`ConnectError` when no interchange answers
 (with the URL), when the interchange refused our CURVE key or our protocol
 version, or when one side runs CURVE and the other not;
 :class:`ConnectionLost` on the futures when the interchange stops
-answering while tasks are outstanding.
+answering while tasks are outstanding; :class:`InterchangeBusy` on the
+futures of every task of a ``submit`` that the interchange refused as a
+whole because it holds too much task input (PROTOCOL.md section 5.1).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ __all__ = [
     "CommandFailed",
     "ConnectError",
     "ConnectionLost",
+    "InputTooLarge",
+    "InterchangeBusy",
     "TaskFuture",
     "TaskResult",
     "as_completed",
@@ -72,6 +78,23 @@ class CommandFailed(ClientError):
     """The interchange could not carry out a command (reply ``failed``)."""
 
 
+class InputTooLarge(ClientError, ValueError):
+    """A task's ``input`` is longer than the interchange's
+    ``max_task_input_bytes``; nothing was sent."""
+
+
+class InterchangeBusy(ClientError):
+    """The interchange refused a whole ``submit`` as busy: the input of its
+    unfinished tasks would pass its budget (``--max-queued-input-mib``). No
+    task of that submit was accepted; they may be submitted again (with the
+    same ids) once tasks have finished."""
+
+
+#: Consecutive submits are merged into one message up to this much input,
+#: so that one refused (busy) message does not take many callers' tasks.
+MAX_MERGED_INPUT_BYTES = 64 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """The outcome of one task (``TaskResult``, section 7.3)."""
@@ -91,6 +114,9 @@ class TaskResult:
     stderr_tail: bytes = b""
     start_time: Optional[float] = None
     end_time: Optional[float] = None
+    #: What the task wrote to the file named by ``RHTEX_TASK_OUTPUT``
+    #: (None if it wrote none, or more than ``max_task_output_bytes``).
+    output: Optional[bytes] = None
 
     @classmethod
     def from_wire(cls, result: Mapping[str, Any]) -> TaskResult:
@@ -111,6 +137,7 @@ class TaskResult:
             stderr_tail=result.get("stderr_tail") or b"",
             start_time=result.get("start_time"),
             end_time=result.get("end_time"),
+            output=result.get("output"),
         )
 
     @property
@@ -157,10 +184,15 @@ class Client:
         self.timeout = timeout
         self.liveness_period = liveness_period
         self.interchange_version: Optional[str] = None
+        #: The interchange's limits, from ``welcome``.
+        self.max_task_input_bytes = protocol.DEFAULT_MAX_TASK_BYTES
+        self.max_task_output_bytes = protocol.DEFAULT_MAX_TASK_BYTES
         self._request_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._task_futures: Dict[str, List[TaskFuture]] = {}
         self._request_futures: Dict[int, Future] = {}
+        # submit request id -> its task ids, until ``submitted`` or ``error``
+        self._submits: Dict[int, List[str]] = {}
         self._outbox: queue.Queue = queue.Queue()
         self._closed = False
         self._failure: Optional[ClientError] = None
@@ -226,6 +258,8 @@ class Client:
                 message = protocol.decode(self._socket.recv(), "to_client")
                 if message["type"] == "welcome":
                     self.interchange_version = message["interchange_version"]
+                    self.max_task_input_bytes = message["max_task_input_bytes"]
+                    self.max_task_output_bytes = message["max_task_output_bytes"]
                     return
                 if message["type"] == "refused":
                     raise ConnectError(
@@ -265,8 +299,12 @@ class Client:
         stdout: Optional[str] = None,
         stderr: Optional[str] = None,
         task_id: Optional[str] = None,
+        input: Optional[bytes] = None,
     ) -> TaskFuture:
-        """Submits one task; raises :class:`rhtex.spec.SpecError` for a bad spec."""
+        """Submits one task; raises :class:`rhtex.spec.SpecError` for a bad
+        spec and :class:`InputTooLarge` for an ``input`` (bytes for the
+        file named by ``$RHTEX_TASK_INPUT`` on the lead node) longer than
+        the interchange's ``max_task_input_bytes``."""
         spec.validate(resources)
         task = protocol.task_submission(
             command,
@@ -276,18 +314,21 @@ class Client:
             cwd=cwd,
             stdout=stdout,
             stderr=stderr,
+            input=input,
         )
         return self.submit_many([task])[0]
 
     def submit_many(self, tasks: Sequence[Mapping[str, Any]]) -> List[TaskFuture]:
         """Submits ``TaskSubmission`` maps (:func:`rhtex.protocol.task_submission`)
-        in one message; every spec is validated first."""
+        in one message; every spec and input size is checked first."""
         prepared = []
         for task in tasks:
             spec.validate(task.get("resources"))
             task = dict(task)
             task["resources"] = spec.to_request(task.get("resources"))
-            prepared.append(protocol.canonical_task(task))
+            task = protocol.canonical_task(task)
+            self._check_input(task)
+            prepared.append(task)
         futures = [TaskFuture(task["task_id"]) for task in prepared]
         self._check_open()
         with self._lock:
@@ -295,6 +336,16 @@ class Client:
                 self._task_futures.setdefault(future.task_id, []).append(future)
         self._hand_over(("submit", prepared))
         return futures
+
+    def _check_input(self, task: Mapping[str, Any]) -> None:
+        size = len(task["input"] or b"")
+        if size > self.max_task_input_bytes:
+            raise InputTooLarge(
+                f"task {task['task_id']}: its input has {size} bytes, more than the "
+                f"max_task_input_bytes of the interchange at {self.url} "
+                f"({self.max_task_input_bytes}); the interchange's --max-task-input-bytes "
+                "sets the limit"
+            )
 
     def watch(self, task_ids: Iterable[str]) -> List[TaskFuture]:
         """Futures for tasks submitted earlier, perhaps by another client."""
@@ -448,12 +499,18 @@ class Client:
         """Sends what callers handed over, in order, consecutive submits
         merged into one message; False on close."""
         pending_tasks: List[Dict[str, Any]] = []
+        pending_input = 0
 
         def flush_tasks() -> None:
+            nonlocal pending_input
             if pending_tasks:
-                message = protocol.submit(next(self._request_ids), pending_tasks)
+                request_id = next(self._request_ids)
+                with self._lock:
+                    self._submits[request_id] = [task["task_id"] for task in pending_tasks]
+                message = protocol.submit(request_id, pending_tasks)
                 self._socket.send(protocol.encode(message, "from_client"))
                 pending_tasks.clear()
+                pending_input = 0
 
         while True:
             try:
@@ -466,7 +523,11 @@ class Client:
                 return False
             kind, payload = item
             if kind == "submit":
+                size = sum(len(task["input"] or b"") for task in payload)
+                if pending_tasks and pending_input + size > MAX_MERGED_INPUT_BYTES:
+                    flush_tasks()
                 pending_tasks.extend(payload)
+                pending_input += size
                 continue
             flush_tasks()
             if kind == "watch":
@@ -494,15 +555,39 @@ class Client:
                 future = self._request_futures.pop(message["request_id"], None)
             if future is not None:
                 future.set_result(message["reply"])
+        elif kind == "submitted":
+            with self._lock:
+                self._submits.pop(message["request_id"], None)
         elif kind == "error":
             request_id = message.get("request_id")
             with self._lock:
                 future = self._request_futures.pop(request_id, None) if request_id else None
+                refused = self._submits.pop(request_id, None) if request_id else None
             if future is not None:
                 future.set_exception(ClientError(f"the interchange said: {message['message']}"))
+            if refused is not None:
+                self._fail_submit(refused, message["message"])
         elif kind == "refused":
             self._failure = ConnectionLost(f"the interchange refused us: {message['reason']}")
             self._fail_all(self._failure)
+
+    def _fail_submit(self, task_ids: List[str], reason: str) -> None:
+        """Fails the futures of a submit that the interchange refused as a whole."""
+        if reason.startswith("busy:"):
+            error: ClientError = InterchangeBusy(
+                f"the interchange at {self.url} refused a submit of {len(task_ids)} "
+                f"task(s) as a whole, none accepted: {reason}"
+            )
+        else:
+            error = ClientError(
+                f"the interchange at {self.url} refused a submit of {len(task_ids)} task(s): "
+                f"{reason}"
+            )
+        with self._lock:
+            futures = [f for task_id in task_ids for f in self._task_futures.pop(task_id, [])]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
 
     def _fail_all(self, error: ClientError) -> None:
         with self._lock:
@@ -510,6 +595,7 @@ class Client:
             request_futures = list(self._request_futures.values())
             self._task_futures.clear()
             self._request_futures.clear()
+            self._submits.clear()
         for future in task_futures + request_futures:
             if not future.done():
                 future.set_exception(error)

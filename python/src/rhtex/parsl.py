@@ -22,9 +22,13 @@ What differs from Parsl's ``MPIExecutor``, on purpose:
   ``Config(retries=...)`` retries it) and rhtex's ``walltime`` is
   ``AppTimeout``.
 
-Until task payloads travel inside the protocol, the executor's
-``working_dir`` must be on a file system that the submit host and the
-lead nodes share (it holds each task's serialized app and result).
+The serialized app travels as the task's ``input`` and its result as the
+task's ``output`` (protocol version 3, :mod:`rhtex.payload`): the submit
+host and the lead nodes share no file system. Both are bounded by the
+interchange (``max_task_input_bytes``, ``max_task_output_bytes``, 16 MiB by
+default): an app whose serialized arguments are larger fails at submit
+with :class:`TaskInputTooLarge`, one whose serialized result is larger
+with :class:`TaskOutputTooLarge`.
 """
 
 from __future__ import annotations
@@ -49,9 +53,8 @@ from parsl.serialize import deserialize, pack_apply_message
 from parsl.utils import RepresentationMixin
 
 from . import spec as rhtex_spec
-from .client import Client, TaskFuture, TaskResult
+from .client import Client, InputTooLarge, TaskFuture, TaskResult
 from .local import LocalDeployment
-from .payload import FilePayloads
 from .runner import PARSL_VERSION_ENV, PYTHON_VERSION_ENV, parsl_version, python_version
 from .warm import KEY_ENV, TOKEN_ENV, WARM_ENV, new_token_and_key, task_command
 
@@ -72,6 +75,16 @@ class RhtexTaskError(Exception):
     def __init__(self, message: str, result: Optional[TaskResult] = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class TaskInputTooLarge(RhtexTaskError, ValueError):
+    """An app's serialized function and arguments are larger than the
+    interchange's ``max_task_input_bytes``."""
+
+
+class TaskOutputTooLarge(RhtexTaskError):
+    """An app's serialized result (or exception) was larger than the
+    interchange's ``max_task_output_bytes``, so it was dropped."""
 
 
 class RhtexExecutor(ParslExecutor, RepresentationMixin):
@@ -97,8 +110,9 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
     slots_per_node: slots of each node for ``exclusive: False`` tasks.
     python: the interpreter that runs apps on the lead node (default: this
         one); it must have the same Python major.minor and Parsl version.
-    working_dir: where task payloads and the started daemons' files go
-        (default ``<run_dir>/<label>``); must be shared with the lead nodes.
+    working_dir: where the started daemons' files go (default
+        ``<run_dir>/<label>``); task payloads travel inside the protocol,
+        so it need not be shared with the lead nodes.
     require_resource_spec: reject apps without a resource specification,
         as Parsl's MPIExecutor does; ``False`` runs them on 1 node, 1 rank.
     warm_runner: run apps in a warm server per pool-manager that forks per
@@ -139,7 +153,6 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         self.warm_runner = warm_runner
         self._client: Optional[Client] = None
         self._deployment: Optional[LocalDeployment] = None
-        self._payloads: Optional[FilePayloads] = None
         self._task_cwd: Optional[str] = None
         self._version_env: Dict[str, str] = {}
         self._warm: Dict[str, Dict[str, str]] = {}
@@ -178,8 +191,6 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
             PYTHON_VERSION_ENV: python_version(),
             PARSL_VERSION_ENV: parsl_version() or "",
         }
-        self._payloads = FilePayloads(working_dir / "tasks")
-        self._payloads.prepare()
         url = self.interchange
         keys_dir = self.keys_dir
         if url is None:
@@ -214,15 +225,14 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
     def submit(
         self, func: Callable, resource_specification: Dict[str, Any], *args: Any, **kwargs: Any
     ) -> Future:
-        if self._client is None or self._payloads is None:
+        if self._client is None:
             raise RuntimeError(f"RhtexExecutor {self.label} is not started")
         # A snapshot: the caller may change its dict after submitting.
         resources = copy.deepcopy(resource_specification or {})
         self.validate_resource_spec(resources)
         task_id = str(uuid.uuid4())
         buffer = pack_apply_message(func, args, kwargs, buffer_threshold=1 << 20)
-        env = self._payloads.put(task_id, buffer)
-        env.update(self._version_env)
+        env = dict(self._version_env)
         python = self.python or sys.executable
         if self.warm_runner:
             env.update(self._warm_env(python))
@@ -240,11 +250,20 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
                 env=env,
                 cwd=self._task_cwd,
                 task_id=task_id,
+                input=buffer,
             )
+        except InputTooLarge:
+            with self._lock:
+                self._outstanding.pop(task_id, None)
+            raise TaskInputTooLarge(
+                f"{getattr(func, '__name__', 'the app')}: its serialized function and "
+                f"arguments take {len(buffer)} bytes, more than the interchange's "
+                f"max_task_input_bytes ({self._client.max_task_input_bytes}); pass large "
+                "data through files, or raise the interchange's max_task_input_bytes"
+            ) from None
         except BaseException:
             with self._lock:
                 self._outstanding.pop(task_id, None)
-            self._payloads.take(task_id)
             raise
         task_future.add_done_callback(lambda done: self._complete(future, done))
         return future
@@ -280,15 +299,14 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         task_id = task_future.task_id
         with self._lock:
             self._outstanding.pop(task_id, None)
-        output = self._payloads.take(task_id) if self._payloads is not None else None
         try:
             error = task_future.exception()
             if error is not None:
                 future.set_exception(error)
                 return
             result = task_future.result()
-            if output is not None:
-                self._set_from_output(future, output, result)
+            if result.output is not None:
+                self._set_from_output(future, result.output, result)
             else:
                 future.set_exception(_failure(result))
         except Exception as error:  # a bad output must not kill the client's thread
@@ -321,6 +339,20 @@ def _failure(result: TaskResult) -> BaseException:
         return ManagerLost((result.manager_id or "unknown").encode(), host)
     if result.error_kind == "walltime_exceeded":
         return AppTimeout(result.error_message or "the task exceeded its walltime")
+    if result.error_kind == "output_too_large":
+        return TaskOutputTooLarge(
+            f"rhtex task {result.task_id}: the app's serialized result is larger than "
+            f"the interchange allows ({result.error_message}); return less data (write "
+            "large results to a file), or raise the interchange's max_task_output_bytes",
+            result,
+        )
+    if result.error_kind == "input_too_large":
+        return TaskInputTooLarge(
+            f"rhtex task {result.task_id}: the app's serialized function and arguments "
+            f"are larger than the interchange allows ({result.error_message}); pass large "
+            "data through files, or raise the interchange's max_task_input_bytes",
+            result,
+        )
     stderr = result.stderr_tail.decode(errors="replace").strip()
     detail = f"; its stderr ends with:\n{stderr[-2000:]}" if stderr else ""
     return RhtexTaskError(

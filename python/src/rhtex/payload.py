@@ -1,15 +1,19 @@
 """How a task's serialized app reaches the lead node and its result comes
 back: the one seam between the executor and the runner.
 
-Today (protocol version 2) payloads travel through files in a directory
-that the submit host and the lead node share (the executor's
-``working_dir``): the executor writes ``<task_id>.in``, the runner reads
-it and writes ``<task_id>.out``, the executor reads that when the task's
-result arrives. A later protocol version carries them inline in
-``submit`` and in the task's result; only this module changes then.
+Since protocol version 3 both travel inside the protocol (PROTOCOL.md
+section 9.3), so the submit host and the lead node share no file system:
+the executor sends the serialized app as the task's ``input`` and reads
+the runner's answer from the result's ``output``. On the lead node the
+pool-manager writes the input to a file named by ``RHTEX_TASK_INPUT``
+before the command starts, names the output file in ``RHTEX_TASK_OUTPUT``
+(it does not exist at start), reads that file when the command ends (at
+most ``max_task_output_bytes``), and removes both.
 
-The runner finds its files through two environment variables set on the
-task: ``RHTEX_PAYLOAD_IN`` and ``RHTEX_PAYLOAD_OUT``.
+This module is the runner's side: :func:`read_input` and
+:func:`write_output`. The runner writes its output whole or not at all (a
+temporary file renamed into place), so the pool-manager never reads half
+an answer from a runner killed while writing.
 """
 
 from __future__ import annotations
@@ -18,56 +22,42 @@ import os
 
 # The runner imports this module: its imports are kept light (os only).
 
-INPUT_ENV = "RHTEX_PAYLOAD_IN"
-OUTPUT_ENV = "RHTEX_PAYLOAD_OUT"
+INPUT_ENV = "RHTEX_TASK_INPUT"
+OUTPUT_ENV = "RHTEX_TASK_OUTPUT"
 
 
-class FilePayloads:
-    """Submit side: payloads as files under ``directory``."""
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = os.fspath(directory)
-
-    def prepare(self) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-
-    def _paths(self, task_id: str):
-        base = os.path.join(self.directory, task_id)
-        return base + ".in", base + ".out"
-
-    def put(self, task_id: str, data: bytes) -> dict[str, str]:
-        """Stores a task's input; returns the environment the runner needs."""
-        input_path, output_path = self._paths(task_id)
-        with open(input_path, "wb") as handle:
-            handle.write(data)
-        return {INPUT_ENV: input_path, OUTPUT_ENV: output_path}
-
-    def take(self, task_id: str) -> bytes | None:
-        """The task's output (None if the runner wrote none); removes both files."""
-        input_path, output_path = self._paths(task_id)
-        try:
-            with open(output_path, "rb") as handle:
-                data: bytes | None = handle.read()
-        except FileNotFoundError:
-            data = None
-        for path in (input_path, output_path):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        return data
+class PayloadError(Exception):
+    """The task's environment lacks the pool-manager's payload files."""
 
 
 def read_input() -> bytes:
-    """Runner side: the task's input."""
-    with open(os.environ[INPUT_ENV], "rb") as handle:
+    """The task's input, from the file the pool-manager wrote."""
+    path = os.environ.get(INPUT_ENV)
+    if not path:
+        raise PayloadError(
+            f"{INPUT_ENV} is not set: the task carries no input, or its pool-manager "
+            "speaks a protocol older than version 3"
+        )
+    with open(path, "rb") as handle:
         return handle.read()
 
 
 def write_output(data: bytes) -> None:
-    """Runner side: the task's output, written whole or not at all."""
-    path = os.environ[OUTPUT_ENV]
+    """The task's output, written whole or not at all (tmp file + rename)."""
+    path = os.environ.get(OUTPUT_ENV)
+    if not path:
+        raise PayloadError(
+            f"{OUTPUT_ENV} is not set: the task's pool-manager speaks a protocol older "
+            "than version 3"
+        )
     partial = f"{path}.partial"
-    with open(partial, "wb") as handle:
-        handle.write(data)
-    os.replace(partial, path)
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+        raise

@@ -7,15 +7,16 @@ Parsl's own ``execute_task``, a bash app builds its command here and
 ``$PARSL_MPI_PREFIX`` expands here, and ``stdout=``/``stderr=`` are opened
 here.
 
-It reads the serialized app (:mod:`rhtex.payload`), and writes one
-msgpack map as its output:
+It reads the serialized app from the task's input (``$RHTEX_TASK_INPUT``,
+:mod:`rhtex.payload`), and writes one msgpack map to the task's output
+(``$RHTEX_TASK_OUTPUT``), which returns in the task's result:
 
 - ``{"kind": "result", "data": <parsl-serialized return value>}``;
 - ``{"kind": "exception", "data": <parsl-serialized RemoteExceptionWrapper>}``;
 - ``{"kind": "error", "message": str}``: the task could not be run here,
   for instance because this Python or Parsl version differs from the
   submit side's (``RHTEX_PYTHON_VERSION``, ``RHTEX_PARSL_VERSION``),
-  checked before Parsl is imported.
+  checked before Parsl is imported, or because the task has no input.
 
 It exits 0 whenever it wrote its output. With ``RHTEX_WARM=1`` it also
 starts the warm server of its pool-manager, which later tasks use
@@ -99,9 +100,20 @@ def run_task(data: bytes) -> bytes:
         return msgpack.packb({"kind": "exception", "data": serialize(wrapped)}, use_bin_type=True)
 
 
+def error_output(message: str) -> bytes:
+    import msgpack
+
+    return msgpack.packb({"kind": "error", "message": message}, use_bin_type=True)
+
+
 def run_here() -> int:
     """Runs the task in this process (cold, or in a warm server's child)."""
-    payload.write_output(run_task(payload.read_input()))
+    try:
+        data = payload.read_input()
+    except (payload.PayloadError, OSError) as error:
+        payload.write_output(error_output(f"the runner cannot read its task: {error}"))
+        return 0
+    payload.write_output(run_task(data))
     return 0
 
 
@@ -113,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(int(argv[1]), run_here)
     problem = version_problem(os.environ)
     if problem is not None:
-        import msgpack
-
-        payload.write_output(
-            msgpack.packb({"kind": "error", "message": problem}, use_bin_type=True)
-        )
+        payload.write_output(error_output(problem))
         return 0
     if os.environ.get("RHTEX_WARM") == "1":
         # No warm server answered the task's command: start one for the

@@ -121,3 +121,24 @@ def test_limit_failures_map_to_their_exceptions():
     assert "20000000 bytes" in str(too_large_output)
     too_large_input = _failure(TaskResult("t", "failed", error_kind="input_too_large"))
     assert isinstance(too_large_input, TaskInputTooLarge)
+
+
+def working_directory():
+    return os.getcwd()
+
+
+def test_apps_run_in_the_submit_cwd_when_the_lead_node_has_it(executors, tmp_path):
+    """No shared file system needed: without the submit side's directory on
+    the lead node, the app runs in the pool-manager's run directory."""
+    executor = executors["warm"]
+    assert executor.submit(working_directory, {}).result(timeout=120) == os.getcwd()
+    missing = str(tmp_path / "not-on-the-lead-node")
+    executor._task_env["RHTEX_SUBMIT_CWD"] = missing
+    try:
+        future = executor.submit(working_directory, {})
+    finally:
+        executor._task_env["RHTEX_SUBMIT_CWD"] = os.getcwd()
+    where = Path(future.result(timeout=120))
+    assert where.parent == Path(executor.working_dir) / "rhtex" and where.name.startswith(
+        "manager-"
+    )

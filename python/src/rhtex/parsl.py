@@ -28,7 +28,9 @@ host and the lead nodes share no file system. Both are bounded by the
 interchange (``max_task_input_bytes``, ``max_task_output_bytes``, 16 MiB by
 default): an app whose serialized arguments are larger fails at submit
 with :class:`TaskInputTooLarge`, one whose serialized result is larger
-with :class:`TaskOutputTooLarge`.
+with :class:`TaskOutputTooLarge`. An app runs in the submit side's
+working directory when the lead node has it (a shared file system), else
+in its pool-manager's run directory.
 """
 
 from __future__ import annotations
@@ -55,7 +57,13 @@ from parsl.utils import RepresentationMixin
 from . import spec as rhtex_spec
 from .client import Client, InputTooLarge, TaskFuture, TaskResult
 from .local import LocalDeployment
-from .runner import PARSL_VERSION_ENV, PYTHON_VERSION_ENV, parsl_version, python_version
+from .runner import (
+    PARSL_VERSION_ENV,
+    PYTHON_VERSION_ENV,
+    SUBMIT_CWD_ENV,
+    parsl_version,
+    python_version,
+)
 from .warm import KEY_ENV, TOKEN_ENV, WARM_ENV, new_token_and_key, task_command
 
 logger = logging.getLogger(__name__)
@@ -153,8 +161,7 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         self.warm_runner = warm_runner
         self._client: Optional[Client] = None
         self._deployment: Optional[LocalDeployment] = None
-        self._task_cwd: Optional[str] = None
-        self._version_env: Dict[str, str] = {}
+        self._task_env: Dict[str, str] = {}
         self._warm: Dict[str, Dict[str, str]] = {}
         self._lock = threading.Lock()
         self._outstanding: Dict[str, Future] = {}
@@ -186,8 +193,8 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
             else os.path.join(self.run_dir, self.label)
         ).absolute()
         working_dir.mkdir(parents=True, exist_ok=True)
-        self._task_cwd = os.getcwd()
-        self._version_env = {
+        self._task_env = {
+            SUBMIT_CWD_ENV: os.getcwd(),
             PYTHON_VERSION_ENV: python_version(),
             PARSL_VERSION_ENV: parsl_version() or "",
         }
@@ -232,7 +239,7 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         self.validate_resource_spec(resources)
         task_id = str(uuid.uuid4())
         buffer = pack_apply_message(func, args, kwargs, buffer_threshold=1 << 20)
-        env = dict(self._version_env)
+        env = dict(self._task_env)
         python = self.python or sys.executable
         if self.warm_runner:
             env.update(self._warm_env(python))
@@ -248,7 +255,6 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
                 command,
                 rhtex_spec.to_request(resources),
                 env=env,
-                cwd=self._task_cwd,
                 task_id=task_id,
                 input=buffer,
             )

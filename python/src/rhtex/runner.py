@@ -34,6 +34,9 @@ from . import payload
 
 PYTHON_VERSION_ENV = "RHTEX_PYTHON_VERSION"
 PARSL_VERSION_ENV = "RHTEX_PARSL_VERSION"
+#: The submit side's working directory: apps run there when the lead node
+#: has it (a shared file system), else in the pool-manager's run directory.
+SUBMIT_CWD_ENV = "RHTEX_SUBMIT_CWD"
 
 
 def python_version() -> str:
@@ -108,6 +111,9 @@ def error_output(message: str) -> bytes:
 
 def run_here() -> int:
     """Runs the task in this process (cold, or in a warm server's child)."""
+    directory = os.environ.get(SUBMIT_CWD_ENV)
+    if directory and os.path.isdir(directory):
+        os.chdir(directory)
     try:
         data = payload.read_input()
     except (payload.PayloadError, OSError) as error:

@@ -3,9 +3,10 @@
 # debug daemons of target/debug, then Parsl's own tests against
 # RhtexExecutor, run the way Parsl runs third-party executors:
 #   1. python/tests: protocol, golden files, spec table, keys, client and
-#      local deployment against the real daemons (CURVE on), RhtexExecutor
-#      end to end with MPICH's mpiexec, and on the 4-node Slurm test
-#      cluster (tests/cluster/cluster.sh; needs root, as the Rust cluster
+#      local deployment against the real daemons (CURVE on; task input and
+#      output and their limits), RhtexExecutor end to end with MPICH's
+#      mpiexec (its payloads inline: test_payloads.py), and on the 4-node
+#      Slurm test cluster (tests/cluster/cluster.sh; needs root, as the Rust cluster
 #      tests; brought up if it is not, and then taken down);
 #   2. Parsl's MPI-mode tests with `MPIExecutor` rebound to a RhtexExecutor
 #      factory (python/tests/parsl_suite/rhtex_parsl_plugin.py), under

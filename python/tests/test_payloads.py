@@ -28,10 +28,13 @@ def executors(tmp_path_factory):
     limits.write_text(
         f"max_task_input_bytes = {SMALL_LIMIT}\nmax_task_output_bytes = {SMALL_LIMIT}\n"
     )
+    budget = run_dir / "budget.toml"
+    budget.write_text("max_queued_input_mib = 1\nmax_task_input_bytes = 400000\n")
     options = {
         "warm": {},
         "cold": {"warm_runner": False},
         "small": {"interchange_config": limits},
+        "budget": {"interchange_config": budget},
     }
     started = {
         label: RhtexExecutor(
@@ -142,3 +145,22 @@ def test_apps_run_in_the_submit_cwd_when_the_lead_node_has_it(executors, tmp_pat
     assert where.parent == Path(executor.working_dir) / "rhtex" and where.name.startswith(
         "manager-"
     )
+
+
+@python_app(executors=["budget"])
+def sleeps_with(data, seconds):
+    import time
+
+    time.sleep(seconds)
+    return len(data)
+
+
+def test_a_busy_interchange_slows_apps_down_and_does_not_fail_them(executors, caplog):
+    """8 apps of 300 kB on an interchange that holds at most 1 MiB of task
+    input (one node, so they queue): submits are refused as busy and sent
+    again until every app has run."""
+    caplog.set_level("INFO", logger="rhtex.parsl")
+    futures = [sleeps_with(os.urandom(300_000), 0.2) for _ in range(8)]
+    assert [future.result(timeout=120) for future in futures] == [300_000] * 8
+    assert any("the interchange is busy" in record.message for record in caplog.records)
+    assert executors["budget"].outstanding == 0

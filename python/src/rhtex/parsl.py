@@ -28,7 +28,11 @@ host and the lead nodes share no file system. Both are bounded by the
 interchange (``max_task_input_bytes``, ``max_task_output_bytes``, 16 MiB by
 default): an app whose serialized arguments are larger fails at submit
 with :class:`TaskInputTooLarge`, one whose serialized result is larger
-with :class:`TaskOutputTooLarge`. An app runs in the submit side's
+with :class:`TaskOutputTooLarge`. When the interchange refuses a submit
+as busy (the input it holds for unfinished tasks would pass its
+``max_queued_input_mib``), the executor submits those apps again later,
+backing off: a busy interchange slows apps down, it does not fail them.
+An app runs in the submit side's
 working directory when the lead node has it (a shared file system), else
 in its pool-manager's run directory.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import random
 import shlex
 import sys
 import threading
@@ -55,7 +60,7 @@ from parsl.serialize import deserialize, pack_apply_message
 from parsl.utils import RepresentationMixin
 
 from . import spec as rhtex_spec
-from .client import Client, InputTooLarge, TaskFuture, TaskResult
+from .client import Client, InputTooLarge, InterchangeBusy, TaskFuture, TaskResult
 from .local import LocalDeployment
 from .runner import (
     PARSL_VERSION_ENV,
@@ -69,6 +74,11 @@ from .warm import KEY_ENV, TOKEN_ENV, WARM_ENV, new_token_and_key, task_command
 logger = logging.getLogger(__name__)
 
 LAUNCHERS = ("mpiexec", "srun", "aprun")
+
+#: A submit refused as busy is sent again after this many seconds, doubled
+#: on each refusal up to BUSY_MAX_DELAY.
+BUSY_FIRST_DELAY = 0.2
+BUSY_MAX_DELAY = 5.0
 
 #: Parsl's MPIExecutor's message for a missing specification, kept word for word.
 MISSING_SPEC_MESSAGE = (
@@ -248,16 +258,17 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
             command = f"exec {shlex.quote(python)} -m rhtex.runner"
         future: Future = Future()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
+        task = {
+            "command": command,
+            "resources": rhtex_spec.to_request(resources),
+            "env": env,
+            "task_id": task_id,
+            "input": buffer,
+        }
         with self._lock:
             self._outstanding[task_id] = future
         try:
-            task_future = self._client.submit(
-                command,
-                rhtex_spec.to_request(resources),
-                env=env,
-                task_id=task_id,
-                input=buffer,
-            )
+            self._send(self._client, future, task, 0.0)
         except InputTooLarge:
             with self._lock:
                 self._outstanding.pop(task_id, None)
@@ -271,8 +282,27 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
             with self._lock:
                 self._outstanding.pop(task_id, None)
             raise
-        task_future.add_done_callback(lambda done: self._complete(future, done))
         return future
+
+    def _send(self, client: Client, future: Future, task: Dict[str, Any], delay: float) -> None:
+        task_future = client.submit(**task)
+        task_future.add_done_callback(lambda done: self._complete(future, done, task, delay))
+
+    def _resend(self, future: Future, task: Dict[str, Any], delay: float) -> None:
+        """Submits a task again that the interchange refused as busy."""
+        client = self._client
+        try:
+            if client is None:
+                raise RhtexTaskError(
+                    f"RhtexExecutor {self.label} was shut down before the busy interchange "
+                    f"took task {task['task_id']}"
+                )
+            self._send(client, future, task, delay)
+        except Exception as error:
+            with self._lock:
+                self._outstanding.pop(task["task_id"], None)
+            if not future.done():
+                future.set_exception(error)
 
     def _warm_env(self, python: str) -> Dict[str, str]:
         """The warm runner's variables for apps run by ``python``."""
@@ -301,8 +331,23 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         with self._lock:
             return len(self._outstanding)
 
-    def _complete(self, future: Future, task_future: TaskFuture) -> None:
+    def _complete(
+        self, future: Future, task_future: TaskFuture, task: Dict[str, Any], delay: float
+    ) -> None:
         task_id = task_future.task_id
+        if not task_future.cancelled() and isinstance(task_future.exception(), InterchangeBusy):
+            # The interchange holds too much task input (its budget is
+            # shared by all clients): back-pressure, not a failure of the
+            # app. Submit again later, with the same id, backing off; the
+            # jitter keeps refused tasks from being merged into one submit
+            # again.
+            delay = min(max(2 * delay, BUSY_FIRST_DELAY), BUSY_MAX_DELAY)
+            wait = delay * random.uniform(0.5, 1.5)
+            logger.info("rhtex task %s: the interchange is busy; again in %.2f s", task_id, wait)
+            timer = threading.Timer(wait, self._resend, (future, task, delay))
+            timer.daemon = True
+            timer.start()
+            return
         with self._lock:
             self._outstanding.pop(task_id, None)
         try:

@@ -32,9 +32,8 @@ with :class:`TaskOutputTooLarge`. When the interchange refuses a submit
 as busy (the input it holds for unfinished tasks would pass its
 ``max_queued_input_mib``), the executor submits those apps again later,
 backing off: a busy interchange slows apps down, it does not fail them.
-An app runs in the submit side's
-working directory when the lead node has it (a shared file system), else
-in its pool-manager's run directory.
+An app runs in the submit side's working directory when the lead node has
+it (a shared file system), else in its pool-manager's run directory.
 """
 
 from __future__ import annotations

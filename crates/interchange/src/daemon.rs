@@ -153,6 +153,9 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         source,
     })?;
     let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
+    if config.exit_with_parent {
+        crate::parent::exit_with_parent().map_err(DaemonError::Signals)?;
+    }
     let mut sockets = Sockets::bind(&config.client_listen, &config.manager_listen, &security)?;
     let wall_clock_at_start = SystemTime::now()
         .duration_since(UNIX_EPOCH)

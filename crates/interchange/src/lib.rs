@@ -16,5 +16,6 @@
 pub mod config;
 pub mod daemon;
 pub mod metrics;
+pub mod parent;
 pub mod provider;
 pub mod sockets;

@@ -154,7 +154,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     })?;
     let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
     if config.exit_with_parent {
-        crate::parent::exit_with_parent().map_err(DaemonError::Signals)?;
+        parent_watch::exit_with_parent().map_err(DaemonError::Signals)?;
     }
     let mut sockets = Sockets::bind(&config.client_listen, &config.manager_listen, &security)?;
     let wall_clock_at_start = SystemTime::now()

@@ -16,6 +16,5 @@
 pub mod config;
 pub mod daemon;
 pub mod metrics;
-pub mod parent;
 pub mod provider;
 pub mod sockets;

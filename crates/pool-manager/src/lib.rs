@@ -20,7 +20,6 @@ pub mod config;
 pub mod daemon;
 pub mod launch;
 pub mod nodes;
-pub mod parent;
 
 /// Exit codes of the `pool-manager` binary (the contract in
 /// `docs/ARCHITECTURE.md`).

@@ -1,6 +1,6 @@
-//! `--exit-with-parent`: stop when the process that started this daemon is
-//! gone, even if it was killed with SIGKILL and could not stop us itself
-//! (the Python package starts private daemons this way).
+//! `--exit-with-parent` for both daemons: stop when the process that started
+//! the daemon is gone, even if it was killed with SIGKILL and could not stop
+//! it itself (the Python package starts private daemons this way).
 //!
 //! A thread of its own polls the parent pid every [`POLL_PERIOD`]. When the
 //! parent has changed (we were re-parented to init or a subreaper), or was

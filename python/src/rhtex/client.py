@@ -329,12 +329,17 @@ class Client:
             task = protocol.canonical_task(task)
             self._check_input(task)
             prepared.append(task)
-        futures = [TaskFuture(task["task_id"]) for task in prepared]
+        futures = self._register_futures(task["task_id"] for task in prepared)
+        self._hand_over(("submit", prepared))
+        return futures
+
+    def _register_futures(self, task_ids: Iterable[str]) -> List[TaskFuture]:
+        """New futures for these tasks, which their results will complete."""
+        futures = [TaskFuture(task_id) for task_id in task_ids]
         self._check_open()
         with self._lock:
             for future in futures:
                 self._task_futures.setdefault(future.task_id, []).append(future)
-        self._hand_over(("submit", prepared))
         return futures
 
     def _check_input(self, task: Mapping[str, Any]) -> None:
@@ -350,11 +355,7 @@ class Client:
     def watch(self, task_ids: Iterable[str]) -> List[TaskFuture]:
         """Futures for tasks submitted earlier, perhaps by another client."""
         ids = [protocol.task_id(task_id) for task_id in task_ids]
-        futures = [TaskFuture(task_id) for task_id in ids]
-        self._check_open()
-        with self._lock:
-            for future in futures:
-                self._task_futures.setdefault(future.task_id, []).append(future)
+        futures = self._register_futures(ids)
         self._hand_over(("watch", ids))
         return futures
 

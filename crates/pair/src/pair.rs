@@ -519,6 +519,17 @@ impl Pair {
         }
     }
 
+    /// Posts a message the interchange sent to `peer`, or records that no
+    /// client or manager has that routing id.
+    fn post_to_peer(&mut self, delivery: Option<Delivery>, peer: &impl std::fmt::Display) {
+        match delivery {
+            Some(delivery) => self.post(delivery),
+            None => self.problems.push(Problem::UnknownPeer {
+                peer: peer.to_string(),
+            }),
+        }
+    }
+
     fn post_now(&mut self, delivery: Delivery) {
         self.in_flight.push_back(delivery);
     }
@@ -664,15 +675,11 @@ impl Pair {
                             self.waiting.left(result.task_id);
                         }
                     }
-                    match self.client_by_peer.get(&peer).copied() {
-                        Some(client) => {
-                            let frame = protocol::encode(&message);
-                            self.post(Delivery::ToClient { client, frame });
-                        }
-                        None => self.problems.push(Problem::UnknownPeer {
-                            peer: peer.to_string(),
-                        }),
-                    }
+                    let delivery = self.client_by_peer.get(&peer).map(|&client| {
+                        let frame = protocol::encode(&message);
+                        Delivery::ToClient { client, frame }
+                    });
+                    self.post_to_peer(delivery, &peer);
                 }
                 InterchangeOutput::ToManager(peer, message) => {
                     if let ToManager::RunTasks { tasks } = &message {
@@ -680,15 +687,11 @@ impl Pair {
                             self.waiting.left(task.task_id);
                         }
                     }
-                    match self.manager_by_peer.get(&peer).copied() {
-                        Some(manager) => {
-                            let frame = protocol::encode(&message);
-                            self.post(Delivery::ToManager { manager, frame });
-                        }
-                        None => self.problems.push(Problem::UnknownPeer {
-                            peer: peer.to_string(),
-                        }),
-                    }
+                    let delivery = self.manager_by_peer.get(&peer).map(|&manager| {
+                        let frame = protocol::encode(&message);
+                        Delivery::ToManager { manager, frame }
+                    });
+                    self.post_to_peer(delivery, &peer);
                 }
                 InterchangeOutput::Exit => {
                     if self.config.record {

@@ -23,7 +23,7 @@
 //! it holds no reservation).
 
 use crate::workload::{BlockSpec, TaskSpec, Workload};
-use pair::{sleep_command, sleep_launcher, ManagerSpec, Pair, PairConfig, Seen, Step};
+use pair::{sleep_command, sleep_launcher, ManagerSpec, Pair, PairConfig, Seen, Step, Stranded};
 use protocol::{
     Command, ManagerId, Reply, StatusReport, TaskDispatch, TaskId, TaskResult, TaskStatusInfo,
     TaskSubmission, ToClient, ToManager,
@@ -536,13 +536,7 @@ impl Simulation {
             return;
         }
         if let Some(stranded) = self.pair.idle_manager_fitting() {
-            let message = format!(
-                "at {} s task {} waits while block {}, idle, could start it",
-                to_seconds(self.now),
-                self.index_of_task(stranded.task_id),
-                self.block_of_manager[stranded.manager]
-            );
-            self.violation(message);
+            self.stranded(stranded, "idle, could start it");
         }
         if self.config.check_unreserved_capacity {
             let Some(status) = self.status() else {
@@ -550,15 +544,20 @@ impl Simulation {
                 return;
             };
             if let Some(stranded) = self.pair.unreserved_manager_fitting(&status) {
-                let message = format!(
-                    "at {} s task {} waits while block {}, not reserved, has room for it",
-                    to_seconds(self.now),
-                    self.index_of_task(stranded.task_id),
-                    self.block_of_manager[stranded.manager]
-                );
-                self.violation(message);
+                self.stranded(stranded, "not reserved, has room for it");
             }
         }
+    }
+
+    /// Records a task that waits while a block could start it.
+    fn stranded(&mut self, stranded: Stranded, why: &str) {
+        let message = format!(
+            "at {} s task {} waits while block {}, {why}",
+            to_seconds(self.now),
+            self.index_of_task(stranded.task_id),
+            self.block_of_manager[stranded.manager]
+        );
+        self.violation(message);
     }
 
     // -----------------------------------------------------------------

@@ -170,6 +170,7 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> i32 {
     launch::become_subreaper();
+    launch::log_containment();
     let (mut sigterm, mut sigint) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

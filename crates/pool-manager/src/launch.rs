@@ -89,6 +89,41 @@ pub fn become_subreaper() {
     }
 }
 
+/// Which containment this manager gives its tasks; logged once at start.
+/// Every task's leader gets a parent-death signal (SIGKILL), so a manager
+/// that is killed outright takes its tasks' leaders down; the rest of a
+/// task's process group is killed and reaped when its leader ends, at
+/// cancel and at walltime. Processes a task moved out of its group
+/// (`setsid`, double-fork daemons) are not contained yet.
+pub fn log_containment() {
+    tracing::info!(
+        containment = "process-group",
+        "task containment: a process group per task, parent-death signal SIGKILL on each leader"
+    );
+}
+
+/// Makes the child's leader receive SIGKILL when the manager dies (Linux
+/// `PR_SET_PDEATHSIG`). The signal follows the thread that forked, so
+/// tasks must be spawned from a thread that lives as long as the manager
+/// (the runtime's `block_on` thread, as `daemon::serve` does). If the
+/// manager died between the fork and the `prctl`, the child exits at once.
+fn die_with_the_manager(command: &mut tokio::process::Command) {
+    let manager = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (prctl, getppid, _exit); it
+    // allocates nothing and takes no lock.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != manager {
+                nix::libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> UnixTime {
     SystemTime::now()
@@ -202,6 +237,7 @@ pub fn spawn(
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
+    die_with_the_manager(&mut command);
     prepare_payload_files(launch)?;
     let input_path = launch.input.as_ref().map(|input| input.path.clone());
     let start_time = unix_now();

@@ -19,6 +19,7 @@
 //! too: the manager is a child subreaper ([`become_subreaper`]), so orphaned
 //! grandchildren become its children instead of PID 1's, which may not reap.
 
+use crate::containment::Containment;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use pool_manager_core::{ExitStatus, KillReason, Launch, OutputFile, TaskExit, TaskOutput};
@@ -86,41 +87,6 @@ impl TaskHandle {
 pub fn become_subreaper() {
     if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(%error, "cannot become a child subreaper; orphaned task processes are left to PID 1");
-    }
-}
-
-/// Which containment this manager gives its tasks; logged once at start.
-/// Every task's leader gets a parent-death signal (SIGKILL), so a manager
-/// that is killed outright takes its tasks' leaders down; the rest of a
-/// task's process group is killed and reaped when its leader ends, at
-/// cancel and at walltime. Processes a task moved out of its group
-/// (`setsid`, double-fork daemons) are not contained yet.
-pub fn log_containment() {
-    tracing::info!(
-        containment = "process-group",
-        "task containment: a process group per task, parent-death signal SIGKILL on each leader"
-    );
-}
-
-/// Makes the child's leader receive SIGKILL when the manager dies (Linux
-/// `PR_SET_PDEATHSIG`). The signal follows the thread that forked, so
-/// tasks must be spawned from a thread that lives as long as the manager
-/// (the runtime's `block_on` thread, as `daemon::serve` does). If the
-/// manager died between the fork and the `prctl`, the child exits at once.
-fn die_with_the_manager(command: &mut tokio::process::Command) {
-    let manager = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only async-signal-safe functions (prctl, getppid, _exit); it
-    // allocates nothing and takes no lock.
-    #[allow(unsafe_code)]
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if nix::unistd::getppid() != manager {
-                nix::libc::_exit(137);
-            }
-            Ok(())
-        });
     }
 }
 
@@ -208,6 +174,7 @@ pub fn spawn(
     kill_grace: Duration,
     ended: mpsc::UnboundedSender<Ended>,
     span: tracing::Span,
+    containment: &Containment,
 ) -> Result<TaskHandle, LaunchError> {
     if !launch.cwd.is_dir() {
         return Err(LaunchError::NoCwd {
@@ -237,7 +204,8 @@ pub fn spawn(
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
-    die_with_the_manager(&mut command);
+    let cell = containment.cell(&format!("task-{}", launch.task_id));
+    cell.enter_in_child(&mut command);
     prepare_payload_files(launch)?;
     let input_path = launch.input.as_ref().map(|input| input.path.clone());
     let start_time = unix_now();
@@ -261,12 +229,17 @@ pub fn spawn(
         let status = watch(&mut child, pid, kill_rx, kill_grace).await;
         let end_time = unix_now();
         let group = i32::try_from(pid).unwrap_or(0);
-        if group > 1 {
-            let reaped = tokio::task::spawn_blocking(move || clear_group(group)).await;
-            if let Ok(n_left @ 1..) = reaped {
+        let cleared = tokio::task::spawn_blocking(move || {
+            let in_group = if group > 1 { clear_group(group) } else { 0 };
+            (in_group, cell.clear())
+        })
+        .await;
+        if let Ok((in_group, in_cgroup)) = cleared {
+            if in_group + in_cgroup > 0 {
                 tracing::info!(
-                    n_left,
-                    "killed and reaped processes the task left in its group"
+                    n_left_in_group = in_group,
+                    n_left_in_cgroup = in_cgroup,
+                    "killed and reaped processes the task left behind"
                 );
             }
         }
@@ -446,7 +419,14 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
-        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        spawn(
+            &task,
+            Duration::from_secs(1),
+            sender,
+            tracing::Span::none(),
+            &Containment::process_groups(),
+        )
+        .expect("spawn");
         let end = next(&mut ended).await;
         assert_eq!(end.exit.status, ExitStatus::Code(3));
         let stdout = String::from_utf8_lossy(&end.exit.stdout_tail).into_owned();
@@ -468,7 +448,14 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "head -c 100000 /dev/zero; printf END");
-        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        spawn(
+            &task,
+            Duration::from_secs(1),
+            sender,
+            tracing::Span::none(),
+            &Containment::process_groups(),
+        )
+        .expect("spawn");
         let end = next(&mut ended).await;
         assert_eq!(end.exit.stdout_tail.len(), MAX_TAIL_BYTES);
         assert!(end.exit.stdout_tail.ends_with(b"END"));
@@ -488,7 +475,14 @@ mod tests {
             .insert("IN".into(), input_path.display().to_string());
         task.env
             .insert("OUT".into(), task.output.path.display().to_string());
-        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        spawn(
+            &task,
+            Duration::from_secs(1),
+            sender,
+            tracing::Span::none(),
+            &Containment::process_groups(),
+        )
+        .expect("spawn");
         let end = next(&mut ended).await;
         let expected = b" 80 ff 00\n".to_vec();
         assert_eq!(
@@ -534,14 +528,26 @@ mod tests {
         let (sender, _ended) = mpsc::unbounded_channel();
         let mut task = launch(temp.path(), "true");
         task.cwd = temp.path().join("missing");
-        let error = spawn(&task, Duration::ZERO, sender.clone(), tracing::Span::none())
-            .expect_err("no cwd");
+        let error = spawn(
+            &task,
+            Duration::ZERO,
+            sender.clone(),
+            tracing::Span::none(),
+            &Containment::process_groups(),
+        )
+        .expect_err("no cwd");
         assert!(error.to_string().contains("missing"), "{error}");
         std::fs::write(temp.path().join("file"), b"").expect("write");
         let mut task = launch(temp.path(), "true");
         task.stdout = temp.path().join("file/under/a/file");
-        let error =
-            spawn(&task, Duration::ZERO, sender, tracing::Span::none()).expect_err("no dir");
+        let error = spawn(
+            &task,
+            Duration::ZERO,
+            sender,
+            tracing::Span::none(),
+            &Containment::process_groups(),
+        )
+        .expect_err("no dir");
         assert!(error.to_string().contains("file/under/a"), "{error}");
         let _ = BTreeMap::<String, String>::new();
     }
@@ -558,6 +564,7 @@ mod tests {
             Duration::from_millis(200),
             sender,
             tracing::Span::none(),
+            &Containment::process_groups(),
         )
         .expect("spawn");
         let group = Pid::from_raw(i32::try_from(handle.pid).expect("pid"));

@@ -17,6 +17,7 @@
 //! single entry point for `main` and for tests.
 
 pub mod config;
+pub mod containment;
 pub mod daemon;
 pub mod launch;
 pub mod nodes;

@@ -90,8 +90,25 @@ fn assert_all_gone(pids: &[(&str, i32)], after: &str) {
 
 /// A manager with one node and a client that sees it.
 fn start(scenario: &Scenario, name: &str) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
+    start_with(scenario, ManagerOptions::new(name, &["c1"]))
+}
+
+/// A manager with one node that contains its tasks by process groups only.
+fn start_without_cgroups(
+    scenario: &Scenario,
+    name: &str,
+) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
+    let mut options = ManagerOptions::new(name, &["c1"]);
+    options.extra_args = vec!["--no-cgroups".to_owned()];
+    start_with(scenario, options)
+}
+
+fn start_with(
+    scenario: &Scenario,
+    options: ManagerOptions,
+) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
     let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new(name, &["c1"]));
+    let manager = scenario.start_manager(&interchange, options);
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
     (interchange, manager, client)
@@ -170,4 +187,30 @@ fn a_manager_killed_outright_leaves_no_process() {
         // Without cgroups only the leader's parent-death signal acts.
         assert_all_gone(&pids[..1], "after the manager was killed");
     }
+}
+
+#[test]
+fn without_cgroups_a_manager_sweeps_its_tasks_processes_at_exit() {
+    let scenario = Scenario::new("contain-sweep");
+    let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "sweep");
+    let (_task_id, pids) = submit(&scenario, &mut client, None);
+    manager.daemon.signal(Signal::SIGTERM);
+    let status = manager.daemon.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", describe(status));
+    assert_all_gone(&pids, "after the manager's exit");
+    let log = manager.daemon.log();
+    assert!(
+        log.contains("containment=\"process-group\"") || log.contains("containment=process-group"),
+        "the manager logs its containment at start:\n{log}"
+    );
+}
+
+#[test]
+fn without_cgroups_a_manager_killed_outright_takes_its_task_leader() {
+    let scenario = Scenario::new("contain-pdeathsig");
+    let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "pdeathsig");
+    let (_task_id, pids) = submit(&scenario, &mut client, None);
+    let killed = manager.daemon.kill_group();
+    assert_eq!(describe(killed), "signal 9");
+    assert_all_gone(&pids[..1], "after the manager was killed");
 }

@@ -117,6 +117,11 @@ pub struct Flags {
     )]
     pub kill_grace: f64,
 
+    /// Contain tasks by process groups only, even where a cgroup v2 per task could be
+    /// created (then a task's `setsid` processes are killed only at the manager's exit).
+    #[arg(long)]
+    pub no_cgroups: bool,
+
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -136,6 +141,8 @@ pub struct Config {
     pub heartbeat_threshold: Duration,
     pub drain_period: Option<Duration>,
     pub kill_grace: Duration,
+    /// Whether to try a cgroup v2 per task (`--no-cgroups` turns it off).
+    pub cgroups: bool,
     /// `None`: the lead node's CPU count, found at start.
     pub slots_per_node: Option<u32>,
     pub log_level: String,
@@ -271,6 +278,7 @@ impl Config {
             heartbeat_threshold,
             drain_period,
             kill_grace,
+            cgroups: !flags.no_cgroups,
             slots_per_node: flags.slots_per_node,
             log_level,
         })

@@ -85,10 +85,15 @@ impl Containment {
         Self { cgroups: None }
     }
 
-    /// A cgroup per task if this manager can create cgroups below its own,
-    /// else process groups. Logs which.
-    pub fn detect() -> Self {
-        match create_base() {
+    /// A cgroup per task if `cgroups` and this manager can create cgroups
+    /// below its own, else process groups. Logs which.
+    pub fn detect(cgroups: bool) -> Self {
+        let base = if cgroups {
+            create_base()
+        } else {
+            Err("--no-cgroups".to_owned())
+        };
+        match base {
             Ok(base) => {
                 let (guardian, guardian_input) = match start_guardian(&base) {
                     Ok((child, input)) => (Some(child), Some(input)),

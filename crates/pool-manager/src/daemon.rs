@@ -171,7 +171,7 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> i32 {
     launch::become_subreaper();
-    let containment = Containment::detect();
+    let containment = Containment::detect(config.cgroups);
     let (mut sigterm, mut sigint) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

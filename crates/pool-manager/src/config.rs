@@ -21,6 +21,9 @@ Tasks run where the interchange places them: whole nodes by default, or (exclusi
 ranks_per_node of a node's --slots-per-node slots, sharing the node with other such tasks.
 A task with a walltime is killed when it runs longer (SIGTERM to its process group, SIGKILL
 after --kill-grace) and reported as walltime_exceeded.
+Each task gets a cgroup v2 of its own below the manager's where one can be created (else,
+or with --no-cgroups, its process group only): what a task started, setsid processes included,
+is killed when it ends, at cancel, at walltime and when the manager ends (logged at start).
 Inside a Slurm job, a task's environment does not carry the block job's own step settings
 (SLURM_NTASKS, SLURM_CPUS_PER_TASK, SRUN_CPUS_PER_TASK, SLURM_MEM_PER_NODE, SLURM_EXPORT_ENV,
 the manager's own SLURM_STEP_ID... those found are logged at start), so task steps take their

@@ -470,45 +470,6 @@ fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
     });
 }
 
-/// Whether a process with this pid still runs: it exists and is not a
-/// zombie (PID 1 here may not reap what is re-parented to it).
-fn process_runs(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z"),
-        Err(_) => false,
-    }
-}
-
-/// A manager killed outright takes its task down with it: the task's
-/// leader has a parent-death signal.
-#[test]
-fn sigkill_of_a_manager_kills_its_task() {
-    let scenario = Scenario::new("manager-killed");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let SleepingTask {
-        mut manager,
-        sleep_group,
-        ..
-    } = start_sleeping_task(
-        &scenario,
-        &interchange,
-        ManagerOptions::new("killed", &["k1"]),
-    );
-    assert!(process_runs(sleep_group));
-    let killed = manager.daemon.kill_group();
-    assert_eq!(describe(killed), "signal 9");
-    wait_for("the task's process to die with its manager", WAIT, || {
-        (!process_runs(sleep_group)).then_some(())
-    });
-    assert!(
-        manager.daemon.log().contains("task containment"),
-        "the manager logs its containment at start"
-    );
-}
-
 /// A dispatch to a manager that died (kill -9) cannot be delivered: the
 /// task goes back to the queue at once and runs on the other manager, long
 /// before the heartbeat threshold (10 minutes here) would notice.

@@ -407,6 +407,22 @@ mod tests {
         }
     }
 
+    /// Starts a task contained by its process group only, as the tests
+    /// here need no cgroup.
+    fn start(
+        task: &Launch,
+        kill_grace: Duration,
+        ended: mpsc::UnboundedSender<Ended>,
+    ) -> Result<TaskHandle, LaunchError> {
+        spawn(
+            task,
+            kill_grace,
+            ended,
+            tracing::Span::none(),
+            &Containment::process_groups(),
+        )
+    }
+
     async fn next(ended: &mut mpsc::UnboundedReceiver<Ended>) -> Ended {
         tokio::time::timeout(Duration::from_secs(20), ended.recv())
             .await
@@ -419,14 +435,7 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
-        spawn(
-            &task,
-            Duration::from_secs(1),
-            sender,
-            tracing::Span::none(),
-            &Containment::process_groups(),
-        )
-        .expect("spawn");
+        start(&task, Duration::from_secs(1), sender).expect("spawn");
         let end = next(&mut ended).await;
         assert_eq!(end.exit.status, ExitStatus::Code(3));
         let stdout = String::from_utf8_lossy(&end.exit.stdout_tail).into_owned();
@@ -448,14 +457,7 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "head -c 100000 /dev/zero; printf END");
-        spawn(
-            &task,
-            Duration::from_secs(1),
-            sender,
-            tracing::Span::none(),
-            &Containment::process_groups(),
-        )
-        .expect("spawn");
+        start(&task, Duration::from_secs(1), sender).expect("spawn");
         let end = next(&mut ended).await;
         assert_eq!(end.exit.stdout_tail.len(), MAX_TAIL_BYTES);
         assert!(end.exit.stdout_tail.ends_with(b"END"));
@@ -475,14 +477,7 @@ mod tests {
             .insert("IN".into(), input_path.display().to_string());
         task.env
             .insert("OUT".into(), task.output.path.display().to_string());
-        spawn(
-            &task,
-            Duration::from_secs(1),
-            sender,
-            tracing::Span::none(),
-            &Containment::process_groups(),
-        )
-        .expect("spawn");
+        start(&task, Duration::from_secs(1), sender).expect("spawn");
         let end = next(&mut ended).await;
         let expected = b" 80 ff 00\n".to_vec();
         assert_eq!(
@@ -528,26 +523,12 @@ mod tests {
         let (sender, _ended) = mpsc::unbounded_channel();
         let mut task = launch(temp.path(), "true");
         task.cwd = temp.path().join("missing");
-        let error = spawn(
-            &task,
-            Duration::ZERO,
-            sender.clone(),
-            tracing::Span::none(),
-            &Containment::process_groups(),
-        )
-        .expect_err("no cwd");
+        let error = start(&task, Duration::ZERO, sender.clone()).expect_err("no cwd");
         assert!(error.to_string().contains("missing"), "{error}");
         std::fs::write(temp.path().join("file"), b"").expect("write");
         let mut task = launch(temp.path(), "true");
         task.stdout = temp.path().join("file/under/a/file");
-        let error = spawn(
-            &task,
-            Duration::ZERO,
-            sender,
-            tracing::Span::none(),
-            &Containment::process_groups(),
-        )
-        .expect_err("no dir");
+        let error = start(&task, Duration::ZERO, sender).expect_err("no dir");
         assert!(error.to_string().contains("file/under/a"), "{error}");
         let _ = BTreeMap::<String, String>::new();
     }
@@ -559,14 +540,7 @@ mod tests {
         let (sender, mut ended) = mpsc::unbounded_channel();
         // The group ignores SIGTERM, so only the SIGKILL after the grace ends it.
         let task = launch(temp.path(), "trap '' TERM; sleep 1000 & echo started; wait");
-        let mut handle = spawn(
-            &task,
-            Duration::from_millis(200),
-            sender,
-            tracing::Span::none(),
-            &Containment::process_groups(),
-        )
-        .expect("spawn");
+        let mut handle = start(&task, Duration::from_millis(200), sender).expect("spawn");
         let group = Pid::from_raw(i32::try_from(handle.pid).expect("pid"));
         // Wait (bounded) until bash has started its background sleep.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -260,6 +260,7 @@ fn create_base() -> Result<PathBuf, String> {
         .map_err(|error| format!("cannot read /proc/self/mountinfo: {error}"))?;
     let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 filesystem is mounted")?;
     let own_dir = mount.join(relative.trim_start_matches('/'));
+    remove_stale_bases(&own_dir);
     let base = own_dir.join(format!("rhtex-{}", std::process::id()));
     std::fs::create_dir(&base)
         .map_err(|error| format!("cannot create {}: {error}", base.display()))?;
@@ -277,6 +278,40 @@ fn create_base() -> Result<PathBuf, String> {
         ));
     }
     Ok(base)
+}
+
+/// Removes the empty `rhtex-<pid>` cgroups of managers that are gone (a
+/// manager killed with its guardian, as a batch system may do, leaves
+/// them). A cgroup that still holds a process is never removed: the
+/// kernel refuses.
+fn remove_stale_bases(own_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(own_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("rhtex-"))
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(tasks) = std::fs::read_dir(&dir) {
+            for task in tasks.flatten() {
+                if task.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    let _ = std::fs::remove_dir(task.path());
+                }
+            }
+        }
+        if std::fs::remove_dir(&dir).is_ok() {
+            tracing::info!(cgroup = %dir.display(), "removed the empty cgroup of a manager that is gone");
+        }
+    }
 }
 
 /// Where the cgroup2 filesystem is mounted, from `/proc/self/mountinfo`

@@ -113,6 +113,8 @@ impl Core {
         });
         if was_unreachable == Some(true) {
             tracing::info!(manager_id = %manager_id, "manager heard from again; it takes tasks again");
+            // As after a release: it may suit the reservation better.
+            self.matcher.clear(&mut self.managers);
         }
     }
 

@@ -470,6 +470,47 @@ fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
     });
 }
 
+/// A dispatch to a manager that died (kill -9) cannot be delivered: the
+/// task goes back to the queue at once and runs on the other manager, long
+/// before the heartbeat threshold (10 minutes here) would notice.
+#[test]
+fn a_task_sent_to_a_dead_manager_runs_on_another_at_once() {
+    let scenario = Scenario::new("black-hole");
+    let interchange = scenario.start_secure_interchange(&[
+        "--heartbeat-period",
+        "300",
+        "--heartbeat-threshold",
+        "600",
+    ]);
+    // A one-node task goes to the best fit: the one-node manager.
+    let mut dead = scenario.start_manager(&interchange, ManagerOptions::new("dead", &["d1"]));
+    // The interchange heartbeats rarely here: the live manager must not
+    // give up on it meanwhile.
+    let mut options = ManagerOptions::new("alive", &["a1", "a2"]);
+    options.extra_args = strings(&["--heartbeat-threshold", "600"]);
+    let alive = scenario.start_manager(&interchange, options);
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[dead.manager_id, alive.manager_id]);
+    let killed = dead.daemon.kill_group();
+    assert_eq!(describe(killed), "signal 9");
+
+    let started = std::time::Instant::now();
+    let task_id = client.submit_one(task("echo ran"));
+    let result = client.wait_result(task_id, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.manager_id, Some(alive.manager_id), "{result:#?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "far below the heartbeat threshold: {:?}",
+        started.elapsed()
+    );
+    let log = interchange.daemon.log();
+    assert!(
+        log.contains("its dispatch could not be delivered"),
+        "the interchange took the task back:\n{log}"
+    );
+}
+
 #[test]
 fn a_manager_dropped_for_silence_is_told_to_stop_when_it_speaks_again() {
     let scenario = Scenario::new("dropped-manager");

@@ -7,6 +7,7 @@
 use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
 use crate::managers::ManagerEntry;
+use crate::tasks::Lost;
 use protocol::{
     ErrorKind, FromManager, ManagerId, Registration, TaskResult, ToManager, PROTOCOL_VERSION,
     RHTEX_VERSION,
@@ -106,8 +107,15 @@ impl Core {
     }
 
     fn refresh(&mut self, manager_id: ManagerId, now: Time) {
-        self.managers
-            .update(manager_id, |manager| manager.last_heard = now);
+        let was_unreachable = self.managers.update(manager_id, |manager| {
+            manager.last_heard = now;
+            std::mem::replace(&mut manager.unreachable, false)
+        });
+        if was_unreachable == Some(true) {
+            tracing::info!(manager_id = %manager_id, "manager heard from again; it takes tasks again");
+            // As after a release: it may suit the reservation better.
+            self.matcher.clear(&mut self.managers);
+        }
     }
 
     fn register(&mut self, now: Time, peer: &PeerId, registration: Registration) {
@@ -221,6 +229,41 @@ impl Core {
         tracing::debug!(task_id = %task_id, manager_id = %manager_id, state = %result.state, "task finished");
         let delivery = self.tasks.finish(task_id, result);
         self.deliver(delivery);
+    }
+
+    /// The shell could not deliver `message` to `peer` (the ROUTER send
+    /// failed: the manager's connection is gone). The manager gets no new
+    /// task until it is heard from again; the tasks of an undelivered
+    /// `run_tasks` go back to the queue at once, in their old places and
+    /// without using a retry, and may start on another manager. The tasks
+    /// it already runs wait for it (or for the heartbeat threshold).
+    pub fn handle_manager_unreachable(&mut self, now: Time, peer: &PeerId, message: ToManager) {
+        if !self.begin_input(now) {
+            return;
+        }
+        let Some(manager_id) = self.managers.id_of_peer(peer) else {
+            return;
+        };
+        let newly = self.managers.update(manager_id, |manager| {
+            !std::mem::replace(&mut manager.unreachable, true)
+        });
+        if newly == Some(true) {
+            tracing::warn!(manager_id = %manager_id, "manager unreachable: no new task until it is heard from again");
+        }
+        self.matcher.clear_on(manager_id, &mut self.managers);
+        if let ToManager::RunTasks { tasks } = message {
+            for dispatch in tasks {
+                let task_id = dispatch.task_id;
+                if self.managers.release(manager_id, task_id).is_none() {
+                    continue;
+                }
+                self.matcher.task_ended_on(manager_id);
+                if let Some(Lost::Failed(delivery)) = self.tasks.undelivered(task_id, manager_id) {
+                    self.deliver(delivery);
+                }
+            }
+        }
+        self.after_input();
     }
 }
 

@@ -535,6 +535,48 @@ impl TaskTable {
         true
     }
 
+    /// A dispatch of this task to `manager_id` could not be delivered (the
+    /// manager's connection is gone): the task goes back to the queue in
+    /// its old place without using a retry, or, if a cancel was asked
+    /// meanwhile, ends as cancelled. `None` if it is not running there.
+    pub(crate) fn undelivered(&mut self, task_id: TaskId, manager_id: ManagerId) -> Option<Lost> {
+        let Some(Task {
+            phase: Phase::Unfinished(task),
+            ..
+        }) = self.tasks.get_mut(&task_id)
+        else {
+            return None;
+        };
+        let cancel_requested = match &task.running {
+            Some(running) if running.manager_id == manager_id => running.cancel_requested,
+            _ => return None,
+        };
+        if cancel_requested {
+            let result = TaskResult::failed_before_start(
+                task_id,
+                ErrorKind::Cancelled,
+                "cancelled by a client before it reached its manager".to_owned(),
+            );
+            return Some(Lost::Failed(self.finish(task_id, result)));
+        }
+        if !self
+            .queue
+            .push_with_key(task_id, &task.spec.resources, task.key)
+        {
+            return None;
+        }
+        task.running = None;
+        task.attempts = task.attempts.saturating_sub(1);
+        task.queued_at = self.now;
+        self.counters.requeued();
+        tracing::info!(
+            task_id = %task_id,
+            manager_id = %manager_id,
+            "task queued again in its old place: its dispatch could not be delivered (no retry used)"
+        );
+        Some(Lost::QueuedAgain)
+    }
+
     // -----------------------------------------------------------------
     // Cancel and shutdown
     // -----------------------------------------------------------------

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod metrics;
+mod unreachable;
 
 const PERIOD: Duration = Duration::from_secs(30);
 const THRESHOLD: Duration = Duration::from_secs(120);

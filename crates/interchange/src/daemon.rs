@@ -258,7 +258,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     if let Some(provider) = provider {
         // Every block is cancelled, however the loop ended.
         provider.shutdown(clock.now(), &mut core);
-        perform(&mut core, &sockets)?;
+        perform(&mut core, &sockets, &clock)?;
     }
     sockets.close(CLOSE_LINGER);
     outcome
@@ -319,7 +319,7 @@ fn event_loop(
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        if perform(core, sockets)? {
+        if perform(core, sockets, clock)? {
             tracing::info!("interchange exits");
             return Ok(());
         }
@@ -344,7 +344,7 @@ fn event_loop(
         if readiness.extra_fds.first() == Some(&true) && signals.take() {
             tracing::info!("signal received: telling managers to stop and exiting");
             core.handle_terminate(clock.now());
-            perform(core, sockets)?;
+            perform(core, sockets, clock)?;
             return Ok(());
         }
         if readiness.zap {
@@ -368,7 +368,7 @@ fn event_loop(
 }
 
 /// Sends every output of the core; true once the core said exit.
-fn perform(core: &mut Core, sockets: &Sockets) -> Result<bool, DaemonError> {
+fn perform(core: &mut Core, sockets: &Sockets, clock: &Clock) -> Result<bool, DaemonError> {
     while let Some(output) = core.poll_output() {
         match output {
             Output::Exit => return Ok(true),
@@ -383,8 +383,12 @@ fn perform(core: &mut Core, sockets: &Sockets) -> Result<bool, DaemonError> {
             Output::ToManager(peer, message) => {
                 let outcome = sockets.send_manager(&peer, &protocol::encode(&message))?;
                 if outcome == SendOutcome::Unreachable {
-                    // The heartbeat threshold decides when it is lost.
+                    // Its connection is gone: the core takes back what
+                    // was not delivered and sends it no new task until it
+                    // is heard from (the heartbeat threshold decides when
+                    // it is lost).
                     tracing::debug!(peer = %peer, "manager unreachable; message dropped");
+                    core.handle_manager_unreachable(clock.now(), &peer, message);
                 } else {
                     log_dropped(&peer, &outcome, "manager");
                 }

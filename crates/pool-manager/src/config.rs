@@ -21,6 +21,9 @@ Tasks run where the interchange places them: whole nodes by default, or (exclusi
 ranks_per_node of a node's --slots-per-node slots, sharing the node with other such tasks.
 A task with a walltime is killed when it runs longer (SIGTERM to its process group, SIGKILL
 after --kill-grace) and reported as walltime_exceeded.
+Each task gets a cgroup v2 of its own below the manager's where one can be created (else,
+or with --no-cgroups, its process group only): what a task started, setsid processes included,
+is killed when it ends, at cancel, at walltime and when the manager ends (logged at start).
 Inside a Slurm job, a task's environment does not carry the block job's own step settings
 (SLURM_NTASKS, SLURM_CPUS_PER_TASK, SRUN_CPUS_PER_TASK, SLURM_MEM_PER_NODE, SLURM_EXPORT_ENV,
 the manager's own SLURM_STEP_ID... those found are logged at start), so task steps take their
@@ -117,6 +120,11 @@ pub struct Flags {
     )]
     pub kill_grace: f64,
 
+    /// Contain tasks by process groups only, even where a cgroup v2 per task could be
+    /// created (then a task's `setsid` processes are killed only at the manager's exit).
+    #[arg(long)]
+    pub no_cgroups: bool,
+
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -142,6 +150,8 @@ pub struct Config {
     pub heartbeat_threshold: Duration,
     pub drain_period: Option<Duration>,
     pub kill_grace: Duration,
+    /// Whether to try a cgroup v2 per task (`--no-cgroups` turns it off).
+    pub cgroups: bool,
     /// `None`: the lead node's CPU count, found at start.
     pub slots_per_node: Option<u32>,
     pub log_level: String,
@@ -279,6 +289,7 @@ impl Config {
             heartbeat_threshold,
             drain_period,
             kill_grace,
+            cgroups: !flags.no_cgroups,
             slots_per_node: flags.slots_per_node,
             log_level,
             exit_with_parent: flags.exit_with_parent,

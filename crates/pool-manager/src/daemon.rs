@@ -10,6 +10,7 @@
 //! (`Clock`); its exit reason becomes the exit code ([`exit_code::of`]).
 
 use crate::config::{Config, Security};
+use crate::containment::Containment;
 use crate::exit_code;
 use crate::launch::{self, Ended, TaskHandle};
 use crate::nodes::{self, Nodes};
@@ -176,6 +177,7 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> i32 {
     launch::become_subreaper();
+    let containment = Containment::detect(config.cgroups);
     let (mut sigterm, mut sigint) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -207,8 +209,13 @@ async fn serve(
                 }
                 Output::Launch(request) => {
                     let span = tracing::info_span!("task", task_id = %request.task_id, nodes = %request.nodes.join(","));
-                    match launch::spawn(&request, config.kill_grace, ended_tx.clone(), span.clone())
-                    {
+                    match launch::spawn(
+                        &request,
+                        config.kill_grace,
+                        ended_tx.clone(),
+                        span.clone(),
+                        &containment,
+                    ) {
                         Ok(handle) => {
                             span.in_scope(|| tracing::info!(pid = handle.pid, command = %request.command, "task launched"));
                             tasks.insert(request.task_id, Running { handle, span });
@@ -284,6 +291,13 @@ async fn serve(
         tracing::error!(code, reason = %message, "pool-manager exiting");
     }
     close(link, FLUSH_MS).await;
+    // The core has seen every task end; anything of theirs still alive
+    // (re-parented to this subreaper, or left in their cgroups) goes now.
+    match tokio::task::spawn_blocking(move || containment.finish()).await {
+        Ok(0) => {}
+        Ok(n_killed) => tracing::info!(n_killed, "killed task processes left at exit"),
+        Err(error) => tracing::warn!(%error, "cannot clear task processes at exit"),
+    }
     code
 }
 

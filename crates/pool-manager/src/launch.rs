@@ -19,6 +19,7 @@
 //! too: the manager is a child subreaper ([`become_subreaper`]), so orphaned
 //! grandchildren become its children instead of PID 1's, which may not reap.
 
+use crate::containment::Containment;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use pool_manager_core::{ExitStatus, KillReason, Launch, OutputFile, TaskExit, TaskOutput};
@@ -173,6 +174,7 @@ pub fn spawn(
     kill_grace: Duration,
     ended: mpsc::UnboundedSender<Ended>,
     span: tracing::Span,
+    containment: &Containment,
 ) -> Result<TaskHandle, LaunchError> {
     if !launch.cwd.is_dir() {
         return Err(LaunchError::NoCwd {
@@ -202,6 +204,8 @@ pub fn spawn(
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
+    let cell = containment.cell(&format!("task-{}", launch.task_id));
+    cell.enter_in_child(&mut command);
     prepare_payload_files(launch)?;
     let input_path = launch.input.as_ref().map(|input| input.path.clone());
     let start_time = unix_now();
@@ -225,12 +229,17 @@ pub fn spawn(
         let status = watch(&mut child, pid, kill_rx, kill_grace).await;
         let end_time = unix_now();
         let group = i32::try_from(pid).unwrap_or(0);
-        if group > 1 {
-            let reaped = tokio::task::spawn_blocking(move || clear_group(group)).await;
-            if let Ok(n_left @ 1..) = reaped {
+        let cleared = tokio::task::spawn_blocking(move || {
+            let in_group = if group > 1 { clear_group(group) } else { 0 };
+            (in_group, cell.clear())
+        })
+        .await;
+        if let Ok((in_group, in_cgroup)) = cleared {
+            if in_group + in_cgroup > 0 {
                 tracing::info!(
-                    n_left,
-                    "killed and reaped processes the task left in its group"
+                    n_left_in_group = in_group,
+                    n_left_in_cgroup = in_cgroup,
+                    "killed and reaped processes the task left behind"
                 );
             }
         }
@@ -398,6 +407,22 @@ mod tests {
         }
     }
 
+    /// Starts a task contained by its process group only, as the tests
+    /// here need no cgroup.
+    fn start(
+        task: &Launch,
+        kill_grace: Duration,
+        ended: mpsc::UnboundedSender<Ended>,
+    ) -> Result<TaskHandle, LaunchError> {
+        spawn(
+            task,
+            kill_grace,
+            ended,
+            tracing::Span::none(),
+            &Containment::process_groups(),
+        )
+    }
+
     async fn next(ended: &mut mpsc::UnboundedReceiver<Ended>) -> Ended {
         tokio::time::timeout(Duration::from_secs(20), ended.recv())
             .await
@@ -410,7 +435,7 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
-        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        start(&task, Duration::from_secs(1), sender).expect("spawn");
         let end = next(&mut ended).await;
         assert_eq!(end.exit.status, ExitStatus::Code(3));
         let stdout = String::from_utf8_lossy(&end.exit.stdout_tail).into_owned();
@@ -432,7 +457,7 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "head -c 100000 /dev/zero; printf END");
-        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        start(&task, Duration::from_secs(1), sender).expect("spawn");
         let end = next(&mut ended).await;
         assert_eq!(end.exit.stdout_tail.len(), MAX_TAIL_BYTES);
         assert!(end.exit.stdout_tail.ends_with(b"END"));
@@ -452,7 +477,7 @@ mod tests {
             .insert("IN".into(), input_path.display().to_string());
         task.env
             .insert("OUT".into(), task.output.path.display().to_string());
-        spawn(&task, Duration::from_secs(1), sender, tracing::Span::none()).expect("spawn");
+        start(&task, Duration::from_secs(1), sender).expect("spawn");
         let end = next(&mut ended).await;
         let expected = b" 80 ff 00\n".to_vec();
         assert_eq!(
@@ -498,14 +523,12 @@ mod tests {
         let (sender, _ended) = mpsc::unbounded_channel();
         let mut task = launch(temp.path(), "true");
         task.cwd = temp.path().join("missing");
-        let error = spawn(&task, Duration::ZERO, sender.clone(), tracing::Span::none())
-            .expect_err("no cwd");
+        let error = start(&task, Duration::ZERO, sender.clone()).expect_err("no cwd");
         assert!(error.to_string().contains("missing"), "{error}");
         std::fs::write(temp.path().join("file"), b"").expect("write");
         let mut task = launch(temp.path(), "true");
         task.stdout = temp.path().join("file/under/a/file");
-        let error =
-            spawn(&task, Duration::ZERO, sender, tracing::Span::none()).expect_err("no dir");
+        let error = start(&task, Duration::ZERO, sender).expect_err("no dir");
         assert!(error.to_string().contains("file/under/a"), "{error}");
         let _ = BTreeMap::<String, String>::new();
     }
@@ -517,13 +540,7 @@ mod tests {
         let (sender, mut ended) = mpsc::unbounded_channel();
         // The group ignores SIGTERM, so only the SIGKILL after the grace ends it.
         let task = launch(temp.path(), "trap '' TERM; sleep 1000 & echo started; wait");
-        let mut handle = spawn(
-            &task,
-            Duration::from_millis(200),
-            sender,
-            tracing::Span::none(),
-        )
-        .expect("spawn");
+        let mut handle = start(&task, Duration::from_millis(200), sender).expect("spawn");
         let group = Pid::from_raw(i32::try_from(handle.pid).expect("pid"));
         // Wait (bounded) until bash has started its background sleep.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -7,7 +7,8 @@
 //! the environment and node files, parsed by the core's `hostlist`),
 //! reads the flags ([`config`]), owns the link to the interchange (a
 //! `transport::MessageLink`), runs each task with `/bin/bash -c` in its own process
-//! group ([`launch`], the only module that spawns) and maps the core's exit
+//! group ([`launch`], the only module that spawns, with [`containment`]: a cgroup
+//! per task where possible) and maps the core's exit
 //! reason to the process exit code ([`exit_code`]).
 //!
 //! The seam: [`daemon`] is the tokio shell. It turns link events, child
@@ -17,6 +18,7 @@
 //! single entry point for `main` and for tests.
 
 pub mod config;
+pub mod containment;
 pub mod daemon;
 pub mod launch;
 pub mod nodes;

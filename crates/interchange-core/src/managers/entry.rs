@@ -32,6 +32,9 @@ pub(crate) struct ManagerEntry {
     pub(crate) draining: bool,
     /// `shutdown` was sent; it must not be sent twice.
     pub(crate) shutdown_sent: bool,
+    /// A send to it failed (its connection is gone): it gets no new task
+    /// until it is heard from again.
+    pub(crate) unreachable: bool,
     pub(crate) registered_at: UnixTime,
     /// When anything last came from it.
     pub(crate) last_heard: Time,
@@ -91,6 +94,7 @@ impl ManagerEntry {
             held: false,
             draining: false,
             shutdown_sent: false,
+            unreachable: false,
             registered_at,
             last_heard: now,
             free_slots: vec![slots_per_node; n_nodes as usize],
@@ -104,7 +108,7 @@ impl ManagerEntry {
     }
 
     pub(crate) fn accepts_tasks(&self) -> bool {
-        !self.held && !self.draining
+        !self.held && !self.draining && !self.unreachable
     }
 
     /// Whether the table holds it out of its indexes for the reservation.

@@ -1,0 +1,216 @@
+//! Tasks die with their manager: a task that starts a `setsid` process and
+//! a double-fork daemon leaves nothing behind after its cancel, its
+//! walltime, its manager's shutdown, or its manager killed outright. Each
+//! process is checked by the pid it wrote, with a bounded wait; a zombie
+//! counts as gone (PID 1 may not reap what is re-parented to it).
+//! Build the binaries first: `cargo build --workspace --bins`.
+
+use e2e::daemon::describe;
+use e2e::{task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
+use nix::sys::signal::Signal;
+use protocol::{Command, ErrorKind, ResourceRequest, TaskId, TaskSubmission};
+use std::path::{Path, PathBuf};
+
+/// The pid files a [`spawning_task`] writes.
+struct PidFiles {
+    leader: PathBuf,
+    setsid: PathBuf,
+    daemon: PathBuf,
+}
+
+impl PidFiles {
+    fn in_dir(dir: &Path) -> Self {
+        Self {
+            leader: dir.join("leader.pid"),
+            setsid: dir.join("setsid.pid"),
+            daemon: dir.join("daemon.pid"),
+        }
+    }
+}
+
+/// A task that starts `setsid sleep 1000` (a session of its own) and a
+/// double-fork daemon (`sleep 1000` whose parent shell exits at once, so
+/// it is re-parented), writes their pids, then writes its own and becomes
+/// `sleep 60`.
+fn spawning_task(files: &PidFiles) -> TaskSubmission {
+    let write = |path: &Path| format!("> '{0}.part' && mv '{0}.part' '{0}'", path.display());
+    task(&format!(
+        "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! {setsid}; \
+         sh -c \"sleep 1000 </dev/null >/dev/null 2>&1 & echo \\$! {daemon}\"; \
+         echo $$ {leader} && exec sleep 60",
+        setsid = write(&files.setsid),
+        daemon = write(&files.daemon),
+        leader = write(&files.leader),
+    ))
+}
+
+fn read_pid(path: &Path) -> i32 {
+    wait_for(&format!("pid file {}", path.display()), WAIT, || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+    })
+}
+
+/// Whether `pid` runs: it exists and is not a zombie.
+fn process_runs(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// The task's three processes, once all run; each is adopted by the
+/// scenario, so that a failing test leaves nothing behind.
+fn started(scenario: &Scenario, files: &PidFiles) -> Vec<(&'static str, i32)> {
+    let pids = vec![
+        ("leader", read_pid(&files.leader)),
+        ("setsid sleep", read_pid(&files.setsid)),
+        ("daemon", read_pid(&files.daemon)),
+    ];
+    for (name, pid) in &pids {
+        assert!(process_runs(*pid), "the {name} ({pid}) runs");
+        scenario.adopt_process_group(*pid);
+    }
+    pids
+}
+
+fn assert_all_gone(pids: &[(&str, i32)], after: &str) {
+    for (name, pid) in pids {
+        wait_for(
+            &format!("the {name} ({pid}) to be gone {after}"),
+            WAIT,
+            || (!process_runs(*pid)).then_some(()),
+        );
+    }
+}
+
+/// A manager with one node and a client that sees it.
+fn start(scenario: &Scenario, name: &str) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
+    start_with(scenario, ManagerOptions::new(name, &["c1"]))
+}
+
+/// A manager with one node that contains its tasks by process groups only.
+fn start_without_cgroups(
+    scenario: &Scenario,
+    name: &str,
+) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
+    let mut options = ManagerOptions::new(name, &["c1"]);
+    options.extra_args = vec!["--no-cgroups".to_owned()];
+    start_with(scenario, options)
+}
+
+fn start_with(
+    scenario: &Scenario,
+    options: ManagerOptions,
+) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
+    let interchange = scenario.start_secure_interchange(&[]);
+    let manager = scenario.start_manager(&interchange, options);
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[manager.manager_id]);
+    (interchange, manager, client)
+}
+
+fn submit(
+    scenario: &Scenario,
+    client: &mut RawClient,
+    walltime: Option<f64>,
+) -> (TaskId, Vec<(&'static str, i32)>) {
+    let files = PidFiles::in_dir(scenario.path());
+    let mut submission = spawning_task(&files);
+    if let Some(seconds) = walltime {
+        submission.resources =
+            ResourceRequest::new().with("walltime", protocol::SpecValue::Float(seconds));
+    }
+    let task_id = client.submit_one(submission);
+    (task_id, started(scenario, &files))
+}
+
+#[test]
+fn a_cancelled_task_leaves_no_process() {
+    let scenario = Scenario::new("contain-cancel");
+    let (_interchange, manager, mut client) = start(&scenario, "cancel");
+    let (task_id, pids) = submit(&scenario, &mut client, None);
+    client.command(Command::Cancel { task_id });
+    let result = client.wait_result(task_id, WAIT);
+    assert_eq!(
+        result.error.as_ref().map(|error| error.kind),
+        Some(ErrorKind::Cancelled),
+        "{result:#?}"
+    );
+    assert_all_gone(&pids, "after the cancel");
+    assert!(
+        manager.daemon.log().contains("task containment"),
+        "the manager logs its containment at start"
+    );
+}
+
+#[test]
+fn a_task_past_its_walltime_leaves_no_process() {
+    let scenario = Scenario::new("contain-walltime");
+    let (_interchange, _manager, mut client) = start(&scenario, "walltime");
+    let (task_id, pids) = submit(&scenario, &mut client, Some(2.0));
+    let result = client.wait_result(task_id, WAIT);
+    assert_eq!(
+        result.error.as_ref().map(|error| error.kind),
+        Some(ErrorKind::WalltimeExceeded),
+        "{result:#?}"
+    );
+    assert_all_gone(&pids, "after the walltime");
+}
+
+#[test]
+fn a_manager_that_shuts_down_leaves_no_process() {
+    let scenario = Scenario::new("contain-shutdown");
+    let (_interchange, mut manager, mut client) = start(&scenario, "shutdown");
+    let (_task_id, pids) = submit(&scenario, &mut client, None);
+    manager.daemon.signal(Signal::SIGTERM);
+    let status = manager.daemon.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", describe(status));
+    assert_all_gone(&pids, "after the manager's exit");
+}
+
+#[test]
+fn a_manager_killed_outright_leaves_no_process() {
+    let scenario = Scenario::new("contain-sigkill");
+    let (_interchange, mut manager, mut client) = start(&scenario, "sigkill");
+    let (_task_id, pids) = submit(&scenario, &mut client, None);
+    let killed = manager.daemon.kill_group();
+    assert_eq!(describe(killed), "signal 9");
+    let log = manager.daemon.log();
+    if log.contains("containment=\"cgroup\"") || log.contains("containment=cgroup") {
+        assert_all_gone(&pids, "after the manager was killed");
+    } else {
+        // Without cgroups only the leader's parent-death signal acts.
+        assert_all_gone(&pids[..1], "after the manager was killed");
+    }
+}
+
+#[test]
+fn without_cgroups_a_manager_sweeps_its_tasks_processes_at_exit() {
+    let scenario = Scenario::new("contain-sweep");
+    let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "sweep");
+    let (_task_id, pids) = submit(&scenario, &mut client, None);
+    manager.daemon.signal(Signal::SIGTERM);
+    let status = manager.daemon.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", describe(status));
+    assert_all_gone(&pids, "after the manager's exit");
+    let log = manager.daemon.log();
+    assert!(
+        log.contains("containment=\"process-group\"") || log.contains("containment=process-group"),
+        "the manager logs its containment at start:\n{log}"
+    );
+}
+
+#[test]
+fn without_cgroups_a_manager_killed_outright_takes_its_task_leader() {
+    let scenario = Scenario::new("contain-pdeathsig");
+    let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "pdeathsig");
+    let (_task_id, pids) = submit(&scenario, &mut client, None);
+    let killed = manager.daemon.kill_group();
+    assert_eq!(describe(killed), "signal 9");
+    assert_all_gone(&pids[..1], "after the manager was killed");
+}

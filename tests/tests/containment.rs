@@ -167,10 +167,7 @@ fn a_manager_that_shuts_down_leaves_no_process() {
     let scenario = Scenario::new("contain-shutdown");
     let (_interchange, mut manager, mut client) = start(&scenario, "shutdown");
     let (_task_id, pids) = submit(&scenario, &mut client, None);
-    manager.daemon.signal(Signal::SIGTERM);
-    let status = manager.daemon.wait_exit(WAIT);
-    assert_eq!(status.code(), Some(0), "{}", describe(status));
-    assert_all_gone(&pids, "after the manager's exit");
+    stop_and_check_gone(&mut manager, &pids);
 }
 
 #[test]
@@ -194,10 +191,7 @@ fn without_cgroups_a_manager_sweeps_its_tasks_processes_at_exit() {
     let scenario = Scenario::new("contain-sweep");
     let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "sweep");
     let (_task_id, pids) = submit(&scenario, &mut client, None);
-    manager.daemon.signal(Signal::SIGTERM);
-    let status = manager.daemon.wait_exit(WAIT);
-    assert_eq!(status.code(), Some(0), "{}", describe(status));
-    assert_all_gone(&pids, "after the manager's exit");
+    stop_and_check_gone(&mut manager, &pids);
     let log = manager.daemon.log();
     assert!(
         log.contains("containment=\"process-group\"") || log.contains("containment=process-group"),
@@ -213,4 +207,13 @@ fn without_cgroups_a_manager_killed_outright_takes_its_task_leader() {
     let killed = manager.daemon.kill_group();
     assert_eq!(describe(killed), "signal 9");
     assert_all_gone(&pids[..1], "after the manager was killed");
+}
+
+/// Stops the manager with SIGTERM, expects a clean exit, and checks that
+/// none of the task's processes outlived it.
+fn stop_and_check_gone(manager: &mut e2e::ManagerProcess, pids: &[(&str, i32)]) {
+    manager.daemon.signal(Signal::SIGTERM);
+    let status = manager.daemon.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", describe(status));
+    assert_all_gone(pids, "after the manager's exit");
 }

@@ -87,14 +87,58 @@ def ensure_server(environ: dict[str, str]) -> None:
     # stdin/stdout/stderr to /dev/null: the server must not hold this task's
     # output files open. Its own process group, in the pool-manager's session.
     log = environ.get(LOG_ENV)
+    # The server belongs to the block, not to the task that starts it: when
+    # the pool-manager gives each task a cgroup of its own (and kills what
+    # is left in it when the task ends), the server moves, before it runs,
+    # to the cgroup above, the pool-manager's `rhtex-<pid>`, which still
+    # ends with the pool-manager.
+    own = _cgroup_dir("self")
+    block = os.path.dirname(own) if own else None
+    if block is not None and not os.path.basename(block).startswith("rhtex-"):
+        block = None
+
+    def leave_task() -> None:
+        os.setpgrp()
+        _join_cgroup(block)
+
     subprocess.Popen(
         [sys.executable, "-m", "rhtex.runner", "--serve", str(os.getppid())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=open(log, "ab") if log else subprocess.DEVNULL,  # noqa: SIM115
-        preexec_fn=os.setpgrp,
+        preexec_fn=leave_task,
         close_fds=True,
     )
+
+
+def _cgroup_dir(pid: str) -> str | None:
+    """The cgroup v2 directory of process ``pid`` ("self" for this one), or
+    None where there is none to be found."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as handle:
+            path = next(line[3:] for line in handle.read().splitlines() if line.startswith("0::"))
+        with open("/proc/self/mountinfo") as handle:
+            for line in handle:
+                fields, _, rest = line.partition(" - ")
+                if rest.split(" ", 1)[0] == "cgroup2":
+                    parts = fields.split(" ")
+                    if parts[3] == "/":
+                        return parts[4].rstrip("/") + path
+    except (OSError, StopIteration, IndexError):
+        return None
+    return None
+
+
+def _join_cgroup(directory: str | None) -> None:
+    """Moves this process into the cgroup ``directory`` (if given and
+    possible: without cgroups, process groups do the job)."""
+    if directory is None:
+        return
+    try:
+        with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
+            handle.write("0")
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------------------
@@ -261,7 +305,12 @@ def _task_of(pid: int) -> dict:
         name, sep, value = entry.partition(b"=")
         if sep:
             env[os.fsdecode(name)] = os.fsdecode(value)
-    task = {"env": env, "cwd": os.readlink(f"/proc/{pid}/cwd"), "pgid": os.getpgid(pid)}
+    task = {
+        "env": env,
+        "cwd": os.readlink(f"/proc/{pid}/cwd"),
+        "pgid": os.getpgid(pid),
+        "cgroup": _cgroup_dir(str(pid)),
+    }
     task["fds"] = [
         os.open("/dev/null", os.O_RDONLY),
         os.open(f"/proc/{pid}/fd/4", os.O_WRONLY | os.O_APPEND),
@@ -286,6 +335,10 @@ def _become_task(task: dict) -> None:
         os.setpgid(0, task["pgid"])
     except OSError:
         os._exit(1)  # the task's group is gone: the task was killed already
+    # Into the task's cgroup too, where the pool-manager gives it one, so
+    # that cancel, walltime and the task's end reach this child and all
+    # it starts.
+    _join_cgroup(task["cgroup"])
     for target, fd in enumerate(task["fds"]):
         os.dup2(fd, target)
         os.close(fd)

@@ -1,0 +1,343 @@
+//! Bounds on what a peer may send, and the rules for node names: one place
+//! for each rule, used by the client library before it sends, by the
+//! interchange on arrival and by the pool-manager on its own node list.
+//!
+//! Per-task bounds ([`check_submission`]) are protocol limits, the same for
+//! every interchange: a task past one fails at once as `invalid_spec`, with
+//! a message naming the limit and its value. Per-message bounds
+//! ([`MAX_TASKS_PER_SUBMIT`], [`MAX_TASK_IDS_PER_WATCH`],
+//! [`MAX_RESULTS_PER_MESSAGE`]) refuse or drop the message as a whole.
+//! Node names ([`check_node_names`]) must be host names, distinct, and at
+//! most a configured number per manager.
+
+use crate::messages::{TaskResult, TaskSubmission, MAX_TAIL_BYTES};
+
+/// Longest `command`, in bytes (1 MiB).
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+/// Most environment variables one task may set.
+pub const MAX_ENV_VARS: usize = 4096;
+/// Most bytes of a task's environment (every name and value) (1 MiB).
+pub const MAX_ENV_BYTES: usize = 1024 * 1024;
+/// Longest `launcher_options`, in bytes.
+pub const MAX_LAUNCHER_OPTIONS_BYTES: usize = 64 * 1024;
+/// Longest `cwd`, `stdout` or `stderr` path, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Most tasks in one `submit`.
+pub const MAX_TASKS_PER_SUBMIT: usize = 100_000;
+/// Most task ids in one `watch`.
+pub const MAX_TASK_IDS_PER_WATCH: usize = 100_000;
+/// Most results in one `results` message from a manager.
+pub const MAX_RESULTS_PER_MESSAGE: usize = 10_000;
+/// Default of the most nodes one manager may register.
+pub const DEFAULT_MAX_MANAGER_NODES: usize = 16_384;
+/// Longest host name (RFC 1123: 253 characters, labels of at most 63).
+pub const MAX_HOST_NAME_BYTES: usize = 253;
+const MAX_LABEL_BYTES: usize = 63;
+
+/// Why a task submission is past a per-task bound.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("command has {got} bytes; at most {MAX_COMMAND_BYTES} bytes are allowed (max_command_bytes)")]
+    Command { got: usize },
+    #[error("env has {got} variables; at most {MAX_ENV_VARS} are allowed (max_env_vars)")]
+    EnvVars { got: usize },
+    #[error("env has {got} bytes of names and values; at most {MAX_ENV_BYTES} bytes are allowed (max_env_bytes)")]
+    EnvBytes { got: usize },
+    #[error("launcher_options has {got} bytes; at most {MAX_LAUNCHER_OPTIONS_BYTES} bytes are allowed (max_launcher_options_bytes)")]
+    LauncherOptions { got: usize },
+    #[error(
+        "{field} has {got} bytes; a path may have at most {MAX_PATH_BYTES} bytes (max_path_bytes)"
+    )]
+    Path { field: &'static str, got: usize },
+}
+
+/// Checks one submission against the per-task bounds (command,
+/// environment, `launcher_options`, paths). Its input is bounded by the
+/// interchange's `max_task_input_bytes`, checked apart.
+pub fn check_submission(submission: &TaskSubmission) -> Result<(), LimitError> {
+    if submission.command.len() > MAX_COMMAND_BYTES {
+        return Err(LimitError::Command {
+            got: submission.command.len(),
+        });
+    }
+    if submission.env.len() > MAX_ENV_VARS {
+        return Err(LimitError::EnvVars {
+            got: submission.env.len(),
+        });
+    }
+    let env_bytes: usize = submission
+        .env
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if env_bytes > MAX_ENV_BYTES {
+        return Err(LimitError::EnvBytes { got: env_bytes });
+    }
+    if let Some(crate::SpecValue::Text(options)) = submission.resources.0.get("launcher_options") {
+        if options.len() > MAX_LAUNCHER_OPTIONS_BYTES {
+            return Err(LimitError::LauncherOptions { got: options.len() });
+        }
+    }
+    for (field, path) in [
+        ("cwd", &submission.cwd),
+        ("stdout", &submission.stdout),
+        ("stderr", &submission.stderr),
+    ] {
+        if let Some(path) = path {
+            if path.len() > MAX_PATH_BYTES {
+                return Err(LimitError::Path {
+                    field,
+                    got: path.len(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a manager's node list is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeNameError {
+    #[error("node name {name:?} is not a host name: {why}")]
+    NotAHostName { name: String, why: &'static str },
+    #[error("node name {name:?} is listed more than once; node names must be distinct")]
+    Duplicate { name: String },
+    #[error("{got} nodes; a manager may have at most {limit} (max_manager_nodes)")]
+    TooMany { got: usize, limit: usize },
+}
+
+/// Checks that `name` is a host name (RFC 1123): dot-separated labels of
+/// 1 to 63 letters, digits and hyphens, none starting or ending with a
+/// hyphen, at most 253 bytes in all.
+pub fn check_host_name(name: &str) -> Result<(), NodeNameError> {
+    let fail = |why| {
+        Err(NodeNameError::NotAHostName {
+            name: name.to_owned(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return fail("it is empty");
+    }
+    if name.len() > MAX_HOST_NAME_BYTES {
+        return fail("it is longer than 253 bytes");
+    }
+    if !name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
+    {
+        return fail("only letters, digits, hyphens and dots are allowed");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return fail("it has an empty label (a leading, trailing or doubled dot)");
+        }
+        if label.len() > MAX_LABEL_BYTES {
+            return fail("a label is longer than 63 bytes");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return fail("a label starts or ends with a hyphen");
+        }
+    }
+    Ok(())
+}
+
+/// Checks a manager's node list: at most `max_nodes` nodes, each a host
+/// name, no name twice.
+pub fn check_node_names<S: AsRef<str>>(nodes: &[S], max_nodes: usize) -> Result<(), NodeNameError> {
+    if nodes.len() > max_nodes {
+        return Err(NodeNameError::TooMany {
+            got: nodes.len(),
+            limit: max_nodes,
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(nodes.len());
+    for node in nodes {
+        let name = node.as_ref();
+        check_host_name(name)?;
+        if !seen.insert(name) {
+            return Err(NodeNameError::Duplicate {
+                name: name.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Cuts a stdout or stderr tail to its last [`MAX_TAIL_BYTES`] bytes;
+/// returns how many bytes it had if it was longer.
+pub fn truncate_tail(tail: &mut Vec<u8>) -> Option<usize> {
+    let n_bytes = tail.len();
+    if n_bytes <= MAX_TAIL_BYTES {
+        return None;
+    }
+    tail.drain(..n_bytes - MAX_TAIL_BYTES);
+    tail.shrink_to_fit();
+    Some(n_bytes)
+}
+
+/// Cuts both tails of a result to [`MAX_TAIL_BYTES`]; returns the original
+/// lengths of the tails that were longer (stdout, stderr).
+pub fn truncate_tails(result: &mut TaskResult) -> (Option<usize>, Option<usize>) {
+    (
+        truncate_tail(&mut result.stdout_tail),
+        truncate_tail(&mut result.stderr_tail),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ResourceRequest, TaskId, TaskState};
+
+    fn submission() -> TaskSubmission {
+        TaskSubmission::new(TaskId::new_random(), "true")
+    }
+
+    #[test]
+    fn a_plain_task_is_within_every_bound() {
+        assert_eq!(check_submission(&submission()), Ok(()));
+    }
+
+    #[test]
+    fn each_per_task_bound_names_itself_and_its_value() {
+        let mut long_command = submission();
+        long_command.command = "x".repeat(MAX_COMMAND_BYTES + 1);
+        let error = check_submission(&long_command).unwrap_err();
+        assert_eq!(
+            error,
+            LimitError::Command {
+                got: MAX_COMMAND_BYTES + 1
+            }
+        );
+        assert!(error.to_string().contains("max_command_bytes"));
+        assert!(error.to_string().contains(&MAX_COMMAND_BYTES.to_string()));
+
+        let mut exact_command = submission();
+        exact_command.command = "x".repeat(MAX_COMMAND_BYTES);
+        assert_eq!(check_submission(&exact_command), Ok(()));
+
+        let mut many_vars = submission();
+        for index in 0..=MAX_ENV_VARS {
+            many_vars.env.insert(format!("V{index}"), String::new());
+        }
+        let error = check_submission(&many_vars).unwrap_err();
+        assert_eq!(
+            error,
+            LimitError::EnvVars {
+                got: MAX_ENV_VARS + 1
+            }
+        );
+        assert!(error.to_string().contains("4096"));
+
+        let mut big_env = submission();
+        big_env
+            .env
+            .insert("BIG".to_owned(), "y".repeat(MAX_ENV_BYTES));
+        let error = check_submission(&big_env).unwrap_err();
+        assert_eq!(
+            error,
+            LimitError::EnvBytes {
+                got: MAX_ENV_BYTES + 3
+            }
+        );
+        assert!(error.to_string().contains("max_env_bytes"));
+
+        let mut options = submission();
+        options.resources = ResourceRequest::new().with(
+            "launcher_options",
+            "o".repeat(MAX_LAUNCHER_OPTIONS_BYTES + 1),
+        );
+        assert!(check_submission(&options)
+            .unwrap_err()
+            .to_string()
+            .contains("launcher_options has 65537 bytes"));
+
+        for field in ["cwd", "stdout", "stderr"] {
+            let mut path = submission();
+            let long = Some("/".repeat(MAX_PATH_BYTES + 1));
+            match field {
+                "cwd" => path.cwd = long,
+                "stdout" => path.stdout = long,
+                _ => path.stderr = long,
+            }
+            let error = check_submission(&path).unwrap_err();
+            assert_eq!(
+                error,
+                LimitError::Path {
+                    field,
+                    got: MAX_PATH_BYTES + 1
+                }
+            );
+            assert!(error.to_string().starts_with(field));
+        }
+    }
+
+    #[test]
+    fn host_names_follow_rfc_1123() {
+        for good in ["g1", "node-01", "c1.cluster.example.org", "1n", "A-b"] {
+            assert_eq!(check_host_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "g1 --evil-flag",
+            "--evil",
+            "-g1",
+            "g1-",
+            "a..b",
+            ".a",
+            "a.",
+            "a_b",
+            "a;b",
+            "n\u{e9}",
+            "a\nb",
+        ] {
+            assert!(
+                matches!(
+                    check_host_name(bad),
+                    Err(NodeNameError::NotAHostName { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(check_host_name(&"a".repeat(63)).is_ok());
+        assert!(check_host_name(&"a".repeat(64)).is_err());
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert!(long.len() > MAX_HOST_NAME_BYTES);
+        assert!(check_host_name(&long).is_err());
+    }
+
+    #[test]
+    fn node_lists_are_distinct_host_names_within_the_limit() {
+        assert_eq!(check_node_names(&["d1", "d2"], 2), Ok(()));
+        let error = check_node_names(&["d1", "d1", "d1"], 16).unwrap_err();
+        assert_eq!(
+            error,
+            NodeNameError::Duplicate {
+                name: "d1".to_owned()
+            }
+        );
+        assert!(error.to_string().contains("\"d1\""));
+        let error = check_node_names(&["a", "b", "c"], 2).unwrap_err();
+        assert_eq!(error, NodeNameError::TooMany { got: 3, limit: 2 });
+        assert!(error.to_string().contains("at most 2 (max_manager_nodes)"));
+        assert!(check_node_names(&["g1 --evil-flag"], 2)
+            .unwrap_err()
+            .to_string()
+            .contains("\"g1 --evil-flag\" is not a host name"));
+    }
+
+    #[test]
+    fn tails_keep_their_last_bytes() {
+        let mut result = TaskResult::new(TaskId::new_random(), TaskState::Completed);
+        result.stdout_tail = (0..MAX_TAIL_BYTES + 10).map(|i| (i % 251) as u8).collect();
+        result.stderr_tail = b"short".to_vec();
+        let expected_end = result.stdout_tail[10..].to_vec();
+        assert_eq!(
+            truncate_tails(&mut result),
+            (Some(MAX_TAIL_BYTES + 10), None)
+        );
+        assert_eq!(result.stdout_tail, expected_end);
+        assert_eq!(result.stderr_tail, b"short");
+    }
+}

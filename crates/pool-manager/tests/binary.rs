@@ -32,6 +32,7 @@ impl Interchange {
             &context,
             "tcp://127.0.0.1:0",
             &ServerSecurity::Insecure,
+            transport::sockets::DEALER_MAX_MESSAGE_BYTES,
         )
         .expect("bind the ROUTER");
         Self {

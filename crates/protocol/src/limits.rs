@@ -30,6 +30,74 @@ pub const MAX_TASK_IDS_PER_WATCH: usize = 100_000;
 pub const MAX_RESULTS_PER_MESSAGE: usize = 10_000;
 /// Default of the most nodes one manager may register.
 pub const DEFAULT_MAX_MANAGER_NODES: usize = 16_384;
+/// Default of the largest message the interchange takes on either socket
+/// (ZMQ_MAXMSGSIZE): 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
+/// Room in a message beside one task's input or output: its command,
+/// environment, paths and launcher options (about 2.1 MiB at most by the
+/// bounds above), tails (128 KiB) and the framing, with slack.
+pub const MESSAGE_OVERHEAD_BYTES: u64 = 4 * 1024 * 1024;
+/// The client library splits a `submit` into messages of about this many
+/// bytes of task data (a single larger task goes alone).
+pub const SUBMIT_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The smallest message size limit the interchange can run with: one
+/// submit chunk, or one task with the largest input or output, plus
+/// [`MESSAGE_OVERHEAD_BYTES`].
+pub fn min_max_message_bytes(max_task_input_bytes: u64, max_task_output_bytes: u64) -> u64 {
+    max_task_input_bytes
+        .max(max_task_output_bytes)
+        .max(SUBMIT_CHUNK_BYTES)
+        .saturating_add(MESSAGE_OVERHEAD_BYTES)
+}
+
+/// About how many bytes a submission takes in a `submit` message (its
+/// strings and input, plus a little for the framing); for splitting.
+pub fn submission_bytes(submission: &TaskSubmission) -> u64 {
+    let strings = submission.command.len()
+        + submission
+            .env
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 10)
+            .sum::<usize>()
+        + [&submission.cwd, &submission.stdout, &submission.stderr]
+            .iter()
+            .map(|path| path.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+        + submission
+            .resources
+            .0
+            .iter()
+            .map(|(key, value)| key.len() + value.to_string().len() + 10)
+            .sum::<usize>();
+    let input = submission.input.as_ref().map_or(0, Vec::len);
+    (strings + input) as u64 + 200
+}
+
+/// Splits submissions into consecutive groups, each of at most
+/// [`MAX_TASKS_PER_SUBMIT`] tasks and about [`SUBMIT_CHUNK_BYTES`] bytes
+/// (a task larger than that alone), order kept.
+pub fn submit_chunks(submissions: Vec<TaskSubmission>) -> Vec<Vec<TaskSubmission>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut current_bytes = 0u64;
+    for submission in submissions {
+        let n_bytes = submission_bytes(&submission);
+        let full = current.len() >= MAX_TASKS_PER_SUBMIT
+            || current_bytes.saturating_add(n_bytes) > SUBMIT_CHUNK_BYTES;
+        if full && !current.is_empty() {
+            chunks.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current_bytes = current_bytes.saturating_add(n_bytes);
+        current.push(submission);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
 /// Longest host name (RFC 1123: 253 characters, labels of at most 63).
 pub const MAX_HOST_NAME_BYTES: usize = 253;
 const MAX_LABEL_BYTES: usize = 63;
@@ -203,7 +271,7 @@ mod tests {
     fn each_per_task_bound_names_itself_and_its_value() {
         let mut long_command = submission();
         long_command.command = "x".repeat(MAX_COMMAND_BYTES + 1);
-        let error = check_submission(&long_command).unwrap_err();
+        let error = check_submission(&long_command).expect_err("past a bound");
         assert_eq!(
             error,
             LimitError::Command {
@@ -221,7 +289,7 @@ mod tests {
         for index in 0..=MAX_ENV_VARS {
             many_vars.env.insert(format!("V{index}"), String::new());
         }
-        let error = check_submission(&many_vars).unwrap_err();
+        let error = check_submission(&many_vars).expect_err("past a bound");
         assert_eq!(
             error,
             LimitError::EnvVars {
@@ -234,7 +302,7 @@ mod tests {
         big_env
             .env
             .insert("BIG".to_owned(), "y".repeat(MAX_ENV_BYTES));
-        let error = check_submission(&big_env).unwrap_err();
+        let error = check_submission(&big_env).expect_err("past a bound");
         assert_eq!(
             error,
             LimitError::EnvBytes {
@@ -249,7 +317,7 @@ mod tests {
             "o".repeat(MAX_LAUNCHER_OPTIONS_BYTES + 1),
         );
         assert!(check_submission(&options)
-            .unwrap_err()
+            .expect_err("past a bound")
             .to_string()
             .contains("launcher_options has 65537 bytes"));
 
@@ -261,7 +329,7 @@ mod tests {
                 "stdout" => path.stdout = long,
                 _ => path.stderr = long,
             }
-            let error = check_submission(&path).unwrap_err();
+            let error = check_submission(&path).expect_err("past a bound");
             assert_eq!(
                 error,
                 LimitError::Path {
@@ -310,7 +378,7 @@ mod tests {
     #[test]
     fn node_lists_are_distinct_host_names_within_the_limit() {
         assert_eq!(check_node_names(&["d1", "d2"], 2), Ok(()));
-        let error = check_node_names(&["d1", "d1", "d1"], 16).unwrap_err();
+        let error = check_node_names(&["d1", "d1", "d1"], 16).expect_err("past a bound");
         assert_eq!(
             error,
             NodeNameError::Duplicate {
@@ -318,13 +386,68 @@ mod tests {
             }
         );
         assert!(error.to_string().contains("\"d1\""));
-        let error = check_node_names(&["a", "b", "c"], 2).unwrap_err();
+        let error = check_node_names(&["a", "b", "c"], 2).expect_err("past a bound");
         assert_eq!(error, NodeNameError::TooMany { got: 3, limit: 2 });
         assert!(error.to_string().contains("at most 2 (max_manager_nodes)"));
         assert!(check_node_names(&["g1 --evil-flag"], 2)
-            .unwrap_err()
+            .expect_err("past a bound")
             .to_string()
             .contains("\"g1 --evil-flag\" is not a host name"));
+    }
+
+    #[test]
+    fn submits_are_split_by_count_and_bytes_in_order() {
+        let small: Vec<TaskSubmission> = (0..10).map(|_| submission()).collect();
+        let ids: Vec<TaskId> = small.iter().map(|task| task.task_id).collect();
+        let chunks = submit_chunks(small);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            chunks[0]
+                .iter()
+                .map(|task| task.task_id)
+                .collect::<Vec<_>>(),
+            ids
+        );
+
+        let big = |n_bytes: usize| TaskSubmission {
+            input: Some(vec![0; n_bytes]),
+            ..submission()
+        };
+        let half = SUBMIT_CHUNK_BYTES as usize / 2;
+        let tasks = vec![big(half), big(half), big(3 * half), submission()];
+        let sizes: Vec<usize> = submit_chunks(tasks).iter().map(Vec::len).collect();
+        // Two halves plus framing pass the chunk: each goes alone, the
+        // large one alone, the small one after it.
+        assert_eq!(sizes, vec![1, 1, 1, 1]);
+        for chunk in submit_chunks((0..3).map(|_| big(half / 2)).collect()) {
+            let n_bytes: u64 = chunk.iter().map(submission_bytes).sum();
+            assert!(n_bytes <= SUBMIT_CHUNK_BYTES);
+        }
+
+        let many = (0..MAX_TASKS_PER_SUBMIT + 1)
+            .map(|_| submission())
+            .collect();
+        let sizes: Vec<usize> = submit_chunks(many).iter().map(Vec::len).collect();
+        assert!(sizes.len() >= 2, "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&n| n <= MAX_TASKS_PER_SUBMIT),
+            "{sizes:?}"
+        );
+        assert_eq!(sizes.iter().sum::<usize>(), MAX_TASKS_PER_SUBMIT + 1);
+        assert!(submit_chunks(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn the_message_limit_leaves_room_for_the_largest_task() {
+        assert_eq!(
+            min_max_message_bytes(1, 1),
+            SUBMIT_CHUNK_BYTES + MESSAGE_OVERHEAD_BYTES
+        );
+        assert_eq!(
+            min_max_message_bytes(100 << 20, 1),
+            (100 << 20) + MESSAGE_OVERHEAD_BYTES
+        );
+        assert!(DEFAULT_MAX_MESSAGE_BYTES >= min_max_message_bytes(16 << 20, 16 << 20));
     }
 
     #[test]

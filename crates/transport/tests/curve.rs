@@ -20,8 +20,13 @@ fn start_echo_server(
     let keys = load_server_keys(dir).expect("server keys");
     let context = zmq::Context::new();
     let mut zap = ZapHandler::bind(&context, keys.allowed_clients.clone()).expect("zap");
-    let (router, endpoint) =
-        bind_router(&context, "tcp://127.0.0.1:0", &ServerSecurity::Curve(keys)).expect("bind");
+    let (router, endpoint) = bind_router(
+        &context,
+        "tcp://127.0.0.1:0",
+        &ServerSecurity::Curve(keys),
+        1 << 20,
+    )
+    .expect("bind");
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || loop {
         if !matches!(

@@ -92,8 +92,8 @@ pub struct Flags {
     pub max_queued_input_mib: Option<u64>,
     /// The largest message, in MiB, taken on the client and the manager
     /// socket (ZMQ_MAXMSGSIZE); a larger one drops its connection. At
-    /// least the largest task input or output plus 4 MiB, and at least
-    /// 20 MiB [default: 64].
+    /// least the largest task input or output plus 8 MiB, and at least
+    /// 24 MiB [default: 64].
     #[arg(long, value_name = "MIB")]
     pub max_message_mib: Option<u64>,
     /// The most nodes one pool-manager may register; a larger registration
@@ -929,7 +929,7 @@ mod tests {
             error.to_string(),
             "max_message_mib = 64 (67108864 bytes) is too small: messages must hold the largest \
              task input or output and the rest of the task (max_task_input_bytes = 67108864, \
-             max_task_output_bytes = 16777216), so give at least 68 MiB"
+             max_task_output_bytes = 16777216), so give at least 72 MiB"
         );
         let error = Config::resolve(
             flags(&["--max-message-mib", "8"]),
@@ -938,7 +938,7 @@ mod tests {
         )
         .expect_err("too small for a submit chunk");
         assert!(
-            error.to_string().contains("give at least 20 MiB"),
+            error.to_string().contains("give at least 24 MiB"),
             "{error}"
         );
         let error = Config::resolve(

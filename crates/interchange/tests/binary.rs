@@ -157,15 +157,15 @@ fn status(socket: &zmq::Socket, request_id: u64) -> protocol::StatusReport {
 #[test]
 fn an_oversized_frame_never_reaches_the_core_and_others_are_still_answered() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // 20 MiB: the smallest limit the default task limits allow.
-    let (_daemon, ready) = start(dir.path(), &["--insecure", "--max-message-mib", "20"]);
+    // 24 MiB: the smallest limit the default task limits allow.
+    let (_daemon, ready) = start(dir.path(), &["--insecure", "--max-message-mib", "24"]);
     let context = zmq::Context::new();
     for url in [&ready.client_url, &ready.manager_url] {
         let url = transport::connectable_url(url);
         let hostile = connect_dealer(&context, &url, &ClientSecurity::Insecure, None)
             .expect("connect the hostile peer");
         hostile
-            .send(vec![0x90u8; 21 * 1024 * 1024], 0)
+            .send(vec![0x90u8; 25 * 1024 * 1024], 0)
             .expect("send the oversized frame");
     }
     let socket = connect_dealer(&context, &ready.client_url, &ClientSecurity::Insecure, None)

@@ -35,8 +35,9 @@ pub const DEFAULT_MAX_MANAGER_NODES: usize = 16_384;
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
 /// Room in a message beside one task's input or output: its command,
 /// environment, paths and launcher options (about 2.1 MiB at most by the
-/// bounds above), tails (128 KiB) and the framing, with slack.
-pub const MESSAGE_OVERHEAD_BYTES: u64 = 4 * 1024 * 1024;
+/// bounds above), tails (128 KiB), a result's node names (about 4.2 MiB
+/// for 16384 nodes of the longest names) and the framing.
+pub const MESSAGE_OVERHEAD_BYTES: u64 = 8 * 1024 * 1024;
 /// The client library splits a `submit` into messages of about this many
 /// bytes of task data (a single larger task goes alone).
 pub const SUBMIT_CHUNK_BYTES: u64 = 16 * 1024 * 1024;

@@ -37,6 +37,7 @@ trap take_cluster_down EXIT
 echo "==> running the tests (cargo test --workspace $*)"
 status=0
 cargo test --workspace "$@" || status=$?
+scripts/test-python.sh || status=$?
 
 if [[ $status -eq 0 ]]; then
     echo "==> all tests passed"

@@ -42,14 +42,8 @@ fn manager_id(n: u128) -> ManagerId {
 
 fn submission(id: u128, request: ResourceRequest) -> TaskSubmission {
     TaskSubmission {
-        task_id: task_id(id),
-        command: format!("echo {id}"),
         resources: request,
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
+        ..TaskSubmission::new(task_id(id), format!("echo {id}"))
     }
 }
 
@@ -99,20 +93,15 @@ fn dispatch_on(id: u128, request: ResourceRequest, nodes: &[u32]) -> TaskDispatc
     } else {
         resources.ranks_per_node
     };
-    TaskDispatch {
-        task_id: task_id(id),
-        command: format!("echo {id}"),
+    TaskDispatch::new(
+        task_id(id),
+        format!("echo {id}"),
         resources,
-        placement: nodes
+        nodes
             .iter()
             .map(|node| NodeShare { node: *node, slots })
             .collect(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
-    }
+    )
 }
 
 fn registration(id: u128, n_nodes: usize) -> Registration {

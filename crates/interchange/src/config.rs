@@ -120,6 +120,10 @@ pub struct Flags {
     /// metrics are read-only, without authentication) [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Stop (as on SIGTERM) when the process that started the interchange
+    /// is gone, even if it was killed with SIGKILL; checked every 0.2 s.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 /// The config file: the same settings as the flags.
@@ -251,6 +255,8 @@ pub struct Config {
     pub provider: Option<ProviderConfig>,
     /// Where the Prometheus metrics are served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// Stop when the parent process is gone (`--exit-with-parent`).
+    pub exit_with_parent: bool,
 }
 
 /// What can be wrong with the settings.
@@ -593,6 +599,7 @@ impl Config {
             log_level,
             provider,
             metrics_listen,
+            exit_with_parent: flags.exit_with_parent,
         })
     }
 }
@@ -833,6 +840,7 @@ mod tests {
                 log_level: None,
                 provider: None,
                 metrics_listen: None,
+                exit_with_parent: false,
             }
         );
     }

@@ -159,6 +159,9 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         source,
     })?;
     let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
+    if config.exit_with_parent {
+        parent_watch::exit_with_parent().map_err(DaemonError::Signals)?;
+    }
     let mut sockets = Sockets::bind(
         &config.client_listen,
         &config.manager_listen,

@@ -279,14 +279,8 @@ mod tests {
             resources.insert("exclusive", false);
         }
         TaskSubmission {
-            task_id: TaskId::from_u128(number),
-            command: "true".to_owned(),
             resources,
-            env: BTreeMap::new(),
-            cwd: None,
-            stdout: None,
-            stderr: None,
-            input: None,
+            ..TaskSubmission::new(TaskId::from_u128(number), "true".to_owned())
         }
     }
 

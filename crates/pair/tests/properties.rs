@@ -73,14 +73,11 @@ fn submission(number: usize, shape: &Shape) -> TaskSubmission {
         resources.insert("retries", retries);
     }
     TaskSubmission {
-        task_id: task_id(number),
-        command: sleep_command(Duration::from_secs(shape.seconds)),
         resources,
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
+        ..TaskSubmission::new(
+            task_id(number),
+            sleep_command(Duration::from_secs(shape.seconds)),
+        )
     }
 }
 

@@ -26,14 +26,11 @@ fn task(number: u128, seconds: u64, num_nodes: u32) -> TaskSubmission {
     let mut resources = ResourceRequest::new();
     resources.insert("num_nodes", num_nodes);
     TaskSubmission {
-        task_id: TaskId::from_u128(number),
-        command: sleep_command(Duration::from_secs(seconds)),
         resources,
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
+        ..TaskSubmission::new(
+            TaskId::from_u128(number),
+            sleep_command(Duration::from_secs(seconds)),
+        )
     }
 }
 

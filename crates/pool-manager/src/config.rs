@@ -120,6 +120,12 @@ pub struct Flags {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Stop (as on SIGTERM: tasks killed and reported) when the process that
+    /// started the manager is gone, even if it was killed with SIGKILL;
+    /// checked every 0.2 s.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 /// A validated configuration.
@@ -139,6 +145,8 @@ pub struct Config {
     /// `None`: the lead node's CPU count, found at start.
     pub slots_per_node: Option<u32>,
     pub log_level: String,
+    /// Stop when the parent process is gone (`--exit-with-parent`).
+    pub exit_with_parent: bool,
 }
 
 /// A flag value that is not acceptable.
@@ -273,6 +281,7 @@ impl Config {
             kill_grace,
             slots_per_node: flags.slots_per_node,
             log_level,
+            exit_with_parent: flags.exit_with_parent,
         })
     }
 }

@@ -35,6 +35,12 @@ const FLUSH_MS: u32 = 2000;
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> i32 {
     let span = tracing::info_span!("manager", manager_id = %config.manager_id, block_id = %config.block_id);
     async move {
+        if config.exit_with_parent {
+            if let Err(error) = parent_watch::exit_with_parent() {
+                tracing::error!(%error, "cannot watch the parent process");
+                return exit_code::USAGE;
+            }
+        }
         match prepare(&config) {
             Ok((link, settings)) => serve(config, link, settings, shutdown).await,
             Err(message) => {

@@ -8,7 +8,6 @@ use protocol::{
     ErrorKind, FromManager, ManagerId, ResourceRequest, TaskDispatch, TaskId, TaskResult,
     TaskState, ToManager,
 };
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::{Daemon, Launch};
@@ -191,20 +190,15 @@ fn dispatch(
     request: ResourceRequest,
     placement: &[(u32, u32)],
 ) -> TaskDispatch {
-    TaskDispatch {
+    TaskDispatch::new(
         task_id,
-        command: command.into(),
-        resources: protocol::validate(&request).expect("valid spec"),
-        placement: placement
+        command,
+        protocol::validate(&request).expect("valid spec"),
+        placement
             .iter()
             .map(|&(node, slots)| protocol::NodeShare { node, slots })
             .collect(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
-    }
+    )
 }
 
 #[test]

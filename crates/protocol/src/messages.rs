@@ -670,3 +670,26 @@ pub struct TaskDispatch {
     #[serde(default, with = "serde_bytes")]
     pub input: Option<Vec<u8>>,
 }
+
+impl TaskDispatch {
+    /// `command` placed on `placement`, with no extra environment, working
+    /// directory, output files or input.
+    pub fn new(
+        task_id: TaskId,
+        command: impl Into<String>,
+        resources: TaskResources,
+        placement: Vec<NodeShare>,
+    ) -> Self {
+        Self {
+            task_id,
+            command: command.into(),
+            resources,
+            placement,
+            env: BTreeMap::new(),
+            cwd: None,
+            stdout: None,
+            stderr: None,
+            input: None,
+        }
+    }
+}

@@ -331,14 +331,11 @@ impl Simulation {
         let submissions: Vec<TaskSubmission> = self.tasks[first..end]
             .iter()
             .map(|task| TaskSubmission {
-                task_id: task.task_id,
-                command: sleep_command(Duration::from_millis(to_millis(task.spec.duration))),
                 resources: task.spec.request(),
-                env: BTreeMap::new(),
-                cwd: None,
-                stdout: None,
-                stderr: None,
-                input: None,
+                ..TaskSubmission::new(
+                    task.task_id,
+                    sleep_command(Duration::from_millis(to_millis(task.spec.duration))),
+                )
             })
             .collect();
         for task in &mut self.tasks[first..end] {
@@ -666,20 +663,15 @@ mod tests {
         let mut resources = TaskResources::serial();
         resources.num_nodes = nodes.len() as u32;
         resources.exclusive = exclusive;
-        TaskDispatch {
-            task_id: TaskId::from_u128(index as u128 + 1),
-            command: "true".to_owned(),
+        TaskDispatch::new(
+            TaskId::from_u128(index as u128 + 1),
+            "true".to_owned(),
             resources,
-            placement: nodes
+            nodes
                 .iter()
                 .map(|&node| NodeShare { node, slots })
                 .collect(),
-            env: BTreeMap::new(),
-            cwd: None,
-            stdout: None,
-            stderr: None,
-            input: None,
-        }
+        )
     }
 
     fn violations_after(dispatches: Vec<TaskDispatch>) -> Vec<String> {

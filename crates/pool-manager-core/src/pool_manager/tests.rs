@@ -59,29 +59,21 @@ fn dispatch(number: u128, n_nodes: u32) -> TaskDispatch {
 /// An exclusive task on these nodes (whole nodes), in this order.
 fn dispatch_on(number: u128, nodes: &[u32]) -> TaskDispatch {
     let n_nodes = nodes.len() as u32;
-    TaskDispatch {
-        task_id: task(number),
-        command: format!("echo {number}"),
-        resources: TaskResources {
-            num_nodes: n_nodes,
-            ranks_per_node: 1,
-            num_ranks: n_nodes,
-            launcher_options: None,
-            priority: None,
-            walltime: None,
-            retries: None,
-            exclusive: true,
-        },
-        placement: nodes
-            .iter()
-            .map(|&node| protocol::NodeShare { node, slots: SLOTS })
-            .collect(),
-        env: BTreeMap::new(),
-        cwd: None,
-        stdout: None,
-        stderr: None,
-        input: None,
-    }
+    let resources = TaskResources {
+        num_nodes: n_nodes,
+        ranks_per_node: 1,
+        num_ranks: n_nodes,
+        launcher_options: None,
+        priority: None,
+        walltime: None,
+        retries: None,
+        exclusive: true,
+    };
+    let placement = nodes
+        .iter()
+        .map(|&node| protocol::NodeShare { node, slots: SLOTS })
+        .collect();
+    TaskDispatch::new(task(number), format!("echo {number}"), resources, placement)
 }
 
 fn exit(status: ExitStatus) -> TaskExit {

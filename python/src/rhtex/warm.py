@@ -1,0 +1,296 @@
+"""A warm runner: one Python process per pool-manager with Parsl imported,
+that forks per task.
+
+Starting Python and importing Parsl costs about 0.7 s per task, and even a
+bare interpreter about 25 ms; Parsl's own workers stay warm. With the
+warm runner the task's command (:func:`task_command`, run by the
+pool-manager with ``/bin/bash -c``) does not start Python at all when the
+warm server of its pool-manager listens: bash connects to it through
+``/dev/tcp/127.0.0.1/PORT`` (the port is in a file of a 0700 directory of
+this user, named after the manager id and a key of the executor), sends
+the executor's secret token and its own pid, and waits for one line, the
+exit code. The server checks the token and that the pid is this user's,
+takes the task's environment, working directory and output files from
+``/proc/PID`` (``environ``, ``cwd``, and ``fd/4``, ``fd/5``: bash's copies
+of its stdout and stderr), and forks. The
+child joins bash's process group (so the pool-manager's SIGTERM/SIGKILL of
+the task, for cancel or walltime, reaches it), switches to the task's
+streams, environment and directory, runs the app like the cold runner,
+writes its exit code to the connection and exits. Every app is a fresh
+fork: nothing passes from one app to the next.
+
+When no server listens, the command runs ``python -m rhtex.runner``, which
+starts the server (``python -m rhtex.runner --serve MANAGER_PID``, in its
+own process group of the pool-manager's session, one per manager and key
+thanks to a lock file) and runs its own task cold. The server exits when
+it has been idle for ``RHTEX_WARM_IDLE`` seconds (default 300) or when the
+pool-manager is gone, and removes its port file.
+"""
+
+from __future__ import annotations
+
+# The runner imports this module for every task that finds no server: its
+# imports are kept light; the server imports the rest when it starts.
+import os
+import shlex
+import sys
+
+WARM_ENV = "RHTEX_WARM"
+TOKEN_ENV = "RHTEX_WARM_TOKEN"
+KEY_ENV = "RHTEX_WARM_KEY"
+IDLE_ENV = "RHTEX_WARM_IDLE"
+#: A file for the server's complaints (refused connections, failures).
+LOG_ENV = "RHTEX_WARM_LOG"
+MANAGER_ID_ENV = "PARSL_WORKER_POOL_ID"
+
+
+def new_token_and_key(python: str) -> tuple[str, str]:
+    """A secret token for an executor and the key of its servers' port files."""
+    import secrets
+    import zlib
+
+    token = secrets.token_hex(16)
+    return token, f"{zlib.crc32((python + token).encode()):08x}"
+
+
+def state_dir() -> str:
+    """This user's directory for port and lock files on this node."""
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", f"rhtex-warm-{os.getuid()}")
+
+
+def port_file(manager_id: str, key: str) -> str:
+    return os.path.join(state_dir(), f"{manager_id}-{key}.port")
+
+
+def task_command(python: str) -> str:
+    """The bash command of a task: the warm server when one listens, else
+    ``python -m rhtex.runner`` (cold, and it starts the server)."""
+    # fds 4 and 5 keep the task's stdout and stderr while bash's builtins
+    # redirect 1 and 2 for a moment (printf >&3): the server opens those.
+    return (
+        'if read -r port < "${TMPDIR:-/tmp}/rhtex-warm-$UID/'
+        '$PARSL_WORKER_POOL_ID-$RHTEX_WARM_KEY.port" 2>/dev/null'
+        ' && { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then'
+        ' exec 4>&1 5>&2; printf "%s %s\\n" "$RHTEX_WARM_TOKEN" "$$" >&3;'
+        ' read -r status <&3; exit "${status:-1}"; fi;'
+        f" exec {shlex.quote(python)} -m rhtex.runner"
+    )
+
+
+def ensure_server(environ: dict[str, str]) -> None:
+    """Starts this manager's warm server unless one runs (its lock decides)."""
+    manager_id = environ.get(MANAGER_ID_ENV)
+    if not manager_id or not environ.get(TOKEN_ENV) or not environ.get(KEY_ENV):
+        return
+    import subprocess
+
+    # stdin/stdout/stderr to /dev/null: the server must not hold this task's
+    # output files open. Its own process group, in the pool-manager's session.
+    log = environ.get(LOG_ENV)
+    subprocess.Popen(
+        [sys.executable, "-m", "rhtex.runner", "--serve", str(os.getppid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab") if log else subprocess.DEVNULL,  # noqa: SIM115
+        preexec_fn=os.setpgrp,
+        close_fds=True,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _private_dir(path: str) -> bool:
+    """Creates ``path`` (mode 0700) if needed; True if it is ours and private."""
+    import stat
+
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and stat.S_IMODE(info.st_mode) & 0o077 == 0
+    )
+
+
+def serve(manager_pid: int, run_task) -> int:
+    """The warm server; ``run_task`` runs one task in a forked child
+    (streams, environment and directory already switched) and returns its
+    exit code. Returns 0 when it ends (idle, manager gone, or another server
+    holds the lock)."""
+    import fcntl
+
+    manager_id = os.environ.get(MANAGER_ID_ENV, "")
+    token = os.environ.get(TOKEN_ENV, "")
+    key = os.environ.get(KEY_ENV, "")
+    if not (manager_id and token and key) or not _private_dir(state_dir()):
+        return 0
+    path = port_file(manager_id, key)
+    lock = open(path + ".lock", "w")  # noqa: SIM115 - held for the server's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another server runs for this manager and key
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    # Import what tasks need once, before forking (the point of being warm).
+    import gc
+
+    import msgpack  # noqa: F401
+    import parsl.app.errors  # noqa: F401
+    import parsl.executors.execute_task  # noqa: F401
+    import parsl.serialize  # noqa: F401
+
+    # Objects alive now are never collected in the children, so collections
+    # there do not copy the pages these objects live on.
+    gc.collect()
+    gc.freeze()
+    port = listener.getsockname()[1]
+    with open(path + ".tmp", "w") as handle:
+        handle.write(f"{port}\n")
+    os.replace(path + ".tmp", path)
+    try:
+        _loop(listener, token, manager_id, manager_pid, run_task)
+    finally:
+        try:
+            with open(path) as handle:
+                if handle.read().strip() == str(port):
+                    os.unlink(path)
+        except OSError:
+            pass
+        listener.close()
+        # Our manager is gone or we were idle: no server for this manager
+        # and key starts while we still hold the lock, so remove it too.
+        try:
+            os.unlink(path + ".lock")
+        except OSError:
+            pass
+        lock.close()
+    return 0
+
+
+def _loop(listener, token: str, manager_id: str, manager_pid: int, run_task) -> None:
+    import hmac
+    import select
+    import time
+
+    idle_limit = float(os.environ.get(IDLE_ENV) or 300)
+    uid = os.getuid()
+    last_task = time.monotonic()
+    while True:
+        while True:  # reap finished children
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not _alive(manager_pid) or time.monotonic() - last_task > idle_limit:
+            return
+        readable, _, _ = select.select([listener], [], [], 1.0)
+        if not readable:
+            continue
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(5.0)
+            try:
+                line = connection.makefile("rb").readline(256).decode()
+                sent_token, pid_text = line.split()
+                pid = int(pid_text)
+                if not hmac.compare_digest(sent_token, token):
+                    _complain(f"refused pid {pid}: wrong token")
+                    continue
+                if os.stat(f"/proc/{pid}").st_uid != uid:
+                    _complain(f"refused pid {pid}: another user's")
+                    continue
+                task = _task_of(pid)
+            except (OSError, ValueError) as error:
+                _complain(f"refused a connection: {error!r}")
+                continue
+            if task["env"].get(MANAGER_ID_ENV) != manager_id:
+                _complain(f"refused pid {pid}: a task of another pool-manager")
+                _close(task)
+                continue
+            last_task = time.monotonic()
+            child = os.fork()
+            if child == 0:  # the task
+                listener.close()
+                code = 1
+                try:
+                    _become_task(task)
+                    code = run_task()
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                finally:
+                    try:
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                        connection.sendall(f"{code}\n".encode())
+                    finally:
+                        os._exit(code)
+            _close(task)
+
+
+def _complain(message: str) -> None:
+    print(f"rhtex warm server {os.getpid()}: {message}", file=sys.stderr, flush=True)
+
+
+def _task_of(pid: int) -> dict:
+    """What a forked child needs of the task whose command runs as ``pid``."""
+    with open(f"/proc/{pid}/environ", "rb") as handle:
+        entries = handle.read().split(b"\0")
+    env = {}
+    for entry in entries:
+        name, sep, value = entry.partition(b"=")
+        if sep:
+            env[os.fsdecode(name)] = os.fsdecode(value)
+    task = {"env": env, "cwd": os.readlink(f"/proc/{pid}/cwd"), "pgid": os.getpgid(pid)}
+    task["fds"] = [
+        os.open("/dev/null", os.O_RDONLY),
+        os.open(f"/proc/{pid}/fd/4", os.O_WRONLY | os.O_APPEND),
+        os.open(f"/proc/{pid}/fd/5", os.O_WRONLY | os.O_APPEND),
+    ]
+    return task
+
+
+def _close(task: dict) -> None:
+    for fd in task.get("fds", []):
+        os.close(fd)
+
+
+def _become_task(task: dict) -> None:
+    """In the forked child: the task's process group, streams, environment
+    and directory."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.setpgid(0, task["pgid"])
+    except OSError:
+        os._exit(1)  # the task's group is gone: the task was killed already
+    for target, fd in enumerate(task["fds"]):
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdout = os.fdopen(1, "w", closefd=False)
+    sys.stderr = os.fdopen(2, "w", closefd=False)
+    os.environ.clear()
+    os.environ.update(task["env"])
+    os.chdir(task["cwd"])

@@ -170,20 +170,27 @@ impl Client {
         check_submissions(&tasks)?;
         check_inputs(&tasks, self.max_task_input_bytes)?;
         let ids: Vec<TaskId> = tasks.iter().map(|task| task.task_id).collect();
-        let n_sent = tasks.len();
-        let request_id = self.next_request_id();
         self.followed.extend(ids.iter().copied());
-        let answer = self
-            .request(
-                FromClient::Submit { request_id, tasks },
-                request_id,
-                Expect::Submitted,
-            )
-            .await?;
-        if let Answer::Count(n_tasks) = answer {
-            if n_tasks as usize != n_sent {
-                // The others get a failed result at once (duplicate id...).
-                tracing::debug!(n_sent, n_accepted = n_tasks, "not every task was accepted");
+        // Messages stay far below the interchange's size limit: a large
+        // batch goes as several submits, in order.
+        for chunk in protocol::limits::submit_chunks(tasks) {
+            let n_sent = chunk.len();
+            let request_id = self.next_request_id();
+            let answer = self
+                .request(
+                    FromClient::Submit {
+                        request_id,
+                        tasks: chunk,
+                    },
+                    request_id,
+                    Expect::Submitted,
+                )
+                .await?;
+            if let Answer::Count(n_tasks) = answer {
+                if n_tasks as usize != n_sent {
+                    // The others get a failed result at once (duplicate id...).
+                    tracing::debug!(n_sent, n_accepted = n_tasks, "not every task was accepted");
+                }
             }
         }
         Ok(ids)
@@ -447,11 +454,17 @@ pub fn check_inputs(tasks: &[TaskSubmission], limit: u64) -> Result<(), ClientEr
     Ok(())
 }
 
-/// Validates every submission's resources; the error names the first bad
-/// task's position and id.
+/// Validates every submission's resources and checks it against the
+/// protocol's per-task bounds; the error names the first bad task's
+/// position and id.
 pub fn check_submissions(tasks: &[TaskSubmission]) -> Result<(), ClientError> {
     for (index, task) in tasks.iter().enumerate() {
         protocol::validate(&task.resources).map_err(|source| ClientError::InvalidSpec {
+            index,
+            task_id: task.task_id,
+            source,
+        })?;
+        protocol::limits::check_submission(task).map_err(|source| ClientError::TooLarge {
             index,
             task_id: task.task_id,
             source,

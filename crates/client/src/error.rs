@@ -1,6 +1,6 @@
 //! The library's errors, typed so that callers can branch on what went wrong.
 
-use protocol::{SpecError, TaskId};
+use protocol::{LimitError, SpecError, TaskId};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +45,14 @@ pub enum ClientError {
         index: usize,
         task_id: TaskId,
         source: SpecError,
+    },
+    /// A task is past one of the protocol's per-task bounds; nothing was sent.
+    #[error("task {index} (id {task_id}) is too large: {source}")]
+    TooLarge {
+        /// Position of the task in the submitted batch, from 0.
+        index: usize,
+        task_id: TaskId,
+        source: LimitError,
     },
     /// A task's input is larger than the interchange takes; nothing was sent.
     #[error(

@@ -23,7 +23,7 @@ pub mod taskfile;
 
 pub use client::{check_inputs, check_submissions, Client};
 pub use error::{ClientError, LocalError, TaskFileError};
-pub use task::TaskBuilder;
+pub use task::{BuildError, TaskBuilder};
 pub use transport::ClientSecurity;
 
 pub use protocol::{

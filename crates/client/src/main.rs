@@ -339,6 +339,10 @@ fn seconds(value: f64, flag: &str) -> Result<Duration> {
 
 fn security(cli: &Cli) -> Result<ClientSecurity> {
     if cli.insecure {
+        eprintln!(
+            "rhtex: warning: --insecure: no encryption and no authentication; \
+             anyone on the network path can read and change what is sent"
+        );
         return Ok(ClientSecurity::Insecure);
     }
     let dir = match &cli.keys_dir {

@@ -19,10 +19,10 @@
 //!
 //! The builder only writes keys into the task's resource request (as the
 //! wire carries it, see `proto/PROTOCOL.md` section 8); [`TaskBuilder::build`]
-//! runs [`protocol::validate`] on it, so every rule and error message is
-//! the interchange's own.
+//! runs [`protocol::validate`] and [`protocol::limits::check_submission`]
+//! on it, so every rule and error message is the interchange's own.
 
-use protocol::{SpecError, SpecValue, TaskId, TaskSubmission};
+use protocol::{LimitError, SpecError, SpecValue, TaskId, TaskSubmission};
 use std::time::Duration;
 
 /// A task under construction. Every setter replaces an earlier value of the
@@ -133,9 +133,21 @@ impl TaskBuilder {
         self
     }
 
-    /// The task, if its resource specification is valid.
-    pub fn build(self) -> Result<TaskSubmission, SpecError> {
+    /// The task, if its resource specification is valid and it is within
+    /// the protocol's per-task bounds (command, environment,
+    /// `launcher_options`, paths).
+    pub fn build(self) -> Result<TaskSubmission, BuildError> {
         protocol::validate(&self.submission.resources)?;
+        protocol::limits::check_submission(&self.submission)?;
         Ok(self.submission)
     }
+}
+
+/// Why [`TaskBuilder::build`] gave no task.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }

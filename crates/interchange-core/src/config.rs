@@ -29,6 +29,9 @@ pub struct CoreConfig {
     /// for retries) may not pass this: a `submit` that would is refused
     /// as a whole, as busy.
     pub max_queued_input_bytes: u64,
+    /// The most nodes one manager may register; a larger registration is
+    /// refused.
+    pub max_manager_nodes: usize,
     /// After `shutdown`, how long to wait for every manager's `goodbye`.
     pub shutdown_grace: Duration,
     /// The wall-clock time (seconds since the epoch) at `Time(0)`.
@@ -52,6 +55,7 @@ impl Default for CoreConfig {
             max_task_input_bytes: DEFAULT_MAX_TASK_INPUT_BYTES,
             max_task_output_bytes: DEFAULT_MAX_TASK_OUTPUT_BYTES,
             max_queued_input_bytes: DEFAULT_MAX_QUEUED_INPUT_BYTES,
+            max_manager_nodes: protocol::limits::DEFAULT_MAX_MANAGER_NODES,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero: 0.0,
             placement: Placement::BestFit,

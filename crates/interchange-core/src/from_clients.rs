@@ -7,6 +7,7 @@ use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
 use crate::tasks::{Admission, Cancelled, Watched};
 use protocol::{
+    limits::{MAX_TASKS_PER_SUBMIT, MAX_TASK_IDS_PER_WATCH},
     Command, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
@@ -132,6 +133,18 @@ impl Core {
     }
 
     fn submit(&mut self, peer: &PeerId, request_id: u64, submissions: Vec<TaskSubmission>) {
+        if submissions.len() > MAX_TASKS_PER_SUBMIT {
+            self.refuse_request(
+                peer,
+                request_id,
+                format!(
+                    "submit refused: it has {} tasks; one submit may have at most \
+                     {MAX_TASKS_PER_SUBMIT} (max_tasks_per_submit): split it",
+                    submissions.len()
+                ),
+            );
+            return;
+        }
         let admission = Admission {
             shutting_down: self.shutdown_deadline.is_some(),
             max_block_nodes: self.config.max_block_nodes,
@@ -207,7 +220,33 @@ impl Core {
         ))
     }
 
+    /// Answers a request past a per-message bound with an error; nothing
+    /// of it is done.
+    fn refuse_request(&mut self, peer: &PeerId, request_id: u64, message: String) {
+        self.bad_message();
+        tracing::warn!(peer = %peer, request_id, "{message}");
+        self.send_client(
+            peer,
+            ToClient::Error {
+                request_id: Some(request_id),
+                message,
+            },
+        );
+    }
+
     fn watch(&mut self, peer: &PeerId, request_id: u64, task_ids: &[TaskId]) {
+        if task_ids.len() > MAX_TASK_IDS_PER_WATCH {
+            self.refuse_request(
+                peer,
+                request_id,
+                format!(
+                    "watch refused: it has {} task ids; one watch may have at most \
+                     {MAX_TASK_IDS_PER_WATCH} (max_task_ids_per_watch): split it",
+                    task_ids.len()
+                ),
+            );
+            return;
+        }
         let mut n_known: u32 = 0;
         for task_id in task_ids {
             match self.tasks.watch(*task_id, peer) {

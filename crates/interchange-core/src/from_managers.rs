@@ -8,9 +8,10 @@ use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
 use crate::managers::ManagerEntry;
 use crate::tasks::Lost;
+use protocol::limits::{check_node_names, truncate_tails, MAX_RESULTS_PER_MESSAGE};
 use protocol::{
-    ErrorKind, FromManager, ManagerId, Registration, TaskResult, ToManager, PROTOCOL_VERSION,
-    RHTEX_VERSION,
+    ErrorKind, FromManager, ManagerId, Registration, TaskResult, ToManager, MAX_TAIL_BYTES,
+    PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use seam::Time;
 
@@ -123,6 +124,10 @@ impl Core {
             Some(version_mismatch_reason(Some(registration.protocol_version)))
         } else if registration.nodes.is_empty() {
             Some("the registration lists no nodes; a manager needs at least one node".to_owned())
+        } else if let Err(error) =
+            check_node_names(&registration.nodes, self.config.max_manager_nodes)
+        {
+            Some(format!("bad node list: {error}"))
         } else if self.managers.get(registration.manager_id).is_some() {
             Some(format!(
                 "manager id {} is already registered from another connection",
@@ -178,6 +183,15 @@ impl Core {
     fn manager_message(&mut self, manager_id: ManagerId, message: FromManager) {
         match message {
             FromManager::Register(_) | FromManager::Heartbeat => {}
+            FromManager::Results { results } if results.len() > MAX_RESULTS_PER_MESSAGE => {
+                self.bad_message();
+                tracing::warn!(
+                    manager_id = %manager_id,
+                    n_results = results.len(),
+                    "results message with more than {MAX_RESULTS_PER_MESSAGE} results \
+                     (max_results_per_message); dropped"
+                );
+            }
             FromManager::Results { results } => {
                 for result in results {
                     self.manager_result(manager_id, result);
@@ -224,6 +238,16 @@ impl Core {
             return;
         };
         self.matcher.task_ended_on(manager_id);
+        let (stdout_bytes, stderr_bytes) = truncate_tails(&mut result);
+        if stdout_bytes.is_some() || stderr_bytes.is_some() {
+            tracing::warn!(
+                manager_id = %manager_id,
+                task_id = %task_id,
+                stdout_tail_bytes = stdout_bytes,
+                stderr_tail_bytes = stderr_bytes,
+                "result with a tail longer than {MAX_TAIL_BYTES} bytes; kept its last {MAX_TAIL_BYTES} bytes"
+            );
+        }
         result.manager_id.get_or_insert(manager_id);
         result.block_id.get_or_insert(block_id);
         tracing::debug!(task_id = %task_id, manager_id = %manager_id, state = %result.state, "task finished");

@@ -279,6 +279,8 @@ impl TaskTable {
                 ErrorKind::Cancelled,
                 "the interchange is shutting down and takes no new tasks".to_owned(),
             ))
+        } else if let Err(error) = protocol::limits::check_submission(&submission) {
+            Err((ErrorKind::InvalidSpec, error.to_string()))
         } else if input_len > admission.max_task_input_bytes {
             Err((
                 ErrorKind::InputTooLarge,

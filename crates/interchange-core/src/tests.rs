@@ -13,6 +13,7 @@ use seam::Time;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod bounds;
 mod metrics;
 mod unreachable;
 

@@ -29,7 +29,7 @@ pub struct Flags {
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
-    /// max_queued_input_mib, placement, default_retries, log_level,
+    /// max_queued_input_mib, max_message_mib, max_manager_nodes, placement, default_retries, log_level,
     /// metrics_listen); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
@@ -90,6 +90,16 @@ pub struct Flags {
     /// refused as busy [default: 1024].
     #[arg(long, value_name = "MIB")]
     pub max_queued_input_mib: Option<u64>,
+    /// The largest message, in MiB, taken on the client and the manager
+    /// socket (ZMQ_MAXMSGSIZE); a larger one drops its connection. At
+    /// least the largest task input or output plus 8 MiB, and at least
+    /// 24 MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub max_message_mib: Option<u64>,
+    /// The most nodes one pool-manager may register; a larger registration
+    /// is refused [default: 16384].
+    #[arg(long, value_name = "N")]
+    pub max_manager_nodes: Option<usize>,
     /// Which manager a task goes to when several can start it: best-fit
     /// (the tightest free capacity, keeping large holes for large tasks) or
     /// newest-block (the last to register, so old blocks go idle and can be
@@ -133,6 +143,8 @@ pub struct FileConfig {
     pub max_task_input_bytes: Option<u64>,
     pub max_task_output_bytes: Option<u64>,
     pub max_queued_input_mib: Option<u64>,
+    pub max_message_mib: Option<u64>,
+    pub max_manager_nodes: Option<usize>,
     pub placement: Option<String>,
     pub default_retries: Option<u32>,
     pub log_level: Option<String>,
@@ -230,6 +242,10 @@ pub struct Config {
     pub max_task_input_bytes: u64,
     pub max_task_output_bytes: u64,
     pub max_queued_input_bytes: u64,
+    /// The largest frame taken on either socket (ZMQ_MAXMSGSIZE).
+    pub max_message_bytes: u64,
+    /// The most nodes one manager may register.
+    pub max_manager_nodes: usize,
     pub placement: Placement,
     pub default_retries: u32,
     /// A level name; `None` means "RUST_LOG, else info".
@@ -251,8 +267,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {message}")]
-    ParseFile { path: PathBuf, message: String },
+    #[error("config file {path}{}: {message}", location.map_or_else(String::new, |(line, column)| format!(", line {line}, column {column}")))]
+    ParseFile {
+        path: PathBuf,
+        /// Line and column (from 1) where the problem is, when known.
+        location: Option<(usize, usize)>,
+        message: String,
+    },
     #[error("{setting} must be a URL starting with {allowed}, got {got:?}")]
     BadUrl {
         setting: &'static str,
@@ -279,6 +300,21 @@ pub enum ConfigError {
          ({queued} bytes): no task with such an input could ever be accepted"
     )]
     InputLimitAboveBudget { per_task: u64, queued: u64 },
+    #[error(
+        "max_message_mib = {mib} ({bytes} bytes) is too small: messages must hold the largest task \
+         input or output and the rest of the task (max_task_input_bytes = {input}, \
+         max_task_output_bytes = {output}), so give at least {} MiB",
+        needed.div_ceil(1024 * 1024)
+    )]
+    MessageLimitTooSmall {
+        mib: u64,
+        bytes: u64,
+        input: u64,
+        output: u64,
+        needed: u64,
+    },
+    #[error("max_manager_nodes must be at least 1, got 0")]
+    ZeroMaxManagerNodes,
     #[error("placement: {0}")]
     BadPlacement(String),
     #[error("default_retries must be at most {max}, got {0}", max = protocol::spec::MAX_RETRIES)]
@@ -349,8 +385,19 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|error| ConfigError::ParseFile {
         path: path.to_path_buf(),
+        location: error.span().map(|span| line_and_column(text, span.start)),
         message: error.message().to_owned(),
     })
+}
+
+/// The line and column (from 1, the column in characters) of byte
+/// `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |index| index + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
 }
 
 /// What the configuration may take from the process environment.
@@ -469,6 +516,29 @@ impl Config {
                 queued: max_queued_input_bytes,
             });
         }
+        let max_message_mib = flags
+            .max_message_mib
+            .or(file.max_message_mib)
+            .unwrap_or(protocol::limits::DEFAULT_MAX_MESSAGE_BYTES / (1024 * 1024));
+        let max_message_bytes = max_message_mib.saturating_mul(1024 * 1024);
+        let needed =
+            protocol::limits::min_max_message_bytes(max_task_input_bytes, max_task_output_bytes);
+        if max_message_bytes < needed {
+            return Err(ConfigError::MessageLimitTooSmall {
+                mib: max_message_mib,
+                bytes: max_message_bytes,
+                input: max_task_input_bytes,
+                output: max_task_output_bytes,
+                needed,
+            });
+        }
+        let max_manager_nodes = flags
+            .max_manager_nodes
+            .or(file.max_manager_nodes)
+            .unwrap_or(protocol::limits::DEFAULT_MAX_MANAGER_NODES);
+        if max_manager_nodes == 0 {
+            return Err(ConfigError::ZeroMaxManagerNodes);
+        }
         let placement = match flags.placement.or(file.placement) {
             None => Placement::BestFit,
             Some(text) => text.parse().map_err(ConfigError::BadPlacement)?,
@@ -522,6 +592,8 @@ impl Config {
             max_task_input_bytes,
             max_task_output_bytes,
             max_queued_input_bytes,
+            max_message_bytes,
+            max_manager_nodes,
             placement,
             default_retries,
             log_level,
@@ -761,6 +833,8 @@ mod tests {
                 max_task_input_bytes: 16 * 1024 * 1024,
                 max_task_output_bytes: 16 * 1024 * 1024,
                 max_queued_input_bytes: 1024 * 1024 * 1024,
+                max_message_bytes: 64 * 1024 * 1024,
+                max_manager_nodes: 16_384,
                 placement: Placement::BestFit,
                 default_retries: 0,
                 log_level: None,
@@ -831,6 +905,77 @@ mod tests {
             "max_task_input_bytes (2097153) is larger than max_queued_input_mib (2097152 bytes): \
              no task with such an input could ever be accepted"
         );
+    }
+
+    #[test]
+    fn message_and_node_limits_come_from_flags_or_the_file() {
+        let file = file("max_message_mib = 100\nmax_manager_nodes = 8\n").expect("valid file");
+        let config = Config::resolve(flags(&[]), file, &home()).expect("valid");
+        assert_eq!(config.max_message_bytes, 100 * 1024 * 1024);
+        assert_eq!(config.max_manager_nodes, 8);
+        let config = Config::resolve(
+            flags(&["--max-message-mib", "30", "--max-manager-nodes", "2"]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect("valid");
+        assert_eq!(config.max_message_bytes, 30 * 1024 * 1024);
+        assert_eq!(config.max_manager_nodes, 2);
+        // The message limit must hold the largest task input.
+        let error = Config::resolve(
+            flags(&[
+                "--max-message-mib",
+                "64",
+                "--max-task-input-bytes",
+                "67108864",
+            ]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect_err("a message limit below the input limit is refused");
+        assert_eq!(
+            error.to_string(),
+            "max_message_mib = 64 (67108864 bytes) is too small: messages must hold the largest \
+             task input or output and the rest of the task (max_task_input_bytes = 67108864, \
+             max_task_output_bytes = 16777216), so give at least 72 MiB"
+        );
+        let error = Config::resolve(
+            flags(&["--max-message-mib", "8"]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect_err("too small for a submit chunk");
+        assert!(
+            error.to_string().contains("give at least 24 MiB"),
+            "{error}"
+        );
+        let error = Config::resolve(
+            flags(&["--max-manager-nodes", "0"]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect_err("zero nodes");
+        assert_eq!(
+            error.to_string(),
+            "max_manager_nodes must be at least 1, got 0"
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_line_and_column() {
+        let error =
+            file("heartbeat_period = 3\nplacement = \"best-fit\"\nmax_block_nodes = \"many\"\n")
+                .expect_err("a string for a number");
+        assert!(
+            error
+                .to_string()
+                .starts_with("config file test.toml, line 3, column 19: "),
+            "{error}"
+        );
+        let error = file("a = [\n").expect_err("syntax");
+        assert!(error.to_string().contains(", line "), "{error}");
+        assert_eq!(super::line_and_column("ab\ncd\u{e9}f", 7), (2, 4));
+        assert_eq!(super::line_and_column("ab", 0), (1, 1));
     }
 
     #[test]

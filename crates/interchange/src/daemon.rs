@@ -41,6 +41,9 @@ pub enum DaemonError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// Binding the sockets failed (a bad or busy address).
+    #[error(transparent)]
+    Bind(TransportError),
     #[error("cannot create the run directory {path}: {source}")]
     RunDir {
         path: PathBuf,
@@ -57,13 +60,16 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// True for problems with how the interchange was set up (keys, CURVE),
-    /// which `main` reports with exit code 2.
+    /// True for problems with how the interchange was set up (keys, CURVE,
+    /// addresses, the run directory), which `main` reports with exit code 2.
     pub fn is_setup_error(&self) -> bool {
         matches!(
             self,
             DaemonError::Keys(_)
                 | DaemonError::Transport(TransportError::NoCurve)
+                | DaemonError::Bind(_)
+                | DaemonError::RunDir { .. }
+                | DaemonError::Signals(_)
                 | DaemonError::Provider(_)
                 | DaemonError::Metrics(_)
         )
@@ -156,7 +162,13 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     if config.exit_with_parent {
         parent_watch::exit_with_parent().map_err(DaemonError::Signals)?;
     }
-    let mut sockets = Sockets::bind(&config.client_listen, &config.manager_listen, &security)?;
+    let mut sockets = Sockets::bind(
+        &config.client_listen,
+        &config.manager_listen,
+        &security,
+        config.max_message_bytes,
+    )
+    .map_err(DaemonError::Bind)?;
     let wall_clock_at_start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64());
@@ -201,6 +213,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             max_task_input_bytes: config.max_task_input_bytes,
             max_task_output_bytes: config.max_task_output_bytes,
             max_queued_input_bytes: config.max_queued_input_bytes,
+            max_manager_nodes: config.max_manager_nodes,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero,
             placement: config.placement,

@@ -58,12 +58,16 @@ fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {
 }
 
 impl Sockets {
-    /// Binds the ZAP handler (with CURVE), then both ROUTERs.
+    /// Binds the ZAP handler (with CURVE), then both ROUTERs, each taking
+    /// frames of at most `max_message_bytes` (a larger one drops its
+    /// connection and never reaches the core).
     pub fn bind(
         client_listen: &str,
         manager_listen: &str,
         security: &ServerSecurity,
+        max_message_bytes: u64,
     ) -> Result<Self, TransportError> {
+        let max_message_bytes = i64::try_from(max_message_bytes).unwrap_or(i64::MAX);
         let context = zmq::Context::new();
         let zap = match security {
             ServerSecurity::Curve(keys) => {
@@ -71,8 +75,10 @@ impl Sockets {
             }
             ServerSecurity::Insecure => None,
         };
-        let (client, client_url) = bind_router(&context, client_listen, security)?;
-        let (manager, manager_url) = bind_router(&context, manager_listen, security)?;
+        let (client, client_url) =
+            bind_router(&context, client_listen, security, max_message_bytes)?;
+        let (manager, manager_url) =
+            bind_router(&context, manager_listen, security, max_message_bytes)?;
         Ok(Self {
             client,
             manager,

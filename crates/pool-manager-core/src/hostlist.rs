@@ -197,16 +197,36 @@ fn expand_group(list: &str, item: &str, inside: &str) -> Result<Vec<String>, Hos
     Ok(numbers)
 }
 
+/// A line of a node file that is not a host name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct NodefileError {
+    /// The line's number, from 1.
+    pub line: usize,
+    pub error: protocol::NodeNameError,
+}
+
 /// Host names from a PBS node file: lines trimmed, blanks skipped,
-/// duplicates removed (PBS repeats a host once per slot), order kept.
-pub fn parse_nodefile(text: &str) -> Vec<String> {
+/// duplicates removed (PBS repeats a host once per slot), order kept. A
+/// line that is not a host name (`g1 --evil-flag`) is an error naming the
+/// line, so nothing from the file reaches a launcher's arguments.
+pub fn parse_nodefile(text: &str) -> Result<Vec<String>, NodefileError> {
     let mut seen = std::collections::HashSet::new();
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .filter(|line| seen.insert(line.to_string()))
-        .map(str::to_owned)
-        .collect()
+    let mut nodes = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let name = line.trim();
+        if name.is_empty() {
+            continue;
+        }
+        protocol::limits::check_host_name(name).map_err(|error| NodefileError {
+            line: index + 1,
+            error,
+        })?;
+        if seen.insert(name) {
+            nodes.push(name.to_owned());
+        }
+    }
+    Ok(nodes)
 }
 
 #[cfg(test)]
@@ -338,9 +358,24 @@ mod tests {
     fn nodefile_is_trimmed_deduplicated_and_ordered() {
         assert_eq!(
             parse_nodefile("n2\n n1 \n\nn2\n\tn3\nn1\n"),
-            vec!["n2", "n1", "n3"]
+            Ok(vec!["n2".to_owned(), "n1".to_owned(), "n3".to_owned()])
         );
-        assert!(parse_nodefile("\n  \n").is_empty());
+        assert_eq!(parse_nodefile("\n  \n"), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_node_file_line_that_is_not_a_host_name_is_an_error_naming_the_line() {
+        let error = parse_nodefile("g0\ng1 --evil-flag\n").expect_err("not a host name");
+        assert_eq!(error.line, 2);
+        assert_eq!(
+            error.to_string(),
+            "line 2: node name \"g1 --evil-flag\" is not a host name: \
+             only letters, digits, hyphens and dots are allowed"
+        );
+        assert_eq!(
+            parse_nodefile("\n-rf\n").map_err(|error| error.line),
+            Err(2)
+        );
     }
 
     /// Runs the real `scontrol show hostnames` (package `slurm-client`) on

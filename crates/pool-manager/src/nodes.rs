@@ -11,7 +11,8 @@
 //! 3. `PBS_NODEFILE` (one host per line, duplicates removed, order kept);
 //! 4. this host alone.
 
-use pool_manager_core::hostlist::{expand_hostlist, parse_nodefile, HostlistError};
+use pool_manager_core::hostlist::{expand_hostlist, parse_nodefile, HostlistError, NodefileError};
+use protocol::NodeNameError;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,13 @@ pub enum NodeError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("node file {}, {error}", path.display())]
+    BadNodefileLine { path: PathBuf, error: NodefileError },
+    #[error("{source_name}: {error}")]
+    BadNodes {
+        source_name: String,
+        error: NodeNameError,
+    },
     #[error("node file {} lists no hosts", path.display())]
     EmptyFile { path: PathBuf },
     #[error("cannot find this host's name: {0}")]
@@ -87,7 +95,10 @@ fn read_nodefile(
         path: path.to_path_buf(),
         error,
     })?;
-    let nodes = parse_nodefile(&text);
+    let nodes = parse_nodefile(&text).map_err(|error| NodeError::BadNodefileLine {
+        path: path.to_path_buf(),
+        error,
+    })?;
     if nodes.is_empty() {
         return Err(NodeError::EmptyFile {
             path: path.to_path_buf(),
@@ -96,9 +107,27 @@ fn read_nodefile(
     Ok(nodes)
 }
 
-/// Finds the block's nodes, in the documented order. Pure: the environment,
-/// the file reader and the host name come in as functions.
+/// Finds the block's nodes, in the documented order, and checks them by
+/// the interchange's own rule (host names, each once). Pure: the
+/// environment, the file reader and the host name come in as functions.
 pub fn discover(
+    choice: &NodeChoice,
+    env: &dyn Fn(&str) -> Option<String>,
+    read_file: &dyn Fn(&Path) -> std::io::Result<String>,
+    hostname: &dyn Fn() -> Result<String, String>,
+) -> Result<Nodes, NodeError> {
+    let found = find_nodes(choice, env, read_file, hostname)?;
+    // The count is the interchange's to bound (max_manager_nodes).
+    protocol::limits::check_node_names(&found.nodes, usize::MAX).map_err(|error| {
+        NodeError::BadNodes {
+            source_name: found.source.to_string(),
+            error,
+        }
+    })?;
+    Ok(found)
+}
+
+fn find_nodes(
     choice: &NodeChoice,
     env: &dyn Fn(&str) -> Option<String>,
     read_file: &dyn Fn(&Path) -> std::io::Result<String>,
@@ -201,6 +230,33 @@ mod tests {
     fn nodes(found: Result<Nodes, NodeError>) -> (Vec<String>, NodeSource) {
         let found = found.expect("discovery succeeds");
         (found.nodes, found.source)
+    }
+
+    #[test]
+    fn discovered_nodes_must_be_distinct_host_names() {
+        let world = World::new(&[("SLURM_JOB_NODELIST", "a,a")], &[("/bad", "ok\nx;rm\n")]);
+        let error = world
+            .discover(&NodeChoice::Discover)
+            .expect_err("a duplicate");
+        assert_eq!(
+            error.to_string(),
+            "SLURM_JOB_NODELIST: node name \"a\" is listed more than once; node names must be distinct"
+        );
+        let error = world
+            .discover(&NodeChoice::File("/bad".into()))
+            .expect_err("not a host name");
+        assert_eq!(
+            error.to_string(),
+            "node file /bad, line 2: node name \"x;rm\" is not a host name: \
+             only letters, digits, hyphens and dots are allowed"
+        );
+        let error = world
+            .discover(&NodeChoice::List("ok,-x".into()))
+            .expect_err("a leading hyphen");
+        assert!(
+            error.to_string().starts_with("--nodes: node name \"-x\""),
+            "{error}"
+        );
     }
 
     #[test]

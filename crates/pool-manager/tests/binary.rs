@@ -31,6 +31,7 @@ impl Interchange {
             &context,
             "tcp://127.0.0.1:0",
             &ServerSecurity::Insecure,
+            transport::sockets::DEALER_MAX_MESSAGE_BYTES,
         )
         .expect("bind the ROUTER");
         Self {
@@ -545,6 +546,40 @@ fn node_discovery_failure_exits_2() {
     let log = manager.log_text();
     assert!(
         log.contains("cannot read node file") && log.contains("no-such-nodefile"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_node_file_line_that_is_not_a_host_name_exits_2_naming_file_and_line() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let nodefile = temp.path().join("nodes");
+    std::fs::write(&nodefile, "g0\ng1 --evil-flag\n").expect("write the node file");
+    let mut manager = ManagerProcess::start(
+        temp.path(),
+        "tcp://127.0.0.1:9",
+        &["--nodefile", nodefile.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(manager.wait(), 2);
+    let log = manager.log_text();
+    assert!(
+        log.contains(&format!(
+            "node file {}, line 2: node name \"g1 --evil-flag\" is not a host name",
+            nodefile.display()
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn duplicate_nodes_exit_2_naming_the_duplicate() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let mut manager =
+        ManagerProcess::start(temp.path(), "tcp://127.0.0.1:9", &["--nodes", "d1,d1,d1"]);
+    assert_eq!(manager.wait(), 2);
+    let log = manager.log_text();
+    assert!(
+        log.contains("--nodes: node name \"d1\" is listed more than once"),
         "{log}"
     );
 }

@@ -10,6 +10,8 @@
 //! - [`spec`]: resource specifications as sent ([`ResourceRequest`]) and as
 //!   validated ([`TaskResources`]), with the validation rules shared by the
 //!   client library and the interchange.
+//! - [`limits`]: bounds on tasks and messages, and the node-name rule,
+//!   shared by the client library, the interchange and the pool-manager.
 //! - [`codec`]: msgpack encoding with named fields, and decoding that never panics.
 //! - [`ready`]: the interchange's ready line ([`ReadyLine`]), JSON on its
 //!   stdout once its sockets are bound.
@@ -20,12 +22,14 @@
 
 pub mod codec;
 pub mod ids;
+pub mod limits;
 pub mod messages;
 pub mod ready;
 pub mod spec;
 
 pub use codec::{decode, encode, peek_handshake, DecodeError, Handshake};
 pub use ids::{ManagerId, TaskId};
+pub use limits::{LimitError, NodeNameError};
 pub use messages::*;
 pub use ready::{ReadyLine, ReadyLineError};
 pub use spec::{validate, ResourceRequest, SpecError, SpecValue, TaskResources};

@@ -124,10 +124,13 @@ impl Link {
 }
 
 impl LinkSender {
-    /// Queues one frame for the peer. Never blocks on the network.
+    /// Queues one frame for the peer. Never blocks: the queue to the link
+    /// thread has no high-water mark, so it refuses a frame (EAGAIN) only
+    /// when the link thread has ended (its events receiver was dropped), where
+    /// a blocking send would wait for ever.
     pub fn send(&self, frame: &[u8]) -> Result<(), TransportError> {
         self.control
-            .send_multipart([TAG_SEND, frame], 0)
+            .send_multipart([TAG_SEND, frame], zmq::DONTWAIT)
             .map_err(zmq_error("queue a frame on the link"))
     }
 
@@ -136,7 +139,7 @@ impl LinkSender {
     pub fn close(mut self, flush_ms: u32) {
         let _ = self
             .control
-            .send_multipart([TAG_STOP, &flush_ms.to_le_bytes()], 0);
+            .send_multipart([TAG_STOP, &flush_ms.to_le_bytes()], zmq::DONTWAIT);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -152,7 +155,7 @@ impl Drop for LinkSender {
         if let Some(thread) = self.thread.take() {
             let _ = self
                 .control
-                .send_multipart([TAG_STOP, &0u32.to_le_bytes()], 0);
+                .send_multipart([TAG_STOP, &0u32.to_le_bytes()], zmq::DONTWAIT);
             let _ = thread.join();
         }
     }

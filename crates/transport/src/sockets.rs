@@ -12,6 +12,14 @@ pub use crate::security::{ClientSecurity, ServerSecurity};
 /// bounded by what peers actually send.
 const HIGH_WATER_MARK: i32 = 1_000_000;
 
+/// The largest message a DEALER (a pool-manager's or a client's) takes
+/// from the interchange: 2 GiB. What the interchange sends is bounded by
+/// its own limits (a batch of tasks by the queued input budget, results by
+/// the finished-results memory bound and the manager socket's message
+/// size), well below this with the defaults; a larger message makes
+/// libzmq drop the connection.
+pub const DEALER_MAX_MESSAGE_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
 /// The ZAP domain the interchange's sockets use.
 pub const ZAP_DOMAIN: &str = "rhtex";
 
@@ -108,14 +116,21 @@ fn new_socket(
 /// the socket and the endpoint actually bound (with the real port when the
 /// requested port was 0, and IPv4 addresses in their plain form).
 ///
+/// A frame larger than `max_message_bytes` (ZMQ_MAXMSGSIZE) is never
+/// delivered: libzmq drops the connection that sent it.
+///
 /// With CURVE, peers are admitted only if a [`crate::ZapHandler`] in the
 /// same context says so: bind the handler before this socket.
 pub fn bind_router(
     context: &zmq::Context,
     endpoint: &str,
     security: &ServerSecurity,
+    max_message_bytes: i64,
 ) -> Result<(zmq::Socket, String), TransportError> {
     let socket = new_socket(context, zmq::ROUTER, "create a ROUTER socket")?;
+    socket
+        .set_maxmsgsize(max_message_bytes)
+        .map_err(zmq_error("set MAXMSGSIZE"))?;
     socket
         .set_router_mandatory(true)
         .map_err(zmq_error("set ROUTER_MANDATORY"))?;
@@ -165,6 +180,9 @@ pub fn connect_dealer(
     identity: Option<&[u8]>,
 ) -> Result<zmq::Socket, TransportError> {
     let socket = new_socket(context, zmq::DEALER, "create a DEALER socket")?;
+    socket
+        .set_maxmsgsize(DEALER_MAX_MESSAGE_BYTES)
+        .map_err(zmq_error("set MAXMSGSIZE"))?;
     if let Some(identity) = identity {
         socket
             .set_identity(identity)

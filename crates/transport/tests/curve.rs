@@ -20,8 +20,13 @@ fn start_echo_server(
     let keys = load_server_keys(dir).expect("server keys");
     let context = zmq::Context::new();
     let mut zap = ZapHandler::bind(&context, keys.allowed_clients.clone()).expect("zap");
-    let (router, endpoint) =
-        bind_router(&context, "tcp://127.0.0.1:0", &ServerSecurity::Curve(keys)).expect("bind");
+    let (router, endpoint) = bind_router(
+        &context,
+        "tcp://127.0.0.1:0",
+        &ServerSecurity::Curve(keys),
+        1 << 20,
+    )
+    .expect("bind");
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || loop {
         if !matches!(
@@ -55,8 +60,15 @@ async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<LinkEvent>
 }
 
 /// A link with a key the server does not know, once the server has refused
-/// it (and told the link why).
-async fn refused_link(dir: &std::path::Path, endpoint: &str) -> transport::LinkSender {
+/// it (and told the link why), with its events (a link whose events are
+/// dropped ends its thread at its next event).
+async fn refused_link(
+    dir: &std::path::Path,
+    endpoint: &str,
+) -> (
+    transport::LinkSender,
+    tokio::sync::mpsc::UnboundedReceiver<LinkEvent>,
+) {
     let stranger = ClientKeys {
         server_public: load_client_keys(dir).expect("keys").server_public,
         client: KeyPair::generate().expect("pair"),
@@ -68,7 +80,7 @@ async fn refused_link(dir: &std::path::Path, endpoint: &str) -> transport::LinkS
         match next_event(&mut events).await {
             LinkEvent::HandshakeFailed(reason) => {
                 assert!(reason.contains("refused our CURVE key"), "{reason}");
-                return sender;
+                return (sender, events);
             }
             LinkEvent::Disconnected => {}
             other => panic!("a stranger must not get through, got {other:?}"),
@@ -104,7 +116,7 @@ async fn known_key_is_admitted_and_unknown_key_is_refused_and_stops() {
     // the DEALER's high-water mark, then closing, must still end within a
     // bound (a blocking send in the link thread used to hang `close` for
     // ever).
-    let sender = refused_link(&dir, &endpoint).await;
+    let (sender, _events) = refused_link(&dir, &endpoint).await;
     for index in 0..5_000u32 {
         sender.send(&index.to_le_bytes()).expect("queue a frame");
     }

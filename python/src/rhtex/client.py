@@ -90,9 +90,27 @@ class InterchangeBusy(ClientError):
     same ids) once tasks have finished."""
 
 
-#: Consecutive submits are merged into one message up to this much input,
-#: so that one refused (busy) message does not take many callers' tasks.
-MAX_MERGED_INPUT_BYTES = 64 * 1024 * 1024
+#: Consecutive submits are merged into one message up to about this many
+#: bytes of task data (inputs, commands, environments), so that one refused
+#: (busy) message does not take many callers' tasks, and every message
+#: stays far below the interchange's message size limit (PROTOCOL.md
+#: section 15; a larger frame drops the connection). A larger task goes
+#: alone.
+MAX_MERGED_BYTES = 16 * 1024 * 1024
+
+#: Most tasks in one ``submit`` (PROTOCOL.md section 15).
+MAX_TASKS_PER_SUBMIT = 100_000
+
+
+def _task_bytes(task: Dict[str, Any]) -> int:
+    """About how many bytes a task takes in a ``submit`` message."""
+    env = task.get("env") or {}
+    return (
+        len(task.get("input") or b"")
+        + len(task.get("command") or "")
+        + sum(len(name) + len(value) + 10 for name, value in env.items())
+        + 200
+    )
 
 
 @dataclass(frozen=True)
@@ -320,7 +338,8 @@ class Client:
 
     def submit_many(self, tasks: Sequence[Mapping[str, Any]]) -> List[TaskFuture]:
         """Submits ``TaskSubmission`` maps (:func:`rhtex.protocol.task_submission`)
-        in one message; every spec and input size is checked first."""
+        in order (merged with other submits into messages of about 16 MiB of
+        task data); every spec and input size is checked first."""
         prepared = []
         for task in tasks:
             spec.validate(task.get("resources"))
@@ -524,11 +543,16 @@ class Client:
                 return False
             kind, payload = item
             if kind == "submit":
-                size = sum(len(task["input"] or b"") for task in payload)
-                if pending_tasks and pending_input + size > MAX_MERGED_INPUT_BYTES:
-                    flush_tasks()
-                pending_tasks.extend(payload)
-                pending_input += size
+                for task in payload:
+                    size = _task_bytes(task)
+                    full = (
+                        pending_input + size > MAX_MERGED_BYTES
+                        or len(pending_tasks) >= MAX_TASKS_PER_SUBMIT
+                    )
+                    if pending_tasks and full:
+                        flush_tasks()
+                    pending_tasks.append(task)
+                    pending_input += size
                 continue
             flush_tasks()
             if kind == "watch":

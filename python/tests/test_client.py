@@ -330,3 +330,20 @@ def test_daemons_exit_with_a_killed_parent(tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     assert wait_gone(pids + [task_pid], 10) == []
+
+
+def test_a_silent_interchange_fails_the_outstanding_futures(tmp_path):
+    """With tasks outstanding and nothing heard, the client asks for status;
+    no answer within its timeout fails every outstanding future."""
+    from rhtex.client import ConnectionLost
+
+    with LocalDeployment(tmp_path / "run", nodes=["localhost"]) as local:
+        with local.client(timeout=2, liveness_period=0.5) as client:
+            local.wait_for_managers(client)
+            future = client.submit("exec sleep 60")
+            os.kill(local.interchange.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(ConnectionLost, match="did not answer status"):
+                    future.result(timeout=30)
+            finally:
+                os.kill(local.interchange.pid, signal.SIGCONT)

@@ -612,7 +612,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     );
 
     // squeue is asked about the job; its word for the state shows.
-    std::fs::write(state.join("jobs/1"), "RUNNING\n").expect("start job 1");
+    set_job_state(&state, 1, "RUNNING");
     client.wait_status("the block running", |report| {
         block(report, &pending.block_id).filter(|block| block.state == BlockState::Running)
     });
@@ -629,7 +629,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
             .then_some(())
     });
     // It fails before its manager registers: reported with Slurm's word.
-    std::fs::write(state.join("jobs/1"), "FAILED\n").expect("fail job 1");
+    set_job_state(&state, 1, "FAILED");
     let failed = client.wait_status("the block failed", |report| {
         block(report, &pending.block_id).filter(|block| block.state == BlockState::Failed)
     });
@@ -894,4 +894,13 @@ fn sigterm_stops_the_local_blocks_with_the_interchange() {
             .is_empty()
             .then_some(())
     });
+}
+
+/// Sets the state word of a job of the fake Slurm, atomically (a new file
+/// renamed over the old one), so a concurrent fake `squeue` never reads a
+/// half-written state.
+fn set_job_state(state: &Path, job: u32, word: &str) {
+    let fresh = state.join(format!("jobs/.{job}.new"));
+    std::fs::write(&fresh, format!("{word}\n")).expect("write a job state");
+    std::fs::rename(&fresh, state.join(format!("jobs/{job}"))).expect("set a job state");
 }

@@ -518,11 +518,33 @@ pub fn local_arguments(values: &ScriptValues) -> Vec<String> {
     };
     arguments.extend(security.flags());
     if values.nodes > 1 {
-        // This host, once per node of the block.
-        let hosts = vec!["localhost"; values.nodes as usize].join(",");
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok());
+        let hosts = local_node_names(values.nodes, host.as_deref()).join(",");
         arguments.extend(["--nodes".to_owned(), hosts]);
     }
     arguments
+}
+
+/// The node names of a local block of `n_nodes` nodes, all of them this
+/// host: node names must be distinct, so `localhost`, then this host's own
+/// name (both resolve here, so MPI runs ranks on "both"), then `local-3`,
+/// `local-4`, ..., which do not resolve (an MPI task over more than two
+/// nodes of a local block cannot launch; a local block is for trying rhtex
+/// out on one machine).
+fn local_node_names(n_nodes: u32, host: Option<&str>) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned()];
+    if let Some(host) = host.filter(|host| !host.is_empty() && *host != "localhost") {
+        names.push(host.to_owned());
+    }
+    let mut number = names.len() as u32;
+    while names.len() < n_nodes as usize {
+        number += 1;
+        names.push(format!("local-{number}"));
+    }
+    names.truncate(n_nodes as usize);
+    names
 }
 
 fn write_script(path: &Path, script: &str) -> Result<(), CommandError> {
@@ -874,8 +896,30 @@ mod tests {
                 "5",
                 "--insecure",
                 "--nodes",
-                "localhost,localhost",
+                &local_node_names(
+                    2,
+                    nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|name| name.into_string().ok())
+                        .as_deref()
+                )
+                .join(","),
             ])
         );
+    }
+
+    #[test]
+    fn local_blocks_name_their_nodes_distinctly() {
+        assert_eq!(local_node_names(1, Some("vm")), ["localhost"]);
+        assert_eq!(local_node_names(2, Some("vm")), ["localhost", "vm"]);
+        assert_eq!(
+            local_node_names(4, Some("vm")),
+            ["localhost", "vm", "local-3", "local-4"]
+        );
+        assert_eq!(
+            local_node_names(3, Some("localhost")),
+            ["localhost", "local-2", "local-3"]
+        );
+        assert_eq!(local_node_names(2, None), ["localhost", "local-2"]);
     }
 }

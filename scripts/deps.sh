@@ -11,7 +11,8 @@
 #     the cluster tests (tests/cluster/cluster.sh): slurmctld, slurmd, munge,
 #     and ip and nsenter (iproute2, util-linux) for its network namespaces;
 #     and promtool (Debian: prometheus), which checks the interchange's
-#     Prometheus metrics text;
+#     Prometheus metrics text; and Python 3 with venv (Debian: python3,
+#     python3-venv), for the venv of the Python tests (scripts/test-python.sh);
 #   - cargo (Rust), which this script does not install.
 # Not root: prints the command to run and exits 1.
 set -euo pipefail
@@ -45,6 +46,11 @@ find_missing() {
     if [[ $for_tests -eq 1 ]]; then
         if ! command -v scontrol >/dev/null 2>&1 || ! command -v sbatch >/dev/null 2>&1; then
             missing+=(slurm-client)
+        fi
+        if ! command -v python3 >/dev/null 2>&1; then
+            missing+=(python3)
+        elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            missing+=(python3-venv)
         fi
         local program package
         for program in slurmctld:slurmctld slurmd:slurmd munged:munge ip:iproute2 nsenter:util-linux promtool:prometheus; do

@@ -8,9 +8,9 @@
 
 mod common;
 
-use client::{BuildError, Client, ClientError, ClientSecurity, Command, Reply, TaskBuilder};
+use client::{BuildError, Client, ClientError, ClientSecurity, TaskBuilder};
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_ENV_VARS, SUBMIT_CHUNK_BYTES};
-use protocol::{LimitError, TaskState};
+use protocol::LimitError;
 use std::process::Output;
 use std::time::Duration;
 
@@ -132,23 +132,5 @@ async fn a_batch_past_one_message_goes_as_several_submits_and_is_accepted() {
         })
         .collect();
     let task_ids = client.submit(tasks).await.expect("submit");
-    let reply = client
-        .command(Command::TaskStatus {
-            task_ids: task_ids.clone(),
-        })
-        .await
-        .expect("task_status");
-    let Reply::TaskStatus { tasks } = reply else {
-        panic!("expected a task_status reply, got {reply:?}");
-    };
-    assert_eq!(tasks.len(), 10);
-    for task in &tasks {
-        assert_eq!(task.state, TaskState::Queued, "{task:#?}");
-    }
-    let status = interchange
-        .stop(Some(&mut client), Duration::from_secs(10))
-        .await
-        .expect("stop");
-    assert!(status.success(), "the interchange exits 0: {status}");
-    client.close();
+    common::expect_queued_then_stop(&mut interchange, client, &task_ids, 10).await;
 }

@@ -12,8 +12,8 @@ mod common;
 
 use common::start_interchange;
 
-use client::{Client, ClientSecurity, Command, Reply, TaskBuilder};
-use protocol::{SpecValue, TaskId, TaskState};
+use client::{Client, ClientSecurity, TaskBuilder};
+use protocol::{SpecValue, TaskId};
 use std::process::Output;
 use std::time::Duration;
 
@@ -174,29 +174,10 @@ async fn the_interchange_accepts_tasks_submitted_with_the_new_flags() {
     // No manager: both wait in the queue (an invalid spec would have
     // failed at once with invalid_spec).
     let security = ClientSecurity::from_keys_dir(&dir.path().join("keys")).expect("client keys");
-    let mut client = Client::connect(&url, &security, TIMEOUT)
+    let client = Client::connect(&url, &security, TIMEOUT)
         .await
         .expect("connect");
-    let reply = client
-        .command(Command::TaskStatus {
-            task_ids: task_ids.clone(),
-        })
-        .await
-        .expect("task_status");
-    let Reply::TaskStatus { tasks } = reply else {
-        panic!("expected a task_status reply, got {reply:?}");
-    };
-    assert_eq!(tasks.len(), 2, "{tasks:#?}");
-    for task in &tasks {
-        assert_eq!(task.state, TaskState::Queued, "{task:#?}");
-    }
-
-    let status = interchange
-        .stop(Some(&mut client), Duration::from_secs(10))
-        .await
-        .expect("stop");
-    assert!(status.success(), "the interchange exits 0: {status}");
-    client.close();
+    common::expect_queued_then_stop(&mut interchange, client, &task_ids, 2).await;
 }
 
 #[test]

@@ -1,7 +1,12 @@
-//! Helpers shared by the client's integration tests.
+//! Helpers shared by the client's integration tests (each test binary uses
+//! some of them).
+#![allow(dead_code)]
 
 use client::local::{InterchangeOptions, LocalInterchange};
+use client::{Client, Command, Reply};
+use protocol::{TaskId, TaskState};
 use std::path::Path;
+use std::time::Duration;
 
 /// Starts a real interchange with fresh CURVE keys under `dir/keys`.
 pub async fn start_interchange(dir: &Path) -> LocalInterchange {
@@ -17,4 +22,34 @@ pub async fn start_interchange(dir: &Path) -> LocalInterchange {
     LocalInterchange::start(&options)
         .await
         .unwrap_or_else(|error| panic!("cannot start the interchange: {error}"))
+}
+
+/// Expects the `n_tasks` tasks `task_ids` to be queued (there is no
+/// manager), then stops the interchange through `client` and expects it to
+/// exit 0.
+pub async fn expect_queued_then_stop(
+    interchange: &mut LocalInterchange,
+    mut client: Client,
+    task_ids: &[TaskId],
+    n_tasks: usize,
+) {
+    let reply = client
+        .command(Command::TaskStatus {
+            task_ids: task_ids.to_vec(),
+        })
+        .await
+        .expect("task_status");
+    let Reply::TaskStatus { tasks } = reply else {
+        panic!("expected a task_status reply, got {reply:?}");
+    };
+    assert_eq!(tasks.len(), n_tasks, "{tasks:#?}");
+    for task in &tasks {
+        assert_eq!(task.state, TaskState::Queued, "{task:#?}");
+    }
+    let status = interchange
+        .stop(Some(&mut client), Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert!(status.success(), "the interchange exits 0: {status}");
+    client.close();
 }

@@ -140,6 +140,9 @@ fn run_group(
                 cpu_count: 1,
                 slots_per_node: None,
                 versions: BTreeMap::new(),
+                attempt: 0,
+                running_tasks: Vec::new(),
+                held_results: Vec::new(),
             }),
         )?;
     }

@@ -254,7 +254,8 @@ impl Pair {
 
     /// A manager built from `spec` starts now; see [`Pair::add_manager_with`].
     pub fn add_manager(&mut self, spec: &ManagerSpec) -> usize {
-        let settings = spec.settings(&self.config.interchange);
+        let mut settings = spec.settings(&self.config.interchange);
+        settings.reattach_timeout = self.config.reattach_timeout;
         self.add_manager_with(settings)
     }
 

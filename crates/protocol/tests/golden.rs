@@ -320,6 +320,7 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
             ToClient::Watching {
                 request_id: 2,
                 n_tasks: 2,
+                unknown: Vec::new(),
             },
         ),
         (
@@ -410,6 +411,9 @@ fn from_manager_cases() -> Vec<(&'static str, FromManager)> {
                     ("libzmq", "4.3.4"),
                     ("mpi", "MPICH 4.0.2"),
                 ]),
+                attempt: 0,
+                running_tasks: Vec::new(),
+                held_results: Vec::new(),
             }),
         ),
         ("from_manager.heartbeat", FromManager::Heartbeat),
@@ -472,6 +476,7 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
                 interchange_version: RHTEX_VERSION.into(),
                 heartbeat_period: 30.0,
                 max_task_output_bytes: MIB_16,
+                drop_tasks: Vec::new(),
             },
         ),
         (
@@ -613,6 +618,7 @@ fn lenient_cases() -> Vec<&'static str> {
             interchange_version: RHTEX_VERSION.into(),
             heartbeat_period: 30.0,
             max_task_output_bytes: MIB_16,
+            drop_tasks: Vec::new(),
         },
     );
 
@@ -629,6 +635,9 @@ fn lenient_cases() -> Vec<&'static str> {
             cpu_count: 0,
             slots_per_node: None,
             versions: BTreeMap::new(),
+            attempt: 0,
+            running_tasks: Vec::new(),
+            held_results: Vec::new(),
         }),
     );
 

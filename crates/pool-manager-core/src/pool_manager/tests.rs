@@ -1091,3 +1091,5 @@ fn an_unreadable_output_file_fails_a_completed_task() {
         "cannot read the task's output file: Is a directory (os error 21)"
     );
 }
+
+mod reattach;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod bounds;
 mod metrics;
+mod reattach;
 mod unreachable;
 
 const PERIOD: Duration = Duration::from_secs(30);

@@ -161,7 +161,7 @@ fn run_group(
                             registered.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    ToManager::Refused { reason, .. } => {
+                    ToManager::Refused { reason, .. } | ToManager::NotRegistered { reason } => {
                         bail!("manager {} refused: {reason}", manager.manager_id)
                     }
                     ToManager::RunTasks { tasks } => {

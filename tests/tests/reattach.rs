@@ -57,12 +57,7 @@ fn wait_log(daemon: &Daemon, what: &str) {
 /// register again for 60 s.
 fn reattaching_manager(scenario: &Scenario, interchange: &Interchange) -> ManagerProcess {
     let mut options = ManagerOptions::new("m1", &["n1", "n2"]);
-    options.extra_args = strings(&[
-        "--heartbeat-threshold",
-        "1",
-        "--reattach-timeout",
-        "60",
-    ]);
+    options.extra_args = strings(&["--heartbeat-threshold", "1", "--reattach-timeout", "60"]);
     scenario.start_manager(interchange, options)
 }
 
@@ -184,7 +179,12 @@ fn rhtex_wait_keeps_waiting_across_a_restart_and_ends_with_a_clear_outcome() {
     let pid = wait_pid_file(&pid_file);
 
     let mut args = connect_flags(&interchange);
-    args.extend(strings(&["wait", &running.to_string(), "--wait-timeout", "600"]));
+    args.extend(strings(&[
+        "wait",
+        &running.to_string(),
+        "--wait-timeout",
+        "600",
+    ]));
     let mut waiting = scenario.spawn(Launch {
         name: "rhtex-wait".to_owned(),
         program: binary("rhtex"),
@@ -212,5 +212,7 @@ fn rhtex_wait_keeps_waiting_across_a_restart_and_ends_with_a_clear_outcome() {
         log.contains(&running.to_string()) && log.contains("does not know"),
         "{log}"
     );
-    wait_for("the task to be killed", WAIT, || (!alive(pid)).then_some(()));
+    wait_for("the task to be killed", WAIT, || {
+        (!alive(pid)).then_some(())
+    });
 }

@@ -318,9 +318,7 @@ impl Client {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Incoming>, ClientError> {
-        let reconnect_by = self
-            .lost_since
-            .map(|since| since + self.reconnect_timeout);
+        let reconnect_by = self.lost_since.map(|since| since + self.reconnect_timeout);
         let bound = match (deadline, reconnect_by) {
             (Some(deadline), Some(by)) => Some(deadline.min(by)),
             (deadline, by) => deadline.or(by),

@@ -182,7 +182,8 @@ impl Core {
         self.managers.insert(entry);
         let expiry = now.plus(self.config.heartbeat_threshold);
         self.next_expiry_check = Some(self.next_expiry_check.map_or(expiry, |at| at.min(expiry)));
-        let look_up = previous.is_none() && (attempt > 0 || !running.is_empty() || !held.is_empty());
+        let look_up =
+            previous.is_none() && (attempt > 0 || !running.is_empty() || !held.is_empty());
         let reconciled = self.reconcile(now, manager_id, previous, running, held, look_up);
         self.send_manager(
             peer,
@@ -196,9 +197,10 @@ impl Core {
         for task_id in reconciled.cancel {
             self.send_manager(peer, ToManager::CancelTask { task_id });
         }
-        let stop = self.managers.get(manager_id).is_some_and(|manager| {
-            manager.draining && manager.tasks().is_empty()
-        });
+        let stop = self
+            .managers
+            .get(manager_id)
+            .is_some_and(|manager| manager.draining && manager.tasks().is_empty());
         if stop {
             self.tell_manager_to_stop(manager_id, "drained");
         }

@@ -691,7 +691,10 @@ impl TaskTable {
         let Some(Phase::Unfinished(task)) = self.tasks.get(&task_id).map(|task| &task.phase) else {
             return None;
         };
-        let running = task.running.as_ref().filter(|running| running.manager_id == manager_id)?;
+        let running = task
+            .running
+            .as_ref()
+            .filter(|running| running.manager_id == manager_id)?;
         let walltime = task
             .spec
             .resources

@@ -19,14 +19,13 @@ impl Pair {
     /// order they were sent, and the link carries messages again.
     pub fn resume_link(&mut self, manager: usize) {
         self.paused.remove(&manager);
-        let (mine, others): (Vec<Delivery>, Vec<Delivery>) =
-            std::mem::take(&mut self.held_back)
-                .into_iter()
-                .partition(|delivery| match delivery {
-                    Delivery::FromManager { manager: m, .. }
-                    | Delivery::ToManager { manager: m, .. } => *m == manager,
-                    _ => false,
-                });
+        let (mine, others): (Vec<Delivery>, Vec<Delivery>) = std::mem::take(&mut self.held_back)
+            .into_iter()
+            .partition(|delivery| match delivery {
+                Delivery::FromManager { manager: m, .. }
+                | Delivery::ToManager { manager: m, .. } => *m == manager,
+                _ => false,
+            });
         self.held_back = others.into();
         for delivery in mine {
             self.post_delivery_now(delivery);

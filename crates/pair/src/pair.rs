@@ -607,7 +607,8 @@ impl Pair {
 
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
-        if let Delivery::FromManager { manager, .. } | Delivery::ToManager { manager, .. } = &delivery
+        if let Delivery::FromManager { manager, .. } | Delivery::ToManager { manager, .. } =
+            &delivery
         {
             if self.paused.contains(manager) {
                 self.held_back.push_back(delivery);

@@ -142,8 +142,10 @@ fn a_paused_link_then_a_reconnection_reconcile_all_four_cases_and_nothing_runs_t
     assert!(pair.manager(manager).is_registered());
     let mut found = results(&mut pair, client);
     found.sort_by_key(|result| result.task_id);
-    let states: Vec<(TaskId, TaskState)> =
-        found.iter().map(|result| (result.task_id, result.state)).collect();
+    let states: Vec<(TaskId, TaskState)> = found
+        .iter()
+        .map(|result| (result.task_id, result.state))
+        .collect();
     assert_eq!(
         states,
         vec![

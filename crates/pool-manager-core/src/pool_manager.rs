@@ -274,7 +274,10 @@ impl PoolManager {
                 } else if !drop_tasks.is_empty() && self.is_registered() {
                     // The answer to a registration sent twice: its drops
                     // still hold.
-                    tracing::info!(n_dropped = drop_tasks.len(), "`registered` again from the interchange");
+                    tracing::info!(
+                        n_dropped = drop_tasks.len(),
+                        "`registered` again from the interchange"
+                    );
                     self.registered_again(&drop_tasks);
                 } else {
                     tracing::warn!("unexpected `registered` from the interchange; ignored");
@@ -289,7 +292,9 @@ impl PoolManager {
                     register_sent: false,
                     ..
                 } => self.register_again(),
-                _ => tracing::debug!(%reason, "`not_registered` while a registration is on its way"),
+                _ => {
+                    tracing::debug!(%reason, "`not_registered` while a registration is on its way")
+                }
             },
             ToManager::Refused {
                 reason,
@@ -524,9 +529,9 @@ impl PoolManager {
     /// confirms with a heartbeat once no dropped task is left.
     fn registered_again(&mut self, drop_tasks: &[protocol::TaskId]) {
         let tasks = &self.tasks;
-        let registered = self
-            .reattach
-            .registered(drop_tasks, |task_id| tasks.is_being_killed(task_id).is_some());
+        let registered = self.reattach.registered(drop_tasks, |task_id| {
+            tasks.is_being_killed(task_id).is_some()
+        });
         for task_id in registered.kill {
             tracing::info!(%task_id, "the interchange does not have this task running here; killing it");
             self.kill(task_id, KillReason::Dropped);

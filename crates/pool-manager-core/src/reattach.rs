@@ -83,10 +83,9 @@ impl Reattach {
             .filter(|task_id| is_running(*task_id))
             .collect();
         self.dropping.extend(kill.iter().copied());
-        let (forgotten, send): (Vec<TaskResult>, Vec<TaskResult>) =
-            std::mem::take(&mut self.held)
-                .into_iter()
-                .partition(|result| dropped.contains(&result.task_id));
+        let (forgotten, send): (Vec<TaskResult>, Vec<TaskResult>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|result| dropped.contains(&result.task_id));
         for result in &forgotten {
             tracing::info!(task_id = %result.task_id, "held result dropped: the interchange does not have the task running here");
         }

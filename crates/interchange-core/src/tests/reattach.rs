@@ -74,10 +74,7 @@ fn four_tasks_on_m1() -> Sim {
 /// (expected), task 5 is unknown (dropped), tasks 3 and 4 are not listed
 /// (lost: 3 queued again, 4 failed).
 fn check_the_four_cases(sim: &mut Sim, new_connection: &str) {
-    sim.manager(
-        new_connection,
-        again(4, vec![(1, 0), (5, 3)], vec![2]),
-    );
+    sim.manager(new_connection, again(4, vec![(1, 0), (5, 3)], vec![2]));
     let lost = format!(
         "task lost: manager {} on host host-1 (block block-1) registered again without it (1 attempt made)",
         manager_id(1)
@@ -113,7 +110,10 @@ fn check_the_four_cases(sim: &mut Sim, new_connection: &str) {
         vec![forwarded(completed(1), 1), forwarded(completed(3), 1)],
     )]);
     let report = sim.status("c");
-    assert_eq!((report.n_completed, report.n_failed, report.n_running), (3, 1, 0));
+    assert_eq!(
+        (report.n_completed, report.n_failed, report.n_running),
+        (3, 1, 0)
+    );
     assert_eq!(sim.core.validate(), Ok(()));
 }
 
@@ -131,11 +131,8 @@ fn a_manager_back_on_a_new_connection_keeps_expects_drops_and_loses() {
 fn a_manager_back_on_the_same_connection_is_reconciled_the_same_way() {
     let mut sim = four_tasks_on_m1();
     // Its connection was unreachable meanwhile: still no new task.
-    sim.core.handle_manager_unreachable(
-        sim.now,
-        &peer("m1"),
-        ToManager::Heartbeat,
-    );
+    sim.core
+        .handle_manager_unreachable(sim.now, &peer("m1"), ToManager::Heartbeat);
     check_the_four_cases(&mut sim, "m1");
 }
 
@@ -184,7 +181,13 @@ fn a_placement_that_does_not_fit_is_dropped_and_the_task_lost() {
 #[test]
 fn a_cancel_asked_while_the_manager_was_away_is_sent_again() {
     let mut sim = four_tasks_on_m1();
-    sim.command("c", 7, Command::Cancel { task_id: task_id(1) });
+    sim.command(
+        "c",
+        7,
+        Command::Cancel {
+            task_id: task_id(1),
+        },
+    );
     let outputs = sim.drain();
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     sim.manager(

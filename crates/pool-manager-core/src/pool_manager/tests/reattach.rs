@@ -85,8 +85,12 @@ fn silence_keeps_the_tasks_holds_results_and_registers_again_listing_both() {
     assert_eq!(harness.manager.n_held_results(), 1);
     // The connection comes back (a new one): registered again, listing the
     // held result.
-    harness.manager.handle_link(harness.now, LinkStatus::Disconnected);
-    harness.manager.handle_link(harness.now, LinkStatus::Connected);
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Disconnected);
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Connected);
     let registration = expect_register(&mut harness);
     assert_eq!(registration.attempt, 2);
     assert_eq!(registration.held_results, vec![task(1)]);
@@ -98,7 +102,10 @@ fn silence_keeps_the_tasks_holds_results_and_registers_again_listing_both() {
     harness.receive(registered_dropping(Vec::new()));
     assert!(harness.manager.is_registered());
     let result = harness.expect_result();
-    assert_eq!((result.task_id, result.state), (task(1), TaskState::Completed));
+    assert_eq!(
+        (result.task_id, result.state),
+        (task(1), TaskState::Completed)
+    );
     assert_eq!(harness.expect_send(), FromManager::Heartbeat);
     harness.check_idle();
     // Task 2 ends: reported as usual.
@@ -171,13 +178,20 @@ fn a_dropped_connection_or_not_registered_leads_to_a_registration_again() {
     harness.expect_launch();
     // The connection drops: nothing is sent until the next connection.
     harness.at(5.0);
-    harness.manager.handle_link(harness.now, LinkStatus::Disconnected);
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Disconnected);
     assert!(harness.manager.is_detached());
     harness.exited(1, ExitStatus::Code(3));
     harness.check_idle();
-    harness.manager.handle_link(harness.now, LinkStatus::Connected);
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Connected);
     let registration = expect_register(&mut harness);
-    assert_eq!((registration.attempt, registration.held_results.len()), (1, 1));
+    assert_eq!(
+        (registration.attempt, registration.held_results.len()),
+        (1, 1)
+    );
     // The answer to a heartbeat sent before: the registration is on its way.
     harness.receive(ToManager::NotRegistered {
         reason: "not registered".into(),
@@ -212,8 +226,12 @@ fn a_dropped_connection_or_not_registered_leads_to_a_registration_again() {
 #[test]
 fn a_zero_window_keeps_the_old_behaviour_on_a_dropped_connection() {
     let mut harness = Harness::registered(1);
-    harness.manager.handle_link(harness.now, LinkStatus::Disconnected);
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Disconnected);
     assert!(harness.manager.is_registered());
-    harness.manager.handle_link(harness.now, LinkStatus::Connected);
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Connected);
     harness.check_idle();
 }

@@ -6,7 +6,9 @@
 //! bounds every wait by [`WAIT`] and kills what it started by process group.
 
 use e2e::cli::{self, connect_flags, json_objects, json_strings, strings};
-use e2e::client::{assert_completed, raw_dealer, receive_frame, stdout_of};
+use e2e::client::{
+    assert_completed, pid_then_sleep, raw_dealer, receive_frame, stdout_of, wait_pid_file,
+};
 use e2e::daemon::{describe, Launch, Stdout};
 use e2e::{
     binary, mpi_sources_dir, task, wait_for, Interchange, ManagerOptions, RawClient, Scenario,
@@ -38,24 +40,6 @@ fn hold_until(path: &Path) -> String {
          echo 'never released' >&2; exit 1",
         path.display()
     )
-}
-
-/// A command that writes its shell's pid (its process group) to `path`,
-/// then becomes `sleep 60`.
-fn pid_then_sleep(path: &Path) -> String {
-    format!(
-        "echo $$ > '{}.part' && mv '{0}.part' '{0}' && exec sleep 60",
-        path.display()
-    )
-}
-
-/// Waits for the pid file written by [`pid_then_sleep`].
-fn wait_pid_file(path: &Path) -> i32 {
-    wait_for(&format!("pid file {}", path.display()), WAIT, || {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-    })
 }
 
 /// A task that sleeps for a minute, running on a fresh manager.

@@ -6,6 +6,7 @@
 //! creates, never by sleeping; every process is killed by process group.
 
 use e2e::cli::{connect_flags, strings};
+use e2e::client::{pid_then_sleep, wait_pid_file};
 use e2e::daemon::{Launch, Stdout};
 use e2e::{
     binary, task, wait_for, Daemon, Interchange, ManagerOptions, ManagerProcess, RawClient,
@@ -27,22 +28,6 @@ fn run_once_released(release: &Path, runs: &Path) -> String {
     )
 }
 
-/// A command that writes its shell's pid to `path`, then becomes `sleep 60`.
-fn pid_then_sleep(path: &Path) -> String {
-    format!(
-        "echo $$ > '{}.part' && mv '{0}.part' '{0}' && exec sleep 60",
-        path.display()
-    )
-}
-
-fn wait_pid_file(path: &Path) -> i32 {
-    wait_for(&format!("pid file {}", path.display()), WAIT, || {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-    })
-}
-
 fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
@@ -59,6 +44,21 @@ fn reattaching_manager(scenario: &Scenario, interchange: &Interchange) -> Manage
     let mut options = ManagerOptions::new("m1", &["n1", "n2"]);
     options.extra_args = strings(&["--heartbeat-threshold", "1", "--reattach-timeout", "60"]);
     scenario.start_manager(interchange, options)
+}
+
+/// A re-attaching manager running one task (`sleep 60`): the manager, the
+/// task and its pid.
+fn one_running_task(
+    scenario: &Scenario,
+    interchange: &Interchange,
+) -> (ManagerProcess, TaskId, i32) {
+    let manager = reattaching_manager(scenario, interchange);
+    let mut client = RawClient::connect(interchange);
+    client.wait_managers(&[manager.manager_id]);
+    let pid_file = scenario.file("task.pid");
+    let running = client.submit_one(task(&pid_then_sleep(&pid_file)));
+    client.wait_running(running);
+    (manager, running, wait_pid_file(&pid_file))
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -113,13 +113,7 @@ fn a_manager_outlives_a_stopped_interchange_holds_a_result_and_re_attaches() {
 fn sigterm_keeps_the_work_and_an_interchange_restarted_without_it_has_it_killed() {
     let scenario = Scenario::new("reattach-sigterm");
     let mut interchange = scenario.start_secure_interchange(&[]);
-    let mut manager = reattaching_manager(&scenario, &interchange);
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    let pid_file = scenario.file("task.pid");
-    let running = client.submit_one(task(&pid_then_sleep(&pid_file)));
-    client.wait_running(running);
-    let pid = wait_pid_file(&pid_file);
+    let (mut manager, running, pid) = one_running_task(&scenario, &interchange);
 
     // SIGTERM stops the interchange and keeps the work.
     interchange.daemon.signal(Signal::SIGTERM);
@@ -170,13 +164,7 @@ fn waiting_for_a_task_the_interchange_does_not_know_fails_at_once_naming_it() {
 fn rhtex_wait_keeps_waiting_across_a_restart_and_ends_with_a_clear_outcome() {
     let scenario = Scenario::new("wait-restart");
     let mut interchange = scenario.start_secure_interchange(&[]);
-    let manager = reattaching_manager(&scenario, &interchange);
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    let pid_file = scenario.file("task.pid");
-    let running = client.submit_one(task(&pid_then_sleep(&pid_file)));
-    client.wait_running(running);
-    let pid = wait_pid_file(&pid_file);
+    let (_manager, running, pid) = one_running_task(&scenario, &interchange);
 
     let mut args = connect_flags(&interchange);
     args.extend(strings(&[

@@ -4,11 +4,14 @@
 //! interchange core keeps, expects, drops and loses, and no task runs to
 //! its end twice.
 
+mod common;
+
+use common::results;
 use pair::{sleep_command, sleep_launcher, ManagerLife, ManagerSpec, Pair, PairConfig, Seen};
 use pool_manager_core::ExitStatus;
 use protocol::{
-    ManagerId, NodeShare, ResourceRequest, TaskDispatch, TaskId, TaskResources, TaskResult,
-    TaskState, TaskSubmission, ToClient, ToManager,
+    ManagerId, NodeShare, ResourceRequest, TaskDispatch, TaskId, TaskResources, TaskState,
+    TaskSubmission, ToManager,
 };
 use seam::Time;
 use std::collections::BTreeMap;
@@ -62,19 +65,6 @@ fn pair_with_manager(n_nodes: u32) -> (Pair, usize, usize) {
     settings.reattach_timeout = WINDOW;
     let manager = pair.add_manager_with(settings);
     (pair, client, manager)
-}
-
-/// The results the client got; anything else must be an acknowledgement.
-fn results(pair: &mut Pair, client: usize) -> Vec<TaskResult> {
-    let mut found = Vec::new();
-    while let Some(message) = pair.poll_client(client) {
-        match message {
-            ToClient::Results { results } => found.extend(results),
-            ToClient::Welcome { .. } | ToClient::Submitted { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    found
 }
 
 /// How often each task was launched, and ran to its end (exit 0).

@@ -211,8 +211,32 @@ def task_resources_mpi():
 # The messages, by file name: <enum>.<variant>[.<detail>]
 # ---------------------------------------------------------------------------
 
+def register_first():
+    """A four-node block's first registration."""
+    return {
+        "type": "register",
+        "protocol_version": PROTOCOL_VERSION,
+        "manager_id": MANAGER,
+        "block_id": "48213",
+        "hostname": "nid001",
+        "nodes": ["nid001", "nid002", "nid003", "nid004"],
+        "launcher": "srun",
+        "rhtex_version": RHTEX_VERSION,
+        "cpu_count": 128,
+        # one slot per core of a node with two hardware threads per core
+        "slots_per_node": 64,
+        "versions": ordered_map(
+            {"os": "Debian GNU/Linux 12", "libzmq": "4.3.4", "mpi": "MPICH 4.0.2"}
+        ),
+        "attempt": 0,
+        "running_tasks": [],
+        "held_results": [],
+    }
+
+
 def messages():
     submission = task_submission_mpi()
+    register = register_first()
     return {
         # FromClient
         "from_client.hello": {
@@ -362,39 +386,12 @@ def messages():
             "message": "send hello first",
         },
         # FromManager
-        "from_manager.register": {
-            "type": "register",
-            "protocol_version": PROTOCOL_VERSION,
-            "manager_id": MANAGER,
-            "block_id": "48213",
-            "hostname": "nid001",
-            "nodes": ["nid001", "nid002", "nid003", "nid004"],
-            "launcher": "srun",
-            "rhtex_version": RHTEX_VERSION,
-            "cpu_count": 128,
-            # one slot per core of a node with two hardware threads per core
-            "slots_per_node": 64,
-            "versions": ordered_map(
-                {"os": "Debian GNU/Linux 12", "libzmq": "4.3.4", "mpi": "MPICH 4.0.2"}
-            ),
-            "attempt": 0,
-            "running_tasks": [],
-            "held_results": [],
-        },
+        "from_manager.register": register,
         # The same manager registering again after it lost the interchange:
         # one task still runs (on the placement it was given), one ended
         # and its result is held.
         "from_manager.register_again": {
-            "type": "register",
-            "protocol_version": PROTOCOL_VERSION,
-            "manager_id": MANAGER,
-            "block_id": "48213",
-            "hostname": "nid001",
-            "nodes": ["nid001", "nid002", "nid003", "nid004"],
-            "launcher": "srun",
-            "rhtex_version": RHTEX_VERSION,
-            "cpu_count": 128,
-            "slots_per_node": 64,
+            **register,
             "versions": ordered_map({}),
             "attempt": 1,
             "running_tasks": [

@@ -391,56 +391,45 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
 }
 
 fn from_manager_cases() -> Vec<(&'static str, FromManager)> {
+    let register = Registration {
+        protocol_version: PROTOCOL_VERSION,
+        manager_id: MANAGER,
+        block_id: "48213".into(),
+        hostname: "nid001".into(),
+        nodes: ["nid001", "nid002", "nid003", "nid004"]
+            .map(String::from)
+            .to_vec(),
+        launcher: Launcher::Srun,
+        rhtex_version: RHTEX_VERSION.into(),
+        cpu_count: 128,
+        slots_per_node: Some(64),
+        versions: strings(&[
+            ("os", "Debian GNU/Linux 12"),
+            ("libzmq", "4.3.4"),
+            ("mpi", "MPICH 4.0.2"),
+        ]),
+        attempt: 0,
+        running_tasks: Vec::new(),
+        held_results: Vec::new(),
+    };
+    let register_again = Registration {
+        versions: BTreeMap::new(),
+        attempt: 1,
+        running_tasks: vec![protocol::HeldTask {
+            task_id: TASK_1,
+            placement: vec![
+                NodeShare { node: 0, slots: 4 },
+                NodeShare { node: 1, slots: 4 },
+            ],
+        }],
+        held_results: vec![TASK_2],
+        ..register.clone()
+    };
     vec![
-        (
-            "from_manager.register",
-            FromManager::Register(Registration {
-                protocol_version: PROTOCOL_VERSION,
-                manager_id: MANAGER,
-                block_id: "48213".into(),
-                hostname: "nid001".into(),
-                nodes: ["nid001", "nid002", "nid003", "nid004"]
-                    .map(String::from)
-                    .to_vec(),
-                launcher: Launcher::Srun,
-                rhtex_version: RHTEX_VERSION.into(),
-                cpu_count: 128,
-                slots_per_node: Some(64),
-                versions: strings(&[
-                    ("os", "Debian GNU/Linux 12"),
-                    ("libzmq", "4.3.4"),
-                    ("mpi", "MPICH 4.0.2"),
-                ]),
-                attempt: 0,
-                running_tasks: Vec::new(),
-                held_results: Vec::new(),
-            }),
-        ),
+        ("from_manager.register", FromManager::Register(register)),
         (
             "from_manager.register_again",
-            FromManager::Register(Registration {
-                protocol_version: PROTOCOL_VERSION,
-                manager_id: MANAGER,
-                block_id: "48213".into(),
-                hostname: "nid001".into(),
-                nodes: ["nid001", "nid002", "nid003", "nid004"]
-                    .map(String::from)
-                    .to_vec(),
-                launcher: Launcher::Srun,
-                rhtex_version: RHTEX_VERSION.into(),
-                cpu_count: 128,
-                slots_per_node: Some(64),
-                versions: BTreeMap::new(),
-                attempt: 1,
-                running_tasks: vec![protocol::HeldTask {
-                    task_id: TASK_1,
-                    placement: vec![
-                        NodeShare { node: 0, slots: 4 },
-                        NodeShare { node: 1, slots: 4 },
-                    ],
-                }],
-                held_results: vec![TASK_2],
-            }),
+            FromManager::Register(register_again),
         ),
         ("from_manager.heartbeat", FromManager::Heartbeat),
         (

@@ -192,10 +192,14 @@ pub fn spawn(
     } else {
         open_output(&launch.stderr)?
     };
+    let mut cell = containment.cell(&format!("task-{}", launch.task_id));
     let mut command = tokio::process::Command::new("/bin/bash");
+    // Nothing runs in the child before exec (no `pre_exec`), so the
+    // standard library spawns with `posix_spawn`: the manager's memory is
+    // never copied.
     command
         .arg("-c")
-        .arg(&launch.command)
+        .arg(cell.command(&launch.command).as_ref())
         .env_clear()
         .envs(&launch.env)
         .current_dir(&launch.cwd)
@@ -204,8 +208,6 @@ pub fn spawn(
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
-    let cell = containment.cell(&format!("task-{}", launch.task_id));
-    cell.enter_in_child(&mut command);
     prepare_payload_files(launch)?;
     let input_path = launch.input.as_ref().map(|input| input.path.clone());
     let start_time = unix_now();
@@ -220,6 +222,7 @@ pub fn spawn(
     };
     let output_file = launch.output.clone();
     let pid = child.id().unwrap_or(0);
+    cell.announce(pid);
     let (kill_tx, kill_rx) = oneshot::channel();
     let task_id = launch.task_id;
     let stdout_path = launch.stdout.clone();

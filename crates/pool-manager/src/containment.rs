@@ -570,6 +570,45 @@ mod tests {
     }
 
     #[test]
+    fn a_task_in_a_cgroup_enters_it_first_on_the_same_line() {
+        let plain = TaskCell {
+            cgroup: None,
+            guardian: None,
+            leader: None,
+        };
+        assert_eq!(plain.command("echo hi"), "echo hi");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cgroup = dir.path().join("it's here");
+        std::fs::create_dir(&cgroup).expect("dir");
+        let cell = TaskCell {
+            cgroup: Some(cgroup.clone()),
+            guardian: None,
+            leader: None,
+        };
+        // The shell writes its own pid to the (here: ordinary) file, then
+        // runs the command, whose line numbers are unchanged.
+        let output = Command::new("/bin/bash")
+            .arg("-c")
+            .arg(cell.command("echo $LINENO; exit 7").as_ref())
+            .output()
+            .expect("bash");
+        assert_eq!(output.status.code(), Some(7));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "1\n");
+        let written = std::fs::read_to_string(cgroup.join("cgroup.procs")).expect("procs");
+        assert!(written.trim().parse::<u32>().is_ok(), "{written:?}");
+        // It cannot enter: the command does not run.
+        std::fs::remove_file(cgroup.join("cgroup.procs")).expect("rm");
+        std::fs::remove_dir(&cgroup).expect("rmdir");
+        let output = Command::new("/bin/bash")
+            .arg("-c")
+            .arg(cell.command("echo ran").as_ref())
+            .output()
+            .expect("bash");
+        assert_eq!(output.status.code(), Some(NO_CGROUP_EXIT));
+        assert!(output.stdout.is_empty());
+    }
+
+    #[test]
     fn parent_of_reads_the_stat_file() {
         assert_eq!(
             parent_of(i32::try_from(std::process::id()).expect("pid")),

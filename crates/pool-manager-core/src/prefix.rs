@@ -103,8 +103,9 @@ pub struct TaskContext<'a> {
 }
 
 /// A fresh environment for one task: `base` (the manager's own environment
-/// captured at start) without the block's Slurm step settings
-/// ([`slurm::strip_step_settings`]), then the `PARSL_*` variables and
+/// captured at start) without the block's Slurm step settings (`base`:
+/// [`PoolManager::new`](crate::PoolManager::new) strips them once, with
+/// [`slurm::strip_step_settings`]), then the `PARSL_*` variables and
 /// `RHTEX_TASK_ID`, then, for a packed task inside a Slurm job,
 /// `HYDRA_LAUNCHER_EXTRA_ARGS` ([`slurm::hydra_launcher_args`]), and the
 /// task's own `task_env` on top.
@@ -113,7 +114,7 @@ pub fn task_environment(
     context: &TaskContext<'_>,
     task_env: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut env = slurm::strip_step_settings(base);
+    let mut env = base.clone();
     // A value the manager inherited comes after ours, so it can override.
     let hydra_args = (!context.resources.exclusive && slurm::in_slurm_job(&env)).then(|| {
         let ours = slurm::hydra_launcher_args(context.slots);
@@ -472,7 +473,8 @@ mod tests {
     fn the_block_job_step_settings_never_reach_a_task() {
         let nodes = hosts(&["n1"]);
         for spec in [resources(1, 2, 2, None), packed(1, 2, 2, None)] {
-            let env = task_environment(&slurm_base(), &context(1, &spec, &nodes), &BTreeMap::new());
+            let base = slurm::strip_step_settings(&slurm_base());
+            let env = task_environment(&base, &context(1, &spec, &nodes), &BTreeMap::new());
             for key in ["SLURM_CPUS_PER_TASK", "SLURM_NTASKS", "SLURM_MEM_PER_NODE"] {
                 assert!(!env.contains_key(key), "{key} leaked: {env:?}");
             }

@@ -215,9 +215,13 @@ mod tests {
                 "aprun -n 8 -N 4 -node-list n1,n2 --cpu-bind=cores~-l",
             ),
         ];
+        check_argv(&two, cases);
+    }
+
+    fn check_argv(hosts: &[String], cases: &[(Launcher, &TaskResources, &str)]) {
         for (launcher, resources, expected) in cases {
             assert_eq!(
-                prefix_argv(*launcher, resources, &two),
+                prefix_argv(*launcher, resources, hosts),
                 argv(expected),
                 "{launcher} {resources:?}"
             );
@@ -350,36 +354,24 @@ mod tests {
     /// keep their shape, with the hosts of the placement in its order.
     #[test]
     fn packed_tasks_do_not_claim_whole_nodes() {
-        let hosts = hosts(&["n3", "n1"]);
-        let cases: &[(Launcher, TaskResources, &str)] = &[
+        let four = packed(2, 2, 4, None);
+        let three = packed(2, 2, 3, Some("--mem=2G -l"));
+        let cases: &[(Launcher, &TaskResources, &str)] = &[
             (
                 Launcher::Srun,
-                packed(2, 2, 4, None),
+                &four,
                 "srun --ntasks 4 --ntasks-per-node 2 --nodelist n3,n1 --nodes 2 --exact --mem=0",
             ),
             (
                 Launcher::Srun,
-                packed(2, 2, 3, Some("--mem=2G -l")),
+                &three,
                 "srun --ntasks 3 --ntasks-per-node 2 --nodelist n3,n1 --nodes 2 --exact --mem=0 --mem=2G~-l",
             ),
-            (
-                Launcher::Mpiexec,
-                packed(2, 2, 4, None),
-                "mpiexec -n 4 -ppn 2 -hosts n3,n1",
-            ),
-            (
-                Launcher::Aprun,
-                packed(2, 2, 4, None),
-                "aprun -n 4 -N 2 -node-list n3,n1",
-            ),
+            (Launcher::Mpiexec, &four, "mpiexec -n 4 -ppn 2 -hosts n3,n1"),
+            (Launcher::Aprun, &four, "aprun -n 4 -N 2 -node-list n3,n1"),
         ];
-        for (launcher, resources, expected) in cases {
-            assert_eq!(
-                prefix_argv(*launcher, resources, &hosts),
-                argv(expected),
-                "{launcher} {resources:?}"
-            );
-        }
+        let hosts = hosts(&["n3", "n1"]);
+        check_argv(&hosts, cases);
         // The exclusive form of the same request is Parsl's, unchanged.
         assert_eq!(
             prefix_string(Launcher::Srun, &resources(2, 2, 4, None), &hosts),

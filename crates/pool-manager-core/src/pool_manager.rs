@@ -113,13 +113,15 @@ pub struct PoolManager {
 
 impl PoolManager {
     /// A manager that starts now; `register` is the first output.
-    pub fn new(settings: Settings, now: Time) -> Self {
+    pub fn new(mut settings: Settings, now: Time) -> Self {
         let stripped = crate::slurm::step_settings_in(&settings.base_env);
         if !stripped.is_empty() {
             tracing::info!(
                 variables = %stripped.join(","),
                 "the block job's Slurm step settings are removed from every task's environment"
             );
+            // Once here, not for every task.
+            settings.base_env = crate::slurm::strip_step_settings(&settings.base_env);
         }
         let drain_at = settings.drain_period.map(|period| now.plus(period));
         let mut manager = Self {

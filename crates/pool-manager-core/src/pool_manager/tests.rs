@@ -1092,4 +1092,30 @@ fn an_unreadable_output_file_fails_a_completed_task() {
     );
 }
 
+#[test]
+fn the_block_jobs_step_settings_never_reach_a_task() {
+    let mut settings = settings(2, None);
+    for (key, value) in [
+        ("SLURM_JOB_ID", "4242"),
+        ("SLURM_CPUS_PER_TASK", "8"),
+        ("SLURM_NTASKS", "12"),
+    ] {
+        settings.base_env.insert(key.into(), value.into());
+    }
+    let mut harness = Harness::with_settings(settings);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 1)],
+    });
+    let launch = harness.expect_launch();
+    assert_eq!(launch.env["SLURM_JOB_ID"], "4242");
+    assert_eq!(launch.env["PATH"], "/bin");
+    for key in ["SLURM_CPUS_PER_TASK", "SLURM_NTASKS"] {
+        assert!(
+            !launch.env.contains_key(key),
+            "{key} leaked: {:?}",
+            launch.env
+        );
+    }
+}
+
 mod reattach;

@@ -194,3 +194,96 @@ fn an_interchange_restarted_with_nothing_has_the_manager_kill_its_tasks_and_keep
     assert_eq!(completed.get(&id(3)), Some(&1));
     pair.check_quiet().expect("quiet");
 }
+
+/// What happens to a manager's link at some moment.
+#[derive(Clone, Copy, Debug)]
+enum LinkEvent {
+    Pause,
+    Resume,
+    Reconnect,
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Random tasks on two managers whose links pause (for less than the
+    /// interchange's threshold, so it never gives up on them), resume and
+    /// reconnect at random moments: every task gets exactly one result,
+    /// completed, and none runs to its end twice.
+    #[test]
+    fn links_that_pause_and_reconnect_lose_nothing_and_run_nothing_twice(
+        durations in proptest::collection::vec(1u64..150, 1..16),
+        events in proptest::collection::vec((0u64..400, 0usize..2, 0u8..3), 0..10),
+    ) {
+        let (mut pair, client, first) = pair_with_manager(2);
+        let spec = ManagerSpec {
+            manager_id: ManagerId::from_u128(2),
+            block_id: "b2".to_owned(),
+            n_nodes: 3,
+            slots_per_node: 1,
+        };
+        let mut settings = spec.settings(&pair.config().interchange);
+        settings.heartbeat_threshold = MANAGER_THRESHOLD;
+        settings.reattach_timeout = WINDOW;
+        let second = pair.add_manager_with(settings);
+        let managers = [first, second];
+        let tasks: Vec<TaskSubmission> = durations
+            .iter()
+            .enumerate()
+            .map(|(number, seconds)| task(number as u128 + 1, *seconds, Some(20)))
+            .collect();
+        pair.submit(client, tasks);
+        let mut events: Vec<(u64, usize, LinkEvent)> = events
+            .into_iter()
+            .map(|(at, manager, kind)| {
+                let kind = match kind {
+                    0 => LinkEvent::Pause,
+                    1 => LinkEvent::Resume,
+                    _ => LinkEvent::Reconnect,
+                };
+                (at, managers[manager], kind)
+            })
+            .collect();
+        events.sort_by_key(|(at, _, _)| *at);
+        let mut paused_since: BTreeMap<usize, u64> = BTreeMap::new();
+        for (at, manager, kind) in events {
+            // A pause never lasts as long as the interchange's threshold.
+            let limit = INTERCHANGE_THRESHOLD.as_secs() - 50;
+            for (paused, since) in paused_since.clone() {
+                if at >= since + limit {
+                    pair.run_until(seconds((since + limit) as f64));
+                    pair.resume_link(paused);
+                    paused_since.remove(&paused);
+                }
+            }
+            pair.run_until(seconds(at as f64));
+            match kind {
+                LinkEvent::Pause => {
+                    paused_since.entry(manager).or_insert(at);
+                    pair.pause_link(manager);
+                }
+                LinkEvent::Resume => {
+                    paused_since.remove(&manager);
+                    pair.resume_link(manager);
+                }
+                LinkEvent::Reconnect => pair.reconnect_manager(manager),
+            }
+        }
+        let end = pair.now().as_millis() / 1000;
+        for (paused, _) in paused_since {
+            pair.resume_link(paused);
+        }
+        pair.run_until(seconds((end + 4000) as f64));
+        let found = results(&mut pair, client);
+        proptest::prop_assert_eq!(found.len(), durations.len(), "{:?}", found);
+        for result in &found {
+            proptest::prop_assert_eq!(result.state, TaskState::Completed, "{:?}", result);
+        }
+        let (_, completed) = runs(&mut pair);
+        proptest::prop_assert!(completed.values().all(|n| *n == 1), "{:?}", completed);
+        for manager in managers {
+            proptest::prop_assert_eq!(pair.manager_life(manager), Some(&ManagerLife::Alive));
+        }
+        proptest::prop_assert_eq!(pair.check_quiet(), Ok(()));
+    }
+}

@@ -237,6 +237,7 @@ impl PoolManager {
             return;
         }
         self.last_heard = now;
+        self.reattach.heard();
         match message {
             ToManager::Registered {
                 interchange_version,
@@ -344,6 +345,7 @@ impl PoolManager {
     pub fn handle_undecodable(&mut self, now: Time) {
         if !self.exited() {
             self.last_heard = now;
+            self.reattach.heard();
             self.n_bad_messages += 1;
         }
     }
@@ -500,8 +502,10 @@ impl PoolManager {
             register_sent: false,
         };
         self.next_heartbeat = None;
+        let n_unconfirmed = self.reattach.detach();
         tracing::warn!(
             n_running = self.tasks.n_running(),
+            n_unconfirmed_results = n_unconfirmed,
             reattach_timeout_s = self.settings.reattach_timeout.as_secs_f64(),
             "lost the interchange: tasks keep running and their results are held while registering again"
         );
@@ -539,9 +543,7 @@ impl PoolManager {
             self.kill(task_id, KillReason::Dropped);
         }
         for result in registered.send {
-            self.send(FromManager::Results {
-                results: vec![result],
-            });
+            self.send_result(result);
         }
         self.confirm_if_due();
     }
@@ -637,12 +639,21 @@ impl PoolManager {
             _ => true,
         };
         if send {
-            self.send(FromManager::Results {
-                results: vec![result],
-            });
+            self.send_result(result);
         } else {
             tracing::info!(task_id = %result.task_id, state = %result.state, "task ended; the interchange is gone, so it is not reported");
         }
+    }
+
+    /// Sends one result; with re-attach on, it stays unconfirmed until the
+    /// interchange is heard from.
+    fn send_result(&mut self, result: TaskResult) {
+        if self.may_reattach() && self.is_registered() {
+            self.reattach.sent(&result);
+        }
+        self.send(FromManager::Results {
+            results: vec![result],
+        });
     }
 
     fn reject(&mut self, task_id: TaskId, message: String) {

@@ -3,9 +3,13 @@
 //! results, the tasks being dropped at the interchange's request, and the
 //! count of registrations.
 //!
-//! While detached (the interchange silent past the heartbeat threshold,
-//! or its connection dropped) the manager keeps running its tasks and
-//! holds the results of those that end. Its next `register` lists its
+//! While registered, the results sent since the last message heard from
+//! the interchange are kept as unconfirmed ([`Reattach::sent`],
+//! [`Reattach::heard`]): an interchange that stops, dies or is cut off
+//! right after may never have read them. While detached (the interchange
+//! silent past the heartbeat threshold, or its connection dropped) the
+//! manager keeps running its tasks and holds the results of those that
+//! end, after the unconfirmed ones ([`Reattach::detach`]). Its next `register` lists its
 //! running tasks (with their placements) and the held results
 //! ([`Reattach::registration`]). The interchange's `registered` names the
 //! tasks to drop: running ones are killed and not reported, held results
@@ -15,7 +19,11 @@
 //! due once none is left ([`Reattach::confirm_due`]). Pure.
 
 use protocol::{HeldTask, Registration, TaskId, TaskResult};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+
+/// The most unconfirmed results kept (the oldest go first): results sent
+/// between two messages from the interchange.
+const MAX_UNCONFIRMED: usize = 4096;
 
 /// The re-attach state (see the module documentation).
 #[derive(Debug, Default)]
@@ -24,6 +32,8 @@ pub(crate) struct Reattach {
     attempt: u32,
     /// Results of tasks that ended while detached, in the order they ended.
     held: Vec<TaskResult>,
+    /// Results sent since the last message heard from the interchange.
+    unconfirmed: VecDeque<TaskResult>,
     /// Tasks being killed because the interchange dropped them; their
     /// results are not reported.
     dropping: BTreeSet<TaskId>,
@@ -56,6 +66,29 @@ impl Reattach {
             held_results: self.held.iter().map(|result| result.task_id).collect(),
             ..base.clone()
         }
+    }
+
+    /// A result was sent: unconfirmed until the interchange is heard from.
+    pub(crate) fn sent(&mut self, result: &TaskResult) {
+        if self.unconfirmed.len() == MAX_UNCONFIRMED {
+            self.unconfirmed.pop_front();
+        }
+        self.unconfirmed.push_back(result.clone());
+    }
+
+    /// The interchange was heard from: the results sent before reached it.
+    pub(crate) fn heard(&mut self) {
+        self.unconfirmed.clear();
+    }
+
+    /// The interchange is lost: the unconfirmed results are held, as if
+    /// their tasks had ended now.
+    pub(crate) fn detach(&mut self) -> usize {
+        let n_unconfirmed = self.unconfirmed.len();
+        let mut held: Vec<TaskResult> = self.unconfirmed.drain(..).collect();
+        held.append(&mut self.held);
+        self.held = held;
+        n_unconfirmed
     }
 
     /// Keeps the result of a task that ended while detached.

@@ -235,3 +235,37 @@ fn a_zero_window_keeps_the_old_behaviour_on_a_dropped_connection() {
         .handle_link(harness.now, LinkStatus::Connected);
     harness.check_idle();
 }
+
+#[test]
+fn results_sent_since_the_interchange_was_last_heard_are_listed_again() {
+    let mut harness = reattaching(2);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 1), dispatch_on(2, &[1])],
+    });
+    harness.expect_launch();
+    harness.expect_launch();
+    // Task 1's result goes out, and the interchange is heard from after:
+    // it reached the interchange.
+    harness.at(10.0);
+    harness.exited(1, ExitStatus::Code(0));
+    assert_eq!(harness.expect_result().task_id, task(1));
+    harness.at(11.0);
+    harness.receive(ToManager::Heartbeat);
+    // Task 2's result goes out; then nothing more is heard.
+    harness.at(20.0);
+    harness.exited(2, ExitStatus::Code(0));
+    assert_eq!(harness.expect_result().task_id, task(2));
+    harness.check_idle();
+    harness.at(131.0);
+    harness.tick();
+    // The interchange may never have read it: it is listed as held.
+    let registration = expect_register(&mut harness);
+    assert_eq!(registration.held_results, vec![task(2)]);
+    assert!(registration.running_tasks.is_empty());
+    harness.check_idle();
+    // The interchange had it (the task is not running there any more):
+    // dropped, not sent twice.
+    harness.receive(registered_dropping(vec![task(2)]));
+    assert_eq!(harness.expect_send(), FromManager::Heartbeat);
+    harness.check_idle();
+}

@@ -13,6 +13,7 @@ use protocol::{
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use transport::zmq;
+use transport::ClientSecurity;
 
 /// A task with a fresh id, running `command`, as a serial task.
 pub fn task(command: &str) -> TaskSubmission {
@@ -52,13 +53,31 @@ impl std::fmt::Debug for RawClient {
     }
 }
 
-/// A DEALER connected to `url` with `security`, nothing sent yet.
+/// A DEALER connected to `url` (a client socket) as the default client
+/// identity of `security`'s key directory, nothing sent yet.
 pub fn raw_dealer(url: &str, security: &Security) -> zmq::Socket {
-    let context = zmq::Context::new();
+    let security = match security.keys_dir() {
+        None => ClientSecurity::Insecure,
+        Some(keys_dir) => ClientSecurity::from_keys_dir(keys_dir)
+            .unwrap_or_else(|error| panic!("cannot load client keys: {error}")),
+    };
+    dealer_with(url, &security, None)
+}
+
+/// A DEALER connected to `url` (a manager socket) as the manager identity
+/// of `security`'s key directory, nothing sent yet.
+pub fn raw_manager_dealer(url: &str, security: &Security) -> zmq::Socket {
     let security = security
-        .client_security()
-        .unwrap_or_else(|error| panic!("cannot load client keys: {error}"));
-    transport::sockets::connect_dealer(&context, url, &security, None)
+        .manager_security()
+        .unwrap_or_else(|error| panic!("cannot load manager keys: {error}"));
+    dealer_with(url, &security, None)
+}
+
+/// A DEALER connected to `url` with these keys and routing id, nothing
+/// sent yet.
+pub fn dealer_with(url: &str, security: &ClientSecurity, routing_id: Option<&[u8]>) -> zmq::Socket {
+    let context = zmq::Context::new();
+    transport::sockets::connect_dealer(&context, url, security, routing_id)
         .unwrap_or_else(|error| panic!("cannot connect a DEALER to {url}: {error}"))
 }
 

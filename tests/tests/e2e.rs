@@ -6,7 +6,7 @@
 //! bounds every wait by [`WAIT`] and kills what it started by process group.
 
 use e2e::cli::{self, connect_flags, json_objects, json_strings, strings};
-use e2e::client::{assert_completed, raw_dealer, receive_frame, stdout_of};
+use e2e::client::{assert_completed, raw_dealer, raw_manager_dealer, receive_frame, stdout_of};
 use e2e::daemon::{describe, Launch, Stdout};
 use e2e::{
     binary, mpi_sources_dir, task, wait_for, Interchange, ManagerOptions, RawClient, Scenario,
@@ -617,7 +617,7 @@ fn manager_of_another_protocol_version_is_refused_and_others_keep_working() {
     client.wait_managers(&[manager.manager_id]);
 
     let future_id = ManagerId::new_random();
-    let future = raw_dealer(&interchange.manager_connect_url, &interchange.security);
+    let future = raw_manager_dealer(&interchange.manager_connect_url, &interchange.security);
     let register = serde_json::json!({
         "type": "register",
         "protocol_version": 999,

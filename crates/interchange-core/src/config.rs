@@ -2,6 +2,7 @@
 //! can start it.
 
 use protocol::{UnixTime, DEFAULT_MAX_TASK_INPUT_BYTES, DEFAULT_MAX_TASK_OUTPUT_BYTES};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The settings the core needs.
@@ -41,6 +42,10 @@ pub struct CoreConfig {
     /// How many times a task without `retries` in its specification is
     /// queued again after its manager was lost.
     pub default_retries: u32,
+    /// Client identities that are admins besides `default` (the config's
+    /// `admins`): they may watch, cancel and see every task, hold, release
+    /// and drain managers and shut the interchange down.
+    pub admins: BTreeSet<String>,
 }
 
 impl Default for CoreConfig {
@@ -60,6 +65,7 @@ impl Default for CoreConfig {
             wall_clock_at_zero: 0.0,
             placement: Placement::BestFit,
             default_retries: 0,
+            admins: BTreeSet::new(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! What the core does with each message from a client: the handshake,
 //! `submit`, `watch` and the commands (`status`, `task_status`, `hold`,
 //! `release`, `drain`, `cancel`, `shutdown`), and with a client frame that
-//! does not decode or a client that is gone.
+//! does not decode or a client that is gone. Each request is first checked
+//! against what the client's identity may do (`authority.rs`).
 
 use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
@@ -247,6 +248,10 @@ impl Core {
             );
             return;
         }
+        if let Some(reason) = self.forbidden_task(peer, task_ids, "watch") {
+            self.deny(peer, request_id, reason);
+            return;
+        }
         let mut n_known: u32 = 0;
         for task_id in task_ids {
             match self.tasks.watch(*task_id, peer) {
@@ -274,11 +279,33 @@ impl Core {
         );
     }
 
+    /// Why `peer` may not give `command`, if it may not.
+    fn forbidden(&self, peer: &PeerId, command: &Command) -> Option<String> {
+        match command {
+            Command::Status => None,
+            Command::TaskStatus { task_ids } => {
+                self.forbidden_task(peer, task_ids, "see the status of")
+            }
+            Command::Cancel { task_id } => self.forbidden_task(peer, &[*task_id], "cancel"),
+            Command::Hold { .. } => self.forbidden_command(peer, "hold"),
+            Command::Release { .. } => self.forbidden_command(peer, "release"),
+            Command::Drain { .. } => self.forbidden_command(peer, "drain"),
+            Command::Shutdown => self.forbidden_command(peer, "shutdown"),
+        }
+    }
+
     fn command(&mut self, now: Time, peer: &PeerId, request_id: u64, command: Command) {
+        if let Some(reason) = self.forbidden(peer, &command) {
+            self.deny(peer, request_id, reason);
+            return;
+        }
         let reply = match command {
-            Command::Status => Reply::Status(self.status()),
+            Command::Status => Reply::Status(self.status(&peer.identity)),
             Command::TaskStatus { task_ids } => Reply::TaskStatus {
-                tasks: task_ids.iter().map(|id| self.task_status(*id)).collect(),
+                tasks: task_ids
+                    .iter()
+                    .map(|id| self.task_status(*id, &peer.identity))
+                    .collect(),
             },
             Command::Hold { manager_id } => self.set_held(manager_id, true),
             Command::Release { manager_id } => self.set_held(manager_id, false),

@@ -14,7 +14,7 @@
 //! [`TaskResult`], which is what its watchers get, for late `watch` and
 //! `task_status`, within the configured bounds (oldest forgotten first).
 
-use crate::interface::PeerId;
+use crate::interface::{Identity, PeerId};
 use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
@@ -79,6 +79,9 @@ struct Task {
     phase: Phase,
     /// Clients that get the result (while the task is unfinished).
     watchers: BTreeSet<PeerId>,
+    /// The client identity that submitted it: only it (or an admin) may
+    /// watch, see or cancel it.
+    owner: Identity,
 }
 
 /// A task's phase as the status views see it.
@@ -217,6 +220,11 @@ impl TaskTable {
         self.input_bytes_held
     }
 
+    /// The identity that submitted the task, if the task is known.
+    pub(crate) fn owner(&self, task_id: TaskId) -> Option<&Identity> {
+        self.tasks.get(&task_id).map(|task| &task.owner)
+    }
+
     pub(crate) fn view(&self, task_id: TaskId) -> Option<TaskView<'_>> {
         self.tasks.get(&task_id).map(|task| match &task.phase {
             Phase::Unfinished(task) => match &task.running {
@@ -318,6 +326,7 @@ impl TaskTable {
                     Task {
                         phase: Phase::Finished(Box::new(result.clone())),
                         watchers: BTreeSet::new(),
+                        owner: watcher.identity.clone(),
                     },
                 );
                 self.keep_finished(task_id, &result);
@@ -348,6 +357,7 @@ impl TaskTable {
                     queued_at: self.now,
                 })),
                 watchers: BTreeSet::from([watcher.clone()]),
+                owner: watcher.identity.clone(),
             },
         );
         tracing::debug!(task_id = %task_id, num_nodes, "task queued");

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod bounds;
 mod metrics;
+mod ownership;
 mod unreachable;
 
 const PERIOD: Duration = Duration::from_secs(30);
@@ -29,8 +30,14 @@ struct Sim {
     max_task_output_bytes: u64,
 }
 
+/// The peer a test names: `c` is unauthenticated (`--insecure`), `c@alice`
+/// authenticated as identity `alice`.
 fn peer(name: &str) -> PeerId {
-    PeerId(name.as_bytes().to_vec())
+    let routing_id = name.as_bytes().to_vec();
+    match name.split_once('@') {
+        Some((_, identity)) => PeerId::new(routing_id, Identity::Key(identity.to_owned())),
+        None => PeerId::unauthenticated(routing_id),
+    }
 }
 
 fn task_id(n: u128) -> TaskId {

@@ -8,6 +8,7 @@ use clap::Parser;
 use interchange_core::Placement;
 use protocol::Launcher;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,7 +31,7 @@ pub struct Flags {
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
     /// max_queued_input_mib, max_message_mib, max_manager_nodes, placement, default_retries, log_level,
-    /// metrics_listen); flags
+    /// metrics_listen, admins); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
@@ -124,6 +125,10 @@ pub struct Flags {
     /// is gone, even if it was killed with SIGKILL; checked every 0.2 s.
     #[arg(long)]
     pub exit_with_parent: bool,
+    /// A client identity that is an admin besides `default` (may be
+    /// repeated; replaces the config file's `admins`).
+    #[arg(long = "admin", value_name = "NAME")]
+    pub admins: Vec<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -149,6 +154,8 @@ pub struct FileConfig {
     pub default_retries: Option<u32>,
     pub log_level: Option<String>,
     pub metrics_listen: Option<String>,
+    /// Client identities that are admins besides `default`.
+    pub admins: Option<Vec<String>>,
     pub provider: Option<ProviderFile>,
 }
 
@@ -257,6 +264,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Stop when the parent process is gone (`--exit-with-parent`).
     pub exit_with_parent: bool,
+    /// Client identities that are admins besides `default`.
+    pub admins: BTreeSet<String>,
 }
 
 /// What can be wrong with the settings.
@@ -315,6 +324,8 @@ pub enum ConfigError {
     },
     #[error("max_manager_nodes must be at least 1, got 0")]
     ZeroMaxManagerNodes,
+    #[error("admins: {0}")]
+    BadAdmin(transport::KeyError),
     #[error("placement: {0}")]
     BadPlacement(String),
     #[error("default_retries must be at most {max}, got {0}", max = protocol::spec::MAX_RETRIES)]
@@ -564,6 +575,19 @@ impl Config {
                 Some(crate::metrics::parse_listen(&text).map_err(ConfigError::BadMetricsListen)?)
             }
         };
+        let admins = if flags.admins.is_empty() {
+            file.admins.unwrap_or_default()
+        } else {
+            flags.admins
+        };
+        let admins = admins
+            .iter()
+            .map(|name| {
+                name.parse::<transport::ClientName>()
+                    .map(|name| name.to_string())
+                    .map_err(ConfigError::BadAdmin)
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
         let log_level = flags.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
@@ -600,6 +624,7 @@ impl Config {
             provider,
             metrics_listen,
             exit_with_parent: flags.exit_with_parent,
+            admins,
         })
     }
 }
@@ -841,6 +866,7 @@ mod tests {
                 provider: None,
                 metrics_listen: None,
                 exit_with_parent: false,
+                admins: BTreeSet::new(),
             }
         );
     }

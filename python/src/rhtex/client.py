@@ -180,7 +180,10 @@ class Client:
 
     ``url`` is the interchange's client URL (``client_url`` of its ready
     line). ``keys_dir`` defaults to ``$RHTEX_KEYS_DIR`` or
-    ``~/.rhtex/keys`` and must be mode 0700; ``insecure`` turns CURVE off
+    ``~/.rhtex/keys`` and must be mode 0700; ``client_key`` names the
+    client identity to connect as (default ``$RHTEX_CLIENT_KEY``, else
+    ``default``: ``client.key_secret``; NAME: ``client-NAME.key_secret``);
+    ``insecure`` turns CURVE off
     (the interchange must run ``--insecure`` too). ``timeout`` bounds the
     handshake and every command. While tasks are outstanding and nothing
     arrives for ``liveness_period`` seconds, the client asks for
@@ -193,6 +196,7 @@ class Client:
         url: str,
         *,
         keys_dir: Optional[PathLike] = None,
+        client_key: Optional[str] = None,
         insecure: bool = False,
         timeout: float = 30.0,
         liveness_period: float = 15.0,
@@ -215,7 +219,8 @@ class Client:
         self._closed = False
         self._failure: Optional[ClientError] = None
         self._secure = not insecure
-        keys = load_client_keys(keys_dir) if self._secure else None  # before any fd is open
+        # Before any fd is open.
+        keys = load_client_keys(keys_dir, client_key) if self._secure else None
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -290,8 +295,9 @@ class Client:
         if auth_failure:
             raise ConnectError(
                 f"the interchange at {self.url} refused our CURVE key ({auth_failure}): "
-                "the client key of our key directory is not among the interchange's *.key "
-                "files; use the interchange's key directory or copy client.key into it"
+                "our client identity is not among the interchange's client identities "
+                "(client.key, client-NAME.key); add one with `rhtex keygen --client NAME DIR` "
+                "in its key directory, then SIGHUP or restart it"
             )
         if handshake_failed or connected:
             mode = "CURVE" if self._secure else "no encryption (insecure)"

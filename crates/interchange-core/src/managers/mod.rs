@@ -535,7 +535,7 @@ mod tests {
         };
         ManagerEntry::new(
             registration,
-            PeerId(vec![id as u8]),
+            PeerId::unauthenticated(vec![id as u8]),
             0.0,
             Time::from_millis(0),
         )

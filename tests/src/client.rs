@@ -104,8 +104,18 @@ impl RawClient {
     }
 
     pub fn connect_to(url: &str, security: &Security) -> RawClient {
+        Self::hello(raw_dealer(url, security))
+    }
+
+    /// Connects with these keys (a client identity of the interchange's
+    /// key directory) and says hello.
+    pub fn connect_as(url: &str, keys: &ClientSecurity) -> RawClient {
+        Self::hello(dealer_with(url, keys, None))
+    }
+
+    fn hello(socket: zmq::Socket) -> RawClient {
         let mut client = RawClient {
-            socket: raw_dealer(url, security),
+            socket,
             next_request_id: 1,
             results: HashMap::new(),
         };
@@ -251,6 +261,14 @@ impl RawClient {
     pub fn has_result(&mut self, task_id: TaskId) -> bool {
         self.pump(Duration::ZERO);
         self.results.contains_key(&task_id)
+    }
+
+    /// Sends the request `make(request_id)` and returns the first answer
+    /// that is not `results`, whatever it is, with the request id used.
+    pub fn ask(&mut self, make: impl FnOnce(u64) -> FromClient) -> (u64, ToClient) {
+        let request_id = self.request_id();
+        self.send(&make(request_id));
+        (request_id, self.receive_other(crate::WAIT, "an answer"))
     }
 
     /// Gives a command and returns the reply.

@@ -8,7 +8,7 @@ use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
 use crate::tasks::{Admission, Cancelled, Watched};
 use protocol::{
-    limits::{MAX_TASKS_PER_SUBMIT, MAX_TASK_IDS_PER_WATCH},
+    limits::{check_submission, task_data_bytes, MAX_TASKS_PER_SUBMIT, MAX_TASK_IDS_PER_WATCH},
     Command, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
@@ -192,33 +192,41 @@ impl Core {
 
     /// Why a submit is refused as a whole: the input it adds (of tasks
     /// within the per-task limit) would take the input held for unfinished
-    /// tasks past `max_queued_input_bytes`. `None` if it fits.
+    /// tasks past `max_queued_input_bytes`, or the rest of its tasks' data
+    /// (of tasks within the per-task bounds) the data held past
+    /// `max_queued_task_bytes`. `None` if it fits.
     fn input_budget_exceeded(
         &self,
         submissions: &[TaskSubmission],
         admission: Admission,
     ) -> Option<String> {
-        let n_added: u64 = submissions
+        let n_input: u64 = submissions
             .iter()
             .filter_map(|submission| submission.input.as_ref())
             .map(|input| input.len() as u64)
             .filter(|&n_bytes| n_bytes <= admission.max_task_input_bytes)
             .sum();
-        let n_held = self.tasks.input_bytes_held();
-        let limit = self.config.max_queued_input_bytes;
-        if n_added == 0 || n_held.saturating_add(n_added) <= limit {
-            return None;
-        }
-        let advice = if n_added > limit {
-            "this submit alone is over the limit: split it into smaller submits"
-        } else {
-            "submit again when some tasks have finished"
-        };
-        Some(format!(
-            "busy: the tasks of this submit carry {n_added} bytes of input and unfinished tasks \
-             already hold {n_held}; together they pass the interchange's limit of {limit} bytes \
-             (max_queued_input_bytes, --max-queued-input-mib); no task of it was accepted; {advice}"
-        ))
+        let n_data: u64 = submissions
+            .iter()
+            .filter(|submission| check_submission(submission).is_ok())
+            .map(task_data_bytes)
+            .sum();
+        busy(
+            "bytes of input",
+            n_input,
+            self.tasks.input_bytes_held(),
+            self.config.max_queued_input_bytes,
+            "max_queued_input_bytes, --max-queued-input-mib",
+        )
+        .or_else(|| {
+            busy(
+                "bytes of commands, environments and paths",
+                n_data,
+                self.tasks.data_bytes_held(),
+                self.config.max_queued_task_bytes,
+                "max_queued_task_bytes, --max-queued-task-mib",
+            )
+        })
     }
 
     /// Answers a request past a per-message bound with an error; nothing
@@ -397,6 +405,24 @@ impl Core {
             }
         }
     }
+}
+
+/// The busy refusal when `n_added` bytes of `what` would take the `n_held`
+/// bytes held past `limit` (named by `setting`); `None` if they fit.
+fn busy(what: &str, n_added: u64, n_held: u64, limit: u64, setting: &str) -> Option<String> {
+    if n_added == 0 || n_held.saturating_add(n_added) <= limit {
+        return None;
+    }
+    let advice = if n_added > limit {
+        "this submit alone is over the limit: split it into smaller submits"
+    } else {
+        "submit again when some tasks have finished"
+    };
+    Some(format!(
+        "busy: the tasks of this submit carry {n_added} {what} and unfinished tasks \
+         already hold {n_held}; together they pass the interchange's limit of {limit} bytes \
+         ({setting}); no task of it was accepted; {advice}"
+    ))
 }
 
 fn unknown_manager(manager_id: ManagerId) -> Reply {

@@ -96,7 +96,10 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
-pub use config::{CoreConfig, Placement, DEFAULT_MAX_QUEUED_INPUT_BYTES, SHUTDOWN_GRACE};
+pub use config::{
+    CoreConfig, Placement, DEFAULT_MAX_QUEUED_INPUT_BYTES, DEFAULT_MAX_QUEUED_TASK_BYTES,
+    SHUTDOWN_GRACE,
+};
 pub use from_managers::UNKNOWN_MANAGER_REASON;
 pub use interface::{
     decode_client_frame, decode_manager_frame, Identity, Output, PeerId, Socket, Undecodable,

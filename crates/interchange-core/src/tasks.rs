@@ -36,6 +36,8 @@ struct TaskSpec {
     stderr: Option<String>,
     /// Kept until the task finishes, so that a retry gets it too.
     input: Option<Vec<u8>>,
+    /// The bytes of the rest (`protocol::limits::task_data_bytes`).
+    data_bytes: u64,
 }
 
 impl TaskSpec {
@@ -161,8 +163,10 @@ pub(crate) struct TaskTable {
     /// each result takes; and the sum of those bytes.
     finished: VecDeque<(TaskId, usize)>,
     finished_bytes: usize,
-    /// The input bytes of the unfinished tasks.
+    /// The input bytes of the unfinished tasks, and the bytes of the rest
+    /// of their data (command, environment, paths, launcher options).
     input_bytes_held: u64,
+    data_bytes_held: u64,
     max_finished_results: usize,
     max_finished_bytes: usize,
     default_retries: u32,
@@ -186,6 +190,7 @@ impl TaskTable {
             finished: VecDeque::new(),
             finished_bytes: 0,
             input_bytes_held: 0,
+            data_bytes_held: 0,
             max_finished_results,
             max_finished_bytes,
             default_retries,
@@ -218,6 +223,12 @@ impl TaskTable {
     /// The input bytes the unfinished tasks hold (queued or running).
     pub(crate) fn input_bytes_held(&self) -> u64 {
         self.input_bytes_held
+    }
+
+    /// The bytes of the unfinished tasks' other data (command, environment,
+    /// paths, launcher options).
+    pub(crate) fn data_bytes_held(&self) -> u64 {
+        self.data_bytes_held
     }
 
     /// The identity that submitted the task, if the task is known.
@@ -335,6 +346,7 @@ impl TaskTable {
         };
         let num_nodes = resources.num_nodes;
         let key = self.queue.push(task_id, &resources);
+        let data_bytes = protocol::limits::task_data_bytes(&submission);
         let spec = TaskSpec {
             command: submission.command,
             resources,
@@ -343,8 +355,10 @@ impl TaskTable {
             stdout: submission.stdout,
             stderr: submission.stderr,
             input: submission.input,
+            data_bytes,
         };
         self.input_bytes_held += spec.input_len();
+        self.data_bytes_held += spec.data_bytes;
         self.tasks.insert(
             task_id,
             Task {
@@ -472,6 +486,9 @@ impl TaskTable {
                     self.input_bytes_held = self
                         .input_bytes_held
                         .saturating_sub(unfinished.spec.input_len());
+                    self.data_bytes_held = self
+                        .data_bytes_held
+                        .saturating_sub(unfinished.spec.data_bytes);
                 }
                 std::mem::take(&mut task.watchers)
             }

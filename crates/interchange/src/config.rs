@@ -30,7 +30,8 @@ pub struct Flags {
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
-    /// max_queued_input_mib, max_message_mib, max_manager_nodes, placement, default_retries, log_level,
+    /// max_queued_input_mib, max_queued_task_mib, max_message_mib, max_manager_nodes, placement,
+    /// default_retries, log_level,
     /// metrics_listen, admins); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
@@ -91,6 +92,11 @@ pub struct Flags {
     /// refused as busy [default: 1024].
     #[arg(long, value_name = "MIB")]
     pub max_queued_input_mib: Option<u64>,
+    /// Memory, in MiB, that the rest of the data of unfinished tasks
+    /// (commands, environments, paths, launcher options) may take; a
+    /// submit that would pass it is refused as busy [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    pub max_queued_task_mib: Option<u64>,
     /// The largest message, in MiB, taken on the client and the manager
     /// socket (ZMQ_MAXMSGSIZE); a larger one drops its connection. At
     /// least the largest task input or output plus 8 MiB, and at least
@@ -148,6 +154,7 @@ pub struct FileConfig {
     pub max_task_input_bytes: Option<u64>,
     pub max_task_output_bytes: Option<u64>,
     pub max_queued_input_mib: Option<u64>,
+    pub max_queued_task_mib: Option<u64>,
     pub max_message_mib: Option<u64>,
     pub max_manager_nodes: Option<usize>,
     pub placement: Option<String>,
@@ -249,6 +256,8 @@ pub struct Config {
     pub max_task_input_bytes: u64,
     pub max_task_output_bytes: u64,
     pub max_queued_input_bytes: u64,
+    /// The bound on the rest of the unfinished tasks' data.
+    pub max_queued_task_bytes: u64,
     /// The largest frame taken on either socket (ZMQ_MAXMSGSIZE).
     pub max_message_bytes: u64,
     /// The most nodes one manager may register.
@@ -304,6 +313,12 @@ pub enum ConfigError {
     TooManyMib(usize),
     #[error("max_queued_input_mib = {0} is too large")]
     TooManyQueuedMib(u64),
+    #[error(
+        "max_queued_task_mib = {0} must be from 16 (a task's command, environment and paths \
+         may take about 2 MiB) to {max}",
+        max = u64::MAX >> 20
+    )]
+    BadQueuedTaskMib(u64),
     #[error(
         "max_task_input_bytes ({per_task}) is larger than max_queued_input_mib \
          ({queued} bytes): no task with such an input could ever be accepted"
@@ -527,6 +542,14 @@ impl Config {
                 queued: max_queued_input_bytes,
             });
         }
+        let max_queued_task_mib = flags
+            .max_queued_task_mib
+            .or(file.max_queued_task_mib)
+            .unwrap_or(interchange_core::DEFAULT_MAX_QUEUED_TASK_BYTES / (1024 * 1024));
+        let max_queued_task_bytes = max_queued_task_mib
+            .checked_mul(1024 * 1024)
+            .filter(|_| max_queued_task_mib >= 16)
+            .ok_or(ConfigError::BadQueuedTaskMib(max_queued_task_mib))?;
         let max_message_mib = flags
             .max_message_mib
             .or(file.max_message_mib)
@@ -616,6 +639,7 @@ impl Config {
             max_task_input_bytes,
             max_task_output_bytes,
             max_queued_input_bytes,
+            max_queued_task_bytes,
             max_message_bytes,
             max_manager_nodes,
             placement,
@@ -858,6 +882,7 @@ mod tests {
                 max_task_input_bytes: 16 * 1024 * 1024,
                 max_task_output_bytes: 16 * 1024 * 1024,
                 max_queued_input_bytes: 1024 * 1024 * 1024,
+                max_queued_task_bytes: 1024 * 1024 * 1024,
                 max_message_bytes: 64 * 1024 * 1024,
                 max_manager_nodes: 16_384,
                 placement: Placement::BestFit,
@@ -1232,6 +1257,36 @@ mod tests {
                 Ok(config) => panic!("{section:?} accepted: {:?}", config.provider),
                 Err(error) => assert!(error.to_string().contains(fragment), "{section:?}: {error}"),
             }
+        }
+    }
+
+    #[test]
+    fn admins_and_the_queued_task_budget_come_from_file_or_flags() {
+        let file =
+            file("admins = [\"alice\", \"bob\"]\nmax_queued_task_mib = 32\n").expect("valid file");
+        let config = Config::resolve(flags(&[]), file, &home()).expect("valid");
+        assert_eq!(
+            config.admins.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert_eq!(config.max_queued_task_bytes, 32 * 1024 * 1024);
+        let config = Config::resolve(
+            flags(&["--admin", "carol", "--max-queued-task-mib", "16"]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect("valid");
+        assert_eq!(config.admins.iter().collect::<Vec<_>>(), ["carol"]);
+        for (arguments, needle) in [
+            (
+                &["--admin", "no spaces"][..],
+                "not a valid client identity name",
+            ),
+            (&["--max-queued-task-mib", "15"][..], "must be from 16"),
+        ] {
+            let error = Config::resolve(flags(arguments), FileConfig::default(), &home())
+                .expect_err("refused");
+            assert!(error.to_string().contains(needle), "{error}");
         }
     }
 }

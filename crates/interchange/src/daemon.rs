@@ -213,6 +213,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             max_task_input_bytes: config.max_task_input_bytes,
             max_task_output_bytes: config.max_task_output_bytes,
             max_queued_input_bytes: config.max_queued_input_bytes,
+            max_queued_task_bytes: config.max_queued_task_bytes,
             max_manager_nodes: config.max_manager_nodes,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero,

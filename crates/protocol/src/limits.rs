@@ -120,25 +120,13 @@ pub enum LimitError {
     Path { field: &'static str, got: usize },
 }
 
-/// The bytes a task's data takes besides its input: command, environment
-/// (names and values), `launcher_options` and paths. What the interchange
-/// counts against `max_queued_task_bytes` for every unfinished task.
+/// About how many bytes a task's data takes besides its input: command,
+/// environment, resources and paths, and a little per task
+/// ([`submission_bytes`] without the input). What the interchange counts
+/// against `max_queued_task_bytes` for every unfinished task.
 pub fn task_data_bytes(submission: &TaskSubmission) -> u64 {
-    let env: usize = submission
-        .env
-        .iter()
-        .map(|(name, value)| name.len() + value.len())
-        .sum();
-    let options = match submission.resources.0.get("launcher_options") {
-        Some(crate::SpecValue::Text(options)) => options.len(),
-        _ => 0,
-    };
-    let paths: usize = [&submission.cwd, &submission.stdout, &submission.stderr]
-        .into_iter()
-        .flatten()
-        .map(String::len)
-        .sum();
-    (submission.command.len() + env + options + paths) as u64
+    let input = submission.input.as_ref().map_or(0, Vec::len) as u64;
+    submission_bytes(submission).saturating_sub(input)
 }
 
 /// Checks one submission against the per-task bounds (command,

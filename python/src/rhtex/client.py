@@ -55,6 +55,7 @@ __all__ = [
     "ConnectionLost",
     "InputTooLarge",
     "InterchangeBusy",
+    "PermissionDenied",
     "TaskFuture",
     "TaskResult",
     "as_completed",
@@ -76,6 +77,12 @@ class ConnectionLost(ClientError):
 
 class CommandFailed(ClientError):
     """The interchange could not carry out a command (reply ``failed``)."""
+
+
+class PermissionDenied(ClientError):
+    """The interchange refused a request because our client identity may
+    not make it (another identity's task, or an admin command without being
+    an admin); the message says why (PROTOCOL.md section 2)."""
 
 
 class InputTooLarge(ClientError, ValueError):
@@ -215,6 +222,8 @@ class Client:
         self._request_futures: Dict[int, Future] = {}
         # submit request id -> its task ids, until ``submitted`` or ``error``
         self._submits: Dict[int, List[str]] = {}
+        # watch request id -> its task ids, until ``watching`` or ``error``
+        self._watches: Dict[int, List[str]] = {}
         self._outbox: queue.Queue = queue.Queue()
         self._closed = False
         self._failure: Optional[ClientError] = None
@@ -562,7 +571,10 @@ class Client:
                 continue
             flush_tasks()
             if kind == "watch":
-                message = protocol.watch(next(self._request_ids), payload)
+                request_id = next(self._request_ids)
+                with self._lock:
+                    self._watches[request_id] = list(payload)
+                message = protocol.watch(request_id, payload)
             else:
                 message = payload
             self._socket.send(protocol.encode(message, "from_client"))
@@ -589,15 +601,23 @@ class Client:
         elif kind == "submitted":
             with self._lock:
                 self._submits.pop(message["request_id"], None)
+        elif kind == "watching":
+            with self._lock:
+                self._watches.pop(message["request_id"], None)
         elif kind == "error":
             request_id = message.get("request_id")
             with self._lock:
                 future = self._request_futures.pop(request_id, None) if request_id else None
                 refused = self._submits.pop(request_id, None) if request_id else None
+                unwatched = self._watches.pop(request_id, None) if request_id else None
+            reason = message["message"]
+            error_class = PermissionDenied if reason.startswith("denied:") else ClientError
             if future is not None:
-                future.set_exception(ClientError(f"the interchange said: {message['message']}"))
+                future.set_exception(error_class(f"the interchange said: {reason}"))
             if refused is not None:
-                self._fail_submit(refused, message["message"])
+                self._fail_submit(refused, reason)
+            if unwatched is not None:
+                self._fail_tasks(unwatched, error_class(f"watch refused: {reason}"))
         elif kind == "refused":
             self._failure = ConnectionLost(f"the interchange refused us: {message['reason']}")
             self._fail_all(self._failure)
@@ -614,6 +634,10 @@ class Client:
                 f"the interchange at {self.url} refused a submit of {len(task_ids)} task(s): "
                 f"{reason}"
             )
+        self._fail_tasks(task_ids, error)
+
+    def _fail_tasks(self, task_ids: List[str], error: ClientError) -> None:
+        """Fails the futures of these tasks with ``error``."""
         with self._lock:
             futures = [f for task_id in task_ids for f in self._task_futures.pop(task_id, [])]
         for future in futures:

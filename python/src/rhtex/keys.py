@@ -119,8 +119,7 @@ def client_secret_file(client_key: Optional[str] = None) -> str:
     name = client_key or os.environ.get(CLIENT_KEY_ENV) or DEFAULT_CLIENT
     if not _CLIENT_NAME.match(name):
         raise KeyFileError(
-            f"{name!r} is not a valid client identity name: use 1 to 64 letters, digits, "
-            "'-' or '_'"
+            f"{name!r} is not a valid client identity name: use 1 to 64 letters, digits, '-' or '_'"
         )
     return CLIENT_SECRET if name == DEFAULT_CLIENT else f"client-{name}.key_secret"
 
@@ -153,7 +152,9 @@ def keygen(directory: PathLike) -> Path:
     pairs already there are kept; refuses when all three exist."""
     path = Path(os.fspath(directory))
     missing = [
-        name for name in ("server", "manager", "client") if not (path / f"{name}.key_secret").exists()
+        name
+        for name in ("server", "manager", "client")
+        if not (path / f"{name}.key_secret").exists()
     ]
     if not missing:
         raise KeyFileError(

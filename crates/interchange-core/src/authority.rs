@@ -12,7 +12,7 @@
 
 use crate::interface::{Identity, PeerId};
 use crate::machine::Core;
-use protocol::{TaskId, ToClient, DEFAULT_CLIENT_IDENTITY, DENIED_PREFIX};
+use protocol::{TaskId, DEFAULT_CLIENT_IDENTITY, DENIED_PREFIX};
 
 impl Core {
     /// Whether `identity` is an admin.
@@ -68,14 +68,7 @@ impl Core {
 
     /// Refuses a request: an `error` that says why.
     pub(crate) fn deny(&mut self, peer: &PeerId, request_id: u64, message: String) {
-        tracing::warn!(peer = %peer, request_id, "request refused: {message}");
         self.n_denied += 1;
-        self.send_client(
-            peer,
-            ToClient::Error {
-                request_id: Some(request_id),
-                message,
-            },
-        );
+        self.request_error(peer, request_id, message);
     }
 }

@@ -152,15 +152,8 @@ impl Core {
             max_task_input_bytes: self.config.max_task_input_bytes,
         };
         if let Some(message) = self.input_budget_exceeded(&submissions, admission) {
-            tracing::warn!(peer = %peer, request_id, "submit refused: {message}");
             self.n_busy_submits += 1;
-            self.send_client(
-                peer,
-                ToClient::Error {
-                    request_id: Some(request_id),
-                    message,
-                },
-            );
+            self.request_error(peer, request_id, message);
             return;
         }
         let mut n_accepted: u32 = 0;
@@ -233,7 +226,13 @@ impl Core {
     /// of it is done.
     fn refuse_request(&mut self, peer: &PeerId, request_id: u64, message: String) {
         self.bad_message();
-        tracing::warn!(peer = %peer, request_id, "{message}");
+        self.request_error(peer, request_id, message);
+    }
+
+    /// Answers a request with an `error` that says why nothing of it was
+    /// done, and logs it.
+    pub(crate) fn request_error(&mut self, peer: &PeerId, request_id: u64, message: String) {
+        tracing::warn!(peer = %peer, request_id, "request refused: {message}");
         self.send_client(
             peer,
             ToClient::Error {

@@ -137,6 +137,7 @@ fn only_the_owner_or_an_admin_may_watch_see_or_cancel_a_task() {
         },
     );
     expect_denied(&mut sim, "b@bob", 8, "see the status of");
+    assert_eq!(sim.core.metrics().n_denied_requests, 5);
 }
 
 #[test]

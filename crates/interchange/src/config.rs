@@ -48,9 +48,10 @@ pub struct Flags {
     /// Where pool-managers connect [default: tcp://0.0.0.0:0].
     #[arg(long, value_name = "URL")]
     pub manager_listen: Option<String>,
-    /// CURVE key directory (mode 0700, made by `rhtex keygen`); only client
-    /// keys found there are admitted [default: $RHTEX_KEYS_DIR, else
-    /// ~/.rhtex/keys].
+    /// CURVE key directory (mode 0700, made by `rhtex keygen`): manager.key
+    /// is admitted on the manager socket, client.key and client-NAME.key on
+    /// the client socket; read again on SIGHUP [default: $RHTEX_KEYS_DIR,
+    /// else ~/.rhtex/keys].
     #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
     pub keys_dir: Option<PathBuf>,
     /// Turn encryption and authentication off (trusted networks only).

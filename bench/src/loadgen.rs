@@ -5,7 +5,7 @@
 //! Managers are spread over threads; each thread owns a group of sockets
 //! (at most 1,000, libzmq's limit per context) and polls them.
 
-use crate::transport::{client_security, ManagerSockets};
+use crate::transport::{manager_security, ManagerSockets};
 use anyhow::{bail, Context, Result};
 use protocol::{
     FromManager, Launcher, ManagerId, Registration, TaskResult, TaskState, ToManager,
@@ -111,7 +111,7 @@ fn run_group(
     registered: &AtomicUsize,
     stop: &AtomicBool,
 ) -> Result<LoadgenCounts> {
-    let security = client_security(config.keys_dir.as_deref())?;
+    let security = manager_security(config.keys_dir.as_deref())?;
     let mut managers: Vec<SimManager> = indices
         .clone()
         .map(|index| SimManager {

@@ -14,14 +14,27 @@ pub fn security(keys_dir: Option<&Path>) -> Security {
     keys_dir.map_or(Security::Insecure, |dir| Security::Curve(dir.to_path_buf()))
 }
 
-/// The client keys of [`security`].
+/// The default client identity's keys of [`security`].
 pub fn client_security(keys_dir: Option<&Path>) -> Result<ClientSecurity> {
+    let loaded = match keys_dir {
+        None => Ok(ClientSecurity::Insecure),
+        Some(dir) => ClientSecurity::from_keys_dir(dir),
+    };
+    loaded.with_context(|| keys_context("client", keys_dir))
+}
+
+/// The manager identity's keys of [`security`], for simulated managers.
+pub fn manager_security(keys_dir: Option<&Path>) -> Result<ClientSecurity> {
     security(keys_dir)
-        .client_security()
-        .with_context(|| match keys_dir {
-            Some(dir) => format!("cannot load client keys from {}", dir.display()),
-            None => "cannot set up an insecure connection".to_owned(),
-        })
+        .manager_security()
+        .with_context(|| keys_context("manager", keys_dir))
+}
+
+fn keys_context(role: &str, keys_dir: Option<&Path>) -> String {
+    match keys_dir {
+        Some(dir) => format!("cannot load {role} keys from {}", dir.display()),
+        None => "cannot set up an insecure connection".to_owned(),
+    }
 }
 
 /// The next message on `socket` if one is waiting, decoded with `decode`;

@@ -385,6 +385,13 @@ def messages():
             "request_id": None,
             "message": "send hello first",
         },
+        "to_client.error.denied": {
+            "type": "error",
+            "request_id": 9,
+            "message": "denied: task " + TASK_1 + " was submitted by another client identity; "
+            "only its submitter or an admin may cancel it (this connection is client identity "
+            "bob); nothing of this request was done",
+        },
         # FromManager
         "from_manager.register": register,
         # The same manager registering again after it lost the interchange:

@@ -21,6 +21,7 @@ from rhtex.client import (
     ConnectError,
     InputTooLarge,
     InterchangeBusy,
+    PermissionDenied,
 )
 from rhtex.local import LocalDeployment, LocalError, find_program
 
@@ -236,6 +237,40 @@ def test_unknown_curve_key_is_named(deployment, tmp_path):
     (other_keys / "server.key").write_text((deployment.keys_dir / "server.key").read_text())
     with pytest.raises(ConnectError, match="refused our CURVE key"):
         Client(deployment.client_url, keys_dir=other_keys, timeout=5)
+
+
+def test_a_client_identity_reaches_only_its_own_tasks(deployment, client):
+    """An identity added while the interchange runs is admitted after
+    SIGHUP; it may not watch, cancel or steer what is not its own."""
+    subprocess.run(
+        [str(bin_dir() / "rhtex"), "keygen", "--client", "alice", str(deployment.keys_dir)],
+        check=True,
+        capture_output=True,
+    )
+    os.kill(deployment.interchange.pid, signal.SIGHUP)
+    alice = None
+    for _ in range(100):
+        try:
+            alice = Client(
+                deployment.client_url, keys_dir=deployment.keys_dir, client_key="alice", timeout=2
+            )
+            break
+        except ConnectError:
+            continue
+    assert alice is not None, "alice was not admitted after SIGHUP"
+    with alice:
+        theirs = client.submit("sleep 30")
+        mine = alice.submit("echo mine")
+        assert mine.result(timeout=30).ok
+        with pytest.raises(PermissionDenied, match="denied: .*may cancel it"):
+            alice.cancel(theirs.task_id)
+        with pytest.raises(PermissionDenied):
+            alice.watch([theirs.task_id])[0].result(timeout=30)
+        manager = client.status()["managers"][0]["manager_id"]
+        with pytest.raises(PermissionDenied, match="hold needs an admin"):
+            alice.hold(manager)
+        client.cancel(theirs.task_id)
+        assert theirs.result(timeout=30).state == "cancelled"
 
 
 def test_insecure_client_of_a_curve_interchange_is_named(deployment):

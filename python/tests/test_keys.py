@@ -71,3 +71,27 @@ def test_rhtex_keygen_files_load(tmp_path):
 def test_default_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RHTEX_KEYS_DIR", str(tmp_path))
     assert keys.default_keys_dir() == tmp_path
+
+
+def test_keygen_makes_the_manager_and_default_identities(keys_dir):
+    for name in ("server", "manager", "client"):
+        assert (keys_dir / f"{name}.key").exists() and (keys_dir / f"{name}.key_secret").exists()
+    manager_public, _ = zmq.auth.load_certificate(str(keys_dir / "manager.key_secret"))
+    assert keys.load_client_keys(keys_dir).client_public != manager_public
+
+
+def test_a_client_identity_is_chosen_by_name_or_environment(keys_dir, monkeypatch):
+    program = bin_dir() / "rhtex"
+    subprocess.run(
+        [str(program), "keygen", "--client", "alice", str(keys_dir)],
+        check=True,
+        capture_output=True,
+    )
+    alice_public, _ = zmq.auth.load_certificate(str(keys_dir / "client-alice.key_secret"))
+    assert keys.load_client_keys(keys_dir, "alice").client_public == alice_public
+    monkeypatch.setenv("RHTEX_CLIENT_KEY", "alice")
+    assert keys.load_client_keys(keys_dir).client_public == alice_public
+    with pytest.raises(keys.KeyFileError, match="client-bob.key_secret"):
+        keys.load_client_keys(keys_dir, "bob")
+    with pytest.raises(keys.KeyFileError, match="not a valid client identity name"):
+        keys.load_client_keys(keys_dir, "../x")

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use transport::zmq;
+use transport::ClientSecurity;
 
 /// A task with a fresh id, running `command`, as a serial task.
 pub fn task(command: &str) -> TaskSubmission {
@@ -71,13 +72,31 @@ impl std::fmt::Debug for RawClient {
     }
 }
 
-/// A DEALER connected to `url` with `security`, nothing sent yet.
+/// A DEALER connected to `url` (a client socket) as the default client
+/// identity of `security`'s key directory, nothing sent yet.
 pub fn raw_dealer(url: &str, security: &Security) -> zmq::Socket {
-    let context = zmq::Context::new();
+    let security = match security.keys_dir() {
+        None => ClientSecurity::Insecure,
+        Some(keys_dir) => ClientSecurity::from_keys_dir(keys_dir)
+            .unwrap_or_else(|error| panic!("cannot load client keys: {error}")),
+    };
+    dealer_with(url, &security, None)
+}
+
+/// A DEALER connected to `url` (a manager socket) as the manager identity
+/// of `security`'s key directory, nothing sent yet.
+pub fn raw_manager_dealer(url: &str, security: &Security) -> zmq::Socket {
     let security = security
-        .client_security()
-        .unwrap_or_else(|error| panic!("cannot load client keys: {error}"));
-    transport::sockets::connect_dealer(&context, url, &security, None)
+        .manager_security()
+        .unwrap_or_else(|error| panic!("cannot load manager keys: {error}"));
+    dealer_with(url, &security, None)
+}
+
+/// A DEALER connected to `url` with these keys and routing id, nothing
+/// sent yet.
+pub fn dealer_with(url: &str, security: &ClientSecurity, routing_id: Option<&[u8]>) -> zmq::Socket {
+    let context = zmq::Context::new();
+    transport::sockets::connect_dealer(&context, url, security, routing_id)
         .unwrap_or_else(|error| panic!("cannot connect a DEALER to {url}: {error}"))
 }
 
@@ -104,8 +123,18 @@ impl RawClient {
     }
 
     pub fn connect_to(url: &str, security: &Security) -> RawClient {
+        Self::hello(raw_dealer(url, security))
+    }
+
+    /// Connects with these keys (a client identity of the interchange's
+    /// key directory) and says hello.
+    pub fn connect_as(url: &str, keys: &ClientSecurity) -> RawClient {
+        Self::hello(dealer_with(url, keys, None))
+    }
+
+    fn hello(socket: zmq::Socket) -> RawClient {
         let mut client = RawClient {
-            socket: raw_dealer(url, security),
+            socket,
             next_request_id: 1,
             results: HashMap::new(),
         };
@@ -251,6 +280,14 @@ impl RawClient {
     pub fn has_result(&mut self, task_id: TaskId) -> bool {
         self.pump(Duration::ZERO);
         self.results.contains_key(&task_id)
+    }
+
+    /// Sends the request `make(request_id)` and returns the first answer
+    /// that is not `results`, whatever it is, with the request id used.
+    pub fn ask(&mut self, make: impl FnOnce(u64) -> FromClient) -> (u64, ToClient) {
+        let request_id = self.request_id();
+        self.send(&make(request_id));
+        (request_id, self.receive_other(crate::WAIT, "an answer"))
     }
 
     /// Gives a command and returns the reply.

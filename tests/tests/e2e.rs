@@ -7,7 +7,8 @@
 
 use e2e::cli::{self, connect_flags, json_objects, json_strings, strings};
 use e2e::client::{
-    assert_completed, pid_then_sleep, raw_dealer, receive_frame, stdout_of, wait_pid_file,
+    assert_completed, pid_then_sleep, raw_dealer, raw_manager_dealer, receive_frame, stdout_of,
+    wait_pid_file,
 };
 use e2e::daemon::{describe, Launch, Stdout};
 use e2e::{
@@ -609,7 +610,7 @@ fn manager_of_another_protocol_version_is_refused_and_others_keep_working() {
     client.wait_managers(&[manager.manager_id]);
 
     let future_id = ManagerId::new_random();
-    let future = raw_dealer(&interchange.manager_connect_url, &interchange.security);
+    let future = raw_manager_dealer(&interchange.manager_connect_url, &interchange.security);
     let register = serde_json::json!({
         "type": "register",
         "protocol_version": 999,

@@ -168,6 +168,7 @@ fn metrics_count_tasks_and_pass_promtool() {
         ("rhtex_tasks_dispatched_total", 4.0),
         ("rhtex_tasks_requeued_total", 0.0),
         ("rhtex_submits_busy_total", 0.0),
+        ("rhtex_requests_denied_total", 0.0),
         (
             "rhtex_tasks_finished_total{state=\"completed\",error_kind=\"none\"}",
             3.0,

@@ -12,6 +12,11 @@
 //! - [`taskfile`]: `rhtex run` task files (JSON lines or TOML).
 //! - [`render`]: results and status as text or JSON.
 //! - [`error`]: typed errors ([`ClientError`] and the ones it wraps).
+//!
+//! A client connects as one client identity of a key directory:
+//! `ClientSecurity::from_keys_dir_as(dir, &name)`, with `name` the default
+//! identity (`ClientName::default()`), the one `RHTEX_CLIENT_KEY` names
+//! (`ClientName::from_env()`), or any other (`"alice".parse()`).
 
 pub mod client;
 pub mod connection;
@@ -24,7 +29,7 @@ pub mod taskfile;
 pub use client::{check_inputs, check_submissions, Client};
 pub use error::{ClientError, LocalError, TaskFileError};
 pub use task::{BuildError, TaskBuilder};
-pub use transport::ClientSecurity;
+pub use transport::{ClientName, ClientSecurity};
 
 pub use protocol::{
     Command, Reply, ResourceRequest, StatusReport, TaskId, TaskResult, TaskState, TaskSubmission,

@@ -36,6 +36,18 @@ struct Cli {
     #[arg(long, global = true)]
     insecure: bool,
 
+    /// The client identity to connect as: `default` (client.key_secret,
+    /// an admin) or NAME (client-NAME.key_secret, made by
+    /// `rhtex keygen --client NAME DIR`).
+    #[arg(
+        long,
+        global = true,
+        env = "RHTEX_CLIENT_KEY",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    client_key: transport::ClientName,
+
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -111,9 +123,19 @@ enum Commands {
         #[arg(value_name = "MANAGER")]
         manager_id: ManagerId,
     },
-    /// Create a CURVE key directory (mode 0700) with a server and a client
-    /// key pair, for the interchange, pool-managers and clients to share.
+    /// Create a CURVE key directory (mode 0700): the interchange's pair,
+    /// the manager identity (for pool-managers) and the default client
+    /// identity (an admin). Pairs already there are kept (a directory of
+    /// an older rhtex gets its manager identity).
+    ///
+    /// With --client NAME, add client identity NAME to an existing key
+    /// directory instead: client-NAME.key (admitted by the interchange
+    /// from its next start or SIGHUP) and client-NAME.key_secret (hand it
+    /// to the user, with server.key).
     Keygen {
+        /// Add this client identity instead.
+        #[arg(long, value_name = "NAME")]
+        client: Option<transport::ClientName>,
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
@@ -272,20 +294,35 @@ fn init_logging(level: &str) {
 async fn run(cli: Cli) -> Result<i32> {
     let timeout = seconds(cli.timeout, "--timeout")?;
     match &cli.command {
-        Commands::Keygen { dir } => {
-            transport::keygen(dir)
-                .with_context(|| format!("cannot create keys in {}", dir.display()))?;
+        Commands::Keygen { dir, client } => {
+            let wrote = match client {
+                None => {
+                    transport::keygen(dir)
+                        .with_context(|| format!("cannot create keys in {}", dir.display()))?;
+                    "the server's pair, the manager identity and the default client identity \
+                     (server.key, manager.key, client.key and their *_secret files)"
+                        .to_owned()
+                }
+                Some(name) => {
+                    transport::keygen_client(dir, name).with_context(|| {
+                        format!("cannot add client identity {name} to {}", dir.display())
+                    })?;
+                    format!(
+                        "client identity {name} (client-{name}.key, admitted by the interchange \
+                         from its next start or SIGHUP, and client-{name}.key_secret for the user)"
+                    )
+                }
+            };
             if cli.json {
                 println!(
                     "{}",
-                    serde_json::json!({ "keys_dir": dir.display().to_string() })
+                    serde_json::json!({
+                        "keys_dir": dir.display().to_string(),
+                        "client": client.as_ref().map(ToString::to_string),
+                    })
                 );
             } else {
-                println!(
-                    "wrote a server and a client CURVE key pair to {} (mode 0700): \
-                     server.key, server.key_secret, client.key, client.key_secret",
-                    dir.display()
-                );
+                println!("wrote {wrote} to {} (mode 0700)", dir.display());
             }
             Ok(0)
         }
@@ -355,9 +392,10 @@ fn security(cli: &Cli) -> Result<ClientSecurity> {
         Some(dir) => dir.clone(),
         None => default_keys_dir()?,
     };
-    ClientSecurity::from_keys_dir(&dir).with_context(|| {
+    ClientSecurity::from_keys_dir_as(&dir, &cli.client_key).with_context(|| {
         format!(
-            "cannot use the key directory {} (or pass --insecure)",
+            "cannot use client identity {} of the key directory {} (or pass --insecure)",
+            cli.client_key,
             dir.display()
         )
     })

@@ -2,6 +2,7 @@
 //! can start it.
 
 use protocol::{UnixTime, DEFAULT_MAX_TASK_INPUT_BYTES, DEFAULT_MAX_TASK_OUTPUT_BYTES};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The settings the core needs.
@@ -29,6 +30,10 @@ pub struct CoreConfig {
     /// for retries) may not pass this: a `submit` that would is refused
     /// as a whole, as busy.
     pub max_queued_input_bytes: u64,
+    /// The rest of the data of all unfinished tasks (commands,
+    /// environments, paths, launcher options) may not pass this: a
+    /// `submit` that would is refused as a whole, as busy.
+    pub max_queued_task_bytes: u64,
     /// The most nodes one manager may register; a larger registration is
     /// refused.
     pub max_manager_nodes: usize,
@@ -41,6 +46,10 @@ pub struct CoreConfig {
     /// How many times a task without `retries` in its specification is
     /// queued again after its manager was lost.
     pub default_retries: u32,
+    /// Client identities that are admins besides `default` (the config's
+    /// `admins`): they may watch, cancel and see every task, hold, release
+    /// and drain managers and shut the interchange down.
+    pub admins: BTreeSet<String>,
 }
 
 impl Default for CoreConfig {
@@ -55,11 +64,13 @@ impl Default for CoreConfig {
             max_task_input_bytes: DEFAULT_MAX_TASK_INPUT_BYTES,
             max_task_output_bytes: DEFAULT_MAX_TASK_OUTPUT_BYTES,
             max_queued_input_bytes: DEFAULT_MAX_QUEUED_INPUT_BYTES,
+            max_queued_task_bytes: DEFAULT_MAX_QUEUED_TASK_BYTES,
             max_manager_nodes: protocol::limits::DEFAULT_MAX_MANAGER_NODES,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero: 0.0,
             placement: Placement::BestFit,
             default_retries: 0,
+            admins: BTreeSet::new(),
         }
     }
 }
@@ -100,6 +111,9 @@ impl std::str::FromStr for Placement {
 
 /// Default of [`CoreConfig::max_queued_input_bytes`]: 1 GiB.
 pub const DEFAULT_MAX_QUEUED_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The default bound on the other data of unfinished tasks: 1 GiB.
+pub const DEFAULT_MAX_QUEUED_TASK_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Default bound on the wait for managers' `goodbye` after `shutdown`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

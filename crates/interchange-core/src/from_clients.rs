@@ -1,13 +1,14 @@
 //! What the core does with each message from a client: the handshake,
 //! `submit`, `watch` and the commands (`status`, `task_status`, `hold`,
 //! `release`, `drain`, `cancel`, `shutdown`), and with a client frame that
-//! does not decode or a client that is gone.
+//! does not decode or a client that is gone. Each request is first checked
+//! against what the client's identity may do (`authority.rs`).
 
 use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
 use crate::tasks::{Admission, Cancelled, Watched};
 use protocol::{
-    limits::{MAX_TASKS_PER_SUBMIT, MAX_TASK_IDS_PER_WATCH},
+    limits::{check_submission, task_data_bytes, MAX_TASKS_PER_SUBMIT, MAX_TASK_IDS_PER_WATCH},
     Command, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
@@ -151,15 +152,8 @@ impl Core {
             max_task_input_bytes: self.config.max_task_input_bytes,
         };
         if let Some(message) = self.input_budget_exceeded(&submissions, admission) {
-            tracing::warn!(peer = %peer, request_id, "submit refused: {message}");
             self.n_busy_submits += 1;
-            self.send_client(
-                peer,
-                ToClient::Error {
-                    request_id: Some(request_id),
-                    message,
-                },
-            );
+            self.request_error(peer, request_id, message);
             return;
         }
         let mut n_accepted: u32 = 0;
@@ -191,40 +185,54 @@ impl Core {
 
     /// Why a submit is refused as a whole: the input it adds (of tasks
     /// within the per-task limit) would take the input held for unfinished
-    /// tasks past `max_queued_input_bytes`. `None` if it fits.
+    /// tasks past `max_queued_input_bytes`, or the rest of its tasks' data
+    /// (of tasks within the per-task bounds) the data held past
+    /// `max_queued_task_bytes`. `None` if it fits.
     fn input_budget_exceeded(
         &self,
         submissions: &[TaskSubmission],
         admission: Admission,
     ) -> Option<String> {
-        let n_added: u64 = submissions
+        let n_input: u64 = submissions
             .iter()
             .filter_map(|submission| submission.input.as_ref())
             .map(|input| input.len() as u64)
             .filter(|&n_bytes| n_bytes <= admission.max_task_input_bytes)
             .sum();
-        let n_held = self.tasks.input_bytes_held();
-        let limit = self.config.max_queued_input_bytes;
-        if n_added == 0 || n_held.saturating_add(n_added) <= limit {
-            return None;
-        }
-        let advice = if n_added > limit {
-            "this submit alone is over the limit: split it into smaller submits"
-        } else {
-            "submit again when some tasks have finished"
-        };
-        Some(format!(
-            "busy: the tasks of this submit carry {n_added} bytes of input and unfinished tasks \
-             already hold {n_held}; together they pass the interchange's limit of {limit} bytes \
-             (max_queued_input_bytes, --max-queued-input-mib); no task of it was accepted; {advice}"
-        ))
+        let n_data: u64 = submissions
+            .iter()
+            .filter(|submission| check_submission(submission).is_ok())
+            .map(task_data_bytes)
+            .sum();
+        busy(
+            "bytes of input",
+            n_input,
+            self.tasks.input_bytes_held(),
+            self.config.max_queued_input_bytes,
+            "max_queued_input_bytes, --max-queued-input-mib",
+        )
+        .or_else(|| {
+            busy(
+                "bytes of commands, environments and paths",
+                n_data,
+                self.tasks.data_bytes_held(),
+                self.config.max_queued_task_bytes,
+                "max_queued_task_bytes, --max-queued-task-mib",
+            )
+        })
     }
 
     /// Answers a request past a per-message bound with an error; nothing
     /// of it is done.
     fn refuse_request(&mut self, peer: &PeerId, request_id: u64, message: String) {
         self.bad_message();
-        tracing::warn!(peer = %peer, request_id, "{message}");
+        self.request_error(peer, request_id, message);
+    }
+
+    /// Answers a request with an `error` that says why nothing of it was
+    /// done, and logs it.
+    pub(crate) fn request_error(&mut self, peer: &PeerId, request_id: u64, message: String) {
+        tracing::warn!(peer = %peer, request_id, "request refused: {message}");
         self.send_client(
             peer,
             ToClient::Error {
@@ -245,6 +253,10 @@ impl Core {
                     task_ids.len()
                 ),
             );
+            return;
+        }
+        if let Some(reason) = self.forbidden_task(peer, task_ids, "watch") {
+            self.deny(peer, request_id, reason);
             return;
         }
         let mut n_known: u32 = 0;
@@ -277,11 +289,33 @@ impl Core {
         );
     }
 
+    /// Why `peer` may not give `command`, if it may not.
+    fn forbidden(&self, peer: &PeerId, command: &Command) -> Option<String> {
+        match command {
+            Command::Status => None,
+            Command::TaskStatus { task_ids } => {
+                self.forbidden_task(peer, task_ids, "see the status of")
+            }
+            Command::Cancel { task_id } => self.forbidden_task(peer, &[*task_id], "cancel"),
+            Command::Hold { .. } => self.forbidden_command(peer, "hold"),
+            Command::Release { .. } => self.forbidden_command(peer, "release"),
+            Command::Drain { .. } => self.forbidden_command(peer, "drain"),
+            Command::Shutdown => self.forbidden_command(peer, "shutdown"),
+        }
+    }
+
     fn command(&mut self, now: Time, peer: &PeerId, request_id: u64, command: Command) {
+        if let Some(reason) = self.forbidden(peer, &command) {
+            self.deny(peer, request_id, reason);
+            return;
+        }
         let reply = match command {
-            Command::Status => Reply::Status(self.status()),
+            Command::Status => Reply::Status(self.status(&peer.identity)),
             Command::TaskStatus { task_ids } => Reply::TaskStatus {
-                tasks: task_ids.iter().map(|id| self.task_status(*id)).collect(),
+                tasks: task_ids
+                    .iter()
+                    .map(|id| self.task_status(*id, &peer.identity))
+                    .collect(),
             },
             Command::Hold { manager_id } => self.set_held(manager_id, true),
             Command::Release { manager_id } => self.set_held(manager_id, false),
@@ -373,6 +407,24 @@ impl Core {
             }
         }
     }
+}
+
+/// The busy refusal when `n_added` bytes of `what` would take the `n_held`
+/// bytes held past `limit` (named by `setting`); `None` if they fit.
+fn busy(what: &str, n_added: u64, n_held: u64, limit: u64, setting: &str) -> Option<String> {
+    if n_added == 0 || n_held.saturating_add(n_added) <= limit {
+        return None;
+    }
+    let advice = if n_added > limit {
+        "this submit alone is over the limit: split it into smaller submits"
+    } else {
+        "submit again when some tasks have finished"
+    };
+    Some(format!(
+        "busy: the tasks of this submit carry {n_added} {what} and unfinished tasks \
+         already hold {n_held}; together they pass the interchange's limit of {limit} bytes \
+         ({setting}); no task of it was accepted; {advice}"
+    ))
 }
 
 fn unknown_manager(manager_id: ManagerId) -> Reply {

@@ -136,7 +136,19 @@ impl Core {
                 Some(registered_as) if registered_as != manager_id => Some(format!(
                     "this connection is registered as manager {registered_as}, not {manager_id}"
                 )),
-                _ => None,
+                // A manager registers again from its own connection (its
+                // routing id is its manager id, and its key the manager
+                // key); another connection that claims a live manager's id
+                // is refused, and the live manager is not disturbed.
+                _ => self
+                    .managers
+                    .get(manager_id)
+                    .filter(|entry| entry.peer != *peer)
+                    .map(|_| {
+                        format!(
+                            "manager id {manager_id} is already registered from another connection"
+                        )
+                    }),
             }
         };
         if let Some(reason) = refusal {

@@ -11,14 +11,62 @@
 use protocol::{DecodeError, FromClient, FromManager, Handshake, ToClient, ToManager};
 use std::fmt;
 
-/// The routing id of a peer, as the ROUTER socket gives it.
+/// Who a peer proved to be when it connected.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Identity {
+    /// No authentication (`--insecure`): anyone who reaches the socket.
+    /// Such a client is treated as an admin (there is nothing to check).
+    Unauthenticated,
+    /// The name of the CURVE identity whose key the peer proved it holds
+    /// (the ZAP user id: `default` or NAME for a client identity,
+    /// `manager` for the manager identity). The shell admits client keys
+    /// only on the client socket and manager keys only on the manager
+    /// socket, so a name is always of the socket's role.
+    Key(String),
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Unauthenticated => f.write_str("(unauthenticated)"),
+            Identity::Key(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A peer: the routing id the ROUTER socket gives its connection, and the
+/// identity it authenticated as. Both are part of its equality, so that
+/// messages are only ever taken as coming from the identity that sent
+/// them: a connection that reuses a routing id under another key is
+/// another peer (a manager's messages are checked against the key that
+/// registered it this way).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PeerId(pub Vec<u8>);
+pub struct PeerId {
+    pub routing_id: Vec<u8>,
+    pub identity: Identity,
+}
+
+impl PeerId {
+    pub fn new(routing_id: Vec<u8>, identity: Identity) -> Self {
+        Self {
+            routing_id,
+            identity,
+        }
+    }
+
+    /// A peer of an interchange without authentication (`--insecure`).
+    pub fn unauthenticated(routing_id: Vec<u8>) -> Self {
+        Self::new(routing_id, Identity::Unauthenticated)
+    }
+}
 
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in &self.0 {
+        for byte in &self.routing_id {
             write!(f, "{byte:02x}")?;
+        }
+        if let Identity::Key(name) = &self.identity {
+            write!(f, " ({name})")?;
         }
         Ok(())
     }

@@ -36,6 +36,8 @@
 //! - `matching.rs`: which task starts where, and the reservation; it
 //!   returns decisions, which the core applies.
 //! - `status.rs`: `status`, `task_status` and the provider's views.
+//! - `authority.rs`: who may do what: a task belongs to the client identity
+//!   that submitted it ([`PeerId::identity`]); admin commands need an admin.
 //! - `metrics.rs`: the counters and histograms `tasks.rs` keeps, and the
 //!   [`Metrics`] snapshot ([`Core::metrics`]) the shell exports.
 //! - `machine.rs` ([`Core`]), `from_clients.rs`, `from_managers.rs`: the
@@ -77,6 +79,7 @@
 //! expiry checks (per manager by nature), and hold/drain (O(nodes of that
 //! manager)). See `queue.rs`, `managers/` and `matching.rs`.
 
+mod authority;
 mod clients;
 mod config;
 mod from_clients;
@@ -94,10 +97,13 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
-pub use config::{CoreConfig, Placement, DEFAULT_MAX_QUEUED_INPUT_BYTES, SHUTDOWN_GRACE};
+pub use config::{
+    CoreConfig, Placement, DEFAULT_MAX_QUEUED_INPUT_BYTES, DEFAULT_MAX_QUEUED_TASK_BYTES,
+    SHUTDOWN_GRACE,
+};
 pub use from_managers::UNKNOWN_MANAGER_REASON;
 pub use interface::{
-    decode_client_frame, decode_manager_frame, Output, PeerId, Socket, Undecodable,
+    decode_client_frame, decode_manager_frame, Identity, Output, PeerId, Socket, Undecodable,
 };
 pub use machine::Core;
 pub use metrics::{FinishedAs, Histogram, Metrics};

@@ -26,6 +26,8 @@ pub struct Core {
     pub(crate) n_bad_messages: u64,
     /// Submits refused as a whole as busy (the queued input budget).
     pub(crate) n_busy_submits: u64,
+    /// Requests refused because the client identity may not make them.
+    pub(crate) n_denied: u64,
     outputs: VecDeque<Output>,
     /// Results gathered during one input, sent as one message per client.
     pub(crate) pending_results: BTreeMap<PeerId, Vec<TaskResult>>,
@@ -55,6 +57,7 @@ impl Core {
             matcher: Matcher::new(config.placement),
             n_bad_messages: 0,
             n_busy_submits: 0,
+            n_denied: 0,
             outputs: VecDeque::new(),
             pending_results: BTreeMap::new(),
             next_heartbeat,

@@ -201,6 +201,9 @@ pub struct Metrics {
     /// take the input held for unfinished tasks past its limit. Their
     /// tasks count nowhere else.
     pub n_busy_submits: u64,
+    /// Requests refused because the client identity may not make them
+    /// (another identity's task, an admin command from a non-admin).
+    pub n_denied_requests: u64,
     pub queue_wait: Histogram,
     pub dispatch_latency: Histogram,
     pub run_time: Histogram,
@@ -226,6 +229,7 @@ impl Core {
             n_blocks: BTreeMap::new(),
             n_bad_messages: self.n_bad_messages,
             n_busy_submits: self.n_busy_submits,
+            n_denied_requests: self.n_denied,
             queue_wait: counters.queue_wait.clone(),
             dispatch_latency: counters.dispatch_latency.clone(),
             run_time: counters.run_time.clone(),

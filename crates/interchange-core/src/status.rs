@@ -2,6 +2,7 @@
 //! each queued task waits), and the read-only views a block provider
 //! scales by ([`QueueDemand`], [`ManagerView`]).
 
+use crate::interface::Identity;
 use crate::machine::Core;
 use crate::queue::Shape;
 use crate::tasks::TaskView;
@@ -64,8 +65,9 @@ impl Core {
 
     /// Why a queued task of this shape waits; `task_id` names the task
     /// when one task is meant, so that the reservation's holder is told
-    /// which manager it holds and when it expects to start.
-    fn waiting_reason(&self, shape: Shape, task_id: Option<TaskId>) -> String {
+    /// which manager it holds and when it expects to start. The holder's
+    /// id is named only to its owner and the admins (`viewer`).
+    fn waiting_reason(&self, shape: Shape, task_id: Option<TaskId>, viewer: &Identity) -> String {
         let slots_needed = shape.ranks_per_node;
         let mut any_manager = false;
         let mut most_slots: u32 = 0;
@@ -133,10 +135,16 @@ impl Core {
                 .managers
                 .get(reservation.manager_id)
                 .is_some_and(|manager| manager.place(shape, &Default::default()).is_some());
-            if fits_there {
+            if fits_there && self.may_access(viewer, reservation.task_id) {
                 format!(
                     "{base}; manager {} could start it but is reserved for task {}, which is ahead in the queue",
                     reservation.manager_id, reservation.task_id
+                )
+            } else if fits_there {
+                format!(
+                    "{base}; manager {} could start it but is reserved for another user's task, \
+                     which is ahead in the queue",
+                    reservation.manager_id
                 )
             } else {
                 base
@@ -144,7 +152,9 @@ impl Core {
         }
     }
 
-    pub(crate) fn status(&self) -> StatusReport {
+    /// The status report as `viewer` may see it: everything but the ids of
+    /// other identities' tasks.
+    pub(crate) fn status(&self, viewer: &Identity) -> StatusReport {
         let managers: Vec<ManagerInfo> = self
             .managers
             .iter()
@@ -166,7 +176,8 @@ impl Core {
                     .matcher
                     .reservation()
                     .filter(|reservation| reservation.manager_id == manager.manager_id)
-                    .map(|reservation| reservation.task_id),
+                    .map(|reservation| reservation.task_id)
+                    .filter(|task_id| self.may_access(viewer, *task_id)),
             })
             .collect();
         let n_running = managers
@@ -185,7 +196,7 @@ impl Core {
                 waiting.push(WaitingGroup {
                     num_nodes: shape.num_nodes,
                     n_tasks: 1,
-                    reason: self.waiting_reason(shape, Some(reservation.task_id)),
+                    reason: self.waiting_reason(shape, Some(reservation.task_id), viewer),
                 });
                 n_tasks -= 1;
             }
@@ -193,7 +204,7 @@ impl Core {
                 waiting.push(WaitingGroup {
                     num_nodes: shape.num_nodes,
                     n_tasks,
-                    reason: self.waiting_reason(shape, None),
+                    reason: self.waiting_reason(shape, None, viewer),
                 });
             }
         }
@@ -212,7 +223,8 @@ impl Core {
         }
     }
 
-    pub(crate) fn task_status(&self, task_id: TaskId) -> TaskStatusInfo {
+    /// One task's status, for `viewer`, who may see it.
+    pub(crate) fn task_status(&self, task_id: TaskId, viewer: &Identity) -> TaskStatusInfo {
         let mut info = TaskStatusInfo {
             task_id,
             state: TaskState::Unknown,
@@ -226,7 +238,7 @@ impl Core {
             Some(TaskView::Queued(resources)) => {
                 info.state = TaskState::Queued;
                 info.waiting_reason =
-                    Some(self.waiting_reason(Shape::of(resources), Some(task_id)));
+                    Some(self.waiting_reason(Shape::of(resources), Some(task_id), viewer));
             }
             Some(TaskView::Running(manager_id)) => {
                 info.state = TaskState::Running;

@@ -14,7 +14,7 @@
 //! [`TaskResult`], which is what its watchers get, for late `watch` and
 //! `task_status`, within the configured bounds (oldest forgotten first).
 
-use crate::interface::PeerId;
+use crate::interface::{Identity, PeerId};
 use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
@@ -36,6 +36,8 @@ struct TaskSpec {
     stderr: Option<String>,
     /// Kept until the task finishes, so that a retry gets it too.
     input: Option<Vec<u8>>,
+    /// The bytes of the rest (`protocol::limits::task_data_bytes`).
+    data_bytes: u64,
 }
 
 impl TaskSpec {
@@ -79,6 +81,9 @@ struct Task {
     phase: Phase,
     /// Clients that get the result (while the task is unfinished).
     watchers: BTreeSet<PeerId>,
+    /// The client identity that submitted it: only it (or an admin) may
+    /// watch, see or cancel it.
+    owner: Identity,
 }
 
 /// A task's phase as the status views see it.
@@ -158,8 +163,10 @@ pub(crate) struct TaskTable {
     /// each result takes; and the sum of those bytes.
     finished: VecDeque<(TaskId, usize)>,
     finished_bytes: usize,
-    /// The input bytes of the unfinished tasks.
+    /// The input bytes of the unfinished tasks, and the bytes of the rest
+    /// of their data (command, environment, paths, launcher options).
     input_bytes_held: u64,
+    data_bytes_held: u64,
     max_finished_results: usize,
     max_finished_bytes: usize,
     default_retries: u32,
@@ -183,6 +190,7 @@ impl TaskTable {
             finished: VecDeque::new(),
             finished_bytes: 0,
             input_bytes_held: 0,
+            data_bytes_held: 0,
             max_finished_results,
             max_finished_bytes,
             default_retries,
@@ -215,6 +223,17 @@ impl TaskTable {
     /// The input bytes the unfinished tasks hold (queued or running).
     pub(crate) fn input_bytes_held(&self) -> u64 {
         self.input_bytes_held
+    }
+
+    /// The bytes of the unfinished tasks' other data (command, environment,
+    /// paths, launcher options).
+    pub(crate) fn data_bytes_held(&self) -> u64 {
+        self.data_bytes_held
+    }
+
+    /// The identity that submitted the task, if the task is known.
+    pub(crate) fn owner(&self, task_id: TaskId) -> Option<&Identity> {
+        self.tasks.get(&task_id).map(|task| &task.owner)
     }
 
     pub(crate) fn view(&self, task_id: TaskId) -> Option<TaskView<'_>> {
@@ -318,6 +337,7 @@ impl TaskTable {
                     Task {
                         phase: Phase::Finished(Box::new(result.clone())),
                         watchers: BTreeSet::new(),
+                        owner: watcher.identity.clone(),
                     },
                 );
                 self.keep_finished(task_id, &result);
@@ -326,6 +346,7 @@ impl TaskTable {
         };
         let num_nodes = resources.num_nodes;
         let key = self.queue.push(task_id, &resources);
+        let data_bytes = protocol::limits::task_data_bytes(&submission);
         let spec = TaskSpec {
             command: submission.command,
             resources,
@@ -334,8 +355,10 @@ impl TaskTable {
             stdout: submission.stdout,
             stderr: submission.stderr,
             input: submission.input,
+            data_bytes,
         };
         self.input_bytes_held += spec.input_len();
+        self.data_bytes_held += spec.data_bytes;
         self.tasks.insert(
             task_id,
             Task {
@@ -348,6 +371,7 @@ impl TaskTable {
                     queued_at: self.now,
                 })),
                 watchers: BTreeSet::from([watcher.clone()]),
+                owner: watcher.identity.clone(),
             },
         );
         tracing::debug!(task_id = %task_id, num_nodes, "task queued");
@@ -462,6 +486,9 @@ impl TaskTable {
                     self.input_bytes_held = self
                         .input_bytes_held
                         .saturating_sub(unfinished.spec.input_len());
+                    self.data_bytes_held = self
+                        .data_bytes_held
+                        .saturating_sub(unfinished.spec.data_bytes);
                 }
                 std::mem::take(&mut task.watchers)
             }

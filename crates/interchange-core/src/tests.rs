@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod bounds;
 mod metrics;
+mod ownership;
 mod reattach;
 mod unreachable;
 
@@ -30,8 +31,14 @@ struct Sim {
     max_task_output_bytes: u64,
 }
 
+/// The peer a test names: `c` is unauthenticated (`--insecure`), `c@alice`
+/// authenticated as identity `alice`.
 fn peer(name: &str) -> PeerId {
-    PeerId(name.as_bytes().to_vec())
+    let routing_id = name.as_bytes().to_vec();
+    match name.split_once('@') {
+        Some((_, identity)) => PeerId::new(routing_id, Identity::Key(identity.to_owned())),
+        None => PeerId::unauthenticated(routing_id),
+    }
 }
 
 fn task_id(n: u128) -> TaskId {
@@ -1361,7 +1368,7 @@ fn an_undecodable_register_of_another_version_is_refused_naming_both() {
 }
 
 #[test]
-fn empty_node_lists_are_refused_and_a_taken_manager_id_is_a_re_attach() {
+fn empty_node_lists_and_taken_manager_ids_are_refused() {
     let mut sim = Sim::new().with_manager(1, 2);
     sim.manager("empty", FromManager::Register(registration(5, 0)));
     sim.check(vec![to_manager(
@@ -1371,17 +1378,25 @@ fn empty_node_lists_are_refused_and_a_taken_manager_id_is_a_re_attach() {
             protocol_version: PROTOCOL_VERSION,
         },
     )]);
-    // The same manager id from another connection is the manager back on
-    // a new connection: it takes the id over; the old connection is no
-    // longer registered.
-    sim.manager("new", FromManager::Register(registration(1, 2)));
-    sim.check(vec![to_manager("new", registered())]);
-    sim.manager("m1", FromManager::Heartbeat);
-    sim.check(vec![unknown_manager_refused("m1")]);
-    // A connection registered as one manager cannot register as another.
-    sim.manager("new", FromManager::Register(registration(2, 2)));
+    // Another connection claiming a live manager's id is refused (the
+    // manager itself registers again from its own connection).
+    sim.manager("imposter", FromManager::Register(registration(1, 2)));
     sim.check(vec![to_manager(
-        "new",
+        "imposter",
+        ToManager::Refused {
+            reason: format!(
+                "manager id {} is already registered from another connection",
+                manager_id(1)
+            ),
+            protocol_version: PROTOCOL_VERSION,
+        },
+    )]);
+    sim.manager("m1", FromManager::Heartbeat);
+    sim.check(Vec::new());
+    // A connection registered as one manager cannot register as another.
+    sim.manager("m1", FromManager::Register(registration(2, 2)));
+    sim.check(vec![to_manager(
+        "m1",
         ToManager::Refused {
             reason: format!(
                 "this connection is registered as manager {}, not {}",

@@ -8,6 +8,7 @@ use clap::Parser;
 use interchange_core::Placement;
 use protocol::Launcher;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,8 +37,9 @@ pub struct Flags {
     /// client_listen, manager_listen, keys_dir, insecure, heartbeat_period,
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
-    /// max_queued_input_mib, max_message_mib, max_manager_nodes, placement, default_retries, log_level,
-    /// metrics_listen); flags
+    /// max_queued_input_mib, max_queued_task_mib, max_message_mib, max_manager_nodes, placement,
+    /// default_retries, log_level,
+    /// metrics_listen, admins); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
@@ -53,9 +55,10 @@ pub struct Flags {
     /// Where pool-managers connect [default: tcp://0.0.0.0:0].
     #[arg(long, value_name = "URL")]
     pub manager_listen: Option<String>,
-    /// CURVE key directory (mode 0700, made by `rhtex keygen`); only client
-    /// keys found there are admitted [default: $RHTEX_KEYS_DIR, else
-    /// ~/.rhtex/keys].
+    /// CURVE key directory (mode 0700, made by `rhtex keygen`): manager.key
+    /// is admitted on the manager socket, client.key and client-NAME.key on
+    /// the client socket; read again on SIGHUP [default: $RHTEX_KEYS_DIR,
+    /// else ~/.rhtex/keys].
     #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
     pub keys_dir: Option<PathBuf>,
     /// Turn encryption and authentication off (trusted networks only).
@@ -97,6 +100,11 @@ pub struct Flags {
     /// refused as busy [default: 1024].
     #[arg(long, value_name = "MIB")]
     pub max_queued_input_mib: Option<u64>,
+    /// Memory, in MiB, that the rest of the data of unfinished tasks
+    /// (commands, environments, paths, launcher options) may take; a
+    /// submit that would pass it is refused as busy [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    pub max_queued_task_mib: Option<u64>,
     /// The largest message, in MiB, taken on the client and the manager
     /// socket (ZMQ_MAXMSGSIZE); a larger one drops its connection. At
     /// least the largest task input or output plus 8 MiB, and at least
@@ -131,6 +139,10 @@ pub struct Flags {
     /// is gone, even if it was killed with SIGKILL; checked every 0.2 s.
     #[arg(long)]
     pub exit_with_parent: bool,
+    /// A client identity that is an admin besides `default` (may be
+    /// repeated; replaces the config file's `admins`).
+    #[arg(long = "admin", value_name = "NAME")]
+    pub admins: Vec<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -150,12 +162,15 @@ pub struct FileConfig {
     pub max_task_input_bytes: Option<u64>,
     pub max_task_output_bytes: Option<u64>,
     pub max_queued_input_mib: Option<u64>,
+    pub max_queued_task_mib: Option<u64>,
     pub max_message_mib: Option<u64>,
     pub max_manager_nodes: Option<usize>,
     pub placement: Option<String>,
     pub default_retries: Option<u32>,
     pub log_level: Option<String>,
     pub metrics_listen: Option<String>,
+    /// Client identities that are admins besides `default`.
+    pub admins: Option<Vec<String>>,
     pub provider: Option<ProviderFile>,
 }
 
@@ -249,6 +264,8 @@ pub struct Config {
     pub max_task_input_bytes: u64,
     pub max_task_output_bytes: u64,
     pub max_queued_input_bytes: u64,
+    /// The bound on the rest of the unfinished tasks' data.
+    pub max_queued_task_bytes: u64,
     /// The largest frame taken on either socket (ZMQ_MAXMSGSIZE).
     pub max_message_bytes: u64,
     /// The most nodes one manager may register.
@@ -264,6 +281,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Stop when the parent process is gone (`--exit-with-parent`).
     pub exit_with_parent: bool,
+    /// Client identities that are admins besides `default`.
+    pub admins: BTreeSet<String>,
 }
 
 /// What can be wrong with the settings.
@@ -303,6 +322,12 @@ pub enum ConfigError {
     #[error("max_queued_input_mib = {0} is too large")]
     TooManyQueuedMib(u64),
     #[error(
+        "max_queued_task_mib = {0} must be from 16 (a task's command, environment and paths \
+         may take about 2 MiB) to {max}",
+        max = u64::MAX >> 20
+    )]
+    BadQueuedTaskMib(u64),
+    #[error(
         "max_task_input_bytes ({per_task}) is larger than max_queued_input_mib \
          ({queued} bytes): no task with such an input could ever be accepted"
     )]
@@ -322,6 +347,8 @@ pub enum ConfigError {
     },
     #[error("max_manager_nodes must be at least 1, got 0")]
     ZeroMaxManagerNodes,
+    #[error("admins: {0}")]
+    BadAdmin(transport::KeyError),
     #[error("placement: {0}")]
     BadPlacement(String),
     #[error("default_retries must be at most {max}, got {0}", max = protocol::spec::MAX_RETRIES)]
@@ -523,6 +550,14 @@ impl Config {
                 queued: max_queued_input_bytes,
             });
         }
+        let max_queued_task_mib = flags
+            .max_queued_task_mib
+            .or(file.max_queued_task_mib)
+            .unwrap_or(interchange_core::DEFAULT_MAX_QUEUED_TASK_BYTES / (1024 * 1024));
+        let max_queued_task_bytes = max_queued_task_mib
+            .checked_mul(1024 * 1024)
+            .filter(|_| max_queued_task_mib >= 16)
+            .ok_or(ConfigError::BadQueuedTaskMib(max_queued_task_mib))?;
         let max_message_mib = flags
             .max_message_mib
             .or(file.max_message_mib)
@@ -571,6 +606,19 @@ impl Config {
                 Some(crate::metrics::parse_listen(&text).map_err(ConfigError::BadMetricsListen)?)
             }
         };
+        let admins = if flags.admins.is_empty() {
+            file.admins.unwrap_or_default()
+        } else {
+            flags.admins
+        };
+        let admins = admins
+            .iter()
+            .map(|name| {
+                name.parse::<transport::ClientName>()
+                    .map(|name| name.to_string())
+                    .map_err(ConfigError::BadAdmin)
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
         let log_level = flags.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
@@ -599,6 +647,7 @@ impl Config {
             max_task_input_bytes,
             max_task_output_bytes,
             max_queued_input_bytes,
+            max_queued_task_bytes,
             max_message_bytes,
             max_manager_nodes,
             placement,
@@ -607,6 +656,7 @@ impl Config {
             provider,
             metrics_listen,
             exit_with_parent: flags.exit_with_parent,
+            admins,
         })
     }
 }
@@ -840,6 +890,7 @@ mod tests {
                 max_task_input_bytes: 16 * 1024 * 1024,
                 max_task_output_bytes: 16 * 1024 * 1024,
                 max_queued_input_bytes: 1024 * 1024 * 1024,
+                max_queued_task_bytes: 1024 * 1024 * 1024,
                 max_message_bytes: 64 * 1024 * 1024,
                 max_manager_nodes: 16_384,
                 placement: Placement::BestFit,
@@ -848,6 +899,7 @@ mod tests {
                 provider: None,
                 metrics_listen: None,
                 exit_with_parent: false,
+                admins: BTreeSet::new(),
             }
         );
     }
@@ -1213,6 +1265,36 @@ mod tests {
                 Ok(config) => panic!("{section:?} accepted: {:?}", config.provider),
                 Err(error) => assert!(error.to_string().contains(fragment), "{section:?}: {error}"),
             }
+        }
+    }
+
+    #[test]
+    fn admins_and_the_queued_task_budget_come_from_file_or_flags() {
+        let file =
+            file("admins = [\"alice\", \"bob\"]\nmax_queued_task_mib = 32\n").expect("valid file");
+        let config = Config::resolve(flags(&[]), file, &home()).expect("valid");
+        assert_eq!(
+            config.admins.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert_eq!(config.max_queued_task_bytes, 32 * 1024 * 1024);
+        let config = Config::resolve(
+            flags(&["--admin", "carol", "--max-queued-task-mib", "16"]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect("valid");
+        assert_eq!(config.admins.iter().collect::<Vec<_>>(), ["carol"]);
+        for (arguments, needle) in [
+            (
+                &["--admin", "no spaces"][..],
+                "not a valid client identity name",
+            ),
+            (&["--max-queued-task-mib", "15"][..], "must be from 16"),
+        ] {
+            let error = Config::resolve(flags(arguments), FileConfig::default(), &home())
+                .expect_err("refused");
+            assert!(error.to_string().contains(needle), "{error}");
         }
     }
 }

@@ -94,12 +94,12 @@ struct SignalPipe {
 }
 
 impl SignalPipe {
-    fn new() -> Result<Self, std::io::Error> {
+    fn new(signals: &[i32]) -> Result<Self, std::io::Error> {
         let (read_end, write_end) = UnixStream::pair()?;
         read_end.set_nonblocking(true)?;
         write_end.set_nonblocking(true)?;
         let mut ids = Vec::new();
-        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        for &signal in signals {
             ids.push(signal_hook::low_level::pipe::register(
                 signal,
                 write_end.try_clone()?,
@@ -145,12 +145,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         }
         Security::Curve(keys_dir) => {
             transport::sockets::check_curve()?;
-            let keys = transport::keys::load_server_keys(keys_dir)?;
-            tracing::info!(
-                keys_dir = %keys_dir.display(),
-                n_client_keys = keys.allowed_clients.len(),
-                "CURVE on"
-            );
+            let keys = load_keys(keys_dir)?;
+            tracing::info!(keys_dir = %keys_dir.display(), "CURVE on");
             ServerSecurity::Curve(keys)
         }
     };
@@ -158,7 +154,10 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         path: config.run_dir.clone(),
         source,
     })?;
-    let mut signals = SignalPipe::new().map_err(DaemonError::Signals)?;
+    let mut signals = SignalPipe::new(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .map_err(DaemonError::Signals)?;
+    let mut hangups =
+        SignalPipe::new(&[signal_hook::consts::SIGHUP]).map_err(DaemonError::Signals)?;
     if config.exit_with_parent {
         parent_watch::exit_with_parent().map_err(DaemonError::Signals)?;
     }
@@ -167,6 +166,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         &config.manager_listen,
         &security,
         config.max_message_bytes,
+        config.heartbeat_threshold,
     )
     .map_err(DaemonError::Bind)?;
     let wall_clock_at_start = SystemTime::now()
@@ -213,11 +213,13 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             max_task_input_bytes: config.max_task_input_bytes,
             max_task_output_bytes: config.max_task_output_bytes,
             max_queued_input_bytes: config.max_queued_input_bytes,
+            max_queued_task_bytes: config.max_queued_task_bytes,
             max_manager_nodes: config.max_manager_nodes,
             shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero,
             placement: config.placement,
             default_retries: config.default_retries,
+            admins: config.admins.clone(),
         },
         clock.now(),
     );
@@ -263,7 +265,11 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let outcome = event_loop(
         &mut core,
         &mut sockets,
-        &mut signals,
+        Signals {
+            stop: &mut signals,
+            hangup: &mut hangups,
+            keys_dir: config.security.keys_dir(),
+        },
         provider.as_mut(),
         metrics.as_ref(),
         &clock,
@@ -316,15 +322,70 @@ fn receive(
     Ok(())
 }
 
+/// Loads the interchange's keys and logs what they admit.
+fn load_keys(keys_dir: &std::path::Path) -> Result<transport::ServerKeys, KeyError> {
+    let keys = transport::keys::load_server_keys(keys_dir)?;
+    for path in &keys.ignored {
+        tracing::warn!(
+            path = %path.display(),
+            "key file ignored: it is no identity (server.key, manager.key, client.key or \
+             client-NAME.key); rename it client-NAME.key to admit it as client identity NAME"
+        );
+    }
+    let mut clients: Vec<&str> = keys.clients.values().map(String::as_str).collect();
+    clients.sort_unstable();
+    tracing::info!(
+        keys_dir = %keys_dir.display(),
+        client_identities = %clients.join(","),
+        n_manager_keys = keys.managers.len(),
+        "keys loaded"
+    );
+    Ok(keys)
+}
+
+/// The signal pipes: SIGTERM/SIGINT stop the interchange; SIGHUP reloads
+/// the identities of the key directory.
+struct Signals<'a> {
+    stop: &'a mut SignalPipe,
+    hangup: &'a mut SignalPipe,
+    keys_dir: Option<&'a std::path::Path>,
+}
+
+impl Signals<'_> {
+    /// SIGHUP: admit the identities the key directory holds now (added or
+    /// removed ones); on an error the keys admitted so far stay.
+    fn reload(&mut self, sockets: &mut Sockets) {
+        if !self.hangup.take() {
+            return;
+        }
+        let Some(keys_dir) = self.keys_dir else {
+            tracing::info!("SIGHUP: no keys to reload (--insecure)");
+            return;
+        };
+        match load_keys(keys_dir) {
+            Ok(keys) => {
+                sockets.set_admitted(transport::Admitted::from(&keys));
+                tracing::info!("SIGHUP: identities reloaded; new connections use them");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "SIGHUP: cannot reload the keys; the ones loaded before stay");
+            }
+        }
+    }
+}
+
 fn event_loop(
     core: &mut Core,
     sockets: &mut Sockets,
-    signals: &mut SignalPipe,
+    mut signals: Signals<'_>,
     mut provider: Option<&mut Provider>,
     metrics: Option<&MetricsServer>,
     clock: &Clock,
 ) -> Result<(), DaemonError> {
-    let mut extra_fds = vec![signals.read_end.as_raw_fd()];
+    let mut extra_fds = vec![
+        signals.stop.read_end.as_raw_fd(),
+        signals.hangup.read_end.as_raw_fd(),
+    ];
     if let Some(provider) = &provider {
         extra_fds.push(provider.wake_fd());
     }
@@ -354,11 +415,14 @@ fn event_loop(
             Some(deadline) => i64::try_from(now.until(deadline).as_millis()).unwrap_or(i64::MAX),
         };
         let readiness = sockets.wait(timeout_ms, &extra_fds)?;
-        if readiness.extra_fds.first() == Some(&true) && signals.take() {
+        if readiness.extra_fds.first() == Some(&true) && signals.stop.take() {
             tracing::info!("signal received: exiting; pool-managers keep their tasks and register again with the next interchange");
             core.handle_terminate(clock.now());
             perform(core, sockets, clock)?;
             return Ok(());
+        }
+        if readiness.extra_fds.get(1) == Some(&true) {
+            signals.reload(sockets);
         }
         if readiness.zap {
             if let Err(error) = sockets.handle_zap() {

@@ -348,6 +348,12 @@ pub fn encode(metrics: &Metrics, info: &ProcessInfo) -> Result<String, std::fmt:
         counter(metrics.n_busy_submits),
     );
     registry.register(
+        "rhtex_requests_denied",
+        "Client requests refused because the client identity may not make them (another \
+         identity's task, or an admin command from a non-admin)",
+        counter(metrics.n_denied_requests),
+    );
+    registry.register(
         "rhtex_task_queue_wait_seconds",
         "From a task entering the queue (submitted, or queued again) to its dispatch",
         Durations(metrics.queue_wait.clone()),
@@ -466,6 +472,7 @@ mod tests {
             n_blocks: BTreeMap::from([("connected", 1)]),
             n_bad_messages: 4,
             n_busy_submits: 0,
+            n_denied_requests: 0,
             queue_wait: Histogram::default(),
             dispatch_latency: Histogram::default(),
             run_time: Histogram::default(),

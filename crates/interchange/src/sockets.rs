@@ -1,15 +1,23 @@
 //! The interchange's sockets: the client ROUTER, the manager ROUTER and,
 //! with CURVE, the ZAP handler. The only ZeroMQ code in this crate.
 //!
-//! Frames go in and out as bytes with the peer's routing id; the daemon
-//! decodes them with `protocol`'s codec before the core sees them. Sends use ROUTER_MANDATORY, so a send to a peer that is
-//! gone comes back as [`SendOutcome::Unreachable`] instead of vanishing.
+//! With CURVE, the client socket admits client identities only and the
+//! manager socket the manager identity only (each has its own ZAP domain),
+//! and every message arrives with the identity its sender proved (its
+//! `User-Id` property), which becomes part of its [`PeerId`].
+//! [`Sockets::set_admitted`] changes the admitted keys (on SIGHUP).
+//!
+//! Frames go in and out as bytes with the peer; the daemon decodes them
+//! with `protocol`'s codec before the core sees them. Sends use
+//! ROUTER_MANDATORY, so a send to a peer that is gone comes back as
+//! [`SendOutcome::Unreachable`] instead of vanishing.
 
-use interchange_core::PeerId;
+use interchange_core::{Identity, PeerId};
 use std::os::fd::RawFd;
-use transport::sockets::{bind_router, ServerSecurity};
+use std::time::Duration;
+use transport::sockets::{bind_router, RouterOptions, ServerSecurity};
 use transport::zmq;
-use transport::{TransportError, ZapHandler};
+use transport::{Admitted, SocketRole, TransportError, ZapHandler};
 
 /// Which sockets became readable in [`Sockets::wait`].
 #[derive(Clone, Debug, Default)]
@@ -37,6 +45,9 @@ pub struct Sockets {
     client: zmq::Socket,
     manager: zmq::Socket,
     zap: Option<ZapHandler>,
+    /// Whether peers authenticate (CURVE): then a message without a
+    /// `User-Id` is dropped.
+    authenticated: bool,
     pub client_url: String,
     pub manager_url: String,
     // Declared last: sockets must close before the context.
@@ -60,33 +71,59 @@ fn zmq_error(what: &'static str) -> impl FnOnce(zmq::Error) -> TransportError {
 impl Sockets {
     /// Binds the ZAP handler (with CURVE), then both ROUTERs, each taking
     /// frames of at most `max_message_bytes` (a larger one drops its
-    /// connection and never reaches the core).
+    /// connection and never reaches the core). The manager socket has ZMTP
+    /// heartbeats: a connection silent for `manager_timeout` is closed, so
+    /// that a manager whose old connection died unseen can connect again
+    /// under its id (there is no ROUTER_HANDOVER).
     pub fn bind(
         client_listen: &str,
         manager_listen: &str,
         security: &ServerSecurity,
         max_message_bytes: u64,
+        manager_timeout: Duration,
     ) -> Result<Self, TransportError> {
         let max_message_bytes = i64::try_from(max_message_bytes).unwrap_or(i64::MAX);
         let context = zmq::Context::new();
         let zap = match security {
-            ServerSecurity::Curve(keys) => {
-                Some(ZapHandler::bind(&context, keys.allowed_clients.clone())?)
-            }
+            ServerSecurity::Curve(keys) => Some(ZapHandler::bind(&context, Admitted::from(keys))?),
             ServerSecurity::Insecure => None,
         };
-        let (client, client_url) =
-            bind_router(&context, client_listen, security, max_message_bytes)?;
-        let (manager, manager_url) =
-            bind_router(&context, manager_listen, security, max_message_bytes)?;
+        let (client, client_url) = bind_router(
+            &context,
+            client_listen,
+            security,
+            RouterOptions {
+                role: SocketRole::Clients,
+                max_message_bytes,
+                heartbeat: None,
+            },
+        )?;
+        let (manager, manager_url) = bind_router(
+            &context,
+            manager_listen,
+            security,
+            RouterOptions {
+                role: SocketRole::Managers,
+                max_message_bytes,
+                heartbeat: Some((manager_timeout / 4, manager_timeout)),
+            },
+        )?;
         Ok(Self {
             client,
             manager,
             zap,
+            authenticated: matches!(security, ServerSecurity::Curve(_)),
             client_url,
             manager_url,
             _context: context,
         })
+    }
+
+    /// From now on, admits these keys; connections already admitted stay.
+    pub fn set_admitted(&mut self, admitted: Admitted) {
+        if let Some(zap) = &mut self.zap {
+            zap.set_admitted(admitted);
+        }
     }
 
     /// Waits until a socket or one of `extra_fds` is readable or
@@ -137,12 +174,12 @@ impl Sockets {
 
     /// One message from a client, if one is waiting.
     pub fn recv_client(&self) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
-        recv(&self.client)
+        recv(&self.client, self.authenticated)
     }
 
     /// One message from a manager, if one is waiting.
     pub fn recv_manager(&self) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
-        recv(&self.manager)
+        recv(&self.manager, self.authenticated)
     }
 
     /// Gives queued messages up to `linger` to leave when the sockets
@@ -166,29 +203,47 @@ impl Sockets {
     }
 }
 
-fn recv(socket: &zmq::Socket) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
-    match socket.recv_multipart(zmq::DONTWAIT) {
-        Ok(mut frames) => {
-            if frames.is_empty() {
-                return Ok(None);
-            }
-            let peer = PeerId(frames.remove(0));
-            // One frame per message; anything else is handed on as an
-            // empty frame, which the core counts as undecodable.
-            let payload = if frames.len() == 1 {
-                frames.pop().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            Ok(Some((peer, payload)))
+/// One message: its routing id, then its frames. The identity is the
+/// `User-Id` of the last frame (libzmq sets it from the ZAP handler's
+/// answer); with authentication on, a message without one is dropped.
+fn recv(
+    socket: &zmq::Socket,
+    authenticated: bool,
+) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
+    loop {
+        let routing_id = match socket.recv_msg(zmq::DONTWAIT) {
+            Ok(message) => message,
+            Err(zmq::Error::EAGAIN) => return Ok(None),
+            Err(source) => return Err(zmq_error("receive a message")(source)),
+        };
+        let mut more = routing_id.get_more();
+        let mut parts = Vec::new();
+        while more {
+            let part = socket.recv_msg(0).map_err(zmq_error("receive a message"))?;
+            more = part.get_more();
+            parts.push(part);
         }
-        Err(zmq::Error::EAGAIN) => Ok(None),
-        Err(source) => Err(zmq_error("receive a message")(source)),
+        let identity = match parts.last_mut().and_then(|part| part.gets("User-Id")) {
+            Some(name) if authenticated && !name.is_empty() => Identity::Key(name.to_owned()),
+            _ if authenticated => {
+                tracing::warn!("message without an authenticated identity; dropped");
+                continue;
+            }
+            _ => Identity::Unauthenticated,
+        };
+        let peer = PeerId::new(routing_id.to_vec(), identity);
+        // One frame per message; anything else is handed on as an empty
+        // frame, which the core counts as undecodable.
+        let payload = match parts.as_slice() {
+            [body] => body.to_vec(),
+            _ => Vec::new(),
+        };
+        return Ok(Some((peer, payload)));
     }
 }
 
 fn send(socket: &zmq::Socket, peer: &PeerId, frame: &[u8]) -> Result<SendOutcome, TransportError> {
-    let parts: [&[u8]; 2] = [&peer.0, frame];
+    let parts: [&[u8]; 2] = [&peer.routing_id, frame];
     match socket.send_multipart(parts, zmq::DONTWAIT) {
         Ok(()) => Ok(SendOutcome::Sent),
         Err(zmq::Error::EHOSTUNREACH) => Ok(SendOutcome::Unreachable),

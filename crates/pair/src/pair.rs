@@ -176,7 +176,7 @@ impl Pair {
     /// A new client that says `hello` now. Returns its index.
     pub fn add_client(&mut self) -> usize {
         let client = self.clients.len();
-        let peer = PeerId(format!("client-{client}").into_bytes());
+        let peer = PeerId::unauthenticated(format!("client-{client}").into_bytes());
         self.client_by_peer.insert(peer.clone(), client);
         self.clients.push(ClientSlot {
             peer,
@@ -269,7 +269,7 @@ impl Pair {
     /// index (managers are numbered in the order added).
     pub fn add_manager_with(&mut self, settings: Settings) -> usize {
         let manager = self.managers.len();
-        let peer = PeerId(format!("manager-{manager}").into_bytes());
+        let peer = PeerId::unauthenticated(format!("manager-{manager}").into_bytes());
         let manager_id = settings.registration.manager_id;
         let mut core = PoolManager::new(settings, self.now);
         core.handle_link(self.now, LinkStatus::Connected);

@@ -56,7 +56,7 @@ pub struct Flags {
     #[arg(long, value_name = "URL")]
     pub interchange: String,
 
-    /// Directory holding the CURVE keys (server.key and client.key_secret); must be
+    /// Directory holding the CURVE keys (server.key and manager.key_secret); must be
     /// readable by its owner only. Default: $RHTEX_KEYS_DIR, else ~/.rhtex/keys.
     #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
     pub keys_dir: Option<PathBuf>,

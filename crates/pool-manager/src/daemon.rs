@@ -62,7 +62,7 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
     }
     let security = config
         .security
-        .client_security()
+        .manager_security()
         .map_err(|error| error.to_string())?;
     let Nodes { nodes, source } =
         nodes::discover_from_system(&config.node_choice).map_err(|error| error.to_string())?;

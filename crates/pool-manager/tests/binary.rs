@@ -31,7 +31,11 @@ impl Interchange {
             &context,
             "tcp://127.0.0.1:0",
             &ServerSecurity::Insecure,
-            transport::sockets::DEALER_MAX_MESSAGE_BYTES,
+            transport::sockets::RouterOptions {
+                role: transport::SocketRole::Managers,
+                max_message_bytes: transport::sockets::DEALER_MAX_MESSAGE_BYTES,
+                heartbeat: None,
+            },
         )
         .expect("bind the ROUTER");
         Self {

@@ -39,5 +39,14 @@ pub use spec::{validate, ResourceRequest, SpecError, SpecValue, TaskResources};
 /// message that names both versions.
 pub const PROTOCOL_VERSION: u32 = 4;
 
+/// The name of the default client identity (`client.key` in a key
+/// directory): an admin on every interchange.
+pub const DEFAULT_CLIENT_IDENTITY: &str = "default";
+
+/// How an `error` message's text starts when the interchange refused a
+/// request because the client identity may not make it (PROTOCOL.md
+/// section 5.1, "Who may do what").
+pub const DENIED_PREFIX: &str = "denied:";
+
 /// Version of the rhtex software, carried in handshakes for diagnostics.
 pub const RHTEX_VERSION: &str = env!("CARGO_PKG_VERSION");

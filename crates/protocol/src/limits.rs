@@ -120,6 +120,15 @@ pub enum LimitError {
     Path { field: &'static str, got: usize },
 }
 
+/// About how many bytes a task's data takes besides its input: command,
+/// environment, resources and paths, and a little per task
+/// ([`submission_bytes`] without the input). What the interchange counts
+/// against `max_queued_task_bytes` for every unfinished task.
+pub fn task_data_bytes(submission: &TaskSubmission) -> u64 {
+    let input = submission.input.as_ref().map_or(0, Vec::len) as u64;
+    submission_bytes(submission).saturating_sub(input)
+}
+
 /// Checks one submission against the per-task bounds (command,
 /// environment, `launcher_options`, paths). Its input is bounded by the
 /// interchange's `max_task_input_bytes`, checked apart.

@@ -387,6 +387,17 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
                 message: "send hello first".into(),
             },
         ),
+        (
+            "to_client.error.denied",
+            ToClient::Error {
+                request_id: Some(9),
+                message: format!(
+                    "denied: task {TASK_1} was submitted by another client identity; only its \
+                     submitter or an admin may cancel it (this connection is client identity bob); \
+                     nothing of this request was done"
+                ),
+            },
+        ),
     ]
 }
 

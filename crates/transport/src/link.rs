@@ -265,7 +265,13 @@ fn run(
                     zmq::SocketEvent::HANDSHAKE_SUCCEEDED => Some(LinkEvent::Connected),
                     zmq::SocketEvent::DISCONNECTED => Some(LinkEvent::Disconnected),
                     zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => Some(LinkEvent::HandshakeFailed(
-                        format!("{peer} refused our CURVE key: it is not in the interchange's key directory"),
+                        format!(
+                            "{peer} refused our CURVE key: the interchange does not admit it on \
+                             this socket (not among its identities, or a key of the other role: \
+                             pool-managers use manager.key_secret, clients client.key_secret or \
+                             client-NAME.key_secret; an identity added with `rhtex keygen --client` \
+                             is admitted after the interchange's SIGHUP or restart)"
+                        ),
                     )),
                     zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL
                     | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL => {

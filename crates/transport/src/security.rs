@@ -2,7 +2,7 @@
 //! stage, from a configuration (the key directory) to a socket (loaded
 //! keys).
 
-use crate::keys::{self, ClientKeys, ServerKeys};
+use crate::keys::{self, ClientKeys, ClientName, ServerKeys};
 use crate::sockets::{check_curve, TransportError};
 use std::path::{Path, PathBuf};
 
@@ -45,21 +45,29 @@ impl Security<PathBuf> {
         }
     }
 
-    /// For a connecting socket: checks that libzmq has CURVE and loads the
-    /// client keys of the directory.
-    pub fn client_security(&self) -> Result<ClientSecurity, TransportError> {
+    /// For a pool-manager's socket: checks that libzmq has CURVE and loads
+    /// the manager identity of the directory.
+    pub fn manager_security(&self) -> Result<ClientSecurity, TransportError> {
         match self {
             Security::Insecure => Ok(Security::Insecure),
-            Security::Curve(keys_dir) => ClientSecurity::from_keys_dir(keys_dir),
+            Security::Curve(keys_dir) => {
+                check_curve()?;
+                Ok(Security::Curve(keys::load_manager_keys(keys_dir)?))
+            }
         }
     }
 }
 
 impl ClientSecurity {
-    /// CURVE with the client keys of a key directory (libzmq must have
-    /// CURVE).
+    /// CURVE with the default client identity of a key directory (libzmq
+    /// must have CURVE).
     pub fn from_keys_dir(keys_dir: &Path) -> Result<Self, TransportError> {
+        Self::from_keys_dir_as(keys_dir, &ClientName::default())
+    }
+
+    /// CURVE with client identity `name` of a key directory.
+    pub fn from_keys_dir_as(keys_dir: &Path, name: &ClientName) -> Result<Self, TransportError> {
         check_curve()?;
-        Ok(Security::Curve(keys::load_client_keys(keys_dir)?))
+        Ok(Security::Curve(keys::load_client_keys_as(keys_dir, name)?))
     }
 }

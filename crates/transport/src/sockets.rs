@@ -6,6 +6,7 @@
 //! clients that hold the server's public key.
 
 pub use crate::security::{ClientSecurity, ServerSecurity};
+pub use crate::zap::SocketRole;
 
 /// High-water mark (messages) on every socket. Large, because a full queue
 /// would drop (DEALER) or refuse (ROUTER_MANDATORY) messages; memory is
@@ -19,9 +20,6 @@ const HIGH_WATER_MARK: i32 = 1_000_000;
 /// size), well below this with the defaults; a larger message makes
 /// libzmq drop the connection.
 pub const DEALER_MAX_MESSAGE_BYTES: i64 = 2 * 1024 * 1024 * 1024;
-
-/// The ZAP domain the interchange's sockets use.
-pub const ZAP_DOMAIN: &str = "rhtex";
 
 /// Failures to set up ZeroMQ sockets.
 #[derive(Debug, thiserror::Error)]
@@ -112,33 +110,58 @@ fn new_socket(
     Ok(socket)
 }
 
+/// How the interchange's ROUTER for one kind of peer is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct RouterOptions {
+    /// Which peers it is for: with CURVE, the ZAP handler admits only the
+    /// keys of this role.
+    pub role: SocketRole,
+    /// The largest frame delivered (ZMQ_MAXMSGSIZE); a larger one drops
+    /// the connection that sent it.
+    pub max_message_bytes: i64,
+    /// ZMTP heartbeats: a PING this often, and a connection that answers
+    /// nothing for the timeout is closed (its routing id is free again).
+    pub heartbeat: Option<(std::time::Duration, std::time::Duration)>,
+}
+
 /// A ROUTER bound to `endpoint`, as CURVE server unless insecure. Returns
 /// the socket and the endpoint actually bound (with the real port when the
 /// requested port was 0, and IPv4 addresses in their plain form).
 ///
-/// A frame larger than `max_message_bytes` (ZMQ_MAXMSGSIZE) is never
-/// delivered: libzmq drops the connection that sent it.
+/// No ROUTER_HANDOVER: a connection that claims the routing id of a
+/// connected peer is refused by libzmq, and the connected peer is not
+/// disturbed (a pool-manager's routing id is its manager id, which
+/// `status` shows).
 ///
 /// With CURVE, peers are admitted only if a [`crate::ZapHandler`] in the
-/// same context says so: bind the handler before this socket.
+/// same context says so (for the ZAP domain of `options.role`): bind the
+/// handler before this socket.
 pub fn bind_router(
     context: &zmq::Context,
     endpoint: &str,
     security: &ServerSecurity,
-    max_message_bytes: i64,
+    options: RouterOptions,
 ) -> Result<(zmq::Socket, String), TransportError> {
     let socket = new_socket(context, zmq::ROUTER, "create a ROUTER socket")?;
     socket
-        .set_maxmsgsize(max_message_bytes)
+        .set_maxmsgsize(options.max_message_bytes)
         .map_err(zmq_error("set MAXMSGSIZE"))?;
     socket
         .set_router_mandatory(true)
         .map_err(zmq_error("set ROUTER_MANDATORY"))?;
-    // A pool-manager uses its manager id as routing id; after a network blip
-    // its new connection takes over that id instead of being refused.
-    socket
-        .set_router_handover(true)
-        .map_err(zmq_error("set ROUTER_HANDOVER"))?;
+    if let Some((interval, timeout)) = options.heartbeat {
+        let millis = |duration: std::time::Duration| {
+            i32::try_from(duration.as_millis())
+                .unwrap_or(i32::MAX)
+                .max(1)
+        };
+        socket
+            .set_heartbeat_ivl(millis(interval))
+            .map_err(zmq_error("set HEARTBEAT_IVL"))?;
+        socket
+            .set_heartbeat_timeout(millis(timeout))
+            .map_err(zmq_error("set HEARTBEAT_TIMEOUT"))?;
+    }
     if let ServerSecurity::Curve(keys) = security {
         socket
             .set_curve_server(true)
@@ -147,7 +170,7 @@ pub fn bind_router(
             .set_curve_secretkey(&keys.server.secret)
             .map_err(zmq_error("set the CURVE secret key"))?;
         socket
-            .set_zap_domain(ZAP_DOMAIN)
+            .set_zap_domain(options.role.zap_domain())
             .map_err(zmq_error("set the ZAP domain"))?;
     }
     bind(&socket, endpoint)?;

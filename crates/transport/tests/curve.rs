@@ -1,17 +1,23 @@
 //! CURVE with ZAP over real sockets: a known key gets through, an unknown
-//! key is refused and the client is told why.
+//! key is refused and the client is told why; a key is admitted only on the
+//! socket of its role, and the identity it proved arrives with every
+//! message (User-Id).
 
 use std::time::Duration;
-use transport::keys::{keygen, load_client_keys, load_server_keys, KeyPair};
-use transport::sockets::{bind_router, check_curve};
-use transport::{ClientKeys, ClientSecurity, Link, LinkEvent, ServerSecurity, ZapHandler};
+use transport::keys::{keygen, load_client_keys, load_manager_keys, load_server_keys, KeyPair};
+use transport::sockets::{bind_router, check_curve, RouterOptions};
+use transport::{
+    Admitted, ClientKeys, ClientSecurity, Link, LinkEvent, ServerSecurity, SocketRole, ZapHandler,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Serves one ROUTER with ZAP on a thread: echoes every frame back, until
-/// the test drops the returned stop sender.
+/// Serves one ROUTER with ZAP on a thread: echoes every frame back (but
+/// answers `who` with the sender's User-Id), until the test drops the
+/// returned stop sender.
 fn start_echo_server(
     dir: &std::path::Path,
+    role: SocketRole,
 ) -> (
     String,
     std::sync::mpsc::Sender<()>,
@@ -19,12 +25,16 @@ fn start_echo_server(
 ) {
     let keys = load_server_keys(dir).expect("server keys");
     let context = zmq::Context::new();
-    let mut zap = ZapHandler::bind(&context, keys.allowed_clients.clone()).expect("zap");
+    let mut zap = ZapHandler::bind(&context, Admitted::from(&keys)).expect("zap");
     let (router, endpoint) = bind_router(
         &context,
         "tcp://127.0.0.1:0",
         &ServerSecurity::Curve(keys),
-        1 << 20,
+        RouterOptions {
+            role,
+            max_message_bytes: 1 << 20,
+            heartbeat: None,
+        },
     )
     .expect("bind");
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -45,8 +55,14 @@ fn start_echo_server(
             zap.handle_pending().expect("zap");
         }
         if router_ready {
-            let frames = router.recv_multipart(0).expect("recv");
-            router.send_multipart(frames, 0).expect("send");
+            let routing_id = router.recv_msg(0).expect("recv").to_vec();
+            let mut body = router.recv_msg(0).expect("recv");
+            let reply = if &body[..] == b"who" {
+                body.gets("User-Id").unwrap_or("").as_bytes().to_vec()
+            } else {
+                body.to_vec()
+            };
+            router.send_multipart([routing_id, reply], 0).expect("send");
         }
     });
     (endpoint, stop_tx, thread)
@@ -94,7 +110,7 @@ async fn known_key_is_admitted_and_unknown_key_is_refused_and_stops() {
     let temp = tempfile::tempdir().expect("tempdir");
     let dir = temp.path().join("keys");
     keygen(&dir).expect("keygen");
-    let (endpoint, stop, server) = start_echo_server(&dir);
+    let (endpoint, stop, server) = start_echo_server(&dir, SocketRole::Clients);
 
     let good = ClientSecurity::Curve(load_client_keys(&dir).expect("client keys"));
     let (sender, mut events) = Link::start(&endpoint, &good, None).expect("link");
@@ -128,4 +144,59 @@ async fn known_key_is_admitted_and_unknown_key_is_refused_and_stops() {
     drop(stop);
     let n_refused = server.join().expect("server thread");
     assert!(n_refused >= 1);
+}
+
+/// The first message a link with `security` gets back for `body`, or the
+/// reason its handshake failed.
+async fn ask(endpoint: &str, security: &ClientSecurity, body: &[u8]) -> Result<Vec<u8>, String> {
+    let (sender, mut events) = Link::start(endpoint, security, None).expect("link");
+    sender.send(body).expect("send");
+    let outcome = loop {
+        match next_event(&mut events).await {
+            LinkEvent::Message(frame) => break Ok(frame),
+            LinkEvent::HandshakeFailed(reason) | LinkEvent::Failed(reason) => break Err(reason),
+            LinkEvent::Connected | LinkEvent::Disconnected => {}
+        }
+    };
+    sender.close(0);
+    outcome
+}
+
+#[tokio::test]
+async fn each_key_is_admitted_only_in_its_role_and_named_by_user_id() {
+    check_curve().expect("libzmq must have CURVE");
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("keys");
+    keygen(&dir).expect("keygen");
+    let alice: transport::ClientName = "alice".parse().expect("name");
+    transport::keygen_client(&dir, &alice).expect("add alice");
+    let client = ClientSecurity::Curve(load_client_keys(&dir).expect("client keys"));
+    let named = ClientSecurity::from_keys_dir_as(&dir, &alice).expect("alice's keys");
+    let manager = ClientSecurity::Curve(load_manager_keys(&dir).expect("manager keys"));
+
+    let (clients_url, stop_clients, clients_server) = start_echo_server(&dir, SocketRole::Clients);
+    let (managers_url, stop_managers, managers_server) =
+        start_echo_server(&dir, SocketRole::Managers);
+    assert_eq!(
+        ask(&clients_url, &client, b"who").await,
+        Ok(b"default".to_vec())
+    );
+    assert_eq!(
+        ask(&clients_url, &named, b"who").await,
+        Ok(b"alice".to_vec())
+    );
+    assert_eq!(
+        ask(&managers_url, &manager, b"who").await,
+        Ok(b"manager".to_vec())
+    );
+    for (url, security) in [(&clients_url, &manager), (&managers_url, &client)] {
+        let refused = ask(url, security, b"who").await;
+        assert!(
+            matches!(&refused, Err(reason) if reason.contains("refused our CURVE key")),
+            "{refused:?}"
+        );
+    }
+    drop((stop_clients, stop_managers));
+    assert_eq!(clients_server.join().expect("server thread"), 1);
+    assert_eq!(managers_server.join().expect("server thread"), 1);
 }

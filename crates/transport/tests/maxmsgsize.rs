@@ -2,7 +2,9 @@
 //! reaches the reader, and the socket goes on serving other peers.
 
 use std::time::Duration;
-use transport::sockets::{bind_router, connect_dealer, ClientSecurity, ServerSecurity};
+use transport::sockets::{
+    bind_router, connect_dealer, ClientSecurity, RouterOptions, ServerSecurity, SocketRole,
+};
 use transport::zmq;
 
 const LIMIT: i64 = 4096;
@@ -21,7 +23,11 @@ fn an_oversized_frame_is_dropped_and_other_peers_still_get_through() {
         &context,
         "tcp://127.0.0.1:0",
         &ServerSecurity::Insecure,
-        LIMIT,
+        RouterOptions {
+            role: SocketRole::Clients,
+            max_message_bytes: LIMIT,
+            heartbeat: None,
+        },
     )
     .expect("bind");
     let big = connect_dealer(&context, &endpoint, &ClientSecurity::Insecure, None)

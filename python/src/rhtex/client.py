@@ -55,6 +55,7 @@ __all__ = [
     "ConnectionLost",
     "InputTooLarge",
     "InterchangeBusy",
+    "PermissionDenied",
     "TaskFuture",
     "TaskResult",
     "UnknownTasks",
@@ -91,6 +92,12 @@ class UnknownTasks(ClientError):
 
 class CommandFailed(ClientError):
     """The interchange could not carry out a command (reply ``failed``)."""
+
+
+class PermissionDenied(ClientError):
+    """The interchange refused a request because our client identity may
+    not make it (another identity's task, or an admin command without being
+    an admin); the message says why (PROTOCOL.md section 2)."""
 
 
 class InputTooLarge(ClientError, ValueError):
@@ -198,7 +205,10 @@ class Client:
 
     ``url`` is the interchange's client URL (``client_url`` of its ready
     line). ``keys_dir`` defaults to ``$RHTEX_KEYS_DIR`` or
-    ``~/.rhtex/keys`` and must be mode 0700; ``insecure`` turns CURVE off
+    ``~/.rhtex/keys`` and must be mode 0700; ``client_key`` names the
+    client identity to connect as (default ``$RHTEX_CLIENT_KEY``, else
+    ``default``: ``client.key_secret``; NAME: ``client-NAME.key_secret``);
+    ``insecure`` turns CURVE off
     (the interchange must run ``--insecure`` too). ``timeout`` bounds the
     handshake and every command. While tasks are outstanding and nothing
     arrives for ``liveness_period`` seconds, the client asks for
@@ -215,6 +225,7 @@ class Client:
         url: str,
         *,
         keys_dir: Optional[PathLike] = None,
+        client_key: Optional[str] = None,
         insecure: bool = False,
         timeout: float = 30.0,
         liveness_period: float = 15.0,
@@ -233,12 +244,15 @@ class Client:
         self._request_futures: Dict[int, Future] = {}
         # submit request id -> its task ids, until ``submitted`` or ``error``
         self._submits: Dict[int, List[str]] = {}
+        # watch request id -> its task ids, until ``watching`` or ``error``
+        self._watches: Dict[int, List[str]] = {}
         self._outbox: queue.Queue = queue.Queue()
         self._closed = False
         self._failure: Optional[ClientError] = None
         self._client_version = client_version
         self._secure = not insecure
-        keys = load_client_keys(keys_dir) if self._secure else None  # before any fd is open
+        # Before any fd is open.
+        keys = load_client_keys(keys_dir, client_key) if self._secure else None
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -313,8 +327,9 @@ class Client:
         if auth_failure:
             raise ConnectError(
                 f"the interchange at {self.url} refused our CURVE key ({auth_failure}): "
-                "the client key of our key directory is not among the interchange's *.key "
-                "files; use the interchange's key directory or copy client.key into it"
+                "our client identity is not among the interchange's client identities "
+                "(client.key, client-NAME.key); add one with `rhtex keygen --client NAME DIR` "
+                "in its key directory, then SIGHUP or restart it"
             )
         if handshake_failed or connected:
             mode = "CURVE" if self._secure else "no encryption (insecure)"
@@ -579,7 +594,10 @@ class Client:
                 continue
             flush_tasks()
             if kind == "watch":
-                message = protocol.watch(next(self._request_ids), payload)
+                request_id = next(self._request_ids)
+                with self._lock:
+                    self._watches[request_id] = list(payload)
+                message = protocol.watch(request_id, payload)
             else:
                 message = payload
             self._socket.send(protocol.encode(message, "from_client"))
@@ -607,6 +625,8 @@ class Client:
             with self._lock:
                 self._submits.pop(message["request_id"], None)
         elif kind == "watching":
+            with self._lock:
+                self._watches.pop(message["request_id"], None)
             if message["unknown"]:
                 self._fail_tasks(message["unknown"], UnknownTasks(message["unknown"]))
         elif kind == "error" and message["message"].startswith("send hello first"):
@@ -621,10 +641,15 @@ class Client:
             with self._lock:
                 future = self._request_futures.pop(request_id, None) if request_id else None
                 refused = self._submits.pop(request_id, None) if request_id else None
+                unwatched = self._watches.pop(request_id, None) if request_id else None
+            reason = message["message"]
+            error_class = PermissionDenied if reason.startswith("denied:") else ClientError
             if future is not None:
-                future.set_exception(ClientError(f"the interchange said: {message['message']}"))
+                future.set_exception(error_class(f"the interchange said: {reason}"))
             if refused is not None:
-                self._fail_submit(refused, message["message"])
+                self._fail_submit(refused, reason)
+            if unwatched is not None:
+                self._fail_tasks(unwatched, error_class(f"watch refused: {reason}"))
         elif kind == "refused":
             self._failure = ConnectionLost(f"the interchange refused us: {message['reason']}")
             self._fail_all(self._failure)

@@ -1,11 +1,16 @@
 """CURVE key files, as the Rust side reads them (``crates/transport/src/keys.rs``).
 
 A key directory holds ``server.key`` / ``server.key_secret`` (the
-interchange) and ``client.key`` / ``client.key_secret`` (clients and
-pool-managers), in the ZPL certificate format of pyzmq's ``zmq.auth``. It
-must be reachable by its owner only (no permission bits for group or
-others); anything else is refused with the same advice as the Rust side:
-``chmod 700 DIR``.
+interchange), ``manager.key`` / ``manager.key_secret`` (the manager
+identity, for pool-managers), ``client.key`` / ``client.key_secret`` (the
+default client identity, ``default``, an admin) and
+``client-NAME.key`` / ``client-NAME.key_secret`` (client identity NAME,
+made by ``rhtex keygen --client NAME DIR``), in the ZPL certificate format
+of pyzmq's ``zmq.auth``. A client chooses its identity with
+``client_key`` (default: ``$RHTEX_CLIENT_KEY``, else ``default``). The
+directory must be reachable by its owner only (no permission bits for
+group or others); anything else is refused with the same advice as the
+Rust side: ``chmod 700 DIR``.
 """
 
 from __future__ import annotations
@@ -22,8 +27,17 @@ from zmq.utils import z85
 
 SERVER_PUBLIC = "server.key"
 SERVER_SECRET = "server.key_secret"
+MANAGER_PUBLIC = "manager.key"
+MANAGER_SECRET = "manager.key_secret"
 CLIENT_PUBLIC = "client.key"
 CLIENT_SECRET = "client.key_secret"
+
+#: The default client identity (``client.key_secret``).
+DEFAULT_CLIENT = "default"
+#: The environment variable that chooses the client identity.
+CLIENT_KEY_ENV = "RHTEX_CLIENT_KEY"
+
+_CLIENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -99,28 +113,57 @@ def _read(path: Path, name: str) -> bytes:
     return key
 
 
-def load_client_keys(directory: Optional[PathLike] = None) -> ClientKeys:
-    """Loads the server's public key and the client key pair from a key
-    directory (default :func:`default_keys_dir`), refusing one not mode 0700."""
+def client_secret_file(client_key: Optional[str] = None) -> str:
+    """The secret file of a client identity: ``client_key``, else
+    ``$RHTEX_CLIENT_KEY``, else ``default``."""
+    name = client_key or os.environ.get(CLIENT_KEY_ENV) or DEFAULT_CLIENT
+    if not _CLIENT_NAME.match(name):
+        raise KeyFileError(
+            f"{name!r} is not a valid client identity name: use 1 to 64 letters, digits, '-' or '_'"
+        )
+    return CLIENT_SECRET if name == DEFAULT_CLIENT else f"client-{name}.key_secret"
+
+
+def load_client_keys(
+    directory: Optional[PathLike] = None, client_key: Optional[str] = None
+) -> ClientKeys:
+    """Loads the server's public key and a client identity's pair from a key
+    directory (default :func:`default_keys_dir`), refusing one not mode 0700.
+    ``client_key`` names the identity (default: ``$RHTEX_CLIENT_KEY``, else
+    ``default``)."""
     path = check_directory(directory if directory is not None else default_keys_dir())
+    secret_file = path / client_secret_file(client_key)
+    if not secret_file.exists():
+        raise KeyFileError(
+            f"key directory {path} has no {secret_file.name}: choose another client identity "
+            f"with client_key (or {CLIENT_KEY_ENV}), or create it with "
+            "`rhtex keygen --client NAME DIR` in the interchange's key directory"
+        )
     return ClientKeys(
         server_public=_read(path / SERVER_PUBLIC, "public-key"),
-        client_public=_read(path / CLIENT_SECRET, "public-key"),
-        client_secret=_read(path / CLIENT_SECRET, "secret-key"),
+        client_public=_read(secret_file, "public-key"),
+        client_secret=_read(secret_file, "secret-key"),
     )
 
 
 def keygen(directory: PathLike) -> Path:
-    """Creates a key directory (mode 0700) with a server and a client key
-    pair, as ``rhtex keygen`` does. Refuses to overwrite keys."""
+    """Fills a key directory (mode 0700) with the server's pair, the manager
+    identity and the default client identity, as ``rhtex keygen`` does:
+    pairs already there are kept; refuses when all three exist."""
     path = Path(os.fspath(directory))
-    if (path / SERVER_SECRET).exists() or (path / CLIENT_SECRET).exists():
+    missing = [
+        name
+        for name in ("server", "manager", "client")
+        if not (path / f"{name}.key_secret").exists()
+    ]
+    if not missing:
         raise KeyFileError(
-            f"{path} already holds keys; remove them first or choose another directory"
+            f"{path} already holds keys (the server's, the manager's and the default client's); "
+            f"to add a client identity use `rhtex keygen --client NAME {path}`"
         )
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
-    for name in ("server", "client"):
+    for name in missing:
         public, secret = zmq.curve_keypair()
         for file_name, with_secret in ((f"{name}.key", False), (f"{name}.key_secret", True)):
             kind = "Secret" if with_secret else "Public"

@@ -118,6 +118,8 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
     keys_dir: CURVE key directory (mode 0700). ``None``: for a running
         interchange ``$RHTEX_KEYS_DIR`` or ``~/.rhtex/keys``; for a started
         one a fresh directory in ``working_dir``.
+    client_key: the client identity to connect as (``client-NAME.key_secret``
+        of ``keys_dir``); ``None``: ``$RHTEX_CLIENT_KEY``, else ``default``.
     insecure: no encryption (both sides must agree).
     nodes: node names of the one local pool-manager of a started
         interchange without provider (synthetic names are fine for apps
@@ -144,6 +146,7 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         keys_dir: Optional[Union[str, os.PathLike]] = None,
         insecure: bool = False,
         nodes: Optional[Sequence[str]] = None,
+        client_key: Optional[str] = None,
         mpi_launcher: str = "mpiexec",
         slots_per_node: Optional[int] = None,
         python: Optional[str] = None,
@@ -160,6 +163,7 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
         self.interchange = interchange
         self.interchange_config = interchange_config
         self.keys_dir = keys_dir
+        self.client_key = client_key
         self.insecure = insecure
         self.nodes = nodes
         self.mpi_launcher = mpi_launcher
@@ -230,7 +234,9 @@ class RhtexExecutor(ParslExecutor, RepresentationMixin):
             url = self._deployment.client_url
             keys_dir = self._deployment.keys_dir
         try:
-            self._client = Client(url, keys_dir=keys_dir, insecure=self.insecure)
+            self._client = Client(
+                url, keys_dir=keys_dir, client_key=self.client_key, insecure=self.insecure
+            )
         except BaseException:
             if self._deployment is not None:
                 self._deployment.stop()

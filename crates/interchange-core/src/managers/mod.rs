@@ -538,7 +538,7 @@ mod tests {
         };
         ManagerEntry::new(
             registration,
-            PeerId(vec![id as u8]),
+            PeerId::unauthenticated(vec![id as u8]),
             0.0,
             Time::from_millis(0),
         )

@@ -208,3 +208,47 @@ fn a_results_message_with_too_many_results_is_dropped_and_counted() {
     sim.manager_results("m1", vec![completed(1)]);
     sim.check(vec![results("c", vec![forwarded(completed(1), 1)])]);
 }
+
+#[test]
+fn the_data_of_unfinished_tasks_has_a_budget_past_which_a_submit_is_busy() {
+    let task = |id: u128, n_bytes: usize| TaskSubmission {
+        env: BTreeMap::from([("K".to_owned(), "v".repeat(n_bytes - 1))]),
+        command: String::new(),
+        ..submission(id, nodes(1))
+    };
+    let big = protocol::limits::task_data_bytes(&task(1, 600));
+    let small = protocol::limits::task_data_bytes(&task(2, 60));
+    let mut sim = Sim::with_config(CoreConfig {
+        max_queued_task_bytes: big + small,
+        ..test_config()
+    })
+    .with_client("c");
+    sim.submit("c", 1, vec![task(1, 600)]);
+    sim.check(vec![submitted("c", 1, 1)]);
+    sim.submit("c", 2, vec![task(2, 60), task(3, 60)]);
+    let outputs = sim.drain();
+    let [Output::ToClient(_, ToClient::Error { message, .. })] = outputs.as_slice() else {
+        panic!("expected one error, got {outputs:?}");
+    };
+    assert!(message.starts_with("busy: "), "{message}");
+    assert!(
+        message.contains(&format!(
+            "{} bytes of commands, environments and paths",
+            2 * small
+        )),
+        "{message}"
+    );
+    assert!(message.contains("--max-queued-task-mib"), "{message}");
+    assert_eq!(sim.task_status("c", 2).state, TaskState::Unknown);
+    // A finished task gives its bytes back.
+    sim.command(
+        "c",
+        3,
+        Command::Cancel {
+            task_id: task_id(1),
+        },
+    );
+    assert_eq!(sim.drain().len(), 2, "reply and the cancelled result");
+    sim.submit("c", 4, vec![task(2, 60), task(3, 60)]);
+    sim.check(vec![submitted("c", 4, 2)]);
+}

@@ -118,13 +118,22 @@ fn check_the_four_cases(sim: &mut Sim, new_connection: &str) {
 }
 
 #[test]
-fn a_manager_back_on_a_new_connection_keeps_expects_drops_and_loses() {
+fn another_connection_claiming_a_live_manager_is_refused_and_the_manager_reattaches() {
     let mut sim = four_tasks_on_m1();
-    check_the_four_cases(&mut sim, "m1-again");
-    // The old connection is no longer registered: a late result from it is
-    // never forwarded.
-    sim.manager_results("m1", vec![completed(1)]);
-    sim.check(vec![unknown_manager_refused("m1")]);
+    // Another connection (another routing id) claims m1's id while m1's
+    // entry lives: refused, and m1's tasks stay.
+    sim.manager("m1-again", again(1, vec![(1, 0)], Vec::new()));
+    let outputs = sim.drain();
+    assert!(
+        matches!(outputs.as_slice(),
+            [Output::ToManager(to, ToManager::Refused { reason, .. })]
+                if *to == peer("m1-again") && reason.contains("already registered")),
+        "{outputs:?}"
+    );
+    // m1 itself comes back (after its connection was unreachable).
+    sim.core
+        .handle_manager_unreachable(sim.now, &peer("m1"), ToManager::Heartbeat);
+    check_the_four_cases(&mut sim, "m1");
 }
 
 #[test]
@@ -190,14 +199,16 @@ fn a_cancel_asked_while_the_manager_was_away_is_sent_again() {
     );
     let outputs = sim.drain();
     assert_eq!(outputs.len(), 2, "{outputs:?}");
+    sim.core
+        .handle_manager_unreachable(sim.now, &peer("m1"), ToManager::Heartbeat);
     sim.manager(
-        "m1-again",
+        "m1",
         again(4, vec![(1, 0), (2, 1), (3, 2), (4, 3)], Vec::new()),
     );
     sim.check(vec![
-        to_manager("m1-again", registered_dropping(&[])),
+        to_manager("m1", registered_dropping(&[])),
         to_manager(
-            "m1-again",
+            "m1",
             ToManager::CancelTask {
                 task_id: task_id(1),
             },

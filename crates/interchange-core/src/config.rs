@@ -41,6 +41,9 @@ pub struct CoreConfig {
     /// How many times a task without `retries` in its specification is
     /// queued again after its manager was lost.
     pub default_retries: u32,
+    /// Whether to queue events for the event log ([`crate::Core::poll_event`]);
+    /// off, none are kept.
+    pub record_events: bool,
 }
 
 impl Default for CoreConfig {
@@ -60,6 +63,7 @@ impl Default for CoreConfig {
             wall_clock_at_zero: 0.0,
             placement: Placement::BestFit,
             default_retries: 0,
+            record_events: false,
         }
     }
 }

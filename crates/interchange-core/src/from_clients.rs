@@ -8,7 +8,7 @@ use crate::machine::Core;
 use crate::tasks::{Admission, Cancelled, Watched};
 use protocol::{
     limits::{MAX_TASKS_PER_SUBMIT, MAX_TASK_IDS_PER_WATCH},
-    Command, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
+    Command, Event, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use seam::Time;
@@ -324,6 +324,7 @@ impl Core {
                     // It may now suit the reservation better: choose again.
                     self.matcher.clear(&mut self.managers);
                 }
+                self.emit(Event::ManagerHeld { manager_id, held });
                 let verb = if held { "held" } else { "released" };
                 tracing::info!(manager_id = %manager_id, "manager {verb}");
                 Reply::Done {

@@ -10,7 +10,7 @@ use crate::managers::ManagerEntry;
 use crate::tasks::Lost;
 use protocol::limits::{check_node_names, truncate_tails, MAX_RESULTS_PER_MESSAGE};
 use protocol::{
-    ErrorKind, FromManager, ManagerId, Registration, TaskResult, ToManager, MAX_TAIL_BYTES,
+    ErrorKind, Event, FromManager, ManagerId, Registration, TaskResult, ToManager, MAX_TAIL_BYTES,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use seam::Time;
@@ -162,6 +162,12 @@ impl Core {
         self.matcher
             .clear_on(registration.manager_id, &mut self.managers);
         let registered_at = self.unix(now);
+        self.emit(Event::ManagerRegistered {
+            manager_id: registration.manager_id,
+            block_id: registration.block_id.clone(),
+            hostname: registration.hostname.clone(),
+            nodes: registration.nodes.clone(),
+        });
         self.managers.insert(ManagerEntry::new(
             registration,
             peer.clone(),
@@ -210,6 +216,11 @@ impl Core {
             FromManager::Goodbye { reason } => {
                 if let Some(manager) = self.managers.remove(manager_id) {
                     tracing::info!(manager_id = %manager_id, %reason, n_tasks = manager.tasks().len(), "manager said goodbye");
+                    self.emit(Event::ManagerGone {
+                        manager_id,
+                        block_id: manager.block_id.clone(),
+                        reason: reason.clone(),
+                    });
                     let message = format!(
                         "task lost: {} said goodbye ({reason}) without reporting it",
                         manager.describe()

@@ -36,6 +36,8 @@
 //! - `matching.rs`: which task starts where, and the reservation; it
 //!   returns decisions, which the core applies.
 //! - `status.rs`: `status`, `task_status` and the provider's views.
+//! - `events.rs`: the events for the event log ([`Core::poll_event`]),
+//!   queued only when `CoreConfig::record_events` is set.
 //! - `metrics.rs`: the counters and histograms `tasks.rs` keeps, and the
 //!   [`Metrics`] snapshot ([`Core::metrics`]) the shell exports.
 //! - `machine.rs` ([`Core`]), `from_clients.rs`, `from_managers.rs`: the
@@ -79,6 +81,7 @@
 
 mod clients;
 mod config;
+mod events;
 mod from_clients;
 mod from_managers;
 mod interface;

@@ -14,12 +14,13 @@
 //! [`TaskResult`], which is what its watchers get, for late `watch` and
 //! `task_status`, within the configured bounds (oldest forgotten first).
 
+use crate::events::EventQueue;
 use crate::interface::PeerId;
 use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
-    ErrorKind, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult, TaskState,
-    TaskSubmission,
+    ErrorKind, Event, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult,
+    TaskState, TaskSubmission,
 };
 use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -169,6 +170,8 @@ pub(crate) struct TaskTable {
     counters: TaskCounters,
     now: Time,
     now_unix: protocol::UnixTime,
+    /// Task events for the event log (`events.rs`).
+    events: EventQueue,
 }
 
 impl TaskTable {
@@ -176,6 +179,7 @@ impl TaskTable {
         max_finished_results: usize,
         max_finished_bytes: usize,
         default_retries: u32,
+        record_events: bool,
     ) -> Self {
         Self {
             tasks: HashMap::new(),
@@ -190,6 +194,23 @@ impl TaskTable {
             counters: TaskCounters::default(),
             now: Time::ZERO,
             now_unix: 0.0,
+            events: EventQueue::new(record_events),
+        }
+    }
+
+    pub(crate) fn events_mut(&mut self) -> &mut EventQueue {
+        &mut self.events
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push(self.now_unix, event);
+    }
+
+    /// Times the task was sent to a manager (0 if unknown or never).
+    pub(crate) fn attempts(&self, task_id: TaskId) -> u32 {
+        match self.tasks.get(&task_id).map(|task| &task.phase) {
+            Some(Phase::Unfinished(task)) => task.attempts,
+            _ => 0,
         }
     }
 
@@ -310,6 +331,10 @@ impl TaskTable {
             Ok(resources) => resources,
             Err((kind, message)) => {
                 tracing::debug!(task_id = %task_id, %kind, %message, "task not accepted");
+                self.emit(Event::TaskSubmitted {
+                    task_id,
+                    num_nodes: None,
+                });
                 let result = TaskResult::failed_before_start(task_id, kind, message);
                 self.count(result.state);
                 self.counters.finished(&result, None, None, self.now);
@@ -321,10 +346,15 @@ impl TaskTable {
                     },
                 );
                 self.keep_finished(task_id, &result);
+                self.emit_finished(&result);
                 return Err(Box::new(result));
             }
         };
         let num_nodes = resources.num_nodes;
+        self.emit(Event::TaskSubmitted {
+            task_id,
+            num_nodes: Some(num_nodes),
+        });
         let key = self.queue.push(task_id, &resources);
         let spec = TaskSpec {
             command: submission.command,
@@ -406,6 +436,16 @@ impl TaskTable {
     // Results
     // -----------------------------------------------------------------
 
+    fn emit_finished(&mut self, result: &TaskResult) {
+        self.emit(Event::TaskFinished {
+            task_id: result.task_id,
+            state: result.state,
+            exit_code: result.exit_code,
+            error_kind: result.error.as_ref().map(|error| error.kind),
+            manager_id: result.manager_id,
+        });
+    }
+
     fn count(&mut self, state: TaskState) {
         match state {
             TaskState::Completed => self.counts.n_completed += 1,
@@ -468,6 +508,7 @@ impl TaskTable {
             None => BTreeSet::new(),
         };
         self.keep_finished(task_id, &result);
+        self.emit_finished(&result);
         Delivery {
             watchers,
             result: Box::new(result),
@@ -528,6 +569,10 @@ impl TaskTable {
         task.queued_at = self.now;
         self.counters.requeued();
         let attempts = task.attempts;
+        self.emit(Event::TaskRetried {
+            task_id,
+            manager_id,
+        });
         tracing::info!(
             task_id = %task_id,
             attempt = attempts + 1,
@@ -571,6 +616,10 @@ impl TaskTable {
         task.attempts = task.attempts.saturating_sub(1);
         task.queued_at = self.now;
         self.counters.requeued();
+        self.emit(Event::TaskRetried {
+            task_id,
+            manager_id,
+        });
         tracing::info!(
             task_id = %task_id,
             manager_id = %manager_id,
@@ -585,6 +634,12 @@ impl TaskTable {
 
     /// A client asked to cancel the task.
     pub(crate) fn cancel(&mut self, task_id: TaskId) -> Cancelled {
+        if matches!(
+            self.tasks.get(&task_id).map(|task| &task.phase),
+            Some(Phase::Unfinished(_))
+        ) {
+            self.emit(Event::TaskCancelled { task_id });
+        }
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return Cancelled::Unknown;
         };

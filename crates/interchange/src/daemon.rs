@@ -11,6 +11,7 @@
 //! [`run`] is the one entry point, for `main` and for tests.
 
 use crate::config::{Config, Security};
+use crate::event_log::EventLog;
 use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::sockets::{SendOutcome, Sockets};
@@ -194,6 +195,19 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         }
     };
 
+    let mut event_log = match &config.events {
+        None => None,
+        Some(events) => match EventLog::open(events) {
+            Ok(log) => {
+                tracing::info!(path = %events.path.display(), "event log");
+                Some(log)
+            }
+            Err(error) => {
+                tracing::warn!(path = %events.path.display(), %error, "cannot open the event log; none is written");
+                None
+            }
+        },
+    };
     let clock = Clock {
         start: Instant::now(),
     };
@@ -218,6 +232,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             wall_clock_at_zero,
             placement: config.placement,
             default_retries: config.default_retries,
+            record_events: config.events.is_some(),
         },
         clock.now(),
     );
@@ -266,12 +281,16 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         &mut signals,
         provider.as_mut(),
         metrics.as_ref(),
+        event_log.as_mut(),
         &clock,
     );
     if let Some(provider) = provider {
         // Every block is cancelled, however the loop ended.
         provider.shutdown(clock.now(), &mut core);
         perform(&mut core, &sockets, &clock)?;
+    }
+    if let Some(log) = event_log.as_mut() {
+        log.write_from(&mut core);
     }
     sockets.close(CLOSE_LINGER);
     outcome
@@ -322,6 +341,7 @@ fn event_loop(
     signals: &mut SignalPipe,
     mut provider: Option<&mut Provider>,
     metrics: Option<&MetricsServer>,
+    mut event_log: Option<&mut EventLog>,
     clock: &Clock,
 ) -> Result<(), DaemonError> {
     let mut extra_fds = vec![signals.read_end.as_raw_fd()];
@@ -332,7 +352,11 @@ fn event_loop(
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        if perform(core, sockets, clock)? {
+        let exits = perform(core, sockets, clock)?;
+        if let Some(log) = event_log.as_deref_mut() {
+            log.write_from(core);
+        }
+        if exits {
             tracing::info!("interchange exits");
             return Ok(());
         }
@@ -358,6 +382,9 @@ fn event_loop(
             tracing::info!("signal received: telling managers to stop and exiting");
             core.handle_terminate(clock.now());
             perform(core, sockets, clock)?;
+            if let Some(log) = event_log.as_deref_mut() {
+                log.write_from(core);
+            }
             return Ok(());
         }
         if readiness.zap {

@@ -280,6 +280,9 @@ impl Core {
             Command::TaskStatus { task_ids } => Reply::TaskStatus {
                 tasks: task_ids.iter().map(|id| self.task_status(*id)).collect(),
             },
+            Command::Tasks { state } => Reply::Tasks {
+                tasks: self.task_list(&crate::listing::TaskFilter { state }),
+            },
             Command::Hold { manager_id } => self.set_held(manager_id, true),
             Command::Release { manager_id } => self.set_held(manager_id, false),
             Command::Drain { manager_id } => match self.managers.get(manager_id) {

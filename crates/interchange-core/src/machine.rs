@@ -341,11 +341,7 @@ impl Core {
         let Some(manager) = self.managers.get(start.manager_id) else {
             return;
         };
-        let nodes = start
-            .placement
-            .iter()
-            .filter_map(|share| manager.node_names.get(share.node as usize).cloned())
-            .collect();
+        let nodes = manager.names_of(&start.placement);
         let event = Event::TaskStarted {
             task_id: start.task_id,
             manager_id: start.manager_id,

@@ -80,6 +80,21 @@ struct Task {
     phase: Phase,
     /// Clients that get the result (while the task is unfinished).
     watchers: BTreeSet<PeerId>,
+    /// What `tasks` lists besides its phase.
+    listed: Listed,
+}
+
+/// What the `tasks` listing shows of a task besides its phase (wall times
+/// on the interchange's clock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listed {
+    pub(crate) submitted_at: protocol::UnixTime,
+    /// 0 if its specification was invalid.
+    pub(crate) num_nodes: u32,
+    /// When it was last sent to a manager.
+    pub(crate) dispatched_at: Option<protocol::UnixTime>,
+    /// When it got its result.
+    pub(crate) finished_at: Option<protocol::UnixTime>,
 }
 
 /// A task's phase as the status views see it.
@@ -248,6 +263,14 @@ impl TaskTable {
         })
     }
 
+    /// Every task with what a listing shows of it, in no order.
+    pub(crate) fn list(&self) -> impl Iterator<Item = (TaskId, TaskView<'_>, Listed)> {
+        self.tasks.iter().filter_map(|(task_id, task)| {
+            let view = self.view(*task_id)?;
+            Some((*task_id, view, task.listed))
+        })
+    }
+
     /// The walltime of a queued task.
     pub(crate) fn walltime_of_queued(&self, task_id: TaskId) -> Option<Duration> {
         self.queued(task_id)?
@@ -343,6 +366,12 @@ impl TaskTable {
                     Task {
                         phase: Phase::Finished(Box::new(result.clone())),
                         watchers: BTreeSet::new(),
+                        listed: Listed {
+                            submitted_at: self.now_unix,
+                            num_nodes: 0,
+                            dispatched_at: None,
+                            finished_at: Some(self.now_unix),
+                        },
                     },
                 );
                 self.keep_finished(task_id, &result);
@@ -378,6 +407,12 @@ impl TaskTable {
                     queued_at: self.now,
                 })),
                 watchers: BTreeSet::from([watcher.clone()]),
+                listed: Listed {
+                    submitted_at: self.now_unix,
+                    num_nodes,
+                    dispatched_at: None,
+                    finished_at: None,
+                },
             },
         );
         tracing::debug!(task_id = %task_id, num_nodes, "task queued");
@@ -400,6 +435,7 @@ impl TaskTable {
     ) -> Option<TaskDispatch> {
         let Some(Task {
             phase: Phase::Unfinished(task),
+            listed,
             ..
         }) = self.tasks.get_mut(&task_id)
         else {
@@ -408,6 +444,7 @@ impl TaskTable {
         if task.running.is_some() {
             return None;
         }
+        listed.dispatched_at = Some(self.now_unix);
         self.queue.remove(&task.spec.resources, task.key);
         task.attempts += 1;
         task.running = Some(Running {
@@ -496,6 +533,7 @@ impl TaskTable {
             .finished(&result, submitted_at, dispatched_at_unix, self.now);
         let watchers = match self.tasks.get_mut(&task_id) {
             Some(task) => {
+                task.listed.finished_at = Some(self.now_unix);
                 let before =
                     std::mem::replace(&mut task.phase, Phase::Finished(Box::new(result.clone())));
                 if let Phase::Unfinished(unfinished) = before {

@@ -110,6 +110,14 @@ impl ManagerEntry {
         }
     }
 
+    /// The names of the nodes of a placement.
+    pub(crate) fn names_of(&self, placement: &[NodeShare]) -> Vec<String> {
+        placement
+            .iter()
+            .filter_map(|share| self.node_names.get(share.node as usize).cloned())
+            .collect()
+    }
+
     pub(crate) fn accepts_tasks(&self) -> bool {
         !self.held && !self.draining && !self.unreachable
     }

@@ -59,6 +59,7 @@ impl Client {
             client_version: protocol::RHTEX_VERSION.to_owned(),
         })?;
         let deadline = Instant::now() + timeout;
+        let mut connected = false;
         loop {
             let incoming = match tokio::time::timeout_at(deadline, connection.recv()).await {
                 Ok(incoming) => incoming,
@@ -117,7 +118,14 @@ impl Client {
                 Incoming::Undecodable(reason) => {
                     tracing::warn!(url, reason, "undecodable message before welcome");
                 }
-                Incoming::Connected | Incoming::Disconnected => {}
+                Incoming::Connected => connected = true,
+                Incoming::Disconnected => {}
+                Incoming::ConnectRetried if !connected => {
+                    return Err(ClientError::NothingListens {
+                        url: url.to_owned(),
+                    })
+                }
+                Incoming::ConnectRetried => {}
                 Incoming::HandshakeFailed(reason) => {
                     return Err(ClientError::HandshakeFailed {
                         url: url.to_owned(),
@@ -413,7 +421,7 @@ impl Client {
             Incoming::Undecodable(reason) => {
                 tracing::warn!(reason, "undecodable message from the interchange");
             }
-            Incoming::Connected => {}
+            Incoming::Connected | Incoming::ConnectRetried => {}
             Incoming::Disconnected => {
                 return Err(ClientError::ConnectionLost {
                     url: self.connection.url().to_owned(),

@@ -11,7 +11,8 @@ use protocol::{
     decode, encode, BlockInfo, BlockState, Command, ErrorKind, FromClient, FromManager, Launcher,
     ManagerId, ManagerInfo, NodeShare, Registration, Reply, ResourceRequest, SpecValue,
     StatusReport, TaskDispatch, TaskError, TaskId, TaskResources, TaskResult, TaskState,
-    TaskStatusInfo, TaskSubmission, TaskSummary, ToClient, ToManager, WaitingGroup, PROTOCOL_VERSION,
+    TaskStatusInfo, TaskSubmission, TaskSummary, ToClient, ToManager, WaitingGroup,
+    PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;

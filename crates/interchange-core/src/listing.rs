@@ -24,7 +24,7 @@ impl Core {
     /// The tasks `filter` admits, oldest submission first. Costs a pass
     /// over every known task and a sort.
     pub(crate) fn task_list(&self, filter: &TaskFilter) -> Vec<TaskSummary> {
-        let mut tasks: Vec<TaskSummary> = self
+        let mut tasks: Vec<(u64, TaskSummary)> = self
             .tasks
             .list()
             .map(|(task_id, view, listed)| {
@@ -58,16 +58,12 @@ impl Core {
                         summary.error_kind = result.error.as_ref().map(|error| error.kind);
                     }
                 }
-                summary
+                (listed.seq, summary)
             })
-            .filter(|summary| filter.admits(summary))
+            .filter(|(_, summary)| filter.admits(summary))
             .collect();
-        tasks.sort_by(|a, b| {
-            a.submitted_at
-                .total_cmp(&b.submitted_at)
-                .then(a.task_id.cmp(&b.task_id))
-        });
-        tasks
+        tasks.sort_unstable_by_key(|(seq, _)| *seq);
+        tasks.into_iter().map(|(_, summary)| summary).collect()
     }
 
     /// The names of the nodes a running task was given.

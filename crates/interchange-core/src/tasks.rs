@@ -88,6 +88,8 @@ struct Task {
 /// on the interchange's clock).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Listed {
+    /// Its place in submission order.
+    pub(crate) seq: u64,
     pub(crate) submitted_at: protocol::UnixTime,
     /// 0 if its specification was invalid.
     pub(crate) num_nodes: u32,
@@ -187,6 +189,8 @@ pub(crate) struct TaskTable {
     now_unix: protocol::UnixTime,
     /// Task events for the event log (`events.rs`).
     events: EventQueue,
+    /// Tasks submitted so far (the next `Listed::seq`).
+    n_submitted: u64,
 }
 
 impl TaskTable {
@@ -210,6 +214,7 @@ impl TaskTable {
             now: Time::ZERO,
             now_unix: 0.0,
             events: EventQueue::new(record_events),
+            n_submitted: 0,
         }
     }
 
@@ -303,6 +308,7 @@ impl TaskTable {
     ) -> Result<(), Box<TaskResult>> {
         let task_id = submission.task_id;
         self.counters.submitted();
+        self.n_submitted += 1;
         if self.tasks.contains_key(&task_id) {
             tracing::warn!(task_id = %task_id, "duplicate task id refused");
             self.count(TaskState::Failed);
@@ -367,6 +373,7 @@ impl TaskTable {
                         phase: Phase::Finished(Box::new(result.clone())),
                         watchers: BTreeSet::new(),
                         listed: Listed {
+                            seq: self.n_submitted,
                             submitted_at: self.now_unix,
                             num_nodes: 0,
                             dispatched_at: None,
@@ -408,6 +415,7 @@ impl TaskTable {
                 })),
                 watchers: BTreeSet::from([watcher.clone()]),
                 listed: Listed {
+                    seq: self.n_submitted,
                     submitted_at: self.now_unix,
                     num_nodes,
                     dispatched_at: None,

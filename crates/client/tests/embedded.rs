@@ -225,7 +225,7 @@ fn embedded_run_with_failures_exits_non_zero_with_json_summary() {
     assert_eq!(lines.len(), 7, "{context}");
     for (index, line) in lines[..3].iter().enumerate() {
         assert_eq!(line["event"], "submitted", "{context}");
-        assert_eq!(line["index"], index + 1, "{context}");
+        assert_eq!(line["index"], index, "{context}");
         assert!(line["task_id"].is_string(), "{context}");
     }
     let finished_with_3: Vec<&serde_json::Value> = lines[3..6]

@@ -140,6 +140,9 @@ fn run_group(
                 cpu_count: 1,
                 slots_per_node: None,
                 versions: BTreeMap::new(),
+                attempt: 0,
+                running_tasks: Vec::new(),
+                held_results: Vec::new(),
             }),
         )?;
     }
@@ -158,7 +161,7 @@ fn run_group(
                             registered.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    ToManager::Refused { reason, .. } => {
+                    ToManager::Refused { reason, .. } | ToManager::NotRegistered { reason } => {
                         bail!("manager {} refused: {reason}", manager.manager_id)
                     }
                     ToManager::RunTasks { tasks } => {

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import msgpack
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 RHTEX_VERSION = "0.1.0"
 
 # Fixed ids, so that the files never change. The Rust test builds the same
@@ -211,8 +211,32 @@ def task_resources_mpi():
 # The messages, by file name: <enum>.<variant>[.<detail>]
 # ---------------------------------------------------------------------------
 
+def register_first():
+    """A four-node block's first registration."""
+    return {
+        "type": "register",
+        "protocol_version": PROTOCOL_VERSION,
+        "manager_id": MANAGER,
+        "block_id": "48213",
+        "hostname": "nid001",
+        "nodes": ["nid001", "nid002", "nid003", "nid004"],
+        "launcher": "srun",
+        "rhtex_version": RHTEX_VERSION,
+        "cpu_count": 128,
+        # one slot per core of a node with two hardware threads per core
+        "slots_per_node": 64,
+        "versions": ordered_map(
+            {"os": "Debian GNU/Linux 12", "libzmq": "4.3.4", "mpi": "MPICH 4.0.2"}
+        ),
+        "attempt": 0,
+        "running_tasks": [],
+        "held_results": [],
+    }
+
+
 def messages():
     submission = task_submission_mpi()
+    register = register_first()
     return {
         # FromClient
         "from_client.hello": {
@@ -251,12 +275,18 @@ def messages():
         },
         "to_client.refused": {
             "type": "refused",
-            "reason": "protocol version mismatch: the client speaks version 2, "
-            "this interchange speaks version 3",
+            "reason": "protocol version mismatch: the client speaks version 3, "
+            "this interchange speaks version 4",
             "protocol_version": PROTOCOL_VERSION,
         },
         "to_client.submitted": {"type": "submitted", "request_id": 1, "n_tasks": 2},
-        "to_client.watching": {"type": "watching", "request_id": 2, "n_tasks": 2},
+        # one of the three ids watched is unknown to the interchange
+        "to_client.watching": {
+            "type": "watching",
+            "request_id": 2,
+            "n_tasks": 2,
+            "unknown": [TASK_3],
+        },
         "to_client.results": {
             "type": "results",
             "results": [task_result_full(), task_result_completed()],
@@ -390,21 +420,21 @@ def messages():
             "message": "send hello first",
         },
         # FromManager
-        "from_manager.register": {
-            "type": "register",
-            "protocol_version": PROTOCOL_VERSION,
-            "manager_id": MANAGER,
-            "block_id": "48213",
-            "hostname": "nid001",
-            "nodes": ["nid001", "nid002", "nid003", "nid004"],
-            "launcher": "srun",
-            "rhtex_version": RHTEX_VERSION,
-            "cpu_count": 128,
-            # one slot per core of a node with two hardware threads per core
-            "slots_per_node": 64,
-            "versions": ordered_map(
-                {"os": "Debian GNU/Linux 12", "libzmq": "4.3.4", "mpi": "MPICH 4.0.2"}
-            ),
+        "from_manager.register": register,
+        # The same manager registering again after it lost the interchange:
+        # one task still runs (on the placement it was given), one ended
+        # and its result is held.
+        "from_manager.register_again": {
+            **register,
+            "versions": ordered_map({}),
+            "attempt": 1,
+            "running_tasks": [
+                {
+                    "task_id": TASK_1,
+                    "placement": [{"node": 0, "slots": 4}, {"node": 1, "slots": 4}],
+                }
+            ],
+            "held_results": [TASK_2],
         },
         "from_manager.heartbeat": {"type": "heartbeat"},
         "from_manager.results": {
@@ -426,11 +456,18 @@ def messages():
             "interchange_version": RHTEX_VERSION,
             "heartbeat_period": 30.0,
             "max_task_output_bytes": MIB_16,
+            # a task the manager listed that this interchange does not
+            # have running there: killed, not reported
+            "drop_tasks": [TASK_4],
+        },
+        "to_manager.not_registered": {
+            "type": "not_registered",
+            "reason": "this connection is not registered with the interchange",
         },
         "to_manager.refused": {
             "type": "refused",
-            "reason": "protocol version mismatch: the pool-manager speaks version 2, "
-            "this interchange speaks version 3",
+            "reason": "protocol version mismatch: the pool-manager speaks version 3, "
+            "this interchange speaks version 4",
             "protocol_version": PROTOCOL_VERSION,
         },
         "to_manager.run_tasks": {

@@ -101,7 +101,7 @@ def test_many_threads_share_one_client(client):
 
 def test_status_task_status_and_manager_commands(client):
     status = client.status()
-    assert status["protocol_version"] == 3
+    assert status["protocol_version"] == 4
     (manager,) = status["managers"]
     assert manager["n_nodes"] == 2 and manager["slots_per_node"] == 4
     manager_id = manager["manager_id"]
@@ -359,3 +359,63 @@ def test_a_silent_interchange_fails_the_outstanding_futures(tmp_path):
                     future.result(timeout=30)
             finally:
                 os.kill(local.interchange.pid, signal.SIGCONT)
+
+
+def test_watching_a_task_the_interchange_does_not_know_fails_naming_it(client):
+    from rhtex.client import UnknownTasks
+
+    unknown = protocol.new_task_id()
+    (future,) = client.watch([unknown])
+    with pytest.raises(UnknownTasks, match=unknown):
+        future.result(timeout=30)
+
+
+def _start_interchange(tmp_path, name, client_url):
+    """A bare interchange (no manager, --insecure) bound to ``client_url``;
+    returns the process once its ready line is out."""
+    with open(tmp_path / f"{name}.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(find_program("interchange")),
+                "--insecure",
+                "--run-dir",
+                str(tmp_path / name),
+                "--client-listen",
+                client_url,
+                "--manager-listen",
+                "tcp://127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+        )
+    ready = process.stdout.readline()
+    assert b"client_url" in ready, ready
+    return process
+
+
+def test_waiting_goes_on_across_an_interchange_restart(tmp_path):
+    """SIGTERM stops the interchange; the one started next on the same
+    address is told hello and watch again; not knowing the task (no
+    journal), it fails the future naming the task."""
+    from rhtex.client import UnknownTasks
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    first = _start_interchange(tmp_path, "first", url)
+    second = None
+    try:
+        with Client(url, insecure=True, timeout=10, liveness_period=0.3) as client:
+            future = client.submit("true")  # queued: no manager
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=30) == 0
+            second = _start_interchange(tmp_path, "second", url)
+            with pytest.raises(UnknownTasks, match=future.task_id):
+                future.result(timeout=30)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -56,7 +56,7 @@ def test_canonical_file_is_what_the_generator_writes(name):
 
 
 EXPECTED_LENIENT = {
-    "lenient.from_client.hello": {"type": "hello", "protocol_version": 3, "client_version": ""},
+    "lenient.from_client.hello": {"type": "hello", "protocol_version": 4, "client_version": ""},
     "lenient.from_client.submit": {
         "type": "submit",
         "request_id": 10,
@@ -79,10 +79,11 @@ EXPECTED_LENIENT = {
         "interchange_version": "0.1.0",
         "heartbeat_period": 30.0,
         "max_task_output_bytes": 16777216,
+        "drop_tasks": [],
     },
     "lenient.from_manager.register": {
         "type": "register",
-        "protocol_version": 3,
+        "protocol_version": 4,
         "manager_id": MANAGER,
         "block_id": "local",
         "hostname": "laptop",
@@ -92,6 +93,9 @@ EXPECTED_LENIENT = {
         "cpu_count": 0,
         "slots_per_node": None,
         "versions": {},
+        "attempt": 0,
+        "running_tasks": [],
+        "held_results": [],
     },
     "lenient.to_manager.run_tasks": {
         "type": "run_tasks",

@@ -11,12 +11,31 @@ use protocol::{
     TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use transport::zmq;
 
 /// A task with a fresh id, running `command`, as a serial task.
 pub fn task(command: &str) -> TaskSubmission {
     TaskSubmission::new(TaskId::new_random(), command)
+}
+
+/// A command that writes its shell's pid (its process group) to `path`,
+/// then becomes `sleep 60`.
+pub fn pid_then_sleep(path: &Path) -> String {
+    format!(
+        "echo $$ > '{}.part' && mv '{0}.part' '{0}' && exec sleep 60",
+        path.display()
+    )
+}
+
+/// Waits for the pid file written by [`pid_then_sleep`].
+pub fn wait_pid_file(path: &Path) -> i32 {
+    wait_for(&format!("pid file {}", path.display()), crate::WAIT, || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+    })
 }
 
 /// The task's stdout tail as text.

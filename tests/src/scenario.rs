@@ -115,11 +115,40 @@ impl Scenario {
         manager_listen: &str,
         extra: &[&str],
     ) -> Interchange {
+        self.start_interchange_at(name, security, "tcp://127.0.0.1:0", manager_listen, extra)
+    }
+
+    /// Starts an interchange again on the addresses `previous` was bound
+    /// to (the same keys), as a service restarted in place.
+    pub fn restart_interchange(
+        &self,
+        name: &str,
+        previous: &Interchange,
+        extra: &[&str],
+    ) -> Interchange {
+        self.start_interchange_at(
+            name,
+            &previous.security,
+            &previous.client_url,
+            &previous.manager_url,
+            extra,
+        )
+    }
+
+    /// Starts an interchange bound to `client_listen` and `manager_listen`.
+    fn start_interchange_at(
+        &self,
+        name: &str,
+        security: &Security,
+        client_listen: &str,
+        manager_listen: &str,
+        extra: &[&str],
+    ) -> Interchange {
         let mut args = vec![
             "--run-dir".to_owned(),
             self.file(&format!("{name}-run")).display().to_string(),
             "--client-listen".to_owned(),
-            "tcp://127.0.0.1:0".to_owned(),
+            client_listen.to_owned(),
             "--manager-listen".to_owned(),
             manager_listen.to_owned(),
             "--log-level".to_owned(),

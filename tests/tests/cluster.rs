@@ -11,7 +11,7 @@
 
 use e2e::client::{assert_completed, stdout_of};
 use e2e::cluster::{self, Block, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
-use e2e::{task, Interchange, RawClient, Scenario, Security, WAIT};
+use e2e::{task, wait_for, Interchange, RawClient, Scenario, Security, WAIT};
 use interchange::provider::script::ScriptValues;
 use protocol::{
     ErrorKind, ManagerInfo, ResourceRequest, TaskId, TaskResult, TaskState, TaskSubmission,
@@ -514,32 +514,32 @@ fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
     assert_ranks_on_task_nodes(&retried_result, &ranks_per_host(&retried_result), 1, 1);
     assert!(!retried_result.nodes.contains(&lead_a));
 
-    // Heal: A's manager speaks again, is told it was dropped and exits, so
-    // its job ends; no task is reported a second time (RawClient panics on
-    // a second result for a task).
+    // Heal: A's manager speaks again, is told it is not registered, and
+    // registers again listing its two tasks, which the interchange no
+    // longer has running there: they are dropped (killed, not reported)
+    // and A stays, running nothing. No task is reported a second time
+    // (RawClient panics on a second result for a task).
     world
         .cluster()
         .heal(&lead_a)
         .unwrap_or_else(|message| panic!("{message}"));
-    world
-        .cluster()
-        .wait_job_gone(&block_a.job_id, Duration::from_secs(90));
-    // Exit code 3: refused by the interchange (not 4, silence past its own
-    // threshold, nor a signal from scancel).
-    assert_eq!(
-        world.cluster().job_exit_code(&block_a.job_id),
-        Some(3),
-        "block A's pool-manager did not exit as refused; its output:\n{}",
-        block_a.output_text()
+    let report = world.client.wait_status(
+        "the dropped manager to register again, running nothing",
+        Duration::from_secs(90),
+        |report| {
+            report
+                .managers
+                .iter()
+                .any(|manager| {
+                    manager.manager_id == manager_a.manager_id && manager.n_running_tasks == 0
+                })
+                .then(|| report.clone())
+        },
     );
-    let report = world.client.status();
-    assert!(
-        report
-            .managers
-            .iter()
-            .all(|manager| manager.manager_id != manager_a.manager_id),
-        "the dropped manager is registered again: {report:#?}"
-    );
+    wait_for("block A's manager to kill both dropped tasks", WAIT, || {
+        let output = block_a.output_text();
+        (output.matches("dropped task ended; not reported").count() == 2).then_some(())
+    });
     for (task_id, state) in [(lost, TaskState::Failed), (retried, TaskState::Completed)] {
         let info = world.client.task_status(task_id);
         assert_eq!(info.state, state, "{info:#?}");

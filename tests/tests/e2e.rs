@@ -6,7 +6,9 @@
 //! bounds every wait by [`WAIT`] and kills what it started by process group.
 
 use e2e::cli::{self, connect_flags, json_objects, json_strings, strings};
-use e2e::client::{assert_completed, raw_dealer, receive_frame, stdout_of};
+use e2e::client::{
+    assert_completed, pid_then_sleep, raw_dealer, receive_frame, stdout_of, wait_pid_file,
+};
 use e2e::daemon::{describe, Launch, Stdout};
 use e2e::{
     binary, mpi_sources_dir, task, wait_for, Interchange, ManagerOptions, RawClient, Scenario,
@@ -38,24 +40,6 @@ fn hold_until(path: &Path) -> String {
          echo 'never released' >&2; exit 1",
         path.display()
     )
-}
-
-/// A command that writes its shell's pid (its process group) to `path`,
-/// then becomes `sleep 60`.
-fn pid_then_sleep(path: &Path) -> String {
-    format!(
-        "echo $$ > '{}.part' && mv '{0}.part' '{0}' && exec sleep 60",
-        path.display()
-    )
-}
-
-/// Waits for the pid file written by [`pid_then_sleep`].
-fn wait_pid_file(path: &Path) -> i32 {
-    wait_for(&format!("pid file {}", path.display()), WAIT, || {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-    })
 }
 
 /// A task that sleeps for a minute, running on a fresh manager.
@@ -512,11 +496,11 @@ fn a_task_sent_to_a_dead_manager_runs_on_another_at_once() {
 }
 
 #[test]
-fn a_manager_dropped_for_silence_is_told_to_stop_when_it_speaks_again() {
+fn a_manager_dropped_for_silence_registers_again_and_its_task_is_killed() {
     let scenario = Scenario::new("dropped-manager");
     let interchange = scenario.start_secure_interchange(&[]);
     // The manager itself would wait 10 minutes before giving up on the
-    // interchange: what stops it below is the interchange's answer.
+    // interchange: what makes it act below is the interchange's answer.
     let mut options = ManagerOptions::new("frozen", &["f1"]);
     options.extra_args = strings(&["--heartbeat-threshold", "600"]);
     let SleepingTask {
@@ -536,19 +520,27 @@ fn a_manager_dropped_for_silence_is_told_to_stop_when_it_speaks_again() {
         "{result:#?}"
     );
     // Thawed, it heartbeats again; the interchange tells it that it is not
-    // registered, and it kills its task and exits instead of idling on its
-    // allocation.
+    // registered; it registers again listing its task, which the
+    // interchange no longer has running there: the task is killed, and the
+    // manager stays, with its node free, instead of idling on its
+    // allocation with a task nobody waits for.
     manager.daemon.signal(Signal::SIGCONT);
-    let status = manager.daemon.wait_exit(WAIT);
-    assert_eq!(status.code(), Some(3), "{}", describe(status));
-    let log = manager.daemon.log();
-    assert!(
-        log.contains("not registered with the interchange"),
-        "the manager says why it stops:\n{log}"
-    );
     wait_for("the dropped manager's task to be killed", WAIT, || {
         (!process_exists(sleep_group)).then_some(())
     });
+    let log = manager.daemon.log();
+    assert!(
+        log.contains("the interchange does not know this manager; registering again"),
+        "the manager says why it registers again:\n{log}"
+    );
+    client.wait_status("the manager back, running nothing", WAIT, |report| {
+        report
+            .managers
+            .iter()
+            .any(|info| info.manager_id == manager.manager_id && info.n_running_tasks == 0)
+            .then_some(())
+    });
+    assert!(manager.daemon.try_exit().is_none(), "the manager exited");
     // Nothing is reported twice: the task keeps its manager_lost result.
     assert_eq!(client.task_status(task_id).result, Some(result));
 }

@@ -4,6 +4,16 @@
 //! answer with the same request id. Results that arrive meanwhile are kept
 //! in a buffer and handed out by [`Client::next_result`] and
 //! [`Client::wait`], so none is lost.
+//!
+//! Waiting survives a restart of the interchange: when the connection
+//! drops, ZeroMQ reconnects by itself, and on the new connection the client
+//! says `hello` again and watches again every task it submitted or watched
+//! that has no result yet. The interchange that comes back sends the
+//! results it has (it may have restored the tasks); a task it does not know
+//! fails the wait at once, naming the task ([`ClientError::UnknownTasks`]).
+//! The interchange may stay away at most the reconnect timeout (by default
+//! the timeout given to [`Client::connect`]); a request made while it is
+//! away fails at once.
 
 use crate::connection::{Connection, Incoming};
 use crate::error::ClientError;
@@ -30,6 +40,15 @@ pub struct Client {
     buffered: VecDeque<TaskResult>,
     /// Tasks whose results come to this connection without a `watch`.
     followed: HashSet<TaskId>,
+    /// Followed tasks without a result yet: watched again on a new
+    /// connection.
+    outstanding: HashSet<TaskId>,
+    /// Since when the connection is lost (until `welcome` on the next).
+    lost_since: Option<Instant>,
+    /// How long the interchange may stay away while results are awaited.
+    reconnect_timeout: Duration,
+    /// Request ids of the watches sent again on a new connection.
+    resume_watches: HashSet<u64>,
 }
 
 /// What a request waits for.
@@ -42,6 +61,8 @@ enum Expect {
 /// The answer to a request.
 enum Answer {
     Count(u32),
+    /// `watching`: the ids the interchange does not know.
+    Watching(Vec<TaskId>),
     Reply(Reply),
 }
 
@@ -95,6 +116,10 @@ impl Client {
                         request_timeout: timeout,
                         buffered: VecDeque::new(),
                         followed: HashSet::new(),
+                        outstanding: HashSet::new(),
+                        lost_since: None,
+                        reconnect_timeout: timeout,
+                        resume_watches: HashSet::new(),
                     });
                 }
                 Incoming::Message(ToClient::Refused { reason, .. }) => {
@@ -168,6 +193,12 @@ impl Client {
         self.request_timeout = timeout;
     }
 
+    /// Changes how long the interchange may stay away (its connection
+    /// dropped, for a restart) while results are awaited.
+    pub fn set_reconnect_timeout(&mut self, timeout: Duration) {
+        self.reconnect_timeout = timeout;
+    }
+
     /// Validates every task's resources and input size, then submits them
     /// all in one message and waits for `submitted`. Nothing is sent if any
     /// task is invalid; the error names the first invalid task's position.
@@ -179,6 +210,7 @@ impl Client {
         check_inputs(&tasks, self.max_task_input_bytes)?;
         let ids: Vec<TaskId> = tasks.iter().map(|task| task.task_id).collect();
         self.followed.extend(ids.iter().copied());
+        self.outstanding.extend(ids.iter().copied());
         // Messages stay far below the interchange's size limit: a large
         // batch goes as several submits, in order.
         for chunk in protocol::limits::submit_chunks(tasks) {
@@ -205,20 +237,36 @@ impl Client {
     }
 
     /// Asks for the results of tasks submitted elsewhere. Results of tasks
-    /// that already ended follow at once.
+    /// that already ended follow at once. Fails, naming them, if the
+    /// interchange does not know some of the tasks (the others are
+    /// watched).
     pub async fn watch(&mut self, task_ids: &[TaskId]) -> Result<(), ClientError> {
         let request_id = self.next_request_id();
         self.followed.extend(task_ids.iter().copied());
-        self.request(
-            FromClient::Watch {
+        self.outstanding.extend(task_ids.iter().copied());
+        let answer = self
+            .request(
+                FromClient::Watch {
+                    request_id,
+                    task_ids: task_ids.to_vec(),
+                },
                 request_id,
-                task_ids: task_ids.to_vec(),
-            },
-            request_id,
-            Expect::Watching,
-        )
-        .await?;
-        Ok(())
+                Expect::Watching,
+            )
+            .await?;
+        match answer {
+            Answer::Watching(unknown) if !unknown.is_empty() => Err(self.unknown(unknown)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets tasks the interchange does not know; the error naming them.
+    fn unknown(&mut self, task_ids: Vec<TaskId>) -> ClientError {
+        for task_id in &task_ids {
+            self.followed.remove(task_id);
+            self.outstanding.remove(task_id);
+        }
+        ClientError::UnknownTasks { task_ids }
     }
 
     /// Gives a command and returns the interchange's reply.
@@ -236,7 +284,7 @@ impl Client {
             .await?
         {
             Answer::Reply(reply) => Ok(reply),
-            Answer::Count(_) => Err(ClientError::Unexpected(
+            Answer::Count(_) | Answer::Watching(_) => Err(ClientError::Unexpected(
                 "a count where a reply was expected".to_owned(),
             )),
         }
@@ -257,15 +305,47 @@ impl Client {
     }
 
     /// The next result for this connection (submitted or watched tasks),
-    /// waiting as long as it takes; wrap it in `tokio::time::timeout` to
-    /// bound it.
+    /// waiting as long as it takes, across a restart of the interchange
+    /// (see the module documentation); wrap it in `tokio::time::timeout`
+    /// to bound it.
     pub async fn next_result(&mut self) -> Result<TaskResult, ClientError> {
         loop {
             if let Some(result) = self.buffered.pop_front() {
                 return Ok(result);
             }
-            let incoming = self.connection.recv().await;
-            self.handle_unsolicited(incoming)?;
+            if let Some(incoming) = self.next_incoming(None).await? {
+                self.handle_unsolicited(incoming)?;
+            }
+        }
+    }
+
+    /// The next event, waiting at most until `deadline` (`None` when it
+    /// passed) and, while the connection is lost, until the reconnect
+    /// timeout (then an error).
+    async fn next_incoming(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Incoming>, ClientError> {
+        let reconnect_by = self.lost_since.map(|since| since + self.reconnect_timeout);
+        let bound = match (deadline, reconnect_by) {
+            (Some(deadline), Some(by)) => Some(deadline.min(by)),
+            (deadline, by) => deadline.or(by),
+        };
+        let Some(bound) = bound else {
+            return Ok(Some(self.connection.recv().await));
+        };
+        match tokio::time::timeout_at(bound, self.connection.recv()).await {
+            Ok(incoming) => Ok(Some(incoming)),
+            Err(_) if reconnect_by.is_some_and(|by| Instant::now() >= by) => {
+                Err(ClientError::ConnectionLost {
+                    url: self.connection.url().to_owned(),
+                    reason: format!(
+                        "the interchange did not come back within {:.1} s",
+                        self.reconnect_timeout.as_secs_f64()
+                    ),
+                })
+            }
+            Err(_) => Ok(None),
         }
     }
 
@@ -291,14 +371,11 @@ impl Client {
         let mut found: HashMap<TaskId, TaskResult> = HashMap::new();
         self.take_buffered(&wanted, &mut found);
         while found.len() < wanted.len() {
-            let incoming = match tokio::time::timeout_at(deadline, self.connection.recv()).await {
-                Ok(incoming) => incoming,
-                Err(_) => {
-                    return Err(ClientError::Timeout {
-                        what: format!("{} of {} results", wanted.len() - found.len(), wanted.len()),
-                        after: timeout,
-                    })
-                }
+            let Some(incoming) = self.next_incoming(Some(deadline)).await? else {
+                return Err(ClientError::Timeout {
+                    what: format!("{} of {} results", wanted.len() - found.len(), wanted.len()),
+                    after: timeout,
+                });
             };
             self.handle_unsolicited(incoming)?;
             self.take_buffered(&wanted, &mut found);
@@ -346,6 +423,9 @@ impl Client {
         request_id: u64,
         expect: Expect,
     ) -> Result<Answer, ClientError> {
+        if self.lost_since.is_some() {
+            return Err(self.connection_lost(request_id));
+        }
         self.connection.send(&message)?;
         let deadline = Instant::now() + self.request_timeout;
         loop {
@@ -365,14 +445,15 @@ impl Client {
                         request_id: id,
                         n_tasks,
                     }),
-                )
-                | (
+                ) if id == request_id => Answer::Count(n_tasks),
+                (
                     Expect::Watching,
                     Incoming::Message(ToClient::Watching {
                         request_id: id,
-                        n_tasks,
+                        unknown,
+                        ..
                     }),
-                ) if id == request_id => Answer::Count(n_tasks),
+                ) if id == request_id => Answer::Watching(unknown),
                 (
                     Expect::Reply,
                     Incoming::Message(ToClient::Reply {
@@ -394,11 +475,48 @@ impl Client {
                 }
                 (_, other) => {
                     self.handle_unsolicited(other)?;
+                    if self.lost_since.is_some() {
+                        return Err(self.connection_lost(request_id));
+                    }
                     continue;
                 }
             };
             return Ok(answer);
         }
+    }
+
+    fn connection_lost(&self, request_id: u64) -> ClientError {
+        ClientError::ConnectionLost {
+            url: self.connection.url().to_owned(),
+            reason: format!(
+                "the interchange went away (did it stop?); request {request_id} got no answer"
+            ),
+        }
+    }
+
+    /// On a new connection after a lost one: `hello` again, and watch
+    /// again every task still without a result.
+    fn resume(&mut self) -> Result<(), ClientError> {
+        self.connection.send(&FromClient::Hello {
+            protocol_version: protocol::PROTOCOL_VERSION,
+            client_version: protocol::RHTEX_VERSION.to_owned(),
+        })?;
+        let mut task_ids: Vec<TaskId> = self.outstanding.iter().copied().collect();
+        task_ids.sort();
+        tracing::info!(
+            url = self.connection.url(),
+            n_tasks = task_ids.len(),
+            "reconnected to the interchange; watching the tasks again"
+        );
+        for chunk in task_ids.chunks(protocol::limits::MAX_TASK_IDS_PER_WATCH) {
+            let request_id = self.next_request_id();
+            self.resume_watches.insert(request_id);
+            self.connection.send(&FromClient::Watch {
+                request_id,
+                task_ids: chunk.to_vec(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Handles anything that is not the answer being waited for: results are
@@ -407,7 +525,28 @@ impl Client {
         match incoming {
             Incoming::Message(ToClient::Results { results }) => {
                 tracing::debug!(n_results = results.len(), "results");
+                for result in &results {
+                    self.outstanding.remove(&result.task_id);
+                }
                 self.buffered.extend(results);
+            }
+            Incoming::Message(ToClient::Welcome { .. }) if self.lost_since.is_some() => {
+                self.lost_since = None;
+            }
+            Incoming::Message(ToClient::Refused { reason, .. }) => {
+                return Err(ClientError::Refused {
+                    url: self.connection.url().to_owned(),
+                    reason,
+                })
+            }
+            Incoming::Message(ToClient::Watching {
+                request_id,
+                unknown,
+                ..
+            }) if self.resume_watches.remove(&request_id) => {
+                if !unknown.is_empty() {
+                    return Err(self.unknown(unknown));
+                }
             }
             Incoming::Message(ToClient::Error {
                 request_id,
@@ -421,12 +560,23 @@ impl Client {
             Incoming::Undecodable(reason) => {
                 tracing::warn!(reason, "undecodable message from the interchange");
             }
-            Incoming::Connected | Incoming::ConnectRetried => {}
+            Incoming::Connected => {
+                if self.lost_since.is_some() {
+                    self.resume()?;
+                }
+            }
+            // While the connection is lost, attempts fail until the
+            // interchange is back.
+            Incoming::ConnectRetried => {}
             Incoming::Disconnected => {
-                return Err(ClientError::ConnectionLost {
-                    url: self.connection.url().to_owned(),
-                    reason: "the interchange closed the connection (did it stop?)".to_owned(),
-                })
+                if self.lost_since.is_none() {
+                    tracing::warn!(
+                        url = self.connection.url(),
+                        reconnect_timeout_s = self.reconnect_timeout.as_secs_f64(),
+                        "lost the connection to the interchange; waiting for it to come back"
+                    );
+                    self.lost_since = Some(Instant::now());
+                }
             }
             Incoming::HandshakeFailed(reason) => {
                 return Err(ClientError::HandshakeFailed {

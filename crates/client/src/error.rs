@@ -43,6 +43,16 @@ pub enum ClientError {
     /// The connection went away (the interchange stopped or the link failed).
     #[error("lost the connection to {url}: {reason}")]
     ConnectionLost { url: String, reason: String },
+    /// The interchange does not know these tasks (a `watch`, or a watch
+    /// sent again after it restarted): never submitted to it, forgotten
+    /// past its result retention, or lost in a restart that did not
+    /// restore them.
+    #[error(
+        "the interchange does not know task(s) {}: not submitted to it, forgotten past its \
+         result retention, or lost when it restarted",
+        join_ids(.task_ids)
+    )]
+    UnknownTasks { task_ids: Vec<TaskId> },
     /// A task's resource specification is invalid; nothing was sent.
     #[error("task {index} (id {task_id}) has an invalid resource specification: {source}")]
     InvalidSpec {
@@ -75,6 +85,11 @@ pub enum ClientError {
     TaskFile(#[from] TaskFileError),
     #[error(transparent)]
     Local(#[from] LocalError),
+}
+
+fn join_ids(task_ids: &[TaskId]) -> String {
+    let ids: Vec<String> = task_ids.iter().map(TaskId::to_string).collect();
+    ids.join(", ")
 }
 
 /// A problem in an `rhtex run` task file.

@@ -43,7 +43,8 @@ struct Cli {
     json: bool,
 
     /// Seconds to wait for the interchange to answer (connecting and each
-    /// request).
+    /// request), and, while waiting for results, for an interchange that
+    /// went away (a restart) to come back.
     #[arg(long, global = true, default_value_t = 30.0, value_name = "SECS")]
     timeout: f64,
 
@@ -73,7 +74,10 @@ enum Commands {
     Submit(Box<SubmitArgs>),
     /// Wait for tasks and print each result as it arrives.
     ///
-    /// Exits 0 if every task completed, 1 otherwise.
+    /// Exits 0 if every task completed, 1 otherwise. A task the interchange
+    /// does not know fails the wait at once, naming it. Waiting survives a
+    /// restart of the interchange: rhtex reconnects and watches the tasks
+    /// again (the interchange may be away up to --timeout).
     Wait {
         /// Task ids, as printed by `submit`.
         #[arg(required = true, value_name = "ID")]
@@ -128,7 +132,9 @@ enum Commands {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
-    /// Ask the interchange to stop (its pool-managers are told to stop too).
+    /// End the work: the interchange cancels its queued tasks, tells its
+    /// pool-managers to end theirs and stop, and exits. (SIGTERM to the
+    /// interchange stops it and keeps the work.)
     Shutdown,
     /// Run every task of a task file and wait for all of them.
     ///

@@ -248,10 +248,12 @@ impl Core {
             return;
         }
         let mut n_known: u32 = 0;
+        let mut unknown = Vec::new();
         for task_id in task_ids {
             match self.tasks.watch(*task_id, peer) {
                 Watched::Unknown => {
                     tracing::debug!(task_id = %task_id, "watch of an unknown task");
+                    unknown.push(*task_id);
                     continue;
                 }
                 Watched::Finished(result) => {
@@ -270,6 +272,7 @@ impl Core {
             ToClient::Watching {
                 request_id,
                 n_tasks: n_known,
+                unknown,
             },
         );
     }

@@ -1,8 +1,11 @@
 //! What the core does with each message from a pool-manager: `register`
-//! (accepted or refused), heartbeats, results, drain requests and
-//! `goodbye`, and with a manager frame that does not decode. A message from
-//! a peer that is not registered is answered with `refused`, so that a
-//! dropped manager stops and its late results are never forwarded.
+//! (accepted, accepted again from a manager that re-attaches, or refused),
+//! heartbeats, results, drain requests and `goodbye`, and with a manager
+//! frame that does not decode. A message from a connection that is not
+//! registered is answered with `not_registered`, so that the manager
+//! registers again (its late results are never forwarded); how a
+//! registration is reconciled with the tasks the core has on that manager
+//! is in `reattach.rs`.
 
 use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
@@ -15,10 +18,11 @@ use protocol::{
 };
 use seam::Time;
 
-/// Why a message from an unregistered manager is answered with `refused`.
-pub const UNKNOWN_MANAGER_REASON: &str = "this manager is not registered with the interchange: \
-     it was dropped after a silence past the heartbeat threshold (its tasks were failed as manager_lost), \
-     or it never registered; stop and start a new manager";
+/// Why a message from a connection that is not registered is answered
+/// with `not_registered`.
+pub const UNKNOWN_MANAGER_REASON: &str = "this connection is not registered with the interchange: \
+     it dropped this manager after a silence past the heartbeat threshold, or it restarted; \
+     register again, listing the tasks you run and the results you hold";
 
 impl Core {
     /// A message arrived on the manager socket.
@@ -27,17 +31,8 @@ impl Core {
             return;
         }
         match (self.managers.id_of_peer(&peer), message) {
-            (None, FromManager::Register(registration)) => {
+            (_, FromManager::Register(registration)) => {
                 self.register(now, &peer, registration);
-            }
-            (Some(manager_id), FromManager::Register(registration)) => {
-                self.bad_message();
-                tracing::warn!(
-                    manager_id = %manager_id,
-                    registered_again_as = %registration.manager_id,
-                    "register from a manager already registered; ignored"
-                );
-                self.refresh(manager_id, now);
             }
             (None, FromManager::Goodbye { .. }) => {
                 self.bad_message();
@@ -45,21 +40,21 @@ impl Core {
             }
             (None, _) => {
                 // A manager we dropped (silent past the threshold) that is
-                // still alive, or one from before a restart. Its tasks were
-                // failed as manager_lost; tell it so that it stops instead
-                // of idling on its allocation. Its message is dropped.
+                // still alive, or one from before a restart. Its message is
+                // dropped (a result is never forwarded from here); it is
+                // told to register again, listing what it holds.
                 self.bad_message();
-                tracing::warn!(peer = %peer, "message from unknown manager; dropped, and the manager told to stop");
+                tracing::warn!(peer = %peer, "message from unknown manager; dropped, and the manager told to register again");
                 self.send_manager(
                     &peer,
-                    ToManager::Refused {
+                    ToManager::NotRegistered {
                         reason: UNKNOWN_MANAGER_REASON.to_owned(),
-                        protocol_version: PROTOCOL_VERSION,
                     },
                 );
             }
             (Some(manager_id), message) => {
-                self.refresh(manager_id, now);
+                let heartbeat = matches!(message, FromManager::Heartbeat);
+                self.refresh(manager_id, now, heartbeat);
                 self.manager_message(manager_id, message);
             }
         }
@@ -80,7 +75,7 @@ impl Core {
         self.bad_message();
         match self.managers.id_of_peer(peer) {
             Some(manager_id) => {
-                self.refresh(manager_id, now);
+                self.refresh(manager_id, now, false);
                 tracing::warn!(manager_id = %manager_id, %error, "undecodable message from a manager; dropped");
             }
             None => match handshake {
@@ -107,19 +102,25 @@ impl Core {
         }
     }
 
-    fn refresh(&mut self, manager_id: ManagerId, now: Time) {
-        let was_unreachable = self.managers.update(manager_id, |manager| {
+    /// Anything from a manager shows it is alive and reachable; its first
+    /// heartbeat after it registered again ends its re-attach.
+    fn refresh(&mut self, manager_id: ManagerId, now: Time, heartbeat: bool) {
+        let taken_back = self.managers.update(manager_id, |manager| {
             manager.last_heard = now;
-            std::mem::replace(&mut manager.unreachable, false)
+            let before = manager.unreachable || manager.reattaching;
+            manager.unreachable = false;
+            manager.reattaching &= !heartbeat;
+            before && !manager.reattaching
         });
-        if was_unreachable == Some(true) {
+        if taken_back == Some(true) {
             tracing::info!(manager_id = %manager_id, "manager heard from again; it takes tasks again");
             // As after a release: it may suit the reservation better.
             self.matcher.clear(&mut self.managers);
         }
     }
 
-    fn register(&mut self, now: Time, peer: &PeerId, registration: Registration) {
+    fn register(&mut self, now: Time, peer: &PeerId, mut registration: Registration) {
+        let manager_id = registration.manager_id;
         let refusal = if registration.protocol_version != PROTOCOL_VERSION {
             Some(version_mismatch_reason(Some(registration.protocol_version)))
         } else if registration.nodes.is_empty() {
@@ -128,18 +129,18 @@ impl Core {
             check_node_names(&registration.nodes, self.config.max_manager_nodes)
         {
             Some(format!("bad node list: {error}"))
-        } else if self.managers.get(registration.manager_id).is_some() {
-            Some(format!(
-                "manager id {} is already registered from another connection",
-                registration.manager_id
-            ))
         } else if self.shutdown_deadline.is_some() {
             Some("the interchange is shutting down".to_owned())
         } else {
-            None
+            match self.managers.id_of_peer(peer) {
+                Some(registered_as) if registered_as != manager_id => Some(format!(
+                    "this connection is registered as manager {registered_as}, not {manager_id}"
+                )),
+                _ => None,
+            }
         };
         if let Some(reason) = refusal {
-            tracing::warn!(manager_id = %registration.manager_id, hostname = %registration.hostname, %reason, "refused a manager");
+            tracing::warn!(manager_id = %manager_id, hostname = %registration.hostname, %reason, "refused a manager");
             self.send_manager(
                 peer,
                 ToManager::Refused {
@@ -149,41 +150,66 @@ impl Core {
             );
             return;
         }
+        let running = std::mem::take(&mut registration.running_tasks);
+        let held = std::mem::take(&mut registration.held_results);
+        let attempt = registration.attempt;
+        // A manager that registers again starts from what it reports; the
+        // entry it had (if any) goes, its tasks reconciled below.
+        self.matcher.clear_on(manager_id, &mut self.managers);
+        let previous = self.managers.remove(manager_id);
         let n_nodes = u32::try_from(registration.nodes.len()).unwrap_or(u32::MAX);
         tracing::info!(
-            manager_id = %registration.manager_id,
+            manager_id = %manager_id,
             block_id = %registration.block_id,
             hostname = %registration.hostname,
             n_nodes,
             slots_per_node = registration.slots_per_node.unwrap_or(registration.cpu_count).max(1),
+            attempt,
+            n_running = running.len(),
+            n_held_results = held.len(),
+            known = previous.is_some(),
             "manager registered"
         );
-        // A dropped manager back under the same id starts afresh.
-        self.matcher
-            .clear_on(registration.manager_id, &mut self.managers);
-        let registered_at = self.unix(now);
+        let registered_at = previous
+            .as_ref()
+            .map_or_else(|| self.unix(now), |previous| previous.registered_at);
         self.emit(Event::ManagerRegistered {
             manager_id: registration.manager_id,
             block_id: registration.block_id.clone(),
             hostname: registration.hostname.clone(),
             nodes: registration.nodes.clone(),
         });
-        self.managers.insert(ManagerEntry::new(
-            registration,
-            peer.clone(),
-            registered_at,
-            now,
-        ));
+        let mut entry = ManagerEntry::new(registration, peer.clone(), registered_at, now);
+        if let Some(previous) = &previous {
+            entry.held = previous.held;
+            entry.draining = previous.draining;
+        }
+        entry.reattaching = attempt > 0;
+        self.managers.insert(entry);
         let expiry = now.plus(self.config.heartbeat_threshold);
         self.next_expiry_check = Some(self.next_expiry_check.map_or(expiry, |at| at.min(expiry)));
+        let look_up =
+            previous.is_none() && (attempt > 0 || !running.is_empty() || !held.is_empty());
+        let reconciled = self.reconcile(now, manager_id, previous, running, held, look_up);
         self.send_manager(
             peer,
             ToManager::Registered {
                 interchange_version: RHTEX_VERSION.to_owned(),
                 heartbeat_period: self.config.heartbeat_period.as_secs_f64(),
                 max_task_output_bytes: self.config.max_task_output_bytes,
+                drop_tasks: reconciled.drop_tasks,
             },
         );
+        for task_id in reconciled.cancel {
+            self.send_manager(peer, ToManager::CancelTask { task_id });
+        }
+        let stop = self
+            .managers
+            .get(manager_id)
+            .is_some_and(|manager| manager.draining && manager.tasks().is_empty());
+        if stop {
+            self.tell_manager_to_stop(manager_id, "drained");
+        }
     }
 
     fn manager_message(&mut self, manager_id: ManagerId, message: FromManager) {

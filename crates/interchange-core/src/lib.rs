@@ -93,6 +93,7 @@ mod matching;
 pub mod metrics;
 pub mod provider;
 mod queue;
+mod reattach;
 mod status;
 mod tasks;
 #[cfg(test)]

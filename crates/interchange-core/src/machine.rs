@@ -176,24 +176,23 @@ impl Core {
         }
     }
 
-    /// The signal path: tell every manager to stop (best effort), give every
-    /// unfinished task its result, and exit at once.
+    /// The signal path (SIGTERM, SIGINT): the daemon stops and the work is
+    /// kept. Nothing is said to managers or clients and no task gets a
+    /// result: managers keep running their tasks and register again with
+    /// the interchange that comes back (which knows the tasks if it
+    /// restored them), and clients watch again. Exits at once. (`shutdown`
+    /// is what ends the work.)
     pub fn handle_terminate(&mut self, now: Time) {
         if !self.begin_input(now) {
             return;
         }
-        self.begin_shutdown(now, "the interchange was stopped by a signal");
-        for manager_id in self.managers.ids() {
-            if let Some(manager) = self.managers.remove(manager_id) {
-                self.emit_lost(&manager, "the interchange was stopped by a signal");
-                self.end_tasks_of(
-                    &manager,
-                    ErrorKind::Killed,
-                    "the interchange was stopped by a signal while the task ran",
-                );
-            }
-        }
-        self.after_input();
+        tracing::info!(
+            n_managers = self.managers.len(),
+            "stopped by a signal: managers keep their tasks and will register again"
+        );
+        self.pending_results.clear();
+        self.outputs.push_back(Output::Exit);
+        self.exited = true;
     }
 
     // -----------------------------------------------------------------

@@ -760,6 +760,49 @@ impl TaskTable {
     pub(crate) fn is_queued(&self, task_id: TaskId) -> bool {
         self.queued(task_id).is_some()
     }
+
+    // -----------------------------------------------------------------
+    // Re-registration
+    // -----------------------------------------------------------------
+
+    /// The unfinished tasks the table has running on `manager_id`. A pass
+    /// over every task: only for a manager that registers again and that
+    /// the manager table does not hold (dropped, or from before a restart).
+    pub(crate) fn running_on(&self, manager_id: ManagerId) -> Vec<TaskId> {
+        self.tasks
+            .iter()
+            .filter(|(_, task)| match &task.phase {
+                Phase::Unfinished(task) => task
+                    .running
+                    .as_ref()
+                    .is_some_and(|running| running.manager_id == manager_id),
+                Phase::Finished(_) => false,
+            })
+            .map(|(task_id, _)| *task_id)
+            .collect()
+    }
+
+    /// For a task running on `manager_id`: whether a cancel was asked, and
+    /// its walltime. `None` if it does not run there.
+    pub(crate) fn running_there(
+        &self,
+        task_id: TaskId,
+        manager_id: ManagerId,
+    ) -> Option<(bool, Option<Duration>)> {
+        let Some(Phase::Unfinished(task)) = self.tasks.get(&task_id).map(|task| &task.phase) else {
+            return None;
+        };
+        let running = task
+            .running
+            .as_ref()
+            .filter(|running| running.manager_id == manager_id)?;
+        let walltime = task
+            .spec
+            .resources
+            .walltime
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+        Some((running.cancel_requested, walltime))
+    }
 }
 
 /// About how many bytes a kept result takes: its variable-size parts plus

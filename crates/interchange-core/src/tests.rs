@@ -17,6 +17,7 @@ mod bounds;
 mod events;
 mod listing;
 mod metrics;
+mod reattach;
 mod unreachable;
 
 const PERIOD: Duration = Duration::from_secs(30);
@@ -119,6 +120,9 @@ fn registration(id: u128, n_nodes: usize) -> Registration {
         cpu_count: 4,
         slots_per_node: None,
         versions: BTreeMap::new(),
+        attempt: 0,
+        running_tasks: Vec::new(),
+        held_results: Vec::new(),
     }
 }
 
@@ -172,9 +176,8 @@ fn submitted(name: &str, request_id: u64, n_tasks: u32) -> Output {
 fn unknown_manager_refused(name: &str) -> Output {
     to_manager(
         name,
-        ToManager::Refused {
+        ToManager::NotRegistered {
             reason: super::UNKNOWN_MANAGER_REASON.to_owned(),
-            protocol_version: PROTOCOL_VERSION,
         },
     )
 }
@@ -198,6 +201,7 @@ fn registered_with(max_task_output_bytes: u64) -> ToManager {
         interchange_version: RHTEX_VERSION.to_owned(),
         heartbeat_period: 30.0,
         max_task_output_bytes,
+        drop_tasks: Vec::new(),
     }
 }
 
@@ -693,6 +697,7 @@ fn limits_are_announced_in_welcome_and_registered() {
                 interchange_version: RHTEX_VERSION.to_owned(),
                 heartbeat_period: 30.0,
                 max_task_output_bytes: 64,
+                drop_tasks: Vec::new(),
             },
         ),
     ]);
@@ -1288,39 +1293,40 @@ fn a_manager_of_another_version_is_refused_and_others_keep_working() {
     assert_eq!(sim.status("c").managers.len(), 1);
 }
 
-/// Version 2 peers know nothing of task payloads: they are refused at the
-/// handshake, so an old manager can never silently drop a task's input.
+/// Version 3 peers know nothing of re-attach (a version 3 manager cannot
+/// list the tasks it runs when it registers again): they are refused at
+/// the handshake.
 #[test]
-fn version_2_clients_and_managers_are_refused_at_the_handshake() {
-    assert_eq!(PROTOCOL_VERSION, 3);
+fn version_3_clients_and_managers_are_refused_at_the_handshake() {
+    assert_eq!(PROTOCOL_VERSION, 4);
     let mut sim = Sim::new();
     sim.client(
         "old",
         FromClient::Hello {
-            protocol_version: 2,
+            protocol_version: 3,
             client_version: "0.1.0".to_owned(),
         },
     );
     let mut old = registration(1, 1);
-    old.protocol_version = 2;
+    old.protocol_version = 3;
     sim.manager("m1", FromManager::Register(old));
     sim.check(vec![
         to_client(
             "old",
             ToClient::Refused {
-                reason: "protocol version mismatch: the client speaks version 2, \
-                         this interchange speaks version 3"
+                reason: "protocol version mismatch: the client speaks version 3, \
+                         this interchange speaks version 4"
                     .to_owned(),
-                protocol_version: 3,
+                protocol_version: 4,
             },
         ),
         to_manager(
             "m1",
             ToManager::Refused {
-                reason: "protocol version mismatch: the manager speaks version 2, \
-                         this interchange speaks version 3"
+                reason: "protocol version mismatch: the manager speaks version 3, \
+                         this interchange speaks version 4"
                     .to_owned(),
-                protocol_version: 3,
+                protocol_version: 4,
             },
         ),
     ]);
@@ -1357,7 +1363,7 @@ fn an_undecodable_register_of_another_version_is_refused_naming_both() {
 }
 
 #[test]
-fn empty_node_lists_and_taken_manager_ids_are_refused() {
+fn empty_node_lists_are_refused_and_a_taken_manager_id_is_a_re_attach() {
     let mut sim = Sim::new().with_manager(1, 2);
     sim.manager("empty", FromManager::Register(registration(5, 0)));
     sim.check(vec![to_manager(
@@ -1367,13 +1373,22 @@ fn empty_node_lists_and_taken_manager_ids_are_refused() {
             protocol_version: PROTOCOL_VERSION,
         },
     )]);
-    sim.manager("imposter", FromManager::Register(registration(1, 2)));
+    // The same manager id from another connection is the manager back on
+    // a new connection: it takes the id over; the old connection is no
+    // longer registered.
+    sim.manager("new", FromManager::Register(registration(1, 2)));
+    sim.check(vec![to_manager("new", registered())]);
+    sim.manager("m1", FromManager::Heartbeat);
+    sim.check(vec![unknown_manager_refused("m1")]);
+    // A connection registered as one manager cannot register as another.
+    sim.manager("new", FromManager::Register(registration(2, 2)));
     sim.check(vec![to_manager(
-        "imposter",
+        "new",
         ToManager::Refused {
             reason: format!(
-                "manager id {} is already registered from another connection",
-                manager_id(1)
+                "this connection is registered as manager {}, not {}",
+                manager_id(1),
+                manager_id(2)
             ),
             protocol_version: PROTOCOL_VERSION,
         },
@@ -1501,6 +1516,7 @@ fn results_go_to_every_watcher_including_late_ones() {
         ToClient::Watching {
             request_id: 2,
             n_tasks: 1,
+            unknown: vec![task_id(99)],
         },
     )]);
     sim.manager_results("m1", vec![completed(1)]);
@@ -1523,6 +1539,7 @@ fn results_go_to_every_watcher_including_late_ones() {
             ToClient::Watching {
                 request_id: 3,
                 n_tasks: 1,
+                unknown: Vec::new(),
             },
         ),
         results("late", vec![result.clone()]),
@@ -1555,6 +1572,7 @@ fn an_unreachable_client_gets_no_more_results() {
         ToClient::Watching {
             request_id: 2,
             n_tasks: 1,
+            unknown: Vec::new(),
         },
     )]);
     sim.core.handle_client_unreachable(&peer("a"));
@@ -1706,34 +1724,17 @@ fn shutdown_with_no_manager_exits_at_once_and_refuses_registration_before() {
 }
 
 #[test]
-fn terminate_stops_managers_and_fails_running_tasks() {
+fn terminate_stops_the_daemon_and_keeps_the_work() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
     sim.submit("c", 1, vec![submission(1, nodes(1))]);
     sim.check(vec![
         submitted("c", 1, 1),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
     ]);
+    // Managers are told nothing and no task gets a result: the managers
+    // keep running them and register again with the next interchange.
     sim.core.handle_terminate(sim.now);
-    sim.check(vec![
-        to_manager(
-            "m1",
-            ToManager::Shutdown {
-                reason: "the interchange was stopped by a signal".to_owned(),
-            },
-        ),
-        results(
-            "c",
-            vec![forwarded(
-                failed(
-                    1,
-                    ErrorKind::Killed,
-                    "the interchange was stopped by a signal while the task ran",
-                ),
-                1,
-            )],
-        ),
-        Output::Exit,
-    ]);
+    sim.check(vec![Output::Exit]);
 }
 
 #[test]

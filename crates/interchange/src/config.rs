@@ -22,7 +22,14 @@ pub use transport::Security;
     about = "The rhtex interchange: queues clients' MPI tasks and hands each to a pool-manager \
              with enough free nodes to start it at once.",
     after_help = "Once both sockets are bound, one JSON line goes to stdout: \
-                  {\"client_url\": ..., \"manager_url\": ..., \"pid\": ...}. Logs go to stderr."
+                  {\"client_url\": ..., \"manager_url\": ..., \"pid\": ...}. Logs go to stderr.\n\n\
+                  Stop versus end: SIGTERM or SIGINT stops the daemon and keeps the work: the \
+                  pool-managers are told nothing, keep running their tasks and hold their results, \
+                  and register again (for up to their --reattach-timeout) with the interchange \
+                  started next on the same addresses, which keeps the tasks it knows and has them \
+                  kill the others; clients waiting for results watch again. (With a [provider], \
+                  the blocks it submitted are still cancelled on SIGTERM.) `rhtex shutdown` ends the \
+                  work: queued tasks are cancelled, pool-managers kill their tasks and exit."
 )]
 pub struct Flags {
     /// TOML file with the same settings (keys with underscores: run_dir,

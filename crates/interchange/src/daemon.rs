@@ -379,7 +379,7 @@ fn event_loop(
         };
         let readiness = sockets.wait(timeout_ms, &extra_fds)?;
         if readiness.extra_fds.first() == Some(&true) && signals.take() {
-            tracing::info!("signal received: telling managers to stop and exiting");
+            tracing::info!("signal received: exiting; pool-managers keep their tasks and register again with the next interchange");
             core.handle_terminate(clock.now());
             perform(core, sockets, clock)?;
             if let Some(log) = event_log.as_deref_mut() {

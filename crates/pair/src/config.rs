@@ -25,6 +25,10 @@ pub struct PairConfig {
     pub validate_every_step: bool,
     /// Keep a trace of what managers got and ran ([`Pair::poll_seen`]).
     pub record: bool,
+    /// The managers' `reattach_timeout`: zero (the default) stops a
+    /// manager that loses the interchange at once, as `--reattach-timeout
+    /// 0` does.
+    pub reattach_timeout: Duration,
 }
 
 impl Default for PairConfig {
@@ -34,6 +38,7 @@ impl Default for PairConfig {
             delay: Duration::ZERO,
             validate_every_step: true,
             record: false,
+            reattach_timeout: Duration::ZERO,
         }
     }
 }
@@ -65,11 +70,15 @@ impl ManagerSpec {
                 cpu_count: self.slots_per_node,
                 slots_per_node: Some(self.slots_per_node),
                 versions: BTreeMap::new(),
+                attempt: 0,
+                running_tasks: Vec::new(),
+                held_results: Vec::new(),
             },
             interchange_url: "tcp://pair:0".to_owned(),
             run_dir: PathBuf::from(format!("/pair/{}", self.block_id)),
             heartbeat_period: interchange.heartbeat_period,
             heartbeat_threshold: interchange.heartbeat_threshold,
+            reattach_timeout: Duration::ZERO,
             drain_period: None,
             base_env: BTreeMap::new(),
         }

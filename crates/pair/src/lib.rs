@@ -30,6 +30,7 @@
 pub mod checks;
 mod config;
 pub mod launcher;
+mod links;
 mod pair;
 
 pub use checks::{Need, Problem, Stranded};

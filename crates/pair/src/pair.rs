@@ -44,7 +44,7 @@ fn after_handled(at: Time, handled: Option<Time>) -> Time {
 const SIGTERM: i32 = 15;
 
 #[derive(Debug)]
-enum Delivery {
+pub(crate) enum Delivery {
     FromClient { client: usize, frame: Vec<u8> },
     FromManager { manager: usize, frame: Vec<u8> },
     ToManager { manager: usize, frame: Vec<u8> },
@@ -110,6 +110,10 @@ pub struct Pair {
     pub(crate) seen: VecDeque<Seen>,
     pub(crate) n_steps: u64,
     pub(crate) n_frames: u64,
+    /// Managers whose link is paused (`links.rs`), and the messages held
+    /// back meanwhile, in the order sent.
+    pub(crate) paused: std::collections::BTreeSet<usize>,
+    pub(crate) held_back: VecDeque<Delivery>,
 }
 
 impl fmt::Debug for Pair {
@@ -147,6 +151,8 @@ impl Pair {
             seen: VecDeque::new(),
             n_steps: 0,
             n_frames: 0,
+            paused: std::collections::BTreeSet::new(),
+            held_back: VecDeque::new(),
         }
     }
 
@@ -254,7 +260,8 @@ impl Pair {
 
     /// A manager built from `spec` starts now; see [`Pair::add_manager_with`].
     pub fn add_manager(&mut self, spec: &ManagerSpec) -> usize {
-        let settings = spec.settings(&self.config.interchange);
+        let mut settings = spec.settings(&self.config.interchange);
+        settings.reattach_timeout = self.config.reattach_timeout;
         self.add_manager_with(settings)
     }
 
@@ -530,11 +537,15 @@ impl Pair {
         }
     }
 
+    pub(crate) fn post_delivery_now(&mut self, delivery: Delivery) {
+        self.post_now(delivery);
+    }
+
     fn post_now(&mut self, delivery: Delivery) {
         self.in_flight.push_back(delivery);
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         while let Some(delivery) = self.in_flight.pop_front() {
             self.deliver(delivery);
         }
@@ -596,6 +607,14 @@ impl Pair {
 
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
+        if let Delivery::FromManager { manager, .. } | Delivery::ToManager { manager, .. } =
+            &delivery
+        {
+            if self.paused.contains(manager) {
+                self.held_back.push_back(delivery);
+                return;
+            }
+        }
         match delivery {
             Delivery::FromClient { client, frame } => {
                 self.n_frames += 1;
@@ -666,7 +685,7 @@ impl Pair {
         }
     }
 
-    fn drain_interchange(&mut self) {
+    pub(crate) fn drain_interchange(&mut self) {
         while let Some(output) = self.interchange.poll_output() {
             match output {
                 InterchangeOutput::ToClient(peer, message) => {
@@ -705,7 +724,7 @@ impl Pair {
     /// Performs a manager core's outputs. `refusals_count`: the input was a
     /// `run_tasks` to a registered manager, so a `launch_failed` result
     /// among the outputs is a refused placement.
-    fn drain_manager(&mut self, manager: usize, refusals_count: bool) {
+    pub(crate) fn drain_manager(&mut self, manager: usize, refusals_count: bool) {
         while let Some(output) = self.managers[manager].core.poll_output() {
             match output {
                 ManagerOutput::Send(message) => {

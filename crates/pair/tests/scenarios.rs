@@ -1,13 +1,16 @@
 //! Scenarios on the Pair: the real interchange core and real pool-manager
 //! cores, each ending with the emptiness check.
 
+mod common;
+
+use common::results;
 use pair::{
     sleep_command, sleep_launcher, ManagerLife, ManagerSpec, Pair, PairConfig, Problem, Seen,
 };
 use pool_manager_core::{ExitReason, ExitStatus};
 use protocol::{
     ErrorKind, ManagerId, NodeShare, ResourceRequest, TaskDispatch, TaskId, TaskResources,
-    TaskResult, TaskState, TaskSubmission, ToClient, ToManager,
+    TaskState, TaskSubmission, ToManager,
 };
 use seam::Time;
 use std::collections::BTreeMap;
@@ -43,19 +46,6 @@ fn pair_with(config: PairConfig) -> (Pair, usize) {
 
 fn seconds(seconds: u64) -> Time {
     Time::from_millis(seconds * 1000)
-}
-
-/// Every result the client got, with nothing else but acknowledgements.
-fn results(pair: &mut Pair, client: usize) -> Vec<TaskResult> {
-    let mut found = Vec::new();
-    while let Some(message) = pair.poll_client(client) {
-        match message {
-            ToClient::Results { results } => found.extend(results),
-            ToClient::Welcome { .. } | ToClient::Submitted { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    found
 }
 
 #[test]

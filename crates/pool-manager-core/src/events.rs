@@ -124,6 +124,10 @@ pub enum KillReason {
     Refused,
     /// The task ran longer than its `walltime`.
     WalltimeExceeded,
+    /// The interchange, to which the manager registered again, does not
+    /// have the task running here (`drop_tasks` of `registered`): killed
+    /// and not reported.
+    Dropped,
 }
 
 impl KillReason {
@@ -134,6 +138,7 @@ impl KillReason {
             KillReason::InterchangeLost => "interchange lost",
             KillReason::Refused => "refused",
             KillReason::WalltimeExceeded => "walltime exceeded",
+            KillReason::Dropped => "dropped by the interchange",
         }
     }
 }
@@ -144,7 +149,8 @@ impl KillReason {
 /// [`Terminated`](ExitReason::Terminated), 3 for
 /// [`Refused`](ExitReason::Refused) and
 /// [`HandshakeFailed`](ExitReason::HandshakeFailed), 4 for
-/// [`InterchangeSilent`](ExitReason::InterchangeSilent) and
+/// [`InterchangeSilent`](ExitReason::InterchangeSilent),
+/// [`ReattachTimedOut`](ExitReason::ReattachTimedOut) and
 /// [`LinkFailed`](ExitReason::LinkFailed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExitReason {
@@ -165,6 +171,10 @@ pub enum ExitReason {
         registered: bool,
         threshold: Duration,
     },
+    /// The interchange was lost (silent past the heartbeat threshold, or
+    /// its connection dropped) and the manager could not register again
+    /// within `window` (`--reattach-timeout`).
+    ReattachTimedOut { window: Duration },
     /// The link to the interchange failed for good.
     LinkFailed { message: String },
 }
@@ -184,9 +194,9 @@ impl ExitReason {
         match self {
             ExitReason::Shutdown { .. } | ExitReason::Terminated { .. } => KillReason::Shutdown,
             ExitReason::Refused { .. } | ExitReason::HandshakeFailed { .. } => KillReason::Refused,
-            ExitReason::InterchangeSilent { .. } | ExitReason::LinkFailed { .. } => {
-                KillReason::InterchangeLost
-            }
+            ExitReason::InterchangeSilent { .. }
+            | ExitReason::ReattachTimedOut { .. }
+            | ExitReason::LinkFailed { .. } => KillReason::InterchangeLost,
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod events;
 pub mod hostlist;
 pub mod pool_manager;
 pub mod prefix;
+mod reattach;
 pub mod slurm;
 mod tasks;
 

@@ -13,9 +13,15 @@
 //!
 //! Lifecycle: `register` is queued at creation; `registered` starts the
 //! heartbeats; `refused` or a failed security handshake exits with
-//! [`ExitReason::Refused`] or [`ExitReason::HandshakeFailed`]; silence from
-//! the interchange for `heartbeat_threshold` kills the running tasks and
-//! exits with [`ExitReason::InterchangeSilent`]; `shutdown` or SIGTERM kills
+//! [`ExitReason::Refused`] or [`ExitReason::HandshakeFailed`]; no answer to
+//! the first `register` within `heartbeat_threshold` exits with
+//! [`ExitReason::InterchangeSilent`]. Once registered, losing the
+//! interchange (silent for `heartbeat_threshold`, its connection dropped,
+//! or `not_registered` from it) detaches the manager: it keeps running its
+//! tasks, holds their results, and registers again under the same manager
+//! id, listing both (`reattach.rs`), on the connection it has or on the
+//! next one; not registered again within `reattach_timeout`, it kills its
+//! tasks and exits with [`ExitReason::ReattachTimedOut`]. `shutdown` or SIGTERM kills
 //! the running tasks, reports them, says `goodbye` and exits with
 //! [`ExitReason::Shutdown`] or [`ExitReason::Terminated`]. The manager
 //! keeps no backlog and follows the interchange's placement of each task
@@ -31,6 +37,7 @@
 //! group; its result is `failed` with kind `walltime_exceeded`.
 
 use crate::events::{ExitReason, KillReason, LinkStatus, Output, TaskExit};
+use crate::reattach::Reattach;
 use crate::tasks::{self, Tasks};
 use protocol::{FromManager, Registration, TaskDispatch, TaskId, TaskResult, ToManager};
 use seam::Time;
@@ -51,6 +58,9 @@ pub struct Settings {
     pub run_dir: PathBuf,
     pub heartbeat_period: Duration,
     pub heartbeat_threshold: Duration,
+    /// How long a manager that lost the interchange keeps its tasks and
+    /// tries to register again before it kills them and exits.
+    pub reattach_timeout: Duration,
     pub drain_period: Option<Duration>,
     /// The manager's own environment, captured at start.
     pub base_env: BTreeMap<String, String>,
@@ -68,6 +78,12 @@ struct Stop {
 enum Phase {
     Registering,
     Registered,
+    /// Lost the interchange at `since`; a registration again is on its way
+    /// when `register_sent`, else it goes on the next connection.
+    Detached {
+        since: Time,
+        register_sent: bool,
+    },
     Stopping(Stop),
     Exited,
 }
@@ -91,17 +107,21 @@ pub struct PoolManager {
     n_bad_messages: u64,
     /// The largest output a task may return, from `registered`.
     max_task_output_bytes: u64,
+    /// Held results, dropped tasks, registrations again.
+    reattach: Reattach,
 }
 
 impl PoolManager {
     /// A manager that starts now; `register` is the first output.
-    pub fn new(settings: Settings, now: Time) -> Self {
+    pub fn new(mut settings: Settings, now: Time) -> Self {
         let stripped = crate::slurm::step_settings_in(&settings.base_env);
         if !stripped.is_empty() {
             tracing::info!(
                 variables = %stripped.join(","),
                 "the block job's Slurm step settings are removed from every task's environment"
             );
+            // Once here, not for every task.
+            settings.base_env = crate::slurm::strip_step_settings(&settings.base_env);
         }
         let drain_at = settings.drain_period.map(|period| now.plus(period));
         let mut manager = Self {
@@ -116,6 +136,7 @@ impl PoolManager {
             connected_once: false,
             n_bad_messages: 0,
             max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+            reattach: Reattach::default(),
             settings,
         };
         manager.send(FromManager::Register(manager.settings.registration.clone()));
@@ -132,6 +153,14 @@ impl PoolManager {
         match self.phase {
             Phase::Stopping(_) | Phase::Exited => None,
             Phase::Registering => Some(self.silence_deadline()),
+            Phase::Detached { since, .. } => {
+                let give_up = since.plus(self.settings.reattach_timeout);
+                Some(
+                    self.tasks
+                        .next_deadline()
+                        .map_or(give_up, |walltime| walltime.min(give_up)),
+                )
+            }
             Phase::Registered => {
                 let mut deadline = self.silence_deadline();
                 if let Some(heartbeat) = self.next_heartbeat {
@@ -175,6 +204,16 @@ impl PoolManager {
         matches!(self.phase, Phase::Registered)
     }
 
+    /// Whether it lost the interchange and waits to register again.
+    pub fn is_detached(&self) -> bool {
+        matches!(self.phase, Phase::Detached { .. })
+    }
+
+    /// Results held while detached, not yet sent.
+    pub fn n_held_results(&self) -> usize {
+        self.reattach.n_held()
+    }
+
     /// Checks the allocator and that it agrees with the task table.
     pub fn validate(&self) -> Result<(), String> {
         self.tasks.validate()
@@ -198,13 +237,29 @@ impl PoolManager {
             return;
         }
         self.last_heard = now;
+        self.reattach.heard();
         match message {
             ToManager::Registered {
                 interchange_version,
                 heartbeat_period,
                 max_task_output_bytes,
+                drop_tasks,
             } => {
-                if matches!(self.phase, Phase::Registering) {
+                if matches!(self.phase, Phase::Detached { .. }) {
+                    tracing::info!(
+                        interchange = %self.settings.interchange_url,
+                        %interchange_version,
+                        n_running = self.tasks.n_running(),
+                        n_held_results = self.reattach.n_held(),
+                        n_dropped = drop_tasks.len(),
+                        "registered again with the interchange"
+                    );
+                    self.phase = Phase::Registered;
+                    self.max_task_output_bytes = max_task_output_bytes;
+                    self.adopt_heartbeat_period(heartbeat_period);
+                    self.next_heartbeat = Some(now.plus(self.heartbeat_period));
+                    self.registered_again(&drop_tasks);
+                } else if matches!(self.phase, Phase::Registering) {
                     tracing::info!(
                         interchange = %self.settings.interchange_url,
                         %interchange_version,
@@ -218,10 +273,32 @@ impl PoolManager {
                     self.max_task_output_bytes = max_task_output_bytes;
                     self.adopt_heartbeat_period(heartbeat_period);
                     self.next_heartbeat = Some(now.plus(self.heartbeat_period));
+                    self.registered_again(&drop_tasks);
+                } else if !drop_tasks.is_empty() && self.is_registered() {
+                    // The answer to a registration sent twice: its drops
+                    // still hold.
+                    tracing::info!(
+                        n_dropped = drop_tasks.len(),
+                        "`registered` again from the interchange"
+                    );
+                    self.registered_again(&drop_tasks);
                 } else {
                     tracing::warn!("unexpected `registered` from the interchange; ignored");
                 }
             }
+            ToManager::NotRegistered { reason } => match self.phase {
+                Phase::Registered => {
+                    tracing::warn!(%reason, "the interchange does not know this manager; registering again");
+                    self.detach(now, true);
+                }
+                Phase::Detached {
+                    register_sent: false,
+                    ..
+                } => self.register_again(),
+                _ => {
+                    tracing::debug!(%reason, "`not_registered` while a registration is on its way")
+                }
+            },
             ToManager::Refused {
                 reason,
                 protocol_version,
@@ -268,12 +345,13 @@ impl PoolManager {
     pub fn handle_undecodable(&mut self, now: Time) {
         if !self.exited() {
             self.last_heard = now;
+            self.reattach.heard();
             self.n_bad_messages += 1;
         }
     }
 
     /// The link changed state.
-    pub fn handle_link(&mut self, _now: Time, status: LinkStatus) {
+    pub fn handle_link(&mut self, now: Time, status: LinkStatus) {
         if self.exited() {
             return;
         }
@@ -285,11 +363,21 @@ impl PoolManager {
                     tracing::info!(interchange = %self.settings.interchange_url, "connected to the interchange");
                 }
                 self.connected_once = true;
+                // A new connection: a registration sent on the old one may
+                // be lost, so it goes again.
+                if matches!(self.phase, Phase::Detached { .. }) {
+                    self.register_again();
+                }
             }
-            LinkStatus::Disconnected => tracing::warn!(
-                interchange = %self.settings.interchange_url,
-                "lost the connection to the interchange; reconnecting"
-            ),
+            LinkStatus::Disconnected => {
+                tracing::warn!(
+                    interchange = %self.settings.interchange_url,
+                    "lost the connection to the interchange; reconnecting"
+                );
+                if self.is_registered() && self.may_reattach() {
+                    self.detach(now, false);
+                }
+            }
             LinkStatus::HandshakeFailed(message) => {
                 let text = format!("cannot register with the interchange: {message}");
                 self.stop(ExitReason::HandshakeFailed { message }, text);
@@ -323,7 +411,32 @@ impl PoolManager {
 
     /// Time passed: heartbeats, drain, silence, walltimes.
     pub fn handle_timeout(&mut self, now: Time) {
+        if let Phase::Detached { since, .. } = self.phase {
+            let window = self.settings.reattach_timeout;
+            if now >= since.plus(window) {
+                let message = format!(
+                    "the interchange at {} did not take this manager back within {} s (--reattach-timeout); \
+                     giving up ({} held result(s) lost)",
+                    self.settings.interchange_url,
+                    window.as_secs_f64(),
+                    self.reattach.give_up()
+                );
+                self.stop(ExitReason::ReattachTimedOut { window }, message);
+                return;
+            }
+            self.kill_overdue(now);
+            return;
+        }
         if !matches!(self.phase, Phase::Registering | Phase::Registered) {
+            return;
+        }
+        if self.is_registered() && self.may_reattach() && now >= self.silence_deadline() {
+            tracing::warn!(
+                interchange = %self.settings.interchange_url,
+                threshold_s = self.settings.heartbeat_threshold.as_secs_f64(),
+                "the interchange sent nothing for the heartbeat threshold; keeping the tasks and registering again"
+            );
+            self.detach(now, true);
             return;
         }
         if now >= self.silence_deadline() {
@@ -351,18 +464,93 @@ impl PoolManager {
         if !self.is_registered() {
             return;
         }
-        while let Some((task_id, walltime)) = self.tasks.overdue(now) {
-            tracing::warn!(%task_id, walltime_s = walltime, "task ran past its walltime; killing it");
-            self.kill(task_id, KillReason::WalltimeExceeded);
-        }
+        self.kill_overdue(now);
         if self.next_heartbeat.is_some_and(|at| now >= at) {
-            self.send(FromManager::Heartbeat);
+            // After a registration again, the first heartbeat waits for
+            // the dropped tasks to end.
+            if !self.reattach.confirm_waits() {
+                self.send(FromManager::Heartbeat);
+            }
             self.next_heartbeat = Some(now.plus(self.heartbeat_period));
         }
         if !self.drain_sent && self.drain_at.is_some_and(|at| now >= at) {
             tracing::info!("drain period over; asking the interchange to drain this manager");
             self.drain_sent = true;
             self.send(FromManager::DrainRequest);
+        }
+    }
+
+    /// A zero `reattach_timeout` turns re-attach off: silence then stops
+    /// the manager at once.
+    fn may_reattach(&self) -> bool {
+        !self.settings.reattach_timeout.is_zero()
+    }
+
+    fn kill_overdue(&mut self, now: Time) {
+        while let Some((task_id, walltime)) = self.tasks.overdue(now) {
+            tracing::warn!(%task_id, walltime_s = walltime, "task ran past its walltime; killing it");
+            self.kill(task_id, KillReason::WalltimeExceeded);
+        }
+    }
+
+    /// Lost the interchange: keep the tasks, hold their results, and
+    /// register again now (`send_now`: the connection is there) or on the
+    /// next connection.
+    fn detach(&mut self, now: Time, send_now: bool) {
+        self.phase = Phase::Detached {
+            since: now,
+            register_sent: false,
+        };
+        self.next_heartbeat = None;
+        let n_unconfirmed = self.reattach.detach();
+        tracing::warn!(
+            n_running = self.tasks.n_running(),
+            n_unconfirmed_results = n_unconfirmed,
+            reattach_timeout_s = self.settings.reattach_timeout.as_secs_f64(),
+            "lost the interchange: tasks keep running and their results are held while registering again"
+        );
+        if send_now {
+            self.register_again();
+        }
+    }
+
+    /// Sends a registration again listing what the manager holds.
+    fn register_again(&mut self) {
+        if let Phase::Detached { register_sent, .. } = &mut self.phase {
+            *register_sent = true;
+        }
+        let registration = self
+            .reattach
+            .registration(&self.settings.registration, self.tasks.holdings());
+        tracing::info!(
+            attempt = registration.attempt,
+            n_running = registration.running_tasks.len(),
+            n_held_results = registration.held_results.len(),
+            "registering again"
+        );
+        self.send(FromManager::Register(registration));
+    }
+
+    /// Carries out `registered`'s drops, sends the held results, and
+    /// confirms with a heartbeat once no dropped task is left.
+    fn registered_again(&mut self, drop_tasks: &[protocol::TaskId]) {
+        let tasks = &self.tasks;
+        let registered = self.reattach.registered(drop_tasks, |task_id| {
+            tasks.is_being_killed(task_id).is_some()
+        });
+        for task_id in registered.kill {
+            tracing::info!(%task_id, "the interchange does not have this task running here; killing it");
+            self.kill(task_id, KillReason::Dropped);
+        }
+        for result in registered.send {
+            self.send_result(result);
+        }
+        self.confirm_if_due();
+    }
+
+    fn confirm_if_due(&mut self) {
+        if self.is_registered() && self.reattach.confirm_due() {
+            self.send(FromManager::Heartbeat);
         }
     }
 
@@ -433,19 +621,39 @@ impl PoolManager {
         }
     }
 
-    /// Sends a result, unless the interchange is gone or refused us.
+    /// Sends a result, unless the interchange is gone or refused us; holds
+    /// it while detached; drops it if the interchange dropped the task.
     fn report(&mut self, result: TaskResult) {
+        if self.reattach.ended(result.task_id) {
+            tracing::info!(task_id = %result.task_id, "dropped task ended; not reported");
+            self.confirm_if_due();
+            return;
+        }
+        if matches!(self.phase, Phase::Detached { .. }) {
+            tracing::info!(task_id = %result.task_id, state = %result.state, "task ended; its result is held until the manager is registered again");
+            self.reattach.hold(result);
+            return;
+        }
         let send = match &self.phase {
             Phase::Stopping(stop) => stop.reason.interchange_listens(),
             _ => true,
         };
         if send {
-            self.send(FromManager::Results {
-                results: vec![result],
-            });
+            self.send_result(result);
         } else {
             tracing::info!(task_id = %result.task_id, state = %result.state, "task ended; the interchange is gone, so it is not reported");
         }
+    }
+
+    /// Sends one result; with re-attach on, it stays unconfirmed until the
+    /// interchange is heard from.
+    fn send_result(&mut self, result: TaskResult) {
+        if self.may_reattach() && self.is_registered() {
+            self.reattach.sent(&result);
+        }
+        self.send(FromManager::Results {
+            results: vec![result],
+        });
     }
 
     fn reject(&mut self, task_id: TaskId, message: String) {

@@ -103,8 +103,9 @@ pub struct TaskContext<'a> {
 }
 
 /// A fresh environment for one task: `base` (the manager's own environment
-/// captured at start) without the block's Slurm step settings
-/// ([`slurm::strip_step_settings`]), then the `PARSL_*` variables and
+/// captured at start) without the block's Slurm step settings (`base`:
+/// [`PoolManager::new`](crate::PoolManager::new) strips them once, with
+/// [`slurm::strip_step_settings`]), then the `PARSL_*` variables and
 /// `RHTEX_TASK_ID`, then, for a packed task inside a Slurm job,
 /// `HYDRA_LAUNCHER_EXTRA_ARGS` ([`slurm::hydra_launcher_args`]), and the
 /// task's own `task_env` on top.
@@ -113,7 +114,7 @@ pub fn task_environment(
     context: &TaskContext<'_>,
     task_env: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut env = slurm::strip_step_settings(base);
+    let mut env = base.clone();
     // A value the manager inherited comes after ours, so it can override.
     let hydra_args = (!context.resources.exclusive && slurm::in_slurm_job(&env)).then(|| {
         let ours = slurm::hydra_launcher_args(context.slots);
@@ -177,8 +178,12 @@ mod tests {
         names.iter().map(|name| name.to_string()).collect()
     }
 
-    fn argv(words: &[&str]) -> Vec<String> {
-        hosts(words)
+    /// An argv written as one line: words split at spaces, and `~` in a
+    /// word stands for a space inside that argument.
+    fn argv(line: &str) -> Vec<String> {
+        line.split_whitespace()
+            .map(|word| word.replace('~', " "))
+            .collect()
     }
 
     #[test]
@@ -186,80 +191,37 @@ mod tests {
         let two = hosts(&["n1", "n2"]);
         let plain = resources(2, 4, 7, None);
         let with_options = resources(2, 4, 8, Some("--cpu-bind=cores -l"));
-        let cases: &[(Launcher, &TaskResources, &[&str])] = &[
-            (
-                Launcher::Mpiexec,
-                &plain,
-                &["mpiexec", "-n", "7", "-ppn", "4", "-hosts", "n1,n2"],
-            ),
+        let cases: &[(Launcher, &TaskResources, &str)] = &[
+            (Launcher::Mpiexec, &plain, "mpiexec -n 7 -ppn 4 -hosts n1,n2"),
             (
                 Launcher::Mpiexec,
                 &with_options,
-                &[
-                    "mpiexec",
-                    "-n",
-                    "8",
-                    "-ppn",
-                    "4",
-                    "-hosts",
-                    "n1,n2",
-                    "--cpu-bind=cores -l",
-                ],
+                "mpiexec -n 8 -ppn 4 -hosts n1,n2 --cpu-bind=cores~-l",
             ),
             (
                 Launcher::Srun,
                 &plain,
-                &[
-                    "srun",
-                    "--ntasks",
-                    "7",
-                    "--ntasks-per-node",
-                    "4",
-                    "--nodelist",
-                    "n1,n2",
-                    "--nodes",
-                    "2",
-                ],
+                "srun --ntasks 7 --ntasks-per-node 4 --nodelist n1,n2 --nodes 2",
             ),
             (
                 Launcher::Srun,
                 &with_options,
-                &[
-                    "srun",
-                    "--ntasks",
-                    "8",
-                    "--ntasks-per-node",
-                    "4",
-                    "--nodelist",
-                    "n1,n2",
-                    "--nodes",
-                    "2",
-                    "--cpu-bind=cores -l",
-                ],
+                "srun --ntasks 8 --ntasks-per-node 4 --nodelist n1,n2 --nodes 2 --cpu-bind=cores~-l",
             ),
-            (
-                Launcher::Aprun,
-                &plain,
-                &["aprun", "-n", "7", "-N", "4", "-node-list", "n1,n2"],
-            ),
+            (Launcher::Aprun, &plain, "aprun -n 7 -N 4 -node-list n1,n2"),
             (
                 Launcher::Aprun,
                 &with_options,
-                &[
-                    "aprun",
-                    "-n",
-                    "8",
-                    "-N",
-                    "4",
-                    "-node-list",
-                    "n1,n2",
-                    "--cpu-bind=cores -l",
-                ],
+                "aprun -n 8 -N 4 -node-list n1,n2 --cpu-bind=cores~-l",
             ),
         ];
+        check_argv(&two, cases);
+    }
+
+    fn check_argv(hosts: &[String], cases: &[(Launcher, &TaskResources, &str)]) {
         for (launcher, resources, expected) in cases {
             assert_eq!(
-                prefix_argv(*launcher, resources, &two),
+                prefix_argv(*launcher, resources, hosts),
                 argv(expected),
                 "{launcher} {resources:?}"
             );
@@ -392,61 +354,24 @@ mod tests {
     /// keep their shape, with the hosts of the placement in its order.
     #[test]
     fn packed_tasks_do_not_claim_whole_nodes() {
-        let hosts = hosts(&["n3", "n1"]);
-        let cases: &[(Launcher, TaskResources, &[&str])] = &[
+        let four = packed(2, 2, 4, None);
+        let three = packed(2, 2, 3, Some("--mem=2G -l"));
+        let cases: &[(Launcher, &TaskResources, &str)] = &[
             (
                 Launcher::Srun,
-                packed(2, 2, 4, None),
-                &[
-                    "srun",
-                    "--ntasks",
-                    "4",
-                    "--ntasks-per-node",
-                    "2",
-                    "--nodelist",
-                    "n3,n1",
-                    "--nodes",
-                    "2",
-                    "--exact",
-                    "--mem=0",
-                ],
+                &four,
+                "srun --ntasks 4 --ntasks-per-node 2 --nodelist n3,n1 --nodes 2 --exact --mem=0",
             ),
             (
                 Launcher::Srun,
-                packed(2, 2, 3, Some("--mem=2G -l")),
-                &[
-                    "srun",
-                    "--ntasks",
-                    "3",
-                    "--ntasks-per-node",
-                    "2",
-                    "--nodelist",
-                    "n3,n1",
-                    "--nodes",
-                    "2",
-                    "--exact",
-                    "--mem=0",
-                    "--mem=2G -l",
-                ],
+                &three,
+                "srun --ntasks 3 --ntasks-per-node 2 --nodelist n3,n1 --nodes 2 --exact --mem=0 --mem=2G~-l",
             ),
-            (
-                Launcher::Mpiexec,
-                packed(2, 2, 4, None),
-                &["mpiexec", "-n", "4", "-ppn", "2", "-hosts", "n3,n1"],
-            ),
-            (
-                Launcher::Aprun,
-                packed(2, 2, 4, None),
-                &["aprun", "-n", "4", "-N", "2", "-node-list", "n3,n1"],
-            ),
+            (Launcher::Mpiexec, &four, "mpiexec -n 4 -ppn 2 -hosts n3,n1"),
+            (Launcher::Aprun, &four, "aprun -n 4 -N 2 -node-list n3,n1"),
         ];
-        for (launcher, resources, expected) in cases {
-            assert_eq!(
-                prefix_argv(*launcher, resources, &hosts),
-                argv(expected),
-                "{launcher} {resources:?}"
-            );
-        }
+        let hosts = hosts(&["n3", "n1"]);
+        check_argv(&hosts, cases);
         // The exclusive form of the same request is Parsl's, unchanged.
         assert_eq!(
             prefix_string(Launcher::Srun, &resources(2, 2, 4, None), &hosts),
@@ -472,7 +397,8 @@ mod tests {
     fn the_block_job_step_settings_never_reach_a_task() {
         let nodes = hosts(&["n1"]);
         for spec in [resources(1, 2, 2, None), packed(1, 2, 2, None)] {
-            let env = task_environment(&slurm_base(), &context(1, &spec, &nodes), &BTreeMap::new());
+            let base = slurm::strip_step_settings(&slurm_base());
+            let env = task_environment(&base, &context(1, &spec, &nodes), &BTreeMap::new());
             for key in ["SLURM_CPUS_PER_TASK", "SLURM_NTASKS", "SLURM_MEM_PER_NODE"] {
                 assert!(!env.contains_key(key), "{key} leaked: {env:?}");
             }

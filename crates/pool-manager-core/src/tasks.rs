@@ -114,6 +114,22 @@ impl Tasks {
             .collect()
     }
 
+    /// Every running task with the placement it runs on, for a
+    /// registration again.
+    pub(crate) fn holdings(&self) -> Vec<protocol::HeldTask> {
+        self.running
+            .keys()
+            .map(|task_id| protocol::HeldTask {
+                task_id: *task_id,
+                placement: self
+                    .allocator
+                    .shares_of(*task_id)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// Records that the task is being killed for `reason` (its walltime no
     /// longer matters). False if it is not running.
     pub(crate) fn mark_killed(&mut self, task_id: TaskId, reason: KillReason) -> bool {

@@ -29,9 +29,19 @@ Inside a Slurm job, a task's environment does not carry the block job's own step
 the manager's own SLURM_STEP_ID... those found are logged at start), so task steps take their
 own shape; the srun prefix of a task that shares nodes adds --exact --mem=0.
 
+When the manager loses the interchange (silent past --heartbeat-threshold, its connection
+dropped, or it restarted), its tasks keep running and their results are held; it registers
+again under the same manager id, listing its running tasks and held results, each time it
+gets a connection, for up to --reattach-timeout seconds. The interchange keeps the tasks it
+has running here, takes the held results, and has the manager kill the tasks it does not
+know (after a restart that did not restore them). Past the window the manager kills its
+tasks and exits with code 4. An interchange stopped by SIGTERM keeps the work this way;
+`rhtex shutdown` ends it (the manager kills its tasks and exits 0).
+
 Exit codes: 0 after a clean shutdown or drain; 2 on bad flags or node discovery failure;
-3 when refused by the interchange (protocol version, CURVE key); 4 when the interchange is
-silent past the heartbeat threshold.";
+3 when refused by the interchange (protocol version, CURVE key); 4 when the interchange does
+not answer the first registration within the heartbeat threshold, or is lost and does not
+take the manager back within --reattach-timeout.";
 
 /// The flags as given.
 #[derive(Clone, Debug, Parser)]
@@ -90,8 +100,9 @@ pub struct Flags {
     )]
     pub heartbeat_period: f64,
 
-    /// Seconds of silence from the interchange after which the manager kills its
-    /// tasks and exits with code 4. Must exceed --heartbeat-period.
+    /// Seconds of silence from the interchange after which the manager takes it as
+    /// lost (and registers again, see --reattach-timeout). Must exceed
+    /// --heartbeat-period.
     #[arg(
         long,
         value_name = "SECS",
@@ -99,6 +110,17 @@ pub struct Flags {
         default_value_t = 120.0
     )]
     pub heartbeat_threshold: f64,
+
+    /// Seconds a manager that lost the interchange keeps its tasks and tries to
+    /// register again; then it kills them and exits with code 4. 0: no re-attach
+    /// (lost means kill and exit at once).
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        default_value_t = 600.0
+    )]
+    pub reattach_timeout: f64,
 
     /// Seconds after start at which the manager asks the interchange to drain it
     /// (no new tasks; exit once idle). Default: never.
@@ -148,6 +170,9 @@ pub struct Config {
     pub run_dir: PathBuf,
     pub heartbeat_period: Duration,
     pub heartbeat_threshold: Duration,
+    /// How long to keep the tasks and try to register again once the
+    /// interchange is lost; zero: no re-attach.
+    pub reattach_timeout: Duration,
     pub drain_period: Option<Duration>,
     pub kill_grace: Duration,
     /// Whether to try a cgroup v2 per task (`--no-cgroups` turns it off).
@@ -265,6 +290,7 @@ impl Config {
                 period: flags.heartbeat_period,
             });
         }
+        let reattach_timeout = seconds("--reattach-timeout", flags.reattach_timeout, true)?;
         let drain_period = flags
             .drain_period
             .map(|value| seconds("--drain-period", value, false))
@@ -287,6 +313,7 @@ impl Config {
             run_dir,
             heartbeat_period,
             heartbeat_threshold,
+            reattach_timeout,
             drain_period,
             kill_grace,
             cgroups: !flags.no_cgroups,

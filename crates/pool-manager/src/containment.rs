@@ -2,19 +2,20 @@
 //! manager, `setsid` descendants and double-fork daemons included. Owned
 //! by [`crate::launch`]; with it, the only code that signals processes.
 //!
-//! Two kinds, chosen once at start ([`Containment::detect`]) and logged:
+//! Tasks are started with `posix_spawn` (no code runs in the child before
+//! exec, so the manager's address space is never copied: a fork of the
+//! manager cost more CPU than all the rest of a task's handling).
+//! Everything that must happen in the child is done otherwise:
 //!
 //! - **cgroup v2**, when the manager can create a cgroup below its own (the
 //!   cgroup2 mount is writable here, or delegated, as inside a Slurm job's
 //!   cgroup): a directory `rhtex-<pid>` below the manager's cgroup, and in
-//!   it one cgroup per task that the task's leader enters before exec.
-//!   When the leader has been reaped, everything left in the task's cgroup
-//!   is killed (`cgroup.kill`, or SIGKILL to each pid of `cgroup.procs`
-//!   where the kernel lacks it), reaped, and the cgroup removed. A small
-//!   guardian process (`/bin/sh`, in a process group of its own) holds the
-//!   read end of a pipe whose write end only the manager holds: when the
-//!   manager ends, however it ends (SIGKILL included), the guardian kills
-//!   the whole `rhtex-<pid>` subtree and removes it.
+//!   it one cgroup per task. The task's shell enters it as its first act
+//!   (`echo $$ > …/cgroup.procs || exit 125`, before any of the task's
+//!   command runs). When the leader has been reaped, everything left in the
+//!   task's cgroup is killed (`cgroup.kill`, or SIGKILL to each pid of
+//!   `cgroup.procs` where the kernel lacks it), reaped, and the cgroup
+//!   removed.
 //! - **process groups** otherwise: each task in a process group of its
 //!   own, killed as a whole when the leader ends (in `launch`), and at the
 //!   manager's exit a sweep that kills and reaps every process re-parented
@@ -22,106 +23,134 @@
 //!   descendants are only swept at the manager's exit there, and survive a
 //!   manager killed outright.
 //!
-//! In both, each task's leader gets a parent-death signal (SIGKILL), so a
-//! manager killed outright takes its tasks' leaders down.
+//! In both, a **guardian** process (this binary again, started with
+//! [`GUARDIAN_FLAG`], in a process group of its own) outlives the manager:
+//! it reads "+PID" when a task starts and "-PID" once it has ended and
+//! been cleared, on a pipe whose write end only the manager holds. When the
+//! manager ends, however it ends (SIGKILL included), the pipe closes and
+//! the guardian SIGKILLs each task still listed (its leader and its
+//! process group), then the whole `rhtex-<pid>` cgroup subtree, and removes
+//! it. (A manager killed in the microseconds between a task's spawn and its
+//! "+PID" leaves that task's leader running in the process-group mode.)
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The first argument that makes the `pool-manager` binary a guardian
+/// (`pool-manager --rhtex-guardian [CGROUP]`); not a user flag.
+pub const GUARDIAN_FLAG: &str = "--rhtex-guardian";
 
 /// How long the processes of a killed cgroup get to be gone and reaped.
 const CLEAR_WAIT: Duration = Duration::from_secs(10);
 
-/// What the guardian runs: wait for the manager's end (end of input), then
-/// kill the subtree `$1` and remove its cgroups, deepest first (a cgroup
-/// goes only once its processes are gone: bounded retries).
-const GUARDIAN_SCRIPT: &str = r#"cat >/dev/null
-if [ -e "$1/cgroup.kill" ]; then echo 1 > "$1/cgroup.kill"; else
-  for f in "$1"/cgroup.procs "$1"/*/cgroup.procs; do
-    [ -e "$f" ] && while read -r pid; do kill -9 "$pid"; done < "$f"
-  done
-fi 2>/dev/null
-for attempt in $(seq 200); do
-  rmdir "$1"/*/ 2>/dev/null; rmdir "$1" 2>/dev/null
-  [ -d "$1" ] || exit 0
-  sleep 0.05
-done
-exit 1"#;
+/// The exit code of a task whose shell could not enter its cgroup.
+pub const NO_CGROUP_EXIT: i32 = 125;
 
 /// The containment this manager gives its tasks.
 #[derive(Debug)]
 pub struct Containment {
-    cgroups: Option<Cgroups>,
+    /// `rhtex-<pid>` below the manager's own cgroup, when tasks get one.
+    cgroups: Option<PathBuf>,
+    guardian: Option<Guardian>,
 }
 
 #[derive(Debug)]
-struct Cgroups {
-    /// `rhtex-<pid>` below the manager's own cgroup.
-    base: PathBuf,
-    guardian: Option<Child>,
-    /// The write end of the guardian's input: closed when the manager ends.
-    guardian_input: Option<ChildStdin>,
+struct Guardian {
+    child: Child,
+    /// The write end of the guardian's input, shared with the tasks' cells:
+    /// taken (closed) when the manager ends.
+    input: Arc<GuardianInput>,
 }
 
-/// What one task is contained in: its cgroup, when there is one.
+/// Where tasks are announced to the guardian.
+#[derive(Debug)]
+struct GuardianInput {
+    pipe: Mutex<Option<ChildStdin>>,
+}
+
+impl GuardianInput {
+    fn say(&self, sign: char, pid: u32) {
+        let Ok(mut pipe) = self.pipe.lock() else {
+            return;
+        };
+        let Some(writer) = pipe.as_mut() else {
+            return;
+        };
+        if let Err(error) = writeln!(writer, "{sign}{pid}") {
+            tracing::warn!(%error, "the task guardian is gone; a manager killed outright may leave task processes behind");
+            *pipe = None;
+        }
+    }
+}
+
+/// What one task is contained in: its cgroup, when there is one, and the
+/// guardian that knows it.
 #[derive(Debug)]
 pub struct TaskCell {
     cgroup: Option<PathBuf>,
-    /// `cgroup.procs` of the task's cgroup, opened before the fork: the
-    /// child writes "0" to it (itself) before exec.
-    procs: Option<File>,
+    guardian: Option<Arc<GuardianInput>>,
+    /// The leader, once announced to the guardian.
+    leader: Option<u32>,
 }
 
 impl Containment {
-    /// Process groups only (no cgroups): for tests, and where no cgroup
-    /// can be created.
+    /// Process groups only (no cgroups, no guardian): for tests, and where
+    /// no cgroup can be created.
     pub fn process_groups() -> Self {
-        Self { cgroups: None }
+        Self {
+            cgroups: None,
+            guardian: None,
+        }
     }
 
     /// A cgroup per task if `cgroups` and this manager can create cgroups
-    /// below its own, else process groups. Logs which.
+    /// below its own, else process groups; a guardian in both. Logs which.
     pub fn detect(cgroups: bool) -> Self {
         let base = if cgroups {
             create_base()
         } else {
             Err("--no-cgroups".to_owned())
         };
+        let guardian = match start_guardian(base.as_ref().ok()) {
+            Ok(guardian) => Some(guardian),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the task guardian; a manager killed outright may leave task processes behind");
+                None
+            }
+        };
         match base {
             Ok(base) => {
-                let (guardian, guardian_input) = match start_guardian(&base) {
-                    Ok((child, input)) => (Some(child), Some(input)),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot start the cgroup guardian; a manager killed outright may leave task processes behind");
-                        (None, None)
-                    }
-                };
                 tracing::info!(
                     containment = "cgroup",
                     cgroup = %base.display(),
-                    "task containment: a cgroup v2 per task (killed as a whole), parent-death signal SIGKILL on each leader"
+                    guardian = guardian.is_some(),
+                    "task containment: a cgroup v2 per task (killed as a whole); a guardian kills what is left if the manager dies"
                 );
                 Self {
-                    cgroups: Some(Cgroups {
-                        base,
-                        guardian,
-                        guardian_input,
-                    }),
+                    cgroups: Some(base),
+                    guardian,
                 }
             }
             Err(why) => {
                 tracing::info!(
                     containment = "process-group",
                     reason = %why,
-                    "task containment: a process group per task, parent-death signal SIGKILL on each leader, orphans swept at exit"
+                    guardian = guardian.is_some(),
+                    "task containment: a process group per task, orphans swept at exit; a guardian kills task leaders and groups if the manager dies"
                 );
-                Self::process_groups()
+                Self {
+                    cgroups: None,
+                    guardian,
+                }
             }
         }
     }
@@ -134,28 +163,24 @@ impl Containment {
     /// The cell of a task about to start: its cgroup, created now (a task
     /// whose cgroup cannot be created runs in its process group only).
     pub fn cell(&self, name: &str) -> TaskCell {
-        let Some(cgroups) = &self.cgroups else {
-            return TaskCell {
-                cgroup: None,
-                procs: None,
-            };
-        };
-        let dir = cgroups.base.join(name);
-        let opened = std::fs::create_dir(&dir)
-            .and_then(|()| File::options().write(true).open(dir.join("cgroup.procs")));
-        match opened {
-            Ok(procs) => TaskCell {
-                cgroup: Some(dir),
-                procs: Some(procs),
-            },
-            Err(error) => {
-                tracing::warn!(%error, cgroup = %dir.display(), "cannot create the task's cgroup; it runs in its process group only");
-                let _ = std::fs::remove_dir(&dir);
-                TaskCell {
-                    cgroup: None,
-                    procs: None,
+        let guardian = self
+            .guardian
+            .as_ref()
+            .map(|guardian| Arc::clone(&guardian.input));
+        let cgroup = self.cgroups.as_ref().and_then(|base| {
+            let dir = base.join(name);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => Some(dir),
+                Err(error) => {
+                    tracing::warn!(%error, cgroup = %dir.display(), "cannot create the task's cgroup; it runs in its process group only");
+                    None
                 }
             }
+        });
+        TaskCell {
+            cgroup,
+            guardian,
+            leader: None,
         }
     }
 
@@ -163,25 +188,21 @@ impl Containment {
     /// whatever is left of them, then lets the guardian remove the cgroups.
     /// Returns how many processes were killed.
     pub fn finish(mut self) -> usize {
-        let guardian_pid = self
-            .cgroups
-            .as_ref()
-            .and_then(|cgroups| cgroups.guardian.as_ref())
-            .map(|child| child.id());
-        if let Some(cgroups) = &self.cgroups {
-            kill_cgroup(&cgroups.base);
+        let guardian_pid = self.guardian.as_ref().map(|guardian| guardian.child.id());
+        if let Some(base) = &self.cgroups {
+            kill_cgroup(base);
         }
         let n_killed = sweep_orphans(guardian_pid);
-        if let Some(mut cgroups) = self.cgroups.take() {
-            drop(cgroups.guardian_input.take());
-            if let Some(mut guardian) = cgroups.guardian.take() {
-                match guardian.wait() {
-                    Ok(status) if status.success() => {}
-                    Ok(status) => {
-                        tracing::warn!(%status, cgroup = %cgroups.base.display(), "the cgroup guardian could not remove every task cgroup")
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot wait for the cgroup guardian"),
+        if let Some(mut guardian) = self.guardian.take() {
+            if let Ok(mut pipe) = guardian.input.pipe.lock() {
+                drop(pipe.take());
+            }
+            match guardian.child.wait() {
+                Ok(status) if status.success() => {}
+                Ok(status) => {
+                    tracing::warn!(%status, "the task guardian could not remove every task cgroup");
                 }
+                Err(error) => tracing::warn!(%error, "cannot wait for the task guardian"),
             }
         }
         n_killed
@@ -189,51 +210,51 @@ impl Containment {
 }
 
 impl TaskCell {
-    /// Sets up the child before exec: the parent-death signal, and its
-    /// cgroup. Call on the task's command before spawning it.
-    pub fn enter_in_child(&self, command: &mut tokio::process::Command) {
-        let manager = nix::unistd::getpid();
-        let procs: Option<RawFd> = self.procs.as_ref().map(AsRawFd::as_raw_fd);
-        // SAFETY: the closure runs in the forked child before exec and calls
-        // only async-signal-safe functions (prctl, getppid, write, _exit);
-        // it allocates nothing and takes no lock. The file descriptor stays
-        // open in the parent until the spawn has returned (the cell lives on).
-        #[allow(unsafe_code)]
-        unsafe {
-            command.pre_exec(move || {
-                if let Some(fd) = procs {
-                    let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
-                    if written != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                // The manager died between the fork and the prctl.
-                if nix::unistd::getppid() != manager {
-                    nix::libc::_exit(137);
-                }
-                Ok(())
-            });
+    /// The command the task's shell runs: in a cgroup, it first moves
+    /// itself into it (exit [`NO_CGROUP_EXIT`] if it cannot), on the same
+    /// line, so the command's line numbers are unchanged.
+    pub fn command<'a>(&self, command: &'a str) -> Cow<'a, str> {
+        match &self.cgroup {
+            None => Cow::Borrowed(command),
+            Some(dir) => {
+                let procs = dir.join("cgroup.procs");
+                let quoted = procs.to_string_lossy().replace('\'', r"'\''");
+                Cow::Owned(format!(
+                    "echo $$ > '{quoted}' || exit {NO_CGROUP_EXIT}; {command}"
+                ))
+            }
         }
     }
 
-    /// After the task's leader was reaped: kills whatever is left in the
-    /// task's cgroup, reaps those that became the manager's children, and
-    /// removes the cgroup. Blocking (call off the event loop). Returns how
+    /// Tells the guardian the task's leader runs (its pid is its process
+    /// group's id).
+    pub fn announce(&mut self, leader: u32) {
+        if let Some(guardian) = &self.guardian {
+            guardian.say('+', leader);
+        }
+        self.leader = Some(leader);
+    }
+
+    /// After the task's leader was reaped and its process group cleared:
+    /// kills whatever is left in the task's cgroup, reaps those that became
+    /// the manager's children, removes the cgroup, and tells the guardian
+    /// the task is gone. Blocking (call off the event loop). Returns how
     /// many processes were killed.
     pub fn clear(mut self) -> usize {
-        drop(self.procs.take());
-        let Some(dir) = self.cgroup.take() else {
-            return 0;
-        };
-        let pids = kill_cgroup(&dir);
-        if !pids.is_empty() {
-            reap_when_gone(&pids, &dir);
+        let n_killed = self.cgroup.take().map_or(0, |dir| {
+            let pids = kill_cgroup(&dir);
+            if !pids.is_empty() {
+                reap_when_gone(&pids, &dir);
+            }
+            if let Err(error) = remove_cgroup(&dir) {
+                tracing::warn!(%error, cgroup = %dir.display(), "cannot remove the task's cgroup");
+            }
+            pids.len()
+        });
+        if let (Some(guardian), Some(leader)) = (&self.guardian, self.leader.take()) {
+            guardian.say('-', leader);
         }
-        if let Err(error) = remove_cgroup(&dir) {
-            tracing::warn!(%error, cgroup = %dir.display(), "cannot remove the task's cgroup");
-        }
-        pids.len()
+        n_killed
     }
 }
 
@@ -243,6 +264,53 @@ impl Drop for TaskCell {
     fn drop(&mut self) {
         if let Some(dir) = self.cgroup.take() {
             let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// The guardian's whole life (`pool-manager --rhtex-guardian [CGROUP]`):
+/// reads "+PID" and "-PID" lines until its input closes (the manager
+/// ended), then SIGKILLs every task leader still listed and its process
+/// group, then the cgroup subtree `CGROUP` if given, and removes it.
+/// Returns the process's exit code: 0 once all is removed.
+pub fn guardian_main(cgroup: Option<&Path>) -> i32 {
+    let mut leaders = HashSet::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let (sign, pid) = line.split_at(line.len().min(1));
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
+        match sign {
+            "+" if pid > 1 => {
+                leaders.insert(pid);
+            }
+            "-" => {
+                leaders.remove(&pid);
+            }
+            _ => {}
+        }
+    }
+    for pid in leaders {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let Some(base) = cgroup else { return 0 };
+    kill_cgroup(base);
+    let deadline = Instant::now() + CLEAR_WAIT;
+    loop {
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+        match std::fs::remove_dir(base) {
+            Ok(()) => return 0,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return 0,
+            Err(_) if Instant::now() >= deadline => return 1,
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }
@@ -327,23 +395,30 @@ fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
-fn start_guardian(base: &Path) -> std::io::Result<(Child, ChildStdin)> {
+fn start_guardian(cgroup: Option<&PathBuf>) -> std::io::Result<Guardian> {
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(GUARDIAN_SCRIPT)
-        .arg("rhtex-cgroup-guardian")
-        .arg(base)
+    let program = std::env::current_exe()?;
+    let mut command = Command::new(program);
+    command
+        .arg(GUARDIAN_FLAG)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    if let Some(base) = cgroup {
+        command.arg(base);
+    }
+    let mut child = command.spawn()?;
     let input = child
         .stdin
         .take()
         .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
-    Ok((child, input))
+    Ok(Guardian {
+        child,
+        input: Arc::new(GuardianInput {
+            pipe: Mutex::new(Some(input)),
+        }),
+    })
 }
 
 /// The pids in a cgroup and its descendants.
@@ -492,6 +567,45 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
         assert_eq!(cgroup2_mount("24 30 0:22 / /sys rw - sysfs sysfs rw"), None);
+    }
+
+    #[test]
+    fn a_task_in_a_cgroup_enters_it_first_on_the_same_line() {
+        let plain = TaskCell {
+            cgroup: None,
+            guardian: None,
+            leader: None,
+        };
+        assert_eq!(plain.command("echo hi"), "echo hi");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cgroup = dir.path().join("it's here");
+        std::fs::create_dir(&cgroup).expect("dir");
+        let cell = TaskCell {
+            cgroup: Some(cgroup.clone()),
+            guardian: None,
+            leader: None,
+        };
+        // The shell writes its own pid to the (here: ordinary) file, then
+        // runs the command, whose line numbers are unchanged.
+        let output = Command::new("/bin/bash")
+            .arg("-c")
+            .arg(cell.command("echo $LINENO; exit 7").as_ref())
+            .output()
+            .expect("bash");
+        assert_eq!(output.status.code(), Some(7));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "1\n");
+        let written = std::fs::read_to_string(cgroup.join("cgroup.procs")).expect("procs");
+        assert!(written.trim().parse::<u32>().is_ok(), "{written:?}");
+        // It cannot enter: the command does not run.
+        std::fs::remove_file(cgroup.join("cgroup.procs")).expect("rm");
+        std::fs::remove_dir(&cgroup).expect("rmdir");
+        let output = Command::new("/bin/bash")
+            .arg("-c")
+            .arg(cell.command("echo ran").as_ref())
+            .output()
+            .expect("bash");
+        assert_eq!(output.status.code(), Some(NO_CGROUP_EXIT));
+        assert!(output.stdout.is_empty());
     }
 
     #[test]

@@ -113,6 +113,9 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
         cpu_count,
         slots_per_node: Some(config.slots_per_node.unwrap_or(cpu_count).max(1)),
         versions,
+        attempt: 0,
+        running_tasks: Vec::new(),
+        held_results: Vec::new(),
     };
     let identity = config.manager_id.to_string();
     let link = InterchangeLink::connect(&config.interchange, &security, Some(identity.as_bytes()))
@@ -132,6 +135,7 @@ fn prepare(config: &Config) -> Result<(InterchangeLink, Settings), String> {
             run_dir,
             heartbeat_period: config.heartbeat_period,
             heartbeat_threshold: config.heartbeat_threshold,
+            reattach_timeout: config.reattach_timeout,
             drain_period: config.drain_period,
             base_env,
         },

@@ -25,7 +25,7 @@ use nix::unistd::Pid;
 use pool_manager_core::{ExitStatus, KillReason, Launch, OutputFile, TaskExit, TaskOutput};
 use protocol::{TaskId, UnixTime, MAX_TAIL_BYTES};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -101,7 +101,7 @@ pub fn unix_now() -> UnixTime {
 fn create_parent(path: &Path) -> Result<(), LaunchError> {
     match path
         .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
+        .filter(|parent| !parent.as_os_str().is_empty() && !parent.is_dir())
     {
         Some(parent) => std::fs::create_dir_all(parent).map_err(|error| LaunchError::OutputDir {
             path: parent.to_path_buf(),
@@ -111,17 +111,38 @@ fn create_parent(path: &Path) -> Result<(), LaunchError> {
     }
 }
 
+/// Creates (truncates) a task's stdout or stderr file, and its directory
+/// if that is missing. Opened for reading too: the manager reads the tail
+/// through its own copy of the descriptor once the task has ended.
 fn open_output(path: &Path) -> Result<File, LaunchError> {
-    create_parent(path)?;
-    OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|error| LaunchError::OutputFile {
-            path: path.to_path_buf(),
-            error,
-        })
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(path)
+    };
+    let opened = match open() {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            create_parent(path)?;
+            open()
+        }
+        opened => opened,
+    };
+    opened.map_err(|error| LaunchError::OutputFile {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// A second descriptor of a task's stdout or stderr file, kept by the
+/// manager to read the tail.
+fn keep_copy(file: &File, path: &Path) -> Result<File, LaunchError> {
+    file.try_clone().map_err(|error| LaunchError::OutputFile {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 /// Writes the task's input file, and makes sure the directory of its
@@ -182,20 +203,22 @@ pub fn spawn(
         });
     }
     let stdout = open_output(&launch.stdout)?;
-    let stderr = if launch.stderr == launch.stdout {
-        stdout
-            .try_clone()
-            .map_err(|error| LaunchError::OutputFile {
-                path: launch.stderr.clone(),
-                error,
-            })?
+    let stdout_copy = keep_copy(&stdout, &launch.stdout)?;
+    let (stderr, stderr_copy) = if launch.stderr == launch.stdout {
+        (keep_copy(&stdout, &launch.stderr)?, None)
     } else {
-        open_output(&launch.stderr)?
+        let stderr = open_output(&launch.stderr)?;
+        let copy = keep_copy(&stderr, &launch.stderr)?;
+        (stderr, Some(copy))
     };
+    let mut cell = containment.cell(&format!("task-{}", launch.task_id));
     let mut command = tokio::process::Command::new("/bin/bash");
+    // Nothing runs in the child before exec (no `pre_exec`), so the
+    // standard library spawns with `posix_spawn`: the manager's memory is
+    // never copied.
     command
         .arg("-c")
-        .arg(&launch.command)
+        .arg(cell.command(&launch.command).as_ref())
         .env_clear()
         .envs(&launch.env)
         .current_dir(&launch.cwd)
@@ -204,8 +227,6 @@ pub fn spawn(
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
-    let cell = containment.cell(&format!("task-{}", launch.task_id));
-    cell.enter_in_child(&mut command);
     prepare_payload_files(launch)?;
     let input_path = launch.input.as_ref().map(|input| input.path.clone());
     let start_time = unix_now();
@@ -220,10 +241,9 @@ pub fn spawn(
     };
     let output_file = launch.output.clone();
     let pid = child.id().unwrap_or(0);
+    cell.announce(pid);
     let (kill_tx, kill_rx) = oneshot::channel();
     let task_id = launch.task_id;
-    let stdout_path = launch.stdout.clone();
-    let stderr_path = launch.stderr.clone();
     tracing::debug!(parent: &span, pid, "task started");
     let watcher = async move {
         let status = watch(&mut child, pid, kill_rx, kill_grace).await;
@@ -262,7 +282,11 @@ pub fn spawn(
             if let Some(path) = &input_path {
                 remove_if_present(path);
             }
-            (read_tail(&stdout_path), read_tail(&stderr_path), output)
+            let stdout_tail = tail_of(&stdout_copy);
+            let stderr_tail = stderr_copy
+                .as_ref()
+                .map_or_else(|| stdout_tail.clone(), tail_of);
+            (stdout_tail, stderr_tail, output)
         })
         .await;
         let (stdout_tail, stderr_tail, output) = read.unwrap_or_else(|error| {
@@ -353,15 +377,28 @@ fn clear_group(group: i32) -> usize {
 
 /// The last [`MAX_TAIL_BYTES`] of a file; empty if it cannot be read.
 pub fn read_tail(path: &Path) -> Vec<u8> {
+    File::open(path)
+        .map(|file| tail_of(&file))
+        .unwrap_or_default()
+}
+
+/// The last [`MAX_TAIL_BYTES`] of an open file (read at offsets: the
+/// descriptor's own position is left alone); empty if it cannot be read.
+fn tail_of(file: &File) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
     let read = || -> std::io::Result<Vec<u8>> {
-        let mut file = File::open(path)?;
         let length = file.metadata()?.len();
         let limit = MAX_TAIL_BYTES as u64;
-        if length > limit {
-            file.seek(SeekFrom::Start(length - limit))?;
+        let start = length.saturating_sub(limit);
+        let mut bytes = vec![0; usize::try_from(length - start).unwrap_or(0)];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            match file.read_at(&mut bytes[filled..], start + filled as u64)? {
+                0 => break,
+                n => filled += n,
+            }
         }
-        let mut bytes = Vec::new();
-        file.take(limit).read_to_end(&mut bytes)?;
+        bytes.truncate(filled);
         Ok(bytes)
     };
     read().unwrap_or_default()

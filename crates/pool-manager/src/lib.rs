@@ -34,8 +34,9 @@ pub mod exit_code {
     pub const USAGE: i32 = 2;
     /// Refused by the interchange (protocol version, CURVE key).
     pub const REFUSED: i32 = 3;
-    /// The interchange was silent past the heartbeat threshold (or the link
-    /// to it failed).
+    /// The interchange was silent past the heartbeat threshold and did not
+    /// take the manager back within the re-attach window (or the link to it
+    /// failed).
     pub const INTERCHANGE_LOST: i32 = 4;
 
     /// The exit code for why the core stopped.
@@ -43,9 +44,9 @@ pub mod exit_code {
         match reason {
             ExitReason::Shutdown { .. } | ExitReason::Terminated { .. } => CLEAN,
             ExitReason::Refused { .. } | ExitReason::HandshakeFailed { .. } => REFUSED,
-            ExitReason::InterchangeSilent { .. } | ExitReason::LinkFailed { .. } => {
-                INTERCHANGE_LOST
-            }
+            ExitReason::InterchangeSilent { .. }
+            | ExitReason::ReattachTimedOut { .. }
+            | ExitReason::LinkFailed { .. } => INTERCHANGE_LOST,
         }
     }
 
@@ -72,6 +73,12 @@ pub mod exit_code {
                     ExitReason::InterchangeSilent {
                         registered: true,
                         threshold: Duration::from_secs(120),
+                    },
+                    4,
+                ),
+                (
+                    ExitReason::ReattachTimedOut {
+                        window: Duration::from_secs(600),
                     },
                     4,
                 ),

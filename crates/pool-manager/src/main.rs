@@ -10,6 +10,13 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(pool_manager::containment::GUARDIAN_FLAG.as_ref()) {
+        // The manager's task guardian (see `containment`), not a manager.
+        let cgroup = args.next().map(std::path::PathBuf::from);
+        let code = pool_manager::containment::guardian_main(cgroup.as_deref());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let flags = match Flags::try_parse() {
         Ok(flags) => flags,
         Err(error) => {

@@ -97,6 +97,7 @@ impl Interchange {
             interchange_version: protocol::RHTEX_VERSION.into(),
             heartbeat_period: 30.0,
             max_task_output_bytes,
+            drop_tasks: Vec::new(),
         });
         registration
     }

@@ -184,6 +184,7 @@ mod tests {
                 interchange_version: "0.1.0".into(),
                 heartbeat_period: 30.0,
                 max_task_output_bytes: DEFAULT_MAX_TASK_OUTPUT_BYTES,
+                drop_tasks: Vec::new(),
             })
         );
     }

@@ -39,7 +39,7 @@ pub use spec::{validate, ResourceRequest, SpecError, SpecValue, TaskResources};
 /// Version of the wire protocol. Peers with a different version are refused
 /// at the handshake (`hello` for clients, `register` for managers), with a
 /// message that names both versions.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Version of the rhtex software, carried in handshakes for diagnostics.
 pub const RHTEX_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -404,8 +404,14 @@ pub enum ToClient {
     /// accepted (invalid spec, duplicate id, unschedulable) get a failed
     /// result at once, so every submitted task gets exactly one result.
     Submitted { request_id: u64, n_tasks: u32 },
-    /// Answer to `watch`.
-    Watching { request_id: u64, n_tasks: u32 },
+    /// Answer to `watch`: how many of the ids are known and watched, and
+    /// the ids the interchange does not know (not watched).
+    Watching {
+        request_id: u64,
+        n_tasks: u32,
+        #[serde(default)]
+        unknown: Vec<TaskId>,
+    },
     /// Results of finished tasks, in the order they finished.
     Results { results: Vec<TaskResult> },
     /// Answer to `command`.
@@ -637,6 +643,25 @@ pub struct Registration {
     /// Free-form versions of things that matter for debugging (OS, MPI...).
     #[serde(default)]
     pub versions: BTreeMap<String, String>,
+    /// 0 the first time this manager process registers; 1, 2... each time
+    /// it registers again after losing the interchange (re-attach).
+    #[serde(default)]
+    pub attempt: u32,
+    /// The tasks it runs, each with the placement it runs on (empty the
+    /// first time).
+    #[serde(default)]
+    pub running_tasks: Vec<HeldTask>,
+    /// Tasks that ended while it could not report them: their results are
+    /// sent after `registered`, unless the interchange drops them.
+    #[serde(default)]
+    pub held_results: Vec<TaskId>,
+}
+
+/// A task a manager runs when it registers again, and where it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldTask {
+    pub task_id: TaskId,
+    pub placement: Vec<NodeShare>,
 }
 
 /// Messages from the interchange to a pool-manager.
@@ -652,6 +677,18 @@ pub enum ToManager {
         /// default (16 MiB).
         #[serde(default = "default_max_task_output_bytes")]
         max_task_output_bytes: u64,
+        /// Tasks of the registration the interchange does not have running
+        /// on this manager (and tasks it had here that the registration
+        /// does not list): the manager kills each one it runs and drops
+        /// each held result, and reports none of them.
+        #[serde(default)]
+        drop_tasks: Vec<TaskId>,
+    },
+    /// Answer to a message from a connection that is not registered (a
+    /// manager the interchange dropped, or one from before a restart): the
+    /// manager keeps its tasks and registers again.
+    NotRegistered {
+        reason: String,
     },
     /// Registration refused; the manager must exit. The reason names both
     /// protocol versions when they differ.

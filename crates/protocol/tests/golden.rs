@@ -312,8 +312,8 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
         (
             "to_client.refused",
             ToClient::Refused {
-                reason: "protocol version mismatch: the client speaks version 2, \
-                         this interchange speaks version 3"
+                reason: "protocol version mismatch: the client speaks version 3, \
+                         this interchange speaks version 4"
                     .into(),
                 protocol_version: PROTOCOL_VERSION,
             },
@@ -330,6 +330,7 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
             ToClient::Watching {
                 request_id: 2,
                 n_tasks: 2,
+                unknown: vec![TASK_3],
             },
         ),
         (
@@ -434,27 +435,45 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
 }
 
 fn from_manager_cases() -> Vec<(&'static str, FromManager)> {
+    let register = Registration {
+        protocol_version: PROTOCOL_VERSION,
+        manager_id: MANAGER,
+        block_id: "48213".into(),
+        hostname: "nid001".into(),
+        nodes: ["nid001", "nid002", "nid003", "nid004"]
+            .map(String::from)
+            .to_vec(),
+        launcher: Launcher::Srun,
+        rhtex_version: RHTEX_VERSION.into(),
+        cpu_count: 128,
+        slots_per_node: Some(64),
+        versions: strings(&[
+            ("os", "Debian GNU/Linux 12"),
+            ("libzmq", "4.3.4"),
+            ("mpi", "MPICH 4.0.2"),
+        ]),
+        attempt: 0,
+        running_tasks: Vec::new(),
+        held_results: Vec::new(),
+    };
+    let register_again = Registration {
+        versions: BTreeMap::new(),
+        attempt: 1,
+        running_tasks: vec![protocol::HeldTask {
+            task_id: TASK_1,
+            placement: vec![
+                NodeShare { node: 0, slots: 4 },
+                NodeShare { node: 1, slots: 4 },
+            ],
+        }],
+        held_results: vec![TASK_2],
+        ..register.clone()
+    };
     vec![
+        ("from_manager.register", FromManager::Register(register)),
         (
-            "from_manager.register",
-            FromManager::Register(Registration {
-                protocol_version: PROTOCOL_VERSION,
-                manager_id: MANAGER,
-                block_id: "48213".into(),
-                hostname: "nid001".into(),
-                nodes: ["nid001", "nid002", "nid003", "nid004"]
-                    .map(String::from)
-                    .to_vec(),
-                launcher: Launcher::Srun,
-                rhtex_version: RHTEX_VERSION.into(),
-                cpu_count: 128,
-                slots_per_node: Some(64),
-                versions: strings(&[
-                    ("os", "Debian GNU/Linux 12"),
-                    ("libzmq", "4.3.4"),
-                    ("mpi", "MPICH 4.0.2"),
-                ]),
-            }),
+            "from_manager.register_again",
+            FromManager::Register(register_again),
         ),
         ("from_manager.heartbeat", FromManager::Heartbeat),
         (
@@ -516,13 +535,20 @@ fn to_manager_cases() -> Vec<(&'static str, ToManager)> {
                 interchange_version: RHTEX_VERSION.into(),
                 heartbeat_period: 30.0,
                 max_task_output_bytes: MIB_16,
+                drop_tasks: vec![TASK_4],
+            },
+        ),
+        (
+            "to_manager.not_registered",
+            ToManager::NotRegistered {
+                reason: "this connection is not registered with the interchange".into(),
             },
         ),
         (
             "to_manager.refused",
             ToManager::Refused {
-                reason: "protocol version mismatch: the pool-manager speaks version 2, \
-                         this interchange speaks version 3"
+                reason: "protocol version mismatch: the pool-manager speaks version 3, \
+                         this interchange speaks version 4"
                     .into(),
                 protocol_version: PROTOCOL_VERSION,
             },
@@ -657,6 +683,7 @@ fn lenient_cases() -> Vec<&'static str> {
             interchange_version: RHTEX_VERSION.into(),
             heartbeat_period: 30.0,
             max_task_output_bytes: MIB_16,
+            drop_tasks: Vec::new(),
         },
     );
 
@@ -673,6 +700,9 @@ fn lenient_cases() -> Vec<&'static str> {
             cpu_count: 0,
             slots_per_node: None,
             versions: BTreeMap::new(),
+            attempt: 0,
+            running_tasks: Vec::new(),
+            held_results: Vec::new(),
         }),
     );
 
@@ -799,6 +829,7 @@ fn every_variant_has_a_golden_file() {
         tags(&to_manager_cases()),
         expect(&[
             "registered",
+            "not_registered",
             "refused",
             "run_tasks",
             "cancel_task",

@@ -124,6 +124,7 @@ impl Simulation {
             delay: Duration::ZERO,
             validate_every_step: config.validate_every_step,
             record: true,
+            reattach_timeout: Duration::ZERO,
         });
         pair.set_launcher(sleep_launcher());
         let client = pair.add_client();
@@ -386,7 +387,7 @@ impl Simulation {
     fn manager_got(&mut self, block: usize, message: ToManager) {
         match message {
             ToManager::Registered { .. } | ToManager::Heartbeat => {}
-            ToManager::Refused { reason, .. } => {
+            ToManager::Refused { reason, .. } | ToManager::NotRegistered { reason } => {
                 self.violation(format!("block {block} was refused: {reason}"));
             }
             ToManager::Shutdown { reason } => {

@@ -58,6 +58,7 @@ __all__ = [
     "InterchangeBusy",
     "TaskFuture",
     "TaskResult",
+    "UnknownTasks",
     "as_completed",
     "wait",
 ]
@@ -75,6 +76,20 @@ class ConnectionLost(ClientError):
     """The interchange stopped answering, or the client was closed."""
 
 
+class UnknownTasks(ClientError):
+    """The interchange does not know these tasks (a ``watch``, or a watch
+    sent again after it restarted): never submitted to it, forgotten past
+    its result retention, or lost in a restart that did not restore them.
+    ``task_ids`` names them."""
+
+    def __init__(self, task_ids: Sequence[str]) -> None:
+        self.task_ids = list(task_ids)
+        super().__init__(
+            f"the interchange does not know task(s) {', '.join(self.task_ids)}: not submitted "
+            "to it, forgotten past its result retention, or lost when it restarted"
+        )
+
+
 class CommandFailed(ClientError):
     """The interchange could not carry out a command (reply ``failed``)."""
 
@@ -90,6 +105,9 @@ class InterchangeBusy(ClientError):
     task of that submit was accepted; they may be submitted again (with the
     same ids) once tasks have finished."""
 
+
+#: The most task ids one ``watch`` may carry (PROTOCOL.md section 15).
+MAX_TASK_IDS_PER_WATCH = 100_000
 
 #: Consecutive submits are merged into one message up to about this many
 #: bytes of task data (inputs, commands, environments), so that one refused
@@ -186,7 +204,11 @@ class Client:
     handshake and every command. While tasks are outstanding and nothing
     arrives for ``liveness_period`` seconds, the client asks for
     ``status``; without an answer within ``timeout`` it fails every
-    outstanding future with :class:`ConnectionLost`.
+    outstanding future with :class:`ConnectionLost`. An interchange that
+    restarted meanwhile (it answers "send hello first") gets ``hello`` and
+    a ``watch`` of every outstanding task again, so waiting goes on across
+    a restart; a task it does not know fails with :class:`UnknownTasks`,
+    as does a :meth:`watch` of tasks it does not know.
     """
 
     def __init__(
@@ -215,6 +237,7 @@ class Client:
         self._outbox: queue.Queue = queue.Queue()
         self._closed = False
         self._failure: Optional[ClientError] = None
+        self._client_version = client_version
         self._secure = not insecure
         keys = load_client_keys(keys_dir) if self._secure else None  # before any fd is open
         self._wake_read, self._wake_write = os.pipe()
@@ -592,6 +615,16 @@ class Client:
         elif kind == "submitted":
             with self._lock:
                 self._submits.pop(message["request_id"], None)
+        elif kind == "watching":
+            if message["unknown"]:
+                self._fail_tasks(message["unknown"], UnknownTasks(message["unknown"]))
+        elif kind == "error" and message["message"].startswith("send hello first"):
+            # The interchange restarted and does not know this connection.
+            with self._lock:
+                future = self._request_futures.pop(message.get("request_id"), None)
+            if future is not None and not future.done():
+                future.set_exception(ConnectionLost("the interchange restarted meanwhile"))
+            self._resume()
         elif kind == "error":
             request_id = message.get("request_id")
             with self._lock:
@@ -605,6 +638,25 @@ class Client:
             self._failure = ConnectionLost(f"the interchange refused us: {message['reason']}")
             self._fail_all(self._failure)
 
+    def _resume(self) -> None:
+        """Says hello again and watches every outstanding task again."""
+        hello = protocol.hello(self._client_version)
+        self._socket.send(protocol.encode(hello, "from_client"))
+        with self._lock:
+            task_ids = sorted(self._task_futures)
+        for start in range(0, len(task_ids), MAX_TASK_IDS_PER_WATCH):
+            chunk = task_ids[start : start + MAX_TASK_IDS_PER_WATCH]
+            watch = protocol.watch(next(self._request_ids), chunk)
+            self._socket.send(protocol.encode(watch, "from_client"))
+
+    def _fail_tasks(self, task_ids: Iterable[str], error: ClientError) -> None:
+        """Fails the futures of these tasks with ``error``."""
+        with self._lock:
+            futures = [f for task_id in task_ids for f in self._task_futures.pop(task_id, [])]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+
     def _fail_submit(self, task_ids: List[str], reason: str) -> None:
         """Fails the futures of a submit that the interchange refused as a whole."""
         if reason.startswith("busy:"):
@@ -617,11 +669,7 @@ class Client:
                 f"the interchange at {self.url} refused a submit of {len(task_ids)} task(s): "
                 f"{reason}"
             )
-        with self._lock:
-            futures = [f for task_id in task_ids for f in self._task_futures.pop(task_id, [])]
-        for future in futures:
-            if not future.done():
-                future.set_exception(error)
+        self._fail_tasks(task_ids, error)
 
     def _fail_all(self, error: ClientError) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The rhtex wire protocol, version 3 (``proto/PROTOCOL.md``).
+"""The rhtex wire protocol, version 4 (``proto/PROTOCOL.md``).
 
 Every message is one msgpack map with a ``type`` key. This module builds
 and parses all of them, in the four directions of the protocol
@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import msgpack
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 #: Default of ``max_task_input_bytes`` and ``max_task_output_bytes`` (16 MiB),
 #: when ``welcome`` or ``registered`` leaves them out.
@@ -97,6 +97,7 @@ STRUCTS: Dict[str, List[Field]] = {
         ("exclusive", "bool=true", False),
     ],
     "node_share": [("node", "u32", True), ("slots", "u32", True)],
+    "held_task": [("task_id", "id", True), ("placement", "list:struct:node_share", True)],
     "task_dispatch": [
         ("task_id", "id", True),
         ("command", "str", True),
@@ -244,7 +245,11 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
             ],
             "refused": [("reason", "str", True), ("protocol_version", "u32", True)],
             "submitted": [("request_id", "u64", True), ("n_tasks", "u32", True)],
-            "watching": [("request_id", "u64", True), ("n_tasks", "u32", True)],
+            "watching": [
+                ("request_id", "u64", True),
+                ("n_tasks", "u32", True),
+                ("unknown", "list:id", False),
+            ],
             "results": [("results", "list:struct:task_result", True)],
             "reply": [("request_id", "u64", True), ("reply", "tagged:reply", True)],
             "error": [("request_id", "opt:u64", False), ("message", "str", True)],
@@ -264,6 +269,9 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
                 ("cpu_count", "u32=0", False),
                 ("slots_per_node", "opt:u32", False),
                 ("versions", "strmap", False),
+                ("attempt", "u32=0", False),
+                ("running_tasks", "list:struct:held_task", False),
+                ("held_results", "list:id", False),
             ],
             "heartbeat": [],
             "results": [("results", "list:struct:task_result", True)],
@@ -278,7 +286,9 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
                 ("interchange_version", "str", True),
                 ("heartbeat_period", "f64", True),
                 ("max_task_output_bytes", f"u64={DEFAULT_MAX_TASK_BYTES}", False),
+                ("drop_tasks", "list:id", False),
             ],
+            "not_registered": [("reason", "str", True)],
             "refused": [("reason", "str", True), ("protocol_version", "u32", True)],
             "run_tasks": [("tasks", "list:struct:task_dispatch", True)],
             "cancel_task": [("task_id", "id", True)],

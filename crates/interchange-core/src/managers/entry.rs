@@ -37,6 +37,10 @@ pub(crate) struct ManagerEntry {
     /// A send to it failed (its connection is gone): it gets no new task
     /// until it is heard from again.
     pub(crate) unreachable: bool,
+    /// It registered again (re-attach): it gets no new task until its
+    /// first heartbeat, which it sends once it has ended the tasks it was
+    /// told to drop.
+    pub(crate) reattaching: bool,
     pub(crate) registered_at: UnixTime,
     /// When anything last came from it.
     pub(crate) last_heard: Time,
@@ -98,6 +102,7 @@ impl ManagerEntry {
             draining: false,
             shutdown_sent: false,
             unreachable: false,
+            reattaching: false,
             registered_at,
             last_heard: now,
             free_slots: vec![slots_per_node; n_nodes as usize],
@@ -119,7 +124,7 @@ impl ManagerEntry {
     }
 
     pub(crate) fn accepts_tasks(&self) -> bool {
-        !self.held && !self.draining && !self.unreachable
+        !self.held && !self.draining && !self.unreachable && !self.reattaching
     }
 
     /// Whether the table holds it out of its indexes for the reservation.

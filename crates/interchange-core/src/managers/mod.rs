@@ -532,6 +532,9 @@ mod tests {
             cpu_count: 1,
             slots_per_node: Some(slots),
             versions: BTreeMap::new(),
+            attempt: 0,
+            running_tasks: Vec::new(),
+            held_results: Vec::new(),
         };
         ManagerEntry::new(
             registration,

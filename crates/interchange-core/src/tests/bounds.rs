@@ -183,6 +183,7 @@ fn a_longer_tail_is_cut_to_its_last_64_kib_before_it_is_kept_or_forwarded() {
             ToClient::Watching {
                 request_id: 2,
                 n_tasks: 1,
+                unknown: Vec::new(),
             },
         ),
         results("c", vec![forwarded(expected, 1)]),

@@ -30,6 +30,9 @@ fn registration(n_nodes: usize) -> Registration {
         cpu_count: 8,
         slots_per_node: Some(SLOTS),
         versions: BTreeMap::new(),
+        attempt: 0,
+        running_tasks: Vec::new(),
+        held_results: Vec::new(),
     }
 }
 
@@ -40,6 +43,7 @@ fn settings(n_nodes: usize, drain: Option<Duration>) -> Settings {
         run_dir: PathBuf::from("/run/m"),
         heartbeat_period: PERIOD,
         heartbeat_threshold: THRESHOLD,
+        reattach_timeout: Duration::ZERO,
         drain_period: drain,
         base_env: [("PATH".to_string(), "/bin".to_string())]
             .into_iter()
@@ -125,6 +129,7 @@ impl Harness {
             interchange_version: "0.1.0".into(),
             heartbeat_period: 30.0,
             max_task_output_bytes: max_output_bytes,
+            drop_tasks: Vec::new(),
         });
         harness.check_idle();
         harness
@@ -218,6 +223,7 @@ fn heartbeats_follow_the_period_after_registration() {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 30.0,
         max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        drop_tasks: Vec::new(),
     });
     assert!(harness.manager.is_registered());
     assert_eq!(
@@ -245,6 +251,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 2.0,
         max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        drop_tasks: Vec::new(),
     });
     for second in [2.0, 4.0, 6.0] {
         harness.at(second);
@@ -259,6 +266,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 60.0,
         max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        drop_tasks: Vec::new(),
     });
     assert_eq!(
         harness.manager.poll_timeout(),
@@ -570,6 +578,7 @@ fn drain_request_after_the_drain_period() {
         interchange_version: "0.1.0".into(),
         heartbeat_period: 30.0,
         max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        drop_tasks: Vec::new(),
     });
     harness.tick();
     assert_eq!(harness.expect_send(), FromManager::DrainRequest);
@@ -1082,3 +1091,31 @@ fn an_unreadable_output_file_fails_a_completed_task() {
         "cannot read the task's output file: Is a directory (os error 21)"
     );
 }
+
+#[test]
+fn the_block_jobs_step_settings_never_reach_a_task() {
+    let mut settings = settings(2, None);
+    for (key, value) in [
+        ("SLURM_JOB_ID", "4242"),
+        ("SLURM_CPUS_PER_TASK", "8"),
+        ("SLURM_NTASKS", "12"),
+    ] {
+        settings.base_env.insert(key.into(), value.into());
+    }
+    let mut harness = Harness::with_settings(settings);
+    harness.receive(ToManager::RunTasks {
+        tasks: vec![dispatch(1, 1)],
+    });
+    let launch = harness.expect_launch();
+    assert_eq!(launch.env["SLURM_JOB_ID"], "4242");
+    assert_eq!(launch.env["PATH"], "/bin");
+    for key in ["SLURM_CPUS_PER_TASK", "SLURM_NTASKS"] {
+        assert!(
+            !launch.env.contains_key(key),
+            "{key} leaked: {:?}",
+            launch.env
+        );
+    }
+}
+
+mod reattach;

@@ -7,15 +7,16 @@
 use protocol::{Event, EventRecord, ManagerId, TaskId, TaskState};
 use std::collections::{BTreeMap, HashMap};
 
-/// A pool-manager's nodes from its registration to its departure (or the
-/// end of the log).
+/// A pool-manager's nodes, and when it was registered: from each
+/// registration (a manager may register again, re-attaching) to its
+/// departure or the end of the log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lane {
     pub manager_id: ManagerId,
     pub block_id: String,
     pub nodes: Vec<String>,
-    pub from: f64,
-    pub to: f64,
+    /// (from, to), in time order.
+    pub spans: Vec<(f64, f64)>,
 }
 
 /// One run of a task on some nodes.
@@ -60,7 +61,8 @@ impl Run {
             return Run::default();
         }
         let mut lanes: Vec<Lane> = Vec::new();
-        let mut open_lane: HashMap<ManagerId, usize> = HashMap::new();
+        // The lane of each manager, and whether its last span is open.
+        let mut lane_of: HashMap<ManagerId, (usize, bool)> = HashMap::new();
         let mut tasks: Vec<TaskLife> = Vec::new();
         let mut index_of: HashMap<TaskId, usize> = HashMap::new();
         for record in records {
@@ -71,19 +73,30 @@ impl Run {
                     block_id,
                     nodes,
                     ..
-                } => {
-                    open_lane.insert(*manager_id, lanes.len());
-                    lanes.push(Lane {
-                        manager_id: *manager_id,
-                        block_id: block_id.clone(),
-                        nodes: nodes.clone(),
-                        from: at,
-                        to: end,
-                    });
-                }
+                } => match lane_of.get_mut(manager_id) {
+                    Some((_, true)) => {}
+                    Some((lane, open)) => {
+                        lanes[*lane].spans.push((at, end));
+                        *open = true;
+                    }
+                    None => {
+                        lane_of.insert(*manager_id, (lanes.len(), true));
+                        lanes.push(Lane {
+                            manager_id: *manager_id,
+                            block_id: block_id.clone(),
+                            nodes: nodes.clone(),
+                            spans: vec![(at, end)],
+                        });
+                    }
+                },
                 Event::ManagerGone { manager_id, .. } | Event::ManagerLost { manager_id, .. } => {
-                    if let Some(lane) = open_lane.remove(manager_id) {
-                        lanes[lane].to = at;
+                    if let Some((lane, open)) =
+                        lane_of.get_mut(manager_id).filter(|(_, open)| *open)
+                    {
+                        if let Some(span) = lanes[*lane].spans.last_mut() {
+                            span.1 = at;
+                        }
+                        *open = false;
                     }
                 }
                 Event::TaskSubmitted { task_id, .. } => {
@@ -210,7 +223,12 @@ impl Run {
         let node_seconds_available: f64 = self
             .lanes
             .iter()
-            .map(|lane| (lane.to - lane.from).max(0.0) * lane.nodes.len() as f64)
+            .flat_map(|lane| {
+                let n_nodes = lane.nodes.len() as f64;
+                lane.spans
+                    .iter()
+                    .map(move |(from, to)| (to - from).max(0.0) * n_nodes)
+            })
             .sum();
         let node_seconds_busy: f64 = self
             .tasks
@@ -252,8 +270,10 @@ impl Run {
     pub fn peak_nodes(&self) -> u64 {
         let mut changes: Vec<(f64, i64)> = Vec::new();
         for lane in &self.lanes {
-            changes.push((lane.from, lane.nodes.len() as i64));
-            changes.push((lane.to, -(lane.nodes.len() as i64)));
+            for (from, to) in &lane.spans {
+                changes.push((*from, lane.nodes.len() as i64));
+                changes.push((*to, -(lane.nodes.len() as i64)));
+            }
         }
         // At equal times, departures first.
         changes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -423,7 +443,7 @@ mod tests {
         let run = run();
         assert_eq!((run.start, run.end), (1_000.0, 1_010.0));
         assert_eq!(run.lanes.len(), 1);
-        assert_eq!((run.lanes[0].from, run.lanes[0].to), (1_000.0, 1_010.0));
+        assert_eq!(run.lanes[0].spans, vec![(1_000.0, 1_010.0)]);
         assert_eq!(run.tasks.len(), 3);
         let spans: Vec<(f64, f64)> = run.tasks[1]
             .attempts
@@ -481,6 +501,42 @@ mod tests {
         );
         assert_eq!(histogram(&[], 2), vec![(1.0, 0), (2.0, 0)]);
         assert_eq!(histogram(&[0.0, 0.0], 1), vec![(1.0, 2)]);
+    }
+
+    #[test]
+    fn a_manager_that_registers_again_keeps_its_lane_with_two_spans() {
+        let register = Event::ManagerRegistered {
+            manager_id: manager(1),
+            block_id: "b1".to_owned(),
+            hostname: "h".to_owned(),
+            nodes: names(&["a", "b"]),
+        };
+        let lost = Event::ManagerLost {
+            manager_id: manager(1),
+            block_id: "b1".to_owned(),
+            reason: "silent".to_owned(),
+        };
+        let run = Run::from_records(&[
+            at(0.0, register.clone()),
+            at(2.0, lost),
+            at(5.0, register.clone()),
+            at(6.0, register),
+            at(
+                8.0,
+                Event::TaskSubmitted {
+                    task_id: id(1),
+                    num_nodes: Some(1),
+                },
+            ),
+        ]);
+        assert_eq!(run.lanes.len(), 1);
+        assert_eq!(
+            run.lanes[0].spans,
+            vec![(1_000.0, 1_002.0), (1_005.0, 1_008.0)]
+        );
+        let summary = run.summary();
+        assert_eq!(summary.node_seconds_available, 2.0 * (2.0 + 3.0));
+        assert_eq!(summary.peak_nodes, 2);
     }
 
     #[test]

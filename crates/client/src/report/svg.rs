@@ -155,14 +155,16 @@ pub fn node_chart(run: &Run) -> String {
     for lane in &run.lanes {
         let y = TOP + row as f64 * row_height;
         let lane_height = row_height * lane.nodes.len() as f64;
-        let _ = write!(
-            out,
-            r#"<rect x="{:.2}" y="{y:.2}" width="{:.2}" height="{:.2}" fill="{LANE_COLOUR}"><title>{}</title></rect>"#,
-            scale.x(lane.from),
-            (scale.x(lane.to) - scale.x(lane.from)).max(1.0),
-            (lane_height - 1.0).max(0.5),
-            escape(&format!("{} ({} nodes)", lane.block_id, lane.nodes.len()))
-        );
+        for (from, to) in &lane.spans {
+            let _ = write!(
+                out,
+                r#"<rect x="{:.2}" y="{y:.2}" width="{:.2}" height="{:.2}" fill="{LANE_COLOUR}"><title>{}</title></rect>"#,
+                scale.x(*from),
+                (scale.x(*to) - scale.x(*from)).max(1.0),
+                (lane_height - 1.0).max(0.5),
+                escape(&format!("{} ({} nodes)", lane.block_id, lane.nodes.len()))
+            );
+        }
         if lane_height >= 10.0 {
             let _ = write!(
                 out,

@@ -6,6 +6,17 @@ use protocol::events::rfc3339_millis;
 use protocol::{TaskResult, TaskSummary, UnixTime};
 use serde_json::{json, Value};
 
+/// A task state a listing can filter by, from its name (`--state`).
+pub fn parse_state(text: &str) -> Result<protocol::TaskState, String> {
+    use protocol::TaskState::{Cancelled, Completed, Failed, Queued, Running};
+    [Queued, Running, Completed, Failed, Cancelled]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| {
+            format!("expected queued, running, completed, failed or cancelled, got {text:?}")
+        })
+}
+
 /// A time as `2026-12-05 21:03:04` (UTC, whole seconds).
 fn clock(time: Option<UnixTime>) -> String {
     match time {
@@ -135,6 +146,12 @@ mod tests {
         assert!(lines[1].contains("2027-01-15 08:00:03"), "{text}");
         assert!(lines[1].ends_with("walltime_exceeded"), "{text}");
         assert_eq!(lines[2], "1 task");
+    }
+
+    #[test]
+    fn states_parse_by_name() {
+        assert_eq!(parse_state("failed"), Ok(TaskState::Failed));
+        assert!(parse_state("unknown").is_err());
     }
 
     #[test]

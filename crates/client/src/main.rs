@@ -99,7 +99,7 @@ enum Commands {
     Tasks {
         /// Only tasks in this state: queued, running, completed, failed,
         /// cancelled.
-        #[arg(long, value_name = "S", value_parser = parse_state)]
+        #[arg(long, value_name = "S", value_parser = listing::parse_state)]
         state: Option<protocol::TaskState>,
     },
     /// Write an HTML report (one self-contained page with SVG charts) of
@@ -222,16 +222,6 @@ struct RunArgs {
     /// Embedded mode only: the MPI launcher (mpiexec, srun, aprun).
     #[arg(long, value_name = "L")]
     launcher: Option<String>,
-}
-
-fn parse_state(text: &str) -> Result<protocol::TaskState, String> {
-    use protocol::TaskState::{Cancelled, Completed, Failed, Queued, Running};
-    [Queued, Running, Completed, Failed, Cancelled]
-        .into_iter()
-        .find(|state| state.as_str() == text)
-        .ok_or_else(|| {
-            format!("expected queued, running, completed, failed or cancelled, got {text:?}")
-        })
 }
 
 fn parse_env_pair(text: &str) -> Result<(String, String), String> {

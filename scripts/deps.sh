@@ -11,7 +11,8 @@
 #     the cluster tests (tests/cluster/cluster.sh): slurmctld, slurmd, munge,
 #     and ip and nsenter (iproute2, util-linux) for its network namespaces;
 #     and promtool (Debian: prometheus), which checks the interchange's
-#     Prometheus metrics text; and Python 3 with venv (Debian: python3,
+#     Prometheus metrics text; and chromium (Debian: chromium), in which a
+#     test renders `rhtex report`'s page headless; and Python 3 with venv (Debian: python3,
 #     python3-venv), for the venv of the Python tests (scripts/test-python.sh);
 #   - cargo (Rust), which this script does not install.
 # Not root: prints the command to run and exits 1.
@@ -53,7 +54,7 @@ find_missing() {
             missing+=(python3-venv)
         fi
         local program package
-        for program in slurmctld:slurmctld slurmd:slurmd munged:munge ip:iproute2 nsenter:util-linux promtool:prometheus; do
+        for program in slurmctld:slurmctld slurmd:slurmd munged:munge ip:iproute2 nsenter:util-linux promtool:prometheus chromium:chromium; do
             package=${program#*:}
             program=${program%%:*}
             if ! command -v "$program" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$program" ]]; then

@@ -258,6 +258,7 @@ def messages():
         "from_client.command.task_status": command(
             4, "task_status", task_ids=[TASK_1, TASK_2]
         ),
+        "from_client.command.tasks": command(10, "tasks", state="running"),
         "from_client.command.hold": command(5, "hold", manager_id=MANAGER),
         "from_client.command.release": command(6, "release", manager_id=MANAGER),
         "from_client.command.drain": command(7, "drain", manager_id=MANAGER),
@@ -366,6 +367,39 @@ def messages():
                         "nodes": [],
                         "waiting_reason": "no pool-manager is connected",
                         "result": None,
+                    },
+                ],
+            },
+        },
+        "to_client.reply.tasks": {
+            "type": "reply",
+            "request_id": 10,
+            "reply": {
+                "kind": "tasks",
+                "tasks": [
+                    {
+                        "task_id": TASK_1,
+                        "state": "failed",
+                        "num_nodes": 2,
+                        "manager_id": MANAGER,
+                        "nodes": ["nid001", "nid002"],
+                        "submitted_at": SUBMITTED_AT,
+                        "start_time": START_TIME,
+                        "end_time": END_TIME,
+                        "exit_code": 3,
+                        "error_kind": "exit_code",
+                    },
+                    {
+                        "task_id": TASK_2,
+                        "state": "queued",
+                        "num_nodes": 3,
+                        "manager_id": None,
+                        "nodes": [],
+                        "submitted_at": SUBMITTED_AT,
+                        "start_time": None,
+                        "end_time": None,
+                        "exit_code": None,
+                        "error_kind": None,
                     },
                 ],
             },

@@ -118,6 +118,18 @@ def test_status_task_status_and_manager_commands(client):
         client.hold("0b1d5c3a-7e4f-4a21-8c6d-9e0f1a2b3c4d")
 
 
+def test_tasks_lists_submitted_tasks_by_state(client):
+    future = client.submit("exit 4")
+    assert future.result(timeout=30).state == "failed"
+    listed = {task["task_id"]: task for task in client.tasks()}
+    mine = listed[future.task_id]
+    assert (mine["state"], mine["exit_code"], mine["error_kind"]) == ("failed", 4, "exit_code")
+    assert mine["submitted_at"] <= mine["start_time"] <= mine["end_time"]
+    failed = client.tasks(state="failed")
+    assert future.task_id in {task["task_id"] for task in failed}
+    assert all(task["state"] == "failed" for task in failed)
+
+
 def test_cancel_a_running_task(client):
     future = client.submit("echo started; exec sleep 60")
     deadline_state = None

@@ -769,7 +769,12 @@ fn check_run_summary(output: &cli::CliOutput) {
         0,
         "one task failed, so rhtex run fails: {output:#?}"
     );
-    let summary = output.json();
+    // The summary is the last line, after one line per task when it was
+    // submitted and one when it finished.
+    let summary = match output.json() {
+        serde_json::Value::Array(mut lines) => lines.pop().unwrap_or_default(),
+        single => single,
+    };
     let task_ids: std::collections::BTreeSet<TaskId> = json_objects(&summary)
         .into_iter()
         .filter_map(|object| object.get("task_id")?.as_str()?.parse().ok())

@@ -80,6 +80,7 @@ impl Client {
             client_version: protocol::RHTEX_VERSION.to_owned(),
         })?;
         let deadline = Instant::now() + timeout;
+        let mut connected = false;
         loop {
             let incoming = match tokio::time::timeout_at(deadline, connection.recv()).await {
                 Ok(incoming) => incoming,
@@ -142,7 +143,14 @@ impl Client {
                 Incoming::Undecodable(reason) => {
                     tracing::warn!(url, reason, "undecodable message before welcome");
                 }
-                Incoming::Connected | Incoming::Disconnected => {}
+                Incoming::Connected => connected = true,
+                Incoming::Disconnected => {}
+                Incoming::ConnectRetried if !connected => {
+                    return Err(ClientError::NothingListens {
+                        url: url.to_owned(),
+                    })
+                }
+                Incoming::ConnectRetried => {}
                 Incoming::HandshakeFailed(reason) => {
                     return Err(ClientError::HandshakeFailed {
                         url: url.to_owned(),
@@ -557,6 +565,9 @@ impl Client {
                     self.resume()?;
                 }
             }
+            // While the connection is lost, attempts fail until the
+            // interchange is back.
+            Incoming::ConnectRetried => {}
             Incoming::Disconnected => {
                 if self.lost_since.is_none() {
                     tracing::warn!(

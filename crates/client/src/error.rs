@@ -23,6 +23,11 @@ pub enum ClientError {
     /// The security handshake failed (refused CURVE key, one side insecure).
     #[error("cannot connect to {url}: {reason}")]
     HandshakeFailed { url: String, reason: String },
+    /// The connection was refused: no interchange listens at that address
+    /// (it is not running, or the URL is wrong). Seen at once, not after
+    /// the timeout.
+    #[error("nothing listens at {url}: is the interchange running, and is the URL right?")]
+    NothingListens { url: String },
     /// Nothing came back in time.
     #[error("timed out after {:.1} s waiting for {what}", .after.as_secs_f64())]
     Timeout { what: String, after: Duration },

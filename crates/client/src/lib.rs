@@ -11,6 +11,11 @@
 //!   such as `walltime`, `retries`, `exclusive`) and validated once.
 //! - [`taskfile`]: `rhtex run` task files (JSON lines or TOML).
 //! - [`render`]: results and status as text or JSON.
+//! - [`report`]: `rhtex report`, an HTML page of charts from an event log.
+//! - [`listing`]: `rhtex tasks` (the interchange's task list) and
+//!   `rhtex run --json`'s per-task lines.
+//! - [`waiting`]: while waiting for results, why the tasks still wait
+//!   (on stderr).
 //! - [`error`]: typed errors ([`ClientError`] and the ones it wraps).
 //!
 //! A client connects as one client identity of a key directory:
@@ -21,10 +26,13 @@
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod listing;
 pub mod local;
 pub mod render;
+pub mod report;
 pub mod task;
 pub mod taskfile;
+pub mod waiting;
 
 pub use client::{check_inputs, check_submissions, Client};
 pub use error::{ClientError, LocalError, TaskFileError};

@@ -3,11 +3,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use client::listing;
 use client::local::{EmbeddedOptions, EmbeddedPool};
 use client::render::{self, SummaryRow};
+use client::waiting::WaitingReasons;
 use client::{Client, ClientSecurity, Command, Reply, TaskBuilder, TaskId, TaskSubmission};
 use protocol::{ManagerId, SpecValue, TaskResult};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -103,6 +105,19 @@ enum Commands {
     },
     /// Show the connected pool-managers, the queue and why tasks wait.
     Status,
+    /// List the tasks the interchange knows (queued, running, and the
+    /// finished ones whose results it keeps), oldest first: id, state,
+    /// nodes, submit/start/end times (UTC), exit code.
+    Tasks {
+        /// Only tasks in this state: queued, running, completed, failed,
+        /// cancelled.
+        #[arg(long, value_name = "S", value_parser = listing::parse_state)]
+        state: Option<protocol::TaskState>,
+    },
+    /// Write an HTML report (one self-contained page with SVG charts) of
+    /// an event log: node utilization over time, queued and running tasks,
+    /// wait and run times, and a summary.
+    Report(client::report::ReportArgs),
     /// Cancel a task: removed if queued, killed if running.
     Cancel {
         #[arg(value_name = "ID")]
@@ -326,6 +341,7 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Commands::Report(args) => client::report::write(args).map(|()| 0),
         Commands::Run(args) => match &cli.interchange {
             Some(url) => {
                 if args.nodes.is_some() || args.launcher.is_some() {
@@ -434,6 +450,23 @@ async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
             }
             return Ok(0);
         }
+        Commands::Tasks { state } => {
+            let reply = client
+                .command(Command::Tasks { state: *state })
+                .await
+                .context("tasks failed")?;
+            let Reply::Tasks { tasks } = reply else {
+                bail!("the interchange answered tasks with {reply:?}");
+            };
+            if cli.json {
+                let tasks: Vec<serde_json::Value> =
+                    tasks.iter().map(client::listing::task_json).collect();
+                println!("{}", serde_json::json!({ "tasks": tasks }));
+            } else {
+                print!("{}", client::listing::tasks_human(&tasks));
+            }
+            return Ok(0);
+        }
         Commands::Cancel { task_id } => Command::Cancel { task_id: *task_id },
         Commands::Hold { manager_id } => Command::Hold {
             manager_id: *manager_id,
@@ -445,7 +478,7 @@ async fn run_remote(cli: &Cli, client: &mut Client) -> Result<i32> {
             manager_id: *manager_id,
         },
         Commands::Shutdown => Command::Shutdown,
-        Commands::Submit(_) | Commands::Keygen { .. } | Commands::Run(_) => {
+        Commands::Submit(_) | Commands::Keygen { .. } | Commands::Run(_) | Commands::Report(_) => {
             bail!("internal: handled elsewhere")
         }
     };
@@ -556,8 +589,8 @@ async fn submit(
         }
         return Ok(0);
     };
-    let result = client
-        .next_result()
+    let result = WaitingReasons::new()
+        .next_result(client, &HashSet::from([task_id]))
         .await
         .context("waiting for the result failed")?;
     print_result(cli, &result);
@@ -604,19 +637,19 @@ async fn wait(
         Some(secs) => Some(tokio::time::Instant::now() + seconds(secs, "--wait-timeout")?),
         None => None,
     };
-    let mut pending: std::collections::HashSet<TaskId> = task_ids.iter().copied().collect();
+    let mut pending: HashSet<TaskId> = task_ids.iter().copied().collect();
     let mut all_completed = true;
+    let mut reasons = WaitingReasons::new();
     while !pending.is_empty() {
+        let next = reasons.next_result(client, &pending);
         let result = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, client.next_result())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "{} task(s) still without a result at the --wait-timeout",
-                        pending.len()
-                    )
-                })?,
-            None => client.next_result().await,
+            Some(deadline) => tokio::time::timeout_at(deadline, next).await.map_err(|_| {
+                anyhow::anyhow!(
+                    "{} task(s) still without a result at the --wait-timeout",
+                    pending.len()
+                )
+            })?,
+            None => next.await,
         }
         .context("waiting for results failed")?;
         if !pending.remove(&result.task_id) {
@@ -703,18 +736,31 @@ async fn run_tasks(
         .enumerate()
         .map(|(position, task)| (task.submission.task_id, position))
         .collect();
+    let mut pending: HashSet<TaskId> = position.keys().copied().collect();
+    let submissions: Vec<TaskSubmission> = tasks.into_iter().map(|task| task.submission).collect();
+    let lines: Vec<(TaskId, String)> = submissions
+        .iter()
+        .map(|task| (task.task_id, task.command.clone()))
+        .collect();
     client
-        .submit(tasks.into_iter().map(|task| task.submission).collect())
+        .submit(submissions)
         .await
         .with_context(|| format!("cannot submit the tasks of {}", file.display()))?;
+    if cli.json {
+        for ((task_id, command), row) in lines.iter().zip(&rows) {
+            println!("{}", listing::submitted_line(row.index, *task_id, command));
+        }
+    }
 
     let progress = Progress::new(n_tasks);
+    let mut reasons = WaitingReasons::new();
     let mut n_done = 0;
     while n_done < n_tasks {
-        let result = client
-            .next_result()
+        let result = reasons
+            .next_result(client, &pending)
             .await
             .context("waiting for results failed")?;
+        pending.remove(&result.task_id);
         let Some(&slot) = position.get(&result.task_id) else {
             continue;
         };
@@ -726,6 +772,9 @@ async fn run_tasks(
         }
         n_done += 1;
         progress.report(n_done, row.index, &result);
+        if cli.json {
+            println!("{}", listing::finished_line(row.index, &result));
+        }
         row.result = Some(result);
     }
     progress.finish();

@@ -105,6 +105,10 @@ pub fn status_json(report: &StatusReport, now: UnixTime) -> Value {
             "cancelled": report.n_cancelled,
         },
         "n_bad_messages": report.n_bad_messages,
+        "nodes": {
+            "busy": node_counts(report).0,
+            "total": node_counts(report).1,
+        },
         "managers": report.managers.iter().map(|manager| manager_json(manager, now)).collect::<Vec<_>>(),
         "waiting": report.waiting.iter().map(|group| json!({
             "num_nodes": group.num_nodes,
@@ -113,6 +117,20 @@ pub fn status_json(report: &StatusReport, now: UnixTime) -> Value {
         })).collect::<Vec<_>>(),
         "blocks": report.blocks.iter().map(|block| block_json(block, now)).collect::<Vec<_>>(),
     })
+}
+
+/// Nodes of the registered managers that run at least one task, and all
+/// of them.
+pub fn node_counts(report: &StatusReport) -> (u64, u64) {
+    report
+        .managers
+        .iter()
+        .fold((0, 0), |(busy, total), manager| {
+            (
+                busy + u64::from(manager.n_nodes.saturating_sub(manager.n_free_nodes)),
+                total + u64::from(manager.n_nodes),
+            )
+        })
 }
 
 fn block_json(block: &BlockInfo, now: UnixTime) -> Value {
@@ -208,6 +226,16 @@ pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
                 );
             }
         }
+        let (busy, total) = node_counts(report);
+        let _ = writeln!(
+            text,
+            "nodes: {busy} busy of {total} ({:.0} % in use)",
+            if total == 0 {
+                0.0
+            } else {
+                busy as f64 * 100.0 / total as f64
+            }
+        );
     }
     let _ = writeln!(
         text,

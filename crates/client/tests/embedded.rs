@@ -216,8 +216,28 @@ fn embedded_run_with_failures_exits_non_zero_with_json_summary() {
         run.status, run.stdout, run.stderr
     );
     assert_eq!(run.status.code(), Some(1), "{context}");
-    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|error| panic!("{error}: {context}"));
+    // One line per task when submitted and when finished, then the summary.
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {context}")))
+        .collect();
+    assert_eq!(lines.len(), 7, "{context}");
+    for (index, line) in lines[..3].iter().enumerate() {
+        assert_eq!(line["event"], "submitted", "{context}");
+        assert_eq!(line["index"], index, "{context}");
+        assert!(line["task_id"].is_string(), "{context}");
+    }
+    let finished_with_3: Vec<&serde_json::Value> = lines[3..6]
+        .iter()
+        .filter(|line| line["event"] == "finished" && line["exit_code"] == 3)
+        .collect();
+    assert_eq!(finished_with_3.len(), 1, "{context}");
+    assert_eq!(
+        finished_with_3[0]["task_id"], lines[1]["task_id"],
+        "{context}"
+    );
+    let summary = lines[6].clone();
     assert_eq!(summary["counts"]["total"], 3, "{context}");
     assert_eq!(summary["counts"]["completed"], 1, "{context}");
     assert_eq!(summary["counts"]["failed"], 2, "{context}");

@@ -142,10 +142,10 @@ async fn a_key_the_interchange_does_not_know_is_refused() {
 
 #[tokio::test]
 async fn silence_is_a_timeout() {
-    // A port nothing listens on: ZeroMQ keeps retrying, so connect times out.
+    // A port that takes connections and never answers (the kernel accepts
+    // them into the listener's backlog): connect times out.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    drop(listener);
     let error = Client::connect(
         &format!("tcp://127.0.0.1:{port}"),
         &ClientSecurity::Insecure,
@@ -155,4 +155,32 @@ async fn silence_is_a_timeout() {
     .expect_err("nobody answers");
     assert!(matches!(error, ClientError::Timeout { .. }), "{error:?}");
     assert!(error.to_string().contains("is it running"), "{error}");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn a_refused_connection_fails_at_once() {
+    // A port nothing listens on: the first refused attempt ends the wait,
+    // long before the timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let url = format!("tcp://127.0.0.1:{port}");
+    let began = std::time::Instant::now();
+    let error = Client::connect(&url, &ClientSecurity::Insecure, Duration::from_secs(60))
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        matches!(&error, ClientError::NothingListens { url: at } if *at == url),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("is the interchange running"),
+        "{error}"
+    );
 }

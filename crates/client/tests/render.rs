@@ -495,3 +495,12 @@ fn invalid_spec_is_caught_with_its_position() {
     }
     assert!(check_submissions(&tasks[..2]).is_ok());
 }
+
+#[test]
+fn status_shows_node_utilization() {
+    let text = render::status_human(&report(), 1000.0);
+    assert!(text.contains("nodes: 3 busy of 4 (75 % in use)"), "{text}");
+    let json = render::status_json(&report(), 1000.0);
+    assert_eq!(json["nodes"]["busy"], 3);
+    assert_eq!(json["nodes"]["total"], 4);
+}

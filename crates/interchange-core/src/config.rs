@@ -50,6 +50,9 @@ pub struct CoreConfig {
     /// `admins`): they may watch, cancel and see every task, hold, release
     /// and drain managers and shut the interchange down.
     pub admins: BTreeSet<String>,
+    /// Whether to queue events for the event log ([`crate::Core::poll_event`]);
+    /// off, none are kept.
+    pub record_events: bool,
 }
 
 impl Default for CoreConfig {
@@ -71,6 +74,7 @@ impl Default for CoreConfig {
             placement: Placement::BestFit,
             default_retries: 0,
             admins: BTreeSet::new(),
+            record_events: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::machine::Core;
 use crate::tasks::{Admission, Cancelled, Watched};
 use protocol::{
     limits::{check_submission, task_data_bytes, MAX_TASKS_PER_SUBMIT, MAX_TASK_IDS_PER_WATCH},
-    Command, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
+    Command, Event, FromClient, ManagerId, Reply, TaskId, TaskSubmission, ToClient, ToManager,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use seam::Time;
@@ -292,7 +292,8 @@ impl Core {
     /// Why `peer` may not give `command`, if it may not.
     fn forbidden(&self, peer: &PeerId, command: &Command) -> Option<String> {
         match command {
-            Command::Status => None,
+            // Everyone may list; a listing shows a non-admin only its own.
+            Command::Status | Command::Tasks { .. } => None,
             Command::TaskStatus { task_ids } => {
                 self.forbidden_task(peer, task_ids, "see the status of")
             }
@@ -316,6 +317,12 @@ impl Core {
                     .iter()
                     .map(|id| self.task_status(*id, &peer.identity))
                     .collect(),
+            },
+            Command::Tasks { state } => Reply::Tasks {
+                tasks: self.task_list(&crate::listing::TaskFilter {
+                    state,
+                    owner: (!self.is_admin(&peer.identity)).then(|| peer.identity.clone()),
+                }),
             },
             Command::Hold { manager_id } => self.set_held(manager_id, true),
             Command::Release { manager_id } => self.set_held(manager_id, false),
@@ -361,6 +368,7 @@ impl Core {
                     // It may now suit the reservation better: choose again.
                     self.matcher.clear(&mut self.managers);
                 }
+                self.emit(Event::ManagerHeld { manager_id, held });
                 let verb = if held { "held" } else { "released" };
                 tracing::info!(manager_id = %manager_id, "manager {verb}");
                 Reply::Done {

@@ -13,7 +13,7 @@ use crate::managers::ManagerEntry;
 use crate::tasks::Lost;
 use protocol::limits::{check_node_names, truncate_tails, MAX_RESULTS_PER_MESSAGE};
 use protocol::{
-    ErrorKind, FromManager, ManagerId, Registration, TaskResult, ToManager, MAX_TAIL_BYTES,
+    ErrorKind, Event, FromManager, ManagerId, Registration, TaskResult, ToManager, MAX_TAIL_BYTES,
     PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use seam::Time;
@@ -185,6 +185,12 @@ impl Core {
         let registered_at = previous
             .as_ref()
             .map_or_else(|| self.unix(now), |previous| previous.registered_at);
+        self.emit(Event::ManagerRegistered {
+            manager_id: registration.manager_id,
+            block_id: registration.block_id.clone(),
+            hostname: registration.hostname.clone(),
+            nodes: registration.nodes.clone(),
+        });
         let mut entry = ManagerEntry::new(registration, peer.clone(), registered_at, now);
         if let Some(previous) = &previous {
             entry.held = previous.held;
@@ -248,6 +254,11 @@ impl Core {
             FromManager::Goodbye { reason } => {
                 if let Some(manager) = self.managers.remove(manager_id) {
                     tracing::info!(manager_id = %manager_id, %reason, n_tasks = manager.tasks().len(), "manager said goodbye");
+                    self.emit(Event::ManagerGone {
+                        manager_id,
+                        block_id: manager.block_id.clone(),
+                        reason: reason.clone(),
+                    });
                     let message = format!(
                         "task lost: {} said goodbye ({reason}) without reporting it",
                         manager.describe()

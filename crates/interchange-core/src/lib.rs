@@ -38,6 +38,9 @@
 //! - `status.rs`: `status`, `task_status` and the provider's views.
 //! - `authority.rs`: who may do what: a task belongs to the client identity
 //!   that submitted it ([`PeerId::identity`]); admin commands need an admin.
+//! - `events.rs`: the events for the event log ([`Core::poll_event`]),
+//!   queued only when `CoreConfig::record_events` is set.
+//! - `listing.rs`: the `tasks` command's list of tasks.
 //! - `metrics.rs`: the counters and histograms `tasks.rs` keeps, and the
 //!   [`Metrics`] snapshot ([`Core::metrics`]) the shell exports.
 //! - `machine.rs` ([`Core`]), `from_clients.rs`, `from_managers.rs`: the
@@ -82,9 +85,11 @@
 mod authority;
 mod clients;
 mod config;
+mod events;
 mod from_clients;
 mod from_managers;
 mod interface;
+mod listing;
 mod machine;
 mod managers;
 mod matching;

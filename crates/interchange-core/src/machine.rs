@@ -7,11 +7,12 @@
 
 use crate::clients::Clients;
 use crate::config::CoreConfig;
+use crate::events::EventQueue;
 use crate::interface::{Output, PeerId, Socket, Undecodable};
 use crate::managers::{ManagerEntry, ManagerTable};
 use crate::matching::{Context, Matcher, Pass};
 use crate::tasks::{Delivery, Loss, Lost, TaskTable};
-use protocol::{BlockInfo, ErrorKind, ManagerId, TaskResult, ToClient, ToManager, UnixTime};
+use protocol::{BlockInfo, ErrorKind, Event, ManagerId, TaskResult, ToClient, ToManager, UnixTime};
 use seam::{seconds_text, Time};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -41,6 +42,8 @@ pub struct Core {
     pub(crate) blocks: Vec<BlockInfo>,
     /// The latest time an input brought (the core reads no clock).
     pub(crate) now: Time,
+    /// Manager and block events for the event log (`events.rs`).
+    pub(crate) events: EventQueue,
 }
 
 impl Core {
@@ -52,6 +55,7 @@ impl Core {
                 config.max_finished_results,
                 config.max_finished_bytes,
                 config.default_retries,
+                config.record_events,
             ),
             managers: ManagerTable::default(),
             matcher: Matcher::new(config.placement),
@@ -66,6 +70,7 @@ impl Core {
             exited: false,
             blocks: Vec::new(),
             now,
+            events: EventQueue::new(config.record_events),
             config,
         }
     }
@@ -129,6 +134,7 @@ impl Core {
             for manager_id in self.managers.ids() {
                 if let Some(manager) = self.managers.remove(manager_id) {
                     tracing::warn!(manager_id = %manager_id, "manager did not say goodbye before the shutdown deadline");
+                    self.emit_lost(&manager, "no goodbye before the shutdown deadline");
                     let message = format!(
                         "task lost: {} did not say goodbye within {grace} s of shutdown",
                         manager.describe()
@@ -163,6 +169,7 @@ impl Core {
                     n_tasks = manager.tasks().len(),
                     "manager silent for {silence} s; dropped"
                 );
+                self.emit_lost(&manager, &format!("silent for {silence} s"));
                 let message = format!(
                     "task lost: {} sent nothing for {silence} s",
                     manager.describe()
@@ -195,8 +202,11 @@ impl Core {
     // For a block provider
     // -----------------------------------------------------------------
 
-    /// The provider's blocks, as `status` should show them from now on.
-    pub fn set_blocks(&mut self, blocks: Vec<BlockInfo>) {
+    /// The provider's blocks, as `status` should show them from now on
+    /// (at `now`: the time of their changes in the event log).
+    pub fn set_blocks(&mut self, now: Time, blocks: Vec<BlockInfo>) {
+        self.now = self.now.max(now);
+        self.emit_block_changes(&blocks);
         self.blocks = blocks;
     }
 
@@ -311,6 +321,7 @@ impl Core {
                 break;
             }
             self.matcher.started(&start, &mut self.managers, &mut pass);
+            self.emit_started(&start);
             if let Some(dispatch) = self.tasks.start(
                 start.task_id,
                 start.manager_id,
@@ -326,6 +337,29 @@ impl Core {
                 self.send_manager(&peer, ToManager::RunTasks { tasks });
             }
         }
+    }
+
+    fn emit_started(&mut self, start: &crate::matching::Start) {
+        let Some(manager) = self.managers.get(start.manager_id) else {
+            return;
+        };
+        let nodes = manager.names_of(&start.placement);
+        let event = Event::TaskStarted {
+            task_id: start.task_id,
+            manager_id: start.manager_id,
+            block_id: manager.block_id.clone(),
+            nodes,
+            attempt: self.tasks.attempts(start.task_id) + 1,
+        };
+        self.emit(event);
+    }
+
+    pub(crate) fn emit_lost(&mut self, manager: &ManagerEntry, reason: &str) {
+        self.emit(Event::ManagerLost {
+            manager_id: manager.manager_id,
+            block_id: manager.block_id.clone(),
+            reason: reason.to_owned(),
+        });
     }
 
     /// Queues a task's result for the clients that watch it.
@@ -392,10 +426,15 @@ impl Core {
     }
 
     pub(crate) fn start_drain(&mut self, manager_id: ManagerId, reason: &str) {
-        let idle = self.managers.update(manager_id, |manager| {
+        let update = self.managers.update(manager_id, |manager| {
+            let first_time = !manager.draining;
             manager.draining = true;
-            manager.tasks().is_empty()
+            (first_time, manager.tasks().is_empty())
         });
+        if let Some((true, _)) = update {
+            self.emit(Event::ManagerDrained { manager_id });
+        }
+        let idle = update.map(|(_, idle)| idle);
         if idle == Some(true) {
             self.tell_manager_to_stop(manager_id, reason);
         }

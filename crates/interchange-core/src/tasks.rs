@@ -14,12 +14,13 @@
 //! [`TaskResult`], which is what its watchers get, for late `watch` and
 //! `task_status`, within the configured bounds (oldest forgotten first).
 
+use crate::events::EventQueue;
 use crate::interface::{Identity, PeerId};
 use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
-    ErrorKind, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult, TaskState,
-    TaskSubmission,
+    ErrorKind, Event, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult,
+    TaskState, TaskSubmission,
 };
 use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -84,6 +85,23 @@ struct Task {
     /// The client identity that submitted it: only it (or an admin) may
     /// watch, see or cancel it.
     owner: Identity,
+    /// What `tasks` lists besides its phase.
+    listed: Listed,
+}
+
+/// What the `tasks` listing shows of a task besides its phase (wall times
+/// on the interchange's clock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listed {
+    /// Its place in submission order.
+    pub(crate) seq: u64,
+    pub(crate) submitted_at: protocol::UnixTime,
+    /// 0 if its specification was invalid.
+    pub(crate) num_nodes: u32,
+    /// When it was last sent to a manager.
+    pub(crate) dispatched_at: Option<protocol::UnixTime>,
+    /// When it got its result.
+    pub(crate) finished_at: Option<protocol::UnixTime>,
 }
 
 /// A task's phase as the status views see it.
@@ -176,6 +194,10 @@ pub(crate) struct TaskTable {
     counters: TaskCounters,
     now: Time,
     now_unix: protocol::UnixTime,
+    /// Task events for the event log (`events.rs`).
+    events: EventQueue,
+    /// Tasks submitted so far (the next `Listed::seq`).
+    n_submitted: u64,
 }
 
 impl TaskTable {
@@ -183,6 +205,7 @@ impl TaskTable {
         max_finished_results: usize,
         max_finished_bytes: usize,
         default_retries: u32,
+        record_events: bool,
     ) -> Self {
         Self {
             tasks: HashMap::new(),
@@ -198,6 +221,24 @@ impl TaskTable {
             counters: TaskCounters::default(),
             now: Time::ZERO,
             now_unix: 0.0,
+            events: EventQueue::new(record_events),
+            n_submitted: 0,
+        }
+    }
+
+    pub(crate) fn events_mut(&mut self) -> &mut EventQueue {
+        &mut self.events
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push(self.now_unix, event);
+    }
+
+    /// Times the task was sent to a manager (0 if unknown or never).
+    pub(crate) fn attempts(&self, task_id: TaskId) -> u32 {
+        match self.tasks.get(&task_id).map(|task| &task.phase) {
+            Some(Phase::Unfinished(task)) => task.attempts,
+            _ => 0,
         }
     }
 
@@ -246,6 +287,14 @@ impl TaskTable {
         })
     }
 
+    /// Every task with what a listing shows of it, in no order.
+    pub(crate) fn list(&self) -> impl Iterator<Item = (TaskId, TaskView<'_>, Listed)> {
+        self.tasks.iter().filter_map(|(task_id, task)| {
+            let view = self.view(*task_id)?;
+            Some((*task_id, view, task.listed))
+        })
+    }
+
     /// The walltime of a queued task.
     pub(crate) fn walltime_of_queued(&self, task_id: TaskId) -> Option<Duration> {
         self.queued(task_id)?
@@ -278,6 +327,7 @@ impl TaskTable {
     ) -> Result<(), Box<TaskResult>> {
         let task_id = submission.task_id;
         self.counters.submitted();
+        self.n_submitted += 1;
         if self.tasks.contains_key(&task_id) {
             tracing::warn!(task_id = %task_id, "duplicate task id refused");
             self.count(TaskState::Failed);
@@ -329,6 +379,10 @@ impl TaskTable {
             Ok(resources) => resources,
             Err((kind, message)) => {
                 tracing::debug!(task_id = %task_id, %kind, %message, "task not accepted");
+                self.emit(Event::TaskSubmitted {
+                    task_id,
+                    num_nodes: None,
+                });
                 let result = TaskResult::failed_before_start(task_id, kind, message);
                 self.count(result.state);
                 self.counters.finished(&result, None, None, self.now);
@@ -338,13 +392,25 @@ impl TaskTable {
                         phase: Phase::Finished(Box::new(result.clone())),
                         watchers: BTreeSet::new(),
                         owner: watcher.identity.clone(),
+                        listed: Listed {
+                            seq: self.n_submitted,
+                            submitted_at: self.now_unix,
+                            num_nodes: 0,
+                            dispatched_at: None,
+                            finished_at: Some(self.now_unix),
+                        },
                     },
                 );
                 self.keep_finished(task_id, &result);
+                self.emit_finished(&result);
                 return Err(Box::new(result));
             }
         };
         let num_nodes = resources.num_nodes;
+        self.emit(Event::TaskSubmitted {
+            task_id,
+            num_nodes: Some(num_nodes),
+        });
         let key = self.queue.push(task_id, &resources);
         let data_bytes = protocol::limits::task_data_bytes(&submission);
         let spec = TaskSpec {
@@ -372,6 +438,13 @@ impl TaskTable {
                 })),
                 watchers: BTreeSet::from([watcher.clone()]),
                 owner: watcher.identity.clone(),
+                listed: Listed {
+                    seq: self.n_submitted,
+                    submitted_at: self.now_unix,
+                    num_nodes,
+                    dispatched_at: None,
+                    finished_at: None,
+                },
             },
         );
         tracing::debug!(task_id = %task_id, num_nodes, "task queued");
@@ -394,6 +467,7 @@ impl TaskTable {
     ) -> Option<TaskDispatch> {
         let Some(Task {
             phase: Phase::Unfinished(task),
+            listed,
             ..
         }) = self.tasks.get_mut(&task_id)
         else {
@@ -402,6 +476,7 @@ impl TaskTable {
         if task.running.is_some() {
             return None;
         }
+        listed.dispatched_at = Some(self.now_unix);
         self.queue.remove(&task.spec.resources, task.key);
         task.attempts += 1;
         task.running = Some(Running {
@@ -429,6 +504,16 @@ impl TaskTable {
     // -----------------------------------------------------------------
     // Results
     // -----------------------------------------------------------------
+
+    fn emit_finished(&mut self, result: &TaskResult) {
+        self.emit(Event::TaskFinished {
+            task_id: result.task_id,
+            state: result.state,
+            exit_code: result.exit_code,
+            error_kind: result.error.as_ref().map(|error| error.kind),
+            manager_id: result.manager_id,
+        });
+    }
 
     fn count(&mut self, state: TaskState) {
         match state {
@@ -480,6 +565,7 @@ impl TaskTable {
             .finished(&result, submitted_at, dispatched_at_unix, self.now);
         let watchers = match self.tasks.get_mut(&task_id) {
             Some(task) => {
+                task.listed.finished_at = Some(self.now_unix);
                 let before =
                     std::mem::replace(&mut task.phase, Phase::Finished(Box::new(result.clone())));
                 if let Phase::Unfinished(unfinished) = before {
@@ -495,6 +581,7 @@ impl TaskTable {
             None => BTreeSet::new(),
         };
         self.keep_finished(task_id, &result);
+        self.emit_finished(&result);
         Delivery {
             watchers,
             result: Box::new(result),
@@ -555,6 +642,10 @@ impl TaskTable {
         task.queued_at = self.now;
         self.counters.requeued();
         let attempts = task.attempts;
+        self.emit(Event::TaskRetried {
+            task_id,
+            manager_id,
+        });
         tracing::info!(
             task_id = %task_id,
             attempt = attempts + 1,
@@ -598,6 +689,10 @@ impl TaskTable {
         task.attempts = task.attempts.saturating_sub(1);
         task.queued_at = self.now;
         self.counters.requeued();
+        self.emit(Event::TaskRetried {
+            task_id,
+            manager_id,
+        });
         tracing::info!(
             task_id = %task_id,
             manager_id = %manager_id,
@@ -612,6 +707,12 @@ impl TaskTable {
 
     /// A client asked to cancel the task.
     pub(crate) fn cancel(&mut self, task_id: TaskId) -> Cancelled {
+        if matches!(
+            self.tasks.get(&task_id).map(|task| &task.phase),
+            Some(Phase::Unfinished(_))
+        ) {
+            self.emit(Event::TaskCancelled { task_id });
+        }
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return Cancelled::Unknown;
         };

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod bounds;
+mod events;
+mod listing;
 mod metrics;
 mod ownership;
 mod reattach;

@@ -39,7 +39,7 @@ pub struct Flags {
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
     /// max_queued_input_mib, max_queued_task_mib, max_message_mib, max_manager_nodes, placement,
     /// default_retries, log_level,
-    /// metrics_listen, admins); flags
+    /// metrics_listen, admins, events, events_file, events_max_mib); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
@@ -135,6 +135,17 @@ pub struct Flags {
     /// metrics are read-only, without authentication) [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// The event log: one JSON line per task, manager and block event
+    /// (proto/EVENTS.md) [default: RUN_DIR/events.jsonl].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_events")]
+    pub events_file: Option<PathBuf>,
+    /// Write no event log.
+    #[arg(long)]
+    pub no_events: bool,
+    /// Rotate the event log past this size: FILE becomes FILE.1 (FILE.1
+    /// FILE.2, up to FILE.3) [default: 100].
+    #[arg(long, value_name = "MIB")]
+    pub events_max_mib: Option<u64>,
     /// Stop (as on SIGTERM) when the process that started the interchange
     /// is gone, even if it was killed with SIGKILL; checked every 0.2 s.
     #[arg(long)]
@@ -171,6 +182,9 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// Client identities that are admins besides `default`.
     pub admins: Option<Vec<String>>,
+    pub events: Option<bool>,
+    pub events_file: Option<PathBuf>,
+    pub events_max_mib: Option<u64>,
     pub provider: Option<ProviderFile>,
 }
 
@@ -279,11 +293,23 @@ pub struct Config {
     pub provider: Option<ProviderConfig>,
     /// Where the Prometheus metrics are served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// The event log; `None`: none written.
+    pub events: Option<EventsConfig>,
     /// Stop when the parent process is gone (`--exit-with-parent`).
     pub exit_with_parent: bool,
     /// Client identities that are admins besides `default`.
     pub admins: BTreeSet<String>,
 }
+
+/// Where the event log goes, and when it is rotated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventsConfig {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+}
+
+/// The event log's default rotation size, in MiB.
+pub const DEFAULT_EVENTS_MAX_MIB: u64 = 100;
 
 /// What can be wrong with the settings.
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +345,8 @@ pub enum ConfigError {
     ThresholdNotAbovePeriod { period: f64, threshold: f64 },
     #[error("max_finished_mib = {0} is too large for this machine's address space")]
     TooManyMib(usize),
+    #[error("events_max_mib must be between 1 and 1048576, got {0}")]
+    BadEventsMaxMib(u64),
     #[error("max_queued_input_mib = {0} is too large")]
     TooManyQueuedMib(u64),
     #[error(
@@ -620,16 +648,33 @@ impl Config {
             })
             .collect::<Result<BTreeSet<_>, _>>()?;
         let log_level = flags.log_level.or(file.log_level);
+        let run_dir = flags
+            .run_dir
+            .or(file.run_dir)
+            .unwrap_or_else(|| PathBuf::from("rhtex-run"));
+        let events_max_mib = flags
+            .events_max_mib
+            .or(file.events_max_mib)
+            .unwrap_or(DEFAULT_EVENTS_MAX_MIB);
+        if !(1..=1 << 20).contains(&events_max_mib) {
+            return Err(ConfigError::BadEventsMaxMib(events_max_mib));
+        }
+        let events_on =
+            !flags.no_events && (flags.events_file.is_some() || file.events != Some(false));
+        let events = events_on.then(|| EventsConfig {
+            path: flags
+                .events_file
+                .or(file.events_file)
+                .unwrap_or_else(|| run_dir.join("events.jsonl")),
+            max_bytes: events_max_mib * 1024 * 1024,
+        });
         if let Some(level) = &log_level {
             if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
                 return Err(ConfigError::BadLogLevel(level.clone()));
             }
         }
         Ok(Self {
-            run_dir: flags
-                .run_dir
-                .or(file.run_dir)
-                .unwrap_or_else(|| PathBuf::from("rhtex-run")),
+            run_dir,
             client_listen: listen_url(
                 "client_listen",
                 flags
@@ -655,6 +700,7 @@ impl Config {
             log_level,
             provider,
             metrics_listen,
+            events,
             exit_with_parent: flags.exit_with_parent,
             admins,
         })
@@ -898,9 +944,50 @@ mod tests {
                 log_level: None,
                 provider: None,
                 metrics_listen: None,
+                events: Some(EventsConfig {
+                    path: PathBuf::from("rhtex-run/events.jsonl"),
+                    max_bytes: 100 * 1024 * 1024,
+                }),
                 exit_with_parent: false,
                 admins: BTreeSet::new(),
             }
+        );
+    }
+
+    #[test]
+    fn the_event_log_from_the_file_or_flags() {
+        let config = Config::resolve(flags(&["--no-events"]), FileConfig::default(), &home())
+            .expect("valid");
+        assert_eq!(config.events, None);
+        let config = Config::resolve(
+            flags(&[]),
+            file("events = false\n").expect("valid"),
+            &home(),
+        )
+        .expect("valid");
+        assert_eq!(config.events, None);
+        let config = Config::resolve(
+            flags(&["--events-file", "/log/e.jsonl"]),
+            file("events = false\nevents_max_mib = 2\n").expect("valid"),
+            &home(),
+        )
+        .expect("valid");
+        assert_eq!(
+            config.events,
+            Some(EventsConfig {
+                path: PathBuf::from("/log/e.jsonl"),
+                max_bytes: 2 * 1024 * 1024,
+            })
+        );
+        let error = Config::resolve(
+            flags(&["--events-max-mib", "0"]),
+            FileConfig::default(),
+            &home(),
+        )
+        .expect_err("0 MiB is refused");
+        assert_eq!(
+            error.to_string(),
+            "events_max_mib must be between 1 and 1048576, got 0"
         );
     }
 

@@ -11,6 +11,7 @@
 //! [`run`] is the one entry point, for `main` and for tests.
 
 use crate::config::{Config, Security};
+use crate::event_log::EventLog;
 use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::sockets::{SendOutcome, Sockets};
@@ -194,6 +195,19 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         }
     };
 
+    let mut event_log = match &config.events {
+        None => None,
+        Some(events) => match EventLog::open(events) {
+            Ok(log) => {
+                tracing::info!(path = %events.path.display(), "event log");
+                Some(log)
+            }
+            Err(error) => {
+                tracing::warn!(path = %events.path.display(), %error, "cannot open the event log; none is written");
+                None
+            }
+        },
+    };
     let clock = Clock {
         start: Instant::now(),
     };
@@ -220,6 +234,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             placement: config.placement,
             default_retries: config.default_retries,
             admins: config.admins.clone(),
+            record_events: config.events.is_some(),
         },
         clock.now(),
     );
@@ -272,12 +287,16 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         },
         provider.as_mut(),
         metrics.as_ref(),
+        event_log.as_mut(),
         &clock,
     );
     if let Some(provider) = provider {
         // Every block is cancelled, however the loop ended.
         provider.shutdown(clock.now(), &mut core);
         perform(&mut core, &sockets, &clock)?;
+    }
+    if let Some(log) = event_log.as_mut() {
+        log.write_from(&mut core);
     }
     sockets.close(CLOSE_LINGER);
     outcome
@@ -380,6 +399,7 @@ fn event_loop(
     mut signals: Signals<'_>,
     mut provider: Option<&mut Provider>,
     metrics: Option<&MetricsServer>,
+    mut event_log: Option<&mut EventLog>,
     clock: &Clock,
 ) -> Result<(), DaemonError> {
     let mut extra_fds = vec![
@@ -393,7 +413,11 @@ fn event_loop(
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        if perform(core, sockets, clock)? {
+        let exits = perform(core, sockets, clock)?;
+        if let Some(log) = event_log.as_deref_mut() {
+            log.write_from(core);
+        }
+        if exits {
             tracing::info!("interchange exits");
             return Ok(());
         }
@@ -419,6 +443,9 @@ fn event_loop(
             tracing::info!("signal received: exiting; pool-managers keep their tasks and register again with the next interchange");
             core.handle_terminate(clock.now());
             perform(core, sockets, clock)?;
+            if let Some(log) = event_log.as_deref_mut() {
+                log.write_from(core);
+            }
             return Ok(());
         }
         if readiness.extra_fds.get(1) == Some(&true) {

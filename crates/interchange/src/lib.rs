@@ -10,11 +10,14 @@
 //! - [`sockets`]: the two ROUTER sockets and the ZAP handler.
 //! - [`metrics`]: the Prometheus endpoint (`--metrics-listen`), an HTTP
 //!   thread that serves the snapshot the poll loop publishes.
+//! - [`event_log`]: the event log (`events.jsonl`), the core's events
+//!   written as JSON lines after every turn of the poll loop.
 //! - [`daemon`]: the shell, a single-threaded poll loop; [`daemon::run`] is
 //!   the one entry point for `main` and tests.
 
 pub mod config;
 pub mod daemon;
+pub mod event_log;
 pub mod metrics;
 pub mod provider;
 pub mod sockets;

@@ -262,6 +262,7 @@ async fn serve(
                     }
                     Some(Incoming::Connected) => core.handle_link(now, LinkStatus::Connected),
                     Some(Incoming::Disconnected) => core.handle_link(now, LinkStatus::Disconnected),
+                    Some(Incoming::ConnectRetried) => {}
                     Some(Incoming::HandshakeFailed(message)) => core.handle_link(now, LinkStatus::HandshakeFailed(message)),
                     Some(Incoming::Failed(message)) => core.handle_link(now, LinkStatus::Failed(message)),
                     None => {

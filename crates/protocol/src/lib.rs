@@ -21,6 +21,7 @@
 //! decode and re-encode.
 
 pub mod codec;
+pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod messages;
@@ -28,6 +29,7 @@ pub mod ready;
 pub mod spec;
 
 pub use codec::{decode, encode, peek_handshake, DecodeError, Handshake};
+pub use events::{Event, EventRecord};
 pub use ids::{ManagerId, TaskId};
 pub use limits::{LimitError, NodeNameError};
 pub use messages::*;

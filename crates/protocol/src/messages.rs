@@ -360,6 +360,13 @@ pub enum Command {
     Status,
     /// The state of some tasks.
     TaskStatus { task_ids: Vec<TaskId> },
+    /// Every task the interchange knows (queued, running, and the finished
+    /// ones whose results it keeps), or only those in `state`. Answered by
+    /// `tasks`, in submission order.
+    Tasks {
+        #[serde(default)]
+        state: Option<TaskState>,
+    },
     /// Send no new tasks to this manager until `release`.
     Hold { manager_id: ManagerId },
     /// Undo `hold`.
@@ -424,6 +431,9 @@ pub enum Reply {
     Status(StatusReport),
     TaskStatus {
         tasks: Vec<TaskStatusInfo>,
+    },
+    Tasks {
+        tasks: Vec<TaskSummary>,
     },
     /// The command was carried out.
     Done {
@@ -562,6 +572,33 @@ pub struct TaskStatusInfo {
     /// For a finished task: its result.
     #[serde(default)]
     pub result: Option<TaskResult>,
+}
+
+/// One task, as `tasks` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub task_id: TaskId,
+    pub state: TaskState,
+    /// The nodes it asked for (0 if its specification was invalid).
+    pub num_nodes: u32,
+    /// Where it runs or ran.
+    #[serde(default)]
+    pub manager_id: Option<ManagerId>,
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// When the interchange received it (its clock).
+    pub submitted_at: UnixTime,
+    /// When it started: its manager's start time, else when the
+    /// interchange sent it.
+    #[serde(default)]
+    pub start_time: Option<UnixTime>,
+    /// When it ended (its manager's clock, else the interchange's).
+    #[serde(default)]
+    pub end_time: Option<UnixTime>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub error_kind: Option<ErrorKind>,
 }
 
 // ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ use protocol::{
     decode, encode, BlockInfo, BlockState, Command, ErrorKind, FromClient, FromManager, Launcher,
     ManagerId, ManagerInfo, NodeShare, Registration, Reply, ResourceRequest, SpecValue,
     StatusReport, TaskDispatch, TaskError, TaskId, TaskResources, TaskResult, TaskState,
-    TaskStatusInfo, TaskSubmission, ToClient, ToManager, WaitingGroup, PROTOCOL_VERSION,
+    TaskStatusInfo, TaskSubmission, TaskSummary, ToClient, ToManager, WaitingGroup,
+    PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -208,6 +209,15 @@ fn from_client_cases() -> Vec<(&'static str, FromClient)> {
             ),
         ),
         (
+            "from_client.command.tasks",
+            command(
+                10,
+                Command::Tasks {
+                    state: Some(TaskState::Running),
+                },
+            ),
+        ),
+        (
             "from_client.command.hold",
             command(
                 5,
@@ -357,6 +367,40 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
                             nodes: Vec::new(),
                             waiting_reason: Some("no pool-manager is connected".into()),
                             result: None,
+                        },
+                    ],
+                },
+            },
+        ),
+        (
+            "to_client.reply.tasks",
+            ToClient::Reply {
+                request_id: 10,
+                reply: Reply::Tasks {
+                    tasks: vec![
+                        TaskSummary {
+                            task_id: TASK_1,
+                            state: TaskState::Failed,
+                            num_nodes: 2,
+                            manager_id: Some(MANAGER),
+                            nodes: vec!["nid001".into(), "nid002".into()],
+                            submitted_at: SUBMITTED_AT,
+                            start_time: Some(START_TIME),
+                            end_time: Some(END_TIME),
+                            exit_code: Some(3),
+                            error_kind: Some(ErrorKind::ExitCode),
+                        },
+                        TaskSummary {
+                            task_id: TASK_2,
+                            state: TaskState::Queued,
+                            num_nodes: 3,
+                            manager_id: None,
+                            nodes: Vec::new(),
+                            submitted_at: SUBMITTED_AT,
+                            start_time: None,
+                            end_time: None,
+                            exit_code: None,
+                            error_kind: None,
                         },
                     ],
                 },
@@ -810,6 +854,7 @@ fn every_variant_has_a_golden_file() {
             FromClient::Command { command, .. } => Some(match command {
                 Command::Status => "status",
                 Command::TaskStatus { .. } => "task_status",
+                Command::Tasks { .. } => "tasks",
                 Command::Hold { .. } => "hold",
                 Command::Release { .. } => "release",
                 Command::Drain { .. } => "drain",
@@ -821,7 +866,7 @@ fn every_variant_has_a_golden_file() {
         .collect();
     assert_eq!(
         commands.len(),
-        7,
+        8,
         "one golden file per command: {commands:?}"
     );
     let replies: BTreeSet<&str> = to_client_cases()
@@ -830,11 +875,12 @@ fn every_variant_has_a_golden_file() {
             ToClient::Reply { reply, .. } => Some(match reply {
                 Reply::Status(_) => "status",
                 Reply::TaskStatus { .. } => "task_status",
+                Reply::Tasks { .. } => "tasks",
                 Reply::Done { .. } => "done",
                 Reply::Failed { .. } => "failed",
             }),
             _ => None,
         })
         .collect();
-    assert_eq!(replies.len(), 4, "one golden file per reply: {replies:?}");
+    assert_eq!(replies.len(), 5, "one golden file per reply: {replies:?}");
 }

@@ -27,6 +27,9 @@ pub enum LinkEvent {
     Connected,
     /// The connection dropped; ZeroMQ reconnects by itself.
     Disconnected,
+    /// A connection attempt failed (nothing listens there, or the host is
+    /// unreachable); ZeroMQ tries again by itself.
+    ConnectRetried,
     /// The peer refused our handshake (unknown CURVE key, or one side
     /// encrypted and the other not). Retrying will not help.
     HandshakeFailed(String),
@@ -81,6 +84,7 @@ impl Link {
         let dealer = connect_dealer(&context, endpoint, security, identity)?;
         let events = zmq::SocketEvent::CONNECTED as i32
             | zmq::SocketEvent::DISCONNECTED as i32
+            | zmq::SocketEvent::CONNECT_RETRIED as i32
             | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
             | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
@@ -264,6 +268,7 @@ fn run(
                     zmq::SocketEvent::CONNECTED if !secure => Some(LinkEvent::Connected),
                     zmq::SocketEvent::HANDSHAKE_SUCCEEDED => Some(LinkEvent::Connected),
                     zmq::SocketEvent::DISCONNECTED => Some(LinkEvent::Disconnected),
+                    zmq::SocketEvent::CONNECT_RETRIED => Some(LinkEvent::ConnectRetried),
                     zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => Some(LinkEvent::HandshakeFailed(
                         format!(
                             "{peer} refused our CURVE key: the interchange does not admit it on \

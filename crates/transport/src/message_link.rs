@@ -23,6 +23,9 @@ pub enum Incoming<M> {
     Connected,
     /// The connection dropped; ZeroMQ reconnects by itself.
     Disconnected,
+    /// A connection attempt failed (nothing listens there); ZeroMQ tries
+    /// again by itself.
+    ConnectRetried,
     /// The peer refused the security handshake; retrying will not help.
     HandshakeFailed(String),
     /// The link thread stopped on an error.
@@ -100,6 +103,7 @@ impl<Out: Serialize + Debug, In: DeserializeOwned + Debug> MessageLink<Out, In> 
             },
             LinkEvent::Connected => Incoming::Connected,
             LinkEvent::Disconnected => Incoming::Disconnected,
+            LinkEvent::ConnectRetried => Incoming::ConnectRetried,
             LinkEvent::HandshakeFailed(reason) => Incoming::HandshakeFailed(reason),
             LinkEvent::Failed(reason) => Incoming::Failed(reason),
         })

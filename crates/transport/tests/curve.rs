@@ -155,7 +155,7 @@ async fn ask(endpoint: &str, security: &ClientSecurity, body: &[u8]) -> Result<V
         match next_event(&mut events).await {
             LinkEvent::Message(frame) => break Ok(frame),
             LinkEvent::HandshakeFailed(reason) | LinkEvent::Failed(reason) => break Err(reason),
-            LinkEvent::Connected | LinkEvent::Disconnected => {}
+            LinkEvent::Connected | LinkEvent::Disconnected | LinkEvent::ConnectRetried => {}
         }
     };
     sender.close(0);

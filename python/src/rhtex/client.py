@@ -16,7 +16,8 @@ work on them.
   exception; what the task wrote to ``$RHTEX_TASK_OUTPUT`` is its
   ``output``); :meth:`Client.submit_many` sends many tasks in one message;
 - :meth:`Client.watch` gives futures for tasks submitted elsewhere;
-- :meth:`Client.status`, :meth:`~Client.task_status`, :meth:`~Client.cancel`,
+- :meth:`Client.status`, :meth:`~Client.task_status`, :meth:`~Client.tasks`,
+  :meth:`~Client.cancel`,
   :meth:`~Client.hold`, :meth:`~Client.release`, :meth:`~Client.drain`,
   :meth:`~Client.shutdown` send a command and return its reply.
 
@@ -445,6 +446,14 @@ class Client:
 
     def task_status(self, task_ids: Iterable[str]) -> List[Dict[str, Any]]:
         return self.command("task_status", task_ids=list(task_ids))["tasks"]
+
+    def tasks(self, state: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Every task the interchange knows (queued, running, and the finished
+        ones whose results it keeps), oldest submission first, or only those
+        in ``state``: dicts with ``task_id``, ``state``, ``num_nodes``,
+        ``nodes``, ``submitted_at``, ``start_time``, ``end_time``,
+        ``exit_code``, ``error_kind`` (proto/PROTOCOL.md, ``tasks``)."""
+        return self.command("tasks", state=state)["tasks"]
 
     def cancel(self, task_id: str) -> str:
         return self.command("cancel", task_id=task_id)["message"]

@@ -167,6 +167,18 @@ STRUCTS: Dict[str, List[Field]] = {
         ("waiting_reason", "opt:str", False),
         ("result", "opt:struct:task_result", False),
     ],
+    "task_summary": [
+        ("task_id", "id", True),
+        ("state", "enum:task_state", True),
+        ("num_nodes", "u32", True),
+        ("manager_id", "opt:id", False),
+        ("nodes", "list:str", False),
+        ("submitted_at", "f64", True),
+        ("start_time", "opt:f64", False),
+        ("end_time", "opt:f64", False),
+        ("exit_code", "opt:i32", False),
+        ("error_kind", "opt:enum:error_kind", False),
+    ],
 }
 
 #: Tagged maps: (tag key, {tag value: fields}).
@@ -176,6 +188,7 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
         {
             "status": [],
             "task_status": [("task_ids", "list:id", True)],
+            "tasks": [("state", "opt:enum:task_state", False)],
             "hold": [("manager_id", "id", True)],
             "release": [("manager_id", "id", True)],
             "drain": [("manager_id", "id", True)],
@@ -200,6 +213,7 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
                 ("blocks", "list:struct:block_info", False),
             ],
             "task_status": [("tasks", "list:struct:task_status_info", True)],
+            "tasks": [("tasks", "list:struct:task_summary", True)],
             "done": [("message", "str", True)],
             "failed": [("message", "str", True)],
         },

@@ -27,6 +27,8 @@ pub(crate) struct ManagerEntry {
     pub(crate) launcher: Launcher,
     pub(crate) rhtex_version: String,
     pub(crate) n_nodes: u32,
+    /// Its nodes' names, by node index.
+    pub(crate) node_names: Vec<String>,
     pub(crate) slots_per_node: u32,
     pub(crate) held: bool,
     pub(crate) draining: bool,
@@ -94,6 +96,7 @@ impl ManagerEntry {
             launcher: registration.launcher,
             rhtex_version: registration.rhtex_version,
             n_nodes,
+            node_names: registration.nodes,
             slots_per_node,
             held: false,
             draining: false,
@@ -110,6 +113,14 @@ impl ManagerEntry {
             reserved: false,
             order: 0,
         }
+    }
+
+    /// The names of the nodes of a placement.
+    pub(crate) fn names_of(&self, placement: &[NodeShare]) -> Vec<String> {
+        placement
+            .iter()
+            .filter_map(|share| self.node_names.get(share.node as usize).cloned())
+            .collect()
     }
 
     pub(crate) fn accepts_tasks(&self) -> bool {

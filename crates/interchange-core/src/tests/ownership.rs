@@ -249,3 +249,32 @@ fn a_manager_counts_only_from_the_identity_that_registered_it() {
     sim.manager_results("m1@manager", vec![completed(1)]);
     sim.check(vec![results("c@default", vec![forwarded(completed(1), 1)])]);
 }
+
+/// The ids `tasks` lists for `name`.
+fn listed(sim: &mut Sim, name: &str) -> Vec<TaskId> {
+    sim.command(name, 997, Command::Tasks { state: None });
+    match sim.drain().as_slice() {
+        [Output::ToClient(
+            to,
+            ToClient::Reply {
+                request_id: 997,
+                reply: Reply::Tasks { tasks },
+            },
+        )] if *to == peer(name) => tasks.iter().map(|task| task.task_id).collect(),
+        other => panic!("expected one tasks reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_listing_shows_an_identity_its_own_tasks_and_an_admin_every_task() {
+    let mut sim = Sim::new()
+        .with_client("a@alice")
+        .with_client("b@bob")
+        .with_client("d@default");
+    sim.submit("a@alice", 1, vec![submission(1, nodes(1))]);
+    sim.submit("b@bob", 1, vec![submission(2, nodes(1))]);
+    sim.drain();
+    assert_eq!(listed(&mut sim, "a@alice"), vec![task_id(1)]);
+    assert_eq!(listed(&mut sim, "b@bob"), vec![task_id(2)]);
+    assert_eq!(listed(&mut sim, "d@default"), vec![task_id(1), task_id(2)]);
+}

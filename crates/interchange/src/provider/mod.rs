@@ -252,7 +252,7 @@ impl Provider {
         }
         self.core
             .handle_tick(now, &core.demand(), &core.managers_view());
-        self.perform(core);
+        self.perform(now, core);
     }
 
     /// Cancels every block and waits (bounded) for the worker to finish.
@@ -261,7 +261,7 @@ impl Provider {
             self.handle_answer(now, answer);
         }
         self.core.handle_shutdown();
-        self.perform(core);
+        self.perform(now, core);
         self.shell.stop(STOP_BOUND);
     }
 
@@ -275,7 +275,7 @@ impl Provider {
         }
     }
 
-    fn perform(&mut self, core: &mut Core) {
+    fn perform(&mut self, now: Time, core: &mut Core) {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Drain {
@@ -291,7 +291,7 @@ impl Provider {
             }
         }
         if self.core.take_changed() {
-            core.set_blocks(self.core.blocks());
+            core.set_blocks(now, self.core.blocks());
         }
     }
 }

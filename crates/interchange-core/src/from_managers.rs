@@ -161,6 +161,7 @@ impl Core {
         // A dropped manager back under the same id starts afresh.
         self.matcher
             .clear_on(registration.manager_id, &mut self.managers);
+        self.journal_registration(&registration);
         let registered_at = self.unix(now);
         self.managers.insert(ManagerEntry::new(
             registration,

@@ -11,7 +11,9 @@ use crate::interface::{Output, PeerId, Socket, Undecodable};
 use crate::managers::{ManagerEntry, ManagerTable};
 use crate::matching::{Context, Matcher, Pass};
 use crate::tasks::{Delivery, Loss, Lost, TaskTable};
-use protocol::{BlockInfo, ErrorKind, ManagerId, TaskResult, ToClient, ToManager, UnixTime};
+use protocol::{
+    BlockInfo, ErrorKind, ManagerId, Registration, TaskResult, ToClient, ToManager, UnixTime,
+};
 use seam::{seconds_text, Time};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -39,6 +41,9 @@ pub struct Core {
     pub(crate) blocks: Vec<BlockInfo>,
     /// The latest time an input brought (the core reads no clock).
     pub(crate) now: Time,
+    /// With the journal on: the registrations of the managers, for
+    /// snapshots (`journal.rs`).
+    pub(crate) journal_managers: BTreeMap<ManagerId, Registration>,
 }
 
 impl Core {
@@ -63,6 +68,7 @@ impl Core {
             exited: false,
             blocks: Vec::new(),
             now,
+            journal_managers: BTreeMap::new(),
             config,
         }
     }

@@ -3,8 +3,14 @@
 //! This module is the one place a task changes phase: accepted or refused
 //! at submission, started on a manager, finished by its result, queued
 //! again after its manager was lost, cancelled, or cancelled by shutdown.
-//! (A journal of task state hooks in here.) Queue membership is part of a
-//! task's state, so the queue lives here too; matching only reads it.
+//! Queue membership is part of a task's state, so the queue lives here
+//! too; matching only reads it.
+//!
+//! With the journal on, every change here also queues a
+//! [`JournalRecord`] (drained by the shell through `Core::poll_journal`,
+//! written before the replies of the same turn are sent); `tasks/replay.rs`
+//! rebuilds the table from such records, and writes the records that
+//! describe it (a snapshot, for compaction).
 //!
 //! A task's record is internal: what the client asked to run
 //! ([`TaskSpec`], validated), its queue key (kept, so that a retry keeps
@@ -18,12 +24,16 @@ use crate::interface::PeerId;
 use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
-    ErrorKind, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult, TaskState,
-    TaskSubmission,
+    ErrorKind, JournalRecord, ManagerId, NodeShare, QueuedTask, TaskDispatch, TaskId,
+    TaskResources, TaskResult, TaskState, TaskSubmission,
 };
 use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
+
+mod replay;
+
+pub(crate) use replay::Replay;
 
 /// What a client asked to run, with its resources validated.
 #[derive(Debug)]
@@ -55,8 +65,10 @@ struct Unfinished {
     attempts: u32,
     /// Where it runs; `None` while it is queued.
     running: Option<Running>,
-    /// When it was submitted, and when it last entered the queue.
+    /// When it was submitted (on the core's clock and the wall clock), and
+    /// when it last entered the queue.
     submitted_at: Time,
+    submitted_at_unix: protocol::UnixTime,
     queued_at: Time,
 }
 
@@ -169,6 +181,8 @@ pub(crate) struct TaskTable {
     counters: TaskCounters,
     now: Time,
     now_unix: protocol::UnixTime,
+    /// The journal records not yet drained; `None` with the journal off.
+    journal: Option<VecDeque<JournalRecord>>,
 }
 
 impl TaskTable {
@@ -190,6 +204,14 @@ impl TaskTable {
             counters: TaskCounters::default(),
             now: Time::ZERO,
             now_unix: 0.0,
+            journal: None,
+        }
+    }
+
+    /// Queues a journal record, if the journal is on.
+    fn record(&mut self, record: impl FnOnce() -> JournalRecord) {
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(record());
         }
     }
 
@@ -313,6 +335,9 @@ impl TaskTable {
                 let result = TaskResult::failed_before_start(task_id, kind, message);
                 self.count(result.state);
                 self.counters.finished(&result, None, None, self.now);
+                self.record(|| JournalRecord::Finished {
+                    result: result.clone(),
+                });
                 self.tasks.insert(
                     task_id,
                     Task {
@@ -336,6 +361,22 @@ impl TaskTable {
             input: submission.input,
         };
         self.input_bytes_held += spec.input_len();
+        let submitted_at = self.now_unix;
+        self.record(|| {
+            JournalRecord::Submitted(QueuedTask {
+                task_id,
+                command: spec.command.clone(),
+                resources: spec.resources.clone(),
+                env: spec.env.clone(),
+                cwd: spec.cwd.clone(),
+                stdout: spec.stdout.clone(),
+                stderr: spec.stderr.clone(),
+                input: spec.input.clone(),
+                sequence: key.sequence(),
+                attempts: 0,
+                submitted_at,
+            })
+        });
         self.tasks.insert(
             task_id,
             Task {
@@ -345,6 +386,7 @@ impl TaskTable {
                     attempts: 0,
                     running: None,
                     submitted_at: self.now,
+                    submitted_at_unix: submitted_at,
                     queued_at: self.now,
                 })),
                 watchers: BTreeSet::from([watcher.clone()]),
@@ -387,6 +429,13 @@ impl TaskTable {
         });
         self.counters.dispatched(task.queued_at, self.now);
         let spec = &task.spec;
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(JournalRecord::Started {
+                task_id,
+                manager_id,
+                placement: placement.clone(),
+            });
+        }
         tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes = spec.resources.num_nodes, attempt = task.attempts, backfill, "task sent");
         let dispatch = TaskDispatch {
             task_id,
@@ -439,6 +488,9 @@ impl TaskTable {
     /// Records the one result of a task; gives it with the clients that
     /// watched the task.
     pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
+        self.record(|| JournalRecord::Finished {
+            result: result.clone(),
+        });
         self.count(result.state);
         let (submitted_at, dispatched_at_unix) = match self.tasks.get(&task_id) {
             Some(Task {
@@ -528,6 +580,10 @@ impl TaskTable {
         task.queued_at = self.now;
         self.counters.requeued();
         let attempts = task.attempts;
+        self.record(|| JournalRecord::Requeued {
+            task_id,
+            retry_used: true,
+        });
         tracing::info!(
             task_id = %task_id,
             attempt = attempts + 1,
@@ -571,6 +627,10 @@ impl TaskTable {
         task.attempts = task.attempts.saturating_sub(1);
         task.queued_at = self.now;
         self.counters.requeued();
+        self.record(|| JournalRecord::Requeued {
+            task_id,
+            retry_used: false,
+        });
         tracing::info!(
             task_id = %task_id,
             manager_id = %manager_id,
@@ -593,7 +653,9 @@ impl TaskTable {
             Phase::Unfinished(unfinished) => match &mut unfinished.running {
                 Some(running) => {
                     running.cancel_requested = true;
-                    return Cancelled::Running(running.manager_id);
+                    let manager_id = running.manager_id;
+                    self.record(|| JournalRecord::CancelRequested { task_id });
+                    return Cancelled::Running(manager_id);
                 }
                 None => (&unfinished.spec.resources, unfinished.key),
             },

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod bounds;
+mod journal;
 mod metrics;
 mod unreachable;
 

@@ -70,6 +70,10 @@ pub struct QueuedTask {
     pub input: Option<Vec<u8>>,
     /// Its arrival number: with its priority, its place in the queue.
     pub sequence: u64,
+    /// Times it was already sent to a manager (written by compaction; 0
+    /// when it is first accepted).
+    #[serde(default)]
+    pub attempts: u32,
     /// When it was accepted (wall clock).
     pub submitted_at: UnixTime,
 }
@@ -94,6 +98,7 @@ mod tests {
                 stderr: None,
                 input: Some(vec![0, 1, 255]),
                 sequence: 42,
+                attempts: 0,
                 submitted_at: 1.5,
             }),
             JournalRecord::Started {

@@ -10,6 +10,8 @@
 //! - [`sockets`]: the two ROUTER sockets and the ZAP handler.
 //! - [`metrics`]: the Prometheus endpoint (`--metrics-listen`), an HTTP
 //!   thread that serves the snapshot the poll loop publishes.
+//! - [`store`]: the journal under `<run-dir>/journal/` (durable state:
+//!   framed records, group commit, compaction, torn tails dropped).
 //! - [`daemon`]: the shell, a single-threaded poll loop; [`daemon::run`] is
 //!   the one entry point for `main` and tests.
 
@@ -18,3 +20,4 @@ pub mod daemon;
 pub mod metrics;
 pub mod provider;
 pub mod sockets;
+pub mod store;

@@ -30,7 +30,7 @@ pub struct Flags {
     /// heartbeat_threshold, max_block_nodes, max_finished_results,
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
     /// max_queued_input_mib, max_message_mib, max_manager_nodes, placement, default_retries, log_level,
-    /// metrics_listen); flags
+    /// metrics_listen, journal, fresh); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
@@ -124,6 +124,18 @@ pub struct Flags {
     /// is gone, even if it was killed with SIGKILL; checked every 0.2 s.
     #[arg(long)]
     pub exit_with_parent: bool,
+    /// Start empty: discard the journal in the run directory (its queued
+    /// tasks and kept results) instead of resuming from it. Needed when
+    /// the journal is of another format version.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Keep no journal: nothing survives a restart, and replies do not
+    /// wait for the disk. By default every accepted task and every change
+    /// of a task's state is written to <run-dir>/journal/ and synced before
+    /// the client is told, and a restart with the same run directory
+    /// resumes from it (`journal = false` in the config file).
+    #[arg(long)]
+    pub no_journal: bool,
 }
 
 /// The config file: the same settings as the flags.
@@ -149,6 +161,8 @@ pub struct FileConfig {
     pub default_retries: Option<u32>,
     pub log_level: Option<String>,
     pub metrics_listen: Option<String>,
+    pub journal: Option<bool>,
+    pub fresh: Option<bool>,
     pub provider: Option<ProviderFile>,
 }
 
@@ -257,6 +271,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Stop when the parent process is gone (`--exit-with-parent`).
     pub exit_with_parent: bool,
+    /// Keep the journal under `<run_dir>/journal/` and resume from it.
+    pub journal: bool,
+    /// Discard the journal at start (`--fresh`).
+    pub fresh: bool,
 }
 
 /// What can be wrong with the settings.
@@ -600,6 +618,8 @@ impl Config {
             provider,
             metrics_listen,
             exit_with_parent: flags.exit_with_parent,
+            journal: !flags.no_journal && file.journal.unwrap_or(true),
+            fresh: flags.fresh || file.fresh.unwrap_or(false),
         })
     }
 }
@@ -841,8 +861,23 @@ mod tests {
                 provider: None,
                 metrics_listen: None,
                 exit_with_parent: false,
+                journal: true,
+                fresh: false,
             }
         );
+    }
+
+    #[test]
+    fn the_journal_is_on_unless_turned_off_and_fresh_comes_from_either() {
+        let resolve = |args: &[&str], text: &str| {
+            Config::resolve(flags(args), file(text).expect("file parses"), &home()).expect("valid")
+        };
+        let config = resolve(&[], "");
+        assert_eq!((config.journal, config.fresh), (true, false));
+        let config = resolve(&["--no-journal", "--fresh"], "");
+        assert_eq!((config.journal, config.fresh), (false, true));
+        let config = resolve(&[], "journal = false\nfresh = true\n");
+        assert_eq!((config.journal, config.fresh), (false, true));
     }
 
     #[test]

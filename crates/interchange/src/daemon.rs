@@ -7,6 +7,10 @@
 //! With `--metrics-listen`, the core's [`interchange_core::Metrics`] are
 //! published to the metrics thread after every turn (`crate::metrics`);
 //! the loop never waits for HTTP.
+//! With the journal on (the default), the core is rebuilt from the run
+//! directory's journal at start, and every turn's journal records are
+//! written and synced ([`crate::store`]) before any output of that turn is
+//! sent.
 //!
 //! [`run`] is the one entry point, for `main` and for tests.
 
@@ -14,6 +18,7 @@ use crate::config::{Config, Security};
 use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::sockets::{SendOutcome, Sockets};
+use crate::store::{Store, StoreError};
 use interchange_core::{
     decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
     SHUTDOWN_GRACE,
@@ -57,6 +62,14 @@ pub enum DaemonError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The journal cannot be read at start (another version, not a
+    /// journal, unreadable): a setup error.
+    #[error("{0}")]
+    JournalSetup(StoreError),
+    /// The journal cannot be written while running: the interchange
+    /// cannot keep its promise that accepted tasks survive, so it stops.
+    #[error("{0}")]
+    Journal(StoreError),
 }
 
 impl DaemonError {
@@ -72,6 +85,7 @@ impl DaemonError {
                 | DaemonError::Signals(_)
                 | DaemonError::Provider(_)
                 | DaemonError::Metrics(_)
+                | DaemonError::JournalSetup(_)
         )
     }
 }
@@ -200,7 +214,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let wall_clock_at_zero = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64());
-    let mut core = Core::new(
+    let (mut core, mut store) = start_core(
+        config,
         CoreConfig {
             heartbeat_period: config.heartbeat_period,
             heartbeat_threshold: config.heartbeat_threshold,
@@ -220,7 +235,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             default_retries: config.default_retries,
         },
         clock.now(),
-    );
+    )?;
     // The first snapshot is there before anyone learns the interchange is
     // ready.
     if let Some(metrics) = &metrics {
@@ -267,14 +282,75 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         provider.as_mut(),
         metrics.as_ref(),
         &clock,
+        store.as_mut(),
     );
     if let Some(provider) = provider {
         // Every block is cancelled, however the loop ended.
         provider.shutdown(clock.now(), &mut core);
-        perform(&mut core, &sockets, &clock)?;
+        perform(&mut core, &sockets, &clock, store.as_mut())?;
     }
     sockets.close(CLOSE_LINGER);
     outcome
+}
+
+/// The core: rebuilt from the journal in the run directory (after
+/// discarding it with `--fresh`), with a fresh segment holding its
+/// snapshot; or a core without a journal (`--no-journal`).
+fn start_core(
+    config: &Config,
+    core_config: CoreConfig,
+    now: Time,
+) -> Result<(Core, Option<Store>), DaemonError> {
+    if !config.journal {
+        tracing::info!(
+            "journal off (--no-journal): queued tasks and results do not survive a restart"
+        );
+        return Ok((Core::new(core_config, now), None));
+    }
+    let started = Instant::now();
+    let dir = config.run_dir.join("journal");
+    if config.fresh {
+        let n_segments = Store::discard(&dir).map_err(DaemonError::JournalSetup)?;
+        tracing::info!(
+            journal = %dir.display(),
+            n_segments,
+            "starting fresh (--fresh): the journal's tasks and results were discarded"
+        );
+    }
+    let loaded = Store::load(&dir).map_err(DaemonError::JournalSetup)?;
+    if let Some(torn) = &loaded.torn {
+        tracing::warn!(
+            path = %torn.path.display(),
+            offset = torn.offset,
+            n_bytes = torn.n_bytes,
+            "journal: dropped a torn or damaged tail (records being written when the interchange stopped)"
+        );
+    }
+    let resumed = loaded.segment.is_some();
+    let (mut core, recovery) = Core::recover(core_config, now, loaded.records);
+    let store = Store::create(&dir, loaded.segment, |sink| core.journal_snapshot(sink))
+        .map_err(DaemonError::JournalSetup)?;
+    if recovery.n_skipped > 0 {
+        tracing::warn!(
+            n_skipped = recovery.n_skipped,
+            "journal: records that did not fit the state before them were skipped"
+        );
+    }
+    if resumed {
+        tracing::info!(
+            journal = %store.path().display(),
+            n_records = recovery.n_records,
+            n_queued = recovery.n_queued,
+            n_running = recovery.n_running,
+            n_managers = recovery.n_managers,
+            n_finished = recovery.n_finished,
+            seconds = started.elapsed().as_secs_f64(),
+            "resumed from the journal"
+        );
+    } else {
+        tracing::info!(journal = %store.path().display(), "journal started (nothing to resume)");
+    }
+    Ok((core, Some(store)))
 }
 
 /// `path` made absolute (blocks run elsewhere); as given if that fails.
@@ -323,6 +399,7 @@ fn event_loop(
     mut provider: Option<&mut Provider>,
     metrics: Option<&MetricsServer>,
     clock: &Clock,
+    mut store: Option<&mut Store>,
 ) -> Result<(), DaemonError> {
     let mut extra_fds = vec![signals.read_end.as_raw_fd()];
     if let Some(provider) = &provider {
@@ -332,7 +409,7 @@ fn event_loop(
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        if perform(core, sockets, clock)? {
+        if perform(core, sockets, clock, store.as_deref_mut())? {
             tracing::info!("interchange exits");
             return Ok(());
         }
@@ -357,7 +434,7 @@ fn event_loop(
         if readiness.extra_fds.first() == Some(&true) && signals.take() {
             tracing::info!("signal received: telling managers to stop and exiting");
             core.handle_terminate(clock.now());
-            perform(core, sockets, clock)?;
+            perform(core, sockets, clock, store.as_deref_mut())?;
             return Ok(());
         }
         if readiness.zap {
@@ -380,9 +457,46 @@ fn event_loop(
     }
 }
 
-/// Sends every output of the core; true once the core said exit.
-fn perform(core: &mut Core, sockets: &Sockets, clock: &Clock) -> Result<bool, DaemonError> {
-    while let Some(output) = core.poll_output() {
+/// Writes the core's journal records (one write and one sync for all of
+/// them), then compacts the journal if it has grown enough.
+fn write_journal(core: &mut Core, store: Option<&mut Store>) -> Result<(), DaemonError> {
+    let Some(store) = store else {
+        return Ok(());
+    };
+    store
+        .append(std::iter::from_fn(|| core.poll_journal()))
+        .map_err(DaemonError::Journal)?;
+    if store.should_compact() {
+        let started = Instant::now();
+        let n_bytes_before = store.n_bytes();
+        store
+            .compact(|sink| core.journal_snapshot(sink))
+            .map_err(DaemonError::Journal)?;
+        tracing::info!(
+            n_bytes_before,
+            n_bytes = store.n_bytes(),
+            seconds = started.elapsed().as_secs_f64(),
+            "journal compacted"
+        );
+    }
+    Ok(())
+}
+
+/// Sends every output of the core, each only once the journal records
+/// queued before it are on disk; true once the core said exit.
+fn perform(
+    core: &mut Core,
+    sockets: &Sockets,
+    clock: &Clock,
+    mut store: Option<&mut Store>,
+) -> Result<bool, DaemonError> {
+    loop {
+        // Group commit: the records of the whole turn at once; again only
+        // if handling an unreachable peer below changed state.
+        write_journal(core, store.as_deref_mut())?;
+        let Some(output) = core.poll_output() else {
+            break;
+        };
         match output {
             Output::Exit => return Ok(true),
             Output::ToClient(peer, message) => {

@@ -115,9 +115,23 @@ impl Scenario {
         manager_listen: &str,
         extra: &[&str],
     ) -> Interchange {
+        let run_dir = self.file(&format!("{name}-run"));
+        self.start_interchange_in(name, &run_dir, security, manager_listen, extra)
+    }
+
+    /// Starts an interchange named `name` (its log `<name>.log`) on the run
+    /// directory `run_dir`, as a restart of an earlier one would.
+    pub fn start_interchange_in(
+        &self,
+        name: &str,
+        run_dir: &Path,
+        security: &Security,
+        manager_listen: &str,
+        extra: &[&str],
+    ) -> Interchange {
         let mut args = vec![
             "--run-dir".to_owned(),
-            self.file(&format!("{name}-run")).display().to_string(),
+            run_dir.display().to_string(),
             "--client-listen".to_owned(),
             "tcp://127.0.0.1:0".to_owned(),
             "--manager-listen".to_owned(),

@@ -38,6 +38,10 @@ struct CommonArgs {
     /// Keep the temporary directory with every process's log.
     #[arg(long)]
     keep: bool,
+    /// Run the interchange without its journal (`interchange
+    /// --no-journal`); it is on by default, as in production.
+    #[arg(long)]
+    no_journal: bool,
 }
 
 impl CommonArgs {
@@ -50,6 +54,11 @@ impl CommonArgs {
             curve: !self.insecure,
             out_dir: self.out.clone(),
             keep: self.keep,
+            interchange_args: if self.no_journal {
+                vec!["--no-journal".to_owned()]
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -106,6 +115,34 @@ enum Commands {
         /// Load generator threads (at least one per 1,000 managers).
         #[arg(long, default_value_t = 2)]
         loadgen_threads: usize,
+    },
+    /// Benchmark 6: the journal's cost. Benchmark 1's run with the journal
+    /// on and off, alternating; then recovery of queued tasks after kill -9.
+    Durability {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Pairs of runs (journal on, journal off).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 100)]
+        managers: usize,
+        /// Tasks measured per run.
+        #[arg(long, default_value_t = 200_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 20_000)]
+        window: usize,
+        #[arg(long, default_value_t = 16_384)]
+        capacity: u32,
+        #[arg(long, default_value_t = 2)]
+        loadgen_threads: usize,
+        /// Tasks queued before the kill -9; 0 skips the recovery part.
+        #[arg(long, default_value_t = 1_000_000)]
+        queued: usize,
+        /// Tasks per submit while queueing them.
+        #[arg(long, default_value_t = 10_000)]
+        queue_batch: usize,
     },
     /// Benchmark 3: a pool-manager's memory while it runs `sleep` tasks,
     /// one per node.
@@ -205,6 +242,32 @@ fn run(cli: Cli) -> Result<()> {
                 loadgen_threads: loadgen_threads.max(1),
             };
             scenarios::scale::run(&common.common()?, &settings)?;
+            Ok(())
+        }
+        Commands::Durability {
+            common,
+            rounds,
+            managers,
+            tasks,
+            batch,
+            window,
+            capacity,
+            loadgen_threads,
+            queued,
+            queue_batch,
+        } => {
+            let settings = scenarios::durability::Settings {
+                rounds: rounds.max(1),
+                managers: managers.max(1),
+                tasks: tasks.max(1),
+                batch: batch.max(1),
+                window,
+                capacity: capacity.max(1),
+                loadgen_threads: loadgen_threads.max(1),
+                queued,
+                queue_batch: queue_batch.max(1),
+            };
+            scenarios::durability::run(&common.common()?, &settings)?;
             Ok(())
         }
         Commands::Memory {

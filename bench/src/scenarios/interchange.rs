@@ -70,7 +70,7 @@ pub fn run_once(
         workspace.path(),
         name,
         keys,
-        &[],
+        &common.interchange_args,
     )?);
     let interchange = &started_interchange.0;
     let ticks = procfs::clock_ticks();

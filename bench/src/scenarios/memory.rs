@@ -46,8 +46,13 @@ fn memory_json(memory: Memory, n_processes: usize) -> Value {
 pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     let workspace = Workspace::new("memory", common)?;
     let keys = workspace.keys.as_deref();
-    let mut interchange =
-        daemons::start_interchange(&common.bin_dir, workspace.path(), "interchange", keys, &[])?;
+    let mut interchange = daemons::start_interchange(
+        &common.bin_dir,
+        workspace.path(),
+        "interchange",
+        keys,
+        &common.interchange_args,
+    )?;
     let nodes: Vec<String> = (0..settings.tasks)
         .map(|node| format!("node{node}"))
         .collect();

@@ -2,6 +2,7 @@
 //! (also printed as a table).
 
 pub mod codec;
+pub mod durability;
 pub mod interchange;
 pub mod memory;
 pub mod scale;
@@ -20,6 +21,8 @@ pub struct Common {
     pub out_dir: PathBuf,
     /// Keep the temporary directory (logs) after the run.
     pub keep: bool,
+    /// Flags every interchange of the scenario gets (`--no-journal`).
+    pub interchange_args: Vec<String>,
 }
 
 /// A temporary directory for one scenario, with a key directory when CURVE

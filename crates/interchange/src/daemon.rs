@@ -15,10 +15,11 @@
 //! [`run`] is the one entry point, for `main` and for tests.
 
 use crate::config::{Config, Security};
+use crate::durable::Durable;
 use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::sockets::{SendOutcome, Sockets};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use interchange_core::{
     decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
     SHUTDOWN_GRACE,
@@ -214,7 +215,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let wall_clock_at_zero = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64());
-    let (mut core, mut store) = start_core(
+    let (mut core, mut durable) = Durable::start(
         config,
         CoreConfig {
             heartbeat_period: config.heartbeat_period,
@@ -282,75 +283,15 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         provider.as_mut(),
         metrics.as_ref(),
         &clock,
-        store.as_mut(),
+        &mut durable,
     );
     if let Some(provider) = provider {
         // Every block is cancelled, however the loop ended.
         provider.shutdown(clock.now(), &mut core);
-        perform(&mut core, &sockets, &clock, store.as_mut())?;
+        perform_all(&mut core, &sockets, &clock, &mut durable)?;
     }
     sockets.close(CLOSE_LINGER);
     outcome
-}
-
-/// The core: rebuilt from the journal in the run directory (after
-/// discarding it with `--fresh`), with a fresh segment holding its
-/// snapshot; or a core without a journal (`--no-journal`).
-fn start_core(
-    config: &Config,
-    core_config: CoreConfig,
-    now: Time,
-) -> Result<(Core, Option<Store>), DaemonError> {
-    if !config.journal {
-        tracing::info!(
-            "journal off (--no-journal): queued tasks and results do not survive a restart"
-        );
-        return Ok((Core::new(core_config, now), None));
-    }
-    let started = Instant::now();
-    let dir = config.run_dir.join("journal");
-    if config.fresh {
-        let n_segments = Store::discard(&dir).map_err(DaemonError::JournalSetup)?;
-        tracing::info!(
-            journal = %dir.display(),
-            n_segments,
-            "starting fresh (--fresh): the journal's tasks and results were discarded"
-        );
-    }
-    let loaded = Store::load(&dir).map_err(DaemonError::JournalSetup)?;
-    if let Some(torn) = &loaded.torn {
-        tracing::warn!(
-            path = %torn.path.display(),
-            offset = torn.offset,
-            n_bytes = torn.n_bytes,
-            "journal: dropped a torn or damaged tail (records being written when the interchange stopped)"
-        );
-    }
-    let resumed = loaded.segment.is_some();
-    let (mut core, recovery) = Core::recover(core_config, now, loaded.records);
-    let store = Store::create(&dir, loaded.segment, |sink| core.journal_snapshot(sink))
-        .map_err(DaemonError::JournalSetup)?;
-    if recovery.n_skipped > 0 {
-        tracing::warn!(
-            n_skipped = recovery.n_skipped,
-            "journal: records that did not fit the state before them were skipped"
-        );
-    }
-    if resumed {
-        tracing::info!(
-            journal = %store.path().display(),
-            n_records = recovery.n_records,
-            n_queued = recovery.n_queued,
-            n_running = recovery.n_running,
-            n_managers = recovery.n_managers,
-            n_finished = recovery.n_finished,
-            seconds = started.elapsed().as_secs_f64(),
-            "resumed from the journal"
-        );
-    } else {
-        tracing::info!(journal = %store.path().display(), "journal started (nothing to resume)");
-    }
-    Ok((core, Some(store)))
 }
 
 /// `path` made absolute (blocks run elsewhere); as given if that fails.
@@ -399,17 +340,20 @@ fn event_loop(
     mut provider: Option<&mut Provider>,
     metrics: Option<&MetricsServer>,
     clock: &Clock,
-    mut store: Option<&mut Store>,
+    durable: &mut Durable,
 ) -> Result<(), DaemonError> {
     let mut extra_fds = vec![signals.read_end.as_raw_fd()];
     if let Some(provider) = &provider {
         extra_fds.push(provider.wake_fd());
     }
+    // Last: the journal writer's wake-up (held outputs may go).
+    let journal_fd = durable.wake_fd();
+    extra_fds.extend(journal_fd);
     loop {
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        if perform(core, sockets, clock, store.as_deref_mut())? {
+        if perform(core, sockets, clock, durable)? {
             tracing::info!("interchange exits");
             return Ok(());
         }
@@ -434,8 +378,11 @@ fn event_loop(
         if readiness.extra_fds.first() == Some(&true) && signals.take() {
             tracing::info!("signal received: telling managers to stop and exiting");
             core.handle_terminate(clock.now());
-            perform(core, sockets, clock, store.as_deref_mut())?;
+            perform_all(core, sockets, clock, durable)?;
             return Ok(());
+        }
+        if journal_fd.is_some() && readiness.extra_fds.last() == Some(&true) {
+            durable.take_wake();
         }
         if readiness.zap {
             if let Err(error) = sockets.handle_zap() {
@@ -457,44 +404,39 @@ fn event_loop(
     }
 }
 
-/// Writes the core's journal records (one write and one sync for all of
-/// them), then compacts the journal if it has grown enough.
-fn write_journal(core: &mut Core, store: Option<&mut Store>) -> Result<(), DaemonError> {
-    let Some(store) = store else {
-        return Ok(());
-    };
-    store
-        .append(std::iter::from_fn(|| core.poll_journal()))
-        .map_err(DaemonError::Journal)?;
-    if store.should_compact() {
-        let started = Instant::now();
-        let n_bytes_before = store.n_bytes();
-        store
-            .compact(|sink| core.journal_snapshot(sink))
-            .map_err(DaemonError::Journal)?;
-        tracing::info!(
-            n_bytes_before,
-            n_bytes = store.n_bytes(),
-            seconds = started.elapsed().as_secs_f64(),
-            "journal compacted"
-        );
+/// Performs [`perform`] until no output is held, waiting for the journal
+/// (at exit); true once the core said exit.
+fn perform_all(
+    core: &mut Core,
+    sockets: &Sockets,
+    clock: &Clock,
+    durable: &mut Durable,
+) -> Result<bool, DaemonError> {
+    loop {
+        if perform(core, sockets, clock, durable)? {
+            return Ok(true);
+        }
+        if durable.is_idle() {
+            return Ok(false);
+        }
+        durable.flush().map_err(DaemonError::Journal)?;
     }
-    Ok(())
 }
 
-/// Sends every output of the core, each only once the journal records
-/// queued before it are on disk; true once the core said exit.
+/// Hands the core's journal records to the writer and performs every
+/// output whose records are on disk (the others wait for a later call);
+/// true once the core said exit.
 fn perform(
     core: &mut Core,
     sockets: &Sockets,
     clock: &Clock,
-    mut store: Option<&mut Store>,
+    durable: &mut Durable,
 ) -> Result<bool, DaemonError> {
     loop {
-        // Group commit: the records of the whole turn at once; again only
+        // Group commit: the records of the whole turn as one batch; again
         // if handling an unreachable peer below changed state.
-        write_journal(core, store.as_deref_mut())?;
-        let Some(output) = core.poll_output() else {
+        durable.collect(core).map_err(DaemonError::Journal)?;
+        let Some(output) = durable.next_output().map_err(DaemonError::Journal)? else {
             break;
         };
         match output {
@@ -522,6 +464,9 @@ fn perform(
             }
         }
     }
+    durable
+        .compact_if_grown(core)
+        .map_err(DaemonError::Journal)?;
     Ok(false)
 }
 

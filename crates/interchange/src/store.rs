@@ -79,6 +79,8 @@ pub struct Loaded {
     pub torn: Option<TornTail>,
     /// The newest segment's number; `None` without any.
     pub segment: Option<u64>,
+    /// Its length up to the end of the last whole record.
+    pub n_bytes: u64,
 }
 
 /// The open journal: the newest segment, appended to.
@@ -208,11 +210,19 @@ impl Store {
         let Some(&segment) = segments(dir)?.last() else {
             return Ok(Loaded::default());
         };
-        let (records, torn) = read_segment(&dir.join(segment_name(segment)))?;
+        let path = dir.join(segment_name(segment));
+        let (records, torn) = read_segment(&path)?;
+        let n_bytes = match &torn {
+            Some(torn) => torn.offset,
+            None => std::fs::metadata(&path)
+                .map_err(StoreError::io(&path))?
+                .len(),
+        };
         Ok(Loaded {
             records,
             torn,
             segment: Some(segment),
+            n_bytes,
         })
     }
 
@@ -284,6 +294,44 @@ impl Store {
         })
     }
 
+    /// Appends to segment `segment` of `dir` as it was loaded: a torn tail
+    /// is cut off (at `n_bytes`, synced), and the segment counts as
+    /// compacted when it held `snapshot_bytes`.
+    pub fn reopen(
+        dir: &Path,
+        segment: u64,
+        n_bytes: u64,
+        snapshot_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        let path = dir.join(segment_name(segment));
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(StoreError::io(&path))?;
+        let length = file.metadata().map_err(StoreError::io(&path))?.len();
+        if length != n_bytes {
+            file.set_len(n_bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(StoreError::io(&path))?;
+        }
+        for older in segments(dir)?
+            .into_iter()
+            .filter(|number| *number < segment)
+        {
+            let older = dir.join(segment_name(older));
+            std::fs::remove_file(&older).map_err(StoreError::io(&older))?;
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            segment,
+            path,
+            file,
+            n_bytes,
+            snapshot_bytes,
+            buffer: Vec::new(),
+        })
+    }
+
     /// Writes `records` with one write and one `fdatasync`; nothing at all
     /// when there are none.
     pub fn append(
@@ -339,3 +387,4 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+pub mod writer;

@@ -170,3 +170,54 @@ fn another_version_or_a_foreign_file_is_refused_with_a_hint() {
     assert_eq!(Store::discard(dir.path()).expect("discard"), 1);
     assert!(Store::load(dir.path()).expect("load").segment.is_none());
 }
+
+#[test]
+fn reopening_cuts_a_torn_tail_and_appends_after_it() {
+    let dir = temp_dir();
+    let store = written(dir.path());
+    let path = store.path().to_path_buf();
+    drop(store);
+    let whole = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &whole[..whole.len() - 3]).expect("write");
+    let loaded = Store::load(dir.path()).expect("load");
+    assert_eq!(loaded.records, records(0..6));
+    let segment = loaded.segment.expect("a segment");
+    let mut store = Store::reopen(dir.path(), segment, loaded.n_bytes, 0).expect("reopen");
+    store.append(records(20..21)).expect("append");
+    let loaded = Store::load(dir.path()).expect("load");
+    let mut expected = records(0..6);
+    expected.extend(records(20..21));
+    assert_eq!((loaded.records, loaded.torn), (expected, None));
+}
+
+#[test]
+fn the_writer_makes_batches_durable_in_order_and_gives_the_store_back() {
+    let dir = temp_dir();
+    let store = Store::create(dir.path(), None, |_| {}).expect("create");
+    let mut writer = writer::JournalWriter::start(store, 7).expect("start");
+    assert_eq!(writer.durable().expect("durable"), 7);
+    assert_eq!(writer.submit(Vec::new()).expect("nothing"), 7);
+    assert_eq!(writer.submit(records(0..3)).expect("submit"), 8);
+    assert_eq!(writer.submit(records(3..5)).expect("submit"), 9);
+    writer.flush().expect("flush");
+    assert_eq!(writer.durable().expect("durable"), 9);
+    assert_eq!(Store::load(dir.path()).expect("load").records, records(0..5));
+    writer.submit(records(5..6)).expect("submit");
+    let mut store = writer.stop().expect("stop");
+    store.append(records(6..7)).expect("append");
+    assert_eq!(Store::load(dir.path()).expect("load").records, records(0..7));
+}
+
+#[test]
+fn the_gate_holds_items_until_their_batch_is_durable_and_keeps_their_order() {
+    let mut gate = writer::Gate::default();
+    gate.push(0, "a");
+    gate.push(2, "b");
+    gate.push(1, "c");
+    assert_eq!(gate.pop(0), Some("a"));
+    // "c" waits behind "b", whose batch is not durable.
+    assert_eq!(gate.pop(1), None);
+    assert_eq!(gate.pop(2), Some("b"));
+    assert_eq!(gate.pop(2), Some("c"));
+    assert!(gate.is_empty());
+}

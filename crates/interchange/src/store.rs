@@ -127,7 +127,7 @@ fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
 
 /// Appends one frame holding `record` to `buffer`.
 fn frame(buffer: &mut Vec<u8>, record: &JournalRecord) {
-    let payload = protocol::encode(record);
+    let payload = protocol::encode_compact(record);
     let length = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     buffer.extend_from_slice(&length.to_le_bytes());
     buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());

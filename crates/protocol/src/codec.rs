@@ -25,6 +25,13 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(message).unwrap_or_default()
 }
 
+/// Encodes a record compactly: a msgpack array of its fields in
+/// declaration order, without their names (the interchange's journal,
+/// where size and speed matter and the reader is always this crate).
+pub fn encode_compact<T: Serialize>(record: &T) -> Vec<u8> {
+    rmp_serde::to_vec(record).unwrap_or_default()
+}
+
 /// Decodes one message.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     rmp_serde::from_slice(bytes).map_err(|error| DecodeError {

@@ -9,8 +9,10 @@
 //! (length, CRC-32) into segment files. `proto/JOURNAL.md` is the normative
 //! description of the files and of [`JOURNAL_VERSION`].
 //!
-//! Records are msgpack maps with a `type` key, like the wire messages, and
-//! are encoded with [`crate::codec`].
+//! Records are encoded with [`crate::codec::encode_compact`]: msgpack
+//! arrays of their fields in declaration order, the first the record's
+//! `type` (smaller and faster than the wire's named maps; the journal is
+//! read only by this crate), and decoded with [`crate::codec::decode`].
 
 use crate::ids::{ManagerId, TaskId};
 use crate::messages::{NodeShare, Registration, TaskResult, UnixTime};
@@ -81,7 +83,7 @@ pub struct QueuedTask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode};
+    use crate::codec::{decode, encode_compact};
     use crate::messages::TaskState;
 
     #[test]
@@ -116,7 +118,7 @@ mod tests {
             },
         ];
         for record in records {
-            let bytes = encode(&record);
+            let bytes = encode_compact(&record);
             assert_eq!(decode::<JournalRecord>(&bytes), Ok(record));
         }
     }
@@ -128,7 +130,7 @@ mod tests {
             #[serde(rename = "type")]
             kind: &'static str,
         }
-        let bytes = encode(&Other { kind: "moved" });
+        let bytes = encode_compact(&Other { kind: "moved" });
         assert!(decode::<JournalRecord>(&bytes).is_err());
     }
 }

@@ -62,7 +62,8 @@ fn a_torn_tail_is_dropped_and_named_at_every_cut() {
     let path = store.path().to_path_buf();
     drop(store);
     let whole = std::fs::read(&path).expect("read");
-    let last_frame = whole.len() - (FRAME_HEADER_BYTES + protocol::encode(&finished(6)).len());
+    let last_frame =
+        whole.len() - (FRAME_HEADER_BYTES + protocol::encode_compact(&finished(6)).len());
     // Cut anywhere inside the last frame: the six records before it stay.
     for cut in last_frame..whole.len() {
         std::fs::write(&path, &whole[..cut]).expect("write");
@@ -83,7 +84,7 @@ fn a_crc_mismatch_drops_that_frame_and_the_rest() {
     let store = written(dir.path());
     let path = store.path().to_path_buf();
     drop(store);
-    let one_frame = FRAME_HEADER_BYTES + protocol::encode(&finished(0)).len();
+    let one_frame = FRAME_HEADER_BYTES + protocol::encode_compact(&finished(0)).len();
     // Flip a byte in the payload of the fourth frame (record 3).
     let offset = HEADER_BYTES + 3 * one_frame + FRAME_HEADER_BYTES + 2;
     let mut file = OpenOptions::new()
@@ -201,11 +202,17 @@ fn the_writer_makes_batches_durable_in_order_and_gives_the_store_back() {
     assert_eq!(writer.submit(records(3..5)).expect("submit"), 9);
     writer.flush().expect("flush");
     assert_eq!(writer.durable().expect("durable"), 9);
-    assert_eq!(Store::load(dir.path()).expect("load").records, records(0..5));
+    assert_eq!(
+        Store::load(dir.path()).expect("load").records,
+        records(0..5)
+    );
     writer.submit(records(5..6)).expect("submit");
     let mut store = writer.stop().expect("stop");
     store.append(records(6..7)).expect("append");
-    assert_eq!(Store::load(dir.path()).expect("load").records, records(0..7));
+    assert_eq!(
+        Store::load(dir.path()).expect("load").records,
+        records(0..7)
+    );
 }
 
 #[test]

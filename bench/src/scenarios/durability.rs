@@ -4,7 +4,7 @@
 //! ratio of the throughputs. (b) Recovery: an interchange queues 1,000,000
 //! tasks, is killed with SIGKILL, and a new one on the same run directory
 //! resumes them; the figures are the recovery time the interchange logs
-//! (read, replay, new snapshot) and the time from its start to its ready
+//! (`seconds=`: read, replay, reopen) and the time from its start to its ready
 //! line.
 
 use super::{interchange, scale, Common, Workspace};
@@ -175,7 +175,7 @@ fn recover(common: &Common, workspace: &Workspace, settings: &Settings) -> Resul
     let logged_s = log
         .lines()
         .find(|line| line.contains("resumed from the journal"))
-        .and_then(|line| line.split("seconds=").nth(1))
+        .and_then(|line| line.split(" seconds=").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|number| number.parse::<f64>().ok())
         .with_context(|| format!("no recovery line in {}", log_path.display()))?;

@@ -52,6 +52,29 @@ impl TaskSpec {
     fn input_len(&self) -> u64 {
         self.input.as_ref().map_or(0, |input| input.len() as u64)
     }
+
+    /// The task as the journal records it.
+    fn queued(
+        &self,
+        task_id: TaskId,
+        key: QueueKey,
+        attempts: u32,
+        submitted_at: protocol::UnixTime,
+    ) -> QueuedTask {
+        QueuedTask {
+            task_id,
+            command: self.command.clone(),
+            resources: self.resources.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            input: self.input.clone(),
+            sequence: key.sequence(),
+            attempts,
+            submitted_at,
+        }
+    }
 }
 
 /// An unfinished task: queued, or running on a manager.
@@ -360,40 +383,40 @@ impl TaskTable {
             stderr: submission.stderr,
             input: submission.input,
         };
-        self.input_bytes_held += spec.input_len();
         let submitted_at = self.now_unix;
-        self.record(|| {
-            JournalRecord::Submitted(QueuedTask {
-                task_id,
-                command: spec.command.clone(),
-                resources: spec.resources.clone(),
-                env: spec.env.clone(),
-                cwd: spec.cwd.clone(),
-                stdout: spec.stdout.clone(),
-                stderr: spec.stderr.clone(),
-                input: spec.input.clone(),
-                sequence: key.sequence(),
-                attempts: 0,
-                submitted_at,
-            })
-        });
+        self.record(|| JournalRecord::Submitted(spec.queued(task_id, key, 0, submitted_at)));
+        let watchers = BTreeSet::from([watcher.clone()]);
+        self.insert_queued(task_id, spec, key, 0, submitted_at, watchers);
+        tracing::debug!(task_id = %task_id, num_nodes, "task queued");
+        Ok(())
+    }
+
+    /// Adds a task queued under `key` (already in the queue).
+    fn insert_queued(
+        &mut self,
+        task_id: TaskId,
+        spec: TaskSpec,
+        key: QueueKey,
+        attempts: u32,
+        submitted_at_unix: protocol::UnixTime,
+        watchers: BTreeSet<PeerId>,
+    ) {
+        self.input_bytes_held += spec.input_len();
         self.tasks.insert(
             task_id,
             Task {
                 phase: Phase::Unfinished(Box::new(Unfinished {
                     spec,
                     key,
-                    attempts: 0,
+                    attempts,
                     running: None,
                     submitted_at: self.now,
-                    submitted_at_unix: submitted_at,
+                    submitted_at_unix,
                     queued_at: self.now,
                 })),
-                watchers: BTreeSet::from([watcher.clone()]),
+                watchers,
             },
         );
-        tracing::debug!(task_id = %task_id, num_nodes, "task queued");
-        Ok(())
     }
 
     // -----------------------------------------------------------------

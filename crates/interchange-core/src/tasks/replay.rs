@@ -128,21 +128,13 @@ impl TaskTable {
             stderr: queued.stderr,
             input: queued.input,
         };
-        self.input_bytes_held += spec.input_len();
-        self.tasks.insert(
+        self.insert_queued(
             task_id,
-            Task {
-                phase: Phase::Unfinished(Box::new(Unfinished {
-                    spec,
-                    key,
-                    attempts: queued.attempts,
-                    running: None,
-                    submitted_at: self.now,
-                    submitted_at_unix: queued.submitted_at,
-                    queued_at: self.now,
-                })),
-                watchers: BTreeSet::new(),
-            },
+            spec,
+            key,
+            queued.attempts,
+            queued.submitted_at,
+            BTreeSet::new(),
         );
         true
     }
@@ -249,24 +241,17 @@ impl TaskTable {
                 placement_of(task_id, running.manager_id)
                     .map(|placement| (running.manager_id, placement, running.cancel_requested))
             });
-            let spec = &task.spec;
-            sink(JournalRecord::Submitted(QueuedTask {
+            let attempts = if started.is_some() {
+                task.attempts.saturating_sub(1)
+            } else {
+                task.attempts
+            };
+            sink(JournalRecord::Submitted(task.spec.queued(
                 task_id,
-                command: spec.command.clone(),
-                resources: spec.resources.clone(),
-                env: spec.env.clone(),
-                cwd: spec.cwd.clone(),
-                stdout: spec.stdout.clone(),
-                stderr: spec.stderr.clone(),
-                input: spec.input.clone(),
-                sequence: key.sequence(),
-                attempts: if started.is_some() {
-                    task.attempts.saturating_sub(1)
-                } else {
-                    task.attempts
-                },
-                submitted_at: task.submitted_at_unix,
-            }));
+                key,
+                attempts,
+                task.submitted_at_unix,
+            )));
             if let Some((manager_id, placement, cancel_requested)) = started {
                 sink(JournalRecord::Started {
                     task_id,

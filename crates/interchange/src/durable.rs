@@ -115,7 +115,13 @@ impl Durable {
     pub fn collect(&mut self, core: &mut Core) -> Result<(), StoreError> {
         let after = match &mut self.writer {
             None => 0,
-            Some(writer) => writer.submit(std::iter::from_fn(|| core.poll_journal()).collect())?,
+            Some(writer) => {
+                let mut frames = Vec::new();
+                while let Some(record) = core.poll_journal() {
+                    crate::store::frame(&mut frames, &record);
+                }
+                writer.submit(frames)?
+            }
         };
         while let Some(output) = core.poll_output() {
             self.gate.push(after, output);

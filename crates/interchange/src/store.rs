@@ -126,12 +126,15 @@ fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
 }
 
 /// Appends one frame holding `record` to `buffer`.
-fn frame(buffer: &mut Vec<u8>, record: &JournalRecord) {
-    let payload = protocol::encode_compact(record);
+pub fn frame(buffer: &mut Vec<u8>, record: &JournalRecord) {
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+    protocol::encode_compact_into(buffer, record);
+    let payload = &buffer[start + FRAME_HEADER_BYTES..];
     let length = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    buffer.extend_from_slice(&length.to_le_bytes());
-    buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    buffer.extend_from_slice(&payload);
+    let crc = crc32fast::hash(payload);
+    buffer[start..start + 4].copy_from_slice(&length.to_le_bytes());
+    buffer[start + 4..start + FRAME_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn header() -> [u8; HEADER_BYTES] {
@@ -338,24 +341,35 @@ impl Store {
         &mut self,
         records: impl IntoIterator<Item = JournalRecord>,
     ) -> Result<usize, StoreError> {
-        self.buffer.clear();
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
         let mut n_records = 0;
         for record in records {
-            frame(&mut self.buffer, &record);
+            frame(&mut buffer, &record);
             n_records += 1;
         }
-        if n_records == 0 {
-            return Ok(0);
+        let outcome = self.append_frames(&[&buffer]);
+        if buffer.capacity() <= 16 << 20 {
+            self.buffer = buffer;
         }
-        self.file
-            .write_all(&self.buffer)
-            .and_then(|()| self.file.sync_data())
-            .map_err(StoreError::io(&self.path))?;
-        self.n_bytes += self.buffer.len() as u64;
-        if self.buffer.capacity() > 16 << 20 {
-            self.buffer = Vec::new();
+        outcome.map(|()| n_records)
+    }
+
+    /// Writes frames made by [`frame`] and syncs once; nothing at all when
+    /// they are empty.
+    pub fn append_frames(&mut self, groups: &[&[u8]]) -> Result<(), StoreError> {
+        let n_bytes: usize = groups.iter().map(|group| group.len()).sum();
+        if n_bytes == 0 {
+            return Ok(());
         }
-        Ok(n_records)
+        for group in groups {
+            self.file
+                .write_all(group)
+                .map_err(StoreError::io(&self.path))?;
+        }
+        self.file.sync_data().map_err(StoreError::io(&self.path))?;
+        self.n_bytes += n_bytes as u64;
+        Ok(())
     }
 
     /// Whether the segment has grown enough to be compacted.

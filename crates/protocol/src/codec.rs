@@ -29,7 +29,18 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 /// declaration order, without their names (the interchange's journal,
 /// where size and speed matter and the reader is always this crate).
 pub fn encode_compact<T: Serialize>(record: &T) -> Vec<u8> {
-    rmp_serde::to_vec(record).unwrap_or_default()
+    let mut bytes = Vec::new();
+    encode_compact_into(&mut bytes, record);
+    bytes
+}
+
+/// [`encode_compact`], appending to `buffer` (no allocation of its own).
+pub fn encode_compact_into<T: Serialize>(buffer: &mut Vec<u8>, record: &T) {
+    let start = buffer.len();
+    if rmp_serde::encode::write(buffer, record).is_err() {
+        // Unreachable for this crate's types, as in `encode`.
+        buffer.truncate(start);
+    }
 }
 
 /// Decodes one message.

@@ -30,7 +30,9 @@ pub mod messages;
 pub mod ready;
 pub mod spec;
 
-pub use codec::{decode, encode, encode_compact, peek_handshake, DecodeError, Handshake};
+pub use codec::{
+    decode, encode, encode_compact, encode_compact_into, peek_handshake, DecodeError, Handshake,
+};
 pub use ids::{ManagerId, TaskId};
 pub use journal::{JournalRecord, QueuedTask, JOURNAL_MAGIC, JOURNAL_VERSION};
 pub use limits::{LimitError, NodeNameError};

@@ -1,6 +1,6 @@
-//! Group commit off the poll loop: a thread that owns the [`Store`],
-//! encodes the records it is given and writes them with one `write` and one
-//! `fdatasync` per group, and the gate that holds the loop's outputs until
+//! Group commit off the poll loop: a thread that owns the [`Store`] and
+//! writes the framed records it is given (encoded on the loop's thread, so
+//! no record crosses threads) with one `fdatasync` per group, and the gate that holds the loop's outputs until
 //! the records queued before them are on disk.
 //!
 //! The loop hands each turn's records to [`JournalWriter::submit`] (a
@@ -14,7 +14,6 @@
 //! messages to a peer keep their order.
 
 use super::{Store, StoreError};
-use protocol::JournalRecord;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -36,7 +35,7 @@ struct Shared {
 /// The writer thread and its wake-up socket.
 #[derive(Debug)]
 pub struct JournalWriter {
-    sender: Option<Sender<(u64, Vec<JournalRecord>)>>,
+    sender: Option<Sender<(u64, Vec<u8>)>>,
     thread: Option<JoinHandle<Store>>,
     shared: Arc<Shared>,
     wake: UnixStream,
@@ -72,15 +71,16 @@ impl JournalWriter {
         })
     }
 
-    /// Queues `records` (none: nothing happens); gives the number of the
+    /// Queues `frames` (records framed with [`super::frame`] on the
+    /// caller's thread; none: nothing happens); gives the number of the
     /// last batch submitted, which outputs of this turn wait for.
-    pub fn submit(&mut self, records: Vec<JournalRecord>) -> Result<u64, StoreError> {
-        if !records.is_empty() {
+    pub fn submit(&mut self, frames: Vec<u8>) -> Result<u64, StoreError> {
+        if !frames.is_empty() {
             self.submitted += 1;
             let sent = self
                 .sender
                 .as_ref()
-                .is_some_and(|sender| sender.send((self.submitted, records)).is_ok());
+                .is_some_and(|sender| sender.send((self.submitted, frames)).is_ok());
             if !sent {
                 return Err(self.failure());
             }
@@ -182,16 +182,18 @@ impl Drop for JournalWriter {
 /// The thread: every batch waiting at once, one write and one sync.
 fn write_batches(
     mut store: Store,
-    receiver: &Receiver<(u64, Vec<JournalRecord>)>,
+    receiver: &Receiver<(u64, Vec<u8>)>,
     shared: &Shared,
     mut wake: UnixStream,
 ) -> Store {
-    while let Ok((mut last, mut records)) = receiver.recv() {
+    while let Ok((mut last, frames)) = receiver.recv() {
+        let mut groups = vec![frames];
         while let Ok((number, more)) = receiver.try_recv() {
             last = number;
-            records.extend(more);
+            groups.push(more);
         }
-        if let Err(error) = store.append(records) {
+        let groups: Vec<&[u8]> = groups.iter().map(Vec::as_slice).collect();
+        if let Err(error) = store.append_frames(&groups) {
             if let Ok(mut failure) = shared.failure.lock() {
                 *failure = Some(error);
             }

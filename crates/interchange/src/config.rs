@@ -131,9 +131,9 @@ pub struct Flags {
     pub fresh: bool,
     /// Keep no journal: nothing survives a restart, and replies do not
     /// wait for the disk. By default every accepted task and every change
-    /// of a task's state is written to <run-dir>/journal/ and synced before
-    /// the client is told, and a restart with the same run directory
-    /// resumes from it (`journal = false` in the config file).
+    /// of a task's state is written to journal/ in the run directory and
+    /// synced before the client is told, and a restart with the same run
+    /// directory resumes from it (`journal = false` in the config file).
     #[arg(long)]
     pub no_journal: bool,
 }

@@ -9,16 +9,19 @@
 //! file, synced, then renamed into place), so only the newest segment is
 //! ever read; the older ones are removed once the newer is in place.
 //!
-//! - **Group commit**: the daemon appends every record of one event-loop
-//!   turn with one `write` and one `fdatasync` ([`Store::append`]) before it
-//!   sends any reply of that turn.
+//! - **Group commit**: the records of a turn are framed into one buffer
+//!   ([`frame`]) and the writer thread ([`writer`]) writes every buffer
+//!   waiting with one `fdatasync` ([`Store::append_frames`]); the daemon
+//!   sends no output of that turn before.
 //! - **Torn tail**: a kill -9 can only leave the last frame of the newest
 //!   segment incomplete; reading stops at the first frame that is short,
 //!   fails its CRC or does not decode, and drops the rest with a warning
-//!   naming the file and the offset (the next snapshot leaves it out).
-//! - **Compaction**: at start, and whenever the segment has grown past
-//!   [`COMPACT_MIN_BYTES`] and four times its snapshot, the state is
-//!   written anew as the next segment ([`Store::compact`]).
+//!   naming the file and the offset ([`Store::reopen`] cuts it off).
+//! - **Compaction**: whenever the segment has grown past
+//!   [`COMPACT_MIN_BYTES`] and four times its snapshot, and at start when
+//!   most of its records are obsolete, the state is written anew as the
+//!   next segment ([`Store::create`], [`Store::compact`]); otherwise a
+//!   restart goes on appending to the segment it loaded.
 
 use protocol::{JournalRecord, JOURNAL_MAGIC, JOURNAL_VERSION};
 use std::fs::{File, OpenOptions};

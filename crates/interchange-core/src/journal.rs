@@ -28,6 +28,9 @@ use std::collections::BTreeMap;
 /// What [`Core::recover`] rebuilt, for the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
+    /// The provider's blocks the journal last recorded (in
+    /// [`Core::blocks`]).
+    pub n_blocks: usize,
     pub n_records: u64,
     pub n_queued: usize,
     /// Tasks running on managers that are expected back.
@@ -91,8 +94,10 @@ impl Core {
         if !core.managers.is_empty() {
             core.next_expiry_check = Some(now.plus(core.config.heartbeat_threshold));
         }
+        core.blocks = std::mem::take(&mut replay.blocks);
         core.tasks.enable_journal();
         let recovery = Recovery {
+            n_blocks: core.blocks.len(),
             n_records: replay.n_records,
             n_queued: core.tasks.queue().len(),
             n_running: core
@@ -114,10 +119,15 @@ impl Core {
     }
 
     /// Gives `sink` the records that rebuild this core's durable state:
-    /// the registrations of the managers that run tasks, then the tasks
-    /// (`TaskTable::snapshot`). For compaction; records not yet drained
+    /// the provider's blocks, the registrations of the managers that run
+    /// tasks, then the tasks (`TaskTable::snapshot`). For compaction; records not yet drained
     /// with [`Core::poll_journal`] must be drained first.
     pub fn journal_snapshot(&mut self, sink: &mut dyn FnMut(JournalRecord)) {
+        if !self.blocks.is_empty() {
+            sink(JournalRecord::Blocks {
+                blocks: self.blocks.clone(),
+            });
+        }
         let managers = &self.managers;
         self.journal_managers
             .retain(|manager_id, _| managers.get(*manager_id).is_some());

@@ -200,7 +200,16 @@ impl Core {
 
     /// The provider's blocks, as `status` should show them from now on.
     pub fn set_blocks(&mut self, blocks: Vec<BlockInfo>) {
+        if blocks != self.blocks {
+            self.tasks.journal_blocks(&blocks);
+        }
         self.blocks = blocks;
+    }
+
+    /// The provider's blocks as last set (after [`Core::recover`]: as the
+    /// journal last recorded them, for the provider to adopt).
+    pub fn blocks(&self) -> &[BlockInfo] {
+        &self.blocks
     }
 
     /// Sends no new tasks to this manager and tells it to exit once idle

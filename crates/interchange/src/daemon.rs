@@ -271,6 +271,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
                 heartbeat_period: config.heartbeat_period,
                 heartbeat_threshold: config.heartbeat_threshold,
                 wall_clock_at_zero,
+                adopt: core.blocks().to_vec(),
             };
             Some(Provider::start(provider_config, &context, clock.now())?)
         }

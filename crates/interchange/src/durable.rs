@@ -83,6 +83,7 @@ impl Durable {
                 n_running = recovery.n_running,
                 n_managers = recovery.n_managers,
                 n_finished = recovery.n_finished,
+                n_blocks = recovery.n_blocks,
                 load_seconds,
                 replay_seconds,
                 seconds = started.elapsed().as_secs_f64(),

@@ -3,7 +3,7 @@
 //!
 //! Every record states one change of the interchange's durable state (a
 //! task accepted, started, queued again, finished; a manager that runs
-//! tasks registered). Replaying the records in order rebuilds the queue in
+//! tasks registered; the provider's blocks). Replaying the records in order rebuilds the queue in
 //! its order and priority, the running tasks on their managers and the
 //! kept results. The core emits them; the interchange's store frames them
 //! (length, CRC-32) into segment files. `proto/JOURNAL.md` is the normative
@@ -15,7 +15,7 @@
 //! read only by this crate), and decoded with [`crate::codec::decode`].
 
 use crate::ids::{ManagerId, TaskId};
-use crate::messages::{NodeShare, Registration, TaskResult, UnixTime};
+use crate::messages::{BlockInfo, NodeShare, Registration, TaskResult, UnixTime};
 use crate::spec::TaskResources;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,6 +51,11 @@ pub enum JournalRecord {
     Finished { result: TaskResult },
     /// A manager registered; replay keeps it only while it runs tasks.
     ManagerRegistered { registration: Registration },
+    /// The provider's blocks changed: every block it knows, as `status`
+    /// shows them (the last such record holds). A restarted interchange
+    /// adopts the live ones (asks the batch system about their jobs)
+    /// instead of submitting new ones.
+    Blocks { blocks: Vec<BlockInfo> },
 }
 
 /// A task as it was accepted: its validated specification and its place in

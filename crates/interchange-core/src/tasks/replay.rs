@@ -11,7 +11,9 @@
 
 use super::{Phase, Running, Task, TaskSpec, TaskTable, Unfinished};
 use crate::queue::QueueKey;
-use protocol::{JournalRecord, ManagerId, NodeShare, QueuedTask, Registration, TaskId, TaskResult};
+use protocol::{
+    BlockInfo, JournalRecord, ManagerId, NodeShare, QueuedTask, Registration, TaskId, TaskResult,
+};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// What a replay gathered besides the tasks: the managers' registrations
@@ -23,6 +25,8 @@ pub(crate) struct Replay {
     pub(crate) placements: HashMap<TaskId, (ManagerId, Vec<NodeShare>)>,
     pub(crate) n_records: u64,
     pub(crate) n_skipped: u64,
+    /// The provider's blocks, as last recorded.
+    pub(crate) blocks: Vec<BlockInfo>,
 }
 
 impl TaskTable {
@@ -52,6 +56,13 @@ impl TaskTable {
         });
     }
 
+    /// Records the provider's blocks as they are now.
+    pub(crate) fn journal_blocks(&mut self, blocks: &[BlockInfo]) {
+        self.record(|| JournalRecord::Blocks {
+            blocks: blocks.to_vec(),
+        });
+    }
+
     /// Applies one record.
     pub(crate) fn replay(&mut self, record: JournalRecord, replay: &mut Replay) {
         replay.n_records += 1;
@@ -60,6 +71,10 @@ impl TaskTable {
                 replay
                     .registrations
                     .insert(registration.manager_id, registration);
+                true
+            }
+            JournalRecord::Blocks { blocks } => {
+                replay.blocks = blocks;
                 true
             }
             JournalRecord::Submitted(queued) => self.replay_submitted(queued),

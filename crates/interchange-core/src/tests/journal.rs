@@ -307,3 +307,33 @@ proptest! {
         prop_assert_eq!(snapshot(&mut again), expected);
     }
 }
+
+#[test]
+fn the_providers_blocks_are_recorded_and_come_back_for_adoption() {
+    let mut sim = Sim::journaled();
+    let block = protocol::BlockInfo {
+        block_id: "rhtex-1-1".into(),
+        job_id: "4242".into(),
+        provider: "slurm".into(),
+        state: protocol::BlockState::Pending,
+        n_nodes: 2,
+        manager_id: None,
+        submitted_at: WALL_CLOCK,
+        output_path: Some("/run/blocks/rhtex-1-1.out".into()),
+        message: None,
+    };
+    sim.core.set_blocks(vec![block.clone()]);
+    // Setting the same blocks again records nothing.
+    sim.core.set_blocks(vec![block.clone()]);
+    let records = sim.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let recovery = sim.restart(records);
+    assert_eq!(recovery.n_blocks, 1);
+    assert_eq!(sim.core.blocks(), [block.clone()].as_slice());
+    assert_eq!(
+        snapshot(&mut sim.core),
+        vec![JournalRecord::Blocks {
+            blocks: vec![block]
+        }]
+    );
+}

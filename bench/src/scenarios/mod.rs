@@ -7,6 +7,7 @@ pub mod interchange;
 pub mod memory;
 pub mod scale;
 
+use crate::daemons;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,24 @@ pub struct Common {
     pub keep: bool,
     /// Flags every interchange of the scenario gets (`--no-journal`).
     pub interchange_args: Vec<String>,
+}
+
+impl Common {
+    /// An interchange named `name` in `workspace`, with its keys and the
+    /// scenario's flags (see [`daemons::start_interchange`]).
+    pub fn start_interchange(
+        &self,
+        workspace: &Workspace,
+        name: &str,
+    ) -> Result<daemons::Interchange> {
+        daemons::start_interchange(
+            &self.bin_dir,
+            workspace.path(),
+            name,
+            workspace.keys.as_deref(),
+            &self.interchange_args,
+        )
+    }
 }
 
 /// A temporary directory for one scenario, with a key directory when CURVE

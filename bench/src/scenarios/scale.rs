@@ -60,13 +60,7 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     let workspace = Workspace::new("scale", common)?;
     let keys = workspace.keys.as_deref();
     let ticks = procfs::clock_ticks();
-    let mut interchange = daemons::start_interchange(
-        &common.bin_dir,
-        workspace.path(),
-        "interchange",
-        keys,
-        &common.interchange_args,
-    )?;
+    let mut interchange = common.start_interchange(&workspace, "interchange")?;
     let pid = interchange.process.pid();
     let security = client_security(keys)?;
     let mut client =

@@ -278,26 +278,7 @@ impl Store {
         drop(file);
         std::fs::rename(&temporary, &path).map_err(StoreError::io(&path))?;
         sync_dir(dir)?;
-        for older in segments(dir)?
-            .into_iter()
-            .filter(|number| *number < segment)
-        {
-            let older = dir.join(segment_name(older));
-            std::fs::remove_file(&older).map_err(StoreError::io(&older))?;
-        }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(StoreError::io(&path))?;
-        Ok(Store {
-            dir: dir.to_path_buf(),
-            segment,
-            path,
-            file,
-            n_bytes,
-            snapshot_bytes: n_bytes,
-            buffer: Vec::new(),
-        })
+        Store::reopen(dir, segment, n_bytes, n_bytes)
     }
 
     /// Appends to segment `segment` of `dir` as it was loaded: a torn tail

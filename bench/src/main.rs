@@ -63,6 +63,27 @@ impl CommonArgs {
     }
 }
 
+/// How benchmark 1's runs push tasks through the interchange (also
+/// benchmark 6's).
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Tasks measured per run.
+    #[arg(long, default_value_t = 200_000)]
+    tasks: usize,
+    /// Tasks per submit.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Most tasks in flight (submitted, no result yet).
+    #[arg(long, default_value_t = 20_000)]
+    window: usize,
+    /// Nodes over all managers (each manager gets CAPACITY/K).
+    #[arg(long, default_value_t = 16_384)]
+    capacity: u32,
+    /// Load generator threads (at least one per 1,000 managers).
+    #[arg(long, default_value_t = 2)]
+    loadgen_threads: usize,
+}
+
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Benchmark 1: the interchange alone with K simulated managers, then
@@ -73,21 +94,8 @@ enum Commands {
         /// Manager counts, one run each.
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
         managers: Vec<usize>,
-        /// Tasks measured per run.
-        #[arg(long, default_value_t = 200_000)]
-        tasks: usize,
-        /// Tasks per submit.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-        /// Most tasks in flight (submitted, no result yet).
-        #[arg(long, default_value_t = 20_000)]
-        window: usize,
-        /// Nodes over all managers (each manager gets CAPACITY/K).
-        #[arg(long, default_value_t = 16_384)]
-        capacity: u32,
-        /// Load generator threads (at least one per 1,000 managers).
-        #[arg(long, default_value_t = 2)]
-        loadgen_threads: usize,
+        #[command(flatten)]
+        run: RunArgs,
         /// Tasks of the light-load run (one at a time); 0 skips it.
         #[arg(long, default_value_t = 2000)]
         light_tasks: usize,
@@ -126,17 +134,8 @@ enum Commands {
         rounds: usize,
         #[arg(long, default_value_t = 100)]
         managers: usize,
-        /// Tasks measured per run.
-        #[arg(long, default_value_t = 200_000)]
-        tasks: usize,
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-        #[arg(long, default_value_t = 20_000)]
-        window: usize,
-        #[arg(long, default_value_t = 16_384)]
-        capacity: u32,
-        #[arg(long, default_value_t = 2)]
-        loadgen_threads: usize,
+        #[command(flatten)]
+        run: RunArgs,
         /// Tasks queued before the kill -9; 0 skips the recovery part.
         #[arg(long, default_value_t = 1_000_000)]
         queued: usize,
@@ -205,20 +204,16 @@ fn run(cli: Cli) -> Result<()> {
         Commands::Interchange {
             common,
             managers,
-            tasks,
-            batch,
-            window,
-            capacity,
-            loadgen_threads,
+            run,
             light_tasks,
         } => {
             let settings = scenarios::interchange::Settings {
                 managers,
-                tasks,
-                batch: batch.max(1),
-                window,
-                capacity: capacity.max(1),
-                loadgen_threads: loadgen_threads.max(1),
+                tasks: run.tasks,
+                batch: run.batch.max(1),
+                window: run.window,
+                capacity: run.capacity.max(1),
+                loadgen_threads: run.loadgen_threads.max(1),
                 light_tasks,
             };
             scenarios::interchange::run(&common.common()?, &settings)?;
@@ -248,22 +243,18 @@ fn run(cli: Cli) -> Result<()> {
             common,
             rounds,
             managers,
-            tasks,
-            batch,
-            window,
-            capacity,
-            loadgen_threads,
+            run,
             queued,
             queue_batch,
         } => {
             let settings = scenarios::durability::Settings {
                 rounds: rounds.max(1),
                 managers: managers.max(1),
-                tasks: tasks.max(1),
-                batch: batch.max(1),
-                window,
-                capacity: capacity.max(1),
-                loadgen_threads: loadgen_threads.max(1),
+                tasks: run.tasks.max(1),
+                batch: run.batch.max(1),
+                window: run.window,
+                capacity: run.capacity.max(1),
+                loadgen_threads: run.loadgen_threads.max(1),
                 queued,
                 queue_batch: queue_batch.max(1),
             };

@@ -6,6 +6,7 @@
 #   bench/run.sh e2e [FLAGS]           2. rhtex run vs Parsl HTEX, 10,000 `true` tasks
 #   bench/run.sh memory [FLAGS]        3. pool-manager vs Parsl worker pool, 64 `sleep` tasks
 #   bench/run.sh scale [FLAGS]         4. 1,000,000 queued tasks, then 2,000 managers
+#   bench/run.sh durability [FLAGS]    6. the journal: throughput on/off, recovery of 1,000,000 tasks
 #   bench/run.sh all                   all four, in that order
 #
 # FLAGS go to `rhtex-bench SUBCOMMAND` (see `--help`) or to the comparison
@@ -45,7 +46,7 @@ build() {
 }
 
 case "$what" in
-    interchange|scale)
+    interchange|scale|durability)
         build
         "$bench" "$what" --bin-dir "$bin_dir" --out "$out" "$@"
         ;;

@@ -160,10 +160,24 @@ pub fn start_interchange(
     keys_dir: Option<&Path>,
     extra: &[String],
 ) -> Result<Interchange> {
+    let run_dir = work.join(format!("{name}-run"));
+    start_interchange_on(bin_dir, work, name, &run_dir, keys_dir, extra)
+}
+
+/// As [`start_interchange`], on the run directory `run_dir` (a restart of
+/// an earlier interchange, logging to its own `<name>.log`).
+pub fn start_interchange_on(
+    bin_dir: &Path,
+    work: &Path,
+    name: &str,
+    run_dir: &Path,
+    keys_dir: Option<&Path>,
+    extra: &[String],
+) -> Result<Interchange> {
     let mut command = Command::new(binary(bin_dir, "interchange")?);
     command
         .arg("--run-dir")
-        .arg(work.join(format!("{name}-run")))
+        .arg(run_dir)
         .args(["--client-listen", "tcp://127.0.0.1:0"])
         .args(["--manager-listen", "tcp://127.0.0.1:0"])
         .args(["--log-level", "info"])

@@ -38,6 +38,10 @@ struct CommonArgs {
     /// Keep the temporary directory with every process's log.
     #[arg(long)]
     keep: bool,
+    /// Run the interchange without its journal (`interchange
+    /// --no-journal`); it is on by default, as in production.
+    #[arg(long)]
+    no_journal: bool,
 }
 
 impl CommonArgs {
@@ -50,8 +54,34 @@ impl CommonArgs {
             curve: !self.insecure,
             out_dir: self.out.clone(),
             keep: self.keep,
+            interchange_args: if self.no_journal {
+                vec!["--no-journal".to_owned()]
+            } else {
+                Vec::new()
+            },
         })
     }
+}
+
+/// How benchmark 1's runs push tasks through the interchange (also
+/// benchmark 6's).
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Tasks measured per run.
+    #[arg(long, default_value_t = 200_000)]
+    tasks: usize,
+    /// Tasks per submit.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Most tasks in flight (submitted, no result yet).
+    #[arg(long, default_value_t = 20_000)]
+    window: usize,
+    /// Nodes over all managers (each manager gets CAPACITY/K).
+    #[arg(long, default_value_t = 16_384)]
+    capacity: u32,
+    /// Load generator threads (at least one per 1,000 managers).
+    #[arg(long, default_value_t = 2)]
+    loadgen_threads: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,21 +94,8 @@ enum Commands {
         /// Manager counts, one run each.
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
         managers: Vec<usize>,
-        /// Tasks measured per run.
-        #[arg(long, default_value_t = 200_000)]
-        tasks: usize,
-        /// Tasks per submit.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-        /// Most tasks in flight (submitted, no result yet).
-        #[arg(long, default_value_t = 20_000)]
-        window: usize,
-        /// Nodes over all managers (each manager gets CAPACITY/K).
-        #[arg(long, default_value_t = 16_384)]
-        capacity: u32,
-        /// Load generator threads (at least one per 1,000 managers).
-        #[arg(long, default_value_t = 2)]
-        loadgen_threads: usize,
+        #[command(flatten)]
+        run: RunArgs,
         /// Tasks of the light-load run (one at a time); 0 skips it.
         #[arg(long, default_value_t = 2000)]
         light_tasks: usize,
@@ -106,6 +123,25 @@ enum Commands {
         /// Load generator threads (at least one per 1,000 managers).
         #[arg(long, default_value_t = 2)]
         loadgen_threads: usize,
+    },
+    /// Benchmark 6: the journal's cost. Benchmark 1's run with the journal
+    /// on and off, alternating; then recovery of queued tasks after kill -9.
+    Durability {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Pairs of runs (journal on, journal off).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 100)]
+        managers: usize,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Tasks queued before the kill -9; 0 skips the recovery part.
+        #[arg(long, default_value_t = 1_000_000)]
+        queued: usize,
+        /// Tasks per submit while queueing them.
+        #[arg(long, default_value_t = 10_000)]
+        queue_batch: usize,
     },
     /// Benchmark 3: a pool-manager's memory while it runs `sleep` tasks,
     /// one per node.
@@ -168,20 +204,16 @@ fn run(cli: Cli) -> Result<()> {
         Commands::Interchange {
             common,
             managers,
-            tasks,
-            batch,
-            window,
-            capacity,
-            loadgen_threads,
+            run,
             light_tasks,
         } => {
             let settings = scenarios::interchange::Settings {
                 managers,
-                tasks,
-                batch: batch.max(1),
-                window,
-                capacity: capacity.max(1),
-                loadgen_threads: loadgen_threads.max(1),
+                tasks: run.tasks,
+                batch: run.batch.max(1),
+                window: run.window,
+                capacity: run.capacity.max(1),
+                loadgen_threads: run.loadgen_threads.max(1),
                 light_tasks,
             };
             scenarios::interchange::run(&common.common()?, &settings)?;
@@ -205,6 +237,28 @@ fn run(cli: Cli) -> Result<()> {
                 loadgen_threads: loadgen_threads.max(1),
             };
             scenarios::scale::run(&common.common()?, &settings)?;
+            Ok(())
+        }
+        Commands::Durability {
+            common,
+            rounds,
+            managers,
+            run,
+            queued,
+            queue_batch,
+        } => {
+            let settings = scenarios::durability::Settings {
+                rounds: rounds.max(1),
+                managers: managers.max(1),
+                tasks: run.tasks.max(1),
+                batch: run.batch.max(1),
+                window: run.window,
+                capacity: run.capacity.max(1),
+                loadgen_threads: run.loadgen_threads.max(1),
+                queued,
+                queue_batch: queue_batch.max(1),
+            };
+            scenarios::durability::run(&common.common()?, &settings)?;
             Ok(())
         }
         Commands::Memory {

@@ -115,19 +115,30 @@ impl Scenario {
         manager_listen: &str,
         extra: &[&str],
     ) -> Interchange {
-        self.start_interchange_at(name, security, "tcp://127.0.0.1:0", manager_listen, extra)
+        let run_dir = self.file(&format!("{name}-run"));
+        self.start_interchange_at(
+            name,
+            &run_dir,
+            security,
+            "tcp://127.0.0.1:0",
+            manager_listen,
+            extra,
+        )
     }
 
     /// Starts an interchange again on the addresses `previous` was bound
-    /// to (the same keys), as a service restarted in place.
+    /// to (the same keys), as a service restarted in place, on a run
+    /// directory of its own (`<name>-run`: nothing of `previous` is kept).
     pub fn restart_interchange(
         &self,
         name: &str,
         previous: &Interchange,
         extra: &[&str],
     ) -> Interchange {
+        let run_dir = self.file(&format!("{name}-run"));
         self.start_interchange_at(
             name,
+            &run_dir,
             &previous.security,
             &previous.client_url,
             &previous.manager_url,
@@ -135,10 +146,32 @@ impl Scenario {
         )
     }
 
-    /// Starts an interchange bound to `client_listen` and `manager_listen`.
+    /// Starts an interchange named `name` (its log `<name>.log`) on the run
+    /// directory `run_dir`, as a restart of an earlier one would.
+    pub fn start_interchange_in(
+        &self,
+        name: &str,
+        run_dir: &Path,
+        security: &Security,
+        manager_listen: &str,
+        extra: &[&str],
+    ) -> Interchange {
+        self.start_interchange_at(
+            name,
+            run_dir,
+            security,
+            "tcp://127.0.0.1:0",
+            manager_listen,
+            extra,
+        )
+    }
+
+    /// Starts an interchange on `run_dir`, bound to `client_listen` and
+    /// `manager_listen`.
     fn start_interchange_at(
         &self,
         name: &str,
+        run_dir: &Path,
         security: &Security,
         client_listen: &str,
         manager_listen: &str,
@@ -146,7 +179,7 @@ impl Scenario {
     ) -> Interchange {
         let mut args = vec![
             "--run-dir".to_owned(),
-            self.file(&format!("{name}-run")).display().to_string(),
+            run_dir.display().to_string(),
             "--client-listen".to_owned(),
             client_listen.to_owned(),
             "--manager-listen".to_owned(),

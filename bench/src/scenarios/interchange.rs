@@ -65,13 +65,7 @@ pub fn run_once(
     window: usize,
 ) -> Result<RunOutcome> {
     let keys = workspace.keys.as_deref();
-    let started_interchange = AwaitExit(daemons::start_interchange(
-        &common.bin_dir,
-        workspace.path(),
-        name,
-        keys,
-        &[],
-    )?);
+    let started_interchange = AwaitExit(common.start_interchange(workspace, name)?);
     let interchange = &started_interchange.0;
     let ticks = procfs::clock_ticks();
     let ic_pid = interchange.process.pid();

@@ -5,7 +5,7 @@
 
 use super::{Common, Workspace};
 use crate::client::BenchClient;
-use crate::daemons::{self, binary, Process};
+use crate::daemons::{binary, Process};
 use crate::procfs::{self, mib, Memory};
 use crate::report::{self, round, Table};
 use crate::scenarios::interchange::wait_until;
@@ -46,8 +46,7 @@ fn memory_json(memory: Memory, n_processes: usize) -> Value {
 pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     let workspace = Workspace::new("memory", common)?;
     let keys = workspace.keys.as_deref();
-    let mut interchange =
-        daemons::start_interchange(&common.bin_dir, workspace.path(), "interchange", keys, &[])?;
+    let mut interchange = common.start_interchange(&workspace, "interchange")?;
     let nodes: Vec<String> = (0..settings.tasks)
         .map(|node| format!("node{node}"))
         .collect();

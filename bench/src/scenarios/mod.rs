@@ -2,10 +2,12 @@
 //! (also printed as a table).
 
 pub mod codec;
+pub mod durability;
 pub mod interchange;
 pub mod memory;
 pub mod scale;
 
+use crate::daemons;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,26 @@ pub struct Common {
     pub out_dir: PathBuf,
     /// Keep the temporary directory (logs) after the run.
     pub keep: bool,
+    /// Flags every interchange of the scenario gets (`--no-journal`).
+    pub interchange_args: Vec<String>,
+}
+
+impl Common {
+    /// An interchange named `name` in `workspace`, with its keys and the
+    /// scenario's flags (see [`daemons::start_interchange`]).
+    pub fn start_interchange(
+        &self,
+        workspace: &Workspace,
+        name: &str,
+    ) -> Result<daemons::Interchange> {
+        daemons::start_interchange(
+            &self.bin_dir,
+            workspace.path(),
+            name,
+            workspace.keys.as_deref(),
+            &self.interchange_args,
+        )
+    }
 }
 
 /// A temporary directory for one scenario, with a key directory when CURVE

@@ -28,28 +28,20 @@ pub struct Settings {
 const TARGET_MIB: f64 = 1024.0;
 const STALL: Duration = Duration::from_secs(120);
 
-pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
-    let workspace = Workspace::new("scale", common)?;
-    let keys = workspace.keys.as_deref();
-    let ticks = procfs::clock_ticks();
-    let mut interchange =
-        daemons::start_interchange(&common.bin_dir, workspace.path(), "interchange", keys, &[])?;
-    let pid = interchange.process.pid();
-    let security = client_security(keys)?;
-    let mut client =
-        BenchClient::connect(&interchange.client_url, &security, Duration::from_secs(30))?;
-    let before = Memory::of(pid)?;
-
-    // Phase 1: queue every task.
-    eprintln!("rhtex-bench: queueing {} tasks", settings.queued);
-    let n_batches = settings.queued.div_ceil(settings.batch) as u64;
-    let cpu0 = procfs::cpu_seconds(pid, ticks)?;
-    let t0 = Instant::now();
-    let mut left = settings.queued;
-    let mut last_progress = (Instant::now(), 0);
+/// Submits `queued` `true` tasks in batches of `batch`, at most `unacked`
+/// submits unacknowledged, and waits until every one is acknowledged.
+pub fn queue_all(
+    client: &mut BenchClient,
+    queued: usize,
+    batch: usize,
+    unacked: u64,
+) -> Result<()> {
+    let n_batches = client.n_batches_acked + queued.div_ceil(batch) as u64;
+    let mut left = queued;
+    let mut last_progress = (Instant::now(), client.n_batches_acked);
     while client.n_batches_acked < n_batches {
-        while left > 0 && client.unacked_batches() < settings.unacked {
-            let size = left.min(settings.batch);
+        while left > 0 && client.unacked_batches() < unacked {
+            let size = left.min(batch);
             let frame = client.encode_batch(size, "true");
             client.send_batch(&frame, size)?;
             left -= size;
@@ -61,6 +53,30 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
             bail!("no submit acknowledged for {STALL:?}");
         }
     }
+    Ok(())
+}
+
+pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
+    let workspace = Workspace::new("scale", common)?;
+    let keys = workspace.keys.as_deref();
+    let ticks = procfs::clock_ticks();
+    let mut interchange = common.start_interchange(&workspace, "interchange")?;
+    let pid = interchange.process.pid();
+    let security = client_security(keys)?;
+    let mut client =
+        BenchClient::connect(&interchange.client_url, &security, Duration::from_secs(30))?;
+    let before = Memory::of(pid)?;
+
+    // Phase 1: queue every task.
+    eprintln!("rhtex-bench: queueing {} tasks", settings.queued);
+    let cpu0 = procfs::cpu_seconds(pid, ticks)?;
+    let t0 = Instant::now();
+    queue_all(
+        &mut client,
+        settings.queued,
+        settings.batch,
+        settings.unacked,
+    )?;
     let queue_s = t0.elapsed().as_secs_f64();
     let queue_cpu = procfs::cpu_seconds(pid, ticks)? - cpu0;
     let held = Memory::of(pid)?;

@@ -139,11 +139,17 @@ impl Core {
                 // A manager registers again from its own connection (its
                 // routing id is its manager id, and its key the manager
                 // key); another connection that claims a live manager's id
-                // is refused, and the live manager is not disturbed.
+                // is refused, and the live manager is not disturbed. (An
+                // entry restored from the journal, unreachable until its
+                // manager is back, does not know the identity: its routing
+                // id is enough.)
                 _ => self
                     .managers
                     .get(manager_id)
-                    .filter(|entry| entry.peer != *peer)
+                    .filter(|entry| {
+                        entry.peer.routing_id != peer.routing_id
+                            || (entry.peer.identity != peer.identity && !entry.unreachable)
+                    })
                     .map(|_| {
                         format!(
                             "manager id {manager_id} is already registered from another connection"
@@ -191,6 +197,7 @@ impl Core {
             hostname: registration.hostname.clone(),
             nodes: registration.nodes.clone(),
         });
+        self.journal_registration(&registration);
         let mut entry = ManagerEntry::new(registration, peer.clone(), registered_at, now);
         if let Some(previous) = &previous {
             entry.held = previous.held;

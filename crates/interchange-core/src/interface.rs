@@ -25,6 +25,21 @@ pub enum Identity {
     Key(String),
 }
 
+impl Identity {
+    /// As the journal records an owner (`None`: unauthenticated).
+    pub fn to_record(&self) -> Option<String> {
+        match self {
+            Identity::Unauthenticated => None,
+            Identity::Key(name) => Some(name.clone()),
+        }
+    }
+
+    /// An owner as the journal recorded it.
+    pub fn from_record(owner: Option<String>) -> Self {
+        owner.map_or(Identity::Unauthenticated, Identity::Key)
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -30,6 +30,10 @@
 //!   `CoreConfig::max_queued_input_bytes`, past which a `submit` is refused
 //!   whole as busy) and the `output` of kept results (within
 //!   `max_finished_bytes`).
+//!   With the journal on it queues a record of every change, and
+//!   `tasks/replay.rs` rebuilds the table from records; `journal.rs` is the
+//!   seam ([`Core::recover`], [`Core::poll_journal`],
+//!   [`Core::journal_snapshot`]).
 //! - `clients.rs`: the clients that said `hello`, and what each watches.
 //! - `managers/`: the registered managers (`ManagerEntry`),
 //!   their slots per node, and the indexes matching asks.
@@ -89,6 +93,7 @@ mod events;
 mod from_clients;
 mod from_managers;
 mod interface;
+mod journal;
 mod listing;
 mod machine;
 mod managers;
@@ -110,6 +115,7 @@ pub use from_managers::UNKNOWN_MANAGER_REASON;
 pub use interface::{
     decode_client_frame, decode_manager_frame, Identity, Output, PeerId, Socket, Undecodable,
 };
+pub use journal::Recovery;
 pub use machine::Core;
 pub use metrics::{FinishedAs, Histogram, Metrics};
 pub use status::{ManagerView, QueueDemand};

@@ -12,7 +12,9 @@ use crate::interface::{Output, PeerId, Socket, Undecodable};
 use crate::managers::{ManagerEntry, ManagerTable};
 use crate::matching::{Context, Matcher, Pass};
 use crate::tasks::{Delivery, Loss, Lost, TaskTable};
-use protocol::{BlockInfo, ErrorKind, Event, ManagerId, TaskResult, ToClient, ToManager, UnixTime};
+use protocol::{
+    BlockInfo, ErrorKind, Event, ManagerId, Registration, TaskResult, ToClient, ToManager, UnixTime,
+};
 use seam::{seconds_text, Time};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -44,6 +46,9 @@ pub struct Core {
     pub(crate) now: Time,
     /// Manager and block events for the event log (`events.rs`).
     pub(crate) events: EventQueue,
+    /// With the journal on: the registrations of the managers, for
+    /// snapshots (`journal.rs`).
+    pub(crate) journal_managers: BTreeMap<ManagerId, Registration>,
 }
 
 impl Core {
@@ -71,6 +76,7 @@ impl Core {
             blocks: Vec::new(),
             now,
             events: EventQueue::new(config.record_events),
+            journal_managers: BTreeMap::new(),
             config,
         }
     }
@@ -206,8 +212,17 @@ impl Core {
     /// (at `now`: the time of their changes in the event log).
     pub fn set_blocks(&mut self, now: Time, blocks: Vec<BlockInfo>) {
         self.now = self.now.max(now);
+        if blocks != self.blocks {
+            self.tasks.journal_blocks(&blocks);
+        }
         self.emit_block_changes(&blocks);
         self.blocks = blocks;
+    }
+
+    /// The provider's blocks as last set (after [`Core::recover`]: as the
+    /// journal last recorded them, for the provider to adopt).
+    pub fn blocks(&self) -> &[BlockInfo] {
+        &self.blocks
     }
 
     /// Sends no new tasks to this manager and tells it to exit once idle

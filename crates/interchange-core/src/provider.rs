@@ -784,5 +784,6 @@ fn start_cancels<'a>(blocks: impl IntoIterator<Item = &'a mut Block>) -> Vec<(St
     jobs
 }
 
+mod adopt;
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,22 @@ pub(crate) struct QueueKey {
     sequence: u64,
 }
 
+impl QueueKey {
+    /// The key of a task with these resources that arrived `sequence`th.
+    pub(crate) fn new(resources: &TaskResources, sequence: u64) -> Self {
+        Self {
+            class: u8::from(resources.priority.is_none()),
+            priority: resources.priority.unwrap_or(0),
+            sequence,
+        }
+    }
+
+    /// Its arrival number (what the journal records).
+    pub(crate) fn sequence(self) -> u64 {
+        self.sequence
+    }
+}
+
 /// What a task needs from one manager: `num_nodes` distinct nodes, each
 /// whole (exclusive) or with `ranks_per_node` free slots (non-exclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,11 +126,7 @@ pub(crate) struct TaskQueue {
 impl TaskQueue {
     /// Appends a task; returns the key that removes it again.
     pub(crate) fn push(&mut self, task_id: TaskId, resources: &TaskResources) -> QueueKey {
-        let key = QueueKey {
-            class: u8::from(resources.priority.is_none()),
-            priority: resources.priority.unwrap_or(0),
-            sequence: self.next_sequence,
-        };
+        let key = QueueKey::new(resources, self.next_sequence);
         self.next_sequence += 1;
         self.push_with_key(task_id, resources, key);
         key
@@ -143,6 +155,12 @@ impl TaskQueue {
         }
         self.n_tasks += 1;
         true
+    }
+
+    /// A task that arrived `sequence`th is known (replayed from the
+    /// journal): later tasks are numbered after it.
+    pub(crate) fn note_sequence(&mut self, sequence: u64) {
+        self.next_sequence = self.next_sequence.max(sequence.saturating_add(1));
     }
 
     /// Removes a task; false when it was not queued under this key.

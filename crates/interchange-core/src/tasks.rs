@@ -3,8 +3,14 @@
 //! This module is the one place a task changes phase: accepted or refused
 //! at submission, started on a manager, finished by its result, queued
 //! again after its manager was lost, cancelled, or cancelled by shutdown.
-//! (A journal of task state hooks in here.) Queue membership is part of a
-//! task's state, so the queue lives here too; matching only reads it.
+//! Queue membership is part of a task's state, so the queue lives here
+//! too; matching only reads it.
+//!
+//! With the journal on, every change here also queues a
+//! [`JournalRecord`] (drained by the shell through `Core::poll_journal`,
+//! written before the replies of the same turn are sent); `tasks/replay.rs`
+//! rebuilds the table from such records, and writes the records that
+//! describe it (a snapshot, for compaction).
 //!
 //! A task's record is internal: what the client asked to run
 //! ([`TaskSpec`], validated), its queue key (kept, so that a retry keeps
@@ -19,12 +25,16 @@ use crate::interface::{Identity, PeerId};
 use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
-    ErrorKind, Event, ManagerId, NodeShare, TaskDispatch, TaskId, TaskResources, TaskResult,
-    TaskState, TaskSubmission,
+    ErrorKind, Event, JournalRecord, ManagerId, NodeShare, QueuedTask, TaskDispatch, TaskId,
+    TaskResources, TaskResult, TaskState, TaskSubmission,
 };
 use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
+
+mod replay;
+
+pub(crate) use replay::Replay;
 
 /// What a client asked to run, with its resources validated.
 #[derive(Debug)]
@@ -45,6 +55,39 @@ impl TaskSpec {
     fn input_len(&self) -> u64 {
         self.input.as_ref().map_or(0, |input| input.len() as u64)
     }
+
+    /// The task as the journal records it.
+    fn queued(
+        &self,
+        task_id: TaskId,
+        key: QueueKey,
+        attempts: u32,
+        submitted_at: protocol::UnixTime,
+        owner: &Identity,
+    ) -> QueuedTask {
+        QueuedTask {
+            task_id,
+            command: self.command.clone(),
+            resources: self.resources.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            input: self.input.clone(),
+            sequence: key.sequence(),
+            attempts,
+            submitted_at,
+            owner: owner.to_record(),
+            data_bytes: self.data_bytes,
+        }
+    }
+}
+
+/// Who a task is for: the clients that get its result, and the identity
+/// that owns it.
+pub(super) struct People {
+    pub(super) watchers: BTreeSet<PeerId>,
+    pub(super) owner: Identity,
 }
 
 /// An unfinished task: queued, or running on a manager.
@@ -58,8 +101,10 @@ struct Unfinished {
     attempts: u32,
     /// Where it runs; `None` while it is queued.
     running: Option<Running>,
-    /// When it was submitted, and when it last entered the queue.
+    /// When it was submitted (on the core's clock and the wall clock), and
+    /// when it last entered the queue.
     submitted_at: Time,
+    submitted_at_unix: protocol::UnixTime,
     queued_at: Time,
 }
 
@@ -198,6 +243,8 @@ pub(crate) struct TaskTable {
     events: EventQueue,
     /// Tasks submitted so far (the next `Listed::seq`).
     n_submitted: u64,
+    /// The journal records not yet drained; `None` with the journal off.
+    journal: Option<VecDeque<JournalRecord>>,
 }
 
 impl TaskTable {
@@ -223,6 +270,7 @@ impl TaskTable {
             now_unix: 0.0,
             events: EventQueue::new(record_events),
             n_submitted: 0,
+            journal: None,
         }
     }
 
@@ -239,6 +287,13 @@ impl TaskTable {
         match self.tasks.get(&task_id).map(|task| &task.phase) {
             Some(Phase::Unfinished(task)) => task.attempts,
             _ => 0,
+        }
+    }
+
+    /// Queues a journal record, if the journal is on.
+    fn record(&mut self, record: impl FnOnce() -> JournalRecord) {
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(record());
         }
     }
 
@@ -386,6 +441,10 @@ impl TaskTable {
                 let result = TaskResult::failed_before_start(task_id, kind, message);
                 self.count(result.state);
                 self.counters.finished(&result, None, None, self.now);
+                self.record(|| JournalRecord::Finished {
+                    result: result.clone(),
+                    owner: watcher.identity.to_record(),
+                });
                 self.tasks.insert(
                     task_id,
                     Task {
@@ -423,6 +482,32 @@ impl TaskTable {
             input: submission.input,
             data_bytes,
         };
+        let submitted_at = self.now_unix;
+        let owner = watcher.identity.clone();
+        self.record(|| {
+            JournalRecord::Submitted(spec.queued(task_id, key, 0, submitted_at, &owner))
+        });
+        let people = People {
+            watchers: BTreeSet::from([watcher.clone()]),
+            owner,
+        };
+        self.insert_queued(task_id, spec, key, 0, submitted_at, people);
+        tracing::debug!(task_id = %task_id, num_nodes, "task queued");
+        Ok(())
+    }
+
+    /// Adds a task queued under `key` (already in the queue).
+    fn insert_queued(
+        &mut self,
+        task_id: TaskId,
+        spec: TaskSpec,
+        key: QueueKey,
+        attempts: u32,
+        submitted_at_unix: protocol::UnixTime,
+        people: People,
+    ) {
+        let People { watchers, owner } = people;
+        let resources_nodes = spec.resources.num_nodes;
         self.input_bytes_held += spec.input_len();
         self.data_bytes_held += spec.data_bytes;
         self.tasks.insert(
@@ -431,24 +516,23 @@ impl TaskTable {
                 phase: Phase::Unfinished(Box::new(Unfinished {
                     spec,
                     key,
-                    attempts: 0,
+                    attempts,
                     running: None,
                     submitted_at: self.now,
+                    submitted_at_unix,
                     queued_at: self.now,
                 })),
-                watchers: BTreeSet::from([watcher.clone()]),
-                owner: watcher.identity.clone(),
+                watchers,
+                owner,
                 listed: Listed {
                     seq: self.n_submitted,
-                    submitted_at: self.now_unix,
-                    num_nodes,
+                    submitted_at: submitted_at_unix,
+                    num_nodes: resources_nodes,
                     dispatched_at: None,
                     finished_at: None,
                 },
             },
         );
-        tracing::debug!(task_id = %task_id, num_nodes, "task queued");
-        Ok(())
     }
 
     // -----------------------------------------------------------------
@@ -486,6 +570,13 @@ impl TaskTable {
         });
         self.counters.dispatched(task.queued_at, self.now);
         let spec = &task.spec;
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(JournalRecord::Started {
+                task_id,
+                manager_id,
+                placement: placement.clone(),
+            });
+        }
         tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes = spec.resources.num_nodes, attempt = task.attempts, backfill, "task sent");
         let dispatch = TaskDispatch {
             task_id,
@@ -548,6 +639,13 @@ impl TaskTable {
     /// Records the one result of a task; gives it with the clients that
     /// watched the task.
     pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
+        if self.journal.is_some() {
+            let owner = self.owner(task_id).and_then(Identity::to_record);
+            self.record(|| JournalRecord::Finished {
+                result: result.clone(),
+                owner,
+            });
+        }
         self.count(result.state);
         let (submitted_at, dispatched_at_unix) = match self.tasks.get(&task_id) {
             Some(Task {
@@ -646,6 +744,10 @@ impl TaskTable {
             task_id,
             manager_id,
         });
+        self.record(|| JournalRecord::Requeued {
+            task_id,
+            retry_used: true,
+        });
         tracing::info!(
             task_id = %task_id,
             attempt = attempts + 1,
@@ -693,6 +795,10 @@ impl TaskTable {
             task_id,
             manager_id,
         });
+        self.record(|| JournalRecord::Requeued {
+            task_id,
+            retry_used: false,
+        });
         tracing::info!(
             task_id = %task_id,
             manager_id = %manager_id,
@@ -721,7 +827,9 @@ impl TaskTable {
             Phase::Unfinished(unfinished) => match &mut unfinished.running {
                 Some(running) => {
                     running.cancel_requested = true;
-                    return Cancelled::Running(running.manager_id);
+                    let manager_id = running.manager_id;
+                    self.record(|| JournalRecord::CancelRequested { task_id });
+                    return Cancelled::Running(manager_id);
                 }
                 None => (&unfinished.spec.resources, unfinished.key),
             },

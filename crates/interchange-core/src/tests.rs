@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod bounds;
 mod events;
+mod journal;
 mod listing;
 mod metrics;
 mod ownership;

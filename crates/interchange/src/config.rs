@@ -39,7 +39,7 @@ pub struct Flags {
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
     /// max_queued_input_mib, max_queued_task_mib, max_message_mib, max_manager_nodes, placement,
     /// default_retries, log_level,
-    /// metrics_listen, admins, events, events_file, events_max_mib); flags
+    /// metrics_listen, admins, events, events_file, events_max_mib, journal, fresh); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
@@ -154,6 +154,18 @@ pub struct Flags {
     /// repeated; replaces the config file's `admins`).
     #[arg(long = "admin", value_name = "NAME")]
     pub admins: Vec<String>,
+    /// Start empty: discard the journal in the run directory (its queued
+    /// tasks and kept results) instead of resuming from it. Needed when
+    /// the journal is of another format version.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Keep no journal: nothing survives a restart, and replies do not
+    /// wait for the disk. By default every accepted task and every change
+    /// of a task's state is written to journal/ in the run directory and
+    /// synced before the client is told, and a restart with the same run
+    /// directory resumes from it (`journal = false` in the config file).
+    #[arg(long)]
+    pub no_journal: bool,
 }
 
 /// The config file: the same settings as the flags.
@@ -185,6 +197,8 @@ pub struct FileConfig {
     pub events: Option<bool>,
     pub events_file: Option<PathBuf>,
     pub events_max_mib: Option<u64>,
+    pub journal: Option<bool>,
+    pub fresh: Option<bool>,
     pub provider: Option<ProviderFile>,
 }
 
@@ -299,6 +313,10 @@ pub struct Config {
     pub exit_with_parent: bool,
     /// Client identities that are admins besides `default`.
     pub admins: BTreeSet<String>,
+    /// Keep the journal under `<run_dir>/journal/` and resume from it.
+    pub journal: bool,
+    /// Discard the journal at start (`--fresh`).
+    pub fresh: bool,
 }
 
 /// Where the event log goes, and when it is rotated.
@@ -703,6 +721,8 @@ impl Config {
             events,
             exit_with_parent: flags.exit_with_parent,
             admins,
+            journal: !flags.no_journal && file.journal.unwrap_or(true),
+            fresh: flags.fresh || file.fresh.unwrap_or(false),
         })
     }
 }
@@ -950,6 +970,8 @@ mod tests {
                 }),
                 exit_with_parent: false,
                 admins: BTreeSet::new(),
+                journal: true,
+                fresh: false,
             }
         );
     }
@@ -989,6 +1011,19 @@ mod tests {
             error.to_string(),
             "events_max_mib must be between 1 and 1048576, got 0"
         );
+    }
+
+    #[test]
+    fn the_journal_is_on_unless_turned_off_and_fresh_comes_from_either() {
+        let resolve = |args: &[&str], text: &str| {
+            Config::resolve(flags(args), file(text).expect("file parses"), &home()).expect("valid")
+        };
+        let config = resolve(&[], "");
+        assert_eq!((config.journal, config.fresh), (true, false));
+        let config = resolve(&["--no-journal", "--fresh"], "");
+        assert_eq!((config.journal, config.fresh), (false, true));
+        let config = resolve(&[], "journal = false\nfresh = true\n");
+        assert_eq!((config.journal, config.fresh), (false, true));
     }
 
     #[test]

@@ -7,14 +7,20 @@
 //! With `--metrics-listen`, the core's [`interchange_core::Metrics`] are
 //! published to the metrics thread after every turn (`crate::metrics`);
 //! the loop never waits for HTTP.
+//! With the journal on (the default), the core is rebuilt from the run
+//! directory's journal at start, and every turn's journal records are
+//! written and synced ([`crate::store`]) before any output of that turn is
+//! sent.
 //!
 //! [`run`] is the one entry point, for `main` and for tests.
 
 use crate::config::{Config, Security};
+use crate::durable::Durable;
 use crate::event_log::EventLog;
 use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
 use crate::sockets::{SendOutcome, Sockets};
+use crate::store::StoreError;
 use interchange_core::{
     decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
     SHUTDOWN_GRACE,
@@ -58,6 +64,14 @@ pub enum DaemonError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The journal cannot be read at start (another version, not a
+    /// journal, unreadable): a setup error.
+    #[error("{0}")]
+    JournalSetup(StoreError),
+    /// The journal cannot be written while running: the interchange
+    /// cannot keep its promise that accepted tasks survive, so it stops.
+    #[error("{0}")]
+    Journal(StoreError),
 }
 
 impl DaemonError {
@@ -73,6 +87,7 @@ impl DaemonError {
                 | DaemonError::Signals(_)
                 | DaemonError::Provider(_)
                 | DaemonError::Metrics(_)
+                | DaemonError::JournalSetup(_)
         )
     }
 }
@@ -214,7 +229,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let wall_clock_at_zero = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64());
-    let mut core = Core::new(
+    let (mut core, mut durable) = Durable::start(
+        config,
         CoreConfig {
             heartbeat_period: config.heartbeat_period,
             heartbeat_threshold: config.heartbeat_threshold,
@@ -237,7 +253,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             record_events: config.events.is_some(),
         },
         clock.now(),
-    );
+    )?;
     // The first snapshot is there before anyone learns the interchange is
     // ready.
     if let Some(metrics) = &metrics {
@@ -272,6 +288,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
                 heartbeat_period: config.heartbeat_period,
                 heartbeat_threshold: config.heartbeat_threshold,
                 wall_clock_at_zero,
+                adopt: core.blocks().to_vec(),
             };
             Some(Provider::start(provider_config, &context, clock.now())?)
         }
@@ -286,14 +303,17 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
             keys_dir: config.security.keys_dir(),
         },
         provider.as_mut(),
-        metrics.as_ref(),
-        event_log.as_mut(),
+        Observers {
+            metrics: metrics.as_ref(),
+            event_log: event_log.as_mut(),
+        },
         &clock,
+        &mut durable,
     );
     if let Some(provider) = provider {
         // Every block is cancelled, however the loop ended.
         provider.shutdown(clock.now(), &mut core);
-        perform(&mut core, &sockets, &clock)?;
+        perform_all(&mut core, &sockets, &clock, &mut durable)?;
     }
     if let Some(log) = event_log.as_mut() {
         log.write_from(&mut core);
@@ -393,15 +413,26 @@ impl Signals<'_> {
     }
 }
 
+/// What watches the loop from outside: the metrics endpoint, and the
+/// event log written after every turn.
+struct Observers<'a> {
+    metrics: Option<&'a MetricsServer>,
+    event_log: Option<&'a mut EventLog>,
+}
+
 fn event_loop(
     core: &mut Core,
     sockets: &mut Sockets,
     mut signals: Signals<'_>,
     mut provider: Option<&mut Provider>,
-    metrics: Option<&MetricsServer>,
-    mut event_log: Option<&mut EventLog>,
+    observers: Observers<'_>,
     clock: &Clock,
+    durable: &mut Durable,
 ) -> Result<(), DaemonError> {
+    let Observers {
+        metrics,
+        mut event_log,
+    } = observers;
     let mut extra_fds = vec![
         signals.stop.read_end.as_raw_fd(),
         signals.hangup.read_end.as_raw_fd(),
@@ -409,11 +440,14 @@ fn event_loop(
     if let Some(provider) = &provider {
         extra_fds.push(provider.wake_fd());
     }
+    // Last: the journal writer's wake-up (held outputs may go).
+    let journal_fd = durable.wake_fd();
+    extra_fds.extend(journal_fd);
     loop {
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        let exits = perform(core, sockets, clock)?;
+        let exits = perform(core, sockets, clock, durable)?;
         if let Some(log) = event_log.as_deref_mut() {
             log.write_from(core);
         }
@@ -442,7 +476,7 @@ fn event_loop(
         if readiness.extra_fds.first() == Some(&true) && signals.stop.take() {
             tracing::info!("signal received: exiting; pool-managers keep their tasks and register again with the next interchange");
             core.handle_terminate(clock.now());
-            perform(core, sockets, clock)?;
+            perform_all(core, sockets, clock, durable)?;
             if let Some(log) = event_log.as_deref_mut() {
                 log.write_from(core);
             }
@@ -450,6 +484,9 @@ fn event_loop(
         }
         if readiness.extra_fds.get(1) == Some(&true) {
             signals.reload(sockets);
+        }
+        if journal_fd.is_some() && readiness.extra_fds.last() == Some(&true) {
+            durable.take_wake();
         }
         if readiness.zap {
             if let Err(error) = sockets.handle_zap() {
@@ -471,9 +508,41 @@ fn event_loop(
     }
 }
 
-/// Sends every output of the core; true once the core said exit.
-fn perform(core: &mut Core, sockets: &Sockets, clock: &Clock) -> Result<bool, DaemonError> {
-    while let Some(output) = core.poll_output() {
+/// Performs [`perform`] until no output is held, waiting for the journal
+/// (at exit); true once the core said exit.
+fn perform_all(
+    core: &mut Core,
+    sockets: &Sockets,
+    clock: &Clock,
+    durable: &mut Durable,
+) -> Result<bool, DaemonError> {
+    loop {
+        if perform(core, sockets, clock, durable)? {
+            return Ok(true);
+        }
+        if durable.is_idle() {
+            return Ok(false);
+        }
+        durable.flush().map_err(DaemonError::Journal)?;
+    }
+}
+
+/// Hands the core's journal records to the writer and performs every
+/// output whose records are on disk (the others wait for a later call);
+/// true once the core said exit.
+fn perform(
+    core: &mut Core,
+    sockets: &Sockets,
+    clock: &Clock,
+    durable: &mut Durable,
+) -> Result<bool, DaemonError> {
+    loop {
+        // Group commit: the records of the whole turn as one batch; again
+        // if handling an unreachable peer below changed state.
+        durable.collect(core).map_err(DaemonError::Journal)?;
+        let Some(output) = durable.next_output().map_err(DaemonError::Journal)? else {
+            break;
+        };
         match output {
             Output::Exit => return Ok(true),
             Output::ToClient(peer, message) => {
@@ -499,6 +568,9 @@ fn perform(core: &mut Core, sockets: &Sockets, clock: &Clock) -> Result<bool, Da
             }
         }
     }
+    durable
+        .compact_if_grown(core)
+        .map_err(DaemonError::Journal)?;
     Ok(false)
 }
 

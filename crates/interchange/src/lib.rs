@@ -12,12 +12,19 @@
 //!   thread that serves the snapshot the poll loop publishes.
 //! - [`event_log`]: the event log (`events.jsonl`), the core's events
 //!   written as JSON lines after every turn of the poll loop.
+//! - [`store`]: the journal under `<run-dir>/journal/` (durable state:
+//!   framed records, group commit, compaction, torn tails dropped).
+//! - [`durable`]: the journal as the poll loop uses it: recovery at
+//!   start, each turn's records to the writer thread, outputs held until
+//!   their records are on disk.
 //! - [`daemon`]: the shell, a single-threaded poll loop; [`daemon::run`] is
 //!   the one entry point for `main` and tests.
 
 pub mod config;
 pub mod daemon;
+pub mod durable;
 pub mod event_log;
 pub mod metrics;
 pub mod provider;
 pub mod sockets;
+pub mod store;

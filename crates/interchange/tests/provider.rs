@@ -896,6 +896,48 @@ fn sigterm_stops_the_local_blocks_with_the_interchange() {
     });
 }
 
+#[test]
+fn a_restarted_interchange_adopts_its_slurm_blocks_instead_of_submitting_new_ones() {
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "slurm");
+    let config = format!(
+        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
+         [provider]\nkind = \"slurm\"\nnodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
+        keys = keys.display(),
+    );
+    let (mut first, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    client.submit("true", 2);
+    client.submit("true", 2);
+    client.wait_status("two blocks submitted", |report| {
+        (job_ids(report) == ["1", "2"]).then_some(())
+    });
+    set_job_state(&state, 1, "RUNNING");
+    client.wait_status("block 1 running", |report| {
+        (report.blocks.first()?.state == BlockState::Running).then_some(())
+    });
+    first.daemon.signal(Signal::SIGKILL);
+    first.wait_exit();
+    drop(client);
+    let n_squeue_before = calls_of(&state, "squeue").len();
+
+    let (second, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    let report = client.wait_status("the two blocks adopted and asked about", |report| {
+        let states: Vec<BlockState> = report.blocks.iter().map(|block| block.state).collect();
+        (job_ids(report) == ["1", "2"] && states == [BlockState::Running, BlockState::Pending])
+            .then(|| report.clone())
+    });
+    assert_eq!(report.n_queued, 2, "{report:?}");
+    assert!(calls_of(&state, "squeue").len() > n_squeue_before);
+    assert_eq!(
+        calls_of(&state, "sbatch").len(),
+        2,
+        "no block submitted anew: {:?}",
+        calls(&state)
+    );
+    assert!(second.daemon.log().contains("adopted a block"));
+}
+
 /// Sets the state word of a job of the fake Slurm, atomically (a new file
 /// renamed over the old one), so a concurrent fake `squeue` never reads a
 /// half-written state.

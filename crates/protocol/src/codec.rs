@@ -25,6 +25,24 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(message).unwrap_or_default()
 }
 
+/// Encodes a record compactly: a msgpack array of its fields in
+/// declaration order, without their names (the interchange's journal,
+/// where size and speed matter and the reader is always this crate).
+pub fn encode_compact<T: Serialize>(record: &T) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    encode_compact_into(&mut bytes, record);
+    bytes
+}
+
+/// [`encode_compact`], appending to `buffer` (no allocation of its own).
+pub fn encode_compact_into<T: Serialize>(buffer: &mut Vec<u8>, record: &T) {
+    let start = buffer.len();
+    if rmp_serde::encode::write(buffer, record).is_err() {
+        // Unreachable for this crate's types, as in `encode`.
+        buffer.truncate(start);
+    }
+}
+
 /// Decodes one message.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     rmp_serde::from_slice(bytes).map_err(|error| DecodeError {

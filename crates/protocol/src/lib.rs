@@ -15,6 +15,8 @@
 //! - [`codec`]: msgpack encoding with named fields, and decoding that never panics.
 //! - [`ready`]: the interchange's ready line ([`ReadyLine`]), JSON on its
 //!   stdout once its sockets are bound.
+//! - [`journal`]: the records of the interchange's journal under its run
+//!   directory ([`JournalRecord`]; `proto/JOURNAL.md`).
 //!
 //! `proto/PROTOCOL.md` at the repository root is the normative description of
 //! the wire format; `proto/golden/` holds encoded examples that the tests
@@ -23,14 +25,18 @@
 pub mod codec;
 pub mod events;
 pub mod ids;
+pub mod journal;
 pub mod limits;
 pub mod messages;
 pub mod ready;
 pub mod spec;
 
-pub use codec::{decode, encode, peek_handshake, DecodeError, Handshake};
+pub use codec::{
+    decode, encode, encode_compact, encode_compact_into, peek_handshake, DecodeError, Handshake,
+};
 pub use events::{Event, EventRecord};
 pub use ids::{ManagerId, TaskId};
+pub use journal::{JournalRecord, QueuedTask, JOURNAL_MAGIC, JOURNAL_VERSION};
 pub use limits::{LimitError, NodeNameError};
 pub use messages::*;
 pub use ready::{ReadyLine, ReadyLineError};

@@ -614,3 +614,49 @@ fn deadlines_that_passed_do_not_make_the_daemon_spin() {
     assert_eq!(sim.tick(), vec![]);
     assert_eq!(sim.core.poll_timeout(), None);
 }
+
+#[test]
+fn blocks_of_the_previous_run_are_adopted_and_asked_about_not_submitted_anew() {
+    let mut first = Sim::new(settings());
+    first.queue(&[2, 2, 2]);
+    assert_eq!(
+        first.tick(),
+        vec![submit("b-1"), submit("b-2"), submit("b-3")]
+    );
+    first.connect("b-1", "11", 1);
+    first.submitted("b-2", "12");
+    first.submitted("b-3", "13");
+    first.jobs(&[]);
+    first.tick();
+    first.jobs(&[("11", JobState::Running), ("12", JobState::Pending)]);
+    let recorded = first.core.blocks();
+    assert_eq!(
+        recorded.iter().map(|block| block.state).collect::<Vec<_>>(),
+        vec![
+            BlockState::Connected,
+            BlockState::Pending,
+            BlockState::Failed
+        ]
+    );
+
+    // The restart: the live blocks come back, the failed one does not.
+    let mut sim = Sim::new(settings());
+    assert_eq!(sim.core.adopt(sim.now, &recorded), 2);
+    assert!(sim.core.take_changed());
+    sim.queue(&[2, 2]);
+    assert_eq!(
+        sim.tick(),
+        vec![query(&["11", "12"])],
+        "adopted blocks are asked about, and cover the demand: nothing submitted"
+    );
+    sim.jobs(&[("11", JobState::Running), ("12", JobState::Pending)]);
+    assert_eq!(sim.state_of("b-1").state, BlockState::Running);
+    sim.register("b-1", 1);
+    sim.queue(&[2]); // one task started on b-1
+    assert_eq!(sim.tick(), vec![]);
+    assert_eq!(sim.state_of("b-1").state, BlockState::Connected);
+    assert_eq!(sim.state_of("b-2").state, BlockState::Pending);
+    // A new block gets a new name.
+    sim.queue(&[2, 2, 2]);
+    assert_eq!(sim.tick(), vec![submit("b-3")]);
+}

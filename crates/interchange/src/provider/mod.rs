@@ -22,7 +22,7 @@ use self::script::ScriptValues;
 use crate::config::{ProviderConfig, ProviderKind};
 use interchange_core::provider::{Action, ProviderCore, ProviderSettings};
 use interchange_core::Core;
-use protocol::UnixTime;
+use protocol::{BlockInfo, UnixTime};
 use seam::Time;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -82,6 +82,9 @@ pub struct ProviderContext {
     pub heartbeat_period: Duration,
     pub heartbeat_threshold: Duration,
     pub wall_clock_at_zero: UnixTime,
+    /// The blocks of the run before a restart (from the journal): the live
+    /// ones are adopted, their jobs asked about, not submitted anew.
+    pub adopt: Vec<BlockInfo>,
 }
 
 /// The URL blocks connect to: the bound URL with its host replaced by
@@ -212,7 +215,7 @@ impl Provider {
             blocks_dir = %settings.blocks_dir.display(),
             "block provider on"
         );
-        let core = ProviderCore::new(
+        let mut core = ProviderCore::new(
             ProviderSettings {
                 provider: config.kind.as_str().to_owned(),
                 nodes_per_block: config.nodes_per_block,
@@ -229,6 +232,17 @@ impl Provider {
             },
             now,
         );
+        if config.kind == ProviderKind::Local {
+            // Local pool-managers die with the interchange's worker: there
+            // is nothing to adopt.
+            if !context.adopt.is_empty() {
+                tracing::info!(
+                    "local blocks of the previous run are not adopted (they were this process's children)"
+                );
+            }
+        } else {
+            core.adopt(now, &context.adopt);
+        }
         let shell = BatchShell::start(settings).map_err(ProviderError::Worker)?;
         Ok(Self { core, shell })
     }

@@ -266,7 +266,7 @@ def loadavg():
 class Rhtex:
     """An interchange and one pool-manager with synthetic nodes, CURVE on."""
 
-    def __init__(self, procs, bin_dir, work, n_nodes):
+    def __init__(self, procs, bin_dir, work, n_nodes, manager_flags=()):
         self.procs, self.bin_dir, self.work = procs, bin_dir, work
         self.keys = os.path.join(work, "keys")
         procs.run([self.exe("rhtex"), "keygen", self.keys], work, 30)
@@ -285,7 +285,7 @@ class Rhtex:
             "pool-manager",
             [self.exe("pool-manager"), "--interchange", manager_url,
              "--run-dir", os.path.join(work, "manager"), "--block-id", "peers",
-             "--keys-dir", self.keys, "--nodes", nodes],
+             "--keys-dir", self.keys, "--nodes", nodes, *manager_flags],
             work, os.path.join(work, "pool-manager.out"), os.path.join(work, "pool-manager.log"))
         wait_for(f"a pool-manager with {n_nodes} nodes registered",
                  lambda: self._registered(n_nodes), 60, interval=0.1)
@@ -496,10 +496,19 @@ def section_e2e(args, procs, work):
             raise BenchError(f"the floor exited with {floor['exit_code']}")
         rows.setdefault("floor", []).append(
             {"wall_s": floor["wall_s"], "cpu_s": {"tasks": floor["cpu_s"]}})
+        log(f"e2e {tag}: floor, batched: {slots} shells each running its share of the bash -c true")
+        batched = procs.run(
+            ["sh", "-c", f"seq {n} | xargs -P {slots} -n {-(-n // slots)} "
+             "sh -c 'for i in \"$@\"; do bash -c true; done' _"],
+            work, timeout, stderr_path=os.path.join(work, "floor.log"))
+        if batched["exit_code"] != 0:
+            raise BenchError(f"the batched floor exited with {batched['exit_code']}")
+        rows.setdefault("floor-batched", []).append(
+            {"wall_s": batched["wall_s"], "cpu_s": {"tasks": batched["cpu_s"]}})
 
         log(f"e2e {tag}: rhtex, {slots} synthetic nodes")
         rhtex_dir = tempfile.mkdtemp(prefix="rhtex-", dir=work)
-        rhtex = Rhtex(procs, args.bin_dir, rhtex_dir, slots)
+        rhtex = Rhtex(procs, args.bin_dir, rhtex_dir, slots, args.manager_flag)
         try:
             rows.setdefault("rhtex", []).append(rhtex_run(procs, rhtex, taskfile, n, timeout))
         finally:
@@ -538,7 +547,11 @@ def section_e2e(args, procs, work):
                  "total_s": result["total_s"]})
 
     notes = {
-        "floor": f"seq N | xargs -P {slots} -n1 bash -c true _ (CPU: all of it)",
+        "floor": f"seq N | xargs -P {slots} -n1 bash -c true _: one process (xargs) spawns "
+                 "every task, as a pool-manager or an HQ worker does (CPU: all of it)",
+        "floor-batched": f"seq N | xargs -P {slots} -n N/{slots} sh -c 'for i; do bash -c true; "
+                         f"done': {slots} shells spawn (for reference; ratios are against the "
+                         "floor above)",
         "rhtex": f"rhtex run --interchange, 1 pool-manager x {slots} synthetic nodes, "
                  "each task /bin/bash -c true",
         "hq": f"hq submit --array 1-N --wait -- true, 1 worker --cpus {slots} (true exec'd, no shell)",
@@ -576,7 +589,7 @@ def section_latency(args, procs, work):
     rhtex = hq = None
     samples = {"rhtex": [], "hq": []}
     try:
-        rhtex = Rhtex(procs, args.bin_dir, rhtex_dir, args.slots)
+        rhtex = Rhtex(procs, args.bin_dir, rhtex_dir, args.slots, args.manager_flag)
         if args.hq:
             hq_dir = tempfile.mkdtemp(prefix="hq-", dir=work)
             hq = HyperQueue(procs, args.hq, hq_dir, [["--cpus", str(args.slots)]])
@@ -615,7 +628,7 @@ def section_multinode(args, procs, work):
     rows = {}
     log(f"multinode: rhtex, {m} tasks x 4 nodes on one pool-manager with {n_nodes} nodes")
     rhtex_dir = tempfile.mkdtemp(prefix="rhtex-", dir=work)
-    rhtex = Rhtex(procs, args.bin_dir, rhtex_dir, n_nodes)
+    rhtex = Rhtex(procs, args.bin_dir, rhtex_dir, n_nodes, args.manager_flag)
     try:
         rows["rhtex"] = [rhtex_run(procs, rhtex, taskfile, m, args.timeout)]
     finally:
@@ -796,6 +809,9 @@ def parse_args():
                         help="end to end: synthetic nodes / HQ cpus / floor parallelism (64)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="end to end: rounds, interleaved (1); medians are reported")
+    parser.add_argument("--manager-flag", action="append", default=[],
+                        help="an extra flag for every pool-manager (repeatable; e.g. "
+                             "--manager-flag=--no-cgroups)")
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--multinode-tasks", type=int, default=1000)
     parser.add_argument("--multinode-nodes", type=int, default=16)
@@ -834,6 +850,7 @@ def main():
         "benchmark": "peers", "machine": machine(),
         "git_commit": os.environ.get("RHTEX_BENCH_COMMIT", ""),
         "loadavg_at_start": loadavg(),
+        "pool_manager_extra_flags": args.manager_flag,
         "hq_measured": bool(args.hq), "parsl_measured": bool(args.parsl_python),
         "hq_version": version_of([args.hq, "--version"]) if args.hq else None,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -67,8 +67,14 @@ class Processes:
     def start(self, name, argv, cwd, stdout_path, stderr_path, env=None):
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             process = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True)
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         process.name = name
         process.log = stderr_path
         self.live[process.pid] = process
@@ -141,8 +147,14 @@ class Processes:
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             start = time.perf_counter()
             process = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True)
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
             process.name = os.path.basename(argv[0])
             self.live[process.pid] = process
             timer = threading.Timer(timeout, expire, (process.pid,))
@@ -155,10 +167,14 @@ class Processes:
         process.returncode = os.waitstatus_to_exitcode(status)
         self.live.pop(process.pid, None)
         if timed_out.is_set():
-            raise BenchError(f"{' '.join(argv[:4])}... took more than {timeout} s (killed); "
-                             f"see {stderr_path}")
-        return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-                "exit_code": process.returncode}
+            raise BenchError(
+                f"{' '.join(argv[:4])}... took more than {timeout} s (killed); see {stderr_path}"
+            )
+        return {
+            "wall_s": wall,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "exit_code": process.returncode,
+        }
 
 
 def signal_group(pgid, signum):
@@ -273,34 +289,63 @@ class Rhtex:
         ready_path = os.path.join(work, "interchange.out")
         self.interchange = procs.start(
             "interchange",
-            [self.exe("interchange"), "--run-dir", os.path.join(work, "interchange"),
-             "--client-listen", "tcp://127.0.0.1:0", "--manager-listen", "tcp://127.0.0.1:0",
-             "--keys-dir", self.keys],
-            work, ready_path, os.path.join(work, "interchange.log"))
-        ready = wait_for("the interchange's ready line",
-                         lambda: self._ready_line(ready_path), 30)
+            [
+                self.exe("interchange"),
+                "--run-dir",
+                os.path.join(work, "interchange"),
+                "--client-listen",
+                "tcp://127.0.0.1:0",
+                "--manager-listen",
+                "tcp://127.0.0.1:0",
+                "--keys-dir",
+                self.keys,
+            ],
+            work,
+            ready_path,
+            os.path.join(work, "interchange.log"),
+        )
+        ready = wait_for("the interchange's ready line", lambda: self._ready_line(ready_path), 30)
         self.client_url, manager_url = ready["client_url"], ready["manager_url"]
         nodes = ",".join(f"node{i}" for i in range(n_nodes))
         self.manager = procs.start(
             "pool-manager",
-            [self.exe("pool-manager"), "--interchange", manager_url,
-             "--run-dir", os.path.join(work, "manager"), "--block-id", "peers",
-             "--keys-dir", self.keys, "--nodes", nodes, *manager_flags],
-            work, os.path.join(work, "pool-manager.out"), os.path.join(work, "pool-manager.log"))
-        wait_for(f"a pool-manager with {n_nodes} nodes registered",
-                 lambda: self._registered(n_nodes), 60, interval=0.1)
+            [
+                self.exe("pool-manager"),
+                "--interchange",
+                manager_url,
+                "--run-dir",
+                os.path.join(work, "manager"),
+                "--block-id",
+                "peers",
+                "--keys-dir",
+                self.keys,
+                "--nodes",
+                nodes,
+                *manager_flags,
+            ],
+            work,
+            os.path.join(work, "pool-manager.out"),
+            os.path.join(work, "pool-manager.log"),
+        )
+        wait_for(
+            f"a pool-manager with {n_nodes} nodes registered",
+            lambda: self._registered(n_nodes),
+            60,
+            interval=0.1,
+        )
 
     def exe(self, name):
         return os.path.join(self.bin_dir, name)
 
     def cli(self, *args):
-        return [self.exe("rhtex"), "--interchange", self.client_url, "--keys-dir", self.keys,
-                *args]
+        return [self.exe("rhtex"), "--interchange", self.client_url, "--keys-dir", self.keys, *args]
 
     def _ready_line(self, path):
         if self.interchange.poll() is not None:
-            raise BenchError(f"the interchange exited ({self.interchange.returncode}); "
-                             f"see {self.interchange.log}")
+            raise BenchError(
+                f"the interchange exited ({self.interchange.returncode}); "
+                f"see {self.interchange.log}"
+            )
         text = read_text(path) or ""
         if "\n" not in text:
             return None
@@ -308,8 +353,9 @@ class Rhtex:
 
     def _registered(self, n_nodes):
         if self.manager.poll() is not None:
-            raise BenchError(f"the pool-manager exited ({self.manager.returncode}); "
-                             f"see {self.manager.log}")
+            raise BenchError(
+                f"the pool-manager exited ({self.manager.returncode}); see {self.manager.log}"
+            )
         out = os.path.join(self.work, "status.json")
         result = self.procs.run(self.cli("--json", "status"), self.work, 30, out)
         if result["exit_code"] != 0:
@@ -318,8 +364,10 @@ class Rhtex:
         return any(manager.get("n_nodes") == n_nodes for manager in managers)
 
     def cpu(self):
-        return {"interchange": cpu_of([self.interchange.pid]),
-                "manager": cpu_of([self.manager.pid])}
+        return {
+            "interchange": cpu_of([self.interchange.pid]),
+            "manager": cpu_of([self.manager.pid]),
+        }
 
     def stop(self):
         self.procs.note_descendants([self.interchange, self.manager])
@@ -346,8 +394,13 @@ def rhtex_run(procs, rhtex, taskfile, n_tasks, timeout):
     and CPU, and the daemons' CPU over it."""
     summary = os.path.join(rhtex.work, "summary.json")
     before = rhtex.cpu()
-    client = procs.run(rhtex.cli("--json", "run", taskfile), rhtex.work, timeout, summary,
-                       os.path.join(rhtex.work, "run.log"))
+    client = procs.run(
+        rhtex.cli("--json", "run", taskfile),
+        rhtex.work,
+        timeout,
+        summary,
+        os.path.join(rhtex.work, "run.log"),
+    )
     after = rhtex.cpu()
     counts = {}
     try:
@@ -356,13 +409,22 @@ def rhtex_run(procs, rhtex, taskfile, n_tasks, timeout):
         log(f"cannot read the rhtex run summary: {error}")
     completed = counts.get("completed", 0)
     if client["exit_code"] != 0 or completed != n_tasks:
-        raise BenchError(f"rhtex run: exit code {client['exit_code']}, {completed} of {n_tasks} "
-                         f"completed; see {rhtex.work}/run.log")
+        raise BenchError(
+            f"rhtex run: exit code {client['exit_code']}, {completed} of {n_tasks} "
+            f"completed; see {rhtex.work}/run.log"
+        )
     interchange = cpu_delta(before["interchange"], after["interchange"])
     manager = cpu_delta(before["manager"], after["manager"])
-    return {"wall_s": client["wall_s"], "completed": completed,
-            "cpu_s": {"scheduler": interchange["own"], "executor": manager["own"],
-                      "tasks": manager["reaped"], "client": client["cpu_s"]}}
+    return {
+        "wall_s": client["wall_s"],
+        "completed": completed,
+        "cpu_s": {
+            "scheduler": interchange["own"],
+            "executor": manager["own"],
+            "tasks": manager["reaped"],
+            "client": client["cpu_s"],
+        },
+    }
 
 
 # ---------------------------------------------------------------- HyperQueue
@@ -375,20 +437,42 @@ class HyperQueue:
         self.procs, self.hq, self.work = procs, hq, work
         self.server_dir = os.path.join(work, "server")
         self.server = procs.start(
-            "hq server", [hq, "server", "start", "--server-dir", self.server_dir], work,
-            os.path.join(work, "server.out"), os.path.join(work, "server.log"))
+            "hq server",
+            [hq, "server", "start", "--server-dir", self.server_dir],
+            work,
+            os.path.join(work, "server.out"),
+            os.path.join(work, "server.log"),
+        )
         wait_for("the HyperQueue server", self._server_up, 30, interval=0.1)
         self.workers = []
         for index, flags in enumerate(workers):
             work_dir = os.path.join(work, f"worker{index}")
-            self.workers.append(procs.start(
-                f"hq worker {index}",
-                [hq, "worker", "start", "--server-dir", self.server_dir, "--manager", "none",
-                 "--work-dir", work_dir, *flags],
-                work, os.path.join(work, f"worker{index}.out"),
-                os.path.join(work, f"worker{index}.log")))
-        wait_for(f"{len(workers)} HyperQueue workers", lambda: self._n_workers() == len(workers),
-                 60, interval=0.1)
+            self.workers.append(
+                procs.start(
+                    f"hq worker {index}",
+                    [
+                        hq,
+                        "worker",
+                        "start",
+                        "--server-dir",
+                        self.server_dir,
+                        "--manager",
+                        "none",
+                        "--work-dir",
+                        work_dir,
+                        *flags,
+                    ],
+                    work,
+                    os.path.join(work, f"worker{index}.out"),
+                    os.path.join(work, f"worker{index}.log"),
+                )
+            )
+        wait_for(
+            f"{len(workers)} HyperQueue workers",
+            lambda: self._n_workers() == len(workers),
+            60,
+            interval=0.1,
+        )
         self.jobs = os.path.join(work, "jobs")
         os.makedirs(self.jobs, exist_ok=True)
 
@@ -397,8 +481,9 @@ class HyperQueue:
 
     def _server_up(self):
         if self.server.poll() is not None:
-            raise BenchError(f"the HyperQueue server exited ({self.server.returncode}); "
-                             f"see {self.server.log}")
+            raise BenchError(
+                f"the HyperQueue server exited ({self.server.returncode}); see {self.server.log}"
+            )
         return self.procs.run(self.cli("server", "info"), self.work, 30)["exit_code"] == 0
 
     def _n_workers(self):
@@ -406,8 +491,9 @@ class HyperQueue:
             if worker.poll() is not None:
                 raise BenchError(f"{worker.name} exited ({worker.returncode}); see {worker.log}")
         out = os.path.join(self.work, "workers.json")
-        result = self.procs.run(self.cli("--output-mode", "json", "worker", "list"),
-                                self.work, 30, out)
+        result = self.procs.run(
+            self.cli("--output-mode", "json", "worker", "list"), self.work, 30, out
+        )
         if result["exit_code"] != 0:
             return -1
         try:
@@ -415,13 +501,24 @@ class HyperQueue:
         except ValueError:
             return -1
 
-    def job_counts(self, job_id):
-        out = os.path.join(self.work, "job.json")
-        self.procs.run(self.cli("--output-mode", "json", "job", "info", str(job_id)),
-                       self.work, 60, out)
-        info = json.loads(read_text(out))
-        info = info[0] if isinstance(info, list) else info
-        return info.get("info", info).get("task_stats", info.get("task_stats", {}))
+    def job_stats(self, job_id=None):
+        """The task counts of a job (the last one by default), from
+        `hq job list --all`."""
+        out = os.path.join(self.work, "jobs.json")
+        self.procs.run(
+            self.cli("--output-mode", "json", "job", "list", "--all"), self.work, 60, out
+        )
+        jobs = json.loads(read_text(out))
+        if not jobs:
+            raise BenchError("HyperQueue lists no job")
+        job = (
+            jobs[-1]
+            if job_id is None
+            else next((job for job in jobs if job.get("id") == job_id), None)
+        )
+        if job is None:
+            raise BenchError(f"HyperQueue lists no job {job_id}")
+        return job["task_stats"]
 
     def cpu(self):
         workers = cpu_of([worker.pid for worker in self.workers])
@@ -445,16 +542,32 @@ def hq_submit(procs, hq, args, n_tasks, timeout):
     """`hq submit ARGS --wait`: the client's wall time and CPU, the server's
     and workers' CPU over it; checks that every task finished."""
     before = hq.cpu()
-    client = procs.run(hq.cli("submit", "--wait", *args), hq.jobs, timeout,
-                       os.path.join(hq.work, "submit.out"), os.path.join(hq.work, "submit.log"))
+    client = procs.run(
+        hq.cli("submit", "--wait", *args),
+        hq.jobs,
+        timeout,
+        os.path.join(hq.work, "submit.out"),
+        os.path.join(hq.work, "submit.log"),
+    )
     after = hq.cpu()
     if client["exit_code"] != 0:
         raise BenchError(f"hq submit: exit code {client['exit_code']}; see {hq.work}/submit.out")
+    stats = hq.job_stats()
+    if stats.get("finished") != n_tasks:
+        raise BenchError(
+            f"HyperQueue: {stats.get('finished')} of {n_tasks} tasks finished ({stats})"
+        )
     server = cpu_delta(before["server"], after["server"])
     workers = cpu_delta(before["workers"], after["workers"])
-    return {"wall_s": client["wall_s"],
-            "cpu_s": {"scheduler": server["own"], "executor": workers["own"],
-                      "tasks": workers["reaped"], "client": client["cpu_s"]}}
+    return {
+        "wall_s": client["wall_s"],
+        "cpu_s": {
+            "scheduler": server["own"],
+            "executor": workers["own"],
+            "tasks": workers["reaped"],
+            "client": client["cpu_s"],
+        },
+    }
 
 
 # ---------------------------------------------------------------- the sections
@@ -468,13 +581,19 @@ def median_of(rows, key, sub=None):
 def summarise(system, rows, n_tasks, notes):
     """Medians over rounds, with CPU in microseconds per task."""
     wall = median_of(rows, "wall_s")
-    summary = {"system": system, "notes": notes, "rounds": len(rows),
-               "wall_s": round(wall, 3), "tasks_per_s": round(n_tasks / wall, 1),
-               "wall_s_each": [round(row["wall_s"], 3) for row in rows]}
+    summary = {
+        "system": system,
+        "notes": notes,
+        "rounds": len(rows),
+        "wall_s": round(wall, 3),
+        "tasks_per_s": round(n_tasks / wall, 1),
+        "wall_s_each": [round(row["wall_s"], 3) for row in rows],
+    }
     if rows and "cpu_s" in rows[0]:
         summary["cpu_us_per_task"] = {
             part: round(1e6 * median_of(rows, "cpu_s", part) / n_tasks, 1)
-            for part in rows[0]["cpu_s"]}
+            for part in rows[0]["cpu_s"]
+        }
     for key in ("startup_s", "total_s"):
         if rows and key in rows[0]:
             summary[key] = round(median_of(rows, key), 3)
@@ -490,21 +609,34 @@ def section_e2e(args, procs, work):
     for round_index in range(args.rounds):
         tag = f"round {round_index + 1}/{args.rounds}"
         log(f"e2e {tag}: floor, {n} x bash -c true, {slots} at a time")
-        floor = procs.run(["sh", "-c", f"seq {n} | xargs -P {slots} -n1 bash -c true _"],
-                          work, timeout, stderr_path=os.path.join(work, "floor.log"))
+        floor = procs.run(
+            ["sh", "-c", f"seq {n} | xargs -P {slots} -n1 bash -c true _"],
+            work,
+            timeout,
+            stderr_path=os.path.join(work, "floor.log"),
+        )
         if floor["exit_code"] != 0:
             raise BenchError(f"the floor exited with {floor['exit_code']}")
         rows.setdefault("floor", []).append(
-            {"wall_s": floor["wall_s"], "cpu_s": {"tasks": floor["cpu_s"]}})
+            {"wall_s": floor["wall_s"], "cpu_s": {"tasks": floor["cpu_s"]}}
+        )
         log(f"e2e {tag}: floor, batched: {slots} shells each running its share of the bash -c true")
         batched = procs.run(
-            ["sh", "-c", f"seq {n} | xargs -P {slots} -n {-(-n // slots)} "
-             "sh -c 'for i in \"$@\"; do bash -c true; done' _"],
-            work, timeout, stderr_path=os.path.join(work, "floor.log"))
+            [
+                "sh",
+                "-c",
+                f"seq {n} | xargs -P {slots} -n {-(-n // slots)} "
+                "sh -c 'for i in \"$@\"; do bash -c true; done' _",
+            ],
+            work,
+            timeout,
+            stderr_path=os.path.join(work, "floor.log"),
+        )
         if batched["exit_code"] != 0:
             raise BenchError(f"the batched floor exited with {batched['exit_code']}")
         rows.setdefault("floor-batched", []).append(
-            {"wall_s": batched["wall_s"], "cpu_s": {"tasks": batched["cpu_s"]}})
+            {"wall_s": batched["wall_s"], "cpu_s": {"tasks": batched["cpu_s"]}}
+        )
 
         log(f"e2e {tag}: rhtex, {slots} synthetic nodes")
         rhtex_dir = tempfile.mkdtemp(prefix="rhtex-", dir=work)
@@ -517,7 +649,9 @@ def section_e2e(args, procs, work):
 
         if args.hq:
             for system, command in (("hq", ["true"]), ("hq-bash", ["bash", "-c", "true"])):
-                log(f"e2e {tag}: HyperQueue, one worker with --cpus {slots}, -- {' '.join(command)}")
+                log(
+                    f"e2e {tag}: HyperQueue, one worker with --cpus {slots}, -- {' '.join(command)}"
+                )
                 hq_dir = tempfile.mkdtemp(prefix="hq-", dir=work)
                 hq = HyperQueue(procs, args.hq, hq_dir, [["--cpus", str(slots)]])
                 try:
@@ -533,9 +667,21 @@ def section_e2e(args, procs, work):
             env = dict(os.environ)
             env["PATH"] = os.path.dirname(args.parsl_python) + os.pathsep + env.get("PATH", "")
             parsl_run = procs.run(
-                [args.parsl_python, os.path.join(args.repo, "bench", "parsl_driver.py"),
-                 "throughput", "--tasks", str(n), "--workers", str(args.parsl_workers)],
-                work, timeout + 300, out, os.path.join(work, "parsl.log"), env=env)
+                [
+                    args.parsl_python,
+                    os.path.join(args.repo, "bench", "parsl_driver.py"),
+                    "throughput",
+                    "--tasks",
+                    str(n),
+                    "--workers",
+                    str(args.parsl_workers),
+                ],
+                work,
+                timeout + 300,
+                out,
+                os.path.join(work, "parsl.log"),
+                env=env,
+            )
             lines = [line for line in (read_text(out) or "").splitlines() if line.strip()]
             if parsl_run["exit_code"] != 0 or not lines:
                 raise BenchError(f"the Parsl run failed; see {work}/parsl.log")
@@ -543,31 +689,39 @@ def section_e2e(args, procs, work):
             if result["failed"]:
                 raise BenchError(f"Parsl: {result['failed']} tasks failed")
             rows.setdefault("parsl", []).append(
-                {"wall_s": result["run_s"], "startup_s": result["startup_s"],
-                 "total_s": result["total_s"]})
+                {
+                    "wall_s": result["run_s"],
+                    "startup_s": result["startup_s"],
+                    "total_s": result["total_s"],
+                }
+            )
 
     notes = {
         "floor": f"seq N | xargs -P {slots} -n1 bash -c true _: one process (xargs) spawns "
-                 "every task, as a pool-manager or an HQ worker does (CPU: all of it)",
+        "every task, as a pool-manager or an HQ worker does (CPU: all of it)",
         "floor-batched": f"seq N | xargs -P {slots} -n N/{slots} sh -c 'for i; do bash -c true; "
-                         f"done': {slots} shells spawn (for reference; ratios are against the "
-                         "floor above)",
+        f"done': {slots} shells spawn (for reference; ratios are against the "
+        "floor above)",
         "rhtex": f"rhtex run --interchange, 1 pool-manager x {slots} synthetic nodes, "
-                 "each task /bin/bash -c true",
-        "hq": f"hq submit --array 1-N --wait -- true, 1 worker --cpus {slots} (true exec'd, no shell)",
+        "each task /bin/bash -c true",
+        "hq": f"hq submit --array 1-N --wait -- true, 1 worker --cpus {slots} "
+        "(HQ execs true itself, no shell)",
         "hq-bash": f"hq submit --array 1-N --wait -- bash -c true, 1 worker --cpus {slots}",
         "parsl": f"parsl_driver.py throughput, HTEX {args.parsl_workers} workers, "
-                 "submit to last result after warm-up (startup apart)",
+        "submit to last result after warm-up (startup apart)",
     }
-    summaries = {system: summarise(system, system_rows, n, notes[system])
-                 for system, system_rows in rows.items()}
+    summaries = {
+        system: summarise(system, system_rows, n, notes[system])
+        for system, system_rows in rows.items()
+    }
     floor_tps = summaries["floor"]["tasks_per_s"]
     for summary in summaries.values():
         summary["vs_floor"] = round(summary["tasks_per_s"] / floor_tps, 2)
         for base in ("hq", "hq-bash"):
             if base in summaries:
                 summary[f"vs_{base}"] = round(
-                    summary["tasks_per_s"] / summaries[base]["tasks_per_s"], 2)
+                    summary["tasks_per_s"] / summaries[base]["tasks_per_s"], 2
+                )
     return {"tasks": n, "slots": slots, "rounds": args.rounds, "systems": summaries}
 
 
@@ -579,9 +733,13 @@ def percentile(sorted_values, q):
 
 def latency_of(values_ms):
     values = sorted(values_ms)
-    return {"runs": len(values), "p50_ms": round(percentile(values, 0.5), 2),
-            "p90_ms": round(percentile(values, 0.9), 2),
-            "min_ms": round(values[0], 2), "max_ms": round(values[-1], 2)}
+    return {
+        "runs": len(values),
+        "p50_ms": round(percentile(values, 0.5), 2),
+        "p90_ms": round(percentile(values, 0.9), 2),
+        "min_ms": round(values[0], 2),
+        "max_ms": round(values[-1], 2),
+    }
 
 
 def section_latency(args, procs, work):
@@ -593,8 +751,10 @@ def section_latency(args, procs, work):
         if args.hq:
             hq_dir = tempfile.mkdtemp(prefix="hq-", dir=work)
             hq = HyperQueue(procs, args.hq, hq_dir, [["--cpus", str(args.slots)]])
-        log(f"latency: {args.latency_runs} x submit --wait -- true each (after 3 warm-up runs), "
-            "interleaved")
+        log(
+            f"latency: {args.latency_runs} x submit --wait -- true each (after 3 warm-up runs), "
+            "interleaved"
+        )
         for index in range(3 + args.latency_runs):
             runs = [("rhtex", rhtex.cli("submit", "--wait", "--", "true"), rhtex_dir)]
             if hq:
@@ -602,8 +762,10 @@ def section_latency(args, procs, work):
             for system, argv, cwd in runs:
                 result = procs.run(argv, cwd, 60, stderr_path=os.path.join(work, "latency.log"))
                 if result["exit_code"] != 0:
-                    raise BenchError(f"{system} submit --wait: exit code {result['exit_code']}; "
-                                     f"see {work}/latency.log")
+                    raise BenchError(
+                        f"{system} submit --wait: exit code {result['exit_code']}; "
+                        f"see {work}/latency.log"
+                    )
                 if index >= 3:
                     samples[system].append(1e3 * result["wall_s"])
     finally:
@@ -611,13 +773,16 @@ def section_latency(args, procs, work):
             hq.stop()
         if rhtex:
             rhtex.stop()
-    report = {"command": "submit --wait -- true (the CLI's whole wall time: start, connect, "
-                         "submit, result, exit)",
-              "rhtex": latency_of(samples["rhtex"])}
+    report = {
+        "command": "submit --wait -- true (the CLI's whole wall time: start, connect, "
+        "submit, result, exit)",
+        "rhtex": latency_of(samples["rhtex"]),
+    }
     if hq:
         report["hq"] = latency_of(samples["hq"])
-        report["hq_p50_over_rhtex_p50"] = round(report["hq"]["p50_ms"]
-                                                / report["rhtex"]["p50_ms"], 2)
+        report["hq_p50_over_rhtex_p50"] = round(
+            report["hq"]["p50_ms"] / report["rhtex"]["p50_ms"], 2
+        )
     return report
 
 
@@ -639,20 +804,28 @@ def section_multinode(args, procs, work):
         workers = [["--cpus", "1", "--hostname", f"node{i}"] for i in range(n_nodes)]
         hq = HyperQueue(procs, args.hq, hq_dir, workers)
         try:
-            rows["hq"] = [hq_submit(procs, hq, ["--nodes", "4", "--array", f"1-{m}", "--", "true"],
-                                    m, args.timeout)]
+            rows["hq"] = [
+                hq_submit(
+                    procs, hq, ["--nodes", "4", "--array", f"1-{m}", "--", "true"], m, args.timeout
+                )
+            ]
         finally:
             hq.stop()
-    notes = {"rhtex": f"rhtex run --interchange, resources num_nodes 4, 1 pool-manager x "
-                      f"{n_nodes} synthetic nodes",
-             "hq": f"hq submit --nodes 4 --array 1-M --wait -- true, {n_nodes} workers "
-                   "(--cpus 1 --hostname nodeI) in the default group"}
-    summaries = {system: summarise(system, system_rows, m, notes[system])
-                 for system, system_rows in rows.items()}
+    notes = {
+        "rhtex": f"rhtex run --interchange, resources num_nodes 4, 1 pool-manager x "
+        f"{n_nodes} synthetic nodes",
+        "hq": f"hq submit --nodes 4 --array 1-M --wait -- true, {n_nodes} workers "
+        "(--cpus 1 --hostname nodeI) in the default group",
+    }
+    summaries = {
+        system: summarise(system, system_rows, m, notes[system])
+        for system, system_rows in rows.items()
+    }
     report = {"tasks": m, "nodes_per_task": 4, "nodes": n_nodes, "systems": summaries}
     if "hq" in summaries:
-        report["rhtex_over_hq"] = round(summaries["rhtex"]["tasks_per_s"]
-                                        / summaries["hq"]["tasks_per_s"], 2)
+        report["rhtex_over_hq"] = round(
+            summaries["rhtex"]["tasks_per_s"] / summaries["hq"]["tasks_per_s"], 2
+        )
     return report
 
 
@@ -660,45 +833,72 @@ def section_memory(args, procs, work):
     q = args.queued
     log(f"memory: rhtex-bench scale --queued {q} --managers 0")
     out_dir = tempfile.mkdtemp(prefix="scale-", dir=work)
-    result = procs.run([args.bench_exe, "scale", "--bin-dir", args.bin_dir, "--out", out_dir,
-                        "--queued", str(q), "--managers", "0"], work, args.timeout,
-                       os.path.join(work, "scale.out"), os.path.join(work, "scale.log"))
+    result = procs.run(
+        [
+            args.bench_exe,
+            "scale",
+            "--bin-dir",
+            args.bin_dir,
+            "--out",
+            out_dir,
+            "--queued",
+            str(q),
+            "--managers",
+            "0",
+        ],
+        work,
+        args.timeout,
+        os.path.join(work, "scale.out"),
+        os.path.join(work, "scale.log"),
+    )
     if result["exit_code"] != 0:
         raise BenchError(f"rhtex-bench scale failed; see {work}/scale.log")
     queue = json.loads(read_text(os.path.join(out_dir, "scale.json")))["queue"]
-    report = {"tasks": q, "rhtex": {
-        "how": "rhtex-bench scale --managers 0: tasks submitted in batches of 10,000 by one "
-               "client, no manager",
-        "rss_before_mib": queue["rss_before_mib"], "rss_mib": queue["rss_mib"],
-        "hwm_mib": queue["peak_rss_mib"], "bytes_per_task": queue["bytes_per_task"],
-        "queue_s": queue["seconds"]}}
+    report = {
+        "tasks": q,
+        "rhtex": {
+            "how": "rhtex-bench scale --managers 0: tasks submitted in batches of 10,000 by one "
+            "client, no manager",
+            "rss_before_mib": queue["rss_before_mib"],
+            "rss_mib": queue["rss_mib"],
+            "hwm_mib": queue["peak_rss_mib"],
+            "bytes_per_task": queue["bytes_per_task"],
+            "queue_s": queue["seconds"],
+        },
+    }
     if args.hq:
         log(f"memory: HyperQueue server with an array job of {q}, no worker")
         hq_dir = tempfile.mkdtemp(prefix="hq-", dir=work)
         hq = HyperQueue(procs, args.hq, hq_dir, [])
         try:
             before = memory_kib(hq.server.pid)
-            submit = procs.run(hq.cli("--output-mode", "json", "submit", "--array", f"1-{q}",
-                                      "--", "true"),
-                               hq.jobs, args.timeout, os.path.join(hq_dir, "submit.out"),
-                               os.path.join(hq_dir, "submit.log"))
+            submit = procs.run(
+                hq.cli("--output-mode", "json", "submit", "--array", f"1-{q}", "--", "true"),
+                hq.jobs,
+                args.timeout,
+                os.path.join(hq_dir, "submit.out"),
+                os.path.join(hq_dir, "submit.log"),
+            )
             if submit["exit_code"] != 0:
                 raise BenchError(f"hq submit failed; see {hq_dir}/submit.log")
             job_id = json.loads(read_text(os.path.join(hq_dir, "submit.out")))["id"]
-            stats = hq.job_counts(job_id)
+            stats = hq.job_stats(job_id)
             waiting = stats.get("waiting")
             if waiting != q:
-                raise BenchError(f"HyperQueue reports {waiting} waiting tasks, expected {q} "
-                                 f"({stats})")
+                raise BenchError(
+                    f"HyperQueue reports {waiting} waiting tasks, expected {q} ({stats})"
+                )
             after = memory_kib(hq.server.pid)
         finally:
             hq.stop()
         report["hq"] = {
             "how": f"hq submit --array 1-{q} -- true, no worker",
             "rss_before_mib": round(before["VmRSS"] / 1024, 1),
-            "rss_mib": round(after["VmRSS"] / 1024, 1), "hwm_mib": round(after["VmHWM"] / 1024, 1),
+            "rss_mib": round(after["VmRSS"] / 1024, 1),
+            "hwm_mib": round(after["VmHWM"] / 1024, 1),
             "bytes_per_task": round(1024 * (after["VmRSS"] - before["VmRSS"]) / q),
-            "submit_s": round(submit["wall_s"], 3)}
+            "submit_s": round(submit["wall_s"], 3),
+        }
         report["rhtex_rss_over_hq"] = round(report["rhtex"]["rss_mib"] / report["hq"]["rss_mib"], 2)
     return report
 
@@ -708,8 +908,10 @@ def section_memory(args, procs, work):
 
 def table(header, rows):
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).rjust(width) for cell, width in zip(line, widths))
-             for line in [header, *rows]]
+    lines = [
+        "  ".join(str(cell).rjust(width) for cell, width in zip(line, widths))
+        for line in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -718,35 +920,75 @@ def fmt(value, digits=1):
 
 
 def print_report(report):
-    print(f"Peers, {report['machine']['n_cpus']} CPUs, load average at start "
-          f"{report['loadavg_at_start']}, at end {report['loadavg_at_end']}")
+    print(
+        f"Peers, {report['machine']['n_cpus']} CPUs, load average at start "
+        f"{report['loadavg_at_start']}, at end {report['loadavg_at_end']}"
+    )
     e2e = report.get("e2e")
     if e2e:
-        print(f"\n1. End to end: {e2e['tasks']:,} `true` tasks on {e2e['slots']} slots, "
-              f"median of {e2e['rounds']} round(s)")
+        print(
+            f"\n1. End to end: {e2e['tasks']:,} `true` tasks on {e2e['slots']} slots, "
+            f"median of {e2e['rounds']} round(s)"
+        )
         rows = []
         for system, summary in e2e["systems"].items():
             cpu = summary.get("cpu_us_per_task", {})
-            rows.append([system, fmt(summary["wall_s"], 2), fmt(summary["tasks_per_s"], 0),
-                         fmt(summary["vs_floor"], 2), fmt(summary.get("vs_hq"), 2),
-                         fmt(summary.get("vs_hq-bash"), 2),
-                         fmt(cpu.get("scheduler")), fmt(cpu.get("executor")),
-                         fmt(cpu.get("client")), fmt(cpu.get("tasks"))])
-        print(table(["system", "wall s", "tasks/s", "vs floor", "vs HQ", "vs HQ bash",
-                     "sched µs/task", "executor µs", "client µs", "tasks µs"], rows))
-        print("(CPU per task: sched = interchange / hq server; executor = pool-manager and its "
-              "helpers / hq worker(s), own time; tasks = the task processes they reaped; the "
-              "floor's is all of it)")
+            rows.append(
+                [
+                    system,
+                    fmt(summary["wall_s"], 2),
+                    fmt(summary["tasks_per_s"], 0),
+                    fmt(summary["vs_floor"], 2),
+                    fmt(summary.get("vs_hq"), 2),
+                    fmt(summary.get("vs_hq-bash"), 2),
+                    fmt(cpu.get("scheduler")),
+                    fmt(cpu.get("executor")),
+                    fmt(cpu.get("client")),
+                    fmt(cpu.get("tasks")),
+                ]
+            )
+        print(
+            table(
+                [
+                    "system",
+                    "wall s",
+                    "tasks/s",
+                    "vs floor",
+                    "vs HQ",
+                    "vs HQ bash",
+                    "sched µs/task",
+                    "executor µs",
+                    "client µs",
+                    "tasks µs",
+                ],
+                rows,
+            )
+        )
+        print(
+            "(CPU per task: sched = interchange / hq server; executor = pool-manager and its "
+            "helpers / hq worker(s), own time; tasks = the task processes they reaped; the "
+            "floor's is all of it)"
+        )
         for system, summary in e2e["systems"].items():
-            print(f"  {system}: {summary['notes']}; each round {summary['wall_s_each']} s"
-                  + (f"; startup {summary['startup_s']} s" if "startup_s" in summary else ""))
+            print(
+                f"  {system}: {summary['notes']}; each round {summary['wall_s_each']} s"
+                + (f"; startup {summary['startup_s']} s" if "startup_s" in summary else "")
+            )
     latency = report.get("latency")
     if latency:
         print(f"\n2. Latency: {latency['command']}")
-        rows = [[system, latency[system]["runs"], fmt(latency[system]["p50_ms"]),
-                 fmt(latency[system]["p90_ms"]), fmt(latency[system]["min_ms"]),
-                 fmt(latency[system]["max_ms"])]
-                for system in ("rhtex", "hq") if system in latency]
+        rows = [
+            [
+                system,
+                latency[system]["runs"],
+                fmt(latency[system]["p50_ms"]),
+                fmt(latency[system]["p90_ms"]),
+                fmt(latency[system]["min_ms"]),
+                fmt(latency[system]["max_ms"]),
+            ]
+            for system in ("rhtex", "hq")
+            if system in latency
+        ]
         print(table(["system", "runs", "p50 ms", "p90 ms", "min ms", "max ms"], rows))
     multinode = report.get("multinode")
     if multinode:
@@ -754,19 +996,37 @@ def print_report(report):
         rows = []
         for system, summary in multinode["systems"].items():
             cpu = summary.get("cpu_us_per_task", {})
-            rows.append([system, fmt(summary["wall_s"], 2), fmt(summary["tasks_per_s"], 0),
-                         fmt(cpu.get("scheduler")), fmt(cpu.get("executor")),
-                         fmt(cpu.get("client"))])
-        print(table(["system", "wall s", "tasks/s", "sched µs/task", "executor µs", "client µs"],
-                    rows))
+            rows.append(
+                [
+                    system,
+                    fmt(summary["wall_s"], 2),
+                    fmt(summary["tasks_per_s"], 0),
+                    fmt(cpu.get("scheduler")),
+                    fmt(cpu.get("executor")),
+                    fmt(cpu.get("client")),
+                ]
+            )
+        print(
+            table(
+                ["system", "wall s", "tasks/s", "sched µs/task", "executor µs", "client µs"], rows
+            )
+        )
         if "rhtex_over_hq" in multinode:
             print(f"rhtex / HQ: {multinode['rhtex_over_hq']}x")
     memory = report.get("memory")
     if memory:
         print(f"\n4. {memory['tasks']:,} queued tasks, no manager or worker")
-        rows = [[system, fmt(memory[system]["rss_before_mib"]), fmt(memory[system]["rss_mib"]),
-                 fmt(memory[system]["hwm_mib"]), fmt(memory[system]["bytes_per_task"], 0)]
-                for system in ("rhtex", "hq") if system in memory]
+        rows = [
+            [
+                system,
+                fmt(memory[system]["rss_before_mib"]),
+                fmt(memory[system]["rss_mib"]),
+                fmt(memory[system]["hwm_mib"]),
+                fmt(memory[system]["bytes_per_task"], 0),
+            ]
+            for system in ("rhtex", "hq")
+            if system in memory
+        ]
         print(table(["system", "idle RSS MiB", "RSS MiB", "peak MiB", "bytes/task"], rows))
     if not report["hq_measured"]:
         print("\nHyperQueue: not measured (pass --hq PATH)")
@@ -778,9 +1038,14 @@ def print_report(report):
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in (read_text("/proc/cpuinfo") or "").splitlines()
-                if line.startswith("model name")), "")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in (read_text("/proc/cpuinfo") or "").splitlines()
+            if line.startswith("model name")
+        ),
+        "",
+    )
     return {"n_cpus": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release()}
 
 
@@ -793,36 +1058,64 @@ def version_of(argv):
 
 def parse_args():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin-dir", default=os.path.join(repo, "target", "release"),
-                        help="where rhtex, interchange, pool-manager are")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--bin-dir",
+        default=os.path.join(repo, "target", "release"),
+        help="where rhtex, interchange, pool-manager are",
+    )
     parser.add_argument("--bench-exe", default=None, help="rhtex-bench (default: in --bin-dir)")
-    parser.add_argument("--hq", default=os.environ.get("RHTEX_BENCH_HQ") or None,
-                        help="the hq binary (default $RHTEX_BENCH_HQ); without it HQ is not "
-                             "measured")
-    parser.add_argument("--parsl-python", default=None,
-                        help="python of a venv with Parsl; without it Parsl is not measured")
+    parser.add_argument(
+        "--hq",
+        default=os.environ.get("RHTEX_BENCH_HQ") or None,
+        help="the hq binary (default $RHTEX_BENCH_HQ); without it HQ is not measured",
+    )
+    parser.add_argument(
+        "--parsl-python",
+        default=None,
+        help="python of a venv with Parsl; without it Parsl is not measured",
+    )
     parser.add_argument("--parsl-workers", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=10_000, help="end to end: tasks (10,000)")
-    parser.add_argument("--slots", type=int, default=64,
-                        help="end to end: synthetic nodes / HQ cpus / floor parallelism (64)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="end to end: rounds, interleaved (1); medians are reported")
-    parser.add_argument("--manager-flag", action="append", default=[],
-                        help="an extra flag for every pool-manager (repeatable; e.g. "
-                             "--manager-flag=--no-cgroups)")
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=64,
+        help="end to end: synthetic nodes / HQ cpus / floor parallelism (64)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="end to end: rounds, interleaved (1); medians are reported",
+    )
+    parser.add_argument(
+        "--manager-flag",
+        action="append",
+        default=[],
+        help="an extra flag for every pool-manager (repeatable; e.g. --manager-flag=--no-cgroups)",
+    )
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--multinode-tasks", type=int, default=1000)
     parser.add_argument("--multinode-nodes", type=int, default=16)
     parser.add_argument("--queued", type=int, default=100_000)
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections ({','.join(SECTIONS)})")
-    parser.add_argument("--timeout", type=float, default=600,
-                        help="seconds any one measured command may take (600)")
-    parser.add_argument("--out", default=os.path.join(
-        os.environ.get("RHTEX_BENCH_OUT") or os.path.join(repo, "bench", "results"),
-        "peers.json"))
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections ({','.join(SECTIONS)})",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds any one measured command may take (600)"
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(
+            os.environ.get("RHTEX_BENCH_OUT") or os.path.join(repo, "bench", "results"),
+            "peers.json",
+        ),
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
     args.repo = repo
@@ -847,11 +1140,13 @@ def main():
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda signum, _frame: sys.exit(128 + signum))
     report = {
-        "benchmark": "peers", "machine": machine(),
+        "benchmark": "peers",
+        "machine": machine(),
         "git_commit": os.environ.get("RHTEX_BENCH_COMMIT", ""),
         "loadavg_at_start": loadavg(),
         "pool_manager_extra_flags": args.manager_flag,
-        "hq_measured": bool(args.hq), "parsl_measured": bool(args.parsl_python),
+        "hq_measured": bool(args.hq),
+        "parsl_measured": bool(args.parsl_python),
         "hq_version": version_of([args.hq, "--version"]) if args.hq else None,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -859,8 +1154,12 @@ def main():
         log("HyperQueue: not measured (pass --hq PATH)")
     procs = Processes()
     work = tempfile.mkdtemp(prefix="rhtex-bench-peers-")
-    sections = {"e2e": section_e2e, "latency": section_latency,
-                "multinode": section_multinode, "memory": section_memory}
+    sections = {
+        "e2e": section_e2e,
+        "latency": section_latency,
+        "multinode": section_multinode,
+        "memory": section_memory,
+    }
     try:
         for name in args.only:
             report[name] = sections[name](args, procs, work)

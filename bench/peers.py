@@ -739,6 +739,7 @@ def latency_of(values_ms):
         "p90_ms": round(percentile(values, 0.9), 2),
         "min_ms": round(values[0], 2),
         "max_ms": round(values[-1], 2),
+        "samples_ms": [round(value, 2) for value in values_ms],
     }
 
 

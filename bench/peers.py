@@ -144,26 +144,15 @@ class Processes:
             timed_out.set()
             signal_group(pid, signal.SIGKILL)
 
-        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-            start = time.perf_counter()
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-            process.name = os.path.basename(argv[0])
-            self.live[process.pid] = process
-            timer = threading.Timer(timeout, expire, (process.pid,))
-            timer.start()
-            try:
-                _, status, usage = os.wait4(process.pid, 0)
-            finally:
-                timer.cancel()
-            wall = time.perf_counter() - start
+        start = time.perf_counter()
+        process = self.start(os.path.basename(argv[0]), argv, cwd, stdout_path, stderr_path, env)
+        timer = threading.Timer(timeout, expire, (process.pid,))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
         self.live.pop(process.pid, None)
         if timed_out.is_set():
@@ -608,35 +597,24 @@ def section_e2e(args, procs, work):
     rows = {}
     for round_index in range(args.rounds):
         tag = f"round {round_index + 1}/{args.rounds}"
-        log(f"e2e {tag}: floor, {n} x bash -c true, {slots} at a time")
-        floor = procs.run(
-            ["sh", "-c", f"seq {n} | xargs -P {slots} -n1 bash -c true _"],
-            work,
-            timeout,
-            stderr_path=os.path.join(work, "floor.log"),
-        )
-        if floor["exit_code"] != 0:
-            raise BenchError(f"the floor exited with {floor['exit_code']}")
-        rows.setdefault("floor", []).append(
-            {"wall_s": floor["wall_s"], "cpu_s": {"tasks": floor["cpu_s"]}}
-        )
-        log(f"e2e {tag}: floor, batched: {slots} shells each running its share of the bash -c true")
-        batched = procs.run(
-            [
-                "sh",
-                "-c",
+        floors = (
+            ("floor", f"seq {n} | xargs -P {slots} -n1 bash -c true _"),
+            (
+                "floor-batched",
                 f"seq {n} | xargs -P {slots} -n {-(-n // slots)} "
                 "sh -c 'for i in \"$@\"; do bash -c true; done' _",
-            ],
-            work,
-            timeout,
-            stderr_path=os.path.join(work, "floor.log"),
+            ),
         )
-        if batched["exit_code"] != 0:
-            raise BenchError(f"the batched floor exited with {batched['exit_code']}")
-        rows.setdefault("floor-batched", []).append(
-            {"wall_s": batched["wall_s"], "cpu_s": {"tasks": batched["cpu_s"]}}
-        )
+        for system, pipeline in floors:
+            log(f"e2e {tag}: {system}: {pipeline}")
+            floor = procs.run(
+                ["sh", "-c", pipeline], work, timeout, stderr_path=os.path.join(work, "floor.log")
+            )
+            if floor["exit_code"] != 0:
+                raise BenchError(f"{system} exited with {floor['exit_code']}")
+            rows.setdefault(system, []).append(
+                {"wall_s": floor["wall_s"], "cpu_s": {"tasks": floor["cpu_s"]}}
+            )
 
         log(f"e2e {tag}: rhtex, {slots} synthetic nodes")
         rhtex_dir = tempfile.mkdtemp(prefix="rhtex-", dir=work)

@@ -7,7 +7,8 @@
 #   bench/run.sh memory [FLAGS]        3. pool-manager vs Parsl worker pool, 64 `sleep` tasks
 #   bench/run.sh scale [FLAGS]         4. 1,000,000 queued tasks, then 2,000 managers
 #   bench/run.sh durability [FLAGS]    6. the journal: throughput on/off, recovery of 1,000,000 tasks
-#   bench/run.sh all                   all four, in that order
+#   bench/run.sh peers [FLAGS]         7. the floor, rhtex, HyperQueue (--hq PATH), Parsl (--parsl)
+#   bench/run.sh all                   1 to 4, in that order
 #
 # FLAGS go to `rhtex-bench SUBCOMMAND` (see `--help`) or to the comparison
 # script. The daemons are built in release mode from the working tree, or,
@@ -58,6 +59,11 @@ case "$what" in
         build
         RHTEX_BENCH_BIN_DIR=$bin_dir RHTEX_BENCH_OUT=$out "$repo/bench/compare_parsl.sh" "$@"
         ;;
+    peers)
+        build
+        RHTEX_BENCH_BIN_DIR=$bin_dir RHTEX_BENCH_EXE=$bench RHTEX_BENCH_OUT=$out \
+            "$repo/bench/compare_peers.sh" "$@"
+        ;;
     all)
         "$0" interchange
         "$0" e2e
@@ -65,7 +71,7 @@ case "$what" in
         "$0" scale
         ;;
     *)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

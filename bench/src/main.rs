@@ -114,7 +114,8 @@ enum Commands {
         /// Submits sent and not yet acknowledged, at most.
         #[arg(long, default_value_t = 4)]
         unacked: u64,
-        /// Simulated managers that drain the queue.
+        /// Simulated managers that drain the queue (0: only queue, then
+        /// stop).
         #[arg(long, default_value_t = 2000)]
         managers: usize,
         /// Nodes of each simulated manager.
@@ -232,7 +233,7 @@ fn run(cli: Cli) -> Result<()> {
                 queued: queued.max(1),
                 batch: batch.max(1),
                 unacked: unacked.max(1),
-                managers: managers.max(1),
+                managers,
                 nodes_per_manager: nodes_per_manager.max(1),
                 loadgen_threads: loadgen_threads.max(1),
             };

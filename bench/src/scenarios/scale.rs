@@ -1,11 +1,13 @@
 //! Benchmark 4: scale. A fresh interchange with no managers takes
 //! 1,000,000 tasks in batches (time, CPU and resident memory to hold them),
 //! then a load generator registers 2,000 simulated managers, which drain
-//! the queue (the dispatch rate).
+//! the queue (the dispatch rate). With no managers (`--managers 0`) it
+//! stops after the first phase: the memory of a queue alone, as
+//! `bench/peers.py` uses it.
 
 use super::{Common, Workspace};
 use crate::client::BenchClient;
-use crate::daemons::{self, LoadgenSpec};
+use crate::daemons::{self, Interchange, LoadgenSpec};
 use crate::procfs::{self, mib, Memory};
 use crate::report::{self, round, Table};
 use crate::transport::client_security;
@@ -20,6 +22,7 @@ pub struct Settings {
     pub batch: usize,
     /// Submits sent and not yet acknowledged, at most.
     pub unacked: u64,
+    /// Simulated managers that drain the queue; 0 skips the drain.
     pub managers: usize,
     pub nodes_per_manager: u32,
     pub loadgen_threads: usize,
@@ -90,8 +93,90 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     }
     let per_task_bytes =
         (held.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / settings.queued as f64;
+    let mut table = Table::new(&[
+        "phase",
+        "tasks",
+        "seconds",
+        "tasks/s",
+        "ic CPU s",
+        "ic RSS MiB",
+        "ic peak MiB",
+    ]);
+    table.row(vec![
+        "queue (no managers)".into(),
+        settings.queued.to_string(),
+        format!("{queue_s:.2}"),
+        format!("{:.0}", settings.queued as f64 / queue_s),
+        format!("{queue_cpu:.2}"),
+        format!("{:.1}", mib(held.rss_kib)),
+        format!("{:.1}", mib(held.hwm_kib)),
+    ]);
+    let queue = json!({
+        "seconds": round(queue_s, 3),
+        "tasks_per_s": round(settings.queued as f64 / queue_s, 0),
+        "interchange_cpu_s": round(queue_cpu, 2),
+        "rss_before_mib": round(mib(before.rss_kib), 1),
+        "rss_mib": round(mib(held.rss_kib), 1),
+        "peak_rss_mib": round(mib(held.hwm_kib), 1),
+        "bytes_per_task": round(per_task_bytes, 0),
+        "target_mib": TARGET_MIB,
+    });
+    let holding = format!(
+        "holding {} tasks: {:.1} MiB resident ({per_task_bytes:.0} bytes per task), {:.0}% of the {TARGET_MIB:.0} MiB target",
+        settings.queued,
+        mib(held.rss_kib),
+        100.0 * mib(held.hwm_kib) / TARGET_MIB,
+    );
+    let drain = if settings.managers == 0 {
+        stop_interchange(&mut client, &mut interchange)?;
+        println!(
+            "Benchmark 4: {} queued tasks (CURVE {}), no managers",
+            settings.queued,
+            super::interchange::on_off(common.curve),
+        );
+        print!("{}", table.render());
+        println!("{holding}");
+        Value::Null
+    } else {
+        drain(
+            settings,
+            &workspace,
+            &mut interchange,
+            &mut client,
+            &mut table,
+            &holding,
+            common.curve,
+        )?
+    };
+    let report = json!({
+        "benchmark": "scale",
+        "machine": report::machine(),
+        "curve": common.curve,
+        "queued": settings.queued,
+        "batch": settings.batch,
+        "queue": queue,
+        "drain": drain,
+    });
+    report::write_json(&common.out_dir, "scale.json", &report)?;
+    workspace.finish(common.keep);
+    Ok(report)
+}
 
-    // Phase 2: managers drain the queue.
+/// Phase 2: a load generator with `settings.managers` simulated managers
+/// drains the queue; adds its row to `table`, prints it, stops the
+/// interchange and returns the phase's report.
+fn drain(
+    settings: &Settings,
+    workspace: &Workspace,
+    interchange: &mut Interchange,
+    client: &mut BenchClient,
+    table: &mut Table,
+    holding: &str,
+    curve: bool,
+) -> Result<Value> {
+    let keys = workspace.keys.as_deref();
+    let ticks = procfs::clock_ticks();
+    let pid = interchange.process.pid();
     eprintln!(
         "rhtex-bench: {} managers x {} nodes drain the queue",
         settings.managers, settings.nodes_per_manager
@@ -105,7 +190,7 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     };
     let cpu1 = procfs::cpu_seconds(pid, ticks)?;
     let t1 = Instant::now();
-    let mut loadgen = daemons::start_loadgen(&interchange, workspace.path(), keys, &spec)?;
+    let mut loadgen = daemons::start_loadgen(interchange, workspace.path(), keys, &spec)?;
     let mut registered_s = None;
     let total = settings.queued as u64;
     let (mut at_10, mut at_90) = (None, None);
@@ -149,38 +234,12 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     };
     let after = Memory::of(pid)?;
     let failed = client.n_failed;
-    client.shutdown_interchange()?;
-    client.goodbye()?;
+    stop_interchange(client, interchange)?;
     if loadgen.wait_exit(Duration::from_secs(30)).is_none() {
         loadgen.kill();
     }
-    if interchange
-        .process
-        .wait_exit(Duration::from_secs(30))
-        .is_none()
-    {
-        interchange.process.kill();
-    }
 
     let overall = total as f64 / drain_s;
-    let mut table = Table::new(&[
-        "phase",
-        "tasks",
-        "seconds",
-        "tasks/s",
-        "ic CPU s",
-        "ic RSS MiB",
-        "ic peak MiB",
-    ]);
-    table.row(vec![
-        "queue (no managers)".into(),
-        settings.queued.to_string(),
-        format!("{queue_s:.2}"),
-        format!("{:.0}", settings.queued as f64 / queue_s),
-        format!("{queue_cpu:.2}"),
-        format!("{:.1}", mib(held.rss_kib)),
-        format!("{:.1}", mib(held.hwm_kib)),
-    ]);
     table.row(vec![
         format!("drain ({} managers)", settings.managers),
         settings.queued.to_string(),
@@ -193,52 +252,42 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     println!(
         "Benchmark 4: {} queued tasks (CURVE {}), then {} managers x {} nodes",
         settings.queued,
-        super::interchange::on_off(common.curve),
+        super::interchange::on_off(curve),
         settings.managers,
         settings.nodes_per_manager
     );
     print!("{}", table.render());
     println!(
-        "holding {} tasks: {:.1} MiB resident ({:.0} bytes per task), {:.0}% of the {TARGET_MIB:.0} MiB target; \
-         managers registered after {:.2} s, first result after {first_result_s:.2} s; \
+        "{holding}; managers registered after {:.2} s, first result after {first_result_s:.2} s; \
          load generator CPU {loadgen_cpu:.2} s; {failed} failed",
-        settings.queued,
-        mib(held.rss_kib),
-        per_task_bytes,
-        100.0 * mib(held.hwm_kib) / TARGET_MIB,
         registered_s.unwrap_or(f64::NAN),
     );
-    let report = json!({
-        "benchmark": "scale",
-        "machine": report::machine(),
-        "curve": common.curve,
-        "queued": settings.queued,
-        "batch": settings.batch,
-        "queue": {
-            "seconds": round(queue_s, 3),
-            "tasks_per_s": round(settings.queued as f64 / queue_s, 0),
-            "interchange_cpu_s": round(queue_cpu, 2),
-            "rss_before_mib": round(mib(before.rss_kib), 1),
-            "rss_mib": round(mib(held.rss_kib), 1),
-            "peak_rss_mib": round(mib(held.hwm_kib), 1),
-            "bytes_per_task": round(per_task_bytes, 0),
-            "target_mib": TARGET_MIB,
-        },
-        "drain": {
-            "managers": settings.managers,
-            "nodes_per_manager": settings.nodes_per_manager,
-            "seconds": round(drain_s, 3),
-            "registered_after_s": registered_s.map(|s| round(s, 3)),
-            "first_result_after_s": round(first_result_s, 3),
-            "tasks_per_s": round(overall, 0),
-            "steady_tasks_per_s": round(steady, 0),
-            "interchange_cpu_s": round(drain_cpu, 2),
-            "loadgen_cpu_s": round(loadgen_cpu, 2),
-            "peak_rss_mib": round(mib(after.hwm_kib), 1),
-            "failed": failed,
-        },
-    });
-    report::write_json(&common.out_dir, "scale.json", &report)?;
-    workspace.finish(common.keep);
-    Ok(report)
+    Ok(json!({
+        "managers": settings.managers,
+        "nodes_per_manager": settings.nodes_per_manager,
+        "seconds": round(drain_s, 3),
+        "registered_after_s": registered_s.map(|s| round(s, 3)),
+        "first_result_after_s": round(first_result_s, 3),
+        "tasks_per_s": round(overall, 0),
+        "steady_tasks_per_s": round(steady, 0),
+        "interchange_cpu_s": round(drain_cpu, 2),
+        "loadgen_cpu_s": round(loadgen_cpu, 2),
+        "peak_rss_mib": round(mib(after.hwm_kib), 1),
+        "failed": failed,
+    }))
+}
+
+/// Asks the interchange to shut down and waits for it (bounded), then
+/// kills its process group if it is still there.
+fn stop_interchange(client: &mut BenchClient, interchange: &mut Interchange) -> Result<()> {
+    client.shutdown_interchange()?;
+    client.goodbye()?;
+    if interchange
+        .process
+        .wait_exit(Duration::from_secs(30))
+        .is_none()
+    {
+        interchange.process.kill();
+    }
+    Ok(())
 }

@@ -59,15 +59,22 @@ def node_names(n):
     return [f"bench-node-{i}" for i in range(1, n + 1)]
 
 
-def rhtex_config(nodes, run_dir):
+def rhtex_config(nodes, run_dir, app_isolation="reuse"):
     from rhtex.parsl import RhtexExecutor
 
     executor = RhtexExecutor(
-        label="rhtex", nodes=node_names(nodes), working_dir=run_dir / "rhtex"
+        label="rhtex",
+        nodes=node_names(nodes),
+        working_dir=run_dir / "rhtex",
+        app_isolation=app_isolation,
     )
     return Config(
         executors=[executor], run_dir=str(run_dir / "runinfo"), usage_tracking=0
     )
+
+
+def rhtex_fork_config(nodes, run_dir):
+    return rhtex_config(nodes, run_dir, app_isolation="fork")
 
 
 def mpiex_config(nodes, run_dir):
@@ -98,7 +105,11 @@ def mpiex_config(nodes, run_dir):
     )
 
 
-CONFIGS = {"rhtex": rhtex_config, "mpiex": mpiex_config}
+CONFIGS = {
+    "rhtex": rhtex_config,
+    "rhtex_fork": rhtex_fork_config,
+    "mpiex": mpiex_config,
+}
 SPEC = {"num_nodes": 1}
 
 
@@ -118,12 +129,31 @@ def timed(app, n, **kwargs):
 
 
 def cpu_seconds(pid):
-    """(own, reaped children's) CPU seconds of a process."""
+    """(own, reaped children's) CPU seconds of a process; the warm server's
+    "own" adds its live children's (the reused workers, which are not reaped
+    while they wait for apps)."""
+    if pid == "warm_workers":
+        return workers_cpu_seconds()
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / tick, (
         int(fields[13]) + int(fields[14])
     ) / tick
+
+
+def workers_cpu_seconds():
+    """(own, reaped children's) CPU seconds of the warm server's live children."""
+    table = processes()
+    servers = {pid for pid, (_ppid, argv) in table.items() if "--serve" in argv}
+    own = children = 0.0
+    for pid, (ppid, _argv) in table.items():
+        if ppid in servers:
+            try:
+                mine, theirs = cpu_seconds(pid)
+            except OSError:
+                continue
+            own, children = own + mine, children + theirs
+    return own, children
 
 
 def rhtex_processes(dfk):
@@ -134,6 +164,7 @@ def rhtex_processes(dfk):
     found = {
         "interchange": deployment.interchange.pid,
         "pool_manager": deployment.managers[0].pid,
+        "warm_workers": "warm_workers",
     }
     for pid, (_ppid, argv) in processes().items():
         if "--serve" in argv:
@@ -150,7 +181,7 @@ def throughput(kind, tasks, nodes):
         try:
             timed(noop_python, 2 * nodes)  # warm-up: the block is up, workers warm
             ready = time.perf_counter() - start
-            watched = rhtex_processes(dfk) if kind == "rhtex" else {}
+            watched = rhtex_processes(dfk) if kind.startswith("rhtex") else {}
             before = {name: cpu_seconds(pid) for name, pid in watched.items()}
             usage = resource.getrusage(resource.RUSAGE_SELF)
             python_s = timed(noop_python, tasks)
@@ -225,7 +256,7 @@ def memory_kib(pid, field):
 
 
 def lead_node_root(kind, dfk, table):
-    if kind == "rhtex":
+    if kind.startswith("rhtex"):
         return dfk.executors["rhtex"]._deployment.managers[0].pid
     pools = [
         pid
@@ -284,9 +315,15 @@ def main():
     parser.add_argument("--nodes", type=int, default=8)
     parser.add_argument("--sleepers", type=int, default=64)
     parser.add_argument("--only", choices=sorted(CONFIGS))
+    parser.add_argument(
+        "--kinds",
+        default="rhtex_fork,rhtex,mpiex",
+        help="executors in the order run: rhtex (reused workers, the default), "
+        "rhtex_fork (app_isolation='fork'), mpiex (Parsl's MPIExecutor)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    kinds = [args.only] if args.only else ["rhtex", "mpiex"]
+    kinds = [args.only] if args.only else args.kinds.split(",")
     report = {
         "parsl_version": parsl.__version__,
         "python": platform.python_version(),
@@ -300,9 +337,11 @@ def main():
         report[kind] = {"throughput": throughput(kind, args.tasks, args.nodes)}
         report[kind]["memory"] = memory(kind, args.sleepers)
         print(kind, json.dumps(report[kind]), flush=True)
-    if len(kinds) == 2:
-        r, m = report["rhtex"], report["mpiex"]
-        report["ratios"] = {
+    for name in (
+        kind for kind in kinds if kind.startswith("rhtex") and "mpiex" in kinds
+    ):
+        r, m = report[name], report["mpiex"]
+        report["ratios" if name == "rhtex" else f"ratios_{name}"] = {
             "python_tps": round(
                 r["throughput"]["python_tps"] / m["throughput"]["python_tps"], 2
             ),

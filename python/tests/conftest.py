@@ -49,6 +49,20 @@ def wait_gone(pids, timeout: float) -> list:
     return alive
 
 
+def warm_servers(manager_pids):
+    """Pids of the warm servers (rhtex.runner --serve NAME PID) of these managers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        manager = argv[-2] if len(argv) >= 2 else b""
+        if b"--serve" in argv and manager.isdigit() and int(manager) in manager_pids:
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture(autouse=True)
 def _binaries_on_rhtex_bin_dir(monkeypatch):
     monkeypatch.setenv("RHTEX_BIN_DIR", str(bin_dir()))

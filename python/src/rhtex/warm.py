@@ -39,6 +39,11 @@ WARM_ENV = "RHTEX_WARM"
 TOKEN_ENV = "RHTEX_WARM_TOKEN"
 KEY_ENV = "RHTEX_WARM_KEY"
 IDLE_ENV = "RHTEX_WARM_IDLE"
+#: Seconds a reused worker waits for its next app before it exits.
+WORKER_IDLE_ENV = "RHTEX_WARM_WORKER_IDLE"
+#: ``reuse`` (workers run app after app) or ``fork`` (a fresh fork per app).
+ISOLATION_ENV = "RHTEX_APP_ISOLATION"
+REUSE, FORK = "reuse", "fork"
 #: A file for the server's complaints (refused connections, failures).
 LOG_ENV = "RHTEX_WARM_LOG"
 MANAGER_ID_ENV = "PARSL_WORKER_POOL_ID"
@@ -117,16 +122,32 @@ def _cgroup_dir(pid: str) -> str | None:
     try:
         with open(f"/proc/{pid}/cgroup") as handle:
             path = next(line[3:] for line in handle.read().splitlines() if line.startswith("0::"))
-        with open("/proc/self/mountinfo") as handle:
-            for line in handle:
-                fields, _, rest = line.partition(" - ")
-                if rest.split(" ", 1)[0] == "cgroup2":
-                    parts = fields.split(" ")
-                    if parts[3] == "/":
-                        return parts[4].rstrip("/") + path
-    except (OSError, StopIteration, IndexError):
+    except (OSError, StopIteration):
         return None
-    return None
+    mount = _cgroup2_mount()
+    return mount + path if mount is not None else None
+
+
+_mounts: list = []
+
+
+def _cgroup2_mount() -> str | None:
+    """Where the cgroup2 hierarchy's root is mounted (read once)."""
+    if not _mounts:
+        found = None
+        try:
+            with open("/proc/self/mountinfo") as handle:
+                for line in handle:
+                    fields, _, rest = line.partition(" - ")
+                    if rest.split(" ", 1)[0] == "cgroup2":
+                        parts = fields.split(" ")
+                        if parts[3] == "/":
+                            found = parts[4].rstrip("/")
+                            break
+        except (OSError, IndexError):
+            return None
+        _mounts.append(found)
+    return _mounts[0]
 
 
 def _join_cgroup(directory: str | None) -> None:
@@ -208,8 +229,12 @@ def serve(manager_pid: int, run_task) -> int:
     with open(path + ".tmp", "w") as handle:
         handle.write(f"{port}\n")
     os.replace(path + ".tmp", path)
+    check = _Check(token, manager_id)
     try:
-        _loop(listener, token, manager_id, manager_pid, run_task)
+        if os.environ.get(ISOLATION_ENV, REUSE) == FORK:
+            _loop(listener, check, manager_pid, run_task)
+        else:
+            _reuse_loop(listener, check, manager_pid, run_task)
     finally:
         try:
             with open(path) as handle:
@@ -228,13 +253,47 @@ def serve(manager_pid: int, run_task) -> int:
     return 0
 
 
-def _loop(listener, token: str, manager_id: str, manager_pid: int, run_task) -> None:
-    import hmac
+class _Check:
+    """Admits a task's bash: its token, its owner, its pool-manager."""
+
+    def __init__(self, token: str, manager_id: str) -> None:
+        self.token = token
+        self.manager_id = manager_id
+        self.uid = os.getuid()
+
+    def task(self, connection) -> dict | None:
+        """Reads the task's line from ``connection`` and takes the task from
+        ``/proc``; None (after a complaint) when the task is refused."""
+        import hmac
+
+        connection.settimeout(5.0)
+        try:
+            line = connection.makefile("rb").readline(256).decode()
+            sent_token, pid_text = line.split()
+            pid = int(pid_text)
+            if not hmac.compare_digest(sent_token, self.token):
+                _complain(f"refused pid {pid}: wrong token")
+                return None
+            if os.stat(f"/proc/{pid}").st_uid != self.uid:
+                _complain(f"refused pid {pid}: another user's")
+                return None
+            task = _task_of(pid)
+        except (OSError, ValueError) as error:
+            _complain(f"refused a connection: {error!r}")
+            return None
+        if task["env"].get(MANAGER_ID_ENV) != self.manager_id:
+            _complain(f"refused pid {pid}: a task of another pool-manager")
+            _close(task)
+            return None
+        return task
+
+
+def _loop(listener, check: _Check, manager_pid: int, run_task) -> None:
+    """``app_isolation="fork"``: a fresh fork per app."""
     import select
     import time
 
     idle_limit = float(os.environ.get(IDLE_ENV) or 300)
-    uid = os.getuid()
     last_task = time.monotonic()
     while True:
         while True:  # reap finished children
@@ -251,24 +310,8 @@ def _loop(listener, token: str, manager_id: str, manager_pid: int, run_task) -> 
             continue
         connection, _ = listener.accept()
         with connection:
-            connection.settimeout(5.0)
-            try:
-                line = connection.makefile("rb").readline(256).decode()
-                sent_token, pid_text = line.split()
-                pid = int(pid_text)
-                if not hmac.compare_digest(sent_token, token):
-                    _complain(f"refused pid {pid}: wrong token")
-                    continue
-                if os.stat(f"/proc/{pid}").st_uid != uid:
-                    _complain(f"refused pid {pid}: another user's")
-                    continue
-                task = _task_of(pid)
-            except (OSError, ValueError) as error:
-                _complain(f"refused a connection: {error!r}")
-                continue
-            if task["env"].get(MANAGER_ID_ENV) != manager_id:
-                _complain(f"refused pid {pid}: a task of another pool-manager")
-                _close(task)
+            task = check.task(connection)
+            if task is None:
                 continue
             last_task = time.monotonic()
             child = os.fork()
@@ -290,6 +333,180 @@ def _loop(listener, token: str, manager_id: str, manager_pid: int, run_task) -> 
                     finally:
                         os._exit(code)
             _close(task)
+
+
+# ``app_isolation="reuse"``: the server forks workers, which accept the
+# tasks' connections themselves and run app after app. Each worker tells
+# the server through one pipe when it takes a task and when it is idle
+# again (records of 5 bytes, written atomically), so that the server forks
+# a new worker only when a connection waits and no worker is idle.
+_RECORD = 5
+_BUSY, _IDLE = b"b", b"i"
+
+
+def _reuse_loop(listener, check: _Check, manager_pid: int, run_task) -> None:
+    import select
+    import signal
+    import struct
+    import time
+
+    idle_limit = float(os.environ.get(IDLE_ENV) or 300)
+    worker_idle = float(os.environ.get(WORKER_IDLE_ENV) or 60)
+    status_read, status_write = os.pipe()
+    home = {"pgid": os.getpgid(0), "cgroup": _cgroup_dir("self"), "cwd": os.getcwd()}
+    workers: dict[int, bytes] = {}  # pid -> _BUSY or _IDLE
+    last_task = time.monotonic()
+    try:
+        while True:
+            while workers:  # reap workers that ended (idle, or killed with their task)
+                try:
+                    pid, _status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                workers.pop(pid, None)
+            busy = _BUSY in workers.values()
+            if not _alive(manager_pid):
+                return
+            if not busy and time.monotonic() - last_task > idle_limit:
+                return
+            watch = [status_read] if _IDLE in workers.values() else [status_read, listener]
+            readable, _, _ = select.select(watch, [], [], 1.0)
+            if listener in readable:  # a task waits and no worker is idle
+                pid = os.fork()
+                if pid == 0:
+                    code = 0
+                    try:
+                        os.close(status_read)
+                        _worker(listener, check, status_write, home, worker_idle, run_task)
+                    except BaseException:
+                        code = 1
+                    finally:
+                        os._exit(code)
+                workers[pid] = _IDLE
+            if status_read in readable:
+                data = os.read(status_read, _RECORD * 819)
+                for offset in range(0, len(data) - _RECORD + 1, _RECORD):
+                    state, pid = struct.unpack_from("=cI", data, offset)
+                    if pid in workers:
+                        workers[pid] = state
+                last_task = time.monotonic()
+    finally:
+        # Idle workers end with the server; busy ones finish their app
+        # (they are in their task's group and cgroup, which the
+        # pool-manager kills) unless the pool-manager itself is gone.
+        manager_gone = not _alive(manager_pid)
+        for pid, state in workers.items():
+            if manager_gone or state == _IDLE:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for pid in workers:
+            try:
+                os.waitpid(pid, 0) if manager_gone or workers[pid] == _IDLE else None
+            except ChildProcessError:
+                pass
+
+
+def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: float, run_task):
+    """A reused worker: accepts a task's connection, runs its app in this
+    process, returns to the server's process group and cgroup, answers,
+    and waits for the next, until idle for ``idle_limit`` seconds or the
+    server is gone."""
+    import select
+    import signal
+    import struct
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    server = os.getppid()
+    listener.setblocking(False)
+    # EPOLLEXCLUSIVE: a connection wakes one idle worker, not all of them.
+    poller = select.epoll()
+    poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+    home_env = dict(os.environ)
+    null = os.open("/dev/null", os.O_RDWR)
+    me = os.getpid()
+    idle_since = time.monotonic()
+    while True:
+        if os.getppid() != server:
+            return
+        remaining = idle_limit - (time.monotonic() - idle_since)
+        if remaining <= 0:
+            return
+        if not poller.poll(min(remaining, 1.0)):
+            continue
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            continue  # another worker took it
+        os.write(status_write, struct.pack("=cI", _BUSY, me))
+        with connection:
+            task = check.task(connection)
+            if task is not None:
+                code, at_home = _run_reused(task, run_task, null, home, home_env)
+                try:
+                    connection.sendall(f"{code}\n".encode())
+                except OSError:
+                    pass  # the task was killed after its app ended
+                if not at_home:
+                    return  # the server is gone: this worker has no home
+        while True:  # the apps' own children that nobody waited for
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        os.write(status_write, struct.pack("=cI", _IDLE, me))
+        idle_since = time.monotonic()
+
+
+def _run_reused(task: dict, run_task, null: int, home: dict, home_env: dict) -> tuple[int, bool]:
+    """Runs one app in this worker, inside the task's process group and
+    cgroup, then leaves both; the app's exit code, and whether this worker
+    is back in its server's process group (False: the server is gone)."""
+    try:
+        os.setpgid(0, task["pgid"])
+    except OSError:
+        _close(task)
+        return 1, True  # the task's group is gone: the task was killed already
+    code = 1
+    try:
+        _join_cgroup(task["cgroup"])
+        for target, fd in enumerate(task["fds"]):
+            os.dup2(fd, target)
+        os.environ.clear()
+        os.environ.update(task["env"])
+        os.chdir(task["cwd"])
+        code = run_task()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        _close(task)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass
+        # Let go of the task's files before it ends, then of its group and
+        # cgroup, so that the task's end (and the pool-manager's kill of
+        # what is left of it) does not reach this worker.
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.environ.clear()
+        os.environ.update(home_env)
+        os.chdir(home["cwd"])
+    _join_cgroup(home["cgroup"])
+    try:
+        os.setpgid(0, home["pgid"])
+    except OSError:
+        return code, False
+    return code, True
 
 
 def _complain(message: str) -> None:

@@ -393,21 +393,16 @@ def _reuse_loop(listener, check: _Check, manager_pid: int, run_task) -> None:
                         workers[pid] = state
                 last_task = time.monotonic()
     finally:
-        # Idle workers end with the server; busy ones finish their app
-        # (they are in their task's group and cgroup, which the
-        # pool-manager kills) unless the pool-manager itself is gone.
-        manager_gone = not _alive(manager_pid)
-        for pid, state in workers.items():
-            if manager_gone or state == _IDLE:
+        # Workers end within a second of their server (they watch their
+        # parent), an idle one after serving a connection it may just have
+        # accepted; when the pool-manager is gone, at once.
+        if not _alive(manager_pid):
+            for pid in workers:
                 try:
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
                     pass
-        for pid in workers:
-            try:
-                os.waitpid(pid, 0) if manager_gone or workers[pid] == _IDLE else None
-            except ChildProcessError:
-                pass
 
 
 def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: float, run_task):
@@ -417,7 +412,6 @@ def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: 
     server is gone."""
     import select
     import signal
-    import struct
     import time
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
@@ -443,7 +437,7 @@ def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: 
             connection, _ = listener.accept()
         except BlockingIOError:
             continue  # another worker took it
-        os.write(status_write, struct.pack("=cI", _BUSY, me))
+        _tell(status_write, _BUSY, me)
         with connection:
             task = check.task(connection)
             if task is not None:
@@ -460,8 +454,18 @@ def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: 
                     break
             except ChildProcessError:
                 break
-        os.write(status_write, struct.pack("=cI", _IDLE, me))
+        _tell(status_write, _IDLE, me)
         idle_since = time.monotonic()
+
+
+def _tell(status_write: int, state: bytes, pid: int) -> None:
+    """Tells the server this worker's state (nobody listens once it is gone)."""
+    import struct
+
+    try:
+        os.write(status_write, struct.pack("=cI", state, pid))
+    except OSError:
+        pass
 
 
 def _run_reused(task: dict, run_task, null: int, home: dict, home_env: dict) -> tuple[int, bool]:

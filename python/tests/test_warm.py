@@ -3,6 +3,7 @@ against fresh forks (``"fork"``), end to end: real daemons, real Parsl."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -13,6 +14,7 @@ import pytest
 from parsl import Config
 from parsl.app.errors import AppTimeout
 
+import rhtex.parsl
 from rhtex.parsl import RhtexExecutor, RhtexTaskError
 
 from conftest import process_gone, wait_gone, warm_servers
@@ -27,15 +29,31 @@ def executors(tmp_path_factory):
     fork = RhtexExecutor(
         label="fork", nodes=NODES, working_dir=run_dir / "fork", app_isolation="fork"
     )
-    loaded = parsl.load(Config(executors=[reuse, fork], run_dir=str(run_dir / "runinfo")))
-    yield {"reuse": reuse, "fork": fork}
-    pids = [pid for ex in (reuse, fork) for pid in ex._deployment.pids()]
+    # The same in a pool-manager without cgroups: tasks are killed by their
+    # process group only.
+    groups = RhtexExecutor(label="groups", nodes=NODES, working_dir=run_dir / "groups")
+    everything = (reuse, fork, groups)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            rhtex.parsl,
+            "LocalDeployment",
+            functools.partial(no_cgroups_for, "groups", rhtex.parsl.LocalDeployment),
+        )
+        loaded = parsl.load(Config(executors=list(everything), run_dir=str(run_dir / "runinfo")))
+    yield {"reuse": reuse, "fork": fork, "groups": groups}
+    pids = [pid for ex in everything for pid in ex._deployment.pids()]
     workers = [pid for server in warm_servers(pids) for pid in children_of(server)]
     loaded.cleanup()
     parsl.clear()
     assert wait_gone(pids, 10) == [], "shutdown() left a daemon behind"
     assert wait_gone(warm_servers(pids), 10) == [], "a warm server outlived its pool-manager"
     assert wait_gone(workers, 10) == [], "a reused worker outlived its pool-manager"
+
+
+def no_cgroups_for(label, deployment, *args, **kwargs):
+    if kwargs.get("block_id") == label:
+        kwargs["manager_args"] = ["--no-cgroups"]
+    return deployment(*args, **kwargs)
 
 
 def children_of(pid: int) -> list:
@@ -126,8 +144,9 @@ def assert_later_apps_run(executor):
     assert [future.result(timeout=60)[0] for future in futures] == list(range(1, 21))
 
 
-def test_walltime_kills_an_app_in_a_reused_worker_and_what_it_started(executors, tmp_path):
-    executor = executors["reuse"]
+@pytest.mark.parametrize("label", ["reuse", "groups"])
+def test_walltime_kills_an_app_in_a_reused_worker_and_what_it_started(executors, label, tmp_path):
+    executor = executors[label]
     assert_later_apps_run(executor)  # workers exist that ran apps before
     pid_file = tmp_path / "app.pid"
     future = executor.submit(sleeps_with_a_child, {"num_nodes": 1, "walltime": 3}, str(pid_file))
@@ -138,8 +157,9 @@ def test_walltime_kills_an_app_in_a_reused_worker_and_what_it_started(executors,
     assert_later_apps_run(executor)
 
 
-def test_cancel_kills_an_app_in_a_reused_worker_and_what_it_started(executors, tmp_path):
-    executor = executors["reuse"]
+@pytest.mark.parametrize("label", ["reuse", "groups"])
+def test_cancel_kills_an_app_in_a_reused_worker_and_what_it_started(executors, label, tmp_path):
+    executor = executors[label]
     pid_file = tmp_path / "app.pid"
     future = executor.submit(sleeps_with_a_child, {"num_nodes": 1}, str(pid_file))
     pids = [int(pid) for pid in wait_for_file(pid_file, 60).split()]
@@ -150,8 +170,9 @@ def test_cancel_kills_an_app_in_a_reused_worker_and_what_it_started(executors, t
     assert_later_apps_run(executor)
 
 
-def test_a_worker_killed_mid_app_fails_only_its_app(executors, tmp_path):
-    executor = executors["reuse"]
+@pytest.mark.parametrize("label", ["reuse", "groups"])
+def test_a_worker_killed_mid_app_fails_only_its_app(executors, label, tmp_path):
+    executor = executors[label]
     pid_file = tmp_path / "app.pid"
     future = executor.submit(sleeps_with_a_child, {"num_nodes": 1}, str(pid_file))
     worker, child = (int(pid) for pid in wait_for_file(pid_file, 60).split())

@@ -13,14 +13,19 @@ For each executor, in a fresh DataFlowKernel:
    and its workers), with and without the ``sleep`` processes themselves.
 
 RhtexExecutor starts a private interchange and pool-manager (CURVE on)
-from ``$RHTEX_BIN_DIR`` (use release binaries: ``cargo build --release``);
+from ``$RHTEX_BIN_DIR`` (use release binaries: ``cargo build --release``),
+once with reused workers (``rhtex``, its default) and once with a fresh
+fork per app (``rhtex_fork``); for both, CPU milliseconds per python app
+by process (the warm server's live children, the reused workers, as
+``warm_workers``);
 MPIExecutor runs with a LocalProvider and a PBS node file of the same
 synthetic names (``encrypted=False``, its default). Prints one JSON object
 (also written to ``--out``) and a table with the ratios. A measurement,
 not a test.
 
 Usage: python bench/parsl_executors.py [--tasks 1000] [--nodes 8]
-       [--sleepers 64] [--only rhtex|mpiex] [--out FILE]
+       [--sleepers 64] [--kinds rhtex_fork,rhtex,mpiex]
+       [--only rhtex|rhtex_fork|mpiex] [--out FILE]
 """
 
 from __future__ import annotations

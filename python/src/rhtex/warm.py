@@ -356,23 +356,27 @@ def _reuse_loop(listener, check: _Check, manager_pid: int, run_task) -> None:
     home = {"pgid": os.getpgid(0), "cgroup": _cgroup_dir("self"), "cwd": os.getcwd()}
     workers: dict[int, bytes] = {}  # pid -> _BUSY or _IDLE
     last_task = time.monotonic()
+    next_check = 0.0
     try:
         while True:
-            while workers:  # reap workers that ended (idle, or killed with their task)
-                try:
-                    pid, _status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                workers.pop(pid, None)
-            busy = _BUSY in workers.values()
-            if not _alive(manager_pid):
-                return
-            if not busy and time.monotonic() - last_task > idle_limit:
-                return
+            now = time.monotonic()
+            if now >= next_check:  # at most twice a second, not on every message
+                next_check = now + 0.5
+                while workers:  # reap workers that ended (idle, or killed with their task)
+                    try:
+                        pid, _status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    workers.pop(pid, None)
+                if not _alive(manager_pid):
+                    return
+                busy = _BUSY in workers.values()
+                if not busy and now - last_task > idle_limit:
+                    return
             watch = [status_read] if _IDLE in workers.values() else [status_read, listener]
-            readable, _, _ = select.select(watch, [], [], 1.0)
+            readable, _, _ = select.select(watch, [], [], 0.5)
             if listener in readable:  # a task waits and no worker is idle
                 pid = os.fork()
                 if pid == 0:
@@ -391,7 +395,7 @@ def _reuse_loop(listener, check: _Check, manager_pid: int, run_task) -> None:
                     state, pid = struct.unpack_from("=cI", data, offset)
                     if pid in workers:
                         workers[pid] = state
-                last_task = time.monotonic()
+                last_task = now
     finally:
         # Workers end within a second of their server (they watch their
         # parent), an idle one after serving a connection it may just have
@@ -421,7 +425,6 @@ def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: 
     # EPOLLEXCLUSIVE: a connection wakes one idle worker, not all of them.
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
-    home_env = dict(os.environ)
     null = os.open("/dev/null", os.O_RDWR)
     me = os.getpid()
     idle_since = time.monotonic()
@@ -441,7 +444,7 @@ def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: 
         with connection:
             task = check.task(connection)
             if task is not None:
-                code, at_home = _run_reused(task, run_task, null, home, home_env)
+                code, at_home = _run_reused(task, run_task, null, home)
                 try:
                     connection.sendall(f"{code}\n".encode())
                 except OSError:
@@ -458,6 +461,17 @@ def _worker(listener, check: _Check, status_write: int, home: dict, idle_limit: 
         idle_since = time.monotonic()
 
 
+def _switch_environ(env: dict) -> None:
+    """Makes ``os.environ`` exactly ``env``, touching only what differs (the
+    tasks of one executor differ in a few variables)."""
+    environ = os.environ
+    for name in [name for name in environ if name not in env]:
+        del environ[name]
+    for name, value in env.items():
+        if environ.get(name) != value:
+            environ[name] = value
+
+
 def _tell(status_write: int, state: bytes, pid: int) -> None:
     """Tells the server this worker's state (nobody listens once it is gone)."""
     import struct
@@ -468,7 +482,7 @@ def _tell(status_write: int, state: bytes, pid: int) -> None:
         pass
 
 
-def _run_reused(task: dict, run_task, null: int, home: dict, home_env: dict) -> tuple[int, bool]:
+def _run_reused(task: dict, run_task, null: int, home: dict) -> tuple[int, bool]:
     """Runs one app in this worker, inside the task's process group and
     cgroup, then leaves both; the app's exit code, and whether this worker
     is back in its server's process group (False: the server is gone)."""
@@ -482,8 +496,7 @@ def _run_reused(task: dict, run_task, null: int, home: dict, home_env: dict) -> 
         _join_cgroup(task["cgroup"])
         for target, fd in enumerate(task["fds"]):
             os.dup2(fd, target)
-        os.environ.clear()
-        os.environ.update(task["env"])
+        _switch_environ(task["env"])
         os.chdir(task["cwd"])
         code = run_task()
     except BaseException:
@@ -502,8 +515,6 @@ def _run_reused(task: dict, run_task, null: int, home: dict, home_env: dict) -> 
         # what is left of it) does not reach this worker.
         for target in (0, 1, 2):
             os.dup2(null, target)
-        os.environ.clear()
-        os.environ.update(home_env)
         os.chdir(home["cwd"])
     _join_cgroup(home["cgroup"])
     try:

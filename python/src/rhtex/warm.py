@@ -1,5 +1,5 @@
 """A warm runner: one Python process per pool-manager with Parsl imported,
-that forks per task.
+whose forked workers run the apps.
 
 Starting Python and importing Parsl costs about 0.7 s per task, and even a
 bare interpreter about 25 ms; Parsl's own workers stay warm. With the
@@ -9,15 +9,19 @@ warm server of its pool-manager listens: bash connects to it through
 ``/dev/tcp/127.0.0.1/PORT`` (the port is in a file of a 0700 directory of
 this user, named after the manager id and a key of the executor), sends
 the executor's secret token and its own pid, and waits for one line, the
-exit code. The server checks the token and that the pid is this user's,
-takes the task's environment, working directory and output files from
-``/proc/PID`` (``environ``, ``cwd``, and ``fd/4``, ``fd/5``: bash's copies
-of its stdout and stderr), and forks. The
-child joins bash's process group (so the pool-manager's SIGTERM/SIGKILL of
-the task, for cancel or walltime, reaches it), switches to the task's
-streams, environment and directory, runs the app like the cold runner,
-writes its exit code to the connection and exits. Every app is a fresh
-fork: nothing passes from one app to the next.
+exit code. Whoever accepts the connection checks the token and that the
+pid is this user's, and takes the task's environment, working directory
+and output files from ``/proc/PID`` (``environ``, ``cwd``, and ``fd/4``,
+``fd/5``: bash's copies of its stdout and stderr). The app's process joins
+bash's process group and cgroup (so the pool-manager's kill of the task,
+for cancel or walltime, reaches it), switches to the task's streams,
+environment and directory, runs the app like the cold runner, and writes
+its exit code to the connection. With ``RHTEX_APP_ISOLATION=reuse`` (the
+executor's ``app_isolation``, by default) that process is a reused worker
+(:func:`_worker`), which accepts connections itself and, after each app,
+leaves the task's streams, group and cgroup before it answers, then takes
+the next app; with ``fork`` the server accepts and forks a fresh child per
+app, which exits after it, so nothing passes from one app to the next.
 
 When no server listens, the command runs ``python -m rhtex.runner``, which
 starts the server (``python -m rhtex.runner --serve MANAGER_PID``, in its

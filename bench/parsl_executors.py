@@ -13,14 +13,19 @@ For each executor, in a fresh DataFlowKernel:
    and its workers), with and without the ``sleep`` processes themselves.
 
 RhtexExecutor starts a private interchange and pool-manager (CURVE on)
-from ``$RHTEX_BIN_DIR`` (use release binaries: ``cargo build --release``);
+from ``$RHTEX_BIN_DIR`` (use release binaries: ``cargo build --release``),
+once with reused workers (``rhtex``, its default) and once with a fresh
+fork per app (``rhtex_fork``); for both, CPU milliseconds per python app
+by process (the warm server's live children, the reused workers, as
+``warm_workers``);
 MPIExecutor runs with a LocalProvider and a PBS node file of the same
 synthetic names (``encrypted=False``, its default). Prints one JSON object
 (also written to ``--out``) and a table with the ratios. A measurement,
 not a test.
 
 Usage: python bench/parsl_executors.py [--tasks 1000] [--nodes 8]
-       [--sleepers 64] [--only rhtex|mpiex] [--out FILE]
+       [--sleepers 64] [--kinds rhtex_fork,rhtex,mpiex]
+       [--only rhtex|rhtex_fork|mpiex] [--out FILE]
 """
 
 from __future__ import annotations
@@ -59,15 +64,22 @@ def node_names(n):
     return [f"bench-node-{i}" for i in range(1, n + 1)]
 
 
-def rhtex_config(nodes, run_dir):
+def rhtex_config(nodes, run_dir, app_isolation="reuse"):
     from rhtex.parsl import RhtexExecutor
 
     executor = RhtexExecutor(
-        label="rhtex", nodes=node_names(nodes), working_dir=run_dir / "rhtex"
+        label="rhtex",
+        nodes=node_names(nodes),
+        working_dir=run_dir / "rhtex",
+        app_isolation=app_isolation,
     )
     return Config(
         executors=[executor], run_dir=str(run_dir / "runinfo"), usage_tracking=0
     )
+
+
+def rhtex_fork_config(nodes, run_dir):
+    return rhtex_config(nodes, run_dir, app_isolation="fork")
 
 
 def mpiex_config(nodes, run_dir):
@@ -98,7 +110,11 @@ def mpiex_config(nodes, run_dir):
     )
 
 
-CONFIGS = {"rhtex": rhtex_config, "mpiex": mpiex_config}
+CONFIGS = {
+    "rhtex": rhtex_config,
+    "rhtex_fork": rhtex_fork_config,
+    "mpiex": mpiex_config,
+}
 SPEC = {"num_nodes": 1}
 
 
@@ -118,12 +134,31 @@ def timed(app, n, **kwargs):
 
 
 def cpu_seconds(pid):
-    """(own, reaped children's) CPU seconds of a process."""
+    """(own, reaped children's) CPU seconds of a process; the warm server's
+    "own" adds its live children's (the reused workers, which are not reaped
+    while they wait for apps)."""
+    if pid == "warm_workers":
+        return workers_cpu_seconds()
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / tick, (
         int(fields[13]) + int(fields[14])
     ) / tick
+
+
+def workers_cpu_seconds():
+    """(own, reaped children's) CPU seconds of the warm server's live children."""
+    table = processes()
+    servers = {pid for pid, (_ppid, argv) in table.items() if "--serve" in argv}
+    own = children = 0.0
+    for pid, (ppid, _argv) in table.items():
+        if ppid in servers:
+            try:
+                mine, theirs = cpu_seconds(pid)
+            except OSError:
+                continue
+            own, children = own + mine, children + theirs
+    return own, children
 
 
 def rhtex_processes(dfk):
@@ -134,6 +169,7 @@ def rhtex_processes(dfk):
     found = {
         "interchange": deployment.interchange.pid,
         "pool_manager": deployment.managers[0].pid,
+        "warm_workers": "warm_workers",
     }
     for pid, (_ppid, argv) in processes().items():
         if "--serve" in argv:
@@ -150,7 +186,7 @@ def throughput(kind, tasks, nodes):
         try:
             timed(noop_python, 2 * nodes)  # warm-up: the block is up, workers warm
             ready = time.perf_counter() - start
-            watched = rhtex_processes(dfk) if kind == "rhtex" else {}
+            watched = rhtex_processes(dfk) if kind.startswith("rhtex") else {}
             before = {name: cpu_seconds(pid) for name, pid in watched.items()}
             usage = resource.getrusage(resource.RUSAGE_SELF)
             python_s = timed(noop_python, tasks)
@@ -225,7 +261,7 @@ def memory_kib(pid, field):
 
 
 def lead_node_root(kind, dfk, table):
-    if kind == "rhtex":
+    if kind.startswith("rhtex"):
         return dfk.executors["rhtex"]._deployment.managers[0].pid
     pools = [
         pid
@@ -284,9 +320,15 @@ def main():
     parser.add_argument("--nodes", type=int, default=8)
     parser.add_argument("--sleepers", type=int, default=64)
     parser.add_argument("--only", choices=sorted(CONFIGS))
+    parser.add_argument(
+        "--kinds",
+        default="rhtex_fork,rhtex,mpiex",
+        help="executors in the order run: rhtex (reused workers, the default), "
+        "rhtex_fork (app_isolation='fork'), mpiex (Parsl's MPIExecutor)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    kinds = [args.only] if args.only else ["rhtex", "mpiex"]
+    kinds = [args.only] if args.only else args.kinds.split(",")
     report = {
         "parsl_version": parsl.__version__,
         "python": platform.python_version(),
@@ -300,9 +342,11 @@ def main():
         report[kind] = {"throughput": throughput(kind, args.tasks, args.nodes)}
         report[kind]["memory"] = memory(kind, args.sleepers)
         print(kind, json.dumps(report[kind]), flush=True)
-    if len(kinds) == 2:
-        r, m = report["rhtex"], report["mpiex"]
-        report["ratios"] = {
+    for name in (
+        kind for kind in kinds if kind.startswith("rhtex") and "mpiex" in kinds
+    ):
+        r, m = report[name], report["mpiex"]
+        report["ratios" if name == "rhtex" else f"ratios_{name}"] = {
             "python_tps": round(
                 r["throughput"]["python_tps"] / m["throughput"]["python_tps"], 2
             ),

@@ -33,7 +33,7 @@ def process_gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before or while read
         return True
 
 
@@ -47,6 +47,20 @@ def wait_gone(pids, timeout: float) -> list:
         time.sleep(0.05)
         alive = [pid for pid in alive if not process_gone(pid)]
     return alive
+
+
+def warm_servers(manager_pids):
+    """Pids of the warm servers (rhtex.runner --serve NAME PID) of these managers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        manager = argv[-2] if len(argv) >= 2 else b""
+        if b"--serve" in argv and manager.isdigit() and int(manager) in manager_pids:
+            found.append(int(entry.name))
+    return found
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from parsl.executors.high_throughput.errors import ManagerLost
 from rhtex.client import TaskResult
 from rhtex.parsl import RhtexExecutor, RhtexTaskError, _failure
 
-from conftest import wait_gone
+from conftest import wait_gone, warm_servers
 
 NODES = ["localhost", "vm"]  # both resolve here, so MPICH runs ranks on "both"
 
@@ -25,32 +25,22 @@ NODES = ["localhost", "vm"]  # both resolve here, so MPICH runs ranks on "both"
 def dfk(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("parsl")
     mpi = RhtexExecutor(label="mpi", nodes=NODES, working_dir=run_dir / "mpi")
-    # "mpi" runs apps in a warm server per pool-manager (the default),
-    # "serial" in a fresh interpreter per app: both paths are tested.
+    # "mpi" runs apps in a warm server per pool-manager's reused workers
+    # (the default), "fork" in a fresh fork of it per app, "serial" in a
+    # fresh interpreter per app: all three paths are tested.
+    fork = RhtexExecutor(
+        label="fork", nodes=NODES, working_dir=run_dir / "fork", app_isolation="fork"
+    )
     serial = RhtexExecutor(
         label="serial", require_resource_spec=False, slots_per_node=4, warm_runner=False
     )
-    loaded = parsl.load(Config(executors=[mpi, serial], run_dir=str(run_dir / "runinfo")))
+    loaded = parsl.load(Config(executors=[mpi, fork, serial], run_dir=str(run_dir / "runinfo")))
     yield loaded
-    pids = [pid for ex in (mpi, serial) for pid in ex._deployment.pids()]
+    pids = [pid for ex in (mpi, fork, serial) for pid in ex._deployment.pids()]
     loaded.cleanup()
     parsl.clear()
     assert wait_gone(pids, 10) == [], "shutdown() left a daemon behind"
     assert wait_gone(warm_servers(pids), 10) == [], "a warm server outlived its pool-manager"
-
-
-def warm_servers(manager_pids):
-    """Pids of the warm servers (rhtex.runner --serve NAME PID) of these managers."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        manager = argv[-2] if len(argv) >= 2 else b""
-        if b"--serve" in argv and manager.isdigit() and int(manager) in manager_pids:
-            found.append(int(entry.name))
-    return found
 
 
 @bash_app(executors=["mpi"])
@@ -167,9 +157,21 @@ def time_sleep(seconds):
     time.sleep(seconds)
 
 
+def until_warm(executor):
+    """Runs apps until one runs in the warm server (the first ones run cold,
+    children of the pool-manager, until the server they start listens)."""
+    import time
+
+    manager = executor._deployment.managers[0].pid
+    deadline = time.monotonic() + 60
+    while executor.submit(num_nodes_and_pid, {"num_nodes": 1}).result(60)[2] == manager:
+        assert time.monotonic() < deadline, "no warm server within 60 s"
+
+
 def test_warm_children_are_fresh_forks(dfk):
+    until_warm(dfk.executors["fork"])
     first, second = (
-        dfk.executors["mpi"].submit(num_nodes_and_pid, {"num_nodes": n}) for n in (1, 2)
+        dfk.executors["fork"].submit(num_nodes_and_pid, {"num_nodes": n}) for n in (1, 2)
     )
     (nodes_1, pid_1, parent_1), (nodes_2, pid_2, parent_2) = first.result(60), second.result(60)
     assert (nodes_1, nodes_2) == (1, 2), "each child has its own task's environment"

@@ -344,6 +344,10 @@ def messages():
                         "message": None,
                     }
                 ],
+                "users": [
+                    {"identity": "alice", "n_queued": 3, "n_running": 1},
+                    {"identity": "default", "n_queued": 2, "n_running": 0},
+                ],
             },
         },
         "to_client.reply.task_status": {

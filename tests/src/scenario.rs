@@ -115,15 +115,8 @@ impl Scenario {
         manager_listen: &str,
         extra: &[&str],
     ) -> Interchange {
-        let run_dir = self.file(&format!("{name}-run"));
-        self.start_interchange_at(
-            name,
-            &run_dir,
-            security,
-            "tcp://127.0.0.1:0",
-            manager_listen,
-            extra,
-        )
+        let listen = ("tcp://127.0.0.1:0", manager_listen);
+        self.start_interchange_at(name, None, security, listen, extra)
     }
 
     /// Starts an interchange again on the addresses `previous` was bound
@@ -135,15 +128,8 @@ impl Scenario {
         previous: &Interchange,
         extra: &[&str],
     ) -> Interchange {
-        let run_dir = self.file(&format!("{name}-run"));
-        self.start_interchange_at(
-            name,
-            &run_dir,
-            &previous.security,
-            &previous.client_url,
-            &previous.manager_url,
-            extra,
-        )
+        let listen = (previous.client_url.as_str(), previous.manager_url.as_str());
+        self.start_interchange_at(name, None, &previous.security, listen, extra)
     }
 
     /// Starts an interchange named `name` (its log `<name>.log`) on the run
@@ -156,27 +142,21 @@ impl Scenario {
         manager_listen: &str,
         extra: &[&str],
     ) -> Interchange {
-        self.start_interchange_at(
-            name,
-            run_dir,
-            security,
-            "tcp://127.0.0.1:0",
-            manager_listen,
-            extra,
-        )
+        let listen = ("tcp://127.0.0.1:0", manager_listen);
+        self.start_interchange_at(name, Some(run_dir), security, listen, extra)
     }
 
-    /// Starts an interchange on `run_dir`, bound to `client_listen` and
-    /// `manager_listen`.
+    /// Starts an interchange on `run_dir` (default `<name>-run`), bound to
+    /// `listen`: the client and the manager addresses.
     fn start_interchange_at(
         &self,
         name: &str,
-        run_dir: &Path,
+        run_dir: Option<&Path>,
         security: &Security,
-        client_listen: &str,
-        manager_listen: &str,
+        (client_listen, manager_listen): (&str, &str),
         extra: &[&str],
     ) -> Interchange {
+        let run_dir = run_dir.map_or_else(|| self.file(&format!("{name}-run")), Path::to_path_buf);
         let mut args = vec![
             "--run-dir".to_owned(),
             run_dir.display().to_string(),

@@ -116,6 +116,11 @@ pub fn status_json(report: &StatusReport, now: UnixTime) -> Value {
             "reason": group.reason,
         })).collect::<Vec<_>>(),
         "blocks": report.blocks.iter().map(|block| block_json(block, now)).collect::<Vec<_>>(),
+        "users": report.users.iter().map(|user| json!({
+            "identity": user.identity,
+            "queued": user.n_queued,
+            "running": user.n_running,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -247,6 +252,13 @@ pub fn status_human(report: &StatusReport, now: UnixTime) -> String {
             text,
             "  {} task(s) needing {} node(s) wait: {}",
             group.n_tasks, group.num_nodes, group.reason
+        );
+    }
+    for user in &report.users {
+        let _ = writeln!(
+            text,
+            "  {}: {} queued, {} running",
+            user.identity, user.n_queued, user.n_running
         );
     }
     if !report.blocks.is_empty() {

@@ -5,7 +5,7 @@ use client::render::{self, SummaryRow};
 use client::{check_submissions, ClientError, ResourceRequest, TaskSubmission};
 use protocol::{
     BlockInfo, BlockState, ErrorKind, Launcher, ManagerId, ManagerInfo, StatusReport, TaskError,
-    TaskId, TaskResult, TaskState, WaitingGroup,
+    TaskId, TaskResult, TaskState, UserCounts, WaitingGroup,
 };
 
 /// Fails unless every one of `fragments` is in `text`.
@@ -214,6 +214,11 @@ fn report() -> StatusReport {
             reason: "needs 8 nodes; the largest block has 4".into(),
         }],
         blocks: Vec::new(),
+        users: vec![UserCounts {
+            identity: "alice".into(),
+            n_queued: 4,
+            n_running: 2,
+        }],
     }
 }
 
@@ -235,6 +240,7 @@ fn status_human_has_table_counts_and_reasons() {
             "10 s ago",
             "4 queued, 2 running, 10 completed, 1 failed, 0 cancelled",
             "4 task(s) needing 8 node(s) wait: needs 8 nodes",
+            "alice: 4 queued, 2 running",
             "bad messages: 3",
         ],
     );
@@ -261,6 +267,10 @@ fn status_json_has_managers_queue_and_waiting() {
     );
     assert_eq!(value["waiting"][0]["num_nodes"], 8);
     assert_eq!(value["blocks"], serde_json::json!([]));
+    assert_eq!(
+        value["users"],
+        serde_json::json!([{"identity": "alice", "queued": 4, "running": 2}])
+    );
 }
 
 const RESERVED_TASK: TaskId = TaskId::from_u128(0x77);

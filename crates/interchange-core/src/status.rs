@@ -7,10 +7,11 @@ use crate::machine::Core;
 use crate::queue::Shape;
 use crate::tasks::TaskView;
 use protocol::{
-    ManagerId, ManagerInfo, StatusReport, TaskId, TaskState, TaskStatusInfo, WaitingGroup,
-    PROTOCOL_VERSION, RHTEX_VERSION,
+    ManagerId, ManagerInfo, StatusReport, TaskId, TaskState, TaskStatusInfo, UserCounts,
+    WaitingGroup, PROTOCOL_VERSION, RHTEX_VERSION,
 };
 use seam::seconds_text;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What the queue asks of blocks, for a provider deciding how many to run.
@@ -220,7 +221,34 @@ impl Core {
             blocks: self.blocks.clone(),
             managers,
             waiting,
+            users: self.user_counts(),
         }
+    }
+
+    /// Unfinished tasks by owner, by name. A pass over every task the
+    /// core knows.
+    fn user_counts(&self) -> Vec<UserCounts> {
+        let mut counts: BTreeMap<&Identity, (u64, u64)> = BTreeMap::new();
+        for (task_id, view, _) in self.tasks.list() {
+            let (queued, running) = match view {
+                TaskView::Queued(_) => (1, 0),
+                TaskView::Running(_) => (0, 1),
+                TaskView::Finished(_) => continue,
+            };
+            if let Some(owner) = self.tasks.owner(task_id) {
+                let entry = counts.entry(owner).or_default();
+                entry.0 += queued;
+                entry.1 += running;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(owner, (n_queued, n_running))| UserCounts {
+                identity: owner.to_string(),
+                n_queued,
+                n_running,
+            })
+            .collect()
     }
 
     /// One task's status, for `viewer`, who may see it.

@@ -496,6 +496,13 @@ impl TaskTable {
         Ok(())
     }
 
+    /// A task is no longer unfinished: what it held of the queued-data
+    /// budgets is free.
+    fn release_held(&mut self, spec: &TaskSpec) {
+        self.input_bytes_held = self.input_bytes_held.saturating_sub(spec.input_len());
+        self.data_bytes_held = self.data_bytes_held.saturating_sub(spec.data_bytes);
+    }
+
     /// Adds a task queued under `key` (already in the queue).
     fn insert_queued(
         &mut self,
@@ -666,15 +673,11 @@ impl TaskTable {
                 task.listed.finished_at = Some(self.now_unix);
                 let before =
                     std::mem::replace(&mut task.phase, Phase::Finished(Box::new(result.clone())));
+                let watchers = std::mem::take(&mut task.watchers);
                 if let Phase::Unfinished(unfinished) = before {
-                    self.input_bytes_held = self
-                        .input_bytes_held
-                        .saturating_sub(unfinished.spec.input_len());
-                    self.data_bytes_held = self
-                        .data_bytes_held
-                        .saturating_sub(unfinished.spec.data_bytes);
+                    self.release_held(&unfinished.spec);
                 }
-                std::mem::take(&mut task.watchers)
+                watchers
             }
             None => BTreeSet::new(),
         };

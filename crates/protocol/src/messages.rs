@@ -463,6 +463,20 @@ pub struct StatusReport {
     /// Blocks the interchange's provider submitted (empty without a provider).
     #[serde(default)]
     pub blocks: Vec<BlockInfo>,
+    /// Unfinished tasks by the client identity that submitted them, by
+    /// name (everyone sees these counts; task ids only of their own).
+    #[serde(default)]
+    pub users: Vec<UserCounts>,
+}
+
+/// One client identity's unfinished tasks, in `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCounts {
+    /// The identity's name (`default`, a `--client-key` NAME), or
+    /// `(unauthenticated)` without CURVE.
+    pub identity: String,
+    pub n_queued: u64,
+    pub n_running: u64,
 }
 
 /// Where a block (a batch job holding nodes) is in its life.

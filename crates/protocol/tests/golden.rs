@@ -11,7 +11,7 @@ use protocol::{
     decode, encode, BlockInfo, BlockState, Command, ErrorKind, FromClient, FromManager, Launcher,
     ManagerId, ManagerInfo, NodeShare, Registration, Reply, ResourceRequest, SpecValue,
     StatusReport, TaskDispatch, TaskError, TaskId, TaskResources, TaskResult, TaskState,
-    TaskStatusInfo, TaskSubmission, TaskSummary, ToClient, ToManager, WaitingGroup,
+    TaskStatusInfo, TaskSubmission, TaskSummary, ToClient, ToManager, UserCounts, WaitingGroup,
     PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
@@ -298,6 +298,18 @@ fn to_client_cases() -> Vec<(&'static str, ToClient)> {
             output_path: Some("/scratch/rhtex-run/blocks/48213.out".into()),
             message: None,
         }],
+        users: vec![
+            UserCounts {
+                identity: "alice".into(),
+                n_queued: 3,
+                n_running: 1,
+            },
+            UserCounts {
+                identity: "default".into(),
+                n_queued: 2,
+                n_running: 0,
+            },
+        ],
     };
     vec![
         (

@@ -148,6 +148,11 @@ STRUCTS: Dict[str, List[Field]] = {
         ("n_tasks", "u64", True),
         ("reason", "str", True),
     ],
+    "user_counts": [
+        ("identity", "str", True),
+        ("n_queued", "u64", True),
+        ("n_running", "u64", True),
+    ],
     "block_info": [
         ("block_id", "str", True),
         ("job_id", "str", True),
@@ -211,6 +216,7 @@ TAGGED: Dict[str, Tuple[str, Dict[str, List[Field]]]] = {
                 ("managers", "list:struct:manager_info", True),
                 ("waiting", "list:struct:waiting_group", True),
                 ("blocks", "list:struct:block_info", False),
+                ("users", "list:struct:user_counts", False),
             ],
             "task_status": [("tasks", "list:struct:task_status_info", True)],
             "tasks": [("tasks", "list:struct:task_summary", True)],

@@ -292,6 +292,19 @@ class _Check:
         return task
 
 
+def _reap() -> list:
+    """Reaps every child that has ended; gives their pids."""
+    pids = []
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return pids
+        if pid == 0:
+            return pids
+        pids.append(pid)
+
+
 def _loop(listener, check: _Check, manager_pid: int, run_task) -> None:
     """``app_isolation="fork"``: a fresh fork per app."""
     import select
@@ -300,13 +313,7 @@ def _loop(listener, check: _Check, manager_pid: int, run_task) -> None:
     idle_limit = float(os.environ.get(IDLE_ENV) or 300)
     last_task = time.monotonic()
     while True:
-        while True:  # reap finished children
-            try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        _reap()
         if not _alive(manager_pid) or time.monotonic() - last_task > idle_limit:
             return
         readable, _, _ = select.select([listener], [], [], 1.0)
@@ -366,14 +373,9 @@ def _reuse_loop(listener, check: _Check, manager_pid: int, run_task) -> None:
             now = time.monotonic()
             if now >= next_check:  # at most twice a second, not on every message
                 next_check = now + 0.5
-                while workers:  # reap workers that ended (idle, or killed with their task)
-                    try:
-                        pid, _status = os.waitpid(-1, os.WNOHANG)
-                    except ChildProcessError:
-                        break
-                    if pid == 0:
-                        break
-                    workers.pop(pid, None)
+                if workers:  # reap workers that ended (idle, or killed with their task)
+                    for pid in _reap():
+                        workers.pop(pid, None)
                 if not _alive(manager_pid):
                     return
                 busy = _BUSY in workers.values()

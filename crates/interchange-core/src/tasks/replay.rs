@@ -215,12 +215,7 @@ impl TaskTable {
                         self.queue
                             .remove(&unfinished.spec.resources, unfinished.key);
                     }
-                    self.input_bytes_held = self
-                        .input_bytes_held
-                        .saturating_sub(unfinished.spec.input_len());
-                    self.data_bytes_held = self
-                        .data_bytes_held
-                        .saturating_sub(unfinished.spec.data_bytes);
+                    self.release_held(&unfinished.spec);
                 }
             }
             None => {

@@ -278,3 +278,37 @@ fn a_listing_shows_an_identity_its_own_tasks_and_an_admin_every_task() {
     assert_eq!(listed(&mut sim, "b@bob"), vec![task_id(2)]);
     assert_eq!(listed(&mut sim, "d@default"), vec![task_id(1), task_id(2)]);
 }
+
+#[test]
+fn status_counts_every_identitys_unfinished_tasks_by_name() {
+    let mut sim = Sim::new()
+        .with_client("a@alice")
+        .with_client("b@bob")
+        .with_manager(1, 1);
+    sim.submit(
+        "a@alice",
+        1,
+        vec![submission(1, nodes(1)), submission(2, nodes(1))],
+    );
+    sim.submit("b@bob", 1, vec![submission(3, nodes(1))]);
+    sim.drain();
+    let counts = |report: &StatusReport| -> Vec<(String, u64, u64)> {
+        report
+            .users
+            .iter()
+            .map(|user| (user.identity.clone(), user.n_queued, user.n_running))
+            .collect()
+    };
+    // Alice's first task runs on the one node; bob sees her counts too.
+    assert_eq!(
+        counts(&sim.status("b@bob")),
+        vec![("alice".to_owned(), 1, 1), ("bob".to_owned(), 1, 0)]
+    );
+    // A finished task is no longer counted.
+    sim.manager_results("m1", vec![completed(1)]);
+    sim.drain();
+    assert_eq!(
+        counts(&sim.status("a@alice")),
+        vec![("alice".to_owned(), 0, 1), ("bob".to_owned(), 1, 0)]
+    );
+}

@@ -39,6 +39,18 @@ pub fn wait_pid_file(path: &Path) -> i32 {
     })
 }
 
+/// Whether `pid` runs: it exists and is not a zombie (PID 1 may not reap
+/// what is re-parented to it).
+pub fn process_runs(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
 /// The task's stdout tail as text.
 pub fn stdout_of(result: &TaskResult) -> String {
     String::from_utf8_lossy(&result.stdout_tail).into_owned()

@@ -9,7 +9,7 @@
 //! takes the whole cluster ([`e2e::cluster::acquire`]), so they run one at a
 //! time. Build the binaries first: `cargo build --workspace --bins`.
 
-use e2e::client::{assert_completed, stdout_of};
+use e2e::client::{assert_completed, run_once_released, stdout_of};
 use e2e::cluster::{self, Block, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
 use e2e::{task, wait_for, Interchange, RawClient, Scenario, Security, WAIT};
 use interchange::provider::script::ScriptValues;
@@ -669,17 +669,6 @@ fn the_slurm_provider_submits_blocks_from_demand_and_cancels_them_at_shutdown() 
     );
 }
 
-/// A command that waits (polling, bounded) until `release` exists, then
-/// appends its task id to `runs`: one line per run to its end.
-fn released_run(release: &Path, runs: &Path) -> String {
-    format!(
-        "for attempt in $(seq 3000); do [ -e '{}' ] && break; sleep 0.02; done; \
-         [ -e '{0}' ] && echo \"$RHTEX_TASK_ID\" >> '{}'",
-        release.display(),
-        runs.display()
-    )
-}
-
 /// The job ids of the blocks a status lists, and the ids of its managers.
 fn blocks_and_managers(report: &protocol::StatusReport) -> (BTreeSet<String>, BTreeSet<String>) {
     let jobs = report.blocks.iter().map(|block| block.job_id.clone());
@@ -705,7 +694,7 @@ fn an_interchange_killed_while_its_slurm_blocks_run_adopts_them_when_restarted()
     let (release, runs) = (scenario.file("release"), scenario.file("runs.log"));
     // Four 2-node tasks: demand for four blocks, two at most.
     let tasks: Vec<TaskSubmission> = (0..4)
-        .map(|_| mpi_task(&released_run(&release, &runs), 2, 1))
+        .map(|_| mpi_task(&run_once_released(&release, &runs), 2, 1))
         .collect();
     let task_ids: Vec<TaskId> = tasks.iter().map(|task| task.task_id).collect();
     assert_eq!(client.submit(tasks), 4);

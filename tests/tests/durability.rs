@@ -591,9 +591,15 @@ fn seeded_kill_9s_of_the_interchange_and_a_manager_at_once_leave_every_task_one_
         .collect();
     check_outcomes(&evidence, &results, &killed);
     for manager in managers
-        .iter()
+        .iter_mut()
         .filter(|manager| survivors.contains(&manager.block_id))
     {
+        let exit = manager.daemon.try_exit().map(describe);
+        assert_eq!(
+            exit, None,
+            "{} outlived a restart, then exited",
+            manager.block_id
+        );
         let what = format!("{} to register again after a restart", manager.block_id);
         wait_for(&what, WAIT, || {
             let log = manager.daemon.log();

@@ -30,6 +30,17 @@ pub fn pid_then_sleep(path: &Path) -> String {
     )
 }
 
+/// A command that waits (polling, bounded) until `release` exists, then
+/// appends its task id to `runs`: one line per run to its end.
+pub fn run_once_released(release: &Path, runs: &Path) -> String {
+    format!(
+        "for attempt in $(seq 1500); do [ -e '{}' ] && break; sleep 0.02; done; \
+         [ -e '{0}' ] && echo \"$RHTEX_TASK_ID\" >> '{}'",
+        release.display(),
+        runs.display()
+    )
+}
+
 /// Waits for the pid file written by [`pid_then_sleep`].
 pub fn wait_pid_file(path: &Path) -> i32 {
     wait_for(&format!("pid file {}", path.display()), crate::WAIT, || {
@@ -37,6 +48,18 @@ pub fn wait_pid_file(path: &Path) -> i32 {
             .ok()
             .and_then(|text| text.trim().parse::<i32>().ok())
     })
+}
+
+/// Whether `pid` runs: it exists and is not a zombie (PID 1 may not reap
+/// what is re-parented to it).
+pub fn process_runs(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
 }
 
 /// The task's stdout tail as text.

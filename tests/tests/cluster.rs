@@ -9,7 +9,7 @@
 //! takes the whole cluster ([`e2e::cluster::acquire`]), so they run one at a
 //! time. Build the binaries first: `cargo build --workspace --bins`.
 
-use e2e::client::{assert_completed, stdout_of};
+use e2e::client::{assert_completed, run_once_released, stdout_of};
 use e2e::cluster::{self, Block, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
 use e2e::{task, wait_for, Interchange, RawClient, Scenario, Security, WAIT};
 use interchange::provider::script::ScriptValues;
@@ -667,4 +667,93 @@ fn the_slurm_provider_submits_blocks_from_demand_and_cancels_them_at_shutdown() 
         "jobs left after shutdown: {:?}",
         cluster_guard.job_ids()
     );
+}
+
+/// The job ids of the blocks a status lists, and the ids of its managers.
+fn blocks_and_managers(report: &protocol::StatusReport) -> (BTreeSet<String>, BTreeSet<String>) {
+    let jobs = report.blocks.iter().map(|block| block.job_id.clone());
+    let managers = report
+        .managers
+        .iter()
+        .map(|info| info.manager_id.to_string());
+    (jobs.collect(), managers.collect())
+}
+
+#[test]
+fn an_interchange_killed_while_its_slurm_blocks_run_adopts_them_when_restarted() {
+    let cluster_guard = cluster::acquire();
+    let scenario = Scenario::new("cluster-adopt");
+    let config = write_slurm_provider_config(&scenario, 2, 2);
+    let security = Security::Curve(scenario.keygen("keys"));
+    let run_dir = scenario.file("interchange-run");
+    let flags = ["--config", &config.display().to_string()];
+    let bridge = format!("tcp://{}:0", cluster_guard.head_address);
+    let mut first =
+        scenario.start_interchange_in("interchange-1", &run_dir, &security, &bridge, &flags);
+    let mut client = RawClient::connect(&first);
+    let (release, runs) = (scenario.file("release"), scenario.file("runs.log"));
+    // Four 2-node tasks: demand for four blocks, two at most.
+    let tasks: Vec<TaskSubmission> = (0..4)
+        .map(|_| mpi_task(&run_once_released(&release, &runs), 2, 1))
+        .collect();
+    let task_ids: Vec<TaskId> = tasks.iter().map(|task| task.task_id).collect();
+    assert_eq!(client.submit(tasks), 4);
+    let before = client.wait_status(
+        "two blocks' managers to run a task each",
+        BLOCK_START_TIMEOUT,
+        |report| {
+            (report.managers.len() == 2 && report.n_running == 2)
+                .then(|| blocks_and_managers(report))
+        },
+    );
+    let queued: BTreeSet<String> = cluster_guard.job_ids().into_iter().collect();
+    assert_eq!(
+        (queued.len(), &queued),
+        (2, &before.0),
+        "squeue lists the blocks' jobs"
+    );
+
+    // Killed outright: nothing cancels its blocks. Restarted on the same
+    // run directory and manager address, it adopts them.
+    first.daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    first.daemon.wait_exit(WAIT);
+    let second = scenario.start_interchange_in(
+        "interchange-2",
+        &run_dir,
+        &security,
+        &first.manager_url,
+        &flags,
+    );
+    let mut client = RawClient::connect(&second);
+    client.watch(task_ids.clone());
+    let adopted = client.wait_status("the blocks' managers back", WAIT, |report| {
+        (report.managers.len() == 2 && report.n_running == 2).then(|| blocks_and_managers(report))
+    });
+    assert_eq!(
+        adopted, before,
+        "the blocks adopted, their managers re-attached"
+    );
+    let log = second.daemon.log();
+    assert_eq!(
+        log.matches("adopted a block of the previous run").count(),
+        2,
+        "{log}"
+    );
+    std::fs::write(&release, "").expect("release the tasks");
+    for task_id in &task_ids {
+        assert_completed(&client.wait_result(*task_id, BLOCK_START_TIMEOUT));
+    }
+    // No sbatch since: the same jobs in Slurm, each task run to its end once.
+    let after: BTreeSet<String> = cluster_guard.job_ids().into_iter().collect();
+    assert_eq!(after, before.0, "squeue after the restart");
+    assert_eq!(blocks_and_managers(&client.status()), before);
+    let mut ran: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    let mut expected: Vec<String> = task_ids.iter().map(TaskId::to_string).collect();
+    expected.sort();
+    assert_eq!(ran, expected, "each task ran to its end once");
 }

@@ -5,6 +5,7 @@
 //! counts as gone (PID 1 may not reap what is re-parented to it).
 //! Build the binaries first: `cargo build --workspace --bins`.
 
+use e2e::client::process_runs;
 use e2e::daemon::describe;
 use e2e::{task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
 use nix::sys::signal::Signal;
@@ -50,17 +51,6 @@ fn read_pid(path: &Path) -> i32 {
             .ok()
             .and_then(|text| text.trim().parse::<i32>().ok())
     })
-}
-
-/// Whether `pid` runs: it exists and is not a zombie.
-fn process_runs(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z"),
-        Err(_) => false,
-    }
 }
 
 /// The task's three processes, once all run; each is adopted by the

@@ -4,17 +4,33 @@
 //! refused (exit 2); and a crash harness kills the interchange at seeded
 //! random moments, after which every task has exactly one result.
 //!
+//! The same harness (`RHTEX_CRASH_SEED`) also kills pool-managers during a
+//! mixed run on several managers (each replaced by a new one with a fresh
+//! id, as a batch system starts a new block), and the interchange and a
+//! manager at once (the interchange restarted on its run directory and
+//! manager address, the other managers re-attaching). Tasks record each
+//! start (their shell's pid) and each run to its end in files: afterwards
+//! every task has exactly one result, completed or failed `manager_lost`
+//! by a killed manager, no task ran to its end twice but on a killed
+//! manager, and no task shell of a killed manager is left.
+//!
 //! Until managers re-attach after a restart, a manager of a killed
 //! interchange is killed here too, so a task running at the kill is run
 //! again (lost past the heartbeat threshold, then retried): the harness
 //! asserts one result per task, not one run.
 
-use e2e::cli;
-use e2e::client::{assert_completed, stdout_of};
-use e2e::daemon::{Launch, Stdout};
-use e2e::{binary, task, Interchange, ManagerOptions, RawClient, Scenario, Security, WAIT};
+use e2e::cli::{self, strings};
+use e2e::client::{assert_completed, process_runs, stdout_of};
+use e2e::daemon::{describe, Launch, Stdout};
+use e2e::{
+    binary, task, wait_for, Interchange, ManagerOptions, ManagerProcess, RawClient, Scenario,
+    Security, WAIT,
+};
 use nix::sys::signal::Signal;
-use protocol::{ResourceRequest, TaskId, TaskSubmission};
+use protocol::{
+    ErrorKind, ManagerId, ResourceRequest, TaskId, TaskResult, TaskState, TaskSubmission,
+};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +55,19 @@ impl<'a> Run<'a> {
     fn start(&self, name: &str, extra: &[&str]) -> Interchange {
         self.scenario
             .start_interchange_in(name, &self.run_dir, &self.security, LOOPBACK, extra)
+    }
+
+    /// An interchange on the shared run directory and on the manager
+    /// address `previous` was bound to, so that its managers find it again.
+    fn restart(&self, name: &str, previous: &Interchange, extra: &[&str]) -> Interchange {
+        let manager_listen = previous.manager_url.as_str();
+        self.scenario.start_interchange_in(
+            name,
+            &self.run_dir,
+            &self.security,
+            manager_listen,
+            extra,
+        )
     }
 }
 
@@ -184,16 +213,21 @@ impl Rng {
     }
 }
 
-#[test]
-fn seeded_kill_9s_of_the_interchange_leave_every_task_exactly_one_result() {
-    const N_KILLS: usize = 20;
-    const N_TASKS: usize = 40;
+/// The harness's generator, seeded by `RHTEX_CRASH_SEED` (printed).
+fn crash_rng() -> Rng {
     let seed = std::env::var("RHTEX_CRASH_SEED")
         .ok()
         .and_then(|text| text.parse::<u64>().ok())
         .unwrap_or(0x5eed_cafe);
     eprintln!("crash harness seed {seed} (set RHTEX_CRASH_SEED to repeat)");
-    let mut rng = Rng(seed | 1);
+    Rng(seed | 1)
+}
+
+#[test]
+fn seeded_kill_9s_of_the_interchange_leave_every_task_exactly_one_result() {
+    const N_KILLS: usize = 20;
+    const N_TASKS: usize = 40;
+    let mut rng = crash_rng();
     let scenario = Scenario::new("journal-crash");
     let run = Run::new(&scenario);
     let mut tasks: Vec<TaskId> = Vec::new();
@@ -238,4 +272,339 @@ fn seeded_kill_9s_of_the_interchange_leave_every_task_exactly_one_result() {
         "{report:?}"
     );
     drop(manager);
+}
+
+/// Short thresholds for the harness's daemons: a killed peer is noticed
+/// within 2 s.
+const THRESHOLD: [&str; 2] = ["--heartbeat-threshold", "2"];
+/// Managers in a mixed run.
+const N_MANAGERS: usize = 3;
+
+/// What each run of a task leaves behind: its shell's pid in
+/// `starts/<task>.<block>.<pid>` once it starts, and a line `<task>
+/// <block>` appended to `ends.log` when it runs to its end.
+struct Evidence {
+    starts: PathBuf,
+    ends: PathBuf,
+}
+
+/// One run of a task that started.
+struct Start {
+    task: String,
+    block: String,
+    pid: i32,
+}
+
+impl Evidence {
+    fn new(scenario: &Scenario) -> Self {
+        let starts = scenario.file("starts");
+        std::fs::create_dir(&starts).expect("create the starts directory");
+        Evidence {
+            starts,
+            ends: scenario.file("ends.log"),
+        }
+    }
+
+    /// A command that records its start, sleeps `millis`, and records its end.
+    fn command(&self, millis: u64) -> String {
+        format!(
+            "start='{starts}/'\"$RHTEX_TASK_ID.$PARSL_WORKER_BLOCK_ID.$$\"; \
+             echo $$ > \"$start.part\" && mv \"$start.part\" \"$start\" && \
+             sleep {seconds}.{fraction:03} && \
+             echo \"$RHTEX_TASK_ID $PARSL_WORKER_BLOCK_ID\" >> '{ends}'",
+            starts = self.starts.display(),
+            seconds = millis / 1000,
+            fraction = millis % 1000,
+            ends = self.ends.display(),
+        )
+    }
+
+    fn starts(&self) -> Vec<Start> {
+        std::fs::read_dir(&self.starts)
+            .expect("list the starts directory")
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let mut parts = name.splitn(3, '.');
+                let (task, block, pid) = (parts.next()?, parts.next()?, parts.next()?);
+                Some(Start {
+                    task: task.to_owned(),
+                    block: block.to_owned(),
+                    pid: pid.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The shells of `block`'s tasks that still run.
+    fn running_on(&self, block: &str) -> Vec<i32> {
+        self.starts()
+            .into_iter()
+            .filter(|start| start.block == block && process_runs(start.pid))
+            .map(|start| start.pid)
+            .collect()
+    }
+
+    /// Each run to its end: task and block.
+    fn ends(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(&self.ends)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(task, block)| (task.to_owned(), block.to_owned()))
+            .collect()
+    }
+}
+
+/// A mixed run of `n_tasks`: 0.2 to 1 s each, one node or two (one in
+/// five), three priorities, one in four without retries (the others 3).
+fn mixed_run(evidence: &Evidence, rng: &mut Rng, n_tasks: usize) -> Vec<TaskSubmission> {
+    (0..n_tasks)
+        .map(|i| {
+            let submission = task(&evidence.command(200 + 100 * rng.below(9)));
+            let mut submission = on_nodes(submission, if i % 5 == 0 { 2 } else { 1 });
+            let retries = if i % 4 == 0 { 0 } else { 3 };
+            let priority = i64::try_from(rng.below(3)).expect("a small priority");
+            submission.resources.insert("retries", retries);
+            submission.resources.insert("priority", priority);
+            submission
+        })
+        .collect()
+}
+
+/// Manager number `number` of a mixed run (a fresh manager id, block
+/// `block-m<number>`): two nodes of two slots, short thresholds, `extra`.
+fn crash_manager(
+    scenario: &Scenario,
+    interchange: &Interchange,
+    number: usize,
+    extra: &[&str],
+) -> ManagerProcess {
+    let name = format!("m{number}");
+    let nodes = [format!("{name}-n1"), format!("{name}-n2")];
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let mut options = ManagerOptions::new(&name, &nodes).slots_per_node(2);
+    options.extra_args.extend(strings(&THRESHOLD));
+    options.extra_args.extend(strings(extra));
+    scenario.start_manager(interchange, options)
+}
+
+/// A mixed run under way: an interchange (`interchange-0`) on the run
+/// directory, [`N_MANAGERS`] managers registered, its tasks submitted.
+struct Mixed {
+    interchange: Interchange,
+    managers: Vec<ManagerProcess>,
+    client: RawClient,
+    tasks: Vec<TaskId>,
+}
+
+impl Mixed {
+    const N_TASKS: usize = 80;
+
+    /// Starts it, each manager with `manager_extra` flags.
+    fn start(run: &Run, evidence: &Evidence, rng: &mut Rng, manager_extra: &[&str]) -> Mixed {
+        let interchange = run.start("interchange-0", &THRESHOLD);
+        let managers: Vec<ManagerProcess> = (0..N_MANAGERS)
+            .map(|number| crash_manager(run.scenario, &interchange, number, manager_extra))
+            .collect();
+        let mut client = RawClient::connect(&interchange);
+        let ids: Vec<ManagerId> = managers.iter().map(|manager| manager.manager_id).collect();
+        client.wait_managers(&ids);
+        let submissions = mixed_run(evidence, rng, Self::N_TASKS);
+        let tasks: Vec<TaskId> = submissions.iter().map(|task| task.task_id).collect();
+        assert_eq!(client.submit(submissions), Self::N_TASKS as u32);
+        Mixed {
+            interchange,
+            managers,
+            client,
+            tasks,
+        }
+    }
+}
+
+/// The moment of a kill: once `block` runs a task (observed by its start
+/// file), then a seeded 0 to 0.5 s later.
+fn kill_moment(evidence: &Evidence, block: &str, rng: &mut Rng) {
+    wait_for(&format!("{block} to run a task"), WAIT, || {
+        (!evidence.running_on(block).is_empty()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(rng.below(500)));
+}
+
+/// Waits until no shell of a task of the killed manager `block` runs (its
+/// guardian kills them); one still running is adopted by the scenario, so
+/// a failure leaves nothing behind.
+fn assert_tasks_gone(scenario: &Scenario, evidence: &Evidence, block: &str) {
+    for start in evidence.starts() {
+        if start.block != block {
+            continue;
+        }
+        if process_runs(start.pid) {
+            scenario.adopt_process_group(start.pid);
+        }
+        wait_for(
+            &format!("task {} of the killed {block} to be gone", start.task),
+            WAIT,
+            || (!process_runs(start.pid)).then_some(()),
+        );
+    }
+}
+
+/// Every task has its one result (the client fails on a second): completed
+/// with exit code 0, or failed `manager_lost` by a manager that was killed;
+/// and no task ran to its end twice unless on a killed manager.
+fn check_outcomes(evidence: &Evidence, results: &[TaskResult], killed: &[ManagerProcess]) {
+    let killed_blocks: HashSet<&str> = killed.iter().map(|dead| dead.block_id.as_str()).collect();
+    let killed_ids: HashSet<ManagerId> = killed.iter().map(|dead| dead.manager_id).collect();
+    let ends = evidence.ends();
+    let mut n_failed = 0;
+    for result in results {
+        let task_id = result.task_id.to_string();
+        let ended_on: Vec<&str> = ends
+            .iter()
+            .filter(|(task, _)| *task == task_id)
+            .map(|(_, block)| block.as_str())
+            .collect();
+        let on_survivors = ended_on
+            .iter()
+            .filter(|block| !killed_blocks.contains(*block))
+            .count();
+        assert!(
+            on_survivors <= 1,
+            "task {task_id} ran to its end more than once on managers never killed: {ended_on:?}"
+        );
+        match result.state {
+            TaskState::Completed => {
+                assert_completed(result);
+                assert!(!ended_on.is_empty(), "task {task_id} completed unrun");
+            }
+            TaskState::Failed => {
+                n_failed += 1;
+                let kind = result.error.as_ref().map(|error| error.kind);
+                assert_eq!(kind, Some(ErrorKind::ManagerLost), "{result:#?}");
+                if let Some(manager_id) = result.manager_id {
+                    assert!(killed_ids.contains(&manager_id), "{result:#?}");
+                }
+                assert_eq!(on_survivors, 0, "task {task_id} ended, yet failed");
+            }
+            other => panic!("task {task_id} ended {other:?}: {result:#?}"),
+        }
+    }
+    let on_killed = ends
+        .iter()
+        .filter(|(_, block)| killed_blocks.contains(block.as_str()))
+        .count();
+    eprintln!(
+        "{} tasks: {} completed, {n_failed} failed manager_lost; {} runs started, \
+         {} ended ({on_killed} on the {} killed managers)",
+        results.len(),
+        results.len() - n_failed,
+        evidence.starts().len(),
+        ends.len(),
+        killed.len(),
+    );
+}
+
+#[test]
+fn seeded_kill_9s_of_managers_leave_every_task_one_result_and_no_task_process() {
+    const N_KILLS: usize = 5;
+    let mut rng = crash_rng();
+    let scenario = Scenario::new("crash-managers");
+    let run = Run::new(&scenario);
+    let evidence = Evidence::new(&scenario);
+    let Mixed {
+        interchange,
+        mut managers,
+        mut client,
+        tasks,
+    } = Mixed::start(&run, &evidence, &mut rng, &[]);
+
+    let mut killed = Vec::new();
+    for kill in 0..N_KILLS {
+        let victim = usize::try_from(rng.below(N_MANAGERS as u64)).expect("an index");
+        kill_moment(&evidence, &managers[victim].block_id, &mut rng);
+        // As a batch system would: the block is gone, a new one starts.
+        let fresh = crash_manager(&scenario, &interchange, N_MANAGERS + kill, &[]);
+        let mut dead = std::mem::replace(&mut managers[victim], fresh);
+        assert_eq!(describe(dead.daemon.kill_group()), "signal 9");
+        assert_tasks_gone(&scenario, &evidence, &dead.block_id);
+        killed.push(dead);
+    }
+    let results: Vec<TaskResult> = tasks
+        .iter()
+        .map(|task_id| client.wait_result(*task_id, WAIT))
+        .collect();
+    check_outcomes(&evidence, &results, &killed);
+}
+
+#[test]
+fn seeded_kill_9s_of_the_interchange_and_a_manager_at_once_leave_every_task_one_result() {
+    const N_ROUNDS: usize = 4;
+    // Managers that outlive the interchange register again with the next.
+    const REATTACH: [&str; 2] = ["--reattach-timeout", "60"];
+    let mut rng = crash_rng();
+    let scenario = Scenario::new("crash-both");
+    let run = Run::new(&scenario);
+    let evidence = Evidence::new(&scenario);
+    let Mixed {
+        mut interchange,
+        mut managers,
+        tasks,
+        ..
+    } = Mixed::start(&run, &evidence, &mut rng, &REATTACH);
+
+    let mut killed = Vec::new();
+    // The managers alive through a restart: each must register again.
+    let mut survivors = HashSet::new();
+    for round in 0..N_ROUNDS {
+        let victim = usize::try_from(rng.below(N_MANAGERS as u64)).expect("an index");
+        kill_moment(&evidence, &managers[victim].block_id, &mut rng);
+        // Both signals before either is waited for.
+        interchange.daemon.signal(Signal::SIGKILL);
+        managers[victim].daemon.signal(Signal::SIGKILL);
+        interchange.daemon.wait_exit(WAIT);
+        let restarted = run.restart(
+            &format!("interchange-{}", round + 1),
+            &interchange,
+            &THRESHOLD,
+        );
+        interchange = restarted;
+        let fresh = crash_manager(&scenario, &interchange, N_MANAGERS + round, &REATTACH);
+        let mut dead = std::mem::replace(&mut managers[victim], fresh);
+        assert_eq!(describe(dead.daemon.wait_exit(WAIT)), "signal 9");
+        assert_tasks_gone(&scenario, &evidence, &dead.block_id);
+        survivors.retain(|block: &String| *block != dead.block_id);
+        killed.push(dead);
+        survivors.extend(
+            managers
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| *index != victim)
+                .map(|(_, manager)| manager.block_id.clone()),
+        );
+    }
+    let mut client = RawClient::connect(&interchange);
+    client.watch(tasks.clone());
+    let results: Vec<TaskResult> = tasks
+        .iter()
+        .map(|task_id| client.wait_result(*task_id, WAIT))
+        .collect();
+    check_outcomes(&evidence, &results, &killed);
+    for manager in managers
+        .iter_mut()
+        .filter(|manager| survivors.contains(&manager.block_id))
+    {
+        let exit = manager.daemon.try_exit().map(describe);
+        assert_eq!(
+            exit, None,
+            "{} outlived a restart, then exited",
+            manager.block_id
+        );
+        let what = format!("{} to register again after a restart", manager.block_id);
+        wait_for(&what, WAIT, || {
+            let log = manager.daemon.log();
+            log.contains("registered again with the interchange")
+                .then_some(())
+        });
+    }
 }

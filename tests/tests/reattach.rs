@@ -6,7 +6,7 @@
 //! creates, never by sleeping; every process is killed by process group.
 
 use e2e::cli::{connect_flags, strings};
-use e2e::client::{pid_then_sleep, wait_pid_file};
+use e2e::client::{pid_then_sleep, run_once_released, wait_pid_file};
 use e2e::daemon::{Launch, Stdout};
 use e2e::{
     binary, task, wait_for, Daemon, Interchange, ManagerOptions, ManagerProcess, RawClient,
@@ -16,17 +16,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use protocol::{TaskId, TaskState};
 use std::path::Path;
-
-/// A command that waits (polling, bounded) until `release` exists, then
-/// appends its task id to `runs`: one line per run to its end.
-fn run_once_released(release: &Path, runs: &Path) -> String {
-    format!(
-        "for attempt in $(seq 1500); do [ -e '{}' ] && break; sleep 0.02; done; \
-         [ -e '{0}' ] && echo \"$RHTEX_TASK_ID\" >> '{}'",
-        release.display(),
-        runs.display()
-    )
-}
 
 fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()

@@ -378,6 +378,15 @@ impl PoolManager {
                     self.detach(now, false);
                 }
             }
+            // Registering again, the keys were taken before: a failed
+            // handshake (a connection reaching an interchange that was
+            // killed or is starting again) is retried, within the window.
+            LinkStatus::HandshakeFailed(message) if self.is_detached() => {
+                tracing::warn!(
+                    interchange = %self.settings.interchange_url,
+                    "{message}; registering again: retrying within the re-attach window"
+                );
+            }
             LinkStatus::HandshakeFailed(message) => {
                 let text = format!("cannot register with the interchange: {message}");
                 self.stop(ExitReason::HandshakeFailed { message }, text);

@@ -224,6 +224,25 @@ fn a_dropped_connection_or_not_registered_leads_to_a_registration_again() {
 }
 
 #[test]
+fn a_failed_handshake_while_registering_again_is_retried_within_the_window() {
+    let mut harness = reattaching(1);
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Disconnected);
+    assert!(harness.manager.is_detached());
+    // The restarted interchange's socket, reached while it starts.
+    let failed = LinkStatus::HandshakeFailed("security handshake failed".into());
+    harness.manager.handle_link(harness.now, failed);
+    assert!(harness.manager.is_detached());
+    harness.check_idle();
+    harness
+        .manager
+        .handle_link(harness.now, LinkStatus::Connected);
+    assert_eq!(expect_register(&mut harness).attempt, 1);
+    harness.check_idle();
+}
+
+#[test]
 fn a_zero_window_keeps_the_old_behaviour_on_a_dropped_connection() {
     let mut harness = Harness::registered(1);
     harness

@@ -34,6 +34,14 @@ impl Identity {
         }
     }
 
+    /// [`Identity::to_record`], borrowed.
+    pub fn as_record(&self) -> Option<&str> {
+        match self {
+            Identity::Unauthenticated => None,
+            Identity::Key(name) => Some(name),
+        }
+    }
+
     /// An owner as the journal recorded it.
     pub fn from_record(owner: Option<String>) -> Self {
         owner.map_or(Identity::Unauthenticated, Identity::Key)

@@ -1,9 +1,10 @@
 //! The core's side of the interchange's journal (durable state).
 //!
 //! With the journal on ([`Core::recover`], also from no records at all),
-//! every change of a task's state queues a [`JournalRecord`] in `tasks.rs`,
-//! the one module that changes tasks, and a manager's registration queues
-//! one here. The shell drains them with [`Core::poll_journal`] and writes
+//! every change of a task's state appends a journal record, framed as the
+//! store writes it ([`protocol::journal::frame`]), in `tasks.rs`, the one
+//! module that changes tasks, and a manager's registration appends one
+//! here. The shell drains the frames with [`Core::take_journal`] and writes
 //! them durably before it performs the outputs of the same turn, so no
 //! client hears "accepted" of a task the journal could lose.
 //!
@@ -119,16 +120,24 @@ impl Core {
         (core, recovery)
     }
 
-    /// The next journal record to write, in order; `None` when there is
-    /// none (or the journal is off).
+    /// The next journal record to write, decoded, in order; `None` when
+    /// there is none (or the journal is off). For tests: the shell takes
+    /// the frames as they are with [`Core::take_journal`].
     pub fn poll_journal(&mut self) -> Option<JournalRecord> {
         self.tasks.poll_journal()
+    }
+
+    /// Appends the journal records not yet drained, framed as the store
+    /// writes them, to `into`; gives how many bytes (0 with the journal
+    /// off).
+    pub fn take_journal(&mut self, into: &mut Vec<u8>) -> usize {
+        self.tasks.take_journal(into)
     }
 
     /// Gives `sink` the records that rebuild this core's durable state:
     /// the provider's blocks, the registrations of the managers that run
     /// tasks, then the tasks (`TaskTable::snapshot`). For compaction; records not yet drained
-    /// with [`Core::poll_journal`] must be drained first.
+    /// with [`Core::take_journal`] must be drained first.
     pub fn journal_snapshot(&mut self, sink: &mut dyn FnMut(JournalRecord)) {
         if !self.blocks.is_empty() {
             sink(JournalRecord::Blocks {

@@ -32,7 +32,7 @@
 //!   `max_finished_bytes`).
 //!   With the journal on it queues a record of every change, and
 //!   `tasks/replay.rs` rebuilds the table from records; `journal.rs` is the
-//!   seam ([`Core::recover`], [`Core::poll_journal`],
+//!   seam ([`Core::recover`], [`Core::take_journal`],
 //!   [`Core::journal_snapshot`]).
 //! - `clients.rs`: the clients that said `hello`, and what each watches.
 //! - `managers/`: the registered managers (`ManagerEntry`),

@@ -6,9 +6,11 @@
 //! Queue membership is part of a task's state, so the queue lives here
 //! too; matching only reads it.
 //!
-//! With the journal on, every change here also queues a
-//! [`JournalRecord`] (drained by the shell through `Core::poll_journal`,
-//! written before the replies of the same turn are sent); `tasks/replay.rs`
+//! With the journal on, every change here also appends a journal record,
+//! framed, to a buffer (drained by the shell through `Core::take_journal`,
+//! written before the replies of the same turn are sent); the record
+//! borrows what it states from the table ([`RecordRef`]), so nothing is
+//! cloned for it. `tasks/replay.rs`
 //! rebuilds the table from such records, and writes the records that
 //! describe it (a snapshot, for compaction).
 //!
@@ -25,8 +27,8 @@ use crate::interface::{Identity, PeerId};
 use crate::metrics::TaskCounters;
 use crate::queue::{QueueKey, TaskQueue};
 use protocol::{
-    ErrorKind, Event, JournalRecord, ManagerId, NodeShare, QueuedTask, TaskDispatch, TaskId,
-    TaskResources, TaskResult, TaskState, TaskSubmission,
+    ErrorKind, Event, JournalRecord, ManagerId, NodeShare, QueuedTask, QueuedTaskRef, RecordRef,
+    TaskDispatch, TaskId, TaskResources, TaskResult, TaskState, TaskSubmission,
 };
 use seam::Time;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -54,6 +56,32 @@ struct TaskSpec {
 impl TaskSpec {
     fn input_len(&self) -> u64 {
         self.input.as_ref().map_or(0, |input| input.len() as u64)
+    }
+
+    /// The task as the journal records it, borrowed.
+    fn queued_ref<'a>(
+        &'a self,
+        task_id: TaskId,
+        key: QueueKey,
+        attempts: u32,
+        submitted_at: protocol::UnixTime,
+        owner: &'a Identity,
+    ) -> QueuedTaskRef<'a> {
+        QueuedTaskRef {
+            task_id,
+            command: &self.command,
+            resources: &self.resources,
+            env: &self.env,
+            cwd: self.cwd.as_deref(),
+            stdout: self.stdout.as_deref(),
+            stderr: self.stderr.as_deref(),
+            input: self.input.as_deref(),
+            sequence: key.sequence(),
+            attempts,
+            submitted_at,
+            owner: owner.as_record(),
+            data_bytes: self.data_bytes,
+        }
     }
 
     /// The task as the journal records it.
@@ -243,8 +271,9 @@ pub(crate) struct TaskTable {
     events: EventQueue,
     /// Tasks submitted so far (the next `Listed::seq`).
     n_submitted: u64,
-    /// The journal records not yet drained; `None` with the journal off.
-    journal: Option<VecDeque<JournalRecord>>,
+    /// The journal's frames not yet drained ([`protocol::journal::frame`]);
+    /// `None` with the journal off.
+    journal: Option<Frames>,
 }
 
 impl TaskTable {
@@ -290,11 +319,9 @@ impl TaskTable {
         }
     }
 
-    /// Queues a journal record, if the journal is on.
-    fn record(&mut self, record: impl FnOnce() -> JournalRecord) {
-        if let Some(journal) = &mut self.journal {
-            journal.push_back(record());
-        }
+    /// Appends a journal record, if the journal is on.
+    fn record(&mut self, record: RecordRef<'_>) {
+        write_record(&mut self.journal, &record);
     }
 
     /// The time of the input being handled, `now` on the core's clock and
@@ -441,10 +468,13 @@ impl TaskTable {
                 let result = TaskResult::failed_before_start(task_id, kind, message);
                 self.count(result.state);
                 self.counters.finished(&result, None, None, self.now);
-                self.record(|| JournalRecord::Finished {
-                    result: result.clone(),
-                    owner: watcher.identity.to_record(),
-                });
+                write_record(
+                    &mut self.journal,
+                    &RecordRef::Finished {
+                        result: &result,
+                        owner: watcher.identity.as_record(),
+                    },
+                );
                 self.tasks.insert(
                     task_id,
                     Task {
@@ -484,9 +514,10 @@ impl TaskTable {
         };
         let submitted_at = self.now_unix;
         let owner = watcher.identity.clone();
-        self.record(|| {
-            JournalRecord::Submitted(spec.queued(task_id, key, 0, submitted_at, &owner))
-        });
+        write_record(
+            &mut self.journal,
+            &RecordRef::Submitted(spec.queued_ref(task_id, key, 0, submitted_at, &owner)),
+        );
         let people = People {
             watchers: BTreeSet::from([watcher.clone()]),
             owner,
@@ -577,13 +608,14 @@ impl TaskTable {
         });
         self.counters.dispatched(task.queued_at, self.now);
         let spec = &task.spec;
-        if let Some(journal) = &mut self.journal {
-            journal.push_back(JournalRecord::Started {
+        write_record(
+            &mut self.journal,
+            &RecordRef::Started {
                 task_id,
                 manager_id,
-                placement: placement.clone(),
-            });
-        }
+                placement: &placement,
+            },
+        );
         tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes = spec.resources.num_nodes, attempt = task.attempts, backfill, "task sent");
         let dispatch = TaskDispatch {
             task_id,
@@ -647,11 +679,17 @@ impl TaskTable {
     /// watched the task.
     pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
         if self.journal.is_some() {
-            let owner = self.owner(task_id).and_then(Identity::to_record);
-            self.record(|| JournalRecord::Finished {
-                result: result.clone(),
-                owner,
-            });
+            let owner = self
+                .tasks
+                .get(&task_id)
+                .and_then(|task| task.owner.as_record());
+            write_record(
+                &mut self.journal,
+                &RecordRef::Finished {
+                    result: &result,
+                    owner,
+                },
+            );
         }
         self.count(result.state);
         let (submitted_at, dispatched_at_unix) = match self.tasks.get(&task_id) {
@@ -747,7 +785,7 @@ impl TaskTable {
             task_id,
             manager_id,
         });
-        self.record(|| JournalRecord::Requeued {
+        self.record(RecordRef::Requeued {
             task_id,
             retry_used: true,
         });
@@ -798,7 +836,7 @@ impl TaskTable {
             task_id,
             manager_id,
         });
-        self.record(|| JournalRecord::Requeued {
+        self.record(RecordRef::Requeued {
             task_id,
             retry_used: false,
         });
@@ -831,7 +869,7 @@ impl TaskTable {
                 Some(running) => {
                     running.cancel_requested = true;
                     let manager_id = running.manager_id;
-                    self.record(|| JournalRecord::CancelRequested { task_id });
+                    write_record(&mut self.journal, &RecordRef::CancelRequested { task_id });
                     return Cancelled::Running(manager_id);
                 }
                 None => (&unfinished.spec.resources, unfinished.key),
@@ -957,4 +995,26 @@ fn result_size(result: &TaskResult) -> usize {
         + text(&result.stderr_path)
         + text(&result.block_id)
         + result.error.as_ref().map_or(0, |error| error.message.len())
+}
+
+/// The journal's frames not yet drained, and how far `Core::poll_journal`
+/// has read them.
+#[derive(Debug, Default)]
+pub(crate) struct Frames {
+    bytes: Vec<u8>,
+    read: usize,
+}
+
+/// Appends `record`, framed, if the journal is on.
+fn write_record(journal: &mut Option<Frames>, record: &RecordRef<'_>) {
+    if let Some(frames) = journal {
+        protocol::journal::frame(&mut frames.bytes, record);
+    }
+}
+
+/// [`write_record`] for a record the core builds whole (rare ones).
+fn write_owned(journal: &mut Option<Frames>, record: &JournalRecord) {
+    if let Some(frames) = journal {
+        protocol::journal::frame(&mut frames.bytes, record);
+    }
 }

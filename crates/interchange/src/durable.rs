@@ -118,9 +118,7 @@ impl Durable {
             None => 0,
             Some(writer) => {
                 let mut frames = Vec::new();
-                while let Some(record) = core.poll_journal() {
-                    crate::store::frame(&mut frames, &record);
-                }
+                core.take_journal(&mut frames);
                 writer.submit(frames)?
             }
         };

@@ -32,11 +32,8 @@ use std::path::{Path, PathBuf};
 pub const COMPACT_MIN_BYTES: u64 = 64 * 1024 * 1024;
 /// ...and than this many times the snapshot it began with.
 const COMPACT_GROWTH: u64 = 4;
-/// A frame longer than this is taken as damage, not as a record.
-const MAX_FRAME_BYTES: u32 = 1 << 30;
 
 const HEADER_BYTES: usize = JOURNAL_MAGIC.len() + 4;
-const FRAME_HEADER_BYTES: usize = 8;
 
 /// Why the journal cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -130,14 +127,7 @@ fn segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
 
 /// Appends one frame holding `record` to `buffer`.
 pub fn frame(buffer: &mut Vec<u8>, record: &JournalRecord) {
-    let start = buffer.len();
-    buffer.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
-    protocol::encode_compact_into(buffer, record);
-    let payload = &buffer[start + FRAME_HEADER_BYTES..];
-    let length = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let crc = crc32fast::hash(payload);
-    buffer[start..start + 4].copy_from_slice(&length.to_le_bytes());
-    buffer[start + 4..start + FRAME_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+    protocol::journal::frame(buffer, record);
 }
 
 fn header() -> [u8; HEADER_BYTES] {
@@ -169,25 +159,11 @@ fn read_segment(path: &Path) -> Result<(Vec<JournalRecord>, Option<TornTail>), S
     let mut offset = HEADER_BYTES;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
-        let record = (rest.len() >= FRAME_HEADER_BYTES)
-            .then(|| {
-                let mut word = [0u8; 4];
-                word.copy_from_slice(&rest[..4]);
-                let length = u32::from_le_bytes(word);
-                word.copy_from_slice(&rest[4..8]);
-                let crc = u32::from_le_bytes(word);
-                (length, crc)
-            })
-            .filter(|(length, _)| *length <= MAX_FRAME_BYTES)
-            .and_then(|(length, crc)| {
-                let payload = rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + length as usize)?;
-                (crc32fast::hash(payload) == crc).then_some(payload)
-            })
-            .and_then(|payload| {
-                protocol::decode::<JournalRecord>(payload)
-                    .ok()
-                    .map(|record| (record, payload.len()))
-            });
+        let record = protocol::journal::next_frame(rest).and_then(|(payload, length)| {
+            protocol::decode::<JournalRecord>(payload)
+                .ok()
+                .map(|record| (record, length))
+        });
         let Some((record, length)) = record else {
             let torn = TornTail {
                 path: path.to_path_buf(),
@@ -197,7 +173,7 @@ fn read_segment(path: &Path) -> Result<(Vec<JournalRecord>, Option<TornTail>), S
             return Ok((records, Some(torn)));
         };
         records.push(record);
-        offset += FRAME_HEADER_BYTES + length;
+        offset += length;
     }
     Ok((records, None))
 }

@@ -36,7 +36,9 @@ pub use codec::{
 };
 pub use events::{Event, EventRecord};
 pub use ids::{ManagerId, TaskId};
-pub use journal::{JournalRecord, QueuedTask, JOURNAL_MAGIC, JOURNAL_VERSION};
+pub use journal::{
+    JournalRecord, QueuedTask, QueuedTaskRef, RecordRef, JOURNAL_MAGIC, JOURNAL_VERSION,
+};
 pub use limits::{LimitError, NodeNameError};
 pub use messages::*;
 pub use ready::{ReadyLine, ReadyLineError};

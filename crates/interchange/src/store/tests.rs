@@ -3,6 +3,7 @@
 //! journal of another version or a file that is not one is refused.
 
 use super::*;
+use protocol::journal::FRAME_HEADER_BYTES;
 use protocol::{TaskId, TaskResult, TaskState};
 use std::io::{Seek, SeekFrom};
 

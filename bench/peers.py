@@ -898,6 +898,30 @@ def fmt(value, digits=1):
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+#: The CPU columns of a systems table: "cpu:KEY" is KEY of cpu_us_per_task.
+CPU_COLUMNS = [
+    ("sched µs/task", "cpu:scheduler", 1),
+    ("executor µs", "cpu:executor", 1),
+    ("client µs", "cpu:client", 1),
+]
+
+
+def systems_table(systems, columns):
+    """A table with a row per system of `systems` (name -> summary) and a
+    column per (header, key, digits) of `columns`."""
+
+    def value(summary, key):
+        if key.startswith("cpu:"):
+            return summary.get("cpu_us_per_task", {}).get(key[4:])
+        return summary.get(key)
+
+    rows = [
+        [system] + [fmt(value(summary, key), digits) for _, key, digits in columns]
+        for system, summary in systems.items()
+    ]
+    return table(["system"] + [header for header, _, _ in columns], rows)
+
+
 def print_report(report):
     print(
         f"Peers, {report['machine']['n_cpus']} CPUs, load average at start "
@@ -909,40 +933,16 @@ def print_report(report):
             f"\n1. End to end: {e2e['tasks']:,} `true` tasks on {e2e['slots']} slots, "
             f"median of {e2e['rounds']} round(s)"
         )
-        rows = []
-        for system, summary in e2e["systems"].items():
-            cpu = summary.get("cpu_us_per_task", {})
-            rows.append(
-                [
-                    system,
-                    fmt(summary["wall_s"], 2),
-                    fmt(summary["tasks_per_s"], 0),
-                    fmt(summary["vs_floor"], 2),
-                    fmt(summary.get("vs_hq"), 2),
-                    fmt(summary.get("vs_hq-bash"), 2),
-                    fmt(cpu.get("scheduler")),
-                    fmt(cpu.get("executor")),
-                    fmt(cpu.get("client")),
-                    fmt(cpu.get("tasks")),
-                ]
-            )
-        print(
-            table(
-                [
-                    "system",
-                    "wall s",
-                    "tasks/s",
-                    "vs floor",
-                    "vs HQ",
-                    "vs HQ bash",
-                    "sched µs/task",
-                    "executor µs",
-                    "client µs",
-                    "tasks µs",
-                ],
-                rows,
-            )
-        )
+        columns = [
+            ("wall s", "wall_s", 2),
+            ("tasks/s", "tasks_per_s", 0),
+            ("vs floor", "vs_floor", 2),
+            ("vs HQ", "vs_hq", 2),
+            ("vs HQ bash", "vs_hq-bash", 2),
+            *CPU_COLUMNS,
+            ("tasks µs", "cpu:tasks", 1),
+        ]
+        print(systems_table(e2e["systems"], columns))
         print(
             "(CPU per task: sched = interchange / hq server; executor = pool-manager and its "
             "helpers / hq worker(s), own time; tasks = the task processes they reaped; the "
@@ -972,24 +972,8 @@ def print_report(report):
     multinode = report.get("multinode")
     if multinode:
         print(f"\n3. {multinode['tasks']:,} tasks of 4 nodes on {multinode['nodes']} nodes")
-        rows = []
-        for system, summary in multinode["systems"].items():
-            cpu = summary.get("cpu_us_per_task", {})
-            rows.append(
-                [
-                    system,
-                    fmt(summary["wall_s"], 2),
-                    fmt(summary["tasks_per_s"], 0),
-                    fmt(cpu.get("scheduler")),
-                    fmt(cpu.get("executor")),
-                    fmt(cpu.get("client")),
-                ]
-            )
-        print(
-            table(
-                ["system", "wall s", "tasks/s", "sched µs/task", "executor µs", "client µs"], rows
-            )
-        )
+        columns = [("wall s", "wall_s", 2), ("tasks/s", "tasks_per_s", 0), *CPU_COLUMNS]
+        print(systems_table(multinode["systems"], columns))
         if "rhtex_over_hq" in multinode:
             print(f"rhtex / HQ: {multinode['rhtex_over_hq']}x")
     memory = report.get("memory")

@@ -134,10 +134,20 @@ class Processes:
         for process in list(self.live.values()):
             self.stop(process, grace=5.0)
 
-    def run(self, argv, cwd, timeout, stdout_path=os.devnull, stderr_path=os.devnull, env=None):
+    def run(
+        self,
+        argv,
+        cwd,
+        timeout,
+        stdout_path=os.devnull,
+        stderr_path=os.devnull,
+        env=None,
+        failure=None,
+    ):
         """Runs a command to its end (its group killed after `timeout` s);
         returns wall seconds, CPU seconds (its own and its reaped
-        children's, from wait4) and the exit code."""
+        children's, from wait4) and the exit code. With `failure`, a
+        non-zero exit code raises BenchError(failure)."""
         timed_out = threading.Event()
 
         def expire(pid):
@@ -159,6 +169,8 @@ class Processes:
             raise BenchError(
                 f"{' '.join(argv[:4])}... took more than {timeout} s (killed); see {stderr_path}"
             )
+        if failure is not None and process.returncode != 0:
+            raise BenchError(failure)
         return {
             "wall_s": wall,
             "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -812,26 +824,15 @@ def section_memory(args, procs, work):
     q = args.queued
     log(f"memory: rhtex-bench scale --queued {q} --managers 0")
     out_dir = tempfile.mkdtemp(prefix="scale-", dir=work)
-    result = procs.run(
-        [
-            args.bench_exe,
-            "scale",
-            "--bin-dir",
-            args.bin_dir,
-            "--out",
-            out_dir,
-            "--queued",
-            str(q),
-            "--managers",
-            "0",
-        ],
+    scale = [args.bench_exe, "scale", "--bin-dir", args.bin_dir, "--out", out_dir]
+    procs.run(
+        scale + ["--queued", str(q), "--managers", "0"],
         work,
         args.timeout,
         os.path.join(work, "scale.out"),
         os.path.join(work, "scale.log"),
+        failure=f"rhtex-bench scale failed; see {work}/scale.log",
     )
-    if result["exit_code"] != 0:
-        raise BenchError(f"rhtex-bench scale failed; see {work}/scale.log")
     queue = json.loads(read_text(os.path.join(out_dir, "scale.json")))["queue"]
     report = {
         "tasks": q,
@@ -857,9 +858,8 @@ def section_memory(args, procs, work):
                 args.timeout,
                 os.path.join(hq_dir, "submit.out"),
                 os.path.join(hq_dir, "submit.log"),
+                failure=f"hq submit failed; see {hq_dir}/submit.log",
             )
-            if submit["exit_code"] != 0:
-                raise BenchError(f"hq submit failed; see {hq_dir}/submit.log")
             job_id = json.loads(read_text(os.path.join(hq_dir, "submit.out")))["id"]
             stats = hq.job_stats(job_id)
             waiting = stats.get("waiting")

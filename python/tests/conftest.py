@@ -68,6 +68,13 @@ def daemon_pids(executors) -> list:
     return [pid for executor in executors for pid in executor._deployment.pids()]
 
 
+def rhtex_executor(run_dir: Path, label: str, **options):
+    """A RhtexExecutor labelled ``label``, working in ``run_dir / label``."""
+    from rhtex.parsl import RhtexExecutor
+
+    return RhtexExecutor(label=label, working_dir=run_dir / label, **options)
+
+
 def load_parsl(executors, run_dir: Path):
     """Parsl loaded with these executors, its run information in ``run_dir``."""
     import parsl

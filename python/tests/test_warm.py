@@ -19,6 +19,7 @@ from conftest import (
     daemon_pids,
     load_parsl,
     process_gone,
+    rhtex_executor,
     unload_parsl,
     wait_gone,
     warm_servers,
@@ -30,13 +31,11 @@ NODES = ["w1", "w2", "w3", "w4"]
 @pytest.fixture(scope="module")
 def executors(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("parsl")
-    reuse = RhtexExecutor(label="reuse", nodes=NODES, working_dir=run_dir / "reuse")
-    fork = RhtexExecutor(
-        label="fork", nodes=NODES, working_dir=run_dir / "fork", app_isolation="fork"
-    )
+    reuse = rhtex_executor(run_dir, "reuse", nodes=NODES)
+    fork = rhtex_executor(run_dir, "fork", nodes=NODES, app_isolation="fork")
     # The same in a pool-manager without cgroups: tasks are killed by their
     # process group only.
-    groups = RhtexExecutor(label="groups", nodes=NODES, working_dir=run_dir / "groups")
+    groups = rhtex_executor(run_dir, "groups", nodes=NODES)
     everything = (reuse, fork, groups)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(

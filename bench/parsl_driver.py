@@ -29,6 +29,10 @@ from parsl.executors import HighThroughputExecutor
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import LocalProvider
 
+# The /proc readers of the peers benchmark (this script's directory is on
+# sys.path when it runs as a script).
+from peers import parents, read_text, tree
+
 
 @bash_app
 def run_command(command, stdout=None, stderr=None):
@@ -63,32 +67,13 @@ def make_config(workers, rundir):
 # ---------------------------------------------------------------- /proc
 
 
-def read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return None
-
-
-def all_pids():
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def ppid(pid):
-    text = read(f"/proc/{pid}/stat")
-    if text is None:
-        return None
-    return int(text.rsplit(")", 1)[1].split()[1])
-
-
 def cmdline(pid):
-    text = read(f"/proc/{pid}/cmdline")
+    text = read_text(f"/proc/{pid}/cmdline")
     return "" if text is None else text.replace("\0", " ")
 
 
 def kib(pid, name, field):
-    text = read(f"/proc/{pid}/{name}")
+    text = read_text(f"/proc/{pid}/{name}")
     for line in (text or "").splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -96,15 +81,8 @@ def kib(pid, name, field):
 
 
 def descendants(root):
-    parents = {pid: ppid(pid) for pid in all_pids()}
-    found, frontier = [], [root]
-    while frontier:
-        current = frontier.pop()
-        for pid, parent in parents.items():
-            if parent == current:
-                found.append(pid)
-                frontier.append(pid)
-    return found
+    """The live descendants of `root` (bench/peers.py's process tree)."""
+    return tree(root)[1:]
 
 
 def is_python(pid):
@@ -117,9 +95,10 @@ def is_python(pid):
 def pool_root(rundir):
     """The process_worker_pool.py started for this run (its command line
     names this run's directory); not its forked children."""
-    pools = [pid for pid in all_pids()
+    parent_of = parents()
+    pools = [pid for pid in parent_of
              if "process_worker_pool" in cmdline(pid) and rundir in cmdline(pid)]
-    roots = [pid for pid in pools if ppid(pid) not in pools]
+    roots = [pid for pid in pools if parent_of[pid] not in pools]
     return roots[0] if roots else None
 
 
@@ -174,7 +153,7 @@ def memory(args, rundir):
             tree = descendants(root) if root else []
             workers = [p for p in tree if is_python(p)]
             apps = [p for p in tree if not is_python(p)]
-            sleeping = [p for p in apps if read(f"/proc/{p}/comm") == "sleep\n"]
+            sleeping = [p for p in apps if read_text(f"/proc/{p}/comm") == "sleep\n"]
             if len(sleeping) >= args.workers:
                 break
             if time.time() > deadline:

@@ -134,10 +134,20 @@ class Processes:
         for process in list(self.live.values()):
             self.stop(process, grace=5.0)
 
-    def run(self, argv, cwd, timeout, stdout_path=os.devnull, stderr_path=os.devnull, env=None):
+    def run(
+        self,
+        argv,
+        cwd,
+        timeout,
+        stdout_path=os.devnull,
+        stderr_path=os.devnull,
+        env=None,
+        failure=None,
+    ):
         """Runs a command to its end (its group killed after `timeout` s);
         returns wall seconds, CPU seconds (its own and its reaped
-        children's, from wait4) and the exit code."""
+        children's, from wait4) and the exit code. With `failure`, a
+        non-zero exit code raises BenchError(failure)."""
         timed_out = threading.Event()
 
         def expire(pid):
@@ -159,6 +169,8 @@ class Processes:
             raise BenchError(
                 f"{' '.join(argv[:4])}... took more than {timeout} s (killed); see {stderr_path}"
             )
+        if failure is not None and process.returncode != 0:
+            raise BenchError(failure)
         return {
             "wall_s": wall,
             "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -812,26 +824,15 @@ def section_memory(args, procs, work):
     q = args.queued
     log(f"memory: rhtex-bench scale --queued {q} --managers 0")
     out_dir = tempfile.mkdtemp(prefix="scale-", dir=work)
-    result = procs.run(
-        [
-            args.bench_exe,
-            "scale",
-            "--bin-dir",
-            args.bin_dir,
-            "--out",
-            out_dir,
-            "--queued",
-            str(q),
-            "--managers",
-            "0",
-        ],
+    scale = [args.bench_exe, "scale", "--bin-dir", args.bin_dir, "--out", out_dir]
+    procs.run(
+        scale + ["--queued", str(q), "--managers", "0"],
         work,
         args.timeout,
         os.path.join(work, "scale.out"),
         os.path.join(work, "scale.log"),
+        failure=f"rhtex-bench scale failed; see {work}/scale.log",
     )
-    if result["exit_code"] != 0:
-        raise BenchError(f"rhtex-bench scale failed; see {work}/scale.log")
     queue = json.loads(read_text(os.path.join(out_dir, "scale.json")))["queue"]
     report = {
         "tasks": q,
@@ -857,9 +858,8 @@ def section_memory(args, procs, work):
                 args.timeout,
                 os.path.join(hq_dir, "submit.out"),
                 os.path.join(hq_dir, "submit.log"),
+                failure=f"hq submit failed; see {hq_dir}/submit.log",
             )
-            if submit["exit_code"] != 0:
-                raise BenchError(f"hq submit failed; see {hq_dir}/submit.log")
             job_id = json.loads(read_text(os.path.join(hq_dir, "submit.out")))["id"]
             stats = hq.job_stats(job_id)
             waiting = stats.get("waiting")
@@ -898,6 +898,30 @@ def fmt(value, digits=1):
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+#: The CPU columns of a systems table: "cpu:KEY" is KEY of cpu_us_per_task.
+CPU_COLUMNS = [
+    ("sched µs/task", "cpu:scheduler", 1),
+    ("executor µs", "cpu:executor", 1),
+    ("client µs", "cpu:client", 1),
+]
+
+
+def systems_table(systems, columns):
+    """A table with a row per system of `systems` (name -> summary) and a
+    column per (header, key, digits) of `columns`."""
+
+    def value(summary, key):
+        if key.startswith("cpu:"):
+            return summary.get("cpu_us_per_task", {}).get(key[4:])
+        return summary.get(key)
+
+    rows = [
+        [system] + [fmt(value(summary, key), digits) for _, key, digits in columns]
+        for system, summary in systems.items()
+    ]
+    return table(["system"] + [header for header, _, _ in columns], rows)
+
+
 def print_report(report):
     print(
         f"Peers, {report['machine']['n_cpus']} CPUs, load average at start "
@@ -909,40 +933,16 @@ def print_report(report):
             f"\n1. End to end: {e2e['tasks']:,} `true` tasks on {e2e['slots']} slots, "
             f"median of {e2e['rounds']} round(s)"
         )
-        rows = []
-        for system, summary in e2e["systems"].items():
-            cpu = summary.get("cpu_us_per_task", {})
-            rows.append(
-                [
-                    system,
-                    fmt(summary["wall_s"], 2),
-                    fmt(summary["tasks_per_s"], 0),
-                    fmt(summary["vs_floor"], 2),
-                    fmt(summary.get("vs_hq"), 2),
-                    fmt(summary.get("vs_hq-bash"), 2),
-                    fmt(cpu.get("scheduler")),
-                    fmt(cpu.get("executor")),
-                    fmt(cpu.get("client")),
-                    fmt(cpu.get("tasks")),
-                ]
-            )
-        print(
-            table(
-                [
-                    "system",
-                    "wall s",
-                    "tasks/s",
-                    "vs floor",
-                    "vs HQ",
-                    "vs HQ bash",
-                    "sched µs/task",
-                    "executor µs",
-                    "client µs",
-                    "tasks µs",
-                ],
-                rows,
-            )
-        )
+        columns = [
+            ("wall s", "wall_s", 2),
+            ("tasks/s", "tasks_per_s", 0),
+            ("vs floor", "vs_floor", 2),
+            ("vs HQ", "vs_hq", 2),
+            ("vs HQ bash", "vs_hq-bash", 2),
+            *CPU_COLUMNS,
+            ("tasks µs", "cpu:tasks", 1),
+        ]
+        print(systems_table(e2e["systems"], columns))
         print(
             "(CPU per task: sched = interchange / hq server; executor = pool-manager and its "
             "helpers / hq worker(s), own time; tasks = the task processes they reaped; the "
@@ -972,24 +972,8 @@ def print_report(report):
     multinode = report.get("multinode")
     if multinode:
         print(f"\n3. {multinode['tasks']:,} tasks of 4 nodes on {multinode['nodes']} nodes")
-        rows = []
-        for system, summary in multinode["systems"].items():
-            cpu = summary.get("cpu_us_per_task", {})
-            rows.append(
-                [
-                    system,
-                    fmt(summary["wall_s"], 2),
-                    fmt(summary["tasks_per_s"], 0),
-                    fmt(cpu.get("scheduler")),
-                    fmt(cpu.get("executor")),
-                    fmt(cpu.get("client")),
-                ]
-            )
-        print(
-            table(
-                ["system", "wall s", "tasks/s", "sched µs/task", "executor µs", "client µs"], rows
-            )
-        )
+        columns = [("wall s", "wall_s", 2), ("tasks/s", "tasks_per_s", 0), *CPU_COLUMNS]
+        print(systems_table(multinode["systems"], columns))
         if "rhtex_over_hq" in multinode:
             print(f"rhtex / HQ: {multinode['rhtex_over_hq']}x")
     memory = report.get("memory")

@@ -192,6 +192,19 @@ impl BenchClient {
         }
     }
 
+    /// Fails unless the interchange reports `n_queued` queued tasks; the
+    /// message starts with `who` ("the interchange reports").
+    pub fn expect_queued(&mut self, n_queued: usize, who: &str) -> Result<()> {
+        let status = self.status()?;
+        if status.n_queued != n_queued as u64 {
+            bail!(
+                "{who} {} queued tasks, expected {n_queued}",
+                status.n_queued
+            );
+        }
+        Ok(())
+    }
+
     /// Asks the interchange to stop; it tells its managers to stop too.
     pub fn shutdown_interchange(&mut self) -> Result<()> {
         self.command(Command::Shutdown, Duration::from_secs(30))

@@ -151,22 +151,10 @@ pub struct Interchange {
     pub manager_url: String,
 }
 
-/// Starts the interchange on 127.0.0.1 with its run directory and log in
-/// `work`, CURVE with `keys_dir` unless `None`, and waits for its ready line.
+/// Starts the interchange on 127.0.0.1 with its log `<name>.log` in `work`
+/// and its run directory `run_dir`, CURVE with `keys_dir` unless `None`,
+/// and waits for its ready line.
 pub fn start_interchange(
-    bin_dir: &Path,
-    work: &Path,
-    name: &str,
-    keys_dir: Option<&Path>,
-    extra: &[String],
-) -> Result<Interchange> {
-    let run_dir = work.join(format!("{name}-run"));
-    start_interchange_on(bin_dir, work, name, &run_dir, keys_dir, extra)
-}
-
-/// As [`start_interchange`], on the run directory `run_dir` (a restart of
-/// an earlier interchange, logging to its own `<name>.log`).
-pub fn start_interchange_on(
     bin_dir: &Path,
     work: &Path,
     name: &str,

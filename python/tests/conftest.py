@@ -63,6 +63,37 @@ def warm_servers(manager_pids):
     return found
 
 
+def daemon_pids(executors) -> list:
+    """The pids of the daemons these RhtexExecutors started."""
+    return [pid for executor in executors for pid in executor._deployment.pids()]
+
+
+def rhtex_executor(run_dir: Path, label: str, **options):
+    """A RhtexExecutor labelled ``label``, working in ``run_dir / label``."""
+    from rhtex.parsl import RhtexExecutor
+
+    return RhtexExecutor(label=label, working_dir=run_dir / label, **options)
+
+
+def load_parsl(executors, run_dir: Path):
+    """Parsl loaded with these executors, its run information in ``run_dir``."""
+    import parsl
+
+    return parsl.load(parsl.Config(executors=list(executors), run_dir=str(run_dir / "runinfo")))
+
+
+def unload_parsl(loaded, executors) -> None:
+    """Cleans ``loaded`` up, then checks that none of the executors' daemons
+    and warm servers outlived it."""
+    import parsl
+
+    pids = daemon_pids(executors)
+    loaded.cleanup()
+    parsl.clear()
+    assert wait_gone(pids, 10) == [], "shutdown() left a daemon behind"
+    assert wait_gone(warm_servers(pids), 10) == [], "a warm server outlived its pool-manager"
+
+
 @pytest.fixture(autouse=True)
 def _binaries_on_rhtex_bin_dir(monkeypatch):
     monkeypatch.setenv("RHTEX_BIN_DIR", str(bin_dir()))

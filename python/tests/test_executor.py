@@ -8,7 +8,7 @@ from pathlib import Path
 
 import parsl
 import pytest
-from parsl import Config, File, bash_app, python_app
+from parsl import File, bash_app, python_app
 from parsl.app.errors import AppTimeout
 from parsl.executors.errors import InvalidResourceSpecification
 from parsl.executors.high_throughput.errors import ManagerLost
@@ -16,7 +16,7 @@ from parsl.executors.high_throughput.errors import ManagerLost
 from rhtex.client import TaskResult
 from rhtex.parsl import RhtexExecutor, RhtexTaskError, _failure
 
-from conftest import wait_gone, warm_servers
+from conftest import load_parsl, rhtex_executor, unload_parsl, wait_gone
 
 NODES = ["localhost", "vm"]  # both resolve here, so MPICH runs ranks on "both"
 
@@ -24,23 +24,17 @@ NODES = ["localhost", "vm"]  # both resolve here, so MPICH runs ranks on "both"
 @pytest.fixture(scope="module")
 def dfk(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("parsl")
-    mpi = RhtexExecutor(label="mpi", nodes=NODES, working_dir=run_dir / "mpi")
+    mpi = rhtex_executor(run_dir, "mpi", nodes=NODES)
     # "mpi" runs apps in a warm server per pool-manager's reused workers
     # (the default), "fork" in a fresh fork of it per app, "serial" in a
     # fresh interpreter per app: all three paths are tested.
-    fork = RhtexExecutor(
-        label="fork", nodes=NODES, working_dir=run_dir / "fork", app_isolation="fork"
-    )
+    fork = rhtex_executor(run_dir, "fork", nodes=NODES, app_isolation="fork")
     serial = RhtexExecutor(
         label="serial", require_resource_spec=False, slots_per_node=4, warm_runner=False
     )
-    loaded = parsl.load(Config(executors=[mpi, fork, serial], run_dir=str(run_dir / "runinfo")))
+    loaded = load_parsl([mpi, fork, serial], run_dir)
     yield loaded
-    pids = [pid for ex in (mpi, fork, serial) for pid in ex._deployment.pids()]
-    loaded.cleanup()
-    parsl.clear()
-    assert wait_gone(pids, 10) == [], "shutdown() left a daemon behind"
-    assert wait_gone(warm_servers(pids), 10) == [], "a warm server outlived its pool-manager"
+    unload_parsl(loaded, [mpi, fork, serial])
 
 
 @bash_app(executors=["mpi"])

@@ -10,7 +10,7 @@ import uuid
 import msgpack
 import pytest
 
-from rhtex import protocol
+from rhtex import protocol, spec
 
 from conftest import REPO
 
@@ -29,9 +29,9 @@ def direction(file_name: str) -> str:
 
 
 def generator():
-    spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module_spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
     return module
 
 
@@ -60,18 +60,8 @@ EXPECTED_LENIENT = {
     "lenient.from_client.submit": {
         "type": "submit",
         "request_id": 10,
-        "tasks": [
-            {
-                "task_id": TASK_2,
-                "command": "echo hi",
-                "resources": {},
-                "env": {},
-                "cwd": None,
-                "stdout": None,
-                "stderr": None,
-                "input": None,
-            }
-        ],
+        # The generator's serial task (TASK_2) with another command.
+        "tasks": [{**generator().task_submission_serial(), "command": "echo hi"}],
     },
     "lenient.from_client.watch": {"type": "watch", "request_id": 11, "task_ids": [TASK_1, TASK_2]},
     "lenient.to_manager.registered": {
@@ -82,14 +72,8 @@ EXPECTED_LENIENT = {
         "drop_tasks": [],
     },
     "lenient.from_manager.register": {
-        "type": "register",
-        "protocol_version": 4,
-        "manager_id": MANAGER,
-        "block_id": "local",
-        "hostname": "laptop",
-        "nodes": ["laptop"],
-        "launcher": "mpiexec",
-        "rhtex_version": "python-0.1",
+        # What the generator wrote, the fields it leaves out at their defaults.
+        **generator().messages()["lenient.from_manager.register"],
         "cpu_count": 0,
         "slots_per_node": None,
         "versions": {},
@@ -100,25 +84,11 @@ EXPECTED_LENIENT = {
     "lenient.to_manager.run_tasks": {
         "type": "run_tasks",
         "tasks": [
+            # The generator's serial task (TASK_2, hostname) as dispatched.
             {
-                "task_id": TASK_2,
-                "command": "hostname",
-                "resources": {
-                    "num_nodes": 1,
-                    "ranks_per_node": 1,
-                    "num_ranks": 1,
-                    "launcher_options": None,
-                    "priority": None,
-                    "walltime": None,
-                    "retries": None,
-                    "exclusive": True,
-                },
+                **generator().task_submission_serial(),
+                "resources": spec.validate({}).to_wire(),
                 "placement": [{"node": 0, "slots": 64}],
-                "env": {},
-                "cwd": None,
-                "stdout": None,
-                "stderr": None,
-                "input": None,
             }
         ],
     },

@@ -9,15 +9,21 @@ import signal
 import time
 from pathlib import Path
 
-import parsl
 import pytest
-from parsl import Config
 from parsl.app.errors import AppTimeout
 
 import rhtex.parsl
 from rhtex.parsl import RhtexExecutor, RhtexTaskError
 
-from conftest import process_gone, wait_gone, warm_servers
+from conftest import (
+    daemon_pids,
+    load_parsl,
+    process_gone,
+    rhtex_executor,
+    unload_parsl,
+    wait_gone,
+    warm_servers,
+)
 
 NODES = ["w1", "w2", "w3", "w4"]
 
@@ -25,13 +31,11 @@ NODES = ["w1", "w2", "w3", "w4"]
 @pytest.fixture(scope="module")
 def executors(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("parsl")
-    reuse = RhtexExecutor(label="reuse", nodes=NODES, working_dir=run_dir / "reuse")
-    fork = RhtexExecutor(
-        label="fork", nodes=NODES, working_dir=run_dir / "fork", app_isolation="fork"
-    )
+    reuse = rhtex_executor(run_dir, "reuse", nodes=NODES)
+    fork = rhtex_executor(run_dir, "fork", nodes=NODES, app_isolation="fork")
     # The same in a pool-manager without cgroups: tasks are killed by their
     # process group only.
-    groups = RhtexExecutor(label="groups", nodes=NODES, working_dir=run_dir / "groups")
+    groups = rhtex_executor(run_dir, "groups", nodes=NODES)
     everything = (reuse, fork, groups)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
@@ -39,14 +43,11 @@ def executors(tmp_path_factory):
             "LocalDeployment",
             functools.partial(no_cgroups_for, "groups", rhtex.parsl.LocalDeployment),
         )
-        loaded = parsl.load(Config(executors=list(everything), run_dir=str(run_dir / "runinfo")))
+        loaded = load_parsl(everything, run_dir)
     yield {"reuse": reuse, "fork": fork, "groups": groups}
-    pids = [pid for ex in everything for pid in ex._deployment.pids()]
-    workers = [pid for server in warm_servers(pids) for pid in children_of(server)]
-    loaded.cleanup()
-    parsl.clear()
-    assert wait_gone(pids, 10) == [], "shutdown() left a daemon behind"
-    assert wait_gone(warm_servers(pids), 10) == [], "a warm server outlived its pool-manager"
+    servers = warm_servers(daemon_pids(everything))
+    workers = [pid for server in servers for pid in children_of(server)]
+    unload_parsl(loaded, everything)
     assert wait_gone(workers, 10) == [], "a reused worker outlived its pool-manager"
 
 
@@ -139,6 +140,14 @@ def sleeps_with_a_child(pid_file):
     time.sleep(600)
 
 
+def start_sleeper(executor, resource_specification, tmp_path: Path):
+    """Submits :func:`sleeps_with_a_child`; returns its future and, once it
+    runs, the pids of the worker running it and of its child."""
+    pid_file = tmp_path / "app.pid"
+    future = executor.submit(sleeps_with_a_child, resource_specification, str(pid_file))
+    return future, [int(pid) for pid in wait_for_file(pid_file, 60).split()]
+
+
 def assert_later_apps_run(executor):
     futures = [executor.submit(where_and_what, {"num_nodes": 1}, i) for i in range(20)]
     assert [future.result(timeout=60)[0] for future in futures] == list(range(1, 21))
@@ -148,9 +157,7 @@ def assert_later_apps_run(executor):
 def test_walltime_kills_an_app_in_a_reused_worker_and_what_it_started(executors, label, tmp_path):
     executor = executors[label]
     assert_later_apps_run(executor)  # workers exist that ran apps before
-    pid_file = tmp_path / "app.pid"
-    future = executor.submit(sleeps_with_a_child, {"num_nodes": 1, "walltime": 3}, str(pid_file))
-    pids = [int(pid) for pid in wait_for_file(pid_file, 60).split()]
+    future, pids = start_sleeper(executor, {"num_nodes": 1, "walltime": 3}, tmp_path)
     with pytest.raises(AppTimeout):
         future.result(timeout=60)
     assert wait_gone(pids, 10) == [], "the worker and its app's child outlived the walltime"
@@ -160,9 +167,7 @@ def test_walltime_kills_an_app_in_a_reused_worker_and_what_it_started(executors,
 @pytest.mark.parametrize("label", ["reuse", "groups"])
 def test_cancel_kills_an_app_in_a_reused_worker_and_what_it_started(executors, label, tmp_path):
     executor = executors[label]
-    pid_file = tmp_path / "app.pid"
-    future = executor.submit(sleeps_with_a_child, {"num_nodes": 1}, str(pid_file))
-    pids = [int(pid) for pid in wait_for_file(pid_file, 60).split()]
+    future, pids = start_sleeper(executor, {"num_nodes": 1}, tmp_path)
     executor._client.cancel(future.parsl_executor_task_id)
     with pytest.raises(RhtexTaskError, match="cancelled"):
         future.result(timeout=60)
@@ -173,9 +178,7 @@ def test_cancel_kills_an_app_in_a_reused_worker_and_what_it_started(executors, l
 @pytest.mark.parametrize("label", ["reuse", "groups"])
 def test_a_worker_killed_mid_app_fails_only_its_app(executors, label, tmp_path):
     executor = executors[label]
-    pid_file = tmp_path / "app.pid"
-    future = executor.submit(sleeps_with_a_child, {"num_nodes": 1}, str(pid_file))
-    worker, child = (int(pid) for pid in wait_for_file(pid_file, 60).split())
+    future, (worker, child) = start_sleeper(executor, {"num_nodes": 1}, tmp_path)
     os.kill(worker, signal.SIGKILL)
     with pytest.raises(RhtexTaskError):
         future.result(timeout=60)

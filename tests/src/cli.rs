@@ -1,7 +1,7 @@
 //! Runs the `rhtex` command line, each run with its own log, bounded by a
 //! timeout, and hands back its exit status and output.
 
-use crate::daemon::{describe, Launch, Stdout};
+use crate::daemon::describe;
 use crate::scenario::{Interchange, Scenario};
 use crate::{binary, WAIT};
 use std::process::ExitStatus;
@@ -69,25 +69,24 @@ pub fn run_connected(
     run(scenario, name, &all)
 }
 
+/// Runs `rhtex --json status` pointed at `interchange`, which must succeed.
+pub fn json_status(scenario: &Scenario, interchange: &Interchange) -> CliOutput {
+    let output = run_connected(scenario, interchange, "rhtex-status", &["--json", "status"]);
+    assert_eq!(output.code(), 0, "{output:#?}");
+    output
+}
+
 /// Runs `rhtex ARGS` in the scenario directory; its stderr goes to
 /// `<name>.log`. Panics if it does not end within the test timeout.
 pub fn run(scenario: &Scenario, name: &str, args: &[String]) -> CliOutput {
-    let mut process = scenario.spawn(Launch {
-        name: name.to_owned(),
-        program: binary("rhtex"),
-        args: args.to_vec(),
-        // The defaults must not reach a user's interchange or keys.
-        env: vec![
-            (
-                "RHTEX_KEYS_DIR".to_owned(),
-                scenario.file("no-default-keys").display().to_string(),
-            ),
-            ("HOME".to_owned(), scenario.path().display().to_string()),
-        ],
-        env_remove: vec!["RHTEX_INTERCHANGE".to_owned()],
-        stdout: Stdout::File,
-        cwd: Some(scenario.path().to_path_buf()),
-    });
+    // The defaults must not reach a user's interchange or keys.
+    let launch = scenario
+        .launch(name, binary("rhtex"))
+        .args(args)
+        .env("RHTEX_KEYS_DIR", scenario.file("no-default-keys"))
+        .env("HOME", scenario.path())
+        .env_remove("RHTEX_INTERCHANGE");
+    let mut process = scenario.spawn(launch);
     let status = process.wait_exit(WAIT);
     CliOutput {
         status,

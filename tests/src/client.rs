@@ -7,8 +7,9 @@
 use crate::scenario::{Interchange, Security};
 use crate::{wait_for, POLL_INTERVAL};
 use protocol::{
-    Command, FromClient, ManagerId, Reply, StatusReport, TaskId, TaskResult, TaskState,
-    TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION, RHTEX_VERSION,
+    Command, ErrorKind, FromClient, ManagerId, Reply, ResourceRequest, StatusReport, TaskId,
+    TaskResult, TaskState, TaskStatusInfo, TaskSubmission, ToClient, PROTOCOL_VERSION,
+    RHTEX_VERSION,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -78,6 +79,22 @@ pub fn assert_completed(result: &TaskResult) {
         String::from_utf8_lossy(&result.stderr_tail)
     );
     assert_eq!(result.exit_code, Some(0), "{result:#?}");
+}
+
+/// Fails unless the task ended with an error of this kind.
+pub fn assert_error_kind(result: &TaskResult, kind: ErrorKind) {
+    assert_eq!(
+        result.error.as_ref().map(|error| error.kind),
+        Some(kind),
+        "{result:#?}"
+    );
+}
+
+/// A task running `command` with these resources.
+pub fn task_with(command: &str, resources: ResourceRequest) -> TaskSubmission {
+    let mut submission = task(command);
+    submission.resources = resources;
+    submission
 }
 
 /// A DEALER connected to the interchange's client socket, after `hello`.

@@ -397,8 +397,9 @@ pub fn start_bridge_interchange(
     security: &Security,
     extra: &[&str],
 ) -> Interchange {
-    let interchange = scenario.start_interchange_with_managers_on(
+    let interchange = scenario.start_interchange_in(
         name,
+        &scenario.file(&format!("{name}-run")),
         security,
         &format!("tcp://{}:0", cluster.head_address),
         extra,

@@ -20,7 +20,7 @@ pub mod scenario;
 
 pub use cli::CliOutput;
 pub use client::{task, RawClient};
-pub use scenario::{Interchange, ManagerOptions, ManagerProcess, Scenario, Security};
+pub use scenario::{Interchange, ManagerOptions, ManagerProcess, Pool, Scenario, Security};
 pub use testkit::process as daemon;
 pub use testkit::{bin_dir, binary, wait_for, workspace_dir, Daemon, POLL_INTERVAL};
 
@@ -37,6 +37,15 @@ pub const HEARTBEAT_THRESHOLD: &str = "3";
 /// The directory holding the recording fake launchers (`srun`, `aprun`).
 pub fn fakes_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fakes")
+}
+
+/// The lines of a file that tasks append to (none if it does not exist).
+pub fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The directory holding the MPI sources used by the tests.

@@ -5,6 +5,7 @@
 //! the tail of every log is printed and the directory is kept, so that CI
 //! output explains the failure.
 
+use crate::client::RawClient;
 use crate::{binary, fakes_dir, HEARTBEAT_PERIOD, HEARTBEAT_THRESHOLD, WAIT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -15,6 +16,9 @@ use std::sync::Mutex;
 use tempfile::TempDir;
 use testkit::{read_interchange_ready, Daemon, Launch, Stdout};
 pub use transport::Security;
+
+/// Any free port on the loopback address.
+const LOOPBACK: &str = "tcp://127.0.0.1:0";
 
 /// How many bytes of each log to print when a test fails.
 const LOG_TAIL_BYTES: usize = 6000;
@@ -87,6 +91,58 @@ impl Scenario {
         Daemon::spawn(&self.path, launch)
     }
 
+    /// How to start `program` as `name` in the scenario directory, stdout
+    /// to `<name>.stdout`.
+    pub fn launch(&self, name: &str, program: impl Into<PathBuf>) -> Launch {
+        Launch::new(name, program).cwd(&self.path)
+    }
+
+    /// Starts the interchange binary with exactly `args` (no defaults), its
+    /// stdout to a file: for an interchange that is to refuse to start.
+    pub fn spawn_interchange(&self, name: &str, args: &[String]) -> Daemon {
+        self.spawn(self.launch(name, binary("interchange")).args(args))
+    }
+
+    /// The setup most tests share: a CURVE interchange (see
+    /// [`Scenario::start_secure_interchange`]), one manager started with
+    /// `options` and a client that has seen it register.
+    pub fn start_pool(&self, options: ManagerOptions) -> Pool {
+        self.start_pool_with(&[], options)
+    }
+
+    /// [`Scenario::start_pool`] with the interchange flags `extra`.
+    pub fn start_pool_with(&self, extra: &[&str], options: ManagerOptions) -> Pool {
+        let interchange = self.start_secure_interchange(extra);
+        let (manager, client) = self.start_manager_with_client(&interchange, options);
+        (interchange, manager, client)
+    }
+
+    /// Starts a manager on `interchange` and connects a client that waits
+    /// until the manager has registered.
+    pub fn start_manager_with_client(
+        &self,
+        interchange: &Interchange,
+        options: ManagerOptions,
+    ) -> (ManagerProcess, RawClient) {
+        let manager = self.start_manager(interchange, options);
+        let mut client = RawClient::connect(interchange);
+        client.wait_managers(&[manager.manager_id]);
+        (manager, client)
+    }
+
+    /// Starts a manager on `interchange` and waits until `client` sees it
+    /// registered.
+    pub fn start_registered_manager(
+        &self,
+        interchange: &Interchange,
+        client: &mut RawClient,
+        options: ManagerOptions,
+    ) -> ManagerProcess {
+        let manager = self.start_manager(interchange, options);
+        client.wait_managers(&[manager.manager_id]);
+        manager
+    }
+
     /// An interchange named `interchange` with CURVE on, a fresh key
     /// directory `keys` and `extra` flags.
     pub fn start_secure_interchange(&self, extra: &[&str]) -> Interchange {
@@ -102,20 +158,7 @@ impl Scenario {
         security: &Security,
         extra: &[&str],
     ) -> Interchange {
-        self.start_interchange_with_managers_on(name, security, "tcp://127.0.0.1:0", extra)
-    }
-
-    /// Starts an interchange with clients on 127.0.0.1 and managers on
-    /// `manager_listen`, short heartbeats unless `extra` sets them, and
-    /// waits for its ready line.
-    pub fn start_interchange_with_managers_on(
-        &self,
-        name: &str,
-        security: &Security,
-        manager_listen: &str,
-        extra: &[&str],
-    ) -> Interchange {
-        let listen = ("tcp://127.0.0.1:0", manager_listen);
+        let listen = (LOOPBACK, LOOPBACK);
         self.start_interchange_at(name, None, security, listen, extra)
     }
 
@@ -132,8 +175,9 @@ impl Scenario {
         self.start_interchange_at(name, None, &previous.security, listen, extra)
     }
 
-    /// Starts an interchange named `name` (its log `<name>.log`) on the run
-    /// directory `run_dir`, as a restart of an earlier one would.
+    /// Starts an interchange named `name` (its log `<name>.log`) with
+    /// clients on 127.0.0.1 and managers on `manager_listen`, on the run
+    /// directory `run_dir` (as a restart of an earlier one would).
     pub fn start_interchange_in(
         &self,
         name: &str,
@@ -142,7 +186,7 @@ impl Scenario {
         manager_listen: &str,
         extra: &[&str],
     ) -> Interchange {
-        let listen = ("tcp://127.0.0.1:0", manager_listen);
+        let listen = (LOOPBACK, manager_listen);
         self.start_interchange_at(name, Some(run_dir), security, listen, extra)
     }
 
@@ -167,26 +211,11 @@ impl Scenario {
             "--log-level".to_owned(),
             "debug".to_owned(),
         ];
-        for (flag, value) in [
-            ("--heartbeat-period", HEARTBEAT_PERIOD),
-            ("--heartbeat-threshold", HEARTBEAT_THRESHOLD),
-        ] {
-            if !extra.contains(&flag) {
-                args.push(flag.to_owned());
-                args.push(value.to_owned());
-            }
-        }
+        push_short_heartbeats(&mut args, extra);
         args.extend(security.flags());
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        let mut daemon = self.spawn(Launch {
-            name: name.to_owned(),
-            program: binary("interchange"),
-            args,
-            env: Vec::new(),
-            env_remove: Vec::new(),
-            stdout: Stdout::Piped,
-            cwd: Some(self.path.clone()),
-        });
+        let launch = self.launch(name, binary("interchange")).args(args);
+        let mut daemon = self.spawn(launch.stdout(Stdout::Piped));
         let ReadyLine {
             client_url,
             manager_url,
@@ -230,16 +259,7 @@ impl Scenario {
             "--log-level".to_owned(),
             "debug".to_owned(),
         ];
-        // Short heartbeats, unless the test sets its own.
-        for (flag, value) in [
-            ("--heartbeat-period", HEARTBEAT_PERIOD),
-            ("--heartbeat-threshold", HEARTBEAT_THRESHOLD),
-        ] {
-            if !options.extra_args.iter().any(|arg| arg == flag) {
-                args.push(flag.to_owned());
-                args.push(value.to_owned());
-            }
-        }
+        push_short_heartbeats(&mut args, &options.extra_args);
         if !options.nodes.is_empty() {
             args.push("--nodes".to_owned());
             args.push(options.nodes.join(","));
@@ -267,13 +287,9 @@ impl Scenario {
             ));
         }
         let daemon = self.spawn(Launch {
-            name: options.name.clone(),
-            program: binary("pool-manager"),
             args,
             env,
-            env_remove: Vec::new(),
-            stdout: Stdout::File,
-            cwd: Some(self.path.clone()),
+            ..self.launch(&options.name, binary("pool-manager"))
         });
         ManagerProcess {
             manager_id,
@@ -317,6 +333,20 @@ impl Scenario {
     }
 }
 
+/// Short heartbeat flags pushed on `args`, but for those that the test's
+/// own flags `given` set.
+fn push_short_heartbeats(args: &mut Vec<String>, given: &[impl AsRef<str>]) {
+    for (flag, value) in [
+        ("--heartbeat-period", HEARTBEAT_PERIOD),
+        ("--heartbeat-threshold", HEARTBEAT_THRESHOLD),
+    ] {
+        if !given.iter().any(|arg| arg.as_ref() == flag) {
+            args.push(flag.to_owned());
+            args.push(value.to_owned());
+        }
+    }
+}
+
 impl Drop for Scenario {
     fn drop(&mut self) {
         if let Ok(groups) = self.stray_groups.lock() {
@@ -332,6 +362,10 @@ impl Drop for Scenario {
         }
     }
 }
+
+/// A CURVE interchange, one manager and a client that has seen it
+/// register ([`Scenario::start_pool`]), in that order.
+pub type Pool = (Interchange, ManagerProcess, RawClient);
 
 /// A running interchange.
 #[derive(Debug)]

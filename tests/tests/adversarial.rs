@@ -90,10 +90,8 @@ fn forged_result(task_id: TaskId) -> TaskResult {
 #[test]
 fn a_connection_claiming_a_live_managers_id_gets_nothing_and_the_manager_carries_on() {
     let scenario = Scenario::new("takeover");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let mut manager = scenario.start_manager(&interchange, ManagerOptions::new("victim", &["n1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, mut manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("victim", &["n1"]));
     let task_id = client.submit_one(task("sleep 1; echo genuine"));
     client.wait_running(task_id);
 

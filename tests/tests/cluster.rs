@@ -9,7 +9,7 @@
 //! takes the whole cluster ([`e2e::cluster::acquire`]), so they run one at a
 //! time. Build the binaries first: `cargo build --workspace --bins`.
 
-use e2e::client::{assert_completed, run_once_released, stdout_of};
+use e2e::client::{assert_completed, assert_error_kind, run_once_released, stdout_of};
 use e2e::cluster::{self, Block, Cluster, ClusterGuard, BLOCK_START_TIMEOUT};
 use e2e::{task, wait_for, Interchange, RawClient, Scenario, Security, WAIT};
 use interchange::provider::script::ScriptValues;
@@ -502,11 +502,7 @@ fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
     let bound = Duration::from_secs(CUT_THRESHOLD + 20);
     let lost_result = world.client.wait_result(lost, bound);
     assert_eq!(lost_result.state, TaskState::Failed, "{lost_result:#?}");
-    assert_eq!(
-        lost_result.error.as_ref().map(|error| error.kind),
-        Some(ErrorKind::ManagerLost),
-        "{lost_result:#?}"
-    );
+    assert_error_kind(&lost_result, ErrorKind::ManagerLost);
     let retried_result = world.client.wait_result(retried, WAIT);
     assert_completed(&retried_result);
     assert_eq!(retried_result.block_id.as_deref(), Some("cut-b"));
@@ -605,11 +601,7 @@ fn the_slurm_provider_submits_blocks_from_demand_and_cancels_them_at_shutdown() 
     let too_big_id = too_big.task_id;
     assert_eq!(client.submit(vec![too_big]), 0, "a 3-node task is refused");
     let result = client.wait_result(too_big_id, WAIT);
-    assert_eq!(
-        result.error.as_ref().map(|error| error.kind),
-        Some(ErrorKind::Unschedulable),
-        "{result:#?}"
-    );
+    assert_error_kind(&result, ErrorKind::Unschedulable);
 
     // Two 2-node tasks that must overlap: two blocks, one task in each.
     let (first, second) = run_meeting_pair(
@@ -747,11 +739,7 @@ fn an_interchange_killed_while_its_slurm_blocks_run_adopts_them_when_restarted()
     let after: BTreeSet<String> = cluster_guard.job_ids().into_iter().collect();
     assert_eq!(after, before.0, "squeue after the restart");
     assert_eq!(blocks_and_managers(&client.status()), before);
-    let mut ran: Vec<String> = std::fs::read_to_string(&runs)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let mut ran = e2e::file_lines(&runs);
     ran.sort();
     let mut expected: Vec<String> = task_ids.iter().map(TaskId::to_string).collect();
     expected.sort();

@@ -5,9 +5,9 @@
 //! counts as gone (PID 1 may not reap what is re-parented to it).
 //! Build the binaries first: `cargo build --workspace --bins`.
 
-use e2e::client::process_runs;
+use e2e::client::{assert_error_kind, process_runs, wait_pid_file};
 use e2e::daemon::describe;
-use e2e::{task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
+use e2e::{task, wait_for, ManagerOptions, Pool, RawClient, Scenario, WAIT};
 use nix::sys::signal::Signal;
 use protocol::{Command, ErrorKind, ResourceRequest, TaskId, TaskSubmission};
 use std::path::{Path, PathBuf};
@@ -45,21 +45,13 @@ fn spawning_task(files: &PidFiles) -> TaskSubmission {
     ))
 }
 
-fn read_pid(path: &Path) -> i32 {
-    wait_for(&format!("pid file {}", path.display()), WAIT, || {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok())
-    })
-}
-
 /// The task's three processes, once all run; each is adopted by the
 /// scenario, so that a failing test leaves nothing behind.
 fn started(scenario: &Scenario, files: &PidFiles) -> Vec<(&'static str, i32)> {
     let pids = vec![
-        ("leader", read_pid(&files.leader)),
-        ("setsid sleep", read_pid(&files.setsid)),
-        ("daemon", read_pid(&files.daemon)),
+        ("leader", wait_pid_file(&files.leader)),
+        ("setsid sleep", wait_pid_file(&files.setsid)),
+        ("daemon", wait_pid_file(&files.daemon)),
     ];
     for (name, pid) in &pids {
         assert!(process_runs(*pid), "the {name} ({pid}) runs");
@@ -79,29 +71,15 @@ fn assert_all_gone(pids: &[(&str, i32)], after: &str) {
 }
 
 /// A manager with one node and a client that sees it.
-fn start(scenario: &Scenario, name: &str) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
-    start_with(scenario, ManagerOptions::new(name, &["c1"]))
+fn start(scenario: &Scenario, name: &str) -> Pool {
+    scenario.start_pool(ManagerOptions::new(name, &["c1"]))
 }
 
 /// A manager with one node that contains its tasks by process groups only.
-fn start_without_cgroups(
-    scenario: &Scenario,
-    name: &str,
-) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
+fn start_without_cgroups(scenario: &Scenario, name: &str) -> Pool {
     let mut options = ManagerOptions::new(name, &["c1"]);
     options.extra_args = vec!["--no-cgroups".to_owned()];
-    start_with(scenario, options)
-}
-
-fn start_with(
-    scenario: &Scenario,
-    options: ManagerOptions,
-) -> (e2e::Interchange, e2e::ManagerProcess, RawClient) {
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, options);
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    (interchange, manager, client)
+    scenario.start_pool(options)
 }
 
 fn submit(
@@ -126,11 +104,7 @@ fn a_cancelled_task_leaves_no_process() {
     let (task_id, pids) = submit(&scenario, &mut client, None);
     client.command(Command::Cancel { task_id });
     let result = client.wait_result(task_id, WAIT);
-    assert_eq!(
-        result.error.as_ref().map(|error| error.kind),
-        Some(ErrorKind::Cancelled),
-        "{result:#?}"
-    );
+    assert_error_kind(&result, ErrorKind::Cancelled);
     assert_all_gone(&pids, "after the cancel");
     assert!(
         manager.daemon.log().contains("task containment"),
@@ -144,11 +118,7 @@ fn a_task_past_its_walltime_leaves_no_process() {
     let (_interchange, _manager, mut client) = start(&scenario, "walltime");
     let (task_id, pids) = submit(&scenario, &mut client, Some(2.0));
     let result = client.wait_result(task_id, WAIT);
-    assert_eq!(
-        result.error.as_ref().map(|error| error.kind),
-        Some(ErrorKind::WalltimeExceeded),
-        "{result:#?}"
-    );
+    assert_error_kind(&result, ErrorKind::WalltimeExceeded);
     assert_all_gone(&pids, "after the walltime");
 }
 
@@ -165,8 +135,7 @@ fn a_manager_killed_outright_leaves_no_process() {
     let scenario = Scenario::new("contain-sigkill");
     let (_interchange, mut manager, mut client) = start(&scenario, "sigkill");
     let (_task_id, pids) = submit(&scenario, &mut client, None);
-    let killed = manager.daemon.kill_group();
-    assert_eq!(describe(killed), "signal 9");
+    kill_outright(&mut manager);
     let log = manager.daemon.log();
     if log.contains("containment=\"cgroup\"") || log.contains("containment=cgroup") {
         assert_all_gone(&pids, "after the manager was killed");
@@ -194,9 +163,14 @@ fn without_cgroups_a_manager_killed_outright_takes_its_task_leader() {
     let scenario = Scenario::new("contain-pdeathsig");
     let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "pdeathsig");
     let (_task_id, pids) = submit(&scenario, &mut client, None);
+    kill_outright(&mut manager);
+    assert_all_gone(&pids[..1], "after the manager was killed");
+}
+
+/// Kills the manager's process group with SIGKILL.
+fn kill_outright(manager: &mut e2e::ManagerProcess) {
     let killed = manager.daemon.kill_group();
     assert_eq!(describe(killed), "signal 9");
-    assert_all_gone(&pids[..1], "after the manager was killed");
 }
 
 /// Stops the manager with SIGTERM, expects a clean exit, and checks that

@@ -21,10 +21,10 @@
 
 use e2e::cli::{self, strings};
 use e2e::client::{assert_completed, process_runs, stdout_of};
-use e2e::daemon::{describe, Launch, Stdout};
+use e2e::daemon::describe;
 use e2e::{
-    binary, task, wait_for, Interchange, ManagerOptions, ManagerProcess, RawClient, Scenario,
-    Security, WAIT,
+    task, wait_for, Interchange, ManagerOptions, ManagerProcess, RawClient, Scenario, Security,
+    WAIT,
 };
 use nix::sys::signal::Signal;
 use protocol::{
@@ -171,26 +171,16 @@ fn fresh_starts_empty_and_another_journal_version_is_refused() {
     let version = protocol::JOURNAL_MAGIC.len();
     bytes[version..version + 4].copy_from_slice(&(protocol::JOURNAL_VERSION + 1).to_le_bytes());
     std::fs::write(&segment, &bytes).expect("write the segment");
-    let mut refused = scenario.spawn(Launch {
-        name: "interchange-3".to_owned(),
-        program: binary("interchange"),
-        args: [
-            "--run-dir",
-            &run.run_dir.display().to_string(),
-            "--client-listen",
-            LOOPBACK,
-            "--manager-listen",
-            LOOPBACK,
-        ]
-        .iter()
-        .map(|arg| (*arg).to_owned())
-        .chain(run.security.flags())
-        .collect(),
-        env: Vec::new(),
-        env_remove: Vec::new(),
-        stdout: Stdout::File,
-        cwd: Some(scenario.path().to_path_buf()),
-    });
+    let mut args = strings(&[
+        "--run-dir",
+        &run.run_dir.display().to_string(),
+        "--client-listen",
+        LOOPBACK,
+        "--manager-listen",
+        LOOPBACK,
+    ]);
+    args.extend(run.security.flags());
+    let mut refused = scenario.spawn_interchange("interchange-3", &args);
     let status = refused.wait_exit(WAIT);
     let log = refused.log();
     assert_eq!(status.code(), Some(2), "{log}");

@@ -7,13 +7,12 @@
 
 use e2e::cli::{self, connect_flags, json_objects, json_strings, strings};
 use e2e::client::{
-    assert_completed, pid_then_sleep, raw_dealer, raw_manager_dealer, receive_frame, stdout_of,
-    wait_pid_file,
+    assert_completed, assert_error_kind, pid_then_sleep, raw_dealer, raw_manager_dealer,
+    receive_frame, stdout_of, task_with, wait_pid_file,
 };
-use e2e::daemon::{describe, Launch, Stdout};
+use e2e::daemon::describe;
 use e2e::{
-    binary, mpi_sources_dir, task, wait_for, Interchange, ManagerOptions, RawClient, Scenario,
-    Security, WAIT,
+    mpi_sources_dir, task, wait_for, ManagerOptions, Pool, RawClient, Scenario, Security, WAIT,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -43,36 +42,17 @@ fn hold_until(path: &Path) -> String {
     )
 }
 
-/// A task that sleeps for a minute, running on a fresh manager.
-struct SleepingTask {
-    manager: e2e::ManagerProcess,
-    client: RawClient,
-    task_id: TaskId,
-    /// The task's process group (adopted by the scenario for clean-up).
-    sleep_group: i32,
-}
-
-/// Starts a manager with `options`, runs a `sleep 60` task on it and waits
-/// until the task's process is up.
-fn start_sleeping_task(
-    scenario: &Scenario,
-    interchange: &Interchange,
-    options: ManagerOptions,
-) -> SleepingTask {
-    let manager = scenario.start_manager(interchange, options);
-    let mut client = RawClient::connect(interchange);
-    client.wait_managers(&[manager.manager_id]);
+/// Starts a pool whose manager is started with `options`, runs a `sleep 60`
+/// task on it and waits until the task's process is up: the pool, the task
+/// and its process group (adopted by the scenario for clean-up).
+fn start_sleeping_task(scenario: &Scenario, options: ManagerOptions) -> (Pool, TaskId, i32) {
+    let (interchange, manager, mut client) = scenario.start_pool(options);
     let pid_file = scenario.file("sleep.pid");
     let task_id = client.submit_one(task(&pid_then_sleep(&pid_file)));
     client.wait_running(task_id);
     let sleep_group = wait_pid_file(&pid_file);
     scenario.adopt_process_group(sleep_group);
-    SleepingTask {
-        manager,
-        client,
-        task_id,
-        sleep_group,
-    }
+    ((interchange, manager, client), task_id, sleep_group)
 }
 
 /// Whether a process with this pid still exists (zombies count: the
@@ -211,12 +191,9 @@ fn tasks_only_go_to_managers_with_enough_nodes() {
 #[test]
 fn tasks_see_exact_parsl_environment_and_nothing_from_earlier_tasks() {
     let scenario = Scenario::new("environment");
-    let interchange = scenario.start_secure_interchange(&[]);
     let mut options = ManagerOptions::new("env", &["n1", "n2", "n3"]).launcher(Launcher::Srun);
     options.block_id = "block-7".to_owned();
-    let manager = scenario.start_manager(&interchange, options);
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (_interchange, manager, mut client) = scenario.start_pool(options);
 
     let mut first = task("env | grep ^PARSL_ | sort; echo \"OWN=${RHTEX_E2E_OWN-unset}\"");
     first.resources = ResourceRequest::new()
@@ -318,19 +295,9 @@ fn tasks_see_exact_parsl_environment_and_nothing_from_earlier_tasks() {
 fn real_mpiexec_runs_two_ranks_on_localhost() {
     let scenario = Scenario::new("mpiexec");
     let program = scenario.file("mpi-hello");
-    let mut compile = scenario.spawn(Launch {
-        name: "mpicc".to_owned(),
-        program: "mpicc".into(),
-        args: vec![
-            mpi_sources_dir().join("hello.c").display().to_string(),
-            "-o".to_owned(),
-            program.display().to_string(),
-        ],
-        env: Vec::new(),
-        env_remove: Vec::new(),
-        stdout: Stdout::File,
-        cwd: Some(scenario.path().to_path_buf()),
-    });
+    let source = mpi_sources_dir().join("hello.c");
+    let compile_args = [source.as_os_str(), "-o".as_ref(), program.as_os_str()];
+    let mut compile = scenario.spawn(scenario.launch("mpicc", "mpicc").args(compile_args));
     let compiled = compile.wait_exit(WAIT);
     assert!(
         compiled.success(),
@@ -339,20 +306,13 @@ fn real_mpiexec_runs_two_ranks_on_localhost() {
         compile.log()
     );
 
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(
-        &interchange,
+    let (_interchange, _manager, mut client) = scenario.start_pool(
         ManagerOptions::new("mpi", &["localhost"])
             .launcher(Launcher::Mpiexec)
             .without_fakes(),
     );
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    let mut hello = task(&format!("$PARSL_MPI_PREFIX '{}'", program.display()));
-    hello.resources = ResourceRequest::new()
-        .with("num_nodes", 1)
-        .with("ranks_per_node", 2);
-    let hello_id = client.submit_one(hello);
+    let hello = format!("$PARSL_MPI_PREFIX '{}'", program.display());
+    let hello_id = client.submit_one(task_with(&hello, request(1, 2, true)));
     let result = client.wait_result(hello_id, WAIT);
     assert_completed(&result);
     assert_eq!(result.nodes, strings(&["localhost"]));
@@ -379,19 +339,12 @@ fn fake_srun_and_aprun_receive_the_exact_prefix() {
             &Security::Curve(keys.clone()),
             &[],
         );
-        let manager = scenario.start_manager(
-            &interchange,
-            ManagerOptions::new(&format!("manager-{launcher}"), &["x1", "x2", "x3"])
-                .launcher(launcher),
-        );
-        let mut client = RawClient::connect(&interchange);
-        client.wait_managers(&[manager.manager_id]);
+        let options = ManagerOptions::new(&format!("manager-{launcher}"), &["x1", "x2", "x3"]);
+        let (manager, mut client) =
+            scenario.start_manager_with_client(&interchange, options.launcher(launcher));
         let marker = format!("launched-by-{launcher}");
-        let mut submission = task(&format!("$PARSL_MPI_PREFIX /bin/echo {marker}"));
-        submission.resources = ResourceRequest::new()
-            .with("num_nodes", 3)
-            .with("ranks_per_node", 2);
-        let task_id = client.submit_one(submission);
+        let echo = format!("$PARSL_MPI_PREFIX /bin/echo {marker}");
+        let task_id = client.submit_one(task_with(&echo, request(3, 2, true)));
         let result = client.wait_result(task_id, WAIT);
         assert_completed(&result);
         assert_eq!(sorted(result.nodes.clone()), strings(&["x1", "x2", "x3"]));
@@ -424,17 +377,8 @@ fn fake_srun_and_aprun_receive_the_exact_prefix() {
 #[test]
 fn sigkill_of_a_manager_fails_its_task_as_manager_lost() {
     let scenario = Scenario::new("manager-lost");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let SleepingTask {
-        mut manager,
-        mut client,
-        task_id,
-        sleep_group: _,
-    } = start_sleeping_task(
-        &scenario,
-        &interchange,
-        ManagerOptions::new("doomed", &["k1"]),
-    );
+    let ((_interchange, mut manager, mut client), task_id, _) =
+        start_sleeping_task(&scenario, ManagerOptions::new("doomed", &["k1"]));
 
     let killed = manager.daemon.kill_group();
     assert_eq!(describe(killed), "signal 9");
@@ -499,27 +443,18 @@ fn a_task_sent_to_a_dead_manager_runs_on_another_at_once() {
 #[test]
 fn a_manager_dropped_for_silence_registers_again_and_its_task_is_killed() {
     let scenario = Scenario::new("dropped-manager");
-    let interchange = scenario.start_secure_interchange(&[]);
     // The manager itself would wait 10 minutes before giving up on the
     // interchange: what makes it act below is the interchange's answer.
     let mut options = ManagerOptions::new("frozen", &["f1"]);
     options.extra_args = strings(&["--heartbeat-threshold", "600"]);
-    let SleepingTask {
-        mut manager,
-        mut client,
-        task_id,
-        sleep_group,
-    } = start_sleeping_task(&scenario, &interchange, options);
+    let ((_interchange, mut manager, mut client), task_id, sleep_group) =
+        start_sleeping_task(&scenario, options);
 
     // Freeze the manager process (not its task) until the interchange
     // drops it and fails its task.
     manager.daemon.signal(Signal::SIGSTOP);
     let result = client.wait_result(task_id, WAIT);
-    assert_eq!(
-        result.error.as_ref().map(|error| error.kind),
-        Some(ErrorKind::ManagerLost),
-        "{result:#?}"
-    );
+    assert_error_kind(&result, ErrorKind::ManagerLost);
     // Thawed, it heartbeats again; the interchange tells it that it is not
     // registered; it registers again listing its task, which the
     // interchange no longer has running there: the task is killed, and the
@@ -604,10 +539,8 @@ fn garbage_bytes_do_not_stop_the_interchange() {
 #[test]
 fn manager_of_another_protocol_version_is_refused_and_others_keep_working() {
     let scenario = Scenario::new("version");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("current", &["v1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("current", &["v1"]));
 
     let future_id = ManagerId::new_random();
     let future = raw_manager_dealer(&interchange.manager_connect_url, &interchange.security);
@@ -709,24 +642,19 @@ fn interchange_refuses_a_key_directory_others_can_read() {
     let scenario = Scenario::new("open-keys");
     let keys = scenario.keygen("keys");
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
-    let mut interchange = scenario.spawn(Launch {
-        name: "interchange".to_owned(),
-        program: binary("interchange"),
-        args: vec![
-            "--keys-dir".to_owned(),
-            keys.display().to_string(),
-            "--run-dir".to_owned(),
-            scenario.file("interchange-run").display().to_string(),
-            "--client-listen".to_owned(),
-            "tcp://127.0.0.1:0".to_owned(),
-            "--manager-listen".to_owned(),
-            "tcp://127.0.0.1:0".to_owned(),
-        ],
-        env: Vec::new(),
-        env_remove: Vec::new(),
-        stdout: Stdout::File,
-        cwd: Some(scenario.path().to_path_buf()),
-    });
+    let mut interchange = scenario.spawn_interchange(
+        "interchange",
+        &strings(&[
+            "--keys-dir",
+            &keys.display().to_string(),
+            "--run-dir",
+            &scenario.file("interchange-run").display().to_string(),
+            "--client-listen",
+            "tcp://127.0.0.1:0",
+            "--manager-listen",
+            "tcp://127.0.0.1:0",
+        ]),
+    );
     let status = interchange.wait_exit(WAIT);
     let log = interchange.log();
     assert!(
@@ -801,10 +729,8 @@ fn check_run_summary(output: &cli::CliOutput) {
 #[test]
 fn rhtex_run_against_a_running_interchange() {
     let scenario = Scenario::new("run-connected");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("runner", &["r1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, _manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("runner", &["r1"]));
     let file = write_task_file(&scenario);
     let mut args = connect_flags(&interchange);
     args.extend([
@@ -838,18 +764,10 @@ fn rhtex_run_embedded() {
 #[test]
 fn rhtex_submit_wait_exits_with_the_task_exit_code() {
     let scenario = Scenario::new("submit-wait");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("waiter", &["w1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, manager, _client) =
+        scenario.start_pool(ManagerOptions::new("waiter", &["w1"]));
 
-    let output = cli::run_connected(
-        &scenario,
-        &interchange,
-        "rhtex-status",
-        &["--json", "status"],
-    );
-    assert_eq!(output.code(), 0, "{output:#?}");
+    let output = cli::json_status(&scenario, &interchange);
     assert!(
         json_strings(&output.json()).contains(&manager.manager_id.to_string()),
         "rhtex --json status lists the manager: {output:#?}"
@@ -882,10 +800,8 @@ fn rhtex_submit_wait_exits_with_the_task_exit_code() {
 #[test]
 fn rhtex_cancel_kills_a_running_task() {
     let scenario = Scenario::new("cancel");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("canceller", &["c1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, _manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("canceller", &["c1"]));
 
     let pid_file = scenario.file("sleep.pid");
     let output = cli::run_connected(
@@ -913,11 +829,7 @@ fn rhtex_cancel_kills_a_running_task() {
     assert_eq!(output.code(), 0, "{output:#?}");
     let result = client.wait_result(task_id, WAIT);
     assert_eq!(result.state, TaskState::Cancelled, "{result:#?}");
-    assert_eq!(
-        result.error.as_ref().map(|error| error.kind),
-        Some(ErrorKind::Cancelled),
-        "{result:#?}"
-    );
+    assert_error_kind(&result, ErrorKind::Cancelled);
     wait_for("the cancelled task's process to be gone", WAIT, || {
         (!process_exists(sleep_group)).then_some(())
     });
@@ -926,26 +838,13 @@ fn rhtex_cancel_kills_a_running_task() {
 #[test]
 fn sigterm_to_a_manager_kills_its_task_and_exits_zero() {
     let scenario = Scenario::new("sigterm");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let SleepingTask {
-        mut manager,
-        mut client,
-        task_id,
-        sleep_group,
-    } = start_sleeping_task(
-        &scenario,
-        &interchange,
-        ManagerOptions::new("stopping", &["s1"]),
-    );
+    let ((_interchange, mut manager, mut client), task_id, sleep_group) =
+        start_sleeping_task(&scenario, ManagerOptions::new("stopping", &["s1"]));
 
     manager.daemon.signal(Signal::SIGTERM);
     let result = client.wait_result(task_id, WAIT);
     assert_eq!(result.state, TaskState::Failed, "{result:#?}");
-    assert_eq!(
-        result.error.as_ref().map(|error| error.kind),
-        Some(ErrorKind::Killed),
-        "{result:#?}"
-    );
+    assert_error_kind(&result, ErrorKind::Killed);
     let status = manager.daemon.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "{}", describe(status));
     wait_for("the killed task's process to be gone", WAIT, || {
@@ -984,14 +883,11 @@ fn meet(mine: &Path, other: &Path) -> String {
 #[test]
 fn a_task_past_its_walltime_is_killed_and_its_node_reused() {
     let scenario = Scenario::new("walltime");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("timed", &["w1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (_interchange, _manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("timed", &["w1"]));
 
-    let mut slow = task("sleep 30");
-    slow.resources = ResourceRequest::new().with("walltime", protocol::SpecValue::Float(1.0));
-    let slow_id = client.submit_one(slow);
+    let walltime = ResourceRequest::new().with("walltime", protocol::SpecValue::Float(1.0));
+    let slow_id = client.submit_one(task_with("sleep 30", walltime));
     let result = client.wait_result(slow_id, WAIT);
     assert_eq!(result.state, TaskState::Failed, "{result:#?}");
     let error = result.error.clone().expect("an error");
@@ -1019,13 +915,9 @@ fn a_task_past_its_walltime_is_killed_and_its_node_reused() {
 #[test]
 fn packed_tasks_share_a_node_and_exclusive_ones_never_do() {
     let scenario = Scenario::new("packing");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(
-        &interchange,
-        ManagerOptions::new("packer", &["p1"]).slots_per_node(4),
-    );
-    let mut client = RawClient::connect(&interchange);
-    let report = client.wait_managers(&[manager.manager_id]);
+    let (_interchange, manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("packer", &["p1"]).slots_per_node(4));
+    let report = client.status();
     let info = report
         .managers
         .iter()
@@ -1037,10 +929,8 @@ fn packed_tasks_share_a_node_and_exclusive_ones_never_do() {
     // single 4-slot node at once, and each only completes if the other runs
     // alongside it.
     let (first_file, second_file) = (scenario.file("first-ran"), scenario.file("second-ran"));
-    let mut first = task(&meet(&first_file, &second_file));
-    first.resources = request(1, 2, false);
-    let mut second = task(&meet(&second_file, &first_file));
-    second.resources = request(1, 2, false);
+    let first = task_with(&meet(&first_file, &second_file), request(1, 2, false));
+    let second = task_with(&meet(&second_file, &first_file), request(1, 2, false));
     let (first_id, second_id) = (first.task_id, second.task_id);
     assert_eq!(client.submit(vec![first, second]), 2);
     for task_id in [first_id, second_id] {
@@ -1055,9 +945,7 @@ fn packed_tasks_share_a_node_and_exclusive_ones_never_do() {
     let holder = client.submit_one(task(&hold_until(&release)));
     client.wait_running(holder);
     let whole = client.submit_one(task("echo whole"));
-    let mut small = task("echo small");
-    small.resources = request(1, 1, false);
-    let small = client.submit_one(small);
+    let small = client.submit_one(task_with("echo small", request(1, 1, false)));
     for waiting in [whole, small] {
         let info = client.task_status(waiting);
         assert_eq!(info.state, TaskState::Queued, "{info:#?}");
@@ -1072,11 +960,9 @@ fn packed_tasks_share_a_node_and_exclusive_ones_never_do() {
 #[test]
 fn srun_steps_take_their_own_shape_inside_a_slurm_block() {
     let scenario = Scenario::new("slurm-steps");
-    let interchange = scenario.start_secure_interchange(&[]);
     // The manager's own environment is a Slurm batch job's, submitted with
     // options that must not reach the task steps.
-    let manager = scenario.start_manager(
-        &interchange,
+    let (_interchange, manager, mut client) = scenario.start_pool(
         ManagerOptions::new("block", &["s1", "s2"])
             .launcher(Launcher::Srun)
             .slots_per_node(4)
@@ -1090,18 +976,14 @@ fn srun_steps_take_their_own_shape_inside_a_slurm_block() {
             .env("SLURM_MEM_PER_NODE", "1000")
             .env("SLURM_EXPORT_ENV", "NONE"),
     );
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
 
     // A whole-node task keeps Parsl's prefix; a packed one claims only its
     // share of its node.
-    let mut whole = task("$PARSL_MPI_PREFIX /bin/echo whole");
-    whole.resources = request(2, 2, true);
+    let whole = task_with("$PARSL_MPI_PREFIX /bin/echo whole", request(2, 2, true));
     let whole_id = client.submit_one(whole);
     let whole_result = client.wait_result(whole_id, WAIT);
     assert_completed(&whole_result);
-    let mut packed = task("$PARSL_MPI_PREFIX /bin/echo packed");
-    packed.resources = request(1, 2, false);
+    let packed = task_with("$PARSL_MPI_PREFIX /bin/echo packed", request(1, 2, false));
     let packed_id = client.submit_one(packed);
     let packed_result = client.wait_result(packed_id, WAIT);
     assert_completed(&packed_result);

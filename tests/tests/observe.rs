@@ -6,7 +6,8 @@
 //! first: `cargo build --workspace --bins`.
 
 use e2e::cli::{self, connect_flags, strings};
-use e2e::{task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
+use e2e::client::task_with;
+use e2e::{task, wait_for, ManagerOptions, Scenario, WAIT};
 use protocol::{Event, EventRecord, ResourceRequest, TaskId, TaskState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,15 +45,10 @@ fn records(path: &Path) -> Vec<EventRecord> {
 #[test]
 fn the_event_log_and_rhtex_tasks_follow_every_task() {
     let scenario = Scenario::new("observe-log");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("m1", &["n1", "n2"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("m1", &["n1", "n2"]));
 
-    let mut two_nodes = task("true");
-    two_nodes.resources = nodes(2);
-    let mut invalid = task("true");
-    invalid.resources = nodes(0);
+    let (two_nodes, invalid) = (task_with("true", nodes(2)), task_with("true", nodes(0)));
     let ids: Vec<TaskId> = [task("true"), two_nodes, task("exit 3"), invalid]
         .into_iter()
         .map(|task| {
@@ -160,13 +156,9 @@ fn the_event_log_and_rhtex_tasks_follow_every_task() {
 #[test]
 fn a_waiting_command_says_why_on_stderr_only() {
     let scenario = Scenario::new("observe-waiting");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("small", &["s1"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
-    let mut too_big = task("true");
-    too_big.resources = nodes(2);
-    let task_id = client.submit_one(too_big);
+    let (interchange, _manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("small", &["s1"]));
+    let task_id = client.submit_one(task_with("true", nodes(2)));
 
     let waited = cli::run_connected(
         &scenario,
@@ -305,13 +297,8 @@ fn task_colour_pixels(width: u32, pixels: &[[u8; 3]]) -> (usize, (u32, u32, u32,
 fn the_report_of_a_run_shows_its_tasks_on_the_node_chart_in_chromium() {
     chromium();
     let scenario = Scenario::new("observe-report");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(
-        &interchange,
-        ManagerOptions::new("m1", &["n1", "n2", "n3", "n4"]),
-    );
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, _manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("m1", &["n1", "n2", "n3", "n4"]));
     let mut ids = Vec::new();
     for (command, n_nodes) in [
         ("sleep 0.6", 2),
@@ -319,9 +306,7 @@ fn the_report_of_a_run_shows_its_tasks_on_the_node_chart_in_chromium() {
         ("sleep 0.4", 4),
         ("sleep 0.2", 1),
     ] {
-        let mut submission = task(command);
-        submission.resources = nodes(n_nodes);
-        ids.push(client.submit_one(submission));
+        ids.push(client.submit_one(task_with(command, nodes(n_nodes))));
     }
     for task_id in &ids {
         assert_eq!(

@@ -7,15 +7,13 @@
 
 use e2e::cli::{connect_flags, strings};
 use e2e::client::{pid_then_sleep, run_once_released, wait_pid_file};
-use e2e::daemon::{Launch, Stdout};
 use e2e::{
-    binary, task, wait_for, Daemon, Interchange, ManagerOptions, ManagerProcess, RawClient,
-    Scenario, WAIT,
+    binary, file_lines, task, wait_for, Daemon, Interchange, ManagerOptions, ManagerProcess,
+    RawClient, Scenario, WAIT,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use protocol::{TaskId, TaskState};
-use std::path::Path;
 
 fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
@@ -29,10 +27,10 @@ fn wait_log(daemon: &Daemon, what: &str) {
 
 /// A manager that gives up hearing the interchange after 1 s and tries to
 /// register again for 60 s.
-fn reattaching_manager(scenario: &Scenario, interchange: &Interchange) -> ManagerProcess {
+fn reattaching_options() -> ManagerOptions {
     let mut options = ManagerOptions::new("m1", &["n1", "n2"]);
     options.extra_args = strings(&["--heartbeat-threshold", "1", "--reattach-timeout", "60"]);
-    scenario.start_manager(interchange, options)
+    options
 }
 
 /// A re-attaching manager running one task (`sleep 60`): the manager, the
@@ -41,31 +39,20 @@ fn one_running_task(
     scenario: &Scenario,
     interchange: &Interchange,
 ) -> (ManagerProcess, TaskId, i32) {
-    let manager = reattaching_manager(scenario, interchange);
-    let mut client = RawClient::connect(interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (manager, mut client) =
+        scenario.start_manager_with_client(interchange, reattaching_options());
     let pid_file = scenario.file("task.pid");
     let running = client.submit_one(task(&pid_then_sleep(&pid_file)));
     client.wait_running(running);
     (manager, running, wait_pid_file(&pid_file))
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn a_manager_outlives_a_stopped_interchange_holds_a_result_and_re_attaches() {
     let scenario = Scenario::new("reattach-sigstop");
     // The interchange would drop the manager only after 60 s of silence.
-    let interchange = scenario.start_secure_interchange(&["--heartbeat-threshold", "60"]);
-    let manager = reattaching_manager(&scenario, &interchange);
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, manager, mut client) =
+        scenario.start_pool_with(&["--heartbeat-threshold", "60"], reattaching_options());
     let runs = scenario.file("runs.log");
     let (first_release, second_release) = (scenario.file("release-1"), scenario.file("release-2"));
     let first = client.submit_one(task(&run_once_released(&first_release, &runs)));
@@ -79,7 +66,7 @@ fn a_manager_outlives_a_stopped_interchange_holds_a_result_and_re_attaches() {
     // The first task ends meanwhile: its result is held.
     std::fs::write(&first_release, "").expect("release the first task");
     wait_log(&manager.daemon, "its result is held");
-    assert_eq!(lines(&runs), vec![first.to_string()]);
+    assert_eq!(file_lines(&runs), vec![first.to_string()]);
     interchange.daemon.signal(Signal::SIGCONT);
 
     // Re-attached: the held result arrives, the second task ran on.
@@ -91,7 +78,10 @@ fn a_manager_outlives_a_stopped_interchange_holds_a_result_and_re_attaches() {
     let result = client.wait_result(second, WAIT);
     assert_eq!(result.state, TaskState::Completed, "{result:?}");
     // Each task ran to its end once, and the manager is still there.
-    assert_eq!(lines(&runs), vec![first.to_string(), second.to_string()]);
+    assert_eq!(
+        file_lines(&runs),
+        vec![first.to_string(), second.to_string()]
+    );
     let report = client.status();
     assert_eq!(report.managers.len(), 1);
     assert_eq!(report.managers[0].manager_id, manager.manager_id);
@@ -162,15 +152,12 @@ fn rhtex_wait_keeps_waiting_across_a_restart_and_ends_with_a_clear_outcome() {
         "--wait-timeout",
         "600",
     ]));
-    let mut waiting = scenario.spawn(Launch {
-        name: "rhtex-wait".to_owned(),
-        program: binary("rhtex"),
-        args,
-        env: vec![("RUST_LOG".to_owned(), "info".to_owned())],
-        env_remove: vec!["RHTEX_INTERCHANGE".to_owned()],
-        stdout: Stdout::File,
-        cwd: Some(scenario.path().to_path_buf()),
-    });
+    let launch = scenario.launch("rhtex-wait", binary("rhtex")).args(args);
+    let mut waiting = scenario.spawn(
+        launch
+            .env("RUST_LOG", "info")
+            .env_remove("RHTEX_INTERCHANGE"),
+    );
     wait_log(&waiting, "connected");
 
     interchange.daemon.signal(Signal::SIGTERM);

@@ -10,7 +10,7 @@
 
 use e2e::cli::{self, json_objects, strings};
 use e2e::client::assert_completed;
-use e2e::{task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
+use e2e::{file_lines, task, wait_for, ManagerOptions, RawClient, Scenario, WAIT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::{
@@ -49,15 +49,6 @@ fn hold_then_append(release: &Path, log: &Path, name: &str) -> String {
         release.display(),
         append(log, name)
     )
-}
-
-/// The names in the order log, in the order the tasks wrote them.
-fn order(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Waits until the manager `manager_id` is reserved for `holder` and
@@ -173,10 +164,8 @@ fn best_fit_placement_sends_a_task_to_the_tightest_manager() {
 #[test]
 fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
     let scenario = Scenario::new("no-starvation");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("pair", &["p1", "p2"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (_interchange, manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("pair", &["p1", "p2"]));
     let (release, log) = (scenario.file("a.go"), scenario.file("order.log"));
 
     let a = client.submit_one(sized(&hold_then_append(&release, &log, "A"), 1, None));
@@ -191,7 +180,11 @@ fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
     assert_eq!(n_free, 1, "one node is free while B waits");
     assert_held_back(&mut client, b, h);
     assert_eq!(client.task_status(h).state, TaskState::Queued);
-    assert!(order(&log).is_empty(), "nothing ran yet: {:?}", order(&log));
+    assert!(
+        file_lines(&log).is_empty(),
+        "nothing ran yet: {:?}",
+        file_lines(&log)
+    );
 
     std::fs::write(&release, b"go").expect("write the release file");
     let results: Vec<TaskResult> = [a, h, b]
@@ -199,7 +192,7 @@ fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
         .map(|task_id| client.wait_result(task_id, WAIT))
         .collect();
     results.iter().for_each(assert_completed);
-    assert_eq!(order(&log), strings(&["A", "H", "B"]));
+    assert_eq!(file_lines(&log), strings(&["A", "H", "B"]));
     let (h_result, b_result) = (&results[1], &results[2]);
     let (h_start, b_start) = (
         h_result.start_time.expect("H has a start time"),
@@ -214,10 +207,8 @@ fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
 #[test]
 fn short_tasks_backfill_ahead_of_a_reserved_task_only_if_they_end_in_time() {
     let scenario = Scenario::new("easy-backfill");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(&interchange, ManagerOptions::new("pair", &["p1", "p2"]));
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (_interchange, manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("pair", &["p1", "p2"]));
     let (release, log) = (scenario.file("a.go"), scenario.file("order.log"));
 
     // A holds one node and says it ends within 30 s: H (2 nodes) can start
@@ -233,7 +224,7 @@ fn short_tasks_backfill_ahead_of_a_reserved_task_only_if_they_end_in_time() {
     let b_result = client.wait_result(b, WAIT);
     assert_completed(&b_result);
     assert_eq!(b_result.manager_id, Some(manager.manager_id));
-    assert_eq!(order(&log), strings(&["B"]), "only B ran");
+    assert_eq!(file_lines(&log), strings(&["B"]), "only B ran");
     // H still waits for A, and C behind the reservation.
     wait_reserved(&mut client, manager.manager_id, h);
     assert_eq!(client.task_status(h).state, TaskState::Queued);
@@ -246,7 +237,7 @@ fn short_tasks_backfill_ahead_of_a_reserved_task_only_if_they_end_in_time() {
         .map(|task_id| client.wait_result(task_id, WAIT))
         .collect();
     results.iter().for_each(assert_completed);
-    assert_eq!(order(&log), strings(&["B", "A", "H", "C"]));
+    assert_eq!(file_lines(&log), strings(&["B", "A", "H", "C"]));
     let (h_start, c_start) = (
         results[1].start_time.expect("H has a start time"),
         results[2].start_time.expect("C has a start time"),
@@ -383,13 +374,8 @@ fn a_task_lost_with_its_manager_is_retried_elsewhere_once() {
 #[test]
 fn rhtex_submit_walltime_and_packing_flags() {
     let scenario = Scenario::new("cli-scheduling");
-    let interchange = scenario.start_secure_interchange(&[]);
-    let manager = scenario.start_manager(
-        &interchange,
-        ManagerOptions::new("packer", &["k1"]).slots_per_node(4),
-    );
-    let mut client = RawClient::connect(&interchange);
-    client.wait_managers(&[manager.manager_id]);
+    let (interchange, manager, _client) =
+        scenario.start_pool(ManagerOptions::new("packer", &["k1"]).slots_per_node(4));
 
     let output = cli::run_connected(
         &scenario,
@@ -428,13 +414,7 @@ fn rhtex_submit_walltime_and_packing_flags() {
     let tails = output.strings_at("stdout_tail");
     assert_eq!(tails, ["ranks=2\n"], "{output:#?}");
 
-    let output = cli::run_connected(
-        &scenario,
-        &interchange,
-        "rhtex-status",
-        &["--json", "status"],
-    );
-    assert_eq!(output.code(), 0, "{output:#?}");
+    let output = cli::json_status(&scenario, &interchange);
     let json = output.json();
     let manager_id = manager.manager_id.to_string();
     let slots: Vec<u64> = json_objects(&json)

@@ -10,9 +10,9 @@
 use super::{interchange, scale, Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{self, LoadgenSpec};
-use crate::report::{self, round, Table};
+use crate::report::{round, Table};
 use crate::transport::client_security;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -116,19 +116,14 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     } else {
         None
     };
-    let report = json!({
-        "benchmark": "durability",
-        "machine": report::machine(),
-        "curve": common.curve,
+    let fields = json!({
         "managers": settings.managers,
         "tasks": settings.tasks,
         "runs": runs,
         "throughput_ratio_on_off": round(ratio, 3),
         "recovery": recovery,
     });
-    report::write_json(&common.out_dir, "durability.json", &report)?;
-    workspace.finish(common.keep);
-    Ok(report)
+    common.finish(workspace, "durability", "durability.json", fields)
 }
 
 /// Queues `settings.queued` tasks, kills the interchange, starts a new one
@@ -138,14 +133,17 @@ fn recover(common: &Common, workspace: &Workspace, settings: &Settings) -> Resul
     let mut args = common.interchange_args.clone();
     args.retain(|arg| arg != "--no-journal");
     let run_dir = workspace.path().join("recovery-run");
-    let mut first = daemons::start_interchange_on(
-        &common.bin_dir,
-        workspace.path(),
-        "recovery-1",
-        &run_dir,
-        keys,
-        &args,
-    )?;
+    let start = |name: &str| {
+        daemons::start_interchange(
+            &common.bin_dir,
+            workspace.path(),
+            name,
+            &run_dir,
+            keys,
+            &args,
+        )
+    };
+    let mut first = start("recovery-1")?;
     let security = client_security(keys)?;
     let mut client = BenchClient::connect(&first.client_url, &security, Duration::from_secs(30))?;
     eprintln!(
@@ -160,14 +158,7 @@ fn recover(common: &Common, workspace: &Workspace, settings: &Settings) -> Resul
     drop(client);
 
     let t1 = Instant::now();
-    let mut second = daemons::start_interchange_on(
-        &common.bin_dir,
-        workspace.path(),
-        "recovery-2",
-        &run_dir,
-        keys,
-        &args,
-    )?;
+    let mut second = start("recovery-2")?;
     let ready_s = t1.elapsed().as_secs_f64();
     let log_path = workspace.path().join("recovery-2.log");
     let log = std::fs::read_to_string(&log_path)
@@ -180,14 +171,7 @@ fn recover(common: &Common, workspace: &Workspace, settings: &Settings) -> Resul
         .and_then(|number| number.parse::<f64>().ok())
         .with_context(|| format!("no recovery line in {}", log_path.display()))?;
     let mut client = BenchClient::connect(&second.client_url, &security, Duration::from_secs(30))?;
-    let status = client.status()?;
-    if status.n_queued != settings.queued as u64 {
-        bail!(
-            "the restarted interchange has {} queued tasks, expected {}",
-            status.n_queued,
-            settings.queued
-        );
-    }
+    client.expect_queued(settings.queued, "the restarted interchange has")?;
     second.process.kill();
     println!(
         "Benchmark 6b: {} queued tasks queued in {queue_s:.1} s with the journal on \

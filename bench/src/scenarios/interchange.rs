@@ -6,7 +6,7 @@ use super::{Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{self, Interchange, LoadgenSpec};
 use crate::procfs::{self, mib};
-use crate::report::{self, round, Latency, Table};
+use crate::report::{round, Latency, Table};
 use crate::transport::client_security;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -275,10 +275,7 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
         Value::Null
     };
 
-    let report = json!({
-        "benchmark": "interchange",
-        "machine": report::machine(),
-        "curve": common.curve,
+    let fields = json!({
         "settings": {
             "tasks": settings.tasks,
             "batch": settings.batch,
@@ -289,9 +286,7 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
         "runs": runs,
         "light_load": light,
     });
-    report::write_json(&common.out_dir, "interchange.json", &report)?;
-    workspace.finish(common.keep);
-    Ok(report)
+    common.finish(workspace, "interchange", "interchange.json", fields)
 }
 
 pub fn on_off(flag: bool) -> &'static str {

@@ -7,7 +7,7 @@ use super::{Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{binary, Process};
 use crate::procfs::{self, mib, Memory};
-use crate::report::{self, round, Table};
+use crate::report::{round, Table};
 use crate::scenarios::interchange::wait_until;
 use crate::transport::{client_security, security};
 use anyhow::{bail, Result};
@@ -136,10 +136,7 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
         super::interchange::on_off(common.curve)
     );
     print!("{}", table.render());
-    let report = json!({
-        "benchmark": "memory",
-        "machine": report::machine(),
-        "curve": common.curve,
+    let fields = json!({
         "tasks": settings.tasks,
         "running_tasks": sleeping,
         "target_mib": TARGET_MIB,
@@ -149,9 +146,7 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
         "note": "manager = the pool-manager process alone (all its threads); \
                  task_processes = its descendants (bash, sleep), not counted in manager",
     });
-    report::write_json(&common.out_dir, "memory-rhtex.json", &report)?;
-    workspace.finish(common.keep);
-    Ok(report)
+    common.finish(workspace, "memory", "memory-rhtex.json", fields)
 }
 
 /// Waits until `n` `sleep` processes descend from the manager; returns how

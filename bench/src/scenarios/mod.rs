@@ -7,8 +7,9 @@ pub mod interchange;
 pub mod memory;
 pub mod scale;
 
-use crate::daemons;
+use crate::{daemons, report};
 use anyhow::{Context, Result};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// Settings every scenario shares.
@@ -27,8 +28,9 @@ pub struct Common {
 }
 
 impl Common {
-    /// An interchange named `name` in `workspace`, with its keys and the
-    /// scenario's flags (see [`daemons::start_interchange`]).
+    /// An interchange named `name` in `workspace` on the run directory
+    /// `<name>-run`, with its keys and the scenario's flags (see
+    /// [`daemons::start_interchange`]).
     pub fn start_interchange(
         &self,
         workspace: &Workspace,
@@ -38,9 +40,33 @@ impl Common {
             &self.bin_dir,
             workspace.path(),
             name,
+            &workspace.path().join(format!("{name}-run")),
             workspace.keys.as_deref(),
             &self.interchange_args,
         )
+    }
+
+    /// The report of the scenario `benchmark`: its name, the machine and
+    /// whether CURVE was on, then `fields` (an object). Writes it to
+    /// `<out_dir>/<file>` and finishes `workspace`.
+    pub fn finish(
+        &self,
+        workspace: Workspace,
+        benchmark: &str,
+        file: &str,
+        fields: Value,
+    ) -> Result<Value> {
+        let mut report = json!({
+            "benchmark": benchmark,
+            "machine": report::machine(),
+            "curve": self.curve,
+        });
+        if let (Some(report), Value::Object(fields)) = (report.as_object_mut(), fields) {
+            report.extend(fields);
+        }
+        report::write_json(&self.out_dir, file, &report)?;
+        workspace.finish(self.keep);
+        Ok(report)
     }
 }
 

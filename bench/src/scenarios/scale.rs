@@ -9,7 +9,7 @@ use super::{Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{self, Interchange, LoadgenSpec};
 use crate::procfs::{self, mib, Memory};
-use crate::report::{self, round, Table};
+use crate::report::{round, Table};
 use crate::transport::client_security;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -83,14 +83,7 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
     let queue_s = t0.elapsed().as_secs_f64();
     let queue_cpu = procfs::cpu_seconds(pid, ticks)? - cpu0;
     let held = Memory::of(pid)?;
-    let status = client.status()?;
-    if status.n_queued != settings.queued as u64 {
-        bail!(
-            "the interchange reports {} queued tasks, expected {}",
-            status.n_queued,
-            settings.queued
-        );
-    }
+    client.expect_queued(settings.queued, "the interchange reports")?;
     let per_task_bytes =
         (held.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / settings.queued as f64;
     let mut table = Table::new(&[
@@ -148,18 +141,13 @@ pub fn run(common: &Common, settings: &Settings) -> Result<Value> {
             common.curve,
         )?
     };
-    let report = json!({
-        "benchmark": "scale",
-        "machine": report::machine(),
-        "curve": common.curve,
+    let fields = json!({
         "queued": settings.queued,
         "batch": settings.batch,
         "queue": queue,
         "drain": drain,
     });
-    report::write_json(&common.out_dir, "scale.json", &report)?;
-    workspace.finish(common.keep);
-    Ok(report)
+    common.finish(workspace, "scale", "scale.json", fields)
 }
 
 /// Phase 2: a load generator with `settings.managers` simulated managers

@@ -192,8 +192,9 @@ fn an_oversized_frame_never_reaches_the_core_and_others_are_still_answered() {
     assert_eq!(report.n_bad_messages, 1, "{report:?}");
 }
 
-/// Runs the interchange with `args`, expecting it to stop at once.
-fn setup_failure(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+/// Runs the interchange with `args`, expecting it to stop at once with exit
+/// code 2 and `expected` in its stderr.
+fn assert_setup_error(dir: &Path, args: &[&str], expected: &str) {
     let mut command = Process::new(env!("CARGO_BIN_EXE_interchange"));
     command
         .args(["--run-dir"])
@@ -201,28 +202,21 @@ fn setup_failure(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
         .args(args)
         .env_remove("RUST_LOG");
     let output = testkit::run_bounded("interchange", &mut command, WAIT);
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
 }
 
 #[test]
 fn setup_errors_exit_2_naming_the_problem() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (code, stderr) = setup_failure(
-        dir.path(),
-        &[
-            "--insecure",
-            "--client-listen",
-            "tcp://no-such-host.invalid:1",
-        ],
-    );
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("cannot bind tcp://no-such-host.invalid:1"),
-        "{stderr}"
-    );
+    let unresolvable = [
+        "--insecure",
+        "--client-listen",
+        "tcp://no-such-host.invalid:1",
+    ];
+    let message = "cannot bind tcp://no-such-host.invalid:1";
+    assert_setup_error(dir.path(), &unresolvable, message);
 
     let config = dir.path().join("interchange.toml");
     std::fs::write(
@@ -230,29 +224,17 @@ fn setup_errors_exit_2_naming_the_problem() {
         "insecure = true\n# a comment\nmax_manager_nodes = \"lots\"\n",
     )
     .expect("write the config file");
-    let (code, stderr) = setup_failure(dir.path(), &["--config", config.to_str().expect("utf-8")]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "config file {}, line 3, column 21: ",
-            config.display()
-        )),
-        "{stderr}"
-    );
+    let with_config = ["--config", config.to_str().expect("utf-8")];
+    let message = format!("config file {}, line 3, column 21: ", config.display());
+    assert_setup_error(dir.path(), &with_config, &message);
 
-    let (code, stderr) = setup_failure(
-        dir.path(),
-        &[
-            "--insecure",
-            "--max-task-input-bytes",
-            "33554432",
-            "--max-message-mib",
-            "32",
-        ],
-    );
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("max_message_mib = 32 (33554432 bytes) is too small"),
-        "{stderr}"
-    );
+    let too_small = [
+        "--insecure",
+        "--max-task-input-bytes",
+        "33554432",
+        "--max-message-mib",
+        "32",
+    ];
+    let message = "max_message_mib = 32 (33554432 bytes) is too small";
+    assert_setup_error(dir.path(), &too_small, message);
 }

@@ -160,6 +160,19 @@ impl ManagerProcess {
     fn log_text(&self) -> String {
         self.daemon.log()
     }
+
+    /// Waits (bounded) for the process to exit with `code`, then checks
+    /// that its log says each of `fragments`.
+    fn assert_exit(&mut self, code: i32, fragments: &[&str]) {
+        assert_eq!(self.wait(), code, "log:\n{}", self.log_text());
+        let log = self.log_text();
+        for fragment in fragments {
+            assert!(
+                log.contains(fragment),
+                "{fragment:?} is not in the log:\n{log}"
+            );
+        }
+    }
 }
 
 impl Drop for ManagerProcess {
@@ -308,12 +321,7 @@ fn runs_a_two_node_task_with_the_parsl_environment() {
 
     let reason = interchange.shut_down();
     assert!(reason.contains("test over"), "{reason}");
-    assert_eq!(manager.wait(), 0, "log:\n{}", manager.log_text());
-    let log = manager.log_text();
-    assert!(
-        log.contains("block nodes") && log.contains("n1,n2,n3"),
-        "{log}"
-    );
+    manager.assert_exit(0, &["block nodes", "n1,n2,n3"]);
 }
 
 #[test]
@@ -511,12 +519,7 @@ fn refused_registration_exits_3() {
         reason: "protocol version 1 is not 2".into(),
         protocol_version: 2,
     });
-    assert_eq!(manager.wait(), 3);
-    assert!(
-        manager.log_text().contains("refused this manager"),
-        "{}",
-        manager.log_text()
-    );
+    manager.assert_exit(3, &["refused this manager"]);
 }
 
 #[test]
@@ -530,12 +533,7 @@ fn silent_interchange_exits_4() {
         "1",
     ]);
     interchange.expect_register();
-    assert_eq!(manager.wait(), 4);
-    let log = manager.log_text();
-    assert!(
-        log.contains(&interchange.endpoint) && log.contains("--heartbeat-threshold"),
-        "{log}"
-    );
+    manager.assert_exit(4, &[&interchange.endpoint, "--heartbeat-threshold"]);
 }
 
 #[test]
@@ -547,12 +545,7 @@ fn node_discovery_failure_exits_2() {
         "tcp://127.0.0.1:9",
         &["--nodefile", missing.to_str().expect("utf-8 path")],
     );
-    assert_eq!(manager.wait(), 2);
-    let log = manager.log_text();
-    assert!(
-        log.contains("cannot read node file") && log.contains("no-such-nodefile"),
-        "{log}"
-    );
+    manager.assert_exit(2, &["cannot read node file", "no-such-nodefile"]);
 }
 
 #[test]
@@ -565,15 +558,11 @@ fn a_node_file_line_that_is_not_a_host_name_exits_2_naming_file_and_line() {
         "tcp://127.0.0.1:9",
         &["--nodefile", nodefile.to_str().expect("utf-8 path")],
     );
-    assert_eq!(manager.wait(), 2);
-    let log = manager.log_text();
-    assert!(
-        log.contains(&format!(
-            "node file {}, line 2: node name \"g1 --evil-flag\" is not a host name",
-            nodefile.display()
-        )),
-        "{log}"
+    let expected = format!(
+        "node file {}, line 2: node name \"g1 --evil-flag\" is not a host name",
+        nodefile.display()
     );
+    manager.assert_exit(2, &[&expected]);
 }
 
 #[test]
@@ -581,10 +570,5 @@ fn duplicate_nodes_exit_2_naming_the_duplicate() {
     let temp = tempfile::tempdir().expect("tempdir");
     let mut manager =
         ManagerProcess::start(temp.path(), "tcp://127.0.0.1:9", &["--nodes", "d1,d1,d1"]);
-    assert_eq!(manager.wait(), 2);
-    let log = manager.log_text();
-    assert!(
-        log.contains("--nodes: node name \"d1\" is listed more than once"),
-        "{log}"
-    );
+    manager.assert_exit(2, &["--nodes: node name \"d1\" is listed more than once"]);
 }

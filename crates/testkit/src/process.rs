@@ -72,6 +72,12 @@ impl Launch {
         self
     }
 
+    /// One variable removed from the inherited environment.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env_remove.push(key.to_owned());
+        self
+    }
+
     /// `dir` put first on the `PATH` the process inherits.
     pub fn path_first(self, dir: &Path) -> Self {
         let inherited = std::env::var_os("PATH").unwrap_or_default();

@@ -13,19 +13,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Dict, Mapping, Optional
-
-KNOWN_KEYS = (
-    "num_nodes",
-    "ranks_per_node",
-    "num_ranks",
-    "launcher_options",
-    "priority",
-    "walltime",
-    "retries",
-    "exclusive",
-)
 
 #: Longest ``walltime`` accepted, in seconds.
 MAX_WALLTIME = 1_000_000_000
@@ -54,16 +43,12 @@ class TaskResources:
 
     def to_wire(self) -> Dict[str, Any]:
         """The map as the interchange sends it in ``run_tasks`` (field order kept)."""
-        return {
-            "num_nodes": self.num_nodes,
-            "ranks_per_node": self.ranks_per_node,
-            "num_ranks": self.num_ranks,
-            "launcher_options": self.launcher_options,
-            "priority": self.priority,
-            "walltime": self.walltime,
-            "retries": self.retries,
-            "exclusive": self.exclusive,
-        }
+        return {key: getattr(self, key) for key in KNOWN_KEYS}
+
+
+#: The keys a resource specification may hold: the fields of
+#: :class:`TaskResources`, in the order of the wire map.
+KNOWN_KEYS = tuple(field.name for field in fields(TaskResources))
 
 
 def _is_int(value: Any) -> bool:

@@ -23,6 +23,7 @@ use crate::durable::Durable;
 use crate::event_log::EventLog;
 use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
+use crate::run_dir::{LockError, RunDirLock};
 use crate::sockets::{SendOutcome, Sockets};
 use crate::store::StoreError;
 use interchange_core::{
@@ -60,6 +61,9 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another interchange holds the run directory.
+    #[error(transparent)]
+    RunDirLocked(#[from] LockError),
     #[error("cannot set up the signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot write the ready line: {0}")]
@@ -78,7 +82,27 @@ pub enum DaemonError {
     Journal(StoreError),
 }
 
+/// The exit code when the journal cannot be written or read (a full disk,
+/// an I/O error): `EX_IOERR` of sysexits.h. Nothing the journal does not
+/// hold was confirmed to anyone; started again once the disk has room, the
+/// interchange resumes from the journal.
+pub const EXIT_JOURNAL_IO: u8 = 74;
+
 impl DaemonError {
+    /// The process's exit code: [`EXIT_JOURNAL_IO`] when the journal
+    /// cannot be written or read, 2 for a setup error, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Journal(error) | DaemonError::JournalSetup(error)
+                if error.io_failure().is_some() =>
+            {
+                EXIT_JOURNAL_IO
+            }
+            error if error.is_setup_error() => 2,
+            _ => 1,
+        }
+    }
+
     /// True for problems with how the interchange was set up (keys, CURVE,
     /// addresses, the run directory), which `main` reports with exit code 2.
     pub fn is_setup_error(&self) -> bool {
@@ -88,6 +112,7 @@ impl DaemonError {
                 | DaemonError::Transport(TransportError::NoCurve)
                 | DaemonError::Bind(_)
                 | DaemonError::RunDir { .. }
+                | DaemonError::RunDirLocked(_)
                 | DaemonError::Signals(_)
                 | DaemonError::Provider(_)
                 | DaemonError::Metrics(_)
@@ -174,6 +199,9 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         path: config.run_dir.clone(),
         source,
     })?;
+    // Held until `run` returns: no other interchange reads or writes this
+    // run directory meanwhile.
+    let _run_dir_lock = RunDirLock::take(&config.run_dir)?;
     let mut signals = SignalPipe::new(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
         .map_err(DaemonError::Signals)?;
     let mut hangups =
@@ -314,6 +342,9 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         &clock,
         &mut durable,
     );
+    if let Err(DaemonError::Journal(error)) = &outcome {
+        log_journal_failure(error);
+    }
     if let Some(provider) = provider {
         match blocks_at_exit(config, outcome.as_ref().ok()) {
             BlocksAtExit::Cancel(why) => {
@@ -334,6 +365,25 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     }
     sockets.close(CLOSE_LINGER);
     outcome.map(|_| ())
+}
+
+/// Says why the interchange stops when its journal cannot be written, and
+/// what becomes of the work.
+fn log_journal_failure(error: &StoreError) {
+    let (path, errno) = match error.io_failure() {
+        Some((path, errno)) => (path.display().to_string(), errno),
+        None => (String::new(), None),
+    };
+    tracing::error!(
+        journal = %path,
+        errno,
+        %error,
+        exit_code = EXIT_JOURNAL_IO,
+        "the journal cannot be written: exiting, as nothing more can be made durable; \
+         no client was told of a task or result the journal does not hold; managers keep \
+         their tasks and blocks keep running; once the disk has room, start the interchange \
+         again on this run directory (it resumes from the journal)"
+    );
 }
 
 /// How the poll loop ended.
@@ -367,7 +417,9 @@ fn blocks_at_exit(config: &Config, ending: Option<&Ending>) -> BlocksAtExit {
     if ending == Some(&Ending::Shutdown) {
         BlocksAtExit::Cancel("the shutdown command ends the work")
     } else if !config.journal {
-        BlocksAtExit::Cancel("without a journal (--no-journal) no next interchange could adopt them")
+        BlocksAtExit::Cancel(
+            "without a journal (--no-journal) no next interchange could adopt them",
+        )
     } else if config.exit_with_parent {
         BlocksAtExit::Cancel("the interchange runs for its parent (--exit-with-parent)")
     } else {

@@ -488,7 +488,11 @@ impl Worker {
             .iter()
             .filter(|job_id| !self.children.contains_key(*job_id))
             .collect();
-        super::local::stop_adopted(&adopted, &self.settings.blocks_dir, self.settings.kill_grace);
+        super::local::stop_adopted(
+            &adopted,
+            &self.settings.blocks_dir,
+            self.settings.kill_grace,
+        );
         let mut stopping: Vec<(String, LocalJob)> = job_ids
             .iter()
             .filter_map(|job_id| {

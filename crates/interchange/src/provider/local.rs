@@ -40,9 +40,10 @@ fn is_zombie(proc_dir: &Path) -> bool {
     };
     // The state follows the command name, which may hold spaces and
     // parentheses.
-    stat.rfind(')')
-        .and_then(|end| stat[end + 1..].split_whitespace().next())
-        .is_none_or(|state| state == "Z" || state == "X")
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, Some(state) if state != "Z" && state != "X")
 }
 
 /// SIGTERM to each adopted pool-manager's process group (it kills and

@@ -4,7 +4,7 @@
 //! set; otherwise nothing is kept); the shell drains them with
 //! [`Core::poll_event`] and writes `events.jsonl` (`proto/EVENTS.md`).
 //!
-//! `tasks.rs` queues the task events in its own [`EventQueue`] (it is the
+//! `tasks/` queues the task events in its own [`EventQueue`] (it is the
 //! one place a task changes state); the core queues manager and block
 //! events in its own and moves the task table's events ahead of each of
 //! its own, so that the order is the order things happened.

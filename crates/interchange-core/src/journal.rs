@@ -2,7 +2,7 @@
 //!
 //! With the journal on ([`Core::recover`], also from no records at all),
 //! every change of a task's state appends a journal record, framed as the
-//! store writes it ([`protocol::journal::frame`]), in `tasks.rs`, the one
+//! store writes it ([`protocol::journal::frame`]), in `tasks/`, the one
 //! module that changes tasks, and a manager's registration appends one
 //! here. The shell drains the frames with [`Core::take_journal`] and writes
 //! them durably before it performs the outputs of the same turn, so no

@@ -21,7 +21,7 @@
 //! dropped or refused.
 //!
 //! Inside, one module owns each kind of state and every change to it:
-//! - `tasks.rs`: every task and every change of its state (submit,
+//! - `tasks/`: every task and every change of its state (submit,
 //!   dispatch, result, retry, cancel, loss), the queue of waiting tasks
 //!   (`queue.rs`) and the kept results. Tasks are internal records; the
 //!   wire messages (`TaskDispatch`, results) are built when sent. It also
@@ -45,7 +45,7 @@
 //! - `events.rs`: the events for the event log ([`Core::poll_event`]),
 //!   queued only when `CoreConfig::record_events` is set.
 //! - `listing.rs`: the `tasks` command's list of tasks.
-//! - `metrics.rs`: the counters and histograms `tasks.rs` keeps, and the
+//! - `metrics.rs`: the counters and histograms `tasks/` keeps, and the
 //!   [`Metrics`] snapshot ([`Core::metrics`]) the shell exports.
 //! - `machine.rs` ([`Core`]), `from_clients.rs`, `from_managers.rs`: the
 //!   inputs, each handled by asking the parts above.

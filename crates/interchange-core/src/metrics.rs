@@ -2,7 +2,7 @@
 //! (the daemon serves them as Prometheus metrics): counters and
 //! histograms of task events, and gauges read from the current state.
 //!
-//! The counters live in the task table (`tasks.rs`, the one module that
+//! The counters live in the task table (`tasks/`, the one module that
 //! changes a task's state), which updates them through the small calls of
 //! [`TaskCounters`]; durations come from the `seam::Time` of each input
 //! (and, for the dispatch latency, the wall clock the core derives from

@@ -1,6 +1,6 @@
-//! The task table and the journal: draining the framed records the changes
-//! in `tasks.rs` append, rebuilding the table from records (replay), and the
-//! records that describe the table as it is (a snapshot, for compaction).
+//! The task table rebuilt from journal records (replay), and the records
+//! that describe the table as it is (a snapshot, for compaction). The
+//! records its changes append are drained in `journal.rs`.
 //!
 //! Replay applies each record as the change it states, without queuing
 //! records, touching the metrics or telling anyone: the tasks come back
@@ -9,9 +9,7 @@
 //! in [`Replay::n_skipped`]; the store's checksums make that a bug, never
 //! a torn write.
 
-use super::{
-    write_owned, Frames, Listed, People, Phase, Running, Task, TaskSpec, TaskTable, Unfinished,
-};
+use super::{Listed, People, Phase, Running, Task, TaskSpec, TaskTable, Unfinished};
 use crate::interface::Identity;
 use crate::queue::QueueKey;
 use protocol::{
@@ -33,67 +31,6 @@ pub(crate) struct Replay {
 }
 
 impl TaskTable {
-    /// From now on every change appends a journal record.
-    pub(crate) fn enable_journal(&mut self) {
-        self.journal.get_or_insert_with(Frames::default);
-    }
-
-    pub(crate) fn journaling(&self) -> bool {
-        self.journal.is_some()
-    }
-
-    /// How many results are kept.
-    pub(crate) fn n_kept_results(&self) -> usize {
-        self.finished.len()
-    }
-
-    /// The next journal record not yet drained, decoded, in the order of
-    /// the changes.
-    pub(crate) fn poll_journal(&mut self) -> Option<JournalRecord> {
-        let frames = self.journal.as_mut()?;
-        let (payload, length) = protocol::journal::next_frame(&frames.bytes[frames.read..])?;
-        let record = protocol::decode(payload).ok();
-        frames.read += length;
-        if frames.read == frames.bytes.len() {
-            frames.bytes.clear();
-            frames.read = 0;
-        }
-        record
-    }
-
-    /// Appends the journal's frames not yet drained to `into`; gives how
-    /// many bytes.
-    pub(crate) fn take_journal(&mut self, into: &mut Vec<u8>) -> usize {
-        let Some(frames) = &mut self.journal else {
-            return 0;
-        };
-        let n_bytes = frames.bytes.len() - frames.read;
-        into.extend_from_slice(&frames.bytes[frames.read..]);
-        frames.bytes.clear();
-        frames.read = 0;
-        n_bytes
-    }
-
-    /// Records that a manager registered (its tasks' records follow).
-    pub(crate) fn journal_registration(&mut self, registration: &Registration) {
-        write_owned(
-            &mut self.journal,
-            &JournalRecord::ManagerRegistered {
-                registration: registration.clone(),
-            },
-        );
-    }
-
-    /// Records the provider's blocks as they are now.
-    pub(crate) fn journal_blocks(&mut self, blocks: &[BlockInfo]) {
-        write_owned(
-            &mut self.journal,
-            &JournalRecord::Blocks {
-                blocks: blocks.to_vec(),
-            },
-        );
-    }
-
     /// Applies one record.
     pub(crate) fn replay(&mut self, record: JournalRecord, replay: &mut Replay) {
         replay.n_records += 1;

@@ -1,0 +1,148 @@
+//! The task table's journal: the records its changes append, framed, to
+//! a buffer the shell drains, and the records it states whole.
+
+use super::{TaskSpec, TaskTable};
+use crate::interface::Identity;
+use crate::queue::QueueKey;
+use protocol::{
+    BlockInfo, JournalRecord, QueuedTask, QueuedTaskRef, RecordRef, Registration, TaskId,
+};
+
+impl TaskSpec {
+    /// The task as the journal records it, borrowed.
+    pub(super) fn queued_ref<'a>(
+        &'a self,
+        task_id: TaskId,
+        key: QueueKey,
+        attempts: u32,
+        submitted_at: protocol::UnixTime,
+        owner: &'a Identity,
+    ) -> QueuedTaskRef<'a> {
+        QueuedTaskRef {
+            task_id,
+            command: &self.command,
+            resources: &self.resources,
+            env: &self.env,
+            cwd: self.cwd.as_deref(),
+            stdout: self.stdout.as_deref(),
+            stderr: self.stderr.as_deref(),
+            input: self.input.as_deref(),
+            sequence: key.sequence(),
+            attempts,
+            submitted_at,
+            owner: owner.as_record(),
+            data_bytes: self.data_bytes,
+        }
+    }
+
+    /// The task as the journal records it.
+    pub(super) fn queued(
+        &self,
+        task_id: TaskId,
+        key: QueueKey,
+        attempts: u32,
+        submitted_at: protocol::UnixTime,
+        owner: &Identity,
+    ) -> QueuedTask {
+        QueuedTask {
+            task_id,
+            command: self.command.clone(),
+            resources: self.resources.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            input: self.input.clone(),
+            sequence: key.sequence(),
+            attempts,
+            submitted_at,
+            owner: owner.to_record(),
+            data_bytes: self.data_bytes,
+        }
+    }
+}
+
+impl TaskTable {
+    /// From now on every change appends a journal record.
+    pub(crate) fn enable_journal(&mut self) {
+        self.journal.get_or_insert_with(Frames::default);
+    }
+
+    pub(crate) fn journaling(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// The next journal record not yet drained, decoded, in the order of
+    /// the changes.
+    pub(crate) fn poll_journal(&mut self) -> Option<JournalRecord> {
+        let frames = self.journal.as_mut()?;
+        let (payload, length) = protocol::journal::next_frame(&frames.bytes[frames.read..])?;
+        let record = protocol::decode(payload).ok();
+        frames.read += length;
+        if frames.read == frames.bytes.len() {
+            frames.bytes.clear();
+            frames.read = 0;
+        }
+        record
+    }
+
+    /// Appends the journal's frames not yet drained to `into`; gives how
+    /// many bytes.
+    pub(crate) fn take_journal(&mut self, into: &mut Vec<u8>) -> usize {
+        let Some(frames) = &mut self.journal else {
+            return 0;
+        };
+        let n_bytes = frames.bytes.len() - frames.read;
+        into.extend_from_slice(&frames.bytes[frames.read..]);
+        frames.bytes.clear();
+        frames.read = 0;
+        n_bytes
+    }
+
+    /// Records that a manager registered (its tasks' records follow).
+    pub(crate) fn journal_registration(&mut self, registration: &Registration) {
+        write_owned(
+            &mut self.journal,
+            &JournalRecord::ManagerRegistered {
+                registration: registration.clone(),
+            },
+        );
+    }
+
+    /// Records the provider's blocks as they are now.
+    pub(crate) fn journal_blocks(&mut self, blocks: &[BlockInfo]) {
+        write_owned(
+            &mut self.journal,
+            &JournalRecord::Blocks {
+                blocks: blocks.to_vec(),
+            },
+        );
+    }
+
+    /// Appends a journal record, if the journal is on.
+    pub(super) fn record(&mut self, record: RecordRef<'_>) {
+        write_record(&mut self.journal, &record);
+    }
+}
+
+/// The journal's frames not yet drained, and how far `Core::poll_journal`
+/// has read them.
+#[derive(Debug, Default)]
+pub(crate) struct Frames {
+    bytes: Vec<u8>,
+    read: usize,
+}
+
+/// Appends `record`, framed, if the journal is on.
+pub(super) fn write_record(journal: &mut Option<Frames>, record: &RecordRef<'_>) {
+    if let Some(frames) = journal {
+        protocol::journal::frame(&mut frames.bytes, record);
+    }
+}
+
+/// [`write_record`] for a record the core builds whole (rare ones).
+pub(super) fn write_owned(journal: &mut Option<Frames>, record: &JournalRecord) {
+    if let Some(frames) = journal {
+        protocol::journal::frame(&mut frames.bytes, record);
+    }
+}

@@ -1,5 +1,6 @@
 //! The provider's shell: the only module in the interchange that starts or
-//! signals processes.
+//! signals processes (through `super::local` for the pool-managers a
+//! previous interchange started).
 //!
 //! A worker thread performs the provider core's [`Action`]s one at a time
 //! (`sbatch`/`squeue`/`scancel`, `qsub`/`qstat`/`qdel`, or pool-managers

@@ -105,7 +105,13 @@ mod tests {
             .spawn()
             .expect("start a shell");
         let job_id = child.id().to_string();
-        assert!(is_block_alive(&job_id, &blocks_dir));
+        // Its command line shows once the kernel has set it up, a little
+        // after spawn returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !is_block_alive(&job_id, &blocks_dir) {
+            assert!(std::time::Instant::now() < deadline, "never seen alive");
+            std::thread::sleep(POLL);
+        }
         assert!(!is_block_alive(&job_id, &dir.path().join("other")));
         // A child of this test, so it is a zombie (not alive) once stopped.
         stop_adopted(&[&job_id], &blocks_dir, Duration::from_secs(30));

@@ -689,21 +689,8 @@ fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_ca
     let (temp, keys) = temp_dir_with_keys();
     let dir = temp.path();
     let state = fake_batch_state(dir, "slurm");
-    let config = format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
-         [provider]\nkind = \"slurm\"\nnodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
-        keys = keys.display(),
-    );
-    let (mut first, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
-    client.submit("true", 2);
-    client.submit("true", 2);
-    let blocks = client.wait_status("two blocks submitted", |report| {
-        (job_ids(report) == ["1", "2"]).then(|| report.blocks.clone())
-    });
-    set_job_state(&state, 1, "RUNNING");
-    client.wait_status("block 1 running", |report| {
-        (report.blocks.first()?.state == BlockState::Running).then_some(())
-    });
+    let config = two_block_slurm_config(&keys);
+    let (mut first, client, blocks) = two_slurm_blocks_one_running(dir, &keys, &state, &config);
     first.daemon.signal(Signal::SIGTERM);
     let status = first.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
@@ -711,16 +698,12 @@ fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_ca
     assert_eq!(calls_of(&state, "scancel"), Vec::<Vec<String>>::new());
 
     let (mut second, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
-    let adopted = client.wait_status("the two blocks adopted", |report| {
-        let states: Vec<BlockState> = report.blocks.iter().map(|block| block.state).collect();
-        (job_ids(report) == ["1", "2"] && states == [BlockState::Running, BlockState::Pending])
-            .then(|| report.blocks.clone())
-    });
+    let adopted = wait_two_blocks_adopted(&mut client);
     let block_ids = |blocks: &[BlockInfo]| -> Vec<String> {
         blocks.iter().map(|block| block.block_id.clone()).collect()
     };
-    assert_eq!(block_ids(&adopted), block_ids(&blocks));
-    assert_eq!(client.status().n_queued, 2);
+    assert_eq!(block_ids(&adopted.blocks), block_ids(&blocks));
+    assert_eq!(adopted.n_queued, 2);
     assert_eq!(
         calls_of(&state, "sbatch").len(),
         2,
@@ -735,6 +718,46 @@ fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_ca
         .collect();
     cancelled.sort();
     assert_eq!(cancelled, ["1", "2"]);
+}
+
+/// The config of the adoption tests: Slurm blocks of 2 nodes, 2 at most.
+fn two_block_slurm_config(keys: &Path) -> String {
+    format!(
+        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
+         [provider]\nkind = \"slurm\"\nnodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
+        keys = keys.display(),
+    )
+}
+
+/// The interchange with `config`, two 2-node tasks queued, their two
+/// blocks submitted (jobs 1 and 2) and job 1 running; gives the blocks.
+fn two_slurm_blocks_one_running(
+    dir: &Path,
+    keys: &Path,
+    state: &Path,
+    config: &str,
+) -> (Interchange, Client, Vec<BlockInfo>) {
+    let (interchange, mut client) = start_with_fake_batch(dir, keys, "slurm", state, config);
+    client.submit("true", 2);
+    client.submit("true", 2);
+    let blocks = client.wait_status("two blocks submitted", |report| {
+        (job_ids(report) == ["1", "2"]).then(|| report.blocks.clone())
+    });
+    set_job_state(state, 1, "RUNNING");
+    client.wait_status("block 1 running", |report| {
+        (report.blocks.first()?.state == BlockState::Running).then_some(())
+    });
+    (interchange, client, blocks)
+}
+
+/// Waits until a restarted interchange lists jobs 1 and 2 again, asked
+/// about: running and pending.
+fn wait_two_blocks_adopted(client: &mut Client) -> StatusReport {
+    client.wait_status("the two blocks adopted and asked about", |report| {
+        let states: Vec<BlockState> = report.blocks.iter().map(|block| block.state).collect();
+        (job_ids(report) == ["1", "2"] && states == [BlockState::Running, BlockState::Pending])
+            .then(|| report.clone())
+    })
 }
 
 #[test]
@@ -1054,32 +1077,15 @@ fn a_restarted_interchange_adopts_its_slurm_blocks_instead_of_submitting_new_one
     let (temp, keys) = temp_dir_with_keys();
     let dir = temp.path();
     let state = fake_batch_state(dir, "slurm");
-    let config = format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
-         [provider]\nkind = \"slurm\"\nnodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
-        keys = keys.display(),
-    );
-    let (mut first, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
-    client.submit("true", 2);
-    client.submit("true", 2);
-    client.wait_status("two blocks submitted", |report| {
-        (job_ids(report) == ["1", "2"]).then_some(())
-    });
-    set_job_state(&state, 1, "RUNNING");
-    client.wait_status("block 1 running", |report| {
-        (report.blocks.first()?.state == BlockState::Running).then_some(())
-    });
+    let config = two_block_slurm_config(&keys);
+    let (mut first, client, _) = two_slurm_blocks_one_running(dir, &keys, &state, &config);
     first.daemon.signal(Signal::SIGKILL);
     first.wait_exit();
     drop(client);
     let n_squeue_before = calls_of(&state, "squeue").len();
 
     let (second, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
-    let report = client.wait_status("the two blocks adopted and asked about", |report| {
-        let states: Vec<BlockState> = report.blocks.iter().map(|block| block.state).collect();
-        (job_ids(report) == ["1", "2"] && states == [BlockState::Running, BlockState::Pending])
-            .then(|| report.clone())
-    });
+    let report = wait_two_blocks_adopted(&mut client);
     assert_eq!(report.n_queued, 2, "{report:?}");
     assert!(calls_of(&state, "squeue").len() > n_squeue_before);
     assert_eq!(

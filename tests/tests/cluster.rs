@@ -673,8 +673,28 @@ fn blocks_and_managers(report: &protocol::StatusReport) -> (BTreeSet<String>, BT
 
 #[test]
 fn an_interchange_killed_while_its_slurm_blocks_run_adopts_them_when_restarted() {
+    restarted_interchange_adopts_running_slurm_blocks(
+        "cluster-adopt",
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+#[test]
+fn an_interchange_stopped_by_sigterm_keeps_its_slurm_blocks_and_adopts_them_when_restarted() {
+    restarted_interchange_adopts_running_slurm_blocks(
+        "cluster-adopt-sigterm",
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}
+
+/// Two blocks running a task each; the interchange stopped by `signal`
+/// (SIGKILL: nothing cancels its blocks; SIGTERM: it keeps them) and
+/// restarted on the same run directory and manager address adopts them:
+/// the same jobs, their managers re-attached, no sbatch, each task run to
+/// its end once.
+fn restarted_interchange_adopts_running_slurm_blocks(name: &str, signal: nix::sys::signal::Signal) {
     let cluster_guard = cluster::acquire();
-    let scenario = Scenario::new("cluster-adopt");
+    let scenario = Scenario::new(name);
     let config = write_slurm_provider_config(&scenario, 2, 2);
     let security = Security::Curve(scenario.keygen("keys"));
     let run_dir = scenario.file("interchange-run");
@@ -705,10 +725,17 @@ fn an_interchange_killed_while_its_slurm_blocks_run_adopts_them_when_restarted()
         "squeue lists the blocks' jobs"
     );
 
-    // Killed outright: nothing cancels its blocks. Restarted on the same
-    // run directory and manager address, it adopts them.
-    first.daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    // Killed outright, nothing cancels its blocks; stopped by SIGTERM, it
+    // keeps them. Restarted on the same run directory and manager address,
+    // it adopts them.
+    first.daemon.signal(signal);
     first.daemon.wait_exit(WAIT);
+    let left = cluster_guard.job_ids();
+    assert_eq!(
+        left.len(),
+        2,
+        "the blocks' jobs are left in Slurm: {left:?}"
+    );
     let second = scenario.start_interchange_in(
         "interchange-2",
         &run_dir,

@@ -14,6 +14,11 @@
 //! by a killed manager, no task ran to its end twice but on a killed
 //! manager, and no task shell of a killed manager is left.
 //!
+//! A manager frozen with SIGSTOP (a connection open but silent) is dropped
+//! at the heartbeat threshold, gets no new task, its task is retried on
+//! another manager, and once thawed it registers again and its stale copy
+//! of the task is killed: one result per task.
+//!
 //! Until managers re-attach after a restart, a manager of a killed
 //! interchange is killed here too, so a task running at the kill is run
 //! again (lost past the heartbeat threshold, then retried): the harness
@@ -597,4 +602,96 @@ fn seeded_kill_9s_of_the_interchange_and_a_manager_at_once_leave_every_task_one_
                 .then_some(())
         });
     }
+}
+
+/// A manager whose process freezes (SIGSTOP: its connection stays open but
+/// says nothing, as a half-open one) gets no new task once the interchange
+/// drops it at the heartbeat threshold; its task is retried elsewhere per
+/// `retries` and has exactly one result; thawed (SIGCONT), it registers
+/// again, its stale copy of the task is killed, and it takes new work.
+#[test]
+fn a_frozen_manager_is_dropped_its_task_retried_elsewhere_and_reconciled_when_it_resumes() {
+    let scenario = Scenario::new("frozen-manager");
+    let run = Run::new(&scenario);
+    let interchange = run.start("interchange", &[]);
+    // It would wait 10 minutes before giving up on the interchange itself.
+    let mut options = ManagerOptions::new("frozen", &["f1"]);
+    options.extra_args = strings(&["--heartbeat-threshold", "600"]);
+    let frozen = scenario.start_manager(&interchange, options);
+    let mut client = RawClient::connect(&interchange);
+    client.wait_managers(&[frozen.manager_id]);
+
+    // First attempt: writes its pid and sleeps; a later one ends at once.
+    let (pid_file, marker) = (scenario.file("first.pid"), scenario.file("attempted"));
+    let command = format!(
+        "if [ -e '{marker}' ]; then echo retried; else touch '{marker}'; {sleep}; fi",
+        marker = marker.display(),
+        sleep = e2e::client::pid_then_sleep(&pid_file),
+    );
+    let mut submission = task(&command);
+    submission.resources = ResourceRequest::new().with("retries", 1);
+    let task_id = client.submit_one(submission);
+    let running = client.wait_running(task_id);
+    assert_eq!(running.manager_id, Some(frozen.manager_id));
+    let stale_group = e2e::client::wait_pid_file(&pid_file);
+    scenario.adopt_process_group(stale_group);
+    let spare = scenario.start_manager(&interchange, ManagerOptions::new("spare", &["s1"]));
+    client.wait_managers(&[spare.manager_id]);
+
+    frozen.daemon.signal(Signal::SIGSTOP);
+    // Dropped at the threshold (3 s here): the task runs again on the spare.
+    let result = client.wait_result(task_id, WAIT);
+    assert_completed(&result);
+    assert_eq!(result.manager_id, Some(spare.manager_id), "{result:#?}");
+    assert_eq!(stdout_of(&result), "retried\n");
+    let report = client.status();
+    assert!(
+        report
+            .managers
+            .iter()
+            .all(|info| info.manager_id != frozen.manager_id),
+        "the frozen manager is dropped: {report:#?}"
+    );
+    // New work goes to the spare only, the frozen one still frozen.
+    let meanwhile = client.submit_one(task("echo meanwhile"));
+    let meanwhile_result = client.wait_result(meanwhile, WAIT);
+    assert_completed(&meanwhile_result);
+    assert_eq!(meanwhile_result.manager_id, Some(spare.manager_id));
+    assert!(process_runs(stale_group), "the stale copy runs on, frozen");
+
+    // Thawed: it registers again; its copy of the task, which the
+    // interchange no longer has running there, is killed; the task keeps
+    // its one result; the manager takes new work.
+    frozen.daemon.signal(Signal::SIGCONT);
+    wait_for("the stale copy of the task to be killed", WAIT, || {
+        (!process_runs(stale_group)).then_some(())
+    });
+    client.wait_status("the thawed manager back, idle", WAIT, |report| {
+        report
+            .managers
+            .iter()
+            .any(|info| info.manager_id == frozen.manager_id && info.n_running_tasks == 0)
+            .then_some(())
+    });
+    assert_eq!(client.task_status(task_id).result, Some(result));
+    assert!(!client.has_result(task_id), "a second result");
+    let log = frozen.daemon.log();
+    assert!(
+        log.contains("the interchange does not know this manager; registering again"),
+        "{log}"
+    );
+    // Two one-node tasks at once: one on each manager.
+    let pair_tasks: Vec<TaskSubmission> = (0..2)
+        .map(|i| task(&format!("sleep 1; echo pair-{i}")))
+        .collect();
+    let pair: Vec<TaskId> = pair_tasks.iter().map(|task| task.task_id).collect();
+    assert_eq!(client.submit(pair_tasks), 2);
+    let mut managers: Vec<Option<ManagerId>> = pair
+        .iter()
+        .map(|task_id| client.wait_result(*task_id, WAIT).manager_id)
+        .collect();
+    managers.sort();
+    let mut expected = vec![Some(frozen.manager_id), Some(spare.manager_id)];
+    expected.sort();
+    assert_eq!(managers, expected);
 }

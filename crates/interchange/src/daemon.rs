@@ -2,8 +2,12 @@
 //! ROUTER, the ZAP socket, a signal pipe and (with a `[provider]`) the
 //! provider's wake-up socket, feeding the core and performing its outputs.
 //! With a provider, [`Provider::step`] runs after every turn (it looks at
-//! the queue and the managers, and drains idle ones through the core), and
-//! every block is cancelled when the loop ends, however it ends.
+//! the queue and the managers, and drains idle ones through the core).
+//! When the loop ends the blocks are cancelled if the work is over (a
+//! `shutdown` command) or if no next interchange could adopt them
+//! (`--no-journal`, `--exit-with-parent`); otherwise (SIGTERM, SIGINT, a
+//! failure) they are left running, recorded in the journal, for the next
+//! interchange on the run directory to adopt.
 //! With `--metrics-listen`, the core's [`interchange_core::Metrics`] are
 //! published to the metrics thread after every turn (`crate::metrics`);
 //! the loop never waits for HTTP.
@@ -19,6 +23,7 @@ use crate::durable::Durable;
 use crate::event_log::EventLog;
 use crate::metrics::{MetricsError, MetricsServer, ProcessInfo};
 use crate::provider::{Provider, ProviderContext, ProviderError};
+use crate::run_dir::{LockError, RunDirLock};
 use crate::sockets::{SendOutcome, Sockets};
 use crate::store::StoreError;
 use interchange_core::{
@@ -56,6 +61,9 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another interchange holds the run directory.
+    #[error(transparent)]
+    RunDirLocked(#[from] LockError),
     #[error("cannot set up the signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot write the ready line: {0}")]
@@ -74,7 +82,27 @@ pub enum DaemonError {
     Journal(StoreError),
 }
 
+/// The exit code when the journal cannot be written or read (a full disk,
+/// an I/O error): `EX_IOERR` of sysexits.h. Nothing the journal does not
+/// hold was confirmed to anyone; started again once the disk has room, the
+/// interchange resumes from the journal.
+pub const EXIT_JOURNAL_IO: u8 = 74;
+
 impl DaemonError {
+    /// The process's exit code: [`EXIT_JOURNAL_IO`] when the journal
+    /// cannot be written or read, 2 for a setup error, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Journal(error) | DaemonError::JournalSetup(error)
+                if error.io_failure().is_some() =>
+            {
+                EXIT_JOURNAL_IO
+            }
+            error if error.is_setup_error() => 2,
+            _ => 1,
+        }
+    }
+
     /// True for problems with how the interchange was set up (keys, CURVE,
     /// addresses, the run directory), which `main` reports with exit code 2.
     pub fn is_setup_error(&self) -> bool {
@@ -84,6 +112,7 @@ impl DaemonError {
                 | DaemonError::Transport(TransportError::NoCurve)
                 | DaemonError::Bind(_)
                 | DaemonError::RunDir { .. }
+                | DaemonError::RunDirLocked(_)
                 | DaemonError::Signals(_)
                 | DaemonError::Provider(_)
                 | DaemonError::Metrics(_)
@@ -170,6 +199,9 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         path: config.run_dir.clone(),
         source,
     })?;
+    // Held until `run` returns: no other interchange reads or writes this
+    // run directory meanwhile.
+    let _run_dir_lock = RunDirLock::take(&config.run_dir)?;
     let mut signals = SignalPipe::new(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
         .map_err(DaemonError::Signals)?;
     let mut hangups =
@@ -310,16 +342,89 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         &clock,
         &mut durable,
     );
+    if let Err(DaemonError::Journal(error)) = &outcome {
+        log_journal_failure(error);
+    }
     if let Some(provider) = provider {
-        // Every block is cancelled, however the loop ended.
-        provider.shutdown(clock.now(), &mut core);
-        perform_all(&mut core, &sockets, &clock, &mut durable)?;
+        match blocks_at_exit(config, outcome.as_ref().ok()) {
+            BlocksAtExit::Cancel(why) => {
+                tracing::info!("cancelling every block: {why}");
+                provider.shutdown(clock.now(), &mut core);
+            }
+            BlocksAtExit::Keep => provider.keep_blocks(clock.now(), &mut core),
+        }
+        // The blocks' last states to the journal; after a failure the
+        // failure is what is reported.
+        let performed = perform_all(&mut core, &sockets, &clock, &mut durable);
+        if outcome.is_ok() {
+            performed?;
+        }
     }
     if let Some(log) = event_log.as_mut() {
         log.write_from(&mut core);
     }
     sockets.close(CLOSE_LINGER);
-    outcome
+    outcome.map(|_| ())
+}
+
+/// Says why the interchange stops when its journal cannot be written, and
+/// what becomes of the work.
+fn log_journal_failure(error: &StoreError) {
+    let (path, errno) = match error.io_failure() {
+        Some((path, errno)) => (path.display().to_string(), errno),
+        None => (String::new(), None),
+    };
+    tracing::error!(
+        journal = %path,
+        errno,
+        %error,
+        exit_code = EXIT_JOURNAL_IO,
+        "the journal cannot be written: exiting, as nothing more can be made durable; \
+         no client was told of a task or result the journal does not hold; managers keep \
+         their tasks and blocks keep running; once the disk has room, start the interchange \
+         again on this run directory (it resumes from the journal)"
+    );
+}
+
+/// How the poll loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// A `shutdown` command completed: the work is over.
+    Shutdown,
+    /// SIGTERM or SIGINT (systemd's stop or restart): the work goes on
+    /// without the interchange and resumes with the next one.
+    Signal,
+}
+
+/// What becomes of the provider's blocks when the interchange exits.
+#[derive(Debug, PartialEq, Eq)]
+enum BlocksAtExit {
+    /// Cancelled (scancel, qdel, SIGTERM to local pool-managers), for the
+    /// reason given.
+    Cancel(&'static str),
+    /// Left running for the next interchange on this run directory, which
+    /// adopts them from the journal.
+    Keep,
+}
+
+/// Blocks are kept whenever a next interchange can adopt them: the
+/// journal records them, the work was not ended by `shutdown`, and no
+/// parent owns the interchange (`--exit-with-parent`: its parent is gone,
+/// nothing starts it again). `ending` is `None` when the loop failed (a
+/// crash, a journal that cannot be written), which keeps them as a kill -9
+/// would.
+fn blocks_at_exit(config: &Config, ending: Option<&Ending>) -> BlocksAtExit {
+    if ending == Some(&Ending::Shutdown) {
+        BlocksAtExit::Cancel("the shutdown command ends the work")
+    } else if !config.journal {
+        BlocksAtExit::Cancel(
+            "without a journal (--no-journal) no next interchange could adopt them",
+        )
+    } else if config.exit_with_parent {
+        BlocksAtExit::Cancel("the interchange runs for its parent (--exit-with-parent)")
+    } else {
+        BlocksAtExit::Keep
+    }
 }
 
 /// `path` made absolute (blocks run elsewhere); as given if that fails.
@@ -428,7 +533,7 @@ fn event_loop(
     observers: Observers<'_>,
     clock: &Clock,
     durable: &mut Durable,
-) -> Result<(), DaemonError> {
+) -> Result<Ending, DaemonError> {
     let Observers {
         metrics,
         mut event_log,
@@ -453,7 +558,7 @@ fn event_loop(
         }
         if exits {
             tracing::info!("interchange exits");
-            return Ok(());
+            return Ok(Ending::Shutdown);
         }
         if let Some(metrics) = metrics {
             metrics.publish(core.metrics());
@@ -480,7 +585,7 @@ fn event_loop(
             if let Some(log) = event_log.as_deref_mut() {
                 log.write_from(core);
             }
-            return Ok(());
+            return Ok(Ending::Signal);
         }
         if readiness.extra_fds.get(1) == Some(&true) {
             signals.reload(sockets);

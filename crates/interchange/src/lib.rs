@@ -14,6 +14,8 @@
 //!   written as JSON lines after every turn of the poll loop.
 //! - [`store`]: the journal under `<run-dir>/journal/` (durable state:
 //!   framed records, group commit, compaction, torn tails dropped).
+//! - [`run_dir`]: the run directory's lock (one interchange per run
+//!   directory).
 //! - [`durable`]: the journal as the poll loop uses it: recovery at
 //!   start, each turn's records to the writer thread, outputs held until
 //!   their records are on disk.
@@ -26,5 +28,6 @@ pub mod durable;
 pub mod event_log;
 pub mod metrics;
 pub mod provider;
+pub mod run_dir;
 pub mod sockets;
 pub mod store;

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("interchange: {error}");
-            ExitCode::from(if error.is_setup_error() { 2 } else { 1 })
+            ExitCode::from(error.exit_code())
         }
     }
 }

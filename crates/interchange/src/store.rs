@@ -55,6 +55,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The file the error is about, and the OS error number, for an I/O
+    /// error (`ENOSPC`: 28, a full disk).
+    pub fn io_failure(&self) -> Option<(&Path, Option<i32>)> {
+        match self {
+            StoreError::Io { path, source } => Some((path, source.raw_os_error())),
+            StoreError::Version { .. } | StoreError::NotAJournal { .. } => None,
+        }
+    }
+
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
         move |source| StoreError::Io {
             path: path.to_path_buf(),
@@ -184,6 +193,36 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(StoreError::io(dir))
 }
 
+/// Writes a new segment's header and the snapshot `write` gives to
+/// `temporary`, synced; gives its length.
+fn write_snapshot(
+    temporary: &Path,
+    write: impl FnOnce(&mut dyn FnMut(JournalRecord)),
+) -> Result<u64, StoreError> {
+    let file = File::create(temporary).map_err(StoreError::io(temporary))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let mut failure = writer.write_all(&header()).err();
+    let mut n_bytes = HEADER_BYTES as u64;
+    let mut buffer = Vec::new();
+    write(&mut |record| {
+        if failure.is_some() {
+            return;
+        }
+        buffer.clear();
+        frame(&mut buffer, &record);
+        n_bytes += buffer.len() as u64;
+        failure = writer.write_all(&buffer).err();
+    });
+    if let Some(error) = failure {
+        return Err(StoreError::io(temporary)(error));
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|error| StoreError::io(temporary)(error.into_error()))?;
+    file.sync_all().map_err(StoreError::io(temporary))?;
+    Ok(n_bytes)
+}
+
 impl Store {
     /// Reads the newest segment of the journal in `dir` (none if `dir` has
     /// no segment). A torn tail is reported in [`Loaded::torn`], not an
@@ -230,28 +269,14 @@ impl Store {
         let segment = after.map_or(1, |number| number + 1);
         let path = dir.join(segment_name(segment));
         let temporary = path.with_extension("log.tmp");
-        let file = File::create(&temporary).map_err(StoreError::io(&temporary))?;
-        let mut writer = BufWriter::with_capacity(1 << 20, file);
-        let mut failure = writer.write_all(&header()).err();
-        let mut n_bytes = HEADER_BYTES as u64;
-        let mut buffer = Vec::new();
-        write(&mut |record| {
-            if failure.is_some() {
-                return;
+        let n_bytes = match write_snapshot(&temporary, write) {
+            Ok(n_bytes) => n_bytes,
+            Err(error) => {
+                // A half-written snapshot (a full disk) gives its space back.
+                let _ = std::fs::remove_file(&temporary);
+                return Err(error);
             }
-            buffer.clear();
-            frame(&mut buffer, &record);
-            n_bytes += buffer.len() as u64;
-            failure = writer.write_all(&buffer).err();
-        });
-        if let Some(error) = failure {
-            return Err(StoreError::io(&temporary)(error));
-        }
-        let file = writer
-            .into_inner()
-            .map_err(|error| StoreError::io(&temporary)(error.into_error()))?;
-        file.sync_all().map_err(StoreError::io(&temporary))?;
-        drop(file);
+        };
         std::fs::rename(&temporary, &path).map_err(StoreError::io(&path))?;
         sync_dir(dir)?;
         Store::reopen(dir, segment, n_bytes, n_bytes)

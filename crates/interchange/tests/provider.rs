@@ -28,6 +28,8 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Interchange {
     daemon: Daemon,
     client_url: String,
+    /// As bound (a restart listens on it again, for the blocks to find it).
+    manager_url: String,
 }
 
 impl Interchange {
@@ -52,6 +54,7 @@ impl Interchange {
         Self {
             daemon,
             client_url: ready.client_url,
+            manager_url: ready.manager_url,
         }
     }
 
@@ -639,16 +642,122 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
         "{message}"
     );
 
-    // SIGTERM: the block left (job 2) is cancelled, and the interchange
-    // exits 0. (The backoff held a replacement for job 1 back.)
+    // SIGTERM stops the interchange and keeps the work: the block left
+    // (job 2) is not cancelled (the next interchange on the run directory
+    // adopts it), and the interchange exits 0. (The backoff held a
+    // replacement for job 1 back.)
+    interchange.daemon.signal(Signal::SIGTERM);
+    let status = interchange.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(calls_of(&state, "scancel"), Vec::<Vec<String>>::new());
+    assert!(interchange.daemon.log().contains("blocks kept running"));
+    assert_eq!(calls_of(&state, "sbatch").len(), 2, "{:?}", calls(&state));
+}
+
+#[test]
+fn without_a_journal_sigterm_cancels_the_blocks() {
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "slurm");
+    let config = format!(
+        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\njournal = false\n\
+         manager_listen = \"tcp://127.0.0.1:0\"\n\
+         [provider]\nkind = \"slurm\"\nnodes_per_block = 1\nmax_blocks = 1\npoll_period = 0.2\n",
+        keys = keys.display(),
+    );
+    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    client.submit("true", 1);
+    client.wait_status("a block submitted", |report| {
+        (job_ids(report) == ["1"]).then_some(())
+    });
+    // Nothing could adopt the block after a restart: SIGTERM cancels it.
     interchange.daemon.signal(Signal::SIGTERM);
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(
         calls_of(&state, "scancel"),
-        vec![vec!["scancel".to_owned(), "2".to_owned()]]
+        vec![vec!["scancel".to_owned(), "1".to_owned()]]
     );
-    assert_eq!(calls_of(&state, "sbatch").len(), 2, "{:?}", calls(&state));
+    assert!(interchange
+        .daemon
+        .log()
+        .contains("without a journal (--no-journal) no next interchange could adopt them"));
+}
+
+#[test]
+fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_cancels_them() {
+    let (temp, keys) = temp_dir_with_keys();
+    let dir = temp.path();
+    let state = fake_batch_state(dir, "slurm");
+    let config = two_block_slurm_config(&keys);
+    let (mut first, client, blocks) = two_slurm_blocks_one_running(dir, &keys, &state, &config);
+    first.daemon.signal(Signal::SIGTERM);
+    let status = first.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    drop(client);
+    assert_eq!(calls_of(&state, "scancel"), Vec::<Vec<String>>::new());
+
+    let (mut second, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    let adopted = wait_two_blocks_adopted(&mut client);
+    let block_ids = |blocks: &[BlockInfo]| -> Vec<String> {
+        blocks.iter().map(|block| block.block_id.clone()).collect()
+    };
+    assert_eq!(block_ids(&adopted.blocks), block_ids(&blocks));
+    assert_eq!(adopted.n_queued, 2);
+    assert_eq!(
+        calls_of(&state, "sbatch").len(),
+        2,
+        "no block submitted anew: {:?}",
+        calls(&state)
+    );
+    // `shutdown` ends the work: both jobs are cancelled.
+    second.shut_down(&mut client);
+    let mut cancelled: Vec<String> = calls_of(&state, "scancel")
+        .into_iter()
+        .flat_map(|call| call.into_iter().skip(1))
+        .collect();
+    cancelled.sort();
+    assert_eq!(cancelled, ["1", "2"]);
+}
+
+/// The config of the adoption tests: Slurm blocks of 2 nodes, 2 at most.
+fn two_block_slurm_config(keys: &Path) -> String {
+    format!(
+        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
+         [provider]\nkind = \"slurm\"\nnodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
+        keys = keys.display(),
+    )
+}
+
+/// The interchange with `config`, two 2-node tasks queued, their two
+/// blocks submitted (jobs 1 and 2) and job 1 running; gives the blocks.
+fn two_slurm_blocks_one_running(
+    dir: &Path,
+    keys: &Path,
+    state: &Path,
+    config: &str,
+) -> (Interchange, Client, Vec<BlockInfo>) {
+    let (interchange, mut client) = start_with_fake_batch(dir, keys, "slurm", state, config);
+    client.submit("true", 2);
+    client.submit("true", 2);
+    let blocks = client.wait_status("two blocks submitted", |report| {
+        (job_ids(report) == ["1", "2"]).then(|| report.blocks.clone())
+    });
+    set_job_state(state, 1, "RUNNING");
+    client.wait_status("block 1 running", |report| {
+        (report.blocks.first()?.state == BlockState::Running).then_some(())
+    });
+    (interchange, client, blocks)
+}
+
+/// Waits until a restarted interchange lists jobs 1 and 2 again, asked
+/// about: running and pending.
+fn wait_two_blocks_adopted(client: &mut Client) -> StatusReport {
+    client.wait_status("the two blocks adopted and asked about", |report| {
+        let states: Vec<BlockState> = report.blocks.iter().map(|block| block.state).collect();
+        (job_ids(report) == ["1", "2"] && states == [BlockState::Running, BlockState::Pending])
+            .then(|| report.clone())
+    })
 }
 
 #[test]
@@ -867,10 +976,37 @@ fn local_blocks_start_run_tasks_idle_out_and_none_is_left_after_shutdown() {
     assert!(left.is_empty(), "processes left: {left:?}");
 }
 
+/// Whether process `pid` runs (exists and is no zombie: an orphan whose
+/// reaper has not reaped it yet has ended).
+fn pid_alive(pid: &str) -> bool {
+    std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// Kills the process group of a local pool-manager when dropped (it was
+/// started in a group of its own, and outlives the interchange that
+/// started it).
+struct KillGroupOnDrop(String);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Ok(pgid) = self.0.parse::<i32>() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
 #[test]
-fn sigterm_stops_the_local_blocks_with_the_interchange() {
-    let (temp, mut interchange, mut client) = start_local(1);
+fn sigterm_keeps_the_local_blocks_and_a_restart_adopts_them_without_starting_new_ones() {
+    let pool_manager = pool_manager_binary();
+    let (temp, keys) = temp_dir_with_keys();
     let dir = temp.path();
+    let config = local_config(dir, &keys, &pool_manager, 1);
+    let mut first = Interchange::start(dir, &config, None, &[]);
+    let mut client = Client::connect(&first.client_url, &keys);
     // A task that runs until the block is stopped.
     client.submit("sleep 600", 1);
     let block = client.wait_status("the block's manager runs the task", |report| {
@@ -878,14 +1014,54 @@ fn sigterm_stops_the_local_blocks_with_the_interchange() {
             .then(|| report.blocks.first().cloned())
             .flatten()
     });
+    let _kill_block = KillGroupOnDrop(block.job_id.clone());
     assert_eq!(block.state, BlockState::Connected);
-    assert!(pid_exists(&block.job_id));
+    assert!(pid_alive(&block.job_id));
 
-    interchange.daemon.signal(Signal::SIGTERM);
-    let status = interchange.wait_exit();
+    // SIGTERM stops the interchange and keeps the work: the pool-manager
+    // and its task run on.
+    first.daemon.signal(Signal::SIGTERM);
+    let status = first.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
+    drop(client);
     assert!(
-        !pid_exists(&block.job_id),
+        pid_alive(&block.job_id),
+        "pool-manager {} stopped",
+        block.job_id
+    );
+    assert!(first.daemon.log().contains("blocks kept running"));
+
+    // Restarted on the same run directory and manager address: the same
+    // block is adopted, its manager registers again with its task, and no
+    // pool-manager is started anew.
+    let config = config.replace(
+        "manager_listen = \"tcp://0.0.0.0:0\"",
+        &format!("manager_listen = \"{}\"", first.manager_url),
+    );
+    let mut second = Interchange::start(dir, &config, None, &[]);
+    let mut client = Client::connect(&second.client_url, &keys);
+    let adopted = client.wait_status(
+        "the block adopted, its manager back with its task",
+        |report| {
+            (report.n_running == 1
+                && report.blocks.len() == 1
+                && report.blocks[0].state == BlockState::Connected)
+                .then(|| report.blocks[0].clone())
+        },
+    );
+    assert_eq!(
+        (adopted.block_id.as_str(), adopted.job_id.as_str()),
+        (block.block_id.as_str(), block.job_id.as_str())
+    );
+    let log = second.daemon.log();
+    assert!(log.contains("adopted a block"), "{log}");
+    assert!(!log.contains("pool-manager started on this host"), "{log}");
+
+    // `shutdown` ends the work: the adopted pool-manager is stopped, its
+    // task killed, and nothing of this test's blocks is left.
+    second.shut_down(&mut client);
+    assert!(
+        !pid_alive(&block.job_id),
         "pool-manager {} left",
         block.job_id
     );
@@ -901,32 +1077,15 @@ fn a_restarted_interchange_adopts_its_slurm_blocks_instead_of_submitting_new_one
     let (temp, keys) = temp_dir_with_keys();
     let dir = temp.path();
     let state = fake_batch_state(dir, "slurm");
-    let config = format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
-         [provider]\nkind = \"slurm\"\nnodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
-        keys = keys.display(),
-    );
-    let (mut first, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
-    client.submit("true", 2);
-    client.submit("true", 2);
-    client.wait_status("two blocks submitted", |report| {
-        (job_ids(report) == ["1", "2"]).then_some(())
-    });
-    set_job_state(&state, 1, "RUNNING");
-    client.wait_status("block 1 running", |report| {
-        (report.blocks.first()?.state == BlockState::Running).then_some(())
-    });
+    let config = two_block_slurm_config(&keys);
+    let (mut first, client, _) = two_slurm_blocks_one_running(dir, &keys, &state, &config);
     first.daemon.signal(Signal::SIGKILL);
     first.wait_exit();
     drop(client);
     let n_squeue_before = calls_of(&state, "squeue").len();
 
     let (second, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
-    let report = client.wait_status("the two blocks adopted and asked about", |report| {
-        let states: Vec<BlockState> = report.blocks.iter().map(|block| block.state).collect();
-        (job_ids(report) == ["1", "2"] && states == [BlockState::Running, BlockState::Pending])
-            .then(|| report.clone())
-    });
+    let report = wait_two_blocks_adopted(&mut client);
     assert_eq!(report.n_queued, 2, "{report:?}");
     assert!(calls_of(&state, "squeue").len() > n_squeue_before);
     assert_eq!(

@@ -1,5 +1,6 @@
 //! The provider's shell: the only module in the interchange that starts or
-//! signals processes.
+//! signals processes (through `super::local` for the pool-managers a
+//! previous interchange started).
 //!
 //! A worker thread performs the provider core's [`Action`]s one at a time
 //! (`sbatch`/`squeue`/`scancel`, `qsub`/`qstat`/`qdel`, or pool-managers
@@ -12,8 +13,10 @@
 //! The worker remembers every job it submitted and has not seen end; when it
 //! stops it cancels those that are left (the jobs of blocks whose
 //! submission was still under way at shutdown, for one), and a local
-//! provider's pool-managers are always terminated and reaped before it
-//! returns.
+//! provider's pool-managers are terminated and reaped before it returns;
+//! when it is told to keep them ([`BatchShell::keep`]) it leaves every job
+//! and pool-manager running for the next interchange to adopt
+//! (`super::local`).
 
 use super::script::{render, ScriptValues};
 use crate::config::ProviderKind;
@@ -88,7 +91,11 @@ pub enum Answer {
 
 enum Request {
     Perform(Action),
+    /// Finish, cancel the jobs left, stop.
     Stop,
+    /// Finish and stop, leaving every job running (for the next
+    /// interchange to adopt).
+    Keep,
 }
 
 /// A command that did not do its job.
@@ -194,11 +201,21 @@ impl BatchShell {
     /// Lets the worker finish what it was given, cancel what is left and
     /// stop; waits at most `bound`. False if it did not finish in time.
     pub fn stop(&mut self, bound: Duration) -> bool {
+        self.finish(Request::Stop, bound)
+    }
+
+    /// Lets the worker finish what it was given and stop, leaving every
+    /// job (and local pool-manager) running; waits at most `bound`.
+    pub fn keep(&mut self, bound: Duration) -> bool {
+        self.finish(Request::Keep, bound)
+    }
+
+    fn finish(&mut self, request: Request, bound: Duration) -> bool {
         if self.stopped {
             return true;
         }
         self.stopped = true;
-        let _ = self.requests.send(Request::Stop);
+        let _ = self.requests.send(request);
         match self.finished.recv_timeout(bound) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 if let Some(handle) = self.worker.take() {
@@ -241,7 +258,12 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, requests: mpsc::Receiver<Request>) {
-        while let Ok(Request::Perform(action)) = requests.recv() {
+        let cancel_left = loop {
+            let action = match requests.recv() {
+                Ok(Request::Perform(action)) => action,
+                Ok(Request::Keep) => break false,
+                Ok(Request::Stop) | Err(_) => break true,
+            };
             let answer = match action {
                 Action::Submit { block_id, n_nodes } => {
                     let outcome = self
@@ -264,12 +286,14 @@ impl Worker {
                 }
             };
             if self.answers.send(answer).is_err() {
-                break;
+                break true;
             }
             // A full socket already wakes the daemon.
             let _ = self.wake.write(&[1]);
+        };
+        if cancel_left {
+            self.sweep();
         }
-        self.sweep();
     }
 
     /// Cancels every job still alive (at stop).
@@ -409,6 +433,10 @@ impl Worker {
         let mut states = Vec::new();
         for job_id in job_ids {
             let Some(job) = self.children.get_mut(job_id) else {
+                // A pool-manager of the previous interchange, adopted.
+                if super::local::is_block_alive(job_id, &self.settings.blocks_dir) {
+                    states.push((job_id.clone(), JobState::Running));
+                }
                 continue;
             };
             match job.child.try_wait() {
@@ -457,6 +485,15 @@ impl Worker {
     /// its tasks, then exits), SIGKILL to the groups left after the grace;
     /// every one reaped.
     fn stop_local(&mut self, job_ids: &[String]) {
+        let adopted: Vec<&String> = job_ids
+            .iter()
+            .filter(|job_id| !self.children.contains_key(*job_id))
+            .collect();
+        super::local::stop_adopted(
+            &adopted,
+            &self.settings.blocks_dir,
+            self.settings.kill_grace,
+        );
         let mut stopping: Vec<(String, LocalJob)> = job_ids
             .iter()
             .filter_map(|job_id| {

@@ -10,11 +10,17 @@
 //! - [`batch`]: the shell, a worker thread that runs the batch commands or
 //!   starts local pool-managers; the only module that spawns processes.
 //!
+//! - [`local`]: the local provider's pool-managers of a previous
+//!   interchange, adopted (found and stopped by pid).
+//!
 //! [`Provider`] ties them to the interchange core for the daemon: one
-//! [`Provider::step`] per turn of the poll loop, [`Provider::shutdown`] at
-//! the end.
+//! [`Provider::step`] per turn of the poll loop, and at the end
+//! [`Provider::shutdown`] (every block cancelled: the work is over) or
+//! [`Provider::keep_blocks`] (every block left running for the next
+//! interchange, which adopts them from the journal).
 
 pub mod batch;
+pub mod local;
 pub mod script;
 
 use self::batch::{Answer, BatchShell, ShellSettings};
@@ -22,7 +28,7 @@ use self::script::ScriptValues;
 use crate::config::{ProviderConfig, ProviderKind};
 use interchange_core::provider::{Action, ProviderCore, ProviderSettings};
 use interchange_core::Core;
-use protocol::{BlockInfo, UnixTime};
+use protocol::{BlockInfo, BlockState, UnixTime};
 use seam::Time;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -232,17 +238,9 @@ impl Provider {
             },
             now,
         );
-        if config.kind == ProviderKind::Local {
-            // Local pool-managers die with the interchange's worker: there
-            // is nothing to adopt.
-            if !context.adopt.is_empty() {
-                tracing::info!(
-                    "local blocks of the previous run are not adopted (they were this process's children)"
-                );
-            }
-        } else {
-            core.adopt(now, &context.adopt);
-        }
+        // Local pool-managers left running by the previous interchange are
+        // adopted as batch jobs are (found by pid, see `local`).
+        core.adopt(now, &context.adopt);
         let shell = BatchShell::start(settings).map_err(ProviderError::Worker)?;
         Ok(Self { core, shell })
     }
@@ -267,6 +265,40 @@ impl Provider {
         self.core
             .handle_tick(now, &core.demand(), &core.managers_view());
         self.perform(now, core);
+    }
+
+    /// Leaves every block running for the next interchange on this run
+    /// directory, which adopts them from the journal (the blocks' last
+    /// states are in it already); waits (bounded) for the worker to finish
+    /// what it was doing.
+    /// A submission still under way finishes first, and its job id goes to
+    /// `core` (so into the journal) like the others.
+    pub fn keep_blocks(mut self, now: Time, core: &mut Core) {
+        self.shell.keep(STOP_BOUND);
+        while let Some(answer) = self.shell.poll_answer() {
+            self.handle_answer(now, answer);
+        }
+        if self.core.take_changed() {
+            core.set_blocks(now, self.core.blocks());
+        }
+        let kept: Vec<String> = self
+            .core
+            .blocks()
+            .into_iter()
+            .filter(|block| {
+                matches!(
+                    block.state,
+                    BlockState::Pending | BlockState::Running | BlockState::Connected
+                ) && !block.job_id.is_empty()
+            })
+            .map(|block| block.job_id)
+            .collect();
+        tracing::info!(
+            n_blocks = kept.len(),
+            jobs = ?kept,
+            "blocks kept running: their pool-managers keep their tasks, and the next interchange \
+             on this run directory adopts them (`rhtex shutdown` ends them)"
+        );
     }
 
     /// Cancels every block and waits (bounded) for the worker to finish.

@@ -1,4 +1,5 @@
 use super::*;
+use protocol::Launcher;
 
 fn flags(args: &[&str]) -> Flags {
     let mut argv = vec!["interchange"];

@@ -18,14 +18,18 @@ fn home() -> Environment {
     }
 }
 
+/// The configuration from `args` alone, in [`home`].
+fn resolve_flags(args: &[&str]) -> Result<Config, ConfigError> {
+    Config::resolve(flags(args), FileConfig::default(), &home())
+}
+
 fn file(text: &str) -> Result<FileConfig, ConfigError> {
     parse_file(Path::new("test.toml"), text)
 }
 
 #[test]
 fn defaults() {
-    let config =
-        Config::resolve(flags(&[]), FileConfig::default(), &home()).expect("defaults are valid");
+    let config = resolve_flags(&[]).expect("defaults are valid");
     assert_eq!(
         config,
         Config {
@@ -63,8 +67,7 @@ fn defaults() {
 
 #[test]
 fn the_event_log_from_the_file_or_flags() {
-    let config =
-        Config::resolve(flags(&["--no-events"]), FileConfig::default(), &home()).expect("valid");
+    let config = resolve_flags(&["--no-events"]).expect("valid");
     assert_eq!(config.events, None);
     let config = Config::resolve(
         flags(&[]),
@@ -86,12 +89,7 @@ fn the_event_log_from_the_file_or_flags() {
             max_bytes: 2 * 1024 * 1024,
         })
     );
-    let error = Config::resolve(
-        flags(&["--events-max-mib", "0"]),
-        FileConfig::default(),
-        &home(),
-    )
-    .expect_err("0 MiB is refused");
+    let error = resolve_flags(&["--events-max-mib", "0"]).expect_err("0 MiB is refused");
     assert_eq!(
         error.to_string(),
         "events_max_mib must be between 1 and 1048576, got 0"
@@ -154,16 +152,12 @@ fn payload_limits_come_from_flags_or_the_file() {
     assert_eq!(config.max_task_input_bytes, 1000);
     assert_eq!(config.max_task_output_bytes, 5);
     assert_eq!(config.max_queued_input_bytes, 3 * 1024 * 1024);
-    let error = Config::resolve(
-        flags(&[
-            "--max-task-input-bytes",
-            "2097153",
-            "--max-queued-input-mib",
-            "2",
-        ]),
-        FileConfig::default(),
-        &home(),
-    )
+    let error = resolve_flags(&[
+        "--max-task-input-bytes",
+        "2097153",
+        "--max-queued-input-mib",
+        "2",
+    ])
     .expect_err("a task input limit above the budget is refused");
     assert_eq!(
         error.to_string(),
@@ -178,25 +172,17 @@ fn message_and_node_limits_come_from_flags_or_the_file() {
     let config = Config::resolve(flags(&[]), file, &home()).expect("valid");
     assert_eq!(config.max_message_bytes, 100 * 1024 * 1024);
     assert_eq!(config.max_manager_nodes, 8);
-    let config = Config::resolve(
-        flags(&["--max-message-mib", "30", "--max-manager-nodes", "2"]),
-        FileConfig::default(),
-        &home(),
-    )
-    .expect("valid");
+    let config =
+        resolve_flags(&["--max-message-mib", "30", "--max-manager-nodes", "2"]).expect("valid");
     assert_eq!(config.max_message_bytes, 30 * 1024 * 1024);
     assert_eq!(config.max_manager_nodes, 2);
     // The message limit must hold the largest task input.
-    let error = Config::resolve(
-        flags(&[
-            "--max-message-mib",
-            "64",
-            "--max-task-input-bytes",
-            "67108864",
-        ]),
-        FileConfig::default(),
-        &home(),
-    )
+    let error = resolve_flags(&[
+        "--max-message-mib",
+        "64",
+        "--max-task-input-bytes",
+        "67108864",
+    ])
     .expect_err("a message limit below the input limit is refused");
     assert_eq!(
         error.to_string(),
@@ -204,22 +190,13 @@ fn message_and_node_limits_come_from_flags_or_the_file() {
              task input or output and the rest of the task (max_task_input_bytes = 67108864, \
              max_task_output_bytes = 16777216), so give at least 72 MiB"
     );
-    let error = Config::resolve(
-        flags(&["--max-message-mib", "8"]),
-        FileConfig::default(),
-        &home(),
-    )
-    .expect_err("too small for a submit chunk");
+    let error =
+        resolve_flags(&["--max-message-mib", "8"]).expect_err("too small for a submit chunk");
     assert!(
         error.to_string().contains("give at least 24 MiB"),
         "{error}"
     );
-    let error = Config::resolve(
-        flags(&["--max-manager-nodes", "0"]),
-        FileConfig::default(),
-        &home(),
-    )
-    .expect_err("zero nodes");
+    let error = resolve_flags(&["--max-manager-nodes", "0"]).expect_err("zero nodes");
     assert_eq!(
         error.to_string(),
         "max_manager_nodes must be at least 1, got 0"
@@ -272,7 +249,7 @@ fn bad_values_are_refused_with_clear_messages() {
         (&["--log-level", "loud"], "unknown log level \"loud\""),
     ];
     for (args, fragment) in cases {
-        match Config::resolve(flags(args), FileConfig::default(), &home()) {
+        match resolve_flags(args) {
             Ok(config) => panic!("{args:?} accepted: {config:?}"),
             Err(error) => assert!(error.to_string().contains(fragment), "{args:?}: {error}"),
         }
@@ -303,11 +280,7 @@ fn metrics_listen_from_the_file_or_a_flag() {
         config.metrics_listen,
         Some(SocketAddr::from(([0, 0, 0, 0], 9100)))
     );
-    match Config::resolve(
-        flags(&["--metrics-listen", "http://host:1"]),
-        FileConfig::default(),
-        &home(),
-    ) {
+    match resolve_flags(&["--metrics-listen", "http://host:1"]) {
         Ok(config) => panic!("accepted: {config:?}"),
         Err(error) => assert!(
             error
@@ -484,12 +457,8 @@ fn admins_and_the_queued_task_budget_come_from_file_or_flags() {
         ["alice", "bob"]
     );
     assert_eq!(config.max_queued_task_bytes, 32 * 1024 * 1024);
-    let config = Config::resolve(
-        flags(&["--admin", "carol", "--max-queued-task-mib", "16"]),
-        FileConfig::default(),
-        &home(),
-    )
-    .expect("valid");
+    let config =
+        resolve_flags(&["--admin", "carol", "--max-queued-task-mib", "16"]).expect("valid");
     assert_eq!(config.admins.iter().collect::<Vec<_>>(), ["carol"]);
     for (arguments, needle) in [
         (
@@ -498,8 +467,7 @@ fn admins_and_the_queued_task_budget_come_from_file_or_flags() {
         ),
         (&["--max-queued-task-mib", "15"][..], "must be from 16"),
     ] {
-        let error =
-            Config::resolve(flags(arguments), FileConfig::default(), &home()).expect_err("refused");
+        let error = resolve_flags(arguments).expect_err("refused");
         assert!(error.to_string().contains(needle), "{error}");
     }
 }

@@ -8,22 +8,11 @@
 
 mod common;
 
+use common::{rhtex, TIMEOUT};
+
 use client::{BuildError, Client, ClientError, ClientSecurity, TaskBuilder};
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_ENV_VARS, SUBMIT_CHUNK_BYTES};
 use protocol::LimitError;
-use std::process::Output;
-use std::time::Duration;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn rhtex(args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rhtex"));
-    command
-        .args(args)
-        .env_remove("RHTEX_INTERCHANGE")
-        .env_remove("RUST_LOG");
-    testkit::run_bounded(&format!("rhtex {:?}", &args[..2]), &mut command, TIMEOUT)
-}
 
 #[test]
 fn insecure_warns_on_stderr() {

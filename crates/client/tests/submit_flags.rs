@@ -10,25 +10,11 @@
 
 mod common;
 
-use common::start_interchange;
+use common::{rhtex, start_interchange, TIMEOUT};
 
 use client::{Client, ClientSecurity, TaskBuilder};
 use protocol::{SpecValue, TaskId};
-use std::process::Output;
 use std::time::Duration;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Runs `rhtex ARGS` in its own process group with no interchange from the
-/// environment, bounded by [`TIMEOUT`] (then its group is killed).
-fn rhtex(args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rhtex"));
-    command
-        .args(args)
-        .env_remove("RHTEX_INTERCHANGE")
-        .env_remove("RUST_LOG");
-    testkit::run_bounded(&format!("rhtex {args:?}"), &mut command, TIMEOUT)
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

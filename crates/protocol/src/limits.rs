@@ -272,6 +272,13 @@ mod tests {
         TaskSubmission::new(TaskId::new_random(), "true")
     }
 
+    /// The error for a plain task that `change` takes past a bound.
+    fn refused(change: impl FnOnce(&mut TaskSubmission)) -> LimitError {
+        let mut task = submission();
+        change(&mut task);
+        check_submission(&task).expect_err("past a bound")
+    }
+
     #[test]
     fn a_plain_task_is_within_every_bound() {
         assert_eq!(check_submission(&submission()), Ok(()));
@@ -279,9 +286,7 @@ mod tests {
 
     #[test]
     fn each_per_task_bound_names_itself_and_its_value() {
-        let mut long_command = submission();
-        long_command.command = "x".repeat(MAX_COMMAND_BYTES + 1);
-        let error = check_submission(&long_command).expect_err("past a bound");
+        let error = refused(|task| task.command = "x".repeat(MAX_COMMAND_BYTES + 1));
         assert_eq!(
             error,
             LimitError::Command {
@@ -295,11 +300,11 @@ mod tests {
         exact_command.command = "x".repeat(MAX_COMMAND_BYTES);
         assert_eq!(check_submission(&exact_command), Ok(()));
 
-        let mut many_vars = submission();
-        for index in 0..=MAX_ENV_VARS {
-            many_vars.env.insert(format!("V{index}"), String::new());
-        }
-        let error = check_submission(&many_vars).expect_err("past a bound");
+        let error = refused(|task| {
+            for index in 0..=MAX_ENV_VARS {
+                task.env.insert(format!("V{index}"), String::new());
+            }
+        });
         assert_eq!(
             error,
             LimitError::EnvVars {
@@ -308,11 +313,9 @@ mod tests {
         );
         assert!(error.to_string().contains("4096"));
 
-        let mut big_env = submission();
-        big_env
-            .env
-            .insert("BIG".to_owned(), "y".repeat(MAX_ENV_BYTES));
-        let error = check_submission(&big_env).expect_err("past a bound");
+        let error = refused(|task| {
+            task.env.insert("BIG".to_owned(), "y".repeat(MAX_ENV_BYTES));
+        });
         assert_eq!(
             error,
             LimitError::EnvBytes {
@@ -321,25 +324,25 @@ mod tests {
         );
         assert!(error.to_string().contains("max_env_bytes"));
 
-        let mut options = submission();
-        options.resources = ResourceRequest::new().with(
-            "launcher_options",
-            "o".repeat(MAX_LAUNCHER_OPTIONS_BYTES + 1),
-        );
-        assert!(check_submission(&options)
-            .expect_err("past a bound")
+        let error = refused(|task| {
+            task.resources = ResourceRequest::new().with(
+                "launcher_options",
+                "o".repeat(MAX_LAUNCHER_OPTIONS_BYTES + 1),
+            );
+        });
+        assert!(error
             .to_string()
             .contains("launcher_options has 65537 bytes"));
 
         for field in ["cwd", "stdout", "stderr"] {
-            let mut path = submission();
-            let long = Some("/".repeat(MAX_PATH_BYTES + 1));
-            match field {
-                "cwd" => path.cwd = long,
-                "stdout" => path.stdout = long,
-                _ => path.stderr = long,
-            }
-            let error = check_submission(&path).expect_err("past a bound");
+            let error = refused(|task| {
+                let long = Some("/".repeat(MAX_PATH_BYTES + 1));
+                match field {
+                    "cwd" => task.cwd = long,
+                    "stdout" => task.stdout = long,
+                    _ => task.stderr = long,
+                }
+            });
             assert_eq!(
                 error,
                 LimitError::Path {

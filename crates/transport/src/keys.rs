@@ -538,6 +538,14 @@ fn client_identities(dir: &Path) -> String {
 mod tests {
     use super::*;
 
+    /// The identity that `identities` gives the key `public`, if any.
+    fn identity<'a>(
+        identities: &'a HashMap<[u8; 32], String>,
+        public: &[u8; 32],
+    ) -> Option<&'a str> {
+        identities.get(public).map(String::as_str)
+    }
+
     #[test]
     fn keygen_then_load() {
         let temp = tempfile::tempdir().expect("tempdir");
@@ -549,19 +557,13 @@ mod tests {
         let client = load_client_keys(&dir).expect("client keys");
         assert_eq!(client.server_public, server.server.public);
         assert_eq!(
-            server
-                .clients
-                .get(&client.client.public)
-                .map(String::as_str),
+            identity(&server.clients, &client.client.public),
             Some(DEFAULT_CLIENT)
         );
         assert!(!server.clients.contains_key(&server.server.public));
         let manager = load_manager_keys(&dir).expect("manager keys");
         assert_eq!(
-            server
-                .managers
-                .get(&manager.client.public)
-                .map(String::as_str),
+            identity(&server.managers, &manager.client.public),
             Some(MANAGER_IDENTITY)
         );
         assert!(!server.clients.contains_key(&manager.client.public));
@@ -582,7 +584,7 @@ mod tests {
         let server = load_server_keys(&dir).expect("server keys");
         let keys = load_client_keys_as(&dir, &alice).expect("alice's keys");
         assert_eq!(
-            server.clients.get(&keys.client.public).map(String::as_str),
+            identity(&server.clients, &keys.client.public),
             Some("alice")
         );
         let bob: ClientName = "bob".parse().expect("name");

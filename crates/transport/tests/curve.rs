@@ -3,6 +3,7 @@
 //! socket of its role, and the identity it proved arrives with every
 //! message (User-Id).
 
+use std::path::PathBuf;
 use std::time::Duration;
 use transport::keys::{keygen, load_client_keys, load_manager_keys, load_server_keys, KeyPair};
 use transport::sockets::{bind_router, check_curve, RouterOptions};
@@ -104,12 +105,19 @@ async fn refused_link(
     }
 }
 
-#[tokio::test]
-async fn known_key_is_admitted_and_unknown_key_is_refused_and_stops() {
+/// Checks that libzmq has CURVE and makes a fresh key directory (in a
+/// temporary directory that lives as long as the returned guard).
+fn fresh_keys() -> (tempfile::TempDir, PathBuf) {
     check_curve().expect("libzmq must have CURVE");
     let temp = tempfile::tempdir().expect("tempdir");
     let dir = temp.path().join("keys");
     keygen(&dir).expect("keygen");
+    (temp, dir)
+}
+
+#[tokio::test]
+async fn known_key_is_admitted_and_unknown_key_is_refused_and_stops() {
+    let (_temp, dir) = fresh_keys();
     let (endpoint, stop, server) = start_echo_server(&dir, SocketRole::Clients);
 
     let good = ClientSecurity::Curve(load_client_keys(&dir).expect("client keys"));
@@ -164,10 +172,7 @@ async fn ask(endpoint: &str, security: &ClientSecurity, body: &[u8]) -> Result<V
 
 #[tokio::test]
 async fn each_key_is_admitted_only_in_its_role_and_named_by_user_id() {
-    check_curve().expect("libzmq must have CURVE");
-    let temp = tempfile::tempdir().expect("tempdir");
-    let dir = temp.path().join("keys");
-    keygen(&dir).expect("keygen");
+    let (_temp, dir) = fresh_keys();
     let alice: transport::ClientName = "alice".parse().expect("name");
     transport::keygen_client(&dir, &alice).expect("add alice");
     let client = ClientSecurity::Curve(load_client_keys(&dir).expect("client keys"));

@@ -6,7 +6,22 @@ use client::local::{InterchangeOptions, LocalInterchange};
 use client::{Client, Command, Reply};
 use protocol::{TaskId, TaskState};
 use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
+
+/// How long one `rhtex` run or one connection may take in these tests.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `rhtex ARGS` in its own process group with no interchange from the
+/// environment, bounded by [`TIMEOUT`] (then its group is killed).
+pub fn rhtex(args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rhtex"));
+    command
+        .args(args)
+        .env_remove("RHTEX_INTERCHANGE")
+        .env_remove("RUST_LOG");
+    testkit::run_bounded(&format!("rhtex {args:?}"), &mut command, TIMEOUT)
+}
 
 /// Starts a real interchange with fresh CURVE keys under `dir/keys`.
 pub async fn start_interchange(dir: &Path) -> LocalInterchange {

@@ -1,0 +1,183 @@
+//! `rhtex run FILE`: the tasks of a file submitted to a given interchange
+//! or to an embedded one, waited for with progress, and summed up.
+
+use crate::{Cli, RunArgs};
+use anyhow::{Context, Result};
+use client::listing;
+use client::local::{EmbeddedOptions, EmbeddedPool};
+use client::render::{self, SummaryRow};
+use client::waiting::WaitingReasons;
+use client::{Client, TaskId, TaskSubmission};
+use protocol::TaskResult;
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) async fn run_embedded(cli: &Cli, args: &RunArgs, timeout: Duration) -> Result<i32> {
+    // Read the file first: a bad file should fail before any daemon starts.
+    let tasks = client::taskfile::read(&args.file)?;
+    let mut pool = EmbeddedPool::start(&EmbeddedOptions {
+        run_root: PathBuf::from("rhtex-run"),
+        nodes: args.nodes.clone(),
+        launcher: args.launcher.clone(),
+        log_level: None,
+        ready_timeout: timeout,
+    })
+    .await
+    .context("cannot start the embedded interchange and pool-manager")?;
+    eprintln!(
+        "rhtex: embedded interchange at {} (pid {}), pool-manager pid {}, run directory {}",
+        pool.interchange.client_url(),
+        pool.interchange.daemon.pid(),
+        pool.manager.daemon.pid(),
+        pool.run_dir.display()
+    );
+    let grace = Duration::from_secs(10);
+    let security = match pool.security() {
+        Ok(security) => security,
+        Err(error) => {
+            let _ = pool.stop(None, grace).await;
+            return Err(error).context("cannot load the embedded key directory");
+        }
+    };
+    let mut client = match Client::connect(&pool.interchange.client_url(), &security, timeout).await
+    {
+        Ok(client) => client,
+        Err(error) => {
+            let _ = pool.stop(None, grace).await;
+            return Err(error).context("cannot connect to the embedded interchange");
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = run_tasks(cli, &mut client, &args.file, tasks) => outcome,
+        status = pool.manager.daemon.exited() => Err(anyhow::anyhow!(
+            "the embedded pool-manager exited ({}) while tasks were running; see {}",
+            status.map(|status| status.to_string()).unwrap_or_else(|error| error.to_string()),
+            pool.manager.daemon.log().display()
+        )),
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let stopped = pool.stop(Some(&mut client), grace).await;
+    client.close();
+    if let Err(error) = stopped {
+        eprintln!("rhtex: warning: stopping the embedded daemons: {error}");
+    }
+    outcome
+}
+
+pub(crate) async fn run_tasks(
+    cli: &Cli,
+    client: &mut Client,
+    file: &Path,
+    tasks: Vec<client::taskfile::FileTask>,
+) -> Result<i32> {
+    let n_tasks = tasks.len();
+    let mut rows: Vec<SummaryRow> = tasks
+        .iter()
+        .map(|task| SummaryRow {
+            index: task.index,
+            command: task.submission.command.clone(),
+            result: None,
+        })
+        .collect();
+    let position: HashMap<TaskId, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(position, task)| (task.submission.task_id, position))
+        .collect();
+    let mut pending: HashSet<TaskId> = position.keys().copied().collect();
+    let submissions: Vec<TaskSubmission> = tasks.into_iter().map(|task| task.submission).collect();
+    let lines: Vec<(TaskId, String)> = submissions
+        .iter()
+        .map(|task| (task.task_id, task.command.clone()))
+        .collect();
+    client
+        .submit(submissions)
+        .await
+        .with_context(|| format!("cannot submit the tasks of {}", file.display()))?;
+    if cli.json {
+        for ((task_id, command), row) in lines.iter().zip(&rows) {
+            println!("{}", listing::submitted_line(row.index, *task_id, command));
+        }
+    }
+
+    let progress = Progress::new(n_tasks);
+    let mut reasons = WaitingReasons::new();
+    let mut n_done = 0;
+    while n_done < n_tasks {
+        let result = reasons
+            .next_result(client, &pending)
+            .await
+            .context("waiting for results failed")?;
+        pending.remove(&result.task_id);
+        let Some(&slot) = position.get(&result.task_id) else {
+            continue;
+        };
+        let Some(row) = rows.get_mut(slot) else {
+            continue;
+        };
+        if row.result.is_some() {
+            continue;
+        }
+        n_done += 1;
+        progress.report(n_done, row.index, &result);
+        if cli.json {
+            println!("{}", listing::finished_line(row.index, &result));
+        }
+        row.result = Some(result);
+    }
+    progress.finish();
+
+    if cli.json {
+        println!("{}", render::summary_json(&rows));
+    } else {
+        print!("{}", render::summary_human(&rows));
+    }
+    let all_completed = rows.iter().all(|row| {
+        row.result
+            .as_ref()
+            .is_some_and(|result| result.state == protocol::TaskState::Completed)
+    });
+    Ok(if all_completed { 0 } else { 1 })
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines(usize),
+}
+
+impl Progress {
+    fn new(n_tasks: usize) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(n_tasks as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} tasks ({elapsed}) {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines(n_tasks)
+        }
+    }
+
+    fn report(&self, n_done: usize, index: usize, result: &TaskResult) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.set_position(n_done as u64);
+                bar.set_message(format!("task {index} {}", result.state));
+            }
+            Progress::Lines(n_tasks) => {
+                eprintln!("[{n_done}/{n_tasks}] task {index} {}", result.state);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}

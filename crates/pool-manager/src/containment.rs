@@ -67,29 +67,200 @@ pub struct Containment {
 struct Guardian {
     child: Child,
     /// The write end of the guardian's input, shared with the tasks' cells:
-    /// taken (closed) when the manager ends.
+    /// closed when the manager ends.
     input: Arc<GuardianInput>,
 }
 
-/// Where tasks are announced to the guardian.
+/// Where tasks are announced to the guardian. [`GuardianInput::say`] runs
+/// on the event loop (a task's start) and on blocking threads (its end),
+/// and never blocks: the pipe is non-blocking, and what does not fit in it
+/// (a guardian slow to read) waits in `pending`, in order, for a flusher
+/// thread that writes it with blocking writes. No line is dropped while
+/// the guardian reads.
 #[derive(Debug)]
 struct GuardianInput {
-    pipe: Mutex<Option<ChildStdin>>,
+    state: Mutex<GuardianPipe>,
+}
+
+#[derive(Debug, Default)]
+struct GuardianPipe {
+    /// `None` once the manager ends or the guardian is gone.
+    pipe: Option<File>,
+    /// Lines not yet written, oldest first.
+    pending: Vec<u8>,
+    /// The flusher thread, while it runs: then only it writes to the pipe
+    /// (in blocking mode), and [`GuardianInput::say`] only appends to
+    /// `pending`.
+    flusher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GuardianInput {
-    fn say(&self, sign: char, pid: u32) {
-        let Ok(mut pipe) = self.pipe.lock() else {
-            return;
-        };
-        let Some(writer) = pipe.as_mut() else {
-            return;
-        };
-        if let Err(error) = writeln!(writer, "{sign}{pid}") {
-            tracing::warn!(%error, "the task guardian is gone; a manager killed outright may leave task processes behind");
-            *pipe = None;
+    fn new(pipe: ChildStdin) -> Self {
+        let pipe = File::from(std::os::fd::OwnedFd::from(pipe));
+        if let Err(error) = set_nonblocking(&pipe, true) {
+            tracing::warn!(%error, "cannot make the guardian's pipe non-blocking; announcing a task may wait for the guardian");
+        }
+        Self {
+            state: Mutex::new(GuardianPipe {
+                pipe: Some(pipe),
+                ..GuardianPipe::default()
+            }),
         }
     }
+
+    /// Queues "+PID" or "-PID" and writes what the pipe takes now.
+    fn say(self: &Arc<Self>, sign: char, pid: u32) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.pipe.is_none() {
+            return;
+        }
+        // `write!` to a Vec cannot fail.
+        let _ = writeln!(state.pending, "{sign}{pid}");
+        if state.flusher.is_some() {
+            return;
+        }
+        match state.write_pending() {
+            Ok(()) if state.pending.is_empty() => {}
+            Ok(()) => {
+                // The pipe is full: a thread waits for the guardian.
+                let input = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name("guardian-pipe".to_owned())
+                    .spawn(move || input.flush_blocking());
+                match spawned {
+                    Ok(handle) => state.flusher = Some(handle),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot start a thread to write to the task guardian; writing on this one");
+                        state.write_all_blocking();
+                    }
+                }
+            }
+            Err(error) => state.gone(&error),
+        }
+    }
+
+    /// The flusher thread: writes `pending` with blocking writes, outside
+    /// the lock, until nothing is left; then the pipe is non-blocking again.
+    fn flush_blocking(&self) {
+        loop {
+            let (bytes, mut copy) = {
+                let Ok(mut state) = self.state.lock() else {
+                    return;
+                };
+                let copy = state.pipe.as_ref().map(File::try_clone);
+                match copy {
+                    Some(Ok(copy)) if !state.pending.is_empty() => {
+                        (std::mem::take(&mut state.pending), copy)
+                    }
+                    Some(Ok(copy)) => {
+                        if let Err(error) = set_nonblocking(&copy, true) {
+                            tracing::warn!(%error, "cannot make the guardian's pipe non-blocking again");
+                        }
+                        state.flusher = None;
+                        return;
+                    }
+                    Some(Err(error)) => {
+                        state.gone(&error);
+                        state.flusher = None;
+                        return;
+                    }
+                    None => {
+                        state.flusher = None;
+                        return;
+                    }
+                }
+            };
+            let written = set_nonblocking(&copy, false).and_then(|()| copy.write_all(&bytes));
+            drop(copy);
+            if let Err(error) = written {
+                if let Ok(mut state) = self.state.lock() {
+                    state.gone(&error);
+                    state.flusher = None;
+                }
+                return;
+            }
+        }
+    }
+
+    /// At the manager's exit: writes what is pending, then closes the pipe
+    /// (the guardian then kills what is still listed).
+    fn close(&self) {
+        let flusher = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut state| state.flusher.take());
+        if let Some(flusher) = flusher {
+            let _ = flusher.join();
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.write_all_blocking();
+            drop(state.pipe.take());
+        }
+    }
+}
+
+impl GuardianPipe {
+    /// Writes as much of `pending` as the non-blocking pipe takes now.
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Ok(());
+        };
+        while !self.pending.is_empty() {
+            match pipe.write(&self.pending) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `pending`, waiting for the guardian if need be.
+    fn write_all_blocking(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let written = set_nonblocking(pipe, false).and_then(|()| pipe.write_all(&self.pending));
+        match written {
+            Ok(()) => {
+                self.pending.clear();
+                if let Some(pipe) = &self.pipe {
+                    let _ = set_nonblocking(pipe, true);
+                }
+            }
+            Err(error) => self.gone(&error),
+        }
+    }
+
+    /// The guardian cannot be written to: no more announcements.
+    fn gone(&mut self, error: &std::io::Error) {
+        tracing::warn!(%error, "the task guardian is gone; a manager killed outright may leave task processes behind");
+        self.pipe = None;
+        self.pending.clear();
+    }
+}
+
+/// Sets or clears `O_NONBLOCK` on a descriptor (shared by its copies).
+fn set_nonblocking(file: &File, nonblocking: bool) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL)?);
+    let flags = if nonblocking {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags & !OFlag::O_NONBLOCK
+    };
+    fcntl(file, FcntlArg::F_SETFL(flags))?;
+    Ok(())
 }
 
 /// What one task is contained in: its cgroup, when there is one, and the
@@ -194,9 +365,7 @@ impl Containment {
         }
         let n_killed = sweep_orphans(guardian_pid);
         if let Some(mut guardian) = self.guardian.take() {
-            if let Ok(mut pipe) = guardian.input.pipe.lock() {
-                drop(pipe.take());
-            }
+            guardian.input.close();
             match guardian.child.wait() {
                 Ok(status) if status.success() => {}
                 Ok(status) => {
@@ -242,6 +411,12 @@ impl TaskCell {
     /// many processes were killed.
     pub fn clear(mut self) -> usize {
         let n_killed = self.cgroup.take().map_or(0, |dir| {
+            // Most tasks leave nothing behind: then the cgroup is empty and
+            // one rmdir is all (the kernel refuses to remove a populated
+            // cgroup, with EBUSY).
+            if std::fs::remove_dir(&dir).is_ok() {
+                return 0;
+            }
             let pids = kill_cgroup(&dir);
             if !pids.is_empty() {
                 reap_when_gone(&pids, &dir);
@@ -415,9 +590,7 @@ fn start_guardian(cgroup: Option<&PathBuf>) -> std::io::Result<Guardian> {
         .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
     Ok(Guardian {
         child,
-        input: Arc::new(GuardianInput {
-            pipe: Mutex::new(Some(input)),
-        }),
+        input: Arc::new(GuardianInput::new(input)),
     })
 }
 
@@ -606,6 +779,45 @@ mod tests {
             .expect("bash");
         assert_eq!(output.status.code(), Some(NO_CGROUP_EXIT));
         assert!(output.stdout.is_empty());
+    }
+
+    /// A guardian that does not read does not block the manager, and
+    /// every line reaches it, in order, once it reads.
+    #[test]
+    fn announcements_never_block_and_none_is_lost() {
+        // `cat` stands for the guardian: until its output is read it stops
+        // reading its input, and the pipe to it fills up.
+        let mut cat = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cat");
+        let stdin = cat.stdin.take().expect("stdin");
+        let mut stdout = cat.stdout.take().expect("stdout");
+        let input = Arc::new(GuardianInput::new(stdin));
+        let n_lines: u32 = 100_000;
+        for pid in 0..n_lines {
+            input.say(if pid % 2 == 0 { '+' } else { '-' }, pid);
+        }
+        let pending = input.state.lock().expect("lock").pending.len();
+        assert!(pending > 0, "the pipe filled up, so some lines wait");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut text).expect("read");
+            text
+        });
+        input.close();
+        let text = reader.join().expect("reader");
+        let expected: String = (0..n_lines)
+            .map(|pid| format!("{}{pid}\n", if pid % 2 == 0 { '+' } else { '-' }))
+            .collect();
+        assert!(
+            text == expected,
+            "{} of {} bytes",
+            text.len(),
+            expected.len()
+        );
+        assert!(cat.wait().expect("wait").success());
     }
 
     #[test]

@@ -212,7 +212,7 @@ async fn serve(
                     }
                 }
                 Output::Launch(request) => {
-                    let span = tracing::info_span!("task", task_id = %request.task_id, nodes = %request.nodes.join(","));
+                    let span = tracing::info_span!("task", task_id = %request.task_id);
                     match launch::spawn(
                         &request,
                         config.kill_grace,
@@ -221,7 +221,8 @@ async fn serve(
                         &containment,
                     ) {
                         Ok(handle) => {
-                            span.in_scope(|| tracing::info!(pid = handle.pid, command = %request.command, "task launched"));
+                            // Per task: debug (lifecycle is info).
+                            span.in_scope(|| tracing::debug!(pid = handle.pid, nodes = ?request.nodes, command = %request.command, "task launched"));
                             tasks.insert(request.task_id, Running { handle, span });
                         }
                         Err(error) => core.handle_launch_failed(
@@ -273,7 +274,7 @@ async fn serve(
             }
             Some(ended) = ended_rx.recv() => {
                 if let Some(running) = tasks.remove(&ended.task_id) {
-                    running.span.in_scope(|| tracing::info!(status = ?ended.exit.status, "task ended"));
+                    running.span.in_scope(|| tracing::debug!(status = ?ended.exit.status, "task ended"));
                 }
                 core.handle_task_exited(clock.now(), ended.task_id, ended.exit);
             }

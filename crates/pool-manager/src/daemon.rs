@@ -279,16 +279,22 @@ async fn serve(
                 }
             }
             Some(ended) = ended_rx.recv() => {
-                // Every task that has ended by now, so that their results
-                // leave together.
+                // The tasks that have ended by now (a bounded number per
+                // turn), so that their results leave together.
                 let now = clock.now();
                 let mut next = Some(ended);
+                let mut n_taken = 0;
                 while let Some(ended) = next {
                     if let Some(running) = tasks.remove(&ended.task_id) {
                         running.span.in_scope(|| tracing::debug!(status = ?ended.exit.status, "task ended"));
                     }
                     core.handle_task_exited(now, ended.task_id, ended.exit);
-                    next = ended_rx.try_recv().ok();
+                    n_taken += 1;
+                    next = if n_taken < ResultBatch::MAX_RESULTS {
+                        ended_rx.try_recv().ok()
+                    } else {
+                        None
+                    };
                 }
             }
             _ = sigterm.recv() => core.handle_terminate(clock.now(), "SIGTERM"),

@@ -10,12 +10,14 @@
 //! - **cgroup v2**, when the manager can create a cgroup below its own (the
 //!   cgroup2 mount is writable here, or delegated, as inside a Slurm job's
 //!   cgroup): a directory `rhtex-<pid>` below the manager's cgroup, and in
-//!   it one cgroup per task. The task's shell enters it as its first act
-//!   (`echo $$ > …/cgroup.procs || exit 125`, before any of the task's
-//!   command runs). When the leader has been reaped, everything left in the
-//!   task's cgroup is killed (`cgroup.kill`, or SIGKILL to each pid of
-//!   `cgroup.procs` where the kernel lacks it), reaped, and the cgroup
-//!   removed.
+//!   it one cgroup per running task. The task's shell enters it as its
+//!   first act (`echo $$ > …/cgroup.procs || exit 125`, before any of the
+//!   task's command runs). When the leader has been reaped, a cgroup with
+//!   no process left (`cgroup.procs` empty) goes back to a pool for the next
+//!   task (creating and removing a cgroup per task cost more than the rest
+//!   of its clearing); otherwise everything left in it is killed
+//!   (`cgroup.kill`, or SIGKILL to each pid of `cgroup.procs` where the
+//!   kernel lacks it), reaped, and the cgroup removed.
 //! - **process groups** otherwise: each task in a process group of its
 //!   own, killed as a whole when the leader ends (in `launch`), and at the
 //!   manager's exit a sweep that kills and reaps every process re-parented
@@ -58,8 +60,9 @@ pub const NO_CGROUP_EXIT: i32 = 125;
 /// The containment this manager gives its tasks.
 #[derive(Debug)]
 pub struct Containment {
-    /// `rhtex-<pid>` below the manager's own cgroup, when tasks get one.
-    cgroups: Option<PathBuf>,
+    /// The task cgroups in `rhtex-<pid>` below the manager's own cgroup,
+    /// when tasks get one.
+    cgroups: Option<Arc<CellPool>>,
     guardian: Option<Guardian>,
 }
 
@@ -263,11 +266,70 @@ fn set_nonblocking(file: &File, nonblocking: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The task cgroups: `base` (`rhtex-<pid>`) and, in it, the empty
+/// cgroups no task is in, for the next tasks.
+#[derive(Debug)]
+struct CellPool {
+    base: PathBuf,
+    free: Mutex<Vec<PathBuf>>,
+    n_made: std::sync::atomic::AtomicU64,
+}
+
+impl CellPool {
+    fn new(base: PathBuf) -> Self {
+        Self {
+            base,
+            free: Mutex::new(Vec::new()),
+            n_made: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// An empty cgroup: one from the pool, or a new one.
+    fn take(&self) -> std::io::Result<PathBuf> {
+        if let Some(dir) = self.free.lock().ok().and_then(|mut free| free.pop()) {
+            return Ok(dir);
+        }
+        let number = self
+            .n_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.base.join(format!("cell-{number}"));
+        std::fs::create_dir(&dir).map(|()| dir)
+    }
+
+    /// Gives back a cgroup with no process in it.
+    fn put_back(&self, dir: PathBuf) {
+        match self.free.lock() {
+            Ok(mut free) => free.push(dir),
+            Err(_) => {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
+/// Whether a cgroup has no process in it (an unreadable one counts as
+/// not empty).
+fn holds_no_process(dir: &Path) -> bool {
+    let Ok(mut procs) = File::open(dir.join("cgroup.procs")) else {
+        return false;
+    };
+    let mut buffer = [0u8; 16];
+    loop {
+        match std::io::Read::read(&mut procs, &mut buffer) {
+            Ok(n) => return n == 0,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// What one task is contained in: its cgroup, when there is one, and the
 /// guardian that knows it.
 #[derive(Debug)]
 pub struct TaskCell {
     cgroup: Option<PathBuf>,
+    /// Where the cgroup goes back when the task leaves it empty.
+    pool: Option<Arc<CellPool>>,
     guardian: Option<Arc<GuardianInput>>,
     /// The leader, once announced to the guardian.
     leader: Option<u32>,
@@ -307,7 +369,7 @@ impl Containment {
                     "task containment: a cgroup v2 per task (killed as a whole); a guardian kills what is left if the manager dies"
                 );
                 Self {
-                    cgroups: Some(base),
+                    cgroups: Some(Arc::new(CellPool::new(base))),
                     guardian,
                 }
             }
@@ -331,24 +393,23 @@ impl Containment {
         self.cgroups.is_some()
     }
 
-    /// The cell of a task about to start: its cgroup, created now (a task
-    /// whose cgroup cannot be created runs in its process group only).
-    pub fn cell(&self, name: &str) -> TaskCell {
+    /// The cell of a task about to start: an empty cgroup, from the pool
+    /// or created now (a task whose cgroup cannot be created runs in its
+    /// process group only).
+    pub fn cell(&self) -> TaskCell {
         let guardian = self
             .guardian
             .as_ref()
             .map(|guardian| Arc::clone(&guardian.input));
-        let cgroup = self.cgroups.as_ref().and_then(|base| {
-            let dir = base.join(name);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => Some(dir),
-                Err(error) => {
-                    tracing::warn!(%error, cgroup = %dir.display(), "cannot create the task's cgroup; it runs in its process group only");
-                    None
-                }
+        let cgroup = self.cgroups.as_ref().and_then(|pool| match pool.take() {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                tracing::warn!(%error, cgroup = %pool.base.display(), "cannot create a cgroup for the task; it runs in its process group only");
+                None
             }
         });
         TaskCell {
+            pool: cgroup.as_ref().and(self.cgroups.clone()),
             cgroup,
             guardian,
             leader: None,
@@ -360,8 +421,8 @@ impl Containment {
     /// Returns how many processes were killed.
     pub fn finish(mut self) -> usize {
         let guardian_pid = self.guardian.as_ref().map(|guardian| guardian.child.id());
-        if let Some(base) = &self.cgroups {
-            kill_cgroup(base);
+        if let Some(pool) = &self.cgroups {
+            kill_cgroup(&pool.base);
         }
         let n_killed = sweep_orphans(guardian_pid);
         if let Some(mut guardian) = self.guardian.take() {
@@ -405,16 +466,17 @@ impl TaskCell {
     }
 
     /// After the task's leader was reaped and its process group cleared:
-    /// kills whatever is left in the task's cgroup, reaps those that became
-    /// the manager's children, removes the cgroup, and tells the guardian
-    /// the task is gone. Blocking (call off the event loop). Returns how
-    /// many processes were killed.
+    /// gives an empty cgroup back to the pool; else kills whatever is left
+    /// in it, reaps those that became the manager's children and removes
+    /// the cgroup. Then tells the guardian the task is gone. Blocking (call
+    /// off the event loop). Returns how many processes were killed.
     pub fn clear(mut self) -> usize {
         let n_killed = self.cgroup.take().map_or(0, |dir| {
-            // Most tasks leave nothing behind: then the cgroup is empty and
-            // one rmdir is all (the kernel refuses to remove a populated
-            // cgroup, with EBUSY).
-            if std::fs::remove_dir(&dir).is_ok() {
+            // Most tasks leave nothing behind.
+            if holds_no_process(&dir) {
+                if let Some(pool) = &self.pool {
+                    pool.put_back(dir);
+                }
                 return 0;
             }
             let pids = kill_cgroup(&dir);
@@ -746,6 +808,7 @@ mod tests {
     fn a_task_in_a_cgroup_enters_it_first_on_the_same_line() {
         let plain = TaskCell {
             cgroup: None,
+            pool: None,
             guardian: None,
             leader: None,
         };
@@ -755,6 +818,7 @@ mod tests {
         std::fs::create_dir(&cgroup).expect("dir");
         let cell = TaskCell {
             cgroup: Some(cgroup.clone()),
+            pool: None,
             guardian: None,
             leader: None,
         };
@@ -818,6 +882,28 @@ mod tests {
             expected.len()
         );
         assert!(cat.wait().expect("wait").success());
+    }
+
+    /// A cgroup left empty is given to the next task; one is created only
+    /// when none is free. (An ordinary directory stands for the cgroups.)
+    #[test]
+    fn empty_task_cgroups_are_reused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = CellPool::new(dir.path().to_path_buf());
+        let first = pool.take().expect("create");
+        let second = pool.take().expect("create");
+        assert_ne!(first, second);
+        assert!(first.is_dir() && second.is_dir());
+        // `cgroup.procs` lists the processes still in it.
+        assert!(!holds_no_process(&first), "unreadable counts as not empty");
+        std::fs::write(first.join("cgroup.procs"), "4242\n").expect("write");
+        assert!(!holds_no_process(&first));
+        std::fs::write(first.join("cgroup.procs"), "").expect("write");
+        assert!(holds_no_process(&first));
+        pool.put_back(first.clone());
+        assert_eq!(pool.take().expect("reuse"), first);
+        let third = pool.take().expect("create");
+        assert!(third != first && third != second);
     }
 
     #[test]

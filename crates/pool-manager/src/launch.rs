@@ -222,7 +222,7 @@ pub fn spawn(
         let copy = keep_copy(&stderr, &launch.stderr)?;
         (stderr, Some(copy))
     };
-    let mut cell = containment.cell(&format!("task-{}", launch.task_id));
+    let mut cell = containment.cell();
     let mut command = tokio::process::Command::new("/bin/bash");
     // Nothing runs in the child before exec (no `pre_exec`), so the
     // standard library spawns with `posix_spawn`: the manager's memory is

@@ -254,11 +254,12 @@ impl PoolManager {
                         n_dropped = drop_tasks.len(),
                         "registered again with the interchange"
                     );
-                    self.phase = Phase::Registered;
-                    self.max_task_output_bytes = max_task_output_bytes;
-                    self.adopt_heartbeat_period(heartbeat_period);
-                    self.next_heartbeat = Some(now.plus(self.heartbeat_period));
-                    self.registered_again(&drop_tasks);
+                    self.become_registered(
+                        now,
+                        heartbeat_period,
+                        max_task_output_bytes,
+                        &drop_tasks,
+                    );
                 } else if matches!(self.phase, Phase::Registering) {
                     tracing::info!(
                         interchange = %self.settings.interchange_url,
@@ -269,11 +270,12 @@ impl PoolManager {
                         max_task_output_bytes,
                         "registered with the interchange"
                     );
-                    self.phase = Phase::Registered;
-                    self.max_task_output_bytes = max_task_output_bytes;
-                    self.adopt_heartbeat_period(heartbeat_period);
-                    self.next_heartbeat = Some(now.plus(self.heartbeat_period));
-                    self.registered_again(&drop_tasks);
+                    self.become_registered(
+                        now,
+                        heartbeat_period,
+                        max_task_output_bytes,
+                        &drop_tasks,
+                    );
                 } else if !drop_tasks.is_empty() && self.is_registered() {
                     // The answer to a registration sent twice: its drops
                     // still hold.
@@ -538,6 +540,22 @@ impl PoolManager {
             "registering again"
         );
         self.send(FromManager::Register(registration));
+    }
+
+    /// `registered` answered a registration: heartbeats start, the
+    /// interchange's output limit holds, and its drops are carried out.
+    fn become_registered(
+        &mut self,
+        now: Time,
+        heartbeat_period: f64,
+        max_task_output_bytes: u64,
+        drop_tasks: &[protocol::TaskId],
+    ) {
+        self.phase = Phase::Registered;
+        self.max_task_output_bytes = max_task_output_bytes;
+        self.adopt_heartbeat_period(heartbeat_period);
+        self.next_heartbeat = Some(now.plus(self.heartbeat_period));
+        self.registered_again(drop_tasks);
     }
 
     /// Carries out `registered`'s drops, sends the held results, and

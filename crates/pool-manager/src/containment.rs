@@ -10,12 +10,14 @@
 //! - **cgroup v2**, when the manager can create a cgroup below its own (the
 //!   cgroup2 mount is writable here, or delegated, as inside a Slurm job's
 //!   cgroup): a directory `rhtex-<pid>` below the manager's cgroup, and in
-//!   it one cgroup per task. The task's shell enters it as its first act
-//!   (`echo $$ > …/cgroup.procs || exit 125`, before any of the task's
-//!   command runs). When the leader has been reaped, everything left in the
-//!   task's cgroup is killed (`cgroup.kill`, or SIGKILL to each pid of
-//!   `cgroup.procs` where the kernel lacks it), reaped, and the cgroup
-//!   removed.
+//!   it one cgroup per running task. The task's shell enters it as its
+//!   first act (`echo $$ > …/cgroup.procs || exit 125`, before any of the
+//!   task's command runs). When the leader has been reaped, a cgroup with
+//!   no process left (`cgroup.procs` empty) goes back to a pool for the next
+//!   task (creating and removing a cgroup per task cost more than the rest
+//!   of its clearing); otherwise everything left in it is killed
+//!   (`cgroup.kill`, or SIGKILL to each pid of `cgroup.procs` where the
+//!   kernel lacks it), reaped, and the cgroup removed.
 //! - **process groups** otherwise: each task in a process group of its
 //!   own, killed as a whole when the leader ends (in `launch`), and at the
 //!   manager's exit a sweep that kills and reaps every process re-parented
@@ -58,8 +60,9 @@ pub const NO_CGROUP_EXIT: i32 = 125;
 /// The containment this manager gives its tasks.
 #[derive(Debug)]
 pub struct Containment {
-    /// `rhtex-<pid>` below the manager's own cgroup, when tasks get one.
-    cgroups: Option<PathBuf>,
+    /// The task cgroups in `rhtex-<pid>` below the manager's own cgroup,
+    /// when tasks get one.
+    cgroups: Option<Arc<CellPool>>,
     guardian: Option<Guardian>,
 }
 
@@ -67,27 +70,255 @@ pub struct Containment {
 struct Guardian {
     child: Child,
     /// The write end of the guardian's input, shared with the tasks' cells:
-    /// taken (closed) when the manager ends.
+    /// closed when the manager ends.
     input: Arc<GuardianInput>,
 }
 
-/// Where tasks are announced to the guardian.
+/// Where tasks are announced to the guardian. [`GuardianInput::say`] runs
+/// on the event loop (a task's start) and on blocking threads (its end),
+/// and never blocks: the pipe is non-blocking, and what does not fit in it
+/// (a guardian slow to read) waits in `pending`, in order, for a flusher
+/// thread that writes it with blocking writes. No line is dropped while
+/// the guardian reads.
 #[derive(Debug)]
 struct GuardianInput {
-    pipe: Mutex<Option<ChildStdin>>,
+    state: Mutex<GuardianPipe>,
+}
+
+#[derive(Debug, Default)]
+struct GuardianPipe {
+    /// `None` once the manager ends or the guardian is gone.
+    pipe: Option<File>,
+    /// Lines not yet written, oldest first.
+    pending: Vec<u8>,
+    /// The flusher thread, while it runs: then only it writes to the pipe
+    /// (in blocking mode), and [`GuardianInput::say`] only appends to
+    /// `pending`.
+    flusher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GuardianInput {
-    fn say(&self, sign: char, pid: u32) {
-        let Ok(mut pipe) = self.pipe.lock() else {
+    fn new(pipe: ChildStdin) -> Self {
+        let pipe = File::from(std::os::fd::OwnedFd::from(pipe));
+        if let Err(error) = set_nonblocking(&pipe, true) {
+            tracing::warn!(%error, "cannot make the guardian's pipe non-blocking; announcing a task may wait for the guardian");
+        }
+        Self {
+            state: Mutex::new(GuardianPipe {
+                pipe: Some(pipe),
+                ..GuardianPipe::default()
+            }),
+        }
+    }
+
+    /// Queues "+PID" or "-PID" and writes what the pipe takes now.
+    fn say(self: &Arc<Self>, sign: char, pid: u32) {
+        let Ok(mut state) = self.state.lock() else {
             return;
         };
-        let Some(writer) = pipe.as_mut() else {
+        if state.pipe.is_none() {
+            return;
+        }
+        // `write!` to a Vec cannot fail.
+        let _ = writeln!(state.pending, "{sign}{pid}");
+        if state.flusher.is_some() {
+            return;
+        }
+        match state.write_pending() {
+            Ok(()) if state.pending.is_empty() => {}
+            Ok(()) => {
+                // The pipe is full: a thread waits for the guardian.
+                let input = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name("guardian-pipe".to_owned())
+                    .spawn(move || input.flush_blocking());
+                match spawned {
+                    Ok(handle) => state.flusher = Some(handle),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot start a thread to write to the task guardian; writing on this one");
+                        state.write_all_blocking();
+                    }
+                }
+            }
+            Err(error) => state.gone(&error),
+        }
+    }
+
+    /// The flusher thread: writes `pending` with blocking writes, outside
+    /// the lock, until nothing is left; then the pipe is non-blocking again.
+    fn flush_blocking(&self) {
+        loop {
+            let (bytes, mut copy) = {
+                let Ok(mut state) = self.state.lock() else {
+                    return;
+                };
+                let copy = state.pipe.as_ref().map(File::try_clone);
+                match copy {
+                    Some(Ok(copy)) if !state.pending.is_empty() => {
+                        (std::mem::take(&mut state.pending), copy)
+                    }
+                    Some(Ok(copy)) => {
+                        if let Err(error) = set_nonblocking(&copy, true) {
+                            tracing::warn!(%error, "cannot make the guardian's pipe non-blocking again");
+                        }
+                        state.flusher = None;
+                        return;
+                    }
+                    Some(Err(error)) => {
+                        state.gone(&error);
+                        state.flusher = None;
+                        return;
+                    }
+                    None => {
+                        state.flusher = None;
+                        return;
+                    }
+                }
+            };
+            let written = set_nonblocking(&copy, false).and_then(|()| copy.write_all(&bytes));
+            drop(copy);
+            if let Err(error) = written {
+                if let Ok(mut state) = self.state.lock() {
+                    state.gone(&error);
+                    state.flusher = None;
+                }
+                return;
+            }
+        }
+    }
+
+    /// At the manager's exit: writes what is pending, then closes the pipe
+    /// (the guardian then kills what is still listed).
+    fn close(&self) {
+        let flusher = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut state| state.flusher.take());
+        if let Some(flusher) = flusher {
+            let _ = flusher.join();
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.write_all_blocking();
+            drop(state.pipe.take());
+        }
+    }
+}
+
+impl GuardianPipe {
+    /// Writes as much of `pending` as the non-blocking pipe takes now.
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Ok(());
+        };
+        while !self.pending.is_empty() {
+            match pipe.write(&self.pending) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `pending`, waiting for the guardian if need be.
+    fn write_all_blocking(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(pipe) = self.pipe.as_mut() else {
             return;
         };
-        if let Err(error) = writeln!(writer, "{sign}{pid}") {
-            tracing::warn!(%error, "the task guardian is gone; a manager killed outright may leave task processes behind");
-            *pipe = None;
+        let written = set_nonblocking(pipe, false).and_then(|()| pipe.write_all(&self.pending));
+        match written {
+            Ok(()) => {
+                self.pending.clear();
+                if let Some(pipe) = &self.pipe {
+                    let _ = set_nonblocking(pipe, true);
+                }
+            }
+            Err(error) => self.gone(&error),
+        }
+    }
+
+    /// The guardian cannot be written to: no more announcements.
+    fn gone(&mut self, error: &std::io::Error) {
+        tracing::warn!(%error, "the task guardian is gone; a manager killed outright may leave task processes behind");
+        self.pipe = None;
+        self.pending.clear();
+    }
+}
+
+/// Sets or clears `O_NONBLOCK` on a descriptor (shared by its copies).
+fn set_nonblocking(file: &File, nonblocking: bool) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL)?);
+    let flags = if nonblocking {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags & !OFlag::O_NONBLOCK
+    };
+    fcntl(file, FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
+/// The task cgroups: `base` (`rhtex-<pid>`) and, in it, the empty
+/// cgroups no task is in, for the next tasks.
+#[derive(Debug)]
+struct CellPool {
+    base: PathBuf,
+    free: Mutex<Vec<PathBuf>>,
+    n_made: std::sync::atomic::AtomicU64,
+}
+
+impl CellPool {
+    fn new(base: PathBuf) -> Self {
+        Self {
+            base,
+            free: Mutex::new(Vec::new()),
+            n_made: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// An empty cgroup: one from the pool, or a new one.
+    fn take(&self) -> std::io::Result<PathBuf> {
+        if let Some(dir) = self.free.lock().ok().and_then(|mut free| free.pop()) {
+            return Ok(dir);
+        }
+        let number = self
+            .n_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.base.join(format!("cell-{number}"));
+        std::fs::create_dir(&dir).map(|()| dir)
+    }
+
+    /// Gives back a cgroup with no process in it.
+    fn put_back(&self, dir: PathBuf) {
+        match self.free.lock() {
+            Ok(mut free) => free.push(dir),
+            Err(_) => {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
+/// Whether a cgroup has no process in it (an unreadable one counts as
+/// not empty).
+fn holds_no_process(dir: &Path) -> bool {
+    let Ok(mut procs) = File::open(dir.join("cgroup.procs")) else {
+        return false;
+    };
+    let mut buffer = [0u8; 16];
+    loop {
+        match std::io::Read::read(&mut procs, &mut buffer) {
+            Ok(n) => return n == 0,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
         }
     }
 }
@@ -97,6 +328,8 @@ impl GuardianInput {
 #[derive(Debug)]
 pub struct TaskCell {
     cgroup: Option<PathBuf>,
+    /// Where the cgroup goes back when the task leaves it empty.
+    pool: Option<Arc<CellPool>>,
     guardian: Option<Arc<GuardianInput>>,
     /// The leader, once announced to the guardian.
     leader: Option<u32>,
@@ -136,7 +369,7 @@ impl Containment {
                     "task containment: a cgroup v2 per task (killed as a whole); a guardian kills what is left if the manager dies"
                 );
                 Self {
-                    cgroups: Some(base),
+                    cgroups: Some(Arc::new(CellPool::new(base))),
                     guardian,
                 }
             }
@@ -160,24 +393,23 @@ impl Containment {
         self.cgroups.is_some()
     }
 
-    /// The cell of a task about to start: its cgroup, created now (a task
-    /// whose cgroup cannot be created runs in its process group only).
-    pub fn cell(&self, name: &str) -> TaskCell {
+    /// The cell of a task about to start: an empty cgroup, from the pool
+    /// or created now (a task whose cgroup cannot be created runs in its
+    /// process group only).
+    pub fn cell(&self) -> TaskCell {
         let guardian = self
             .guardian
             .as_ref()
             .map(|guardian| Arc::clone(&guardian.input));
-        let cgroup = self.cgroups.as_ref().and_then(|base| {
-            let dir = base.join(name);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => Some(dir),
-                Err(error) => {
-                    tracing::warn!(%error, cgroup = %dir.display(), "cannot create the task's cgroup; it runs in its process group only");
-                    None
-                }
+        let cgroup = self.cgroups.as_ref().and_then(|pool| match pool.take() {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                tracing::warn!(%error, cgroup = %pool.base.display(), "cannot create a cgroup for the task; it runs in its process group only");
+                None
             }
         });
         TaskCell {
+            pool: cgroup.as_ref().and(self.cgroups.clone()),
             cgroup,
             guardian,
             leader: None,
@@ -189,14 +421,12 @@ impl Containment {
     /// Returns how many processes were killed.
     pub fn finish(mut self) -> usize {
         let guardian_pid = self.guardian.as_ref().map(|guardian| guardian.child.id());
-        if let Some(base) = &self.cgroups {
-            kill_cgroup(base);
+        if let Some(pool) = &self.cgroups {
+            kill_cgroup(&pool.base);
         }
         let n_killed = sweep_orphans(guardian_pid);
         if let Some(mut guardian) = self.guardian.take() {
-            if let Ok(mut pipe) = guardian.input.pipe.lock() {
-                drop(pipe.take());
-            }
+            guardian.input.close();
             match guardian.child.wait() {
                 Ok(status) if status.success() => {}
                 Ok(status) => {
@@ -236,12 +466,19 @@ impl TaskCell {
     }
 
     /// After the task's leader was reaped and its process group cleared:
-    /// kills whatever is left in the task's cgroup, reaps those that became
-    /// the manager's children, removes the cgroup, and tells the guardian
-    /// the task is gone. Blocking (call off the event loop). Returns how
-    /// many processes were killed.
+    /// gives an empty cgroup back to the pool; else kills whatever is left
+    /// in it, reaps those that became the manager's children and removes
+    /// the cgroup. Then tells the guardian the task is gone. Blocking (call
+    /// off the event loop). Returns how many processes were killed.
     pub fn clear(mut self) -> usize {
         let n_killed = self.cgroup.take().map_or(0, |dir| {
+            // Most tasks leave nothing behind.
+            if holds_no_process(&dir) {
+                if let Some(pool) = &self.pool {
+                    pool.put_back(dir);
+                }
+                return 0;
+            }
             let pids = kill_cgroup(&dir);
             if !pids.is_empty() {
                 reap_when_gone(&pids, &dir);
@@ -415,9 +652,7 @@ fn start_guardian(cgroup: Option<&PathBuf>) -> std::io::Result<Guardian> {
         .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
     Ok(Guardian {
         child,
-        input: Arc::new(GuardianInput {
-            pipe: Mutex::new(Some(input)),
-        }),
+        input: Arc::new(GuardianInput::new(input)),
     })
 }
 
@@ -573,6 +808,7 @@ mod tests {
     fn a_task_in_a_cgroup_enters_it_first_on_the_same_line() {
         let plain = TaskCell {
             cgroup: None,
+            pool: None,
             guardian: None,
             leader: None,
         };
@@ -582,6 +818,7 @@ mod tests {
         std::fs::create_dir(&cgroup).expect("dir");
         let cell = TaskCell {
             cgroup: Some(cgroup.clone()),
+            pool: None,
             guardian: None,
             leader: None,
         };
@@ -606,6 +843,67 @@ mod tests {
             .expect("bash");
         assert_eq!(output.status.code(), Some(NO_CGROUP_EXIT));
         assert!(output.stdout.is_empty());
+    }
+
+    /// A guardian that does not read does not block the manager, and
+    /// every line reaches it, in order, once it reads.
+    #[test]
+    fn announcements_never_block_and_none_is_lost() {
+        // `cat` stands for the guardian: until its output is read it stops
+        // reading its input, and the pipe to it fills up.
+        let mut cat = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cat");
+        let stdin = cat.stdin.take().expect("stdin");
+        let mut stdout = cat.stdout.take().expect("stdout");
+        let input = Arc::new(GuardianInput::new(stdin));
+        let n_lines: u32 = 100_000;
+        for pid in 0..n_lines {
+            input.say(if pid % 2 == 0 { '+' } else { '-' }, pid);
+        }
+        let pending = input.state.lock().expect("lock").pending.len();
+        assert!(pending > 0, "the pipe filled up, so some lines wait");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut text).expect("read");
+            text
+        });
+        input.close();
+        let text = reader.join().expect("reader");
+        let expected: String = (0..n_lines)
+            .map(|pid| format!("{}{pid}\n", if pid % 2 == 0 { '+' } else { '-' }))
+            .collect();
+        assert!(
+            text == expected,
+            "{} of {} bytes",
+            text.len(),
+            expected.len()
+        );
+        assert!(cat.wait().expect("wait").success());
+    }
+
+    /// A cgroup left empty is given to the next task; one is created only
+    /// when none is free. (An ordinary directory stands for the cgroups.)
+    #[test]
+    fn empty_task_cgroups_are_reused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = CellPool::new(dir.path().to_path_buf());
+        let first = pool.take().expect("create");
+        let second = pool.take().expect("create");
+        assert_ne!(first, second);
+        assert!(first.is_dir() && second.is_dir());
+        // `cgroup.procs` lists the processes still in it.
+        assert!(!holds_no_process(&first), "unreadable counts as not empty");
+        std::fs::write(first.join("cgroup.procs"), "4242\n").expect("write");
+        assert!(!holds_no_process(&first));
+        std::fs::write(first.join("cgroup.procs"), "").expect("write");
+        assert!(holds_no_process(&first));
+        pool.put_back(first.clone());
+        assert_eq!(pool.take().expect("reuse"), first);
+        let third = pool.take().expect("create");
+        assert!(third != first && third != second);
     }
 
     #[test]

@@ -204,15 +204,20 @@ async fn serve(
     let (reason, message) = loop {
         // Perform every output the core has queued.
         let mut exit = None;
+        // Results that follow one another go out as one `results` message.
+        let mut results = ResultBatch::default();
         while let Some(output) = core.poll_output() {
-            match output {
-                Output::Send(message) => {
-                    if let Err(error) = link.send(&message) {
-                        tracing::warn!(%error, "cannot queue a message for the interchange");
-                    }
+            if let Output::Send(FromManager::Results { results: more }) = output {
+                for result in more {
+                    results.add(&link, result);
                 }
+                continue;
+            }
+            results.send(&link);
+            match output {
+                Output::Send(message) => send(&link, &message),
                 Output::Launch(request) => {
-                    let span = tracing::info_span!("task", task_id = %request.task_id, nodes = %request.nodes.join(","));
+                    let span = tracing::info_span!("task", task_id = %request.task_id);
                     match launch::spawn(
                         &request,
                         config.kill_grace,
@@ -221,7 +226,8 @@ async fn serve(
                         &containment,
                     ) {
                         Ok(handle) => {
-                            span.in_scope(|| tracing::info!(pid = handle.pid, command = %request.command, "task launched"));
+                            // Per task: debug (lifecycle is info).
+                            span.in_scope(|| tracing::debug!(pid = handle.pid, nodes = ?request.nodes, command = %request.command, "task launched"));
                             tasks.insert(request.task_id, Running { handle, span });
                         }
                         Err(error) => core.handle_launch_failed(
@@ -243,6 +249,7 @@ async fn serve(
                 Output::Exit { reason, message } => exit = Some((reason, message)),
             }
         }
+        results.send(&link);
         if let Some(exit) = exit {
             break exit;
         }
@@ -272,10 +279,23 @@ async fn serve(
                 }
             }
             Some(ended) = ended_rx.recv() => {
-                if let Some(running) = tasks.remove(&ended.task_id) {
-                    running.span.in_scope(|| tracing::info!(status = ?ended.exit.status, "task ended"));
+                // The tasks that have ended by now (a bounded number per
+                // turn), so that their results leave together.
+                let now = clock.now();
+                let mut next = Some(ended);
+                let mut n_taken = 0;
+                while let Some(ended) = next {
+                    if let Some(running) = tasks.remove(&ended.task_id) {
+                        running.span.in_scope(|| tracing::debug!(status = ?ended.exit.status, "task ended"));
+                    }
+                    core.handle_task_exited(now, ended.task_id, ended.exit);
+                    n_taken += 1;
+                    next = if n_taken < ResultBatch::MAX_RESULTS {
+                        ended_rx.try_recv().ok()
+                    } else {
+                        None
+                    };
                 }
-                core.handle_task_exited(clock.now(), ended.task_id, ended.exit);
             }
             _ = sigterm.recv() => core.handle_terminate(clock.now(), "SIGTERM"),
             _ = sigint.recv() => core.handle_terminate(clock.now(), "SIGINT"),
@@ -304,6 +324,70 @@ async fn serve(
         Err(error) => tracing::warn!(%error, "cannot clear task processes at exit"),
     }
     code
+}
+
+/// Queues a message for the interchange.
+fn send(link: &InterchangeLink, message: &FromManager) {
+    if let Err(error) = link.send(message) {
+        tracing::warn!(%error, "cannot queue a message for the interchange");
+    }
+}
+
+/// Results gathered to leave as one `results` message, kept well inside
+/// the smallest message size limit an interchange runs with
+/// (`protocol::limits::min_max_message_bytes`: room for one submit chunk
+/// beside the overhead of one task).
+#[derive(Debug, Default)]
+struct ResultBatch {
+    results: Vec<protocol::TaskResult>,
+    n_bytes: u64,
+}
+
+impl ResultBatch {
+    /// At most this many results in one message.
+    const MAX_RESULTS: usize = 256;
+
+    /// Adds a result, first sending what is gathered if it would not fit.
+    fn add(&mut self, link: &InterchangeLink, result: protocol::TaskResult) {
+        let n_bytes = Self::size_of(&result);
+        if !self.results.is_empty()
+            && (self.results.len() >= Self::MAX_RESULTS
+                || self.n_bytes + n_bytes > protocol::limits::SUBMIT_CHUNK_BYTES)
+        {
+            self.send(link);
+        }
+        self.n_bytes += n_bytes;
+        self.results.push(result);
+    }
+
+    /// Sends the results gathered, if any, as one message.
+    fn send(&mut self, link: &InterchangeLink) {
+        if !self.results.is_empty() {
+            let message = FromManager::Results {
+                results: std::mem::take(&mut self.results),
+            };
+            self.n_bytes = 0;
+            send(link, &message);
+        }
+    }
+
+    /// More than a result's encoded size: its variable parts, plus room for
+    /// the field names and the fixed-size fields.
+    fn size_of(result: &protocol::TaskResult) -> u64 {
+        let strings = result
+            .nodes
+            .iter()
+            .map(|node| node.len() + 8)
+            .sum::<usize>()
+            + result.block_id.as_ref().map_or(0, String::len)
+            + result.stdout_path.as_ref().map_or(0, String::len)
+            + result.stderr_path.as_ref().map_or(0, String::len)
+            + result.error.as_ref().map_or(0, |error| error.message.len())
+            + result.stdout_tail.len()
+            + result.stderr_tail.len()
+            + result.output.as_ref().map_or(0, Vec::len);
+        strings as u64 + 1024
+    }
 }
 
 /// Closes the link, giving queued messages up to `flush_ms` to leave.

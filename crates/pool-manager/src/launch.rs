@@ -189,6 +189,17 @@ pub fn read_output(output: &OutputFile) -> TaskOutput {
     read().unwrap_or_else(|error| TaskOutput::Unreadable(error.to_string()))
 }
 
+/// The task's stdin: a copy of one descriptor of `/dev/null` opened once
+/// (`Stdio::null` would open it again for every task).
+fn dev_null() -> Stdio {
+    static DEV_NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
+    DEV_NULL
+        .get_or_init(|| File::open("/dev/null").ok())
+        .as_ref()
+        .and_then(|file| file.try_clone().ok())
+        .map_or_else(Stdio::null, Stdio::from)
+}
+
 /// Starts a task. Its end is sent on `ended` once it is reaped.
 pub fn spawn(
     launch: &Launch,
@@ -211,7 +222,7 @@ pub fn spawn(
         let copy = keep_copy(&stderr, &launch.stderr)?;
         (stderr, Some(copy))
     };
-    let mut cell = containment.cell(&format!("task-{}", launch.task_id));
+    let mut cell = containment.cell();
     let mut command = tokio::process::Command::new("/bin/bash");
     // Nothing runs in the child before exec (no `pre_exec`), so the
     // standard library spawns with `posix_spawn`: the manager's memory is
@@ -222,7 +233,7 @@ pub fn spawn(
         .env_clear()
         .envs(&launch.env)
         .current_dir(&launch.cwd)
-        .stdin(Stdio::null())
+        .stdin(dev_null())
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0)
@@ -248,21 +259,6 @@ pub fn spawn(
     let watcher = async move {
         let status = watch(&mut child, pid, kill_rx, kill_grace).await;
         let end_time = unix_now();
-        let group = i32::try_from(pid).unwrap_or(0);
-        let cleared = tokio::task::spawn_blocking(move || {
-            let in_group = if group > 1 { clear_group(group) } else { 0 };
-            (in_group, cell.clear())
-        })
-        .await;
-        if let Ok((in_group, in_cgroup)) = cleared {
-            if in_group + in_cgroup > 0 {
-                tracing::info!(
-                    n_left_in_group = in_group,
-                    n_left_in_cgroup = in_cgroup,
-                    "killed and reaped processes the task left behind"
-                );
-            }
-        }
         let status = match status {
             Ok(status) => match (status.code(), status.signal()) {
                 (Some(code), _) => ExitStatus::Code(code),
@@ -274,29 +270,42 @@ pub fn spawn(
                 ExitStatus::Code(-1)
             }
         };
-        // Output files may sit on a slow shared filesystem: read them off
-        // the event loop.
-        let read = tokio::task::spawn_blocking(move || {
-            let output = read_output(&output_file);
-            remove_if_present(&output_file.path);
-            if let Some(path) = &input_path {
-                remove_if_present(path);
-            }
-            let stdout_tail = tail_of(&stdout_copy);
-            let stderr_tail = stderr_copy
-                .as_ref()
-                .map_or_else(|| stdout_tail.clone(), tail_of);
-            (stdout_tail, stderr_tail, output)
+        // Clearing the group and the cgroup, and reading the files (which
+        // may sit on a slow shared filesystem), block: one call off the
+        // event loop does all of it.
+        let finished = FinishedFiles {
+            output: output_file,
+            input: input_path,
+            stdout: stdout_copy,
+            stderr: stderr_copy,
+        };
+        let group = i32::try_from(pid).unwrap_or(0);
+        let cleared = tokio::task::spawn_blocking(move || {
+            let in_group = if group > 1 { clear_group(group) } else { 0 };
+            let in_cgroup = cell.clear();
+            (in_group, in_cgroup, finished.read())
         })
         .await;
-        let (stdout_tail, stderr_tail, output) = read.unwrap_or_else(|error| {
-            tracing::warn!(%error, "cannot read the task's files");
-            (
-                Vec::new(),
-                Vec::new(),
-                TaskOutput::Unreadable(error.to_string()),
-            )
-        });
+        let (stdout_tail, stderr_tail, output) = match cleared {
+            Ok((in_group, in_cgroup, read)) => {
+                if in_group + in_cgroup > 0 {
+                    tracing::info!(
+                        n_left_in_group = in_group,
+                        n_left_in_cgroup = in_cgroup,
+                        "killed and reaped processes the task left behind"
+                    );
+                }
+                read
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot clear the task's processes or read its files");
+                (
+                    Vec::new(),
+                    Vec::new(),
+                    TaskOutput::Unreadable(error.to_string()),
+                )
+            }
+        };
         let exit = TaskExit {
             status,
             stdout_tail,
@@ -313,6 +322,37 @@ pub fn spawn(
         pid,
         kill: Some(kill_tx),
     })
+}
+
+/// The files of an ended task, read and removed in one blocking call.
+struct FinishedFiles {
+    output: OutputFile,
+    input: Option<PathBuf>,
+    /// The manager's own descriptors of the stdout and stderr files
+    /// (`None`: stderr went to the stdout file).
+    stdout: File,
+    stderr: Option<File>,
+}
+
+impl FinishedFiles {
+    /// The stdout and stderr tails and the output file; removes the input
+    /// and output files.
+    fn read(self) -> (Vec<u8>, Vec<u8>, TaskOutput) {
+        let output = read_output(&self.output);
+        // An absent output file needs no removal.
+        if output != TaskOutput::Absent {
+            remove_if_present(&self.output.path);
+        }
+        if let Some(path) = &self.input {
+            remove_if_present(path);
+        }
+        let stdout_tail = tail_of(&self.stdout);
+        let stderr_tail = self
+            .stderr
+            .as_ref()
+            .map_or_else(|| stdout_tail.clone(), tail_of);
+        (stdout_tail, stderr_tail, output)
+    }
 }
 
 async fn watch(

@@ -51,6 +51,21 @@ fn settings(n_nodes: usize, drain: Option<Duration>) -> Settings {
     }
 }
 
+/// The interchange's `registered`, with its heartbeat period (seconds),
+/// output limit and the tasks to drop.
+fn registered_message(
+    heartbeat_period: f64,
+    max_task_output_bytes: u64,
+    drop_tasks: Vec<TaskId>,
+) -> ToManager {
+    ToManager::Registered {
+        interchange_version: "0.1.0".into(),
+        heartbeat_period,
+        max_task_output_bytes,
+        drop_tasks,
+    }
+}
+
 fn task(number: u128) -> TaskId {
     TaskId::from_u128(number)
 }
@@ -125,12 +140,7 @@ impl Harness {
     /// interchange whose `max_task_output_bytes` is `max_output_bytes`.
     fn with_output_limit(settings: Settings, max_output_bytes: u64) -> Self {
         let mut harness = Self::unregistered(settings);
-        harness.receive(ToManager::Registered {
-            interchange_version: "0.1.0".into(),
-            heartbeat_period: 30.0,
-            max_task_output_bytes: max_output_bytes,
-            drop_tasks: Vec::new(),
-        });
+        harness.receive(registered_message(30.0, max_output_bytes, Vec::new()));
         harness.check_idle();
         harness
     }
@@ -219,12 +229,11 @@ fn heartbeats_follow_the_period_after_registration() {
     harness.at(100.0);
     harness.tick();
     harness.check_idle();
-    harness.receive(ToManager::Registered {
-        interchange_version: "0.1.0".into(),
-        heartbeat_period: 30.0,
-        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        drop_tasks: Vec::new(),
-    });
+    harness.receive(registered_message(
+        30.0,
+        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        Vec::new(),
+    ));
     assert!(harness.manager.is_registered());
     assert_eq!(
         harness.manager.poll_timeout(),
@@ -247,12 +256,11 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
     // --heartbeat-period is 30 s, but the interchange heartbeats every 2 s
     // (so its threshold may be short): the manager follows the interchange.
     let mut harness = Harness::new(2, None);
-    harness.receive(ToManager::Registered {
-        interchange_version: "0.1.0".into(),
-        heartbeat_period: 2.0,
-        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        drop_tasks: Vec::new(),
-    });
+    harness.receive(registered_message(
+        2.0,
+        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        Vec::new(),
+    ));
     for second in [2.0, 4.0, 6.0] {
         harness.at(second);
         harness.receive(ToManager::Heartbeat);
@@ -262,12 +270,11 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
     }
     // An interchange that heartbeats less often does not slow us down.
     let mut harness = Harness::new(2, None);
-    harness.receive(ToManager::Registered {
-        interchange_version: "0.1.0".into(),
-        heartbeat_period: 60.0,
-        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        drop_tasks: Vec::new(),
-    });
+    harness.receive(registered_message(
+        60.0,
+        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        Vec::new(),
+    ));
     assert_eq!(
         harness.manager.poll_timeout(),
         Some(harness.start.plus(Duration::from_secs(30)))
@@ -574,12 +581,11 @@ fn drain_request_after_the_drain_period() {
     harness.at(20.0);
     harness.tick();
     harness.check_idle();
-    harness.receive(ToManager::Registered {
-        interchange_version: "0.1.0".into(),
-        heartbeat_period: 30.0,
-        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        drop_tasks: Vec::new(),
-    });
+    harness.receive(registered_message(
+        30.0,
+        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        Vec::new(),
+    ));
     harness.tick();
     assert_eq!(harness.expect_send(), FromManager::DrainRequest);
     harness.check_idle();

@@ -22,12 +22,7 @@ fn whole(nodes: &[u32]) -> Vec<NodeShare> {
 }
 
 fn registered_dropping(drop_tasks: Vec<TaskId>) -> ToManager {
-    ToManager::Registered {
-        interchange_version: "0.1.0".into(),
-        heartbeat_period: 30.0,
-        max_task_output_bytes: protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        drop_tasks,
-    }
+    registered_message(30.0, protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES, drop_tasks)
 }
 
 fn expect_register(harness: &mut Harness) -> Registration {

@@ -405,7 +405,11 @@ def rhtex_run(procs, rhtex, taskfile, n_tasks, timeout):
     after = rhtex.cpu()
     counts = {}
     try:
-        counts = json.loads(read_text(summary)).get("counts", {})
+        # `--json run` writes a line per submitted and finished task, then
+        # the summary on the last line.
+        counts = json.loads((read_text(summary) or "").strip().rsplit("\n", 1)[-1]).get(
+            "counts", {}
+        )
     except (TypeError, ValueError) as error:
         log(f"cannot read the rhtex run summary: {error}")
     completed = counts.get("completed", 0)

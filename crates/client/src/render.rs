@@ -393,26 +393,47 @@ pub fn summary_counts(rows: &[SummaryRow]) -> String {
 
 /// The summary as JSON: `{"tasks": [...], "counts": {...}}`.
 pub fn summary_json(rows: &[SummaryRow]) -> Value {
-    let tasks: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            json!({
-                "index": row.index,
-                "command": row.command,
-                "result": row.result.as_ref().map(result_json),
-            })
-        })
-        .collect();
+    json!({
+        "tasks": rows.iter().map(summary_task_json).collect::<Vec<_>>(),
+        "counts": summary_counts_json(rows),
+    })
+}
+
+/// [`summary_json`] written out compact, one task at a time: the same
+/// bytes as serializing it whole, without holding every task's JSON at once.
+pub fn write_summary_json(
+    rows: &[SummaryRow],
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    // The keys in serde_json's order (sorted): "counts" before "tasks".
+    out.write_all(b"{\"counts\":")?;
+    serde_json::to_writer(&mut *out, &summary_counts_json(rows))?;
+    out.write_all(b",\"tasks\":[")?;
+    for (n, row) in rows.iter().enumerate() {
+        if n > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &summary_task_json(row))?;
+    }
+    out.write_all(b"]}")
+}
+
+fn summary_task_json(row: &SummaryRow) -> Value {
+    json!({
+        "index": row.index,
+        "command": row.command,
+        "result": row.result.as_ref().map(result_json),
+    })
+}
+
+fn summary_counts_json(rows: &[SummaryRow]) -> Value {
     let count = |state: TaskState| count_in_state(rows, state);
     json!({
-        "tasks": tasks,
-        "counts": {
-            "total": rows.len(),
-            "completed": count(TaskState::Completed),
-            "failed": count(TaskState::Failed),
-            "cancelled": count(TaskState::Cancelled),
-            "without_result": rows.iter().filter(|row| row.result.is_none()).count(),
-        },
+        "total": rows.len(),
+        "completed": count(TaskState::Completed),
+        "failed": count(TaskState::Failed),
+        "cancelled": count(TaskState::Cancelled),
+        "without_result": rows.iter().filter(|row| row.result.is_none()).count(),
     })
 }
 

@@ -459,6 +459,13 @@ fn summary_lists_every_task_and_counts() {
     assert_eq!(value["counts"]["without_result"], 1);
     assert_eq!(value["tasks"][1]["result"]["exit_code"], 2);
     assert_eq!(value["tasks"][2]["result"], serde_json::Value::Null);
+    // Streamed, the summary is the same bytes as the whole value.
+    let mut streamed = Vec::new();
+    render::write_summary_json(&rows, &mut streamed).unwrap();
+    assert_eq!(
+        String::from_utf8(streamed).unwrap(),
+        serde_json::to_string(&value).unwrap()
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use client::waiting::WaitingReasons;
 use client::{Client, TaskId, TaskSubmission};
 use protocol::TaskResult;
 use std::collections::{HashMap, HashSet};
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,20 +96,37 @@ pub(crate) async fn run_tasks(
         .submit(submissions)
         .await
         .with_context(|| format!("cannot submit the tasks of {}", file.display()))?;
+    let mut out = Stdout::new();
     if cli.json {
         for ((task_id, command), row) in lines.iter().zip(&rows) {
-            println!("{}", listing::submitted_line(row.index, *task_id, command));
+            out.line(&listing::submitted_line(row.index, *task_id, command))?;
         }
     }
 
-    let progress = Progress::new(n_tasks);
+    let mut progress = Progress::new(n_tasks);
     let mut reasons = WaitingReasons::new();
     let mut n_done = 0;
     while n_done < n_tasks {
-        let result = reasons
-            .next_result(client, &pending)
-            .await
-            .context("waiting for results failed")?;
+        // Lines are written in blocks while results keep coming, and
+        // flushed as soon as none has come for FLUSH_AFTER.
+        let result = {
+            let next = reasons.next_result(client, &pending);
+            tokio::pin!(next);
+            loop {
+                if !out.dirty && !progress.is_dirty() {
+                    break next.as_mut().await;
+                }
+                tokio::select! {
+                    biased;
+                    result = next.as_mut() => break result,
+                    _ = tokio::time::sleep(FLUSH_AFTER) => {
+                        out.flush()?;
+                        progress.flush();
+                    }
+                }
+            }
+        };
+        let result = result.context("waiting for results failed")?;
         pending.remove(&result.task_id);
         let Some(&slot) = position.get(&result.task_id) else {
             continue;
@@ -123,17 +140,18 @@ pub(crate) async fn run_tasks(
         n_done += 1;
         progress.report(n_done, row.index, &result);
         if cli.json {
-            println!("{}", listing::finished_line(row.index, &result));
+            out.line(&listing::finished_line(row.index, &result))?;
         }
         row.result = Some(result);
     }
     progress.finish();
 
     if cli.json {
-        println!("{}", render::summary_json(&rows));
+        out.summary_json(&rows)?;
     } else {
-        print!("{}", render::summary_human(&rows));
+        out.text(&render::summary_human(&rows))?;
     }
+    out.flush()?;
     let all_completed = rows.iter().all(|row| {
         row.result
             .as_ref()
@@ -142,10 +160,64 @@ pub(crate) async fn run_tasks(
     Ok(if all_completed { 0 } else { 1 })
 }
 
-/// Progress on stderr: a bar on a terminal, plain lines otherwise.
+/// How long results may stop coming before the lines written so far are
+/// flushed: short enough for a reader of the output, long enough that a
+/// stream of results is written in blocks rather than a write per line.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
+
+/// Standard output, buffered: the `--json` lines and the summary.
+struct Stdout {
+    writer: BufWriter<std::io::Stdout>,
+    dirty: bool,
+}
+
+impl Stdout {
+    fn new() -> Self {
+        Self {
+            writer: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            dirty: false,
+        }
+    }
+
+    /// One JSON value on a line of its own.
+    fn line(&mut self, value: &serde_json::Value) -> Result<()> {
+        serde_json::to_writer(&mut self.writer, value)
+            .context("cannot write to standard output")?;
+        self.text("\n")
+    }
+
+    /// The `--json` summary on a line of its own.
+    fn summary_json(&mut self, rows: &[SummaryRow]) -> Result<()> {
+        render::write_summary_json(rows, &mut self.writer)
+            .context("cannot write to standard output")?;
+        self.text("\n")
+    }
+
+    fn text(&mut self, text: &str) -> Result<()> {
+        self.writer
+            .write_all(text.as_bytes())
+            .context("cannot write to standard output")?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.dirty = false;
+        self.writer
+            .flush()
+            .context("cannot write to standard output")
+    }
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise
+/// (buffered like [`Stdout`]).
 enum Progress {
     Bar(indicatif::ProgressBar),
-    Lines(usize),
+    Lines {
+        n_tasks: usize,
+        writer: BufWriter<std::io::Stderr>,
+        dirty: bool,
+    },
 }
 
 impl Progress {
@@ -159,25 +231,47 @@ impl Progress {
             }
             Progress::Bar(bar)
         } else {
-            Progress::Lines(n_tasks)
+            Progress::Lines {
+                n_tasks,
+                writer: BufWriter::with_capacity(16 * 1024, std::io::stderr()),
+                dirty: false,
+            }
         }
     }
 
-    fn report(&self, n_done: usize, index: usize, result: &TaskResult) {
+    fn report(&mut self, n_done: usize, index: usize, result: &TaskResult) {
         match self {
             Progress::Bar(bar) => {
                 bar.set_position(n_done as u64);
                 bar.set_message(format!("task {index} {}", result.state));
             }
-            Progress::Lines(n_tasks) => {
-                eprintln!("[{n_done}/{n_tasks}] task {index} {}", result.state);
+            Progress::Lines {
+                n_tasks,
+                writer,
+                dirty,
+            } => {
+                // Progress is advisory: a closed stderr does not stop the run.
+                let _ = writeln!(writer, "[{n_done}/{n_tasks}] task {index} {}", result.state);
+                *dirty = true;
             }
         }
     }
 
-    fn finish(&self) {
-        if let Progress::Bar(bar) = self {
-            bar.finish_and_clear();
+    fn is_dirty(&self) -> bool {
+        matches!(self, Progress::Lines { dirty: true, .. })
+    }
+
+    fn flush(&mut self) {
+        if let Progress::Lines { writer, dirty, .. } = self {
+            let _ = writer.flush();
+            *dirty = false;
+        }
+    }
+
+    fn finish(&mut self) {
+        match self {
+            Progress::Bar(bar) => bar.finish_and_clear(),
+            Progress::Lines { .. } => self.flush(),
         }
     }
 }

@@ -59,6 +59,14 @@ fn submission(id: u128, request: ResourceRequest) -> TaskSubmission {
     }
 }
 
+/// Tasks `(id, request)` as [`submission`] builds each, in that order.
+fn submissions<const N: usize>(tasks: [(u128, ResourceRequest); N]) -> Vec<TaskSubmission> {
+    tasks
+        .into_iter()
+        .map(|(id, request)| submission(id, request))
+        .collect()
+}
+
 /// A serial task carrying `n_bytes` bytes of input.
 fn with_input(id: u128, n_bytes: usize) -> TaskSubmission {
     TaskSubmission {
@@ -181,6 +189,18 @@ fn submitted(name: &str, request_id: u64, n_tasks: u32) -> Output {
     )
 }
 
+/// The answer to a `watch` of `n_tasks` known tasks.
+fn watching(name: &str, request_id: u64, n_tasks: u32) -> Output {
+    to_client(
+        name,
+        ToClient::Watching {
+            request_id,
+            n_tasks,
+            unknown: Vec::new(),
+        },
+    )
+}
+
 fn unknown_manager_refused(name: &str) -> Output {
     to_manager(
         name,
@@ -286,6 +306,18 @@ impl Sim {
         self
     }
 
+    /// Clients that said hello, in order.
+    fn with_clients(self, names: &[&str]) -> Self {
+        names.iter().fold(self, |sim, name| sim.with_client(name))
+    }
+
+    /// Registered managers `m<id>` with `n_nodes` nodes each, in order.
+    fn with_managers(self, managers: &[(u128, usize)]) -> Self {
+        managers
+            .iter()
+            .fold(self, |sim, (id, n_nodes)| sim.with_manager(*id, *n_nodes))
+    }
+
     /// A message from a client, through the codec as the shell reads it.
     fn client(&mut self, name: &str, message: FromClient) {
         self.client_bytes(name, &protocol::encode(&message));
@@ -332,6 +364,28 @@ impl Sim {
             FromClient::Command {
                 request_id,
                 command,
+            },
+        );
+    }
+
+    /// `name` asks to cancel task `id`.
+    fn cancel(&mut self, name: &str, request_id: u64, id: u128) {
+        self.command(
+            name,
+            request_id,
+            Command::Cancel {
+                task_id: task_id(id),
+            },
+        );
+    }
+
+    /// `name` asks to watch the tasks `ids`.
+    fn watch(&mut self, name: &str, request_id: u64, ids: &[u128]) {
+        self.client(
+            name,
+            FromClient::Watch {
+                request_id,
+                task_ids: ids.iter().map(|id| task_id(*id)).collect(),
             },
         );
     }
@@ -407,10 +461,7 @@ impl Sim {
 
 #[test]
 fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 4)
-        .with_manager(2, 2);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 4), (2, 2)]);
     sim.submit("c", 1, vec![submission(10, nodes(4))]);
     sim.check(vec![
         submitted("c", 1, 1),
@@ -442,9 +493,7 @@ fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
 fn best_fit_picks_the_smallest_free_count_that_suffices() {
     let mut sim = Sim::new()
         .with_client("c")
-        .with_manager(1, 8)
-        .with_manager(2, 2)
-        .with_manager(3, 3);
+        .with_managers(&[(1, 8), (2, 2), (3, 3)]);
     sim.submit("c", 1, vec![submission(10, nodes(2))]);
     sim.check(vec![
         submitted("c", 1, 1),
@@ -484,11 +533,7 @@ fn a_large_task_that_fits_nowhere_does_not_block_smaller_ones() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes_priority(8, 0)),
-            submission(2, nodes(1)),
-            submission(3, nodes(2)),
-        ],
+        submissions([(1, nodes_priority(8, 0)), (2, nodes(1)), (3, nodes(2))]),
     );
     sim.check(vec![
         submitted("c", 1, 3),
@@ -526,14 +571,14 @@ fn priority_order_then_fifo_then_tasks_without_priority() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes_priority(1, 5)),
-            submission(3, nodes_priority(1, 1)),
-            submission(4, nodes_priority(1, 5)),
-            submission(5, nodes(1)),
-            submission(6, nodes_priority(1, -3)),
-        ],
+        submissions([
+            (1, nodes(1)),
+            (2, nodes_priority(1, 5)),
+            (3, nodes_priority(1, 1)),
+            (4, nodes_priority(1, 5)),
+            (5, nodes(1)),
+            (6, nodes_priority(1, -3)),
+        ]),
     );
     sim.check(vec![submitted("c", 1, 6)]);
     assert_eq!(sim.status("c").waiting[0].reason, "no manager connected");
@@ -565,7 +610,7 @@ fn priority_decides_which_task_takes_freed_nodes() {
     sim.submit(
         "c",
         2,
-        vec![submission(2, nodes(1)), submission(3, nodes_priority(1, 0))],
+        submissions([(2, nodes(1)), (3, nodes_priority(1, 0))]),
     );
     sim.check(vec![submitted("c", 2, 2)]);
     sim.manager_results("m1", vec![completed(1)]);
@@ -582,11 +627,7 @@ fn priority_decides_which_task_takes_freed_nodes() {
 #[test]
 fn tasks_above_max_block_nodes_are_unschedulable_at_once() {
     let mut sim = Sim::with_limit(Some(4)).with_client("c");
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(5)), submission(2, nodes(4))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(5)), (2, nodes(4))]));
     sim.check(vec![
         submitted("c", 1, 1),
         results(
@@ -786,13 +827,7 @@ fn queued_input_has_a_budget_past_which_a_submit_is_refused_as_busy() {
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     assert_eq!(outputs[0], submitted("c", 3, 1));
     // Finishing tasks gives the budget back: cancel one queued task.
-    sim.command(
-        "c",
-        4,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 4, 1);
     assert_eq!(sim.drain().len(), 2, "reply and the cancelled result");
     sim.submit("c", 5, vec![with_input(7, 100)]);
     sim.check(vec![submitted("c", 5, 1)]);
@@ -854,11 +889,7 @@ fn outputs_reach_the_client_and_count_in_the_memory_bound_of_kept_results() {
     let mut sim = Sim::with_config(retention(100, 1200))
         .with_client("c")
         .with_manager(1, 2);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks(
@@ -887,11 +918,7 @@ fn outputs_reach_the_client_and_count_in_the_memory_bound_of_kept_results() {
 #[test]
 fn duplicate_task_ids_fail_and_leave_the_first_task_alone() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(1, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (1, nodes(1))]));
     sim.check(vec![
         submitted("c", 1, 1),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
@@ -917,7 +944,7 @@ fn duplicate_task_ids_fail_and_leave_the_first_task_alone() {
 
 #[test]
 fn heartbeats_go_to_every_manager_every_period() {
-    let mut sim = Sim::new().with_manager(1, 1).with_manager(2, 1);
+    let mut sim = Sim::new().with_managers(&[(1, 1), (2, 1)]);
     sim.advance(29);
     sim.check(vec![]);
     sim.advance(1);
@@ -929,15 +956,8 @@ fn heartbeats_go_to_every_manager_every_period() {
 
 #[test]
 fn a_silent_manager_is_dropped_and_its_tasks_fail_as_manager_lost() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 2)
-        .with_manager(2, 2);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(2)), submission(2, nodes(2))],
-    );
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 2), (2, 2)]);
+    sim.submit("c", 1, submissions([(1, nodes(2)), (2, nodes(2))]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(2))]),
@@ -1107,23 +1127,13 @@ fn a_manager_drain_request_stops_it_once_idle() {
 #[test]
 fn cancel_queued_running_finished_and_unknown() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
     ]);
     // Queued: removed, cancelled result at once.
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(2),
-        },
-    );
+    sim.cancel("c", 2, 2);
     sim.check(vec![
         reply("c", 2, done(&format!("task {} cancelled", task_id(2)))),
         results(
@@ -1136,13 +1146,7 @@ fn cancel_queued_running_finished_and_unknown() {
         ),
     ]);
     // Running: the manager is told, and reports the cancelled result.
-    sim.command(
-        "c",
-        3,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 3, 1);
     sim.check(vec![
         to_manager(
             "m1",
@@ -1171,13 +1175,7 @@ fn cancel_queued_running_finished_and_unknown() {
     sim.manager_results("m1", vec![cancelled.clone()]);
     sim.check(vec![results("c", vec![forwarded(cancelled, 1)])]);
     // Finished and unknown: Failed replies.
-    sim.command(
-        "c",
-        4,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 4, 1);
     sim.check(vec![reply(
         "c",
         4,
@@ -1185,13 +1183,7 @@ fn cancel_queued_running_finished_and_unknown() {
             message: format!("task {} already finished (cancelled)", task_id(1)),
         },
     )]);
-    sim.command(
-        "c",
-        5,
-        Command::Cancel {
-            task_id: task_id(7),
-        },
-    );
+    sim.cancel("c", 5, 7);
     sim.check(vec![reply(
         "c",
         5,
@@ -1478,8 +1470,7 @@ fn garbage_and_unexpected_messages_are_counted_and_survived() {
 #[test]
 fn a_client_that_says_goodbye_is_forgotten_and_its_tasks_carry_on() {
     let mut sim = Sim::new()
-        .with_client("leaving")
-        .with_client("other")
+        .with_clients(&["leaving", "other"])
         .with_manager(1, 1);
     sim.submit("leaving", 1, vec![submission(1, nodes(1))]);
     sim.check(vec![
@@ -1511,22 +1502,14 @@ fn a_client_that_says_goodbye_is_forgotten_and_its_tasks_carry_on() {
 #[test]
 fn results_go_to_every_watcher_including_late_ones() {
     let mut sim = Sim::new()
-        .with_client("a")
-        .with_client("b")
-        .with_client("late")
+        .with_clients(&["a", "b", "late"])
         .with_manager(1, 1);
     sim.submit("a", 1, vec![submission(1, nodes(1))]);
     sim.check(vec![
         submitted("a", 1, 1),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
     ]);
-    sim.client(
-        "b",
-        FromClient::Watch {
-            request_id: 2,
-            task_ids: vec![task_id(1), task_id(99)],
-        },
-    );
+    sim.watch("b", 2, &[1, 99]);
     sim.check(vec![to_client(
         "b",
         ToClient::Watching {
@@ -1542,22 +1525,9 @@ fn results_go_to_every_watcher_including_late_ones() {
         results("b", vec![result.clone()]),
     ]);
     // A late watcher gets the kept result at once.
-    sim.client(
-        "late",
-        FromClient::Watch {
-            request_id: 3,
-            task_ids: vec![task_id(1)],
-        },
-    );
+    sim.watch("late", 3, &[1]);
     sim.check(vec![
-        to_client(
-            "late",
-            ToClient::Watching {
-                request_id: 3,
-                n_tasks: 1,
-                unknown: Vec::new(),
-            },
-        ),
+        watching("late", 3, 1),
         results("late", vec![result.clone()]),
     ]);
     let info = sim.task_status("late", 1);
@@ -1567,30 +1537,14 @@ fn results_go_to_every_watcher_including_late_ones() {
 
 #[test]
 fn an_unreachable_client_gets_no_more_results() {
-    let mut sim = Sim::new()
-        .with_client("a")
-        .with_client("b")
-        .with_manager(1, 1);
+    let mut sim = Sim::new().with_clients(&["a", "b"]).with_manager(1, 1);
     sim.submit("a", 1, vec![submission(1, nodes(1))]);
     sim.check(vec![
         submitted("a", 1, 1),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
     ]);
-    sim.client(
-        "b",
-        FromClient::Watch {
-            request_id: 2,
-            task_ids: vec![task_id(1)],
-        },
-    );
-    sim.check(vec![to_client(
-        "b",
-        ToClient::Watching {
-            request_id: 2,
-            n_tasks: 1,
-            unknown: Vec::new(),
-        },
-    )]);
+    sim.watch("b", 2, &[1]);
+    sim.check(vec![watching("b", 2, 1)]);
     sim.core.handle_client_unreachable(&peer("a"));
     sim.manager_results("m1", vec![completed(1)]);
     sim.check(vec![results("b", vec![forwarded(completed(1), 1)])]);
@@ -1608,18 +1562,11 @@ fn shutdown_reason() -> ToManager {
 
 #[test]
 fn shutdown_stops_managers_cancels_queued_and_exits_after_goodbyes() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 1)
-        .with_manager(2, 1);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 1), (2, 1)]);
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes(1)),
-            submission(3, nodes(1)),
-        ],
+        submissions([(1, nodes(1)), (2, nodes(1)), (3, nodes(1))]),
     );
     sim.check(vec![
         submitted("c", 1, 3),
@@ -1815,9 +1762,7 @@ fn status_shows_managers_with_free_nodes_and_heartbeat_times() {
 fn newest_block_picks_the_newest_manager_that_fits() {
     let mut sim = Sim::with_placement(Placement::NewestBlock)
         .with_client("c")
-        .with_manager(1, 4)
-        .with_manager(2, 2)
-        .with_manager(3, 4);
+        .with_managers(&[(1, 4), (2, 2), (3, 4)]);
     // Best fit would choose m2 (2 free nodes); the newest is m3.
     sim.submit("c", 1, vec![submission(1, nodes(1))]);
     sim.check(vec![
@@ -1830,11 +1775,7 @@ fn newest_block_picks_the_newest_manager_that_fits() {
         run_tasks("m3", vec![dispatch_on(2, nodes(3), &[1, 2, 3])]),
     ]);
     // m3 is full: the next newest that fits is m2, then m1.
-    sim.submit(
-        "c",
-        3,
-        vec![submission(3, nodes(2)), submission(4, nodes(3))],
-    );
+    sim.submit("c", 3, submissions([(3, nodes(2)), (4, nodes(3))]));
     sim.check(vec![
         submitted("c", 3, 2),
         run_tasks("m1", vec![dispatch(4, nodes(3))]),
@@ -1852,20 +1793,17 @@ fn newest_block_picks_the_newest_manager_that_fits() {
 
 #[test]
 fn best_fit_packs_slots_into_the_tightest_node_of_any_manager() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 2)
-        .with_manager(2, 2);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 2), (2, 2)]);
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, packed(1, 3)),
-            submission(2, packed(1, 2)),
-            submission(3, packed(1, 1)),
-            submission(4, packed(1, 2)),
-            submission(5, nodes(2)),
-        ],
+        submissions([
+            (1, packed(1, 3)),
+            (2, packed(1, 2)),
+            (3, packed(1, 1)),
+            (4, packed(1, 2)),
+            (5, nodes(2)),
+        ]),
     );
     // m1 node 0 takes 3 then 1 slot, m1 node 1 takes 2 and 2: the tightest
     // nodes that suffice, so m2 stays whole for the exclusive task.
@@ -1899,12 +1837,12 @@ fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, packed(1, 2)),
-            submission(3, packed(1, 2)),
-            submission(4, packed(1, 1)),
-        ],
+        submissions([
+            (1, nodes(1)),
+            (2, packed(1, 2)),
+            (3, packed(1, 2)),
+            (4, packed(1, 1)),
+        ]),
     );
     // The exclusive task has node 0 to itself; the two packed tasks share
     // node 1; no slot is left for the third.
@@ -1947,11 +1885,7 @@ fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
 #[test]
 fn a_task_needing_more_slots_than_a_manager_has_never_goes_there() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, packed(1, 8)), submission(2, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, packed(1, 8)), (2, nodes(1))]));
     // The 8-slot task can never fit m1 (4 slots per node), so it reserves
     // nothing there and the task behind it runs.
     sim.check(vec![
@@ -1989,10 +1923,7 @@ fn a_task_needing_more_slots_than_a_manager_has_never_goes_there() {
 
 #[test]
 fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 4)
-        .with_manager(2, 2);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 4), (2, 2)]);
     sim.submit("c", 1, (1..=6).map(|i| submission(i, nodes(1))).collect());
     sim.check(vec![
         submitted("c", 1, 6),
@@ -2093,12 +2024,12 @@ fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
     sim.submit(
         "c",
         2,
-        vec![
-            submission(2, nodes(4)),
-            submission(3, with_walltime(nodes(1), 200)),
-            submission(4, nodes(1)),
-            submission(5, with_walltime(nodes(1), 50)),
-        ],
+        submissions([
+            (2, nodes(4)),
+            (3, with_walltime(nodes(1), 200)),
+            (4, nodes(1)),
+            (5, with_walltime(nodes(1), 50)),
+        ]),
     );
     // Only the task sure to end by then runs on the reserved manager.
     sim.check(vec![
@@ -2123,10 +2054,10 @@ fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
     sim.submit(
         "c",
         3,
-        vec![
-            submission(6, with_walltime(nodes(1), 70)),
-            submission(7, with_walltime(nodes(1), 60)),
-        ],
+        submissions([
+            (6, with_walltime(nodes(1), 70)),
+            (7, with_walltime(nodes(1), 60)),
+        ]),
     );
     sim.check(vec![
         submitted("c", 3, 2),
@@ -2162,11 +2093,7 @@ fn easy_backfill_lets_any_task_use_nodes_the_waiting_task_will_not_need() {
     sim.submit(
         "c",
         2,
-        vec![
-            submission(2, nodes(3)),
-            submission(3, nodes(1)),
-            submission(4, nodes(1)),
-        ],
+        submissions([(2, nodes(3)), (3, nodes(1)), (4, nodes(1))]),
     );
     sim.check(vec![
         submitted("c", 2, 3),
@@ -2189,11 +2116,7 @@ fn a_higher_priority_task_that_fits_still_runs_on_the_reserved_manager() {
     ]);
     // Task 3 could start on node 1, but the 2-node task ahead of it
     // reserves the manager.
-    sim.submit(
-        "c",
-        2,
-        vec![submission(2, nodes(2)), submission(3, nodes(1))],
-    );
+    sim.submit("c", 2, submissions([(2, nodes(2)), (3, nodes(1))]));
     sim.check(vec![submitted("c", 2, 2)]);
     assert_eq!(sim.status("c").managers[0].reserved_for, Some(task_id(2)));
     // Ahead of the holder in the queue: it is not held back.
@@ -2242,19 +2165,12 @@ fn silence_m1(sim: &mut Sim) -> Vec<Output> {
 
 #[test]
 fn a_task_whose_manager_is_lost_runs_again_in_its_old_place_and_reports_once() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 1)
-        .with_manager(2, 1);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 1), (2, 1)]);
     let retried = nodes(1).with("retries", 1);
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, retried.clone()),
-            submission(2, nodes(1)),
-            submission(3, nodes(1)),
-        ],
+        submissions([(1, retried.clone()), (2, nodes(1)), (3, nodes(1))]),
     );
     sim.check(vec![
         submitted("c", 1, 3),
@@ -2289,15 +2205,10 @@ fn retries_run_out_and_the_message_counts_the_attempts() {
         ..test_config()
     })
     .with_client("c")
-    .with_manager(1, 1)
-    .with_manager(2, 1);
+    .with_managers(&[(1, 1), (2, 1)]);
     // Task 1 has the default of one retry; task 2 says none.
     let no_retry = nodes(1).with("retries", 0);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(2, no_retry.clone())],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (2, no_retry.clone())]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
@@ -2347,9 +2258,7 @@ fn lost_tasks_are_retried_after_a_goodbye_but_not_when_cancelled_or_at_shutdown(
         ..test_config()
     })
     .with_client("c")
-    .with_manager(1, 1)
-    .with_manager(2, 1)
-    .with_manager(3, 1);
+    .with_managers(&[(1, 1), (2, 1), (3, 1)]);
     sim.submit("c", 1, (1..=3).map(|i| submission(i, nodes(1))).collect());
     sim.check(vec![
         submitted("c", 1, 3),
@@ -2357,13 +2266,7 @@ fn lost_tasks_are_retried_after_a_goodbye_but_not_when_cancelled_or_at_shutdown(
         run_tasks("m2", vec![dispatch(2, nodes(1))]),
         run_tasks("m3", vec![dispatch(3, nodes(1))]),
     ]);
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(2),
-        },
-    );
+    sim.cancel("c", 2, 2);
     assert_eq!(sim.drain().len(), 2, "cancel_task and the reply");
     let goodbye = || FromManager::Goodbye {
         reason: "SIGTERM".to_owned(),

@@ -170,22 +170,9 @@ fn a_longer_tail_is_cut_to_its_last_64_kib_before_it_is_kept_or_forwarded() {
     sim.manager_results("m1", vec![result]);
     sim.check(vec![results("c", vec![forwarded(expected.clone(), 1)])]);
     // What is kept for a late watch is the cut one too.
-    sim.client(
-        "c",
-        FromClient::Watch {
-            request_id: 2,
-            task_ids: vec![task_id(1)],
-        },
-    );
+    sim.watch("c", 2, &[1]);
     sim.check(vec![
-        to_client(
-            "c",
-            ToClient::Watching {
-                request_id: 2,
-                n_tasks: 1,
-                unknown: Vec::new(),
-            },
-        ),
+        watching("c", 2, 1),
         results("c", vec![forwarded(expected, 1)]),
     ]);
 }
@@ -241,13 +228,7 @@ fn the_data_of_unfinished_tasks_has_a_budget_past_which_a_submit_is_busy() {
     assert!(message.contains("--max-queued-task-mib"), "{message}");
     assert_eq!(sim.task_status("c", 2).state, TaskState::Unknown);
     // A finished task gives its bytes back.
-    sim.command(
-        "c",
-        3,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 3, 1);
     assert_eq!(sim.drain().len(), 2, "reply and the cancelled result");
     sim.submit("c", 4, vec![task(2, 60), task(3, 60)]);
     sim.check(vec![submitted("c", 4, 2)]);

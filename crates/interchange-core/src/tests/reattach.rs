@@ -48,12 +48,12 @@ fn four_tasks_on_m1() -> Sim {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes(1)),
-            submission(3, retried.clone()),
-            submission(4, nodes(1)),
-        ],
+        submissions([
+            (1, nodes(1)),
+            (2, nodes(1)),
+            (3, retried.clone()),
+            (4, nodes(1)),
+        ]),
     );
     sim.check(vec![
         submitted("c", 1, 4),
@@ -190,13 +190,7 @@ fn a_placement_that_does_not_fit_is_dropped_and_the_task_lost() {
 #[test]
 fn a_cancel_asked_while_the_manager_was_away_is_sent_again() {
     let mut sim = four_tasks_on_m1();
-    sim.command(
-        "c",
-        7,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 7, 1);
     let outputs = sim.drain();
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     sim.core

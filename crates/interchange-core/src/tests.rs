@@ -189,6 +189,18 @@ fn submitted(name: &str, request_id: u64, n_tasks: u32) -> Output {
     )
 }
 
+/// Drains the outputs: exactly one refusal of manager `name`'s
+/// registration, whose reason contains `reason`.
+fn expect_refused(sim: &mut Sim, name: &str, reason: &str) {
+    let outputs = sim.drain();
+    assert!(
+        matches!(outputs.as_slice(),
+            [Output::ToManager(to, ToManager::Refused { reason: refused, .. })]
+                if *to == peer(name) && refused.contains(reason)),
+        "{outputs:?}"
+    );
+}
+
 /// The answer to a `watch` of `n_tasks` known tasks.
 fn watching(name: &str, request_id: u64, n_tasks: u32) -> Output {
     to_client(
@@ -306,6 +318,12 @@ impl Sim {
         self
     }
 
+    /// Clients that said hello and registered managers (`(id, n_nodes)`),
+    /// in order.
+    fn with_peers(clients: &[&str], managers: &[(u128, usize)]) -> Self {
+        Self::new().with_clients(clients).with_managers(managers)
+    }
+
     /// Clients that said hello, in order.
     fn with_clients(self, names: &[&str]) -> Self {
         names.iter().fold(self, |sim, name| sim.with_client(name))
@@ -368,6 +386,23 @@ impl Sim {
         );
     }
 
+    /// `name` submits task `id` alone; checks that it is accepted and sent
+    /// to `manager` on nodes `0..num_nodes`.
+    fn submit_and_start(
+        &mut self,
+        name: &str,
+        request_id: u64,
+        id: u128,
+        request: ResourceRequest,
+        manager: &str,
+    ) {
+        self.submit(name, request_id, vec![submission(id, request.clone())]);
+        self.check(vec![
+            submitted(name, request_id, 1),
+            run_tasks(manager, vec![dispatch(id, request)]),
+        ]);
+    }
+
     /// `name` asks to cancel task `id`.
     fn cancel(&mut self, name: &str, request_id: u64, id: u128) {
         self.command(
@@ -388,6 +423,12 @@ impl Sim {
                 task_ids: ids.iter().map(|id| task_id(*id)).collect(),
             },
         );
+    }
+
+    /// A send of `message` to manager `name` failed.
+    fn unreachable(&mut self, name: &str, message: ToManager) {
+        self.core
+            .handle_manager_unreachable(self.now, &peer(name), message);
     }
 
     fn manager_results(&mut self, name: &str, results: Vec<TaskResult>) {
@@ -462,11 +503,7 @@ impl Sim {
 #[test]
 fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
     let mut sim = Sim::new().with_client("c").with_managers(&[(1, 4), (2, 2)]);
-    sim.submit("c", 1, vec![submission(10, nodes(4))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(10, nodes(4))]),
-    ]);
+    sim.submit_and_start("c", 1, 10, nodes(4), "m1");
     // A 3-node task cannot go to m2 (2 nodes) and m1 is full: it waits.
     sim.submit("c", 2, vec![submission(11, nodes(3))]);
     sim.check(vec![submitted("c", 2, 1)]);
@@ -491,19 +528,9 @@ fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
 
 #[test]
 fn best_fit_picks_the_smallest_free_count_that_suffices() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_managers(&[(1, 8), (2, 2), (3, 3)]);
-    sim.submit("c", 1, vec![submission(10, nodes(2))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m2", vec![dispatch(10, nodes(2))]),
-    ]);
-    sim.submit("c", 2, vec![submission(11, nodes(2))]);
-    sim.check(vec![
-        submitted("c", 2, 1),
-        run_tasks("m3", vec![dispatch(11, nodes(2))]),
-    ]);
+    let mut sim = Sim::with_peers(&["c"], &[(1, 8), (2, 2), (3, 3)]);
+    sim.submit_and_start("c", 1, 10, nodes(2), "m2");
+    sim.submit_and_start("c", 2, 11, nodes(2), "m3");
     // m3 has 1 free, m1 has 8: a 1-node task fills m3.
     sim.submit("c", 3, vec![submission(12, nodes(1))]);
     sim.check(vec![
@@ -602,11 +629,7 @@ fn priority_order_then_fifo_then_tasks_without_priority() {
 #[test]
 fn priority_decides_which_task_takes_freed_nodes() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     sim.submit(
         "c",
         2,
@@ -1285,11 +1308,7 @@ fn a_manager_of_another_version_is_refused_and_others_keep_working() {
             protocol_version: PROTOCOL_VERSION,
         },
     )]);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     assert_eq!(sim.status("c").managers.len(), 1);
 }
 
@@ -1456,11 +1475,7 @@ fn garbage_and_unexpected_messages_are_counted_and_survived() {
     assert!(report.n_bad_messages >= 7, "{}", report.n_bad_messages);
     assert_eq!(report.managers.len(), 1);
     // And the interchange still works.
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
 }
 
 // ---------------------------------------------------------------------
@@ -1469,14 +1484,8 @@ fn garbage_and_unexpected_messages_are_counted_and_survived() {
 
 #[test]
 fn a_client_that_says_goodbye_is_forgotten_and_its_tasks_carry_on() {
-    let mut sim = Sim::new()
-        .with_clients(&["leaving", "other"])
-        .with_manager(1, 1);
-    sim.submit("leaving", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("leaving", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    let mut sim = Sim::with_peers(&["leaving", "other"], &[(1, 1)]);
+    sim.submit_and_start("leaving", 1, 1, nodes(1), "m1");
     sim.client("leaving", FromClient::Goodbye);
     sim.check(vec![]);
     // Forgotten: its next request needs a new hello.
@@ -1501,14 +1510,8 @@ fn a_client_that_says_goodbye_is_forgotten_and_its_tasks_carry_on() {
 
 #[test]
 fn results_go_to_every_watcher_including_late_ones() {
-    let mut sim = Sim::new()
-        .with_clients(&["a", "b", "late"])
-        .with_manager(1, 1);
-    sim.submit("a", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("a", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    let mut sim = Sim::with_peers(&["a", "b", "late"], &[(1, 1)]);
+    sim.submit_and_start("a", 1, 1, nodes(1), "m1");
     sim.watch("b", 2, &[1, 99]);
     sim.check(vec![to_client(
         "b",
@@ -1538,11 +1541,7 @@ fn results_go_to_every_watcher_including_late_ones() {
 #[test]
 fn an_unreachable_client_gets_no_more_results() {
     let mut sim = Sim::new().with_clients(&["a", "b"]).with_manager(1, 1);
-    sim.submit("a", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("a", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("a", 1, 1, nodes(1), "m1");
     sim.watch("b", 2, &[1]);
     sim.check(vec![watching("b", 2, 1)]);
     sim.core.handle_client_unreachable(&peer("a"));
@@ -1637,11 +1636,7 @@ fn shutdown_stops_managers_cancels_queued_and_exits_after_goodbyes() {
 #[test]
 fn shutdown_without_goodbye_ends_at_the_grace_deadline() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     sim.command("c", 2, Command::Shutdown);
     sim.check(vec![
         reply(
@@ -1689,11 +1684,7 @@ fn shutdown_with_no_manager_exits_at_once_and_refuses_registration_before() {
 #[test]
 fn terminate_stops_the_daemon_and_keeps_the_work() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     // Managers are told nothing and no task gets a result: the managers
     // keep running them and register again with the next interchange.
     sim.core.handle_terminate(sim.now);
@@ -1703,11 +1694,7 @@ fn terminate_stops_the_daemon_and_keeps_the_work() {
 #[test]
 fn a_manager_goodbye_fails_the_tasks_it_still_held() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     sim.manager(
         "m1",
         FromManager::Goodbye {
@@ -1734,11 +1721,7 @@ fn a_manager_goodbye_fails_the_tasks_it_still_held() {
 #[test]
 fn status_shows_managers_with_free_nodes_and_heartbeat_times() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 4);
-    sim.submit("c", 1, vec![submission(1, nodes(3))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(3))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(3), "m1");
     sim.advance(5);
     sim.manager("m1", FromManager::Heartbeat);
     sim.check(vec![]);
@@ -1764,11 +1747,7 @@ fn newest_block_picks_the_newest_manager_that_fits() {
         .with_client("c")
         .with_managers(&[(1, 4), (2, 2), (3, 4)]);
     // Best fit would choose m2 (2 free nodes); the newest is m3.
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m3", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m3");
     sim.submit("c", 2, vec![submission(2, nodes(3))]);
     sim.check(vec![
         submitted("c", 2, 1),
@@ -1784,11 +1763,7 @@ fn newest_block_picks_the_newest_manager_that_fits() {
     // Non-exclusive tasks also go to the newest manager with room.
     sim.manager_results("m3", vec![completed(1)]);
     sim.check(vec![results("c", vec![forwarded(completed(1), 3)])]);
-    sim.submit("c", 4, vec![submission(5, packed(1, 2))]);
-    sim.check(vec![
-        submitted("c", 4, 1),
-        run_tasks("m3", vec![dispatch(5, packed(1, 2))]),
-    ]);
+    sim.submit_and_start("c", 4, 5, packed(1, 2), "m3");
 }
 
 #[test]
@@ -2015,11 +1990,7 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
 #[test]
 fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 4);
-    sim.submit("c", 1, vec![submission(1, with_walltime(nodes(2), 100))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, with_walltime(nodes(2), 100))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, with_walltime(nodes(2), 100), "m1");
     // The 4-node task expects to start when task 1 ends, at t = 100 s.
     sim.submit(
         "c",
@@ -2082,11 +2053,7 @@ fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
 #[test]
 fn easy_backfill_lets_any_task_use_nodes_the_waiting_task_will_not_need() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 4);
-    sim.submit("c", 1, vec![submission(1, with_walltime(nodes(2), 100))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, with_walltime(nodes(2), 100))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, with_walltime(nodes(2), 100), "m1");
     // The 3-node task will use nodes 0 and 1 (freed at t = 100 s) and node
     // 2: node 3 is spare, so a task without walltime may take it, and only
     // that one.
@@ -2109,11 +2076,7 @@ fn easy_backfill_lets_any_task_use_nodes_the_waiting_task_will_not_need() {
 #[test]
 fn a_higher_priority_task_that_fits_still_runs_on_the_reserved_manager() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     // Task 3 could start on node 1, but the 2-node task ahead of it
     // reserves the manager.
     sim.submit("c", 2, submissions([(2, nodes(2)), (3, nodes(1))]));

@@ -154,11 +154,7 @@ fn registrations_with_bad_node_lists_are_refused_naming_the_problem() {
 #[test]
 fn a_longer_tail_is_cut_to_its_last_64_kib_before_it_is_kept_or_forwarded() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     let mut result = completed(1);
     result.stdout_tail = (0..MAX_TAIL_BYTES + 100)
         .map(|index| (index % 256) as u8)
@@ -180,11 +176,7 @@ fn a_longer_tail_is_cut_to_its_last_64_kib_before_it_is_kept_or_forwarded() {
 #[test]
 fn a_results_message_with_too_many_results_is_dropped_and_counted() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     let flood = (0..=MAX_RESULTS_PER_MESSAGE)
         .map(|_| completed(1))
         .collect();

@@ -108,9 +108,7 @@ fn task_events_are_counted_and_their_durations_observed() {
 
 #[test]
 fn a_retry_is_counted_and_managers_are_counted_by_state() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_managers(&[(1, 1), (2, 3), (3, 1)]);
+    let mut sim = Sim::with_peers(&["c"], &[(1, 1), (2, 3), (3, 1)]);
     sim.command(
         "c",
         1,

@@ -34,9 +34,7 @@ fn sim_with_admins(admins: &[&str]) -> Sim {
 
 #[test]
 fn only_the_owner_or_an_admin_may_watch_see_or_cancel_a_task() {
-    let mut sim = Sim::new()
-        .with_clients(&["a@alice", "b@bob", "d@default"])
-        .with_manager(1, 1);
+    let mut sim = Sim::with_peers(&["a@alice", "b@bob", "d@default"], &[(1, 1)]);
     sim.submit("a@alice", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.check(vec![
         submitted("a@alice", 1, 2),
@@ -106,9 +104,7 @@ fn only_the_owner_or_an_admin_may_watch_see_or_cancel_a_task() {
 
 #[test]
 fn status_shows_other_identities_tasks_only_as_counts() {
-    let mut sim = Sim::new()
-        .with_clients(&["a@alice", "b@bob"])
-        .with_manager(1, 2);
+    let mut sim = Sim::with_peers(&["a@alice", "b@bob"], &[(1, 2)]);
     // Task 1 runs on one node; task 2 needs both and reserves m1.
     sim.submit("a@alice", 1, submissions([(1, nodes(1)), (2, nodes(2))]));
     sim.check(vec![
@@ -185,23 +181,13 @@ fn a_manager_counts_only_from_the_identity_that_registered_it() {
     let mut sim = Sim::new().with_client("c@default");
     sim.manager("m1@manager", FromManager::Register(registration(1, 1)));
     sim.check(vec![to_manager("m1@manager", registered())]);
-    sim.submit("c@default", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c@default", 1, 1),
-        run_tasks("m1@manager", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c@default", 1, 1, nodes(1), "m1@manager");
     // The same routing id under another key is another peer: its forged
     // result is refused and never reaches the client; the manager stays.
     sim.manager_results("m1@intruder", vec![completed(1)]);
     sim.check(vec![unknown_manager_refused("m1@intruder")]);
     sim.manager("m1@intruder", FromManager::Register(registration(1, 1)));
-    let outputs = sim.drain();
-    assert!(
-        matches!(outputs.as_slice(),
-            [Output::ToManager(to, ToManager::Refused { reason, .. })]
-                if *to == peer("m1@intruder") && reason.contains("already registered")),
-        "{outputs:?}"
-    );
+    expect_refused(&mut sim, "m1@intruder", "already registered");
     assert_eq!(sim.task_status("c@default", 1).state, TaskState::Running);
     sim.manager_results("m1@manager", vec![completed(1)]);
     sim.check(vec![results("c@default", vec![forwarded(completed(1), 1)])]);
@@ -235,9 +221,7 @@ fn a_listing_shows_an_identity_its_own_tasks_and_an_admin_every_task() {
 
 #[test]
 fn status_counts_every_identitys_unfinished_tasks_by_name() {
-    let mut sim = Sim::new()
-        .with_clients(&["a@alice", "b@bob"])
-        .with_manager(1, 1);
+    let mut sim = Sim::with_peers(&["a@alice", "b@bob"], &[(1, 1)]);
     sim.submit("a@alice", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.submit("b@bob", 1, vec![submission(3, nodes(1))]);
     sim.drain();

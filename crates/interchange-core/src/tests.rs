@@ -124,6 +124,15 @@ fn dispatch_on(id: u128, request: ResourceRequest, nodes: &[u32]) -> TaskDispatc
     )
 }
 
+/// Tasks `(id, request, node)` as a manager gets them, each on one node
+/// (as [`dispatch_on`] places them).
+fn each_on_one_node<const N: usize>(tasks: [(u128, ResourceRequest, u32); N]) -> Vec<TaskDispatch> {
+    tasks
+        .into_iter()
+        .map(|(id, request, node)| dispatch_on(id, request, &[node]))
+        .collect()
+}
+
 fn registration(id: u128, n_nodes: usize) -> Registration {
     Registration {
         protocol_version: PROTOCOL_VERSION,
@@ -614,14 +623,14 @@ fn priority_order_then_fifo_then_tasks_without_priority() {
         to_manager("m1", registered()),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(6, nodes_priority(1, -3), &[0]),
-                dispatch_on(3, nodes_priority(1, 1), &[1]),
-                dispatch_on(2, nodes_priority(1, 5), &[2]),
-                dispatch_on(4, nodes_priority(1, 5), &[3]),
-                dispatch_on(1, nodes(1), &[4]),
-                dispatch_on(5, nodes(1), &[5]),
-            ],
+            each_on_one_node([
+                (6, nodes_priority(1, -3), 0),
+                (3, nodes_priority(1, 1), 1),
+                (2, nodes_priority(1, 5), 2),
+                (4, nodes_priority(1, 5), 3),
+                (1, nodes(1), 4),
+                (5, nodes(1), 5),
+            ]),
         ),
     ]);
 }
@@ -1786,12 +1795,12 @@ fn best_fit_packs_slots_into_the_tightest_node_of_any_manager() {
         submitted("c", 1, 5),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(1, packed(1, 3), &[0]),
-                dispatch_on(2, packed(1, 2), &[1]),
-                dispatch_on(3, packed(1, 1), &[0]),
-                dispatch_on(4, packed(1, 2), &[1]),
-            ],
+            each_on_one_node([
+                (1, packed(1, 3), 0),
+                (2, packed(1, 2), 1),
+                (3, packed(1, 1), 0),
+                (4, packed(1, 2), 1),
+            ]),
         ),
         run_tasks("m2", vec![dispatch(5, nodes(2))]),
     ]);
@@ -1825,11 +1834,7 @@ fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
         submitted("c", 1, 4),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(1, nodes(1), &[0]),
-                dispatch_on(2, packed(1, 2), &[1]),
-                dispatch_on(3, packed(1, 2), &[1]),
-            ],
+            each_on_one_node([(1, nodes(1), 0), (2, packed(1, 2), 1), (3, packed(1, 2), 1)]),
         ),
     ]);
     assert_eq!(
@@ -1908,13 +1913,7 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
                 .map(|i| dispatch_on(i, nodes(1), &[i as u32 - 3]))
                 .collect(),
         ),
-        run_tasks(
-            "m2",
-            vec![
-                dispatch_on(1, nodes(1), &[0]),
-                dispatch_on(2, nodes(1), &[1]),
-            ],
-        ),
+        run_tasks("m2", each_on_one_node([(1, nodes(1), 0), (2, nodes(1), 1)])),
     ]);
     // Nothing can start anywhere: no reservation is needed yet.
     let mut stream = vec![submission(7, nodes(4))];

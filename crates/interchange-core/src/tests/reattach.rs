@@ -59,12 +59,12 @@ fn four_tasks_on_m1() -> Sim {
         submitted("c", 1, 4),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(1, nodes(1), &[0]),
-                dispatch_on(2, nodes(1), &[1]),
-                dispatch_on(3, retried, &[2]),
-                dispatch_on(4, nodes(1), &[3]),
-            ],
+            each_on_one_node([
+                (1, nodes(1), 0),
+                (2, nodes(1), 1),
+                (3, retried, 2),
+                (4, nodes(1), 3),
+            ]),
         ),
     ]);
     sim

@@ -5,7 +5,7 @@ use super::{Delivery, Event, Pair, Process, SIGTERM};
 use crate::checks::Problem;
 use crate::config::{ManagerLife, Seen};
 use interchange_core::{decode_client_frame, decode_manager_frame};
-use interchange_core::{Output as InterchangeOutput, Socket};
+use interchange_core::{Output as InterchangeOutput, PeerId, Socket};
 use pool_manager_core::{ExitStatus, Output as ManagerOutput};
 use protocol::{ErrorKind, FromClient, FromManager, ToClient, ToManager};
 
@@ -90,20 +90,39 @@ impl Pair {
         }
     }
 
+    /// Posts the frame `encode` gives to the client or manager (by
+    /// `socket`) behind `peer`, if there is one.
+    fn post_frame(&mut self, peer: &PeerId, socket: Socket, encode: impl FnOnce() -> Vec<u8>) {
+        let delivery = match socket {
+            Socket::Client => {
+                let client = self.client_by_peer.get(peer).copied();
+                client.map(|client| Delivery::ToClient {
+                    client,
+                    frame: encode(),
+                })
+            }
+            Socket::Manager => {
+                let manager = self.manager_by_peer.get(peer).copied();
+                manager.map(|manager| Delivery::ToManager {
+                    manager,
+                    frame: encode(),
+                })
+            }
+        };
+        self.post_to_peer(delivery, peer);
+    }
+
     pub(crate) fn drain_interchange(&mut self) {
         while let Some(output) = self.interchange.poll_output() {
             match output {
+                // A task with a result, or sent to a manager, waits no more.
                 InterchangeOutput::ToClient(peer, message) => {
                     if let ToClient::Results { results } = &message {
                         for result in results {
                             self.waiting.left(result.task_id);
                         }
                     }
-                    let delivery = self.client_by_peer.get(&peer).map(|&client| {
-                        let frame = protocol::encode(&message);
-                        Delivery::ToClient { client, frame }
-                    });
-                    self.post_to_peer(delivery, &peer);
+                    self.post_frame(&peer, Socket::Client, || protocol::encode(&message));
                 }
                 InterchangeOutput::ToManager(peer, message) => {
                     if let ToManager::RunTasks { tasks } = &message {
@@ -111,11 +130,7 @@ impl Pair {
                             self.waiting.left(task.task_id);
                         }
                     }
-                    let delivery = self.manager_by_peer.get(&peer).map(|&manager| {
-                        let frame = protocol::encode(&message);
-                        Delivery::ToManager { manager, frame }
-                    });
-                    self.post_to_peer(delivery, &peer);
+                    self.post_frame(&peer, Socket::Manager, || protocol::encode(&message));
                 }
                 InterchangeOutput::Exit => {
                     if self.config.record {

@@ -120,13 +120,6 @@ impl Core {
         (core, recovery)
     }
 
-    /// The next journal record to write, decoded, in order; `None` when
-    /// there is none (or the journal is off). For tests: the shell takes
-    /// the frames as they are with [`Core::take_journal`].
-    pub fn poll_journal(&mut self) -> Option<JournalRecord> {
-        self.tasks.poll_journal()
-    }
-
     /// Appends the journal records not yet drained, framed as the store
     /// writes them, to `into`; gives how many bytes (0 with the journal
     /// off).

@@ -535,11 +535,7 @@ impl ProviderCore {
         if demand.n_queued_tasks > 0 {
             return;
         }
-        let n_serving = self
-            .blocks
-            .values()
-            .filter(|block| block.is_serving())
-            .count();
+        let n_serving = self.n_blocks(Block::is_serving);
         let mut n_spare = n_serving.saturating_sub(self.settings.min_blocks as usize);
         if n_spare == 0 {
             return;
@@ -610,26 +606,19 @@ impl ProviderCore {
         }
     }
 
+    /// How many blocks are `which`.
+    fn n_blocks(&self, which: fn(&Block) -> bool) -> usize {
+        self.blocks.values().filter(|block| which(block)).count()
+    }
+
     fn scale_out(&mut self, now: Time, demand: &QueueDemand) {
         if self.backoff_until.is_some_and(|until| now < until) {
             return;
         }
         let nodes_per_block = u64::from(self.settings.nodes_per_block);
-        let n_unconnected = self
-            .blocks
-            .values()
-            .filter(|block| block.is_unconnected())
-            .count() as u64;
-        let n_serving = self
-            .blocks
-            .values()
-            .filter(|block| block.is_serving())
-            .count() as u64;
-        let n_alive = self
-            .blocks
-            .values()
-            .filter(|block| block.is_alive())
-            .count() as u64;
+        let n_unconnected = self.n_blocks(Block::is_unconnected) as u64;
+        let n_serving = self.n_blocks(Block::is_serving) as u64;
+        let n_alive = self.n_blocks(Block::is_alive) as u64;
         let for_demand = demand
             .n_queued_nodes
             .div_ceil(nodes_per_block)

@@ -59,6 +59,14 @@ fn submission(id: u128, request: ResourceRequest) -> TaskSubmission {
     }
 }
 
+/// Tasks `(id, request)` as [`submission`] builds each, in that order.
+fn submissions<const N: usize>(tasks: [(u128, ResourceRequest); N]) -> Vec<TaskSubmission> {
+    tasks
+        .into_iter()
+        .map(|(id, request)| submission(id, request))
+        .collect()
+}
+
 /// A serial task carrying `n_bytes` bytes of input.
 fn with_input(id: u128, n_bytes: usize) -> TaskSubmission {
     TaskSubmission {
@@ -114,6 +122,15 @@ fn dispatch_on(id: u128, request: ResourceRequest, nodes: &[u32]) -> TaskDispatc
             .map(|node| NodeShare { node: *node, slots })
             .collect(),
     )
+}
+
+/// Tasks `(id, request, node)` as a manager gets them, each on one node
+/// (as [`dispatch_on`] places them).
+fn each_on_one_node<const N: usize>(tasks: [(u128, ResourceRequest, u32); N]) -> Vec<TaskDispatch> {
+    tasks
+        .into_iter()
+        .map(|(id, request, node)| dispatch_on(id, request, &[node]))
+        .collect()
 }
 
 fn registration(id: u128, n_nodes: usize) -> Registration {
@@ -177,6 +194,30 @@ fn submitted(name: &str, request_id: u64, n_tasks: u32) -> Output {
         ToClient::Submitted {
             request_id,
             n_tasks,
+        },
+    )
+}
+
+/// Drains the outputs: exactly one refusal of manager `name`'s
+/// registration, whose reason contains `reason`.
+fn expect_refused(sim: &mut Sim, name: &str, reason: &str) {
+    let outputs = sim.drain();
+    assert!(
+        matches!(outputs.as_slice(),
+            [Output::ToManager(to, ToManager::Refused { reason: refused, .. })]
+                if *to == peer(name) && refused.contains(reason)),
+        "{outputs:?}"
+    );
+}
+
+/// The answer to a `watch` of `n_tasks` known tasks.
+fn watching(name: &str, request_id: u64, n_tasks: u32) -> Output {
+    to_client(
+        name,
+        ToClient::Watching {
+            request_id,
+            n_tasks,
+            unknown: Vec::new(),
         },
     )
 }
@@ -286,6 +327,24 @@ impl Sim {
         self
     }
 
+    /// Clients that said hello and registered managers (`(id, n_nodes)`),
+    /// in order.
+    fn with_peers(clients: &[&str], managers: &[(u128, usize)]) -> Self {
+        Self::new().with_clients(clients).with_managers(managers)
+    }
+
+    /// Clients that said hello, in order.
+    fn with_clients(self, names: &[&str]) -> Self {
+        names.iter().fold(self, |sim, name| sim.with_client(name))
+    }
+
+    /// Registered managers `m<id>` with `n_nodes` nodes each, in order.
+    fn with_managers(self, managers: &[(u128, usize)]) -> Self {
+        managers
+            .iter()
+            .fold(self, |sim, (id, n_nodes)| sim.with_manager(*id, *n_nodes))
+    }
+
     /// A message from a client, through the codec as the shell reads it.
     fn client(&mut self, name: &str, message: FromClient) {
         self.client_bytes(name, &protocol::encode(&message));
@@ -334,6 +393,51 @@ impl Sim {
                 command,
             },
         );
+    }
+
+    /// `name` submits task `id` alone; checks that it is accepted and sent
+    /// to `manager` on nodes `0..num_nodes`.
+    fn submit_and_start(
+        &mut self,
+        name: &str,
+        request_id: u64,
+        id: u128,
+        request: ResourceRequest,
+        manager: &str,
+    ) {
+        self.submit(name, request_id, vec![submission(id, request.clone())]);
+        self.check(vec![
+            submitted(name, request_id, 1),
+            run_tasks(manager, vec![dispatch(id, request)]),
+        ]);
+    }
+
+    /// `name` asks to cancel task `id`.
+    fn cancel(&mut self, name: &str, request_id: u64, id: u128) {
+        self.command(
+            name,
+            request_id,
+            Command::Cancel {
+                task_id: task_id(id),
+            },
+        );
+    }
+
+    /// `name` asks to watch the tasks `ids`.
+    fn watch(&mut self, name: &str, request_id: u64, ids: &[u128]) {
+        self.client(
+            name,
+            FromClient::Watch {
+                request_id,
+                task_ids: ids.iter().map(|id| task_id(*id)).collect(),
+            },
+        );
+    }
+
+    /// A send of `message` to manager `name` failed.
+    fn unreachable(&mut self, name: &str, message: ToManager) {
+        self.core
+            .handle_manager_unreachable(self.now, &peer(name), message);
     }
 
     fn manager_results(&mut self, name: &str, results: Vec<TaskResult>) {
@@ -407,15 +511,8 @@ impl Sim {
 
 #[test]
 fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 4)
-        .with_manager(2, 2);
-    sim.submit("c", 1, vec![submission(10, nodes(4))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(10, nodes(4))]),
-    ]);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 4), (2, 2)]);
+    sim.submit_and_start("c", 1, 10, nodes(4), "m1");
     // A 3-node task cannot go to m2 (2 nodes) and m1 is full: it waits.
     sim.submit("c", 2, vec![submission(11, nodes(3))]);
     sim.check(vec![submitted("c", 2, 1)]);
@@ -440,21 +537,9 @@ fn a_task_goes_only_to_a_manager_with_enough_free_nodes() {
 
 #[test]
 fn best_fit_picks_the_smallest_free_count_that_suffices() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 8)
-        .with_manager(2, 2)
-        .with_manager(3, 3);
-    sim.submit("c", 1, vec![submission(10, nodes(2))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m2", vec![dispatch(10, nodes(2))]),
-    ]);
-    sim.submit("c", 2, vec![submission(11, nodes(2))]);
-    sim.check(vec![
-        submitted("c", 2, 1),
-        run_tasks("m3", vec![dispatch(11, nodes(2))]),
-    ]);
+    let mut sim = Sim::with_peers(&["c"], &[(1, 8), (2, 2), (3, 3)]);
+    sim.submit_and_start("c", 1, 10, nodes(2), "m2");
+    sim.submit_and_start("c", 2, 11, nodes(2), "m3");
     // m3 has 1 free, m1 has 8: a 1-node task fills m3.
     sim.submit("c", 3, vec![submission(12, nodes(1))]);
     sim.check(vec![
@@ -484,11 +569,7 @@ fn a_large_task_that_fits_nowhere_does_not_block_smaller_ones() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes_priority(8, 0)),
-            submission(2, nodes(1)),
-            submission(3, nodes(2)),
-        ],
+        submissions([(1, nodes_priority(8, 0)), (2, nodes(1)), (3, nodes(2))]),
     );
     sim.check(vec![
         submitted("c", 1, 3),
@@ -526,14 +607,14 @@ fn priority_order_then_fifo_then_tasks_without_priority() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes_priority(1, 5)),
-            submission(3, nodes_priority(1, 1)),
-            submission(4, nodes_priority(1, 5)),
-            submission(5, nodes(1)),
-            submission(6, nodes_priority(1, -3)),
-        ],
+        submissions([
+            (1, nodes(1)),
+            (2, nodes_priority(1, 5)),
+            (3, nodes_priority(1, 1)),
+            (4, nodes_priority(1, 5)),
+            (5, nodes(1)),
+            (6, nodes_priority(1, -3)),
+        ]),
     );
     sim.check(vec![submitted("c", 1, 6)]);
     assert_eq!(sim.status("c").waiting[0].reason, "no manager connected");
@@ -542,14 +623,14 @@ fn priority_order_then_fifo_then_tasks_without_priority() {
         to_manager("m1", registered()),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(6, nodes_priority(1, -3), &[0]),
-                dispatch_on(3, nodes_priority(1, 1), &[1]),
-                dispatch_on(2, nodes_priority(1, 5), &[2]),
-                dispatch_on(4, nodes_priority(1, 5), &[3]),
-                dispatch_on(1, nodes(1), &[4]),
-                dispatch_on(5, nodes(1), &[5]),
-            ],
+            each_on_one_node([
+                (6, nodes_priority(1, -3), 0),
+                (3, nodes_priority(1, 1), 1),
+                (2, nodes_priority(1, 5), 2),
+                (4, nodes_priority(1, 5), 3),
+                (1, nodes(1), 4),
+                (5, nodes(1), 5),
+            ]),
         ),
     ]);
 }
@@ -557,15 +638,11 @@ fn priority_order_then_fifo_then_tasks_without_priority() {
 #[test]
 fn priority_decides_which_task_takes_freed_nodes() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     sim.submit(
         "c",
         2,
-        vec![submission(2, nodes(1)), submission(3, nodes_priority(1, 0))],
+        submissions([(2, nodes(1)), (3, nodes_priority(1, 0))]),
     );
     sim.check(vec![submitted("c", 2, 2)]);
     sim.manager_results("m1", vec![completed(1)]);
@@ -582,11 +659,7 @@ fn priority_decides_which_task_takes_freed_nodes() {
 #[test]
 fn tasks_above_max_block_nodes_are_unschedulable_at_once() {
     let mut sim = Sim::with_limit(Some(4)).with_client("c");
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(5)), submission(2, nodes(4))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(5)), (2, nodes(4))]));
     sim.check(vec![
         submitted("c", 1, 1),
         results(
@@ -786,13 +859,7 @@ fn queued_input_has_a_budget_past_which_a_submit_is_refused_as_busy() {
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     assert_eq!(outputs[0], submitted("c", 3, 1));
     // Finishing tasks gives the budget back: cancel one queued task.
-    sim.command(
-        "c",
-        4,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 4, 1);
     assert_eq!(sim.drain().len(), 2, "reply and the cancelled result");
     sim.submit("c", 5, vec![with_input(7, 100)]);
     sim.check(vec![submitted("c", 5, 1)]);
@@ -854,11 +921,7 @@ fn outputs_reach_the_client_and_count_in_the_memory_bound_of_kept_results() {
     let mut sim = Sim::with_config(retention(100, 1200))
         .with_client("c")
         .with_manager(1, 2);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks(
@@ -887,11 +950,7 @@ fn outputs_reach_the_client_and_count_in_the_memory_bound_of_kept_results() {
 #[test]
 fn duplicate_task_ids_fail_and_leave_the_first_task_alone() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(1, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (1, nodes(1))]));
     sim.check(vec![
         submitted("c", 1, 1),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
@@ -917,7 +976,7 @@ fn duplicate_task_ids_fail_and_leave_the_first_task_alone() {
 
 #[test]
 fn heartbeats_go_to_every_manager_every_period() {
-    let mut sim = Sim::new().with_manager(1, 1).with_manager(2, 1);
+    let mut sim = Sim::new().with_managers(&[(1, 1), (2, 1)]);
     sim.advance(29);
     sim.check(vec![]);
     sim.advance(1);
@@ -929,15 +988,8 @@ fn heartbeats_go_to_every_manager_every_period() {
 
 #[test]
 fn a_silent_manager_is_dropped_and_its_tasks_fail_as_manager_lost() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 2)
-        .with_manager(2, 2);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(2)), submission(2, nodes(2))],
-    );
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 2), (2, 2)]);
+    sim.submit("c", 1, submissions([(1, nodes(2)), (2, nodes(2))]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(2))]),
@@ -1107,23 +1159,13 @@ fn a_manager_drain_request_stops_it_once_idle() {
 #[test]
 fn cancel_queued_running_finished_and_unknown() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
     ]);
     // Queued: removed, cancelled result at once.
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(2),
-        },
-    );
+    sim.cancel("c", 2, 2);
     sim.check(vec![
         reply("c", 2, done(&format!("task {} cancelled", task_id(2)))),
         results(
@@ -1136,13 +1178,7 @@ fn cancel_queued_running_finished_and_unknown() {
         ),
     ]);
     // Running: the manager is told, and reports the cancelled result.
-    sim.command(
-        "c",
-        3,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 3, 1);
     sim.check(vec![
         to_manager(
             "m1",
@@ -1171,13 +1207,7 @@ fn cancel_queued_running_finished_and_unknown() {
     sim.manager_results("m1", vec![cancelled.clone()]);
     sim.check(vec![results("c", vec![forwarded(cancelled, 1)])]);
     // Finished and unknown: Failed replies.
-    sim.command(
-        "c",
-        4,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 4, 1);
     sim.check(vec![reply(
         "c",
         4,
@@ -1185,13 +1215,7 @@ fn cancel_queued_running_finished_and_unknown() {
             message: format!("task {} already finished (cancelled)", task_id(1)),
         },
     )]);
-    sim.command(
-        "c",
-        5,
-        Command::Cancel {
-            task_id: task_id(7),
-        },
-    );
+    sim.cancel("c", 5, 7);
     sim.check(vec![reply(
         "c",
         5,
@@ -1293,11 +1317,7 @@ fn a_manager_of_another_version_is_refused_and_others_keep_working() {
             protocol_version: PROTOCOL_VERSION,
         },
     )]);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     assert_eq!(sim.status("c").managers.len(), 1);
 }
 
@@ -1464,11 +1484,7 @@ fn garbage_and_unexpected_messages_are_counted_and_survived() {
     assert!(report.n_bad_messages >= 7, "{}", report.n_bad_messages);
     assert_eq!(report.managers.len(), 1);
     // And the interchange still works.
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
 }
 
 // ---------------------------------------------------------------------
@@ -1477,15 +1493,8 @@ fn garbage_and_unexpected_messages_are_counted_and_survived() {
 
 #[test]
 fn a_client_that_says_goodbye_is_forgotten_and_its_tasks_carry_on() {
-    let mut sim = Sim::new()
-        .with_client("leaving")
-        .with_client("other")
-        .with_manager(1, 1);
-    sim.submit("leaving", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("leaving", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    let mut sim = Sim::with_peers(&["leaving", "other"], &[(1, 1)]);
+    sim.submit_and_start("leaving", 1, 1, nodes(1), "m1");
     sim.client("leaving", FromClient::Goodbye);
     sim.check(vec![]);
     // Forgotten: its next request needs a new hello.
@@ -1510,23 +1519,9 @@ fn a_client_that_says_goodbye_is_forgotten_and_its_tasks_carry_on() {
 
 #[test]
 fn results_go_to_every_watcher_including_late_ones() {
-    let mut sim = Sim::new()
-        .with_client("a")
-        .with_client("b")
-        .with_client("late")
-        .with_manager(1, 1);
-    sim.submit("a", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("a", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
-    sim.client(
-        "b",
-        FromClient::Watch {
-            request_id: 2,
-            task_ids: vec![task_id(1), task_id(99)],
-        },
-    );
+    let mut sim = Sim::with_peers(&["a", "b", "late"], &[(1, 1)]);
+    sim.submit_and_start("a", 1, 1, nodes(1), "m1");
+    sim.watch("b", 2, &[1, 99]);
     sim.check(vec![to_client(
         "b",
         ToClient::Watching {
@@ -1542,22 +1537,9 @@ fn results_go_to_every_watcher_including_late_ones() {
         results("b", vec![result.clone()]),
     ]);
     // A late watcher gets the kept result at once.
-    sim.client(
-        "late",
-        FromClient::Watch {
-            request_id: 3,
-            task_ids: vec![task_id(1)],
-        },
-    );
+    sim.watch("late", 3, &[1]);
     sim.check(vec![
-        to_client(
-            "late",
-            ToClient::Watching {
-                request_id: 3,
-                n_tasks: 1,
-                unknown: Vec::new(),
-            },
-        ),
+        watching("late", 3, 1),
         results("late", vec![result.clone()]),
     ]);
     let info = sim.task_status("late", 1);
@@ -1567,30 +1549,10 @@ fn results_go_to_every_watcher_including_late_ones() {
 
 #[test]
 fn an_unreachable_client_gets_no_more_results() {
-    let mut sim = Sim::new()
-        .with_client("a")
-        .with_client("b")
-        .with_manager(1, 1);
-    sim.submit("a", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("a", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
-    sim.client(
-        "b",
-        FromClient::Watch {
-            request_id: 2,
-            task_ids: vec![task_id(1)],
-        },
-    );
-    sim.check(vec![to_client(
-        "b",
-        ToClient::Watching {
-            request_id: 2,
-            n_tasks: 1,
-            unknown: Vec::new(),
-        },
-    )]);
+    let mut sim = Sim::new().with_clients(&["a", "b"]).with_manager(1, 1);
+    sim.submit_and_start("a", 1, 1, nodes(1), "m1");
+    sim.watch("b", 2, &[1]);
+    sim.check(vec![watching("b", 2, 1)]);
     sim.core.handle_client_unreachable(&peer("a"));
     sim.manager_results("m1", vec![completed(1)]);
     sim.check(vec![results("b", vec![forwarded(completed(1), 1)])]);
@@ -1608,18 +1570,11 @@ fn shutdown_reason() -> ToManager {
 
 #[test]
 fn shutdown_stops_managers_cancels_queued_and_exits_after_goodbyes() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 1)
-        .with_manager(2, 1);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 1), (2, 1)]);
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes(1)),
-            submission(3, nodes(1)),
-        ],
+        submissions([(1, nodes(1)), (2, nodes(1)), (3, nodes(1))]),
     );
     sim.check(vec![
         submitted("c", 1, 3),
@@ -1690,11 +1645,7 @@ fn shutdown_stops_managers_cancels_queued_and_exits_after_goodbyes() {
 #[test]
 fn shutdown_without_goodbye_ends_at_the_grace_deadline() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     sim.command("c", 2, Command::Shutdown);
     sim.check(vec![
         reply(
@@ -1742,11 +1693,7 @@ fn shutdown_with_no_manager_exits_at_once_and_refuses_registration_before() {
 #[test]
 fn terminate_stops_the_daemon_and_keeps_the_work() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     // Managers are told nothing and no task gets a result: the managers
     // keep running them and register again with the next interchange.
     sim.core.handle_terminate(sim.now);
@@ -1756,11 +1703,7 @@ fn terminate_stops_the_daemon_and_keeps_the_work() {
 #[test]
 fn a_manager_goodbye_fails_the_tasks_it_still_held() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     sim.manager(
         "m1",
         FromManager::Goodbye {
@@ -1787,11 +1730,7 @@ fn a_manager_goodbye_fails_the_tasks_it_still_held() {
 #[test]
 fn status_shows_managers_with_free_nodes_and_heartbeat_times() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 4);
-    sim.submit("c", 1, vec![submission(1, nodes(3))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(3))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(3), "m1");
     sim.advance(5);
     sim.manager("m1", FromManager::Heartbeat);
     sim.check(vec![]);
@@ -1815,26 +1754,16 @@ fn status_shows_managers_with_free_nodes_and_heartbeat_times() {
 fn newest_block_picks_the_newest_manager_that_fits() {
     let mut sim = Sim::with_placement(Placement::NewestBlock)
         .with_client("c")
-        .with_manager(1, 4)
-        .with_manager(2, 2)
-        .with_manager(3, 4);
+        .with_managers(&[(1, 4), (2, 2), (3, 4)]);
     // Best fit would choose m2 (2 free nodes); the newest is m3.
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m3", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m3");
     sim.submit("c", 2, vec![submission(2, nodes(3))]);
     sim.check(vec![
         submitted("c", 2, 1),
         run_tasks("m3", vec![dispatch_on(2, nodes(3), &[1, 2, 3])]),
     ]);
     // m3 is full: the next newest that fits is m2, then m1.
-    sim.submit(
-        "c",
-        3,
-        vec![submission(3, nodes(2)), submission(4, nodes(3))],
-    );
+    sim.submit("c", 3, submissions([(3, nodes(2)), (4, nodes(3))]));
     sim.check(vec![
         submitted("c", 3, 2),
         run_tasks("m1", vec![dispatch(4, nodes(3))]),
@@ -1843,29 +1772,22 @@ fn newest_block_picks_the_newest_manager_that_fits() {
     // Non-exclusive tasks also go to the newest manager with room.
     sim.manager_results("m3", vec![completed(1)]);
     sim.check(vec![results("c", vec![forwarded(completed(1), 3)])]);
-    sim.submit("c", 4, vec![submission(5, packed(1, 2))]);
-    sim.check(vec![
-        submitted("c", 4, 1),
-        run_tasks("m3", vec![dispatch(5, packed(1, 2))]),
-    ]);
+    sim.submit_and_start("c", 4, 5, packed(1, 2), "m3");
 }
 
 #[test]
 fn best_fit_packs_slots_into_the_tightest_node_of_any_manager() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 2)
-        .with_manager(2, 2);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 2), (2, 2)]);
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, packed(1, 3)),
-            submission(2, packed(1, 2)),
-            submission(3, packed(1, 1)),
-            submission(4, packed(1, 2)),
-            submission(5, nodes(2)),
-        ],
+        submissions([
+            (1, packed(1, 3)),
+            (2, packed(1, 2)),
+            (3, packed(1, 1)),
+            (4, packed(1, 2)),
+            (5, nodes(2)),
+        ]),
     );
     // m1 node 0 takes 3 then 1 slot, m1 node 1 takes 2 and 2: the tightest
     // nodes that suffice, so m2 stays whole for the exclusive task.
@@ -1873,12 +1795,12 @@ fn best_fit_packs_slots_into_the_tightest_node_of_any_manager() {
         submitted("c", 1, 5),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(1, packed(1, 3), &[0]),
-                dispatch_on(2, packed(1, 2), &[1]),
-                dispatch_on(3, packed(1, 1), &[0]),
-                dispatch_on(4, packed(1, 2), &[1]),
-            ],
+            each_on_one_node([
+                (1, packed(1, 3), 0),
+                (2, packed(1, 2), 1),
+                (3, packed(1, 1), 0),
+                (4, packed(1, 2), 1),
+            ]),
         ),
         run_tasks("m2", vec![dispatch(5, nodes(2))]),
     ]);
@@ -1899,12 +1821,12 @@ fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, packed(1, 2)),
-            submission(3, packed(1, 2)),
-            submission(4, packed(1, 1)),
-        ],
+        submissions([
+            (1, nodes(1)),
+            (2, packed(1, 2)),
+            (3, packed(1, 2)),
+            (4, packed(1, 1)),
+        ]),
     );
     // The exclusive task has node 0 to itself; the two packed tasks share
     // node 1; no slot is left for the third.
@@ -1912,11 +1834,7 @@ fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
         submitted("c", 1, 4),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(1, nodes(1), &[0]),
-                dispatch_on(2, packed(1, 2), &[1]),
-                dispatch_on(3, packed(1, 2), &[1]),
-            ],
+            each_on_one_node([(1, nodes(1), 0), (2, packed(1, 2), 1), (3, packed(1, 2), 1)]),
         ),
     ]);
     assert_eq!(
@@ -1947,11 +1865,7 @@ fn packed_tasks_share_a_node_and_exclusive_tasks_never_do() {
 #[test]
 fn a_task_needing_more_slots_than_a_manager_has_never_goes_there() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, packed(1, 8)), submission(2, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, packed(1, 8)), (2, nodes(1))]));
     // The 8-slot task can never fit m1 (4 slots per node), so it reserves
     // nothing there and the task behind it runs.
     sim.check(vec![
@@ -1989,10 +1903,7 @@ fn a_task_needing_more_slots_than_a_manager_has_never_goes_there() {
 
 #[test]
 fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 4)
-        .with_manager(2, 2);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 4), (2, 2)]);
     sim.submit("c", 1, (1..=6).map(|i| submission(i, nodes(1))).collect());
     sim.check(vec![
         submitted("c", 1, 6),
@@ -2002,13 +1913,7 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
                 .map(|i| dispatch_on(i, nodes(1), &[i as u32 - 3]))
                 .collect(),
         ),
-        run_tasks(
-            "m2",
-            vec![
-                dispatch_on(1, nodes(1), &[0]),
-                dispatch_on(2, nodes(1), &[1]),
-            ],
-        ),
+        run_tasks("m2", each_on_one_node([(1, nodes(1), 0), (2, nodes(1), 1)])),
     ]);
     // Nothing can start anywhere: no reservation is needed yet.
     let mut stream = vec![submission(7, nodes(4))];
@@ -2084,21 +1989,17 @@ fn a_whole_block_task_is_not_starved_by_a_stream_of_small_ones() {
 #[test]
 fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 4);
-    sim.submit("c", 1, vec![submission(1, with_walltime(nodes(2), 100))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, with_walltime(nodes(2), 100))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, with_walltime(nodes(2), 100), "m1");
     // The 4-node task expects to start when task 1 ends, at t = 100 s.
     sim.submit(
         "c",
         2,
-        vec![
-            submission(2, nodes(4)),
-            submission(3, with_walltime(nodes(1), 200)),
-            submission(4, nodes(1)),
-            submission(5, with_walltime(nodes(1), 50)),
-        ],
+        submissions([
+            (2, nodes(4)),
+            (3, with_walltime(nodes(1), 200)),
+            (4, nodes(1)),
+            (5, with_walltime(nodes(1), 50)),
+        ]),
     );
     // Only the task sure to end by then runs on the reserved manager.
     sim.check(vec![
@@ -2123,10 +2024,10 @@ fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
     sim.submit(
         "c",
         3,
-        vec![
-            submission(6, with_walltime(nodes(1), 70)),
-            submission(7, with_walltime(nodes(1), 60)),
-        ],
+        submissions([
+            (6, with_walltime(nodes(1), 70)),
+            (7, with_walltime(nodes(1), 60)),
+        ]),
     );
     sim.check(vec![
         submitted("c", 3, 2),
@@ -2151,22 +2052,14 @@ fn easy_backfill_lets_a_short_task_run_ahead_but_not_a_long_one() {
 #[test]
 fn easy_backfill_lets_any_task_use_nodes_the_waiting_task_will_not_need() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 4);
-    sim.submit("c", 1, vec![submission(1, with_walltime(nodes(2), 100))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, with_walltime(nodes(2), 100))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, with_walltime(nodes(2), 100), "m1");
     // The 3-node task will use nodes 0 and 1 (freed at t = 100 s) and node
     // 2: node 3 is spare, so a task without walltime may take it, and only
     // that one.
     sim.submit(
         "c",
         2,
-        vec![
-            submission(2, nodes(3)),
-            submission(3, nodes(1)),
-            submission(4, nodes(1)),
-        ],
+        submissions([(2, nodes(3)), (3, nodes(1)), (4, nodes(1))]),
     );
     sim.check(vec![
         submitted("c", 2, 3),
@@ -2182,18 +2075,10 @@ fn easy_backfill_lets_any_task_use_nodes_the_waiting_task_will_not_need() {
 #[test]
 fn a_higher_priority_task_that_fits_still_runs_on_the_reserved_manager() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     // Task 3 could start on node 1, but the 2-node task ahead of it
     // reserves the manager.
-    sim.submit(
-        "c",
-        2,
-        vec![submission(2, nodes(2)), submission(3, nodes(1))],
-    );
+    sim.submit("c", 2, submissions([(2, nodes(2)), (3, nodes(1))]));
     sim.check(vec![submitted("c", 2, 2)]);
     assert_eq!(sim.status("c").managers[0].reserved_for, Some(task_id(2)));
     // Ahead of the holder in the queue: it is not held back.
@@ -2242,19 +2127,12 @@ fn silence_m1(sim: &mut Sim) -> Vec<Output> {
 
 #[test]
 fn a_task_whose_manager_is_lost_runs_again_in_its_old_place_and_reports_once() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 1)
-        .with_manager(2, 1);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 1), (2, 1)]);
     let retried = nodes(1).with("retries", 1);
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, retried.clone()),
-            submission(2, nodes(1)),
-            submission(3, nodes(1)),
-        ],
+        submissions([(1, retried.clone()), (2, nodes(1)), (3, nodes(1))]),
     );
     sim.check(vec![
         submitted("c", 1, 3),
@@ -2289,15 +2167,10 @@ fn retries_run_out_and_the_message_counts_the_attempts() {
         ..test_config()
     })
     .with_client("c")
-    .with_manager(1, 1)
-    .with_manager(2, 1);
+    .with_managers(&[(1, 1), (2, 1)]);
     // Task 1 has the default of one retry; task 2 says none.
     let no_retry = nodes(1).with("retries", 0);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(2, no_retry.clone())],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (2, no_retry.clone())]));
     sim.check(vec![
         submitted("c", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
@@ -2347,9 +2220,7 @@ fn lost_tasks_are_retried_after_a_goodbye_but_not_when_cancelled_or_at_shutdown(
         ..test_config()
     })
     .with_client("c")
-    .with_manager(1, 1)
-    .with_manager(2, 1)
-    .with_manager(3, 1);
+    .with_managers(&[(1, 1), (2, 1), (3, 1)]);
     sim.submit("c", 1, (1..=3).map(|i| submission(i, nodes(1))).collect());
     sim.check(vec![
         submitted("c", 1, 3),
@@ -2357,13 +2228,7 @@ fn lost_tasks_are_retried_after_a_goodbye_but_not_when_cancelled_or_at_shutdown(
         run_tasks("m2", vec![dispatch(2, nodes(1))]),
         run_tasks("m3", vec![dispatch(3, nodes(1))]),
     ]);
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(2),
-        },
-    );
+    sim.cancel("c", 2, 2);
     assert_eq!(sim.drain().len(), 2, "cancel_task and the reply");
     let goodbye = || FromManager::Goodbye {
         reason: "SIGTERM".to_owned(),

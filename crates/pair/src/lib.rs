@@ -5,7 +5,7 @@
 //! simulator runs on it, and so do the cores' property tests: nothing here
 //! models a daemon, both daemons' decisions are their cores'.
 //!
-//! - [`Pair`] (`pair.rs`, set up with `config.rs`): the event queue, ordered by (time, sequence),
+//! - [`Pair`] (`pair/`, set up with `config.rs`): the event queue, ordered by (time, sequence),
 //!   so a run is deterministic; messages cross as frames through
 //!   `protocol`'s codec, with an optional delay; both cores' deadlines
 //!   (`poll_timeout`) are honoured. Managers can be added at any time (a

@@ -62,24 +62,16 @@ impl TaskSpec {
     /// The resource specification as the client sends it.
     pub fn request(&self) -> ResourceRequest {
         let mut request = ResourceRequest::new();
-        if let Some(num_nodes) = self.num_nodes {
-            request.insert("num_nodes", num_nodes);
-        }
-        if let Some(ranks_per_node) = self.ranks_per_node {
-            request.insert("ranks_per_node", ranks_per_node);
-        }
-        if let Some(exclusive) = self.exclusive {
-            request.insert("exclusive", exclusive);
-        }
-        if let Some(walltime) = self.walltime {
-            request.insert("walltime", SpecValue::Float(walltime));
-        }
-        if let Some(priority) = self.priority {
-            request.insert("priority", priority);
-        }
-        if let Some(retries) = self.retries {
-            request.insert("retries", retries);
-        }
+        insert_some(&mut request, "num_nodes", self.num_nodes);
+        insert_some(&mut request, "ranks_per_node", self.ranks_per_node);
+        insert_some(&mut request, "exclusive", self.exclusive);
+        insert_some(
+            &mut request,
+            "walltime",
+            self.walltime.map(SpecValue::Float),
+        );
+        insert_some(&mut request, "priority", self.priority);
+        insert_some(&mut request, "retries", self.retries);
         request
     }
 
@@ -87,6 +79,13 @@ impl TaskSpec {
     /// `None` when it is invalid (the interchange refuses the task).
     pub fn resources(&self) -> Option<TaskResources> {
         protocol::validate(&self.request()).ok()
+    }
+}
+
+/// Sets `key` in `request` if there is a `value`; leaves it out if not.
+fn insert_some<T: Into<SpecValue>>(request: &mut ResourceRequest, key: &str, value: Option<T>) {
+    if let Some(value) = value {
+        request.insert(key, value);
     }
 }
 

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    assert_clean, block, result_time, run, run_with, start, start_time, start_with, workload,
+    assert_clean, block, result_time, run, run_clean, run_clean_with, start, start_time,
+    start_with, task_specs, workload,
 };
 use interchange_core::CoreConfig;
 use protocol::{ErrorKind, TaskState};
@@ -26,14 +27,9 @@ fn config_with_limit(max_block_nodes: u32) -> SimConfig {
 /// once as unschedulable; the others run.
 #[test]
 fn item1_too_large_task_fails_at_once_with_a_block_limit() {
-    let tasks = vec![
-        TaskSpec::new(0.0, 5.0, 2),
-        TaskSpec::new(0.0, 5.0, 16),
-        TaskSpec::new(0.0, 5.0, 8),
-    ];
+    let tasks = task_specs(&[(0.0, 5.0, 2), (0.0, 5.0, 16), (0.0, 5.0, 8)]);
     let scenario = workload("item1-limit", vec![block(8, 0.0)], tasks);
-    let (simulation, report) = run_with(&scenario, config_with_limit(8));
-    assert_clean(&report);
+    let (simulation, report) = run_clean_with(&scenario, config_with_limit(8));
     let large = &simulation.tasks()[1];
     assert!(large.dispatches.is_empty(), "{large:?}");
     assert_eq!(
@@ -50,12 +46,7 @@ fn item1_too_large_task_fails_at_once_with_a_block_limit() {
 /// not held up by it, and it runs once a large enough block joins.
 #[test]
 fn item1_too_large_task_waits_with_a_reason_and_runs_on_a_large_block() {
-    let tasks = vec![
-        TaskSpec::new(0.0, 5.0, 16),
-        TaskSpec::new(0.0, 5.0, 2),
-        TaskSpec::new(1.0, 5.0, 8),
-        TaskSpec::new(2.0, 5.0, 4),
-    ];
+    let tasks = task_specs(&[(0.0, 5.0, 16), (0.0, 5.0, 2), (1.0, 5.0, 8), (2.0, 5.0, 4)]);
     let blocks = vec![block(8, 0.0), block(4, 0.0), block(16, 300.0)];
     let scenario = workload("item1-no-limit", blocks, tasks);
     let mut simulation = start(&scenario);
@@ -123,8 +114,7 @@ fn item4_result_delivered_when_freed_nodes_fit_no_waiting_task() {
         TaskSpec::new(32.0, 5.0, 8),
     ];
     let scenario = workload("item4", vec![block(8, 0.0)], tasks);
-    let (simulation, report) = run(&scenario);
-    assert_clean(&report);
+    let (simulation, report) = run_clean(&scenario);
     assert_eq!(report.n_completed, 7, "{report}");
     assert_eq!(result_time(&simulation, 0), Some(10.0));
     assert_eq!(start_time(&simulation, 2), Some(30.0));
@@ -141,15 +131,14 @@ fn item4_result_delivered_when_freed_nodes_fit_no_waiting_task() {
 #[test]
 fn item5_task_arriving_as_the_last_one_finishes_is_not_stranded() {
     // Submission handled first (it waits: the block is full), then the result.
-    let tasks = vec![TaskSpec::new(0.0, 10.0, 2), TaskSpec::new(10.0, 5.0, 2)];
+    let tasks = task_specs(&[(0.0, 10.0, 2), (10.0, 5.0, 2)]);
     let scenario = workload("item5-submit-first", vec![block(2, 0.0)], tasks);
-    let (simulation, report) = run(&scenario);
-    assert_clean(&report);
+    let (simulation, _) = run_clean(&scenario);
     assert_eq!(start_time(&simulation, 1), Some(10.0));
     assert_eq!(result_time(&simulation, 1), Some(15.0));
 
     // The result handled first, then the submission at the same millisecond.
-    let tasks = vec![TaskSpec::new(0.0, 10.0, 2)];
+    let tasks = task_specs(&[(0.0, 10.0, 2)]);
     let scenario = workload("item5-result-first", vec![block(2, 0.0)], tasks);
     let mut simulation = start(&scenario);
     simulation.run_until(10.0);
@@ -179,8 +168,7 @@ fn item6_spec_without_num_nodes_runs_on_one_node() {
         ..bare.clone()
     };
     let scenario = workload("item6", vec![block(4, 0.0)], vec![bare, ranks_only, shared]);
-    let (simulation, report) = run(&scenario);
-    assert_clean(&report);
+    let (simulation, _) = run_clean(&scenario);
     for (index, task) in simulation.tasks().iter().enumerate() {
         assert_eq!(task.dispatches.len(), 1, "task {index}: {task:?}");
         assert_eq!(
@@ -204,14 +192,13 @@ fn item6_spec_without_num_nodes_runs_on_one_node() {
 /// other is idle; every task that fits the idle block starts there at once.
 #[test]
 fn item7_tasks_go_to_the_idle_block() {
-    let mut tasks = vec![TaskSpec::new(0.0, 100.0, 4)];
+    let mut tasks = task_specs(&[(0.0, 100.0, 4)]);
     for i in 0..6 {
         // At most two of them run at once (1.5 s each, one a second).
         tasks.push(TaskSpec::new(1.0 + f64::from(i), 1.5, 2));
     }
     let scenario = workload("item7-plain", vec![block(4, 0.0), block(4, 0.0)], tasks);
-    let (simulation, report) = run(&scenario);
-    assert_clean(&report);
+    let (simulation, _) = run_clean(&scenario);
     for index in 1..7 {
         let task = &simulation.tasks()[index];
         assert_eq!(task.wait(), Some(0), "task {index} waited: {task:?}");
@@ -243,8 +230,7 @@ fn item7_no_task_waits_while_a_block_that_fits_it_is_idle() {
         check_unreserved_capacity: true,
         ..SimConfig::default()
     };
-    let (simulation, report) = run_with(&scenario, config);
-    assert_clean(&report);
+    let (simulation, report) = run_clean_with(&scenario, config);
     assert_eq!(report.n_completed, 300, "{report}");
     let (n_events, _) = simulation.counters();
     assert!(n_events > 600, "the check ran at only {n_events} events");
@@ -282,8 +268,7 @@ fn lost_manager_tasks_get_exactly_one_result() {
     let mut lost = block(8, 0.0);
     lost.leave = Some(50.0);
     let scenario = workload("lost-retried", vec![lost, block(8, 10.0)], retried);
-    let (simulation, report) = run(&scenario);
-    assert_clean(&report);
+    let (simulation, report) = run_clean(&scenario);
     assert_eq!(report.n_completed, 8, "{report}");
     assert_eq!(report.n_redispatched, 4, "{report}");
     for task in simulation.tasks() {

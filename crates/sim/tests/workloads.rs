@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{assert_clean, run_with};
+use common::{assert_clean, run_clean_with, run_with};
 use sim::workload::{self, starvation_params};
 use sim::{Report, SimConfig};
 
@@ -59,8 +59,7 @@ fn parsl_mixed_utilization_and_makespan() {
 #[test]
 fn parsl_mixed_every_task_gets_num_nodes_hosts() {
     let workload = workload::parsl_mixed(11);
-    let (simulation, report) = run_with(&workload, SimConfig::default());
-    assert_clean(&report);
+    let (simulation, _) = run_clean_with(&workload, SimConfig::default());
     for (index, task) in simulation.tasks().iter().enumerate() {
         let num_nodes = task.spec.num_nodes.unwrap_or(1) as usize;
         let Some((_, result)) = &task.result else {
@@ -94,8 +93,7 @@ fn parsl_mixed_every_task_gets_num_nodes_hosts() {
 #[test]
 fn heavy_tailed_utilization_and_makespan() {
     let workload = workload::heavy_tailed(1);
-    let (_, report) = run_with(&workload, strict());
-    assert_clean(&report);
+    let (_, report) = run_clean_with(&workload, strict());
     let n_too_short = workload
         .tasks
         .iter()
@@ -142,8 +140,7 @@ fn starvation_whole_block_tasks_wait_boundedly() {
     let bound = longest_short + 5.0;
     for seed in 1..=3 {
         let workload = workload::starvation(seed);
-        let (simulation, report) = run_with(&workload, strict());
-        assert_clean(&report);
+        let (simulation, report) = run_clean_with(&workload, strict());
         assert_eq!(report.largest_num_nodes, starvation_params::BLOCK_NODES);
         assert_eq!(report.n_largest, starvation_params::LARGE_AT.len());
         let tasks = simulation.tasks();
@@ -213,8 +210,7 @@ fn same_seed_same_report() {
 #[test]
 fn packing_shares_nodes_without_over_allocation() {
     let workload = workload::packing(1);
-    let (simulation, report) = run_with(&workload, strict());
-    assert_clean(&report);
+    let (simulation, report) = run_clean_with(&workload, strict());
     assert!(report.utilization >= 0.80, "{report}");
     assert!(report.makespan_ratio <= 1.25, "{report}");
     // Some node ran two tasks at once.

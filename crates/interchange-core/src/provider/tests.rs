@@ -56,6 +56,22 @@ fn manager_id(n: u128) -> ManagerId {
     ManagerId::from_u128(n)
 }
 
+fn drain(manager: u128, block_id: &str, reason: &str) -> Action {
+    Action::Drain {
+        manager_id: manager_id(manager),
+        block_id: block_id.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn is_submit(action: &Action) -> bool {
+    matches!(action, Action::Submit { .. })
+}
+
+fn is_drain(action: &Action) -> bool {
+    matches!(action, Action::Drain { .. })
+}
+
 impl Sim {
     fn new(settings: ProviderSettings) -> Self {
         Self {
@@ -73,6 +89,42 @@ impl Sim {
             n_queued_nodes: task_nodes.iter().map(|n| u64::from(*n)).sum(),
             max_task_nodes: task_nodes.iter().copied().max().unwrap_or(0),
         };
+    }
+
+    /// A provider with `settings` asked for three blocks of two nodes;
+    /// checks it submits b-1, b-2 and b-3.
+    fn with_three_blocks(settings: ProviderSettings) -> Self {
+        let mut sim = Self::new(settings);
+        sim.queue(&[2, 2, 2]);
+        assert_eq!(
+            sim.tick(),
+            vec![submit("b-1"), submit("b-2"), submit("b-3")]
+        );
+        sim
+    }
+
+    /// A provider with `settings` whose one block b-1 got job 11; checks it
+    /// asks after that job.
+    fn with_one_job(settings: ProviderSettings) -> Self {
+        let mut sim = Self::new(settings);
+        sim.queue(&[1]);
+        sim.tick();
+        sim.submitted("b-1", "11");
+        assert_eq!(sim.tick(), vec![query(&["11"])]);
+        sim
+    }
+
+    /// Checks the next deadline is in `seconds`, nothing happens before
+    /// it, and `then` happens at it.
+    fn expect_at(&mut self, seconds: u64, then: Vec<Action>) {
+        assert_eq!(
+            self.core.poll_timeout(),
+            Some(self.now.plus(Duration::from_secs(seconds)))
+        );
+        self.advance(seconds - 1);
+        assert_eq!(self.tick(), vec![]);
+        self.advance(1);
+        assert_eq!(self.tick(), then);
     }
 
     fn advance(&mut self, seconds: u64) {
@@ -205,22 +257,13 @@ fn never_more_than_max_blocks_even_while_some_drain() {
     sim.advance(61);
     let actions = sim.tick();
     assert!(
-        actions.contains(&Action::Drain {
-            manager_id: manager_id(1),
-            block_id: "b-1".to_owned(),
-            reason: "idle for 61 s".to_owned()
-        }),
+        actions.contains(&drain(1, "b-1", "idle for 61 s")),
         "{actions:?}"
     );
     // New demand while b-1 drains: three blocks are alive, so none is added.
     sim.queue(&[2]);
     let actions = sim.tick();
-    assert!(
-        !actions
-            .iter()
-            .any(|action| matches!(action, Action::Submit { .. })),
-        "{actions:?}"
-    );
+    assert!(!actions.iter().any(is_submit), "{actions:?}");
     // b-1's manager left: its job is cancelled, and once that is done
     // there is room for one more.
     sim.unregister(1);
@@ -248,23 +291,14 @@ fn keeps_min_blocks_and_drains_only_the_spare_ones() {
     sim.advance(100);
     assert_eq!(
         sim.tick(),
-        vec![
-            Action::Drain {
-                manager_id: manager_id(1),
-                block_id: "b-1".to_owned(),
-                reason: "idle for 100 s".to_owned()
-            },
-            query(&["11", "12"]),
-        ],
+        vec![drain(1, "b-1", "idle for 100 s"), query(&["11", "12"]),],
         "one of the two idle blocks goes (the one idle longest, the older on a tie)"
     );
     sim.advance(100);
     sim.jobs(&[("11", JobState::Running), ("12", JobState::Running)]);
     let actions = sim.tick();
     assert!(
-        !actions
-            .iter()
-            .any(|action| matches!(action, Action::Drain { .. })),
+        !actions.iter().any(is_drain),
         "min_blocks stays: {actions:?}"
     );
     assert_eq!(sim.state_of("b-2").state, BlockState::Connected);
@@ -304,14 +338,7 @@ fn drains_then_cancels_an_idle_block_and_busy_time_resets_the_idle_clock() {
     sim.advance(1);
     assert_eq!(sim.tick(), vec![]);
     sim.queue(&[]);
-    assert_eq!(
-        sim.tick(),
-        vec![Action::Drain {
-            manager_id: manager_id(1),
-            block_id: "b-1".to_owned(),
-            reason: "idle for 60 s".to_owned()
-        }]
-    );
+    assert_eq!(sim.tick(), vec![drain(1, "b-1", "idle for 60 s")]);
     assert_eq!(sim.state_of("b-1").state, BlockState::Draining);
     assert_eq!(sim.tick(), vec![], "drained once");
 
@@ -340,22 +367,8 @@ fn a_draining_manager_that_does_not_leave_is_cancelled_after_the_grace() {
     assert_eq!(sim.tick(), vec![query(&["11"])]);
     sim.jobs(&[("11", JobState::Running)]);
     sim.advance(60);
-    assert_eq!(
-        sim.tick(),
-        vec![Action::Drain {
-            manager_id: manager_id(1),
-            block_id: "b-1".to_owned(),
-            reason: "idle for 60 s".to_owned()
-        }]
-    );
-    assert_eq!(
-        sim.core.poll_timeout(),
-        Some(sim.now.plus(Duration::from_secs(30)))
-    );
-    sim.advance(29);
-    assert_eq!(sim.tick(), vec![]);
-    sim.advance(1);
-    assert_eq!(sim.tick(), vec![cancel(&[("b-1", "11")])]);
+    assert_eq!(sim.tick(), vec![drain(1, "b-1", "idle for 60 s")]);
+    sim.expect_at(30, vec![cancel(&[("b-1", "11")])]);
 }
 
 #[test]
@@ -387,14 +400,7 @@ fn a_job_that_ends_unregistered_is_reported_and_backs_off() {
 
     // The task still waits, but the next block only after the backoff.
     assert_eq!(sim.tick(), vec![]);
-    assert_eq!(
-        sim.core.poll_timeout(),
-        Some(sim.now.plus(Duration::from_secs(10)))
-    );
-    sim.advance(9);
-    assert_eq!(sim.tick(), vec![]);
-    sim.advance(1);
-    assert_eq!(sim.tick(), vec![submit("b-2")]);
+    sim.expect_at(10, vec![submit("b-2")]);
 
     // A failed submission doubles the delay; it is bounded.
     sim.core.handle_submitted(
@@ -457,11 +463,7 @@ fn a_job_that_ends_unregistered_is_reported_and_backs_off() {
 
 #[test]
 fn a_job_that_leaves_the_queue_before_running_fails_too() {
-    let mut sim = Sim::new(settings());
-    sim.queue(&[1]);
-    sim.tick();
-    sim.submitted("b-1", "11");
-    assert_eq!(sim.tick(), vec![query(&["11"])]);
+    let mut sim = Sim::with_one_job(settings());
     // squeue no longer knows it.
     sim.jobs(&[]);
     assert_eq!(sim.state_of("b-1").state, BlockState::Failed);
@@ -473,11 +475,7 @@ fn a_job_that_leaves_the_queue_before_running_fails_too() {
 
 #[test]
 fn a_failed_query_changes_nothing_and_is_asked_again() {
-    let mut sim = Sim::new(settings());
-    sim.queue(&[1]);
-    sim.tick();
-    sim.submitted("b-1", "11");
-    assert_eq!(sim.tick(), vec![query(&["11"])]);
+    let mut sim = Sim::with_one_job(settings());
     assert_eq!(sim.tick(), vec![], "one query at a time");
     sim.core.handle_jobs(
         sim.now,
@@ -490,12 +488,7 @@ fn a_failed_query_changes_nothing_and_is_asked_again() {
 
 #[test]
 fn shutdown_cancels_every_block_including_those_being_submitted() {
-    let mut sim = Sim::new(settings());
-    sim.queue(&[2, 2, 2]);
-    assert_eq!(
-        sim.tick(),
-        vec![submit("b-1"), submit("b-2"), submit("b-3")]
-    );
+    let mut sim = Sim::with_three_blocks(settings());
     sim.connect("b-1", "11", 1);
     sim.submitted("b-2", "12");
     sim.core.handle_shutdown();
@@ -617,12 +610,7 @@ fn deadlines_that_passed_do_not_make_the_daemon_spin() {
 
 #[test]
 fn blocks_of_the_previous_run_are_adopted_and_asked_about_not_submitted_anew() {
-    let mut first = Sim::new(settings());
-    first.queue(&[2, 2, 2]);
-    assert_eq!(
-        first.tick(),
-        vec![submit("b-1"), submit("b-2"), submit("b-3")]
-    );
+    let mut first = Sim::with_three_blocks(settings());
     first.connect("b-1", "11", 1);
     first.submitted("b-2", "12");
     first.submitted("b-3", "13");

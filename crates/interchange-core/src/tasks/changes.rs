@@ -217,16 +217,8 @@ impl TaskTable {
         }
         task.running = None;
         task.queued_at = self.now;
-        self.counters.requeued();
         let attempts = task.attempts;
-        self.emit(Event::TaskRetried {
-            task_id,
-            manager_id,
-        });
-        self.record(RecordRef::Requeued {
-            task_id,
-            retry_used: true,
-        });
+        self.note_requeued(task_id, manager_id, true);
         tracing::info!(
             task_id = %task_id,
             attempt = attempts + 1,
@@ -234,6 +226,20 @@ impl TaskTable {
             "task queued again in its old place: its manager was lost"
         );
         true
+    }
+
+    /// Counts, tells and records a running task put back in the queue in
+    /// its old place (`retry_used`: whether that took one of its retries).
+    fn note_requeued(&mut self, task_id: TaskId, manager_id: ManagerId, retry_used: bool) {
+        self.counters.requeued();
+        self.emit(Event::TaskRetried {
+            task_id,
+            manager_id,
+        });
+        self.record(RecordRef::Requeued {
+            task_id,
+            retry_used,
+        });
     }
 
     /// A dispatch of this task to `manager_id` could not be delivered (the
@@ -269,15 +275,7 @@ impl TaskTable {
         task.running = None;
         task.attempts = task.attempts.saturating_sub(1);
         task.queued_at = self.now;
-        self.counters.requeued();
-        self.emit(Event::TaskRetried {
-            task_id,
-            manager_id,
-        });
-        self.record(RecordRef::Requeued {
-            task_id,
-            retry_used: false,
-        });
+        self.note_requeued(task_id, manager_id, false);
         tracing::info!(
             task_id = %task_id,
             manager_id = %manager_id,

@@ -72,30 +72,15 @@ impl TaskTable {
         self.journal.is_some()
     }
 
-    /// The next journal record not yet drained, decoded, in the order of
-    /// the changes.
-    pub(crate) fn poll_journal(&mut self) -> Option<JournalRecord> {
-        let frames = self.journal.as_mut()?;
-        let (payload, length) = protocol::journal::next_frame(&frames.bytes[frames.read..])?;
-        let record = protocol::decode(payload).ok();
-        frames.read += length;
-        if frames.read == frames.bytes.len() {
-            frames.bytes.clear();
-            frames.read = 0;
-        }
-        record
-    }
-
     /// Appends the journal's frames not yet drained to `into`; gives how
     /// many bytes.
     pub(crate) fn take_journal(&mut self, into: &mut Vec<u8>) -> usize {
         let Some(frames) = &mut self.journal else {
             return 0;
         };
-        let n_bytes = frames.bytes.len() - frames.read;
-        into.extend_from_slice(&frames.bytes[frames.read..]);
+        into.extend_from_slice(&frames.bytes);
+        let n_bytes = frames.bytes.len();
         frames.bytes.clear();
-        frames.read = 0;
         n_bytes
     }
 
@@ -125,12 +110,10 @@ impl TaskTable {
     }
 }
 
-/// The journal's frames not yet drained, and how far `Core::poll_journal`
-/// has read them.
+/// The journal's frames not yet drained.
 #[derive(Debug, Default)]
 pub(crate) struct Frames {
     bytes: Vec<u8>,
-    read: usize,
 }
 
 /// Appends `record`, framed, if the journal is on.

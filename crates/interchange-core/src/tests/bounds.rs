@@ -154,11 +154,7 @@ fn registrations_with_bad_node_lists_are_refused_naming_the_problem() {
 #[test]
 fn a_longer_tail_is_cut_to_its_last_64_kib_before_it_is_kept_or_forwarded() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     let mut result = completed(1);
     result.stdout_tail = (0..MAX_TAIL_BYTES + 100)
         .map(|index| (index % 256) as u8)
@@ -170,22 +166,9 @@ fn a_longer_tail_is_cut_to_its_last_64_kib_before_it_is_kept_or_forwarded() {
     sim.manager_results("m1", vec![result]);
     sim.check(vec![results("c", vec![forwarded(expected.clone(), 1)])]);
     // What is kept for a late watch is the cut one too.
-    sim.client(
-        "c",
-        FromClient::Watch {
-            request_id: 2,
-            task_ids: vec![task_id(1)],
-        },
-    );
+    sim.watch("c", 2, &[1]);
     sim.check(vec![
-        to_client(
-            "c",
-            ToClient::Watching {
-                request_id: 2,
-                n_tasks: 1,
-                unknown: Vec::new(),
-            },
-        ),
+        watching("c", 2, 1),
         results("c", vec![forwarded(expected, 1)]),
     ]);
 }
@@ -193,11 +176,7 @@ fn a_longer_tail_is_cut_to_its_last_64_kib_before_it_is_kept_or_forwarded() {
 #[test]
 fn a_results_message_with_too_many_results_is_dropped_and_counted() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 1);
-    sim.submit("c", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c", 1, 1, nodes(1), "m1");
     let flood = (0..=MAX_RESULTS_PER_MESSAGE)
         .map(|_| completed(1))
         .collect();
@@ -241,13 +220,7 @@ fn the_data_of_unfinished_tasks_has_a_budget_past_which_a_submit_is_busy() {
     assert!(message.contains("--max-queued-task-mib"), "{message}");
     assert_eq!(sim.task_status("c", 2).state, TaskState::Unknown);
     // A finished task gives its bytes back.
-    sim.command(
-        "c",
-        3,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 3, 1);
     assert_eq!(sim.drain().len(), 2, "reply and the cancelled result");
     sim.submit("c", 4, vec![task(2, 60), task(3, 60)]);
     sim.check(vec![submitted("c", 4, 2)]);

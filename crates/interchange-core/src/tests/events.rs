@@ -41,23 +41,13 @@ fn a_run_emits_its_task_manager_and_block_events_in_order() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(2)),
-            submission(2, nodes(1)),
-            submission(3, nodes(0)),
-        ],
+        submissions([(1, nodes(2)), (2, nodes(1)), (3, nodes(0))]),
     );
     sim.advance(2);
     let mut result = forwarded(completed(1), 1);
     result.exit_code = Some(0);
     sim.manager_results("m1", vec![result]);
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(2),
-        },
-    );
+    sim.cancel("c", 2, 2);
     sim.command(
         "c",
         3,

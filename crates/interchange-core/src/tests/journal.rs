@@ -13,8 +13,18 @@ impl Sim {
         sim
     }
 
+    /// The journal records not yet drained, decoded from the frames the
+    /// shell takes ([`Core::take_journal`]), in order.
     fn records(&mut self) -> Vec<JournalRecord> {
-        std::iter::from_fn(|| self.core.poll_journal()).collect()
+        let mut frames = Vec::new();
+        self.core.take_journal(&mut frames);
+        let mut rest = frames.as_slice();
+        std::iter::from_fn(|| {
+            let (payload, length) = protocol::journal::next_frame(rest)?;
+            rest = &rest[length..];
+            Some(protocol::decode(payload).expect("journal records decode"))
+        })
+        .collect()
     }
 
     /// The core of a restart: rebuilt from every record so far, at the
@@ -36,22 +46,12 @@ fn snapshot(core: &mut Core) -> Vec<JournalRecord> {
     records
 }
 
-fn watch(sim: &mut Sim, name: &str, request_id: u64, ids: &[u128]) {
-    sim.client(
-        name,
-        FromClient::Watch {
-            request_id,
-            task_ids: ids.iter().map(|id| task_id(*id)).collect(),
-        },
-    );
-}
-
 #[test]
 fn a_core_without_the_journal_queues_no_records() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
     sim.submit("c", 1, vec![submission(1, nodes(1))]);
     sim.drain();
-    assert_eq!(sim.core.poll_journal(), None);
+    assert_eq!(sim.records(), Vec::new());
 }
 
 #[test]
@@ -60,12 +60,12 @@ fn queued_tasks_come_back_in_their_order_and_priority() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes_priority(1, 5)),
-            submission(3, nodes_priority(1, -1)),
-            submission(4, nodes(1)),
-        ],
+        submissions([
+            (1, nodes(1)),
+            (2, nodes_priority(1, 5)),
+            (3, nodes_priority(1, -1)),
+            (4, nodes(1)),
+        ]),
     );
     sim.check(vec![submitted("c", 1, 4)]);
     let records = sim.records();
@@ -101,11 +101,7 @@ fn queued_tasks_come_back_in_their_order_and_priority() {
 #[test]
 fn finished_results_come_back_for_late_watchers() {
     let mut sim = Sim::journaled().with_client("c").with_manager(1, 2);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(9))],
-    );
+    sim.submit("c", 1, submissions([(1, nodes(1)), (2, nodes(9))]));
     sim.drain();
     sim.manager_results("m1", vec![completed(1)]);
     sim.drain();
@@ -117,16 +113,9 @@ fn finished_results_come_back_for_late_watchers() {
         (1, 1, 0)
     );
     let mut sim = sim.with_client("w");
-    watch(&mut sim, "w", 7, &[1]);
+    sim.watch("w", 7, &[1]);
     sim.check(vec![
-        to_client(
-            "w",
-            ToClient::Watching {
-                request_id: 7,
-                n_tasks: 1,
-                unknown: Vec::new(),
-            },
-        ),
+        watching("w", 7, 1),
         results("w", vec![forwarded(completed(1), 1)]),
     ]);
 }
@@ -135,19 +124,9 @@ fn finished_results_come_back_for_late_watchers() {
 fn a_running_task_waits_for_its_manager_then_is_lost_past_the_threshold() {
     let mut sim = Sim::journaled().with_client("c").with_manager(1, 2);
     let retried = nodes(1).with("retries", 1);
-    sim.submit(
-        "c",
-        1,
-        vec![submission(1, retried.clone()), submission(2, nodes(1))],
-    );
+    sim.submit("c", 1, submissions([(1, retried.clone()), (2, nodes(1))]));
     sim.drain();
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(2),
-        },
-    );
+    sim.cancel("c", 2, 2);
     sim.drain();
     let records = sim.records();
     let recovery = sim.restart(records);

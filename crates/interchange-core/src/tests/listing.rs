@@ -23,11 +23,7 @@ fn tasks_are_listed_in_submission_order_with_nodes_and_times() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
     sim.submit("c", 1, vec![submission(1, nodes(2))]);
     sim.advance(1);
-    sim.submit(
-        "c",
-        2,
-        vec![submission(2, nodes(1)), submission(3, nodes(0))],
-    );
+    sim.submit("c", 2, submissions([(2, nodes(1)), (3, nodes(0))]));
     sim.drain();
     let tasks = list(&mut sim, None);
     let ids: Vec<TaskId> = tasks.iter().map(|task| task.task_id).collect();

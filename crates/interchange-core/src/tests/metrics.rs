@@ -42,12 +42,7 @@ fn task_events_are_counted_and_their_durations_observed() {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes(2)),
-            submission(3, nodes(1)),
-            submission(4, nodes(0)),
-        ],
+        submissions([(1, nodes(1)), (2, nodes(2)), (3, nodes(1)), (4, nodes(0))]),
     );
     sim.drain();
     let metrics = sim.core.metrics();
@@ -70,13 +65,7 @@ fn task_events_are_counted_and_their_durations_observed() {
     sim.drain();
     // t = 7: task 3 is cancelled while queued.
     sim.advance(2);
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(3),
-        },
-    );
+    sim.cancel("c", 2, 3);
     sim.drain();
     // t = 10: task 2 fails (started 0.2 s after its dispatch, ran 3.8 s).
     sim.advance(3);
@@ -119,11 +108,7 @@ fn task_events_are_counted_and_their_durations_observed() {
 
 #[test]
 fn a_retry_is_counted_and_managers_are_counted_by_state() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 1)
-        .with_manager(2, 3)
-        .with_manager(3, 1);
+    let mut sim = Sim::with_peers(&["c"], &[(1, 1), (2, 3), (3, 1)]);
     sim.command(
         "c",
         1,

@@ -34,29 +34,15 @@ fn sim_with_admins(admins: &[&str]) -> Sim {
 
 #[test]
 fn only_the_owner_or_an_admin_may_watch_see_or_cancel_a_task() {
-    let mut sim = Sim::new()
-        .with_client("a@alice")
-        .with_client("b@bob")
-        .with_client("d@default")
-        .with_manager(1, 1);
-    sim.submit(
-        "a@alice",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(1))],
-    );
+    let mut sim = Sim::with_peers(&["a@alice", "b@bob", "d@default"], &[(1, 1)]);
+    sim.submit("a@alice", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.check(vec![
         submitted("a@alice", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
     ]);
 
     // Bob may not watch, see or cancel them; nothing of his requests is done.
-    sim.client(
-        "b@bob",
-        FromClient::Watch {
-            request_id: 2,
-            task_ids: vec![task_id(3), task_id(1)],
-        },
-    );
+    sim.watch("b@bob", 2, &[3, 1]);
     expect_denied(&mut sim, "b@bob", 2, "may watch it");
     sim.command(
         "b@bob",
@@ -72,13 +58,7 @@ fn only_the_owner_or_an_admin_may_watch_see_or_cancel_a_task() {
         "this connection is client identity bob",
     );
     for (request_id, id) in [(4, 1), (5, 2)] {
-        sim.command(
-            "b@bob",
-            request_id,
-            Command::Cancel {
-                task_id: task_id(id),
-            },
-        );
+        sim.cancel("b@bob", request_id, id);
         expect_denied(&mut sim, "b@bob", request_id, "may cancel it");
     }
     // Ids nobody submitted are no one's: bob may ask after them.
@@ -87,28 +67,9 @@ fn only_the_owner_or_an_admin_may_watch_see_or_cancel_a_task() {
     // The owner and the default identity (an admin) may.
     assert_eq!(sim.task_status("a@alice", 2).state, TaskState::Queued);
     assert_eq!(sim.task_status("d@default", 1).state, TaskState::Running);
-    sim.client(
-        "d@default",
-        FromClient::Watch {
-            request_id: 6,
-            task_ids: vec![task_id(1)],
-        },
-    );
-    sim.check(vec![to_client(
-        "d@default",
-        ToClient::Watching {
-            request_id: 6,
-            n_tasks: 1,
-            unknown: Vec::new(),
-        },
-    )]);
-    sim.command(
-        "a@alice",
-        7,
-        Command::Cancel {
-            task_id: task_id(2),
-        },
-    );
+    sim.watch("d@default", 6, &[1]);
+    sim.check(vec![watching("d@default", 6, 1)]);
+    sim.cancel("a@alice", 7, 2);
     sim.check(vec![
         reply(
             "a@alice",
@@ -143,16 +104,9 @@ fn only_the_owner_or_an_admin_may_watch_see_or_cancel_a_task() {
 
 #[test]
 fn status_shows_other_identities_tasks_only_as_counts() {
-    let mut sim = Sim::new()
-        .with_client("a@alice")
-        .with_client("b@bob")
-        .with_manager(1, 2);
+    let mut sim = Sim::with_peers(&["a@alice", "b@bob"], &[(1, 2)]);
     // Task 1 runs on one node; task 2 needs both and reserves m1.
-    sim.submit(
-        "a@alice",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(2))],
-    );
+    sim.submit("a@alice", 1, submissions([(1, nodes(1)), (2, nodes(2))]));
     sim.check(vec![
         submitted("a@alice", 1, 2),
         run_tasks("m1", vec![dispatch(1, nodes(1))]),
@@ -174,8 +128,7 @@ fn status_shows_other_identities_tasks_only_as_counts() {
 #[test]
 fn only_admins_may_hold_release_drain_or_shut_down() {
     let mut sim = sim_with_admins(&["carol"])
-        .with_client("b@bob")
-        .with_client("c@carol")
+        .with_clients(&["b@bob", "c@carol"])
         .with_manager(1, 1);
     let commands = [
         (
@@ -228,23 +181,13 @@ fn a_manager_counts_only_from_the_identity_that_registered_it() {
     let mut sim = Sim::new().with_client("c@default");
     sim.manager("m1@manager", FromManager::Register(registration(1, 1)));
     sim.check(vec![to_manager("m1@manager", registered())]);
-    sim.submit("c@default", 1, vec![submission(1, nodes(1))]);
-    sim.check(vec![
-        submitted("c@default", 1, 1),
-        run_tasks("m1@manager", vec![dispatch(1, nodes(1))]),
-    ]);
+    sim.submit_and_start("c@default", 1, 1, nodes(1), "m1@manager");
     // The same routing id under another key is another peer: its forged
     // result is refused and never reaches the client; the manager stays.
     sim.manager_results("m1@intruder", vec![completed(1)]);
     sim.check(vec![unknown_manager_refused("m1@intruder")]);
     sim.manager("m1@intruder", FromManager::Register(registration(1, 1)));
-    let outputs = sim.drain();
-    assert!(
-        matches!(outputs.as_slice(),
-            [Output::ToManager(to, ToManager::Refused { reason, .. })]
-                if *to == peer("m1@intruder") && reason.contains("already registered")),
-        "{outputs:?}"
-    );
+    expect_refused(&mut sim, "m1@intruder", "already registered");
     assert_eq!(sim.task_status("c@default", 1).state, TaskState::Running);
     sim.manager_results("m1@manager", vec![completed(1)]);
     sim.check(vec![results("c@default", vec![forwarded(completed(1), 1)])]);
@@ -267,10 +210,7 @@ fn listed(sim: &mut Sim, name: &str) -> Vec<TaskId> {
 
 #[test]
 fn a_listing_shows_an_identity_its_own_tasks_and_an_admin_every_task() {
-    let mut sim = Sim::new()
-        .with_client("a@alice")
-        .with_client("b@bob")
-        .with_client("d@default");
+    let mut sim = Sim::new().with_clients(&["a@alice", "b@bob", "d@default"]);
     sim.submit("a@alice", 1, vec![submission(1, nodes(1))]);
     sim.submit("b@bob", 1, vec![submission(2, nodes(1))]);
     sim.drain();
@@ -281,15 +221,8 @@ fn a_listing_shows_an_identity_its_own_tasks_and_an_admin_every_task() {
 
 #[test]
 fn status_counts_every_identitys_unfinished_tasks_by_name() {
-    let mut sim = Sim::new()
-        .with_client("a@alice")
-        .with_client("b@bob")
-        .with_manager(1, 1);
-    sim.submit(
-        "a@alice",
-        1,
-        vec![submission(1, nodes(1)), submission(2, nodes(1))],
-    );
+    let mut sim = Sim::with_peers(&["a@alice", "b@bob"], &[(1, 1)]);
+    sim.submit("a@alice", 1, submissions([(1, nodes(1)), (2, nodes(1))]));
     sim.submit("b@bob", 1, vec![submission(3, nodes(1))]);
     sim.drain();
     let counts = |report: &StatusReport| -> Vec<(String, u64, u64)> {

@@ -48,23 +48,23 @@ fn four_tasks_on_m1() -> Sim {
     sim.submit(
         "c",
         1,
-        vec![
-            submission(1, nodes(1)),
-            submission(2, nodes(1)),
-            submission(3, retried.clone()),
-            submission(4, nodes(1)),
-        ],
+        submissions([
+            (1, nodes(1)),
+            (2, nodes(1)),
+            (3, retried.clone()),
+            (4, nodes(1)),
+        ]),
     );
     sim.check(vec![
         submitted("c", 1, 4),
         run_tasks(
             "m1",
-            vec![
-                dispatch_on(1, nodes(1), &[0]),
-                dispatch_on(2, nodes(1), &[1]),
-                dispatch_on(3, retried, &[2]),
-                dispatch_on(4, nodes(1), &[3]),
-            ],
+            each_on_one_node([
+                (1, nodes(1), 0),
+                (2, nodes(1), 1),
+                (3, retried, 2),
+                (4, nodes(1), 3),
+            ]),
         ),
     ]);
     sim
@@ -123,16 +123,9 @@ fn another_connection_claiming_a_live_manager_is_refused_and_the_manager_reattac
     // Another connection (another routing id) claims m1's id while m1's
     // entry lives: refused, and m1's tasks stay.
     sim.manager("m1-again", again(1, vec![(1, 0)], Vec::new()));
-    let outputs = sim.drain();
-    assert!(
-        matches!(outputs.as_slice(),
-            [Output::ToManager(to, ToManager::Refused { reason, .. })]
-                if *to == peer("m1-again") && reason.contains("already registered")),
-        "{outputs:?}"
-    );
+    expect_refused(&mut sim, "m1-again", "already registered");
     // m1 itself comes back (after its connection was unreachable).
-    sim.core
-        .handle_manager_unreachable(sim.now, &peer("m1"), ToManager::Heartbeat);
+    sim.unreachable("m1", ToManager::Heartbeat);
     check_the_four_cases(&mut sim, "m1");
 }
 
@@ -140,8 +133,7 @@ fn another_connection_claiming_a_live_manager_is_refused_and_the_manager_reattac
 fn a_manager_back_on_the_same_connection_is_reconciled_the_same_way() {
     let mut sim = four_tasks_on_m1();
     // Its connection was unreachable meanwhile: still no new task.
-    sim.core
-        .handle_manager_unreachable(sim.now, &peer("m1"), ToManager::Heartbeat);
+    sim.unreachable("m1", ToManager::Heartbeat);
     check_the_four_cases(&mut sim, "m1");
 }
 
@@ -190,17 +182,10 @@ fn a_placement_that_does_not_fit_is_dropped_and_the_task_lost() {
 #[test]
 fn a_cancel_asked_while_the_manager_was_away_is_sent_again() {
     let mut sim = four_tasks_on_m1();
-    sim.command(
-        "c",
-        7,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.cancel("c", 7, 1);
     let outputs = sim.drain();
     assert_eq!(outputs.len(), 2, "{outputs:?}");
-    sim.core
-        .handle_manager_unreachable(sim.now, &peer("m1"), ToManager::Heartbeat);
+    sim.unreachable("m1", ToManager::Heartbeat);
     sim.manager(
         "m1",
         again(4, vec![(1, 0), (2, 1), (3, 2), (4, 3)], Vec::new()),

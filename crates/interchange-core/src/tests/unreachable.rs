@@ -6,10 +6,7 @@ use super::*;
 
 #[test]
 fn an_undelivered_dispatch_is_queued_again_in_its_place_without_a_retry() {
-    let mut sim = Sim::new()
-        .with_client("c")
-        .with_manager(1, 2)
-        .with_manager(2, 2);
+    let mut sim = Sim::new().with_client("c").with_managers(&[(1, 2), (2, 2)]);
     sim.submit("c", 1, vec![submission(1, nodes(2))]);
     let outputs = sim.drain();
     // Whichever manager got task 1 becomes unreachable; the other is busy
@@ -25,19 +22,14 @@ fn an_undelivered_dispatch_is_queued_again_in_its_place_without_a_retry() {
             run_tasks(lost, vec![dispatch(1, nodes(2))])
         ]
     );
-    sim.submit(
-        "c",
-        2,
-        vec![submission(2, nodes(2)), submission(3, nodes(2))],
-    );
+    sim.submit("c", 2, submissions([(2, nodes(2)), (3, nodes(2))]));
     sim.check(vec![
         submitted("c", 2, 2),
         run_tasks(other, vec![dispatch(2, nodes(2))]),
     ]);
 
-    sim.core.handle_manager_unreachable(
-        sim.now,
-        &peer(lost),
+    sim.unreachable(
+        lost,
         ToManager::RunTasks {
             tasks: vec![dispatch(1, nodes(2))],
         },
@@ -64,22 +56,16 @@ fn an_undelivered_dispatch_is_queued_again_in_its_place_without_a_retry() {
 #[test]
 fn an_undelivered_dispatch_does_not_count_as_an_attempt() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
-    sim.submit("c", 1, vec![submission(1, nodes(2))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(2))]),
-    ]);
-    sim.core.handle_manager_unreachable(
-        sim.now,
-        &peer("m1"),
+    sim.submit_and_start("c", 1, 1, nodes(2), "m1");
+    sim.unreachable(
+        "m1",
         ToManager::RunTasks {
             tasks: vec![dispatch(1, nodes(2))],
         },
     );
     sim.check(vec![]);
     // A heartbeat send that fails changes nothing more.
-    sim.core
-        .handle_manager_unreachable(sim.now, &peer("m1"), ToManager::Heartbeat);
+    sim.unreachable("m1", ToManager::Heartbeat);
     sim.check(vec![]);
     sim.manager("m1", FromManager::Heartbeat);
     sim.check(vec![run_tasks("m1", vec![dispatch(1, nodes(2))])]);
@@ -103,22 +89,11 @@ fn an_undelivered_dispatch_does_not_count_as_an_attempt() {
 #[test]
 fn a_task_cancelled_before_its_dispatch_failed_ends_cancelled() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
-    sim.submit("c", 1, vec![submission(1, nodes(2))]);
-    sim.check(vec![
-        submitted("c", 1, 1),
-        run_tasks("m1", vec![dispatch(1, nodes(2))]),
-    ]);
-    sim.command(
-        "c",
-        2,
-        Command::Cancel {
-            task_id: task_id(1),
-        },
-    );
+    sim.submit_and_start("c", 1, 1, nodes(2), "m1");
+    sim.cancel("c", 2, 1);
     let _ = sim.drain();
-    sim.core.handle_manager_unreachable(
-        sim.now,
-        &peer("m1"),
+    sim.unreachable(
+        "m1",
         ToManager::RunTasks {
             tasks: vec![dispatch(1, nodes(2))],
         },

@@ -43,6 +43,26 @@ pub fn run(workload: &Workload) -> (Simulation, Report) {
     run_with(workload, SimConfig::default())
 }
 
+/// [`run_with`], and checks the run is clean ([`assert_clean`]).
+pub fn run_clean_with(workload: &Workload, config: SimConfig) -> (Simulation, Report) {
+    let (simulation, report) = run_with(workload, config);
+    assert_clean(&report);
+    (simulation, report)
+}
+
+/// [`run`], and checks the run is clean ([`assert_clean`]).
+pub fn run_clean(workload: &Workload) -> (Simulation, Report) {
+    run_clean_with(workload, SimConfig::default())
+}
+
+/// Tasks `(submit, duration, num_nodes)`, as [`TaskSpec::new`] makes each.
+pub fn task_specs(specs: &[(f64, f64, u32)]) -> Vec<TaskSpec> {
+    specs
+        .iter()
+        .map(|(submit, duration, num_nodes)| TaskSpec::new(*submit, *duration, *num_nodes))
+        .collect()
+}
+
 /// Every task got exactly one result, no placement or idle-block violation,
 /// and the run did not stall.
 pub fn assert_clean(report: &Report) {

@@ -380,10 +380,9 @@ impl Core {
     /// Queues a task's result for the clients that watch it.
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
         let Delivery { watchers, result } = delivery;
-        for peer in watchers {
-            self.clients.unwatch(&peer, result.task_id);
+        for client in watchers.iter().filter(|client| client.is_here()) {
             self.pending_results
-                .entry(peer)
+                .entry(client.peer.clone())
                 .or_default()
                 .push((*result).clone());
         }

@@ -156,12 +156,7 @@ impl Resources {
 }
 
 impl TaskSpec {
-    fn new(
-        command: String,
-        resources: TaskResources,
-        extra: Extra,
-        data_bytes: u64,
-    ) -> Self {
+    fn new(command: String, resources: TaskResources, extra: Extra, data_bytes: u64) -> Self {
         let extra = (!extra.env.is_empty()
             || extra.cwd.is_some()
             || extra.stdout.is_some()
@@ -189,7 +184,9 @@ impl TaskSpec {
     }
 
     fn path(&self, pick: impl Fn(&Extra) -> &Option<String>) -> Option<&str> {
-        self.extra.as_deref().and_then(|extra| pick(extra).as_deref())
+        self.extra
+            .as_deref()
+            .and_then(|extra| pick(extra).as_deref())
     }
 
     fn key(&self, sequence: u64) -> QueueKey {

@@ -140,7 +140,14 @@ impl TaskTable {
         }
         let owner = self.owners.intern(owner);
         let watchers = Watchers::One(watcher.clone());
-        self.insert_queued(task_id, spec, key.sequence(), 0, submitted_at, (watchers, owner));
+        self.insert_queued(
+            task_id,
+            spec,
+            key.sequence(),
+            0,
+            submitted_at,
+            (watchers, owner),
+        );
         tracing::debug!(task_id = %task_id, num_nodes, "task queued");
         Ok(())
     }

@@ -157,7 +157,7 @@ impl TaskTable {
                 }
                 watchers
             }
-            None => Watchers::Nobody,
+            None => Watchers::default(),
         };
         self.keep_finished(task_id, &result);
         self.emit_finished(&result);

@@ -197,12 +197,17 @@ impl TaskSpec {
 /// The clients that get a task's result (while it is unfinished):
 /// nearly always just the one that submitted it, so one is kept inline.
 /// A client that left stays here, marked gone, until the task ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) enum Watchers {
-    #[default]
-    Nobody,
     One(ClientRef),
-    Many(Box<Vec<ClientRef>>),
+    /// Nobody (empty, which allocates nothing), or more than one.
+    Many(Box<[ClientRef]>),
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers::Many(Box::default())
+    }
 }
 
 impl Watchers {
@@ -211,11 +216,12 @@ impl Watchers {
             return;
         }
         *self = match std::mem::take(self) {
-            Watchers::Nobody => Watchers::One(client.clone()),
-            Watchers::One(first) => Watchers::Many(Box::new(vec![first, client.clone()])),
-            Watchers::Many(mut all) => {
+            Watchers::Many(all) if all.is_empty() => Watchers::One(client.clone()),
+            Watchers::One(first) => Watchers::Many(Box::new([first, client.clone()])),
+            Watchers::Many(all) => {
+                let mut all = all.into_vec();
                 all.push(client.clone());
-                Watchers::Many(all)
+                Watchers::Many(all.into_boxed_slice())
             }
         };
     }
@@ -223,7 +229,6 @@ impl Watchers {
     /// The watchers, the gone ones too.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &ClientRef> {
         let (one, many): (Option<&ClientRef>, &[ClientRef]) = match self {
-            Watchers::Nobody => (None, &[]),
             Watchers::One(client) => (Some(client), &[]),
             Watchers::Many(all) => (None, all),
         };
@@ -495,5 +500,36 @@ impl TaskTable {
     pub(crate) fn set_time(&mut self, now: Time, now_unix: protocol::UnixTime) {
         self.now = now;
         self.now_unix = now_unix;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Watchers;
+    use crate::clients::Clients;
+    use crate::interface::PeerId;
+
+    #[test]
+    fn watchers_keep_each_client_once_in_order() {
+        let mut clients = Clients::default();
+        let peers: Vec<PeerId> = (0..3u8).map(|n| PeerId::unauthenticated(vec![n])).collect();
+        for peer in &peers {
+            clients.welcome(peer);
+        }
+        let refs: Vec<_> = peers.iter().filter_map(|peer| clients.get(peer)).collect();
+        let mut watchers = Watchers::default();
+        assert_eq!(watchers.iter().count(), 0);
+        for client in [&refs[0], &refs[0], &refs[1], &refs[2], &refs[1]] {
+            watchers.add(client);
+        }
+        let seen: Vec<&PeerId> = watchers.iter().map(|client| &client.peer).collect();
+        assert_eq!(seen, peers.iter().collect::<Vec<_>>());
+        clients.forget(&peers[1]);
+        let here: Vec<&PeerId> = watchers
+            .iter()
+            .filter(|client| client.is_here())
+            .map(|client| &client.peer)
+            .collect();
+        assert_eq!(here, vec![&peers[0], &peers[2]]);
     }
 }

@@ -118,7 +118,7 @@ impl TaskTable {
             key.sequence(),
             queued.attempts,
             queued.submitted_at,
-            (Watchers::Nobody, owner),
+            (Watchers::default(), owner),
         );
         true
     }
@@ -188,7 +188,7 @@ impl TaskTable {
                     task_id,
                     Box::new(Task {
                         phase: finished,
-                        watchers: Watchers::Nobody,
+                        watchers: Watchers::default(),
                         owner,
                         num_nodes: 0,
                         seq: self.n_submitted,

@@ -93,7 +93,7 @@ impl TaskTable {
                     task_id,
                     Box::new(Task {
                         phase: Phase::Finished(Box::new(result.clone())),
-                        watchers: Watchers::Nobody,
+                        watchers: Watchers::default(),
                         owner,
                         num_nodes: 0,
                         seq: self.n_submitted,

@@ -1,27 +1,47 @@
-//! The clients that said a valid `hello`, and the unfinished tasks each
-//! watches (the other half of each task's watchers, kept by the task
-//! table), so that a client that leaves is taken off its tasks.
+//! The clients that said a valid `hello`. Each is one shared
+//! [`ClientRef`], which the tasks it watches hold (in their watchers);
+//! a client that leaves is marked gone, so its tasks' results go to no
+//! one, without a pass over those tasks.
 
 use crate::interface::PeerId;
-use protocol::TaskId;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-#[derive(Debug, Default)]
-struct Client {
-    /// Unfinished tasks this client watches.
-    watching: HashSet<TaskId>,
+/// A client that said a valid `hello`, as its tasks' watchers hold it.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) peer: PeerId,
+    /// It left (goodbye, refused, or unreachable): it gets no results.
+    gone: AtomicBool,
 }
+
+impl Client {
+    /// Whether it still gets results.
+    pub(crate) fn is_here(&self) -> bool {
+        !self.gone.load(Ordering::Relaxed)
+    }
+}
+
+/// A client, shared by the tasks it watches.
+pub(crate) type ClientRef = Arc<Client>;
 
 /// The connected clients, by routing id.
 #[derive(Debug, Default)]
 pub(crate) struct Clients {
-    clients: HashMap<PeerId, Client>,
+    clients: HashMap<PeerId, ClientRef>,
 }
 
 impl Clients {
     /// The client said a valid `hello` (again, it may).
     pub(crate) fn welcome(&mut self, peer: &PeerId) {
-        self.clients.entry(peer.clone()).or_default();
+        if !self.clients.contains_key(peer) {
+            let client = Arc::new(Client {
+                peer: peer.clone(),
+                gone: AtomicBool::new(false),
+            });
+            self.clients.insert(peer.clone(), client);
+        }
     }
 
     /// Whether the client said a valid `hello`.
@@ -29,26 +49,15 @@ impl Clients {
         self.clients.contains_key(peer)
     }
 
-    /// Forgets the client; gives the unfinished tasks it watched.
-    pub(crate) fn forget(&mut self, peer: &PeerId) -> HashSet<TaskId> {
-        self.clients
-            .remove(peer)
-            .map(|client| client.watching)
-            .unwrap_or_default()
+    /// The client, if it said a valid `hello`.
+    pub(crate) fn get(&self, peer: &PeerId) -> Option<ClientRef> {
+        self.clients.get(peer).cloned()
     }
 
-    /// The client watches an unfinished task (no-op for a client that said
-    /// no `hello`).
-    pub(crate) fn watch(&mut self, peer: &PeerId, task_id: TaskId) {
-        if let Some(client) = self.clients.get_mut(peer) {
-            client.watching.insert(task_id);
-        }
-    }
-
-    /// The task finished: the client no longer watches it.
-    pub(crate) fn unwatch(&mut self, peer: &PeerId, task_id: TaskId) {
-        if let Some(client) = self.clients.get_mut(peer) {
-            client.watching.remove(&task_id);
+    /// Forgets the client: the tasks it watched no longer send it results.
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
+        if let Some(client) = self.clients.remove(peer) {
+            client.gone.store(true, Ordering::Relaxed);
         }
     }
 }

@@ -128,9 +128,7 @@ impl Core {
     }
 
     fn forget_client(&mut self, peer: &PeerId) {
-        for task_id in self.clients.forget(peer) {
-            self.tasks.unwatch(task_id, peer);
-        }
+        self.clients.forget(peer);
     }
 
     fn submit(&mut self, peer: &PeerId, request_id: u64, submissions: Vec<TaskSubmission>) {
@@ -156,15 +154,16 @@ impl Core {
             self.request_error(peer, request_id, message);
             return;
         }
+        let Some(client) = self.clients.get(peer) else {
+            // Not reached: only a welcomed client's requests get here.
+            self.request_error(peer, request_id, "send hello first".to_owned());
+            return;
+        };
         let mut n_accepted: u32 = 0;
         let mut immediate = Vec::new();
         for submission in submissions {
-            let task_id = submission.task_id;
-            match self.tasks.submit(submission, peer, admission) {
-                Ok(()) => {
-                    self.clients.watch(peer, task_id);
-                    n_accepted += 1;
-                }
+            match self.tasks.submit(submission, &client, admission) {
+                Ok(()) => n_accepted += 1,
                 Err(result) => immediate.push(*result),
             }
         }
@@ -259,10 +258,15 @@ impl Core {
             self.deny(peer, request_id, reason);
             return;
         }
+        let Some(client) = self.clients.get(peer) else {
+            // Not reached: only a welcomed client's requests get here.
+            self.request_error(peer, request_id, "send hello first".to_owned());
+            return;
+        };
         let mut n_known: u32 = 0;
         let mut unknown = Vec::new();
         for task_id in task_ids {
-            match self.tasks.watch(*task_id, peer) {
+            match self.tasks.watch(*task_id, &client) {
                 Watched::Unknown => {
                     tracing::debug!(task_id = %task_id, "watch of an unknown task");
                     unknown.push(*task_id);
@@ -274,7 +278,7 @@ impl Core {
                         .or_default()
                         .push(*result);
                 }
-                Watched::Unfinished => self.clients.watch(peer, *task_id),
+                Watched::Unfinished => {}
             }
             n_known += 1;
         }

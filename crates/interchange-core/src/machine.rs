@@ -380,12 +380,21 @@ impl Core {
     /// Queues a task's result for the clients that watch it.
     pub(crate) fn deliver(&mut self, delivery: Delivery) {
         let Delivery { watchers, result } = delivery;
-        for peer in watchers {
-            self.clients.unwatch(&peer, result.task_id);
+        let n_here = watchers.iter().filter(|client| client.is_here()).count();
+        let mut here = watchers.iter().filter(|client| client.is_here());
+        // The last watcher (nearly always the only one) gets the result
+        // itself; the others a copy.
+        for client in here.by_ref().take(n_here.saturating_sub(1)) {
             self.pending_results
-                .entry(peer)
+                .entry(client.peer.clone())
                 .or_default()
                 .push((*result).clone());
+        }
+        if let Some(last) = here.next() {
+            self.pending_results
+                .entry(last.peer.clone())
+                .or_default()
+                .push(*result);
         }
     }
 

@@ -263,10 +263,9 @@ impl Core {
         };
         match self.tasks.view(task_id) {
             None => {}
-            Some(TaskView::Queued(resources)) => {
+            Some(TaskView::Queued(shape)) => {
                 info.state = TaskState::Queued;
-                info.waiting_reason =
-                    Some(self.waiting_reason(Shape::of(resources), Some(task_id), viewer));
+                info.waiting_reason = Some(self.waiting_reason(shape, Some(task_id), viewer));
             }
             Some(TaskView::Running(manager_id)) => {
                 info.state = TaskState::Running;

@@ -3,12 +3,11 @@
 //! watched.
 
 use super::journal::write_record;
-use super::{Cancelled, Delivery, Loss, Lost, Phase, Running, Task, TaskTable, Watched};
-use crate::interface::PeerId;
+use super::{Cancelled, Delivery, Loss, Lost, Phase, Running, Task, TaskTable, Watched, Watchers};
+use crate::clients::ClientRef;
 use protocol::{
     ErrorKind, Event, ManagerId, NodeShare, RecordRef, TaskDispatch, TaskId, TaskResult, TaskState,
 };
-use std::collections::BTreeSet;
 
 impl TaskTable {
     // -----------------------------------------------------------------
@@ -25,19 +24,21 @@ impl TaskTable {
         placement: Vec<NodeShare>,
         backfill: bool,
     ) -> Option<TaskDispatch> {
+        let now_unix = self.now_unix;
         let Some(Task {
             phase: Phase::Unfinished(task),
-            listed,
+            dispatched_at,
             ..
-        }) = self.tasks.get_mut(&task_id)
+        }) = self.tasks.get_mut(&task_id).map(|task| &mut **task)
         else {
             return None;
         };
         if task.running.is_some() {
             return None;
         }
-        listed.dispatched_at = Some(self.now_unix);
-        self.queue.remove(&task.spec.resources, task.key);
+        *dispatched_at = now_unix;
+        let resources = task.spec.resources.get();
+        self.queue.remove(&resources, task.key());
         task.attempts += 1;
         task.running = Some(Running {
             manager_id,
@@ -54,17 +55,18 @@ impl TaskTable {
                 placement: &placement,
             },
         );
-        tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes = spec.resources.num_nodes, attempt = task.attempts, backfill, "task sent");
+        tracing::debug!(task_id = %task_id, manager_id = %manager_id, num_nodes = resources.num_nodes, attempt = task.attempts, backfill, "task sent");
+        let owned = |path: Option<&str>| path.map(str::to_owned);
         let dispatch = TaskDispatch {
             task_id,
-            command: spec.command.clone(),
-            resources: spec.resources.clone(),
+            command: spec.command.to_string(),
+            resources: resources.into_owned(),
             placement,
-            env: spec.env.clone(),
-            cwd: spec.cwd.clone(),
-            stdout: spec.stdout.clone(),
-            stderr: spec.stderr.clone(),
-            input: spec.input.clone(),
+            env: spec.env().clone(),
+            cwd: owned(spec.path(|extra| &extra.cwd)),
+            stdout: owned(spec.path(|extra| &extra.stdout)),
+            stderr: owned(spec.path(|extra| &extra.stderr)),
+            input: spec.input().map(<[u8]>::to_vec),
         };
         Some(dispatch)
     }
@@ -105,7 +107,7 @@ impl TaskTable {
             };
             self.finished_bytes -= oldest_bytes;
             if matches!(
-                self.tasks.get(&oldest).map(|task| &task.phase),
+                self.task(oldest).map(|task| &task.phase),
                 Some(Phase::Finished(_))
             ) {
                 self.tasks.remove(&oldest);
@@ -118,9 +120,8 @@ impl TaskTable {
     pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
         if self.journal.is_some() {
             let owner = self
-                .tasks
-                .get(&task_id)
-                .and_then(|task| task.owner.as_record());
+                .task(task_id)
+                .and_then(|task| self.owners.identity(task.owner).as_record());
             write_record(
                 &mut self.journal,
                 &RecordRef::Finished {
@@ -130,7 +131,7 @@ impl TaskTable {
             );
         }
         self.count(result.state);
-        let (submitted_at, dispatched_at_unix) = match self.tasks.get(&task_id) {
+        let (submitted_at, dispatched_at_unix) = match self.task(task_id) {
             Some(Task {
                 phase: Phase::Unfinished(task),
                 ..
@@ -144,9 +145,10 @@ impl TaskTable {
         };
         self.counters
             .finished(&result, submitted_at, dispatched_at_unix, self.now);
-        let watchers = match self.tasks.get_mut(&task_id) {
+        let now_unix = self.now_unix;
+        let watchers = match self.task_mut(task_id) {
             Some(task) => {
-                task.listed.finished_at = Some(self.now_unix);
+                task.finished_at = now_unix;
                 let before =
                     std::mem::replace(&mut task.phase, Phase::Finished(Box::new(result.clone())));
                 let watchers = std::mem::take(&mut task.watchers);
@@ -155,7 +157,7 @@ impl TaskTable {
                 }
                 watchers
             }
-            None => BTreeSet::new(),
+            None => Watchers::default(),
         };
         self.keep_finished(task_id, &result);
         self.emit_finished(&result);
@@ -173,7 +175,7 @@ impl TaskTable {
         if loss.may_retry && self.queue_again(task_id, loss.manager_id) {
             return Lost::QueuedAgain;
         }
-        let attempts = match self.tasks.get(&task_id).map(|task| &task.phase) {
+        let attempts = match self.task(task_id).map(|task| &task.phase) {
             Some(Phase::Unfinished(task)) if task.running.is_some() => task.attempts,
             _ => 1,
         };
@@ -196,7 +198,7 @@ impl TaskTable {
         let Some(Task {
             phase: Phase::Unfinished(task),
             ..
-        }) = self.tasks.get_mut(&task_id)
+        }) = self.tasks.get_mut(&task_id).map(|task| &mut **task)
         else {
             return false;
         };
@@ -207,11 +209,11 @@ impl TaskTable {
         else {
             return false;
         };
-        let budget = task.spec.resources.retries.unwrap_or(default_retries);
+        let budget = task.spec.resources.retries().unwrap_or(default_retries);
         if task.attempts > budget
             || !self
                 .queue
-                .push_with_key(task_id, &task.spec.resources, task.key)
+                .push_with_key(task_id, &task.spec.resources.get(), task.key())
         {
             return false;
         }
@@ -250,7 +252,7 @@ impl TaskTable {
         let Some(Task {
             phase: Phase::Unfinished(task),
             ..
-        }) = self.tasks.get_mut(&task_id)
+        }) = self.tasks.get_mut(&task_id).map(|task| &mut **task)
         else {
             return None;
         };
@@ -268,7 +270,7 @@ impl TaskTable {
         }
         if !self
             .queue
-            .push_with_key(task_id, &task.spec.resources, task.key)
+            .push_with_key(task_id, &task.spec.resources.get(), task.key())
         {
             return None;
         }
@@ -291,7 +293,7 @@ impl TaskTable {
     /// A client asked to cancel the task.
     pub(crate) fn cancel(&mut self, task_id: TaskId) -> Cancelled {
         if matches!(
-            self.tasks.get(&task_id).map(|task| &task.phase),
+            self.task(task_id).map(|task| &task.phase),
             Some(Phase::Unfinished(_))
         ) {
             self.emit(Event::TaskCancelled { task_id });
@@ -308,10 +310,10 @@ impl TaskTable {
                     write_record(&mut self.journal, &RecordRef::CancelRequested { task_id });
                     return Cancelled::Running(manager_id);
                 }
-                None => (&unfinished.spec.resources, unfinished.key),
+                None => (unfinished.spec.resources.get(), unfinished.key()),
             },
         };
-        self.queue.remove(resources, key);
+        self.queue.remove(&resources, key);
         tracing::debug!(task_id = %task_id, "queued task cancelled");
         Cancelled::WhileQueued(self.finish(
             task_id,
@@ -346,25 +348,18 @@ impl TaskTable {
     // Watchers
     // -----------------------------------------------------------------
 
-    /// `peer` watches the task: an unfinished one sends it its result when
-    /// it ends; a finished one gives its result now.
-    pub(crate) fn watch(&mut self, task_id: TaskId, peer: &PeerId) -> Watched {
+    /// `client` watches the task: an unfinished one sends it its result
+    /// when it ends; a finished one gives its result now.
+    pub(crate) fn watch(&mut self, task_id: TaskId, client: &ClientRef) -> Watched {
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return Watched::Unknown;
         };
         match &task.phase {
             Phase::Finished(result) => Watched::Finished(result.clone()),
             Phase::Unfinished(_) => {
-                task.watchers.insert(peer.clone());
+                task.watchers.add(client);
                 Watched::Unfinished
             }
-        }
-    }
-
-    /// `peer` no longer watches the task.
-    pub(crate) fn unwatch(&mut self, task_id: TaskId, peer: &PeerId) {
-        if let Some(task) = self.tasks.get_mut(&task_id) {
-            task.watchers.remove(peer);
         }
     }
 }

@@ -1,19 +1,21 @@
 //! The task table's journal: the records its changes append, framed, to
 //! a buffer the shell drains, and the records it states whole.
 
-use super::{TaskSpec, TaskTable};
+use super::{Extra, TaskSpec, TaskTable};
 use crate::interface::Identity;
-use crate::queue::QueueKey;
 use protocol::{
     BlockInfo, JournalRecord, QueuedTask, QueuedTaskRef, RecordRef, Registration, TaskId,
+    TaskResources,
 };
 
 impl TaskSpec {
-    /// The task as the journal records it, borrowed.
+    /// The task as the journal records it, borrowed (its `resources` from
+    /// [`Resources::get`](super::Resources), which the caller keeps).
     pub(super) fn queued_ref<'a>(
         &'a self,
         task_id: TaskId,
-        key: QueueKey,
+        resources: &'a TaskResources,
+        sequence: u64,
         attempts: u32,
         submitted_at: protocol::UnixTime,
         owner: &'a Identity,
@@ -21,13 +23,13 @@ impl TaskSpec {
         QueuedTaskRef {
             task_id,
             command: &self.command,
-            resources: &self.resources,
-            env: &self.env,
-            cwd: self.cwd.as_deref(),
-            stdout: self.stdout.as_deref(),
-            stderr: self.stderr.as_deref(),
-            input: self.input.as_deref(),
-            sequence: key.sequence(),
+            resources,
+            env: self.env(),
+            cwd: self.path(|extra| &extra.cwd),
+            stdout: self.path(|extra| &extra.stdout),
+            stderr: self.path(|extra| &extra.stderr),
+            input: self.input(),
+            sequence,
             attempts,
             submitted_at,
             owner: owner.as_record(),
@@ -39,21 +41,22 @@ impl TaskSpec {
     pub(super) fn queued(
         &self,
         task_id: TaskId,
-        key: QueueKey,
+        sequence: u64,
         attempts: u32,
         submitted_at: protocol::UnixTime,
         owner: &Identity,
     ) -> QueuedTask {
+        let path = |pick: fn(&Extra) -> &Option<String>| self.path(pick).map(str::to_owned);
         QueuedTask {
             task_id,
-            command: self.command.clone(),
-            resources: self.resources.clone(),
-            env: self.env.clone(),
-            cwd: self.cwd.clone(),
-            stdout: self.stdout.clone(),
-            stderr: self.stderr.clone(),
-            input: self.input.clone(),
-            sequence: key.sequence(),
+            command: self.command.to_string(),
+            resources: self.resources.get().into_owned(),
+            env: self.env().clone(),
+            cwd: path(|extra| &extra.cwd),
+            stdout: path(|extra| &extra.stdout),
+            stderr: path(|extra| &extra.stderr),
+            input: self.input().map(<[u8]>::to_vec),
+            sequence,
             attempts,
             submitted_at,
             owner: owner.to_record(),

@@ -28,13 +28,15 @@
 //! `journal.rs` (the records the changes append and their draining) and
 //! `replay.rs` (recovery and snapshots).
 
+use crate::clients::ClientRef;
 use crate::events::EventQueue;
-use crate::interface::{Identity, PeerId};
+use crate::interface::Identity;
 use crate::metrics::TaskCounters;
-use crate::queue::{QueueKey, TaskQueue};
+use crate::queue::{QueueKey, Shape, TaskQueue};
 use protocol::{ErrorKind, Event, ManagerId, TaskId, TaskResources, TaskResult, TaskState};
 use seam::Time;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 mod changes;
 mod journal;
@@ -45,50 +47,243 @@ mod views;
 use journal::Frames;
 pub(crate) use replay::Replay;
 
-/// What a client asked to run, with its resources validated.
+/// What a client asked to run, with its resources validated. Kept
+/// compact, as every queued task holds one: what most tasks leave out
+/// (environment, paths, input; priority, walltime, retries, launcher
+/// options) is boxed apart, and absent when empty.
 #[derive(Debug)]
 struct TaskSpec {
-    command: String,
-    resources: TaskResources,
+    command: Box<str>,
+    resources: Resources,
+    /// `None` when the task has no environment, paths or input.
+    extra: Option<Box<Extra>>,
+    /// The bytes of the rest (`protocol::limits::task_data_bytes`).
+    data_bytes: u64,
+}
+
+/// The parts of a [`TaskSpec`] that most tasks leave out.
+#[derive(Debug, Default)]
+struct Extra {
     env: BTreeMap<String, String>,
     cwd: Option<String>,
     stdout: Option<String>,
     stderr: Option<String>,
     /// Kept until the task finishes, so that a retry gets it too.
     input: Option<Vec<u8>>,
-    /// The bytes of the rest (`protocol::limits::task_data_bytes`).
-    data_bytes: u64,
 }
 
-impl TaskSpec {
-    pub(super) fn input_len(&self) -> u64 {
-        self.input.as_ref().map_or(0, |input| input.len() as u64)
+/// No environment: what a spec without [`Extra`] lends the journal.
+static NO_ENV: BTreeMap<String, String> = BTreeMap::new();
+
+/// Validated resources: the common kind (no priority, walltime, retries
+/// or launcher options) inline, the rest boxed.
+#[derive(Debug)]
+enum Resources {
+    Plain {
+        num_nodes: u32,
+        ranks_per_node: u32,
+        num_ranks: u32,
+        exclusive: bool,
+    },
+    Full(Box<TaskResources>),
+}
+
+impl Resources {
+    fn new(resources: TaskResources) -> Self {
+        match resources {
+            TaskResources {
+                num_nodes,
+                ranks_per_node,
+                num_ranks,
+                launcher_options: None,
+                priority: None,
+                walltime: None,
+                retries: None,
+                exclusive,
+            } => Resources::Plain {
+                num_nodes,
+                ranks_per_node,
+                num_ranks,
+                exclusive,
+            },
+            resources => Resources::Full(Box::new(resources)),
+        }
+    }
+
+    /// The resources as the protocol states them (built without
+    /// allocating for the plain kind).
+    fn get(&self) -> Cow<'_, TaskResources> {
+        match self {
+            Resources::Plain {
+                num_nodes,
+                ranks_per_node,
+                num_ranks,
+                exclusive,
+            } => Cow::Owned(TaskResources {
+                num_nodes: *num_nodes,
+                ranks_per_node: *ranks_per_node,
+                num_ranks: *num_ranks,
+                launcher_options: None,
+                priority: None,
+                walltime: None,
+                retries: None,
+                exclusive: *exclusive,
+            }),
+            Resources::Full(resources) => Cow::Borrowed(resources),
+        }
+    }
+
+    fn num_nodes(&self) -> u32 {
+        match self {
+            Resources::Plain { num_nodes, .. } => *num_nodes,
+            Resources::Full(resources) => resources.num_nodes,
+        }
+    }
+
+    fn walltime(&self) -> Option<f64> {
+        match self {
+            Resources::Plain { .. } => None,
+            Resources::Full(resources) => resources.walltime,
+        }
+    }
+
+    fn retries(&self) -> Option<u32> {
+        match self {
+            Resources::Plain { .. } => None,
+            Resources::Full(resources) => resources.retries,
+        }
     }
 }
 
-/// Who a task is for: the clients that get its result, and the identity
-/// that owns it.
-pub(super) struct People {
-    pub(super) watchers: BTreeSet<PeerId>,
-    pub(super) owner: Identity,
+impl TaskSpec {
+    fn new(command: String, resources: TaskResources, extra: Extra, data_bytes: u64) -> Self {
+        let extra = (!extra.env.is_empty()
+            || extra.cwd.is_some()
+            || extra.stdout.is_some()
+            || extra.stderr.is_some()
+            || extra.input.is_some())
+        .then(|| Box::new(extra));
+        Self {
+            command: command.into_boxed_str(),
+            resources: Resources::new(resources),
+            extra,
+            data_bytes,
+        }
+    }
+
+    pub(super) fn input_len(&self) -> u64 {
+        self.input().map_or(0, |input| input.len() as u64)
+    }
+
+    fn input(&self) -> Option<&[u8]> {
+        self.extra.as_ref()?.input.as_deref()
+    }
+
+    fn env(&self) -> &BTreeMap<String, String> {
+        self.extra.as_ref().map_or(&NO_ENV, |extra| &extra.env)
+    }
+
+    fn path(&self, pick: impl Fn(&Extra) -> &Option<String>) -> Option<&str> {
+        self.extra
+            .as_deref()
+            .and_then(|extra| pick(extra).as_deref())
+    }
+
+    fn key(&self, sequence: u64) -> QueueKey {
+        QueueKey::new(&self.resources.get(), sequence)
+    }
+}
+
+/// The clients that get a task's result (while it is unfinished):
+/// nearly always just the one that submitted it, so one is kept inline.
+/// A client that left stays here, marked gone, until the task ends.
+#[derive(Debug)]
+pub(crate) enum Watchers {
+    One(ClientRef),
+    /// Nobody (empty, which allocates nothing), or more than one.
+    Many(Box<[ClientRef]>),
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers::Many(Box::default())
+    }
+}
+
+impl Watchers {
+    fn add(&mut self, client: &ClientRef) {
+        if self.iter().any(|known| ClientRef::ptr_eq(known, client)) {
+            return;
+        }
+        *self = match std::mem::take(self) {
+            Watchers::Many(all) if all.is_empty() => Watchers::One(client.clone()),
+            Watchers::One(first) => Watchers::Many(Box::new([first, client.clone()])),
+            Watchers::Many(all) => {
+                let mut all = all.into_vec();
+                all.push(client.clone());
+                Watchers::Many(all.into_boxed_slice())
+            }
+        };
+    }
+
+    /// The watchers, the gone ones too.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &ClientRef> {
+        let (one, many): (Option<&ClientRef>, &[ClientRef]) = match self {
+            Watchers::One(client) => (Some(client), &[]),
+            Watchers::Many(all) => (None, all),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
+/// The owners of the tasks, each identity stored once: a task keeps its
+/// owner's index.
+#[derive(Debug, Default)]
+struct Owners {
+    identities: Vec<Identity>,
+    index: HashMap<Identity, u32>,
+}
+
+impl Owners {
+    fn intern(&mut self, identity: &Identity) -> u32 {
+        if let Some(index) = self.index.get(identity) {
+            return *index;
+        }
+        let index = u32::try_from(self.identities.len()).unwrap_or(u32::MAX);
+        self.identities.push(identity.clone());
+        self.index.insert(identity.clone(), index);
+        index
+    }
+
+    fn identity(&self, index: u32) -> &Identity {
+        self.identities
+            .get(index as usize)
+            .unwrap_or(&Identity::Unauthenticated)
+    }
 }
 
 /// An unfinished task: queued, or running on a manager.
 #[derive(Debug)]
 struct Unfinished {
     spec: TaskSpec,
-    /// Its place in the queue, kept while it runs so that a retry goes
-    /// back to the same place.
-    key: QueueKey,
+    /// Its arrival number: with its priority, its place in the queue
+    /// ([`TaskSpec::key`]), kept while it runs so that a retry goes back
+    /// to the same place.
+    sequence: u64,
     /// Times it was sent to a manager (0 while it waits for its first).
     attempts: u32,
     /// Where it runs; `None` while it is queued.
     running: Option<Running>,
-    /// When it was submitted (on the core's clock and the wall clock), and
-    /// when it last entered the queue.
+    /// When it was submitted, and when it last entered the queue (on the
+    /// core's clock).
     submitted_at: Time,
-    submitted_at_unix: protocol::UnixTime,
     queued_at: Time,
+}
+
+impl Unfinished {
+    fn key(&self) -> QueueKey {
+        self.spec.key(self.sequence)
+    }
 }
 
 #[derive(Debug)]
@@ -101,20 +296,44 @@ struct Running {
 
 #[derive(Debug)]
 enum Phase {
-    Unfinished(Box<Unfinished>),
+    Unfinished(Unfinished),
     Finished(Box<TaskResult>),
 }
 
+/// A task, boxed in the table (so that the table's spare capacity costs a
+/// pointer, not a task).
 #[derive(Debug)]
 struct Task {
     phase: Phase,
     /// Clients that get the result (while the task is unfinished).
-    watchers: BTreeSet<PeerId>,
-    /// The client identity that submitted it: only it (or an admin) may
-    /// watch, see or cancel it.
-    owner: Identity,
-    /// What `tasks` lists besides its phase.
-    listed: Listed,
+    watchers: Watchers,
+    /// The client identity that submitted it (an index in
+    /// [`TaskTable::owners`]): only it (or an admin) may watch, see or
+    /// cancel it.
+    owner: u32,
+    /// 0 if its specification was invalid.
+    num_nodes: u32,
+    /// Its place in submission order.
+    seq: u64,
+    /// Wall times: submitted, last sent to a manager, finished (NaN: not
+    /// yet).
+    submitted_at: protocol::UnixTime,
+    dispatched_at: protocol::UnixTime,
+    finished_at: protocol::UnixTime,
+}
+
+impl Task {
+    /// What the `tasks` listing shows besides the phase.
+    fn listed(&self) -> Listed {
+        let known = |time: f64| (!time.is_nan()).then_some(time);
+        Listed {
+            seq: self.seq,
+            submitted_at: self.submitted_at,
+            num_nodes: self.num_nodes,
+            dispatched_at: known(self.dispatched_at),
+            finished_at: known(self.finished_at),
+        }
+    }
 }
 
 /// What the `tasks` listing shows of a task besides its phase (wall times
@@ -135,7 +354,7 @@ pub(crate) struct Listed {
 /// A task's phase as the status views see it.
 #[derive(Debug)]
 pub(crate) enum TaskView<'a> {
-    Queued(&'a TaskResources),
+    Queued(Shape),
     Running(ManagerId),
     Finished(&'a TaskResult),
 }
@@ -143,7 +362,7 @@ pub(crate) enum TaskView<'a> {
 /// A task's result and the clients that get it.
 #[derive(Debug)]
 pub(crate) struct Delivery {
-    pub(crate) watchers: BTreeSet<PeerId>,
+    pub(crate) watchers: Watchers,
     pub(crate) result: Box<TaskResult>,
 }
 
@@ -203,8 +422,9 @@ pub(crate) struct Admission {
 /// The tasks, the queue of those waiting, and the kept results.
 #[derive(Debug)]
 pub(crate) struct TaskTable {
-    tasks: HashMap<TaskId, Task>,
+    tasks: HashMap<TaskId, Box<Task>>,
     queue: TaskQueue,
+    owners: Owners,
     /// Finished tasks whose results are kept, oldest first, with the bytes
     /// each result takes; and the sum of those bytes.
     finished: VecDeque<(TaskId, usize)>,
@@ -241,6 +461,7 @@ impl TaskTable {
         Self {
             tasks: HashMap::new(),
             queue: TaskQueue::default(),
+            owners: Owners::default(),
             finished: VecDeque::new(),
             finished_bytes: 0,
             input_bytes_held: 0,
@@ -268,8 +489,47 @@ impl TaskTable {
 
     /// The time of the input being handled, `now` on the core's clock and
     /// `now_unix` on the wall clock: what the metrics measure by.
+    fn task(&self, task_id: TaskId) -> Option<&Task> {
+        self.tasks.get(&task_id).map(|task| &**task)
+    }
+
+    fn task_mut(&mut self, task_id: TaskId) -> Option<&mut Task> {
+        self.tasks.get_mut(&task_id).map(|task| &mut **task)
+    }
+
     pub(crate) fn set_time(&mut self, now: Time, now_unix: protocol::UnixTime) {
         self.now = now;
         self.now_unix = now_unix;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Watchers;
+    use crate::clients::Clients;
+    use crate::interface::PeerId;
+
+    #[test]
+    fn watchers_keep_each_client_once_in_order() {
+        let mut clients = Clients::default();
+        let peers: Vec<PeerId> = (0..3u8).map(|n| PeerId::unauthenticated(vec![n])).collect();
+        for peer in &peers {
+            clients.welcome(peer);
+        }
+        let refs: Vec<_> = peers.iter().filter_map(|peer| clients.get(peer)).collect();
+        let mut watchers = Watchers::default();
+        assert_eq!(watchers.iter().count(), 0);
+        for client in [&refs[0], &refs[0], &refs[1], &refs[2], &refs[1]] {
+            watchers.add(client);
+        }
+        let seen: Vec<&PeerId> = watchers.iter().map(|client| &client.peer).collect();
+        assert_eq!(seen, peers.iter().collect::<Vec<_>>());
+        clients.forget(&peers[1]);
+        let here: Vec<&PeerId> = watchers
+            .iter()
+            .filter(|client| client.is_here())
+            .map(|client| &client.peer)
+            .collect();
+        assert_eq!(here, vec![&peers[0], &peers[2]]);
     }
 }

@@ -9,13 +9,13 @@
 //! in [`Replay::n_skipped`]; the store's checksums make that a bug, never
 //! a torn write.
 
-use super::{Listed, People, Phase, Running, Task, TaskSpec, TaskTable, Unfinished};
+use super::{Extra, Phase, Running, Task, TaskSpec, TaskTable, Unfinished, Watchers};
 use crate::interface::Identity;
 use crate::queue::QueueKey;
 use protocol::{
     BlockInfo, JournalRecord, ManagerId, NodeShare, QueuedTask, Registration, TaskId, TaskResult,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// What a replay gathered besides the tasks: the managers' registrations
 /// and where each running task runs, for the core to rebuild its managers.
@@ -86,7 +86,7 @@ impl TaskTable {
     }
 
     fn unfinished_mut(&mut self, task_id: TaskId) -> Option<&mut Unfinished> {
-        match self.tasks.get_mut(&task_id).map(|task| &mut task.phase) {
+        match self.task_mut(task_id).map(|task| &mut task.phase) {
             Some(Phase::Unfinished(task)) => Some(task),
             _ => None,
         }
@@ -102,27 +102,23 @@ impl TaskTable {
         if !self.queue.push_with_key(task_id, &queued.resources, key) {
             return false;
         }
-        let spec = TaskSpec {
-            command: queued.command,
-            resources: queued.resources,
+        let extra = Extra {
             env: queued.env,
             cwd: queued.cwd,
             stdout: queued.stdout,
             stderr: queued.stderr,
             input: queued.input,
-            data_bytes: queued.data_bytes,
         };
+        let spec = TaskSpec::new(queued.command, queued.resources, extra, queued.data_bytes);
         self.n_submitted += 1;
+        let owner = self.owners.intern(&Identity::from_record(queued.owner));
         self.insert_queued(
             task_id,
             spec,
-            key,
+            key.sequence(),
             queued.attempts,
             queued.submitted_at,
-            People {
-                watchers: BTreeSet::new(),
-                owner: Identity::from_record(queued.owner),
-            },
+            (Watchers::default(), owner),
         );
         true
     }
@@ -134,7 +130,7 @@ impl TaskTable {
         else {
             return false;
         };
-        if task.running.is_some() || !self.queue.remove(&task.spec.resources, task.key) {
+        if task.running.is_some() || !self.queue.remove(&task.spec.resources.get(), task.key()) {
             return false;
         }
         task.attempts += 1;
@@ -155,7 +151,7 @@ impl TaskTable {
         if task.running.is_none()
             || !self
                 .queue
-                .push_with_key(task_id, &task.spec.resources, task.key)
+                .push_with_key(task_id, &task.spec.resources.get(), task.key())
         {
             return false;
         }
@@ -172,35 +168,34 @@ impl TaskTable {
         let task_id = result.task_id;
         self.count(result.state);
         let finished = Phase::Finished(Box::new(result.clone()));
-        let finished_at = result.end_time.or(Some(self.now_unix));
+        let finished_at = result.end_time.unwrap_or(self.now_unix);
         match self.tasks.get_mut(&task_id) {
             Some(task) => {
-                task.listed.finished_at = finished_at;
+                task.finished_at = finished_at;
                 if let Phase::Unfinished(unfinished) = std::mem::replace(&mut task.phase, finished)
                 {
                     if unfinished.running.is_none() {
                         self.queue
-                            .remove(&unfinished.spec.resources, unfinished.key);
+                            .remove(&unfinished.spec.resources.get(), unfinished.key());
                     }
                     self.release_held(&unfinished.spec);
                 }
             }
             None => {
                 self.n_submitted += 1;
+                let owner = self.owners.intern(&Identity::from_record(owner));
                 self.tasks.insert(
                     task_id,
-                    Task {
+                    Box::new(Task {
                         phase: finished,
-                        watchers: BTreeSet::new(),
-                        owner: Identity::from_record(owner),
-                        listed: Listed {
-                            seq: self.n_submitted,
-                            submitted_at: result.start_time.unwrap_or(self.now_unix),
-                            num_nodes: 0,
-                            dispatched_at: result.start_time,
-                            finished_at,
-                        },
-                    },
+                        watchers: Watchers::default(),
+                        owner,
+                        num_nodes: 0,
+                        seq: self.n_submitted,
+                        submitted_at: result.start_time.unwrap_or(self.now_unix),
+                        dispatched_at: result.start_time.unwrap_or(f64::NAN),
+                        finished_at,
+                    }),
                 );
             }
         }
@@ -218,26 +213,27 @@ impl TaskTable {
         sink: &mut dyn FnMut(JournalRecord),
     ) {
         for (task_id, _) in &self.finished {
-            if let Some(Phase::Finished(result)) = self.tasks.get(task_id).map(|task| &task.phase) {
-                sink(JournalRecord::Finished {
-                    result: (**result).clone(),
-                    owner: self
-                        .tasks
-                        .get(task_id)
-                        .and_then(|task| task.owner.to_record()),
-                });
+            if let Some(task) = self.task(*task_id) {
+                if let Phase::Finished(result) = &task.phase {
+                    sink(JournalRecord::Finished {
+                        result: (**result).clone(),
+                        owner: self.owners.identity(task.owner).to_record(),
+                    });
+                }
             }
         }
-        let mut unfinished: Vec<(QueueKey, TaskId, &Unfinished)> = self
+        let mut unfinished: Vec<(QueueKey, TaskId, &Task, &Unfinished)> = self
             .tasks
             .iter()
             .filter_map(|(task_id, task)| match &task.phase {
-                Phase::Unfinished(unfinished) => Some((unfinished.key, *task_id, &**unfinished)),
+                Phase::Unfinished(unfinished) => {
+                    Some((unfinished.key(), *task_id, &**task, unfinished))
+                }
                 Phase::Finished(_) => None,
             })
             .collect();
-        unfinished.sort_by_key(|(key, task_id, _)| (*key, *task_id));
-        for (key, task_id, task) in unfinished {
+        unfinished.sort_by_key(|(key, task_id, _, _)| (*key, *task_id));
+        for (_, task_id, whole, task) in unfinished {
             let started = task.running.as_ref().and_then(|running| {
                 placement_of(task_id, running.manager_id)
                     .map(|placement| (running.manager_id, placement, running.cancel_requested))
@@ -247,16 +243,12 @@ impl TaskTable {
             } else {
                 task.attempts
             };
-            let owner = self
-                .tasks
-                .get(&task_id)
-                .map_or(Identity::Unauthenticated, |task| task.owner.clone());
             sink(JournalRecord::Submitted(task.spec.queued(
                 task_id,
-                key,
+                task.sequence,
                 attempts,
-                task.submitted_at_unix,
-                &owner,
+                whole.submitted_at,
+                self.owners.identity(whole.owner),
             )));
             if let Some((manager_id, placement, cancel_requested)) = started {
                 sink(JournalRecord::Started {

@@ -1,25 +1,23 @@
 //! Submission: a task accepted into the queue, or refused with its result.
 
 use super::journal::write_record;
-use super::{Admission, Listed, People, Phase, Task, TaskSpec, TaskTable, Unfinished};
-use crate::interface::PeerId;
-use crate::queue::QueueKey;
+use super::{Admission, Extra, Phase, Task, TaskSpec, TaskTable, Unfinished, Watchers};
+use crate::clients::ClientRef;
 use protocol::{ErrorKind, Event, RecordRef, TaskId, TaskResult, TaskState, TaskSubmission};
-use std::collections::BTreeSet;
 
 impl TaskTable {
     // -----------------------------------------------------------------
     // Submission
     // -----------------------------------------------------------------
 
-    /// Queues a submitted task that `watcher` watches, or refuses it with
+    /// Queues a submitted task that `watcher` watches (and owns), or refuses it with
     /// the result its client gets at once. A refused task is kept as
     /// finished (so that `watch` and `task_status` know it), except a
     /// duplicate id, which leaves the first task alone.
     pub(crate) fn submit(
         &mut self,
         submission: TaskSubmission,
-        watcher: &PeerId,
+        watcher: &ClientRef,
         admission: Admission,
     ) -> Result<(), Box<TaskResult>> {
         let task_id = submission.task_id;
@@ -87,23 +85,22 @@ impl TaskTable {
                     &mut self.journal,
                     &RecordRef::Finished {
                         result: &result,
-                        owner: watcher.identity.as_record(),
+                        owner: watcher.peer.identity.as_record(),
                     },
                 );
+                let owner = self.owners.intern(&watcher.peer.identity);
                 self.tasks.insert(
                     task_id,
-                    Task {
+                    Box::new(Task {
                         phase: Phase::Finished(Box::new(result.clone())),
-                        watchers: BTreeSet::new(),
-                        owner: watcher.identity.clone(),
-                        listed: Listed {
-                            seq: self.n_submitted,
-                            submitted_at: self.now_unix,
-                            num_nodes: 0,
-                            dispatched_at: None,
-                            finished_at: Some(self.now_unix),
-                        },
-                    },
+                        watchers: Watchers::default(),
+                        owner,
+                        num_nodes: 0,
+                        seq: self.n_submitted,
+                        submitted_at: self.now_unix,
+                        dispatched_at: f64::NAN,
+                        finished_at: self.now_unix,
+                    }),
                 );
                 self.keep_finished(task_id, &result);
                 self.emit_finished(&result);
@@ -117,27 +114,40 @@ impl TaskTable {
         });
         let key = self.queue.push(task_id, &resources);
         let data_bytes = protocol::limits::task_data_bytes(&submission);
-        let spec = TaskSpec {
-            command: submission.command,
-            resources,
+        let extra = Extra {
             env: submission.env,
             cwd: submission.cwd,
             stdout: submission.stdout,
             stderr: submission.stderr,
             input: submission.input,
-            data_bytes,
         };
         let submitted_at = self.now_unix;
-        let owner = watcher.identity.clone();
-        write_record(
-            &mut self.journal,
-            &RecordRef::Submitted(spec.queued_ref(task_id, key, 0, submitted_at, &owner)),
+        let owner = &watcher.peer.identity;
+        let spec = TaskSpec::new(submission.command, resources, extra, data_bytes);
+        if self.journal.is_some() {
+            let resources = spec.resources.get();
+            write_record(
+                &mut self.journal,
+                &RecordRef::Submitted(spec.queued_ref(
+                    task_id,
+                    &resources,
+                    key.sequence(),
+                    0,
+                    submitted_at,
+                    owner,
+                )),
+            );
+        }
+        let owner = self.owners.intern(owner);
+        let watchers = Watchers::One(watcher.clone());
+        self.insert_queued(
+            task_id,
+            spec,
+            key.sequence(),
+            0,
+            submitted_at,
+            (watchers, owner),
         );
-        let people = People {
-            watchers: BTreeSet::from([watcher.clone()]),
-            owner,
-        };
-        self.insert_queued(task_id, spec, key, 0, submitted_at, people);
         tracing::debug!(task_id = %task_id, num_nodes, "task queued");
         Ok(())
     }
@@ -149,42 +159,39 @@ impl TaskTable {
         self.data_bytes_held = self.data_bytes_held.saturating_sub(spec.data_bytes);
     }
 
-    /// Adds a task queued under `key` (already in the queue).
+    /// Adds a task queued as the `sequence`th arrival (already in the
+    /// queue), with its watchers and its owner's index.
     pub(super) fn insert_queued(
         &mut self,
         task_id: TaskId,
         spec: TaskSpec,
-        key: QueueKey,
+        sequence: u64,
         attempts: u32,
         submitted_at_unix: protocol::UnixTime,
-        people: People,
+        (watchers, owner): (Watchers, u32),
     ) {
-        let People { watchers, owner } = people;
-        let resources_nodes = spec.resources.num_nodes;
+        let num_nodes = spec.resources.num_nodes();
         self.input_bytes_held += spec.input_len();
         self.data_bytes_held += spec.data_bytes;
         self.tasks.insert(
             task_id,
-            Task {
-                phase: Phase::Unfinished(Box::new(Unfinished {
+            Box::new(Task {
+                phase: Phase::Unfinished(Unfinished {
                     spec,
-                    key,
+                    sequence,
                     attempts,
                     running: None,
                     submitted_at: self.now,
-                    submitted_at_unix,
                     queued_at: self.now,
-                })),
+                }),
                 watchers,
                 owner,
-                listed: Listed {
-                    seq: self.n_submitted,
-                    submitted_at: submitted_at_unix,
-                    num_nodes: resources_nodes,
-                    dispatched_at: None,
-                    finished_at: None,
-                },
-            },
+                num_nodes,
+                seq: self.n_submitted,
+                submitted_at: submitted_at_unix,
+                dispatched_at: f64::NAN,
+                finished_at: f64::NAN,
+            }),
         );
     }
 }

@@ -4,14 +4,14 @@
 use super::{Counts, Listed, Phase, TaskTable, TaskView, Unfinished};
 use crate::interface::Identity;
 use crate::metrics::TaskCounters;
-use crate::queue::TaskQueue;
+use crate::queue::{Shape, TaskQueue};
 use protocol::{ManagerId, TaskId};
 use std::time::Duration;
 
 impl TaskTable {
     /// Times the task was sent to a manager (0 if unknown or never).
     pub(crate) fn attempts(&self, task_id: TaskId) -> u32 {
-        match self.tasks.get(&task_id).map(|task| &task.phase) {
+        match self.task(task_id).map(|task| &task.phase) {
             Some(Phase::Unfinished(task)) => task.attempts,
             _ => 0,
         }
@@ -42,13 +42,14 @@ impl TaskTable {
 
     /// The identity that submitted the task, if the task is known.
     pub(crate) fn owner(&self, task_id: TaskId) -> Option<&Identity> {
-        self.tasks.get(&task_id).map(|task| &task.owner)
+        self.task(task_id)
+            .map(|task| self.owners.identity(task.owner))
     }
 
     pub(crate) fn view(&self, task_id: TaskId) -> Option<TaskView<'_>> {
-        self.tasks.get(&task_id).map(|task| match &task.phase {
+        self.task(task_id).map(|task| match &task.phase {
             Phase::Unfinished(task) => match &task.running {
-                None => TaskView::Queued(&task.spec.resources),
+                None => TaskView::Queued(Shape::of(&task.spec.resources.get())),
                 Some(running) => TaskView::Running(running.manager_id),
             },
             Phase::Finished(result) => TaskView::Finished(result),
@@ -59,7 +60,7 @@ impl TaskTable {
     pub(crate) fn list(&self) -> impl Iterator<Item = (TaskId, TaskView<'_>, Listed)> {
         self.tasks.iter().filter_map(|(task_id, task)| {
             let view = self.view(*task_id)?;
-            Some((*task_id, view, task.listed))
+            Some((*task_id, view, task.listed()))
         })
     }
 
@@ -68,12 +69,12 @@ impl TaskTable {
         self.queued(task_id)?
             .spec
             .resources
-            .walltime
+            .walltime()
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
     }
 
     pub(super) fn queued(&self, task_id: TaskId) -> Option<&Unfinished> {
-        match self.tasks.get(&task_id).map(|task| &task.phase) {
+        match self.task(task_id).map(|task| &task.phase) {
             Some(Phase::Unfinished(task)) if task.running.is_none() => Some(task),
             _ => None,
         }
@@ -117,7 +118,7 @@ impl TaskTable {
         task_id: TaskId,
         manager_id: ManagerId,
     ) -> Option<(bool, Option<Duration>)> {
-        let Some(Phase::Unfinished(task)) = self.tasks.get(&task_id).map(|task| &task.phase) else {
+        let Some(Phase::Unfinished(task)) = self.task(task_id).map(|task| &task.phase) else {
             return None;
         };
         let running = task
@@ -127,7 +128,7 @@ impl TaskTable {
         let walltime = task
             .spec
             .resources
-            .walltime
+            .walltime()
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
         Some((running.cancel_requested, walltime))
     }

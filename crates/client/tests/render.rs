@@ -461,10 +461,10 @@ fn summary_lists_every_task_and_counts() {
     assert_eq!(value["tasks"][2]["result"], serde_json::Value::Null);
     // Streamed, the summary is the same bytes as the whole value.
     let mut streamed = Vec::new();
-    render::write_summary_json(&rows, &mut streamed).unwrap();
+    render::write_summary_json(&rows, &mut streamed).expect("writing to a Vec");
     assert_eq!(
-        String::from_utf8(streamed).unwrap(),
-        serde_json::to_string(&value).unwrap()
+        String::from_utf8(streamed).expect("JSON is UTF-8"),
+        serde_json::to_string(&value).expect("a JSON value serializes")
     );
 }
 

@@ -12,8 +12,8 @@ mod common;
 use common::RawClient;
 use nix::sys::signal::Signal;
 use protocol::{
-    BlockInfo, BlockState, Command, ErrorKind, FromClient, ReadyLine, Reply, ResourceRequest,
-    StatusReport, TaskId, TaskResult, TaskState, TaskSubmission, ToClient,
+    BlockInfo, BlockState, Command, ErrorKind, ReadyLine, Reply, ResourceRequest, StatusReport,
+    TaskId, TaskResult, TaskState, TaskSubmission, ToClient,
 };
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -101,10 +101,6 @@ impl Client {
         }
     }
 
-    fn send(&self, message: &FromClient) {
-        self.raw.send(message);
-    }
-
     fn receive(&mut self) -> ToClient {
         let Some(message) = self.raw.receive(WAIT) else {
             panic!("no message from the interchange within {WAIT:?}");
@@ -125,7 +121,6 @@ impl Client {
 
     /// Submits several tasks in one message.
     fn submit_all(&mut self, tasks: &[(&str, u32)]) -> Vec<TaskId> {
-        let request_id = self.raw.next_request_id();
         let submissions: Vec<TaskSubmission> = tasks
             .iter()
             .map(|(command, num_nodes)| TaskSubmission {
@@ -134,10 +129,7 @@ impl Client {
             })
             .collect();
         let task_ids = submissions.iter().map(|task| task.task_id).collect();
-        self.send(&FromClient::Submit {
-            request_id,
-            tasks: submissions,
-        });
+        let request_id = self.raw.send_submit(submissions);
         loop {
             if let ToClient::Submitted {
                 request_id: answered,
@@ -164,11 +156,7 @@ impl Client {
     }
 
     fn command(&mut self, command: Command) -> Reply {
-        let request_id = self.raw.next_request_id();
-        self.send(&FromClient::Command {
-            request_id,
-            command,
-        });
+        let request_id = self.raw.send_command(command);
         loop {
             if let ToClient::Reply {
                 request_id: answered,

@@ -12,9 +12,7 @@ mod common;
 
 use common::RawClient;
 use nix::sys::signal::Signal;
-use protocol::{
-    Command, FromClient, ReadyLine, Reply, StatusReport, TaskId, TaskSubmission, ToClient,
-};
+use protocol::{Command, ReadyLine, Reply, StatusReport, TaskId, TaskSubmission, ToClient};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -56,10 +54,6 @@ impl Client {
         Self { raw }
     }
 
-    fn send(&self, message: &FromClient) {
-        self.raw.send(message);
-    }
-
     /// The next message, if one comes within `timeout`.
     fn receive(&self, timeout: Duration) -> Option<ToClient> {
         self.raw.receive(timeout)
@@ -67,12 +61,7 @@ impl Client {
 
     /// Sends a `submit` of `task`; gives its request id.
     fn send_submit(&mut self, task: TaskSubmission) -> u64 {
-        let request_id = self.raw.next_request_id();
-        self.send(&FromClient::Submit {
-            request_id,
-            tasks: vec![task],
-        });
-        request_id
+        self.raw.send_submit(vec![task])
     }
 
     /// Submits `task` and waits for it to be accepted.
@@ -91,11 +80,7 @@ impl Client {
     }
 
     fn command(&mut self, command: Command) -> Reply {
-        let request_id = self.raw.next_request_id();
-        self.send(&FromClient::Command {
-            request_id,
-            command,
-        });
+        let request_id = self.raw.send_command(command);
         loop {
             match self.receive(WAIT) {
                 Some(ToClient::Reply {

@@ -1,7 +1,7 @@
 //! What the interchange's tests of the real binary share: a raw protocol
 //! client on a DEALER socket.
 
-use protocol::{FromClient, ToClient, PROTOCOL_VERSION};
+use protocol::{Command, FromClient, TaskSubmission, ToClient, PROTOCOL_VERSION};
 use std::time::Duration;
 use transport::sockets::{connect_dealer, ClientSecurity};
 use transport::zmq;
@@ -40,14 +40,31 @@ impl RawClient {
         client
     }
 
+    /// Sends a `submit` of `tasks`; gives its request id.
+    pub fn send_submit(&mut self, tasks: Vec<TaskSubmission>) -> u64 {
+        let request_id = self.next_request_id();
+        self.send(&FromClient::Submit { request_id, tasks });
+        request_id
+    }
+
+    /// Sends `command`; gives its request id.
+    pub fn send_command(&mut self, command: Command) -> u64 {
+        let request_id = self.next_request_id();
+        self.send(&FromClient::Command {
+            request_id,
+            command,
+        });
+        request_id
+    }
+
     /// A request id not used before on this client.
-    pub fn next_request_id(&mut self) -> u64 {
+    fn next_request_id(&mut self) -> u64 {
         let request_id = self.next_request;
         self.next_request += 1;
         request_id
     }
 
-    pub fn send(&self, message: &FromClient) {
+    fn send(&self, message: &FromClient) {
         self.socket
             .send(protocol::encode(message), 0)
             .expect("send to the interchange");

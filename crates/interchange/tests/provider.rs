@@ -7,10 +7,13 @@
 //! Every wait is bounded; every process is started in its own process group
 //! and killed by it.
 
+mod common;
+
+use common::RawClient;
 use nix::sys::signal::Signal;
 use protocol::{
-    BlockInfo, BlockState, Command, ErrorKind, FromClient, ReadyLine, Reply, ResourceRequest,
-    StatusReport, TaskId, TaskResult, TaskState, TaskSubmission, ToClient, PROTOCOL_VERSION,
+    BlockInfo, BlockState, Command, ErrorKind, ReadyLine, Reply, ResourceRequest, StatusReport,
+    TaskId, TaskResult, TaskState, TaskSubmission, ToClient,
 };
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -18,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use testkit::{read_interchange_ready, wait_for, Daemon, Launch, Stdout};
-use transport::sockets::{connect_dealer, ClientSecurity};
-use transport::zmq;
+use transport::sockets::ClientSecurity;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -83,54 +85,26 @@ impl Drop for Interchange {
     }
 }
 
-/// A raw protocol client on a DEALER socket.
+/// A raw protocol client that keeps the results it receives.
 struct Client {
-    socket: zmq::Socket,
-    _context: zmq::Context,
-    next_request: u64,
+    raw: RawClient,
     results: HashMap<TaskId, TaskResult>,
 }
 
 impl Client {
     fn connect(url: &str, keys_dir: &Path) -> Self {
         let keys = transport::keys::load_client_keys(keys_dir).expect("load the client keys");
-        let context = zmq::Context::new();
-        let socket = connect_dealer(&context, url, &ClientSecurity::Curve(keys), None)
-            .expect("connect a DEALER");
-        let mut client = Self {
-            socket,
-            _context: context,
-            next_request: 1,
+        let raw = RawClient::connect(url, &ClientSecurity::Curve(keys), "provider-test", WAIT);
+        Self {
+            raw,
             results: HashMap::new(),
-        };
-        client.send(&FromClient::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_version: "provider-test".to_owned(),
-        });
-        match client.receive() {
-            ToClient::Welcome { .. } => {}
-            other => panic!("expected welcome, got {other:?}"),
         }
-        client
-    }
-
-    fn send(&self, message: &FromClient) {
-        self.socket
-            .send(protocol::encode(message), 0)
-            .expect("send to the interchange");
     }
 
     fn receive(&mut self) -> ToClient {
-        let n_ready = self
-            .socket
-            .poll(zmq::POLLIN, WAIT.as_millis() as i64)
-            .expect("poll the DEALER");
-        assert_eq!(
-            n_ready, 1,
-            "no message from the interchange within {WAIT:?}"
-        );
-        let frame = self.socket.recv_bytes(0).expect("receive");
-        let message: ToClient = protocol::decode(&frame).expect("a valid message");
+        let Some(message) = self.raw.receive(WAIT) else {
+            panic!("no message from the interchange within {WAIT:?}");
+        };
         if let ToClient::Results { results } = &message {
             for result in results {
                 self.results.insert(result.task_id, result.clone());
@@ -147,8 +121,6 @@ impl Client {
 
     /// Submits several tasks in one message.
     fn submit_all(&mut self, tasks: &[(&str, u32)]) -> Vec<TaskId> {
-        let request_id = self.next_request;
-        self.next_request += 1;
         let submissions: Vec<TaskSubmission> = tasks
             .iter()
             .map(|(command, num_nodes)| TaskSubmission {
@@ -157,10 +129,7 @@ impl Client {
             })
             .collect();
         let task_ids = submissions.iter().map(|task| task.task_id).collect();
-        self.send(&FromClient::Submit {
-            request_id,
-            tasks: submissions,
-        });
+        let request_id = self.raw.send_submit(submissions);
         loop {
             if let ToClient::Submitted {
                 request_id: answered,
@@ -187,12 +156,7 @@ impl Client {
     }
 
     fn command(&mut self, command: Command) -> Reply {
-        let request_id = self.next_request;
-        self.next_request += 1;
-        self.send(&FromClient::Command {
-            request_id,
-            command,
-        });
+        let request_id = self.raw.send_command(command);
         loop {
             if let ToClient::Reply {
                 request_id: answered,

@@ -8,18 +8,17 @@
 //! Every process runs in its own process group and is killed by it; the
 //! tmpfs is unmounted however the test ends.
 
+mod common;
+
+use common::RawClient;
 use nix::sys::signal::Signal;
-use protocol::{
-    Command, FromClient, ReadyLine, Reply, StatusReport, TaskId, TaskSubmission, ToClient,
-    PROTOCOL_VERSION,
-};
+use protocol::{Command, ReadyLine, Reply, StatusReport, TaskId, TaskSubmission, ToClient};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::Duration;
 use testkit::{read_interchange_ready, Daemon, Launch, Stdout};
-use transport::sockets::{connect_dealer, ClientSecurity};
-use transport::zmq;
+use transport::sockets::ClientSecurity;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -39,61 +38,30 @@ fn start(dir: &Path, name: &str, run_dir: &Path) -> (Daemon, ReadyLine) {
     (daemon, ready)
 }
 
-/// A raw protocol client on a DEALER socket.
+/// A raw protocol client.
 struct Client {
-    socket: zmq::Socket,
-    _context: zmq::Context,
-    next_request: u64,
+    raw: RawClient,
 }
 
 impl Client {
     fn connect(ready: &ReadyLine) -> Self {
-        let context = zmq::Context::new();
-        let socket = connect_dealer(&context, &ready.client_url, &ClientSecurity::Insecure, None)
-            .expect("connect a DEALER");
-        let client = Self {
-            socket,
-            _context: context,
-            next_request: 1,
-        };
-        client.send(&FromClient::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_version: "run-dir-test".to_owned(),
-        });
-        match client.receive(WAIT) {
-            Some(ToClient::Welcome { .. }) => {}
-            other => panic!("expected welcome, got {other:?}"),
-        }
-        client
-    }
-
-    fn send(&self, message: &FromClient) {
-        self.socket
-            .send(protocol::encode(message), 0)
-            .expect("send to the interchange");
+        let raw = RawClient::connect(
+            &ready.client_url,
+            &ClientSecurity::Insecure,
+            "run-dir-test",
+            WAIT,
+        );
+        Self { raw }
     }
 
     /// The next message, if one comes within `timeout`.
     fn receive(&self, timeout: Duration) -> Option<ToClient> {
-        let n_ready = self
-            .socket
-            .poll(zmq::POLLIN, timeout.as_millis() as i64)
-            .expect("poll the DEALER");
-        (n_ready == 1).then(|| {
-            let frame = self.socket.recv_bytes(0).expect("receive");
-            protocol::decode(&frame).expect("a valid message")
-        })
+        self.raw.receive(timeout)
     }
 
     /// Sends a `submit` of `task`; gives its request id.
     fn send_submit(&mut self, task: TaskSubmission) -> u64 {
-        let request_id = self.next_request;
-        self.next_request += 1;
-        self.send(&FromClient::Submit {
-            request_id,
-            tasks: vec![task],
-        });
-        request_id
+        self.raw.send_submit(vec![task])
     }
 
     /// Submits `task` and waits for it to be accepted.
@@ -112,12 +80,7 @@ impl Client {
     }
 
     fn command(&mut self, command: Command) -> Reply {
-        let request_id = self.next_request;
-        self.next_request += 1;
-        self.send(&FromClient::Command {
-            request_id,
-            command,
-        });
+        let request_id = self.raw.send_command(command);
         loop {
             match self.receive(WAIT) {
                 Some(ToClient::Reply {

@@ -507,13 +507,18 @@ mod tests {
             .expect("channel open")
     }
 
+    /// Starts `task` (1 s kill grace) and waits for its end.
+    async fn run_to_end(task: &Launch) -> Ended {
+        let (sender, mut ended) = mpsc::unbounded_channel();
+        start(task, Duration::from_secs(1), sender).expect("spawn");
+        next(&mut ended).await
+    }
+
     #[tokio::test]
     async fn runs_with_exactly_the_given_environment() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
-        start(&task, Duration::from_secs(1), sender).expect("spawn");
-        let end = next(&mut ended).await;
+        let end = run_to_end(&task).await;
         assert_eq!(end.exit.status, ExitStatus::Code(3));
         let stdout = String::from_utf8_lossy(&end.exit.stdout_tail).into_owned();
         assert!(stdout.contains("ONLY=this\n"), "{stdout}");
@@ -532,10 +537,8 @@ mod tests {
     #[tokio::test]
     async fn tails_are_bounded() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let (sender, mut ended) = mpsc::unbounded_channel();
         let task = launch(temp.path(), "head -c 100000 /dev/zero; printf END");
-        start(&task, Duration::from_secs(1), sender).expect("spawn");
-        let end = next(&mut ended).await;
+        let end = run_to_end(&task).await;
         assert_eq!(end.exit.stdout_tail.len(), MAX_TAIL_BYTES);
         assert!(end.exit.stdout_tail.ends_with(b"END"));
     }
@@ -543,7 +546,6 @@ mod tests {
     #[tokio::test]
     async fn input_is_written_before_and_output_read_after_then_both_removed() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let (sender, mut ended) = mpsc::unbounded_channel();
         let mut task = launch(temp.path(), "od -An -tx1 \"$IN\" > \"$OUT\"");
         let input_path = temp.path().join("tasks/t.input");
         task.input = Some(pool_manager_core::TaskInput {
@@ -554,8 +556,7 @@ mod tests {
             .insert("IN".into(), input_path.display().to_string());
         task.env
             .insert("OUT".into(), task.output.path.display().to_string());
-        start(&task, Duration::from_secs(1), sender).expect("spawn");
-        let end = next(&mut ended).await;
+        let end = run_to_end(&task).await;
         let expected = b" 80 ff 00\n".to_vec();
         assert_eq!(
             end.exit.output,

@@ -20,6 +20,7 @@
 //! interchange, which adopts them from the journal).
 
 pub mod batch;
+mod command;
 pub mod local;
 pub mod script;
 

@@ -45,6 +45,11 @@ fn written(dir: &Path) -> Store {
     store
 }
 
+/// The file of a journal [`written`] in `dir`, closed.
+fn written_and_closed(dir: &Path) -> PathBuf {
+    written(dir).path().to_path_buf()
+}
+
 #[test]
 fn appended_records_are_read_back_in_order() {
     let dir = temp_dir();
@@ -69,9 +74,7 @@ fn an_empty_directory_has_no_journal() {
 #[test]
 fn a_torn_tail_is_dropped_and_named_at_every_cut() {
     let dir = temp_dir();
-    let store = written(dir.path());
-    let path = store.path().to_path_buf();
-    drop(store);
+    let path = written_and_closed(dir.path());
     let whole = std::fs::read(&path).expect("read");
     let last_frame =
         whole.len() - (FRAME_HEADER_BYTES + protocol::encode_compact(&finished(6)).len());
@@ -92,9 +95,7 @@ fn a_torn_tail_is_dropped_and_named_at_every_cut() {
 #[test]
 fn a_crc_mismatch_drops_that_frame_and_the_rest() {
     let dir = temp_dir();
-    let store = written(dir.path());
-    let path = store.path().to_path_buf();
-    drop(store);
+    let path = written_and_closed(dir.path());
     let one_frame = FRAME_HEADER_BYTES + protocol::encode_compact(&finished(0)).len();
     // Flip a byte in the payload of the fourth frame (record 3).
     let offset = HEADER_BYTES + 3 * one_frame + FRAME_HEADER_BYTES + 2;
@@ -161,9 +162,7 @@ fn a_left_over_temporary_snapshot_is_ignored() {
 #[test]
 fn another_version_or_a_foreign_file_is_refused_with_a_hint() {
     let dir = temp_dir();
-    let store = written(dir.path());
-    let path = store.path().to_path_buf();
-    drop(store);
+    let path = written_and_closed(dir.path());
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[JOURNAL_MAGIC.len()..HEADER_BYTES].copy_from_slice(&(JOURNAL_VERSION + 1).to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
@@ -186,9 +185,7 @@ fn another_version_or_a_foreign_file_is_refused_with_a_hint() {
 #[test]
 fn reopening_cuts_a_torn_tail_and_appends_after_it() {
     let dir = temp_dir();
-    let store = written(dir.path());
-    let path = store.path().to_path_buf();
-    drop(store);
+    let path = written_and_closed(dir.path());
     let whole = std::fs::read(&path).expect("read");
     std::fs::write(&path, &whole[..whole.len() - 3]).expect("write");
     let loaded = Store::load(dir.path()).expect("load");

@@ -45,6 +45,15 @@ impl Sim {
     }
 }
 
+/// Client "c" connects again after a restart and submits task `id` (one
+/// node) as request `request_id`, which is accepted.
+fn submit_after_restart(sim: Sim, request_id: u64, id: u128) -> Sim {
+    let mut sim = sim.with_client("c");
+    sim.submit("c", request_id, vec![submission(id, nodes(1))]);
+    sim.check(vec![submitted("c", request_id, 1)]);
+    sim
+}
+
 /// The records that describe a core's durable state (its snapshot).
 fn snapshot(core: &mut Core) -> Vec<JournalRecord> {
     let mut records = Vec::new();
@@ -82,9 +91,7 @@ fn queued_tasks_come_back_in_their_order_and_priority() {
         (4, 0, 0)
     );
     // A task submitted after the restart comes after them.
-    let mut sim = sim.with_client("c");
-    sim.submit("c", 2, vec![submission(5, nodes(1))]);
-    sim.check(vec![submitted("c", 2, 1)]);
+    let mut sim = submit_after_restart(sim, 2, 5);
     sim.manager("m1", FromManager::Register(registration(1, 5)));
     let dispatches: Vec<TaskDispatch> = [3, 2, 1, 4, 5]
         .into_iter()
@@ -132,9 +139,7 @@ fn a_running_task_waits_for_its_manager_then_is_lost_past_the_threshold() {
         (2, 1, 0)
     );
     // The manager gets nothing new while it is not heard from.
-    let mut sim = sim.with_client("c");
-    sim.submit("c", 3, vec![submission(3, nodes(1))]);
-    sim.check(vec![submitted("c", 3, 1)]);
+    let mut sim = submit_after_restart(sim, 3, 3);
     assert_eq!(sim.status("c").n_queued, 1);
     // Past the threshold it is dropped as a silent manager: task 1 goes
     // back to the queue (a retry left), task 2 (cancel asked) fails.

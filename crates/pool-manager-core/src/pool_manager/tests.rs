@@ -222,6 +222,14 @@ impl Harness {
             .handle_task_exited(self.now, task(number), exit(status));
     }
 
+    /// Task `number` is killed as the interchange is lost, nothing else is
+    /// output, and the task ends by SIGTERM.
+    fn killed_for_a_lost_interchange(&mut self, number: u128) {
+        self.expect_kill(task(number), KillReason::InterchangeLost);
+        self.check_idle();
+        self.exited(number, ExitStatus::Signal(15));
+    }
+
     /// No output is left, and the bookkeeping is consistent.
     fn check_idle(&mut self) {
         if let Some(output) = self.manager.poll_output() {
@@ -378,9 +386,7 @@ fn link_failure_kills_without_reporting_and_exits_4() {
     harness
         .manager
         .handle_link(harness.now, LinkStatus::Failed("socket gone".into()));
-    harness.expect_kill(task(1), KillReason::InterchangeLost);
-    harness.check_idle();
-    harness.exited(1, ExitStatus::Signal(15));
+    harness.killed_for_a_lost_interchange(1);
     let reason = harness.expect_exit(ExitReason::LinkFailed {
         message: "socket gone".into(),
     });

@@ -146,9 +146,7 @@ fn past_the_reattach_window_the_tasks_are_killed_and_the_manager_exits_4() {
     harness.check_idle();
     harness.at(120.0 + WINDOW.as_secs_f64());
     harness.tick();
-    harness.expect_kill(task(1), KillReason::InterchangeLost);
-    harness.check_idle();
-    harness.exited(1, ExitStatus::Signal(15));
+    harness.killed_for_a_lost_interchange(1);
     let message = harness.expect_exit(ExitReason::ReattachTimedOut { window: WINDOW });
     assert!(
         message.contains("--reattach-timeout") && message.contains("1 held result"),

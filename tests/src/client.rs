@@ -401,6 +401,23 @@ impl RawClient {
         )
     }
 
+    /// Waits until `manager_id` is registered and runs no task (`what` names
+    /// the wait in a timeout).
+    pub fn wait_manager_idle(
+        &mut self,
+        what: &str,
+        manager_id: ManagerId,
+        timeout: Duration,
+    ) -> StatusReport {
+        self.wait_status(what, timeout, |report| {
+            report
+                .managers
+                .iter()
+                .any(|info| info.manager_id == manager_id && info.n_running_tasks == 0)
+                .then(|| report.clone())
+        })
+    }
+
     /// Waits until at least `n_managers` managers are registered.
     pub fn wait_n_managers(&mut self, n_managers: usize) -> StatusReport {
         self.wait_status(

@@ -519,18 +519,10 @@ fn cutting_a_lead_node_loses_its_tasks_and_retries_run_on_the_other_block() {
         .cluster()
         .heal(&lead_a)
         .unwrap_or_else(|message| panic!("{message}"));
-    let report = world.client.wait_status(
+    let report = world.client.wait_manager_idle(
         "the dropped manager to register again, running nothing",
+        manager_a.manager_id,
         Duration::from_secs(90),
-        |report| {
-            report
-                .managers
-                .iter()
-                .any(|manager| {
-                    manager.manager_id == manager_a.manager_id && manager.n_running_tasks == 0
-                })
-                .then(|| report.clone())
-        },
     );
     wait_for("block A's manager to kill both dropped tasks", WAIT, || {
         let output = block_a.output_text();

@@ -666,13 +666,7 @@ fn a_frozen_manager_is_dropped_its_task_retried_elsewhere_and_reconciled_when_it
     wait_for("the stale copy of the task to be killed", WAIT, || {
         (!process_runs(stale_group)).then_some(())
     });
-    client.wait_status("the thawed manager back, idle", WAIT, |report| {
-        report
-            .managers
-            .iter()
-            .any(|info| info.manager_id == frozen.manager_id && info.n_running_tasks == 0)
-            .then_some(())
-    });
+    client.wait_manager_idle("the thawed manager back, idle", frozen.manager_id, WAIT);
     assert_eq!(client.task_status(task_id).result, Some(result));
     assert!(!client.has_result(task_id), "a second result");
     let log = frozen.daemon.log();

@@ -469,13 +469,11 @@ fn a_manager_dropped_for_silence_registers_again_and_its_task_is_killed() {
         log.contains("the interchange does not know this manager; registering again"),
         "the manager says why it registers again:\n{log}"
     );
-    client.wait_status("the manager back, running nothing", WAIT, |report| {
-        report
-            .managers
-            .iter()
-            .any(|info| info.manager_id == manager.manager_id && info.n_running_tasks == 0)
-            .then_some(())
-    });
+    client.wait_manager_idle(
+        "the manager back, running nothing",
+        manager.manager_id,
+        WAIT,
+    );
     assert!(manager.daemon.try_exit().is_none(), "the manager exited");
     // Nothing is reported twice: the task keeps its manager_lost result.
     assert_eq!(client.task_status(task_id).result, Some(result));

@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use protocol::{
     ErrorKind, ManagerId, ResourceRequest, SpecValue, TaskId, TaskResult, TaskState, TaskSubmission,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
@@ -161,12 +161,17 @@ fn best_fit_placement_sends_a_task_to_the_tightest_manager() {
 // Reservation and backfill
 // ---------------------------------------------------------------------------
 
+/// A pool of two nodes ("pair"), with the file that releases task A and
+/// the log the tasks append their names to.
+fn start_pair(scenario: &Scenario) -> (e2e::Pool, PathBuf, PathBuf) {
+    let pool = scenario.start_pool(ManagerOptions::new("pair", &["p1", "p2"]));
+    (pool, scenario.file("a.go"), scenario.file("order.log"))
+}
+
 #[test]
 fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
     let scenario = Scenario::new("no-starvation");
-    let (_interchange, manager, mut client) =
-        scenario.start_pool(ManagerOptions::new("pair", &["p1", "p2"]));
-    let (release, log) = (scenario.file("a.go"), scenario.file("order.log"));
+    let ((_interchange, manager, mut client), release, log) = start_pair(&scenario);
 
     let a = client.submit_one(sized(&hold_then_append(&release, &log, "A"), 1, None));
     client.wait_running(a);
@@ -207,9 +212,7 @@ fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
 #[test]
 fn short_tasks_backfill_ahead_of_a_reserved_task_only_if_they_end_in_time() {
     let scenario = Scenario::new("easy-backfill");
-    let (_interchange, manager, mut client) =
-        scenario.start_pool(ManagerOptions::new("pair", &["p1", "p2"]));
-    let (release, log) = (scenario.file("a.go"), scenario.file("order.log"));
+    let ((_interchange, manager, mut client), release, log) = start_pair(&scenario);
 
     // A holds one node and says it ends within 30 s: H (2 nodes) can start
     // at the latest then.
@@ -377,38 +380,23 @@ fn rhtex_submit_walltime_and_packing_flags() {
     let (interchange, manager, _client) =
         scenario.start_pool(ManagerOptions::new("packer", &["k1"]).slots_per_node(4));
 
-    let output = cli::run_connected(
+    let output = submit_and_wait(
         &scenario,
         &interchange,
         "rhtex-walltime",
-        &[
-            "--json",
-            "submit",
-            "--walltime",
-            "1",
-            "--wait",
-            "--",
-            "sleep 30",
-        ],
+        &["--walltime", "1"],
+        "sleep 30",
     );
     assert_ne!(output.code(), 0, "{output:#?}");
     let kinds = output.strings_at("kind");
     assert_eq!(kinds, ["walltime_exceeded"], "{output:#?}");
 
-    let output = cli::run_connected(
+    let output = submit_and_wait(
         &scenario,
         &interchange,
         "rhtex-packed",
-        &[
-            "--json",
-            "submit",
-            "--no-exclusive",
-            "--ranks-per-node",
-            "2",
-            "--wait",
-            "--",
-            "echo ranks=$PARSL_RANKS_PER_NODE",
-        ],
+        &["--no-exclusive", "--ranks-per-node", "2"],
+        "echo ranks=$PARSL_RANKS_PER_NODE",
     );
     assert_eq!(output.code(), 0, "{output:#?}");
     let tails = output.strings_at("stdout_tail");
@@ -425,4 +413,18 @@ fn rhtex_submit_walltime_and_packing_flags() {
         .filter_map(|object| object.get("slots_per_node")?.as_u64())
         .collect();
     assert_eq!(slots, [4], "{output:#?}");
+}
+
+/// `rhtex --json submit OPTIONS --wait -- COMMAND`, run as `name`.
+fn submit_and_wait(
+    scenario: &Scenario,
+    interchange: &e2e::Interchange,
+    name: &str,
+    options: &[&str],
+    command: &str,
+) -> cli::CliOutput {
+    let mut args = vec!["--json", "submit"];
+    args.extend_from_slice(options);
+    args.extend(["--wait", "--", command]);
+    cli::run_connected(scenario, interchange, name, &args)
 }

@@ -440,6 +440,12 @@ mod tests {
         ResourceRequest::new()
     }
 
+    fn nodes_ranks(num_nodes: i64, num_ranks: i64) -> ResourceRequest {
+        req()
+            .with("num_nodes", num_nodes)
+            .with("num_ranks", num_ranks)
+    }
+
     #[test]
     fn empty_request_is_serial() {
         check(req(), Ok((1, 1, 1)));
@@ -461,14 +467,8 @@ mod tests {
 
     #[test]
     fn ranks_per_node_derived_by_ceiling() {
-        check(
-            req().with("num_nodes", 3).with("num_ranks", 7),
-            Ok((3, 3, 7)),
-        );
-        check(
-            req().with("num_nodes", 2).with("num_ranks", 8),
-            Ok((2, 4, 8)),
-        );
+        check(nodes_ranks(3, 7), Ok((3, 3, 7)));
+        check(nodes_ranks(2, 8), Ok((2, 4, 8)));
         check(req().with("num_ranks", 5), Ok((1, 5, 5)));
     }
 
@@ -489,19 +489,16 @@ mod tests {
     #[test]
     fn derived_ranks_per_node_must_leave_no_node_empty() {
         check(
-            req().with("num_nodes", 29).with("num_ranks", 30),
+            nodes_ranks(29, 30),
             Err("leaves some nodes without a rank; use a num_ranks from 57 to 58"),
         );
-        check(
-            req().with("num_nodes", 4).with("num_ranks", 14),
-            Ok((4, 4, 14)),
-        );
+        check(nodes_ranks(4, 14), Ok((4, 4, 14)));
     }
 
     #[test]
     fn fewer_ranks_than_nodes_is_rejected() {
         check(
-            req().with("num_nodes", 4).with("num_ranks", 2),
+            nodes_ranks(4, 2),
             Err("num_ranks = 2 is fewer than num_nodes = 4"),
         );
     }

@@ -37,6 +37,21 @@ impl Sim {
             .expect("a recovered core is consistent");
         recovery
     }
+
+    /// A restart from the records not yet drained.
+    fn restart_from_journal(&mut self) -> Recovery {
+        let records = self.records();
+        self.restart(records)
+    }
+}
+
+/// Client "c" connects again after a restart and submits task `id` (one
+/// node) as request `request_id`, which is accepted.
+fn submit_after_restart(sim: Sim, request_id: u64, id: u128) -> Sim {
+    let mut sim = sim.with_client("c");
+    sim.submit("c", request_id, vec![submission(id, nodes(1))]);
+    sim.check(vec![submitted("c", request_id, 1)]);
+    sim
 }
 
 /// The records that describe a core's durable state (its snapshot).
@@ -56,16 +71,16 @@ fn a_core_without_the_journal_queues_no_records() {
 
 #[test]
 fn queued_tasks_come_back_in_their_order_and_priority() {
+    let request = |id| match id {
+        2 => nodes_priority(1, 5),
+        3 => nodes_priority(1, -1),
+        _ => nodes(1),
+    };
     let mut sim = Sim::journaled().with_client("c");
     sim.submit(
         "c",
         1,
-        submissions([
-            (1, nodes(1)),
-            (2, nodes_priority(1, 5)),
-            (3, nodes_priority(1, -1)),
-            (4, nodes(1)),
-        ]),
+        submissions([1, 2, 3, 4].map(|id| (id, request(id)))),
     );
     sim.check(vec![submitted("c", 1, 4)]);
     let records = sim.records();
@@ -76,21 +91,12 @@ fn queued_tasks_come_back_in_their_order_and_priority() {
         (4, 0, 0)
     );
     // A task submitted after the restart comes after them.
-    let mut sim = sim.with_client("c");
-    sim.submit("c", 2, vec![submission(5, nodes(1))]);
-    sim.check(vec![submitted("c", 2, 1)]);
+    let mut sim = submit_after_restart(sim, 2, 5);
     sim.manager("m1", FromManager::Register(registration(1, 5)));
     let dispatches: Vec<TaskDispatch> = [3, 2, 1, 4, 5]
         .into_iter()
         .zip(0u32..)
-        .map(|(id, node)| {
-            let request = match id {
-                2 => nodes_priority(1, 5),
-                3 => nodes_priority(1, -1),
-                _ => nodes(1),
-            };
-            dispatch_on(id, request, &[node])
-        })
+        .map(|(id, node)| dispatch_on(id, request(id), &[node]))
         .collect();
     sim.check(vec![
         to_manager("m1", registered()),
@@ -105,8 +111,7 @@ fn finished_results_come_back_for_late_watchers() {
     sim.drain();
     sim.manager_results("m1", vec![completed(1)]);
     sim.drain();
-    let records = sim.records();
-    let recovery = sim.restart(records);
+    let recovery = sim.restart_from_journal();
     // Task 1 finished; task 2 (too large for manager 1) waits.
     assert_eq!(
         (recovery.n_finished, recovery.n_queued, recovery.n_managers),
@@ -128,16 +133,13 @@ fn a_running_task_waits_for_its_manager_then_is_lost_past_the_threshold() {
     sim.drain();
     sim.cancel("c", 2, 2);
     sim.drain();
-    let records = sim.records();
-    let recovery = sim.restart(records);
+    let recovery = sim.restart_from_journal();
     assert_eq!(
         (recovery.n_running, recovery.n_managers, recovery.n_queued),
         (2, 1, 0)
     );
     // The manager gets nothing new while it is not heard from.
-    let mut sim = sim.with_client("c");
-    sim.submit("c", 3, vec![submission(3, nodes(1))]);
-    sim.check(vec![submitted("c", 3, 1)]);
+    let mut sim = submit_after_restart(sim, 3, 3);
     assert_eq!(sim.status("c").n_queued, 1);
     // Past the threshold it is dropped as a silent manager: task 1 goes
     // back to the queue (a retry left), task 2 (cancel asked) fails.
@@ -172,8 +174,7 @@ fn a_recovered_manager_heard_from_again_keeps_its_tasks() {
     sim.manager(&name, FromManager::Register(registration(1, 2)));
     sim.submit("c", 1, vec![submission(1, nodes(1))]);
     sim.drain();
-    let records = sim.records();
-    sim.restart(records);
+    sim.restart_from_journal();
     sim.manager(&name, FromManager::Heartbeat);
     sim.check(vec![]);
     sim.manager_results(&name, vec![completed(1)]);

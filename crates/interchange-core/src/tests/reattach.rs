@@ -44,27 +44,17 @@ fn registered_dropping(ids: &[u128]) -> ToManager {
 /// `k - 1`. Task 3 has a retry.
 fn four_tasks_on_m1() -> Sim {
     let mut sim = Sim::new().with_client("c").with_manager(1, 4);
-    let retried = nodes(1).with("retries", 1);
-    sim.submit(
-        "c",
-        1,
-        submissions([
-            (1, nodes(1)),
-            (2, nodes(1)),
-            (3, retried.clone()),
-            (4, nodes(1)),
-        ]),
-    );
+    let request = |id| match id {
+        3 => nodes(1).with("retries", 1),
+        _ => nodes(1),
+    };
+    let ids = [1, 2, 3, 4];
+    sim.submit("c", 1, submissions(ids.map(|id| (id, request(id)))));
     sim.check(vec![
         submitted("c", 1, 4),
         run_tasks(
             "m1",
-            each_on_one_node([
-                (1, nodes(1), 0),
-                (2, nodes(1), 1),
-                (3, retried, 2),
-                (4, nodes(1), 3),
-            ]),
+            each_on_one_node(ids.map(|id| (id, request(id), id as u32 - 1))),
         ),
     ]);
     sim

@@ -28,12 +28,7 @@ fn an_undelivered_dispatch_is_queued_again_in_its_place_without_a_retry() {
         run_tasks(other, vec![dispatch(2, nodes(2))]),
     ]);
 
-    sim.unreachable(
-        lost,
-        ToManager::RunTasks {
-            tasks: vec![dispatch(1, nodes(2))],
-        },
-    );
+    undelivered_dispatch(&mut sim, lost);
     // Back in the queue, and nowhere to go: the lost manager takes nothing.
     sim.check(vec![]);
     let report = sim.status("c");
@@ -57,12 +52,7 @@ fn an_undelivered_dispatch_is_queued_again_in_its_place_without_a_retry() {
 fn an_undelivered_dispatch_does_not_count_as_an_attempt() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
     sim.submit_and_start("c", 1, 1, nodes(2), "m1");
-    sim.unreachable(
-        "m1",
-        ToManager::RunTasks {
-            tasks: vec![dispatch(1, nodes(2))],
-        },
-    );
+    undelivered_dispatch(&mut sim, "m1");
     sim.check(vec![]);
     // A heartbeat send that fails changes nothing more.
     sim.unreachable("m1", ToManager::Heartbeat);
@@ -92,12 +82,7 @@ fn a_task_cancelled_before_its_dispatch_failed_ends_cancelled() {
     sim.submit_and_start("c", 1, 1, nodes(2), "m1");
     sim.cancel("c", 2, 1);
     let _ = sim.drain();
-    sim.unreachable(
-        "m1",
-        ToManager::RunTasks {
-            tasks: vec![dispatch(1, nodes(2))],
-        },
-    );
+    undelivered_dispatch(&mut sim, "m1");
     let cancelled = failed(
         1,
         ErrorKind::Cancelled,
@@ -105,4 +90,14 @@ fn a_task_cancelled_before_its_dispatch_failed_ends_cancelled() {
     );
     sim.check(vec![results("c", vec![cancelled])]);
     assert_eq!(sim.status("c").n_queued, 0);
+}
+
+/// The dispatch of task 1 (two nodes) to `manager` does not reach it.
+fn undelivered_dispatch(sim: &mut Sim, manager: &str) {
+    sim.unreachable(
+        manager,
+        ToManager::RunTasks {
+            tasks: vec![dispatch(1, nodes(2))],
+        },
+    );
 }

@@ -190,6 +190,14 @@ impl Harness {
         }
     }
 
+    /// Hands these tasks to the manager and expects a launch for each, in order.
+    fn launch<const N: usize>(&mut self, tasks: [TaskDispatch; N]) -> [Launch; N] {
+        self.receive(ToManager::RunTasks {
+            tasks: tasks.into(),
+        });
+        std::array::from_fn(|_| self.expect_launch())
+    }
+
     fn expect_kill(&mut self, expected_task: TaskId, expected_reason: KillReason) {
         match self.next() {
             Output::Kill { task_id, reason } => {
@@ -212,6 +220,14 @@ impl Harness {
     fn exited(&mut self, number: u128, status: ExitStatus) {
         self.manager
             .handle_task_exited(self.now, task(number), exit(status));
+    }
+
+    /// Task `number` is killed as the interchange is lost, nothing else is
+    /// output, and the task ends by SIGTERM.
+    fn killed_for_a_lost_interchange(&mut self, number: u128) {
+        self.expect_kill(task(number), KillReason::InterchangeLost);
+        self.check_idle();
+        self.exited(number, ExitStatus::Signal(15));
     }
 
     /// No output is left, and the bookkeeping is consistent.
@@ -284,10 +300,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
 #[test]
 fn silence_kills_running_tasks_and_exits_4() {
     let mut harness = Harness::registered(3);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 2)],
-    });
-    harness.expect_launch();
+    harness.launch([dispatch(1, 2)]);
     harness.at(30.0);
     harness.tick();
     assert_eq!(harness.expect_send(), FromManager::Heartbeat);
@@ -369,16 +382,11 @@ fn handshake_failure_exits_3() {
 #[test]
 fn link_failure_kills_without_reporting_and_exits_4() {
     let mut harness = Harness::registered(2);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 1)],
-    });
-    harness.expect_launch();
+    harness.launch([dispatch(1, 1)]);
     harness
         .manager
         .handle_link(harness.now, LinkStatus::Failed("socket gone".into()));
-    harness.expect_kill(task(1), KillReason::InterchangeLost);
-    harness.check_idle();
-    harness.exited(1, ExitStatus::Signal(15));
+    harness.killed_for_a_lost_interchange(1);
     let reason = harness.expect_exit(ExitReason::LinkFailed {
         message: "socket gone".into(),
     });
@@ -396,8 +404,7 @@ fn run_and_complete() {
     task.resources.ranks_per_node = 2;
     task.resources.num_ranks = 4;
     task.env.insert("MINE".into(), "x".into());
-    harness.receive(ToManager::RunTasks { tasks: vec![task] });
-    let launch = harness.expect_launch();
+    let [launch] = harness.launch([task]);
     assert_eq!(launch.nodes, vec!["n1", "n2"]);
     assert_eq!(launch.cwd, PathBuf::from("/run/m"));
     assert_eq!(
@@ -441,11 +448,7 @@ fn task_id(number: u128) -> TaskId {
 #[test]
 fn exit_codes_and_foreign_signals_fail() {
     let mut harness = Harness::registered(2);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch_on(1, &[0]), dispatch_on(2, &[1])],
-    });
-    harness.expect_launch();
-    harness.expect_launch();
+    harness.launch([dispatch_on(1, &[0]), dispatch_on(2, &[1])]);
     harness.exited(1, ExitStatus::Code(3));
     let result = harness.expect_result();
     assert_eq!(result.state, TaskState::Failed);
@@ -472,8 +475,7 @@ fn explicit_paths_are_resolved_against_the_run_dir() {
     task.cwd = Some("work".into());
     task.stdout = Some("/abs/out".into());
     task.stderr = Some("err.txt".into());
-    harness.receive(ToManager::RunTasks { tasks: vec![task] });
-    let launch = harness.expect_launch();
+    let [launch] = harness.launch([task]);
     assert_eq!(launch.cwd, PathBuf::from("/run/m/work"));
     assert_eq!(launch.stdout, PathBuf::from("/abs/out"));
     assert_eq!(launch.stderr, PathBuf::from("/run/m/err.txt"));
@@ -494,10 +496,7 @@ fn explicit_paths_are_resolved_against_the_run_dir() {
 #[test]
 fn cancel_kills_and_reports_cancelled() {
     let mut harness = Harness::registered(2);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 2)],
-    });
-    harness.expect_launch();
+    harness.launch([dispatch(1, 2)]);
     harness.receive(ToManager::CancelTask { task_id: task(1) });
     harness.expect_kill(task(1), KillReason::Cancelled);
     harness.receive(ToManager::CancelTask { task_id: task(1) });
@@ -517,11 +516,7 @@ fn cancel_kills_and_reports_cancelled() {
 #[test]
 fn shutdown_kills_reports_says_goodbye_and_exits_0() {
     let mut harness = Harness::registered(3);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch_on(1, &[0]), dispatch_on(2, &[1, 2])],
-    });
-    harness.expect_launch();
-    harness.expect_launch();
+    harness.launch([dispatch_on(1, &[0]), dispatch_on(2, &[1, 2])]);
     harness.receive(ToManager::Shutdown {
         reason: "interchange stopping".into(),
     });
@@ -646,8 +641,7 @@ fn invalid_placements_fail_the_task_and_nothing_else() {
     let mut half = dispatch_on(1, &[0]);
     half.resources.exclusive = false;
     half.placement[0].slots = 1;
-    harness.receive(ToManager::RunTasks { tasks: vec![half] });
-    harness.expect_launch();
+    harness.launch([half]);
     let share = |node, slots| protocol::NodeShare { node, slots };
     let cases: Vec<(u32, bool, Vec<protocol::NodeShare>, &str)> = vec![
         (
@@ -844,8 +838,7 @@ fn slots_per_node_defaults_to_the_cpu_count() {
     assert_eq!(harness.manager.n_free_slots(), 3);
     let mut whole = dispatch_on(1, &[0]);
     whole.placement[0].slots = 3;
-    harness.receive(ToManager::RunTasks { tasks: vec![whole] });
-    harness.expect_launch();
+    harness.launch([whole]);
     harness.check_idle();
 }
 
@@ -899,10 +892,7 @@ fn a_task_past_its_walltime_is_killed_and_reported() {
     assert_eq!(harness.manager.n_free_nodes(), 1, "the node is free again");
     // A task that ignores SIGTERM and is killed by the escalation keeps its
     // real signal; one that ends before its walltime completes.
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![with_walltime(dispatch_on(3, &[0]), 1.0)],
-    });
-    harness.expect_launch();
+    harness.launch([with_walltime(dispatch_on(3, &[0]), 1.0)]);
     harness.at(13.5);
     harness.tick();
     harness.expect_kill(task(3), KillReason::WalltimeExceeded);
@@ -924,10 +914,7 @@ fn a_task_past_its_walltime_is_killed_and_reported() {
 #[test]
 fn a_cancelled_task_has_no_walltime_left() {
     let mut harness = Harness::registered(1);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![with_walltime(dispatch(1, 1), 5.0)],
-    });
-    harness.expect_launch();
+    harness.launch([with_walltime(dispatch(1, 1), 5.0)]);
     harness.receive(ToManager::CancelTask { task_id: task(1) });
     harness.expect_kill(task(1), KillReason::Cancelled);
     harness.at(6.0);
@@ -974,10 +961,7 @@ fn launched(max_output_bytes: u64, input: Option<&[u8]>) -> (Harness, Launch) {
     if let Some(input) = input {
         dispatch = with_input(dispatch, input);
     }
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch],
-    });
-    let launch = harness.expect_launch();
+    let [launch] = harness.launch([dispatch]);
     harness.check_idle();
     (harness, launch)
 }

@@ -36,11 +36,7 @@ fn expect_register(harness: &mut Harness) -> Registration {
 /// silent; the manager re-registers at the threshold.
 fn silent_with_two_tasks() -> Harness {
     let mut harness = reattaching(4);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 2), dispatch_on(2, &[2])],
-    });
-    harness.expect_launch();
-    harness.expect_launch();
+    harness.launch([dispatch(1, 2), dispatch_on(2, &[2])]);
     harness.at(30.0);
     harness.tick();
     assert_eq!(harness.expect_send(), FromManager::Heartbeat);
@@ -132,10 +128,7 @@ fn dropped_tasks_are_killed_unreported_and_the_heartbeat_waits_for_them() {
     assert!(harness.manager.is_registered());
     assert_eq!(harness.manager.n_free_nodes(), 4);
     // New tasks run on the freed nodes.
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(3, 4)],
-    });
-    harness.expect_launch();
+    harness.launch([dispatch(3, 4)]);
     harness.check_idle();
 }
 
@@ -153,9 +146,7 @@ fn past_the_reattach_window_the_tasks_are_killed_and_the_manager_exits_4() {
     harness.check_idle();
     harness.at(120.0 + WINDOW.as_secs_f64());
     harness.tick();
-    harness.expect_kill(task(1), KillReason::InterchangeLost);
-    harness.check_idle();
-    harness.exited(1, ExitStatus::Signal(15));
+    harness.killed_for_a_lost_interchange(1);
     let message = harness.expect_exit(ExitReason::ReattachTimedOut { window: WINDOW });
     assert!(
         message.contains("--reattach-timeout") && message.contains("1 held result"),
@@ -167,10 +158,7 @@ fn past_the_reattach_window_the_tasks_are_killed_and_the_manager_exits_4() {
 #[test]
 fn a_dropped_connection_or_not_registered_leads_to_a_registration_again() {
     let mut harness = reattaching(2);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 1)],
-    });
-    harness.expect_launch();
+    harness.launch([dispatch(1, 1)]);
     // The connection drops: nothing is sent until the next connection.
     harness.at(5.0);
     harness
@@ -253,11 +241,7 @@ fn a_zero_window_keeps_the_old_behaviour_on_a_dropped_connection() {
 #[test]
 fn results_sent_since_the_interchange_was_last_heard_are_listed_again() {
     let mut harness = reattaching(2);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 1), dispatch_on(2, &[1])],
-    });
-    harness.expect_launch();
-    harness.expect_launch();
+    harness.launch([dispatch(1, 1), dispatch_on(2, &[1])]);
     // Task 1's result goes out, and the interchange is heard from after:
     // it reached the interchange.
     harness.at(10.0);

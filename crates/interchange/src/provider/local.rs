@@ -105,6 +105,9 @@ mod tests {
             .spawn()
             .expect("start a shell");
         let job_id = child.id().to_string();
+        // Whatever an assertion below does, the shell's group does not
+        // outlive the test.
+        let mut group = GroupGuard(Some(Pid::from_raw(child.id() as i32)));
         // Its command line shows once the kernel has set it up, a little
         // after spawn returns.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -117,6 +120,18 @@ mod tests {
         stop_adopted(&[&job_id], &blocks_dir, Duration::from_secs(30));
         assert!(!is_block_alive(&job_id, &blocks_dir));
         let status = child.wait().expect("reap the shell");
+        group.0 = None; // reaped: its group is gone
         assert!(!status.success(), "{status:?}");
+    }
+
+    /// Kills its process group when dropped, unless emptied first.
+    struct GroupGuard(Option<Pid>);
+
+    impl Drop for GroupGuard {
+        fn drop(&mut self) {
+            if let Some(group) = self.0 {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+        }
     }
 }

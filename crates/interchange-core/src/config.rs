@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The settings the core needs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CoreConfig {
     /// How often `heartbeat` goes to every manager.
     pub heartbeat_period: Duration,

@@ -28,7 +28,6 @@ use crate::sockets::{SendOutcome, Sockets};
 use crate::store::StoreError;
 use interchange_core::{
     decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
-    SHUTDOWN_GRACE,
 };
 use protocol::ReadyLine;
 use seam::Time;
@@ -214,7 +213,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         &config.manager_listen,
         &security,
         config.max_message_bytes,
-        config.heartbeat_threshold,
+        config.core.heartbeat_threshold,
     )
     .map_err(DaemonError::Bind)?;
     let wall_clock_at_start = SystemTime::now()
@@ -264,25 +263,12 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let (mut core, mut durable) = Durable::start(
         config,
         CoreConfig {
-            heartbeat_period: config.heartbeat_period,
-            heartbeat_threshold: config.heartbeat_threshold,
             max_block_nodes: crate::provider::max_block_nodes(
-                config.max_block_nodes,
+                config.core.max_block_nodes,
                 config.provider.as_ref(),
             ),
-            max_finished_results: config.max_finished_results,
-            max_finished_bytes: config.max_finished_bytes,
-            max_task_input_bytes: config.max_task_input_bytes,
-            max_task_output_bytes: config.max_task_output_bytes,
-            max_queued_input_bytes: config.max_queued_input_bytes,
-            max_queued_task_bytes: config.max_queued_task_bytes,
-            max_manager_nodes: config.max_manager_nodes,
-            shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero,
-            placement: config.placement,
-            default_retries: config.default_retries,
-            admins: config.admins.clone(),
-            record_events: config.events.is_some(),
+            ..config.core.clone()
         },
         clock.now(),
     )?;
@@ -317,8 +303,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
                 manager_url: sockets.manager_url.clone(),
                 run_dir: absolute(&config.run_dir),
                 keys_dir: config.security.keys_dir().map(absolute),
-                heartbeat_period: config.heartbeat_period,
-                heartbeat_threshold: config.heartbeat_threshold,
+                heartbeat_period: config.core.heartbeat_period,
+                heartbeat_threshold: config.core.heartbeat_threshold,
                 wall_clock_at_zero,
                 adopt: core.blocks().to_vec(),
             };

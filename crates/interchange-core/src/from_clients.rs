@@ -4,6 +4,7 @@
 //! does not decode or a client that is gone. Each request is first checked
 //! against what the client's identity may do (`authority.rs`).
 
+use crate::clients::ClientRef;
 use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
 use crate::tasks::{Admission, Cancelled, Watched};
@@ -154,9 +155,7 @@ impl Core {
             self.request_error(peer, request_id, message);
             return;
         }
-        let Some(client) = self.clients.get(peer) else {
-            // Not reached: only a welcomed client's requests get here.
-            self.request_error(peer, request_id, "send hello first".to_owned());
+        let Some(client) = self.welcomed_client(peer, request_id) else {
             return;
         };
         let mut n_accepted: u32 = 0;
@@ -221,6 +220,17 @@ impl Core {
         })
     }
 
+    /// The client `peer` that said hello; `None` after answering the
+    /// request with an error (not reached: only a welcomed client's
+    /// requests get here).
+    fn welcomed_client(&mut self, peer: &PeerId, request_id: u64) -> Option<ClientRef> {
+        let client = self.clients.get(peer);
+        if client.is_none() {
+            self.request_error(peer, request_id, "send hello first".to_owned());
+        }
+        client
+    }
+
     /// Answers a request past a per-message bound with an error; nothing
     /// of it is done.
     fn refuse_request(&mut self, peer: &PeerId, request_id: u64, message: String) {
@@ -258,9 +268,7 @@ impl Core {
             self.deny(peer, request_id, reason);
             return;
         }
-        let Some(client) = self.clients.get(peer) else {
-            // Not reached: only a welcomed client's requests get here.
-            self.request_error(peer, request_id, "send hello first".to_owned());
+        let Some(client) = self.welcomed_client(peer, request_id) else {
             return;
         };
         let mut n_known: u32 = 0;

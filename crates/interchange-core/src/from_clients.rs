@@ -48,35 +48,48 @@ impl Core {
                 tracing::debug!(peer = %peer, "client said goodbye");
                 self.forget_client(&peer);
             }
-            message if !self.clients.is_welcome(&peer) => {
-                self.bad_message();
-                let request_id = match &message {
-                    FromClient::Submit { request_id, .. }
-                    | FromClient::Watch { request_id, .. }
-                    | FromClient::Command { request_id, .. } => Some(*request_id),
-                    FromClient::Hello { .. } | FromClient::Goodbye => None,
-                };
-                tracing::warn!(peer = %peer, "request from a client that sent no hello");
-                self.send_client(
-                    &peer,
-                    ToClient::Error {
-                        request_id,
-                        message: "send hello first: no request is handled before the handshake"
-                            .to_owned(),
-                    },
-                );
+            request => self.handle_request(now, &peer, request),
+        }
+        self.after_input();
+    }
+
+    /// A request (`submit`, `watch`, `command`): refused with an error
+    /// unless the client said hello first.
+    fn handle_request(&mut self, now: Time, peer: &PeerId, message: FromClient) {
+        let Some(client) = self.clients.get(peer) else {
+            self.bad_message();
+            let request_id = match &message {
+                FromClient::Submit { request_id, .. }
+                | FromClient::Watch { request_id, .. }
+                | FromClient::Command { request_id, .. } => Some(*request_id),
+                FromClient::Hello { .. } | FromClient::Goodbye => None,
+            };
+            tracing::warn!(peer = %peer, "request from a client that sent no hello");
+            self.send_client(
+                peer,
+                ToClient::Error {
+                    request_id,
+                    message: "send hello first: no request is handled before the handshake"
+                        .to_owned(),
+                },
+            );
+            return;
+        };
+        match message {
+            FromClient::Submit { request_id, tasks } => {
+                self.submit(peer, &client, request_id, tasks);
             }
-            FromClient::Submit { request_id, tasks } => self.submit(&peer, request_id, tasks),
             FromClient::Watch {
                 request_id,
                 task_ids,
-            } => self.watch(&peer, request_id, &task_ids),
+            } => self.watch(peer, &client, request_id, &task_ids),
             FromClient::Command {
                 request_id,
                 command,
-            } => self.command(now, &peer, request_id, command),
+            } => self.command(now, peer, request_id, command),
+            // Handled by `handle_client_message`.
+            FromClient::Hello { .. } | FromClient::Goodbye => {}
         }
-        self.after_input();
     }
 
     /// A client frame that did not decode: a `hello` of another protocol
@@ -132,7 +145,13 @@ impl Core {
         self.clients.forget(peer);
     }
 
-    fn submit(&mut self, peer: &PeerId, request_id: u64, submissions: Vec<TaskSubmission>) {
+    fn submit(
+        &mut self,
+        peer: &PeerId,
+        client: &ClientRef,
+        request_id: u64,
+        submissions: Vec<TaskSubmission>,
+    ) {
         if submissions.len() > MAX_TASKS_PER_SUBMIT {
             self.refuse_request(
                 peer,
@@ -155,13 +174,10 @@ impl Core {
             self.request_error(peer, request_id, message);
             return;
         }
-        let Some(client) = self.welcomed_client(peer, request_id) else {
-            return;
-        };
         let mut n_accepted: u32 = 0;
         let mut immediate = Vec::new();
         for submission in submissions {
-            match self.tasks.submit(submission, &client, admission) {
+            match self.tasks.submit(submission, client, admission) {
                 Ok(()) => n_accepted += 1,
                 Err(result) => immediate.push(*result),
             }
@@ -220,17 +236,6 @@ impl Core {
         })
     }
 
-    /// The client `peer` that said hello; `None` after answering the
-    /// request with an error (not reached: only a welcomed client's
-    /// requests get here).
-    fn welcomed_client(&mut self, peer: &PeerId, request_id: u64) -> Option<ClientRef> {
-        let client = self.clients.get(peer);
-        if client.is_none() {
-            self.request_error(peer, request_id, "send hello first".to_owned());
-        }
-        client
-    }
-
     /// Answers a request past a per-message bound with an error; nothing
     /// of it is done.
     fn refuse_request(&mut self, peer: &PeerId, request_id: u64, message: String) {
@@ -251,7 +256,7 @@ impl Core {
         );
     }
 
-    fn watch(&mut self, peer: &PeerId, request_id: u64, task_ids: &[TaskId]) {
+    fn watch(&mut self, peer: &PeerId, client: &ClientRef, request_id: u64, task_ids: &[TaskId]) {
         if task_ids.len() > MAX_TASK_IDS_PER_WATCH {
             self.refuse_request(
                 peer,
@@ -268,13 +273,10 @@ impl Core {
             self.deny(peer, request_id, reason);
             return;
         }
-        let Some(client) = self.welcomed_client(peer, request_id) else {
-            return;
-        };
         let mut n_known: u32 = 0;
         let mut unknown = Vec::new();
         for task_id in task_ids {
-            match self.tasks.watch(*task_id, &client) {
+            match self.tasks.watch(*task_id, client) {
                 Watched::Unknown => {
                     tracing::debug!(task_id = %task_id, "watch of an unknown task");
                     unknown.push(*task_id);

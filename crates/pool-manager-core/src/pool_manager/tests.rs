@@ -247,6 +247,15 @@ impl Harness {
         goodbye
     }
 
+    /// Expects the exit for `expected_reason` with a message that says
+    /// each of `says`.
+    fn expect_exit_saying(&mut self, expected_reason: ExitReason, says: &[&str]) {
+        let message = self.expect_exit(expected_reason);
+        for part in says {
+            assert!(message.contains(part), "{message}");
+        }
+    }
+
     fn exited(&mut self, number: u128, status: ExitStatus) {
         self.manager
             .handle_task_exited(self.now, task(number), exit(status));
@@ -332,13 +341,12 @@ fn silence_kills_running_tasks_and_exits_4() {
     harness.check_idle();
     assert_eq!(harness.manager.poll_timeout(), None);
     harness.exited(1, ExitStatus::Signal(15));
-    let reason = harness.expect_exit(ExitReason::InterchangeSilent {
-        registered: true,
-        threshold: THRESHOLD,
-    });
-    assert!(
-        reason.contains("tcp://ix:5555") && reason.contains("120 s"),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::InterchangeSilent {
+            registered: true,
+            threshold: THRESHOLD,
+        },
+        &["tcp://ix:5555", "120 s"],
     );
     harness.check_idle();
     assert_eq!(harness.manager.n_free_nodes(), 3);
@@ -349,13 +357,12 @@ fn no_answer_to_registration_exits_4() {
     let mut harness = Harness::new(1, None);
     harness.at(120.0);
     harness.tick();
-    let reason = harness.expect_exit(ExitReason::InterchangeSilent {
-        registered: false,
-        threshold: THRESHOLD,
-    });
-    assert!(
-        reason.contains("did not answer the registration"),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::InterchangeSilent {
+            registered: false,
+            threshold: THRESHOLD,
+        },
+        &["did not answer the registration"],
     );
     harness.check_idle();
 }
@@ -367,14 +374,15 @@ fn refused_exits_3_with_both_versions() {
         reason: "protocol version 7 is not 1".into(),
         protocol_version: 7,
     });
-    let reason = harness.expect_exit(ExitReason::Refused {
-        reason: "protocol version 7 is not 1".into(),
-        protocol_version: 7,
-    });
-    assert!(
-        reason.contains("protocol version 7")
-            && reason.contains(&format!("ours {}", protocol::PROTOCOL_VERSION)),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::Refused {
+            reason: "protocol version 7 is not 1".into(),
+            protocol_version: 7,
+        },
+        &[
+            "protocol version 7",
+            &format!("ours {}", protocol::PROTOCOL_VERSION),
+        ],
     );
     harness.check_idle();
     harness.receive(ToManager::Heartbeat);
@@ -388,10 +396,12 @@ fn handshake_failure_exits_3() {
         harness.now,
         LinkStatus::HandshakeFailed("tcp://ix:5555 refused our CURVE key".into()),
     );
-    let reason = harness.expect_exit(ExitReason::HandshakeFailed {
-        message: "tcp://ix:5555 refused our CURVE key".into(),
-    });
-    assert!(reason.contains("refused our CURVE key"), "{reason}");
+    harness.expect_exit_saying(
+        ExitReason::HandshakeFailed {
+            message: "tcp://ix:5555 refused our CURVE key".into(),
+        },
+        &["refused our CURVE key"],
+    );
     harness.check_idle();
 }
 
@@ -405,12 +415,11 @@ fn link_failure_kills_without_reporting_and_exits_4() {
         .manager
         .handle_link(harness.now, LinkStatus::Failed("socket gone".into()));
     harness.killed_for_a_lost_interchange(1);
-    let reason = harness.expect_exit(ExitReason::LinkFailed {
-        message: "socket gone".into(),
-    });
-    assert!(
-        reason.contains("tcp://ix:5555") && reason.contains("socket gone"),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::LinkFailed {
+            message: "socket gone".into(),
+        },
+        &["tcp://ix:5555", "socket gone"],
     );
     harness.check_idle();
 }

@@ -305,11 +305,11 @@ pub fn encode(metrics: &Metrics, info: &ProcessInfo) -> Result<String, std::fmt:
         "Tasks running on a manager",
         gauge(metrics.n_tasks_running),
     );
-    let managers_and_nodes: [(&str, &str, &[(&str, u64)]); 2] = [
+    let managers_and_nodes = [
         (
             "rhtex_managers",
             "Registered pool-managers by state: active (takes tasks), held, draining",
-            &[
+            vec![
                 ("active", metrics.n_managers_active),
                 ("held", metrics.n_managers_held),
                 ("draining", metrics.n_managers_draining),
@@ -318,14 +318,14 @@ pub fn encode(metrics: &Metrics, info: &ProcessInfo) -> Result<String, std::fmt:
         (
             "rhtex_nodes",
             "Nodes of registered pool-managers: busy (running a task) or idle",
-            &[
+            vec![
                 ("busy", metrics.n_nodes_busy),
                 ("idle", metrics.n_nodes_idle),
             ],
         ),
     ];
     for (name, help, states) in managers_and_nodes {
-        registry.register(name, help, by_state(states.iter().copied()));
+        registry.register(name, help, by_state(states));
     }
     if info.with_provider {
         let mut blocks: BTreeMap<&str, u64> = BLOCK_STATES

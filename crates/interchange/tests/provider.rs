@@ -377,7 +377,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
             .collect();
         (queued.len() == 2).then_some(queued)
     });
-    assert_eq!(calls_of(&state, "qsub").len(), 2, "{:?}", calls(&state));
+    assert_eq!(calls_of(state, "qsub").len(), 2, "{:?}", calls(state));
     let first = &blocks[0];
     assert_eq!(first.job_id, "1.fakepbs");
     assert_eq!(first.provider, "pbs");
@@ -394,7 +394,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
 
     // qsub got the script, which is the template filled in.
     assert_eq!(
-        calls_of(&state, "qsub")[0],
+        calls_of(state, "qsub")[0],
         vec!["qsub".to_owned(), script_path.display().to_string()]
     );
     let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the submitted script");
@@ -419,7 +419,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
             format!("RHTEX_INTERCHANGE='tcp://gateway.test:{manager_port}'"),
             format!(
                 "RHTEX_KEYS_DIR='{}'",
-                std::fs::canonicalize(&keys).expect("keys").display()
+                std::fs::canonicalize(keys).expect("keys").display()
             ),
             format!("RHTEX_POOL_MANAGER='{}'", pool_manager.display()),
             "RHTEX_LAUNCHER='mpiexec'".to_owned(),
@@ -457,7 +457,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
             "--heartbeat-threshold".to_owned(),
             "120".to_owned(),
             "--keys-dir".to_owned(),
-            std::fs::canonicalize(&keys)
+            std::fs::canonicalize(keys)
                 .expect("keys")
                 .display()
                 .to_string(),
@@ -473,7 +473,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
 
     // qstat is asked about both jobs.
     wait_for("qstat about both jobs", WAIT, || {
-        calls_of(&state, "qstat")
+        calls_of(state, "qstat")
             .iter()
             .any(|call| call[1..] == ["1.fakepbs".to_owned(), "2.fakepbs".to_owned()])
             .then_some(())
@@ -503,13 +503,13 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
     // Shutdown deletes the block left (job 2) and the interchange exits.
     interchange.shut_down(&mut client);
     assert_eq!(
-        calls_of(&state, "qdel"),
+        calls_of(state, "qdel"),
         vec![vec!["qdel".to_owned(), "2.fakepbs".to_owned()]],
         "{:?}",
-        calls(&state)
+        calls(state)
     );
     assert_eq!(
-        calls_of(&state, "qsub").len(),
+        calls_of(state, "qsub").len(),
         2,
         "no block resubmitted at once"
     );
@@ -543,7 +543,7 @@ fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
         let report = client.status();
         assert_eq!(report.n_queued, 1);
     }
-    assert_eq!(calls_of(&state, "qsub").len(), 1, "{:?}", calls(&state));
+    assert_eq!(calls_of(state, "qsub").len(), 1, "{:?}", calls(state));
     drop(interchange);
 }
 
@@ -570,7 +570,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     let run_dir = std::fs::canonicalize(dir.join("run")).expect("the run directory");
     let script_path = run_dir.join(format!("blocks/{}.sh", pending.block_id));
     assert_eq!(
-        calls_of(&state, "sbatch")[0],
+        calls_of(state, "sbatch")[0],
         vec![
             "sbatch".to_owned(),
             "--parsable".to_owned(),
@@ -598,7 +598,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     );
 
     // squeue is asked about the job; its word for the state shows.
-    set_job_state(&state, 1, "RUNNING");
+    set_job_state(state, 1, "RUNNING");
     client.wait_status("the block running", |report| {
         block(report, &pending.block_id).filter(|block| block.state == BlockState::Running)
     });
@@ -609,13 +609,13 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
         "--jobs=1,2".to_owned(),
     ];
     wait_for("squeue asked about both jobs", WAIT, || {
-        calls_of(&state, "squeue")
+        calls_of(state, "squeue")
             .iter()
             .any(|call| call[1..] == expected)
             .then_some(())
     });
     // It fails before its manager registers: reported with Slurm's word.
-    set_job_state(&state, 1, "FAILED");
+    set_job_state(state, 1, "FAILED");
     let failed = client.wait_status("the block failed", |report| {
         block(report, &pending.block_id).filter(|block| block.state == BlockState::Failed)
     });
@@ -632,9 +632,9 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     interchange.daemon.signal(Signal::SIGTERM);
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert_eq!(calls_of(&state, "scancel"), Vec::<Vec<String>>::new());
+    assert_eq!(calls_of(state, "scancel"), Vec::<Vec<String>>::new());
     assert!(interchange.daemon.log().contains("blocks kept running"));
-    assert_eq!(calls_of(&state, "sbatch").len(), 2, "{:?}", calls(&state));
+    assert_eq!(calls_of(state, "sbatch").len(), 2, "{:?}", calls(state));
 }
 
 #[test]
@@ -654,7 +654,7 @@ fn without_a_journal_sigterm_cancels_the_blocks() {
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(
-        calls_of(&state, "scancel"),
+        calls_of(state, "scancel"),
         vec![vec!["scancel".to_owned(), "1".to_owned()]]
     );
     assert!(interchange
@@ -671,7 +671,7 @@ fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_ca
     let status = first.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     drop(client);
-    assert_eq!(calls_of(&state, "scancel"), Vec::<Vec<String>>::new());
+    assert_eq!(calls_of(state, "scancel"), Vec::<Vec<String>>::new());
 
     let (mut second, mut client) = batch.start(&config);
     let adopted = wait_two_blocks_adopted(&mut client);
@@ -681,14 +681,14 @@ fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_ca
     assert_eq!(block_ids(&adopted.blocks), block_ids(&blocks));
     assert_eq!(adopted.n_queued, 2);
     assert_eq!(
-        calls_of(&state, "sbatch").len(),
+        calls_of(state, "sbatch").len(),
         2,
         "no block submitted anew: {:?}",
-        calls(&state)
+        calls(state)
     );
     // `shutdown` ends the work: both jobs are cancelled.
     second.shut_down(&mut client);
-    let mut cancelled: Vec<String> = calls_of(&state, "scancel")
+    let mut cancelled: Vec<String> = calls_of(state, "scancel")
         .into_iter()
         .flat_map(|call| call.into_iter().skip(1))
         .collect();
@@ -1052,17 +1052,17 @@ fn a_restarted_interchange_adopts_its_slurm_blocks_instead_of_submitting_new_one
     first.daemon.signal(Signal::SIGKILL);
     first.wait_exit();
     drop(client);
-    let n_squeue_before = calls_of(&state, "squeue").len();
+    let n_squeue_before = calls_of(state, "squeue").len();
 
     let (second, mut client) = batch.start(&config);
     let report = wait_two_blocks_adopted(&mut client);
     assert_eq!(report.n_queued, 2, "{report:?}");
-    assert!(calls_of(&state, "squeue").len() > n_squeue_before);
+    assert!(calls_of(state, "squeue").len() > n_squeue_before);
     assert_eq!(
-        calls_of(&state, "sbatch").len(),
+        calls_of(state, "sbatch").len(),
         2,
         "no block submitted anew: {:?}",
-        calls(&state)
+        calls(state)
     );
     assert!(second.daemon.log().contains("adopted a block"));
 }

@@ -44,11 +44,19 @@ pub fn encode_compact_into<T: Serialize>(buffer: &mut Vec<u8>, record: &T) {
 }
 
 /// Decodes one message.
+///
+/// The message enums are read in one pass when `type` is their first key
+/// (`crate::tagged`). A frame that does not decode that way is decoded
+/// again as serde's derive of internally tagged enums reads it, whose
+/// result is the one returned: the same message, or the same error, as
+/// before that fast path existed.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    rmp_serde::from_slice(bytes).map_err(|error| DecodeError {
-        n_bytes: bytes.len(),
-        reason: error.to_string(),
-    })
+    rmp_serde::from_slice(bytes)
+        .or_else(|_| crate::tagged::buffered(|| rmp_serde::from_slice(bytes)))
+        .map_err(|error| DecodeError {
+            n_bytes: bytes.len(),
+            reason: error.to_string(),
+        })
 }
 
 /// The part of a handshake every protocol version agrees on: the message

@@ -12,11 +12,12 @@
 //! Anything else keeps serde's behaviour exactly (the same values and the
 //! same errors): a map whose first key is not `type` (keys in another
 //! order) and the array form go through serde's derive of the same enum
-//! with `tag = "type"`. On the fast path the errors are serde's too
-//! (`unknown variant`, `missing field`, `duplicate field `type``), from
-//! the same derived code; only a frame that is both malformed and wrong in
-//! its fields may now report the field first, where the buffering reported
-//! the malformed bytes first.
+//! with `tag = "type"`. So does a message the fast path cannot decode:
+//! [`crate::codec::decode`] decodes it again with the fast path turned off
+//! ([`buffered`]), so that its error is the one serde's derive gives (for a
+//! field of the wrong type: `invalid type: string "one", expected u64`,
+//! where msgpack's own reader would say `wrong msgpack marker`), and any
+//! message serde's derive took is still taken.
 //!
 //! [`tagged_enum!`] writes the enum once and derives
 //! its twins from the same tokens: `Serialize` with `tag = "type"` on the
@@ -33,6 +34,7 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, IgnoredAny, MapAccess, SeqAccess, Unexpected,
     VariantAccess, Visitor,
 };
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -50,13 +52,36 @@ pub(crate) trait TaggedEnum<'de>: Sized {
     fn deserialize_buffered<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
 }
 
+thread_local! {
+    /// Set while [`buffered`] runs: every [`TaggedEnum`] then decodes as
+    /// serde's derive does.
+    static BUFFERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `decode` with every [`TaggedEnum`] decoded as serde's derive
+/// does (buffering each message), on this thread.
+pub(crate) fn buffered<R>(decode: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUFFERED.with(|buffered| buffered.set(self.0));
+        }
+    }
+    let _restore = Restore(BUFFERED.with(|buffered| buffered.replace(true)));
+    decode()
+}
+
 /// The `Deserialize` of every [`TaggedEnum`].
 pub(crate) fn deserialize<'de, T, D>(deserializer: D) -> Result<T, D::Error>
 where
     T: TaggedEnum<'de>,
     D: Deserializer<'de>,
 {
-    deserializer.deserialize_any(MessageVisitor(PhantomData))
+    if BUFFERED.with(Cell::get) {
+        T::deserialize_buffered(deserializer)
+    } else {
+        deserializer.deserialize_any(MessageVisitor(PhantomData))
+    }
 }
 
 struct MessageVisitor<T>(PhantomData<T>);
@@ -397,3 +422,214 @@ macro_rules! tagged_enum {
 }
 
 pub(crate) use tagged_enum;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::*;
+    use crate::{ManagerId, TaskId, TaskSubmission};
+    use proptest::prelude::*;
+    use serde::Serialize;
+    use std::fmt::Debug;
+
+    /// The enum decoded through serde's buffering derive (the fallback,
+    /// and how every message was decoded before this module).
+    fn buffered_derive<T: for<'de> TaggedEnum<'de>>(bytes: &[u8]) -> Result<T, String> {
+        let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+        T::deserialize_buffered(&mut deserializer).map_err(|error| error.to_string())
+    }
+
+    /// The codec's decoding gives what serde's derive gives: the same
+    /// value or the same error.
+    fn agree<T>(bytes: &[u8]) -> Result<T, String>
+    where
+        T: for<'de> TaggedEnum<'de> + serde::de::DeserializeOwned + PartialEq + Debug,
+    {
+        let before = buffered_derive::<T>(bytes);
+        let after = crate::decode::<T>(bytes).map_err(|error| error.reason);
+        assert_eq!(before, after, "on {bytes:02x?}");
+        after
+    }
+
+    #[derive(Serialize)]
+    struct Map<'a>(#[serde(with = "pairs")] &'a [(&'a str, Value)]);
+
+    /// A msgpack value for hand-made maps.
+    #[derive(Clone, Serialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(&'static str),
+        Int(i64),
+        List(Vec<Value>),
+    }
+
+    mod pairs {
+        use super::Value;
+        use serde::ser::{SerializeMap, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            pairs: &&[(&str, Value)],
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(pairs.len()))?;
+            for (key, value) in pairs.iter() {
+                map.serialize_entry(key, value)?;
+            }
+            map.end()
+        }
+    }
+
+    fn map(pairs: &[(&str, Value)]) -> Vec<u8> {
+        rmp_serde::to_vec_named(&Map(pairs)).expect("encode")
+    }
+
+    #[test]
+    fn the_same_errors_as_serde_derive() {
+        use Value::{Int, List, Text};
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                map(&[("type", Text("launch_missiles"))]),
+                "unknown variant `launch_missiles`",
+            ),
+            (map(&[("type", Text("submit"))]), "missing field `request_id`"),
+            (
+                map(&[("type", Text("submit")), ("request_id", Int(1))]),
+                "missing field `tasks`",
+            ),
+            (
+                map(&[("type", Text("submit")), ("request_id", Text("one"))]),
+                "invalid type",
+            ),
+            (
+                map(&[("type", Text("goodbye")), ("type", Text("hello"))]),
+                "duplicate field `type`",
+            ),
+            (
+                map(&[
+                    ("type", Text("watch")),
+                    ("request_id", Int(1)),
+                    ("request_id", Int(2)),
+                ]),
+                "duplicate field `request_id`",
+            ),
+            (map(&[]), "missing field `type`"),
+            (map(&[("request_id", Int(1))]), "missing field `type`"),
+            (
+                map(&[("request_id", Int(1)), ("type", Text("nope"))]),
+                "unknown variant `nope`",
+            ),
+            // serde reads an integer tag as the variant's index (`command`).
+            (
+                map(&[("type", Int(3)), ("request_id", Int(1))]),
+                "missing field `command`",
+            ),
+            (
+                rmp_serde::to_vec(&"submit").expect("encode"),
+                "expected internally tagged enum FromClient",
+            ),
+            (
+                map(&[("type", Text("watch")), ("task_ids", List(vec![Int(1)]))]),
+                "invalid type",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let error = agree::<FromClient>(&bytes).expect_err("must fail");
+            assert!(error.contains(expected), "{error} should say {expected}");
+        }
+    }
+
+    #[test]
+    fn keys_in_any_order_and_extra_keys_decode_alike() {
+        use Value::{Int, List, Text};
+        let task_id = Text("6f1c2f5e-0c2a-4b8e-9d3a-1a2b3c4d5e01");
+        let cases = [
+            map(&[
+                ("type", Text("watch")),
+                ("something_new", List(vec![])),
+                ("task_ids", List(vec![task_id.clone()])),
+                ("request_id", Int(7)),
+            ]),
+            map(&[
+                ("request_id", Int(7)),
+                ("type", Text("watch")),
+                ("task_ids", List(vec![task_id.clone()])),
+            ]),
+            map(&[
+                ("task_ids", List(vec![task_id])),
+                ("request_id", Int(7)),
+                ("type", Text("watch")),
+            ]),
+        ];
+        for bytes in cases {
+            assert_eq!(
+                agree::<FromClient>(&bytes),
+                Ok(FromClient::Watch {
+                    request_id: 7,
+                    task_ids: vec![TaskId::from_u128(0x6f1c2f5e_0c2a_4b8e_9d3a_1a2b3c4d5e01)],
+                })
+            );
+        }
+        let heartbeat = map(&[("type", Text("heartbeat")), ("extra", Int(1))]);
+        assert_eq!(
+            agree::<FromManager>(&heartbeat),
+            Ok(FromManager::Heartbeat)
+        );
+        // The array form: the tag first, then the fields in order.
+        let array = rmp_serde::to_vec(&("submitted", 3, 2)).expect("encode");
+        assert_eq!(
+            agree::<ToClient>(&array),
+            Ok(ToClient::Submitted {
+                request_id: 3,
+                n_tasks: 2
+            })
+        );
+    }
+
+    fn samples() -> Vec<Vec<u8>> {
+        let mut result = TaskResult::new(TaskId::from_u128(5), TaskState::Completed);
+        result.manager_id = Some(ManagerId::from_u128(6));
+        result.nodes = vec!["n1".into()];
+        result.stdout_tail = b"out".to_vec();
+        vec![
+            crate::encode(&FromClient::Submit {
+                request_id: 1,
+                tasks: vec![TaskSubmission::new(TaskId::from_u128(1), "true")],
+            }),
+            crate::encode(&FromManager::Results {
+                results: vec![result.clone()],
+            }),
+            crate::encode(&FromManager::Heartbeat),
+            crate::encode(&ToClient::Results {
+                results: vec![result],
+            }),
+            crate::encode(&ToManager::Shutdown {
+                reason: "bye".into(),
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_messages_decode_alike(
+            which in 0usize..5,
+            position in 0usize..400,
+            value in any::<u8>(),
+            cut in 0usize..8,
+        ) {
+            let mut bytes = samples().swap_remove(which);
+            let index = position % bytes.len();
+            bytes[index] = value;
+            bytes.truncate(bytes.len() - cut.min(bytes.len()));
+            agree::<FromClient>(&bytes).ok();
+            agree::<ToClient>(&bytes).ok();
+            agree::<FromManager>(&bytes).ok();
+            agree::<ToManager>(&bytes).ok();
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_alike(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            agree::<FromClient>(&bytes).ok();
+            agree::<FromManager>(&bytes).ok();
+        }
+    }
+}

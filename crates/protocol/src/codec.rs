@@ -49,7 +49,10 @@ pub fn encode_compact_into<T: Serialize>(buffer: &mut Vec<u8>, record: &T) {
 /// (`crate::tagged`). A frame that does not decode that way is decoded
 /// again as serde's derive of internally tagged enums reads it, whose
 /// result is the one returned: the same message, or the same error, as
-/// before that fast path existed.
+/// before that fast path existed. (One leniency is new: in a struct inside
+/// a message, an integer key is read as a field's index, as msgpack's
+/// reader does for a struct on its own, and an unknown index is ignored
+/// as an unknown name is.)
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     rmp_serde::from_slice(bytes)
         .or_else(|_| crate::tagged::buffered(|| rmp_serde::from_slice(bytes)))

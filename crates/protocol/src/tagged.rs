@@ -447,7 +447,13 @@ mod tests {
     {
         let before = buffered_derive::<T>(bytes);
         let after = crate::decode::<T>(bytes).map_err(|error| error.reason);
-        assert_eq!(before, after, "on {bytes:02x?}");
+        match (&before, &after) {
+            // The one difference: in a struct inside a message, a key that
+            // is an integer is read as a field's index (an unknown index
+            // being an extra field, ignored), where the buffer refused it.
+            (Err(error), Ok(_)) if error.ends_with("expected field identifier") => {}
+            _ => assert_eq!(before, after, "on {bytes:02x?}"),
+        }
         after
     }
 
@@ -491,7 +497,10 @@ mod tests {
                 map(&[("type", Text("launch_missiles"))]),
                 "unknown variant `launch_missiles`",
             ),
-            (map(&[("type", Text("submit"))]), "missing field `request_id`"),
+            (
+                map(&[("type", Text("submit"))]),
+                "missing field `request_id`",
+            ),
             (
                 map(&[("type", Text("submit")), ("request_id", Int(1))]),
                 "missing field `tasks`",
@@ -570,10 +579,7 @@ mod tests {
             );
         }
         let heartbeat = map(&[("type", Text("heartbeat")), ("extra", Int(1))]);
-        assert_eq!(
-            agree::<FromManager>(&heartbeat),
-            Ok(FromManager::Heartbeat)
-        );
+        assert_eq!(agree::<FromManager>(&heartbeat), Ok(FromManager::Heartbeat));
         // The array form: the tag first, then the fields in order.
         let array = rmp_serde::to_vec(&("submitted", 3, 2)).expect("encode");
         assert_eq!(

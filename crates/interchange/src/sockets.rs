@@ -173,12 +173,12 @@ impl Sockets {
     }
 
     /// One message from a client, if one is waiting.
-    pub fn recv_client(&self) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
+    pub fn recv_client(&self) -> Result<Option<(PeerId, zmq::Message)>, TransportError> {
         recv(&self.client, self.authenticated)
     }
 
     /// One message from a manager, if one is waiting.
-    pub fn recv_manager(&self) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
+    pub fn recv_manager(&self) -> Result<Option<(PeerId, zmq::Message)>, TransportError> {
         recv(&self.manager, self.authenticated)
     }
 
@@ -209,7 +209,7 @@ impl Sockets {
 fn recv(
     socket: &zmq::Socket,
     authenticated: bool,
-) -> Result<Option<(PeerId, Vec<u8>)>, TransportError> {
+) -> Result<Option<(PeerId, zmq::Message)>, TransportError> {
     loop {
         let routing_id = match socket.recv_msg(zmq::DONTWAIT) {
             Ok(message) => message,
@@ -233,10 +233,11 @@ fn recv(
         };
         let peer = PeerId::new(routing_id.to_vec(), identity);
         // One frame per message; anything else is handed on as an empty
-        // frame, which the core counts as undecodable.
-        let payload = match parts.as_slice() {
-            [body] => body.to_vec(),
-            _ => Vec::new(),
+        // frame, which the core counts as undecodable. The frame is handed
+        // on as libzmq's message, not copied (a submit can be megabytes).
+        let payload = match parts.pop() {
+            Some(body) if parts.is_empty() => body,
+            _ => zmq::Message::new(),
         };
         return Ok(Some((peer, payload)));
     }

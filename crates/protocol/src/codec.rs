@@ -6,6 +6,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 /// A frame that is not a valid message of the expected kind.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -19,10 +20,41 @@ pub struct DecodeError {
 ///
 /// Encoding the types of this crate cannot fail (every map key is a string
 /// and every value has a msgpack form), so this returns bytes directly.
+///
+/// The message is written into a buffer kept by the thread from one call
+/// to the next, then copied out at its exact size: one allocation and one
+/// copy, instead of growing a new vector by doubling (a copy at each
+/// step) for every message.
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    thread_local! {
+        static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            let bytes = encode_named_into(&mut buffer, message);
+            if buffer.capacity() > MAX_KEPT_BUFFER {
+                // A rare large message: do not keep its buffer for ever.
+                *buffer = Vec::new();
+            }
+            bytes
+        }
+        // Only if serializing a message encoded another (no type here does).
+        Err(_) => encode_named_into(&mut Vec::new(), message),
+    })
+}
+
+/// Largest encode buffer a thread keeps between messages.
+const MAX_KEPT_BUFFER: usize = 1 << 20;
+
+/// Writes `message` into `buffer` (empty), and returns a copy of it.
+fn encode_named_into<T: Serialize>(buffer: &mut Vec<u8>, message: &T) -> Vec<u8> {
     // An error is unreachable for this crate's types; the empty frame it
     // would give is refused by the peer as undecodable rather than crashing here.
-    rmp_serde::to_vec_named(message).unwrap_or_default()
+    match rmp_serde::encode::write_named(buffer, message) {
+        Ok(()) => buffer.as_slice().to_vec(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Encodes a record compactly: a msgpack array of its fields in
@@ -44,11 +76,22 @@ pub fn encode_compact_into<T: Serialize>(buffer: &mut Vec<u8>, record: &T) {
 }
 
 /// Decodes one message.
+///
+/// The message enums are read in one pass when `type` is their first key
+/// (`crate::tagged`). A frame that does not decode that way is decoded
+/// again as serde's derive of internally tagged enums reads it, whose
+/// result is the one returned: the same message, or the same error, as
+/// before that fast path existed. (One leniency is new: in a struct inside
+/// a message, an integer key is read as a field's index, as msgpack's
+/// reader does for a struct on its own, and an unknown index is ignored
+/// as an unknown name is.)
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    rmp_serde::from_slice(bytes).map_err(|error| DecodeError {
-        n_bytes: bytes.len(),
-        reason: error.to_string(),
-    })
+    rmp_serde::from_slice(bytes)
+        .or_else(|_| crate::tagged::buffered(|| rmp_serde::from_slice(bytes)))
+        .map_err(|error| DecodeError {
+            n_bytes: bytes.len(),
+            reason: error.to_string(),
+        })
 }
 
 /// The part of a handshake every protocol version agrees on: the message

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod messages;
 pub mod ready;
 pub mod spec;
+mod tagged;
 
 pub use codec::{
     decode, encode, encode_compact, encode_compact_into, peek_handshake, DecodeError, Handshake,

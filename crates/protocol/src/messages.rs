@@ -13,6 +13,7 @@
 
 use crate::ids::{ManagerId, TaskId};
 use crate::spec::{ResourceRequest, TaskResources};
+use crate::tagged::tagged_enum;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -320,36 +321,37 @@ impl TaskResult {
 // Client <-> interchange
 // ---------------------------------------------------------------------------
 
-/// Messages from a client to the interchange.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum FromClient {
-    /// First message on a connection. A client with another protocol
-    /// version gets `refused`; otherwise `welcome`.
-    Hello {
-        protocol_version: u32,
-        #[serde(default)]
-        client_version: String,
-    },
-    /// Submit tasks. Answered by `submitted`; each accepted task later gets
-    /// one result on `results` (to this connection).
-    Submit {
-        request_id: u64,
-        tasks: Vec<TaskSubmission>,
-    },
-    /// Ask for the results of tasks submitted earlier (perhaps by another
-    /// connection). Answered by `watching`; results of finished tasks follow
-    /// at once, the others when they finish.
-    Watch {
-        request_id: u64,
-        task_ids: Vec<TaskId>,
-    },
-    /// A command; answered by `reply` with the same `request_id`.
-    Command { request_id: u64, command: Command },
-    /// The client is closing this connection: the interchange forgets it.
-    /// Its tasks carry on; their results stay available to `watch` and
-    /// `task_status` from another connection. No answer.
-    Goodbye,
+tagged_enum! {
+    /// Messages from a client to the interchange.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum FromClient = "FromClient" {
+        /// First message on a connection. A client with another protocol
+        /// version gets `refused`; otherwise `welcome`.
+        Hello {
+            protocol_version: u32,
+            #[serde(default)]
+            client_version: String,
+        },
+        /// Submit tasks. Answered by `submitted`; each accepted task later gets
+        /// one result on `results` (to this connection).
+        Submit {
+            request_id: u64,
+            tasks: Vec<TaskSubmission>,
+        },
+        /// Ask for the results of tasks submitted earlier (perhaps by another
+        /// connection). Answered by `watching`; results of finished tasks follow
+        /// at once, the others when they finish.
+        Watch {
+            request_id: u64,
+            task_ids: Vec<TaskId>,
+        },
+        /// A command; answered by `reply` with the same `request_id`.
+        Command { request_id: u64, command: Command },
+        /// The client is closing this connection: the interchange forgets it.
+        /// Its tasks carry on; their results stay available to `watch` and
+        /// `task_status` from another connection. No answer.
+        Goodbye,
+    }
 }
 
 /// Commands a client can give.
@@ -379,49 +381,50 @@ pub enum Command {
     Shutdown,
 }
 
-/// Messages from the interchange to a client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ToClient {
-    Welcome {
-        protocol_version: u32,
-        interchange_version: String,
-        /// The largest `input` a task may carry; a larger one fails with
-        /// `input_too_large`. Absent means the default (16 MiB).
-        #[serde(default = "default_max_task_input_bytes")]
-        max_task_input_bytes: u64,
-        /// The largest `output` a task may return; a larger one fails with
-        /// `output_too_large`. Absent means the default (16 MiB).
-        #[serde(default = "default_max_task_output_bytes")]
-        max_task_output_bytes: u64,
-    },
-    /// The handshake failed; the reason names both protocol versions.
-    Refused {
-        reason: String,
-        protocol_version: u32,
-    },
-    /// Answer to `submit`: how many tasks were accepted. Tasks that were not
-    /// accepted (invalid spec, duplicate id, unschedulable) get a failed
-    /// result at once, so every submitted task gets exactly one result.
-    Submitted { request_id: u64, n_tasks: u32 },
-    /// Answer to `watch`: how many of the ids are known and watched, and
-    /// the ids the interchange does not know (not watched).
-    Watching {
-        request_id: u64,
-        n_tasks: u32,
-        #[serde(default)]
-        unknown: Vec<TaskId>,
-    },
-    /// Results of finished tasks, in the order they finished.
-    Results { results: Vec<TaskResult> },
-    /// Answer to `command`.
-    Reply { request_id: u64, reply: Reply },
-    /// A request that could not be handled at all (not decodable, no hello yet).
-    Error {
-        #[serde(default)]
-        request_id: Option<u64>,
-        message: String,
-    },
+tagged_enum! {
+    /// Messages from the interchange to a client.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum ToClient = "ToClient" {
+        Welcome {
+            protocol_version: u32,
+            interchange_version: String,
+            /// The largest `input` a task may carry; a larger one fails with
+            /// `input_too_large`. Absent means the default (16 MiB).
+            #[serde(default = "default_max_task_input_bytes")]
+            max_task_input_bytes: u64,
+            /// The largest `output` a task may return; a larger one fails with
+            /// `output_too_large`. Absent means the default (16 MiB).
+            #[serde(default = "default_max_task_output_bytes")]
+            max_task_output_bytes: u64,
+        },
+        /// The handshake failed; the reason names both protocol versions.
+        Refused {
+            reason: String,
+            protocol_version: u32,
+        },
+        /// Answer to `submit`: how many tasks were accepted. Tasks that were not
+        /// accepted (invalid spec, duplicate id, unschedulable) get a failed
+        /// result at once, so every submitted task gets exactly one result.
+        Submitted { request_id: u64, n_tasks: u32 },
+        /// Answer to `watch`: how many of the ids are known and watched, and
+        /// the ids the interchange does not know (not watched).
+        Watching {
+            request_id: u64,
+            n_tasks: u32,
+            #[serde(default)]
+            unknown: Vec<TaskId>,
+        },
+        /// Results of finished tasks, in the order they finished.
+        Results { results: Vec<TaskResult> },
+        /// Answer to `command`.
+        Reply { request_id: u64, reply: Reply },
+        /// A request that could not be handled at all (not decodable, no hello yet).
+        Error {
+            #[serde(default)]
+            request_id: Option<u64>,
+            message: String,
+        },
+    }
 }
 
 /// Answers to commands.
@@ -619,21 +622,22 @@ pub struct TaskSummary {
 // Pool-manager <-> interchange
 // ---------------------------------------------------------------------------
 
-/// Messages from a pool-manager to the interchange.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum FromManager {
-    /// First message on a connection. Answered by `registered` or `refused`.
-    Register(Registration),
-    /// Sent every heartbeat period.
-    Heartbeat,
-    /// Tasks that ended (in any way).
-    Results { results: Vec<TaskResult> },
-    /// The drain period has passed: send no more tasks; answer with
-    /// `shutdown` once the manager is idle.
-    DrainRequest,
-    /// The manager is exiting; every task it held has been reported.
-    Goodbye { reason: String },
+tagged_enum! {
+    /// Messages from a pool-manager to the interchange.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum FromManager = "FromManager" {
+        /// First message on a connection. Answered by `registered` or `refused`.
+        Register(Registration),
+        /// Sent every heartbeat period.
+        Heartbeat,
+        /// Tasks that ended (in any way).
+        Results { results: Vec<TaskResult> },
+        /// The drain period has passed: send no more tasks; answer with
+        /// `shutdown` once the manager is idle.
+        DrainRequest,
+        /// The manager is exiting; every task it held has been reported.
+        Goodbye { reason: String },
+    }
 }
 
 /// What a pool-manager tells about itself when it registers.
@@ -678,53 +682,54 @@ pub struct HeldTask {
     pub placement: Vec<NodeShare>,
 }
 
-/// Messages from the interchange to a pool-manager.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ToManager {
-    Registered {
-        interchange_version: String,
-        /// How often the interchange sends `heartbeat`, in seconds.
-        heartbeat_period: f64,
-        /// The largest task output the manager may return: a larger output
-        /// file fails its task with `output_too_large`. Absent means the
-        /// default (16 MiB).
-        #[serde(default = "default_max_task_output_bytes")]
-        max_task_output_bytes: u64,
-        /// Tasks of the registration the interchange does not have running
-        /// on this manager (and tasks it had here that the registration
-        /// does not list): the manager kills each one it runs and drops
-        /// each held result, and reports none of them.
-        #[serde(default)]
-        drop_tasks: Vec<TaskId>,
-    },
-    /// Answer to a message from a connection that is not registered (a
-    /// manager the interchange dropped, or one from before a restart): the
-    /// manager keeps its tasks and registers again.
-    NotRegistered {
-        reason: String,
-    },
-    /// Registration refused; the manager must exit. The reason names both
-    /// protocol versions when they differ.
-    Refused {
-        reason: String,
-        protocol_version: u32,
-    },
-    /// Start these tasks now, each on the nodes and slots its `placement`
-    /// names. The interchange only sends what fits in the manager's free
-    /// nodes and slots.
-    RunTasks {
-        tasks: Vec<TaskDispatch>,
-    },
-    /// Kill this task's process group and report it as cancelled.
-    CancelTask {
-        task_id: TaskId,
-    },
-    Heartbeat,
-    /// Kill every running task, report them, say goodbye and exit.
-    Shutdown {
-        reason: String,
-    },
+tagged_enum! {
+    /// Messages from the interchange to a pool-manager.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum ToManager = "ToManager" {
+        Registered {
+            interchange_version: String,
+            /// How often the interchange sends `heartbeat`, in seconds.
+            heartbeat_period: f64,
+            /// The largest task output the manager may return: a larger output
+            /// file fails its task with `output_too_large`. Absent means the
+            /// default (16 MiB).
+            #[serde(default = "default_max_task_output_bytes")]
+            max_task_output_bytes: u64,
+            /// Tasks of the registration the interchange does not have running
+            /// on this manager (and tasks it had here that the registration
+            /// does not list): the manager kills each one it runs and drops
+            /// each held result, and reports none of them.
+            #[serde(default)]
+            drop_tasks: Vec<TaskId>,
+        },
+        /// Answer to a message from a connection that is not registered (a
+        /// manager the interchange dropped, or one from before a restart): the
+        /// manager keeps its tasks and registers again.
+        NotRegistered {
+            reason: String,
+        },
+        /// Registration refused; the manager must exit. The reason names both
+        /// protocol versions when they differ.
+        Refused {
+            reason: String,
+            protocol_version: u32,
+        },
+        /// Start these tasks now, each on the nodes and slots its `placement`
+        /// names. The interchange only sends what fits in the manager's free
+        /// nodes and slots.
+        RunTasks {
+            tasks: Vec<TaskDispatch>,
+        },
+        /// Kill this task's process group and report it as cancelled.
+        CancelTask {
+            task_id: TaskId,
+        },
+        Heartbeat,
+        /// Kill every running task, report them, say goodbye and exit.
+        Shutdown {
+            reason: String,
+        },
+    }
 }
 
 /// A share of one node given to a task: `slots` slots on the node at index

@@ -738,20 +738,33 @@ def latency_of(values_ms):
 
 
 def section_latency(args, procs, work):
-    rhtex_dir = tempfile.mkdtemp(prefix="rhtex-", dir=work)
-    rhtex = hq = None
-    samples = {"rhtex": [], "hq": []}
+    """`submit --wait -- true`, interleaved: rhtex as configured, rhtex with
+    `--no-cgroups` (HyperQueue puts no task in a cgroup; a task entering
+    its cgroup by writing `cgroup.procs` waits for the kernel's RCU grace
+    period when such writes are rare, see docs/PERFORMANCE.md section 7),
+    and HyperQueue."""
+    systems = {"rhtex": list(args.manager_flag)}
+    if "--no-cgroups" not in args.manager_flag:
+        systems["rhtex_no_cgroups"] = [*args.manager_flag, "--no-cgroups"]
+    daemons = {}
+    hq = None
+    samples = {system: [] for system in (*systems, "hq")}
     try:
-        rhtex = Rhtex(procs, args.bin_dir, rhtex_dir, args.slots, args.manager_flag)
+        for system, flags in systems.items():
+            rhtex_dir = tempfile.mkdtemp(prefix=f"{system}-", dir=work)
+            daemons[system] = Rhtex(procs, args.bin_dir, rhtex_dir, args.slots, flags)
         if args.hq:
             hq_dir = tempfile.mkdtemp(prefix="hq-", dir=work)
             hq = HyperQueue(procs, args.hq, hq_dir, [["--cpus", str(args.slots)]])
         log(
             f"latency: {args.latency_runs} x submit --wait -- true each (after 3 warm-up runs), "
-            "interleaved"
+            f"interleaved: {', '.join(daemons)}{', hq' if hq else ''}"
         )
         for index in range(3 + args.latency_runs):
-            runs = [("rhtex", rhtex.cli("submit", "--wait", "--", "true"), rhtex_dir)]
+            runs = [
+                (system, rhtex.cli("submit", "--wait", "--", "true"), rhtex.work)
+                for system, rhtex in daemons.items()
+            ]
             if hq:
                 runs.append(("hq", hq.cli("submit", "--wait", "--", "true"), hq.jobs))
             for system, argv, cwd in runs:
@@ -766,13 +779,14 @@ def section_latency(args, procs, work):
     finally:
         if hq:
             hq.stop()
-        if rhtex:
+        for rhtex in daemons.values():
             rhtex.stop()
     report = {
         "command": "submit --wait -- true (the CLI's whole wall time: start, connect, "
         "submit, result, exit)",
-        "rhtex": latency_of(samples["rhtex"]),
     }
+    for system in daemons:
+        report[system] = latency_of(samples[system])
     if hq:
         report["hq"] = latency_of(samples["hq"])
         report["hq_p50_over_rhtex_p50"] = round(
@@ -969,7 +983,7 @@ def print_report(report):
                 fmt(latency[system]["min_ms"]),
                 fmt(latency[system]["max_ms"]),
             ]
-            for system in ("rhtex", "hq")
+            for system in ("rhtex", "rhtex_no_cgroups", "hq")
             if system in latency
         ]
         print(table(["system", "runs", "p50 ms", "p90 ms", "min ms", "max ms"], rows))

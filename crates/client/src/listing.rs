@@ -1,10 +1,11 @@
 //! `rhtex tasks`: the interchange's task list as a table or as JSON, and
 //! `rhtex run --json`'s per-task lines.
 
-use crate::render::table;
+use crate::render::{table, JsonObject};
 use protocol::events::rfc3339_millis;
 use protocol::{TaskResult, TaskSummary, UnixTime};
 use serde_json::{json, Value};
+use std::io;
 
 /// A task state a listing can filter by, from its name (`--state`).
 pub fn parse_state(text: &str) -> Result<protocol::TaskState, String> {
@@ -89,30 +90,48 @@ pub fn task_json(task: &TaskSummary) -> Value {
 }
 
 /// `rhtex run --json`: the line printed when a task of the file is
-/// submitted.
-pub fn submitted_line(index: usize, task_id: protocol::TaskId, command: &str) -> Value {
-    json!({
-        "event": "submitted",
-        "index": index,
-        "task_id": task_id.to_string(),
-        "command": command,
-    })
+/// submitted (without its newline).
+pub fn write_submitted_line(
+    out: &mut impl io::Write,
+    index: usize,
+    task_id: protocol::TaskId,
+    command: &str,
+) -> io::Result<()> {
+    JsonObject::begin(out)?
+        .member("command", command)?
+        .member("event", "submitted")?
+        .member("index", &index)?
+        .member("task_id", &format_args!("{task_id}"))?
+        .end()
 }
 
 /// `rhtex run --json`: the line printed when a task of the file finishes
-/// (its result's outline; the final summary has the whole result).
-pub fn finished_line(index: usize, result: &TaskResult) -> Value {
-    json!({
-        "event": "finished",
-        "index": index,
-        "task_id": result.task_id.to_string(),
-        "state": result.state.as_str(),
-        "exit_code": result.exit_code,
-        "error_kind": result.error.as_ref().map(|error| error.kind.as_str()),
-        "nodes": result.nodes,
-        "start_time": result.start_time.map(rfc3339_millis),
-        "end_time": result.end_time.map(rfc3339_millis),
-    })
+/// (its result's outline; the final summary has the whole result), without
+/// its newline.
+pub fn write_finished_line(
+    out: &mut impl io::Write,
+    index: usize,
+    result: &TaskResult,
+) -> io::Result<()> {
+    JsonObject::begin(out)?
+        .member_or_null("end_time", result.end_time, write_time)?
+        .member(
+            "error_kind",
+            &result.error.as_ref().map(|error| error.kind.as_str()),
+        )?
+        .member("event", "finished")?
+        .member("exit_code", &result.exit_code)?
+        .member("index", &index)?
+        .member("nodes", &result.nodes)?
+        .member_or_null("start_time", result.start_time, write_time)?
+        .member("state", result.state.as_str())?
+        .member("task_id", &format_args!("{}", result.task_id))?
+        .end()
+}
+
+/// A time as a JSON string in RFC 3339, with milliseconds.
+fn write_time(out: &mut impl io::Write, time: UnixTime) -> io::Result<()> {
+    serde_json::to_writer(out, &rfc3339_millis(time)).map_err(io::Error::from)
 }
 
 #[cfg(test)]

@@ -1,37 +1,143 @@
 //! Rendering results and status for people (text) and programs (JSON).
 //!
-//! JSON is built with `serde_json::json!` (nothing outside `protocol`
-//! derives `Serialize`); output tails are UTF-8, lossy.
+//! Status JSON is built with `serde_json::json!` (nothing outside
+//! `protocol` derives `Serialize`). Results, and everything `rhtex run`
+//! prints once per task, are written straight to their output through
+//! [`JsonObject`], member by member, with the bytes serde_json gives the
+//! same object built as a `Value`; output tails are UTF-8, lossy.
 
 use protocol::{
     BlockInfo, ManagerInfo, StatusReport, TaskResult, TaskState, UnixTime, UserCounts, WaitingGroup,
 };
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::io;
 
-/// A result as a JSON object.
+/// A JSON object written member by member, compact: the bytes serde_json
+/// writes for the same object held as a `Value`, whose map sorts its keys,
+/// so members must be given in key order (checked in debug builds).
+pub struct JsonObject<'w, W: io::Write> {
+    out: &'w mut W,
+    last_key: Option<&'static str>,
+}
+
+impl<W: io::Write> std::fmt::Debug for JsonObject<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonObject")
+            .field("last_key", &self.last_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'w, W: io::Write> JsonObject<'w, W> {
+    pub fn begin(out: &'w mut W) -> io::Result<Self> {
+        out.write_all(b"{")?;
+        Ok(Self {
+            out,
+            last_key: None,
+        })
+    }
+
+    /// One member whose value serde serializes (a string, a number, an
+    /// option, a list of strings...).
+    pub fn member<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> io::Result<&mut Self> {
+        self.key(key)?;
+        serde_json::to_writer(&mut *self.out, value)?;
+        Ok(self)
+    }
+
+    /// One member whose value `write` writes (a nested object).
+    pub fn member_with(
+        &mut self,
+        key: &'static str,
+        write: impl FnOnce(&mut W) -> io::Result<()>,
+    ) -> io::Result<&mut Self> {
+        self.key(key)?;
+        write(&mut *self.out)?;
+        Ok(self)
+    }
+
+    /// A member that is `null` when `value` is `None`, else written by `write`.
+    pub fn member_or_null<T>(
+        &mut self,
+        key: &'static str,
+        value: Option<T>,
+        write: impl FnOnce(&mut W, T) -> io::Result<()>,
+    ) -> io::Result<&mut Self> {
+        match value {
+            Some(value) => self.member_with(key, |out| write(out, value)),
+            None => self.member(key, &()),
+        }
+    }
+
+    pub fn end(&mut self) -> io::Result<()> {
+        self.out.write_all(b"}")
+    }
+
+    fn key(&mut self, key: &'static str) -> io::Result<()> {
+        debug_assert!(
+            !matches!(self.last_key, Some(last) if last >= key),
+            "JSON members out of key order: {key:?} after {:?}",
+            self.last_key
+        );
+        if self.last_key.is_some() {
+            self.out.write_all(b",")?;
+        }
+        self.last_key = Some(key);
+        serde_json::to_writer(&mut *self.out, key)?;
+        self.out.write_all(b":")
+    }
+}
+
+/// Something written as JSON, read back as a `Value`.
+fn value_of(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Value {
+    let mut bytes = Vec::new();
+    match write(&mut bytes) {
+        // Writing to memory cannot fail, nor can reading back what
+        // serde_json wrote.
+        Ok(()) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// A result as a JSON object (see [`write_result_json`]).
 pub fn result_json(result: &TaskResult) -> Value {
-    json!({
-        "task_id": result.task_id.to_string(),
-        "state": result.state.as_str(),
-        "exit_code": result.exit_code,
-        "signal": result.signal,
-        "error": result.error.as_ref().map(|error| json!({
-            "kind": error.kind.as_str(),
-            "message": error.message,
-        })),
-        "manager_id": result.manager_id.map(|id| id.to_string()),
-        "block_id": result.block_id,
-        "nodes": result.nodes,
-        "stdout_path": result.stdout_path,
-        "stderr_path": result.stderr_path,
-        "stdout_tail": String::from_utf8_lossy(&result.stdout_tail),
-        "stderr_tail": String::from_utf8_lossy(&result.stderr_tail),
-        "start_time": result.start_time,
-        "end_time": result.end_time,
-        // The size only: the bytes go to a file (`--output-file`).
-        "output_bytes": result.output.as_ref().map(Vec::len),
-    })
+    value_of(|out| write_result_json(result, out))
+}
+
+/// A result as a JSON object, written to `out`: every field of the result
+/// but the output's bytes, of which it gives the size (`output_bytes`;
+/// the bytes go to a file, `--output-file`).
+pub fn write_result_json(result: &TaskResult, out: &mut impl io::Write) -> io::Result<()> {
+    JsonObject::begin(out)?
+        .member("block_id", &result.block_id)?
+        .member("end_time", &result.end_time)?
+        .member_or_null("error", result.error.as_ref(), |out, error| {
+            JsonObject::begin(out)?
+                .member("kind", error.kind.as_str())?
+                .member("message", &error.message)?
+                .end()
+        })?
+        .member("exit_code", &result.exit_code)?
+        .member_or_null("manager_id", result.manager_id, |out, id| {
+            serde_json::to_writer(out, &format_args!("{id}")).map_err(io::Error::from)
+        })?
+        .member("nodes", &result.nodes)?
+        .member("output_bytes", &result.output.as_ref().map(Vec::len))?
+        .member("signal", &result.signal)?
+        .member("start_time", &result.start_time)?
+        .member("state", result.state.as_str())?
+        .member("stderr_path", &result.stderr_path)?
+        .member("stderr_tail", &String::from_utf8_lossy(&result.stderr_tail))?
+        .member("stdout_path", &result.stdout_path)?
+        .member("stdout_tail", &String::from_utf8_lossy(&result.stdout_tail))?
+        .member("task_id", &format_args!("{}", result.task_id))?
+        .end()
 }
 
 /// A result for people: a header line, then the details and output tails.
@@ -401,39 +507,34 @@ pub fn summary_counts(rows: &[SummaryRow]) -> String {
     text
 }
 
-/// The summary as JSON: `{"tasks": [...], "counts": {...}}`.
+/// The summary as JSON: `{"tasks": [...], "counts": {...}}` (see
+/// [`write_summary_json`]).
 pub fn summary_json(rows: &[SummaryRow]) -> Value {
-    json!({
-        "tasks": rows.iter().map(summary_task_json).collect::<Vec<_>>(),
-        "counts": summary_counts_json(rows),
-    })
+    value_of(|out| write_summary_json(rows, out))
 }
 
-/// [`summary_json`] written out compact, one task at a time: the same
-/// bytes as serializing it whole, without holding every task's JSON at once.
-pub fn write_summary_json(
-    rows: &[SummaryRow],
-    out: &mut impl std::io::Write,
-) -> std::io::Result<()> {
-    // The keys in serde_json's order (sorted): "counts" before "tasks".
-    out.write_all(b"{\"counts\":")?;
-    serde_json::to_writer(&mut *out, &summary_counts_json(rows))?;
-    out.write_all(b",\"tasks\":[")?;
-    for (n, row) in rows.iter().enumerate() {
-        if n > 0 {
-            out.write_all(b",")?;
-        }
-        serde_json::to_writer(&mut *out, &summary_task_json(row))?;
-    }
-    out.write_all(b"]}")
-}
-
-fn summary_task_json(row: &SummaryRow) -> Value {
-    json!({
-        "index": row.index,
-        "command": row.command,
-        "result": row.result.as_ref().map(result_json),
-    })
+/// The `rhtex run --json` summary, written compact to `out` one task at a
+/// time: `{"counts": {...}, "tasks": [{"command", "index", "result"}...]}`.
+pub fn write_summary_json(rows: &[SummaryRow], out: &mut impl io::Write) -> io::Result<()> {
+    JsonObject::begin(out)?
+        .member("counts", &summary_counts_json(rows))?
+        .member_with("tasks", |out| {
+            out.write_all(b"[")?;
+            for (n, row) in rows.iter().enumerate() {
+                if n > 0 {
+                    out.write_all(b",")?;
+                }
+                JsonObject::begin(&mut *out)?
+                    .member("command", &row.command)?
+                    .member("index", &row.index)?
+                    .member_or_null("result", row.result.as_ref(), |out, result| {
+                        write_result_json(result, out)
+                    })?
+                    .end()?;
+            }
+            out.write_all(b"]")
+        })?
+        .end()
 }
 
 fn summary_counts_json(rows: &[SummaryRow]) -> Value {

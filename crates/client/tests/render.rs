@@ -468,6 +468,125 @@ fn summary_lists_every_task_and_counts() {
     );
 }
 
+/// What `rhtex` printed for a result, a summary and `rhtex run --json`'s
+/// lines when they were built as `serde_json::Value`s: the reference the
+/// written JSON must match byte for byte.
+fn reference_result(result: &TaskResult) -> serde_json::Value {
+    serde_json::json!({
+        "task_id": result.task_id.to_string(),
+        "state": result.state.as_str(),
+        "exit_code": result.exit_code,
+        "signal": result.signal,
+        "error": result.error.as_ref().map(|error| serde_json::json!({
+            "kind": error.kind.as_str(),
+            "message": error.message,
+        })),
+        "manager_id": result.manager_id.map(|id| id.to_string()),
+        "block_id": result.block_id,
+        "nodes": result.nodes,
+        "stdout_path": result.stdout_path,
+        "stderr_path": result.stderr_path,
+        "stdout_tail": String::from_utf8_lossy(&result.stdout_tail),
+        "stderr_tail": String::from_utf8_lossy(&result.stderr_tail),
+        "start_time": result.start_time,
+        "end_time": result.end_time,
+        "output_bytes": result.output.as_ref().map(Vec::len),
+    })
+}
+
+fn reference_finished_line(index: usize, result: &TaskResult) -> serde_json::Value {
+    use protocol::events::rfc3339_millis;
+    serde_json::json!({
+        "event": "finished",
+        "index": index,
+        "task_id": result.task_id.to_string(),
+        "state": result.state.as_str(),
+        "exit_code": result.exit_code,
+        "error_kind": result.error.as_ref().map(|error| error.kind.as_str()),
+        "nodes": result.nodes,
+        "start_time": result.start_time.map(rfc3339_millis),
+        "end_time": result.end_time.map(rfc3339_millis),
+    })
+}
+
+/// The bytes `write` writes, as text.
+fn written(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
+    let mut bytes = Vec::new();
+    write(&mut bytes).expect("writing to a Vec");
+    String::from_utf8(bytes).expect("JSON is UTF-8")
+}
+
+#[test]
+fn written_json_is_the_bytes_of_the_value_it_stands_for() {
+    let mut odd = TaskResult::new(TaskId::from_u128(3), TaskState::Cancelled);
+    odd.stderr_tail = b"quote \" backslash \\ tab \t nul \0 \xe2\x82".to_vec();
+    odd.start_time = Some(f64::NAN);
+    odd.end_time = Some(1_800_000_000.123_456);
+    odd.output = Some(vec![1, 2, 3]);
+    odd.nodes = vec!["n\"1".into()];
+    let results = [
+        completed(1),
+        failed(2, Some(3), None, ErrorKind::ExitCode),
+        failed(4, None, Some(9), ErrorKind::WalltimeExceeded),
+        TaskResult::new(TaskId::from_u128(5), TaskState::Failed),
+        odd,
+    ];
+    for result in &results {
+        let reference = serde_json::to_string(&reference_result(result)).expect("a value");
+        assert_eq!(
+            written(|out| render::write_result_json(result, out)),
+            reference
+        );
+        assert_eq!(render::result_json(result), reference_result(result));
+        assert_eq!(
+            written(|out| client::listing::write_finished_line(out, 7, result)),
+            serde_json::to_string(&reference_finished_line(7, result)).expect("a value")
+        );
+    }
+    let submitted = serde_json::json!({
+        "event": "submitted",
+        "index": 4,
+        "task_id": TaskId::from_u128(6).to_string(),
+        "command": "echo \"hi\"\n",
+    });
+    assert_eq!(
+        written(|out| client::listing::write_submitted_line(
+            out,
+            4,
+            TaskId::from_u128(6),
+            "echo \"hi\"\n"
+        )),
+        serde_json::to_string(&submitted).expect("a value")
+    );
+    let rows: Vec<SummaryRow> = results
+        .iter()
+        .enumerate()
+        .map(|(index, result)| SummaryRow {
+            index,
+            command: format!("task {index} \u{e9}"),
+            result: (index != 2).then(|| result.clone()),
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "tasks": rows.iter().map(|row| serde_json::json!({
+            "index": row.index,
+            "command": row.command,
+            "result": row.result.as_ref().map(reference_result),
+        })).collect::<Vec<_>>(),
+        "counts": {
+            "total": 5,
+            "completed": 1,
+            "failed": 2,
+            "cancelled": 1,
+            "without_result": 1,
+        },
+    });
+    assert_eq!(
+        written(|out| render::write_summary_json(&rows, out)),
+        serde_json::to_string(&summary).expect("a value")
+    );
+}
+
 #[test]
 fn shorten_keeps_one_line_within_width() {
     assert_eq!(render::shorten("echo   hi\nthere", 20), "echo hi there");

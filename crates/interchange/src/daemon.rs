@@ -531,9 +531,7 @@ fn event_loop(
     if let Some(provider) = &provider {
         extra_fds.push(provider.wake_fd());
     }
-    // Last: the journal writer's wake-up (held outputs may go).
-    let journal_fd = durable.wake_fd();
-    extra_fds.extend(journal_fd);
+    let n_fixed_fds = extra_fds.len();
     loop {
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
@@ -563,6 +561,11 @@ fn event_loop(
             None => -1,
             Some(deadline) => i64::try_from(now.until(deadline).as_millis()).unwrap_or(i64::MAX),
         };
+        // Last: the journal writer's wake-up (held outputs may go), looked
+        // up every turn: a compaction starts a new writer with a new socket,
+        // and the old fd, closed, may be reused by a file, always readable.
+        extra_fds.truncate(n_fixed_fds);
+        extra_fds.extend(durable.wake_fd());
         let readiness = sockets.wait(timeout_ms, &extra_fds)?;
         if readiness.extra_fds.first() == Some(&true) && signals.stop.take() {
             tracing::info!("signal received: exiting; pool-managers keep their tasks and register again with the next interchange");
@@ -576,7 +579,7 @@ fn event_loop(
         if readiness.extra_fds.get(1) == Some(&true) {
             signals.reload(sockets);
         }
-        if journal_fd.is_some() && readiness.extra_fds.last() == Some(&true) {
+        if extra_fds.len() > n_fixed_fds && readiness.extra_fds.last() == Some(&true) {
             durable.take_wake();
         }
         if readiness.zap {

@@ -141,12 +141,35 @@ pub fn rfc3339_millis(unix: UnixTime) -> String {
         seconds_total.rem_euclid(86_400),
     );
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+    let (hour, minute, second) = (
         second_of_day / 3600,
         second_of_day / 60 % 60,
-        second_of_day % 60
-    )
+        second_of_day % 60,
+    );
+    if !(0..=9999).contains(&year) {
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z"
+        );
+    }
+    // The digits placed by hand: this runs once per event and per task
+    // line, and `format!` costs several times as much.
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    for (at, width, value) in [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, hour),
+        (14, 2, minute),
+        (17, 2, second),
+        (20, 3, millis),
+    ] {
+        let mut value = value;
+        for digit in text[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`Z` or `±hh:mm`, any
@@ -235,6 +258,32 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_as_format_writes_them() {
+        let formatted = |unix: UnixTime| {
+            let millis_total = (unix * 1000.0).round() as i64;
+            let seconds_total = millis_total.div_euclid(1000);
+            let (year, month, day) = civil_from_days(seconds_total.div_euclid(86_400));
+            let second_of_day = seconds_total.rem_euclid(86_400);
+            format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+                second_of_day / 3600,
+                second_of_day / 60 % 60,
+                second_of_day % 60,
+                millis_total.rem_euclid(1000)
+            )
+        };
+        let mut unix = -62_167_219_200.0; // 0000-01-01
+        while unix < 253_402_300_800.0 {
+            // 10000-01-01
+            assert_eq!(rfc3339_millis(unix), formatted(unix), "{unix}");
+            unix += 7_777_777.777;
+        }
+        for unix in [-62_167_219_201.0, 253_402_300_800.0, 1e15] {
+            assert_eq!(rfc3339_millis(unix), formatted(unix), "{unix}");
+        }
+    }
 
     #[test]
     fn times_are_rfc3339_with_milliseconds() {

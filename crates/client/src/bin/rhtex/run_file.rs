@@ -99,7 +99,7 @@ pub(crate) async fn run_tasks(
     let mut out = Stdout::new();
     if cli.json {
         for ((task_id, command), row) in lines.iter().zip(&rows) {
-            out.line(&listing::submitted_line(row.index, *task_id, command))?;
+            out.line(|out| listing::write_submitted_line(out, row.index, *task_id, command))?;
         }
     }
 
@@ -140,7 +140,7 @@ pub(crate) async fn run_tasks(
         n_done += 1;
         progress.report(n_done, row.index, &result);
         if cli.json {
-            out.line(&listing::finished_line(row.index, &result))?;
+            out.line(|out| listing::write_finished_line(out, row.index, &result))?;
         }
         row.result = Some(result);
     }
@@ -179,10 +179,12 @@ impl Stdout {
         }
     }
 
-    /// One JSON value on a line of its own.
-    fn line(&mut self, value: &serde_json::Value) -> Result<()> {
-        serde_json::to_writer(&mut self.writer, value)
-            .context("cannot write to standard output")?;
+    /// One JSON value, written by `write`, on a line of its own.
+    fn line(
+        &mut self,
+        write: impl FnOnce(&mut BufWriter<std::io::Stdout>) -> std::io::Result<()>,
+    ) -> Result<()> {
+        write(&mut self.writer).context("cannot write to standard output")?;
         self.text("\n")
     }
 

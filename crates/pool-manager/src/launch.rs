@@ -189,17 +189,15 @@ impl Launcher {
         kill_grace: Duration,
         events: mpsc::UnboundedSender<Event>,
     ) -> std::io::Result<Self> {
-        Self::start_with(containment, kill_grace, events, false)
+        Self::start_with(containment, kill_grace, events, Fallbacks::default())
     }
 
-    /// [`Launcher::start`]; with `std_only`, tasks are started with
-    /// `std::process::Command` (as where the thread cannot have a working
-    /// directory of its own).
+    /// [`Launcher::start`], with the `fallbacks` forced (for tests).
     fn start_with(
         containment: Containment,
         kill_grace: Duration,
         events: mpsc::UnboundedSender<Event>,
-        std_only: bool,
+        fallbacks: Fallbacks,
     ) -> std::io::Result<Self> {
         let requests = Arc::new(Requests {
             queue: Mutex::new(Vec::new()),
@@ -214,7 +212,8 @@ impl Launcher {
                 LaunchThread {
                     epoll,
                     requests: thread_requests,
-                    spawner: spawn::Spawner::for_this_thread(std_only),
+                    spawner: spawn::Spawner::for_this_thread(fallbacks.std_command),
+                    no_pidfd: fallbacks.no_pidfd,
                     containment,
                     kill_grace,
                     events,
@@ -262,6 +261,16 @@ impl Drop for Launcher {
     }
 }
 
+/// What the launch thread does where the system lacks something, forced.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fallbacks {
+    /// Start tasks with `std::process::Command`, as where the thread
+    /// cannot have a working directory of its own.
+    std_command: bool,
+    /// Poll children, as where the kernel has no pidfds.
+    no_pidfd: bool,
+}
+
 /// The epoll data of the requests' eventfd (children: their pid).
 const WAKE: u64 = u64::MAX;
 
@@ -292,6 +301,8 @@ struct LaunchThread {
     pids: HashMap<TaskId, i32>,
     /// Children without a pidfd.
     polled: Vec<i32>,
+    /// Never use pidfds (for tests).
+    no_pidfd: bool,
     /// When to SIGKILL the group of a child sent SIGTERM.
     kills: Vec<(Instant, i32)>,
 }
@@ -383,7 +394,12 @@ impl LaunchThread {
         };
         cell.announce(pid.unsigned_abs());
         span.in_scope(|| tracing::debug!(pid, nodes = ?launch.nodes, command = %launch.command, "task launched"));
-        let pidfd = match watch(&self.epoll, pid) {
+        let watched = if self.no_pidfd {
+            Err(std::io::Error::other("pidfds are not used"))
+        } else {
+            watch(&self.epoll, pid)
+        };
+        let pidfd = match watched {
             Ok(pidfd) => Some(pidfd),
             Err(error) => {
                 if self.polled.is_empty() {
@@ -937,7 +953,10 @@ mod tests {
             Containment::process_groups(),
             Duration::from_secs(1),
             sender,
-            true,
+            Fallbacks {
+                std_command: true,
+                no_pidfd: false,
+            },
         )
         .expect("launch thread");
         launcher.launch(task, tracing::Span::none());
@@ -951,6 +970,31 @@ mod tests {
             "{stdout}"
         );
         assert_eq!(end.exit.stderr_tail, b"oops\n");
+    }
+
+    /// Where the kernel has no pidfds, children are polled: their ends,
+    /// kills included, are seen all the same.
+    #[tokio::test]
+    async fn children_without_pidfds_are_polled() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (sender, mut events) = mpsc::unbounded_channel();
+        let launcher = Launcher::start_with(
+            Containment::process_groups(),
+            Duration::from_secs(1),
+            sender,
+            Fallbacks {
+                std_command: false,
+                no_pidfd: true,
+            },
+        )
+        .expect("launch thread");
+        launcher.launch(launch(temp.path(), "exit 4"), tracing::Span::none());
+        let end = next(&mut events).await;
+        assert_eq!(end.exit.status, ExitStatus::Code(4));
+        let mut handle = launcher.launch(launch(temp.path(), "sleep 1000"), tracing::Span::none());
+        handle.kill(KillReason::Cancelled);
+        let end = next(&mut events).await;
+        assert_eq!(end.exit.status, ExitStatus::Signal(15));
     }
 
     #[tokio::test]

@@ -479,6 +479,11 @@ impl LaunchThread {
 
     /// Reaps `pid` if it has ended, then clears after it and reports it.
     fn reap(&mut self, pid: i32) {
+        // An event can still come for a child reaped earlier in the same
+        // turn: its pid is no longer ours to wait for.
+        if !self.children.contains_key(&pid) {
+            return;
+        }
         let status = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => ExitStatus::Code(code),
             Ok(WaitStatus::Signaled(_, signal, _)) => ExitStatus::Signal(signal as i32),
@@ -495,8 +500,12 @@ impl LaunchThread {
         self.pids.remove(&child.task_id);
         self.polled.retain(|polled| *polled != pid);
         self.kills.retain(|(_, killed)| *killed != pid);
-        // Closing the pidfd takes it out of the epoll set.
-        drop(child.pidfd);
+        // Out of the epoll set before it is closed: a child being spawned
+        // holds every descriptor until its exec closes them, and while it
+        // does, a closed pidfd would stay in the set.
+        if let Some(pidfd) = child.pidfd {
+            let _ = self.epoll.delete(&pidfd);
+        }
         let ending = Ending {
             task_id: child.task_id,
             pid,

@@ -193,7 +193,7 @@ async fn serve(
             return exit_code::USAGE;
         }
     };
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Vec<Event>>();
     let launcher = match Launcher::start(containment, config.kill_grace, events_tx) {
         Ok(launcher) => launcher,
         Err(error) => {
@@ -271,26 +271,28 @@ async fn serve(
                     }
                 }
             }
-            Some(event) = events_rx.recv() => {
-                // The tasks that have ended by now (a bounded number per
-                // turn), so that their results leave together.
+            Some(batch) = events_rx.recv() => {
+                // The tasks that have ended by now (a bounded number of
+                // batches per turn), so that their results leave together.
                 let now = clock.now();
-                let mut next = Some(event);
+                let mut next = Some(batch);
                 let mut n_taken = 0;
-                while let Some(event) = next {
-                    match event {
-                        Event::Ended(ended) => {
-                            if let Some(running) = tasks.remove(&ended.task_id) {
-                                running.span.in_scope(|| tracing::debug!(status = ?ended.exit.status, "task ended"));
+                while let Some(batch) = next {
+                    for event in batch {
+                        match event {
+                            Event::Ended(ended) => {
+                                if let Some(running) = tasks.remove(&ended.task_id) {
+                                    running.span.in_scope(|| tracing::debug!(status = ?ended.exit.status, "task ended"));
+                                }
+                                core.handle_task_exited(now, ended.task_id, ended.exit);
                             }
-                            core.handle_task_exited(now, ended.task_id, ended.exit);
+                            Event::Failed(failed) => {
+                                tasks.remove(&failed.task_id);
+                                core.handle_launch_failed(now, failed.task_id, failed.error.to_string());
+                            }
                         }
-                        Event::Failed(failed) => {
-                            tasks.remove(&failed.task_id);
-                            core.handle_launch_failed(now, failed.task_id, failed.error.to_string());
-                        }
+                        n_taken += 1;
                     }
-                    n_taken += 1;
                     next = if n_taken < ResultBatch::MAX_RESULTS {
                         events_rx.try_recv().ok()
                     } else {

@@ -88,7 +88,7 @@ pub struct Failed {
     pub error: LaunchError,
 }
 
-/// What the launch thread reports.
+/// What the launch thread reports (in batches: the ends seen in one turn).
 #[derive(Debug)]
 pub enum Event {
     Ended(Ended),
@@ -187,7 +187,7 @@ impl Launcher {
     pub fn start(
         containment: Containment,
         kill_grace: Duration,
-        events: mpsc::UnboundedSender<Event>,
+        events: mpsc::UnboundedSender<Vec<Event>>,
     ) -> std::io::Result<Self> {
         Self::start_with(containment, kill_grace, events, Fallbacks::default())
     }
@@ -196,7 +196,7 @@ impl Launcher {
     fn start_with(
         containment: Containment,
         kill_grace: Duration,
-        events: mpsc::UnboundedSender<Event>,
+        events: mpsc::UnboundedSender<Vec<Event>>,
         fallbacks: Fallbacks,
     ) -> std::io::Result<Self> {
         let requests = Arc::new(Requests {
@@ -221,6 +221,7 @@ impl Launcher {
                     pids: HashMap::new(),
                     polled: Vec::new(),
                     kills: Vec::new(),
+                    outbox: Vec::new(),
                 }
                 .run()
             })?;
@@ -295,7 +296,7 @@ struct LaunchThread {
     spawner: spawn::Spawner,
     containment: Containment,
     kill_grace: Duration,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<Vec<Event>>,
     /// By pid.
     children: HashMap<i32, Child>,
     pids: HashMap<TaskId, i32>,
@@ -305,6 +306,9 @@ struct LaunchThread {
     no_pidfd: bool,
     /// When to SIGKILL the group of a child sent SIGTERM.
     kills: Vec<(Instant, i32)>,
+    /// What this turn has to report: sent as one batch at its end, so that
+    /// the shell takes the tasks that end together in one turn.
+    outbox: Vec<Event>,
 }
 
 impl LaunchThread {
@@ -340,6 +344,9 @@ impl LaunchThread {
                 }
             }
             self.escalate_kills();
+            if !self.outbox.is_empty() {
+                let _ = self.events.send(std::mem::take(&mut self.outbox));
+            }
             if stop {
                 return self.containment;
             }
@@ -370,7 +377,7 @@ impl LaunchThread {
         match self.spawn(launch, &span) {
             Ok(()) => {}
             Err(error) => {
-                let _ = self.events.send(Event::Failed(Failed { task_id, error }));
+                self.outbox.push(Event::Failed(Failed { task_id, error }));
             }
         }
     }
@@ -514,25 +521,25 @@ impl LaunchThread {
             end_time,
             files: child.files,
             span: child.span,
-            events: self.events.clone(),
         };
         // Most tasks leave nothing behind: then nothing here blocks.
         let cell = if group_is_gone(pid) {
             match child.cell.clear_if_empty() {
-                Ok(()) => return ending.report(0, 0),
+                Ok(()) => return self.outbox.push(ending.report(0, 0)),
                 Err(cell) => cell,
             }
         } else {
             child.cell
         };
         // The slow path: on a thread of its own (here if none can start).
-        let work = Arc::new(Mutex::new(Some((cell, ending))));
-        let clear = move |work: &Mutex<Option<(TaskCell, Ending)>>| {
+        let work = Arc::new(Mutex::new(Some((cell, ending, self.events.clone()))));
+        type Work = (TaskCell, Ending, mpsc::UnboundedSender<Vec<Event>>);
+        let clear = move |work: &Mutex<Option<Work>>| {
             let taken = work.lock().ok().and_then(|mut work| work.take());
-            if let Some((cell, ending)) = taken {
+            if let Some((cell, ending, events)) = taken {
                 let in_group = clear_group(pid);
                 let in_cgroup = cell.clear();
-                ending.report(in_group, in_cgroup);
+                let _ = events.send(vec![ending.report(in_group, in_cgroup)]);
             }
         };
         let on_thread = Arc::clone(&work);
@@ -555,13 +562,12 @@ struct Ending {
     end_time: UnixTime,
     files: FinishedFiles,
     span: tracing::Span,
-    events: mpsc::UnboundedSender<Event>,
 }
 
 impl Ending {
-    /// Reads the task's files and sends its end; `in_group` and `in_cgroup`
+    /// Reads the task's files; gives its end. `in_group` and `in_cgroup`
     /// processes it left were killed.
-    fn report(self, in_group: usize, in_cgroup: usize) {
+    fn report(self, in_group: usize, in_cgroup: usize) -> Event {
         let _entered = self.span.enter();
         if in_group + in_cgroup > 0 {
             tracing::info!(
@@ -580,11 +586,11 @@ impl Ending {
             end_time: self.end_time,
             output,
         };
-        let _ = self.events.send(Event::Ended(Ended {
+        Event::Ended(Ended {
             task_id: self.task_id,
             pid: self.pid.unsigned_abs(),
             exit,
-        }));
+        })
     }
 }
 
@@ -808,21 +814,42 @@ mod tests {
 
     /// A launch thread whose tasks are contained by their process group
     /// only, as the tests here need no cgroup.
-    fn launcher(kill_grace: Duration) -> (Launcher, mpsc::UnboundedReceiver<Event>) {
+    fn launcher(kill_grace: Duration) -> (Launcher, Events) {
         let (sender, events) = mpsc::unbounded_channel();
         let launcher = Launcher::start(Containment::process_groups(), kill_grace, sender)
             .expect("launch thread");
-        (launcher, events)
+        (launcher, Events::from(events))
     }
 
-    async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
-        tokio::time::timeout(Duration::from_secs(20), events.recv())
-            .await
-            .expect("the task ends within 20 s")
-            .expect("channel open")
+    /// The launch thread's events, one at a time.
+    struct Events {
+        receiver: mpsc::UnboundedReceiver<Vec<Event>>,
+        pending: std::collections::VecDeque<Event>,
     }
 
-    async fn next(events: &mut mpsc::UnboundedReceiver<Event>) -> Ended {
+    impl From<mpsc::UnboundedReceiver<Vec<Event>>> for Events {
+        fn from(receiver: mpsc::UnboundedReceiver<Vec<Event>>) -> Self {
+            Self {
+                receiver,
+                pending: std::collections::VecDeque::new(),
+            }
+        }
+    }
+
+    async fn next_event(events: &mut Events) -> Event {
+        loop {
+            if let Some(event) = events.pending.pop_front() {
+                return event;
+            }
+            let batch = tokio::time::timeout(Duration::from_secs(20), events.receiver.recv())
+                .await
+                .expect("the task ends within 20 s")
+                .expect("channel open");
+            events.pending.extend(batch);
+        }
+    }
+
+    async fn next(events: &mut Events) -> Ended {
         match next_event(events).await {
             Event::Ended(ended) => ended,
             Event::Failed(failed) => panic!("the task failed to start: {}", failed.error),
@@ -957,7 +984,8 @@ mod tests {
     async fn the_std_fallback_runs_tasks_the_same_way() {
         let temp = tempfile::tempdir().expect("tempdir");
         let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
-        let (sender, mut events) = mpsc::unbounded_channel();
+        let (sender, events) = mpsc::unbounded_channel();
+        let mut events = Events::from(events);
         let launcher = Launcher::start_with(
             Containment::process_groups(),
             Duration::from_secs(1),
@@ -986,7 +1014,8 @@ mod tests {
     #[tokio::test]
     async fn children_without_pidfds_are_polled() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let (sender, mut events) = mpsc::unbounded_channel();
+        let (sender, events) = mpsc::unbounded_channel();
+        let mut events = Events::from(events);
         let launcher = Launcher::start_with(
             Containment::process_groups(),
             Duration::from_secs(1),

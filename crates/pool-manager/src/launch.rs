@@ -815,9 +815,15 @@ mod tests {
     /// A launch thread whose tasks are contained by their process group
     /// only, as the tests here need no cgroup.
     fn launcher(kill_grace: Duration) -> (Launcher, Events) {
+        launcher_with(kill_grace, Fallbacks::default())
+    }
+
+    /// [`launcher`] with the `fallbacks` forced.
+    fn launcher_with(kill_grace: Duration, fallbacks: Fallbacks) -> (Launcher, Events) {
         let (sender, events) = mpsc::unbounded_channel();
-        let launcher = Launcher::start(Containment::process_groups(), kill_grace, sender)
-            .expect("launch thread");
+        let launcher =
+            Launcher::start_with(Containment::process_groups(), kill_grace, sender, fallbacks)
+                .expect("launch thread");
         (launcher, Events::from(events))
     }
 
@@ -984,18 +990,13 @@ mod tests {
     async fn the_std_fallback_runs_tasks_the_same_way() {
         let temp = tempfile::tempdir().expect("tempdir");
         let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
-        let (sender, events) = mpsc::unbounded_channel();
-        let mut events = Events::from(events);
-        let launcher = Launcher::start_with(
-            Containment::process_groups(),
+        let (launcher, mut events) = launcher_with(
             Duration::from_secs(1),
-            sender,
             Fallbacks {
                 std_command: true,
                 no_pidfd: false,
             },
-        )
-        .expect("launch thread");
+        );
         launcher.launch(task, tracing::Span::none());
         let end = next(&mut events).await;
         assert_eq!(end.exit.status, ExitStatus::Code(3));
@@ -1014,18 +1015,13 @@ mod tests {
     #[tokio::test]
     async fn children_without_pidfds_are_polled() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let (sender, events) = mpsc::unbounded_channel();
-        let mut events = Events::from(events);
-        let launcher = Launcher::start_with(
-            Containment::process_groups(),
+        let (launcher, mut events) = launcher_with(
             Duration::from_secs(1),
-            sender,
             Fallbacks {
                 std_command: false,
                 no_pidfd: true,
             },
-        )
-        .expect("launch thread");
+        );
         launcher.launch(launch(temp.path(), "exit 4"), tracing::Span::none());
         let end = next(&mut events).await;
         assert_eq!(end.exit.status, ExitStatus::Code(4));

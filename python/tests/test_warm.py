@@ -153,15 +153,24 @@ def assert_later_apps_run(executor):
     assert [future.result(timeout=60)[0] for future in futures] == list(range(1, 21))
 
 
+def assert_ends_with_its_processes(executor, future, pids, error, message, match=None):
+    """The app's ``future`` raises ``error`` (matching ``match``), the
+    processes ``pids`` are gone (else fails with ``message``), and later
+    apps still run."""
+    with pytest.raises(error, match=match):
+        future.result(timeout=60)
+    assert wait_gone(pids, 10) == [], message
+    assert_later_apps_run(executor)
+
+
 @pytest.mark.parametrize("label", ["reuse", "groups"])
 def test_walltime_kills_an_app_in_a_reused_worker_and_what_it_started(executors, label, tmp_path):
     executor = executors[label]
     assert_later_apps_run(executor)  # workers exist that ran apps before
     future, pids = start_sleeper(executor, {"num_nodes": 1, "walltime": 3}, tmp_path)
-    with pytest.raises(AppTimeout):
-        future.result(timeout=60)
-    assert wait_gone(pids, 10) == [], "the worker and its app's child outlived the walltime"
-    assert_later_apps_run(executor)
+    assert_ends_with_its_processes(
+        executor, future, pids, AppTimeout, "the worker and its app's child outlived the walltime"
+    )
 
 
 @pytest.mark.parametrize("label", ["reuse", "groups"])
@@ -169,10 +178,14 @@ def test_cancel_kills_an_app_in_a_reused_worker_and_what_it_started(executors, l
     executor = executors[label]
     future, pids = start_sleeper(executor, {"num_nodes": 1}, tmp_path)
     executor._client.cancel(future.parsl_executor_task_id)
-    with pytest.raises(RhtexTaskError, match="cancelled"):
-        future.result(timeout=60)
-    assert wait_gone(pids, 10) == [], "the worker and its app's child outlived the cancel"
-    assert_later_apps_run(executor)
+    assert_ends_with_its_processes(
+        executor,
+        future,
+        pids,
+        RhtexTaskError,
+        "the worker and its app's child outlived the cancel",
+        match="cancelled",
+    )
 
 
 @pytest.mark.parametrize("label", ["reuse", "groups"])
@@ -180,10 +193,9 @@ def test_a_worker_killed_mid_app_fails_only_its_app(executors, label, tmp_path):
     executor = executors[label]
     future, (worker, child) = start_sleeper(executor, {"num_nodes": 1}, tmp_path)
     os.kill(worker, signal.SIGKILL)
-    with pytest.raises(RhtexTaskError):
-        future.result(timeout=60)
-    assert wait_gone([worker, child], 10) == [], "the task's end took its app's child too"
-    assert_later_apps_run(executor)
+    assert_ends_with_its_processes(
+        executor, future, [worker, child], RhtexTaskError, "the task's end took its app's child too"
+    )
 
 
 def test_idle_workers_exit_and_the_server_starts_new_ones(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@
 
 use e2e::client::{assert_error_kind, process_runs, wait_pid_file};
 use e2e::daemon::describe;
-use e2e::{task, wait_for, ManagerOptions, Pool, RawClient, Scenario, WAIT};
+use e2e::{task, wait_for, Interchange, ManagerOptions, ManagerProcess, RawClient, Scenario, WAIT};
 use nix::sys::signal::Signal;
 use protocol::{Command, ErrorKind, ResourceRequest, TaskId, TaskSubmission};
 use std::path::{Path, PathBuf};
@@ -70,88 +70,101 @@ fn assert_all_gone(pids: &[(&str, i32)], after: &str) {
     }
 }
 
-/// A manager with one node and a client that sees it.
-fn start(scenario: &Scenario, name: &str) -> Pool {
-    scenario.start_pool(ManagerOptions::new(name, &["c1"]))
+/// How the manager contains its tasks.
+#[derive(Clone, Copy)]
+enum Containment {
+    /// A cgroup per task where the machine allows it (the default).
+    Cgroups,
+    /// Process groups only (`--no-cgroups`).
+    ProcessGroups,
 }
 
-/// A manager with one node that contains its tasks by process groups only.
-fn start_without_cgroups(scenario: &Scenario, name: &str) -> Pool {
-    let mut options = ManagerOptions::new(name, &["c1"]);
-    options.extra_args = vec!["--no-cgroups".to_owned()];
-    scenario.start_pool(options)
+/// A manager with one node running a [`spawning_task`], once the task's
+/// three processes run, and a client that sees it. The fields drop in the
+/// order the test's locals did.
+struct Contained {
+    pids: Vec<(&'static str, i32)>,
+    task_id: TaskId,
+    client: RawClient,
+    manager: ManagerProcess,
+    _interchange: Interchange,
+    _scenario: Scenario,
 }
 
-fn submit(
-    scenario: &Scenario,
-    client: &mut RawClient,
-    walltime: Option<f64>,
-) -> (TaskId, Vec<(&'static str, i32)>) {
-    let files = PidFiles::in_dir(scenario.path());
-    let mut submission = spawning_task(&files);
-    if let Some(seconds) = walltime {
-        submission.resources =
-            ResourceRequest::new().with("walltime", protocol::SpecValue::Float(seconds));
+impl Contained {
+    /// The scenario `contain-NAME`, with a task past its walltime after
+    /// `walltime` seconds if given.
+    fn start(name: &str, containment: Containment, walltime: Option<f64>) -> Self {
+        let scenario = Scenario::new(&format!("contain-{name}"));
+        let mut options = ManagerOptions::new(name, &["c1"]);
+        if let Containment::ProcessGroups = containment {
+            options.extra_args = vec!["--no-cgroups".to_owned()];
+        }
+        let (interchange, manager, mut client) = scenario.start_pool(options);
+        let files = PidFiles::in_dir(scenario.path());
+        let mut submission = spawning_task(&files);
+        if let Some(seconds) = walltime {
+            submission.resources =
+                ResourceRequest::new().with("walltime", protocol::SpecValue::Float(seconds));
+        }
+        let task_id = client.submit_one(submission);
+        let pids = started(&scenario, &files);
+        Self {
+            pids,
+            task_id,
+            client,
+            manager,
+            _interchange: interchange,
+            _scenario: scenario,
+        }
     }
-    let task_id = client.submit_one(submission);
-    (task_id, started(scenario, &files))
 }
 
 #[test]
 fn a_cancelled_task_leaves_no_process() {
-    let scenario = Scenario::new("contain-cancel");
-    let (_interchange, manager, mut client) = start(&scenario, "cancel");
-    let (task_id, pids) = submit(&scenario, &mut client, None);
-    client.command(Command::Cancel { task_id });
-    let result = client.wait_result(task_id, WAIT);
+    let mut run = Contained::start("cancel", Containment::Cgroups, None);
+    let task_id = run.task_id;
+    run.client.command(Command::Cancel { task_id });
+    let result = run.client.wait_result(task_id, WAIT);
     assert_error_kind(&result, ErrorKind::Cancelled);
-    assert_all_gone(&pids, "after the cancel");
+    assert_all_gone(&run.pids, "after the cancel");
     assert!(
-        manager.daemon.log().contains("task containment"),
+        run.manager.daemon.log().contains("task containment"),
         "the manager logs its containment at start"
     );
 }
 
 #[test]
 fn a_task_past_its_walltime_leaves_no_process() {
-    let scenario = Scenario::new("contain-walltime");
-    let (_interchange, _manager, mut client) = start(&scenario, "walltime");
-    let (task_id, pids) = submit(&scenario, &mut client, Some(2.0));
-    let result = client.wait_result(task_id, WAIT);
+    let mut run = Contained::start("walltime", Containment::Cgroups, Some(2.0));
+    let result = run.client.wait_result(run.task_id, WAIT);
     assert_error_kind(&result, ErrorKind::WalltimeExceeded);
-    assert_all_gone(&pids, "after the walltime");
+    assert_all_gone(&run.pids, "after the walltime");
 }
 
 #[test]
 fn a_manager_that_shuts_down_leaves_no_process() {
-    let scenario = Scenario::new("contain-shutdown");
-    let (_interchange, mut manager, mut client) = start(&scenario, "shutdown");
-    let (_task_id, pids) = submit(&scenario, &mut client, None);
-    stop_and_check_gone(&mut manager, &pids);
+    Contained::start("shutdown", Containment::Cgroups, None).stop_and_check_gone();
 }
 
 #[test]
 fn a_manager_killed_outright_leaves_no_process() {
-    let scenario = Scenario::new("contain-sigkill");
-    let (_interchange, mut manager, mut client) = start(&scenario, "sigkill");
-    let (_task_id, pids) = submit(&scenario, &mut client, None);
-    kill_outright(&mut manager);
-    let log = manager.daemon.log();
+    let mut run = Contained::start("sigkill", Containment::Cgroups, None);
+    run.kill_outright();
+    let log = run.manager.daemon.log();
     if log.contains("containment=\"cgroup\"") || log.contains("containment=cgroup") {
-        assert_all_gone(&pids, "after the manager was killed");
+        assert_all_gone(&run.pids, "after the manager was killed");
     } else {
         // Without cgroups only the leader's parent-death signal acts.
-        assert_all_gone(&pids[..1], "after the manager was killed");
+        assert_all_gone(&run.pids[..1], "after the manager was killed");
     }
 }
 
 #[test]
 fn without_cgroups_a_manager_sweeps_its_tasks_processes_at_exit() {
-    let scenario = Scenario::new("contain-sweep");
-    let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "sweep");
-    let (_task_id, pids) = submit(&scenario, &mut client, None);
-    stop_and_check_gone(&mut manager, &pids);
-    let log = manager.daemon.log();
+    let mut run = Contained::start("sweep", Containment::ProcessGroups, None);
+    run.stop_and_check_gone();
+    let log = run.manager.daemon.log();
     assert!(
         log.contains("containment=\"process-group\"") || log.contains("containment=process-group"),
         "the manager logs its containment at start:\n{log}"
@@ -160,24 +173,24 @@ fn without_cgroups_a_manager_sweeps_its_tasks_processes_at_exit() {
 
 #[test]
 fn without_cgroups_a_manager_killed_outright_takes_its_task_leader() {
-    let scenario = Scenario::new("contain-pdeathsig");
-    let (_interchange, mut manager, mut client) = start_without_cgroups(&scenario, "pdeathsig");
-    let (_task_id, pids) = submit(&scenario, &mut client, None);
-    kill_outright(&mut manager);
-    assert_all_gone(&pids[..1], "after the manager was killed");
+    let mut run = Contained::start("pdeathsig", Containment::ProcessGroups, None);
+    run.kill_outright();
+    assert_all_gone(&run.pids[..1], "after the manager was killed");
 }
 
-/// Kills the manager's process group with SIGKILL.
-fn kill_outright(manager: &mut e2e::ManagerProcess) {
-    let killed = manager.daemon.kill_group();
-    assert_eq!(describe(killed), "signal 9");
-}
+impl Contained {
+    /// Kills the manager's process group with SIGKILL.
+    fn kill_outright(&mut self) {
+        let killed = self.manager.daemon.kill_group();
+        assert_eq!(describe(killed), "signal 9");
+    }
 
-/// Stops the manager with SIGTERM, expects a clean exit, and checks that
-/// none of the task's processes outlived it.
-fn stop_and_check_gone(manager: &mut e2e::ManagerProcess, pids: &[(&str, i32)]) {
-    manager.daemon.signal(Signal::SIGTERM);
-    let status = manager.daemon.wait_exit(WAIT);
-    assert_eq!(status.code(), Some(0), "{}", describe(status));
-    assert_all_gone(pids, "after the manager's exit");
+    /// Stops the manager with SIGTERM, expects a clean exit, and checks
+    /// that none of the task's processes outlived it.
+    fn stop_and_check_gone(&mut self) {
+        self.manager.daemon.signal(Signal::SIGTERM);
+        let status = self.manager.daemon.wait_exit(WAIT);
+        assert_eq!(status.code(), Some(0), "{}", describe(status));
+        assert_all_gone(&self.pids, "after the manager's exit");
+    }
 }

@@ -168,6 +168,22 @@ fn start_pair(scenario: &Scenario) -> (e2e::Pool, PathBuf, PathBuf) {
     (pool, scenario.file("a.go"), scenario.file("order.log"))
 }
 
+/// Lets task A end (writes its release file) and waits for `task_ids`,
+/// asserting each completed; their results in that order.
+fn release_and_wait_completed(
+    client: &mut RawClient,
+    release: &Path,
+    task_ids: [TaskId; 3],
+) -> Vec<TaskResult> {
+    std::fs::write(release, b"go").expect("write the release file");
+    let results: Vec<TaskResult> = task_ids
+        .into_iter()
+        .map(|task_id| client.wait_result(task_id, WAIT))
+        .collect();
+    results.iter().for_each(assert_completed);
+    results
+}
+
 #[test]
 fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
     let scenario = Scenario::new("no-starvation");
@@ -191,12 +207,7 @@ fn a_large_task_is_not_starved_by_small_ones_without_walltimes() {
         file_lines(&log)
     );
 
-    std::fs::write(&release, b"go").expect("write the release file");
-    let results: Vec<TaskResult> = [a, h, b]
-        .into_iter()
-        .map(|task_id| client.wait_result(task_id, WAIT))
-        .collect();
-    results.iter().for_each(assert_completed);
+    let results = release_and_wait_completed(&mut client, &release, [a, h, b]);
     assert_eq!(file_lines(&log), strings(&["A", "H", "B"]));
     let (h_result, b_result) = (&results[1], &results[2]);
     let (h_start, b_start) = (
@@ -234,12 +245,7 @@ fn short_tasks_backfill_ahead_of_a_reserved_task_only_if_they_end_in_time() {
     assert!(!client.has_result(h));
     assert_held_back(&mut client, c, h);
 
-    std::fs::write(&release, b"go").expect("write the release file");
-    let results: Vec<TaskResult> = [a, h, c]
-        .into_iter()
-        .map(|task_id| client.wait_result(task_id, WAIT))
-        .collect();
-    results.iter().for_each(assert_completed);
+    let results = release_and_wait_completed(&mut client, &release, [a, h, c]);
     assert_eq!(file_lines(&log), strings(&["B", "A", "H", "C"]));
     let (h_start, c_start) = (
         results[1].start_time.expect("H has a start time"),

@@ -3,7 +3,9 @@
 //! JSON is built with `serde_json::json!` (nothing outside `protocol`
 //! derives `Serialize`); output tails are UTF-8, lossy.
 
-use protocol::{BlockInfo, ManagerInfo, StatusReport, TaskResult, TaskState, UnixTime};
+use protocol::{
+    BlockInfo, ManagerInfo, StatusReport, TaskResult, TaskState, UnixTime, UserCounts, WaitingGroup,
+};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -110,17 +112,9 @@ pub fn status_json(report: &StatusReport, now: UnixTime) -> Value {
             "total": node_counts(report).1,
         },
         "managers": report.managers.iter().map(|manager| manager_json(manager, now)).collect::<Vec<_>>(),
-        "waiting": report.waiting.iter().map(|group| json!({
-            "num_nodes": group.num_nodes,
-            "n_tasks": group.n_tasks,
-            "reason": group.reason,
-        })).collect::<Vec<_>>(),
+        "waiting": report.waiting.iter().map(waiting_json).collect::<Vec<_>>(),
         "blocks": report.blocks.iter().map(|block| block_json(block, now)).collect::<Vec<_>>(),
-        "users": report.users.iter().map(|user| json!({
-            "identity": user.identity,
-            "queued": user.n_queued,
-            "running": user.n_running,
-        })).collect::<Vec<_>>(),
+        "users": report.users.iter().map(user_json).collect::<Vec<_>>(),
     })
 }
 
@@ -136,6 +130,22 @@ pub fn node_counts(report: &StatusReport) -> (u64, u64) {
                 total + u64::from(manager.n_nodes),
             )
         })
+}
+
+fn waiting_json(group: &WaitingGroup) -> Value {
+    json!({
+        "num_nodes": group.num_nodes,
+        "n_tasks": group.n_tasks,
+        "reason": group.reason,
+    })
+}
+
+fn user_json(user: &UserCounts) -> Value {
+    json!({
+        "identity": user.identity,
+        "queued": user.n_queued,
+        "running": user.n_running,
+    })
 }
 
 fn block_json(block: &BlockInfo, now: UnixTime) -> Value {

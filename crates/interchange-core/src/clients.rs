@@ -44,11 +44,6 @@ impl Clients {
         }
     }
 
-    /// Whether the client said a valid `hello`.
-    pub(crate) fn is_welcome(&self, peer: &PeerId) -> bool {
-        self.clients.contains_key(peer)
-    }
-
     /// The client, if it said a valid `hello`.
     pub(crate) fn get(&self, peer: &PeerId) -> Option<ClientRef> {
         self.clients.get(peer).cloned()

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The settings the core needs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CoreConfig {
     /// How often `heartbeat` goes to every manager.
     pub heartbeat_period: Duration,
@@ -92,6 +92,9 @@ pub enum Placement {
 }
 
 impl Placement {
+    /// Every placement, in the order the error message names them.
+    pub const ALL: [Placement; 2] = [Placement::BestFit, Placement::NewestBlock];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Placement::BestFit => "best-fit",
@@ -103,13 +106,19 @@ impl Placement {
 impl std::str::FromStr for Placement {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "best-fit" => Ok(Placement::BestFit),
-            "newest-block" => Ok(Placement::NewestBlock),
-            other => Err(format!(
-                "unknown placement {other:?}; valid placements are best-fit, newest-block"
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|placement| placement.as_str() == text)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Self::ALL
+                    .iter()
+                    .map(|placement| placement.as_str())
+                    .collect();
+                format!(
+                    "unknown placement {text:?}; valid placements are {}",
+                    valid.join(", ")
+                )
+            })
     }
 }
 
@@ -121,3 +130,22 @@ pub const DEFAULT_MAX_QUEUED_TASK_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Default bound on the wait for managers' `goodbye` after `shutdown`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_parse_by_name_and_an_unknown_one_names_the_valid_ones() {
+        for placement in Placement::ALL {
+            assert_eq!(placement.as_str().parse(), Ok(placement));
+        }
+        assert_eq!(
+            "wide".parse::<Placement>(),
+            Err(
+                "unknown placement \"wide\"; valid placements are best-fit, newest-block"
+                    .to_owned()
+            )
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! does not decode or a client that is gone. Each request is first checked
 //! against what the client's identity may do (`authority.rs`).
 
+use crate::clients::ClientRef;
 use crate::interface::{PeerId, Undecodable};
 use crate::machine::Core;
 use crate::tasks::{Admission, Cancelled, Watched};
@@ -47,35 +48,48 @@ impl Core {
                 tracing::debug!(peer = %peer, "client said goodbye");
                 self.forget_client(&peer);
             }
-            message if !self.clients.is_welcome(&peer) => {
-                self.bad_message();
-                let request_id = match &message {
-                    FromClient::Submit { request_id, .. }
-                    | FromClient::Watch { request_id, .. }
-                    | FromClient::Command { request_id, .. } => Some(*request_id),
-                    FromClient::Hello { .. } | FromClient::Goodbye => None,
-                };
-                tracing::warn!(peer = %peer, "request from a client that sent no hello");
-                self.send_client(
-                    &peer,
-                    ToClient::Error {
-                        request_id,
-                        message: "send hello first: no request is handled before the handshake"
-                            .to_owned(),
-                    },
-                );
+            request => self.handle_request(now, &peer, request),
+        }
+        self.after_input();
+    }
+
+    /// A request (`submit`, `watch`, `command`): refused with an error
+    /// unless the client said hello first.
+    fn handle_request(&mut self, now: Time, peer: &PeerId, message: FromClient) {
+        let Some(client) = self.clients.get(peer) else {
+            self.bad_message();
+            let request_id = match &message {
+                FromClient::Submit { request_id, .. }
+                | FromClient::Watch { request_id, .. }
+                | FromClient::Command { request_id, .. } => Some(*request_id),
+                FromClient::Hello { .. } | FromClient::Goodbye => None,
+            };
+            tracing::warn!(peer = %peer, "request from a client that sent no hello");
+            self.send_client(
+                peer,
+                ToClient::Error {
+                    request_id,
+                    message: "send hello first: no request is handled before the handshake"
+                        .to_owned(),
+                },
+            );
+            return;
+        };
+        match message {
+            FromClient::Submit { request_id, tasks } => {
+                self.submit(peer, &client, request_id, tasks);
             }
-            FromClient::Submit { request_id, tasks } => self.submit(&peer, request_id, tasks),
             FromClient::Watch {
                 request_id,
                 task_ids,
-            } => self.watch(&peer, request_id, &task_ids),
+            } => self.watch(peer, &client, request_id, &task_ids),
             FromClient::Command {
                 request_id,
                 command,
-            } => self.command(now, &peer, request_id, command),
+            } => self.command(now, peer, request_id, command),
+            // Handled by `handle_client_message`.
+            FromClient::Hello { .. } | FromClient::Goodbye => {}
         }
-        self.after_input();
     }
 
     /// A client frame that did not decode: a `hello` of another protocol
@@ -131,7 +145,13 @@ impl Core {
         self.clients.forget(peer);
     }
 
-    fn submit(&mut self, peer: &PeerId, request_id: u64, submissions: Vec<TaskSubmission>) {
+    fn submit(
+        &mut self,
+        peer: &PeerId,
+        client: &ClientRef,
+        request_id: u64,
+        submissions: Vec<TaskSubmission>,
+    ) {
         if submissions.len() > MAX_TASKS_PER_SUBMIT {
             self.refuse_request(
                 peer,
@@ -154,15 +174,10 @@ impl Core {
             self.request_error(peer, request_id, message);
             return;
         }
-        let Some(client) = self.clients.get(peer) else {
-            // Not reached: only a welcomed client's requests get here.
-            self.request_error(peer, request_id, "send hello first".to_owned());
-            return;
-        };
         let mut n_accepted: u32 = 0;
         let mut immediate = Vec::new();
         for submission in submissions {
-            match self.tasks.submit(submission, &client, admission) {
+            match self.tasks.submit(submission, client, admission) {
                 Ok(()) => n_accepted += 1,
                 Err(result) => immediate.push(*result),
             }
@@ -241,7 +256,7 @@ impl Core {
         );
     }
 
-    fn watch(&mut self, peer: &PeerId, request_id: u64, task_ids: &[TaskId]) {
+    fn watch(&mut self, peer: &PeerId, client: &ClientRef, request_id: u64, task_ids: &[TaskId]) {
         if task_ids.len() > MAX_TASK_IDS_PER_WATCH {
             self.refuse_request(
                 peer,
@@ -258,15 +273,10 @@ impl Core {
             self.deny(peer, request_id, reason);
             return;
         }
-        let Some(client) = self.clients.get(peer) else {
-            // Not reached: only a welcomed client's requests get here.
-            self.request_error(peer, request_id, "send hello first".to_owned());
-            return;
-        };
         let mut n_known: u32 = 0;
         let mut unknown = Vec::new();
         for task_id in task_ids {
-            match self.tasks.watch(*task_id, &client) {
+            match self.tasks.watch(*task_id, client) {
                 Watched::Unknown => {
                     tracing::debug!(task_id = %task_id, "watch of an unknown task");
                     unknown.push(*task_id);

@@ -5,7 +5,7 @@
 //! environment (`RHTEX_KEYS_DIR`), then the default.
 
 use clap::Parser;
-use interchange_core::Placement;
+use interchange_core::{CoreConfig, Placement};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -210,26 +210,12 @@ pub struct Config {
     pub client_listen: String,
     pub manager_listen: String,
     pub security: Security,
-    pub heartbeat_period: Duration,
-    pub heartbeat_threshold: Duration,
-    pub max_block_nodes: Option<u32>,
-    /// Finished results kept for late `watch`/`task_status`: at most this
-    /// many, taking at most `max_finished_bytes`.
-    pub max_finished_results: usize,
-    pub max_finished_bytes: usize,
-    /// Task payload limits: per task, and for the input all unfinished
-    /// tasks hold.
-    pub max_task_input_bytes: u64,
-    pub max_task_output_bytes: u64,
-    pub max_queued_input_bytes: u64,
-    /// The bound on the rest of the unfinished tasks' data.
-    pub max_queued_task_bytes: u64,
+    /// The core's settings: heartbeats, limits, placement, retries and
+    /// admins. The daemon sets `wall_clock_at_zero` when it starts and
+    /// lowers `max_block_nodes` to what the provider can start.
+    pub core: CoreConfig,
     /// The largest frame taken on either socket (ZMQ_MAXMSGSIZE).
     pub max_message_bytes: u64,
-    /// The most nodes one manager may register.
-    pub max_manager_nodes: usize,
-    pub placement: Placement,
-    pub default_retries: u32,
     /// A level name; `None` means "RUST_LOG, else info".
     pub log_level: Option<String>,
     /// Blocks the interchange starts and stops itself; `None`: managers are
@@ -241,8 +227,6 @@ pub struct Config {
     pub events: Option<EventsConfig>,
     /// Stop when the parent process is gone (`--exit-with-parent`).
     pub exit_with_parent: bool,
-    /// Client identities that are admins besides `default`.
-    pub admins: BTreeSet<String>,
     /// Keep the journal under `<run_dir>/journal/` and resume from it.
     pub journal: bool,
     /// Discard the journal at start (`--fresh`).
@@ -629,25 +613,30 @@ impl Config {
             )?,
             manager_listen,
             security,
-            heartbeat_period,
-            heartbeat_threshold,
-            max_block_nodes,
-            max_finished_results,
-            max_finished_bytes,
-            max_task_input_bytes,
-            max_task_output_bytes,
-            max_queued_input_bytes,
-            max_queued_task_bytes,
+            core: CoreConfig {
+                heartbeat_period,
+                heartbeat_threshold,
+                max_block_nodes,
+                max_finished_results,
+                max_finished_bytes,
+                max_task_input_bytes,
+                max_task_output_bytes,
+                max_queued_input_bytes,
+                max_queued_task_bytes,
+                max_manager_nodes,
+                shutdown_grace: interchange_core::SHUTDOWN_GRACE,
+                wall_clock_at_zero: 0.0,
+                placement,
+                default_retries,
+                admins,
+                record_events: events.is_some(),
+            },
             max_message_bytes,
-            max_manager_nodes,
-            placement,
-            default_retries,
             log_level,
             provider,
             metrics_listen,
             events,
             exit_with_parent: flags.exit_with_parent,
-            admins,
             journal: !flags.no_journal && file.journal.unwrap_or(true),
             fresh: flags.fresh || file.fresh.unwrap_or(false),
         })

@@ -28,7 +28,6 @@ use crate::sockets::{SendOutcome, Sockets};
 use crate::store::StoreError;
 use interchange_core::{
     decode_client_frame, decode_manager_frame, Core, CoreConfig, Output, PeerId, Socket,
-    SHUTDOWN_GRACE,
 };
 use protocol::ReadyLine;
 use seam::Time;
@@ -214,7 +213,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         &config.manager_listen,
         &security,
         config.max_message_bytes,
-        config.heartbeat_threshold,
+        config.core.heartbeat_threshold,
     )
     .map_err(DaemonError::Bind)?;
     let wall_clock_at_start = SystemTime::now()
@@ -264,25 +263,12 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
     let (mut core, mut durable) = Durable::start(
         config,
         CoreConfig {
-            heartbeat_period: config.heartbeat_period,
-            heartbeat_threshold: config.heartbeat_threshold,
             max_block_nodes: crate::provider::max_block_nodes(
-                config.max_block_nodes,
+                config.core.max_block_nodes,
                 config.provider.as_ref(),
             ),
-            max_finished_results: config.max_finished_results,
-            max_finished_bytes: config.max_finished_bytes,
-            max_task_input_bytes: config.max_task_input_bytes,
-            max_task_output_bytes: config.max_task_output_bytes,
-            max_queued_input_bytes: config.max_queued_input_bytes,
-            max_queued_task_bytes: config.max_queued_task_bytes,
-            max_manager_nodes: config.max_manager_nodes,
-            shutdown_grace: SHUTDOWN_GRACE,
             wall_clock_at_zero,
-            placement: config.placement,
-            default_retries: config.default_retries,
-            admins: config.admins.clone(),
-            record_events: config.events.is_some(),
+            ..config.core.clone()
         },
         clock.now(),
     )?;
@@ -317,8 +303,8 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
                 manager_url: sockets.manager_url.clone(),
                 run_dir: absolute(&config.run_dir),
                 keys_dir: config.security.keys_dir().map(absolute),
-                heartbeat_period: config.heartbeat_period,
-                heartbeat_threshold: config.heartbeat_threshold,
+                heartbeat_period: config.core.heartbeat_period,
+                heartbeat_threshold: config.core.heartbeat_threshold,
                 wall_clock_at_zero,
                 adopt: core.blocks().to_vec(),
             };
@@ -355,7 +341,7 @@ pub fn run(config: &Config, ready: &mut dyn Write) -> Result<(), DaemonError> {
         }
         // The blocks' last states to the journal; after a failure the
         // failure is what is reported.
-        let performed = perform_all(&mut core, &sockets, &clock, &mut durable);
+        let performed = perform(&mut core, &sockets, &clock, &mut durable, Until::Idle);
         if outcome.is_ok() {
             performed?;
         }
@@ -552,7 +538,7 @@ fn event_loop(
         if let Some(provider) = provider.as_deref_mut() {
             provider.step(clock.now(), core);
         }
-        let exits = perform(core, sockets, clock, durable)?;
+        let exits = perform(core, sockets, clock, durable, Until::Written)?;
         if let Some(log) = event_log.as_deref_mut() {
             log.write_from(core);
         }
@@ -581,7 +567,7 @@ fn event_loop(
         if readiness.extra_fds.first() == Some(&true) && signals.stop.take() {
             tracing::info!("signal received: exiting; pool-managers keep their tasks and register again with the next interchange");
             core.handle_terminate(clock.now());
-            perform_all(core, sockets, clock, durable)?;
+            perform(core, sockets, clock, durable, Until::Idle)?;
             if let Some(log) = event_log.as_deref_mut() {
                 log.write_from(core);
             }
@@ -613,70 +599,67 @@ fn event_loop(
     }
 }
 
-/// Performs [`perform`] until no output is held, waiting for the journal
-/// (at exit); true once the core said exit.
-fn perform_all(
-    core: &mut Core,
-    sockets: &Sockets,
-    clock: &Clock,
-    durable: &mut Durable,
-) -> Result<bool, DaemonError> {
-    loop {
-        if perform(core, sockets, clock, durable)? {
-            return Ok(true);
-        }
-        if durable.is_idle() {
-            return Ok(false);
-        }
-        durable.flush().map_err(DaemonError::Journal)?;
-    }
+/// How far [`perform`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Every output whose records are on disk; the others wait for a later
+    /// call.
+    Written,
+    /// No output is held: waits for the journal (at exit).
+    Idle,
 }
 
 /// Hands the core's journal records to the writer and performs every
-/// output whose records are on disk (the others wait for a later call);
-/// true once the core said exit.
+/// output whose records are on disk, `until` said how far; true once the
+/// core said exit.
 fn perform(
     core: &mut Core,
     sockets: &Sockets,
     clock: &Clock,
     durable: &mut Durable,
+    until: Until,
 ) -> Result<bool, DaemonError> {
     loop {
-        // Group commit: the records of the whole turn as one batch; again
-        // if handling an unreachable peer below changed state.
-        durable.collect(core).map_err(DaemonError::Journal)?;
-        let Some(output) = durable.next_output().map_err(DaemonError::Journal)? else {
-            break;
-        };
-        match output {
-            Output::Exit => return Ok(true),
-            Output::ToClient(peer, message) => {
-                let outcome = sockets.send_client(&peer, &protocol::encode(&message))?;
-                if outcome == SendOutcome::Unreachable {
-                    core.handle_client_unreachable(&peer);
-                } else {
-                    log_dropped(&peer, &outcome, "client");
+        loop {
+            // Group commit: the records of the whole turn as one batch;
+            // again if handling an unreachable peer below changed state.
+            durable.collect(core).map_err(DaemonError::Journal)?;
+            let Some(output) = durable.next_output().map_err(DaemonError::Journal)? else {
+                break;
+            };
+            match output {
+                Output::Exit => return Ok(true),
+                Output::ToClient(peer, message) => {
+                    let outcome = sockets.send_client(&peer, &protocol::encode(&message))?;
+                    if outcome == SendOutcome::Unreachable {
+                        core.handle_client_unreachable(&peer);
+                    } else {
+                        log_dropped(&peer, &outcome, "client");
+                    }
                 }
-            }
-            Output::ToManager(peer, message) => {
-                let outcome = sockets.send_manager(&peer, &protocol::encode(&message))?;
-                if outcome == SendOutcome::Unreachable {
-                    // Its connection is gone: the core takes back what
-                    // was not delivered and sends it no new task until it
-                    // is heard from (the heartbeat threshold decides when
-                    // it is lost).
-                    tracing::debug!(peer = %peer, "manager unreachable; message dropped");
-                    core.handle_manager_unreachable(clock.now(), &peer, message);
-                } else {
-                    log_dropped(&peer, &outcome, "manager");
+                Output::ToManager(peer, message) => {
+                    let outcome = sockets.send_manager(&peer, &protocol::encode(&message))?;
+                    if outcome == SendOutcome::Unreachable {
+                        // Its connection is gone: the core takes back what
+                        // was not delivered and sends it no new task until
+                        // it is heard from (the heartbeat threshold decides
+                        // when it is lost).
+                        tracing::debug!(peer = %peer, "manager unreachable; message dropped");
+                        core.handle_manager_unreachable(clock.now(), &peer, message);
+                    } else {
+                        log_dropped(&peer, &outcome, "manager");
+                    }
                 }
             }
         }
+        durable
+            .compact_if_grown(core)
+            .map_err(DaemonError::Journal)?;
+        if until == Until::Written || durable.is_idle() {
+            return Ok(false);
+        }
+        durable.flush().map_err(DaemonError::Journal)?;
     }
-    durable
-        .compact_if_grown(core)
-        .map_err(DaemonError::Journal)?;
-    Ok(false)
 }
 
 fn log_dropped(peer: &PeerId, outcome: &SendOutcome, side: &str) {

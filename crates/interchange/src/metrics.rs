@@ -305,23 +305,28 @@ pub fn encode(metrics: &Metrics, info: &ProcessInfo) -> Result<String, std::fmt:
         "Tasks running on a manager",
         gauge(metrics.n_tasks_running),
     );
-    registry.register(
-        "rhtex_managers",
-        "Registered pool-managers by state: active (takes tasks), held, draining",
-        by_state([
-            ("active", metrics.n_managers_active),
-            ("held", metrics.n_managers_held),
-            ("draining", metrics.n_managers_draining),
-        ]),
-    );
-    registry.register(
-        "rhtex_nodes",
-        "Nodes of registered pool-managers: busy (running a task) or idle",
-        by_state([
-            ("busy", metrics.n_nodes_busy),
-            ("idle", metrics.n_nodes_idle),
-        ]),
-    );
+    let managers_and_nodes = [
+        (
+            "rhtex_managers",
+            "Registered pool-managers by state: active (takes tasks), held, draining",
+            vec![
+                ("active", metrics.n_managers_active),
+                ("held", metrics.n_managers_held),
+                ("draining", metrics.n_managers_draining),
+            ],
+        ),
+        (
+            "rhtex_nodes",
+            "Nodes of registered pool-managers: busy (running a task) or idle",
+            vec![
+                ("busy", metrics.n_nodes_busy),
+                ("idle", metrics.n_nodes_idle),
+            ],
+        ),
+    ];
+    for (name, help, states) in managers_and_nodes {
+        registry.register(name, help, by_state(states));
+    }
     if info.with_provider {
         let mut blocks: BTreeMap<&str, u64> = BLOCK_STATES
             .iter()

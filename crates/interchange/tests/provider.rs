@@ -195,32 +195,57 @@ fn temp_dir_with_keys() -> (tempfile::TempDir, PathBuf) {
     (temp, keys)
 }
 
-/// The state directory `<dir>/<kind>` of the fake batch system `kind`
-/// (`pbs`, `slurm`), created empty.
-fn fake_batch_state(dir: &Path, kind: &str) -> PathBuf {
-    let state = dir.join(kind);
-    std::fs::create_dir(&state).expect("create the fake batch system's directory");
-    state
+/// A temporary directory with a fresh key directory `keys` and the state
+/// directory `<dir>/<kind>` of the fake batch system `kind` (`pbs`,
+/// `slurm`), created empty.
+struct FakeBatch {
+    temp: tempfile::TempDir,
+    keys: PathBuf,
+    state: PathBuf,
+    kind: &'static str,
 }
 
-/// Starts the interchange with `config` and the fake batch system `kind`
-/// first on PATH (its state in `state`), and connects a client.
-fn start_with_fake_batch(
-    dir: &Path,
-    keys: &Path,
-    kind: &str,
-    state: &Path,
-    config: &str,
-) -> (Interchange, Client) {
-    let variable = format!("RHTEX_FAKE_{}", kind.to_uppercase());
-    let interchange = Interchange::start(
-        dir,
-        config,
-        Some(&fakes_dir(kind)),
-        &[(variable.as_str(), state)],
-    );
-    let client = Client::connect(&interchange.client_url, keys);
-    (interchange, client)
+impl FakeBatch {
+    fn new(kind: &'static str) -> Self {
+        let (temp, keys) = temp_dir_with_keys();
+        let state = temp.path().join(kind);
+        std::fs::create_dir(&state).expect("create the fake batch system's directory");
+        Self {
+            temp,
+            keys,
+            state,
+            kind,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// The interchange's config: run directory `run`, these keys, the
+    /// top-level `settings` lines, then a `[provider]` section of this
+    /// kind with the `provider` lines.
+    fn config(&self, settings: &str, provider: &str) -> String {
+        format!(
+            "run_dir = \"run\"\nkeys_dir = \"{keys}\"\n{settings}[provider]\nkind = \"{kind}\"\n{provider}",
+            keys = self.keys.display(),
+            kind = self.kind,
+        )
+    }
+
+    /// Starts the interchange with `config` and this fake batch system
+    /// first on PATH, and connects a client.
+    fn start(&self, config: &str) -> (Interchange, Client) {
+        let variable = format!("RHTEX_FAKE_{}", self.kind.to_uppercase());
+        let interchange = Interchange::start(
+            self.dir(),
+            config,
+            Some(&fakes_dir(self.kind)),
+            &[(variable.as_str(), &self.state)],
+        );
+        let client = Client::connect(&interchange.client_url, &self.keys);
+        (interchange, client)
+    }
 }
 
 fn fakes_dir(name: &str) -> PathBuf {
@@ -314,22 +339,22 @@ fn lines(path: &Path) -> Vec<String> {
 
 #[test]
 fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel() {
-    let (temp, keys) = temp_dir_with_keys();
-    let dir = temp.path();
-    let state = fake_batch_state(dir, "pbs");
+    let batch = FakeBatch::new("pbs");
+    let (dir, keys, state) = (batch.dir(), &batch.keys, &batch.state);
     let pool_manager = fake_pool_manager(dir);
-    let config = format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
-         [provider]\nkind = \"pbs\"\nqueue = \"workq\"\naccount = \"proj42\"\n\
-         walltime = \"00:10:00\"\nnodes_per_block = 2\nmax_blocks = 2\n\
-         manager_address = \"gateway.test\"\npoll_period = 0.2\n\
-         scheduler_options = \"#PBS -l mem=1gb\"\n\
-         worker_init = \"export FROM_WORKER_INIT='module load mpich'\"\n\
-         pool_manager = \"{pool_manager}\"\n",
-        keys = keys.display(),
-        pool_manager = pool_manager.display(),
+    let config = batch.config(
+        "manager_listen = \"tcp://0.0.0.0:0\"\n",
+        &format!(
+            "queue = \"workq\"\naccount = \"proj42\"\n\
+             walltime = \"00:10:00\"\nnodes_per_block = 2\nmax_blocks = 2\n\
+             manager_address = \"gateway.test\"\npoll_period = 0.2\n\
+             scheduler_options = \"#PBS -l mem=1gb\"\n\
+             worker_init = \"export FROM_WORKER_INIT='module load mpich'\"\n\
+             pool_manager = \"{pool_manager}\"\n",
+            pool_manager = pool_manager.display(),
+        ),
     );
-    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "pbs", &state, &config);
+    let (mut interchange, mut client) = batch.start(&config);
 
     // Larger than a block: refused at once.
     let too_big = client.submit("true", 3);
@@ -352,7 +377,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
             .collect();
         (queued.len() == 2).then_some(queued)
     });
-    assert_eq!(calls_of(&state, "qsub").len(), 2, "{:?}", calls(&state));
+    assert_eq!(calls_of(state, "qsub").len(), 2, "{:?}", calls(state));
     let first = &blocks[0];
     assert_eq!(first.job_id, "1.fakepbs");
     assert_eq!(first.provider, "pbs");
@@ -369,7 +394,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
 
     // qsub got the script, which is the template filled in.
     assert_eq!(
-        calls_of(&state, "qsub")[0],
+        calls_of(state, "qsub")[0],
         vec!["qsub".to_owned(), script_path.display().to_string()]
     );
     let script = std::fs::read_to_string(state.join("scripts/1.sh")).expect("the submitted script");
@@ -394,7 +419,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
             format!("RHTEX_INTERCHANGE='tcp://gateway.test:{manager_port}'"),
             format!(
                 "RHTEX_KEYS_DIR='{}'",
-                std::fs::canonicalize(&keys).expect("keys").display()
+                std::fs::canonicalize(keys).expect("keys").display()
             ),
             format!("RHTEX_POOL_MANAGER='{}'", pool_manager.display()),
             "RHTEX_LAUNCHER='mpiexec'".to_owned(),
@@ -432,7 +457,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
             "--heartbeat-threshold".to_owned(),
             "120".to_owned(),
             "--keys-dir".to_owned(),
-            std::fs::canonicalize(&keys)
+            std::fs::canonicalize(keys)
                 .expect("keys")
                 .display()
                 .to_string(),
@@ -448,7 +473,7 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
 
     // qstat is asked about both jobs.
     wait_for("qstat about both jobs", WAIT, || {
-        calls_of(&state, "qstat")
+        calls_of(state, "qstat")
             .iter()
             .any(|call| call[1..] == ["1.fakepbs".to_owned(), "2.fakepbs".to_owned()])
             .then_some(())
@@ -478,13 +503,13 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
     // Shutdown deletes the block left (job 2) and the interchange exits.
     interchange.shut_down(&mut client);
     assert_eq!(
-        calls_of(&state, "qdel"),
+        calls_of(state, "qdel"),
         vec![vec!["qdel".to_owned(), "2.fakepbs".to_owned()]],
         "{:?}",
-        calls(&state)
+        calls(state)
     );
     assert_eq!(
-        calls_of(&state, "qsub").len(),
+        calls_of(state, "qsub").len(),
         2,
         "no block resubmitted at once"
     );
@@ -492,16 +517,13 @@ fn pbs_blocks_are_submitted_watched_reported_and_deleted_through_qsub_qstat_qdel
 
 #[test]
 fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
-    let (temp, keys) = temp_dir_with_keys();
-    let dir = temp.path();
-    let state = fake_batch_state(dir, "pbs");
-    std::fs::write(state.join("qsub-fails"), "").expect("make qsub fail");
-    let config = format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
-         [provider]\nkind = \"pbs\"\npoll_period = 0.2\n",
-        keys = keys.display(),
-    );
-    let (interchange, mut client) = start_with_fake_batch(dir, &keys, "pbs", &state, &config);
+    let batch = FakeBatch::new("pbs");
+    let state = &batch.state;
+    std::fs::write(batch.state.join("qsub-fails"), "").expect("make qsub fail");
+    let (interchange, mut client) = batch.start(&batch.config(
+        "manager_listen = \"tcp://127.0.0.1:0\"\n",
+        "poll_period = 0.2\n",
+    ));
     client.submit("true", 1);
     let failed = client.wait_status("the failed submission in status", |report| {
         report
@@ -521,22 +543,19 @@ fn a_refused_pbs_submission_is_reported_with_the_stderr_of_qsub() {
         let report = client.status();
         assert_eq!(report.n_queued, 1);
     }
-    assert_eq!(calls_of(&state, "qsub").len(), 1, "{:?}", calls(&state));
+    assert_eq!(calls_of(state, "qsub").len(), 1, "{:?}", calls(state));
     drop(interchange);
 }
 
 #[test]
 fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
-    let (temp, keys) = temp_dir_with_keys();
-    let dir = temp.path();
-    let state = fake_batch_state(dir, "slurm");
-    let config = format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://0.0.0.0:0\"\n\
-         [provider]\nkind = \"slurm\"\npartition = \"debug\"\nnodes_per_block = 2\n\
+    let batch = FakeBatch::new("slurm");
+    let (dir, state) = (batch.dir(), &batch.state);
+    let (mut interchange, mut client) = batch.start(&batch.config(
+        "manager_listen = \"tcp://0.0.0.0:0\"\n",
+        "partition = \"debug\"\nnodes_per_block = 2\n\
          max_blocks = 2\nmanager_address = \"10.77.0.1\"\npoll_period = 0.2\n",
-        keys = keys.display(),
-    );
-    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    ));
     client.submit("true", 2);
     client.submit("true", 2);
     let pending = client.wait_status("two blocks submitted with sbatch", |report| {
@@ -551,7 +570,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     let run_dir = std::fs::canonicalize(dir.join("run")).expect("the run directory");
     let script_path = run_dir.join(format!("blocks/{}.sh", pending.block_id));
     assert_eq!(
-        calls_of(&state, "sbatch")[0],
+        calls_of(state, "sbatch")[0],
         vec![
             "sbatch".to_owned(),
             "--parsable".to_owned(),
@@ -579,7 +598,7 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     );
 
     // squeue is asked about the job; its word for the state shows.
-    set_job_state(&state, 1, "RUNNING");
+    set_job_state(state, 1, "RUNNING");
     client.wait_status("the block running", |report| {
         block(report, &pending.block_id).filter(|block| block.state == BlockState::Running)
     });
@@ -590,13 +609,13 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
         "--jobs=1,2".to_owned(),
     ];
     wait_for("squeue asked about both jobs", WAIT, || {
-        calls_of(&state, "squeue")
+        calls_of(state, "squeue")
             .iter()
             .any(|call| call[1..] == expected)
             .then_some(())
     });
     // It fails before its manager registers: reported with Slurm's word.
-    set_job_state(&state, 1, "FAILED");
+    set_job_state(state, 1, "FAILED");
     let failed = client.wait_status("the block failed", |report| {
         block(report, &pending.block_id).filter(|block| block.state == BlockState::Failed)
     });
@@ -613,23 +632,19 @@ fn slurm_blocks_go_through_sbatch_squeue_and_scancel() {
     interchange.daemon.signal(Signal::SIGTERM);
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert_eq!(calls_of(&state, "scancel"), Vec::<Vec<String>>::new());
+    assert_eq!(calls_of(state, "scancel"), Vec::<Vec<String>>::new());
     assert!(interchange.daemon.log().contains("blocks kept running"));
-    assert_eq!(calls_of(&state, "sbatch").len(), 2, "{:?}", calls(&state));
+    assert_eq!(calls_of(state, "sbatch").len(), 2, "{:?}", calls(state));
 }
 
 #[test]
 fn without_a_journal_sigterm_cancels_the_blocks() {
-    let (temp, keys) = temp_dir_with_keys();
-    let dir = temp.path();
-    let state = fake_batch_state(dir, "slurm");
-    let config = format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\njournal = false\n\
-         manager_listen = \"tcp://127.0.0.1:0\"\n\
-         [provider]\nkind = \"slurm\"\nnodes_per_block = 1\nmax_blocks = 1\npoll_period = 0.2\n",
-        keys = keys.display(),
-    );
-    let (mut interchange, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    let batch = FakeBatch::new("slurm");
+    let state = &batch.state;
+    let (mut interchange, mut client) = batch.start(&batch.config(
+        "journal = false\nmanager_listen = \"tcp://127.0.0.1:0\"\n",
+        "nodes_per_block = 1\nmax_blocks = 1\npoll_period = 0.2\n",
+    ));
     client.submit("true", 1);
     client.wait_status("a block submitted", |report| {
         (job_ids(report) == ["1"]).then_some(())
@@ -639,7 +654,7 @@ fn without_a_journal_sigterm_cancels_the_blocks() {
     let status = interchange.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(
-        calls_of(&state, "scancel"),
+        calls_of(state, "scancel"),
         vec![vec!["scancel".to_owned(), "1".to_owned()]]
     );
     assert!(interchange
@@ -650,18 +665,15 @@ fn without_a_journal_sigterm_cancels_the_blocks() {
 
 #[test]
 fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_cancels_them() {
-    let (temp, keys) = temp_dir_with_keys();
-    let dir = temp.path();
-    let state = fake_batch_state(dir, "slurm");
-    let config = two_block_slurm_config(&keys);
-    let (mut first, client, blocks) = two_slurm_blocks_one_running(dir, &keys, &state, &config);
+    let (batch, config, mut first, client, blocks) = two_slurm_blocks_one_running();
+    let state = &batch.state;
     first.daemon.signal(Signal::SIGTERM);
     let status = first.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     drop(client);
-    assert_eq!(calls_of(&state, "scancel"), Vec::<Vec<String>>::new());
+    assert_eq!(calls_of(state, "scancel"), Vec::<Vec<String>>::new());
 
-    let (mut second, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    let (mut second, mut client) = batch.start(&config);
     let adopted = wait_two_blocks_adopted(&mut client);
     let block_ids = |blocks: &[BlockInfo]| -> Vec<String> {
         blocks.iter().map(|block| block.block_id.clone()).collect()
@@ -669,14 +681,14 @@ fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_ca
     assert_eq!(block_ids(&adopted.blocks), block_ids(&blocks));
     assert_eq!(adopted.n_queued, 2);
     assert_eq!(
-        calls_of(&state, "sbatch").len(),
+        calls_of(state, "sbatch").len(),
         2,
         "no block submitted anew: {:?}",
-        calls(&state)
+        calls(state)
     );
     // `shutdown` ends the work: both jobs are cancelled.
     second.shut_down(&mut client);
-    let mut cancelled: Vec<String> = calls_of(&state, "scancel")
+    let mut cancelled: Vec<String> = calls_of(state, "scancel")
         .into_iter()
         .flat_map(|call| call.into_iter().skip(1))
         .collect();
@@ -685,33 +697,30 @@ fn after_sigterm_a_restarted_interchange_adopts_the_slurm_blocks_and_shutdown_ca
 }
 
 /// The config of the adoption tests: Slurm blocks of 2 nodes, 2 at most.
-fn two_block_slurm_config(keys: &Path) -> String {
-    format!(
-        "run_dir = \"run\"\nkeys_dir = \"{keys}\"\nmanager_listen = \"tcp://127.0.0.1:0\"\n\
-         [provider]\nkind = \"slurm\"\nnodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
-        keys = keys.display(),
+fn two_block_slurm_config(batch: &FakeBatch) -> String {
+    batch.config(
+        "manager_listen = \"tcp://127.0.0.1:0\"\n",
+        "nodes_per_block = 2\nmax_blocks = 2\npoll_period = 0.2\n",
     )
 }
 
-/// The interchange with `config`, two 2-node tasks queued, their two
-/// blocks submitted (jobs 1 and 2) and job 1 running; gives the blocks.
-fn two_slurm_blocks_one_running(
-    dir: &Path,
-    keys: &Path,
-    state: &Path,
-    config: &str,
-) -> (Interchange, Client, Vec<BlockInfo>) {
-    let (interchange, mut client) = start_with_fake_batch(dir, keys, "slurm", state, config);
+/// A fake Slurm, [`two_block_slurm_config`], and the interchange with it:
+/// two 2-node tasks queued, their two blocks submitted (jobs 1 and 2) and
+/// job 1 running; gives the config and the blocks too.
+fn two_slurm_blocks_one_running() -> (FakeBatch, String, Interchange, Client, Vec<BlockInfo>) {
+    let batch = FakeBatch::new("slurm");
+    let config = two_block_slurm_config(&batch);
+    let (interchange, mut client) = batch.start(&config);
     client.submit("true", 2);
     client.submit("true", 2);
     let blocks = client.wait_status("two blocks submitted", |report| {
         (job_ids(report) == ["1", "2"]).then(|| report.blocks.clone())
     });
-    set_job_state(state, 1, "RUNNING");
+    set_job_state(&batch.state, 1, "RUNNING");
     client.wait_status("block 1 running", |report| {
         (report.blocks.first()?.state == BlockState::Running).then_some(())
     });
-    (interchange, client, blocks)
+    (batch, config, interchange, client, blocks)
 }
 
 /// Waits until a restarted interchange lists jobs 1 and 2 again, asked
@@ -1038,25 +1047,22 @@ fn sigterm_keeps_the_local_blocks_and_a_restart_adopts_them_without_starting_new
 
 #[test]
 fn a_restarted_interchange_adopts_its_slurm_blocks_instead_of_submitting_new_ones() {
-    let (temp, keys) = temp_dir_with_keys();
-    let dir = temp.path();
-    let state = fake_batch_state(dir, "slurm");
-    let config = two_block_slurm_config(&keys);
-    let (mut first, client, _) = two_slurm_blocks_one_running(dir, &keys, &state, &config);
+    let (batch, config, mut first, client, _) = two_slurm_blocks_one_running();
+    let state = &batch.state;
     first.daemon.signal(Signal::SIGKILL);
     first.wait_exit();
     drop(client);
-    let n_squeue_before = calls_of(&state, "squeue").len();
+    let n_squeue_before = calls_of(state, "squeue").len();
 
-    let (second, mut client) = start_with_fake_batch(dir, &keys, "slurm", &state, &config);
+    let (second, mut client) = batch.start(&config);
     let report = wait_two_blocks_adopted(&mut client);
     assert_eq!(report.n_queued, 2, "{report:?}");
-    assert!(calls_of(&state, "squeue").len() > n_squeue_before);
+    assert!(calls_of(state, "squeue").len() > n_squeue_before);
     assert_eq!(
-        calls_of(&state, "sbatch").len(),
+        calls_of(state, "sbatch").len(),
         2,
         "no block submitted anew: {:?}",
-        calls(&state)
+        calls(state)
     );
     assert!(second.daemon.log().contains("adopted a block"));
 }

@@ -279,6 +279,19 @@ mod tests {
         check_submission(&task).expect_err("past a bound")
     }
 
+    /// Asserts that `change` makes a task past a bound, refused as
+    /// `expected` with a message that says `says`.
+    fn refused_as(
+        change: impl FnOnce(&mut TaskSubmission),
+        expected: LimitError,
+        says: &str,
+    ) -> LimitError {
+        let error = refused(change);
+        assert_eq!(error, expected);
+        assert!(error.to_string().contains(says), "{error}");
+        error
+    }
+
     #[test]
     fn a_plain_task_is_within_every_bound() {
         assert_eq!(check_submission(&submission()), Ok(()));
@@ -286,43 +299,39 @@ mod tests {
 
     #[test]
     fn each_per_task_bound_names_itself_and_its_value() {
-        let error = refused(|task| task.command = "x".repeat(MAX_COMMAND_BYTES + 1));
-        assert_eq!(
-            error,
+        let error = refused_as(
+            |task| task.command = "x".repeat(MAX_COMMAND_BYTES + 1),
             LimitError::Command {
-                got: MAX_COMMAND_BYTES + 1
-            }
+                got: MAX_COMMAND_BYTES + 1,
+            },
+            "max_command_bytes",
         );
-        assert!(error.to_string().contains("max_command_bytes"));
         assert!(error.to_string().contains(&MAX_COMMAND_BYTES.to_string()));
 
         let mut exact_command = submission();
         exact_command.command = "x".repeat(MAX_COMMAND_BYTES);
         assert_eq!(check_submission(&exact_command), Ok(()));
 
-        let error = refused(|task| {
-            for index in 0..=MAX_ENV_VARS {
-                task.env.insert(format!("V{index}"), String::new());
-            }
-        });
-        assert_eq!(
-            error,
+        refused_as(
+            |task| {
+                for index in 0..=MAX_ENV_VARS {
+                    task.env.insert(format!("V{index}"), String::new());
+                }
+            },
             LimitError::EnvVars {
-                got: MAX_ENV_VARS + 1
-            }
+                got: MAX_ENV_VARS + 1,
+            },
+            "4096",
         );
-        assert!(error.to_string().contains("4096"));
-
-        let error = refused(|task| {
-            task.env.insert("BIG".to_owned(), "y".repeat(MAX_ENV_BYTES));
-        });
-        assert_eq!(
-            error,
+        refused_as(
+            |task| {
+                task.env.insert("BIG".to_owned(), "y".repeat(MAX_ENV_BYTES));
+            },
             LimitError::EnvBytes {
-                got: MAX_ENV_BYTES + 3
-            }
+                got: MAX_ENV_BYTES + 3,
+            },
+            "max_env_bytes",
         );
-        assert!(error.to_string().contains("max_env_bytes"));
 
         let error = refused(|task| {
             task.resources = ResourceRequest::new().with(

@@ -3,7 +3,7 @@
 //! retry and a bad message; and the gauges of managers and nodes.
 
 use super::*;
-use crate::metrics::{FinishedAs, Histogram, DURATION_BUCKETS};
+use crate::metrics::{FinishedAs, Histogram, Metrics, DURATION_BUCKETS};
 
 fn finished(state: &'static str, error_kind: &'static str) -> FinishedAs {
     FinishedAs { state, error_kind }
@@ -29,6 +29,21 @@ fn assert_observed(name: &str, histogram: &Histogram, count: u64, sum: f64) {
     assert_eq!(in_buckets, count, "{name}: buckets");
 }
 
+/// The task counters and gauges (submitted, dispatched, requeued, queued,
+/// running), and the nodes (busy, idle).
+fn task_and_node_counts(metrics: &Metrics) -> ([u64; 5], (u64, u64)) {
+    (
+        [
+            metrics.n_tasks_submitted,
+            metrics.n_tasks_dispatched,
+            metrics.n_tasks_requeued,
+            metrics.n_tasks_queued,
+            metrics.n_tasks_running,
+        ],
+        (metrics.n_nodes_busy, metrics.n_nodes_idle),
+    )
+}
+
 #[test]
 fn task_events_are_counted_and_their_durations_observed() {
     let mut sim = Sim::new().with_client("c").with_manager(1, 2);
@@ -46,11 +61,7 @@ fn task_events_are_counted_and_their_durations_observed() {
     );
     sim.drain();
     let metrics = sim.core.metrics();
-    assert_eq!(metrics.n_tasks_submitted, 4);
-    assert_eq!(metrics.n_tasks_dispatched, 1);
-    assert_eq!(metrics.n_tasks_queued, 2);
-    assert_eq!(metrics.n_tasks_running, 1);
-    assert_eq!((metrics.n_nodes_busy, metrics.n_nodes_idle), (1, 1));
+    assert_eq!(task_and_node_counts(&metrics), ([4, 1, 0, 2, 1], (1, 1)));
     assert_eq!(
         metrics.n_tasks_finished,
         BTreeMap::from([(finished("failed", "invalid_spec"), 1)])
@@ -78,13 +89,8 @@ fn task_events_are_counted_and_their_durations_observed() {
     sim.drain();
 
     let metrics = sim.core.metrics();
-    assert_eq!(metrics.n_tasks_submitted, 4);
-    assert_eq!(metrics.n_tasks_dispatched, 2);
-    assert_eq!(metrics.n_tasks_requeued, 0);
-    assert_eq!(metrics.n_tasks_queued, 0);
-    assert_eq!(metrics.n_tasks_running, 0);
+    assert_eq!(task_and_node_counts(&metrics), ([4, 2, 0, 0, 0], (0, 2)));
     assert_eq!(metrics.n_bad_messages, 1);
-    assert_eq!((metrics.n_nodes_busy, metrics.n_nodes_idle), (0, 2));
     assert_eq!(
         metrics.n_tasks_finished,
         BTreeMap::from([

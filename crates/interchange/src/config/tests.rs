@@ -37,19 +37,25 @@ fn defaults() {
             client_listen: "tcp://127.0.0.1:0".to_owned(),
             manager_listen: "tcp://0.0.0.0:0".to_owned(),
             security: Security::Curve(PathBuf::from("/home/user/.rhtex/keys")),
-            heartbeat_period: Duration::from_secs(30),
-            heartbeat_threshold: Duration::from_secs(120),
-            max_block_nodes: None,
-            max_finished_results: 100_000,
-            max_finished_bytes: 512 * 1024 * 1024,
-            max_task_input_bytes: 16 * 1024 * 1024,
-            max_task_output_bytes: 16 * 1024 * 1024,
-            max_queued_input_bytes: 1024 * 1024 * 1024,
-            max_queued_task_bytes: 1024 * 1024 * 1024,
+            core: CoreConfig {
+                heartbeat_period: Duration::from_secs(30),
+                heartbeat_threshold: Duration::from_secs(120),
+                max_block_nodes: None,
+                max_finished_results: 100_000,
+                max_finished_bytes: 512 * 1024 * 1024,
+                max_task_input_bytes: 16 * 1024 * 1024,
+                max_task_output_bytes: 16 * 1024 * 1024,
+                max_queued_input_bytes: 1024 * 1024 * 1024,
+                max_queued_task_bytes: 1024 * 1024 * 1024,
+                max_manager_nodes: 16_384,
+                shutdown_grace: Duration::from_secs(10),
+                wall_clock_at_zero: 0.0,
+                placement: Placement::BestFit,
+                default_retries: 0,
+                admins: BTreeSet::new(),
+                record_events: true,
+            },
             max_message_bytes: 64 * 1024 * 1024,
-            max_manager_nodes: 16_384,
-            placement: Placement::BestFit,
-            default_retries: 0,
             log_level: None,
             provider: None,
             metrics_listen: None,
@@ -58,7 +64,6 @@ fn defaults() {
                 max_bytes: 100 * 1024 * 1024,
             }),
             exit_with_parent: false,
-            admins: BTreeSet::new(),
             journal: true,
             fresh: false,
         }
@@ -127,8 +132,8 @@ fn flags_override_the_file_and_the_file_overrides_the_environment() {
     )
     .expect("valid");
     assert_eq!(config.run_dir, PathBuf::from("from-flag"));
-    assert_eq!(config.max_block_nodes, Some(4));
-    assert_eq!(config.heartbeat_period, Duration::from_millis(2500));
+    assert_eq!(config.core.max_block_nodes, Some(4));
+    assert_eq!(config.core.heartbeat_period, Duration::from_millis(2500));
     assert_eq!(config.client_listen, "ipc:///tmp/c.sock");
     assert_eq!(
         config.security,
@@ -149,9 +154,9 @@ fn payload_limits_come_from_flags_or_the_file() {
     .expect("valid file");
     let config =
         Config::resolve(flags(&["--max-task-output-bytes", "5"]), file, &home()).expect("valid");
-    assert_eq!(config.max_task_input_bytes, 1000);
-    assert_eq!(config.max_task_output_bytes, 5);
-    assert_eq!(config.max_queued_input_bytes, 3 * 1024 * 1024);
+    assert_eq!(config.core.max_task_input_bytes, 1000);
+    assert_eq!(config.core.max_task_output_bytes, 5);
+    assert_eq!(config.core.max_queued_input_bytes, 3 * 1024 * 1024);
     let error = resolve_flags(&[
         "--max-task-input-bytes",
         "2097153",
@@ -171,11 +176,11 @@ fn message_and_node_limits_come_from_flags_or_the_file() {
     let file = file("max_message_mib = 100\nmax_manager_nodes = 8\n").expect("valid file");
     let config = Config::resolve(flags(&[]), file, &home()).expect("valid");
     assert_eq!(config.max_message_bytes, 100 * 1024 * 1024);
-    assert_eq!(config.max_manager_nodes, 8);
+    assert_eq!(config.core.max_manager_nodes, 8);
     let config =
         resolve_flags(&["--max-message-mib", "30", "--max-manager-nodes", "2"]).expect("valid");
     assert_eq!(config.max_message_bytes, 30 * 1024 * 1024);
-    assert_eq!(config.max_manager_nodes, 2);
+    assert_eq!(config.core.max_manager_nodes, 2);
     // The message limit must hold the largest task input.
     let error = resolve_flags(&[
         "--max-message-mib",
@@ -453,13 +458,18 @@ fn admins_and_the_queued_task_budget_come_from_file_or_flags() {
         file("admins = [\"alice\", \"bob\"]\nmax_queued_task_mib = 32\n").expect("valid file");
     let config = Config::resolve(flags(&[]), file, &home()).expect("valid");
     assert_eq!(
-        config.admins.iter().map(String::as_str).collect::<Vec<_>>(),
+        config
+            .core
+            .admins
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         ["alice", "bob"]
     );
-    assert_eq!(config.max_queued_task_bytes, 32 * 1024 * 1024);
+    assert_eq!(config.core.max_queued_task_bytes, 32 * 1024 * 1024);
     let config =
         resolve_flags(&["--admin", "carol", "--max-queued-task-mib", "16"]).expect("valid");
-    assert_eq!(config.admins.iter().collect::<Vec<_>>(), ["carol"]);
+    assert_eq!(config.core.admins.iter().collect::<Vec<_>>(), ["carol"]);
     for (arguments, needle) in [
         (
             &["--admin", "no spaces"][..],

@@ -132,6 +132,7 @@ pub enum CommandError {
 }
 
 /// The daemon's handle on the worker thread.
+#[derive(Debug)]
 pub struct BatchShell {
     requests: mpsc::Sender<Request>,
     answers: mpsc::Receiver<Answer>,
@@ -139,14 +140,6 @@ pub struct BatchShell {
     finished: mpsc::Receiver<()>,
     worker: Option<JoinHandle<()>>,
     stopped: bool,
-}
-
-impl std::fmt::Debug for BatchShell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchShell")
-            .field("stopped", &self.stopped)
-            .finish()
-    }
 }
 
 impl BatchShell {

@@ -66,6 +66,21 @@ fn registered_message(
     }
 }
 
+/// The interchange's `registered` with the default output limit and no
+/// task to drop.
+fn registered_with_period(heartbeat_period: f64) -> ToManager {
+    registered_message(
+        heartbeat_period,
+        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
+        Vec::new(),
+    )
+}
+
+/// The kind of the result's error, if it failed.
+fn error_kind(result: &TaskResult) -> Option<ErrorKind> {
+    result.error.as_ref().map(|error| error.kind)
+}
+
 fn task(number: u128) -> TaskId {
     TaskId::from_u128(number)
 }
@@ -190,11 +205,14 @@ impl Harness {
         }
     }
 
+    /// Hands these tasks to the manager (`run_tasks`).
+    fn run_tasks(&mut self, tasks: Vec<TaskDispatch>) {
+        self.receive(ToManager::RunTasks { tasks });
+    }
+
     /// Hands these tasks to the manager and expects a launch for each, in order.
     fn launch<const N: usize>(&mut self, tasks: [TaskDispatch; N]) -> [Launch; N] {
-        self.receive(ToManager::RunTasks {
-            tasks: tasks.into(),
-        });
+        self.run_tasks(tasks.into());
         std::array::from_fn(|_| self.expect_launch())
     }
 
@@ -214,6 +232,27 @@ impl Harness {
                 message
             }
             other => panic!("expected exit, got {other:?}"),
+        }
+    }
+
+    /// Expects `goodbye`, then the exit for `expected_reason`, then
+    /// nothing; gives the goodbye's reason.
+    fn expect_goodbye_and_exit(&mut self, expected_reason: ExitReason) -> String {
+        let goodbye = match self.expect_send() {
+            FromManager::Goodbye { reason } => reason,
+            other => panic!("expected goodbye, got {other:?}"),
+        };
+        self.expect_exit(expected_reason);
+        self.check_idle();
+        goodbye
+    }
+
+    /// Expects the exit for `expected_reason` with a message that says
+    /// each of `says`.
+    fn expect_exit_saying(&mut self, expected_reason: ExitReason, says: &[&str]) {
+        let message = self.expect_exit(expected_reason);
+        for part in says {
+            assert!(message.contains(part), "{message}");
         }
     }
 
@@ -245,11 +284,7 @@ fn heartbeats_follow_the_period_after_registration() {
     harness.at(100.0);
     harness.tick();
     harness.check_idle();
-    harness.receive(registered_message(
-        30.0,
-        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        Vec::new(),
-    ));
+    harness.receive(registered_with_period(30.0));
     assert!(harness.manager.is_registered());
     assert_eq!(
         harness.manager.poll_timeout(),
@@ -272,11 +307,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
     // --heartbeat-period is 30 s, but the interchange heartbeats every 2 s
     // (so its threshold may be short): the manager follows the interchange.
     let mut harness = Harness::new(2, None);
-    harness.receive(registered_message(
-        2.0,
-        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        Vec::new(),
-    ));
+    harness.receive(registered_with_period(2.0));
     for second in [2.0, 4.0, 6.0] {
         harness.at(second);
         harness.receive(ToManager::Heartbeat);
@@ -286,11 +317,7 @@ fn heartbeats_go_out_as_often_as_the_interchange_sends_them() {
     }
     // An interchange that heartbeats less often does not slow us down.
     let mut harness = Harness::new(2, None);
-    harness.receive(registered_message(
-        60.0,
-        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        Vec::new(),
-    ));
+    harness.receive(registered_with_period(60.0));
     assert_eq!(
         harness.manager.poll_timeout(),
         Some(harness.start.plus(Duration::from_secs(30)))
@@ -314,13 +341,12 @@ fn silence_kills_running_tasks_and_exits_4() {
     harness.check_idle();
     assert_eq!(harness.manager.poll_timeout(), None);
     harness.exited(1, ExitStatus::Signal(15));
-    let reason = harness.expect_exit(ExitReason::InterchangeSilent {
-        registered: true,
-        threshold: THRESHOLD,
-    });
-    assert!(
-        reason.contains("tcp://ix:5555") && reason.contains("120 s"),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::InterchangeSilent {
+            registered: true,
+            threshold: THRESHOLD,
+        },
+        &["tcp://ix:5555", "120 s"],
     );
     harness.check_idle();
     assert_eq!(harness.manager.n_free_nodes(), 3);
@@ -331,13 +357,12 @@ fn no_answer_to_registration_exits_4() {
     let mut harness = Harness::new(1, None);
     harness.at(120.0);
     harness.tick();
-    let reason = harness.expect_exit(ExitReason::InterchangeSilent {
-        registered: false,
-        threshold: THRESHOLD,
-    });
-    assert!(
-        reason.contains("did not answer the registration"),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::InterchangeSilent {
+            registered: false,
+            threshold: THRESHOLD,
+        },
+        &["did not answer the registration"],
     );
     harness.check_idle();
 }
@@ -349,14 +374,15 @@ fn refused_exits_3_with_both_versions() {
         reason: "protocol version 7 is not 1".into(),
         protocol_version: 7,
     });
-    let reason = harness.expect_exit(ExitReason::Refused {
-        reason: "protocol version 7 is not 1".into(),
-        protocol_version: 7,
-    });
-    assert!(
-        reason.contains("protocol version 7")
-            && reason.contains(&format!("ours {}", protocol::PROTOCOL_VERSION)),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::Refused {
+            reason: "protocol version 7 is not 1".into(),
+            protocol_version: 7,
+        },
+        &[
+            "protocol version 7",
+            &format!("ours {}", protocol::PROTOCOL_VERSION),
+        ],
     );
     harness.check_idle();
     harness.receive(ToManager::Heartbeat);
@@ -370,10 +396,12 @@ fn handshake_failure_exits_3() {
         harness.now,
         LinkStatus::HandshakeFailed("tcp://ix:5555 refused our CURVE key".into()),
     );
-    let reason = harness.expect_exit(ExitReason::HandshakeFailed {
-        message: "tcp://ix:5555 refused our CURVE key".into(),
-    });
-    assert!(reason.contains("refused our CURVE key"), "{reason}");
+    harness.expect_exit_saying(
+        ExitReason::HandshakeFailed {
+            message: "tcp://ix:5555 refused our CURVE key".into(),
+        },
+        &["refused our CURVE key"],
+    );
     harness.check_idle();
 }
 
@@ -387,12 +415,11 @@ fn link_failure_kills_without_reporting_and_exits_4() {
         .manager
         .handle_link(harness.now, LinkStatus::Failed("socket gone".into()));
     harness.killed_for_a_lost_interchange(1);
-    let reason = harness.expect_exit(ExitReason::LinkFailed {
-        message: "socket gone".into(),
-    });
-    assert!(
-        reason.contains("tcp://ix:5555") && reason.contains("socket gone"),
-        "{reason}"
+    harness.expect_exit_saying(
+        ExitReason::LinkFailed {
+            message: "socket gone".into(),
+        },
+        &["tcp://ix:5555", "socket gone"],
     );
     harness.check_idle();
 }
@@ -505,10 +532,7 @@ fn cancel_kills_and_reports_cancelled() {
     harness.exited(1, ExitStatus::Signal(15));
     let result = harness.expect_result();
     assert_eq!(result.state, TaskState::Cancelled);
-    assert_eq!(
-        result.error.map(|error| error.kind),
-        Some(ErrorKind::Cancelled)
-    );
+    assert_eq!(error_kind(&result), Some(ErrorKind::Cancelled));
     assert_eq!(harness.manager.n_free_nodes(), 2);
     harness.check_idle();
 }
@@ -524,48 +548,31 @@ fn shutdown_kills_reports_says_goodbye_and_exits_0() {
     harness.expect_kill(task(2), KillReason::Shutdown);
     harness.check_idle();
     // A task that arrives while stopping is refused at once.
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(3, 1)],
-    });
+    harness.run_tasks(vec![dispatch(3, 1)]);
     let refused = harness.expect_result();
     assert_eq!(refused.task_id, task(3));
-    assert_eq!(
-        refused.error.map(|error| error.kind),
-        Some(ErrorKind::LaunchFailed)
-    );
+    assert_eq!(error_kind(&refused), Some(ErrorKind::LaunchFailed));
     harness.exited(2, ExitStatus::Signal(15));
     let result = harness.expect_result();
     assert_eq!(result.state, TaskState::Failed);
-    assert_eq!(
-        result.error.map(|error| error.kind),
-        Some(ErrorKind::Killed)
-    );
+    assert_eq!(error_kind(&result), Some(ErrorKind::Killed));
     harness.check_idle();
     harness.exited(1, ExitStatus::Code(0));
     let result = harness.expect_result();
-    assert_eq!(
-        result.error.map(|error| error.kind),
-        Some(ErrorKind::Killed)
-    );
-    match harness.expect_send() {
-        FromManager::Goodbye { reason } => assert!(reason.contains("interchange stopping")),
-        other => panic!("expected goodbye, got {other:?}"),
-    }
-    harness.expect_exit(ExitReason::Shutdown {
+    assert_eq!(error_kind(&result), Some(ErrorKind::Killed));
+    let goodbye = harness.expect_goodbye_and_exit(ExitReason::Shutdown {
         reason: "interchange stopping".into(),
     });
-    harness.check_idle();
+    assert!(goodbye.contains("interchange stopping"), "{goodbye}");
 }
 
 #[test]
 fn sigterm_with_no_tasks_exits_at_once() {
     let mut harness = Harness::registered(1);
     harness.manager.handle_terminate(harness.now, "SIGTERM");
-    assert!(matches!(harness.expect_send(), FromManager::Goodbye { .. }));
-    harness.expect_exit(ExitReason::Terminated {
+    harness.expect_goodbye_and_exit(ExitReason::Terminated {
         signal: "SIGTERM".into(),
     });
-    harness.check_idle();
     harness.manager.handle_terminate(harness.now, "SIGTERM");
     harness.check_idle();
 }
@@ -576,11 +583,7 @@ fn drain_request_after_the_drain_period() {
     harness.at(20.0);
     harness.tick();
     harness.check_idle();
-    harness.receive(registered_message(
-        30.0,
-        protocol::DEFAULT_MAX_TASK_OUTPUT_BYTES,
-        Vec::new(),
-    ));
+    harness.receive(registered_with_period(30.0));
     harness.tick();
     assert_eq!(harness.expect_send(), FromManager::DrainRequest);
     harness.check_idle();
@@ -591,23 +594,19 @@ fn drain_request_after_the_drain_period() {
     harness.receive(ToManager::Shutdown {
         reason: "drained".into(),
     });
-    assert!(matches!(harness.expect_send(), FromManager::Goodbye { .. }));
-    harness.expect_exit(ExitReason::Shutdown {
+    harness.expect_goodbye_and_exit(ExitReason::Shutdown {
         reason: "drained".into(),
     });
-    harness.check_idle();
 }
 
 #[test]
 fn a_task_that_does_not_fit_fails_at_once() {
     let mut harness = Harness::registered(3);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![
-            dispatch(1, 2),
-            dispatch_on(2, &[1, 2]),
-            dispatch_on(1, &[2]),
-        ],
-    });
+    harness.run_tasks(vec![
+        dispatch(1, 2),
+        dispatch_on(2, &[1, 2]),
+        dispatch_on(1, &[2]),
+    ]);
     harness.expect_launch();
     let too_big = harness.expect_result();
     assert_eq!(too_big.task_id, task(2));
@@ -690,7 +689,7 @@ fn invalid_placements_fail_the_task_and_nothing_else() {
         bad.resources.num_ranks = num_nodes;
         bad.resources.exclusive = exclusive;
         bad.placement = placement;
-        harness.receive(ToManager::RunTasks { tasks: vec![bad] });
+        harness.run_tasks(vec![bad]);
         let result = harness.expect_result();
         assert_eq!(result.task_id, task(number));
         assert_eq!(result.state, TaskState::Failed);
@@ -708,9 +707,7 @@ fn invalid_placements_fail_the_task_and_nothing_else() {
     assert_eq!(harness.manager.n_free_slots(), 5);
     assert!(harness.manager.is_registered());
     // A good task still runs on what is free.
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch_on(2, &[2, 1])],
-    });
+    harness.run_tasks(vec![dispatch_on(2, &[2, 1])]);
     assert_eq!(harness.expect_launch().nodes, vec!["n3", "n2"]);
     harness.check_idle();
 }
@@ -718,13 +715,11 @@ fn invalid_placements_fail_the_task_and_nothing_else() {
 #[test]
 fn nodes_are_returned_after_each_end() {
     let mut harness = Harness::registered(4);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![
-            dispatch_on(1, &[0, 1]),
-            dispatch_on(2, &[3]),
-            dispatch_on(3, &[2]),
-        ],
-    });
+    harness.run_tasks(vec![
+        dispatch_on(1, &[0, 1]),
+        dispatch_on(2, &[3]),
+        dispatch_on(3, &[2]),
+    ]);
     let nodes: Vec<Vec<String>> = (0..3).map(|_| harness.expect_launch().nodes).collect();
     assert_eq!(nodes, vec![vec!["n1", "n2"], vec!["n4"], vec!["n3"]]);
     assert_eq!(harness.manager.n_free_nodes(), 0);
@@ -736,9 +731,7 @@ fn nodes_are_returned_after_each_end() {
     harness.exited(1, ExitStatus::Signal(9));
     harness.expect_result();
     assert_eq!(harness.manager.n_free_nodes(), 3);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch_on(4, &[3, 0, 1])],
-    });
+    harness.run_tasks(vec![dispatch_on(4, &[3, 0, 1])]);
     assert_eq!(
         harness.expect_launch().nodes,
         vec!["n4", "n1", "n2"],
@@ -772,9 +765,7 @@ fn packed_tasks_share_a_node_and_their_prefixes_say_so() {
     settings.registration.slots_per_node = Some(4);
     settings.registration.launcher = Launcher::Srun;
     let mut harness = Harness::with_settings(settings);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![packed_on(1, 1, 2), packed_on(2, 1, 2)],
-    });
+    harness.run_tasks(vec![packed_on(1, 1, 2), packed_on(2, 1, 2)]);
     for number in [1, 2] {
         let launch = harness.expect_launch();
         assert_eq!(launch.task_id, task(number));
@@ -796,9 +787,7 @@ fn packed_tasks_share_a_node_and_their_prefixes_say_so() {
         (1, 4)
     );
     // The node is full: a third packed task there is refused...
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![packed_on(3, 1, 1)],
-    });
+    harness.run_tasks(vec![packed_on(3, 1, 1)]);
     let refused = harness.expect_result();
     assert!(refused
         .error
@@ -810,7 +799,7 @@ fn packed_tasks_share_a_node_and_their_prefixes_say_so() {
     assert_eq!(harness.expect_result().state, TaskState::Completed);
     let mut whole = dispatch_on(4, &[1]);
     whole.placement[0].slots = 4;
-    harness.receive(ToManager::RunTasks { tasks: vec![whole] });
+    harness.run_tasks(vec![whole]);
     assert!(harness
         .expect_result()
         .error
@@ -851,12 +840,10 @@ fn with_walltime(mut task: TaskDispatch, seconds: f64) -> TaskDispatch {
 fn a_task_past_its_walltime_is_killed_and_reported() {
     let mut harness = Harness::registered(2);
     harness.at(10.0);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![
-            with_walltime(dispatch_on(1, &[0]), 2.5),
-            with_walltime(dispatch_on(2, &[1]), 100.0),
-        ],
-    });
+    harness.run_tasks(vec![
+        with_walltime(dispatch_on(1, &[0]), 2.5),
+        with_walltime(dispatch_on(2, &[1]), 100.0),
+    ]);
     harness.expect_launch();
     harness.expect_launch();
     // The earliest deadline comes before the next heartbeat.
@@ -899,10 +886,7 @@ fn a_task_past_its_walltime_is_killed_and_reported() {
     harness.exited(3, ExitStatus::Signal(9));
     let result = harness.expect_result();
     assert_eq!(result.signal, Some(9));
-    assert_eq!(
-        result.error.map(|error| error.kind),
-        Some(ErrorKind::WalltimeExceeded)
-    );
+    assert_eq!(error_kind(&result), Some(ErrorKind::WalltimeExceeded));
     harness.exited(2, ExitStatus::Code(0));
     assert_eq!(harness.expect_result().state, TaskState::Completed);
     harness.at(200.0);
@@ -1061,10 +1045,7 @@ fn output_over_the_limit_fails_a_completed_task_naming_both_sizes() {
         size: 11,
     };
     let result = exited_with_output(&mut harness, ExitStatus::Code(2), output);
-    assert_eq!(
-        result.error.map(|error| error.kind),
-        Some(ErrorKind::ExitCode)
-    );
+    assert_eq!(error_kind(&result), Some(ErrorKind::ExitCode));
     assert_eq!(result.output, None);
 }
 
@@ -1093,9 +1074,7 @@ fn the_block_jobs_step_settings_never_reach_a_task() {
         settings.base_env.insert(key.into(), value.into());
     }
     let mut harness = Harness::with_settings(settings);
-    harness.receive(ToManager::RunTasks {
-        tasks: vec![dispatch(1, 1)],
-    });
+    harness.run_tasks(vec![dispatch(1, 1)]);
     let launch = harness.expect_launch();
     assert_eq!(launch.env["SLURM_JOB_ID"], "4242");
     assert_eq!(launch.env["PATH"], "/bin");

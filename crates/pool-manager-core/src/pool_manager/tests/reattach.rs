@@ -147,10 +147,9 @@ fn past_the_reattach_window_the_tasks_are_killed_and_the_manager_exits_4() {
     harness.at(120.0 + WINDOW.as_secs_f64());
     harness.tick();
     harness.killed_for_a_lost_interchange(1);
-    let message = harness.expect_exit(ExitReason::ReattachTimedOut { window: WINDOW });
-    assert!(
-        message.contains("--reattach-timeout") && message.contains("1 held result"),
-        "{message}"
+    harness.expect_exit_saying(
+        ExitReason::ReattachTimedOut { window: WINDOW },
+        &["--reattach-timeout", "1 held result"],
     );
     harness.check_idle();
 }

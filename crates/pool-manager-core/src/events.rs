@@ -7,8 +7,8 @@
 //! [`Output::Exit`] and a typed [`ExitReason`]; the shell maps the reason
 //! to the process exit code.
 
+use crate::environment::Environment;
 use protocol::{FromManager, TaskId, UnixTime};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,7 +82,7 @@ pub struct Launch {
     pub task_id: TaskId,
     pub command: String,
     /// The complete environment (the child's is cleared first).
-    pub env: BTreeMap<String, String>,
+    pub env: Environment,
     pub cwd: PathBuf,
     pub stdout: PathBuf,
     pub stderr: PathBuf,

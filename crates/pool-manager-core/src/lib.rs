@@ -29,6 +29,7 @@
 //! [`hostlist`] (Slurm host lists and PBS node files).
 
 pub mod allocator;
+pub mod environment;
 pub mod events;
 pub mod hostlist;
 pub mod pool_manager;
@@ -39,6 +40,7 @@ mod tasks;
 
 pub use tasks::{INPUT_VARIABLE, OUTPUT_VARIABLE};
 
+pub use environment::{BaseEnv, EnvSource, Environment};
 pub use events::{
     signal_name, ExitReason, ExitStatus, KillReason, Launch, LinkStatus, Output, OutputFile,
     TaskExit, TaskInput, TaskOutput,

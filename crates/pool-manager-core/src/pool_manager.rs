@@ -125,7 +125,10 @@ impl PoolManager {
         }
         let drain_at = settings.drain_period.map(|period| now.plus(period));
         let mut manager = Self {
-            tasks: Tasks::new(&settings.registration),
+            tasks: Tasks::new(
+                &settings.registration,
+                std::sync::Arc::new(settings.base_env.clone()),
+            ),
             phase: Phase::Registering,
             outputs: VecDeque::new(),
             last_heard: now,

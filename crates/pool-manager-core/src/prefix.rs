@@ -17,6 +17,7 @@
 //! nothing leaks from one task to the next, and nothing of the block job's
 //! own Slurm step settings ([`crate::slurm::STEP_SETTINGS`]) reaches it.
 
+use crate::environment::{Environment, ToBase};
 use crate::slurm;
 use protocol::{Launcher, ManagerId, TaskId, TaskResources};
 use std::collections::BTreeMap;
@@ -110,19 +111,24 @@ pub struct TaskContext<'a> {
 /// `HYDRA_LAUNCHER_EXTRA_ARGS` ([`slurm::hydra_launcher_args`]), and the
 /// task's own `task_env` on top.
 pub fn task_environment(
-    base: &BTreeMap<String, String>,
+    base: &impl ToBase,
     context: &TaskContext<'_>,
     task_env: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut env = base.clone();
+) -> Environment {
+    let base = base.to_base();
     // A value the manager inherited comes after ours, so it can override.
-    let hydra_args = (!context.resources.exclusive && slurm::in_slurm_job(&env)).then(|| {
+    let hydra_args = (!context.resources.exclusive && slurm::in_slurm_job(&base)).then(|| {
         let ours = slurm::hydra_launcher_args(context.slots);
-        match env.get(HYDRA_ARGS).filter(|given| !given.trim().is_empty()) {
+        match base
+            .get(HYDRA_ARGS)
+            .filter(|given| !given.trim().is_empty())
+        {
             Some(given) => format!("{ours} {}", given.trim()),
             None => ours,
         }
     });
+    // The base is shared, not copied: the task's variables go on top.
+    let mut env = Environment::on(base);
     let resources = context.resources;
     let mut set = |key: &str, value: String| {
         env.insert(key.to_owned(), value);

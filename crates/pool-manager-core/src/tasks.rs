@@ -13,6 +13,7 @@
 //! never kept as state. Pure: time comes in as [`Time`].
 
 use crate::allocator::{Allocator, SlotRequest};
+use crate::environment::BaseEnv;
 use crate::events::{
     signal_name, ExitStatus, KillReason, Launch, OutputFile, TaskExit, TaskInput, TaskOutput,
 };
@@ -48,12 +49,15 @@ pub(crate) struct Tasks {
     running: BTreeMap<TaskId, Running>,
     /// Walltime deadlines of running tasks not yet being killed.
     deadlines: BTreeSet<(Time, TaskId)>,
+    /// The environment every task starts from, shared by their launches.
+    base_env: BaseEnv,
 }
 
 impl Tasks {
     /// No task yet, on the registration's nodes and slots per node
-    /// (absent: `cpu_count`, at least 1).
-    pub(crate) fn new(registration: &Registration) -> Self {
+    /// (absent: `cpu_count`, at least 1); every task's environment starts
+    /// from `base_env`.
+    pub(crate) fn new(registration: &Registration, base_env: BaseEnv) -> Self {
         let slots_per_node = registration
             .slots_per_node
             .unwrap_or(registration.cpu_count)
@@ -62,6 +66,7 @@ impl Tasks {
             allocator: Allocator::new(registration.nodes.len(), slots_per_node),
             running: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            base_env,
         }
     }
 
@@ -191,7 +196,7 @@ impl Tasks {
             .min()
             .unwrap_or(1);
         let mut env = task_environment(
-            &settings.base_env,
+            &self.base_env,
             &TaskContext {
                 task_id,
                 manager_id: registration.manager_id,

@@ -267,6 +267,27 @@ impl TaskCell {
         self.leader = Some(leader);
     }
 
+    /// After the task's leader was reaped and its process group found
+    /// empty: when the task left its cgroup empty too (or has none), gives
+    /// the cgroup back to the pool and tells the guardian the task is gone,
+    /// without blocking; else gives the cell back for [`TaskCell::clear`].
+    pub fn clear_if_empty(mut self) -> Result<(), Self> {
+        if self
+            .cgroup
+            .as_deref()
+            .is_some_and(|dir| !holds_no_process(dir))
+        {
+            return Err(self);
+        }
+        if let (Some(dir), Some(pool)) = (self.cgroup.take(), &self.pool) {
+            pool.put_back(dir);
+        }
+        if let (Some(guardian), Some(leader)) = (&self.guardian, self.leader.take()) {
+            guardian.say('-', leader);
+        }
+        Ok(())
+    }
+
     /// After the task's leader was reaped and its process group cleared:
     /// gives an empty cgroup back to the pool; else kills whatever is left
     /// in it, reaps those that became the manager's children and removes

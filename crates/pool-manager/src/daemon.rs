@@ -12,7 +12,7 @@
 use crate::config::{Config, Security};
 use crate::containment::Containment;
 use crate::exit_code;
-use crate::launch::{self, Ended, TaskHandle};
+use crate::launch::{self, Event, Launcher, TaskHandle};
 use crate::nodes::{self, Nodes};
 use pool_manager_core::{LinkStatus, Output, PoolManager, Settings};
 use protocol::{FromManager, Registration, TaskId, ToManager};
@@ -193,7 +193,15 @@ async fn serve(
             return exit_code::USAGE;
         }
     };
-    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Vec<Event>>();
+    let launcher = match Launcher::start(containment, config.kill_grace, events_tx) {
+        Ok(launcher) => launcher,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the task launch thread");
+            close(link, 0).await;
+            return exit_code::USAGE;
+        }
+    };
     let mut tasks: HashMap<TaskId, Running> = HashMap::new();
     let clock = Clock::start();
     let mut core = PoolManager::new(settings, clock.now());
@@ -218,24 +226,9 @@ async fn serve(
                 Output::Send(message) => send(&link, &message),
                 Output::Launch(request) => {
                     let span = tracing::info_span!("task", task_id = %request.task_id);
-                    match launch::spawn(
-                        &request,
-                        config.kill_grace,
-                        ended_tx.clone(),
-                        span.clone(),
-                        &containment,
-                    ) {
-                        Ok(handle) => {
-                            // Per task: debug (lifecycle is info).
-                            span.in_scope(|| tracing::debug!(pid = handle.pid, nodes = ?request.nodes, command = %request.command, "task launched"));
-                            tasks.insert(request.task_id, Running { handle, span });
-                        }
-                        Err(error) => core.handle_launch_failed(
-                            clock.now(),
-                            request.task_id,
-                            error.to_string(),
-                        ),
-                    }
+                    let task_id = request.task_id;
+                    let handle = launcher.launch(request, span.clone());
+                    tasks.insert(task_id, Running { handle, span });
                 }
                 Output::Kill { task_id, reason } => match tasks.get_mut(&task_id) {
                     Some(running) => {
@@ -278,20 +271,30 @@ async fn serve(
                     }
                 }
             }
-            Some(ended) = ended_rx.recv() => {
-                // The tasks that have ended by now (a bounded number per
-                // turn), so that their results leave together.
+            Some(batch) = events_rx.recv() => {
+                // The tasks that have ended by now (a bounded number of
+                // batches per turn), so that their results leave together.
                 let now = clock.now();
-                let mut next = Some(ended);
+                let mut next = Some(batch);
                 let mut n_taken = 0;
-                while let Some(ended) = next {
-                    if let Some(running) = tasks.remove(&ended.task_id) {
-                        running.span.in_scope(|| tracing::debug!(status = ?ended.exit.status, "task ended"));
+                while let Some(batch) = next {
+                    for event in batch {
+                        match event {
+                            Event::Ended(ended) => {
+                                if let Some(running) = tasks.remove(&ended.task_id) {
+                                    running.span.in_scope(|| tracing::debug!(status = ?ended.exit.status, "task ended"));
+                                }
+                                core.handle_task_exited(now, ended.task_id, ended.exit);
+                            }
+                            Event::Failed(failed) => {
+                                tasks.remove(&failed.task_id);
+                                core.handle_launch_failed(now, failed.task_id, failed.error.to_string());
+                            }
+                        }
+                        n_taken += 1;
                     }
-                    core.handle_task_exited(now, ended.task_id, ended.exit);
-                    n_taken += 1;
                     next = if n_taken < ResultBatch::MAX_RESULTS {
-                        ended_rx.try_recv().ok()
+                        events_rx.try_recv().ok()
                     } else {
                         None
                     };
@@ -318,7 +321,9 @@ async fn serve(
     close(link, FLUSH_MS).await;
     // The core has seen every task end; anything of theirs still alive
     // (re-parented to this subreaper, or left in their cgroups) goes now.
-    match tokio::task::spawn_blocking(move || containment.finish()).await {
+    match tokio::task::spawn_blocking(move || launcher.finish().map_or(0, Containment::finish))
+        .await
+    {
         Ok(0) => {}
         Ok(n_killed) => tracing::info!(n_killed, "killed task processes left at exit"),
         Err(error) => tracing::warn!(%error, "cannot clear task processes at exit"),

@@ -1,13 +1,19 @@
 //! The only module that starts or signals task processes.
 //!
 //! A task runs as `/bin/bash -c COMMAND` with a cleared environment plus the
-//! map the core composed, in its working directory, stdin from /dev/null,
-//! stdout and stderr to files, in a process group of its own. A watcher (one
-//! tokio task per child) owns the child until it is reaped, so its pid and
-//! process group id cannot be reused while we may still signal them; it
-//! kills on request (SIGTERM to the group, then SIGKILL to the group after
-//! the grace period if the leader is still alive), records the start and
-//! end times, reads the output tails and reports the end on a channel.
+//! one the core composed, in its working directory, stdin from /dev/null,
+//! stdout and stderr to files, in a process group of its own
+//! ([`spawn`]). One thread, the launch thread, owns every task process
+//! from its spawn until it is reaped, so a pid or process group id cannot
+//! be reused while it may still be signalled: the shell hands it what to
+//! start and what to kill ([`Launcher`], [`TaskHandle`]) and gets each
+//! task's end (or failure to start) back on a channel ([`Event`]). The
+//! thread waits on one epoll set holding a pidfd per child (or, on a kernel
+//! without pidfds, polls its children every 10 ms); for each ended child
+//! it reaps it, clears its process group and cgroup, reads the output tails
+//! and the payload file, and sends the end. It kills on request (SIGTERM to
+//! the group, then SIGKILL to the group after the grace period if the
+//! leader is still alive).
 //!
 //! Task payloads: a task's input is written to its input file before the
 //! command starts; once the task is reaped its output file is read (at most
@@ -18,20 +24,29 @@
 //! (background processes of the command) is killed with SIGKILL and reaped
 //! too: the manager is a child subreaper ([`become_subreaper`]), so orphaned
 //! grandchildren become its children instead of PID 1's, which may not reap.
+//! A task that left processes behind (in its group or its cgroup) is cleared
+//! on a thread of its own, so that waiting for them never holds up the ends
+//! of other tasks.
 
-use crate::containment::Containment;
+mod spawn;
+
+use crate::containment::{Containment, TaskCell};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use pool_manager_core::{ExitStatus, KillReason, Launch, OutputFile, TaskExit, TaskOutput};
 use protocol::{TaskId, UnixTime, MAX_TAIL_BYTES};
-use std::fs::{File, OpenOptions};
+use std::collections::HashMap;
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
-use tracing::Instrument;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
 
 /// A task could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -61,24 +76,532 @@ pub enum LaunchError {
 #[derive(Debug)]
 pub struct Ended {
     pub task_id: TaskId,
+    /// Its pid, which was also its process group's id.
+    pub pid: u32,
     pub exit: TaskExit,
 }
 
-/// The handle the shell keeps for a running task.
+/// A task could not be started.
 #[derive(Debug)]
+pub struct Failed {
+    pub task_id: TaskId,
+    pub error: LaunchError,
+}
+
+/// What the launch thread reports (in batches: the ends seen in one turn).
+#[derive(Debug)]
+pub enum Event {
+    Ended(Ended),
+    Failed(Failed),
+}
+
+/// What the shell asks of the launch thread.
+enum Request {
+    Start(Box<Launch>, tracing::Span),
+    Kill(TaskId, KillReason),
+    Stop,
+}
+
+/// The requests not yet taken by the launch thread, and the eventfd that
+/// wakes it.
+struct Requests {
+    queue: Mutex<Vec<Request>>,
+    wake: EventFd,
+}
+
+impl Requests {
+    /// Queues a request; wakes the thread when the queue was empty (the
+    /// thread takes all of it each time it is woken).
+    fn push(&self, request: Request) {
+        let Ok(mut queue) = self.queue.lock() else {
+            return;
+        };
+        let was_empty = queue.is_empty();
+        queue.push(request);
+        drop(queue);
+        if was_empty {
+            if let Err(error) = self.wake.write(1) {
+                tracing::error!(%error, "cannot wake the launch thread");
+            }
+        }
+    }
+
+    fn take(&self) -> Vec<Request> {
+        // Reset the eventfd before taking: a request queued after this
+        // wakes the thread again.
+        let _ = self.wake.read();
+        self.queue
+            .lock()
+            .map(|mut queue| std::mem::take(&mut *queue))
+            .unwrap_or_default()
+    }
+}
+
+/// The launch thread, seen from the shell.
+pub struct Launcher {
+    requests: Arc<Requests>,
+    thread: Option<std::thread::JoinHandle<Containment>>,
+}
+
+/// The handle the shell keeps for a running task.
 pub struct TaskHandle {
-    pub pid: u32,
-    kill: Option<oneshot::Sender<KillReason>>,
+    task_id: TaskId,
+    requests: Arc<Requests>,
+    killed: bool,
+}
+
+impl std::fmt::Debug for Launcher {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Launcher")
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TaskHandle {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TaskHandle")
+            .field("task_id", &self.task_id)
+            .field("killed", &self.killed)
+            .finish()
+    }
 }
 
 impl TaskHandle {
-    /// Asks the watcher to kill the task's process group. A second call does
-    /// nothing.
+    /// Asks the launch thread to kill the task's process group. A second
+    /// call does nothing.
     pub fn kill(&mut self, reason: KillReason) {
-        if let Some(sender) = self.kill.take() {
-            let _ = sender.send(reason);
+        if !self.killed {
+            self.killed = true;
+            self.requests.push(Request::Kill(self.task_id, reason));
         }
     }
+}
+
+impl Launcher {
+    /// Starts the launch thread; tasks get `containment`, and a killed task
+    /// `kill_grace` between SIGTERM and SIGKILL. Ends and failures go to
+    /// `events`.
+    pub fn start(
+        containment: Containment,
+        kill_grace: Duration,
+        events: mpsc::UnboundedSender<Vec<Event>>,
+    ) -> std::io::Result<Self> {
+        Self::start_with(containment, kill_grace, events, Fallbacks::default())
+    }
+
+    /// [`Launcher::start`], with the `fallbacks` forced (for tests).
+    fn start_with(
+        containment: Containment,
+        kill_grace: Duration,
+        events: mpsc::UnboundedSender<Vec<Event>>,
+        fallbacks: Fallbacks,
+    ) -> std::io::Result<Self> {
+        let requests = Arc::new(Requests {
+            queue: Mutex::new(Vec::new()),
+            wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+        });
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&requests.wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        let thread_requests = Arc::clone(&requests);
+        let thread = std::thread::Builder::new()
+            .name("task-launch".to_owned())
+            .spawn(move || {
+                LaunchThread {
+                    epoll,
+                    requests: thread_requests,
+                    spawner: spawn::Spawner::for_this_thread(fallbacks.std_command),
+                    no_pidfd: fallbacks.no_pidfd,
+                    containment,
+                    kill_grace,
+                    events,
+                    children: HashMap::new(),
+                    pids: HashMap::new(),
+                    polled: Vec::new(),
+                    kills: Vec::new(),
+                    outbox: Vec::new(),
+                }
+                .run()
+            })?;
+        Ok(Self {
+            requests,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts a task (on the launch thread): its end, or its failure to
+    /// start, comes as an [`Event`].
+    pub fn launch(&self, launch: Launch, span: tracing::Span) -> TaskHandle {
+        let task_id = launch.task_id;
+        self.requests.push(Request::Start(Box::new(launch), span));
+        TaskHandle {
+            task_id,
+            requests: Arc::clone(&self.requests),
+            killed: false,
+        }
+    }
+
+    /// Stops the launch thread (once every task has ended) and gives back
+    /// the containment. Blocking.
+    pub fn finish(mut self) -> Option<Containment> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Option<Containment> {
+        let thread = self.thread.take()?;
+        self.requests.push(Request::Stop);
+        thread.join().ok()
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// What the launch thread does where the system lacks something, forced.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fallbacks {
+    /// Start tasks with `std::process::Command`, as where the thread
+    /// cannot have a working directory of its own.
+    std_command: bool,
+    /// Poll children, as where the kernel has no pidfds.
+    no_pidfd: bool,
+}
+
+/// The epoll data of the requests' eventfd (children: their pid).
+const WAKE: u64 = u64::MAX;
+
+/// How often children without a pidfd are polled.
+const POLL_PERIOD: Duration = Duration::from_millis(10);
+
+/// A running task's process, owned by the launch thread.
+struct Child {
+    task_id: TaskId,
+    /// Readable once the child has ended; `None` where the kernel has no
+    /// pidfds (the child is polled).
+    pidfd: Option<OwnedFd>,
+    cell: TaskCell,
+    span: tracing::Span,
+    start_time: UnixTime,
+    files: FinishedFiles,
+}
+
+struct LaunchThread {
+    epoll: Epoll,
+    requests: Arc<Requests>,
+    spawner: spawn::Spawner,
+    containment: Containment,
+    kill_grace: Duration,
+    events: mpsc::UnboundedSender<Vec<Event>>,
+    /// By pid.
+    children: HashMap<i32, Child>,
+    pids: HashMap<TaskId, i32>,
+    /// Children without a pidfd.
+    polled: Vec<i32>,
+    /// Never use pidfds (for tests).
+    no_pidfd: bool,
+    /// When to SIGKILL the group of a child sent SIGTERM.
+    kills: Vec<(Instant, i32)>,
+    /// What this turn has to report: sent as one batch at its end, so that
+    /// the shell takes the tasks that end together in one turn.
+    outbox: Vec<Event>,
+}
+
+impl LaunchThread {
+    fn run(mut self) -> Containment {
+        let mut ready = [EpollEvent::empty(); 64];
+        loop {
+            let n_ready = match self.epoll.wait(&mut ready, self.timeout()) {
+                Ok(n_ready) => n_ready,
+                Err(Errno::EINTR) => 0,
+                Err(error) => {
+                    tracing::error!(%error, "the launch thread cannot wait for its children");
+                    std::thread::sleep(POLL_PERIOD);
+                    0
+                }
+            };
+            let mut stop = false;
+            for event in &ready[..n_ready] {
+                if event.data() == WAKE {
+                    for request in self.requests.take() {
+                        match request {
+                            Request::Start(launch, span) => self.start(*launch, span),
+                            Request::Kill(task_id, reason) => self.kill(task_id, reason),
+                            Request::Stop => stop = true,
+                        }
+                    }
+                } else if let Ok(pid) = i32::try_from(event.data()) {
+                    self.reap(pid);
+                }
+            }
+            if !self.polled.is_empty() {
+                for pid in self.polled.clone() {
+                    self.reap(pid);
+                }
+            }
+            self.escalate_kills();
+            if !self.outbox.is_empty() {
+                let _ = self.events.send(std::mem::take(&mut self.outbox));
+            }
+            if stop {
+                return self.containment;
+            }
+        }
+    }
+
+    /// Until the next SIGKILL is due, or the next poll.
+    fn timeout(&self) -> EpollTimeout {
+        let now = Instant::now();
+        let mut wait = self
+            .kills
+            .iter()
+            .map(|(at, _)| at.saturating_duration_since(now))
+            .min();
+        if !self.polled.is_empty() {
+            wait = Some(wait.map_or(POLL_PERIOD, |wait| wait.min(POLL_PERIOD)));
+        }
+        wait.map_or(EpollTimeout::NONE, |wait| {
+            // Rounded up, so that the deadline has passed on waking.
+            let millis = wait.as_micros().div_ceil(1000);
+            EpollTimeout::try_from(i32::try_from(millis).unwrap_or(i32::MAX))
+                .unwrap_or(EpollTimeout::MAX)
+        })
+    }
+
+    fn start(&mut self, launch: Launch, span: tracing::Span) {
+        let task_id = launch.task_id;
+        match self.spawn(launch, &span) {
+            Ok(()) => {}
+            Err(error) => {
+                self.outbox.push(Event::Failed(Failed { task_id, error }));
+            }
+        }
+    }
+
+    fn spawn(&mut self, launch: Launch, span: &tracing::Span) -> Result<(), LaunchError> {
+        let mut cell = self.containment.cell();
+        prepare_payload_files(&launch)?;
+        let input = launch.input.as_ref().map(|input| input.path.clone());
+        let start_time = unix_now();
+        let pid = match self
+            .spawner
+            .spawn(&launch, cell.command(&launch.command).as_ref())
+        {
+            Ok(pid) => pid,
+            Err(error) => {
+                if let Some(path) = &input {
+                    remove_if_present(path);
+                }
+                return Err(error);
+            }
+        };
+        cell.announce(pid.unsigned_abs());
+        span.in_scope(|| tracing::debug!(pid, nodes = ?launch.nodes, command = %launch.command, "task launched"));
+        let watched = if self.no_pidfd {
+            Err(std::io::Error::other("pidfds are not used"))
+        } else {
+            watch(&self.epoll, pid)
+        };
+        let pidfd = match watched {
+            Ok(pidfd) => Some(pidfd),
+            Err(error) => {
+                if self.polled.is_empty() {
+                    tracing::debug!(%error, "no pidfd for a task process; polling it");
+                }
+                self.polled.push(pid);
+                None
+            }
+        };
+        let same_file = launch.stderr == launch.stdout;
+        let files = FinishedFiles {
+            output: launch.output,
+            input,
+            stdout: launch.stdout,
+            stderr: (!same_file).then_some(launch.stderr),
+        };
+        self.pids.insert(launch.task_id, pid);
+        self.children.insert(
+            pid,
+            Child {
+                task_id: launch.task_id,
+                pidfd,
+                cell,
+                span: span.clone(),
+                start_time,
+                files,
+            },
+        );
+        Ok(())
+    }
+
+    fn kill(&mut self, task_id: TaskId, reason: KillReason) {
+        // Not running: it failed to start, or has been reaped already.
+        let Some(&pid) = self.pids.get(&task_id) else {
+            return;
+        };
+        if let Some(child) = self.children.get(&pid) {
+            child.span.in_scope(|| {
+                tracing::info!(
+                    reason = reason.as_str(),
+                    pid,
+                    "killing the task's process group"
+                )
+            });
+        }
+        signal_group(pid, Signal::SIGTERM);
+        self.kills.push((Instant::now() + self.kill_grace, pid));
+    }
+
+    /// SIGKILLs the groups whose grace period has passed (their leader is
+    /// not reaped yet, so the group id is still ours).
+    fn escalate_kills(&mut self) {
+        if self.kills.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let children = &self.children;
+        let grace = self.kill_grace;
+        self.kills.retain(|&(at, pid)| {
+            let Some(child) = children.get(&pid) else {
+                return false;
+            };
+            if at > now {
+                return true;
+            }
+            child.span.in_scope(|| {
+                tracing::warn!(
+                    pid,
+                    grace_s = grace.as_secs_f64(),
+                    "task still alive after SIGTERM; sending SIGKILL to its process group"
+                )
+            });
+            signal_group(pid, Signal::SIGKILL);
+            false
+        });
+    }
+
+    /// Reaps `pid` if it has ended, then clears after it and reports it.
+    fn reap(&mut self, pid: i32) {
+        // An event can still come for a child reaped earlier in the same
+        // turn: its pid is no longer ours to wait for.
+        if !self.children.contains_key(&pid) {
+            return;
+        }
+        let status = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => ExitStatus::Code(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => ExitStatus::Signal(signal as i32),
+            Ok(_) | Err(Errno::EINTR) => return,
+            Err(error) => {
+                tracing::warn!(%error, pid, "cannot wait for the task's process");
+                ExitStatus::Code(-1)
+            }
+        };
+        let end_time = unix_now();
+        let Some(child) = self.children.remove(&pid) else {
+            return;
+        };
+        self.pids.remove(&child.task_id);
+        self.polled.retain(|polled| *polled != pid);
+        self.kills.retain(|(_, killed)| *killed != pid);
+        // Out of the epoll set before it is closed: a child being spawned
+        // holds every descriptor until its exec closes them, and while it
+        // does, a closed pidfd would stay in the set.
+        if let Some(pidfd) = child.pidfd {
+            let _ = self.epoll.delete(&pidfd);
+        }
+        let ending = Ending {
+            task_id: child.task_id,
+            pid,
+            status,
+            start_time: child.start_time,
+            end_time,
+            files: child.files,
+            span: child.span,
+        };
+        // Most tasks leave nothing behind: then nothing here blocks.
+        let cell = if group_is_gone(pid) {
+            match child.cell.clear_if_empty() {
+                Ok(()) => return self.outbox.push(ending.report(0, 0)),
+                Err(cell) => cell,
+            }
+        } else {
+            child.cell
+        };
+        // The slow path: on a thread of its own (here if none can start).
+        let work = Arc::new(Mutex::new(Some((cell, ending, self.events.clone()))));
+        type Work = (TaskCell, Ending, mpsc::UnboundedSender<Vec<Event>>);
+        let clear = move |work: &Mutex<Option<Work>>| {
+            let taken = work.lock().ok().and_then(|mut work| work.take());
+            if let Some((cell, ending, events)) = taken {
+                let in_group = clear_group(pid);
+                let in_cgroup = cell.clear();
+                let _ = events.send(vec![ending.report(in_group, in_cgroup)]);
+            }
+        };
+        let on_thread = Arc::clone(&work);
+        if let Err(error) = std::thread::Builder::new()
+            .name("task-clear".to_owned())
+            .spawn(move || clear(&on_thread))
+        {
+            tracing::warn!(%error, "cannot start a thread to clear a task's processes; clearing here");
+            clear(&work);
+        }
+    }
+}
+
+/// A reaped task, to be reported once cleared after.
+struct Ending {
+    task_id: TaskId,
+    pid: i32,
+    status: ExitStatus,
+    start_time: UnixTime,
+    end_time: UnixTime,
+    files: FinishedFiles,
+    span: tracing::Span,
+}
+
+impl Ending {
+    /// Reads the task's files; gives its end. `in_group` and `in_cgroup`
+    /// processes it left were killed.
+    fn report(self, in_group: usize, in_cgroup: usize) -> Event {
+        let _entered = self.span.enter();
+        if in_group + in_cgroup > 0 {
+            tracing::info!(
+                n_left_in_group = in_group,
+                n_left_in_cgroup = in_cgroup,
+                "killed and reaped processes the task left behind"
+            );
+        }
+        let (stdout_tail, stderr_tail, output) = self.files.read();
+        tracing::debug!(status = ?self.status, "task process ended");
+        let exit = TaskExit {
+            status: self.status,
+            stdout_tail,
+            stderr_tail,
+            start_time: self.start_time,
+            end_time: self.end_time,
+            output,
+        };
+        Event::Ended(Ended {
+            task_id: self.task_id,
+            pid: self.pid.unsigned_abs(),
+            exit,
+        })
+    }
+}
+
+/// A pidfd for the child `pid`, in the epoll set (its data: the pid).
+fn watch(epoll: &Epoll, pid: i32) -> std::io::Result<OwnedFd> {
+    let id = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::other("pid 0 from the spawn"))?;
+    let pidfd = rustix::process::pidfd_open(id, rustix::process::PidfdFlags::empty())?;
+    let data = u64::try_from(pid).map_err(std::io::Error::other)?;
+    epoll.add(&pidfd, EpollEvent::new(EpollFlags::EPOLLIN, data))?;
+    Ok(pidfd)
 }
 
 /// Makes this process the reaper of its orphaned descendants (Linux
@@ -109,40 +632,6 @@ fn create_parent(path: &Path) -> Result<(), LaunchError> {
         }),
         None => Ok(()),
     }
-}
-
-/// Creates (truncates) a task's stdout or stderr file, and its directory
-/// if that is missing. Opened for reading too: the manager reads the tail
-/// through its own copy of the descriptor once the task has ended.
-fn open_output(path: &Path) -> Result<File, LaunchError> {
-    let open = || {
-        OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(path)
-    };
-    let opened = match open() {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            create_parent(path)?;
-            open()
-        }
-        opened => opened,
-    };
-    opened.map_err(|error| LaunchError::OutputFile {
-        path: path.to_path_buf(),
-        error,
-    })
-}
-
-/// A second descriptor of a task's stdout or stderr file, kept by the
-/// manager to read the tail.
-fn keep_copy(file: &File, path: &Path) -> Result<File, LaunchError> {
-    file.try_clone().map_err(|error| LaunchError::OutputFile {
-        path: path.to_path_buf(),
-        error,
-    })
 }
 
 /// Writes the task's input file, and makes sure the directory of its
@@ -189,149 +678,13 @@ pub fn read_output(output: &OutputFile) -> TaskOutput {
     read().unwrap_or_else(|error| TaskOutput::Unreadable(error.to_string()))
 }
 
-/// The task's stdin: a copy of one descriptor of `/dev/null` opened once
-/// (`Stdio::null` would open it again for every task).
-fn dev_null() -> Stdio {
-    static DEV_NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
-    DEV_NULL
-        .get_or_init(|| File::open("/dev/null").ok())
-        .as_ref()
-        .and_then(|file| file.try_clone().ok())
-        .map_or_else(Stdio::null, Stdio::from)
-}
-
-/// Starts a task. Its end is sent on `ended` once it is reaped.
-pub fn spawn(
-    launch: &Launch,
-    kill_grace: Duration,
-    ended: mpsc::UnboundedSender<Ended>,
-    span: tracing::Span,
-    containment: &Containment,
-) -> Result<TaskHandle, LaunchError> {
-    if !launch.cwd.is_dir() {
-        return Err(LaunchError::NoCwd {
-            path: launch.cwd.clone(),
-        });
-    }
-    let stdout = open_output(&launch.stdout)?;
-    let stdout_copy = keep_copy(&stdout, &launch.stdout)?;
-    let (stderr, stderr_copy) = if launch.stderr == launch.stdout {
-        (keep_copy(&stdout, &launch.stderr)?, None)
-    } else {
-        let stderr = open_output(&launch.stderr)?;
-        let copy = keep_copy(&stderr, &launch.stderr)?;
-        (stderr, Some(copy))
-    };
-    let mut cell = containment.cell();
-    let mut command = tokio::process::Command::new("/bin/bash");
-    // Nothing runs in the child before exec (no `pre_exec`), so the
-    // standard library spawns with `posix_spawn`: the manager's memory is
-    // never copied.
-    command
-        .arg("-c")
-        .arg(cell.command(&launch.command).as_ref())
-        .env_clear()
-        .envs(&launch.env)
-        .current_dir(&launch.cwd)
-        .stdin(dev_null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(false);
-    prepare_payload_files(launch)?;
-    let input_path = launch.input.as_ref().map(|input| input.path.clone());
-    let start_time = unix_now();
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            if let Some(path) = &input_path {
-                remove_if_present(path);
-            }
-            return Err(LaunchError::Spawn(error));
-        }
-    };
-    let output_file = launch.output.clone();
-    let pid = child.id().unwrap_or(0);
-    cell.announce(pid);
-    let (kill_tx, kill_rx) = oneshot::channel();
-    let task_id = launch.task_id;
-    tracing::debug!(parent: &span, pid, "task started");
-    let watcher = async move {
-        let status = watch(&mut child, pid, kill_rx, kill_grace).await;
-        let end_time = unix_now();
-        let status = match status {
-            Ok(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => ExitStatus::Code(code),
-                (None, Some(signal)) => ExitStatus::Signal(signal),
-                (None, None) => ExitStatus::Code(-1),
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot wait for the task's process");
-                ExitStatus::Code(-1)
-            }
-        };
-        // Clearing the group and the cgroup, and reading the files (which
-        // may sit on a slow shared filesystem), block: one call off the
-        // event loop does all of it.
-        let finished = FinishedFiles {
-            output: output_file,
-            input: input_path,
-            stdout: stdout_copy,
-            stderr: stderr_copy,
-        };
-        let group = i32::try_from(pid).unwrap_or(0);
-        let cleared = tokio::task::spawn_blocking(move || {
-            let in_group = if group > 1 { clear_group(group) } else { 0 };
-            let in_cgroup = cell.clear();
-            (in_group, in_cgroup, finished.read())
-        })
-        .await;
-        let (stdout_tail, stderr_tail, output) = match cleared {
-            Ok((in_group, in_cgroup, read)) => {
-                if in_group + in_cgroup > 0 {
-                    tracing::info!(
-                        n_left_in_group = in_group,
-                        n_left_in_cgroup = in_cgroup,
-                        "killed and reaped processes the task left behind"
-                    );
-                }
-                read
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot clear the task's processes or read its files");
-                (
-                    Vec::new(),
-                    Vec::new(),
-                    TaskOutput::Unreadable(error.to_string()),
-                )
-            }
-        };
-        let exit = TaskExit {
-            status,
-            stdout_tail,
-            stderr_tail,
-            start_time,
-            end_time,
-            output,
-        };
-        tracing::debug!(?status, "task process ended");
-        let _ = ended.send(Ended { task_id, exit });
-    };
-    tokio::spawn(watcher.instrument(span));
-    Ok(TaskHandle {
-        pid,
-        kill: Some(kill_tx),
-    })
-}
-
-/// The files of an ended task, read and removed in one blocking call.
+/// The files of an ended task, read and removed once it has ended.
 struct FinishedFiles {
     output: OutputFile,
     input: Option<PathBuf>,
-    /// The manager's own descriptors of the stdout and stderr files
-    /// (`None`: stderr went to the stdout file).
-    stdout: File,
-    stderr: Option<File>,
+    stdout: PathBuf,
+    /// `None`: stderr went to the stdout file.
+    stderr: Option<PathBuf>,
 }
 
 impl FinishedFiles {
@@ -346,70 +699,46 @@ impl FinishedFiles {
         if let Some(path) = &self.input {
             remove_if_present(path);
         }
-        let stdout_tail = tail_of(&self.stdout);
+        let stdout_tail = read_tail(&self.stdout);
         let stderr_tail = self
             .stderr
-            .as_ref()
-            .map_or_else(|| stdout_tail.clone(), tail_of);
+            .as_deref()
+            .map_or_else(|| stdout_tail.clone(), read_tail);
         (stdout_tail, stderr_tail, output)
     }
 }
 
-async fn watch(
-    child: &mut tokio::process::Child,
-    pid: u32,
-    kill_rx: oneshot::Receiver<KillReason>,
-    kill_grace: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
-    let group = Pid::from_raw(i32::try_from(pid).unwrap_or(0));
-    tokio::select! {
-        biased;
-        status = child.wait() => return status,
-        reason = kill_rx => {
-            if let Ok(reason) = reason {
-                tracing::info!(reason = reason.as_str(), pid, "killing the task's process group");
-                signal_group(group, Signal::SIGTERM);
-            } else {
-                // The shell dropped the handle: just wait.
-                return child.wait().await;
-            }
-        }
+fn signal_group(group: i32, signal: Signal) {
+    if group <= 1 {
+        return;
     }
-    tokio::select! {
-        biased;
-        status = child.wait() => status,
-        () = tokio::time::sleep(kill_grace) => {
-            // Not reaped yet, so the group id is still ours.
-            tracing::warn!(pid, grace_s = kill_grace.as_secs_f64(), "task still alive after SIGTERM; sending SIGKILL to its process group");
-            signal_group(group, Signal::SIGKILL);
-            child.wait().await
+    if let Err(error) = killpg(Pid::from_raw(group), signal) {
+        if error != Errno::ESRCH {
+            tracing::warn!(%error, group, ?signal, "cannot signal the task's process group");
         }
     }
 }
 
-fn signal_group(group: Pid, signal: Signal) {
-    if group.as_raw() <= 1 {
-        return;
-    }
-    if let Err(error) = killpg(group, signal) {
-        if error != nix::errno::Errno::ESRCH {
-            tracing::warn!(%error, group = group.as_raw(), ?signal, "cannot signal the task's process group");
-        }
-    }
+/// After the leader of `group` was reaped: whether no process is left in
+/// its group (else those left have been sent SIGKILL).
+fn group_is_gone(group: i32) -> bool {
+    group <= 1 || killpg(Pid::from_raw(group), Signal::SIGKILL) == Err(Errno::ESRCH)
 }
 
 /// After the leader of `group` was reaped: SIGKILL whatever is left of the
 /// group and reap those of them that are our children. Returns how many
 /// were reaped.
 fn clear_group(group: i32) -> usize {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    signal_group(Pid::from_raw(group), Signal::SIGKILL);
+    if group <= 1 {
+        return 0;
+    }
+    signal_group(group, Signal::SIGKILL);
     let mut n_reaped = 0;
     loop {
         match waitpid(Pid::from_raw(-group), None) {
             Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => n_reaped += 1,
             Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
+            Err(Errno::EINTR) => {}
             Err(_) => return n_reaped,
         }
     }
@@ -447,7 +776,6 @@ fn tail_of(file: &File) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     /// The core names signals without `nix`; its table must say what `nix`
     /// says on this platform.
@@ -484,34 +812,61 @@ mod tests {
         }
     }
 
-    /// Starts a task contained by its process group only, as the tests
-    /// here need no cgroup.
-    fn start(
-        task: &Launch,
-        kill_grace: Duration,
-        ended: mpsc::UnboundedSender<Ended>,
-    ) -> Result<TaskHandle, LaunchError> {
-        spawn(
-            task,
-            kill_grace,
-            ended,
-            tracing::Span::none(),
-            &Containment::process_groups(),
-        )
+    /// A launch thread whose tasks are contained by their process group
+    /// only, as the tests here need no cgroup.
+    fn launcher(kill_grace: Duration) -> (Launcher, Events) {
+        launcher_with(kill_grace, Fallbacks::default())
     }
 
-    async fn next(ended: &mut mpsc::UnboundedReceiver<Ended>) -> Ended {
-        tokio::time::timeout(Duration::from_secs(20), ended.recv())
-            .await
-            .expect("the task ends within 20 s")
-            .expect("channel open")
+    /// [`launcher`] with the `fallbacks` forced.
+    fn launcher_with(kill_grace: Duration, fallbacks: Fallbacks) -> (Launcher, Events) {
+        let (sender, events) = mpsc::unbounded_channel();
+        let launcher =
+            Launcher::start_with(Containment::process_groups(), kill_grace, sender, fallbacks)
+                .expect("launch thread");
+        (launcher, Events::from(events))
+    }
+
+    /// The launch thread's events, one at a time.
+    struct Events {
+        receiver: mpsc::UnboundedReceiver<Vec<Event>>,
+        pending: std::collections::VecDeque<Event>,
+    }
+
+    impl From<mpsc::UnboundedReceiver<Vec<Event>>> for Events {
+        fn from(receiver: mpsc::UnboundedReceiver<Vec<Event>>) -> Self {
+            Self {
+                receiver,
+                pending: std::collections::VecDeque::new(),
+            }
+        }
+    }
+
+    async fn next_event(events: &mut Events) -> Event {
+        loop {
+            if let Some(event) = events.pending.pop_front() {
+                return event;
+            }
+            let batch = tokio::time::timeout(Duration::from_secs(20), events.receiver.recv())
+                .await
+                .expect("the task ends within 20 s")
+                .expect("channel open");
+            events.pending.extend(batch);
+        }
+    }
+
+    async fn next(events: &mut Events) -> Ended {
+        match next_event(events).await {
+            Event::Ended(ended) => ended,
+            Event::Failed(failed) => panic!("the task failed to start: {}", failed.error),
+        }
     }
 
     /// Starts `task` (1 s kill grace) and waits for its end.
     async fn run_to_end(task: &Launch) -> Ended {
-        let (sender, mut ended) = mpsc::unbounded_channel();
-        start(task, Duration::from_secs(1), sender).expect("spawn");
-        next(&mut ended).await
+        let (launcher, mut events) = launcher(Duration::from_secs(1));
+        launcher.launch(task.clone(), tracing::Span::none());
+        next(&mut events).await
     }
 
     #[tokio::test]
@@ -590,36 +945,100 @@ mod tests {
         assert!(matches!(read_output(&output), TaskOutput::Unreadable(_)));
     }
 
-    #[test]
-    fn launch_failures_name_the_path() {
+    #[tokio::test]
+    async fn launch_failures_name_the_path() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let _guard = runtime.enter();
-        let (sender, _ended) = mpsc::unbounded_channel();
+        let (launcher, mut events) = launcher(Duration::ZERO);
+        let failure = |event: Event| match event {
+            Event::Failed(failed) => failed.error,
+            Event::Ended(ended) => panic!("the task ran: {ended:?}"),
+        };
         let mut task = launch(temp.path(), "true");
         task.cwd = temp.path().join("missing");
-        let error = start(&task, Duration::ZERO, sender.clone()).expect_err("no cwd");
+        launcher.launch(task, tracing::Span::none());
+        let error = failure(next_event(&mut events).await);
         assert!(error.to_string().contains("missing"), "{error}");
         std::fs::write(temp.path().join("file"), b"").expect("write");
         let mut task = launch(temp.path(), "true");
         task.stdout = temp.path().join("file/under/a/file");
-        let error = start(&task, Duration::ZERO, sender).expect_err("no dir");
+        launcher.launch(task, tracing::Span::none());
+        let error = failure(next_event(&mut events).await);
         assert!(error.to_string().contains("file/under/a"), "{error}");
-        let _ = BTreeMap::<String, String>::new();
+    }
+
+    /// A missing directory of a stdout or stderr file is created.
+    #[tokio::test]
+    async fn missing_output_directories_are_created() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let mut task = launch(temp.path(), "echo out; echo err >&2");
+        task.stdout = temp.path().join("a/b/t.stdout");
+        task.stderr = temp.path().join("c/t.stderr");
+        let end = run_to_end(&task).await;
+        assert_eq!(end.exit.stdout_tail, b"out\n");
+        assert_eq!(end.exit.stderr_tail, b"err\n");
+        // One file for both: both tails are its tail.
+        task.stderr = task.stdout.clone();
+        let end = run_to_end(&task).await;
+        assert_eq!(end.exit.stdout_tail, b"out\nerr\n");
+        assert_eq!(end.exit.stderr_tail, end.exit.stdout_tail);
+    }
+
+    /// Where the launch thread cannot have a working directory of its own,
+    /// `std::process::Command` starts the task, with the same environment,
+    /// directory and files.
+    #[tokio::test]
+    async fn the_std_fallback_runs_tasks_the_same_way() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let task = launch(temp.path(), "env | sort; pwd; echo oops >&2; exit 3");
+        let (launcher, mut events) = launcher_with(
+            Duration::from_secs(1),
+            Fallbacks {
+                std_command: true,
+                no_pidfd: false,
+            },
+        );
+        launcher.launch(task, tracing::Span::none());
+        let end = next(&mut events).await;
+        assert_eq!(end.exit.status, ExitStatus::Code(3));
+        let stdout = String::from_utf8_lossy(&end.exit.stdout_tail).into_owned();
+        assert!(stdout.contains("ONLY=this\n"), "{stdout}");
+        assert!(!stdout.contains("HOME="), "{stdout}");
+        assert!(
+            stdout.contains(&temp.path().display().to_string()),
+            "{stdout}"
+        );
+        assert_eq!(end.exit.stderr_tail, b"oops\n");
+    }
+
+    /// Where the kernel has no pidfds, children are polled: their ends,
+    /// kills included, are seen all the same.
+    #[tokio::test]
+    async fn children_without_pidfds_are_polled() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (launcher, mut events) = launcher_with(
+            Duration::from_secs(1),
+            Fallbacks {
+                std_command: false,
+                no_pidfd: true,
+            },
+        );
+        launcher.launch(launch(temp.path(), "exit 4"), tracing::Span::none());
+        let end = next(&mut events).await;
+        assert_eq!(end.exit.status, ExitStatus::Code(4));
+        let mut handle = launcher.launch(launch(temp.path(), "sleep 1000"), tracing::Span::none());
+        handle.kill(KillReason::Cancelled);
+        let end = next(&mut events).await;
+        assert_eq!(end.exit.status, ExitStatus::Signal(15));
     }
 
     #[tokio::test]
     async fn kill_terminates_the_whole_group_then_escalates() {
         become_subreaper();
         let temp = tempfile::tempdir().expect("tempdir");
-        let (sender, mut ended) = mpsc::unbounded_channel();
+        let (launcher, mut ended) = launcher(Duration::from_millis(200));
         // The group ignores SIGTERM, so only the SIGKILL after the grace ends it.
         let task = launch(temp.path(), "trap '' TERM; sleep 1000 & echo started; wait");
-        let mut handle = start(&task, Duration::from_millis(200), sender).expect("spawn");
-        let group = Pid::from_raw(i32::try_from(handle.pid).expect("pid"));
+        let mut handle = launcher.launch(task.clone(), tracing::Span::none());
         // Wait (bounded) until bash has started its background sleep.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while read_tail(&task.stdout).is_empty() {
@@ -628,6 +1047,7 @@ mod tests {
         }
         handle.kill(KillReason::Cancelled);
         let end = next(&mut ended).await;
+        let group = Pid::from_raw(i32::try_from(end.pid).expect("pid"));
         assert_eq!(end.exit.status, ExitStatus::Signal(9));
         assert_eq!(
             killpg(group, None),

@@ -51,8 +51,11 @@ use tokio::sync::mpsc;
 /// A task could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("working directory {} does not exist or is not a directory", path.display())]
-    NoCwd { path: PathBuf },
+    #[error("cannot enter the working directory {}: {error}", path.display())]
+    NoCwd {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("cannot create the directory {} for task output: {error}", path.display())]
     OutputDir {
         path: PathBuf,
@@ -956,9 +959,16 @@ mod tests {
         let mut task = launch(temp.path(), "true");
         task.cwd = temp.path().join("missing");
         launcher.launch(task, tracing::Span::none());
-        let error = failure(next_event(&mut events).await);
-        assert!(error.to_string().contains("missing"), "{error}");
+        let error = failure(next_event(&mut events).await).to_string();
+        assert!(error.contains("missing"), "{error}");
+        assert!(error.contains("No such file or directory"), "{error}");
         std::fs::write(temp.path().join("file"), b"").expect("write");
+        let mut task = launch(temp.path(), "true");
+        task.cwd = temp.path().join("file");
+        launcher.launch(task, tracing::Span::none());
+        let error = failure(next_event(&mut events).await).to_string();
+        assert!(error.contains("working directory"), "{error}");
+        assert!(error.to_lowercase().contains("not a directory"), "{error}");
         let mut task = launch(temp.path(), "true");
         task.stdout = temp.path().join("file/under/a/file");
         launcher.launch(task, tracing::Span::none());

@@ -82,8 +82,9 @@ impl Spawner {
         match &self.how {
             How::PosixSpawn(_) => {
                 // The directory for this thread, so for the child.
-                std::env::set_current_dir(&launch.cwd).map_err(|_| LaunchError::NoCwd {
+                std::env::set_current_dir(&launch.cwd).map_err(|error| LaunchError::NoCwd {
                     path: launch.cwd.clone(),
+                    error,
                 })?;
                 match self.posix_spawn(launch, command) {
                     Ok(pid) => Ok(pid),
@@ -150,10 +151,20 @@ impl Spawner {
     }
 
     fn command_spawn(&self, launch: &Launch, command: &str) -> Result<i32, LaunchError> {
-        if !launch.cwd.is_dir() {
-            return Err(LaunchError::NoCwd {
-                path: launch.cwd.clone(),
-            });
+        match std::fs::metadata(&launch.cwd) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(LaunchError::NoCwd {
+                    path: launch.cwd.clone(),
+                    error: std::io::Error::other("not a directory"),
+                })
+            }
+            Err(error) => {
+                return Err(LaunchError::NoCwd {
+                    path: launch.cwd.clone(),
+                    error,
+                })
+            }
         }
         let stdout = open_output(&launch.stdout)?;
         let stderr = if launch.stderr == launch.stdout {

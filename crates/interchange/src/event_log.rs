@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// How many rotated files are kept beside the current one.
 pub const KEPT_OLD_FILES: u32 = 3;
 
+/// The write buffer: a busy turn writes thousands of lines (about 150
+/// bytes each), in few `write` calls.
+const BUFFER_BYTES: usize = 64 * 1024;
+
 /// The open event log.
 #[derive(Debug)]
 pub struct EventLog {
@@ -46,7 +50,7 @@ impl EventLog {
         Ok(Self {
             path: config.path.clone(),
             max_bytes: config.max_bytes,
-            file: Some(BufWriter::new(file)),
+            file: Some(BufWriter::with_capacity(BUFFER_BYTES, file)),
             bytes,
             line: Vec::new(),
             time: None,
@@ -110,7 +114,10 @@ impl EventLog {
             }
         }
         std::fs::rename(&self.path, numbered(&self.path, 1))?;
-        self.file = Some(BufWriter::new(open_append(&self.path)?));
+        self.file = Some(BufWriter::with_capacity(
+            BUFFER_BYTES,
+            open_append(&self.path)?,
+        ));
         self.bytes = 0;
         tracing::info!(path = %self.path.display(), "event log rotated");
         Ok(())

@@ -82,7 +82,7 @@ impl EventLog {
     /// `at` as RFC 3339, formatted once for the events that share it.
     fn time_text(&mut self, at: UnixTime) -> &str {
         let bits = at.to_bits();
-        if self.time.as_ref().is_none_or(|(cached, _)| *cached != bits) {
+        if !matches!(&self.time, Some((cached, _)) if *cached == bits) {
             self.time = Some((bits, rfc3339_millis(at)));
         }
         self.time.as_ref().map_or("", |(_, text)| text)

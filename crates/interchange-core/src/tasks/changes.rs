@@ -117,7 +117,7 @@ impl TaskTable {
     /// watched the task.
     pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
         // One look-up of the task for everything below.
-        let mut task = self.tasks.get_mut(&task_id).map(|task| &mut **task);
+        let task = self.tasks.get_mut(&task_id).map(|task| &mut **task);
         if self.journal.is_some() {
             let owner = task
                 .as_ref()
@@ -145,7 +145,7 @@ impl TaskTable {
         };
         self.counters
             .finished(&result, submitted_at, dispatched_at_unix, self.now);
-        let watchers = match task.as_deref_mut() {
+        let watchers = match task {
             Some(task) => {
                 task.finished_at = self.now_unix;
                 let before =

@@ -321,10 +321,8 @@ impl Core {
             let Some(start) = self.matcher.next_start(&mut pass, &mut context) else {
                 break;
             };
-            let expected_end = self
-                .tasks
-                .walltime_of_queued(start.task_id)
-                .map(|walltime| self.now.plus(walltime));
+            let (walltime, attempts) = self.tasks.walltime_and_attempts(start.task_id);
+            let expected_end = walltime.map(|walltime| self.now.plus(walltime));
             if let Err(error) = self.managers.allocate(
                 start.manager_id,
                 start.task_id,
@@ -336,7 +334,7 @@ impl Core {
                 break;
             }
             self.matcher.started(&start, &mut self.managers, &mut pass);
-            self.emit_started(&start);
+            self.emit_started(&start, attempts + 1);
             if let Some(dispatch) = self.tasks.start(
                 start.task_id,
                 start.manager_id,
@@ -354,7 +352,12 @@ impl Core {
         }
     }
 
-    fn emit_started(&mut self, start: &crate::matching::Start) {
+    /// The event of a task sent for its `attempt`th time (built only when
+    /// events are recorded: it copies the node names).
+    fn emit_started(&mut self, start: &crate::matching::Start, attempt: u32) {
+        if !self.config.record_events {
+            return;
+        }
         let Some(manager) = self.managers.get(start.manager_id) else {
             return;
         };
@@ -364,7 +367,7 @@ impl Core {
             manager_id: start.manager_id,
             block_id: manager.block_id.clone(),
             nodes,
-            attempt: self.tasks.attempts(start.task_id) + 1,
+            attempt,
         };
         self.emit(event);
     }
@@ -385,16 +388,21 @@ impl Core {
         // The last watcher (nearly always the only one) gets the result
         // itself; the others a copy.
         for client in here.by_ref().take(n_here.saturating_sub(1)) {
-            self.pending_results
-                .entry(client.peer.clone())
-                .or_default()
-                .push((*result).clone());
+            self.gather_result(&client.peer, (*result).clone());
         }
         if let Some(last) = here.next() {
-            self.pending_results
-                .entry(last.peer.clone())
-                .or_default()
-                .push(*result);
+            self.gather_result(&last.peer, *result);
+        }
+    }
+
+    /// Adds a result to those gathered for `peer` in this input (its peer
+    /// id is cloned once per input, not once per result).
+    pub(crate) fn gather_result(&mut self, peer: &PeerId, result: TaskResult) {
+        match self.pending_results.get_mut(peer) {
+            Some(results) => results.push(result),
+            None => {
+                self.pending_results.insert(peer.clone(), vec![result]);
+            }
         }
     }
 

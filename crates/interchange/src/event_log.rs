@@ -7,13 +7,18 @@
 
 use crate::config::EventsConfig;
 use interchange_core::Core;
-use protocol::EventRecord;
+use protocol::events::rfc3339_millis;
+use protocol::{EventRecord, UnixTime};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// How many rotated files are kept beside the current one.
 pub const KEPT_OLD_FILES: u32 = 3;
+
+/// The write buffer: a busy turn writes thousands of lines (about 150
+/// bytes each), in few `write` calls.
+const BUFFER_BYTES: usize = 64 * 1024;
 
 /// The open event log.
 #[derive(Debug)]
@@ -23,6 +28,11 @@ pub struct EventLog {
     /// `None` after a write failed: the log is off from then on.
     file: Option<BufWriter<File>>,
     bytes: u64,
+    /// The line being written (kept, so that its capacity is reused).
+    line: Vec<u8>,
+    /// The last time formatted: the wall time (its bits) and its RFC 3339
+    /// text, which the events of one input share.
+    time: Option<(u64, String)>,
 }
 
 impl EventLog {
@@ -40,23 +50,27 @@ impl EventLog {
         Ok(Self {
             path: config.path.clone(),
             max_bytes: config.max_bytes,
-            file: Some(BufWriter::new(file)),
+            file: Some(BufWriter::with_capacity(BUFFER_BYTES, file)),
             bytes,
+            line: Vec::new(),
+            time: None,
         })
     }
 
     /// Writes every event the core has queued, then flushes.
     pub fn write_from(&mut self, core: &mut Core) {
         let mut wrote = false;
+        let mut line = std::mem::take(&mut self.line);
         while let Some((at, event)) = core.poll_event() {
-            let mut line = EventRecord::new(at, event).to_json_line();
-            line.push('\n');
+            line.clear();
+            EventRecord::write_json_line(&mut line, self.time_text(at), &event);
             if let Err(error) = self.write_line(&line) {
                 tracing::warn!(path = %self.path.display(), %error, "cannot write the event log; no more events are written");
                 self.file = None;
             }
             wrote = true;
         }
+        self.line = line;
         if wrote {
             if let Some(Err(error)) = self.file.as_mut().map(BufWriter::flush) {
                 tracing::warn!(path = %self.path.display(), %error, "cannot write the event log; no more events are written");
@@ -65,7 +79,16 @@ impl EventLog {
         }
     }
 
-    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+    /// `at` as RFC 3339, formatted once for the events that share it.
+    fn time_text(&mut self, at: UnixTime) -> &str {
+        let bits = at.to_bits();
+        if !matches!(&self.time, Some((cached, _)) if *cached == bits) {
+            self.time = Some((bits, rfc3339_millis(at)));
+        }
+        self.time.as_ref().map_or("", |(_, text)| text)
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             return Ok(());
         }
@@ -74,7 +97,7 @@ impl EventLog {
             self.rotate()?;
         }
         if let Some(file) = self.file.as_mut() {
-            file.write_all(line.as_bytes())?;
+            file.write_all(line)?;
             self.bytes += length;
         }
         Ok(())
@@ -91,7 +114,10 @@ impl EventLog {
             }
         }
         std::fs::rename(&self.path, numbered(&self.path, 1))?;
-        self.file = Some(BufWriter::new(open_append(&self.path)?));
+        self.file = Some(BufWriter::with_capacity(
+            BUFFER_BYTES,
+            open_append(&self.path)?,
+        ));
         self.bytes = 0;
         tracing::info!(path = %self.path.display(), "event log rotated");
         Ok(())

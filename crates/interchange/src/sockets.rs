@@ -40,6 +40,18 @@ pub enum SendOutcome {
     QueueFull,
 }
 
+/// A received message's body, as libzmq holds it (not copied).
+#[derive(Debug)]
+pub struct Frame(zmq::Message);
+
+impl std::ops::Deref for Frame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// The bound sockets.
 pub struct Sockets {
     client: zmq::Socket,
@@ -173,12 +185,12 @@ impl Sockets {
     }
 
     /// One message from a client, if one is waiting.
-    pub fn recv_client(&self) -> Result<Option<(PeerId, zmq::Message)>, TransportError> {
+    pub fn recv_client(&self) -> Result<Option<(PeerId, Frame)>, TransportError> {
         recv(&self.client, self.authenticated)
     }
 
     /// One message from a manager, if one is waiting.
-    pub fn recv_manager(&self) -> Result<Option<(PeerId, zmq::Message)>, TransportError> {
+    pub fn recv_manager(&self) -> Result<Option<(PeerId, Frame)>, TransportError> {
         recv(&self.manager, self.authenticated)
     }
 
@@ -209,7 +221,7 @@ impl Sockets {
 fn recv(
     socket: &zmq::Socket,
     authenticated: bool,
-) -> Result<Option<(PeerId, zmq::Message)>, TransportError> {
+) -> Result<Option<(PeerId, Frame)>, TransportError> {
     loop {
         let routing_id = match socket.recv_msg(zmq::DONTWAIT) {
             Ok(message) => message,
@@ -235,11 +247,11 @@ fn recv(
         // One frame per message; anything else is handed on as an empty
         // frame, which the core counts as undecodable. The frame is handed
         // on as libzmq's message, not copied (a submit can be megabytes).
-        let payload = match parts.pop() {
-            Some(body) if parts.is_empty() => body,
+        let payload = match (parts.pop(), parts.is_empty()) {
+            (Some(body), true) => body,
             _ => zmq::Message::new(),
         };
-        return Ok(Some((peer, payload)));
+        return Ok(Some((peer, Frame(payload))));
     }
 }
 

@@ -36,6 +36,28 @@ impl EventRecord {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// Appends the line of `event` at `time` (RFC 3339, as
+    /// [`rfc3339_millis`] writes it), with its newline, to `out`: the bytes
+    /// of `EventRecord { time, event }.to_json_line()` and `\n`, without
+    /// building the record (the interchange writes one line per event and
+    /// formats a time once for the events of one input).
+    pub fn write_json_line(out: &mut Vec<u8>, time: &str, event: &Event) {
+        /// [`EventRecord`], borrowed.
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            time: &'a str,
+            #[serde(flatten)]
+            event: &'a Event,
+        }
+        let start = out.len();
+        // A record holds strings, numbers and lists only: it always
+        // encodes (as in `to_json_line`, a failure would leave no line).
+        if serde_json::to_writer(&mut *out, &Borrowed { time, event }).is_err() {
+            out.truncate(start);
+        }
+        out.push(b'\n');
+    }
+
     /// Reads one JSON line.
     pub fn from_json_line(line: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(line)
@@ -282,6 +304,44 @@ mod tests {
         }
         for unix in [-62_167_219_201.0, 253_402_300_800.0, 1e15] {
             assert_eq!(rfc3339_millis(unix), formatted(unix), "{unix}");
+        }
+    }
+
+    #[test]
+    fn a_line_written_in_place_is_the_records_line() {
+        let events = [
+            Event::TaskSubmitted {
+                task_id: TaskId::from_u128(1),
+                num_nodes: Some(2),
+            },
+            Event::TaskStarted {
+                task_id: TaskId::from_u128(1),
+                manager_id: ManagerId::from_u128(7),
+                block_id: "b\"0".to_owned(),
+                nodes: vec!["n0".to_owned(), "n1".to_owned()],
+                attempt: 1,
+            },
+            Event::TaskFinished {
+                task_id: TaskId::from_u128(1),
+                state: TaskState::Failed,
+                exit_code: Some(3),
+                error_kind: Some(ErrorKind::ExitCode),
+                manager_id: None,
+            },
+            Event::ManagerHeld {
+                manager_id: ManagerId::from_u128(7),
+                held: true,
+            },
+        ];
+        for event in events {
+            let time = rfc3339_millis(1_765_000_000.25);
+            let mut line = Vec::new();
+            EventRecord::write_json_line(&mut line, &time, &event);
+            let expected = format!(
+                "{}\n",
+                EventRecord::new(1_765_000_000.25, event).to_json_line()
+            );
+            assert_eq!(String::from_utf8(line).expect("utf-8"), expected);
         }
     }
 

@@ -233,11 +233,10 @@ impl ManagerTable {
         if manager.tasks.contains_key(&task_id) {
             return Err(AllocationError::AlreadyRunning(task_id));
         }
-        let mut seen = BTreeSet::new();
+        if let Some(node) = repeated_node(&placement) {
+            return Err(AllocationError::RepeatedNode(node));
+        }
         for share in &placement {
-            if !seen.insert(share.node) {
-                return Err(AllocationError::RepeatedNode(share.node));
-            }
             let free = manager
                 .free_slots
                 .get(share.node as usize)
@@ -251,11 +250,10 @@ impl ManagerTable {
                 });
             }
         }
-        let changes: Vec<(u32, i64)> = placement
+        let changes = placement
             .iter()
-            .map(|share| (share.node, -i64::from(share.slots)))
-            .collect();
-        Self::change_nodes(&mut self.indexes, manager, &changes);
+            .map(|share| (share.node, -i64::from(share.slots)));
+        Self::change_nodes(&mut self.indexes, manager, changes);
         if let Some(end) = expected_end {
             manager.ends.insert((end, task_id));
         }
@@ -277,18 +275,21 @@ impl ManagerTable {
         if let Some(end) = running.expected_end {
             manager.ends.remove(&(end, task_id));
         }
-        let changes: Vec<(u32, i64)> = running
+        let changes = running
             .placement
             .iter()
-            .map(|share| (share.node, i64::from(share.slots)))
-            .collect();
-        Self::change_nodes(&mut self.indexes, manager, &changes);
+            .map(|share| (share.node, i64::from(share.slots)));
+        Self::change_nodes(&mut self.indexes, manager, changes);
         Some(running)
     }
 
     /// Adds `delta` free slots to each node, keeping the manager's own
     /// index and (if it is listed) the table's indexes in step.
-    fn change_nodes(indexes: &mut Indexes, manager: &mut ManagerEntry, changes: &[(u32, i64)]) {
+    fn change_nodes(
+        indexes: &mut Indexes,
+        manager: &mut ManagerEntry,
+        changes: impl Iterator<Item = (u32, i64)>,
+    ) {
         let listed = manager.listed();
         let id = manager.manager_id;
         if listed {
@@ -296,7 +297,7 @@ impl ManagerTable {
         }
         let whole = manager.slots_per_node;
         for (node, delta) in changes {
-            let Some(free) = manager.free_slots.get_mut(*node as usize) else {
+            let Some(free) = manager.free_slots.get_mut(node as usize) else {
                 continue;
             };
             let before = *free;
@@ -304,15 +305,15 @@ impl ManagerTable {
                 u32::try_from((i64::from(before) + delta).clamp(0, i64::from(whole))).unwrap_or(0);
             *free = after;
             if before > 0 {
-                manager.by_free.remove(&(before, *node));
+                manager.by_free.remove(&(before, node));
                 if listed {
-                    indexes.node_index.remove(&(before, id, *node));
+                    indexes.node_index.remove(&(before, id, node));
                 }
             }
             if after > 0 {
-                manager.by_free.insert((after, *node));
+                manager.by_free.insert((after, node));
                 if listed {
-                    indexes.node_index.insert((after, id, *node));
+                    indexes.node_index.insert((after, id, node));
                 }
             }
             if before == whole && after != whole {
@@ -514,7 +515,25 @@ impl ManagerTable {
     }
 }
 
-#[cfg(test)]
+/// A node that appears twice in `placement`, if one does (without
+/// allocating for the usual few nodes).
+fn repeated_node(placement: &[NodeShare]) -> Option<u32> {
+    const FEW: usize = 16;
+    if placement.len() <= FEW {
+        return placement.iter().enumerate().find_map(|(index, share)| {
+            placement[..index]
+                .iter()
+                .any(|earlier| earlier.node == share.node)
+                .then_some(share.node)
+        });
+    }
+    let mut seen = BTreeSet::new();
+    placement
+        .iter()
+        .find(|share| !seen.insert(share.node))
+        .map(|share| share.node)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,11 +3,14 @@
 //! watched.
 
 use super::journal::write_record;
-use super::{Cancelled, Delivery, Loss, Lost, Phase, Running, Task, TaskTable, Watched, Watchers};
+use super::{
+    Cancelled, Counts, Delivery, Loss, Lost, Phase, Running, Task, TaskTable, Watched, Watchers,
+};
 use crate::clients::ClientRef;
 use protocol::{
     ErrorKind, Event, ManagerId, NodeShare, RecordRef, TaskDispatch, TaskId, TaskResult, TaskState,
 };
+use std::collections::hash_map::Entry;
 
 impl TaskTable {
     // -----------------------------------------------------------------
@@ -59,7 +62,7 @@ impl TaskTable {
         let owned = |path: Option<&str>| path.map(str::to_owned);
         let dispatch = TaskDispatch {
             task_id,
-            command: spec.command.to_string(),
+            command: String::from(&*spec.command),
             resources: resources.into_owned(),
             placement,
             env: spec.env().clone(),
@@ -86,11 +89,7 @@ impl TaskTable {
     }
 
     pub(super) fn count(&mut self, state: TaskState) {
-        match state {
-            TaskState::Completed => self.counts.n_completed += 1,
-            TaskState::Cancelled => self.counts.n_cancelled += 1,
-            _ => self.counts.n_failed += 1,
-        }
+        count(&mut self.counts, state);
     }
 
     /// Keeps a finished task's result for late `watch` and `task_status`,
@@ -106,11 +105,10 @@ impl TaskTable {
                 break;
             };
             self.finished_bytes -= oldest_bytes;
-            if matches!(
-                self.task(oldest).map(|task| &task.phase),
-                Some(Phase::Finished(_))
-            ) {
-                self.tasks.remove(&oldest);
+            if let Entry::Occupied(entry) = self.tasks.entry(oldest) {
+                if matches!(entry.get().phase, Phase::Finished(_)) {
+                    entry.remove();
+                }
             }
         }
     }
@@ -118,9 +116,11 @@ impl TaskTable {
     /// Records the one result of a task; gives it with the clients that
     /// watched the task.
     pub(crate) fn finish(&mut self, task_id: TaskId, result: TaskResult) -> Delivery {
+        // One look-up of the task for everything below.
+        let task = self.tasks.get_mut(&task_id).map(|task| &mut **task);
         if self.journal.is_some() {
-            let owner = self
-                .task(task_id)
+            let owner = task
+                .as_ref()
                 .and_then(|task| self.owners.identity(task.owner).as_record());
             write_record(
                 &mut self.journal,
@@ -130,8 +130,8 @@ impl TaskTable {
                 },
             );
         }
-        self.count(result.state);
-        let (submitted_at, dispatched_at_unix) = match self.task(task_id) {
+        count(&mut self.counts, result.state);
+        let (submitted_at, dispatched_at_unix) = match task.as_deref() {
             Some(Task {
                 phase: Phase::Unfinished(task),
                 ..
@@ -145,10 +145,9 @@ impl TaskTable {
         };
         self.counters
             .finished(&result, submitted_at, dispatched_at_unix, self.now);
-        let now_unix = self.now_unix;
-        let watchers = match self.task_mut(task_id) {
+        let watchers = match task {
             Some(task) => {
-                task.finished_at = now_unix;
+                task.finished_at = self.now_unix;
                 let before =
                     std::mem::replace(&mut task.phase, Phase::Finished(Box::new(result.clone())));
                 let watchers = std::mem::take(&mut task.watchers);
@@ -361,6 +360,15 @@ impl TaskTable {
                 Watched::Unfinished
             }
         }
+    }
+}
+
+/// Counts a result by its state, for `status`.
+fn count(counts: &mut Counts, state: TaskState) {
+    match state {
+        TaskState::Completed => counts.n_completed += 1,
+        TaskState::Cancelled => counts.n_cancelled += 1,
+        _ => counts.n_failed += 1,
     }
 }
 

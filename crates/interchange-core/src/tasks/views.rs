@@ -9,14 +9,6 @@ use protocol::{ManagerId, TaskId};
 use std::time::Duration;
 
 impl TaskTable {
-    /// Times the task was sent to a manager (0 if unknown or never).
-    pub(crate) fn attempts(&self, task_id: TaskId) -> u32 {
-        match self.task(task_id).map(|task| &task.phase) {
-            Some(Phase::Unfinished(task)) => task.attempts,
-            _ => 0,
-        }
-    }
-
     pub(crate) fn counters(&self) -> &TaskCounters {
         &self.counters
     }
@@ -71,6 +63,21 @@ impl TaskTable {
             .resources
             .walltime()
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+    }
+
+    /// A queued task's walltime and the times it was sent so far (`None`
+    /// and 0 if it is not queued), in one look-up.
+    pub(crate) fn walltime_and_attempts(&self, task_id: TaskId) -> (Option<Duration>, u32) {
+        match self.queued(task_id) {
+            Some(task) => (
+                task.spec
+                    .resources
+                    .walltime()
+                    .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok()),
+                task.attempts,
+            ),
+            None => (None, 0),
+        }
     }
 
     pub(super) fn queued(&self, task_id: TaskId) -> Option<&Unfinished> {

@@ -40,7 +40,8 @@ pub struct Flags {
     /// max_finished_mib, max_task_input_bytes, max_task_output_bytes,
     /// max_queued_input_mib, max_queued_task_mib, max_message_mib, max_manager_nodes, placement,
     /// default_retries, log_level,
-    /// metrics_listen, admins, events, events_file, events_max_mib, journal, fresh); flags
+    /// metrics_listen, admins, events, events_file, events_max_mib, journal,
+    /// journal_compact_mib, fresh); flags
     /// override it. Its `[provider]` section (no flags) makes the
     /// interchange start and stop blocks itself: see deploy/README.md.
     #[arg(long, value_name = "FILE")]
@@ -199,6 +200,9 @@ pub struct FileConfig {
     pub events_file: Option<PathBuf>,
     pub events_max_mib: Option<u64>,
     pub journal: Option<bool>,
+    /// Compact the journal once its segment is past this many MiB (and
+    /// four times its snapshot); config file only.
+    pub journal_compact_mib: Option<u64>,
     pub fresh: Option<bool>,
     pub provider: Option<ProviderFile>,
 }
@@ -229,6 +233,9 @@ pub struct Config {
     pub exit_with_parent: bool,
     /// Keep the journal under `<run_dir>/journal/` and resume from it.
     pub journal: bool,
+    /// The journal's segment is compacted once past this size (and four
+    /// times its snapshot).
+    pub journal_compact_bytes: u64,
     /// Discard the journal at start (`--fresh`).
     pub fresh: bool,
 }
@@ -279,6 +286,8 @@ pub enum ConfigError {
     TooManyMib(usize),
     #[error("events_max_mib must be between 1 and 1048576, got {0}")]
     BadEventsMaxMib(u64),
+    #[error("journal_compact_mib must be between 1 and 1048576, got {0}")]
+    BadJournalCompactMib(u64),
     #[error("max_queued_input_mib = {0} is too large")]
     TooManyQueuedMib(u64),
     #[error(
@@ -588,6 +597,12 @@ impl Config {
         if !(1..=1 << 20).contains(&events_max_mib) {
             return Err(ConfigError::BadEventsMaxMib(events_max_mib));
         }
+        let journal_compact_mib = file
+            .journal_compact_mib
+            .unwrap_or(crate::store::COMPACT_MIN_BYTES / (1024 * 1024));
+        if !(1..=1 << 20).contains(&journal_compact_mib) {
+            return Err(ConfigError::BadJournalCompactMib(journal_compact_mib));
+        }
         let events_on =
             !flags.no_events && (flags.events_file.is_some() || file.events != Some(false));
         let events = events_on.then(|| EventsConfig {
@@ -638,6 +653,7 @@ impl Config {
             events,
             exit_with_parent: flags.exit_with_parent,
             journal: !flags.no_journal && file.journal.unwrap_or(true),
+            journal_compact_bytes: journal_compact_mib * 1024 * 1024,
             fresh: flags.fresh || file.fresh.unwrap_or(false),
         })
     }

@@ -68,7 +68,8 @@ impl Durable {
         let (mut core, recovery) = Core::recover(core_config, now, records);
         let replay_seconds = started.elapsed().as_secs_f64() - load_seconds;
         let store = open_store(&dir, &loaded, n_records, &recovery, &mut core)
-            .map_err(DaemonError::JournalSetup)?;
+            .map_err(DaemonError::JournalSetup)?
+            .with_compact_min_bytes(config.journal_compact_bytes);
         if recovery.n_skipped > 0 {
             tracing::warn!(
                 n_skipped = recovery.n_skipped,

@@ -18,7 +18,7 @@
 //!   fails its CRC or does not decode, and drops the rest with a warning
 //!   naming the file and the offset ([`Store::reopen`] cuts it off).
 //! - **Compaction**: whenever the segment has grown past
-//!   [`COMPACT_MIN_BYTES`] and four times its snapshot, and at start when
+//!   [`COMPACT_MIN_BYTES`] (`journal_compact_mib` in the config) and four times its snapshot, and at start when
 //!   most of its records are obsolete, the state is written anew as the
 //!   next segment ([`Store::create`], [`Store::compact`]); otherwise a
 //!   restart goes on appending to the segment it loaded.
@@ -28,7 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// A segment is compacted once it is larger than this...
+/// A segment is compacted once it is larger than this (by default)...
 pub const COMPACT_MIN_BYTES: u64 = 64 * 1024 * 1024;
 /// ...and than this many times the snapshot it began with.
 const COMPACT_GROWTH: u64 = 4;
@@ -102,6 +102,8 @@ pub struct Store {
     /// The segment's size, and its size when its snapshot was written.
     n_bytes: u64,
     snapshot_bytes: u64,
+    /// The size below which the segment is not compacted.
+    compact_min_bytes: u64,
     /// Frames of the current turn, written at once.
     buffer: Vec<u8>,
 }
@@ -316,6 +318,7 @@ impl Store {
             file,
             n_bytes,
             snapshot_bytes,
+            compact_min_bytes: COMPACT_MIN_BYTES,
             buffer: Vec::new(),
         })
     }
@@ -359,7 +362,7 @@ impl Store {
 
     /// Whether the segment has grown enough to be compacted.
     pub fn should_compact(&self) -> bool {
-        self.n_bytes > COMPACT_MIN_BYTES
+        self.n_bytes > self.compact_min_bytes
             && self.n_bytes > self.snapshot_bytes.saturating_mul(COMPACT_GROWTH)
     }
 
@@ -369,8 +372,16 @@ impl Store {
         &mut self,
         write: impl FnOnce(&mut dyn FnMut(JournalRecord)),
     ) -> Result<(), StoreError> {
+        let compact_min_bytes = self.compact_min_bytes;
         *self = Store::create(&self.dir, Some(self.segment), write)?;
+        self.compact_min_bytes = compact_min_bytes;
         Ok(())
+    }
+
+    /// Compacts only past `n_bytes` (instead of [`COMPACT_MIN_BYTES`]).
+    pub fn with_compact_min_bytes(mut self, n_bytes: u64) -> Store {
+        self.compact_min_bytes = n_bytes;
+        self
     }
 
     /// The segment being appended to.

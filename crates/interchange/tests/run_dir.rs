@@ -25,9 +25,15 @@ const WAIT: Duration = Duration::from_secs(30);
 /// An interchange named `name` (its log `<dir>/<name>.log`) on `run_dir`,
 /// without waiting for its ready line.
 fn spawn(dir: &Path, name: &str, run_dir: &Path) -> Daemon {
+    spawn_with(dir, name, run_dir, &[])
+}
+
+/// The same, with more flags.
+fn spawn_with(dir: &Path, name: &str, run_dir: &Path, flags: &[&str]) -> Daemon {
     let launch = Launch::new(name, env!("CARGO_BIN_EXE_interchange"))
         .args(["--insecure", "--log-level", "debug", "--run-dir"])
         .args([run_dir])
+        .args(flags)
         .stdout(Stdout::Piped);
     Daemon::spawn(dir, launch)
 }
@@ -109,6 +115,16 @@ impl Client {
         let status = daemon.wait_exit(WAIT);
         assert_eq!(status.code(), Some(0), "{status:?}\n{}", daemon.log());
     }
+}
+
+/// The CPU clock ticks (utime + stime, all threads) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command's closing parenthesis: utime and stime are
+    // the 12th and 13th.
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
 
 /// A task that waits in the queue (no manager runs it), with `n_bytes` of
@@ -267,4 +283,51 @@ fn a_full_disk_exits_74_before_confirming_and_the_restart_resumes_from_the_journ
     client.submit(queued_task(256 * 1024));
     assert_eq!(client.status().n_queued, 2);
     client.shut_down(&mut second);
+}
+
+/// A compaction starts a new journal writer; the event loop must then wait
+/// on the new writer's wake-up, not on the old one's closed descriptor (a
+/// number the new segment file may take, and a file always reads as ready:
+/// the loop spun on it at a whole core, idle or not).
+#[test]
+fn after_a_compaction_the_idle_interchange_does_not_spin() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path();
+    let config = dir.join("interchange.toml");
+    std::fs::write(&config, "journal_compact_mib = 1\n").expect("write the config");
+    let config = config.display().to_string();
+    let mut daemon = spawn_with(dir, "interchange", &dir.join("run"), &["--config", &config]);
+    let ready = read_interchange_ready(&mut daemon, WAIT);
+    let mut client = Client::connect(&ready);
+    // Each task's input goes into the journal, its cancel leaves nothing to
+    // snapshot: the segment soon passes 1 MiB and four times its snapshot.
+    let mut n_submitted = 0;
+    while !daemon.log().contains("journal compacted") {
+        assert!(
+            n_submitted < 64,
+            "no compaction after {n_submitted} tasks:\n{}",
+            daemon.log()
+        );
+        let task = queued_task(256 * 1024);
+        let task_id = task.task_id;
+        client.submit(task);
+        match client.command(Command::Cancel { task_id }) {
+            Reply::Done { .. } => {}
+            other => panic!("expected the cancel done, got {other:?}"),
+        }
+        n_submitted += 1;
+    }
+    // A round trip: the loop has turned since the compaction.
+    assert_eq!(client.status().n_queued, 0);
+    // Idle now: a spinning loop would use about a second of CPU in this
+    // second; an idle one next to nothing.
+    let before = cpu_ticks(daemon.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(daemon.pid()) - before;
+    assert!(
+        used < 30,
+        "the idle interchange used {used} ticks in 1 s\n{}",
+        daemon.log()
+    );
+    client.shut_down(&mut daemon);
 }

@@ -65,6 +65,7 @@ fn defaults() {
             }),
             exit_with_parent: false,
             journal: true,
+            journal_compact_bytes: 64 * 1024 * 1024,
             fresh: false,
         }
     );
@@ -112,6 +113,20 @@ fn the_journal_is_on_unless_turned_off_and_fresh_comes_from_either() {
     assert_eq!((config.journal, config.fresh), (false, true));
     let config = resolve(&[], "journal = false\nfresh = true\n");
     assert_eq!((config.journal, config.fresh), (false, true));
+}
+
+#[test]
+fn the_journal_compacts_past_64_mib_unless_the_file_says_otherwise() {
+    let resolve = |text: &str| Config::resolve(flags(&[]), file(text).expect("parses"), &home());
+    let config = resolve("").expect("valid");
+    assert_eq!(config.journal_compact_bytes, 64 * 1024 * 1024);
+    let config = resolve("journal_compact_mib = 1\n").expect("valid");
+    assert_eq!(config.journal_compact_bytes, 1024 * 1024);
+    let error = resolve("journal_compact_mib = 0\n").expect_err("0 MiB is refused");
+    assert_eq!(
+        error.to_string(),
+        "journal_compact_mib must be between 1 and 1048576, got 0"
+    );
 }
 
 #[test]

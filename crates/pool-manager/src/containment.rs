@@ -28,12 +28,15 @@
 //! In both, a **guardian** process (this binary again, started with
 //! [`GUARDIAN_FLAG`], in a process group of its own) outlives the manager:
 //! it reads "+PID" when a task starts and "-PID" once it has ended and
-//! been cleared, on a pipe whose write end only the manager holds. When the
+//! been cleared, on a pipe whose write end only the manager holds (the
+//! launch thread writes the lines of one turn, its spawns and its ends, in
+//! one write at the end of the turn, before it waits again). When the
 //! manager ends, however it ends (SIGKILL included), the pipe closes and
 //! the guardian SIGKILLs each task still listed (its leader and its
 //! process group), then the whole `rhtex-<pid>` cgroup subtree, and removes
-//! it. (A manager killed in the microseconds between a task's spawn and its
-//! "+PID" leaves that task's leader running in the process-group mode.)
+//! it. (A manager killed between a task's spawn and the end of that turn,
+//! a few milliseconds at most, leaves that task's leader running in the
+//! process-group mode.)
 
 mod guardian;
 
@@ -73,8 +76,55 @@ pub struct Containment {
 #[derive(Debug)]
 struct CellPool {
     base: PathBuf,
-    free: Mutex<Vec<PathBuf>>,
+    free: Mutex<Vec<Cgroup>>,
     n_made: std::sync::atomic::AtomicU64,
+}
+
+/// One task cgroup, made once and reused: its directory, the start of the
+/// command that enters it (composed once), and its `cgroup.procs` kept
+/// open once read (read again from offset 0 for each task: one `pread`
+/// instead of an open, a read and a close).
+#[derive(Debug)]
+struct Cgroup {
+    dir: PathBuf,
+    /// `echo $$ > '…/cgroup.procs' || exit 125; `
+    enter: String,
+    procs: Option<File>,
+}
+
+impl Cgroup {
+    fn new(dir: PathBuf) -> Self {
+        let procs = dir.join("cgroup.procs");
+        let quoted = procs.to_string_lossy().replace('\'', r"'\''");
+        Self {
+            enter: format!("echo $$ > '{quoted}' || exit {NO_CGROUP_EXIT}; "),
+            dir,
+            procs: None,
+        }
+    }
+
+    /// Whether no process is in the cgroup (an unreadable one counts as
+    /// not empty).
+    fn holds_no_process(&mut self) -> bool {
+        use std::os::unix::fs::FileExt;
+        if self.procs.is_none() {
+            self.procs = File::open(self.dir.join("cgroup.procs")).ok();
+        }
+        let Some(procs) = &self.procs else {
+            return false;
+        };
+        let mut buffer = [0u8; 16];
+        loop {
+            match procs.read_at(&mut buffer, 0) {
+                Ok(n) => return n == 0,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.procs = None;
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 impl CellPool {
@@ -87,7 +137,7 @@ impl CellPool {
     }
 
     /// An empty cgroup: one from the pool, or a new one.
-    fn take(&self) -> std::io::Result<PathBuf> {
+    fn take(&self) -> std::io::Result<Cgroup> {
         if let Some(dir) = self.free.lock().ok().and_then(|mut free| free.pop()) {
             return Ok(dir);
         }
@@ -95,32 +145,16 @@ impl CellPool {
             .n_made
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self.base.join(format!("cell-{number}"));
-        std::fs::create_dir(&dir).map(|()| dir)
+        std::fs::create_dir(&dir).map(|()| Cgroup::new(dir))
     }
 
     /// Gives back a cgroup with no process in it.
-    fn put_back(&self, dir: PathBuf) {
+    fn put_back(&self, cgroup: Cgroup) {
         match self.free.lock() {
-            Ok(mut free) => free.push(dir),
+            Ok(mut free) => free.push(cgroup),
             Err(_) => {
-                let _ = std::fs::remove_dir(&dir);
+                let _ = std::fs::remove_dir(&cgroup.dir);
             }
-        }
-    }
-}
-
-/// Whether a cgroup has no process in it (an unreadable one counts as
-/// not empty).
-fn holds_no_process(dir: &Path) -> bool {
-    let Ok(mut procs) = File::open(dir.join("cgroup.procs")) else {
-        return false;
-    };
-    let mut buffer = [0u8; 16];
-    loop {
-        match std::io::Read::read(&mut procs, &mut buffer) {
-            Ok(n) => return n == 0,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
         }
     }
 }
@@ -129,7 +163,7 @@ fn holds_no_process(dir: &Path) -> bool {
 /// guardian that knows it.
 #[derive(Debug)]
 pub struct TaskCell {
-    cgroup: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
     /// Where the cgroup goes back when the task leaves it empty.
     pool: Option<Arc<CellPool>>,
     guardian: Option<Arc<GuardianInput>>,
@@ -204,7 +238,7 @@ impl Containment {
             .as_ref()
             .map(|guardian| Arc::clone(&guardian.input));
         let cgroup = self.cgroups.as_ref().and_then(|pool| match pool.take() {
-            Ok(dir) => Some(dir),
+            Ok(cgroup) => Some(cgroup),
             Err(error) => {
                 tracing::warn!(%error, cgroup = %pool.base.display(), "cannot create a cgroup for the task; it runs in its process group only");
                 None
@@ -215,6 +249,15 @@ impl Containment {
             cgroup,
             guardian,
             leader: None,
+        }
+    }
+
+    /// Writes to the guardian, in one write, what the cells queued since
+    /// the last call ([`TaskCell::announce`], [`TaskCell::clear_if_empty`]):
+    /// the launch thread calls it at the end of each turn. Never blocks.
+    pub fn tell_guardian(&self) {
+        if let Some(guardian) = &self.guardian {
+            guardian.input.flush();
         }
     }
 
@@ -248,42 +291,42 @@ impl TaskCell {
     pub fn command<'a>(&self, command: &'a str) -> Cow<'a, str> {
         match &self.cgroup {
             None => Cow::Borrowed(command),
-            Some(dir) => {
-                let procs = dir.join("cgroup.procs");
-                let quoted = procs.to_string_lossy().replace('\'', r"'\''");
-                Cow::Owned(format!(
-                    "echo $$ > '{quoted}' || exit {NO_CGROUP_EXIT}; {command}"
-                ))
+            Some(cgroup) => {
+                let mut text = String::with_capacity(cgroup.enter.len() + command.len());
+                text.push_str(&cgroup.enter);
+                text.push_str(command);
+                Cow::Owned(text)
             }
         }
     }
 
-    /// Tells the guardian the task's leader runs (its pid is its process
-    /// group's id).
+    /// Queues for the guardian that the task's leader runs (its pid is its
+    /// process group's id); [`Containment::tell_guardian`] writes it.
     pub fn announce(&mut self, leader: u32) {
         if let Some(guardian) = &self.guardian {
-            guardian.say('+', leader);
+            guardian.queue('+', leader);
         }
         self.leader = Some(leader);
     }
 
     /// After the task's leader was reaped and its process group found
     /// empty: when the task left its cgroup empty too (or has none), gives
-    /// the cgroup back to the pool and tells the guardian the task is gone,
-    /// without blocking; else gives the cell back for [`TaskCell::clear`].
+    /// the cgroup back to the pool and queues for the guardian that the task
+    /// is gone ([`Containment::tell_guardian`] writes it), without
+    /// blocking; else gives the cell back for [`TaskCell::clear`].
     pub fn clear_if_empty(mut self) -> Result<(), Self> {
         if self
             .cgroup
-            .as_deref()
-            .is_some_and(|dir| !holds_no_process(dir))
+            .as_mut()
+            .is_some_and(|cgroup| !cgroup.holds_no_process())
         {
             return Err(self);
         }
-        if let (Some(dir), Some(pool)) = (self.cgroup.take(), &self.pool) {
-            pool.put_back(dir);
+        if let (Some(cgroup), Some(pool)) = (self.cgroup.take(), &self.pool) {
+            pool.put_back(cgroup);
         }
         if let (Some(guardian), Some(leader)) = (&self.guardian, self.leader.take()) {
-            guardian.say('-', leader);
+            guardian.queue('-', leader);
         }
         Ok(())
     }
@@ -294,14 +337,16 @@ impl TaskCell {
     /// the cgroup. Then tells the guardian the task is gone. Blocking (call
     /// off the event loop). Returns how many processes were killed.
     pub fn clear(mut self) -> usize {
-        let n_killed = self.cgroup.take().map_or(0, |dir| {
+        let n_killed = self.cgroup.take().map_or(0, |mut cgroup| {
             // Most tasks leave nothing behind.
-            if holds_no_process(&dir) {
+            if cgroup.holds_no_process() {
                 if let Some(pool) = &self.pool {
-                    pool.put_back(dir);
+                    pool.put_back(cgroup);
                 }
                 return 0;
             }
+            // Closed before the cgroup is removed.
+            let Cgroup { dir, .. } = cgroup;
             let pids = kill_cgroup(&dir);
             if !pids.is_empty() {
                 reap_when_gone(&pids, &dir);
@@ -322,8 +367,8 @@ impl Drop for TaskCell {
     /// A cell that was never cleared (the spawn failed): remove its cgroup
     /// (empty then).
     fn drop(&mut self) {
-        if let Some(dir) = self.cgroup.take() {
-            let _ = std::fs::remove_dir(&dir);
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = std::fs::remove_dir(&cgroup.dir);
         }
     }
 }
@@ -570,7 +615,7 @@ mod tests {
         let cgroup = dir.path().join("it's here");
         std::fs::create_dir(&cgroup).expect("dir");
         let cell = TaskCell {
-            cgroup: Some(cgroup.clone()),
+            cgroup: Some(Cgroup::new(cgroup.clone())),
             pool: None,
             guardian: None,
             leader: None,
@@ -604,19 +649,23 @@ mod tests {
     fn empty_task_cgroups_are_reused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = CellPool::new(dir.path().to_path_buf());
-        let first = pool.take().expect("create");
-        let second = pool.take().expect("create");
+        let mut first_cgroup = pool.take().expect("create");
+        let (first, second) = (first_cgroup.dir.clone(), pool.take().expect("create").dir);
         assert_ne!(first, second);
         assert!(first.is_dir() && second.is_dir());
-        // `cgroup.procs` lists the processes still in it.
-        assert!(!holds_no_process(&first), "unreadable counts as not empty");
+        // `cgroup.procs` lists the processes still in it (read again, at
+        // offset 0, through the descriptor kept open).
+        assert!(
+            !first_cgroup.holds_no_process(),
+            "unreadable counts as not empty"
+        );
         std::fs::write(first.join("cgroup.procs"), "4242\n").expect("write");
-        assert!(!holds_no_process(&first));
+        assert!(!first_cgroup.holds_no_process());
         std::fs::write(first.join("cgroup.procs"), "").expect("write");
-        assert!(holds_no_process(&first));
-        pool.put_back(first.clone());
-        assert_eq!(pool.take().expect("reuse"), first);
-        let third = pool.take().expect("create");
+        assert!(first_cgroup.holds_no_process());
+        pool.put_back(first_cgroup);
+        assert_eq!(pool.take().expect("reuse").dir, first);
+        let third = pool.take().expect("create").dir;
         assert!(third != first && third != second);
     }
 

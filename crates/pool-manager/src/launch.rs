@@ -347,6 +347,8 @@ impl LaunchThread {
                 }
             }
             self.escalate_kills();
+            // The turn's "+PID" and "-PID" lines, in one write.
+            self.containment.tell_guardian();
             if !self.outbox.is_empty() {
                 let _ = self.events.send(std::mem::take(&mut self.outbox));
             }

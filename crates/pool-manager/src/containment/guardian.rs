@@ -20,9 +20,11 @@ pub(super) struct Guardian {
     pub(super) input: Arc<GuardianInput>,
 }
 
-/// Where tasks are announced to the guardian. [`GuardianInput::say`] runs
-/// on the event loop (a task's start) and on blocking threads (its end),
-/// and never blocks: the pipe is non-blocking, and what does not fit in it
+/// Where tasks are announced to the guardian. The launch thread queues
+/// the lines of one turn and writes them at its end in one write
+/// ([`GuardianInput::queue`], [`GuardianInput::flush`]); a thread clearing
+/// a task that left processes behind says its line at once
+/// ([`GuardianInput::say`]). Neither ever blocks: the pipe is non-blocking, and what does not fit in it
 /// (a guardian slow to read) waits in `pending`, in order, for a flusher
 /// thread that writes it with blocking writes. No line is dropped while
 /// the guardian reads.
@@ -59,15 +61,30 @@ impl GuardianInput {
 
     /// Queues "+PID" or "-PID" and writes what the pipe takes now.
     pub(super) fn say(self: &Arc<Self>, sign: char, pid: u32) {
+        self.queue(sign, pid);
+        self.flush();
+    }
+
+    /// Queues "+PID" or "-PID" for the next [`GuardianInput::flush`] (or
+    /// [`GuardianInput::say`]): the launch thread queues the lines of a
+    /// turn and writes them in one write at its end.
+    pub(super) fn queue(&self, sign: char, pid: u32) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        if state.pipe.is_none() {
-            return;
+        if state.pipe.is_some() {
+            // `write!` to a Vec cannot fail.
+            let _ = writeln!(state.pending, "{sign}{pid}");
         }
-        // `write!` to a Vec cannot fail.
-        let _ = writeln!(state.pending, "{sign}{pid}");
-        if state.flusher.is_some() {
+    }
+
+    /// Writes what is queued, as much as the pipe takes now; the rest
+    /// waits for a flusher thread.
+    pub(super) fn flush(self: &Arc<Self>) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.pending.is_empty() || state.flusher.is_some() {
             return;
         }
         match state.write_pending() {
@@ -287,20 +304,51 @@ pub(super) fn start_guardian(cgroup: Option<&PathBuf>) -> std::io::Result<Guardi
 mod tests {
     use super::*;
 
-    /// A guardian that does not read does not block the manager, and
-    /// every line reaches it, in order, once it reads.
-    #[test]
-    fn announcements_never_block_and_none_is_lost() {
-        // `cat` stands for the guardian: until its output is read it stops
-        // reading its input, and the pipe to it fills up.
+    /// `cat` standing for the guardian: it, its output, and its input as
+    /// the manager holds it.
+    fn cat_as_guardian() -> (Child, std::process::ChildStdout, Arc<GuardianInput>) {
         let mut cat = Command::new("cat")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("cat");
         let stdin = cat.stdin.take().expect("stdin");
-        let mut stdout = cat.stdout.take().expect("stdout");
-        let input = Arc::new(GuardianInput::new(stdin));
+        let stdout = cat.stdout.take().expect("stdout");
+        (cat, stdout, Arc::new(GuardianInput::new(stdin)))
+    }
+
+    /// Queued lines wait for the flush, then go in one write, in order.
+    #[test]
+    fn queued_lines_go_at_the_flush_in_order() {
+        let (mut cat, mut stdout, input) = cat_as_guardian();
+        input.queue('+', 10);
+        input.queue('+', 11);
+        input.queue('-', 10);
+        let pending = input.state.lock().expect("lock").pending.clone();
+        assert_eq!(
+            pending, b"+10\n+11\n-10\n",
+            "nothing written before the flush"
+        );
+        input.flush();
+        assert!(
+            input.state.lock().expect("lock").pending.is_empty(),
+            "the flush wrote every queued line"
+        );
+        input.say('-', 11);
+        input.close();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).expect("read");
+        assert_eq!(text, "+10\n+11\n-10\n-11\n");
+        assert!(cat.wait().expect("wait").success());
+    }
+
+    /// A guardian that does not read does not block the manager, and
+    /// every line reaches it, in order, once it reads.
+    #[test]
+    fn announcements_never_block_and_none_is_lost() {
+        // `cat` stands for the guardian: until its output is read it stops
+        // reading its input, and the pipe to it fills up.
+        let (mut cat, mut stdout, input) = cat_as_guardian();
         let n_lines: u32 = 100_000;
         for pid in 0..n_lines {
             input.say(if pid % 2 == 0 { '+' } else { '-' }, pid);

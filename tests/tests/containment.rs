@@ -194,3 +194,104 @@ impl Contained {
         assert_all_gone(&self.pids, "after the manager's exit");
     }
 }
+
+/// On x86-64 a task is born in its own cgroup (`clone3` with
+/// `CLONE_INTO_CGROUP`): its shell runs the command exactly as given, with
+/// no first step that moves it there, already in a `cell-N` cgroup below
+/// the manager's `rhtex-<pid>`; with no signal blocked and SIGPIPE at its
+/// default disposition, as with `posix_spawn`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_task_is_born_in_its_cgroup_and_runs_its_command_as_given() {
+    let scenario = Scenario::new("contain-born");
+    let (_interchange, manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("born", &["c1"]));
+    let command = "tr '\\0' ' ' < /proc/$$/cmdline; echo; grep '^0::' /proc/$$/cgroup; \
+                   grep -E '^Sig(Blk|Ign):' /proc/$$/status";
+    let task_id = client.submit_one(task(command));
+    let result = client.wait_result(task_id, WAIT);
+    e2e::client::assert_completed(&result);
+    let stdout = e2e::client::stdout_of(&result);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.first().map(|line| line.trim_end()),
+        Some(format!("/bin/bash -c {command}").as_str()),
+        "the shell runs the command as given (a command that starts with \
+         `echo $$ > …/cgroup.procs` means the task entered its cgroup through \
+         its shell: clone3 with CLONE_INTO_CGROUP was refused; see the \
+         manager's log)\n{stdout}"
+    );
+    let cgroup = format!("/rhtex-{}/cell-", manager.daemon.pid());
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|line| line.starts_with("0::") && line.contains(&cgroup)),
+        "the task is in a cgroup below {cgroup} (this test needs root and cgroup v2)\n{stdout}"
+    );
+    let mask = |name: &str| {
+        lines
+            .iter()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("{name} in the task's status\n{stdout}"))
+    };
+    assert_eq!(mask("SigBlk:"), 0, "no signal blocked\n{stdout}");
+    let sigpipe = 1 << (Signal::SIGPIPE as u32 - 1);
+    assert_eq!(
+        mask("SigIgn:") & sigpipe,
+        0,
+        "SIGPIPE at its default\n{stdout}"
+    );
+}
+
+/// A task born in its cgroup gets what any task gets: its working
+/// directory, its environment, stdin from /dev/null, its stdout and stderr
+/// files (their missing directories created), its exit code.
+#[test]
+fn a_task_born_in_its_cgroup_gets_its_directory_environment_and_files() {
+    let scenario = Scenario::new("contain-born-files");
+    let (_interchange, _manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("born-files", &["c1"]));
+    let work = scenario.path().join("work");
+    std::fs::create_dir(&work).expect("work directory");
+    let stdout = scenario.path().join("out/a/task.stdout");
+    let stderr = scenario.path().join("err/task.stderr");
+    let mut submission = task("pwd; echo \"$ONLY\"; cat; echo oops >&2; exit 3");
+    submission.cwd = Some(work.display().to_string());
+    submission.env.insert("ONLY".to_owned(), "this".to_owned());
+    submission.stdout = Some(stdout.display().to_string());
+    submission.stderr = Some(stderr.display().to_string());
+    let task_id = client.submit_one(submission);
+    let result = client.wait_result(task_id, WAIT);
+    assert_eq!(result.exit_code, Some(3), "{result:#?}");
+    let written = std::fs::read_to_string(&stdout).expect("the stdout file");
+    assert_eq!(written, format!("{}\nthis\n", work.display()));
+    let written = std::fs::read_to_string(&stderr).expect("the stderr file");
+    assert_eq!(written, "oops\n");
+}
+
+/// A task whose working directory does not exist fails to launch, and the
+/// error names the directory and the reason.
+#[test]
+fn a_task_whose_directory_is_missing_fails_naming_it() {
+    let scenario = Scenario::new("contain-born-nocwd");
+    let (_interchange, _manager, mut client) =
+        scenario.start_pool(ManagerOptions::new("born-nocwd", &["c1"]));
+    let missing = scenario.path().join("no/such/dir");
+    let mut submission = task("true");
+    submission.cwd = Some(missing.display().to_string());
+    let task_id = client.submit_one(submission);
+    let result = client.wait_result(task_id, WAIT);
+    assert_error_kind(&result, ErrorKind::LaunchFailed);
+    let message = result
+        .error
+        .as_ref()
+        .map_or("", |error| error.message.as_str());
+    assert!(
+        message.contains(&format!(
+            "cannot enter the working directory {}",
+            missing.display()
+        )) && message.contains("No such file or directory"),
+        "{message}"
+    );
+}

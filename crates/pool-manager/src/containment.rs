@@ -285,6 +285,11 @@ impl Containment {
 }
 
 impl TaskCell {
+    /// The task's cgroup directory, where it has one.
+    pub fn cgroup_dir(&self) -> Option<&Path> {
+        self.cgroup.as_deref()
+    }
+
     /// The command the task's shell runs: in a cgroup, it first moves
     /// itself into it (exit [`NO_CGROUP_EXIT`] if it cannot), on the same
     /// line, so the command's line numbers are unchanged.

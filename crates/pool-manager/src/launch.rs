@@ -28,6 +28,8 @@
 //! on a thread of its own, so that waiting for them never holds up the ends
 //! of other tasks.
 
+#[cfg(target_arch = "x86_64")]
+mod clone_into;
 mod spawn;
 
 use crate::containment::{Containment, TaskCell};
@@ -392,10 +394,7 @@ impl LaunchThread {
         prepare_payload_files(&launch)?;
         let input = launch.input.as_ref().map(|input| input.path.clone());
         let start_time = unix_now();
-        let pid = match self
-            .spawner
-            .spawn(&launch, cell.command(&launch.command).as_ref())
-        {
+        let pid = match self.spawner.spawn(&launch, &cell) {
             Ok(pid) => pid,
             Err(error) => {
                 if let Some(path) = &input {

@@ -14,12 +14,21 @@
 //! refused (some container sandboxes), tasks are started with
 //! `std::process::Command` instead, as before.
 //!
+//! A task with a cgroup of its own is started directly in it, on x86-64,
+//! by [`clone_into`](super::clone_into) (`clone3` with
+//! `CLONE_INTO_CGROUP`, which also changes to the working directory in the
+//! child); where the kernel, a seccomp filter or the architecture does not
+//! allow it, the task's shell enters its cgroup as its first act (the
+//! command [`TaskCell::command`] gives), which waits for an RCU grace
+//! period when no other task started just before.
+//!
 //! A spawn that fails is diagnosed by doing in the manager what the child
 //! would have done (creating the output files and their directories), so
 //! that the error names the path, and a missing directory is created; the
 //! spawn is then tried once more.
 
 use super::{create_parent, LaunchError};
+use crate::containment::TaskCell;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::Mode;
@@ -43,7 +52,15 @@ pub(super) struct Spawner {
     /// The base environment encoded as `KEY=VALUE`, in key order, and the
     /// base it was encoded from.
     base: Option<(BaseEnv, Vec<CString>)>,
+    /// Starts tasks directly in their cgroups; `None` where that cannot
+    /// work (found at the first try) or on other architectures.
+    #[cfg(target_arch = "x86_64")]
+    cloner: Option<super::clone_into::Cloner>,
 }
+
+/// A `Vec<CString>` (`KEY=VALUE`) for the base environment, kept with the
+/// base it encodes.
+type EncodedBase = Option<(BaseEnv, Vec<CString>)>;
 
 enum How {
     /// `posix_spawn` from this thread, whose working directory is its own.
@@ -71,14 +88,24 @@ impl Spawner {
         };
         Self {
             dev_null,
+            #[cfg(target_arch = "x86_64")]
+            cloner: (!std_only).then(super::clone_into::Cloner::new),
             how,
             base: None,
         }
     }
 
-    /// Starts the task's process in its working directory, running
-    /// `command` (the task's, as its cell wraps it). Returns its pid.
-    pub(super) fn spawn(&mut self, launch: &Launch, command: &str) -> Result<i32, LaunchError> {
+    /// Starts the task's process in its working directory and its cell's
+    /// cgroup. Returns its pid.
+    pub(super) fn spawn(&mut self, launch: &Launch, cell: &TaskCell) -> Result<i32, LaunchError> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(cgroup) = cell.cgroup_dir() {
+            if let Some(pid) = self.clone_spawn(launch, cgroup)? {
+                return Ok(pid);
+            }
+        }
+        let command = cell.command(&launch.command);
+        let command = command.as_ref();
         match &self.how {
             How::PosixSpawn(_) => {
                 // The directory for this thread, so for the child.
@@ -117,22 +144,7 @@ impl Spawner {
         let command = CString::new(command).map_err(|_| nul())?;
         let args: [&CStr; 3] = [BASH, c"-c", &command];
         let overlay = encode_overlay(&launch.env).ok_or_else(nul)?;
-        let base = match &self.base {
-            Some((base, encoded)) if Arc::ptr_eq(base, launch.env.base()) => encoded,
-            _ => {
-                let encoded = encode_base(launch.env.base()).ok_or_else(nul)?;
-                &self.base.insert((Arc::clone(launch.env.base()), encoded)).1
-            }
-        };
-        let mut overlay_values = overlay.iter();
-        let envp: Vec<&CStr> = launch
-            .env
-            .sources()
-            .filter_map(|source| match source {
-                EnvSource::Base(index) => base.get(index).map(CString::as_c_str),
-                EnvSource::Overlay(..) => overlay_values.next().map(CString::as_c_str),
-            })
-            .collect();
+        let envp = environment(&mut self.base, &launch.env, &overlay)?;
         let mut actions = PosixSpawnFileActions::init()?;
         if let Some(dev_null) = &self.dev_null {
             actions.add_dup2(dev_null.as_raw_fd(), 0)?;
@@ -148,6 +160,101 @@ impl Spawner {
             actions.add_open(2, launch.stderr.as_path(), output_flags, output_mode)?;
         }
         Ok(posix_spawn(BASH, &actions, attr, &args, &envp)?.as_raw())
+    }
+
+    /// Starts the task directly in `cgroup` ([`super::clone_into`]).
+    /// `Ok(None)`: that cannot be done here; start it the other way.
+    #[cfg(target_arch = "x86_64")]
+    fn clone_spawn(&mut self, launch: &Launch, cgroup: &Path) -> Result<Option<i32>, LaunchError> {
+        use super::clone_into::{CloneError, Program, Stage};
+        use std::os::fd::AsFd;
+        use std::os::unix::ffi::OsStrExt;
+        let (Some(cloner), Some(dev_null)) = (&mut self.cloner, &self.dev_null) else {
+            return Ok(None);
+        };
+        let invalid = |what: &str| {
+            LaunchError::Spawn(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("nul byte found in the task's {what}"),
+            ))
+        };
+        let Ok(cgroup_fd) = nix::fcntl::open(
+            cgroup,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return Ok(None); // the shell says why, with exit code 125
+        };
+        let command = CString::new(launch.command.as_str()).map_err(|_| invalid("command"))?;
+        let path = |path: &Path, what: &str| {
+            CString::new(path.as_os_str().as_bytes()).map_err(|_| invalid(what))
+        };
+        let cwd = path(&launch.cwd, "working directory")?;
+        let stdout = path(&launch.stdout, "stdout path")?;
+        let stderr = if launch.stderr == launch.stdout {
+            None
+        } else {
+            Some(path(&launch.stderr, "stderr path")?)
+        };
+        let overlay = encode_overlay(&launch.env).ok_or_else(|| invalid("environment"))?;
+        let envp =
+            environment(&mut self.base, &launch.env, &overlay).map_err(LaunchError::Spawn)?;
+        let envp: Vec<*const std::ffi::c_char> = envp
+            .iter()
+            .map(|var| var.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let argv = [
+            BASH.as_ptr(),
+            c"-c".as_ptr(),
+            command.as_ptr(),
+            std::ptr::null(),
+        ];
+        let program = Program {
+            path: BASH,
+            argv: &argv,
+            envp: &envp,
+            cwd: &cwd,
+            stdin: dev_null.as_fd(),
+            stdout: &stdout,
+            stderr: stderr.as_deref(),
+            cgroup: cgroup_fd.as_fd(),
+        };
+        let mut tried_outputs = false;
+        loop {
+            let error = match cloner.spawn(&program) {
+                Ok(pid) => return Ok(Some(pid)),
+                Err(error) => error,
+            };
+            match error {
+                CloneError::Clone(errno) if error.unsupported() => {
+                    tracing::info!(
+                        error = %std::io::Error::from_raw_os_error(errno),
+                        "tasks cannot be started in their cgroups (clone3 with CLONE_INTO_CGROUP); each task's shell enters its cgroup instead"
+                    );
+                    self.cloner = None;
+                    return Ok(None);
+                }
+                CloneError::Clone(_) => return Ok(None),
+                CloneError::Child { stage, errno } => {
+                    let error = std::io::Error::from_raw_os_error(errno);
+                    match stage {
+                        Stage::WorkingDirectory => {
+                            return Err(LaunchError::NoCwd {
+                                path: launch.cwd.clone(),
+                                error,
+                            })
+                        }
+                        Stage::Stdout | Stage::Stderr if !tried_outputs => {
+                            // Say which file, and create a missing directory.
+                            check_outputs(launch)?;
+                            tried_outputs = true;
+                        }
+                        _ => return Err(LaunchError::Spawn(error)),
+                    }
+                }
+            }
+        }
     }
 
     fn command_spawn(&self, launch: &Launch, command: &str) -> Result<i32, LaunchError> {
@@ -200,6 +307,37 @@ impl Spawner {
             LaunchError::Spawn(std::io::Error::other("pid out of range from the spawn"))
         })
     }
+}
+
+/// The task's environment as `KEY=VALUE` strings, in the order
+/// [`Environment::sources`] gives them: the base's encoded once per base
+/// (kept in `base`), the overlay's from `overlay`.
+fn environment<'a>(
+    base: &'a mut EncodedBase,
+    env: &Environment,
+    overlay: &'a [CString],
+) -> std::io::Result<Vec<&'a CStr>> {
+    if !base
+        .as_ref()
+        .is_some_and(|(kept, _)| Arc::ptr_eq(kept, env.base()))
+    {
+        let encoded = encode_base(env.base()).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "nul byte found in provided data",
+            )
+        })?;
+        *base = Some((Arc::clone(env.base()), encoded));
+    }
+    let encoded: &[CString] = base.as_ref().map_or(&[], |(_, encoded)| encoded);
+    let mut overlay_values = overlay.iter();
+    Ok(env
+        .sources()
+        .filter_map(|source| match source {
+            EnvSource::Base(index) => encoded.get(index).map(CString::as_c_str),
+            EnvSource::Overlay(..) => overlay_values.next().map(CString::as_c_str),
+        })
+        .collect())
 }
 
 /// Gives the calling thread a working directory of its own.

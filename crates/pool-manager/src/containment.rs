@@ -48,6 +48,7 @@ use nix::unistd::Pid;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,16 +91,28 @@ struct Cgroup {
     /// `echo $$ > '…/cgroup.procs' || exit 125; `
     enter: String,
     procs: Option<File>,
+    /// The directory opened with `O_PATH`, for starting a task in it
+    /// (`launch/clone_into.rs`); `None` if it could not be opened.
+    fd: Option<OwnedFd>,
 }
 
 impl Cgroup {
     fn new(dir: PathBuf) -> Self {
         let procs = dir.join("cgroup.procs");
         let quoted = procs.to_string_lossy().replace('\'', r"'\''");
+        let fd = nix::fcntl::open(
+            &dir,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok();
         Self {
             enter: format!("echo $$ > '{quoted}' || exit {NO_CGROUP_EXIT}; "),
             dir,
             procs: None,
+            fd,
         }
     }
 
@@ -285,9 +298,12 @@ impl Containment {
 }
 
 impl TaskCell {
-    /// The task's cgroup directory, where it has one.
-    pub fn cgroup_dir(&self) -> Option<&Path> {
-        self.cgroup.as_deref()
+    /// The task's cgroup directory, opened with `O_PATH`, where it has one.
+    pub fn cgroup_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup
+            .as_ref()
+            .and_then(|cgroup| cgroup.fd.as_ref())
+            .map(AsFd::as_fd)
     }
 
     /// The command the task's shell runs: in a cgroup, it first moves

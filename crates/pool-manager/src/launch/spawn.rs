@@ -99,7 +99,7 @@ impl Spawner {
     /// cgroup. Returns its pid.
     pub(super) fn spawn(&mut self, launch: &Launch, cell: &TaskCell) -> Result<i32, LaunchError> {
         #[cfg(target_arch = "x86_64")]
-        if let Some(cgroup) = cell.cgroup_dir() {
+        if let Some(cgroup) = cell.cgroup_fd() {
             if let Some(pid) = self.clone_spawn(launch, cgroup)? {
                 return Ok(pid);
             }
@@ -165,7 +165,11 @@ impl Spawner {
     /// Starts the task directly in `cgroup` ([`super::clone_into`]).
     /// `Ok(None)`: that cannot be done here; start it the other way.
     #[cfg(target_arch = "x86_64")]
-    fn clone_spawn(&mut self, launch: &Launch, cgroup: &Path) -> Result<Option<i32>, LaunchError> {
+    fn clone_spawn(
+        &mut self,
+        launch: &Launch,
+        cgroup: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Option<i32>, LaunchError> {
         use super::clone_into::{CloneError, Program, Stage};
         use std::os::fd::AsFd;
         use std::os::unix::ffi::OsStrExt;
@@ -177,13 +181,6 @@ impl Spawner {
                 std::io::ErrorKind::InvalidInput,
                 format!("nul byte found in the task's {what}"),
             ))
-        };
-        let Ok(cgroup_fd) = nix::fcntl::open(
-            cgroup,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) else {
-            return Ok(None); // the shell says why, with exit code 125
         };
         let command = CString::new(launch.command.as_str()).map_err(|_| invalid("command"))?;
         let path = |path: &Path, what: &str| {
@@ -218,7 +215,7 @@ impl Spawner {
             stdin: dev_null.as_fd(),
             stdout: &stdout,
             stderr: stderr.as_deref(),
-            cgroup: cgroup_fd.as_fd(),
+            cgroup,
         };
         let mut tried_outputs = false;
         loop {

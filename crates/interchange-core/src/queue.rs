@@ -8,18 +8,35 @@
 //! need exactly the same resources, so only the head of each bucket is ever
 //! a candidate: matching walks the bucket heads in queue order
 //! ([`TaskQueue::next_head`], O(log B) per step for B buckets), and the cost
-//! never grows with the number of queued tasks. Push and remove are
-//! O(log n + log B). The walltime class lets a short task behind a long one
-//! of the same shape be seen when only short tasks may backfill (within a
-//! class, only the head is tried: an approximation by a factor of two).
+//! never grows with the number of queued tasks. The walltime class lets a
+//! short task behind a long one of the same shape be seen when only short
+//! tasks may backfill (within a class, only the head is tried: an
+//! approximation by a factor of two).
 //!
 //! A task queued again after its manager was lost keeps its original key
 //! ([`TaskQueue::push_with_key`]), so it keeps its priority and its age.
+//!
+//! A bucket holds its tasks as runs: each run is a ring buffer of at most
+//! [`RUN_CAPACITY`] (arrival, task) pairs of one priority, 24 bytes each,
+//! in a map of runs keyed by where each run begins. Tasks nearly always
+//! arrive in order within their priority, so they are appended to the last
+//! run of their priority, which fills completely before the next one
+//! starts (at full size at once): about 24 bytes a task, where a B-tree of
+//! whole keys filled by appends took about 80. For R runs in a bucket
+//! (about n / [`RUN_CAPACITY`] plus one per priority in use; at most n),
+//! an append and taking the head are O(log R + log B). A task put back out
+//! of order (a retry) or removed from the middle (a cancel) is found in
+//! O(log R + log [`RUN_CAPACITY`]) and moves at most [`RUN_CAPACITY`] / 2
+//! entries of its run (a full run splits in two). So push and remove stay
+//! O(log n + log B).
 
 use protocol::{TaskId, TaskResources};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::ops::Bound;
+
+/// The most tasks one run of a bucket holds (6 KiB of entries).
+const RUN_CAPACITY: usize = 256;
 
 /// Where a task stands in the order: smaller `priority` first, tasks without
 /// a priority last, first come first served within a priority.
@@ -44,6 +61,132 @@ impl QueueKey {
     /// Its arrival number (what the journal records).
     pub(crate) fn sequence(self) -> u64 {
         self.sequence
+    }
+
+    /// Whether `other` has the same priority class and priority.
+    fn same_level(self, other: QueueKey) -> bool {
+        (self.class, self.priority) == (other.class, other.priority)
+    }
+
+    /// The key of the same level with another arrival number.
+    fn with_sequence(self, sequence: u64) -> Self {
+        Self { sequence, ..self }
+    }
+}
+
+/// Tasks of one level (priority class and priority) in arrival order:
+/// (arrival number, task), sorted, never empty.
+type Run = VecDeque<(u64, TaskId)>;
+
+/// The tasks of one bucket, in queue order: runs keyed by their floor.
+/// Every task of a run has the run's level, a key at least its floor and
+/// below the next run's floor; so a key is found in the run with the
+/// greatest floor not above it.
+#[derive(Debug, Default)]
+struct Lane {
+    runs: BTreeMap<QueueKey, Run>,
+    n_tasks: usize,
+}
+
+impl Lane {
+    /// The first task in queue order.
+    fn head(&self) -> Option<(QueueKey, TaskId)> {
+        let (floor, run) = self.runs.first_key_value()?;
+        let (sequence, task_id) = run.front()?;
+        Some((floor.with_sequence(*sequence), *task_id))
+    }
+
+    /// Adds a task under `key`; false (and nothing changed) when the key is
+    /// in use.
+    fn insert(&mut self, key: QueueKey, task_id: TaskId) -> bool {
+        let entry = (key.sequence, task_id);
+        let mut after_full_run = false;
+        if let Some((_, run)) = self
+            .runs
+            .range_mut(..=key)
+            .next_back()
+            .filter(|(floor, _)| floor.same_level(key))
+        {
+            let position = match run.binary_search_by_key(&key.sequence, |(sequence, _)| *sequence)
+            {
+                Ok(_) => return false,
+                Err(position) => position,
+            };
+            if run.len() < RUN_CAPACITY {
+                run.insert(position, entry);
+                self.n_tasks += 1;
+                return true;
+            }
+            if position < run.len() {
+                // Inside a full run: split it in two.
+                let half = RUN_CAPACITY / 2;
+                let mut tail = run.split_off(half);
+                if position <= half {
+                    run.insert(position, entry);
+                } else {
+                    tail.insert(position - half, entry);
+                }
+                let tail_floor =
+                    key.with_sequence(tail.front().map_or(key.sequence, |first| first.0));
+                self.runs.insert(tail_floor, tail);
+                self.n_tasks += 1;
+                return true;
+            }
+            after_full_run = true;
+        }
+        // After every task of the run before it (if any): at the front of
+        // the next run when that one has its level and room, else a new run.
+        let next = self
+            .runs
+            .range((Bound::Excluded(key), Bound::Unbounded))
+            .next()
+            .filter(|(floor, run)| floor.same_level(key) && run.len() < RUN_CAPACITY)
+            .map(|(floor, _)| *floor);
+        let run = match next.and_then(|floor| self.runs.remove(&floor)) {
+            Some(mut run) => {
+                run.push_front(entry);
+                run
+            }
+            None => {
+                // A run started because the one before is full is likely
+                // to fill too: it takes its whole size at once.
+                let mut run = Run::with_capacity(if after_full_run { RUN_CAPACITY } else { 1 });
+                run.push_back(entry);
+                run
+            }
+        };
+        self.runs.insert(key, run);
+        self.n_tasks += 1;
+        true
+    }
+
+    /// Removes the task under `key`; false when there is none.
+    fn remove(&mut self, key: QueueKey) -> bool {
+        let Some((floor, run)) = self.runs.range_mut(..=key).next_back() else {
+            return false;
+        };
+        if !floor.same_level(key) {
+            return false;
+        }
+        let Ok(position) = run.binary_search_by_key(&key.sequence, |(sequence, _)| *sequence)
+        else {
+            return false;
+        };
+        run.remove(position);
+        if run.is_empty() {
+            let floor = *floor;
+            self.runs.remove(&floor);
+        }
+        self.n_tasks -= 1;
+        true
+    }
+
+    /// Every task with its key, in queue order.
+    fn into_keyed(self) -> impl Iterator<Item = (QueueKey, TaskId)> {
+        self.runs.into_iter().flat_map(|(floor, run)| {
+            run.into_iter()
+                .map(move |(sequence, task_id)| (floor.with_sequence(sequence), task_id))
+        })
     }
 }
 
@@ -116,7 +259,7 @@ impl fmt::Display for Shape {
 /// Tasks waiting for a manager, by shape then order.
 #[derive(Debug, Default)]
 pub(crate) struct TaskQueue {
-    buckets: BTreeMap<Bucket, BTreeMap<QueueKey, TaskId>>,
+    buckets: BTreeMap<Bucket, Lane>,
     /// The head of every bucket, in queue order.
     heads: BTreeSet<(QueueKey, Bucket)>,
     n_tasks: usize,
@@ -141,12 +284,11 @@ impl TaskQueue {
         key: QueueKey,
     ) -> bool {
         let shape = Bucket::of(resources);
-        let bucket = self.buckets.entry(shape).or_default();
-        if bucket.contains_key(&key) {
+        let lane = self.buckets.entry(shape).or_default();
+        let old_head = lane.head().map(|(head, _)| head);
+        if !lane.insert(key, task_id) {
             return false;
         }
-        let old_head = bucket.first_key_value().map(|(head, _)| *head);
-        bucket.insert(key, task_id);
         if old_head.map_or(true, |head| key < head) {
             if let Some(head) = old_head {
                 self.heads.remove(&(head, shape));
@@ -166,22 +308,20 @@ impl TaskQueue {
     /// Removes a task; false when it was not queued under this key.
     pub(crate) fn remove(&mut self, resources: &TaskResources, key: QueueKey) -> bool {
         let shape = Bucket::of(resources);
-        let Some(bucket) = self.buckets.get_mut(&shape) else {
+        let Some(lane) = self.buckets.get_mut(&shape) else {
             return false;
         };
-        let was_head = bucket
-            .first_key_value()
-            .is_some_and(|(head, _)| *head == key);
-        if bucket.remove(&key).is_none() {
+        let was_head = lane.head().is_some_and(|(head, _)| head == key);
+        if !lane.remove(key) {
             return false;
         }
         if was_head {
             self.heads.remove(&(key, shape));
-            if let Some((next, _)) = bucket.first_key_value() {
-                self.heads.insert((*next, shape));
+            if let Some((next, _)) = lane.head() {
+                self.heads.insert((next, shape));
             }
         }
-        if bucket.is_empty() {
+        if lane.n_tasks == 0 {
             self.buckets.remove(&shape);
         }
         self.n_tasks -= 1;
@@ -206,8 +346,8 @@ impl TaskQueue {
                     .find(|(key, _)| *key != after)?
             }
         };
-        let task_id = self.buckets.get(bucket)?.get(key)?;
-        Some((*key, bucket.shape, *task_id))
+        let (head, task_id) = self.buckets.get(bucket)?.head()?;
+        (head == *key).then_some((head, bucket.shape, task_id))
     }
 
     /// Every queued task, in queue order, leaving the queue empty.
@@ -215,10 +355,8 @@ impl TaskQueue {
         let buckets = std::mem::take(&mut self.buckets);
         self.heads.clear();
         self.n_tasks = 0;
-        let mut all: Vec<(QueueKey, TaskId)> = buckets
-            .into_values()
-            .flat_map(|bucket| bucket.into_iter())
-            .collect();
+        let mut all: Vec<(QueueKey, TaskId)> =
+            buckets.into_values().flat_map(Lane::into_keyed).collect();
         all.sort_by_key(|(key, _)| *key);
         all.into_iter().map(|(_, task_id)| task_id).collect()
     }
@@ -227,10 +365,10 @@ impl TaskQueue {
     /// order. O(B).
     pub(crate) fn shapes(&self) -> Vec<(Shape, usize)> {
         let mut shapes: Vec<(Shape, usize)> = Vec::new();
-        for (bucket, tasks) in &self.buckets {
+        for (bucket, lane) in &self.buckets {
             match shapes.last_mut() {
-                Some((shape, n_tasks)) if *shape == bucket.shape => *n_tasks += tasks.len(),
-                _ => shapes.push((bucket.shape, tasks.len())),
+                Some((shape, n_tasks)) if *shape == bucket.shape => *n_tasks += lane.n_tasks,
+                _ => shapes.push((bucket.shape, lane.n_tasks)),
             }
         }
         shapes
@@ -347,6 +485,197 @@ mod tests {
         assert!(!queue.push_with_key(id(9), &serial, first));
         assert_eq!(heads(&queue), vec![id(1)]);
         assert_eq!(queue.drain_all(), vec![id(1), id(2)]);
+    }
+
+    #[test]
+    fn tasks_put_back_out_of_order_and_removed_from_the_middle_keep_order() {
+        let mut queue = TaskQueue::default();
+        let serial = TaskResources::serial();
+        let keys: Vec<QueueKey> = (1..=6).map(|n| queue.push(id(n), &serial)).collect();
+        // From the middle, then the last, then the head.
+        assert!(queue.remove(&serial, keys[2]));
+        assert!(queue.remove(&serial, keys[5]));
+        assert!(queue.remove(&serial, keys[0]));
+        assert!(!queue.remove(&serial, keys[2]));
+        assert_eq!(queue.len(), 3);
+        assert_eq!(heads(&queue), vec![id(2)]);
+        // Back between the others, after them, and in front of them.
+        assert!(queue.push_with_key(id(3), &serial, keys[2]));
+        assert!(queue.push_with_key(id(6), &serial, keys[5]));
+        assert!(queue.push_with_key(id(1), &serial, keys[0]));
+        assert!(!queue.push_with_key(id(9), &serial, keys[2]));
+        assert_eq!(heads(&queue), vec![id(1)]);
+        assert_eq!(queue.len(), 6);
+        assert_eq!(queue.drain_all(), (1..=6).map(id).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn appended_tasks_fill_whole_runs_and_full_runs_split() {
+        let mut queue = TaskQueue::default();
+        let serial = TaskResources::serial();
+        let n_tasks = 3 * RUN_CAPACITY as u128;
+        let keys: Vec<QueueKey> = (0..n_tasks).map(|n| queue.push(id(n), &serial)).collect();
+        let runs = |queue: &TaskQueue| -> Vec<usize> {
+            let lane = &queue.buckets[&Bucket::of(&serial)];
+            lane.runs.values().map(Run::len).collect()
+        };
+        assert_eq!(runs(&queue), vec![RUN_CAPACITY; 3]);
+        // Every third task leaves, then they come back, last first.
+        let moved: Vec<usize> = (0..keys.len()).step_by(3).collect();
+        for &index in &moved {
+            assert!(queue.remove(&serial, keys[index]));
+        }
+        for &index in moved.iter().rev() {
+            assert!(queue.push_with_key(id(index as u128), &serial, keys[index]));
+        }
+        // Into full runs (of every other arrival number): each splits.
+        let mut later = TaskQueue::default();
+        let key = |sequence: u128| QueueKey::new(&serial, sequence as u64);
+        for sequence in (0..2 * n_tasks).step_by(2) {
+            assert!(later.push_with_key(id(sequence / 2), &serial, key(sequence)));
+        }
+        assert_eq!(runs(&later), vec![RUN_CAPACITY; 3]);
+        let odd: Vec<u128> = (1..2 * n_tasks).step_by(2).collect();
+        for sequence in odd.into_iter().rev() {
+            assert!(later.push_with_key(id(n_tasks + sequence / 2), &serial, key(sequence)));
+        }
+        assert!(runs(&later).len() > 6);
+        let mut expected = Vec::new();
+        for n in 0..n_tasks {
+            expected.extend([id(n), id(n_tasks + n)]);
+        }
+        assert_eq!(later.len(), 2 * keys.len());
+        assert!(runs(&later).iter().all(|len| *len <= RUN_CAPACITY));
+        assert_eq!(later.drain_all(), expected);
+        // The whole first run leaves (as if dispatched), then comes back
+        // last first (as retries): in front of the others, in one run.
+        for key in &keys[..RUN_CAPACITY] {
+            assert!(queue.remove(&serial, *key));
+        }
+        assert_eq!(runs(&queue), vec![RUN_CAPACITY; 2]);
+        for (n, key) in keys[..RUN_CAPACITY].iter().enumerate().rev() {
+            assert!(queue.push_with_key(id(n as u128), &serial, *key));
+        }
+        assert_eq!(runs(&queue), vec![RUN_CAPACITY; 3]);
+        assert_eq!(queue.len(), keys.len());
+        assert_eq!(queue.drain_all(), (0..n_tasks).map(id).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn interleaved_priorities_keep_their_own_order() {
+        let mut queue = TaskQueue::default();
+        let mut resources = BTreeMap::new();
+        let mut keys = BTreeMap::new();
+        let id = |n: u32| id(n.into());
+        for n in 0..600 {
+            let priority = [Some(2), None, Some(-1)][(n % 3) as usize];
+            resources.insert(id(n), nodes(1, priority));
+            keys.insert(id(n), queue.push(id(n), &resources[&id(n)]));
+        }
+        for n in (0..600).step_by(7) {
+            assert!(queue.remove(&resources[&id(n)], keys[&id(n)]));
+        }
+        for n in (0..600).step_by(7).rev() {
+            assert!(queue.push_with_key(id(n), &resources[&id(n)], keys[&id(n)]));
+        }
+        let mut expected: Vec<TaskId> = (0..600).map(id).collect();
+        expected.sort_by_key(|task_id| keys[task_id]);
+        assert_eq!(expected[0], id(2));
+        assert_eq!(expected[599], id(598));
+        let mut order = Vec::new();
+        while let Some((key, _, task_id)) = queue.next_head(None) {
+            assert!(queue.remove(&resources[&task_id], key));
+            order.push(task_id);
+        }
+        assert_eq!(order, expected);
+    }
+
+    /// What the queue is asked to do in the property test below.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Appends this many tasks of one shape (1 or 2 nodes) and
+        /// priority; with `true`, every other one is removed at once (so
+        /// that runs fill with gaps, which a put back task splits).
+        Push(u32, Option<i64>, usize, bool),
+        /// Removes the queued task at this place (modulo their number) in
+        /// queue order.
+        Remove(usize),
+        /// Puts back the removed task at this place (modulo their number).
+        PutBack(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (
+                1u32..3,
+                proptest::option::of(-1i64..2),
+                1usize..300,
+                any::<bool>()
+            )
+                .prop_map(|(num_nodes, priority, n, gaps)| Step::Push(
+                    num_nodes, priority, n, gaps
+                )),
+            any::<usize>().prop_map(Step::Remove),
+            any::<usize>().prop_map(Step::PutBack),
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The queue keeps the order and the heads a sorted map of all its
+        /// keys would, whatever is appended, removed and put back.
+        #[test]
+        fn the_queue_agrees_with_a_sorted_map(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut queue = TaskQueue::default();
+            let mut queued: BTreeMap<QueueKey, (TaskId, TaskResources)> = BTreeMap::new();
+            let mut removed: Vec<(QueueKey, TaskId, TaskResources)> = Vec::new();
+            let mut next_id = 0u128;
+            for step in steps {
+                match step {
+                    Step::Push(num_nodes, priority, n, gaps) => {
+                        for n in 0..n {
+                            let resources = nodes(num_nodes, priority);
+                            let key = queue.push(id(next_id), &resources);
+                            if gaps && n % 2 == 1 {
+                                prop_assert!(queue.remove(&resources, key));
+                                removed.push((key, id(next_id), resources));
+                            } else {
+                                queued.insert(key, (id(next_id), resources));
+                            }
+                            next_id += 1;
+                        }
+                    }
+                    Step::Remove(place) if !queued.is_empty() => {
+                        let key = *queued.keys().nth(place % queued.len()).expect("a queued task");
+                        let (task_id, resources) = queued.remove(&key).expect("a queued task");
+                        prop_assert!(queue.remove(&resources, key));
+                        prop_assert!(!queue.remove(&resources, key));
+                        removed.push((key, task_id, resources));
+                    }
+                    Step::PutBack(place) if !removed.is_empty() => {
+                        let (key, task_id, resources) = removed.swap_remove(place % removed.len());
+                        prop_assert!(queue.push_with_key(task_id, &resources, key));
+                        prop_assert!(!queue.push_with_key(task_id, &resources, key));
+                        queued.insert(key, (task_id, resources));
+                    }
+                    Step::Remove(_) | Step::PutBack(_) => {}
+                }
+                prop_assert_eq!(queue.len(), queued.len());
+                let mut expected_heads: Vec<TaskId> = Vec::new();
+                let mut seen = Vec::new();
+                for (task_id, resources) in queued.values() {
+                    let bucket = Bucket::of(resources);
+                    if !seen.contains(&bucket) {
+                        seen.push(bucket);
+                        expected_heads.push(*task_id);
+                    }
+                }
+                prop_assert_eq!(heads(&queue), expected_heads);
+            }
+            let order: Vec<TaskId> = queued.values().map(|(task_id, _)| *task_id).collect();
+            prop_assert_eq!(queue.drain_all(), order);
+        }
     }
 
     #[test]

@@ -46,7 +46,6 @@ impl TaskTable {
         task.running = Some(Running {
             manager_id,
             cancel_requested: false,
-            dispatched_at_unix: self.now_unix,
         });
         self.counters.dispatched(task.queued_at, self.now);
         let spec = &task.spec;
@@ -133,13 +132,13 @@ impl TaskTable {
         count(&mut self.counts, result.state);
         let (submitted_at, dispatched_at_unix) = match task.as_deref() {
             Some(Task {
-                phase: Phase::Unfinished(task),
+                phase: Phase::Unfinished(unfinished),
+                dispatched_at,
                 ..
             }) => (
-                Some(task.submitted_at),
-                task.running
-                    .as_ref()
-                    .map(|running| running.dispatched_at_unix),
+                Some(unfinished.submitted_at),
+                // Unknown (NaN) for a task that ran across a restart.
+                (unfinished.running.is_some() && !dispatched_at.is_nan()).then_some(*dispatched_at),
             ),
             _ => (None, None),
         };

@@ -124,7 +124,6 @@ impl TaskTable {
     }
 
     fn replay_started(&mut self, task_id: TaskId, manager_id: ManagerId) -> bool {
-        let now_unix = self.now_unix;
         let Some(Phase::Unfinished(task)) =
             self.tasks.get_mut(&task_id).map(|task| &mut task.phase)
         else {
@@ -137,7 +136,6 @@ impl TaskTable {
         task.running = Some(Running {
             manager_id,
             cancel_requested: false,
-            dispatched_at_unix: now_unix,
         });
         true
     }

@@ -208,10 +208,7 @@ fn a_task_is_born_in_its_cgroup_and_runs_its_command_as_given() {
         scenario.start_pool(ManagerOptions::new("born", &["c1"]));
     let command = "tr '\\0' ' ' < /proc/$$/cmdline; echo; grep '^0::' /proc/$$/cgroup; \
                    grep -E '^Sig(Blk|Ign):' /proc/$$/status";
-    let task_id = client.submit_one(task(command));
-    let result = client.wait_result(task_id, WAIT);
-    e2e::client::assert_completed(&result);
-    let stdout = e2e::client::stdout_of(&result);
+    let stdout = completed_stdout(&mut client, command);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines.first().map(|line| line.trim_end()),
@@ -221,13 +218,7 @@ fn a_task_is_born_in_its_cgroup_and_runs_its_command_as_given() {
          its shell: clone3 with CLONE_INTO_CGROUP was refused; see the \
          manager's log)\n{stdout}"
     );
-    let cgroup = format!("/rhtex-{}/cell-", manager.daemon.pid());
-    assert!(
-        lines
-            .get(1)
-            .is_some_and(|line| line.starts_with("0::") && line.contains(&cgroup)),
-        "the task is in a cgroup below {cgroup} (this test needs root and cgroup v2)\n{stdout}"
-    );
+    assert_in_a_task_cgroup(lines.get(1).copied(), &manager, &stdout);
     let mask = |name: &str| {
         lines
             .iter()
@@ -293,5 +284,54 @@ fn a_task_whose_directory_is_missing_fails_naming_it() {
             missing.display()
         )) && message.contains("No such file or directory"),
         "{message}"
+    );
+}
+
+/// Where a task cannot be born in its cgroup (`clone3` refused by the
+/// kernel or a seccomp filter, or another architecture; here forced with
+/// `RHTEX_NO_CLONE3`), its shell moves itself into its cgroup first: the
+/// task still runs in a `cell-N` below the manager's `rhtex-<pid>`, and a
+/// cancelled task still leaves no process behind.
+#[test]
+fn where_clone3_cannot_be_used_the_shell_enters_the_cgroup() {
+    let scenario = Scenario::new("contain-shell-enters");
+    let mut options = ManagerOptions::new("shell-enters", &["c1"]);
+    options.env = vec![("RHTEX_NO_CLONE3".to_owned(), "1".to_owned())];
+    let (_interchange, manager, mut client) = scenario.start_pool(options);
+    let command = "tr '\\0' ' ' < /proc/$$/cmdline; echo; grep '^0::' /proc/$$/cgroup";
+    let stdout = completed_stdout(&mut client, command);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|line| line.contains("cgroup.procs") && line.contains(command)),
+        "the shell enters its cgroup before the command\n{stdout}"
+    );
+    assert_in_a_task_cgroup(lines.get(1).copied(), &manager, &stdout);
+
+    let files = PidFiles::in_dir(scenario.path());
+    let task_id = client.submit_one(spawning_task(&files));
+    let pids = started(&scenario, &files);
+    client.command(Command::Cancel { task_id });
+    let result = client.wait_result(task_id, WAIT);
+    assert_error_kind(&result, ErrorKind::Cancelled);
+    assert_all_gone(&pids, "after the cancel");
+}
+
+/// Runs `command` as a task to its successful end; its stdout.
+fn completed_stdout(client: &mut RawClient, command: &str) -> String {
+    let task_id = client.submit_one(task(command));
+    let result = client.wait_result(task_id, WAIT);
+    e2e::client::assert_completed(&result);
+    e2e::client::stdout_of(&result)
+}
+
+/// `line` (a task's `0::` line of /proc/PID/cgroup) names a task cgroup
+/// below `manager`'s `rhtex-<pid>`.
+fn assert_in_a_task_cgroup(line: Option<&str>, manager: &ManagerProcess, stdout: &str) {
+    let cgroup = format!("/rhtex-{}/cell-", manager.daemon.pid());
+    assert!(
+        line.is_some_and(|line| line.starts_with("0::") && line.contains(&cgroup)),
+        "the task is in a cgroup below {cgroup} (this test needs root and cgroup v2)\n{stdout}"
     );
 }

@@ -44,6 +44,12 @@ use std::sync::Arc;
 /// The shell every task runs in.
 const BASH: &CStr = c"/bin/bash";
 
+/// Set (to anything) in the manager's environment, tasks are never
+/// started directly in their cgroups: their shells move themselves there,
+/// as where `clone3` is refused. For the tests of that path, and to tell a
+/// kernel's problem from the clone's.
+const NO_CLONE3_ENV: &str = "RHTEX_NO_CLONE3";
+
 /// Starts task processes; lives on the launch thread.
 pub(super) struct Spawner {
     /// `/dev/null`, opened once: each task's stdin is a copy of it.
@@ -51,7 +57,7 @@ pub(super) struct Spawner {
     how: How,
     /// The base environment encoded as `KEY=VALUE`, in key order, and the
     /// base it was encoded from.
-    base: Option<(BaseEnv, Vec<CString>)>,
+    base: EncodedBase,
     /// Starts tasks directly in their cgroups; `None` where that cannot
     /// work (found at the first try) or on other architectures.
     #[cfg(target_arch = "x86_64")]
@@ -89,7 +95,8 @@ impl Spawner {
         Self {
             dev_null,
             #[cfg(target_arch = "x86_64")]
-            cloner: (!std_only).then(super::clone_into::Cloner::new),
+            cloner: (!std_only && std::env::var_os(NO_CLONE3_ENV).is_none())
+                .then(super::clone_into::Cloner::new),
             how,
             base: None,
         }

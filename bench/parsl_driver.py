@@ -31,7 +31,7 @@ from parsl.providers import LocalProvider
 
 # The /proc readers of the peers benchmark (this script's directory is on
 # sys.path when it runs as a script).
-from peers import parents, read_text, tree
+from peers_procs import parents, read_text, tree
 
 
 @bash_app

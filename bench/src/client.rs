@@ -4,7 +4,7 @@
 //! Task ids carry a sequence number in their low 64 bits, so that a result
 //! finds its send time without a map look-up.
 
-use crate::transport::ClientSocket;
+use crate::net::ClientSocket;
 use anyhow::{bail, Context, Result};
 use protocol::{
     Command, FromClient, Reply, StatusReport, TaskId, TaskState, TaskSubmission, ToClient,

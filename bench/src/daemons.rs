@@ -169,7 +169,7 @@ pub fn start_interchange(
         .args(["--client-listen", "tcp://127.0.0.1:0"])
         .args(["--manager-listen", "tcp://127.0.0.1:0"])
         .args(["--log-level", "info"])
-        .args(crate::transport::security(keys_dir).flags())
+        .args(crate::net::security(keys_dir).flags())
         .args(extra);
     let mut process = Process::spawn(name, command, &work.join(format!("{name}.log")))?;
     let line = process.next_line(Duration::from_secs(30))?;

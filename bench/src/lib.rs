@@ -8,7 +8,7 @@
 //!
 //! The end-to-end and memory comparisons with Parsl are driven by
 //! `bench/compare_parsl.sh` and `bench/memory.sh` with `bench/parsl_driver.py`.
-//! Building blocks: [`transport`] (the only ZeroMQ code), [`loadgen`]
+//! Building blocks: [`net`] (the only ZeroMQ code), [`loadgen`]
 //! (simulated managers), [`client`] (batched submission with per-task
 //! latency), [`daemons`] (the real binaries as child processes),
 //! [`procfs`] (CPU and memory from `/proc`), [`report`] (tables and JSON).
@@ -16,7 +16,7 @@
 pub mod client;
 pub mod daemons;
 pub mod loadgen;
+pub mod net;
 pub mod procfs;
 pub mod report;
 pub mod scenarios;
-pub mod transport;

@@ -5,7 +5,7 @@
 //! Managers are spread over threads; each thread owns a group of sockets
 //! (at most 1,000, libzmq's limit per context) and polls them.
 
-use crate::transport::{manager_security, ManagerSockets};
+use crate::net::{manager_security, ManagerSockets};
 use anyhow::{bail, Context, Result};
 use protocol::{
     FromManager, Launcher, ManagerId, Registration, TaskResult, TaskState, ToManager,

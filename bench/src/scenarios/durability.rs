@@ -10,8 +10,8 @@
 use super::{interchange, scale, Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{self, LoadgenSpec};
+use crate::net::client_security;
 use crate::report::{round, Table};
-use crate::transport::client_security;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;

@@ -5,9 +5,9 @@
 use super::{Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{self, Interchange, LoadgenSpec};
+use crate::net::client_security;
 use crate::procfs::{self, mib};
 use crate::report::{round, Latency, Table};
-use crate::transport::client_security;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -6,10 +6,10 @@
 use super::{Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{binary, Process};
+use crate::net::{client_security, security};
 use crate::procfs::{self, mib, Memory};
 use crate::report::{round, Table};
 use crate::scenarios::interchange::wait_until;
-use crate::transport::{client_security, security};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::process::Command;

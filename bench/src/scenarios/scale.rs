@@ -8,9 +8,9 @@
 use super::{Common, Workspace};
 use crate::client::BenchClient;
 use crate::daemons::{self, Interchange, LoadgenSpec};
+use crate::net::client_security;
 use crate::procfs::{self, mib, Memory};
 use crate::report::{round, Table};
-use crate::transport::client_security;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

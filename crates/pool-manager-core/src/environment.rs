@@ -195,13 +195,7 @@ impl FromIterator<(String, String)> for Environment {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
-    }
+    use crate::test_support::string_map as map;
 
     #[test]
     fn the_overlay_sets_and_removes_on_top_of_the_shared_base() {

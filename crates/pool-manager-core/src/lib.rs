@@ -37,6 +37,8 @@ pub mod prefix;
 mod reattach;
 pub mod slurm;
 mod tasks;
+#[cfg(test)]
+mod test_support;
 
 pub use tasks::{INPUT_VARIABLE, OUTPUT_VARIABLE};
 

@@ -166,6 +166,7 @@ pub fn task_environment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::string_map;
 
     fn resources(nodes: u32, per_node: u32, ranks: u32, options: Option<&str>) -> TaskResources {
         TaskResources {
@@ -273,10 +274,7 @@ mod tests {
 
     #[test]
     fn environment_has_every_parsl_variable() {
-        let base: BTreeMap<String, String> = [("PATH", "/bin"), ("PARSL_NUM_NODES", "stale")]
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect();
+        let base = string_map(&[("PATH", "/bin"), ("PARSL_NUM_NODES", "stale")]);
         let nodes = hosts(&["n2", "n3"]);
         let spec = resources(2, 2, 4, Some("--exclusive"));
         let task_env: BTreeMap<String, String> = [("MY_VAR".to_string(), "1".to_string())]
@@ -386,17 +384,14 @@ mod tests {
     }
 
     fn slurm_base() -> BTreeMap<String, String> {
-        [
+        string_map(&[
             ("PATH", "/bin"),
             ("SLURM_JOB_ID", "4242"),
             ("SLURM_JOB_NODELIST", "n[1-3]"),
             ("SLURM_CPUS_PER_TASK", "8"),
             ("SLURM_NTASKS", "12"),
             ("SLURM_MEM_PER_NODE", "8000"),
-        ]
-        .iter()
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect()
+        ])
     }
 
     #[test]

@@ -175,13 +175,7 @@ pub fn hydra_launcher_args(slots: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
-    }
+    use crate::test_support::string_map as env;
 
     #[test]
     fn the_list_is_sorted_and_unique_so_lookups_work() {

@@ -287,6 +287,13 @@ impl RawClient {
         task_id
     }
 
+    /// Submits one task, which must be accepted, and waits for its result
+    /// (at most [`crate::WAIT`]).
+    pub fn run_one(&mut self, task: TaskSubmission) -> TaskResult {
+        let task_id = self.submit_one(task);
+        self.wait_result(task_id, crate::WAIT)
+    }
+
     /// Asks for the results of tasks submitted by another connection.
     pub fn watch(&mut self, task_ids: Vec<TaskId>) {
         let request_id = self.request_id();

@@ -203,9 +203,7 @@ impl Contained {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_task_is_born_in_its_cgroup_and_runs_its_command_as_given() {
-    let scenario = Scenario::new("contain-born");
-    let (_interchange, manager, mut client) =
-        scenario.start_pool(ManagerOptions::new("born", &["c1"]));
+    let (_scenario, (_interchange, manager, mut client)) = one_node_pool("born");
     let command = "tr '\\0' ' ' < /proc/$$/cmdline; echo; grep '^0::' /proc/$$/cgroup; \
                    grep -E '^Sig(Blk|Ign):' /proc/$$/status";
     let stdout = completed_stdout(&mut client, command);
@@ -240,9 +238,7 @@ fn a_task_is_born_in_its_cgroup_and_runs_its_command_as_given() {
 /// files (their missing directories created), its exit code.
 #[test]
 fn a_task_born_in_its_cgroup_gets_its_directory_environment_and_files() {
-    let scenario = Scenario::new("contain-born-files");
-    let (_interchange, _manager, mut client) =
-        scenario.start_pool(ManagerOptions::new("born-files", &["c1"]));
+    let (scenario, (_interchange, _manager, mut client)) = one_node_pool("born-files");
     let work = scenario.path().join("work");
     std::fs::create_dir(&work).expect("work directory");
     let stdout = scenario.path().join("out/a/task.stdout");
@@ -252,8 +248,7 @@ fn a_task_born_in_its_cgroup_gets_its_directory_environment_and_files() {
     submission.env.insert("ONLY".to_owned(), "this".to_owned());
     submission.stdout = Some(stdout.display().to_string());
     submission.stderr = Some(stderr.display().to_string());
-    let task_id = client.submit_one(submission);
-    let result = client.wait_result(task_id, WAIT);
+    let result = client.run_one(submission);
     assert_eq!(result.exit_code, Some(3), "{result:#?}");
     let written = std::fs::read_to_string(&stdout).expect("the stdout file");
     assert_eq!(written, format!("{}\nthis\n", work.display()));
@@ -265,14 +260,11 @@ fn a_task_born_in_its_cgroup_gets_its_directory_environment_and_files() {
 /// error names the directory and the reason.
 #[test]
 fn a_task_whose_directory_is_missing_fails_naming_it() {
-    let scenario = Scenario::new("contain-born-nocwd");
-    let (_interchange, _manager, mut client) =
-        scenario.start_pool(ManagerOptions::new("born-nocwd", &["c1"]));
+    let (scenario, (_interchange, _manager, mut client)) = one_node_pool("born-nocwd");
     let missing = scenario.path().join("no/such/dir");
     let mut submission = task("true");
     submission.cwd = Some(missing.display().to_string());
-    let task_id = client.submit_one(submission);
-    let result = client.wait_result(task_id, WAIT);
+    let result = client.run_one(submission);
     assert_error_kind(&result, ErrorKind::LaunchFailed);
     let message = result
         .error
@@ -318,10 +310,17 @@ fn where_clone3_cannot_be_used_the_shell_enters_the_cgroup() {
     assert_all_gone(&pids, "after the cancel");
 }
 
+/// A scenario `contain-NAME` with an interchange, a manager `NAME` of one
+/// node and a client.
+fn one_node_pool(name: &str) -> (Scenario, e2e::Pool) {
+    let scenario = Scenario::new(&format!("contain-{name}"));
+    let pool = scenario.start_pool(ManagerOptions::new(name, &["c1"]));
+    (scenario, pool)
+}
+
 /// Runs `command` as a task to its successful end; its stdout.
 fn completed_stdout(client: &mut RawClient, command: &str) -> String {
-    let task_id = client.submit_one(task(command));
-    let result = client.wait_result(task_id, WAIT);
+    let result = client.run_one(task(command));
     e2e::client::assert_completed(&result);
     e2e::client::stdout_of(&result)
 }

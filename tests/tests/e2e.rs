@@ -344,8 +344,7 @@ fn fake_srun_and_aprun_receive_the_exact_prefix() {
             scenario.start_manager_with_client(&interchange, options.launcher(launcher));
         let marker = format!("launched-by-{launcher}");
         let echo = format!("$PARSL_MPI_PREFIX /bin/echo {marker}");
-        let task_id = client.submit_one(task_with(&echo, request(3, 2, true)));
-        let result = client.wait_result(task_id, WAIT);
+        let result = client.run_one(task_with(&echo, request(3, 2, true)));
         assert_completed(&result);
         assert_eq!(sorted(result.nodes.clone()), strings(&["x1", "x2", "x3"]));
         assert!(stdout_of(&result).contains(&marker), "{result:#?}");
@@ -424,8 +423,7 @@ fn a_task_sent_to_a_dead_manager_runs_on_another_at_once() {
     assert_eq!(describe(killed), "signal 9");
 
     let started = std::time::Instant::now();
-    let task_id = client.submit_one(task("echo ran"));
-    let result = client.wait_result(task_id, WAIT);
+    let result = client.run_one(task("echo ran"));
     assert_completed(&result);
     assert_eq!(result.manager_id, Some(alive.manager_id), "{result:#?}");
     assert!(
@@ -520,8 +518,7 @@ fn garbage_bytes_do_not_stop_the_interchange() {
     );
     let mut client = RawClient::connect(&interchange);
     client.wait_managers(&[manager.manager_id]);
-    let task_id = client.submit_one(task("echo still-alive"));
-    let result = client.wait_result(task_id, WAIT);
+    let result = client.run_one(task("echo still-alive"));
     assert_completed(&result);
     assert_eq!(stdout_of(&result), "still-alive\n");
     let n_bad = client.wait_status("bad messages to be counted", WAIT, |report| {
@@ -581,8 +578,7 @@ fn manager_of_another_protocol_version_is_refused_and_others_keep_working() {
             .any(|info| info.manager_id == future_id),
         "the refused manager is not registered: {report:#?}"
     );
-    let task_id = client.submit_one(task("echo after-refusal"));
-    let result = client.wait_result(task_id, WAIT);
+    let result = client.run_one(task("echo after-refusal"));
     assert_completed(&result);
     assert_eq!(result.manager_id, Some(manager.manager_id));
 }

@@ -22,7 +22,7 @@ pub use cli::CliOutput;
 pub use client::{task, RawClient};
 pub use scenario::{Interchange, ManagerOptions, ManagerProcess, Pool, Scenario, Security};
 pub use testkit::process as daemon;
-pub use testkit::{bin_dir, binary, wait_for, workspace_dir, Daemon, POLL_INTERVAL};
+pub use testkit::{bin_dir, binary, require_root, wait_for, workspace_dir, Daemon, POLL_INTERVAL};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,9 @@
 //! walltime, its manager's shutdown, or its manager killed outright. Each
 //! process is checked by the pid it wrote, with a bounded wait; a zombie
 //! counts as gone (PID 1 may not reap what is re-parented to it).
-//! Build the binaries first: `cargo build --workspace --bins`.
+//! Build the binaries first: `cargo build --workspace --bins`. The cgroup
+//! tests need root (they say so when run without it); the process-group
+//! tests do not.
 
 use e2e::client::{assert_error_kind, process_runs, wait_pid_file};
 use e2e::daemon::describe;
@@ -95,6 +97,9 @@ impl Contained {
     /// The scenario `contain-NAME`, with a task past its walltime after
     /// `walltime` seconds if given.
     fn start(name: &str, containment: Containment, walltime: Option<f64>) -> Self {
+        if let Containment::Cgroups = containment {
+            require_cgroups();
+        }
         let scenario = Scenario::new(&format!("contain-{name}"));
         let mut options = ManagerOptions::new(name, &["c1"]);
         if let Containment::ProcessGroups = containment {
@@ -128,10 +133,7 @@ fn a_cancelled_task_leaves_no_process() {
     let result = run.client.wait_result(task_id, WAIT);
     assert_error_kind(&result, ErrorKind::Cancelled);
     assert_all_gone(&run.pids, "after the cancel");
-    assert!(
-        run.manager.daemon.log().contains("task containment"),
-        "the manager logs its containment at start"
-    );
+    run.assert_in_cgroups();
 }
 
 #[test]
@@ -151,13 +153,8 @@ fn a_manager_that_shuts_down_leaves_no_process() {
 fn a_manager_killed_outright_leaves_no_process() {
     let mut run = Contained::start("sigkill", Containment::Cgroups, None);
     run.kill_outright();
-    let log = run.manager.daemon.log();
-    if log.contains("containment=\"cgroup\"") || log.contains("containment=cgroup") {
-        assert_all_gone(&run.pids, "after the manager was killed");
-    } else {
-        // Without cgroups only the leader's parent-death signal acts.
-        assert_all_gone(&run.pids[..1], "after the manager was killed");
-    }
+    run.assert_in_cgroups();
+    assert_all_gone(&run.pids, "after the manager was killed");
 }
 
 #[test]
@@ -179,6 +176,15 @@ fn without_cgroups_a_manager_killed_outright_takes_its_task_leader() {
 }
 
 impl Contained {
+    /// The manager said at start that it gives each task a cgroup.
+    fn assert_in_cgroups(&self) {
+        let log = self.manager.daemon.log();
+        assert!(
+            log.contains("containment=\"cgroup\"") || log.contains("containment=cgroup"),
+            "the manager logs cgroup containment at start:\n{log}"
+        );
+    }
+
     /// Kills the manager's process group with SIGKILL.
     fn kill_outright(&mut self) {
         let killed = self.manager.daemon.kill_group();
@@ -203,6 +209,7 @@ impl Contained {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_task_is_born_in_its_cgroup_and_runs_its_command_as_given() {
+    require_cgroups();
     let (_scenario, (_interchange, manager, mut client)) = one_node_pool("born");
     let command = "tr '\\0' ' ' < /proc/$$/cmdline; echo; grep '^0::' /proc/$$/cgroup; \
                    grep -E '^Sig(Blk|Ign):' /proc/$$/status";
@@ -286,6 +293,7 @@ fn a_task_whose_directory_is_missing_fails_naming_it() {
 /// cancelled task still leaves no process behind.
 #[test]
 fn where_clone3_cannot_be_used_the_shell_enters_the_cgroup() {
+    require_cgroups();
     let scenario = Scenario::new("contain-shell-enters");
     let mut options = ManagerOptions::new("shell-enters", &["c1"]);
     options.env = vec![("RHTEX_NO_CLONE3".to_owned(), "1".to_owned())];
@@ -308,6 +316,15 @@ fn where_clone3_cannot_be_used_the_shell_enters_the_cgroup() {
     let result = client.wait_result(task_id, WAIT);
     assert_error_kind(&result, ErrorKind::Cancelled);
     assert_all_gone(&pids, "after the cancel");
+}
+
+/// Fails the test at once unless it runs as root: only then can the
+/// manager give each task a cgroup v2 cell (without root it falls back to
+/// process groups, which these tests do not test).
+fn require_cgroups() {
+    e2e::require_root(
+        "it checks tasks in their cgroup v2 cells, which the pool-manager creates only as root",
+    );
 }
 
 /// A scenario `contain-NAME` with an interchange, a manager `NAME` of one

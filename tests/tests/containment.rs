@@ -245,6 +245,7 @@ fn a_task_is_born_in_its_cgroup_and_runs_its_command_as_given() {
 /// files (their missing directories created), its exit code.
 #[test]
 fn a_task_born_in_its_cgroup_gets_its_directory_environment_and_files() {
+    require_cgroups();
     let (scenario, (_interchange, _manager, mut client)) = one_node_pool("born-files");
     let work = scenario.path().join("work");
     std::fs::create_dir(&work).expect("work directory");
@@ -264,9 +265,11 @@ fn a_task_born_in_its_cgroup_gets_its_directory_environment_and_files() {
 }
 
 /// A task whose working directory does not exist fails to launch, and the
-/// error names the directory and the reason.
+/// error names the directory and the reason (born in its cgroup, it is
+/// the child that finds the directory missing).
 #[test]
 fn a_task_whose_directory_is_missing_fails_naming_it() {
+    require_cgroups();
     let (scenario, (_interchange, _manager, mut client)) = one_node_pool("born-nocwd");
     let missing = scenario.path().join("no/such/dir");
     let mut submission = task("true");

@@ -24,9 +24,10 @@ pub(super) struct Guardian {
 /// the lines of one turn and writes them at its end in one write
 /// ([`GuardianInput::queue`], [`GuardianInput::flush`]); a thread clearing
 /// a task that left processes behind says its line at once
-/// ([`GuardianInput::say`]). Neither ever blocks: the pipe is non-blocking, and what does not fit in it
-/// (a guardian slow to read) waits in `pending`, in order, for a flusher
-/// thread that writes it with blocking writes. No line is dropped while
+/// ([`GuardianInput::say`]). Neither ever blocks: the pipe is
+/// non-blocking, and what does not fit in it (a guardian slow to read)
+/// waits in `pending`, in order, for a flusher thread that writes it with
+/// blocking writes. No line is dropped while
 /// the guardian reads.
 #[derive(Debug)]
 pub(super) struct GuardianInput {

@@ -142,15 +142,9 @@ impl Spawner {
         let How::PosixSpawn(attr) = &self.how else {
             return Err(std::io::Error::other("not spawning with posix_spawn"));
         };
-        let nul = || {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "nul byte found in provided data",
-            )
-        };
-        let command = CString::new(command).map_err(|_| nul())?;
+        let command = CString::new(command).map_err(|_| nul_byte("command"))?;
         let args: [&CStr; 3] = [BASH, c"-c", &command];
-        let overlay = encode_overlay(&launch.env).ok_or_else(nul)?;
+        let overlay = encode_overlay(&launch.env).ok_or_else(|| nul_byte("environment"))?;
         let envp = environment(&mut self.base, &launch.env, &overlay)?;
         let mut actions = PosixSpawnFileActions::init()?;
         if let Some(dev_null) = &self.dev_null {
@@ -183,12 +177,7 @@ impl Spawner {
         let (Some(cloner), Some(dev_null)) = (&mut self.cloner, &self.dev_null) else {
             return Ok(None);
         };
-        let invalid = |what: &str| {
-            LaunchError::Spawn(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("nul byte found in the task's {what}"),
-            ))
-        };
+        let invalid = |what: &str| LaunchError::Spawn(nul_byte(what));
         let command = CString::new(launch.command.as_str()).map_err(|_| invalid("command"))?;
         let path = |path: &Path, what: &str| {
             CString::new(path.as_os_str().as_bytes()).map_err(|_| invalid(what))
@@ -239,7 +228,15 @@ impl Spawner {
                     self.cloner = None;
                     return Ok(None);
                 }
-                CloneError::Clone(_) => return Ok(None),
+                CloneError::Clone(errno) => {
+                    // This once (out of processes or memory, say): the
+                    // other way reports what it runs into.
+                    tracing::debug!(
+                        error = %std::io::Error::from_raw_os_error(errno),
+                        "clone3 failed; starting the task the other way"
+                    );
+                    return Ok(None);
+                }
                 CloneError::Child { stage, errno } => {
                     let error = std::io::Error::from_raw_os_error(errno);
                     match stage {
@@ -325,12 +322,7 @@ fn environment<'a>(
         .as_ref()
         .is_some_and(|(kept, _)| Arc::ptr_eq(kept, env.base()))
     {
-        let encoded = encode_base(env.base()).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "nul byte found in provided data",
-            )
-        })?;
+        let encoded = encode_base(env.base()).ok_or_else(|| nul_byte("environment"))?;
         *base = Some((Arc::clone(env.base()), encoded));
     }
     let encoded: &[CString] = base.as_ref().map_or(&[], |(_, encoded)| encoded);
@@ -342,6 +334,15 @@ fn environment<'a>(
             EnvSource::Overlay(..) => overlay_values.next().map(CString::as_c_str),
         })
         .collect())
+}
+
+/// The error for a task whose `what` (command, environment, a path) holds
+/// a nul byte, which no C string can carry.
+fn nul_byte(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("nul byte found in the task's {what}"),
+    )
 }
 
 /// Gives the calling thread a working directory of its own.
